@@ -1,0 +1,148 @@
+// Enforces the layering of src/ (STYLE.md §4) on every import, so a shortcut shows up in CI and not
+// in a review months later:
+//
+//   util ← identity ← wire ← control ← {connection, location} ← host ← agent ← cli
+//
+// - A module imports only its own layer or layers to its left; connection and location never
+//   import each other.
+// - Across layers, only through the target's index.js (`../identity/index.js`, not
+//   `../identity/keys.js`); inside a layer, anything.
+// - testing/ may import any layer but cli/; only testing/ and cli/ may import testing/.
+// - Only adapters touch the network: node:dgram and node:net may be imported only under
+//   control/, host/, testing/, cli/, and by connection/ adapter files (a name ending in
+//   `adapter.ts`, or a file under connection/adapters/).
+// - A file directly under src/ is the package entry: it may import any layer but testing/ and cli/,
+//   through index.js; only cli/ may import it.
+//
+// Imports are read with the TypeScript parser: static `import`/`export … from`, `import x =
+// require()`, `import('…')` calls and `import('…')` types. Type-only imports count: a type from a
+// higher layer is still a dependency on it.
+//
+//   node scripts/check-layers.mjs      exit 0 and "layers ok (N files)", or 1 and the violations
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, posix, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SRC = join(ROOT, 'src');
+
+/** Layer ranks, left to right. Equal rank, different layer: neither may import the other. */
+const RANK = { util: 0, identity: 1, wire: 2, control: 3, connection: 4, location: 4, host: 5, agent: 6, cli: 7 };
+const ENTRY = '(entry)'; // files directly under src/
+const TESTING = 'testing';
+const IGNORED = new Set(['bench']);
+const NETWORK = new Set(['node:dgram', 'dgram', 'node:net', 'net']);
+const NETWORK_LAYERS = new Set(['control', 'host', TESTING, 'cli']);
+
+/** All .ts files under `dir`, as paths relative to src/ with forward slashes, sorted. */
+function listTs(dir) {
+  const out = [];
+  for (const name of readdirSync(dir).sort()) {
+    const full = join(dir, name);
+    if (statSync(full).isDirectory()) out.push(...listTs(full));
+    else if (name.endsWith('.ts')) out.push(relative(SRC, full).split(sep).join('/'));
+  }
+  return out;
+}
+
+/** The layer of a path relative to src/. */
+function layerOf(rel) {
+  const i = rel.indexOf('/');
+  return i < 0 ? ENTRY : rel.slice(0, i);
+}
+
+/** A connection/ file allowed to touch sockets. */
+const isConnectionAdapter = (rel) => /^connection\/(.*\/)?[^/]*adapter\.ts$/.test(rel) || rel.startsWith('connection/adapters/');
+
+/** Every module specifier a file imports, with its line; computed specifiers are reported apart. */
+function importsOf(file, text) {
+  const sf = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const found = [];
+  const dynamic = [];
+  const line = (node) => sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1;
+  const literal = (node) => (node && (ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node)) ? node.text : undefined);
+  const visit = (node) => {
+    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier) {
+      const s = literal(node.moduleSpecifier);
+      if (s !== undefined) found.push({ spec: s, line: line(node) });
+    } else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) {
+      const s = literal(node.moduleReference.expression);
+      if (s !== undefined) found.push({ spec: s, line: line(node) });
+    } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
+      const s = literal(node.arguments[0]);
+      if (s !== undefined) found.push({ spec: s, line: line(node) });
+      else dynamic.push({ line: line(node) });
+    } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) {
+      const s = literal(node.argument.literal);
+      if (s !== undefined) found.push({ spec: s, line: line(node) });
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  return { found, dynamic };
+}
+
+/** Why `from` (a layer) may not import `to` (a layer), or undefined when it may. */
+function layerRule(from, to) {
+  if (from === to) return undefined;
+  if (to === TESTING) return from === 'cli' ? undefined : 'only testing/ and cli/ may import testing/';
+  if (from === TESTING) return to === 'cli' ? 'testing/ may import any layer but cli/' : undefined;
+  if (to === ENTRY) return from === 'cli' ? undefined : 'only cli/ may import the package entry';
+  if (from === ENTRY) return to === 'cli' ? 'the package entry may not import cli/' : undefined;
+  if (!(from in RANK)) return `src/${from}/ is not a known layer (add it to RANK in scripts/check-layers.mjs)`;
+  if (!(to in RANK)) return `src/${to}/ is not a known layer (add it to RANK in scripts/check-layers.mjs)`;
+  if (RANK[to] === RANK[from]) return `${from}/ and ${to}/ never import each other`;
+  if (RANK[to] > RANK[from]) return `${from}/ may not import ${to}/, a layer above it`;
+  return undefined;
+}
+
+const files = listTs(SRC).filter((rel) => !IGNORED.has(layerOf(rel)));
+const violations = [];
+const warnings = [];
+
+for (const rel of files) {
+  const from = layerOf(rel);
+  if (from !== ENTRY && from !== TESTING && !(from in RANK)) {
+    violations.push(`src/${rel}: src/${from}/ is not a known layer (add it to RANK in scripts/check-layers.mjs)`);
+    continue;
+  }
+  const { found, dynamic } = importsOf(rel, readFileSync(join(SRC, rel), 'utf8'));
+  for (const d of dynamic) warnings.push(`src/${rel}:${d.line}: import() with a computed specifier is not checked`);
+  for (const { spec, line } of found) {
+    const where = `src/${rel}:${line}: imports '${spec}'`;
+    if (NETWORK.has(spec)) {
+      if (!NETWORK_LAYERS.has(from) && !isConnectionAdapter(rel)) {
+        violations.push(`${where}: only control/, host/, testing/, cli/ and connection/ adapter files may touch the network`);
+      }
+      continue;
+    }
+    if (!spec.startsWith('.')) continue; // other packages: not a layering question
+    const target = posix.normalize(posix.join(posix.dirname(rel), spec));
+    if (target === '..' || target.startsWith('../')) {
+      violations.push(`${where}: resolves outside src/`);
+      continue;
+    }
+    const to = layerOf(target);
+    if (IGNORED.has(to)) {
+      violations.push(`${where}: src/ may not import ${to}/`);
+      continue;
+    }
+    const why = layerRule(from, to);
+    if (why) {
+      violations.push(`${where}: ${why}`);
+      continue;
+    }
+    if (to !== from && to !== ENTRY && target !== `${to}/index.js`) {
+      violations.push(`${where}: cross-layer imports go through ${to}/index.js`);
+    }
+  }
+}
+
+for (const w of warnings) console.error(`check-layers: warning: ${w}`);
+if (violations.length > 0) {
+  console.error(`check-layers: ${violations.length} violation${violations.length === 1 ? '' : 's'} (layer order: util ← identity ← wire ← control ← {connection, location} ← host ← agent ← cli)`);
+  for (const v of violations) console.error(`  ${v}`);
+  process.exit(1);
+}
+console.log(`layers ok (${files.length} files)`);

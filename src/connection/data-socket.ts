@@ -1,0 +1,154 @@
+/**
+ * Adapter between one TCP data socket and an endpoint: framing, AEAD sealing, vectored writes,
+ * and TCP backpressure. Holds no connection state; a resume or move replaces the whole object.
+ * The socket itself is created by the host (redirector or dial), so this layer never imports
+ * `node:net`.
+ */
+import type { Duplex } from 'node:stream';
+import { FrameOpener, FrameSealer } from '../identity/index.js';
+import { FerryError, isFerryError, type Logger } from '../util/index.js';
+import { DATA_HEADER_BYTES, FrameDecoder, FrameType, dataHeader, decodeFrameBody, encodeFrameBody, lengthPrefix, type Frame } from '../wire/index.js';
+
+/** The socket shape Ferry needs: a Duplex plus the few `net.Socket` extras it uses if present. */
+export interface StreamSocket extends Duplex {
+  remoteAddress?: string | undefined;
+  remotePort?: number | undefined;
+  setNoDelay?(noDelay?: boolean): this;
+  resetAndDestroy?(): this;
+}
+
+/** Callbacks from a data socket to its endpoint. */
+export interface DataSocketHandlers {
+  /** A decoded (and opened) frame. */
+  frame(frame: Frame): void;
+  /** The socket is gone: `err` is set when a peer's bad input or a socket error ended it. */
+  close(err: FerryError | undefined): void;
+  /** The socket can take more bytes after a write returned false. */
+  writable(): void;
+}
+
+const AEAD_TAG = 16;
+
+/** One data socket, framed and (after the HELLO exchange) sealed. */
+export class DataSocket {
+  private readonly decoder = new FrameDecoder();
+  private sealer: FrameSealer | undefined;
+  private opener: FrameOpener | undefined;
+  private done = false;
+  /** True after a write returned false, until 'drain'. */
+  blocked = false;
+  /** Bytes written to and read from the socket, for metrics and the amplification guard. */
+  bytesOut = 0;
+  bytesIn = 0;
+
+  constructor(
+    readonly socket: StreamSocket,
+    private handlers: DataSocketHandlers,
+    private readonly logger: Logger,
+  ) {
+    socket.setNoDelay?.(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => {
+      this.blocked = false;
+      if (!this.done) this.handlers.writable();
+    });
+    socket.on('error', (err) => this.finish(isFerryError(err) ? err : undefined));
+    socket.on('close', () => this.finish(undefined));
+    socket.on('end', () => this.finish(undefined));
+  }
+
+  /** Replace the handlers (the redirector reads HELLO, then hands the socket to the endpoint). */
+  setHandlers(h: DataSocketHandlers): void {
+    this.handlers = h;
+  }
+
+  /** Feed bytes read before the handoff (the redirector may have read past the HELLO). */
+  feed(initial: Buffer): void {
+    if (initial.length > 0) this.onData(initial);
+  }
+
+  /** Start sealing/opening with per-direction session keys (after HELLO / HELLO_ACK). */
+  setKeys(sendKey: Buffer, receiveKey: Buffer): void {
+    this.sealer = new FrameSealer(sendKey);
+    this.opener = new FrameOpener(receiveKey);
+  }
+
+  /** Whether the socket is still usable. */
+  get open(): boolean {
+    return !this.done;
+  }
+
+  /** Send a control frame (anything but DATA). Returns false when TCP asks us to wait. */
+  send(frame: Frame): boolean {
+    if (this.done) return false;
+    const body = encodeFrameBody(frame);
+    if (!this.sealer) return this.writeParts([lengthPrefix(body.length), body]);
+    const prefix = lengthPrefix(body.length + AEAD_TAG);
+    return this.writeParts([prefix, ...this.sealer.sealParts(prefix, [body])]);
+  }
+
+  /** Send a DATA frame from slices of the send buffer, in one vectored write. */
+  sendData(offset: number, parts: Buffer[], length: number): boolean {
+    if (this.done) return false;
+    const header = dataHeader(offset);
+    if (!this.sealer) return this.writeParts([lengthPrefix(DATA_HEADER_BYTES + length), header, ...parts]);
+    const prefix = lengthPrefix(DATA_HEADER_BYTES + length + AEAD_TAG);
+    return this.writeParts([prefix, ...this.sealer.sealParts(prefix, [header, ...parts])]);
+  }
+
+  private writeParts(parts: Buffer[]): boolean {
+    // cork/uncork turns the parts into one writev syscall: the frame goes out whole.
+    this.socket.cork();
+    let ok = true;
+    for (const p of parts) {
+      this.bytesOut += p.length;
+      ok = this.socket.write(p);
+    }
+    this.socket.uncork();
+    if (!ok) this.blocked = true;
+    return ok;
+  }
+
+  /** Graceful end of our direction (after DRAIN): the peer reads to our FIN. */
+  end(): void {
+    if (!this.done) this.socket.end();
+  }
+
+  /** Tear the socket down now; no callback follows. */
+  destroy(): void {
+    this.done = true;
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.done) return;
+    this.bytesIn += chunk.length;
+    this.decoder.push(chunk);
+    try {
+      for (;;) {
+        if (this.done) return;
+        const raw = this.decoder.next();
+        if (!raw) return;
+        let body = raw;
+        if (this.opener) {
+          const aad = lengthPrefix(raw.length);
+          body = this.opener.open(aad, raw);
+        }
+        const frame = decodeFrameBody(body);
+        if (frame.type === FrameType.HELLO) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'HELLO after the handoff');
+        this.handlers.frame(frame);
+      }
+    } catch (err) {
+      const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err), { cause: err });
+      this.logger.warn('data_socket_refused', { code: e.code, detail: e.message, remote: this.socket.remoteAddress });
+      this.finish(e);
+    }
+  }
+
+  private finish(err: FerryError | undefined): void {
+    if (this.done) return;
+    this.done = true;
+    this.socket.destroy();
+    this.handlers.close(err);
+  }
+}

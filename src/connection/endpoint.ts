@@ -1,0 +1,1019 @@
+/**
+ * One end of a connection: the state machine's adapter. It owns the endpoint's buffers, keys,
+ * counters and current data socket, applies the transition table, and performs the actions the
+ * table names. Sockets, control requests and location lookups come from the host through
+ * {@link EndpointEnv}, so this layer never touches `node:net` or `node:dgram`.
+ *
+ * Exactly-once rests on three facts kept here: the sender keeps every byte until the peer's
+ * cumulative ack covers it; every new data socket starts with both sides stating how far they
+ * have received (HELLO / HELLO_ACK) and the sender rewinds to there; the receiver drops bytes
+ * below its received offset. Suspend, resume, moves and socket kills only change *when* bytes
+ * flow, never which.
+ */
+import { EventEmitter } from 'node:events';
+import { connectionKeysFromMaster, deriveSessionKeys, equalBytes, type AgentId, type ConnectionKeys, type Identity } from '../identity/index.js';
+import { FerryError, isFerryError, limit, type Clock, type Logger, type TimerHandle } from '../util/index.js';
+import {
+  FrameType,
+  LIMITS_MAX_FRAME_PAYLOAD,
+  MessageType,
+  NONCE_BYTES,
+  decodeConnControl,
+  decodeConnectAck,
+  encodeConnControl,
+  encodeConnectConfirm,
+  type ConnControl,
+  type Connect,
+  type Frame,
+  type Hello,
+  type Role,
+} from './wire-imports.js';
+import { SendBuffer, ReceiveBuffer } from './data-path.js';
+import { DataSocket, type StreamSocket } from './data-socket.js';
+import {
+  acceptConnectAck,
+  buildConnect,
+  buildConnectAck,
+  clientFinished,
+  controlMac,
+  fresh,
+  helloAckMac,
+  helloMac,
+  verifyClientFinished,
+  verifyControlMac,
+  type ClientHello,
+} from './handshake.js';
+import { lookup, rejectionFor, transition, type Event, type State } from './state-machine.js';
+
+/** Where a peer endpoint lives: its host's address, ports, and the location epoch it was seen at. */
+export interface PeerLocator {
+  ip: string;
+  controlPort: number;
+  redirectorPort: number;
+  /** Location epoch this locator came from (0 when learned from the peer itself). */
+  epoch: number;
+}
+
+/** What an endpoint needs from its host. */
+export interface EndpointEnv {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Security on: signed handshake, MACs, sealed frames. */
+  readonly security: boolean;
+  /** This host's redirector port, announced in CONNECT and RES. */
+  readonly redirectorPort: number;
+  readonly sendBudget: number;
+  readonly receiveWindow: number;
+  readonly reconnectLimitMs: number;
+  /** A control request to `to` ("ip:port"); rejects with a FerryError. */
+  request(to: string, type: number, body: Buffer, opts?: { maxTries?: number; signal?: AbortSignal }): Promise<{ type: number; body: Buffer; from: string }>;
+  /** A one-way control datagram. */
+  oneway(to: string, type: number, body: Buffer): void;
+  /** Open a TCP socket to a redirector. */
+  dial(ip: string, port: number): StreamSocket;
+  /** The agent's location, waiting up to `waitMs` for an epoch newer than `newerThan`. */
+  locate(agent: AgentId, newerThan: number, waitMs: number): Promise<PeerLocator | undefined>;
+  /** The connection id became known (client, after CONNECT_ACK): index it. */
+  indexed(ep: Endpoint): void;
+  /** The endpoint closed: forget it. */
+  released(ep: Endpoint): void;
+}
+
+/** A serialisable snapshot of a suspended endpoint: everything a move carries. */
+export interface EndpointCheckpoint {
+  v: 1;
+  connectionId: string;
+  role: Role;
+  localAgent: string;
+  peerAgent: string;
+  secure: boolean;
+  /** Connection master secret (hex), or '' without security. Handle as a secret. */
+  master: string;
+  controlCounter: number;
+  peerCounter: number;
+  send: { acked: number; data: string; fin: number | null };
+  receive: { delivered: number; data: string; fin: number | null };
+  peer: PeerLocator;
+  sendBudget: number;
+  receiveWindow: number;
+  /** Whether the endpoint should resume on arrival (it was not suspended by the agent). */
+  resume: boolean;
+}
+
+const ZERO_CHALLENGE = Buffer.alloc(NONCE_BYTES);
+/** Outstanding path challenges kept per endpoint (RES and RES_ACK each issue one). */
+const MAX_CHALLENGES = 4;
+/** Tries for a SUS before a move: a peer that does not answer fast is itself moving. */
+const MOVE_SUSPEND_TRIES = 4;
+
+function addr(p: { ip: string; controlPort: number }): string {
+  return `${p.ip}:${p.controlPort}`;
+}
+
+function splitAddr(a: string): { ip: string; port: number } {
+  const i = a.lastIndexOf(':');
+  return { ip: a.slice(0, i), port: Number(a.slice(i + 1)) };
+}
+
+/** Events emitted: 'state' (to, from), 'readable', 'room', 'established', 'closed' (err?). */
+export class Endpoint extends EventEmitter {
+  state: State;
+  connectionId: Buffer;
+  keys: ConnectionKeys | undefined;
+  readonly send: SendBuffer;
+  readonly recv: ReceiveBuffer;
+  peer: PeerLocator;
+  /** A new peer address learned from an authenticated, fresh RES; trusted once a HELLO proves it. */
+  private candidate: PeerLocator | undefined;
+  private data: DataSocket | undefined;
+  private draining = new Set<DataSocket>();
+  private hadSocket = false;
+  private dialing = false;
+  private dialRound = 0;
+  private resRound = 0;
+  private susRound = 0;
+  private resAbort: AbortController | undefined;
+  private myChallenges: Buffer[] = [];
+  private peerChallenge: Buffer = ZERO_CHALLENGE;
+  private controlCounter = 0;
+  private peerCounter = 0;
+  private lastReply: { counter: number; mac: Buffer; reply: Buffer | FerryError } | undefined;
+  private autoResume = false;
+  private brokenSince: number | undefined;
+  private retryDelay = limit('RESUME_RETRY_MS');
+  private resumeAttempt = 0;
+  private resumeTimer: TimerHandle | undefined;
+  private lookupNeeded = false;
+  private handshakeTimer: TimerHandle | undefined;
+  private queue: Event[] = [];
+  private firing = false;
+  private ackScheduled = false;
+  private pumpScheduled = false;
+  private advertised = 0;
+  private moving = false;
+  private closedError: FerryError | undefined;
+  /** Client: the CONNECT in flight. Server: transcript hash until the client confirms. */
+  private clientHello: ClientHello | undefined;
+  private transcript: Buffer | undefined;
+  private predial: StreamSocket | undefined;
+  private suspendReason = 0;
+  /** Last time the endpoint entered SUSPENDED or ESTABLISHED, for metrics. */
+  stats = { suspends: 0, resumes: 0, sockets: 0, bytesReplayed: 0, lastSuspendMs: 0, lastResumeMs: 0 };
+  private suspendStarted = 0;
+  private resumeStarted = 0;
+  readonly secure: boolean;
+  private readonly log: Logger;
+
+  private constructor(
+    private readonly env: EndpointEnv,
+    readonly role: Role,
+    readonly localAgent: AgentId,
+    readonly peerAgent: AgentId,
+    init: { state: State; connectionId: Buffer; peer: PeerLocator; secure: boolean; send: SendBuffer; recv: ReceiveBuffer; keys?: ConnectionKeys | undefined },
+  ) {
+    super();
+    this.state = init.state;
+    this.connectionId = init.connectionId;
+    this.peer = init.peer;
+    this.secure = init.secure;
+    this.send = init.send;
+    this.recv = init.recv;
+    this.keys = init.keys;
+    this.log = env.logger.child({ conn: this.idText, role });
+  }
+
+  /** The connection id in hex. */
+  get idText(): string {
+    return this.connectionId.toString('hex');
+  }
+
+  /** Whether this end opens data sockets after a resume: the lower AgentId (the client on a tie). */
+  get isDialer(): boolean {
+    return this.localAgent < this.peerAgent || (this.localAgent === this.peerAgent && this.role === 'client');
+  }
+
+  /** The error the connection ended with, if any. */
+  get error(): FerryError | undefined {
+    return this.closedError;
+  }
+
+  // ------------------------------------------------------------------ construction
+
+  /** A client endpoint about to open a connection to `peerAgent` at `peer`. */
+  static client(env: EndpointEnv, local: Identity, peerAgent: AgentId, peer: PeerLocator, clientHalf: Buffer): Endpoint {
+    const ep = new Endpoint(env, 'client', local.id, peerAgent, {
+      state: 'CLOSED',
+      connectionId: Buffer.concat([clientHalf, Buffer.alloc(8)]),
+      peer,
+      secure: env.security,
+      send: new SendBuffer(env.sendBudget),
+      recv: new ReceiveBuffer(env.receiveWindow),
+    });
+    ep.clientHello = buildConnect({ secure: env.security, clientHalf, client: local, toAgent: peerAgent, redirectorPort: env.redirectorPort, window: env.receiveWindow });
+    return ep;
+  }
+
+  /**
+   * A server endpoint for a verified CONNECT: returns the endpoint (in CONNECT_ACKED) and the
+   * CONNECT_ACK body to reply with.
+   */
+  static server(env: EndpointEnv, local: Identity, connect: Connect, connectBody: Buffer, from: string, serverHalf: Buffer): { endpoint: Endpoint; reply: Buffer } {
+    const { ip, port } = splitAddr(from);
+    const cid = Buffer.concat([connect.clientHalf, serverHalf]);
+    const ack = buildConnectAck({ connect, connectBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window: env.receiveWindow });
+    const ep = new Endpoint(env, 'server', local.id, connect.fromAgent.toString('hex') as AgentId, {
+      state: 'LISTEN',
+      connectionId: cid,
+      peer: { ip, controlPort: port, redirectorPort: connect.redirectorPort, epoch: 0 },
+      secure: connect.secure,
+      send: new SendBuffer(env.sendBudget),
+      recv: new ReceiveBuffer(env.receiveWindow),
+      keys: ack.keys,
+    });
+    ep.send.peerLimit = connect.window;
+    ep.transcript = ack.transcript;
+    ep.fire('recv_connect');
+    ep.handshakeTimer = env.clock.setTimer(limit('HANDSHAKE_TIMEOUT_MS'), () => ep.fireIfDefined('timeout'));
+    return { endpoint: ep, reply: ack.body };
+  }
+
+  /** Rebuild a moved endpoint from its checkpoint (state SUSPENDED); call {@link start} after indexing. */
+  static fromCheckpoint(env: EndpointEnv, cp: EndpointCheckpoint): Endpoint {
+    if (cp.v !== 1) throw new FerryError('FERRY_ERR_UNSUPPORTED_VERSION', `checkpoint version ${String(cp.v)}`);
+    const send = new SendBuffer(cp.sendBudget, cp.send.acked, Buffer.from(cp.send.data, 'base64'));
+    send.restoreFin(cp.send.fin ?? undefined);
+    const recv = new ReceiveBuffer(cp.receiveWindow, cp.receive.delivered, Buffer.from(cp.receive.data, 'base64'));
+    if (cp.receive.fin !== null) recv.fin = cp.receive.fin;
+    const ep = new Endpoint(env, cp.role, cp.localAgent as AgentId, cp.peerAgent as AgentId, {
+      state: 'SUSPENDED',
+      connectionId: Buffer.from(cp.connectionId, 'hex'),
+      peer: { ...cp.peer },
+      secure: cp.secure,
+      send,
+      recv,
+      keys: cp.master ? connectionKeysFromMaster(Buffer.from(cp.master, 'hex')) : undefined,
+    });
+    ep.controlCounter = cp.controlCounter;
+    ep.peerCounter = cp.peerCounter;
+    ep.autoResume = cp.resume;
+    ep.hadSocket = true;
+    return ep;
+  }
+
+  /** After a checkpoint is attached and indexed: resume at once if the endpoint was live. */
+  start(): void {
+    if (this.autoResume && this.state === 'SUSPENDED') {
+      this.resumeStarted = this.env.clock.now();
+      this.fire('resume');
+    }
+  }
+
+  // ------------------------------------------------------------------ the table
+
+  private fire(event: Event): void {
+    this.queue.push(event);
+    if (this.firing) return;
+    this.firing = true;
+    try {
+      while (this.queue.length > 0) this.apply(this.queue.shift()!);
+    } finally {
+      this.firing = false;
+    }
+  }
+
+  /** Fire an internal event that may have gone stale (its state passed): dropped if undefined. */
+  private fireIfDefined(event: Event): void {
+    if (lookup(this.state, event)) this.fire(event);
+    else this.log.debug('stale_event', { event, state: this.state });
+  }
+
+  private apply(event: Event): void {
+    const row = lookup(this.state, event);
+    if (!row) {
+      // Queued events can go stale behind an earlier one in the same batch.
+      this.log.debug('stale_event', { event, state: this.state });
+      return;
+    }
+    const from = this.state;
+    this.state = row.to;
+    if (from !== row.to) this.emit('state', row.to, from);
+    for (const action of row.actions) this.act(action);
+  }
+
+  private act(action: string): void {
+    switch (action) {
+      case 'send_connect':
+        return this.sendConnect();
+      case 'send_confirm':
+        return this.sendConfirm();
+      case 'dial':
+        return this.dialOpen();
+      case 'send_sus':
+        return this.sendSus();
+      case 'send_res':
+        return this.sendRes();
+      case 'cancel_res':
+        this.resRound++;
+        this.resAbort?.abort();
+        return;
+      case 'dial_if_dialer':
+        if (this.isDialer) this.dialResume();
+        return;
+      case 'send_cls':
+        return this.sendCls();
+      case 'drain':
+        return this.drainSocket();
+      case 'drop_socket':
+        return this.dropSocket();
+      case 'schedule_resume':
+        return this.scheduleResume();
+      case 'checkpoint':
+        this.cancelTimers();
+        return;
+      case 'established':
+        return this.onEstablished();
+      case 'fail':
+        return this.teardown(this.closedError ?? new FerryError('FERRY_ERR_ABORTED', 'open aborted'));
+      case 'closed':
+        return this.teardown(this.closedError);
+      // Replies (send_connect_ack, ack_sus, ack_res, ack_cls) are built by the message handlers.
+      default:
+        return;
+    }
+  }
+
+  // ------------------------------------------------------------------ open
+
+  /** Open the connection; resolves when ESTABLISHED, rejects with a typed error. */
+  open(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.once('established', () => resolve());
+      this.once('closed', (err: FerryError | undefined) => reject(err ?? new FerryError('FERRY_ERR_CONNECTION_CLOSED')));
+      // Overlap the TCP connect to the peer's redirector with the handshake's round trip.
+      this.predial = this.env.dial(this.peer.ip, this.peer.redirectorPort);
+      this.predial.on('error', () => {});
+      this.fire('connect');
+    });
+  }
+
+  private sendConnect(): void {
+    const hello = this.clientHello!;
+    this.env
+      .request(addr(this.peer), MessageType.CONNECT, hello.body)
+      .then((reply) => {
+        if (this.state !== 'CONNECT_SENT') return;
+        if (reply.type !== MessageType.CONNECT_ACK) throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', `reply type ${reply.type} to CONNECT`);
+        const ack = decodeConnectAck(reply.body);
+        const { keys, transcript } = acceptConnectAck({ hello, ack, expectedServer: this.peerAgent, requireSecure: this.env.security });
+        this.keys = keys;
+        this.transcript = transcript;
+        this.connectionId = Buffer.concat([hello.message.clientHalf, ack.serverHalf]);
+        this.send.peerLimit = ack.window;
+        this.peer.redirectorPort = ack.redirectorPort;
+        this.env.indexed(this);
+        this.fire('recv_connect_ack');
+      })
+      .catch((err: unknown) => {
+        if (this.state !== 'CONNECT_SENT') return;
+        this.closedError = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
+        this.log.warn('open_failed', { code: this.closedError.code, detail: this.closedError.message });
+        this.fire('timeout');
+      });
+  }
+
+  private sendConfirm(): void {
+    this.env.oneway(addr(this.peer), MessageType.CONNECT_CONFIRM, encodeConnectConfirm({ connectionId: this.connectionId, mac: clientFinished(this.keys, this.transcript!) }));
+  }
+
+  /** Server: the client's CONNECT_CONFIRM arrived. */
+  handleConfirm(mac: Buffer): void {
+    if (!verifyClientFinished(this.keys, this.transcript!, mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'client key confirmation failed');
+    if (this.state === 'CONNECT_ACKED' || this.state === 'ESTABLISHED') this.fire('recv_confirm');
+    else throw new FerryError(rejectionFor(this.state, 'recv_confirm'));
+  }
+
+  private dialOpen(): void {
+    const sock = this.predial ?? this.env.dial(this.peer.ip, this.peer.redirectorPort);
+    this.predial = undefined;
+    this.runDial(sock, 'open', ZERO_CHALLENGE, undefined);
+  }
+
+  private onEstablished(): void {
+    this.handshakeTimer?.cancel();
+    this.handshakeTimer = undefined;
+    this.transcript = this.state === 'ESTABLISHED' && this.role === 'server' ? this.transcript : this.transcript;
+    this.brokenSince = undefined;
+    this.retryDelay = limit('RESUME_RETRY_MS');
+    this.lookupNeeded = false;
+    if (this.resumeStarted > 0) {
+      this.stats.resumes++;
+      this.stats.lastResumeMs = this.env.clock.now() - this.resumeStarted;
+      this.resumeStarted = 0;
+    }
+    this.emit('established');
+    this.schedulePump();
+  }
+
+  // ------------------------------------------------------------------ data sockets
+
+  private runDial(sock: StreamSocket, kind: 'open' | 'resume', challenge: Buffer, target: PeerLocator | undefined): void {
+    const round = ++this.dialRound;
+    this.dialing = true;
+    const nonce = fresh(NONCE_BYTES);
+    const fields = { kind, connectionId: this.connectionId, dialerRole: this.role, dialerNonce: nonce, challenge, received: this.recv.received, limit: this.recv.limit };
+    let settled = false;
+    const timer = this.env.clock.setTimer(limit('HELLO_TIMEOUT_MS'), () => fail(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no HELLO_ACK')));
+    const fail = (err: FerryError | undefined): void => {
+      if (settled) return;
+      settled = true;
+      timer.cancel();
+      ds.destroy();
+      if (round !== this.dialRound) return;
+      this.dialing = false;
+      this.log.info('dial_failed', { code: err?.code, detail: err?.message });
+      this.fireIfDefined('socket_lost');
+    };
+    const ds: DataSocket = new DataSocket(
+      sock,
+      {
+        frame: (f: Frame) => {
+          if (settled) return;
+          if (f.type === FrameType.REJECT) return fail(new FerryError('FERRY_ERR_REFUSED', `redirector: ${f.detail}`));
+          if (f.type !== FrameType.HELLO_ACK) return fail(new FerryError('FERRY_ERR_MALFORMED_FRAME', 'expected HELLO_ACK'));
+          const expect = helloAckMac(this.keys, { acceptorNonce: f.acceptorNonce, received: f.received, limit: f.limit }, nonce);
+          if (this.keys && !equalBytes(expect, f.mac)) return fail(new FerryError('FERRY_ERR_BAD_MAC', 'HELLO_ACK MAC'));
+          settled = true;
+          timer.cancel();
+          if (round !== this.dialRound) return ds.destroy();
+          this.dialing = false;
+          if (this.keys) {
+            const s = deriveSessionKeys(this.keys.master, nonce, f.acceptorNonce);
+            ds.setKeys(this.role === 'client' ? s.c2s : s.s2c, this.role === 'client' ? s.s2c : s.c2s);
+          }
+          // The acceptor answered our nonce under the connection key at this address: validated.
+          if (target && this.candidate === target) {
+            this.peer = { ...target, epoch: Math.max(target.epoch, this.peer.epoch) };
+            this.candidate = undefined;
+          }
+          this.attach(ds, f.received, f.limit);
+        },
+        close: (err) => fail(err),
+        writable: () => {},
+      },
+      this.log,
+    );
+    ds.send({ type: FrameType.HELLO, ...fields, mac: helloMac(this.keys, fields) });
+  }
+
+  private dialResume(): void {
+    if (this.dialing || this.data) return;
+    const target = this.candidate ?? this.peer;
+    let sock: StreamSocket;
+    try {
+      sock = this.env.dial(target.ip, target.redirectorPort);
+    } catch (err) {
+      this.log.info('dial_failed', { detail: String(err) });
+      queueMicrotask(() => this.fireIfDefined('socket_lost'));
+      return;
+    }
+    this.runDial(sock, 'resume', this.peerChallenge, target);
+  }
+
+  /**
+   * The redirector handed us a socket whose first frame is `hello` (already decoded).
+   * Throws a FerryError when the HELLO is refused; the redirector then sends REJECT.
+   */
+  acceptHello(sock: StreamSocket, hello: Hello, rest: Buffer): void {
+    const fields = { kind: hello.kind, connectionId: hello.connectionId, dialerRole: hello.dialerRole, dialerNonce: hello.dialerNonce, challenge: hello.challenge, received: hello.received, limit: hello.limit };
+    if (this.keys && !equalBytes(helloMac(this.keys, fields), hello.mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'HELLO MAC');
+    if (hello.kind === 'open') {
+      const ok = this.role === 'server' && (this.state === 'CONNECT_ACKED' || (this.state === 'ESTABLISHED' && !this.hadSocket));
+      if (!ok) throw new FerryError(rejectionFor(this.state, 'socket_ready'), `open HELLO in state ${this.state}`);
+    } else {
+      if (this.state !== 'RES_SENT' && this.state !== 'RES_ACKED') throw new FerryError(rejectionFor(this.state, 'socket_ready'), `resume HELLO in state ${this.state}`);
+      // Path validation: the dialer must echo a challenge we issued in RES or RES_ACK, which
+      // only the holder of the connection key at the address we sent it to could have seen.
+      const i = this.myChallenges.findIndex((c) => equalBytes(c, hello.challenge));
+      if (i < 0) throw new FerryError('FERRY_ERR_PATH_UNVALIDATED', 'HELLO does not answer an outstanding challenge');
+      this.myChallenges.splice(i, 1);
+    }
+    if (this.data) this.dropSocket();
+    this.dialRound++;
+    this.dialing = false;
+    const acceptorNonce = fresh(NONCE_BYTES);
+    const ackFields = { acceptorNonce, received: this.recv.received, limit: this.recv.limit };
+    const ds = new DataSocket(sock, { frame: () => {}, close: () => {}, writable: () => {} }, this.log);
+    ds.send({ type: FrameType.HELLO_ACK, ...ackFields, mac: helloAckMac(this.keys, ackFields, hello.dialerNonce) });
+    if (this.keys) {
+      const s = deriveSessionKeys(this.keys.master, hello.dialerNonce, acceptorNonce);
+      ds.setKeys(this.role === 'client' ? s.c2s : s.s2c, this.role === 'client' ? s.s2c : s.c2s);
+    }
+    if (hello.kind === 'resume' && this.candidate && sock.remoteAddress && sameIp(sock.remoteAddress, this.candidate.ip)) {
+      this.peer = { ...this.candidate, epoch: Math.max(this.candidate.epoch, this.peer.epoch) };
+      this.candidate = undefined;
+    }
+    this.attach(ds, hello.received, hello.limit);
+    ds.feed(rest);
+  }
+
+  private attach(ds: DataSocket, peerReceived: number, peerLimit: number): void {
+    const before = this.send.sent;
+    this.send.rewind(peerReceived, peerLimit);
+    this.stats.bytesReplayed += Math.max(0, before - this.send.sent);
+    this.data = ds;
+    this.hadSocket = true;
+    this.stats.sockets++;
+    this.advertised = this.recv.limit;
+    ds.setHandlers({
+      frame: (f) => this.onFrame(ds, f),
+      close: (err) => this.onSocketClosed(ds, err),
+      writable: () => this.pump(),
+    });
+    this.fire('socket_ready');
+  }
+
+  private onFrame(ds: DataSocket, f: Frame): void {
+    switch (f.type) {
+      case FrameType.DATA: {
+        const n = this.recv.onData(f.offset, f.payload);
+        if (n > 0) {
+          this.emit('readable');
+          this.scheduleAck(ds);
+        }
+        return;
+      }
+      case FrameType.ACK: {
+        const freed = this.send.onAck(f.received, f.limit);
+        if (freed > 0) this.emit('room');
+        this.pump();
+        return;
+      }
+      case FrameType.FIN:
+        this.recv.onFin(f.offset);
+        this.scheduleAck(ds);
+        this.emit('readable');
+        return;
+      case FrameType.DRAIN:
+        // The peer stops sending on this socket. Its final ack frees what it received.
+        this.send.onAck(f.received, this.send.peerLimit);
+        this.emit('room');
+        if (ds === this.data) {
+          // Peer suspended without our SUS reaching us (it never waits for a moving peer).
+          this.data = undefined;
+          ds.destroy();
+          this.fireIfDefined('socket_lost');
+        } else {
+          this.finishDrain(ds);
+        }
+        return;
+      default:
+        throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `unexpected frame type ${f.type} on an established socket`);
+    }
+  }
+
+  private onSocketClosed(ds: DataSocket, err: FerryError | undefined): void {
+    if (this.draining.has(ds)) return this.finishDrain(ds);
+    if (ds !== this.data) return;
+    this.data = undefined;
+    this.log.info('data_socket_lost', { code: err?.code, state: this.state });
+    if (this.state === 'ESTABLISHED') this.autoResume = true;
+    this.fireIfDefined('socket_lost');
+  }
+
+  private scheduleAck(ds: DataSocket): void {
+    if (this.ackScheduled) return;
+    this.ackScheduled = true;
+    setImmediate(() => {
+      this.ackScheduled = false;
+      if (ds.open) this.sendAck(ds);
+    });
+  }
+
+  private sendAck(ds: DataSocket): void {
+    this.advertised = this.recv.limit;
+    ds.send({ type: FrameType.ACK, received: this.recv.received, limit: this.recv.limit });
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    // Deferred to the end of the tick so that many small writes coalesce into one frame.
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    const ds = this.data;
+    if (!ds || !ds.open || this.state !== 'ESTABLISHED') return;
+    while (!ds.blocked) {
+      const f = this.send.nextFrame(LIMITS_MAX_FRAME_PAYLOAD);
+      if (!f) break;
+      ds.sendData(f.offset, f.parts, f.length);
+    }
+    if (!ds.blocked && this.send.finDue) {
+      ds.send({ type: FrameType.FIN, offset: this.send.fin! });
+      this.send.finSent = true;
+    }
+  }
+
+  private drainSocket(): void {
+    const ds = this.data;
+    this.data = undefined;
+    if (!ds || !ds.open) {
+      queueMicrotask(() => this.fireIfDefined('drained'));
+      return;
+    }
+    this.draining.add(ds);
+    ds.send({ type: FrameType.DRAIN, received: this.recv.received });
+    ds.end();
+    const timer = this.env.clock.setTimer(limit('DRAIN_TIMEOUT_MS'), () => this.finishDrain(ds));
+    this.drainTimers.set(ds, timer);
+  }
+  private drainTimers = new Map<DataSocket, TimerHandle>();
+
+  private finishDrain(ds: DataSocket): void {
+    if (!this.draining.delete(ds)) return;
+    this.drainTimers.get(ds)?.cancel();
+    this.drainTimers.delete(ds);
+    ds.destroy();
+    this.fireIfDefined('drained');
+    this.emit('drained');
+  }
+
+  private dropSocket(): void {
+    const ds = this.data;
+    this.data = undefined;
+    this.dialRound++;
+    this.dialing = false;
+    ds?.destroy();
+  }
+
+  // ------------------------------------------------------------------ application side
+
+  /** Accept application bytes; returns false when the send budget is full (backpressure). */
+  write(buf: Buffer): boolean {
+    if (this.state === 'CLOSED' || this.state === 'CLOSE_SENT' || this.state === 'CLOSE_ACKED') throw new FerryError('FERRY_ERR_CONNECTION_CLOSED');
+    this.send.append(buf);
+    this.schedulePump();
+    return this.send.hasRoom;
+  }
+
+  /** End our direction of the stream (FIN at the current offset). */
+  end(): void {
+    this.send.end();
+    this.schedulePump();
+  }
+
+  /** Take up to `max` received bytes for the application. */
+  read(max: number): Buffer | undefined {
+    const b = this.recv.take(max);
+    // Reopen the peer's window once a quarter of it has been consumed.
+    if (b && this.data && this.recv.limit - this.advertised >= this.recv.window / 4) this.sendAck(this.data);
+    return b;
+  }
+
+  /** Suspend: resolves once SUSPENDED and the data socket is drained. */
+  async suspend(reason: 'user' | 'move' = 'user'): Promise<void> {
+    this.suspendReason = reason === 'move' ? 1 : 0;
+    if (reason === 'user') this.autoResume = false;
+    this.cancelResumeTimer();
+    if (this.state === 'RES_SENT' || this.state === 'RES_ACKED' || this.state === 'ESTABLISHED') {
+      this.suspendStarted = this.env.clock.now();
+      this.fire('suspend');
+    } else if (this.state !== 'SUS_SENT' && this.state !== 'SUS_ACKED' && this.state !== 'SUSPENDED') {
+      throw new FerryError(rejectionFor(this.state, 'suspend'), `cannot suspend in state ${this.state}`);
+    }
+    await this.until(() => this.state === 'SUSPENDED' && this.draining.size === 0);
+  }
+
+  /** Resume: resolves once ESTABLISHED again; retries until the reconnect limit. */
+  async resume(): Promise<void> {
+    if (this.state === 'ESTABLISHED') return;
+    this.autoResume = true;
+    if (this.state === 'SUSPENDED') {
+      this.resumeStarted = this.env.clock.now();
+      this.fire('resume');
+    } else if (this.state !== 'RES_SENT' && this.state !== 'RES_ACKED' && this.state !== 'SUS_ACKED' && this.state !== 'SUS_SENT') {
+      throw new FerryError(rejectionFor(this.state, 'resume'), `cannot resume in state ${this.state}`);
+    }
+    await this.until(() => this.state === 'ESTABLISHED');
+  }
+
+  /** Close: CLS to the peer; resolves when CLOSED. */
+  async close(): Promise<void> {
+    if (this.state === 'CLOSED') return;
+    if (this.state !== 'CLOSE_SENT' && this.state !== 'CLOSE_ACKED') this.fire('close');
+    await this.until(() => this.state === 'CLOSED').catch(() => {});
+  }
+
+  /** Abortive close with an error for the local application. */
+  destroy(err?: FerryError): void {
+    if (this.state === 'CLOSED') return;
+    this.closedError ??= err;
+    if (this.state === 'LISTEN' || this.state === 'CONNECT_SENT' || this.state === 'CONNECT_ACKED') {
+      this.fire('close');
+      return;
+    }
+    if (this.state !== 'CLOSE_SENT' && this.state !== 'CLOSE_ACKED') this.fire('close');
+  }
+
+  private until(pred: () => boolean): Promise<void> {
+    if (pred()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (pred()) {
+          cleanup();
+          resolve();
+        } else if (this.state === 'CLOSED') {
+          cleanup();
+          reject(this.closedError ?? new FerryError('FERRY_ERR_CONNECTION_CLOSED'));
+        }
+      };
+      const cleanup = (): void => {
+        this.off('state', check);
+        this.off('drained', check);
+        this.off('closed', check);
+      };
+      this.on('state', check);
+      this.on('drained', check);
+      this.on('closed', check);
+    });
+  }
+
+  // ------------------------------------------------------------------ suspend / resume / close
+
+  private nextControl(type: ConnControl['type'], extra: { reason?: number; challenge?: Buffer } = {}): { body: Buffer; counter: number } {
+    const m = {
+      type,
+      connectionId: this.connectionId,
+      senderRole: this.role,
+      counter: ++this.controlCounter,
+      reason: extra.reason ?? 0,
+      redirectorPort: type === MessageType.RES ? this.env.redirectorPort : 0,
+      challenge: extra.challenge ?? ZERO_CHALLENGE,
+    };
+    return { body: encodeConnControl({ ...m, mac: controlMac(this.keys, m) }), counter: m.counter };
+  }
+
+  /** Verify a reply to one of our requests: type, MAC, and the echoed counter. */
+  private checkReply(reply: { type: number; body: Buffer }, type: number, counter: number): ConnControl {
+    const m = decodeConnControl(reply.body, reply.type);
+    if (m.type !== type || m.counter !== counter || !m.connectionId.equals(this.connectionId)) {
+      throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', 'reply does not match its request');
+    }
+    if (!verifyControlMac(this.keys, m)) throw new FerryError('FERRY_ERR_BAD_MAC', 'reply MAC');
+    return m;
+  }
+
+  private sendSus(): void {
+    const round = ++this.susRound;
+    const { body, counter } = this.nextControl(MessageType.SUS, { reason: this.suspendReason });
+    const opts = this.suspendReason === 1 ? { maxTries: MOVE_SUSPEND_TRIES } : {};
+    this.env
+      .request(addr(this.peer), MessageType.SUS, body, opts)
+      .then((reply) => {
+        this.checkReply(reply, MessageType.SUS_ACK, counter);
+        if (round === this.susRound) this.fireIfDefined('recv_sus_ack');
+      })
+      .catch((err: unknown) => {
+        if (round !== this.susRound) return;
+        this.log.info('suspend_unanswered', { code: isFerryError(err) ? err.code : String(err) });
+        this.fireIfDefined('timeout');
+      })
+      .finally(() => {
+        if (this.state === 'SUSPENDED' && this.suspendStarted > 0) {
+          this.stats.suspends++;
+          this.stats.lastSuspendMs = this.env.clock.now() - this.suspendStarted;
+          this.suspendStarted = 0;
+        }
+      });
+  }
+
+  private newChallenge(): Buffer {
+    const c = fresh(NONCE_BYTES);
+    this.myChallenges.push(c);
+    if (this.myChallenges.length > MAX_CHALLENGES) this.myChallenges.shift();
+    return c;
+  }
+
+  private sendRes(): void {
+    const round = ++this.resRound;
+    const ac = new AbortController();
+    this.resAbort = ac;
+    const { body, counter } = this.nextControl(MessageType.RES, { challenge: this.newChallenge() });
+    const target = this.peer;
+    this.env
+      .request(addr(target), MessageType.RES, body, { signal: ac.signal, maxTries: 5 })
+      .then((reply) => {
+        if (round !== this.resRound) return;
+        const m = this.checkReply(reply, MessageType.RES_ACK, counter);
+        this.peerChallenge = m.challenge;
+        target.redirectorPort = m.redirectorPort;
+        this.fireIfDefined('recv_res_ack');
+      })
+      .catch((err: unknown) => {
+        if (round !== this.resRound) return;
+        const code = isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL';
+        if (code === 'FERRY_ERR_ABORTED') return;
+        // In transit, unknown here, or silent: ask the location service before the next try.
+        if (code === 'FERRY_ERR_PEER_MOVING' || code === 'FERRY_ERR_UNKNOWN_CONNECTION' || code === 'FERRY_ERR_CONTROL_TIMEOUT' || code === 'FERRY_ERR_UNKNOWN_AGENT') {
+          this.lookupNeeded = true;
+        }
+        this.log.info('resume_unanswered', { code });
+        this.fireIfDefined('timeout');
+      });
+  }
+
+  private sendCls(): void {
+    const { body, counter } = this.nextControl(MessageType.CLS, { reason: this.closedError ? 1 : 0 });
+    this.cancelResumeTimer();
+    this.env
+      .request(addr(this.peer), MessageType.CLS, body, { maxTries: 4 })
+      .then((reply) => {
+        this.checkReply(reply, MessageType.CLS_ACK, counter);
+        this.fireIfDefined('recv_cls_ack');
+      })
+      .catch(() => this.fireIfDefined('timeout'));
+  }
+
+  private scheduleResume(): void {
+    if (!this.autoResume || this.moving) return;
+    const now = this.env.clock.now();
+    this.brokenSince ??= now;
+    if (now - this.brokenSince > this.env.reconnectLimitMs) {
+      this.closedError = new FerryError('FERRY_ERR_PEER_UNREACHABLE', `peer unreachable for ${Math.round(now - this.brokenSince)} ms`);
+      this.log.warn('peer_unreachable', { ms: Math.round(now - this.brokenSince) });
+      this.fire('close');
+      return;
+    }
+    if (this.resumeStarted === 0) this.resumeStarted = now;
+    const attempt = ++this.resumeAttempt;
+    const delay = this.retryDelay;
+    this.retryDelay = Math.min(this.retryDelay * 2, limit('CONTROL_MAX_RTO_MS'));
+    this.resumeTimer?.cancel();
+    this.resumeTimer = this.env.clock.setTimer(delay, () => {
+      void this.resumeLater(attempt);
+    });
+  }
+
+  private async resumeLater(attempt: number): Promise<void> {
+    if (attempt !== this.resumeAttempt || this.state !== 'SUSPENDED' || this.moving) return;
+    if (this.lookupNeeded) {
+      const left = this.env.reconnectLimitMs - (this.env.clock.now() - (this.brokenSince ?? this.env.clock.now()));
+      const loc = await this.env.locate(this.peerAgent, this.peer.epoch, Math.max(0, Math.min(limit('PEER_MOVE_WAIT_MS'), left)));
+      if (attempt !== this.resumeAttempt || this.state !== 'SUSPENDED' || this.moving) return;
+      if (loc && (loc.ip !== this.peer.ip || loc.controlPort !== this.peer.controlPort || loc.epoch > this.peer.epoch)) {
+        this.peer = loc;
+        this.candidate = undefined;
+        this.retryDelay = limit('RESUME_RETRY_MS');
+      }
+      this.lookupNeeded = false;
+    }
+    this.fire('resume');
+  }
+
+  private cancelResumeTimer(): void {
+    this.resumeAttempt++;
+    this.resumeTimer?.cancel();
+    this.resumeTimer = undefined;
+  }
+
+  private cancelTimers(): void {
+    this.cancelResumeTimer();
+    this.handshakeTimer?.cancel();
+    this.handshakeTimer = undefined;
+    this.resRound++;
+    this.susRound++;
+    this.resAbort?.abort();
+  }
+
+  /**
+   * A SUS, RES or CLS from the peer (already decoded). Returns the reply body, or throws the
+   * typed error to send back. Order matters: MAC first (forgeries change nothing), then the
+   * counter (replays change nothing), then the transition table.
+   */
+  handleControl(m: ConnControl, from: string): Buffer {
+    if (!verifyControlMac(this.keys, m)) throw new FerryError('FERRY_ERR_BAD_MAC', `${typeName(m.type)} MAC does not verify`);
+    if (m.counter <= this.peerCounter) {
+      const last = this.lastReply;
+      if (last && m.counter === last.counter && equalBytes(m.mac, last.mac)) {
+        if (last.reply instanceof FerryError) throw last.reply;
+        return last.reply;
+      }
+      throw new FerryError('FERRY_ERR_REPLAYED_CONTROL', `${typeName(m.type)} counter ${m.counter} ≤ ${this.peerCounter}`);
+    }
+    this.peerCounter = m.counter;
+    const remember = (reply: Buffer | FerryError): void => {
+      this.lastReply = { counter: m.counter, mac: m.mac, reply };
+    };
+    if (this.moving && m.type === MessageType.RES) {
+      const e = new FerryError('FERRY_ERR_PEER_MOVING', 'endpoint is moving');
+      remember(e);
+      throw e;
+    }
+    const event: Event = m.type === MessageType.SUS ? 'recv_sus' : m.type === MessageType.RES ? 'recv_res' : 'recv_cls';
+    if (m.type !== MessageType.SUS && m.type !== MessageType.RES && m.type !== MessageType.CLS) {
+      throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', `unexpected request type ${m.type}`);
+    }
+    if (!lookup(this.state, event)) {
+      const e = new FerryError(rejectionFor(this.state, event), `${typeName(m.type)} in state ${this.state}`);
+      remember(e);
+      throw e;
+    }
+    let challenge: Buffer = ZERO_CHALLENGE;
+    if (m.type === MessageType.RES) {
+      const { ip, port } = splitAddr(from);
+      // Authenticated and fresh, but the address is only a candidate until a HELLO proves it.
+      this.candidate = { ip, controlPort: port, redirectorPort: m.redirectorPort, epoch: this.peer.epoch };
+      if (ip === this.peer.ip && port === this.peer.controlPort) {
+        this.peer.redirectorPort = m.redirectorPort;
+        this.candidate = undefined;
+      }
+      this.peerChallenge = m.challenge;
+      challenge = this.newChallenge();
+      this.cancelResumeTimer();
+      if (this.resumeStarted === 0) this.resumeStarted = this.env.clock.now();
+    }
+    if (m.type === MessageType.CLS && m.reason === 1) this.closedError ??= new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'peer aborted the connection');
+    const replyType = m.type === MessageType.SUS ? MessageType.SUS_ACK : m.type === MessageType.RES ? MessageType.RES_ACK : MessageType.CLS_ACK;
+    const fields = { type: replyType, connectionId: this.connectionId, senderRole: this.role, counter: m.counter, reason: 0, redirectorPort: m.type === MessageType.RES ? this.env.redirectorPort : 0, challenge };
+    const reply = encodeConnControl({ ...fields, mac: controlMac(this.keys, fields) } as ConnControl);
+    remember(reply);
+    if (m.type === MessageType.SUS && this.state === 'ESTABLISHED') this.suspendStarted = this.env.clock.now();
+    this.fire(event);
+    if (this.state === 'CLOSE_ACKED') queueMicrotask(() => this.fireIfDefined('drained'));
+    return reply;
+  }
+
+  // ------------------------------------------------------------------ moves
+
+  /** Bring the endpoint to SUSPENDED for a move; incoming RES are answered PEER_MOVING meanwhile. */
+  async prepareMove(): Promise<void> {
+    this.moving = true;
+    const resumeWanted = this.autoResume || this.state === 'ESTABLISHED' || this.state === 'RES_SENT' || this.state === 'RES_ACKED';
+    this.cancelResumeTimer();
+    if (this.state === 'CONNECT_SENT' || this.state === 'CONNECT_ACKED') await this.until(() => this.state === 'ESTABLISHED');
+    if (this.state !== 'SUSPENDED' || this.draining.size > 0) await this.suspend('move');
+    this.autoResume = resumeWanted;
+  }
+
+  /** Abandon a prepared move (rollback): the endpoint resumes where it is. */
+  cancelMove(): void {
+    this.moving = false;
+    if (this.autoResume && this.state === 'SUSPENDED') this.fire('resume');
+  }
+
+  /** Take the checkpoint of a SUSPENDED endpoint; this object is dead afterwards. */
+  checkpoint(): EndpointCheckpoint {
+    this.fire('detach');
+    const s = this.send.snapshot();
+    const r = this.recv.snapshot();
+    const cp: EndpointCheckpoint = {
+      v: 1,
+      connectionId: this.idText,
+      role: this.role,
+      localAgent: this.localAgent,
+      peerAgent: this.peerAgent,
+      secure: this.secure,
+      master: this.keys ? this.keys.master.toString('hex') : '',
+      controlCounter: this.controlCounter,
+      peerCounter: this.peerCounter,
+      send: { acked: s.acked, data: s.data.toString('base64'), fin: s.fin ?? null },
+      receive: { delivered: r.delivered, data: r.data.toString('base64'), fin: r.fin ?? null },
+      peer: { ...(this.candidate ?? this.peer) },
+      sendBudget: this.send.budget,
+      receiveWindow: this.recv.window,
+      resume: this.autoResume,
+    };
+    this.detached = true;
+    this.emit('detached');
+    return cp;
+  }
+  /** True once checkpointed: the live endpoint is elsewhere now. */
+  detached = false;
+
+  private teardown(err: FerryError | undefined): void {
+    if (this.closedDone) return;
+    this.closedDone = true;
+    this.cancelTimers();
+    this.dropSocket();
+    for (const ds of this.draining) ds.destroy();
+    this.draining.clear();
+    this.predial?.destroy();
+    this.closedError ??= err;
+    this.env.released(this);
+    this.emit('closed', this.closedError);
+  }
+  private closedDone = false;
+}
+
+function typeName(t: number): string {
+  return (Object.entries(MessageType).find(([, v]) => v === t)?.[0] ?? `type ${t}`) as string;
+}
+
+function sameIp(a: string, b: string): boolean {
+  const norm = (s: string): string => (s.startsWith('::ffff:') ? s.slice(7) : s);
+  return norm(a) === norm(b);
+}

@@ -1,0 +1,120 @@
+/**
+ * Long-term identities: Ed25519 key pairs whose id is a hash of the public key (the HIP paper's
+ * HIT idea: the identifier is bound to the key, so whoever proves the key owns the id).
+ *
+ * Raw-key import into a `KeyObject` costs about ten X25519 agreements on this machine, so every
+ * public key is imported once and cached ({@link publicKeyFromRaw}).
+ */
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
+import { FerryError } from '../util/index.js';
+
+/** Length of an agent or host id on the wire: 128 bits, like a HIP HIT. */
+export const ID_BYTES = 16;
+/** Raw Ed25519 public key length (RFC 8032). */
+export const ED25519_PUBLIC_BYTES = 32;
+/** Ed25519 signature length (RFC 8032). */
+export const ED25519_SIGNATURE_BYTES = 64;
+
+/** An agent id: 32 lowercase hex chars, the first 128 bits of SHA-256(raw public key). */
+export type AgentId = string & { readonly __brand: 'AgentId' };
+/** A host id, computed the same way from the host key. */
+export type HostId = string & { readonly __brand: 'HostId' };
+
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/** The id of a raw Ed25519 public key. */
+export function idOfPublicKey(raw: Uint8Array): AgentId {
+  if (raw.length !== ED25519_PUBLIC_BYTES) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'Ed25519 public key must be 32 bytes');
+  return createHash('sha256').update(raw).digest().subarray(0, ID_BYTES).toString('hex') as AgentId;
+}
+
+/** Parse and check an id in its text form. */
+export function parseId(text: string): AgentId {
+  if (!/^[0-9a-f]{32}$/.test(text)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `not an agent id: ${JSON.stringify(text)}`);
+  return text as AgentId;
+}
+
+/**
+ * The 16 wire bytes of an id. Checks the text first: `Buffer.from(_, 'hex')` silently stops at
+ * the first non-hex character, which would put a short id into a datagram.
+ */
+export function idToBytes(id: string): Buffer {
+  return Buffer.from(parseId(id), 'hex');
+}
+
+/** An id from its 16 wire bytes. */
+export function idFromBytes(bytes: Uint8Array): AgentId {
+  if (bytes.length !== ID_BYTES) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'id must be 16 bytes');
+  return Buffer.from(bytes).toString('hex') as AgentId;
+}
+
+const publicKeyCache = new Map<string, KeyObject>();
+const PUBLIC_KEY_CACHE_MAX = 65_536;
+
+/** Import a raw Ed25519 public key once; later calls return the cached `KeyObject`. */
+export function publicKeyFromRaw(raw: Uint8Array): KeyObject {
+  if (raw.length !== ED25519_PUBLIC_BYTES) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'Ed25519 public key must be 32 bytes');
+  const k = Buffer.from(raw).toString('base64');
+  let key = publicKeyCache.get(k);
+  if (!key) {
+    key = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+    if (publicKeyCache.size >= PUBLIC_KEY_CACHE_MAX) publicKeyCache.delete(publicKeyCache.keys().next().value as string);
+    publicKeyCache.set(k, key);
+  }
+  return key;
+}
+
+/** An Ed25519 identity: the key pair, the raw public key and the id derived from it. */
+export class Identity {
+  /** The id (hash of the public key). */
+  readonly id: AgentId;
+  private constructor(
+    readonly privateKey: KeyObject,
+    readonly publicKey: KeyObject,
+    /** Raw 32-byte public key, as sent on the wire. */
+    readonly publicRaw: Buffer,
+  ) {
+    this.id = idOfPublicKey(publicRaw);
+  }
+
+  /** A fresh random identity. */
+  static generate(): Identity {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    return new Identity(privateKey, publicKey, rawPublic(publicKey));
+  }
+
+  /** The identity whose RFC 8032 private key (seed) is `seed` (32 bytes). */
+  static fromSeed(seed: Uint8Array): Identity {
+    if (seed.length !== 32) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'Ed25519 seed must be 32 bytes');
+    const privateKey = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+    const publicKey = createPublicKey(privateKey);
+    return new Identity(privateKey, publicKey, rawPublic(publicKey));
+  }
+
+  /** The 32-byte seed, for checkpoints and key files. Handle as a secret. */
+  seed(): Buffer {
+    const der = this.privateKey.export({ format: 'der', type: 'pkcs8' });
+    return Buffer.from(der.subarray(der.length - 32));
+  }
+
+  /** Sign `data` (Ed25519, pure, RFC 8032). */
+  sign(data: Uint8Array): Buffer {
+    return edSign(null, data, this.privateKey);
+  }
+}
+
+function rawPublic(key: KeyObject): Buffer {
+  const der = key.export({ format: 'der', type: 'spki' });
+  return Buffer.from(der.subarray(der.length - ED25519_PUBLIC_BYTES));
+}
+
+/** Verify an Ed25519 signature by a raw public key. Never throws for a bad signature. */
+export function verifySignature(publicRaw: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean {
+  if (signature.length !== ED25519_SIGNATURE_BYTES) return false;
+  try {
+    return edVerify(null, data, publicKeyFromRaw(publicRaw), signature);
+  } catch {
+    return false;
+  }
+}

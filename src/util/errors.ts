@@ -1,0 +1,99 @@
+/**
+ * One error taxonomy for all of Ferry.
+ *
+ * Every error Ferry raises is a {@link FerryError} with a stable string `code`. Callers match on
+ * `code`, never on the message. Codes that cross the network also have a numeric `wire` value
+ * carried in ERROR replies; `by` says whether the local side or the peer caused it.
+ * Retired codes are never reused. `docs/ERRORS.md` is generated from {@link ERRORS}.
+ */
+
+/** Who caused an error: we did (bad local call, local limit) or the peer did (bad input). */
+export type Blame = 'local' | 'peer';
+
+interface ErrorSpec {
+  /** Numeric code used on the wire (u16), or 0 when the error never crosses the network. */
+  readonly wire: number;
+  readonly by: Blame;
+  readonly summary: string;
+}
+
+/** The registry of error codes. Append only: a retired code keeps its row with "(retired)". */
+export const ERRORS = {
+  // --- input from the network: codecs -------------------------------------------------
+  FERRY_ERR_MALFORMED_DATAGRAM: { wire: 1, by: 'peer', summary: 'A control datagram is truncated, too long, or has a bad field.' },
+  FERRY_ERR_MALFORMED_FRAME: { wire: 2, by: 'peer', summary: 'A data-socket frame is truncated, oversized, or has a bad field.' },
+  FERRY_ERR_UNSUPPORTED_VERSION: { wire: 3, by: 'peer', summary: 'A datagram or frame carries a protocol version this host does not speak.' },
+  FERRY_ERR_UNKNOWN_TYPE: { wire: 4, by: 'peer', summary: 'A datagram or frame has a type this host does not know.' },
+  FERRY_ERR_FRAME_TOO_LARGE: { wire: 5, by: 'peer', summary: 'A frame announces a length above the limit; refused before allocation.' },
+  // --- authentication and replay -------------------------------------------------------
+  FERRY_ERR_BAD_SIGNATURE: { wire: 10, by: 'peer', summary: 'A handshake signature does not verify against the claimed identity.' },
+  FERRY_ERR_BAD_MAC: { wire: 11, by: 'peer', summary: 'A control message MAC or key confirmation does not verify under the connection key.' },
+  FERRY_ERR_REPLAYED_CONTROL: { wire: 12, by: 'peer', summary: 'A SUS/RES/CLS carries a counter at or below one already accepted with a different body.' },
+  FERRY_ERR_DECRYPT_FAILED: { wire: 13, by: 'peer', summary: 'A sealed frame failed AEAD authentication (tampered, or wrong key).' },
+  FERRY_ERR_IDENTITY_MISMATCH: { wire: 14, by: 'peer', summary: 'A public key does not hash to the agent id it claims.' },
+  FERRY_ERR_SECURITY_REQUIRED: { wire: 15, by: 'peer', summary: 'The peer offered an unauthenticated connection to a host that requires security.' },
+  FERRY_ERR_PATH_UNVALIDATED: { wire: 16, by: 'peer', summary: 'A data socket did not answer the path challenge of the resume it claims.' },
+  // --- connection and agent lookup -----------------------------------------------------
+  FERRY_ERR_UNKNOWN_CONNECTION: { wire: 20, by: 'peer', summary: 'No connection with this id lives on this host.' },
+  FERRY_ERR_UNKNOWN_AGENT: { wire: 21, by: 'peer', summary: 'The agent is not on this host and the location service does not know it.' },
+  FERRY_ERR_NOT_LISTENING: { wire: 22, by: 'peer', summary: 'The target agent is on this host but has no server socket.' },
+  FERRY_ERR_PEER_MOVING: { wire: 23, by: 'peer', summary: 'The peer endpoint is in transit between hosts; try again at its new location.' },
+  FERRY_ERR_CONNECTION_ID_COLLISION: { wire: 24, by: 'peer', summary: 'A connection id half collides with one already in use on this host.' },
+  FERRY_ERR_REFUSED: { wire: 25, by: 'peer', summary: 'The host refused the request by policy or because a limit was reached.' },
+  // --- state machine --------------------------------------------------------------------
+  FERRY_ERR_ILLEGAL_TRANSITION: { wire: 30, by: 'local', summary: 'An event is not allowed in the connection state it arrived in.' },
+  FERRY_ERR_CONNECTION_CLOSED: { wire: 31, by: 'local', summary: 'The operation needs an open connection and this one is closed.' },
+  FERRY_ERR_SOCKET_MOVED: { wire: 0, by: 'local', summary: 'This socket object was detached for a move; use the socket on the destination host.' },
+  // --- time and limits ---------------------------------------------------------------
+  FERRY_ERR_CONTROL_TIMEOUT: { wire: 0, by: 'peer', summary: 'A control request exhausted its retransmissions without a reply.' },
+  FERRY_ERR_PEER_UNREACHABLE: { wire: 0, by: 'peer', summary: 'The peer stayed unreachable past the reconnect limit; the connection is closed.' },
+  FERRY_ERR_HANDSHAKE_TIMEOUT: { wire: 0, by: 'peer', summary: 'An open did not complete (control reply and data socket) within its limit.' },
+  FERRY_ERR_LIMIT_EXCEEDED: { wire: 40, by: 'local', summary: 'A table or queue reached its finite limit (see docs/LIMITS.md).' },
+  FERRY_ERR_BUFFER_BUDGET: { wire: 41, by: 'peer', summary: 'The peer sent beyond the receive limit it was granted.' },
+  FERRY_ERR_AMPLIFICATION_LIMIT: { wire: 0, by: 'local', summary: 'Sending to an unvalidated address would exceed 3x the bytes received from it.' },
+  // --- local misuse ---------------------------------------------------------------------
+  FERRY_ERR_INVALID_ARGUMENT: { wire: 0, by: 'local', summary: 'An API was called with an argument of the wrong type or range.' },
+  FERRY_ERR_ABORTED: { wire: 0, by: 'local', summary: 'The operation was aborted through its AbortSignal or because the host closed.' },
+  FERRY_ERR_ALREADY_LISTENING: { wire: 0, by: 'local', summary: 'The agent already has a server socket on this host.' },
+  FERRY_ERR_INTERNAL: { wire: 99, by: 'local', summary: 'An invariant was broken inside Ferry: a bug, please report it.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+/** A stable error code, e.g. `FERRY_ERR_REPLAYED_CONTROL`. */
+export type ErrorCode = keyof typeof ERRORS;
+
+const byWire = new Map<number, ErrorCode>();
+for (const [code, spec] of Object.entries(ERRORS) as [ErrorCode, ErrorSpec][]) {
+  if (spec.wire !== 0) {
+    if (byWire.has(spec.wire)) throw new Error(`duplicate wire error code ${spec.wire}`);
+    byWire.set(spec.wire, code);
+  }
+}
+
+/** The base class of every error Ferry throws or emits. */
+export class FerryError extends Error {
+  /** Stable string code: match on this. */
+  readonly code: ErrorCode;
+  /** Who caused it. */
+  readonly by: Blame;
+  /** Numeric code used on the wire, 0 when local only. */
+  readonly wire: number;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ERRORS[code].summary, options);
+    this.name = 'FerryError';
+    this.code = code;
+    this.by = ERRORS[code].by;
+    this.wire = ERRORS[code].wire;
+  }
+}
+
+/** Build the error a peer reported in an ERROR reply; unknown wire codes map to REFUSED. */
+export function errorFromWire(wire: number, detail: string): FerryError {
+  const code = byWire.get(wire) ?? 'FERRY_ERR_REFUSED';
+  return new FerryError(code, `peer: ${detail || ERRORS[code].summary}`);
+}
+
+/** True when `err` is a FerryError, optionally with the given code. */
+export function isFerryError(err: unknown, code?: ErrorCode): err is FerryError {
+  return err instanceof FerryError && (code === undefined || err.code === code);
+}

@@ -1,0 +1,5 @@
+/** util/: errors, limits, clock, logging and byte helpers shared by every layer. */
+export * from './errors.js';
+export * from './limits.js';
+export * from './clock.js';
+export * from './log.js';

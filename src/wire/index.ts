@@ -1,0 +1,4 @@
+export * from './datagram.js';
+export * from './bytes.js';
+export * from './frames.js';
+export * from './messages.js';
