@@ -530,6 +530,10 @@ export class Endpoint extends EventEmitter {
       writable: () => this.pump(),
     });
     this.fire('socket_ready');
+    if (this.data === ds) {
+      this.sendAck(ds);
+      this.pump();
+    }
   }
 
   private onFrame(ds: DataSocket, f: Frame): void {
@@ -993,6 +997,15 @@ export class Endpoint extends EventEmitter {
   }
   /** True once checkpointed: the live endpoint is elsewhere now. */
   detached = false;
+
+  /** Fault injection (tests, demo): reset the current data socket as a network cut would. */
+  breakDataSocket(): boolean {
+    const ds = this.data;
+    if (!ds || !ds.open) return false;
+    if (ds.socket.resetAndDestroy) ds.socket.resetAndDestroy();
+    else ds.socket.destroy();
+    return true;
+  }
 
   private teardown(err: FerryError | undefined): void {
     if (this.closedDone) return;

@@ -39,6 +39,7 @@ export const ERRORS = {
   FERRY_ERR_NOT_LISTENING: { wire: 22, by: 'peer', summary: 'The target agent is on this host but has no server socket.' },
   FERRY_ERR_PEER_MOVING: { wire: 23, by: 'peer', summary: 'The peer endpoint is in transit between hosts; try again at its new location.' },
   FERRY_ERR_CONNECTION_ID_COLLISION: { wire: 24, by: 'peer', summary: 'A connection id half collides with one already in use on this host.' },
+  FERRY_ERR_STALE_EPOCH: { wire: 26, by: 'peer', summary: 'A location update carries an epoch at or below the one registered.' },
   FERRY_ERR_REFUSED: { wire: 25, by: 'peer', summary: 'The host refused the request by policy or because a limit was reached.' },
   // --- state machine --------------------------------------------------------------------
   FERRY_ERR_ILLEGAL_TRANSITION: { wire: 30, by: 'local', summary: 'An event is not allowed in the connection state it arrived in.' },

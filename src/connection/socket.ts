@@ -1,0 +1,246 @@
+/**
+ * The agent-facing sockets: {@link AgentSocket}, a `node:stream` Duplex over one connection
+ * endpoint (the paper's NapletSocket), and {@link AgentServerSocket}, an agent's listening
+ * socket (NapletServerSocket). Agents never choose ports: they name agent ids.
+ */
+import { Duplex } from 'node:stream';
+import { EventEmitter } from 'node:events';
+import { FerryError, type ErrorCode } from '../util/index.js';
+import type { AgentId } from '../identity/index.js';
+import type { Endpoint } from './endpoint.js';
+import type { State } from './state-machine.js';
+
+/** Largest chunk handed to the application per push. */
+const READ_CHUNK = 64 * 1024;
+
+/**
+ * A connection to another agent, addressed by identity. Reads and writes go on across
+ * suspends, resumes, moves of either end and data-socket failures, exactly once.
+ *
+ * Events beyond Duplex: 'state' (to, from), 'suspended', 'resumed', 'moved' (this object was
+ * detached for a move: its readable side ends after the bytes it already delivered).
+ */
+export class AgentSocket extends Duplex {
+  private wantRead = false;
+  private pendingWrite: ((err?: Error | null) => void) | undefined;
+  private pendingFinal: ((err?: Error | null) => void) | undefined;
+  private ended = false;
+  private moved = false;
+  private flushing = false;
+
+  constructor(readonly endpoint: Endpoint) {
+    super({ allowHalfOpen: true, writableHighWaterMark: 64 * 1024, readableHighWaterMark: 64 * 1024 });
+    endpoint.on('readable', () => this.flush());
+    endpoint.on('room', () => this.onRoom());
+    endpoint.on('state', (to: State, from: State) => {
+      this.emit('state', to, from);
+      if (to === 'SUSPENDED') this.emit('suspended');
+      if (to === 'ESTABLISHED' && from !== 'CONNECT_SENT' && from !== 'CONNECT_ACKED') this.emit('resumed');
+    });
+    endpoint.on('closed', (err: FerryError | undefined) => this.onClosed(err));
+  }
+
+  /** The connection state (one of the 12 of Table 1). */
+  get state(): State {
+    return this.endpoint.state;
+  }
+
+  /** The peer agent's id. */
+  get remoteAgent(): AgentId {
+    return this.endpoint.peerAgent;
+  }
+
+  /** This agent's id. */
+  get localAgent(): AgentId {
+    return this.endpoint.localAgent;
+  }
+
+  /** The connection id (hex). */
+  get connectionId(): string {
+    return this.endpoint.idText;
+  }
+
+  /** Suspend the connection (SUS -> ACK -> drain). Resolves once SUSPENDED. */
+  suspend(): Promise<void> {
+    return this.endpoint.suspend('user');
+  }
+
+  /**
+   * Resume the connection from either end. Resolves once ESTABLISHED. (Named so because
+   * `Readable.resume()` is stream flow control, which `on('data')` calls internally.)
+   */
+  resumeConnection(): Promise<void> {
+    return this.endpoint.resume();
+  }
+
+  /**
+   * Graceful close: end our direction, wait until the peer acknowledged every byte (bounded by
+   * `timeoutMs`), then CLS. Resolves when CLOSED.
+   */
+  async close(timeoutMs = 10_000): Promise<void> {
+    if (!this.writableEnded) this.end();
+    const deadline = Date.now() + timeoutMs;
+    while (!this.endpoint.send.finAcked && this.endpoint.state !== 'CLOSED' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await this.endpoint.close();
+    this.destroy();
+  }
+
+  override _read(): void {
+    this.wantRead = true;
+    this.flush();
+  }
+
+  private flush(): void {
+    if (this.moved) return;
+    while (this.wantRead) {
+      const chunk = this.endpoint.read(READ_CHUNK);
+      if (!chunk) break;
+      if (!this.push(chunk)) this.wantRead = false;
+    }
+    if (!this.ended && this.endpoint.recv.ended && this.endpoint.recv.queued === 0) {
+      this.ended = true;
+      this.push(null);
+    }
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.moved) return cb(new FerryError('FERRY_ERR_SOCKET_MOVED'));
+    let room: boolean;
+    try {
+      room = this.endpoint.write(chunk);
+    } catch (err) {
+      return cb(err as Error);
+    }
+    if (room || this.flushing) cb();
+    else this.pendingWrite = cb;
+  }
+
+  private onRoom(): void {
+    if (this.pendingWrite && this.endpoint.send.hasRoom) {
+      const cb = this.pendingWrite;
+      this.pendingWrite = undefined;
+      cb();
+    }
+    if (this.pendingFinal && this.endpoint.send.finAcked) {
+      const cb = this.pendingFinal;
+      this.pendingFinal = undefined;
+      cb();
+    }
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (this.moved) return cb();
+    try {
+      this.endpoint.end();
+    } catch (err) {
+      return cb(err as Error);
+    }
+    if (this.endpoint.send.finAcked) cb();
+    else this.pendingFinal = cb;
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (!this.moved && this.endpoint.state !== 'CLOSED') this.endpoint.destroy(err instanceof FerryError ? err : undefined);
+    cb(err);
+  }
+
+  private onClosed(err: FerryError | undefined): void {
+    if (this.moved) return;
+    // Deliver what arrived before the close, then end; an error ends the stream with it.
+    this.wantRead = true;
+    this.flush();
+    if (this.pendingWrite) {
+      const cb = this.pendingWrite;
+      this.pendingWrite = undefined;
+      cb(err ?? new FerryError('FERRY_ERR_CONNECTION_CLOSED'));
+    }
+    if (this.pendingFinal) {
+      const cb = this.pendingFinal;
+      this.pendingFinal = undefined;
+      cb(this.endpoint.send.finAcked ? null : err ?? null);
+    }
+    if (err && err.code !== ('FERRY_ERR_CONNECTION_CLOSED' as ErrorCode)) {
+      this.destroy(err);
+      return;
+    }
+    if (!this.ended) {
+      this.ended = true;
+      this.push(null);
+    }
+  }
+
+  /**
+   * Before a move: accept everything the application already handed to `write()` into the send
+   * buffer (so the checkpoint carries it), then stop this object. Bytes already pushed to the
+   * application stay readable here; the readable side then ends.
+   */
+  async prepareDetach(): Promise<void> {
+    this.flushing = true;
+    if (this.pendingWrite) {
+      const cb = this.pendingWrite;
+      this.pendingWrite = undefined;
+      cb();
+    }
+    for (let i = 0; i < 1000 && this.writableLength > 0; i++) await new Promise((r) => setImmediate(r));
+  }
+
+  /** After the checkpoint: this object no longer carries the connection. */
+  markMoved(): void {
+    this.moved = true;
+    this.pendingFinal?.();
+    this.pendingFinal = undefined;
+    if (!this.ended) {
+      this.ended = true;
+      this.push(null);
+    }
+    this.emit('moved');
+  }
+}
+
+/**
+ * An agent's server socket: CONNECTs to the agent become {@link AgentSocket}s, delivered as
+ * 'connection' events or through `accept()`.
+ */
+export class AgentServerSocket extends EventEmitter {
+  private readonly queue: AgentSocket[] = [];
+  private readonly waiters: ((s: AgentSocket) => void)[] = [];
+  private closedFlag = false;
+
+  constructor(
+    readonly agent: AgentId,
+    private readonly onClose: () => void,
+  ) {
+    super();
+  }
+
+  /** Called by the host when a connection to this agent is established. */
+  deliver(sock: AgentSocket): void {
+    const w = this.waiters.shift();
+    if (w) w(sock);
+    else if (this.listenerCount('connection') > 0) this.emit('connection', sock);
+    else this.queue.push(sock);
+  }
+
+  /** The next incoming connection. */
+  accept(): Promise<AgentSocket> {
+    const s = this.queue.shift();
+    if (s) return Promise.resolve(s);
+    if (this.closedFlag) return Promise.reject(new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'server socket closed'));
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Whether the server socket is closed. */
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  /** Stop accepting connections. */
+  close(): void {
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    this.onClose();
+    this.emit('close');
+  }
+}

@@ -1,0 +1,424 @@
+/**
+ * A Ferry host: one UDP control port (the controller) and one TCP redirector port, shared by
+ * every agent and connection on it (paper §3.3: no port table). The controller grants sockets,
+ * answers CONNECT / SUS / RES / CLS by connection id, and refuses bad input with typed errors
+ * and one log line each; the redirector reads a HELLO and hands the socket to its endpoint.
+ * Moves detach an agent's endpoints into a checkpoint here and attach them on another host.
+ */
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { ControlChannel, type ControlMessage, type DatagramSocketLike } from '../control/index.js';
+import { AgentServerSocket, AgentSocket, Endpoint, type EndpointCheckpoint, type EndpointEnv, type PeerLocator } from '../connection/index.js';
+import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
+import type { LocationService } from '../location/index.js';
+import { FerryError, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger } from '../util/index.js';
+import { FrameDecoder, FrameType, MessageType, decodeConnControl, decodeConnect, decodeConnectConfirm, decodeFrameBody, encodeFrame, type Hello } from '../wire/index.js';
+import { verifyConnect } from '../connection/index.js';
+
+/** Options for {@link Host.start}. */
+export interface HostOptions {
+  /** Location service shared with the other hosts (the rendezvous). */
+  location: LocationService;
+  /** IP to bind both ports on (default 127.0.0.1). */
+  ip?: string;
+  controlPort?: number;
+  redirectorPort?: number;
+  /** Signed handshake, MACs and sealed frames (default true). Off only to measure its cost. */
+  security?: boolean;
+  /** Host key (default: a fresh one). */
+  identity?: Identity;
+  name?: string;
+  logger?: Logger;
+  clock?: Clock;
+  sendBudget?: number;
+  receiveWindow?: number;
+  reconnectLimitMs?: number;
+  /** Wrap the control socket (tests: in-process loss, duplication, reordering). */
+  wrapControlSocket?: (s: DatagramSocketLike) => DatagramSocketLike;
+}
+
+/** Everything that moves with an agent between hosts (issue 2: without the agent runtime). */
+export interface AgentCheckpoint {
+  v: 1;
+  /** The agent's key seed (hex). Handle as a secret: it travels over the host-to-host channel. */
+  agentSeed: string;
+  listening: boolean;
+  endpoints: EndpointCheckpoint[];
+}
+
+interface AgentRecord {
+  identity: Identity;
+  server: AgentServerSocket | undefined;
+  sockets: Map<Endpoint, AgentSocket>;
+  moving: boolean;
+}
+
+const key = (cid: Buffer | string, role: 'client' | 'server'): string => `${typeof cid === 'string' ? cid : cid.toString('hex')}/${role}`;
+const other = (r: 'client' | 'server'): 'client' | 'server' => (r === 'client' ? 'server' : 'client');
+
+/** A host: controller, redirector, and the agents and connection endpoints that live on it. */
+export class Host {
+  readonly id: HostId;
+  readonly security: boolean;
+  private readonly agents = new Map<AgentId, AgentRecord>();
+  private readonly endpoints = new Map<string, Endpoint>();
+  /** Connection endpoints that moved away: answered PEER_MOVING until the hint expires. */
+  private readonly moved = new Map<string, number>();
+  private halfOpen = 0;
+  private readonly env: EndpointEnv;
+  private closed = false;
+  /** Count of refusals by code, for tests and metrics. */
+  readonly refusals = new Map<string, number>();
+
+  private constructor(
+    readonly identity: Identity,
+    readonly ip: string,
+    private readonly control: ControlChannel,
+    private readonly redirector: Server,
+    private readonly location: LocationService,
+    private readonly log: Logger,
+    private readonly clock: Clock,
+    opts: HostOptions,
+  ) {
+    this.id = identity.id as unknown as HostId;
+    this.security = opts.security ?? true;
+    const redirectorPort = (redirector.address() as { port: number }).port;
+    this.env = {
+      clock,
+      logger: log,
+      security: this.security,
+      redirectorPort,
+      sendBudget: opts.sendBudget ?? limit('SEND_BUDGET_BYTES'),
+      receiveWindow: opts.receiveWindow ?? limit('RECEIVE_WINDOW_BYTES'),
+      reconnectLimitMs: opts.reconnectLimitMs ?? limit('RECONNECT_LIMIT_MS'),
+      request: (to, type, body, o) => this.control.request(to, type, body, o),
+      oneway: (to, type, body) => this.control.send(to, type, body),
+      dial: (ip, port) => {
+        const s = netConnect({ host: ip, port });
+        s.on('error', () => {});
+        return s;
+      },
+      locate: async (agent, newerThan, waitMs) => {
+        const e = await this.location.watch(agent, newerThan, waitMs);
+        return e ? { ip: e.ip, controlPort: e.controlPort, redirectorPort: e.redirectorPort, epoch: e.epoch } : undefined;
+      },
+      indexed: (ep) => this.endpoints.set(key(ep.connectionId, ep.role), ep),
+      released: (ep) => {
+        if (this.endpoints.get(key(ep.connectionId, ep.role)) === ep) this.endpoints.delete(key(ep.connectionId, ep.role));
+      },
+    };
+    control.onRequest((req) => this.onRequest(req));
+    control.onOneway((msg) => this.onOneway(msg));
+    redirector.on('connection', (s) => this.onRedirect(s));
+  }
+
+  /** Bind the control (UDP) and redirector (TCP) ports and start serving. */
+  static async start(opts: HostOptions): Promise<Host> {
+    const ip = opts.ip ?? '127.0.0.1';
+    const identity = opts.identity ?? Identity.generate();
+    const log = (opts.logger ?? silentLogger).child({ host: opts.name ?? identity.id.slice(0, 8) });
+    const clock = opts.clock ?? systemClock;
+    const control = await ControlChannel.bind({ host: ip, port: opts.controlPort ?? 0, clock, logger: log, ...(opts.wrapControlSocket ? { wrap: opts.wrapControlSocket } : {}) });
+    const redirector = createServer({ noDelay: true });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        redirector.once('error', reject);
+        redirector.listen({ host: ip, port: opts.redirectorPort ?? 0 }, () => resolve());
+      });
+    } catch (cause) {
+      control.close();
+      throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `cannot bind redirector on ${ip}:${opts.redirectorPort}: ${String(cause)}`, { cause });
+    }
+    return new Host(identity, ip, control, redirector, opts.location, log, clock, opts);
+  }
+
+  /** The control address, "ip:port". */
+  get controlAddress(): string {
+    return this.control.address;
+  }
+
+  /** The redirector port. */
+  get redirectorPort(): number {
+    return this.env.redirectorPort;
+  }
+
+  private get controlPort(): number {
+    return Number(this.control.address.slice(this.control.address.lastIndexOf(':') + 1));
+  }
+
+  // ------------------------------------------------------------------ agents
+
+  /** Launch (register) an agent on this host and publish its location. */
+  async addAgent(identity: Identity = Identity.generate()): Promise<Identity> {
+    if (this.agents.has(identity.id)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'agent already on this host');
+    this.agents.set(identity.id, { identity, server: undefined, sockets: new Map(), moving: false });
+    const cur = await this.location.lookup(identity.id);
+    await this.publish(identity.id, (cur?.epoch ?? 0) + 1);
+    return identity;
+  }
+
+  private publish(agent: AgentId, epoch: number): Promise<void> {
+    return this.location.register({ agent, hostId: this.id, ip: this.ip, controlPort: this.controlPort, redirectorPort: this.redirectorPort, epoch });
+  }
+
+  private agent(id: AgentId): AgentRecord {
+    const a = this.agents.get(id);
+    if (!a || a.moving) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${id} is not on this host`);
+    return a;
+  }
+
+  /** The agent's server socket (NapletServerSocket(agent-id)). */
+  listen(agentId: AgentId): AgentServerSocket {
+    const a = this.agent(agentId);
+    if (a.server && !a.server.closed) throw new FerryError('FERRY_ERR_ALREADY_LISTENING');
+    a.server = new AgentServerSocket(agentId, () => {
+      if (a.server?.closed) a.server = undefined;
+    });
+    return a.server;
+  }
+
+  /** Open a connection from a local agent to another agent, by id (NapletSocket(agent-id)). */
+  async connect(from: AgentId, to: AgentId): Promise<AgentSocket> {
+    const a = this.agent(from);
+    const loc = await this.location.lookup(to);
+    if (!loc) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `no location for agent ${to}`);
+    if (this.endpoints.size >= limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'connection table full');
+    const peer: PeerLocator = { ip: loc.ip, controlPort: loc.controlPort, redirectorPort: loc.redirectorPort, epoch: loc.epoch };
+    const ep = Endpoint.client(this.env, a.identity, to, peer, randomBytes(8));
+    const sock = new AgentSocket(ep);
+    a.sockets.set(ep, sock);
+    ep.once('closed', () => a.sockets.delete(ep));
+    await ep.open();
+    return sock;
+  }
+
+  /** The agent's live sockets on this host. */
+  socketsOf(agentId: AgentId): AgentSocket[] {
+    return [...(this.agents.get(agentId)?.sockets.values() ?? [])];
+  }
+
+  /** Ids of the agents on this host. */
+  agentIds(): AgentId[] {
+    return [...this.agents.keys()];
+  }
+
+  // ------------------------------------------------------------------ moves
+
+  /**
+   * Detach an agent for a move: suspend each of its connections (never waiting on a peer that is
+   * itself moving), drain, and checkpoint them. The old socket objects end; the agent is gone from
+   * this host, which answers PEER_MOVING for its connections for a while.
+   */
+  async detachAgent(agentId: AgentId): Promise<AgentCheckpoint> {
+    const a = this.agent(agentId);
+    a.moving = true;
+    const live = [...a.sockets.entries()].filter(([ep]) => ep.state !== 'CLOSED' && ep.state !== 'CLOSE_SENT' && ep.state !== 'CLOSE_ACKED');
+    await Promise.all(
+      live.map(async ([ep, sock]) => {
+        await sock.prepareDetach();
+        await ep.prepareMove();
+      }),
+    );
+    const endpoints: EndpointCheckpoint[] = [];
+    const until = this.clock.now() + limit('FORWARDING_HINT_TTL_MS');
+    for (const [ep, sock] of live) {
+      if (ep.state !== 'SUSPENDED') continue; // closed while suspending: nothing to carry
+      endpoints.push(ep.checkpoint());
+      sock.markMoved();
+      this.endpoints.delete(key(ep.connectionId, ep.role));
+      this.moved.set(key(ep.connectionId, ep.role), until);
+    }
+    const listening = !!a.server && !a.server.closed;
+    a.server?.close();
+    this.agents.delete(agentId);
+    this.log.info('agent_detached', { agent: agentId, connections: endpoints.length });
+    return { v: 1, agentSeed: a.identity.seed().toString('hex'), listening, endpoints };
+  }
+
+  /**
+   * Attach a moved agent: check connection ids for collisions, rebuild its endpoints, register
+   * the new location (epoch + 1), then resume every connection that was live.
+   */
+  async attachAgent(cp: AgentCheckpoint): Promise<{ agent: Identity; sockets: AgentSocket[]; server: AgentServerSocket | undefined }> {
+    if (cp.v !== 1) throw new FerryError('FERRY_ERR_UNSUPPORTED_VERSION', `agent checkpoint version ${String(cp.v)}`);
+    const identity = Identity.fromSeed(Buffer.from(cp.agentSeed, 'hex'));
+    if (this.agents.has(identity.id)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'agent already on this host');
+    for (const e of cp.endpoints) {
+      if (this.endpoints.has(key(e.connectionId, e.role))) throw new FerryError('FERRY_ERR_CONNECTION_ID_COLLISION', `connection ${e.connectionId} already lives here`);
+    }
+    const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false };
+    this.agents.set(identity.id, rec);
+    const eps = cp.endpoints.map((e) => Endpoint.fromCheckpoint(this.env, e));
+    const sockets: AgentSocket[] = [];
+    for (const ep of eps) {
+      this.moved.delete(key(ep.connectionId, ep.role));
+      this.endpoints.set(key(ep.connectionId, ep.role), ep);
+      const s = new AgentSocket(ep);
+      rec.sockets.set(ep, s);
+      ep.once('closed', () => rec.sockets.delete(ep));
+      sockets.push(s);
+    }
+    const server = cp.listening ? this.listen(identity.id) : undefined;
+    const cur = await this.location.lookup(identity.id);
+    await this.publish(identity.id, (cur?.epoch ?? 0) + 1);
+    this.log.info('agent_attached', { agent: identity.id, connections: eps.length });
+    for (const ep of eps) ep.start();
+    return { agent: identity, sockets, server };
+  }
+
+  /** Move an agent to another host in this process: detach here, attach there. */
+  async moveAgent(agentId: AgentId, to: Host): Promise<{ sockets: AgentSocket[]; server: AgentServerSocket | undefined }> {
+    const cp = await this.detachAgent(agentId);
+    // The checkpoint crosses a process boundary in issue 3; prove it is plain data now.
+    const { sockets, server } = await to.attachAgent(JSON.parse(JSON.stringify(cp)) as AgentCheckpoint);
+    return { sockets, server };
+  }
+
+  /** Fault injection: reset the data sockets of an agent's connections (all agents if omitted). */
+  breakDataSockets(agentId?: AgentId): number {
+    let n = 0;
+    for (const [id, a] of this.agents) {
+      if (agentId && id !== agentId) continue;
+      for (const ep of a.sockets.keys()) if (ep.breakDataSocket()) n++;
+    }
+    return n;
+  }
+
+  // ------------------------------------------------------------------ controller
+
+  private refuse(err: FerryError, fields: Record<string, unknown>): never {
+    this.refusals.set(err.code, (this.refusals.get(err.code) ?? 0) + 1);
+    this.log.warn('refused', { code: err.code, detail: err.message, ...fields });
+    throw err;
+  }
+
+  private async onRequest(req: ControlMessage): Promise<{ type: number; body: Uint8Array }> {
+    try {
+      switch (req.type) {
+        case MessageType.CONNECT:
+          return { type: MessageType.CONNECT_ACK, body: this.onConnect(req) };
+        case MessageType.SUS:
+        case MessageType.RES:
+        case MessageType.CLS:
+          return { type: req.type + 1, body: this.onConnControl(req) };
+        default:
+          throw new FerryError('FERRY_ERR_UNKNOWN_TYPE', `control request type ${req.type}`);
+      }
+    } catch (err) {
+      const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err), { cause: err });
+      this.refuse(e, { type: req.type, from: req.from });
+    }
+  }
+
+  private onConnect(req: ControlMessage): Buffer {
+    const body = Buffer.from(req.body);
+    const c = decodeConnect(body);
+    const target = idFromBytes(c.toAgent);
+    const a = this.agents.get(target);
+    if (!a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${target} is not here`);
+    if (a.moving) throw new FerryError('FERRY_ERR_PEER_MOVING', `agent ${target} is moving`);
+    if (!a.server || a.server.closed) throw new FerryError('FERRY_ERR_NOT_LISTENING', `agent ${target} has no server socket`);
+    verifyConnect(c, this.security);
+    if (this.halfOpen >= limit('MAX_HALF_OPEN')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'too many half-open connections');
+    if (this.endpoints.size >= limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'connection table full');
+    let serverHalf = randomBytes(8);
+    while (this.endpoints.has(key(Buffer.concat([c.clientHalf, serverHalf]), 'server'))) serverHalf = randomBytes(8);
+    const { endpoint, reply } = Endpoint.server(this.env, a.identity, c, body, req.from, serverHalf);
+    this.endpoints.set(key(endpoint.connectionId, 'server'), endpoint);
+    this.halfOpen++;
+    let counted = true;
+    const done = (): void => {
+      if (counted) this.halfOpen--;
+      counted = false;
+    };
+    endpoint.once('established', () => {
+      done();
+      const sock = new AgentSocket(endpoint);
+      a.sockets.set(endpoint, sock);
+      endpoint.once('closed', () => a.sockets.delete(endpoint));
+      if (a.server && !a.server.closed) a.server.deliver(sock);
+      else void endpoint.close();
+    });
+    endpoint.once('closed', done);
+    return reply;
+  }
+
+  private onConnControl(req: ControlMessage): Buffer {
+    const m = decodeConnControl(Buffer.from(req.body), req.type);
+    const k = key(m.connectionId, other(m.senderRole));
+    const ep = this.endpoints.get(k);
+    if (!ep) {
+      const until = this.moved.get(k);
+      if (until !== undefined && until > this.clock.now()) throw new FerryError('FERRY_ERR_PEER_MOVING', 'connection endpoint moved away');
+      throw new FerryError('FERRY_ERR_UNKNOWN_CONNECTION', `no connection ${m.connectionId.toString('hex')}`);
+    }
+    return ep.handleControl(m, req.from);
+  }
+
+  private onOneway(msg: ControlMessage): void {
+    try {
+      if (msg.type !== MessageType.CONNECT_CONFIRM) throw new FerryError('FERRY_ERR_UNKNOWN_TYPE', `one-way type ${msg.type}`);
+      const c = decodeConnectConfirm(Buffer.from(msg.body));
+      const ep = this.endpoints.get(key(c.connectionId, 'server'));
+      if (!ep) throw new FerryError('FERRY_ERR_UNKNOWN_CONNECTION', 'CONNECT_CONFIRM for no connection');
+      ep.handleConfirm(Buffer.from(c.mac));
+    } catch (err) {
+      const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
+      this.refusals.set(e.code, (this.refusals.get(e.code) ?? 0) + 1);
+      this.log.warn('refused', { code: e.code, detail: e.message, from: msg.from });
+    }
+  }
+
+  // ------------------------------------------------------------------ redirector
+
+  private onRedirect(sock: Socket): void {
+    sock.setNoDelay(true);
+    const decoder = new FrameDecoder();
+    const timer = this.clock.setTimer(limit('HELLO_TIMEOUT_MS'), () => sock.destroy());
+    const reject = (err: FerryError): void => {
+      this.refusals.set(err.code, (this.refusals.get(err.code) ?? 0) + 1);
+      this.log.warn('redirect_refused', { code: err.code, detail: err.message, remote: sock.remoteAddress });
+      sock.end(encodeFrame({ type: FrameType.REJECT, wireCode: err.wire, detail: err.code }));
+      sock.destroySoon();
+    };
+    const onData = (chunk: Buffer): void => {
+      decoder.push(chunk);
+      let body: Buffer | undefined;
+      try {
+        body = decoder.next();
+        if (!body) return;
+        sock.off('data', onData);
+        timer.cancel();
+        const f = decodeFrameBody(body);
+        if (f.type !== FrameType.HELLO) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'first frame on a data socket must be HELLO');
+        this.handoff(sock, f, decoder.takeRest());
+      } catch (err) {
+        sock.off('data', onData);
+        timer.cancel();
+        reject(isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err)));
+      }
+    };
+    sock.on('data', onData);
+    sock.on('error', () => sock.destroy());
+  }
+
+  private handoff(sock: Socket, hello: Hello, rest: Buffer): void {
+    const k = key(hello.connectionId, other(hello.dialerRole));
+    const ep = this.endpoints.get(k);
+    if (!ep) {
+      const until = this.moved.get(k);
+      throw new FerryError(until !== undefined && until > this.clock.now() ? 'FERRY_ERR_PEER_MOVING' : 'FERRY_ERR_UNKNOWN_CONNECTION', `HELLO for ${hello.connectionId.toString('hex')}`);
+    }
+    ep.acceptHello(sock, hello, rest);
+  }
+
+  /** Stop the host: close every connection without ceremony and both ports. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const ep of this.endpoints.values()) ep.destroy(new FerryError('FERRY_ERR_ABORTED', 'host closed'));
+    for (const a of this.agents.values()) for (const s of a.sockets.values()) s.destroy();
+    this.control.close();
+    await new Promise<void>((resolve) => this.redirector.close(() => resolve()));
+  }
+}

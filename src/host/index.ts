@@ -1,0 +1,2 @@
+/** host/: the controller, the redirector and moves of agents between hosts. */
+export * from './host.js';

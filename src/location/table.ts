@@ -1,0 +1,77 @@
+/**
+ * The location service interface and its in-process implementation. An agent's location is
+ * `AgentId -> (HostId, locator, epoch)`; the epoch grows by one per move and an update with a
+ * stale epoch is refused, so a delayed registration can never point peers backwards.
+ * The rendezvous server (issue 3) implements the same interface over the network.
+ */
+import type { AgentId } from '../identity/index.js';
+import { FerryError, type Clock, systemClock } from '../util/index.js';
+
+/** Where an agent is. */
+export interface LocationEntry {
+  readonly agent: AgentId;
+  readonly hostId: string;
+  readonly ip: string;
+  readonly controlPort: number;
+  readonly redirectorPort: number;
+  readonly epoch: number;
+}
+
+/** The location service, as hosts use it. Async so a networked rendezvous can implement it. */
+export interface LocationService {
+  /** Register a location; refused with FERRY_ERR_STALE_EPOCH unless `epoch` exceeds the current one. */
+  register(entry: LocationEntry): Promise<void>;
+  /** The current location, if any. */
+  lookup(agent: AgentId): Promise<LocationEntry | undefined>;
+  /**
+   * The location once its epoch exceeds `newerThan`, waiting up to `waitMs` for a registration;
+   * after the wait, whatever is current (possibly the same or undefined).
+   */
+  watch(agent: AgentId, newerThan: number, waitMs: number): Promise<LocationEntry | undefined>;
+}
+
+/** In-memory location table shared by the hosts of one process (the single-machine default). */
+export class MemoryLocationTable implements LocationService {
+  private readonly entries = new Map<AgentId, LocationEntry>();
+  private readonly watchers = new Map<AgentId, Set<(e: LocationEntry) => void>>();
+
+  constructor(private readonly clock: Clock = systemClock) {}
+
+  async register(entry: LocationEntry): Promise<void> {
+    const cur = this.entries.get(entry.agent);
+    if (cur && entry.epoch <= cur.epoch) {
+      throw new FerryError('FERRY_ERR_STALE_EPOCH', `epoch ${entry.epoch} ≤ registered ${cur.epoch} for ${entry.agent}`);
+    }
+    this.entries.set(entry.agent, { ...entry });
+    for (const w of this.watchers.get(entry.agent) ?? []) w(entry);
+  }
+
+  async lookup(agent: AgentId): Promise<LocationEntry | undefined> {
+    return this.entries.get(agent);
+  }
+
+  watch(agent: AgentId, newerThan: number, waitMs: number): Promise<LocationEntry | undefined> {
+    const cur = this.entries.get(agent);
+    if ((cur && cur.epoch > newerThan) || waitMs <= 0) return Promise.resolve(cur);
+    return new Promise((resolve) => {
+      let set = this.watchers.get(agent);
+      if (!set) this.watchers.set(agent, (set = new Set()));
+      const done = (e: LocationEntry | undefined): void => {
+        timer.cancel();
+        set!.delete(onEntry);
+        if (set!.size === 0) this.watchers.delete(agent);
+        resolve(e);
+      };
+      const onEntry = (e: LocationEntry): void => {
+        if (e.epoch > newerThan) done(e);
+      };
+      set.add(onEntry);
+      const timer = this.clock.setTimer(waitMs, () => done(this.entries.get(agent)));
+    });
+  }
+
+  /** Number of registered agents. */
+  get size(): number {
+    return this.entries.size;
+  }
+}

@@ -1,0 +1,438 @@
+/**
+ * Control-message bodies (STYLE rule 3): CONNECT, CONNECT_ACK, CONNECT_CONFIRM and the
+ * SUS/RES/CLS(/_ACK) connection-control body round-trip in their secure and insecure forms;
+ * every truncation, trailing byte, unknown flag bit, bad role, u64 at or above 2^53 and inner
+ * type that disagrees with the datagram's type is MALFORMED_DATAGRAM; every body fits one
+ * datagram; the connection-control MAC input covers every field; random input never makes a
+ * decoder throw anything but a FerryError.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  MessageType,
+  connControlMacInput,
+  connectAckHead,
+  connectSigned,
+  decodeConnControl,
+  decodeConnect,
+  decodeConnectAck,
+  decodeConnectConfirm,
+  encodeConnControl,
+  encodeConnect,
+  encodeConnectAck,
+  encodeConnectConfirm,
+  type ConnControl,
+  type Connect,
+  type ConnectAck,
+  type ConnectConfirm,
+} from '../../../src/wire/messages.js';
+import { DATAGRAM_HEADER_BYTES, MAX_DATAGRAM_BODY, decodeDatagram, encodeDatagram } from '../../../src/wire/datagram.js';
+import { FerryError, isFerryError, type ErrorCode } from '../../../src/util/errors.js';
+import { LIMITS } from '../../../src/util/limits.js';
+
+const ferry = (code: ErrorCode) => (err: unknown): boolean => isFerryError(err, code);
+const MALFORMED = ferry('FERRY_ERR_MALFORMED_DATAGRAM');
+const MAX_U64 = Number.MAX_SAFE_INTEGER;
+/** Room for a body in one control datagram: 1200 bytes (RFC 9000 §14) minus the 8-byte header. */
+const BODY_ROOM = LIMITS.MAX_DATAGRAM_BYTES.value - DATAGRAM_HEADER_BYTES;
+const CTL_LABEL = Buffer.from('ferry/1 ctl');
+
+// ---------------------------------------------------------------------------------------------
+// Arbitraries.
+
+const NORMAL = { noNullPrototype: true } as const;
+const u64 = fc.oneof(
+  fc.constantFrom(0, 1, 2 ** 32 - 1, 2 ** 32, MAX_U64),
+  fc.integer({ min: 0, max: 2 ** 32 + 5 }),
+  fc.maxSafeNat(),
+);
+const port = fc.integer({ min: 0, max: 0xffff });
+const fixedBytes = (n: number) => fc.uint8Array({ minLength: n, maxLength: n }).map((a) => Buffer.from(a));
+const EMPTY = Buffer.alloc(0);
+
+const connectArb = (secure: boolean): fc.Arbitrary<Connect> =>
+  fc.record(
+    {
+      secure: fc.constant(secure),
+      clientHalf: fixedBytes(8),
+      fromAgent: fixedBytes(16),
+      toAgent: fixedBytes(16),
+      clientAgentKey: fixedBytes(32),
+      redirectorPort: port,
+      window: u64,
+      ephemeral: secure ? fixedBytes(32) : fc.constant(EMPTY),
+      signature: secure ? fixedBytes(64) : fc.constant(EMPTY),
+    },
+    NORMAL,
+  );
+
+const connectAckArb = (secure: boolean): fc.Arbitrary<ConnectAck> =>
+  fc.record(
+    {
+      secure: fc.constant(secure),
+      serverHalf: fixedBytes(8),
+      serverAgentKey: fixedBytes(32),
+      redirectorPort: port,
+      window: u64,
+      ephemeral: secure ? fixedBytes(32) : fc.constant(EMPTY),
+      signature: secure ? fixedBytes(64) : fc.constant(EMPTY),
+      mac: secure ? fixedBytes(32) : fc.constant(EMPTY),
+    },
+    NORMAL,
+  );
+
+const confirmArb: fc.Arbitrary<ConnectConfirm> = fc.record({ connectionId: fixedBytes(16), mac: fixedBytes(32) }, NORMAL);
+
+const CTL_TYPES = [MessageType.SUS, MessageType.SUS_ACK, MessageType.RES, MessageType.RES_ACK, MessageType.CLS, MessageType.CLS_ACK] as const;
+const connControlArb: fc.Arbitrary<ConnControl> = fc.record(
+  {
+    type: fc.constantFrom(...CTL_TYPES),
+    connectionId: fixedBytes(16),
+    senderRole: fc.constantFrom('client' as const, 'server' as const),
+    counter: u64,
+    reason: fc.integer({ min: 0, max: 255 }),
+    redirectorPort: port,
+    // Empty means "no challenge" and goes out as 16 zero bytes.
+    challenge: fc.oneof(fixedBytes(16), fc.constant(EMPTY)),
+    mac: fixedBytes(32),
+  },
+  NORMAL,
+);
+/** What a connection-control message decodes to: an empty challenge becomes zeros. */
+const normalised = (m: ConnControl): ConnControl => ({ ...m, challenge: m.challenge.length === 0 ? Buffer.alloc(16) : m.challenge });
+
+/** One codec under test, uniformly. */
+interface Codec<T> {
+  readonly name: string;
+  readonly arb: fc.Arbitrary<T>;
+  readonly encode: (m: T) => Buffer;
+  readonly decode: (b: Buffer) => T;
+  readonly expected: (m: T) => T;
+  readonly size: number;
+}
+const codec = <T>(c: Codec<T>): Codec<unknown> => c as unknown as Codec<unknown>;
+
+const CODECS: Codec<unknown>[] = [
+  codec({ name: 'CONNECT (secure)', arb: connectArb(true), encode: encodeConnect, decode: decodeConnect, expected: (m) => m, size: 179 }),
+  codec({ name: 'CONNECT (insecure)', arb: connectArb(false), encode: encodeConnect, decode: decodeConnect, expected: (m) => m, size: 83 }),
+  codec({ name: 'CONNECT_ACK (secure)', arb: connectAckArb(true), encode: encodeConnectAck, decode: decodeConnectAck, expected: (m) => m, size: 179 }),
+  codec({ name: 'CONNECT_ACK (insecure)', arb: connectAckArb(false), encode: encodeConnectAck, decode: decodeConnectAck, expected: (m) => m, size: 51 }),
+  codec({ name: 'CONNECT_CONFIRM', arb: confirmArb, encode: encodeConnectConfirm, decode: decodeConnectConfirm, expected: (m) => m, size: 48 }),
+  codec({
+    name: 'SUS/RES/CLS(_ACK)',
+    arb: connControlArb,
+    encode: encodeConnControl,
+    decode: (b) => decodeConnControl(b, b[0] ?? 0),
+    expected: normalised,
+    size: 77,
+  }),
+];
+
+// ---------------------------------------------------------------------------------------------
+// Round trips and sizes.
+
+for (const c of CODECS) {
+  test(`round trip: ${c.name}`, () => {
+    fc.assert(
+      fc.property(c.arb, (m) => {
+        const body = c.encode(m);
+        assert.equal(body.length, c.size);
+        assert.deepEqual(c.decode(body), c.expected(m));
+        // Decoding the re-encoding of the decoded message gives the same bytes.
+        assert.deepEqual(c.encode(c.decode(body)), body);
+      }),
+      { numRuns: 200 },
+    );
+  });
+}
+
+test('every body fits one control datagram (1200 bytes minus the 8-byte header)', () => {
+  assert.equal(BODY_ROOM, 1192);
+  assert.equal(MAX_DATAGRAM_BODY, BODY_ROOM);
+  for (const c of CODECS) assert.ok(c.size <= BODY_ROOM, `${c.name}: ${c.size} bytes`);
+  // And they really travel: through the datagram codec and back, at the largest request id.
+  fc.assert(
+    fc.property(connControlArb, connectArb(true), connectAckArb(true), (m, conn, ack) => {
+      for (const [type, body] of [
+        [m.type, encodeConnControl(m)],
+        [MessageType.CONNECT, encodeConnect(conn)],
+        [MessageType.CONNECT_ACK, encodeConnectAck(ack)],
+      ] as const) {
+        const dgram = encodeDatagram({ type, flags: 0, requestId: 0xffffffff }, body);
+        assert.ok(dgram.length <= LIMITS.MAX_DATAGRAM_BYTES.value);
+        const back = decodeDatagram(dgram);
+        assert.equal(back.header.type, type);
+        assert.deepEqual(back.body, body);
+      }
+      const back = decodeDatagram(encodeDatagram({ type: m.type, flags: 0, requestId: 1 }, encodeConnControl(m)));
+      assert.deepEqual(decodeConnControl(back.body, back.header.type), normalised(m));
+    }),
+    { numRuns: 100 },
+  );
+});
+
+test('the signed / transcript parts are the front of the body, and cover the secure flag', () => {
+  fc.assert(
+    fc.property(fc.boolean().chain(connectArb), fc.boolean().chain(connectAckArb), (conn, ack) => {
+      const s1 = conn.secure;
+      const s2 = ack.secure;
+      const head = connectSigned(conn);
+      const body = encodeConnect(conn);
+      assert.deepEqual(body.subarray(0, head.length), head);
+      assert.equal(body.length - head.length, s1 ? 64 : 0, 'only the signature is outside what it signs');
+      assert.equal(head[0], s1 ? 1 : 0);
+      const ahead = connectAckHead(ack);
+      const abody = encodeConnectAck(ack);
+      assert.deepEqual(abody.subarray(0, ahead.length), ahead);
+      assert.equal(abody.length - ahead.length, s2 ? 96 : 0, 'only signature and MAC are outside the transcript head');
+    }),
+    { numRuns: 40 },
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Strict decoding.
+
+test('every truncation of every body is MALFORMED_DATAGRAM', () => {
+  for (const c of CODECS) {
+    fc.assert(
+      fc.property(c.arb, (m) => {
+        const body = c.encode(m);
+        for (let k = 0; k < body.length; k++) assert.throws(() => c.decode(body.subarray(0, k)), MALFORMED, `${c.name} cut to ${k}`);
+      }),
+      { numRuns: 30 },
+    );
+  }
+});
+
+test('trailing bytes after any body are MALFORMED_DATAGRAM', () => {
+  for (const c of CODECS) {
+    fc.assert(
+      fc.property(c.arb, fc.uint8Array({ minLength: 1, maxLength: 100 }), (m, extra) => {
+        assert.throws(() => c.decode(Buffer.concat([c.encode(m), extra])), MALFORMED, c.name);
+      }),
+      { numRuns: 50 },
+    );
+  }
+});
+
+test('CONNECT / CONNECT_ACK flags: only bit 0 (secure) exists, and it must match the body\'s length', () => {
+  const cases = [
+    { name: 'CONNECT', decode: decodeConnect as (b: Buffer) => unknown, bodies: [encodeConnect(fc.sample(connectArb(false), 1)[0]!), encodeConnect(fc.sample(connectArb(true), 1)[0]!)] },
+    { name: 'CONNECT_ACK', decode: decodeConnectAck as (b: Buffer) => unknown, bodies: [encodeConnectAck(fc.sample(connectAckArb(false), 1)[0]!), encodeConnectAck(fc.sample(connectAckArb(true), 1)[0]!)] },
+  ];
+  for (const { name, decode, bodies } of cases) {
+    for (const body of bodies) {
+      const own = body[0]!;
+      for (let flags = 0; flags < 256; flags++) {
+        const b = Buffer.from(body);
+        b[0] = flags;
+        if (flags === own) {
+          assert.equal((decode(b) as { secure: boolean }).secure, flags === 1);
+        } else {
+          // Unknown bits; or the secure bit flipped, so the body is too short or too long for it.
+          assert.throws(() => decode(b), MALFORMED, `${name} flags ${flags} on a ${own ? 'secure' : 'insecure'} body`);
+        }
+      }
+    }
+  }
+});
+
+test('connection control: the role byte must be 0 or 1', () => {
+  const body = encodeConnControl(fc.sample(connControlArb, 1)[0]!);
+  const ROLE = 1 + 16;
+  for (let b = 0; b < 256; b++) {
+    const x = Buffer.from(body);
+    x[ROLE] = b;
+    if (b <= 1) assert.equal(decodeConnControl(x, x[0]!).senderRole, b === 0 ? 'client' : 'server');
+    else assert.throws(() => decodeConnControl(x, x[0]!), MALFORMED, `role ${b}`);
+  }
+});
+
+test('a u64 at or above 2^53 (CONNECT window, CONNECT_ACK window, control counter) is MALFORMED_DATAGRAM', () => {
+  const sites = [
+    { name: 'CONNECT window', body: encodeConnect(fc.sample(connectArb(true), 1)[0]!), at: 75, decode: decodeConnect as (b: Buffer) => unknown },
+    { name: 'CONNECT_ACK window', body: encodeConnectAck(fc.sample(connectAckArb(false), 1)[0]!), at: 43, decode: decodeConnectAck as (b: Buffer) => unknown },
+    { name: 'control counter', body: encodeConnControl(fc.sample(connControlArb, 1)[0]!), at: 18, decode: (b: Buffer) => decodeConnControl(b, b[0]!) },
+  ];
+  for (const s of sites) {
+    // The offset really is the u64: 2^53 - 1 there decodes as that value.
+    const ok = Buffer.from(s.body);
+    ok.writeBigUInt64BE(2n ** 53n - 1n, s.at);
+    const got = s.decode(ok) as { window?: number; counter?: number };
+    assert.equal(got.window ?? got.counter, MAX_U64, s.name);
+  }
+  fc.assert(
+    fc.property(fc.constantFrom(...sites), fc.bigInt({ min: 2n ** 53n, max: 2n ** 64n - 1n }), (s, v) => {
+      const b = Buffer.from(s.body);
+      b.writeBigUInt64BE(v, s.at);
+      assert.throws(() => s.decode(b), MALFORMED, `${s.name} = ${v}`);
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('decodeConnControl accepts exactly the six control types, and only in a datagram of the same type', () => {
+  const body = encodeConnControl(fc.sample(connControlArb, 1)[0]!);
+  const allowed = new Set<number>(CTL_TYPES);
+  for (let inner = 0; inner < 256; inner++) {
+    const b = Buffer.from(body);
+    b[0] = inner;
+    for (let outer = 0; outer < 256; outer++) {
+      if (inner === outer && allowed.has(inner)) {
+        assert.equal(decodeConnControl(b, outer).type, inner);
+      } else {
+        assert.throws(() => decodeConnControl(b, outer), MALFORMED, `inner ${inner} in datagram ${outer}`);
+      }
+    }
+  }
+  // A SUS body replayed in a CLS datagram (or any other swap) is refused.
+  for (const t of CTL_TYPES) {
+    const m = { ...fc.sample(connControlArb, 1)[0]!, type: t };
+    for (const u of CTL_TYPES) if (u !== t) assert.throws(() => decodeConnControl(encodeConnControl(m), u), MALFORMED);
+  }
+});
+
+test('message type codes are distinct and the datagram never uses 0', () => {
+  const codes = Object.values(MessageType);
+  assert.equal(new Set(codes).size, codes.length);
+  assert.ok(codes.every((c) => c >= 1 && c <= 254));
+});
+
+// ---------------------------------------------------------------------------------------------
+// The connection-control MAC binds every field.
+
+type CtlField = Exclude<keyof ConnControl, 'mac'>;
+const flipByte = (b: Buffer, at: number): Buffer => {
+  const c = Buffer.from(b);
+  const i = at % c.length;
+  c[i] = c[i]! ^ (0x01 + (at % 0xfe));
+  return c;
+};
+/** A different valid value for `field`. */
+const changedArb = (m: ConnControl, field: CtlField): fc.Arbitrary<Partial<ConnControl>> => {
+  switch (field) {
+    case 'type': return fc.constantFrom(...CTL_TYPES.filter((t) => t !== m.type)).map((type) => ({ type }));
+    case 'connectionId': return fc.nat().map((at) => ({ connectionId: flipByte(m.connectionId, at) }));
+    case 'senderRole': return fc.constant({ senderRole: m.senderRole === 'client' ? ('server' as const) : ('client' as const) });
+    case 'counter': return u64.filter((v) => v !== m.counter).map((counter) => ({ counter }));
+    case 'reason': return fc.integer({ min: 0, max: 255 }).filter((v) => v !== m.reason).map((reason) => ({ reason }));
+    case 'redirectorPort': return port.filter((v) => v !== m.redirectorPort).map((redirectorPort) => ({ redirectorPort }));
+    case 'challenge': return fc.nat().map((at) => ({ challenge: flipByte(normalised(m).challenge, at) }));
+  }
+};
+const CTL_FIELDS: CtlField[] = ['type', 'connectionId', 'senderRole', 'counter', 'reason', 'redirectorPort', 'challenge'];
+
+test('connControlMacInput changes when any field changes', () => {
+  const arb = fc
+    .tuple(connControlArb, fc.constantFrom(...CTL_FIELDS))
+    .chain(([m, field]) => changedArb(m, field).map((change) => ({ m, field, change })));
+  fc.assert(
+    fc.property(arb, ({ m, field, change }) => {
+      const changed = { ...m, ...change };
+      assert.notDeepEqual(connControlMacInput(changed), connControlMacInput(m), `changing ${field} left the MAC input unchanged`);
+    }),
+    { numRuns: 700 },
+  );
+  // Every field, at least once, deterministically.
+  const base = fc.sample(connControlArb, 1)[0]!;
+  for (const field of CTL_FIELDS) {
+    const change = fc.sample(changedArb(base, field), 1)[0]!;
+    assert.notDeepEqual(connControlMacInput({ ...base, ...change }), connControlMacInput(base), field);
+  }
+});
+
+test('connControlMacInput is the label and every body byte before the MAC (nothing left unbound)', () => {
+  fc.assert(
+    fc.property(connControlArb, fixedBytes(32), (m, otherMac) => {
+      const body = encodeConnControl(m);
+      const input = connControlMacInput(m);
+      assert.deepEqual(input, Buffer.concat([CTL_LABEL, body.subarray(0, body.length - 32)]));
+      assert.deepEqual(body.subarray(body.length - 32), m.mac);
+      // The MAC itself is not an input, and "no challenge" and zeros are one value.
+      const otherMacMessage: ConnControl = { ...m, mac: otherMac };
+      assert.deepEqual(connControlMacInput(otherMacMessage), input);
+      assert.deepEqual(connControlMacInput(normalised(m)), input);
+    }),
+    { numRuns: 300 },
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Local misuse.
+
+test('encoders refuse wrong-size fixed fields and unsafe u64s with INVALID_ARGUMENT', () => {
+  const conn = fc.sample(connectArb(true), 1)[0]!;
+  const ack = fc.sample(connectAckArb(true), 1)[0]!;
+  const ctl = fc.sample(connControlArb, 1)[0]!;
+  const bad: [string, () => unknown][] = [
+    ['connect clientHalf', () => encodeConnect({ ...conn, clientHalf: Buffer.alloc(7) })],
+    ['connect fromAgent', () => encodeConnect({ ...conn, fromAgent: Buffer.alloc(17) })],
+    ['connect key', () => encodeConnect({ ...conn, clientAgentKey: Buffer.alloc(31) })],
+    ['connect ephemeral', () => encodeConnect({ ...conn, ephemeral: EMPTY })],
+    ['connect signature', () => encodeConnect({ ...conn, signature: Buffer.alloc(63) })],
+    ['connect window', () => encodeConnect({ ...conn, window: 2 ** 53 })],
+    ['connect window <0', () => encodeConnect({ ...conn, window: -1 })],
+    ['ack serverHalf', () => encodeConnectAck({ ...ack, serverHalf: EMPTY })],
+    ['ack mac', () => encodeConnectAck({ ...ack, mac: Buffer.alloc(16) })],
+    ['ack signature', () => encodeConnectAck({ ...ack, signature: EMPTY })],
+    ['confirm id', () => encodeConnectConfirm({ connectionId: Buffer.alloc(8), mac: Buffer.alloc(32) })],
+    ['confirm mac', () => encodeConnectConfirm({ connectionId: Buffer.alloc(16), mac: Buffer.alloc(31) })],
+    ['ctl id', () => encodeConnControl({ ...ctl, connectionId: Buffer.alloc(8) })],
+    ['ctl challenge', () => encodeConnControl({ ...ctl, challenge: Buffer.alloc(8) })],
+    ['ctl mac', () => encodeConnControl({ ...ctl, mac: EMPTY })],
+    ['ctl counter', () => encodeConnControl({ ...ctl, counter: 1.5 })],
+  ];
+  for (const [what, fn] of bad) assert.throws(fn, ferry('FERRY_ERR_INVALID_ARGUMENT'), what);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Fuzzing.
+
+function onlyFerryErrors(fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof FerryError, `non-FerryError thrown: ${err instanceof Error ? err.stack : String(err)}`);
+    assert.equal(err.code, 'FERRY_ERR_MALFORMED_DATAGRAM');
+  }
+}
+
+const DECODERS: [string, (b: Buffer, t: number) => unknown][] = [
+  ['CONNECT', (b) => decodeConnect(b)],
+  ['CONNECT_ACK', (b) => decodeConnectAck(b)],
+  ['CONNECT_CONFIRM', (b) => decodeConnectConfirm(b)],
+  ['control (random datagram type)', (b, t) => decodeConnControl(b, t)],
+  ['control (own type)', (b) => decodeConnControl(b, b[0] ?? 0)],
+];
+
+test('fuzz: every decoder on random bytes throws only MALFORMED_DATAGRAM FerryErrors', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 260 }), fc.integer({ min: 0, max: 255 }), (a, t) => {
+      const b = Buffer.from(a);
+      for (const [, decode] of DECODERS) onlyFerryErrors(() => decode(b, t));
+    }),
+    { numRuns: 1500 },
+  );
+});
+
+test('fuzz: every decoder on mutated valid bodies throws only MALFORMED_DATAGRAM FerryErrors', () => {
+  const validBody = fc.oneof(...CODECS.map((c) => c.arb.map((m) => c.encode(m))));
+  fc.assert(
+    fc.property(
+      validBody,
+      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
+      fc.option(fc.nat()),
+      fc.uint8Array({ maxLength: 8 }),
+      fc.integer({ min: 0, max: 255 }),
+      (body, edits, cut, extra, t) => {
+        const b = Buffer.from(body);
+        for (const [at, v] of edits) b[at % b.length] = v;
+        const m = Buffer.concat([b.subarray(0, cut === null ? b.length : cut % (b.length + 1)), extra]);
+        for (const [, decode] of DECODERS) onlyFerryErrors(() => decode(m, t));
+      },
+    ),
+    { numRuns: 1500 },
+  );
+});
