@@ -145,13 +145,13 @@ export class LossyDatagramSocket implements DatagramSocketLike {
     });
   }
 
-  /** Counters of the outgoing direction. */
-  get sent(): Readonly<FaultCounters> {
+  /** Counters of the outgoing direction (our sends). */
+  get outgoing(): Readonly<FaultCounters> {
     return this.out.counters;
   }
 
-  /** Counters of the incoming direction. */
-  get received(): Readonly<FaultCounters> {
+  /** Counters of the incoming direction (datagrams the inner socket received). */
+  get incoming(): Readonly<FaultCounters> {
     return this.in.counters;
   }
 

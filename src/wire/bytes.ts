@@ -49,6 +49,7 @@ export class Reader {
 
   /** `n` bytes as a subarray (no copy). */
   bytes(n: number, what = 'bytes'): Buffer {
+    if (!Number.isInteger(n) || n < 0) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `bad length ${n}`);
     this.need(n, what);
     const v = this.buf.subarray(this.off, this.off + n);
     this.off += n;
@@ -74,18 +75,21 @@ export class Writer {
   private len = 0;
 
   u8(v: number): this {
-    return this.push(Buffer.of(v & 0xff));
+    checkRange(v, 0xff);
+    return this.push(Buffer.of(v));
   }
 
   u16(v: number): this {
+    checkRange(v, 0xffff);
     const b = Buffer.allocUnsafe(2);
     b.writeUInt16BE(v);
     return this.push(b);
   }
 
   u32(v: number): this {
+    checkRange(v, 0xffffffff);
     const b = Buffer.allocUnsafe(4);
-    b.writeUInt32BE(v >>> 0);
+    b.writeUInt32BE(v);
     return this.push(b);
   }
 
@@ -118,6 +122,10 @@ export class Writer {
   finish(): Buffer {
     return Buffer.concat(this.parts, this.len);
   }
+}
+
+function checkRange(v: number, max: number): void {
+  if (!Number.isInteger(v) || v < 0 || v > max) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `field value ${v} out of range 0..${max}`);
 }
 
 /** Write a safe-integer u64 big-endian at `off`. */

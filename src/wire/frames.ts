@@ -148,10 +148,20 @@ export function encodeFrameBody(f: Frame): Buffer {
     case FrameType.DRAIN:
       return new Writer().u8(f.type).u64(f.received).finish();
     case FrameType.REJECT: {
-      const detail = Buffer.from(f.detail.slice(0, 200));
+      const detail = utf8Prefix(f.detail, 200);
       return new Writer().u8(f.type).u16(f.wireCode).u8(detail.length).bytes(detail).finish();
     }
   }
+}
+
+/** At most `max` UTF-8 bytes of `s`, cut on a character boundary. */
+function utf8Prefix(s: string, max: number): Buffer {
+  let b = Buffer.from(s, 'utf8');
+  if (b.length <= max) return b;
+  let end = max;
+  while (end > 0 && (b[end]! & 0xc0) === 0x80) end--;
+  b = b.subarray(0, end);
+  return b;
 }
 
 function fixedMac(mac: Buffer): Buffer {

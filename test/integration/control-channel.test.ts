@@ -82,8 +82,8 @@ describe('control channel over loopback UDP', () => {
     assert.equal(calls.size, 200);
     for (const [key, n] of calls) assert.equal(n, 1, `handler for ${key} ran ${n} times`);
     // The faults really happened, and the channel really had to cope with them.
-    assert.ok(clientLink.sent.dropped > 0 && serverLink.sent.dropped > 0);
-    assert.ok(clientLink.sent.duplicated > 0 && serverLink.sent.duplicated > 0);
+    assert.ok(clientLink.outgoing.dropped > 0 && serverLink.outgoing.dropped > 0);
+    assert.ok(clientLink.outgoing.duplicated > 0 && serverLink.outgoing.duplicated > 0);
     assert.ok(client.stats.retransmitted > 0);
     assert.ok(server.stats.duplicatesAnswered > 0);
     assert.ok(client.stats.unmatchedReplies > 0, 'duplicate replies arrived and were dropped');

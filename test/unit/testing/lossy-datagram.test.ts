@@ -63,7 +63,7 @@ describe('LossyDatagramSocket', () => {
     const inner = new FakeSocket();
     const lossy = new LossyDatagramSocket(inner, { drop: 0.3, duplicate: 0.2, seed: 1 });
     for (let i = 0; i < 10_000; i++) lossy.send(Buffer.alloc(1), 1, 'x');
-    const c = lossy.sent;
+    const c = lossy.outgoing;
     assert.equal(c.seen, 10_000);
     assert.ok(Math.abs(c.dropped / 10_000 - 0.3) < 0.02, `dropped ${c.dropped}`);
     assert.ok(Math.abs(c.duplicated / (10_000 - c.dropped) - 0.2) < 0.02, `duplicated ${c.duplicated}`);
@@ -77,7 +77,7 @@ describe('LossyDatagramSocket', () => {
       const inner = new FakeSocket();
       const lossy = new LossyDatagramSocket(inner, { delayMs: [0, 50], seed: 3, clock });
       for (let i = 0; i < 100; i++) lossy.send(Buffer.from([i]), 1, 'x');
-      assert.equal(inner.sent.length, lossy.sent.delivered);
+      assert.equal(inner.sent.length, lossy.outgoing.delivered);
       clock.advance(50);
       return inner.sent.map((b) => b[0] as number);
     };
@@ -94,7 +94,7 @@ describe('LossyDatagramSocket', () => {
     let got = 0;
     lossy.on('message', () => got++);
     for (let i = 0; i < 1000; i++) inner.emit(Buffer.alloc(1));
-    const c = lossy.received;
+    const c = lossy.incoming;
     assert.ok(c.dropped > 400 && c.dropped < 600, `dropped ${c.dropped}`);
     assert.equal(got, 2 * (1000 - c.dropped));
     lossy.send(Buffer.alloc(1), 1, 'x');
