@@ -696,10 +696,15 @@ export class Endpoint extends EventEmitter {
   async resume(): Promise<void> {
     if (this.state === 'ESTABLISHED') return;
     this.autoResume = true;
-    if (this.state === 'SUSPENDED') {
+    if (this.state === 'SUS_SENT' || this.state === 'SUS_ACKED') {
+      // Finish the suspend first; resuming is then an ordinary SUSPENDED -> RES_SENT.
+      await this.until(() => this.state !== 'SUS_SENT' && this.state !== 'SUS_ACKED');
+    }
+    const now: State = this.state as State;
+    if (now === 'SUSPENDED') {
       this.resumeStarted = this.env.clock.now();
       this.fire('resume');
-    } else if (this.state !== 'RES_SENT' && this.state !== 'RES_ACKED' && this.state !== 'SUS_ACKED' && this.state !== 'SUS_SENT') {
+    } else if (now !== 'RES_SENT' && now !== 'RES_ACKED' && now !== 'ESTABLISHED') {
       throw new FerryError(rejectionFor(this.state, 'resume'), `cannot resume in state ${this.state}`);
     }
     await this.until(() => this.state === 'ESTABLISHED');
