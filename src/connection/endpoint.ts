@@ -859,8 +859,10 @@ export class Endpoint extends EventEmitter {
     }
     if (this.resumeStarted === 0) this.resumeStarted = now;
     const attempt = ++this.resumeAttempt;
-    const delay = this.retryDelay;
-    this.retryDelay = Math.min(this.retryDelay * 2, limit('CONTROL_MAX_RTO_MS'));
+    // A peer in transit is waited for by the location watch (bounded), not by a blind pause;
+    // other failures back off exponentially.
+    const delay = this.lookupNeeded ? 0 : this.retryDelay;
+    if (!this.lookupNeeded) this.retryDelay = Math.min(this.retryDelay * 2, limit('CONTROL_MAX_RTO_MS'));
     this.resumeTimer?.cancel();
     this.resumeTimer = this.env.clock.setTimer(delay, () => {
       void this.resumeLater(attempt);

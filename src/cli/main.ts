@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+/**
+ * The `ferry` command: parses arguments and wires parts; no logic lives here.
+ */
+import { parseArgs } from 'node:util';
+import { formatVerdict, runDemo } from './demo.js';
+
+const HELP = `ferry — mobile agents whose connections travel with them
+
+Usage:
+  ferry demo [options]      three hosts on loopback; two agents stream checksummed data both
+                            ways while their endpoints hop between hosts (one end alone, then
+                            both ends at once); prints progress and a verdict
+  ferry help                this text
+
+Demo options:
+  --bytes N                 bytes each agent sends (default 33554432 = 32 MiB)
+  --moves N                 moves, spread evenly over the transfer: A alone, B alone, then
+                            both at once, repeated (default 9)
+  --no-security             plain handshake and frames (to measure the cost of security)
+  --json                    end the output with one JSON line holding the verdict
+  --verbose                 structured host logs on stderr
+  -h, --help                this text
+
+Exit status: 0 only when both byte streams were verified equal.
+Coming next: ferry host | rendezvous | launch | ls | migrate | bench | tunnel (see README).`;
+
+function fail(msg: string): never {
+  process.stderr.write(`ferry: ${msg}\n\n${HELP}\n`);
+  process.exit(2);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (cmd !== 'demo') fail(`unknown command '${cmd}'`);
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      options: {
+        bytes: { type: 'string' },
+        moves: { type: 'string' },
+        'no-security': { type: 'boolean' },
+        json: { type: 'boolean' },
+        verbose: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  const num = (v: string | undefined, def: number, name: string, min: number): number => {
+    if (v === undefined) return def;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) fail(`--${name} must be an integer ≥ ${min}, got '${v}'`);
+    return n;
+  };
+  const opts = {
+    bytes: num(values.bytes, 32 * 1024 * 1024, 'bytes', 1),
+    moves: num(values.moves, 9, 'moves', 0),
+    security: !values['no-security'],
+    json: Boolean(values.json),
+    verbose: Boolean(values.verbose),
+  };
+  const result = await runDemo(opts);
+  process.stdout.write(formatVerdict(result) + '\n');
+  if (opts.json) {
+    const { directions: _d, seconds: _s, ...flat } = result;
+    process.stdout.write(JSON.stringify({ ...flat, suspendMs: { p50: result.suspendMs.p50 }, resumeMs: { p50: result.resumeMs.p50 } }) + '\n');
+  }
+  return result.ok ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`ferry: ${err instanceof Error ? `${(err as { code?: string }).code ?? err.name}: ${err.message}` : String(err)}\n`);
+    process.exit(1);
+  },
+);
