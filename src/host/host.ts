@@ -185,10 +185,12 @@ export class Host {
     if (this.endpoints.size >= limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'connection table full');
     const peer: PeerLocator = { ip: loc.ip, controlPort: loc.controlPort, redirectorPort: loc.redirectorPort, epoch: loc.epoch };
     const ep = Endpoint.client(this.env, a.identity, to, peer, randomBytes(8));
+    // The socket object exists only once the open succeeded: a failed open is the rejected
+    // promise, never an 'error' event on an object the caller has not seen.
+    await ep.open();
     const sock = new AgentSocket(ep);
     a.sockets.set(ep, sock);
     ep.once('closed', () => a.sockets.delete(ep));
-    await ep.open();
     return sock;
   }
 
@@ -220,7 +222,9 @@ export class Host {
       }),
     );
     const endpoints: EndpointCheckpoint[] = [];
-    const until = this.clock.now() + limit('FORWARDING_HINT_TTL_MS');
+    const now = this.clock.now();
+    for (const [k, t] of this.moved) if (t <= now) this.moved.delete(k);
+    const until = now + limit('FORWARDING_HINT_TTL_MS');
     for (const [ep, sock] of live) {
       if (ep.state !== 'SUSPENDED') continue; // closed while suspending: nothing to carry
       endpoints.push(ep.checkpoint());
@@ -416,8 +420,8 @@ export class Host {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const ep of this.endpoints.values()) ep.destroy(new FerryError('FERRY_ERR_ABORTED', 'host closed'));
     for (const a of this.agents.values()) for (const s of a.sockets.values()) s.destroy();
+    for (const ep of this.endpoints.values()) ep.destroy(new FerryError('FERRY_ERR_ABORTED', 'host closed'));
     this.control.close();
     await new Promise<void>((resolve) => this.redirector.close(() => resolve()));
   }
