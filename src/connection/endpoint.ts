@@ -12,7 +12,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { connectionKeysFromMaster, deriveSessionKeys, equalBytes, type AgentId, type ConnectionKeys, type Identity } from '../identity/index.js';
-import { FerryError, isFerryError, limit, type Clock, type Logger, type TimerHandle } from '../util/index.js';
+import { FerryError, errorFromWire, isFerryError, limit, type Clock, type Logger, type TimerHandle } from '../util/index.js';
+import { formatAddress, parseAddress } from '../control/index.js';
 import {
   FrameType,
   LIMITS_MAX_FRAME_PAYLOAD,
@@ -107,12 +108,11 @@ const MAX_CHALLENGES = 4;
 const MOVE_SUSPEND_TRIES = 4;
 
 function addr(p: { ip: string; controlPort: number }): string {
-  return `${p.ip}:${p.controlPort}`;
+  return formatAddress(p.ip, p.controlPort);
 }
 
 function splitAddr(a: string): { ip: string; port: number } {
-  const i = a.lastIndexOf(':');
-  return { ip: a.slice(0, i), port: Number(a.slice(i + 1)) };
+  return parseAddress(a);
 }
 
 /** Events emitted: 'state' (to, from), 'readable', 'room', 'established', 'closed' (err?). */
@@ -296,9 +296,33 @@ export class Endpoint extends EventEmitter {
     }
     const from = this.state;
     this.state = row.to;
-    if (from !== row.to) this.emit('state', row.to, from);
+    if (from !== row.to) {
+      this.armResumeDeadline(from, row.to);
+      this.emit('state', row.to, from);
+    }
     for (const action of row.actions) this.act(action);
   }
+
+  /**
+   * A resume must finish (new data socket proven) within HANDSHAKE_TIMEOUT_MS of leaving
+   * SUSPENDED; otherwise `timeout` returns the endpoint to SUSPENDED and the resumer retries.
+   * Without this, an end waiting for the peer's dial would wait forever if that dial failed.
+   */
+  private armResumeDeadline(from: State, to: State): void {
+    const resuming = (st: State): boolean => st === 'RES_SENT' || st === 'RES_ACKED';
+    if (resuming(to) && !resuming(from)) {
+      this.resumeDeadline?.cancel();
+      this.resumeDeadline = this.env.clock.setTimer(limit('HANDSHAKE_TIMEOUT_MS'), () => {
+        this.resumeDeadline = undefined;
+        this.log.info('resume_deadline', { state: this.state });
+        this.fireIfDefined('timeout');
+      });
+    } else if (!resuming(to)) {
+      this.resumeDeadline?.cancel();
+      this.resumeDeadline = undefined;
+    }
+  }
+  private resumeDeadline: TimerHandle | undefined;
 
   private act(action: string): void {
     switch (action) {
@@ -364,7 +388,7 @@ export class Endpoint extends EventEmitter {
         if (this.state !== 'CONNECT_SENT') return;
         if (reply.type !== MessageType.CONNECT_ACK) throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', `reply type ${reply.type} to CONNECT`);
         const ack = decodeConnectAck(reply.body);
-        const { keys, transcript } = acceptConnectAck({ hello, ack, expectedServer: this.peerAgent, requireSecure: this.env.security });
+        const { keys, transcript } = acceptConnectAck({ hello, ack, expectedServer: this.peerAgent });
         this.keys = keys;
         this.transcript = transcript;
         this.connectionId = Buffer.concat([hello.message.clientHalf, ack.serverHalf]);
@@ -401,7 +425,6 @@ export class Endpoint extends EventEmitter {
   private onEstablished(): void {
     this.handshakeTimer?.cancel();
     this.handshakeTimer = undefined;
-    this.transcript = this.state === 'ESTABLISHED' && this.role === 'server' ? this.transcript : this.transcript;
     this.brokenSince = undefined;
     this.retryDelay = limit('RESUME_RETRY_MS');
     this.lookupNeeded = false;
@@ -431,6 +454,8 @@ export class Endpoint extends EventEmitter {
       if (round !== this.dialRound) return;
       this.dialing = false;
       this.log.info('dial_failed', { code: err?.code, detail: err?.message });
+      // A connection that was established (the open's own dial) recovers by itself.
+      if (this.state === 'ESTABLISHED') this.autoResume = true;
       this.fireIfDefined('socket_lost');
     };
     const ds: DataSocket = new DataSocket(
@@ -438,7 +463,7 @@ export class Endpoint extends EventEmitter {
       {
         frame: (f: Frame) => {
           if (settled) return;
-          if (f.type === FrameType.REJECT) return fail(new FerryError('FERRY_ERR_REFUSED', `redirector: ${f.detail}`));
+          if (f.type === FrameType.REJECT) return fail(errorFromWire(f.wireCode, `redirector: ${f.detail}`));
           if (f.type !== FrameType.HELLO_ACK) return fail(new FerryError('FERRY_ERR_MALFORMED_FRAME', 'expected HELLO_ACK'));
           const expect = helloAckMac(this.keys, { acceptorNonce: f.acceptorNonce, received: f.received, limit: f.limit }, nonce);
           if (this.keys && !equalBytes(expect, f.mac)) return fail(new FerryError('FERRY_ERR_BAD_MAC', 'HELLO_ACK MAC'));
@@ -611,14 +636,24 @@ export class Endpoint extends EventEmitter {
   private pump(): void {
     const ds = this.data;
     if (!ds || !ds.open || this.state !== 'ESTABLISHED') return;
-    while (!ds.blocked) {
-      const f = this.send.nextFrame(LIMITS_MAX_FRAME_PAYLOAD);
-      if (!f) break;
-      ds.sendData(f.offset, f.parts, f.length);
-    }
-    if (!ds.blocked && this.send.finDue) {
-      ds.send({ type: FrameType.FIN, offset: this.send.fin! });
-      this.send.finSent = true;
+    try {
+      while (!ds.blocked) {
+        const f = this.send.nextFrame(LIMITS_MAX_FRAME_PAYLOAD);
+        if (!f) break;
+        ds.sendData(f.offset, f.parts, f.length);
+      }
+      if (!ds.blocked && this.send.finDue) {
+        ds.send({ type: FrameType.FIN, offset: this.send.fin! });
+        this.send.finSent = true;
+      }
+    } catch (err) {
+      // The AEAD key is spent (FERRY_ERR_LIMIT_EXCEEDED): a new data socket brings new keys, and
+      // the bytes sent under the old one are retransmitted from the peer's received offset.
+      this.log.warn('data_socket_rekey', { code: isFerryError(err) ? err.code : String(err) });
+      this.data = undefined;
+      ds.destroy();
+      this.autoResume = true;
+      this.fireIfDefined('socket_lost');
     }
   }
 
@@ -721,12 +756,11 @@ export class Endpoint extends EventEmitter {
   destroy(err?: FerryError): void {
     if (this.state === 'CLOSED') return;
     this.closedError ??= err;
-    if (this.state === 'LISTEN' || this.state === 'CONNECT_SENT' || this.state === 'CONNECT_ACKED') {
-      this.fire('close');
-      return;
-    }
+    this.aborting = true;
     if (this.state !== 'CLOSE_SENT' && this.state !== 'CLOSE_ACKED') this.fire('close');
   }
+  /** destroy() was called: CLS carries reason 1 (abort) and the peer reports PEER_ABORTED. */
+  private aborting = false;
 
   private until(pred: () => boolean): Promise<void> {
     if (pred()) return Promise.resolve();
@@ -836,7 +870,7 @@ export class Endpoint extends EventEmitter {
   }
 
   private sendCls(): void {
-    const { body, counter } = this.nextControl(MessageType.CLS, { reason: this.closedError ? 1 : 0 });
+    const { body, counter } = this.nextControl(MessageType.CLS, { reason: this.aborting || this.closedError ? 1 : 0 });
     this.cancelResumeTimer();
     this.env
       .request(addr(this.peer), MessageType.CLS, body, { maxTries: 4 })
@@ -893,6 +927,8 @@ export class Endpoint extends EventEmitter {
 
   private cancelTimers(): void {
     this.cancelResumeTimer();
+    this.resumeDeadline?.cancel();
+    this.resumeDeadline = undefined;
     this.handshakeTimer?.cancel();
     this.handshakeTimer = undefined;
     this.resRound++;
@@ -947,7 +983,7 @@ export class Endpoint extends EventEmitter {
       this.cancelResumeTimer();
       if (this.resumeStarted === 0) this.resumeStarted = this.env.clock.now();
     }
-    if (m.type === MessageType.CLS && m.reason === 1) this.closedError ??= new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'peer aborted the connection');
+    if (m.type === MessageType.CLS && m.reason === 1) this.closedError ??= new FerryError('FERRY_ERR_PEER_ABORTED', 'the peer destroyed the connection');
     const replyType = m.type === MessageType.SUS ? MessageType.SUS_ACK : m.type === MessageType.RES ? MessageType.RES_ACK : MessageType.CLS_ACK;
     const fields = { type: replyType, connectionId: this.connectionId, senderRole: this.role, counter: m.counter, reason: 0, redirectorPort: m.type === MessageType.RES ? this.env.redirectorPort : 0, challenge };
     const reply = encodeConnControl({ ...fields, mac: controlMac(this.keys, fields) } as ConnControl);
@@ -993,7 +1029,9 @@ export class Endpoint extends EventEmitter {
       peerCounter: this.peerCounter,
       send: { acked: s.acked, data: s.data.toString('base64'), fin: s.fin ?? null },
       receive: { delivered: r.delivered, data: r.data.toString('base64'), fin: r.fin ?? null },
-      peer: { ...(this.candidate ?? this.peer) },
+      // Only a proven address travels: an unproven candidate is re-learned from the peer's RES
+      // or from the location service after the move.
+      peer: { ...this.peer },
       sendBudget: this.send.budget,
       receiveWindow: this.recv.window,
       resume: this.autoResume,

@@ -89,9 +89,7 @@ export function buildConnect(a: {
  */
 export function verifyConnect(c: Connect, requireSecure: boolean): void {
   if (requireSecure && !c.secure) throw new FerryError('FERRY_ERR_SECURITY_REQUIRED', 'this host requires signed, encrypted connections');
-  if (!c.secure && !requireSecure) {
-    // Without security the peer's key is still checked against its id so that ids stay honest.
-  }
+  // Even without security the key must hash to the claimed id, so that ids stay honest.
   if (!equalBytes(idToBytes(idOfPublicKey(c.clientAgentKey)), c.fromAgent)) {
     throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'CONNECT client key does not hash to its agent id');
   }
@@ -142,7 +140,6 @@ export function acceptConnectAck(a: {
   hello: ClientHello;
   ack: ConnectAck;
   expectedServer: AgentId;
-  requireSecure: boolean;
 }): { keys: ConnectionKeys | undefined; transcript: Buffer } {
   const { ack, hello } = a;
   if (ack.secure !== hello.message.secure) throw new FerryError('FERRY_ERR_SECURITY_REQUIRED', 'CONNECT_ACK security flag differs from the CONNECT');

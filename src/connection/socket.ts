@@ -161,6 +161,7 @@ export class AgentSocket extends Duplex {
       this.pendingFinal = undefined;
       cb(this.endpoint.send.finAcked ? null : err ?? null);
     }
+    // A peer's graceful close ends the stream; an abort, unreachability or a refusal is an error.
     if (err && err.code !== ('FERRY_ERR_CONNECTION_CLOSED' as ErrorCode)) {
       this.destroy(err);
       return;

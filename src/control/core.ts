@@ -16,9 +16,11 @@
  * for the layers above to stop: control messages that matter carry MACs.)
  */
 import { randomBytes } from 'node:crypto';
-import { FerryError, limit } from '../util/index.js';
+import { FerryError, LIMITS, limit } from '../util/index.js';
 import {
+  DATAGRAM_HEADER_BYTES,
   FLAG_ONEWAY,
+  MAX_DATAGRAM_BODY,
   FLAG_REPLY,
   TYPE_ERROR,
   decodeDatagram,
@@ -498,12 +500,21 @@ export class ControlCore {
    */
   reply(now: number, request: IncomingRequest, type: number, body: Uint8Array): Outgoing | undefined {
     checkType(type);
+    if (body.length > MAX_DATAGRAM_BODY) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `reply body of ${body.length} bytes exceeds ${MAX_DATAGRAM_BODY}`);
+    // Anti-amplification (RFC 9000 §8): the source address of a request is unproven, so a reply
+    // is never more than AMPLIFICATION_FACTOR times the request. A handler whose answer is bigger
+    // gets a (small) error reply instead, and the refusal is visible in `stats.dropped`.
+    if (DATAGRAM_HEADER_BYTES + body.length > amplificationBudget(request)) {
+      return this.replyError(now, request, new FerryError('FERRY_ERR_AMPLIFICATION_LIMIT', 'reply larger than 3x the request'));
+    }
     return this.answer(now, request, type, body);
   }
 
   /** Answer a request with a `TYPE_ERROR` reply carrying `err`'s wire code. See {@link reply}. */
   replyError(now: number, request: IncomingRequest, err: FerryError): Outgoing | undefined {
-    return this.answer(now, request, TYPE_ERROR, encodeErrorBody(err));
+    // The detail text is cut so that even an error reply stays within 3x the request.
+    const room = amplificationBudget(request) - DATAGRAM_HEADER_BYTES - 3;
+    return this.answer(now, request, TYPE_ERROR, encodeErrorBody(err, room));
   }
 
   /** Handle the timer: retransmissions and failures due at `now`. */
@@ -668,4 +679,9 @@ function asMalformed(err: unknown): FerryError {
   // decodeDatagram/decodeErrorBody only throw FerryError; anything else would be our bug, and
   // is still reported rather than thrown into the network path.
   return err instanceof FerryError ? err : new FerryError('FERRY_ERR_INTERNAL', 'control datagram decoder failed', { cause: err });
+}
+
+/** Most bytes a reply to `request` may take: AMPLIFICATION_FACTOR times the request datagram. */
+function amplificationBudget(request: IncomingRequest): number {
+  return LIMITS.AMPLIFICATION_FACTOR.value * (DATAGRAM_HEADER_BYTES + request.body.length);
 }

@@ -65,6 +65,7 @@ export class Host {
   /** Connection endpoints that moved away: answered PEER_MOVING until the hint expires. */
   private readonly moved = new Map<string, number>();
   private halfOpen = 0;
+  private pendingHandoffs = 0;
   private readonly env: EndpointEnv;
   private closed = false;
   /** Count of refusals by code, for tests and metrics. */
@@ -322,9 +323,10 @@ export class Host {
     if (!a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${target} is not here`);
     if (a.moving) throw new FerryError('FERRY_ERR_PEER_MOVING', `agent ${target} is moving`);
     if (!a.server || a.server.closed) throw new FerryError('FERRY_ERR_NOT_LISTENING', `agent ${target} has no server socket`);
-    verifyConnect(c, this.security);
+    // Cheap limits before the signature check, so a CONNECT flood costs little CPU.
     if (this.halfOpen >= limit('MAX_HALF_OPEN')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'too many half-open connections');
     if (this.endpoints.size >= limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'connection table full');
+    verifyConnect(c, this.security);
     let serverHalf = randomBytes(8);
     while (this.endpoints.has(key(Buffer.concat([c.clientHalf, serverHalf]), 'server'))) serverHalf = randomBytes(8);
     const { endpoint, reply } = Endpoint.server(this.env, a.identity, c, body, req.from, serverHalf);
@@ -376,6 +378,18 @@ export class Host {
   // ------------------------------------------------------------------ redirector
 
   private onRedirect(sock: Socket): void {
+    if (this.pendingHandoffs >= limit('MAX_PENDING_HANDOFFS')) {
+      this.refusals.set('FERRY_ERR_LIMIT_EXCEEDED', (this.refusals.get('FERRY_ERR_LIMIT_EXCEEDED') ?? 0) + 1);
+      sock.destroy();
+      return;
+    }
+    this.pendingHandoffs++;
+    let pending = true;
+    const settled = (): void => {
+      if (pending) this.pendingHandoffs--;
+      pending = false;
+    };
+    sock.once('close', settled);
     sock.setNoDelay(true);
     const decoder = new FrameDecoder();
     const timer = this.clock.setTimer(limit('HELLO_TIMEOUT_MS'), () => sock.destroy());
@@ -393,6 +407,7 @@ export class Host {
         if (!body) return;
         sock.off('data', onData);
         timer.cancel();
+        settled();
         const f = decodeFrameBody(body);
         if (f.type !== FrameType.HELLO) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'first frame on a data socket must be HELLO');
         this.handoff(sock, f, decoder.takeRest());

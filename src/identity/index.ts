@@ -3,3 +3,4 @@ export * from './keys.js';
 export * from './primitives.js';
 export * from './aead.js';
 export * from './keyschedule.js';
+export * from './delegation.js';

@@ -44,6 +44,7 @@ export const ERRORS = {
   // --- state machine --------------------------------------------------------------------
   FERRY_ERR_ILLEGAL_TRANSITION: { wire: 30, by: 'local', summary: 'An event is not allowed in the connection state it arrived in.' },
   FERRY_ERR_CONNECTION_CLOSED: { wire: 31, by: 'local', summary: 'The operation needs an open connection and this one is closed.' },
+  FERRY_ERR_PEER_ABORTED: { wire: 0, by: 'peer', summary: 'The peer destroyed the connection (CLS with reason abort); bytes it had not yet delivered are gone.' },
   FERRY_ERR_SOCKET_MOVED: { wire: 0, by: 'local', summary: 'This socket object was detached for a move; use the socket on the destination host.' },
   // --- time and limits ---------------------------------------------------------------
   FERRY_ERR_CONTROL_TIMEOUT: { wire: 0, by: 'peer', summary: 'A control request exhausted its retransmissions without a reply.' },
@@ -51,12 +52,19 @@ export const ERRORS = {
   FERRY_ERR_HANDSHAKE_TIMEOUT: { wire: 0, by: 'peer', summary: 'An open did not complete (control reply and data socket) within its limit.' },
   FERRY_ERR_LIMIT_EXCEEDED: { wire: 40, by: 'local', summary: 'A table or queue reached its finite limit (see docs/LIMITS.md).' },
   FERRY_ERR_BUFFER_BUDGET: { wire: 41, by: 'peer', summary: 'The peer sent beyond the receive limit it was granted.' },
-  FERRY_ERR_AMPLIFICATION_LIMIT: { wire: 0, by: 'local', summary: 'Sending to an unvalidated address would exceed 3x the bytes received from it.' },
+  FERRY_ERR_AMPLIFICATION_LIMIT: { wire: 42, by: 'local', summary: 'A reply to an unproven address would exceed 3x the request (RFC 9000 §8); refused instead.' },
   // --- local misuse ---------------------------------------------------------------------
   FERRY_ERR_INVALID_ARGUMENT: { wire: 0, by: 'local', summary: 'An API was called with an argument of the wrong type or range.' },
   FERRY_ERR_ABORTED: { wire: 0, by: 'local', summary: 'The operation was aborted through its AbortSignal or because the host closed.' },
   FERRY_ERR_ALREADY_LISTENING: { wire: 0, by: 'local', summary: 'The agent already has a server socket on this host.' },
   FERRY_ERR_INTERNAL: { wire: 99, by: 'local', summary: 'An invariant was broken inside Ferry: a bug, please report it.' },
+  // --- delegation certificates and chains (src/identity/delegation.ts, docs/DELEGATION.md) ---
+  FERRY_ERR_MALFORMED_CERTIFICATE: { wire: 50, by: 'peer', summary: 'A delegation certificate or chain is truncated, has a bad field, or a window that ends before it starts.' },
+  FERRY_ERR_CHAIN_TRUNCATED: { wire: 51, by: 'peer', summary: 'A delegation chain is empty or its first link is not signed by the agent key for this agent id.' },
+  FERRY_ERR_CHAIN_BROKEN: { wire: 52, by: 'peer', summary: 'A delegation link is not issued by the previous subject, names another agent, or is out of order (epoch or time).' },
+  FERRY_ERR_CHAIN_FORGED: { wire: 53, by: 'peer', summary: 'A delegation certificate signature does not verify under its issuer key.' },
+  FERRY_ERR_CHAIN_EXPIRED: { wire: 54, by: 'peer', summary: 'A delegation is outside its validity window (or was issued after its issuer\'s ended, or is longer than allowed).' },
+  FERRY_ERR_CHAIN_TOO_LONG: { wire: 55, by: 'peer', summary: 'A delegation chain has more links than MAX_CHAIN_LINKS; refused before any signature is checked.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** A stable error code, e.g. `FERRY_ERR_REPLAYED_CONTROL`. */

@@ -20,7 +20,7 @@ export const LIMITS = {
   CONTROL_MAX_PENDING: { value: 4096, unit: 'requests', why: 'Outstanding requests per host; beyond it a request fails at once with FERRY_ERR_LIMIT_EXCEEDED.' },
   CONTROL_REPLY_CACHE_ENTRIES: { value: 8192, unit: 'replies', why: 'Cached replies for duplicate suppression; oldest evicted first.' },
   CONTROL_REPLY_CACHE_TTL_MS: { value: 30_000, unit: 'ms', why: 'Longer than a requester\'s whole retry schedule, so a late duplicate still gets the cached reply.' },
-  SEND_BUDGET_BYTES: { value: 1024 * 1024, unit: 'bytes', why: 'Unacknowledged bytes a sender keeps per connection; write() returns false beyond it. Also the most a move carries per direction.' },
+  SEND_BUDGET_BYTES: { value: 1024 * 1024, unit: 'bytes', why: 'Unacknowledged bytes a sender keeps per connection; write() returns false once it is reached (a single write() chunk is accepted whole, as net.Socket does). A move carries at most this plus the last chunk and the Writable high-water mark (64 KiB).' },
   RECEIVE_WINDOW_BYTES: { value: 1024 * 1024, unit: 'bytes', why: 'Bytes a receiver accepts beyond what the application has read; announced to the peer.' },
   MAX_CONNECTIONS: { value: 20_000, unit: 'connections', why: 'Connections per host; the 10 000-connection scale goal fits with room.' },
   MAX_HALF_OPEN: { value: 1024, unit: 'handshakes', why: 'Server-side opens awaiting key confirmation; caps the state a CONNECT flood can create.' },
@@ -30,11 +30,15 @@ export const LIMITS = {
   RECONNECT_LIMIT_MS: { value: 30_000, unit: 'ms', why: 'A broken connection retries resume this long before failing with FERRY_ERR_PEER_UNREACHABLE.' },
   RESUME_RETRY_MS: { value: 50, unit: 'ms', why: 'First pause between resume attempts after a failure; doubles up to CONTROL_MAX_RTO_MS.' },
   PEER_MOVE_WAIT_MS: { value: 10_000, unit: 'ms', why: 'How long a resuming end waits for a peer in transit to land before it keeps retrying normally.' },
-  FORWARDING_HINT_TTL_MS: { value: 60_000, unit: 'ms', why: 'How long an old host remembers where a moved connection went.' },
+  FORWARDING_HINT_TTL_MS: { value: 60_000, unit: 'ms', why: 'How long an old host answers PEER_MOVING (instead of UNKNOWN_CONNECTION) for a connection that moved away; expired entries are pruned on each move.' },
+  MAX_PENDING_HANDOFFS: { value: 1024, unit: 'sockets', why: 'Redirector sockets still waiting for their HELLO; beyond it new ones are closed at once (each may hold one frame for HELLO_TIMEOUT_MS).' },
   AMPLIFICATION_FACTOR: { value: 3, unit: 'x', why: 'Before a new address is validated, send at most 3x the bytes received from it (RFC 9000 §8).' },
-  MAX_REPLAY_WINDOW: { value: 1, unit: 'counter', why: 'Connection control counters must strictly increase; only an exact retransmission of the last one is answered from cache.' },
   CONTROL_MAX_INCOMING: { value: 4096, unit: 'requests', why: 'Peer requests handed to handlers and not yet answered; beyond it new ones are dropped unanswered (the sender retransmits), capping the state a request flood creates.' },
   CONTROL_RTT_PEERS: { value: 4096, unit: 'peers', why: 'Peer addresses whose measured RTT is remembered; least recently used forgotten first (it restarts at CONTROL_INITIAL_RTO_MS).' },
+  MAX_CHAIN_LINKS: { value: 8, unit: 'links', why: 'Delegation links a verifier accepts (FERRY_ERR_CHAIN_TOO_LONG beyond): 8 Ed25519 verifies (about 1.2 ms measured) per unauthenticated CONNECT or registration, 1321 bytes encoded. Agents re-sign a 1-link chain on every landing, so only key-less delegation grows a chain.' },
+  MAX_CERT_VALIDITY_MS: { value: 24 * 3600_000, unit: 'ms', why: 'Longest window one delegation may span; bounds how long a leaked certificate, or a link backdated by an expired delegate, stays usable. Holders renew before notAfter.' },
+  CLOCK_SKEW_MS: { value: 60_000, unit: 'ms', why: 'Wall-clock disagreement tolerated between a certificate issuer and its verifier (both ends of a delegation window); NTP keeps hosts within milliseconds, this covers an unsynced VM.' },
+  DELEGATION_VALIDITY_MS: { value: 3600_000, unit: 'ms', why: 'Default window of a delegation issued at landing: short enough that a stolen certificate dies soon, long enough that renewal (a fresh 1-link chain) is rare.' },
 } as const satisfies Record<string, LimitSpec>;
 
 /** The value of a limit. */

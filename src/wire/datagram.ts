@@ -156,9 +156,9 @@ function utf8Prefix(s: string, max: number): Buffer {
  * boundary. An error with no wire code (local-only, wire 0) goes out as
  * `FERRY_ERR_REFUSED`, the same code {@link errorFromWire} gives any code it does not know.
  */
-export function encodeErrorBody(err: FerryError): Buffer {
+export function encodeErrorBody(err: FerryError, maxDetailBytes = MAX_ERROR_DETAIL_BYTES): Buffer {
   const wire = err.wire !== 0 ? err.wire : ERRORS.FERRY_ERR_REFUSED.wire;
-  const detail = utf8Prefix(err.message, MAX_ERROR_DETAIL_BYTES);
+  const detail = utf8Prefix(err.message, Math.max(0, Math.min(maxDetailBytes, MAX_ERROR_DETAIL_BYTES)));
   const out = Buffer.allocUnsafe(3 + detail.length);
   out.writeUInt16BE(wire, 0);
   out[2] = detail.length;

@@ -73,10 +73,26 @@ describe('ControlChannel over an in-memory network', () => {
     b.onRequest(() => {
       throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', 'agent 7 is elsewhere');
     });
-    const p = rejectsCode(a.request(b.address, 1, Buffer.alloc(0)), 'FERRY_ERR_UNKNOWN_AGENT');
+    // A 32-byte request leaves room for the whole detail within the 3x reply budget.
+    const p = rejectsCode(a.request(b.address, 1, Buffer.alloc(32)), 'FERRY_ERR_UNKNOWN_AGENT');
     await settle();
     const e = await p;
     assert.match(e.message, /agent 7 is elsewhere/);
+  });
+
+  it('never answers more than 3x the request: big replies and long error details are cut', async () => {
+    const { a, b } = setup();
+    b.onRequest((req) => (req.type === 1 ? { type: 2, body: Buffer.alloc(100) } : Promise.reject(new FerryError('FERRY_ERR_UNKNOWN_AGENT', 'x'.repeat(200)))));
+    const big = rejectsCode(a.request(b.address, 1, Buffer.alloc(0)), 'FERRY_ERR_AMPLIFICATION_LIMIT');
+    const long = rejectsCode(a.request(b.address, 3, Buffer.alloc(4)), 'FERRY_ERR_UNKNOWN_AGENT');
+    await settle();
+    await big;
+    const e = await long;
+    // reply = 8 header + 3 + detail ≤ 3 * (8 + 4) = 36, so at most 25 detail bytes
+    assert.ok(Buffer.byteLength(e.message.replace(/^peer: /, '')) <= 25, e.message);
+    const ok = a.request(b.address, 1, Buffer.alloc(100));
+    await settle();
+    assert.equal((await ok).body.length, 100, 'a reply within 3x goes through');
   });
 
   it('answers a non-Ferry failure with INTERNAL, without its message, and logs it once', async () => {
