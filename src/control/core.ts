@@ -448,7 +448,12 @@ export class ControlCore {
     const key = keyOf(from, requestId);
     const cached = this.cache.get(key);
     if (cached) {
-      if (cached.reply) {
+      if (cached.reply && cached.reply.length > LIMITS.AMPLIFICATION_FACTOR.value * bytes.length) {
+        // A genuine retransmission is as long as the request it repeats; a short datagram that
+        // only names a cached (address, requestId) could reflect a bigger reply at a spoofed
+        // address, so it gets nothing (RFC 9000 §8's 3x rule, applied to the cache).
+        this.counters.duplicatesIgnored++;
+      } else if (cached.reply) {
         // The handler already ran: answer again from cache, never run it twice.
         this.counters.duplicatesAnswered++;
         this.counters.sent++;
