@@ -67,7 +67,7 @@ export interface EndpointEnv {
   readonly receiveWindow: number;
   readonly reconnectLimitMs: number;
   /** A control request to `to` ("ip:port"); rejects with a FerryError. */
-  request(to: string, type: number, body: Buffer, opts?: { maxTries?: number; signal?: AbortSignal }): Promise<{ type: number; body: Buffer; from: string }>;
+  request(to: string, type: number, body: Buffer, opts?: { maxTries?: number; signal?: AbortSignal; timeoutMs?: number }): Promise<{ type: number; body: Buffer; from: string }>;
   /** A one-way control datagram. */
   oneway(to: string, type: number, body: Buffer): void;
   /** Open a TCP socket to a redirector. */
@@ -137,7 +137,7 @@ export class Endpoint extends EventEmitter {
   private peerChallenge: Buffer = ZERO_CHALLENGE;
   private controlCounter = 0;
   private peerCounter = 0;
-  private lastReply: { counter: number; mac: Buffer; reply: Buffer | FerryError } | undefined;
+  private lastReply: { counter: number; mac: Buffer; from: string; reply: Buffer | FerryError } | undefined;
   private autoResume = false;
   private brokenSince: number | undefined;
   private retryDelay = limit('RESUME_RETRY_MS');
@@ -847,8 +847,12 @@ export class Endpoint extends EventEmitter {
     this.resAbort = ac;
     const { body, counter } = this.nextControl(MessageType.RES, { challenge: this.newChallenge() });
     const target = this.peer;
+    // While broken, no single RES may outlive the reconnect limit (the backoff of a dead
+    // address would otherwise carry the give-up far past it).
+    const opts: { signal: AbortSignal; maxTries: number; timeoutMs?: number } = { signal: ac.signal, maxTries: 5 };
+    if (this.brokenSince !== undefined) opts.timeoutMs = Math.max(1, this.env.reconnectLimitMs - (this.env.clock.now() - this.brokenSince));
     this.env
-      .request(addr(target), MessageType.RES, body, { signal: ac.signal, maxTries: 5 })
+      .request(addr(target), MessageType.RES, body, opts)
       .then((reply) => {
         if (round !== this.resRound) return;
         const m = this.checkReply(reply, MessageType.RES_ACK, counter);
@@ -872,8 +876,10 @@ export class Endpoint extends EventEmitter {
   private sendCls(): void {
     const { body, counter } = this.nextControl(MessageType.CLS, { reason: this.aborting || this.closedError ? 1 : 0 });
     this.cancelResumeTimer();
+    // Giving up on an unreachable peer: one CLS, in case it comes back, then closed.
+    const unreachable = this.closedError?.code === 'FERRY_ERR_PEER_UNREACHABLE';
     this.env
-      .request(addr(this.peer), MessageType.CLS, body, { maxTries: 4 })
+      .request(addr(this.peer), MessageType.CLS, body, unreachable ? { maxTries: 1, timeoutMs: 200 } : { maxTries: 4 })
       .then((reply) => {
         this.checkReply(reply, MessageType.CLS_ACK, counter);
         this.fireIfDefined('recv_cls_ack');
@@ -945,7 +951,9 @@ export class Endpoint extends EventEmitter {
     if (!verifyControlMac(this.keys, m)) throw new FerryError('FERRY_ERR_BAD_MAC', `${typeName(m.type)} MAC does not verify`);
     if (m.counter <= this.peerCounter) {
       const last = this.lastReply;
-      if (last && m.counter === last.counter && equalBytes(m.mac, last.mac)) {
+      // Only a retransmission from the same address gets the cached reply (a copy sent from
+      // elsewhere would hand our fresh path challenge to an unproven address).
+      if (last && m.counter === last.counter && last.from === from && equalBytes(m.mac, last.mac)) {
         if (last.reply instanceof FerryError) throw last.reply;
         return last.reply;
       }
@@ -953,7 +961,7 @@ export class Endpoint extends EventEmitter {
     }
     this.peerCounter = m.counter;
     const remember = (reply: Buffer | FerryError): void => {
-      this.lastReply = { counter: m.counter, mac: m.mac, reply };
+      this.lastReply = { counter: m.counter, mac: m.mac, from, reply };
     };
     if (this.moving && m.type === MessageType.RES) {
       const e = new FerryError('FERRY_ERR_PEER_MOVING', 'endpoint is moving');

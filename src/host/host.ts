@@ -437,6 +437,9 @@ export class Host {
     this.closed = true;
     for (const a of this.agents.values()) for (const s of a.sockets.values()) s.destroy();
     for (const ep of this.endpoints.values()) ep.destroy(new FerryError('FERRY_ERR_ABORTED', 'host closed'));
+    // Let the CLS datagrams queued above leave before the socket closes, so peers learn at once
+    // instead of waiting out their reconnect limit.
+    await new Promise((r) => setTimeout(r, 20));
     this.control.close();
     await new Promise<void>((resolve) => this.redirector.close(() => resolve()));
   }
