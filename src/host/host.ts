@@ -11,9 +11,13 @@ import { ControlChannel, type ControlMessage, type DatagramSocketLike } from '..
 import { AgentServerSocket, AgentSocket, Endpoint, type EndpointCheckpoint, type EndpointEnv, type PeerLocator } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
 import type { LocationService } from '../location/index.js';
-import { FerryError, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger } from '../util/index.js';
+import { ERRORS, FerryError, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger } from '../util/index.js';
 import { FrameDecoder, FrameType, MessageType, decodeConnControl, decodeConnect, decodeConnectConfirm, decodeFrameBody, encodeFrame, type Hello } from '../wire/index.js';
 import { verifyConnect } from '../connection/index.js';
+import { createHash } from 'node:crypto';
+import { decodeChain, encodeChain, freshChain, parseId, verifyChain } from '../identity/index.js';
+import { MigrationStep } from '../wire/index.js';
+import { MigrationChannel, isMigrationHello } from './migration.js';
 
 /** Options for {@link Host.start}. */
 export interface HostOptions {
@@ -35,11 +39,26 @@ export interface HostOptions {
   reconnectLimitMs?: number;
   /** Wrap the control socket (tests: in-process loss, duplication, reordering). */
   wrapControlSocket?: (s: DatagramSocketLike) => DatagramSocketLike;
+  /** Which source hosts may migrate agents here (default: any host that authenticates). */
+  acceptMigrationFrom?: (source: HostId) => boolean;
+  /** Fault injection for tests: called at each migration step; returning 'cut' cuts the channel there. */
+  migrationFault?: (side: 'source' | 'destination', step: number) => 'cut' | undefined;
+  /** Wall clock (Unix ms) for delegation validity; default Date.now. */
+  wallClock?: () => number;
+}
+
+/** Where to migrate an agent: a host's address and redirector port, optionally its proven id. */
+export interface MigrationTarget {
+  ip: string;
+  redirectorPort: number;
+  hostId?: HostId;
 }
 
 /** Everything that moves with an agent between hosts (issue 2: without the agent runtime). */
 export interface AgentCheckpoint {
   v: 1;
+  /** The agent's location epoch when it was detached; the landing registers epoch + 1. */
+  epoch?: number;
   /** The agent's key seed (hex). Handle as a secret: it travels over the host-to-host channel. */
   agentSeed: string;
   listening: boolean;
@@ -65,6 +84,8 @@ export class Host {
   /** Connection endpoints that moved away: answered PEER_MOVING until the hint expires. */
   private readonly moved = new Map<string, number>();
   private halfOpen = 0;
+  private readonly opts: HostOptions;
+  private readonly wallClock: () => number;
   private pendingHandoffs = 0;
   private readonly env: EndpointEnv;
   private closed = false;
@@ -83,6 +104,8 @@ export class Host {
   ) {
     this.id = identity.id as unknown as HostId;
     this.security = opts.security ?? true;
+    this.opts = opts;
+    this.wallClock = opts.wallClock ?? Date.now;
     const redirectorPort = (redirector.address() as { port: number }).port;
     this.env = {
       clock,
@@ -215,6 +238,7 @@ export class Host {
   async detachAgent(agentId: AgentId): Promise<AgentCheckpoint> {
     const a = this.agent(agentId);
     a.moving = true;
+    const epoch = (await this.location.lookup(agentId))?.epoch ?? 0;
     const live = [...a.sockets.entries()].filter(([ep]) => ep.state !== 'CLOSED' && ep.state !== 'CLOSE_SENT' && ep.state !== 'CLOSE_ACKED');
     await Promise.all(
       live.map(async ([ep, sock]) => {
@@ -237,7 +261,7 @@ export class Host {
     a.server?.close();
     this.agents.delete(agentId);
     this.log.info('agent_detached', { agent: agentId, connections: endpoints.length });
-    return { v: 1, agentSeed: a.identity.seed().toString('hex'), listening, endpoints };
+    return { v: 1, epoch, agentSeed: a.identity.seed().toString('hex'), listening, endpoints };
   }
 
   /**
@@ -251,6 +275,11 @@ export class Host {
     for (const e of cp.endpoints) {
       if (this.endpoints.has(key(e.connectionId, e.role))) throw new FerryError('FERRY_ERR_CONNECTION_ID_COLLISION', `connection ${e.connectionId} already lives here`);
     }
+    // Commit point: registering epoch + 1 is a compare-and-set at the location service. Of the
+    // destination (landing) and the source (rolling back), exactly one succeeds; the other gets
+    // FERRY_ERR_STALE_EPOCH and builds nothing. Never on both hosts, never on none.
+    const epoch = (cp.epoch ?? (await this.location.lookup(identity.id))?.epoch ?? 0) + 1;
+    await this.publish(identity.id, epoch);
     const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false };
     this.agents.set(identity.id, rec);
     const eps = cp.endpoints.map((e) => Endpoint.fromCheckpoint(this.env, e));
@@ -258,17 +287,150 @@ export class Host {
     for (const ep of eps) {
       this.moved.delete(key(ep.connectionId, ep.role));
       this.endpoints.set(key(ep.connectionId, ep.role), ep);
-      const s = new AgentSocket(ep);
-      rec.sockets.set(ep, s);
+      const sock = new AgentSocket(ep);
+      rec.sockets.set(ep, sock);
       ep.once('closed', () => rec.sockets.delete(ep));
-      sockets.push(s);
+      sockets.push(sock);
     }
     const server = cp.listening ? this.listen(identity.id) : undefined;
-    const cur = await this.location.lookup(identity.id);
-    await this.publish(identity.id, (cur?.epoch ?? 0) + 1);
-    this.log.info('agent_attached', { agent: identity.id, connections: eps.length });
+    this.log.info('agent_attached', { agent: identity.id, connections: eps.length, epoch });
     for (const ep of eps) ep.start();
     return { agent: identity, sockets, server };
+  }
+
+  /**
+   * Migrate an agent to another host over the authenticated migration channel (the HIP paper's
+   * five steps). Resolves once the destination committed. On any failure before the commit the
+   * agent is re-attached here and the promise rejects with FERRY_ERR_MIGRATION_ROLLED_BACK; if
+   * the destination did commit but its answer was lost, the rollback's compare-and-set fails and
+   * the migration counts as done.
+   */
+  async migrateAgent(agentId: AgentId, target: MigrationTarget): Promise<void> {
+    const cp = await this.detachAgent(agentId);
+    const epoch = (cp.epoch ?? 0) + 1;
+    const fault = (step: number): void => {
+      if (this.opts.migrationFault?.('source', step) === 'cut') throw new FerryError('FERRY_ERR_ABORTED', `fault injection: channel cut at step ${step}`);
+    };
+    let ch: MigrationChannel | undefined;
+    try {
+      ch = await MigrationChannel.open(this.env.dial(target.ip, target.redirectorPort), this.identity, this.clock, target.hostId);
+      const agent = Identity.fromSeed(Buffer.from(cp.agentSeed, 'hex'));
+      // 1. the delegation: the agent key signs a fresh one-link chain for the destination.
+      fault(MigrationStep.DELEGATE);
+      const chain = freshChain(agent, ch.peerHostKey, epoch, this.wallClock());
+      ch.send(MigrationStep.DELEGATE, { agent: agent.id, agentKey: agent.publicRaw.toString('hex'), epoch, chain: encodeChain(chain).toString('hex') });
+      // 2. the agent's peers (its connections).
+      fault(MigrationStep.PEERS);
+      ch.send(MigrationStep.PEERS, { connections: cp.endpoints.map((e) => ({ id: e.connectionId, role: e.role, peer: e.peerAgent })) });
+      // 3. the destination's answer: the connection ids it will use (no collision with its own).
+      fault(MigrationStep.CONNECTION_IDS);
+      const ids = await ch.recvJson([MigrationStep.CONNECTION_IDS, MigrationStep.ABORT]);
+      if (ids.step === MigrationStep.ABORT) throw abortError(ids.value);
+      if (ids.value.ok !== true) throw new FerryError('FERRY_ERR_CONNECTION_ID_COLLISION', `destination has ${JSON.stringify(ids.value.collisions)}`);
+      // 4. confirm.
+      fault(MigrationStep.CONFIRM);
+      ch.send(MigrationStep.CONFIRM, {});
+      // 5. the checkpoint, streamed, with its length and digest.
+      fault(MigrationStep.CHECKPOINT_PART);
+      const bytes = Buffer.from(JSON.stringify(cp));
+      const part = limit('MAX_FRAME_PAYLOAD') - 64;
+      for (let at = 0; at < bytes.length; at += part) ch.send(MigrationStep.CHECKPOINT_PART, bytes.subarray(at, at + part));
+      ch.send(MigrationStep.CHECKPOINT_END, { length: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+      fault(MigrationStep.COMMITTED);
+      const done = await ch.recvJson([MigrationStep.COMMITTED, MigrationStep.ABORT]);
+      if (done.step === MigrationStep.ABORT) throw abortError(done.value);
+      this.log.info('agent_migrated', { agent: agentId, to: ch.peerHostId, epoch });
+    } catch (err) {
+      ch?.cut();
+      const cause = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
+      try {
+        await this.attachAgent(cp);
+      } catch (rollbackErr) {
+        if (isFerryError(rollbackErr, 'FERRY_ERR_STALE_EPOCH')) {
+          // The destination registered first: it committed, only its answer was lost.
+          this.log.info('agent_migrated', { agent: agentId, epoch, note: 'commit inferred from the location epoch' });
+          return;
+        }
+        throw rollbackErr;
+      }
+      this.log.warn('migration_rolled_back', { agent: agentId, code: cause.code, detail: cause.message });
+      throw new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `migration of ${agentId} rolled back: ${cause.code}`, { cause });
+    } finally {
+      ch?.close();
+    }
+  }
+
+  /** Destination side of a migration: the redirector read a MIG_HELLO. */
+  private async acceptMigration(sock: Socket, hello: Buffer, rest: Buffer): Promise<void> {
+    let ch: MigrationChannel | undefined;
+    const fault = (step: number): void => {
+      if (this.opts.migrationFault?.('destination', step) === 'cut') {
+        ch?.cut();
+        throw new FerryError('FERRY_ERR_ABORTED', `fault injection: channel cut at step ${step}`);
+      }
+    };
+    try {
+      ch = await MigrationChannel.accept(sock, hello, rest, this.identity, this.clock);
+      if (this.opts.acceptMigrationFrom && !this.opts.acceptMigrationFrom(ch.peerHostId)) throw new FerryError('FERRY_ERR_REFUSED', `migrations from host ${ch.peerHostId} are not accepted`);
+      const d = (await ch.recvJson([MigrationStep.DELEGATE])).value;
+      fault(MigrationStep.DELEGATE);
+      const agentId = parseId(str(d.agent, 'agent'));
+      const agentKey = Buffer.from(str(d.agentKey, 'agentKey'), 'hex');
+      const epoch = int(d.epoch, 'epoch');
+      const chain = decodeChain(Buffer.from(str(d.chain, 'chain'), 'hex')).value;
+      const rep = verifyChain(agentId, agentKey, chain, this.wallClock());
+      if (rep.subjectId !== this.id || rep.epoch !== epoch) throw new FerryError('FERRY_ERR_CHAIN_BROKEN', 'the delegation does not name this host at this epoch');
+      const p = (await ch.recvJson([MigrationStep.PEERS])).value;
+      fault(MigrationStep.PEERS);
+      if (!Array.isArray(p.connections) || p.connections.length > limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'PEERS.connections');
+      const listed = (p.connections as unknown[]).map((c) => {
+        const o = c as Record<string, unknown>;
+        const role = str(o.role, 'role');
+        if (role !== 'client' && role !== 'server') throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'PEERS role');
+        return key(str(o.id, 'id'), role);
+      });
+      const collisions = listed.filter((k) => this.endpoints.has(k));
+      ch.send(MigrationStep.CONNECTION_IDS, { ok: collisions.length === 0, collisions });
+      fault(MigrationStep.CONNECTION_IDS);
+      if (collisions.length > 0) return;
+      await ch.recv([MigrationStep.CONFIRM]);
+      fault(MigrationStep.CONFIRM);
+      const parts: Buffer[] = [];
+      let size = 0;
+      for (;;) {
+        const { step, payload } = await ch.recv([MigrationStep.CHECKPOINT_PART, MigrationStep.CHECKPOINT_END]);
+        if (step === MigrationStep.CHECKPOINT_END) {
+          const end = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
+          const all = Buffer.concat(parts, size);
+          if (int(end.length, 'length') !== size || createHash('sha256').update(all).digest('hex') !== end.sha256) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'checkpoint length or digest mismatch');
+          fault(MigrationStep.CHECKPOINT_END);
+          const cp = JSON.parse(all.toString('utf8')) as AgentCheckpoint;
+          if (Identity.fromSeed(Buffer.from(str(cp.agentSeed, 'agentSeed'), 'hex')).id !== agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'checkpoint is for another agent');
+          if (!Array.isArray(cp.endpoints) || cp.endpoints.length !== listed.length || cp.endpoints.some((e, i) => key(e.connectionId, e.role) !== listed[i])) {
+            throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'checkpoint connections differ from the announced peers');
+          }
+          await this.attachAgent({ ...cp, epoch: epoch - 1 });
+          fault(MigrationStep.COMMITTED);
+          ch.send(MigrationStep.COMMITTED, { epoch });
+          return;
+        }
+        if (parts.length === 0) fault(MigrationStep.CHECKPOINT_PART);
+        size += payload.length;
+        if (size > limit('MAX_CHECKPOINT_BYTES')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'checkpoint too large');
+        parts.push(payload);
+      }
+    } catch (err) {
+      const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_MALFORMED_FRAME', String(err));
+      this.refusals.set(e.code, (this.refusals.get(e.code) ?? 0) + 1);
+      this.log.warn('migration_refused', { code: e.code, detail: e.message, from: ch?.peerHostId });
+      try {
+        ch?.send(MigrationStep.ABORT, { code: e.code, detail: e.message.slice(0, 200) });
+      } catch {
+        // the channel is gone: the source will find out from the location epoch
+      }
+    } finally {
+      ch?.close();
+    }
   }
 
   /** Move an agent to another host in this process: detach here, attach there. */
@@ -408,6 +570,10 @@ export class Host {
         sock.off('data', onData);
         timer.cancel();
         settled();
+        if (isMigrationHello(body)) {
+          void this.acceptMigration(sock, Buffer.from(body), decoder.takeRest());
+          return;
+        }
         const f = decodeFrameBody(body);
         if (f.type !== FrameType.HELLO) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'first frame on a data socket must be HELLO');
         this.handoff(sock, f, decoder.takeRest());
@@ -443,4 +609,19 @@ export class Host {
     this.control.close();
     await new Promise<void>((resolve) => this.redirector.close(() => resolve()));
   }
+}
+
+function str(v: unknown, what: string): string {
+  if (typeof v !== 'string' || v.length > 1_000_000) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `migration field ${what} must be a string`);
+  return v;
+}
+
+function int(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `migration field ${what} must be a non-negative integer`);
+  return v;
+}
+
+function abortError(v: Record<string, unknown>): FerryError {
+  const code = typeof v.code === 'string' && v.code.startsWith('FERRY_ERR_') ? v.code : 'FERRY_ERR_REFUSED';
+  return new FerryError((code in ERRORS ? code : 'FERRY_ERR_REFUSED') as keyof typeof ERRORS, `destination aborted: ${typeof v.detail === 'string' ? v.detail : ''}`);
 }

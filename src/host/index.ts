@@ -1,2 +1,3 @@
 /** host/: the controller, the redirector and moves of agents between hosts. */
 export * from './host.js';
+export * from './migration.js';

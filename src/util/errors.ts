@@ -45,6 +45,7 @@ export const ERRORS = {
   FERRY_ERR_ILLEGAL_TRANSITION: { wire: 30, by: 'local', summary: 'An event is not allowed in the connection state it arrived in.' },
   FERRY_ERR_CONNECTION_CLOSED: { wire: 31, by: 'local', summary: 'The operation needs an open connection and this one is closed.' },
   FERRY_ERR_PEER_ABORTED: { wire: 0, by: 'peer', summary: 'The peer destroyed the connection (CLS with reason abort); bytes it had not yet delivered are gone.' },
+  FERRY_ERR_MIGRATION_ROLLED_BACK: { wire: 0, by: 'peer', summary: 'A migration failed before the destination committed; the agent runs on at the source (see the cause).' },
   FERRY_ERR_SOCKET_MOVED: { wire: 0, by: 'local', summary: 'This socket object was detached for a move; use the socket on the destination host.' },
   // --- time and limits ---------------------------------------------------------------
   FERRY_ERR_CONTROL_TIMEOUT: { wire: 0, by: 'peer', summary: 'A control request exhausted its retransmissions without a reply.' },
@@ -65,6 +66,11 @@ export const ERRORS = {
   FERRY_ERR_CHAIN_FORGED: { wire: 53, by: 'peer', summary: 'A delegation certificate signature does not verify under its issuer key.' },
   FERRY_ERR_CHAIN_EXPIRED: { wire: 54, by: 'peer', summary: 'A delegation is outside its validity window (or was issued after its issuer\'s ended, or is longer than allowed).' },
   FERRY_ERR_CHAIN_TOO_LONG: { wire: 55, by: 'peer', summary: 'A delegation chain has more links than MAX_CHAIN_LINKS; refused before any signature is checked.' },
+  // --- location service (src/location/, docs/PROTOCOL.md §12) ---------------------------
+  FERRY_ERR_REGISTRATION_UNPROVEN: { wire: 60, by: 'peer', summary: 'A location registration carries no delegation chain, and this rendezvous requires one (or the agent\'s location was proven before).' },
+  FERRY_ERR_REGISTRATION_MISMATCH: { wire: 61, by: 'peer', summary: 'A registration\'s chain names another host than the entry (last subject), or another epoch than the entry\'s.' },
+  FERRY_ERR_UPLOAD_BROKEN: { wire: 62, by: 'peer', summary: 'A REGISTER_PART is out of order, for an unknown or expired upload, or disagrees with the fragments before it.' },
+  FERRY_ERR_SNAPSHOT_UNREADABLE: { wire: 0, by: 'local', summary: 'The rendezvous snapshot file cannot be read or is corrupt; refused at start rather than starting with an empty directory.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** A stable error code, e.g. `FERRY_ERR_REPLAYED_CONTROL`. */

@@ -31,6 +31,8 @@ export const LIMITS = {
   RESUME_RETRY_MS: { value: 50, unit: 'ms', why: 'First pause between resume attempts after a failure; doubles up to CONTROL_MAX_RTO_MS.' },
   PEER_MOVE_WAIT_MS: { value: 10_000, unit: 'ms', why: 'How long a resuming end waits for a peer in transit to land before it keeps retrying normally.' },
   FORWARDING_HINT_TTL_MS: { value: 60_000, unit: 'ms', why: 'How long an old host answers PEER_MOVING (instead of UNKNOWN_CONNECTION) for a connection that moved away; expired entries are pruned on each move.' },
+  MIGRATION_STEP_TIMEOUT_MS: { value: 5000, unit: 'ms', why: 'Each step of a host-to-host migration must be answered within this, or the source rolls back.' },
+  MAX_CHECKPOINT_BYTES: { value: 256 * 1024 * 1024, unit: 'bytes', why: 'Largest agent checkpoint a destination accepts (buffers of up to ~100 connections at the default budgets); checked as parts arrive.' },
   MAX_PENDING_HANDOFFS: { value: 1024, unit: 'sockets', why: 'Redirector sockets still waiting for their HELLO; beyond it new ones are closed at once (each may hold one frame for HELLO_TIMEOUT_MS).' },
   AMPLIFICATION_FACTOR: { value: 3, unit: 'x', why: 'Before a new address is validated, send at most 3x the bytes received from it (RFC 9000 §8).' },
   CONTROL_MAX_INCOMING: { value: 4096, unit: 'requests', why: 'Peer requests handed to handlers and not yet answered; beyond it new ones are dropped unanswered (the sender retransmits), capping the state a request flood creates.' },
@@ -39,6 +41,21 @@ export const LIMITS = {
   MAX_CERT_VALIDITY_MS: { value: 24 * 3600_000, unit: 'ms', why: 'Longest window one delegation may span; bounds how long a leaked certificate, or a link backdated by an expired delegate, stays usable. Holders renew before notAfter.' },
   CLOCK_SKEW_MS: { value: 60_000, unit: 'ms', why: 'Wall-clock disagreement tolerated between a certificate issuer and its verifier (both ends of a delegation window); NTP keeps hosts within milliseconds, this covers an unsynced VM.' },
   DELEGATION_VALIDITY_MS: { value: 3600_000, unit: 'ms', why: 'Default window of a delegation issued at landing: short enough that a stolen certificate dies soon, long enough that renewal (a fresh 1-link chain) is rare.' },
+  // --- location service (src/location/, docs/PROTOCOL.md §12) ---
+  LOCATION_MAX_ENTRIES: { value: 100_000, unit: 'agents', why: 'Agents one rendezvous directory holds; a registration for a new agent beyond it is refused with FERRY_ERR_LIMIT_EXCEEDED (updates of known agents still pass). The snapshot is rewritten whole, so a larger directory belongs in a shared store (Redis).' },
+  LOCATION_SNAPSHOT_INTERVAL_MS: { value: 100, unit: 'ms', why: 'Snapshot writes are coalesced to at most one per interval (and one on close): a burst of moves costs one file write, and a crash loses at most this much.' },
+  LOCATION_SNAPSHOT_MAX_BYTES: { value: 256 * 1024 * 1024, unit: 'bytes', why: 'Largest snapshot file read at start (LOCATION_MAX_ENTRIES entries with 8-link chains, hex-encoded, fit); a bigger one is refused instead of exhausting memory.' },
+  LOCATION_CACHE_ENTRIES: { value: 4096, unit: 'agents', why: 'Lookups a rendezvous client caches; least recently used evicted first.' },
+  LOCATION_CACHE_TTL_MS: { value: 1000, unit: 'ms', why: 'How long a cached lookup is served without asking the rendezvous; LANDED notifications and own registrations refresh it sooner, and a stale answer only costs the caller a PEER_MOVING or UNKNOWN_AGENT and a fresh lookup.' },
+  LOCATION_POLL_MS: { value: 200, unit: 'ms', why: 'While a watch waits, how often the client asks again (LOOKUP, or a renewed WATCH): the bound on how late a landing is seen when its LANDED datagram was lost.' },
+  WATCH_MAX_TTL_MS: { value: 30_000, unit: 'ms', why: 'Longest watch the rendezvous keeps; a watcher that still waits renews it. Longer than PEER_MOVE_WAIT_MS, so one watch covers one resume wait.' },
+  WATCH_MAX_NOTIFICATIONS: { value: 4, unit: 'datagrams', why: 'LANDED notifications one watch may send (fewer if its WATCH datagram did not pay for them under AMPLIFICATION_FACTOR).' },
+  WATCH_MAX_ENTRIES: { value: 16_384, unit: 'watches', why: 'Watches a rendezvous keeps in all; beyond it WATCH is answered with the location but no watch (the watcher polls).' },
+  WATCH_MAX_PER_AGENT: { value: 256, unit: 'watches', why: 'Watches on one agent, so one agent\'s landing costs at most this many notifications.' },
+  REGISTER_MAX_BYTES: { value: 2048, unit: 'bytes', why: 'Largest REGISTER body, reassembled from REGISTER_PART fragments: an IPv6 record, the agent key, an 8-link chain (1321 B) and the host signature take 1475.' },
+  REGISTER_MAX_PARTS: { value: 4, unit: 'fragments', why: 'Most REGISTER_PART fragments of one REGISTER (2 are needed for REGISTER_MAX_BYTES).' },
+  REGISTER_MAX_UPLOADS: { value: 256, unit: 'uploads', why: 'REGISTER_PART reassemblies in progress on a rendezvous (at most REGISTER_MAX_BYTES each, 512 KiB in all); beyond it a first fragment is refused with FERRY_ERR_LIMIT_EXCEEDED.' },
+  REGISTER_UPLOAD_TTL_MS: { value: 5000, unit: 'ms', why: 'An unfinished REGISTER_PART reassembly is dropped this long after its first fragment; an honest sender finishes within a few RTTs.' },
 } as const satisfies Record<string, LimitSpec>;
 
 /** The value of a limit. */

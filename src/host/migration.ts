@@ -1,0 +1,226 @@
+/**
+ * The host-to-host migration channel: a mutually authenticated, sealed TCP channel between the
+ * source host and the destination's redirector, and the five steps of the HIP paper's
+ * migration protocol run over it (see docs/PROTOCOL.md, "Migration").
+ *
+ * Handshake (signed Diffie-Hellman between host keys, both sides signing, both confirming):
+ *   TH     = SHA-256(MIG_HELLO body || MIG_HELLO_ACK head)
+ *   master = HKDF(X25519(eph_S, eph_D), salt = nonce_S || nonce_D, "ferry/1 master" || TH)
+ *   D signs "ferry/1 migration dest" || TH and MACs under confirmServer;
+ *   S signs "ferry/1 migration source" || TH || Sig_D and MACs under confirmClient.
+ * Then every frame is AES-256-GCM sealed with per-direction keys from the two nonces.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  deriveConnectionKeys,
+  deriveSessionKeys,
+  equalBytes,
+  generateEphemeral,
+  hmac,
+  idOfPublicKey,
+  verifySignature,
+  x25519,
+  FrameOpener,
+  FrameSealer,
+  type ConnectionKeys,
+  type HostId,
+  type Identity,
+} from '../identity/index.js';
+import type { StreamSocket } from '../connection/index.js';
+import { FerryError, isFerryError, limit, type Clock } from '../util/index.js';
+import {
+  FrameDecoder,
+  MigrationFrame,
+  decodeMigFinish,
+  decodeMigHello,
+  decodeMigHelloAck,
+  decodeMigStep,
+  encodeMigFinish,
+  encodeMigHello,
+  encodeMigHelloAck,
+  encodeMigStep,
+  lengthPrefix,
+  migHelloAckHead,
+  NONCE_BYTES,
+} from '../wire/index.js';
+
+const DEST_SIG = Buffer.from('ferry/1 migration dest');
+const SOURCE_SIG = Buffer.from('ferry/1 migration source');
+const DEST_FIN = Buffer.from('ferry/1 migration dest finished');
+const SOURCE_FIN = Buffer.from('ferry/1 migration source finished');
+const AEAD_TAG = 16;
+
+/** A framed, sealed migration channel (either side). */
+export class MigrationChannel {
+  private readonly decoder = new FrameDecoder();
+  private readonly frames: Buffer[] = [];
+  private waiter: { resolve: (b: Buffer) => void; reject: (e: FerryError) => void } | undefined;
+  private failed: FerryError | undefined;
+  private sealer: FrameSealer | undefined;
+  private opener: FrameOpener | undefined;
+  /** The authenticated peer host's raw public key and id. */
+  peerHostKey: Buffer = Buffer.alloc(0);
+  peerHostId: HostId = '' as HostId;
+
+  private constructor(
+    private readonly socket: StreamSocket,
+    private readonly clock: Clock,
+  ) {
+    socket.on('data', (c: Buffer) => this.onData(c));
+    socket.on('error', () => this.fail(new FerryError('FERRY_ERR_ABORTED', 'migration channel socket error')));
+    socket.on('close', () => this.fail(new FerryError('FERRY_ERR_ABORTED', 'migration channel closed')));
+  }
+
+  private onData(chunk: Buffer): void {
+    this.decoder.push(chunk);
+    try {
+      for (let f = this.decoder.next(); f; f = this.decoder.next()) {
+        const body = this.opener ? this.opener.open(lengthPrefix(f.length), f) : f;
+        this.frames.push(Buffer.from(body));
+      }
+    } catch (err) {
+      this.fail(isFerryError(err) ? err : new FerryError('FERRY_ERR_MALFORMED_FRAME', String(err)));
+      return;
+    }
+    this.flush();
+  }
+
+  private flush(): void {
+    if (this.waiter && this.frames.length > 0) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.resolve(this.frames.shift()!);
+    }
+  }
+
+  private fail(err: FerryError): void {
+    if (this.failed) return;
+    this.failed = err;
+    this.socket.destroy();
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.reject(err);
+  }
+
+  /** The next frame body, within `timeoutMs`. */
+  private next(timeoutMs = limit('MIGRATION_STEP_TIMEOUT_MS')): Promise<Buffer> {
+    const f = this.frames.shift();
+    if (f) return Promise.resolve(f);
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => {
+      const t = this.clock.setTimer(timeoutMs, () => this.fail(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'migration peer did not answer in time')));
+      this.waiter = {
+        resolve: (b) => (t.cancel(), resolve(b)),
+        reject: (e) => (t.cancel(), reject(e)),
+      };
+    });
+  }
+
+  private writeFrame(body: Buffer): void {
+    if (this.failed) throw this.failed;
+    if (!this.sealer) {
+      this.socket.write(Buffer.concat([lengthPrefix(body.length), body]));
+      return;
+    }
+    const prefix = lengthPrefix(body.length + AEAD_TAG);
+    this.socket.write(Buffer.concat([prefix, ...this.sealer.sealParts(prefix, [body])]));
+  }
+
+  /** Send one step with a JSON payload (or raw bytes for checkpoint parts). */
+  send(step: number, payload: unknown): void {
+    const bytes = Buffer.isBuffer(payload) ? payload : Buffer.from(JSON.stringify(payload));
+    if (bytes.length > limit('MAX_FRAME_PAYLOAD')) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `migration step payload of ${bytes.length} bytes`);
+    this.writeFrame(encodeMigStep(step, bytes));
+  }
+
+  /** Receive the next step; `expect` lists the steps allowed here (others are a protocol error). */
+  async recv(expect: number[]): Promise<{ step: number; payload: Buffer }> {
+    const { step, payload } = decodeMigStep(await this.next());
+    if (!expect.includes(step)) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `migration step ${step} where ${expect.join('/')} was expected`);
+    return { step, payload };
+  }
+
+  /** Receive a step whose payload is a JSON object. */
+  async recvJson(expect: number[]): Promise<{ step: number; value: Record<string, unknown> }> {
+    const { step, payload } = await this.recv(expect);
+    let value: unknown;
+    try {
+      value = JSON.parse(payload.toString('utf8'));
+    } catch {
+      throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `migration step ${step}: payload is not JSON`);
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `migration step ${step}: payload is not an object`);
+    return { step, value: value as Record<string, unknown> };
+  }
+
+  /** Close the channel. */
+  close(): void {
+    this.failed ??= new FerryError('FERRY_ERR_ABORTED', 'migration channel closed');
+    this.socket.end();
+  }
+
+  /** Fault injection for tests: cut the TCP connection now. */
+  cut(): void {
+    this.socket.destroy();
+  }
+
+  /**
+   * Source side: open the channel on a dialed socket and authenticate both hosts. When
+   * `expect` is given, the destination must prove that host id.
+   */
+  static async open(socket: StreamSocket, self: Identity, clock: Clock, expect?: HostId): Promise<MigrationChannel> {
+    const ch = new MigrationChannel(socket, clock);
+    const eph = generateEphemeral();
+    const nonceS = randomBytes(NONCE_BYTES);
+    const hello = encodeMigHello({ sourceHostKey: self.publicRaw, ephemeral: eph.publicRaw, nonce: nonceS });
+    ch.writeFrame(hello);
+    const ack = decodeMigHelloAck(await ch.next());
+    const th = createHash('sha256').update(hello).update(migHelloAckHead(ack)).digest();
+    const destId = idOfPublicKey(ack.destinationHostKey) as unknown as HostId;
+    if (expect && destId !== expect) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', `destination proved host ${destId}, expected ${expect}`);
+    if (!verifySignature(ack.destinationHostKey, Buffer.concat([DEST_SIG, th]), ack.signature)) throw new FerryError('FERRY_ERR_BAD_SIGNATURE', 'destination host signature');
+    const keys = deriveConnectionKeys(x25519(eph.privateKey, ack.ephemeral), Buffer.concat([nonceS, ack.nonce]), th);
+    if (!equalBytes(hmac(keys.confirmServer, DEST_FIN, th), ack.mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'destination key confirmation');
+    const sig = self.sign(Buffer.concat([SOURCE_SIG, th, ack.signature]));
+    ch.writeFrame(encodeMigFinish({ signature: sig, mac: hmac(keys.confirmClient, SOURCE_FIN, th, sig) }));
+    ch.startSealing(keys, nonceS, ack.nonce, 'source');
+    ch.peerHostKey = Buffer.from(ack.destinationHostKey);
+    ch.peerHostId = destId;
+    return ch;
+  }
+
+  /**
+   * Destination side: the redirector read a MIG_HELLO first frame (`helloBody`); answer it and
+   * authenticate the source. `rest` is what the redirector read past that frame.
+   */
+  static async accept(socket: StreamSocket, helloBody: Buffer, rest: Buffer, self: Identity, clock: Clock): Promise<MigrationChannel> {
+    const ch = new MigrationChannel(socket, clock);
+    if (rest.length > 0) ch.onData(rest);
+    const hello = decodeMigHello(helloBody);
+    const eph = generateEphemeral();
+    const nonceD = randomBytes(NONCE_BYTES);
+    const head = { destinationHostKey: self.publicRaw, ephemeral: eph.publicRaw, nonce: nonceD };
+    const th = createHash('sha256').update(helloBody).update(migHelloAckHead(head)).digest();
+    const keys = deriveConnectionKeys(x25519(eph.privateKey, hello.ephemeral), Buffer.concat([hello.nonce, nonceD]), th);
+    const signature = self.sign(Buffer.concat([DEST_SIG, th]));
+    ch.writeFrame(encodeMigHelloAck({ ...head, signature, mac: hmac(keys.confirmServer, DEST_FIN, th) }));
+    const fin = decodeMigFinish(await ch.next());
+    if (!verifySignature(hello.sourceHostKey, Buffer.concat([SOURCE_SIG, th, signature]), fin.signature)) throw new FerryError('FERRY_ERR_BAD_SIGNATURE', 'source host signature');
+    if (!equalBytes(hmac(keys.confirmClient, SOURCE_FIN, th, fin.signature), fin.mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'source key confirmation');
+    ch.startSealing(keys, hello.nonce, nonceD, 'destination');
+    ch.peerHostKey = Buffer.from(hello.sourceHostKey);
+    ch.peerHostId = idOfPublicKey(hello.sourceHostKey) as unknown as HostId;
+    return ch;
+  }
+
+  private startSealing(keys: ConnectionKeys, nonceS: Buffer, nonceD: Buffer, side: 'source' | 'destination'): void {
+    const s = deriveSessionKeys(keys.master, nonceS, nonceD);
+    this.sealer = new FrameSealer(side === 'source' ? s.c2s : s.s2c);
+    this.opener = new FrameOpener(side === 'source' ? s.s2c : s.c2s);
+  }
+}
+
+/** Whether a first-frame body opens a migration channel (rather than a data socket). */
+export function isMigrationHello(body: Buffer): boolean {
+  return body.length > 0 && body[0] === MigrationFrame.MIG_HELLO;
+}
