@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { formatVerdict, runDemo } from './demo.js';
+import { rendezvousMain } from './rendezvous.js';
 
 const HELP = `ferry — mobile agents whose connections travel with them
 
@@ -11,6 +12,8 @@ Usage:
   ferry demo [options]      three hosts on loopback; two agents stream checksummed data both
                             ways while their endpoints hop between hosts (one end alone, then
                             both ends at once); prints progress and a verdict
+  ferry rendezvous [opts]   the location service on one UDP port (--port, --host,
+                            --snapshot FILE, --allow-unproven; see rendezvous --help)
   ferry help                this text
 
 Demo options:
@@ -23,7 +26,7 @@ Demo options:
   -h, --help                this text
 
 Exit status: 0 only when both byte streams were verified equal.
-Coming next: ferry host | rendezvous | launch | ls | migrate | bench | tunnel (see README).`;
+Coming next: ferry host | launch | ls | migrate | bench | tunnel (see README).`;
 
 function fail(msg: string): never {
   process.stderr.write(`ferry: ${msg}\n\n${HELP}\n`);
@@ -36,6 +39,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP + '\n');
     return 0;
   }
+  if (cmd === 'rendezvous') return rendezvousMain(rest, fail);
   if (cmd !== 'demo') fail(`unknown command '${cmd}'`);
   let values;
   try {

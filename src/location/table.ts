@@ -2,9 +2,10 @@
  * The location service interface and its in-process implementation. An agent's location is
  * `AgentId -> (HostId, locator, epoch)`; the epoch grows by one per move and an update with a
  * stale epoch is refused, so a delayed registration can never point peers backwards.
- * The rendezvous server (issue 3) implements the same interface over the network.
+ * `RendezvousClient` (client.ts) implements the same interface over the network, against a
+ * `RendezvousServer` (server.ts).
  */
-import type { AgentId } from '../identity/index.js';
+import type { AgentId, DelegationChain, Identity } from '../identity/index.js';
 import { FerryError, type Clock, systemClock } from '../util/index.js';
 
 /** Where an agent is. */
@@ -15,12 +16,33 @@ export interface LocationEntry {
   readonly controlPort: number;
   readonly redirectorPort: number;
   readonly epoch: number;
+  /**
+   * Raw Ed25519 public key of the agent (hashes to `agent`). Needed with `chain`, which is
+   * verified against it.
+   */
+  readonly agentKey?: Uint8Array;
+  /**
+   * Delegation chain from the agent key to the host named by `hostId` (its last subject), at
+   * `epoch` (its last link's): the proof a rendezvous asks for before it stores the entry
+   * (docs/DELEGATION.md, docs/PROTOCOL.md §12).
+   */
+  readonly chain?: DelegationChain;
+}
+
+/** Per-call options of {@link LocationService.register}. */
+export interface RegisterOptions {
+  /**
+   * The registering host's identity, whose key is the chain's last subject: a networked
+   * rendezvous wants the registration signed by it, which binds the locator to the proven host.
+   * Defaults to the signer the service was configured with, if any.
+   */
+  readonly signer?: Identity;
 }
 
 /** The location service, as hosts use it. Async so a networked rendezvous can implement it. */
 export interface LocationService {
   /** Register a location; refused with FERRY_ERR_STALE_EPOCH unless `epoch` exceeds the current one. */
-  register(entry: LocationEntry): Promise<void>;
+  register(entry: LocationEntry, options?: RegisterOptions): Promise<void>;
   /** The current location, if any. */
   lookup(agent: AgentId): Promise<LocationEntry | undefined>;
   /**

@@ -66,11 +66,23 @@ export const ERRORS = {
   FERRY_ERR_CHAIN_FORGED: { wire: 53, by: 'peer', summary: 'A delegation certificate signature does not verify under its issuer key.' },
   FERRY_ERR_CHAIN_EXPIRED: { wire: 54, by: 'peer', summary: 'A delegation is outside its validity window (or was issued after its issuer\'s ended, or is longer than allowed).' },
   FERRY_ERR_CHAIN_TOO_LONG: { wire: 55, by: 'peer', summary: 'A delegation chain has more links than MAX_CHAIN_LINKS; refused before any signature is checked.' },
+  // --- agents: confinement, credentials, policy (src/host/runtime.ts, policy.ts, docs/AGENTS.md) ---
+  FERRY_ERR_CONFINEMENT: { wire: 70, by: 'peer', summary: 'Agent code reached for authority outside ctx (a node: builtin, process, another module); refused inside its worker.' },
+  FERRY_ERR_NO_CREDENTIAL: { wire: 71, by: 'peer', summary: 'An agent was launched or landed without an owner-signed credential.' },
+  FERRY_ERR_BAD_CREDENTIAL: { wire: 72, by: 'peer', summary: 'An agent credential is malformed, its owner signature does not verify, or it names another agent key.' },
+  FERRY_ERR_CREDENTIAL_EXPIRED: { wire: 73, by: 'peer', summary: 'An agent credential is outside its validity window (clock skew allowed).' },
+  FERRY_ERR_CODE_HASH_MISMATCH: { wire: 74, by: 'peer', summary: 'The agent code does not hash (SHA-256) to the code hash its credential signs.' },
+  FERRY_ERR_POLICY_DENIED: { wire: 75, by: 'peer', summary: 'Host policy does not grant this owner the right asked for (land, listen, connect) or the credential did not request it.' },
+  FERRY_ERR_AGENT_CRASHED: { wire: 76, by: 'peer', summary: 'Agent code threw, rejected unhandled, or its worker exited unexpectedly; the agent was stopped.' },
+  FERRY_ERR_AGENT_MEMORY: { wire: 77, by: 'peer', summary: 'An agent exceeded its memory limit (worker heap, or reported external memory); the agent was stopped.' },
+  FERRY_ERR_AGENT_UNRESPONSIVE: { wire: 78, by: 'peer', summary: 'An agent worker did not answer a heartbeat in time (busy loop or blocked thread); the agent was stopped.' },
+  FERRY_ERR_AGENT_PROTOCOL: { wire: 79, by: 'peer', summary: 'An agent worker sent the host a malformed or out-of-order message; the agent was stopped.' },
+  FERRY_ERR_BAD_POLICY: { wire: 0, by: 'local', summary: 'A host policy file is not valid JSON or does not match the schema (the message names the field).' },
   // --- location service (src/location/, docs/PROTOCOL.md §12) ---------------------------
   FERRY_ERR_REGISTRATION_UNPROVEN: { wire: 60, by: 'peer', summary: 'A location registration carries no delegation chain, and this rendezvous requires one (or the agent\'s location was proven before).' },
   FERRY_ERR_REGISTRATION_MISMATCH: { wire: 61, by: 'peer', summary: 'A registration\'s chain names another host than the entry (last subject), or another epoch than the entry\'s.' },
   FERRY_ERR_UPLOAD_BROKEN: { wire: 62, by: 'peer', summary: 'A REGISTER_PART is out of order, for an unknown or expired upload, or disagrees with the fragments before it.' },
-  FERRY_ERR_SNAPSHOT_UNREADABLE: { wire: 0, by: 'local', summary: 'The rendezvous snapshot file cannot be read or is corrupt; refused at start rather than starting with an empty directory.' },
+  FERRY_ERR_SNAPSHOT_UNREADABLE: { wire: 0, by: 'local', summary: 'The rendezvous snapshot file cannot be read or written, or is corrupt; refused at start rather than starting with an empty directory.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** A stable error code, e.g. `FERRY_ERR_REPLAYED_CONTROL`. */

@@ -3,3 +3,4 @@ export * from './bytes.js';
 export * from './frames.js';
 export * from './messages.js';
 export * from './migration.js';
+export * from './location-messages.js';

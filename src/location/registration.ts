@@ -1,0 +1,66 @@
+/**
+ * What a rendezvous accepts as a location update: the decision, pure (wall time passed in), so
+ * every refusal can be tested without a socket. The server stores what this returns.
+ *
+ * A proven registration says "host H runs agent A at epoch e, reachable at this locator": the
+ * delegation chain proves H may act for A at epoch e (docs/DELEGATION.md), and H's signature
+ * over the whole REGISTER binds the locator to it, so a copy of a chain seen on the wire cannot
+ * be re-registered with another address. Freshness is the epoch: it must exceed the stored one.
+ */
+import { FerryError } from '../util/index.js';
+import { idOfPublicKey, verifyChain, verifySignature, type ChainPolicy } from '../identity/index.js';
+import { registerSigned, type Register } from '../wire/index.js';
+import type { LocationEntry } from './table.js';
+
+/** How strict a rendezvous is. */
+export interface RegistrationPolicy {
+  /**
+   * Refuse registrations without a chain (default true). `false` is development mode: a bare
+   * claim is accepted, ordered only by its epoch, for hosts that do not send chains yet. Even
+   * then, an agent whose location was once proven is never overwritten by a bare claim.
+   */
+  readonly requireChains: boolean;
+  /** Bounds for {@link verifyChain} (default: LIMITS). */
+  readonly chain?: ChainPolicy;
+}
+
+/**
+ * Check `reg` against the stored entry `current` at wall time `now` (Unix ms) and return the
+ * entry to store. Cheap checks come first, so a replayed or mismatched registration costs no
+ * signature verification:
+ *
+ * 1. `FERRY_ERR_REGISTRATION_UNPROVEN`: no chain, and chains are required or `current` was proven.
+ * 2. `FERRY_ERR_REGISTRATION_MISMATCH`: the chain's last subject does not hash to `hostId`, or
+ *    its last epoch is not `epoch`.
+ * 3. `FERRY_ERR_STALE_EPOCH`: `epoch` is at or below the stored one.
+ * 4. The chain's own codes from {@link verifyChain} (`IDENTITY_MISMATCH`, `CHAIN_TRUNCATED`,
+ *    `CHAIN_TOO_LONG`, `CHAIN_FORGED`, `CHAIN_BROKEN`, `CHAIN_EXPIRED`); for a bare claim with a
+ *    key, `IDENTITY_MISMATCH` if the key does not hash to the agent.
+ * 5. `FERRY_ERR_BAD_SIGNATURE`: the registering host's signature does not verify.
+ */
+export function checkRegistration(reg: Register, current: LocationEntry | undefined, now: number, policy: RegistrationPolicy): LocationEntry {
+  const base = { agent: reg.agent, hostId: reg.hostId, ip: reg.ip, controlPort: reg.controlPort, redirectorPort: reg.redirectorPort, epoch: reg.epoch };
+  const stale = (): void => {
+    if (current && reg.epoch <= current.epoch) throw new FerryError('FERRY_ERR_STALE_EPOCH', `epoch ${reg.epoch} ≤ registered ${current.epoch} for ${reg.agent}`);
+  };
+  if (!reg.chain) {
+    if (policy.requireChains) throw new FerryError('FERRY_ERR_REGISTRATION_UNPROVEN', `registration of ${reg.agent} carries no delegation chain`);
+    // A proven location must not be displaced by a claim anyone could make.
+    if (current?.chain) throw new FerryError('FERRY_ERR_REGISTRATION_UNPROVEN', `${reg.agent} has a proven location; a bare claim cannot replace it`);
+    stale();
+    if (reg.agentKey && idOfPublicKey(reg.agentKey) !== reg.agent) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', `agent key does not hash to ${reg.agent}`);
+    return reg.agentKey ? { ...base, agentKey: Buffer.from(reg.agentKey) } : base;
+  }
+  const last = reg.chain[reg.chain.length - 1];
+  if (last) {
+    if (idOfPublicKey(last.subject) !== reg.hostId) throw new FerryError('FERRY_ERR_REGISTRATION_MISMATCH', `the chain delegates to another host than ${reg.hostId}`);
+    if (last.epoch !== reg.epoch) throw new FerryError('FERRY_ERR_REGISTRATION_MISMATCH', `the chain is for epoch ${last.epoch}, the registration for ${reg.epoch}`);
+  }
+  stale();
+  const rep = verifyChain(reg.agent, reg.agentKey!, reg.chain, now, policy.chain);
+  const { signature, ...unsigned } = reg;
+  if (!signature || !verifySignature(rep.subject, registerSigned(unsigned), signature)) {
+    throw new FerryError('FERRY_ERR_BAD_SIGNATURE', `registration of ${reg.agent} is not signed by host ${reg.hostId}`);
+  }
+  return { ...base, agentKey: Buffer.from(reg.agentKey!), chain: reg.chain };
+}

@@ -1,0 +1,292 @@
+/**
+ * The rendezvous server (HIP paper §III, RFC 8004): the directory `AgentId -> (HostId, locator,
+ * epoch)` on one UDP control port. Hosts register where an agent landed, proven by a delegation
+ * chain; peers look agents up, watch for a landing, or have a first CONNECT relayed.
+ *
+ * This file is the adapter: it owns the control channel, the store and the clocks, and runs the
+ * pure decisions of registration.ts (what is accepted), watches.ts (who is told) and uploads.ts
+ * (long registrations). Wire layouts: docs/PROTOCOL.md §12.
+ */
+import { ControlChannel, formatAddress, parseAddress, type ControlAnswer, type ControlMessage, type DatagramSocketLike } from '../control/index.js';
+import type { ChainPolicy } from '../identity/index.js';
+import { FerryError, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger } from '../util/index.js';
+import {
+  DATAGRAM_HEADER_BYTES,
+  LocationMessageType as T,
+  MessageType,
+  decodeLookup,
+  decodeRegister,
+  decodeRegisterPart,
+  decodeRelay,
+  decodeRelayedAck,
+  decodeUnwatch,
+  decodeWatch,
+  encodeLanded,
+  encodeLocation,
+  encodeRegisterAck,
+  encodeRegisterPartAck,
+  encodeRelayAck,
+  encodeRelayed,
+  encodeUnwatchAck,
+  encodeWatchAck,
+  notificationsPaidBy,
+  type Register,
+} from '../wire/index.js';
+import { checkRegistration } from './registration.js';
+import { MemoryStore, type LocationStore } from './store.js';
+import type { LocationEntry } from './table.js';
+import { UploadTable, type UploadLimits } from './uploads.js';
+import { WatchTable, checkWatchLimits, type WatchLimits } from './watches.js';
+
+/** Options of {@link RendezvousServer.start}. */
+export interface RendezvousServerOptions {
+  /** IP to bind (default 127.0.0.1; an IPv6 literal binds udp6). */
+  readonly host?: string;
+  /** UDP port (default 0: any free port). */
+  readonly port?: number;
+  /** The directory (default: a fresh in-memory {@link MemoryStore} without snapshot). Closed with the server. */
+  readonly store?: LocationStore;
+  /**
+   * Refuse registrations without a delegation chain (default true). `false` is development mode,
+   * for hosts that do not send chains yet: see {@link RegistrationPolicy}.
+   */
+  readonly requireChains?: boolean;
+  /** Bounds for chain verification (default: LIMITS). */
+  readonly chainPolicy?: ChainPolicy;
+  /** Wall time, Unix ms, for delegation windows (default `Date.now`). */
+  readonly now?: () => number;
+  /** Monotonic clock for watches, uploads and the channel (default: the system clock). */
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Wrap the bound socket (tests: loss, duplication). */
+  readonly wrap?: (socket: DatagramSocketLike) => DatagramSocketLike;
+  /** Overrides of the watch table's bounds. */
+  readonly watchLimits?: Partial<WatchLimits>;
+  /** Overrides of the upload table's bounds. */
+  readonly uploadLimits?: Partial<UploadLimits>;
+}
+
+/** Counters, for logs, metrics and tests. */
+export interface RendezvousStats {
+  registered: number;
+  refused: number;
+  lookups: number;
+  /** WATCH requests answered. */
+  watches: number;
+  /** Watches kept (granted notifications). */
+  watchesKept: number;
+  notified: number;
+  relayed: number;
+}
+
+/** Request types the rendezvous relays (RELAY): only the first message of an open. */
+const RELAYABLE = new Set<number>([MessageType.CONNECT]);
+
+/** A running rendezvous. */
+export class RendezvousServer {
+  /** Counters (live view). */
+  readonly stats: RendezvousStats = { registered: 0, refused: 0, lookups: 0, watches: 0, watchesKept: 0, notified: 0, relayed: 0 };
+  private readonly watches: WatchTable;
+  private readonly uploads: UploadTable;
+  private readonly requireChains: boolean;
+  private readonly now: () => number;
+  private relaying = 0;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly channel: ControlChannel,
+    /** The directory this server serves. */
+    readonly store: LocationStore,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly options: RendezvousServerOptions,
+  ) {
+    this.requireChains = options.requireChains ?? true;
+    this.now = options.now ?? (() => Date.now());
+    this.watches = new WatchTable(options.watchLimits);
+    this.uploads = new UploadTable(options.uploadLimits);
+    channel.onRequest((req) => this.onRequest(req));
+    channel.onOneway((msg) => this.log.debug('rendezvous.oneway_ignored', { from: msg.from, type: msg.type }));
+  }
+
+  /**
+   * Bind the control port and serve.
+   *
+   * @throws FerryError `FERRY_ERR_INVALID_ARGUMENT` when the address cannot be bound (e.g. in
+   *   use: the Node error is the `cause`) or an option is out of range.
+   */
+  static async start(options: RendezvousServerOptions = {}): Promise<RendezvousServer> {
+    if (options.watchLimits) checkWatchLimits(options.watchLimits);
+    const clock = options.clock ?? systemClock;
+    const log = (options.logger ?? silentLogger).child({ role: 'rendezvous' });
+    const store = options.store ?? (await MemoryStore.open({ clock, logger: log }));
+    let channel: ControlChannel;
+    try {
+      channel = await ControlChannel.bind({ host: options.host ?? '127.0.0.1', port: options.port ?? 0, clock, logger: log, ...(options.wrap ? { wrap: options.wrap } : {}) });
+    } catch (err) {
+      if (!options.store) await store.close();
+      throw err;
+    }
+    const server = new RendezvousServer(channel, store, clock, log, options);
+    log.info('rendezvous.started', { address: channel.address, requireChains: server.requireChains });
+    return server;
+  }
+
+  /** The control address, `ip:port`. */
+  get address(): string {
+    return this.channel.address;
+  }
+
+  /** Whether registrations must carry a chain (false: development mode). */
+  get chainsRequired(): boolean {
+    return this.requireChains;
+  }
+
+  /** Watches kept now. */
+  get watchCount(): number {
+    return this.watches.size;
+  }
+
+  /** Stop serving, then close the store (which writes its final snapshot). Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.channel.close();
+      await this.store.close();
+      this.log.info('rendezvous.closed', { registered: this.stats.registered });
+    })();
+    return this.closing;
+  }
+
+  // --- requests -------------------------------------------------------------------------------
+
+  private async onRequest(req: ControlMessage): Promise<ControlAnswer> {
+    try {
+      return await this.dispatch(req);
+    } catch (err) {
+      if (isFerryError(err)) {
+        // The one log line of this refusal (the channel retells it only at debug level).
+        this.stats.refused++;
+        this.log.warn('rendezvous.refused', { code: err.code, type: req.type, from: req.from, detail: err.message });
+      }
+      throw err;
+    }
+  }
+
+  private dispatch(req: ControlMessage): Promise<ControlAnswer> | ControlAnswer {
+    switch (req.type) {
+      case T.REGISTER:
+        return this.register(decodeRegister(req.body), req.from);
+      case T.REGISTER_PART:
+        return this.registerPart(req);
+      case T.LOOKUP:
+        return this.lookup(req);
+      case T.WATCH:
+        return this.watch(req);
+      case T.UNWATCH: {
+        const u = decodeUnwatch(req.body);
+        return { type: T.UNWATCH_ACK, body: encodeUnwatchAck(this.watches.remove(u.agent, req.from, u.token)) };
+      }
+      case T.RELAY:
+        return this.relay(req);
+      default:
+        throw new FerryError('FERRY_ERR_UNKNOWN_TYPE', `rendezvous does not serve request type ${req.type}`);
+    }
+  }
+
+  private async register(reg: Register, from: string): Promise<ControlAnswer> {
+    const current = await this.store.get(reg.agent);
+    const entry = checkRegistration(reg, current, this.now(), { requireChains: this.requireChains, ...(this.options.chainPolicy ? { chain: this.options.chainPolicy } : {}) });
+    const out = await this.store.put(entry);
+    // Another registration won the compare-and-set between our read and write.
+    if (!out.stored) throw new FerryError('FERRY_ERR_STALE_EPOCH', `epoch ${entry.epoch} ≤ registered ${out.current.epoch} for ${entry.agent}`);
+    this.stats.registered++;
+    this.log.info('rendezvous.registered', { agent: entry.agent, host: entry.hostId, epoch: entry.epoch, proven: Boolean(entry.chain), from });
+    this.notify(entry);
+    return { type: T.REGISTER_ACK, body: encodeRegisterAck(entry.epoch) };
+  }
+
+  private async registerPart(req: ControlMessage): Promise<ControlAnswer> {
+    const part = decodeRegisterPart(req.body);
+    const whole = this.uploads.part(this.clock.now(), req.from, part);
+    if (!whole) return { type: T.REGISTER_PART_ACK, body: encodeRegisterPartAck(part.index) };
+    return this.register(decodeRegister(whole), req.from);
+  }
+
+  private async lookup(req: ControlMessage): Promise<ControlAnswer> {
+    const agent = decodeLookup(req.body);
+    this.stats.lookups++;
+    return { type: T.LOCATION, body: encodeLocation(await this.store.get(agent)) };
+  }
+
+  private async watch(req: ControlMessage): Promise<ControlAnswer> {
+    const w = decodeWatch(req.body);
+    let current = await this.store.get(w.agent);
+    this.stats.watches++;
+    let grant = { ttlMs: 0, notifications: 0 };
+    // Already newer: the reply answers the watch; keeping it would only cost notifications.
+    if (!current || current.epoch <= w.newerThan) {
+      grant = this.watches.add(this.clock.now(), {
+        agent: w.agent,
+        from: req.from,
+        token: w.token,
+        newerThan: w.newerThan,
+        ttlMs: w.ttlMs,
+        notifications: notificationsPaidBy(DATAGRAM_HEADER_BYTES + req.body.length),
+      });
+      if (grant.notifications > 0) {
+        // A registration may have landed while we read the store, before the watch existed:
+        // read again, now that any later one will notify it.
+        const again = await this.store.get(w.agent);
+        if (again && again.epoch > w.newerThan) {
+          this.watches.remove(w.agent, req.from, w.token);
+          grant = { ttlMs: 0, notifications: 0 };
+          current = again;
+        } else {
+          this.stats.watchesKept++;
+        }
+      }
+    }
+    return { type: T.WATCH_ACK, body: encodeWatchAck({ ...grant, current }) };
+  }
+
+  /** Tell the watchers of `entry.agent` that it landed: one-way, unretransmitted; they poll too. */
+  private notify(entry: LocationEntry): void {
+    for (const n of this.watches.landed(this.clock.now(), entry.agent, entry.epoch)) {
+      try {
+        this.channel.send(n.to, T.LANDED, encodeLanded({ token: n.token, location: entry }));
+        this.stats.notified++;
+      } catch (err) {
+        this.log.warn('rendezvous.notify_failed', { to: n.to, message: (err as Error).message });
+      }
+    }
+  }
+
+  /**
+   * RELAY: forward a first CONNECT to the agent's current host as RELAYED (naming the requester's
+   * address, as RFC 8004's FROM parameter does), and return the host's answer with the location,
+   * so the requester talks to the host directly from then on. An error reply of the host is
+   * passed on with its code.
+   */
+  private async relay(req: ControlMessage): Promise<ControlAnswer> {
+    const m = decodeRelay(req.body);
+    if (!RELAYABLE.has(m.innerType)) throw new FerryError('FERRY_ERR_REFUSED', `the rendezvous relays only CONNECT, not type ${m.innerType}`);
+    const entry = await this.store.get(m.to);
+    if (!entry) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `no location for agent ${m.to}`);
+    if (this.relaying >= limit('RELAY_MAX_INFLIGHT')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `${this.relaying} relays in progress (RELAY_MAX_INFLIGHT)`);
+    const origin = parseAddress(req.from);
+    const body = encodeRelayed({ originIp: origin.ip, originPort: origin.port, innerType: m.innerType, innerBody: m.innerBody });
+    this.relaying++;
+    try {
+      const reply = await this.channel.request(formatAddress(entry.ip, entry.controlPort), T.RELAYED, body, { timeoutMs: limit('RELAY_TIMEOUT_MS') });
+      if (reply.type !== T.RELAYED_ACK) throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', `host answered RELAYED with type ${reply.type}`);
+      const inner = decodeRelayedAck(reply.body);
+      this.stats.relayed++;
+      return { type: T.RELAY_ACK, body: encodeRelayAck({ location: entry, ...inner }) };
+    } catch (err) {
+      if (isFerryError(err, 'FERRY_ERR_CONTROL_TIMEOUT')) throw new FerryError('FERRY_ERR_REFUSED', `relay: host ${entry.hostId} did not answer`);
+      throw err;
+    } finally {
+      this.relaying--;
+    }
+  }
+}
