@@ -177,12 +177,21 @@ export class Host {
     if (this.agents.has(identity.id)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'agent already on this host');
     this.agents.set(identity.id, { identity, server: undefined, sockets: new Map(), moving: false });
     const cur = await this.location.lookup(identity.id);
-    await this.publish(identity.id, (cur?.epoch ?? 0) + 1);
+    await this.publish(identity, (cur?.epoch ?? 0) + 1);
     return identity;
   }
 
-  private publish(agent: AgentId, epoch: number): Promise<void> {
-    return this.location.register({ agent, hostId: this.id, ip: this.ip, controlPort: this.controlPort, redirectorPort: this.redirectorPort, epoch });
+  /**
+   * Register where an agent is, with proof: the agent key signs a fresh one-link delegation to
+   * this host at `epoch` (the agent's key travels with it, so chains never grow: see
+   * docs/DELEGATION.md), and the registration itself is signed by this host.
+   */
+  private publish(agent: Identity, epoch: number): Promise<void> {
+    const chain = freshChain(agent, this.identity.publicRaw, epoch, this.wallClock());
+    return this.location.register(
+      { agent: agent.id, hostId: this.id, ip: this.ip, controlPort: this.controlPort, redirectorPort: this.redirectorPort, epoch, agentKey: agent.publicRaw, chain },
+      { signer: this.identity },
+    );
   }
 
   private agent(id: AgentId): AgentRecord {
@@ -279,7 +288,7 @@ export class Host {
     // destination (landing) and the source (rolling back), exactly one succeeds; the other gets
     // FERRY_ERR_STALE_EPOCH and builds nothing. Never on both hosts, never on none.
     const epoch = (cp.epoch ?? (await this.location.lookup(identity.id))?.epoch ?? 0) + 1;
-    await this.publish(identity.id, epoch);
+    await this.publish(identity, epoch);
     const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false };
     this.agents.set(identity.id, rec);
     const eps = cp.endpoints.map((e) => Endpoint.fromCheckpoint(this.env, e));

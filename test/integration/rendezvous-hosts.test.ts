@@ -1,6 +1,7 @@
 // Scenario: hosts find each other through a networked rendezvous instead of the in-process table.
 // Each of three hosts has its own RendezvousClient (own UDP socket) against one RendezvousServer
-// in development mode (hosts do not send delegation chains yet). An agent on h0 connects to an
+// that requires proof: every registration carries the agent-signed delegation to the host and
+// the host's signature. An agent on h0 connects to an
 // agent on h1 by id, both stream, then the client agent moves to h2, then the server agent moves
 // to h0, then both move at once (a to h1, b to h2): the ends find each other through the
 // rendezvous (WATCH after PEER_MOVING), and every byte arrives exactly once. The directory ends
@@ -13,7 +14,7 @@ import { RendezvousClient, RendezvousServer } from '../../src/location/index.js'
 import { pattern, Reader, waitFor } from '../helpers/harness.js';
 
 test('hosts connect and move agents through a rendezvous', async () => {
-  const server = await RendezvousServer.start({ requireChains: false });
+  const server = await RendezvousServer.start({ requireChains: true });
   const clients: RendezvousClient[] = [];
   for (let i = 0; i < 3; i++) clients.push(await RendezvousClient.connect({ server: server.address }));
   const hosts: Host[] = [];
@@ -78,6 +79,48 @@ test('hosts connect and move agents through a rendezvous', async () => {
     assert.deepEqual([la?.hostId, la?.epoch], [h1.id, 3]);
     assert.deepEqual([lb?.hostId, lb?.epoch], [h2.id, 3]);
     assert.ok(server.stats.registered >= 6);
+  } finally {
+    await Promise.all(hosts.map((h) => h.close()));
+    for (const c of clients) c.close();
+    await server.close();
+  }
+});
+
+test('a migration over the authenticated channel lands at a rendezvous that requires proof', async () => {
+  const server = await RendezvousServer.start({ requireChains: true });
+  const clients: RendezvousClient[] = [];
+  for (let i = 0; i < 2; i++) clients.push(await RendezvousClient.connect({ server: server.address }));
+  const hosts: Host[] = [];
+  try {
+    for (let i = 0; i < 2; i++) hosts.push(await Host.start({ location: clients[i]!, name: `m${i}` }));
+    const [h0, h1] = hosts as [Host, Host];
+    const a = await h0.addAgent();
+    const b = await h1.addAgent();
+    const accepted = h1.listen(b.id).accept();
+    const sa = await h0.connect(a.id, b.id);
+    const sb = await accepted;
+    const rb = new Reader();
+    rb.attach(sb);
+    sa.write(pattern(7, 0, 80_000));
+    await h0.migrateAgent(a.id, { ip: h1.ip, redirectorPort: h1.redirectorPort, hostId: h1.id });
+    const stored = await server.store.get(a.id);
+    assert.equal(stored?.hostId, h1.id, 'the rendezvous points at the destination');
+    const [moved] = h1.socketsOf(a.id) as [AgentSocket];
+    moved.write(pattern(7, 80_000, 20_000));
+    await waitFor(() => rb.length === 100_000, 8000, 'stream after migration');
+    assert.ok(rb.bytes().equals(pattern(7, 0, 100_000)));
+    // A host that cannot prove the agent's chain cannot take its place in the directory.
+    const { Identity, freshChain } = await import('../../src/identity/index.js');
+    const impostor = Identity.generate();
+    const stranger = Identity.generate();
+    await assert.rejects(
+      clients[0]!.register(
+        { agent: a.id, hostId: impostor.id, ip: '127.0.0.1', controlPort: 1, redirectorPort: 1, epoch: (stored?.epoch ?? 0) + 1, agentKey: a.publicRaw, chain: freshChain(stranger, impostor.publicRaw, (stored?.epoch ?? 0) + 1, Date.now()) },
+        { signer: impostor },
+      ),
+      (e: { code?: string }) => typeof e.code === 'string' && e.code.startsWith('FERRY_ERR_CHAIN'),
+    );
+    assert.equal((await server.store.get(a.id))?.hostId, h1.id, 'unchanged');
   } finally {
     await Promise.all(hosts.map((h) => h.close()));
     for (const c of clients) c.close();
