@@ -5,6 +5,8 @@
 import { parseArgs } from 'node:util';
 import { formatVerdict, runDemo } from './demo.js';
 import { rendezvousMain } from './rendezvous.js';
+import { hostMain } from './host.js';
+import { lsMain, migrateMain } from './admin.js';
 
 const HELP = `ferry — mobile agents whose connections travel with them
 
@@ -14,6 +16,10 @@ Usage:
                             both ends at once); prints progress and a verdict
   ferry rendezvous [opts]   the location service on one UDP port (--port, --host,
                             --snapshot FILE, --allow-unproven; see rendezvous --help)
+  ferry host [options]      run a host process (key, ports, rendezvous, policy, admin endpoint;
+                            see host --help)
+  ferry ls [--data-dir DIR] a running host's agents and connections
+  ferry migrate AGENT TARGET  move an agent to another host (see migrate --help)
   ferry help                this text
 
 Demo options:
@@ -26,7 +32,7 @@ Demo options:
   -h, --help                this text
 
 Exit status: 0 only when both byte streams were verified equal.
-Coming next: ferry host | launch | ls | migrate | bench | tunnel (see README).`;
+Coming next: ferry launch | bench | tunnel (see README).`;
 
 function fail(msg: string): never {
   process.stderr.write(`ferry: ${msg}\n\n${HELP}\n`);
@@ -40,6 +46,9 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (cmd === 'rendezvous') return rendezvousMain(rest, fail);
+  if (cmd === 'host') return hostMain(rest, fail);
+  if (cmd === 'ls') return lsMain(rest, fail);
+  if (cmd === 'migrate') return migrateMain(rest, fail);
   if (cmd !== 'demo') fail(`unknown command '${cmd}'`);
   let values;
   try {

@@ -1,0 +1,125 @@
+/**
+ * `ferry ls` and `ferry migrate`: operator commands that talk to a running host's admin endpoint,
+ * found through its data directory (host.json and admin.token).
+ */
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+type Fail = (msg: string) => never;
+
+export const LS_HELP = `ferry ls — list a host's agents and their connections
+
+Usage: ferry ls [--data-dir DIR] [--json]
+  --data-dir DIR   the host's data directory (default ./ferry-host)
+  --json           print the raw status object`;
+
+export const MIGRATE_HELP = `ferry migrate — move an agent to another host (transparent migration)
+
+Usage: ferry migrate AGENT TARGET [--data-dir DIR]
+  AGENT            the agent id (32 hex digits)
+  TARGET           the destination host's data directory, or IP:REDIRECTOR_PORT[@HOST_ID]
+  --data-dir DIR   the source host's data directory (default ./ferry-host)
+
+The agent, its state and its open connections move over the hosts' authenticated migration
+channel; if anything fails before the destination commits, it runs on at the source.`;
+
+interface HostFacts {
+  host: string;
+  redirector: string;
+  admin: string;
+}
+
+async function hostFacts(dir: string, fail: Fail): Promise<{ facts: HostFacts; token: string }> {
+  try {
+    const facts = JSON.parse(await readFile(join(dir, 'host.json'), 'utf8')) as HostFacts;
+    const token = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();
+    return { facts, token };
+  } catch (err) {
+    fail(`no running host in ${dir} (${(err as Error).message}); start one with 'ferry host --data-dir ${dir}'`);
+  }
+}
+
+async function call(dir: string, method: 'GET' | 'POST', path: string, body: unknown, fail: Fail): Promise<Record<string, unknown>> {
+  const { facts, token } = await hostFacts(dir, fail);
+  let res: Response;
+  try {
+    res = await fetch(facts.admin + path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  } catch (err) {
+    fail(`host at ${facts.admin} does not answer: ${(err as Error).message}`);
+  }
+  const out = (await res.json()) as Record<string, unknown>;
+  if (!res.ok) {
+    process.stderr.write(`ferry: ${String(out.error)}: ${String(out.message)}${out.cause ? ` (cause: ${String(out.cause)})` : ''}\n`);
+    return { failed: true, ...out };
+  }
+  return out;
+}
+
+/** `ferry ls`. */
+export async function lsMain(argv: string[], fail: Fail): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { 'data-dir': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(LS_HELP + '\n');
+    return 0;
+  }
+  const status = await call(resolve(String(values['data-dir'] ?? 'ferry-host')), 'GET', '/status', undefined, fail);
+  if (status.failed) return 1;
+  if (values.json) {
+    process.stdout.write(JSON.stringify(status) + '\n');
+    return 0;
+  }
+  const agents = status.agents as { id: string; connections: { id: string; peer: string; state: string; role: string }[] }[];
+  process.stdout.write(`host ${String(status.host)}  control ${String(status.control)}  redirector ${String(status.redirector)}  security ${status.security ? 'on' : 'off'}\n`);
+  if (agents.length === 0) process.stdout.write('  (no agents)\n');
+  for (const a of agents) {
+    process.stdout.write(`  agent ${a.id}  ${a.connections.length} connection(s)\n`);
+    for (const c of a.connections) process.stdout.write(`    ${c.id}  ${c.role.padEnd(6)}  peer ${c.peer}  ${c.state}\n`);
+  }
+  return 0;
+}
+
+/** `ferry migrate AGENT TARGET`. */
+export async function migrateMain(argv: string[], fail: Fail): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: argv, options: { 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(MIGRATE_HELP + '\n');
+    return 0;
+  }
+  const [agent, target] = positionals;
+  if (!agent || !target || positionals.length !== 2) fail('usage: ferry migrate AGENT TARGET [--data-dir DIR]');
+  let ip: string;
+  let redirectorPort: number;
+  let hostId: string | undefined;
+  const m = /^(.+):(\d+)(?:@([0-9a-f]{32}))?$/.exec(target);
+  if (m) {
+    ip = m[1]!;
+    redirectorPort = Number(m[2]);
+    hostId = m[3];
+  } else {
+    const { facts } = await hostFacts(resolve(target), fail);
+    const i = facts.redirector.lastIndexOf(':');
+    ip = facts.redirector.slice(0, i);
+    redirectorPort = Number(facts.redirector.slice(i + 1));
+    hostId = facts.host;
+  }
+  const out = await call(resolve(String(values['data-dir'] ?? 'ferry-host')), 'POST', '/migrate', { agent, ip, redirectorPort, ...(hostId ? { hostId } : {}) }, fail);
+  if (out.failed) return 1;
+  process.stdout.write(`migrated ${agent} to ${ip}:${redirectorPort}${hostId ? ` (host ${hostId})` : ''} in ${String(out.ms)} ms\n`);
+  return 0;
+}

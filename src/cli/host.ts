@@ -1,0 +1,147 @@
+/**
+ * `ferry host`: run one host as a process. Wires a Host, its location service (a rendezvous
+ * client, or an embedded rendezvous), its key, policy and admin endpoint; no logic of its own.
+ */
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { AdminServer, Host } from '../host/index.js';
+import { Identity } from '../identity/index.js';
+import { MemoryStore, RendezvousClient, RendezvousServer } from '../location/index.js';
+import { createLogger, silentLogger, type Logger } from '../util/index.js';
+
+export const HOST_HELP = `ferry host — run a host: one UDP control port, one TCP redirector port, agents
+
+Usage: ferry host [options]
+
+  --config FILE           JSON file with any of the options below (flags win)
+  --name NAME             name in logs (default: first 8 hex digits of the host id)
+  --data-dir DIR          where the key, admin token and host.json live (default ./ferry-host)
+  --key FILE              host key (32-byte Ed25519 seed, hex); created if missing
+                          (default DATA-DIR/host.key)
+  --ip IP                 address to bind both ports (default 127.0.0.1)
+  --control-port N        UDP control port (default 0: any free port)
+  --redirector-port N     TCP redirector port (default 0)
+  --rendezvous IP:PORT    the rendezvous to use; without it the host embeds one
+  --rendezvous-port N     port of the embedded rendezvous (default 0)
+  --policy FILE           host policy (JSON, see docs/AGENTS.md); default: deny all agents
+  --no-security           plain handshakes and frames (to measure the cost of security)
+  --admin-port N          operator endpoint on 127.0.0.1 (default 0)
+  --verbose               structured logs on stderr
+  -h, --help              this text
+
+When ready it prints one line "ferry host ready …" and writes DATA-DIR/host.json (ids, ports,
+admin URL); the admin token is in DATA-DIR/admin.token (mode 0600). SIGINT/SIGTERM stop it.`;
+
+type Fail = (msg: string) => never;
+
+/** Run `ferry host`; resolves with the exit status after a signal. */
+export async function hostMain(argv: string[], fail: Fail): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string' },
+        name: { type: 'string' },
+        'data-dir': { type: 'string' },
+        key: { type: 'string' },
+        ip: { type: 'string' },
+        'control-port': { type: 'string' },
+        'redirector-port': { type: 'string' },
+        rendezvous: { type: 'string' },
+        'rendezvous-port': { type: 'string' },
+        policy: { type: 'string' },
+        'no-security': { type: 'boolean' },
+        'admin-port': { type: 'string' },
+        verbose: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(HOST_HELP + '\n');
+    return 0;
+  }
+  if (typeof values.config === 'string') {
+    let cfg: Record<string, unknown>;
+    try {
+      cfg = JSON.parse(await readFile(values.config, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      fail(`cannot read config ${values.config}: ${(err as Error).message}`);
+    }
+    for (const [k, v] of Object.entries(cfg)) if (values[k] === undefined && (typeof v === 'string' || typeof v === 'boolean' || typeof v === 'number')) values[k] = typeof v === 'number' ? String(v) : v;
+  }
+  const port = (name: string): number => {
+    const v = values[name];
+    if (v === undefined) return 0;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) fail(`--${name} must be a port number, got '${String(v)}'`);
+    return n;
+  };
+  const dataDir = resolve(String(values['data-dir'] ?? 'ferry-host'));
+  await mkdir(dataDir, { recursive: true });
+  const identity = await loadOrCreateKey(String(values.key ?? join(dataDir, 'host.key')), fail);
+  const log: Logger = values.verbose ? createLogger('info') : silentLogger;
+  const ip = String(values.ip ?? '127.0.0.1');
+
+  let embedded: RendezvousServer | undefined;
+  let rendezvous = typeof values.rendezvous === 'string' ? values.rendezvous : undefined;
+  if (!rendezvous) {
+    const store = await MemoryStore.open({ snapshotFile: join(dataDir, 'rendezvous.json') });
+    embedded = await RendezvousServer.start({ host: ip, port: port('rendezvous-port'), store, logger: log });
+    rendezvous = embedded.address;
+  }
+  const location = await RendezvousClient.connect({ server: rendezvous, host: ip, signer: identity, logger: log });
+  let host: Host;
+  try {
+    host = await Host.start({
+      location,
+      identity,
+      ip,
+      controlPort: port('control-port'),
+      redirectorPort: port('redirector-port'),
+      security: !values['no-security'],
+      logger: log,
+      ...(typeof values.name === 'string' ? { name: values.name } : {}),
+    });
+  } catch (err) {
+    location.close();
+    await embedded?.close();
+    fail(`cannot start host: ${(err as Error).message}`);
+  }
+  const admin = await AdminServer.start(host, port('admin-port'), log);
+  const facts = { host: host.id, control: host.controlAddress, redirector: `${ip}:${host.redirectorPort}`, rendezvous, admin: admin.url, pid: process.pid };
+  await writeFile(join(dataDir, 'admin.token'), admin.token, { mode: 0o600 });
+  await chmod(join(dataDir, 'admin.token'), 0o600);
+  await writeFile(join(dataDir, 'host.json.tmp'), JSON.stringify(facts, null, 2));
+  await rename(join(dataDir, 'host.json.tmp'), join(dataDir, 'host.json'));
+  process.stdout.write(`ferry host ready: id=${host.id} control=${facts.control} redirector=${facts.redirector} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} admin=${admin.url}\n`);
+
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await admin.close();
+  await host.close();
+  location.close();
+  await embedded?.close();
+  return 0;
+}
+
+async function loadOrCreateKey(file: string, fail: Fail): Promise<Identity> {
+  let text: string;
+  try {
+    text = (await readFile(file, 'utf8')).trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') fail(`cannot read key file ${file}: ${(err as Error).message}`);
+    const id = Identity.generate();
+    await writeFile(file, id.seed().toString('hex') + '\n', { mode: 0o600 });
+    return id;
+  }
+  if (!/^[0-9a-f]{64}$/i.test(text)) fail(`key file ${file} must hold a 32-byte Ed25519 seed in hex`);
+  return Identity.fromSeed(Buffer.from(text, 'hex'));
+}
