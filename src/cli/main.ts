@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { formatVerdict, runDemo } from './demo.js';
+import { benchMain } from './bench.js';
 import { rendezvousMain } from './rendezvous.js';
 import { hostMain } from './host.js';
 import { lsMain, migrateMain } from './admin.js';
@@ -14,6 +15,8 @@ Usage:
   ferry demo [options]      three hosts on loopback; two agents stream checksummed data both
                             ways while their endpoints hop between hosts (one end alone, then
                             both ends at once); prints progress and a verdict
+  ferry bench [options]     the paper's evaluation against raw TCP, TLS 1.3 and js-libp2p in
+                            one run (--quick, --suite NAME, --json, --out DIR; see bench --help)
   ferry rendezvous [opts]   the location service on one UDP port (--port, --host,
                             --snapshot FILE, --allow-unproven; see rendezvous --help)
   ferry host [options]      run a host process (key, ports, rendezvous, policy, admin endpoint;
@@ -32,7 +35,7 @@ Demo options:
   -h, --help                this text
 
 Exit status: 0 only when both byte streams were verified equal.
-Coming next: ferry launch | bench | tunnel (see README).`;
+Coming next: ferry launch | tunnel (see README).`;
 
 function fail(msg: string): never {
   process.stderr.write(`ferry: ${msg}\n\n${HELP}\n`);
@@ -45,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP + '\n');
     return 0;
   }
+  if (cmd === 'bench') return benchMain(rest, fail);
   if (cmd === 'rendezvous') return rendezvousMain(rest, fail);
   if (cmd === 'host') return hostMain(rest, fail);
   if (cmd === 'ls') return lsMain(rest, fail);

@@ -1,0 +1,208 @@
+/**
+ * `open`: open and close latency of one byte stream on loopback (the paper's Table 2), for raw
+ * TCP, TLS 1.3 (full handshake and resumed session), js-libp2p, and Ferry without and with
+ * security. "Open" ends where the API hands the client its stream: TCP 'connect', TLS
+ * 'secureConnect', libp2p `dial()` + `newStream()` (the dial alone is reported too), Ferry
+ * `host.connect()` resolved (ESTABLISHED). "Close" is the graceful close until the client saw it
+ * finish: TCP/TLS end() to 'close' (both FINs), libp2p `connection.close()`, Ferry
+ * `socket.close()` (FIN acknowledged, CLS, CLS_ACK).
+ *
+ * "First byte" (open, write one byte at once, until the server application reads it) is
+ * stricter for systems whose open resolves before their data path is ready: Ferry's client is
+ * ESTABLISHED at CONNECT_ACK while its data socket's HELLO exchange finishes in the background,
+ * whereas TCP and TLS carry the byte in their next flight.
+ *
+ * Systems are measured in rounds: each round runs a block of 10 iterations of every system in
+ * turn (the first 2 of a block unkept), so that drift in the machine's speed during the run
+ * touches every system alike, while each operation still runs back to back with itself.
+ */
+import type { AgentSocket } from '../../src/connection/index.js';
+import type { BenchContext } from '../lib/context.js';
+import { iterations } from '../lib/context.js';
+import { gc, ratio, summarize, type Row, type SuiteResult } from '../lib/stats.js';
+import { ferryPair, libp2pOpen, libp2pPair, sink, streamClose, tcpOpen, tcpServer, tlsOpen, tlsServer } from '../lib/systems.js';
+
+/** One measured operation: returns its samples (ms), keyed by what was timed. */
+interface Contender {
+  system: string;
+  what: string;
+  /** One iteration; returns [open ms, close ms], or [first-byte ms] for first-byte contenders. */
+  once(): Promise<number[]>;
+}
+
+/** Resolves `next()` when the server side reports a first byte. */
+class Arrivals {
+  private resolve: (() => void) | undefined;
+  next(): Promise<void> {
+    return new Promise((r) => (this.resolve = r));
+  }
+  arrived = (): void => {
+    const r = this.resolve;
+    this.resolve = undefined;
+    r?.();
+  };
+}
+
+const ONE = Buffer.from([0x2a]);
+
+/** Iterations per system per round, and the unkept ones that start each block. */
+const BLOCK = 10;
+const BLOCK_WARMUP = 2;
+
+/** Time an open and a close given the two steps. */
+async function openClose<T>(open: () => Promise<T>, close: (c: T) => Promise<void>): Promise<number[]> {
+  const t0 = performance.now();
+  const c = await open();
+  const t1 = performance.now();
+  await close(c);
+  return [t1 - t0, performance.now() - t1];
+}
+
+/** Time open + write one byte until the server reads it; then close (untimed). */
+async function firstByte<T>(arrivals: Arrivals, open: () => Promise<T>, write: (c: T) => void, close: (c: T) => Promise<void>): Promise<number[]> {
+  const got = arrivals.next();
+  const t0 = performance.now();
+  const c = await open();
+  write(c);
+  await got;
+  const t = performance.now() - t0;
+  await close(c);
+  return [t];
+}
+
+/** Run the suite. */
+export async function runOpen(ctx: BenchContext): Promise<SuiteResult> {
+  const { warmup, n } = iterations(ctx);
+  const cleanups: (() => Promise<void>)[] = [];
+  const contenders: Contender[] = [];
+  const firstBytes: Contender[] = [];
+  let tlsReused = 0;
+  let tlsResumes = 0;
+  try {
+    const tcp = await tcpServer();
+    cleanups.push(tcp.close);
+    const tcpArrivals = new Arrivals();
+    const tcpFb = await tcpServer((x) => x.once('data', tcpArrivals.arrived).resume());
+    cleanups.push(tcpFb.close);
+    contenders.push({ system: 'tcp', what: 'node:net connect', once: () => openClose(() => tcpOpen(tcp.port), streamClose) });
+    firstBytes.push({ system: 'tcp', what: 'node:net', once: () => firstByte(tcpArrivals, () => tcpOpen(tcpFb.port), (s) => s.write(ONE), streamClose) });
+
+    const tls = await tlsServer();
+    cleanups.push(tls.close);
+    const tlsArrivals = new Arrivals();
+    const tlsFb = await tlsServer((x) => x.once('data', tlsArrivals.arrived).resume());
+    cleanups.push(tlsFb.close);
+    let session: Buffer | undefined;
+    const keep = (t: Buffer): void => {
+      session = t;
+    };
+    // A first connection gets a ticket; after that each resumed connection offers the newest.
+    await streamClose(await tlsOpen(tls.port, tls.context, undefined, keep));
+    contenders.push({ system: 'tls', what: 'node:tls TLS 1.3, full handshake (ECDSA P-256, X25519)', once: () => openClose(() => tlsOpen(tls.port, tls.context), streamClose) });
+    contenders.push({
+      system: 'tls-resumed',
+      what: 'node:tls TLS 1.3, resumed session (PSK + ECDHE)',
+      once: () =>
+        openClose(
+          () => tlsOpen(tls.port, tls.context, session, keep),
+          async (s) => {
+            tlsResumes++;
+            if (s.isSessionReused()) tlsReused++;
+            await streamClose(s);
+          },
+        ),
+    });
+    firstBytes.push({ system: 'tls', what: 'node:tls TLS 1.3, full handshake', once: () => firstByte(tlsArrivals, () => tlsOpen(tlsFb.port, tlsFb.context), (s) => s.write(ONE), streamClose) });
+
+    const lp = await libp2pPair();
+    cleanups.push(lp.close);
+    const lpArrivals = new Arrivals();
+    let counting = false;
+    lp.onStream.fn = (st) => {
+      void (async () => {
+        for await (const _ of st.source) if (counting) lpArrivals.arrived();
+      })().catch(() => {});
+    };
+    contenders.push({ system: 'libp2p', what: 'js-libp2p TCP + Noise + Yamux: dial + newStream', once: () => openClose(() => libp2pOpen(lp.dialer, lp.addr, true), (c) => c.conn.close()) });
+    contenders.push({ system: 'libp2p-dial', what: 'js-libp2p TCP + Noise + Yamux: dial only (no stream yet)', once: () => openClose(() => libp2pOpen(lp.dialer, lp.addr, false), (c) => c.conn.close()) });
+    firstBytes.push({
+      system: 'libp2p',
+      what: 'js-libp2p dial + newStream',
+      once: async () => {
+        counting = true;
+        return firstByte(
+          lpArrivals,
+          () => libp2pOpen(lp.dialer, lp.addr, true),
+          (c) => void c.stream!.sink([ONE]).catch(() => {}),
+          (c) => c.conn.close(),
+        );
+      },
+    });
+
+    for (const security of [false, true]) {
+      const system = security ? 'ferry-secure' : 'ferry-plain';
+      const p = await ferryPair(security);
+      cleanups.push(p.close);
+      const arrivals = new Arrivals();
+      p.server.on('connection', (s: AgentSocket) => {
+        s.on('error', () => {});
+        s.once('data', arrivals.arrived);
+        s.resume();
+      });
+      const connect = async (): Promise<AgentSocket> => sink(await p.hosts[0]!.connect(p.a.id, p.b.id));
+      contenders.push({ system, what: security ? 'Ferry, security on (signed X25519 handshake, sealed frames)' : 'Ferry, security off', once: () => openClose(connect, (s) => s.close()) });
+      firstBytes.push({ system, what: security ? 'Ferry, security on' : 'Ferry, security off', once: () => firstByte(arrivals, connect, (s) => s.write(ONE), (s) => s.close()) });
+    }
+
+    const samples = new Map<Contender, number[][]>();
+    const rounds = Math.ceil(n / BLOCK);
+    for (const group of [contenders, firstBytes]) {
+      gc();
+      for (const c of group) for (let i = 0; i < warmup; i++) await c.once();
+      for (let r = 0; r < rounds; r++) {
+        for (const c of group) {
+          // The first iterations of a block absorb what the previous system left running
+          // (sockets closing, timers) and are not kept.
+          for (let i = 0; i < BLOCK_WARMUP; i++) await c.once();
+          for (let i = 0; i < BLOCK && r * BLOCK + i < n; i++) {
+            const xs = await c.once();
+            if (!samples.has(c)) samples.set(c, xs.map(() => []));
+            xs.forEach((x, k) => samples.get(c)![k]!.push(x));
+          }
+        }
+        ctx.progress(`open: ${group === contenders ? 'open/close' : 'first byte'}, round ${r + 1}/${rounds} (${group.length} systems, ${BLOCK} iterations each)`);
+      }
+    }
+    if (tlsReused < tlsResumes) throw new Error(`TLS resumption failed on ${tlsResumes - tlsReused} of ${tlsResumes} connections`);
+
+    const rows: Row[] = [];
+    for (const [op, group, k] of [
+      ['open', contenders, 0],
+      ['close', contenders, 1],
+      ['first-byte', firstBytes, 0],
+    ] as const) {
+      for (const c of group) {
+        const what = op === 'first-byte' ? `first byte: open, write 1 byte, until the server application reads it: ${c.what}` : `${op}: ${c.what}`;
+        rows.push({ id: `open/${c.system}/${op}`, system: c.system, what, unit: 'ms', summary: summarize(samples.get(c)![k]!) });
+      }
+    }
+    const base: Record<string, string> = { 'ferry-plain': 'tcp', 'ferry-secure': 'tls', libp2p: 'tls', 'libp2p-dial': 'tls', 'tls-resumed': 'tls' };
+    for (const row of rows) {
+      const b = base[row.system];
+      if (!b) continue;
+      const baseRow = rows.find((r) => r.id === `open/${b}/${row.id.split('/')[2]}`);
+      if (!baseRow) continue;
+      row.baseline = baseRow.id;
+      row.ratio = ratio(row.summary?.p50, baseRow.summary?.p50);
+    }
+    // Ferry secure is also set against libp2p, the other identity-addressed system.
+    for (const op of ['open', 'first-byte']) {
+      const fs = rows.find((r) => r.id === `open/ferry-secure/${op}`)!;
+      const l = rows.find((r) => r.id === `open/libp2p/${op}`)!;
+      rows.push({ id: `open/ferry-secure-vs-libp2p/${op}`, system: 'ferry-secure', what: `${op}: Ferry secure against js-libp2p dial + stream`, unit: 'ms', summary: fs.summary!, baseline: l.id, ratio: ratio(fs.summary!.p50, l.summary!.p50) });
+    }
+    return { rows, info: { iterations: { warmup, n }, order: `rounds of ${BLOCK} (+${BLOCK_WARMUP} unkept) per system`, tlsResumed: `${tlsReused}/${tlsResumes}` } };
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * `ferry bench`: parses its arguments and runs the benchmark runner, which lives in `bench/`
+ * (compiled to dist/bench/) with its dev-only baselines (js-libp2p), so it is loaded on demand.
+ */
+import { parseArgs } from 'node:util';
+
+/** Help text of `ferry bench`. */
+export const BENCH_HELP = `ferry bench [options]    the NapletSocket paper's evaluation with raw TCP, TLS 1.3 and
+                          js-libp2p measured in the same run; prints a table (progress on stderr)
+
+Bench options:
+  --suite NAME              run one suite: open, breakdown, suspend-resume, throughput,
+                            migration, scale (repeatable; default all)
+  --quick                   every suite small (under a minute in all), every figure present
+  --json                    end the output with one JSON object holding every figure
+  --out DIR                 also write DIR/bench.json, DIR/REPORT.md and SVG charts
+  -h, --help                this text
+
+Exit status: 0 unless a suite failed or a Ferry figure is missing (never for a slow figure).`;
+
+const SUITE_NAMES = ['open', 'breakdown', 'suspend-resume', 'throughput', 'migration', 'scale'] as const;
+
+/** Run `ferry bench` with its arguments; returns the exit status. */
+export async function benchMain(args: string[], fail: (msg: string) => never): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        suite: { type: 'string', multiple: true },
+        quick: { type: 'boolean' },
+        json: { type: 'boolean' },
+        out: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(BENCH_HELP + '\n');
+    return 0;
+  }
+  for (const s of values.suite ?? []) if (!(SUITE_NAMES as readonly string[]).includes(s)) fail(`unknown suite '${s}' (one of ${SUITE_NAMES.join(', ')})`);
+  let runner: typeof import('../../bench/run.js');
+  try {
+    runner = await import('../../bench/run.js');
+  } catch (err) {
+    process.stderr.write(`ferry: the bench needs a built checkout with dev dependencies (npm ci && npm run build): ${(err as Error).message}\n`);
+    return 1;
+  }
+  const result = await runner.runBench({
+    quick: Boolean(values.quick),
+    ...(values.suite ? { suites: values.suite as (typeof SUITE_NAMES)[number][] } : {}),
+    ...(values.out ? { out: values.out } : {}),
+  });
+  process.stdout.write(runner.formatResult(result) + '\n');
+  if (values.out) process.stdout.write(`wrote ${values.out}/bench.json, REPORT.md, throughput.svg, open-breakdown.svg, downtime.svg\n`);
+  if (values.json) process.stdout.write(JSON.stringify(result) + '\n');
+  return result.ok ? 0 : 1;
+}
