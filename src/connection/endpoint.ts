@@ -411,7 +411,12 @@ export class Endpoint extends EventEmitter {
 
   /** Server: the client's CONNECT_CONFIRM arrived. */
   handleConfirm(mac: Buffer): void {
-    if (!verifyClientFinished(this.keys, this.transcript!, mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'client key confirmation failed');
+    if (!this.transcript) {
+      // Already confirmed by the open HELLO, and the transcript was dropped: nothing left to do.
+      if (this.state === 'ESTABLISHED') return;
+      throw new FerryError(rejectionFor(this.state, 'recv_confirm'));
+    }
+    if (!verifyClientFinished(this.keys, this.transcript, mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'client key confirmation failed');
     if (this.state === 'CONNECT_ACKED' || this.state === 'ESTABLISHED') this.fire('recv_confirm');
     else throw new FerryError(rejectionFor(this.state, 'recv_confirm'));
   }
@@ -425,6 +430,12 @@ export class Endpoint extends EventEmitter {
   private onEstablished(): void {
     this.handshakeTimer?.cancel();
     this.handshakeTimer = undefined;
+    // The handshake's secrets and transcript are not needed once both sides confirmed: drop them
+    // (memory per idle connection, and the ephemeral private key should not outlive the open).
+    if (this.hadSocket) {
+      this.clientHello = undefined;
+      this.transcript = undefined;
+    }
     this.brokenSince = undefined;
     this.retryDelay = limit('RESUME_RETRY_MS');
     this.lookupNeeded = false;
@@ -555,6 +566,10 @@ export class Endpoint extends EventEmitter {
       writable: () => this.pump(),
     });
     this.fire('socket_ready');
+    if (this.state === 'ESTABLISHED') {
+      this.clientHello = undefined;
+      if (this.role === 'client') this.transcript = undefined;
+    }
     if (this.data === ds) {
       this.sendAck(ds);
       this.pump();

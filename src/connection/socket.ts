@@ -79,11 +79,28 @@ export class AgentSocket extends Duplex {
    */
   async close(timeoutMs = 10_000): Promise<void> {
     if (!this.writableEnded) this.end();
-    const deadline = Date.now() + timeoutMs;
-    while (!this.endpoint.send.finAcked && this.endpoint.state !== 'CLOSED' && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 5));
+    const ep = this.endpoint;
+    if (!ep.send.finAcked && ep.state !== 'CLOSED') {
+      // Wait for the ack of our last byte (an ACK frame emits 'room'), bounded by `timeoutMs`.
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          if (!ep.send.finAcked && ep.state !== 'CLOSED') return;
+          clearTimeout(timer);
+          ep.off('room', done);
+          ep.off('state', done);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          ep.off('room', done);
+          ep.off('state', done);
+          resolve();
+        }, timeoutMs);
+        timer.unref();
+        ep.on('room', done);
+        ep.on('state', done);
+      });
     }
-    await this.endpoint.close();
+    await ep.close();
     this.destroy();
   }
 

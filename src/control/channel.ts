@@ -7,6 +7,7 @@ import { createSocket } from 'node:dgram';
 import { isIP, isIPv6 } from 'node:net';
 import {
   FerryError,
+  limit,
   isFerryError,
   silentLogger,
   systemClock,
@@ -135,7 +136,9 @@ export class ControlChannel {
   static async bind(options: ControlBindOptions = {}): Promise<ControlChannel> {
     const host = options.host ?? '127.0.0.1';
     const port = options.port ?? 0;
-    const raw = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
+    // A host with thousands of connections moving at once receives bursts of control datagrams;
+    // the kernel's default ~208 KiB receive buffer drops them (each then waits for a retransmit).
+    const raw = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: limit('CONTROL_SOCKET_BUFFER_BYTES'), sendBufferSize: limit('CONTROL_SOCKET_BUFFER_BYTES') });
     try {
       await new Promise<void>((resolve, reject) => {
         raw.once('error', reject);

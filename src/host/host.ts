@@ -147,7 +147,7 @@ export class Host {
     try {
       await new Promise<void>((resolve, reject) => {
         redirector.once('error', reject);
-        redirector.listen({ host: ip, port: opts.redirectorPort ?? 0 }, () => resolve());
+        redirector.listen({ host: ip, port: opts.redirectorPort ?? 0, backlog: limit('REDIRECTOR_BACKLOG') }, () => resolve());
       });
     } catch (cause) {
       control.close();
