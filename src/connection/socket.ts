@@ -116,11 +116,15 @@ export class AgentSocket extends Duplex {
       if (!chunk) break;
       if (!this.push(chunk)) this.wantRead = false;
     }
-    if (!this.ended && this.endpoint.recv.ended && this.endpoint.recv.queued === 0) {
+    // The readable side ends after the last byte was handed over: at the peer's FIN, or after a
+    // close once nothing is left queued (never with unread bytes still held).
+    if (!this.ended && (this.endpoint.recv.ended || this.peerClosed) && this.endpoint.recv.queued === 0) {
       this.ended = true;
       this.push(null);
     }
   }
+  /** The connection closed: the readable side ends once the queued bytes are read. */
+  private peerClosed = false;
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     if (this.moved) return cb(new FerryError('FERRY_ERR_SOCKET_MOVED'));
@@ -159,7 +163,12 @@ export class AgentSocket extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (!this.moved && this.endpoint.state !== 'CLOSED') this.endpoint.destroy(err instanceof FerryError ? err : undefined);
+    if (!this.moved && this.endpoint.state !== 'CLOSED') {
+      // Both directions finished cleanly (Node's autoDestroy after 'end' and 'finish'): a
+      // graceful CLS. Anything else is an abort the peer must hear about.
+      if (!err && this.readableEnded && this.writableFinished) void this.endpoint.close();
+      else this.endpoint.destroy(err instanceof FerryError ? err : undefined);
+    }
     cb(err);
   }
 
@@ -183,10 +192,8 @@ export class AgentSocket extends Duplex {
       this.destroy(err);
       return;
     }
-    if (!this.ended) {
-      this.ended = true;
-      this.push(null);
-    }
+    this.peerClosed = true;
+    this.flush();
   }
 
   /**

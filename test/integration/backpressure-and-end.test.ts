@@ -72,3 +72,58 @@ test('end() half-closes: the peer reads every byte then end, across a move, and 
     await net.close();
   }
 });
+
+test('a graceful close delivers every byte still unread (far more than one read chunk) before end', async () => {
+  const net = await startHosts(2);
+  try {
+    const [h0, h1] = net.hosts as [Host, Host];
+    const a = await h0.addAgent();
+    const b = await h1.addAgent();
+    const acc = h1.listen(b.id).accept();
+    const sa = await h0.connect(a.id, b.id);
+    const sb = await acc;
+    sb.pause();
+    sa.write(pattern(6, 0, 700_000));
+    await sa.close();
+    await waitFor(() => sb.state === 'CLOSED', 5000, 'peer closed');
+    const r = new Reader();
+    let ended = false;
+    let failed: unknown;
+    sb.on('end', () => (ended = true));
+    sb.on('error', (e) => (failed = e));
+    r.attach(sb);
+    sb.resume();
+    await waitFor(() => ended, 5000, 'end after all bytes');
+    assert.equal(failed, undefined);
+    assert.ok(r.bytes().equals(pattern(6, 0, 700_000)), 'every byte, then end');
+  } finally {
+    await net.close();
+  }
+});
+
+test('ending both directions closes gracefully: the peer sees end, not an abort', async () => {
+  const net = await startHosts(2);
+  try {
+    const [h0, h1] = net.hosts as [Host, Host];
+    const a = await h0.addAgent();
+    const b = await h1.addAgent();
+    const acc = h1.listen(b.id).accept();
+    const sa = await h0.connect(a.id, b.id);
+    const sb = await acc;
+    const errors: unknown[] = [];
+    sa.on('error', (e) => errors.push(e));
+    sb.on('error', (e) => errors.push(e));
+    const ra = new Reader();
+    const rb = new Reader();
+    ra.attach(sa);
+    rb.attach(sb);
+    sa.end(pattern(8, 0, 50_000));
+    sb.end(pattern(9, 0, 50_000));
+    await waitFor(() => sa.state === 'CLOSED' && sb.state === 'CLOSED', 8000, 'both closed');
+    assert.deepEqual(errors, [], 'no PEER_ABORTED on either side');
+    assert.ok(rb.bytes().equals(pattern(8, 0, 50_000)));
+    assert.ok(ra.bytes().equals(pattern(9, 0, 50_000)));
+  } finally {
+    await net.close();
+  }
+});
