@@ -6,8 +6,8 @@
  */
 import type { Duplex } from 'node:stream';
 import { FrameOpener, FrameSealer } from '../identity/index.js';
-import { FerryError, isFerryError, type Logger } from '../util/index.js';
-import { DATA_HEADER_BYTES, FrameDecoder, FrameType, dataHeader, decodeFrameBody, encodeFrameBody, lengthPrefix, type Frame } from '../wire/index.js';
+import { FerryError, LIMITS, isFerryError, type Logger } from '../util/index.js';
+import { DATA_HEADER_BYTES, FrameDecoder, FrameType, dataHeader, decodeFrameBody, encodeFrameBody, lengthPrefix, readU64, type Frame } from '../wire/index.js';
 
 /** The socket shape Ferry needs: a Duplex plus the few `net.Socket` extras it uses if present. */
 export interface StreamSocket extends Duplex {
@@ -127,14 +127,20 @@ export class DataSocket {
     try {
       for (;;) {
         if (this.done) return;
-        const raw = this.decoder.next();
+        const raw = this.decoder.nextParts();
         if (!raw) return;
         let body = raw;
         if (this.opener) {
-          const aad = lengthPrefix(raw.length);
-          body = this.opener.open(aad, raw);
+          let n = 0;
+          for (const p of raw) n += p.length;
+          body = this.opener.openParts(lengthPrefix(n), raw);
         }
-        const frame = decodeFrameBody(body);
+        const head = body[0];
+        if (head && head.length >= DATA_HEADER_BYTES && head[0] === FrameType.DATA) {
+          this.dataFrame(head, body);
+          continue;
+        }
+        const frame = decodeFrameBody(body.length === 1 ? body[0]! : Buffer.concat(body));
         if (frame.type === FrameType.HELLO) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'HELLO after the handoff');
         this.handlers.frame(frame);
       }
@@ -142,6 +148,26 @@ export class DataSocket {
       const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err), { cause: err });
       this.logger.warn('data_socket_refused', { code: e.code, detail: e.message, remote: this.socket.remoteAddress });
       this.finish(e);
+    }
+  }
+
+  /**
+   * A DATA frame whose payload may lie in several slices: each slice is handed on at its own
+   * offset (the receive buffer takes contiguous pieces), so no payload byte is copied here.
+   */
+  private dataFrame(head: Buffer, body: Buffer[]): void {
+    let length = -DATA_HEADER_BYTES;
+    for (const p of body) length += p.length;
+    if (length === 0) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'empty DATA frame');
+    if (length > LIMITS.MAX_FRAME_PAYLOAD.value) throw new FerryError('FERRY_ERR_FRAME_TOO_LARGE', `DATA payload ${length} bytes`);
+    let offset = readU64(head, 1);
+    if (offset > Number.MAX_SAFE_INTEGER - length) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'DATA offset exceeds 2^53');
+    for (let i = 0; i < body.length; i++) {
+      const payload = i === 0 ? head.subarray(DATA_HEADER_BYTES) : body[i]!;
+      if (payload.length === 0) continue;
+      this.handlers.frame({ type: FrameType.DATA, offset, payload });
+      offset += payload.length;
+      if (this.done) return;
     }
   }
 

@@ -95,6 +95,38 @@ export class FrameOpener {
     this.key = createSecretKey(key);
   }
 
+  /**
+   * Open ciphertext || tag given as slices (as a frame decoder hands them out), without joining
+   * them. The tag is verified before anything is returned: no unauthenticated plaintext escapes.
+   */
+  openParts(aad: Uint8Array, parts: readonly Buffer[]): Buffer[] {
+    let total = 0;
+    for (const p of parts) total += p.length;
+    if (total < AEAD_TAG_BYTES) throw new FerryError('FERRY_ERR_DECRYPT_FAILED', 'sealed frame shorter than its tag');
+    const bodyLen = total - AEAD_TAG_BYTES;
+    const d = createDecipheriv('aes-256-gcm', this.key, nonceFor(this.counter++), { authTagLength: AEAD_TAG_BYTES });
+    d.setAAD(aad);
+    const out: Buffer[] = [];
+    const tagPieces: Buffer[] = [];
+    let at = 0;
+    for (const p of parts) {
+      const end = at + p.length;
+      if (at < bodyLen) {
+        const body = end <= bodyLen ? p : p.subarray(0, bodyLen - at);
+        if (body.length > 0) out.push(d.update(body));
+      }
+      if (end > bodyLen) tagPieces.push(at >= bodyLen ? p : p.subarray(bodyLen - at));
+      at = end;
+    }
+    d.setAuthTag(tagPieces.length === 1 ? tagPieces[0]! : Buffer.concat(tagPieces));
+    try {
+      d.final();
+    } catch (cause) {
+      throw new FerryError('FERRY_ERR_DECRYPT_FAILED', 'frame failed AEAD authentication', { cause });
+    }
+    return out;
+  }
+
   /** Open ciphertext || tag bound to `aad`. Throws FERRY_ERR_DECRYPT_FAILED on any tampering. */
   open(aad: Uint8Array, sealed: Uint8Array): Buffer {
     if (sealed.length < AEAD_TAG_BYTES) throw new FerryError('FERRY_ERR_DECRYPT_FAILED', 'sealed frame shorter than its tag');

@@ -279,13 +279,41 @@ export class FrameDecoder {
 
   /** The next complete frame body, or `undefined` when more bytes are needed. */
   next(): Buffer | undefined {
+    const parts = this.nextParts();
+    if (!parts) return undefined;
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  }
+
+  /**
+   * The next complete frame body as the slices it arrived in (no copy): a 64 KiB frame almost
+   * always spans two TCP reads, and copying it whole was a tenth of the receive path's CPU.
+   */
+  nextParts(): Buffer[] | undefined {
     if (this.buffered < FRAME_LENGTH_BYTES) return undefined;
     const len = this.peekLength();
     if (len === 0) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'zero-length frame');
     if (len > MAX_FRAME_BYTES) throw new FerryError('FERRY_ERR_FRAME_TOO_LARGE', `frame of ${len} bytes (max ${MAX_FRAME_BYTES})`);
     if (this.buffered < FRAME_LENGTH_BYTES + len) return undefined;
-    this.consume(FRAME_LENGTH_BYTES);
-    return this.consume(len);
+    this.consumeParts(FRAME_LENGTH_BYTES);
+    return this.consumeParts(len);
+  }
+
+  private consumeParts(n: number): Buffer[] {
+    this.buffered -= n;
+    const out: Buffer[] = [];
+    while (n > 0) {
+      const c = this.chunks[0]!;
+      if (c.length <= n) {
+        out.push(c);
+        this.chunks.shift();
+        n -= c.length;
+      } else {
+        out.push(c.subarray(0, n));
+        this.chunks[0] = c.subarray(n);
+        n = 0;
+      }
+    }
+    return out;
   }
 
   /** Take whatever is buffered (for handing a socket over with bytes already read). */
@@ -303,27 +331,5 @@ export class FrameDecoder {
     return head.readUInt32BE(0);
   }
 
-  private consume(n: number): Buffer {
-    this.buffered -= n;
-    const first = this.chunks[0]!;
-    if (first.length > n) {
-      this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    if (first.length === n) {
-      this.chunks.shift();
-      return first;
-    }
-    const out = Buffer.allocUnsafe(n);
-    let at = 0;
-    while (at < n) {
-      const c = this.chunks[0]!;
-      const take = Math.min(c.length, n - at);
-      c.copy(out, at, 0, take);
-      at += take;
-      if (take === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(take);
-    }
-    return out;
-  }
+
 }
