@@ -1,10 +1,11 @@
 /**
- * `ferry ls` and `ferry migrate`: operator commands that talk to a running host's admin endpoint,
+ * `ferry ls`, `ferry migrate` and `ferry launch`: operator commands that talk to a running host's admin endpoint,
  * found through its data directory (host.json and admin.token).
  */
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseMigrationTarget, type MigrationTarget } from '../host/index.js';
 
 type Fail = (msg: string) => never;
 
@@ -18,7 +19,7 @@ export const MIGRATE_HELP = `ferry migrate — move an agent to another host (tr
 
 Usage: ferry migrate AGENT TARGET [--data-dir DIR]
   AGENT            the agent id (32 hex digits)
-  TARGET           the destination host's data directory, or IP:REDIRECTOR_PORT[@HOST_ID]
+  TARGET           the destination host's data directory, or [HOST_ID@]IP:REDIRECTOR_PORT
   --data-dir DIR   the source host's data directory (default ./ferry-host)
 
 The agent, its state and its open connections move over the hosts' authenticated migration
@@ -106,11 +107,23 @@ export async function migrateMain(argv: string[], fail: Fail): Promise<number> {
   let ip: string;
   let redirectorPort: number;
   let hostId: string | undefined;
-  const m = /^(.+):(\d+)(?:@([0-9a-f]{32}))?$/.exec(target);
-  if (m) {
-    ip = m[1]!;
-    redirectorPort = Number(m[2]);
-    hostId = m[3];
+  // TARGET is a data directory, or [HOST_ID@]IP:PORT (the form ctx.migrate takes), or the older
+  // IP:PORT@HOST_ID.
+  const legacy = /^(.+):(\d+)@([0-9a-f]{32})$/.exec(target);
+  if (legacy) {
+    ip = legacy[1]!;
+    redirectorPort = Number(legacy[2]);
+    hostId = legacy[3];
+  } else if (/:\d+$/.test(target)) {
+    let t: MigrationTarget;
+    try {
+      t = parseMigrationTarget(target);
+    } catch (err) {
+      fail((err as Error).message);
+    }
+    ip = t.ip;
+    redirectorPort = t.redirectorPort;
+    hostId = t.hostId;
   } else {
     const { facts } = await hostFacts(resolve(target), fail);
     const i = facts.redirector.lastIndexOf(':');
@@ -121,5 +134,66 @@ export async function migrateMain(argv: string[], fail: Fail): Promise<number> {
   const out = await call(resolve(String(values['data-dir'] ?? 'ferry-host')), 'POST', '/migrate', { agent, ip, redirectorPort, ...(hostId ? { hostId } : {}) }, fail);
   if (out.failed) return 1;
   process.stdout.write(`migrated ${agent} to ${ip}:${redirectorPort}${hostId ? ` (host ${hostId})` : ''} in ${String(out.ms)} ms\n`);
+  return 0;
+}
+
+export const LAUNCH_HELP = `ferry launch — launch an agent module on a host that runs an agent runtime
+
+Usage: ferry launch MODULE.mjs --credential FILE [--agent-key FILE] [--state JSON] [--data-dir DIR]
+  MODULE.mjs        the agent module (imports 'ferry/agent', default-exports defineAgent({...}))
+  --credential FILE the owner-signed credential for this code and agent key (text form)
+  --agent-key FILE  the agent's key (32-byte Ed25519 seed, hex) the credential names
+  --state JSON      the agent's initial ctx.state
+  --data-dir DIR    the host's data directory (default ./ferry-host)
+
+The host must run with --policy FILE granting the credential's owner 'land'. Prints the agent id.`;
+
+/** `ferry launch MODULE.mjs --credential FILE`. */
+export async function launchMain(argv: string[], fail: Fail): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      options: {
+        credential: { type: 'string' },
+        'agent-key': { type: 'string' },
+        state: { type: 'string' },
+        'data-dir': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: true,
+    }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(LAUNCH_HELP + '\n');
+    return 0;
+  }
+  const [module] = positionals;
+  if (!module || positionals.length !== 1 || typeof values.credential !== 'string') fail('usage: ferry launch MODULE.mjs --credential FILE [--agent-key FILE] [--data-dir DIR]');
+  const read = async (file: string, what: string): Promise<string> => {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (err) {
+      fail(`cannot read ${what} ${file}: ${(err as Error).message}`);
+    }
+  };
+  const code = await read(module, 'module');
+  const credential = (await read(values.credential, 'credential')).trim();
+  const seed = typeof values['agent-key'] === 'string' ? (await read(values['agent-key'], 'agent key')).trim() : undefined;
+  let state: unknown;
+  if (typeof values.state === 'string') {
+    try {
+      state = JSON.parse(values.state) as unknown;
+    } catch {
+      fail('--state must be JSON');
+    }
+  }
+  const out = await call(resolve(String(values['data-dir'] ?? 'ferry-host')), 'POST', '/launch', { code, credential, ...(seed ? { seed } : {}), ...(state === undefined ? {} : { state }) }, fail);
+  if (out.failed) return 1;
+  process.stdout.write(`launched ${String(out.agent)}\n`);
   return 0;
 }

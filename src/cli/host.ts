@@ -5,10 +5,10 @@
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { AdminServer, Host } from '../host/index.js';
+import { AdminServer, AgentRuntime, CodeStore, Host, channelHost, readPolicyFile, type AdminExtensions, type HostPolicy } from '../host/index.js';
 import { Identity } from '../identity/index.js';
 import { MemoryStore, RendezvousClient, RendezvousServer } from '../location/index.js';
-import { createLogger, silentLogger, type Logger } from '../util/index.js';
+import { FerryError, createLogger, silentLogger, type Logger } from '../util/index.js';
 
 export const HOST_HELP = `ferry host — run a host: one UDP control port, one TCP redirector port, agents
 
@@ -24,7 +24,9 @@ Usage: ferry host [options]
   --redirector-port N     TCP redirector port (default 0)
   --rendezvous IP:PORT    the rendezvous to use; without it the host embeds one
   --rendezvous-port N     port of the embedded rendezvous (default 0)
-  --policy FILE           host policy (JSON, see docs/AGENTS.md); default: deny all agents
+  --policy FILE           host policy (JSON, see docs/AGENTS.md): runs the agent runtime, so
+                          agents with code can be launched here ('ferry launch') and migrate
+                          here; without it, no agents with code (deny all)
   --no-security           plain handshakes and frames (to measure the cost of security)
   --admin-port N          operator endpoint on 127.0.0.1 (default 0)
   --verbose               structured logs on stderr
@@ -87,6 +89,14 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
   const identity = await loadOrCreateKey(String(values.key ?? join(dataDir, 'host.key')), fail);
   const log: Logger = values.verbose ? createLogger('info') : silentLogger;
   const ip = String(values.ip ?? '127.0.0.1');
+  let policy: HostPolicy | undefined;
+  if (typeof values.policy === 'string') {
+    try {
+      policy = await readPolicyFile(values.policy);
+    } catch (err) {
+      fail(`cannot load policy ${values.policy}: ${(err as Error).message}`);
+    }
+  }
 
   let embedded: RendezvousServer | undefined;
   let rendezvous = typeof values.rendezvous === 'string' ? values.rendezvous : undefined;
@@ -113,7 +123,26 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
     await embedded?.close();
     fail(`cannot start host: ${(err as Error).message}`);
   }
-  const admin = await AdminServer.start(host, port('admin-port'), log);
+  let runtime: AgentRuntime | undefined;
+  const ext: AdminExtensions = {};
+  if (policy) {
+    const rt = new AgentRuntime({ host: channelHost(host), policy, logger: log, codeStore: new CodeStore(join(dataDir, 'code')) });
+    host.useRuntime(rt);
+    runtime = rt;
+    ext.launch = async (b) => {
+      if (typeof b.code !== 'string') throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'launch needs code (the module source text)');
+      if (typeof b.credential !== 'string' || b.credential.length === 0) throw new FerryError('FERRY_ERR_NO_CREDENTIAL', 'launch needs credential (text form)');
+      if (b.seed !== undefined && (typeof b.seed !== 'string' || !/^[0-9a-f]{64}$/i.test(b.seed))) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'seed must be a 32-byte Ed25519 seed in hex');
+      const identity = typeof b.seed === 'string' ? Identity.fromSeed(Buffer.from(b.seed, 'hex')) : Identity.generate();
+      const h = await rt.launch(b.code, b.credential, identity, b.state === undefined ? {} : { state: b.state });
+      return { agent: h.id };
+    };
+    ext.describe = (id) => {
+      const h = rt.handleOf(id);
+      return h ? { owner: h.owner, code: h.codeHash } : {};
+    };
+  }
+  const admin = await AdminServer.start(host, port('admin-port'), log, ext);
   const facts = { host: host.id, control: host.controlAddress, redirector: `${ip}:${host.redirectorPort}`, rendezvous, admin: admin.url, pid: process.pid };
   await writeFile(join(dataDir, 'admin.token'), admin.token, { mode: 0o600 });
   await chmod(join(dataDir, 'admin.token'), 0o600);
@@ -126,6 +155,7 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
     process.once('SIGTERM', () => resolve());
   });
   await admin.close();
+  await runtime?.close();
   await host.close();
   location.close();
   await embedded?.close();

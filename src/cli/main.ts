@@ -7,7 +7,7 @@ import { formatVerdict, runDemo } from './demo.js';
 import { benchMain } from './bench.js';
 import { rendezvousMain } from './rendezvous.js';
 import { hostMain } from './host.js';
-import { lsMain, migrateMain } from './admin.js';
+import { launchMain, lsMain, migrateMain } from './admin.js';
 
 const HELP = `ferry — mobile agents whose connections travel with them
 
@@ -23,6 +23,9 @@ Usage:
                             see host --help)
   ferry ls [--data-dir DIR] a running host's agents and connections
   ferry migrate AGENT TARGET  move an agent to another host (see migrate --help)
+  ferry launch MODULE.mjs --credential FILE [--agent-key FILE] [--data-dir DIR]
+                            launch an agent module on a host run with --policy
+                            (see launch --help)
   ferry help                this text
 
 Demo options:
@@ -35,7 +38,7 @@ Demo options:
   -h, --help                this text
 
 Exit status: 0 only when both byte streams were verified equal.
-Coming next: ferry launch | tunnel (see README).`;
+Coming next: ferry tunnel (see README).`;
 
 function fail(msg: string): never {
   process.stderr.write(`ferry: ${msg}\n\n${HELP}\n`);
@@ -53,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'host') return hostMain(rest, fail);
   if (cmd === 'ls') return lsMain(rest, fail);
   if (cmd === 'migrate') return migrateMain(rest, fail);
+  if (cmd === 'launch') return launchMain(rest, fail);
   if (cmd !== 'demo') fail(`unknown command '${cmd}'`);
   let values;
   try {

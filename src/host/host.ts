@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { decodeChain, encodeChain, freshChain, parseId, verifyChain } from '../identity/index.js';
 import { MigrationStep } from '../wire/index.js';
 import { MigrationChannel, isMigrationHello } from './migration.js';
+import type { AgentLanding, AgentRuntime, OutgoingAgent } from './runtime.js';
 
 /** Options for {@link Host.start}. */
 export interface HostOptions {
@@ -63,6 +64,22 @@ export interface AgentCheckpoint {
   agentSeed: string;
   listening: boolean;
   endpoints: EndpointCheckpoint[];
+  /** A runtime-managed agent: its code, credential, state and sealed connections (see runtime.ts). */
+  landing?: AgentLanding;
+}
+
+/** Parse a migration target string: "ip:redirectorPort" or "hostId@ip:redirectorPort". */
+export function parseMigrationTarget(target: string): MigrationTarget {
+  const m = /^(?:([^@\s]+)@)?(\[[^\]]+\]|[^:@\s]+):(\d{1,5})$/.exec(target);
+  const port = m ? Number(m[3]) : 0;
+  if (!m || port <= 0 || port > 65535) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `migration target ${JSON.stringify(target)} is not "[hostId@]ip:redirectorPort"`);
+  const ip = m[2]!.startsWith('[') ? m[2]!.slice(1, -1) : m[2]!;
+  return { ip, redirectorPort: port, ...(m[1] ? { hostId: parseId(m[1]) as unknown as HostId } : {}) };
+}
+
+/** The string form of a migration target, for {@link parseMigrationTarget}. */
+export function formatMigrationTarget(t: MigrationTarget): string {
+  return `${t.hostId ? `${t.hostId}@` : ''}${t.ip.includes(':') ? `[${t.ip}]` : t.ip}:${t.redirectorPort}`;
 }
 
 interface AgentRecord {
@@ -89,6 +106,8 @@ export class Host {
   private pendingHandoffs = 0;
   private readonly env: EndpointEnv;
   private closed = false;
+  /** The agent runtime of this host, if any (admits and lands agents with code). */
+  private runtime: AgentRuntime | undefined;
   /** Count of refusals by code, for tests and metrics. */
   readonly refusals = new Map<string, number>();
 
@@ -182,6 +201,30 @@ export class Host {
   }
 
   /**
+   * Attach the agent runtime of this host: migrations that carry a landing (agents with code) are
+   * admitted and landed by it; without one they are refused. Bind the runtime to this host with
+   * `channelHost(host)` so its moves use {@link Host.migrateAgent}.
+   */
+  useRuntime(runtime: AgentRuntime | undefined): void {
+    this.runtime = runtime;
+  }
+
+  /**
+   * Drop an agent that ended here: close its server socket, abort its connections, forget it.
+   * A connection whose write side the agent already ended is closing gracefully (`close()`, bounded
+   * by its own timeout) and is left to finish, so its last bytes and CLS still reach the peer.
+   * The location entry is left as it is.
+   */
+  removeAgent(agentId: AgentId): void {
+    const a = this.agents.get(agentId);
+    if (!a) return;
+    a.server?.close();
+    for (const s of [...a.sockets.values()]) if (!s.writableEnded) s.destroy();
+    this.agents.delete(agentId);
+    this.log.info('agent_removed', { agent: agentId });
+  }
+
+  /**
    * Register where an agent is, with proof: the agent key signs a fresh one-link delegation to
    * this host at `epoch` (the agent's key travels with it, so chains never grow: see
    * docs/DELEGATION.md), and the registration itself is signed by this host.
@@ -249,12 +292,20 @@ export class Host {
     a.moving = true;
     const epoch = (await this.location.lookup(agentId))?.epoch ?? 0;
     const live = [...a.sockets.entries()].filter(([ep]) => ep.state !== 'CLOSED' && ep.state !== 'CLOSE_SENT' && ep.state !== 'CLOSE_ACKED');
-    await Promise.all(
+    const prepared = await Promise.allSettled(
       live.map(async ([ep, sock]) => {
         await sock.prepareDetach();
         await ep.prepareMove();
       }),
     );
+    // A connection that closed meanwhile has nothing to carry; any other failure aborts the
+    // detach: the endpoints already suspended resume here and the agent stays reachable.
+    const failed = prepared.find((r, i) => r.status === 'rejected' && live[i]![0].state !== 'CLOSED' && !isFerryError(r.reason, 'FERRY_ERR_CONNECTION_CLOSED'));
+    if (failed && failed.status === 'rejected') {
+      for (const [ep] of live) if (ep.state === 'SUSPENDED') ep.cancelMove();
+      a.moving = false;
+      throw failed.reason;
+    }
     const endpoints: EndpointCheckpoint[] = [];
     const now = this.clock.now();
     for (const [k, t] of this.moved) if (t <= now) this.moved.delete(k);
@@ -313,8 +364,15 @@ export class Host {
    * agent is re-attached here and the promise rejects with FERRY_ERR_MIGRATION_ROLLED_BACK; if
    * the destination did commit but its answer was lost, the rollback's compare-and-set fails and
    * the migration counts as done.
+   *
+   * Agents with code (run by this host's runtime) move with `outgoing` from the runtime: its
+   * landing (code, credential, state) and sealed connections travel inside the streamed
+   * checkpoint, the destination's runtime admits and lands them, and a rollback re-attaches the
+   * connections and hands them back with `outgoing.reattach`. Called without `outgoing` for an
+   * agent the runtime runs, this asks the runtime to move it (which calls back here).
    */
-  async migrateAgent(agentId: AgentId, target: MigrationTarget): Promise<void> {
+  async migrateAgent(agentId: AgentId, target: MigrationTarget, outgoing?: OutgoingAgent): Promise<void> {
+    if (!outgoing && this.runtime?.agentIds().includes(agentId)) return this.runtime.migrate(agentId, formatMigrationTarget(target));
     const cp = await this.detachAgent(agentId);
     const epoch = (cp.epoch ?? 0) + 1;
     const fault = (step: number): void => {
@@ -341,7 +399,8 @@ export class Host {
       ch.send(MigrationStep.CONFIRM, {});
       // 5. the checkpoint, streamed, with its length and digest.
       fault(MigrationStep.CHECKPOINT_PART);
-      const bytes = Buffer.from(JSON.stringify(cp));
+      const landing = outgoing ? { ...outgoing.landing, connections: outgoing.seal() } : undefined;
+      const bytes = Buffer.from(JSON.stringify(landing ? { ...cp, landing } : cp));
       const part = limit('MAX_FRAME_PAYLOAD') - 64;
       for (let at = 0; at < bytes.length; at += part) ch.send(MigrationStep.CHECKPOINT_PART, bytes.subarray(at, at + part));
       ch.send(MigrationStep.CHECKPOINT_END, { length: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
@@ -353,7 +412,8 @@ export class Host {
       ch?.cut();
       const cause = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
       try {
-        await this.attachAgent(cp);
+        const attached = await this.attachAgent(cp);
+        outgoing?.reattach(attached);
       } catch (rollbackErr) {
         if (isFerryError(rollbackErr, 'FERRY_ERR_STALE_EPOCH')) {
           // The destination registered first: it committed, only its answer was lost.
@@ -413,12 +473,30 @@ export class Host {
           const all = Buffer.concat(parts, size);
           if (int(end.length, 'length') !== size || createHash('sha256').update(all).digest('hex') !== end.sha256) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'checkpoint length or digest mismatch');
           fault(MigrationStep.CHECKPOINT_END);
-          const cp = JSON.parse(all.toString('utf8')) as AgentCheckpoint;
+          const { landing, ...cp } = JSON.parse(all.toString('utf8')) as AgentCheckpoint;
           if (Identity.fromSeed(Buffer.from(str(cp.agentSeed, 'agentSeed'), 'hex')).id !== agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'checkpoint is for another agent');
           if (!Array.isArray(cp.endpoints) || cp.endpoints.length !== listed.length || cp.endpoints.some((e, i) => key(e.connectionId, e.role) !== listed[i])) {
             throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'checkpoint connections differ from the announced peers');
           }
-          await this.attachAgent({ ...cp, epoch: epoch - 1 });
+          // An agent with code: this host's runtime must admit it (credential, code hash, policy)
+          // before anything commits; its refusal code goes back in the ABORT.
+          const runtime = this.runtime;
+          if (landing !== undefined) {
+            if (!runtime) throw new FerryError('FERRY_ERR_REFUSED', 'this host runs no agent runtime');
+            if (typeof landing !== 'object' || landing === null || landing.agentId !== agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'landing is for another agent');
+            runtime.admit(landing);
+          }
+          const attached = await this.attachAgent({ ...cp, epoch: epoch - 1 });
+          if (landing !== undefined && runtime) {
+            try {
+              await runtime.land(landing, attached);
+            } catch (err) {
+              // Past the commit point (the location names this host): the agent cannot run.
+              this.log.error('agent_land_failed', { agent: agentId, code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: String((err as Error).message) });
+              this.removeAgent(agentId);
+              throw err;
+            }
+          }
           fault(MigrationStep.COMMITTED);
           ch.send(MigrationStep.COMMITTED, { epoch });
           return;
@@ -430,7 +508,7 @@ export class Host {
       }
     } catch (err) {
       const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_MALFORMED_FRAME', String(err));
-      this.refusals.set(e.code, (this.refusals.get(e.code) ?? 0) + 1);
+      this.countRefusal(e.code);
       this.log.warn('migration_refused', { code: e.code, detail: e.message, from: ch?.peerHostId });
       try {
         ch?.send(MigrationStep.ABORT, { code: e.code, detail: e.message.slice(0, 200) });
@@ -462,8 +540,12 @@ export class Host {
 
   // ------------------------------------------------------------------ controller
 
+  private countRefusal(code: string): void {
+    this.refusals.set(code, (this.refusals.get(code) ?? 0) + 1);
+  }
+
   private refuse(err: FerryError, fields: Record<string, unknown>): never {
-    this.refusals.set(err.code, (this.refusals.get(err.code) ?? 0) + 1);
+    this.countRefusal(err.code);
     this.log.warn('refused', { code: err.code, detail: err.message, ...fields });
     throw err;
   }
@@ -541,7 +623,7 @@ export class Host {
       ep.handleConfirm(Buffer.from(c.mac));
     } catch (err) {
       const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
-      this.refusals.set(e.code, (this.refusals.get(e.code) ?? 0) + 1);
+      this.countRefusal(e.code);
       this.log.warn('refused', { code: e.code, detail: e.message, from: msg.from });
     }
   }
@@ -550,7 +632,7 @@ export class Host {
 
   private onRedirect(sock: Socket): void {
     if (this.pendingHandoffs >= limit('MAX_PENDING_HANDOFFS')) {
-      this.refusals.set('FERRY_ERR_LIMIT_EXCEEDED', (this.refusals.get('FERRY_ERR_LIMIT_EXCEEDED') ?? 0) + 1);
+      this.countRefusal('FERRY_ERR_LIMIT_EXCEEDED');
       sock.destroy();
       return;
     }
@@ -565,7 +647,7 @@ export class Host {
     const decoder = new FrameDecoder();
     const timer = this.clock.setTimer(limit('HELLO_TIMEOUT_MS'), () => sock.destroy());
     const reject = (err: FerryError): void => {
-      this.refusals.set(err.code, (this.refusals.get(err.code) ?? 0) + 1);
+      this.countRefusal(err.code);
       this.log.warn('redirect_refused', { code: err.code, detail: err.message, remote: sock.remoteAddress });
       sock.end(encodeFrame({ type: FrameType.REJECT, wireCode: err.wire, detail: err.code }));
       sock.destroySoon();

@@ -27,7 +27,7 @@ import type { AgentServerSocket, AgentSocket } from '../connection/index.js';
 import { parseId, type AgentId, type Identity } from '../identity/index.js';
 import { ERRORS, FerryError, isFerryError, limit, silentLogger, systemClock, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
 import { parseWorkerMessage, type Consumed, type HostMessage, type SocketInfo, type WorkerInit, type WorkerMessage } from './agent-protocol.js';
-import type { Host } from './host.js';
+import { parseMigrationTarget, type Host, type MigrationTarget } from './host.js';
 import {
   checkConnect,
   checkListen,
@@ -70,8 +70,9 @@ export interface RuntimeHost {
   connect(from: AgentId, to: AgentId): Promise<AgentSocket>;
   /**
    * Move an agent to `target` (a host id or address). The host must: have the destination admit
-   * `outgoing.landing` (its runtime's {@link AgentRuntime.admit}) before detaching anything;
-   * detach the agent's connections; then call `outgoing.seal()` exactly once and send the landing
+   * `outgoing.landing` (its runtime's {@link AgentRuntime.admit}) before anything commits — before
+   * detaching anything where it can ({@link inProcessHost}); {@link channelHost} admits at the
+   * checkpoint, after the detach, and rolls back with `reattach` on a refusal; detach the agent's connections; then call `outgoing.seal()` exactly once and send the landing
    * with `connections` filled in; the destination attaches the connections and calls
    * {@link AgentRuntime.land}. Resolve once the destination committed; reject to roll back — and
    * if the connections were detached already, re-attach them here and call `outgoing.reattach`
@@ -1205,6 +1206,36 @@ export function inProcessHost(host: Host, directory: InProcessDirectory, ownerOf
       // The landing crosses a process boundary in the real protocol: prove it is plain data.
       const landing = JSON.parse(JSON.stringify({ ...outgoing.landing, connections: outgoing.seal() })) as AgentLanding;
       await dest.runtime.land(landing, { sockets, server });
+    },
+  };
+}
+
+/**
+ * A {@link RuntimeHost} over a real `Host`: moves go over the authenticated migration channel
+ * (`Host.migrateAgent`) to a target "[hostId@]ip:redirectorPort" (or what `resolve` makes of the
+ * target string). Call `host.useRuntime(runtime)` too, so the host admits and lands agents that
+ * migrate to it. A destination's refusal rejects with its own code (POLICY_DENIED…); the agent
+ * runs on here.
+ */
+export function channelHost(
+  host: Host,
+  o: { resolve?: (target: string) => MigrationTarget | undefined; ownerOf?: (agentId: AgentId) => OwnerId | undefined } = {},
+): RuntimeHost {
+  return {
+    id: host.id,
+    addAgent: (identity) => host.addAgent(identity),
+    removeAgent: (agentId) => host.removeAgent(agentId),
+    listen: (agentId) => host.listen(agentId),
+    connect: (from, to) => host.connect(from, to),
+    ...(o.ownerOf ? { ownerOf: o.ownerOf } : {}),
+    migrate: async (agentId, target, outgoing) => {
+      const t = o.resolve?.(target) ?? parseMigrationTarget(target);
+      try {
+        await host.migrateAgent(agentId, t, outgoing);
+      } catch (err) {
+        if (isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK') && isFerryError(err.cause)) throw err.cause;
+        throw err;
+      }
     },
   };
 }
