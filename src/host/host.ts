@@ -372,7 +372,16 @@ export class Host {
    * agent the runtime runs, this asks the runtime to move it (which calls back here).
    */
   async migrateAgent(agentId: AgentId, target: MigrationTarget, outgoing?: OutgoingAgent): Promise<void> {
-    if (!outgoing && this.runtime?.agentIds().includes(agentId)) return this.runtime.migrate(agentId, formatMigrationTarget(target));
+    if (!outgoing && this.runtime?.agentIds().includes(agentId)) {
+      try {
+        return await this.runtime.migrate(agentId, formatMigrationTarget(target));
+      } catch (err) {
+        // ctx.migrate reports the destination's own code; an operator is told that the agent
+        // rolled back and runs on here, with that code as the cause.
+        if (isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK') || !this.agents.has(agentId)) throw err;
+        throw new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `migration of ${agentId} rolled back: ${isFerryError(err) ? err.code : String(err)}`, { cause: err });
+      }
+    }
     const cp = await this.detachAgent(agentId);
     const epoch = (cp.epoch ?? 0) + 1;
     const fault = (step: number): void => {

@@ -125,7 +125,11 @@ test("a refusal by the destination's policy over the channel rolls back: typed e
     await waitFor(() => net.hosts[1]!.socketsOf(echo.id).length === 0, 10_000, "the echo's connections closed");
     h2.useRuntime(undefined);
     await assert.rejects(h0.migrateAgent(echo.id, { ip: h2.ip, redirectorPort: h2.redirectorPort }), (e: unknown) => isFerryError(e, 'FERRY_ERR_UNKNOWN_AGENT'));
-    await assert.rejects(net.hosts[1]!.migrateAgent(echo.id, { ip: h2.ip, redirectorPort: h2.redirectorPort }), (e: unknown) => isFerryError(e, 'FERRY_ERR_REFUSED'));
+    // An operator's move (Host.migrateAgent) reports the rollback, with the destination's refusal as cause.
+    await assert.rejects(
+      net.hosts[1]!.migrateAgent(echo.id, { ip: h2.ip, redirectorPort: h2.redirectorPort }),
+      (e: unknown) => isFerryError(e, 'FERRY_ERR_MIGRATION_ROLLED_BACK') && isFerryError((e as Error).cause, 'FERRY_ERR_REFUSED'),
+    );
     const sock = await connectWhenListening(h0, echo.id);
     sock.write('still here');
     assert.equal((await new Promise<Buffer>((r) => sock.once('data', r))).toString(), 'still here');
