@@ -148,12 +148,15 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
   await chmod(join(dataDir, 'admin.token'), 0o600);
   await writeFile(join(dataDir, 'host.json.tmp'), JSON.stringify(facts, null, 2));
   await rename(join(dataDir, 'host.json.tmp'), join(dataDir, 'host.json'));
-  process.stdout.write(`ferry host ready: id=${host.id} control=${facts.control} redirector=${facts.redirector} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} admin=${admin.url}\n`);
-
-  await new Promise<void>((resolve) => {
+  // Listen for the stop signals before announcing readiness: until a listener exists, SIGTERM
+  // keeps its default action and would kill the process without the graceful shutdown.
+  const stopped = new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
+  process.stdout.write(`ferry host ready: id=${host.id} control=${facts.control} redirector=${facts.redirector} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} admin=${admin.url}\n`);
+  await stopped;
+
   await admin.close();
   await runtime?.close();
   await host.close();

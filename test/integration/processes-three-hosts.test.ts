@@ -80,7 +80,9 @@ async function stop(child: ChildProcessWithoutNullStreams): Promise<number | nul
   if (child.exitCode !== null) return child.exitCode;
   const exited = once(child, 'exit') as Promise<[number | null]>;
   child.kill('SIGTERM');
-  return (await exited)[0];
+  const [code, signal] = (await exited) as unknown as [number | null, string | null];
+  if (code === null) console.log(`# process ended by signal ${signal}`);
+  return code;
 }
 
 /** ctx.log texts in the hosts' --verbose stderr. */
