@@ -739,7 +739,15 @@ export class Endpoint extends EventEmitter {
     } else if (this.state !== 'SUS_SENT' && this.state !== 'SUS_ACKED' && this.state !== 'SUSPENDED') {
       throw new FerryError(rejectionFor(this.state, 'suspend'), `cannot suspend in state ${this.state}`);
     }
-    await this.until(() => this.state === 'SUSPENDED' && this.draining.size === 0);
+    // Done once SUSPENDED with the drain finished, or once the endpoint has been SUSPENDED and
+    // the peer already resumed it (either end may resume: the suspend did happen). Waiting only
+    // for the first would hang when a peer's RES arrives while our drain is still running.
+    let reached = this.state === 'SUSPENDED';
+    await this.until(() => {
+      if (this.state === 'SUSPENDED') reached = true;
+      if (this.state === 'SUSPENDED' && this.draining.size === 0) return true;
+      return reached && this.state !== 'SUSPENDED';
+    });
   }
 
   /** Resume: resolves once ESTABLISHED again; retries until the reconnect limit. */

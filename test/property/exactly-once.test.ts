@@ -104,6 +104,17 @@ async function bounded<T>(p: Promise<T>, ms: number, what: string, sides: Side[]
   }
 }
 
+/** Run a property; on failure print the failing run's own error (fast-check keeps it as `cause`). */
+async function check(run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (err) {
+    const cause = (err as { cause?: unknown }).cause;
+    console.log(`# failing schedule's error: ${cause instanceof Error ? cause.stack ?? cause.message : String(cause)}`);
+    throw err;
+  }
+}
+
 let linkSeq = 0;
 
 async function makeLink(h0: number, h1: number): Promise<[Side, Side]> {
@@ -133,7 +144,7 @@ async function retire(sides: Side[]): Promise<void> {
 }
 
 test(`exactly once over random schedules of a pair (${Math.round(RUNS * 0.8)} runs)`, { timeout: 600_000 }, async () => {
-  await fc.assert(
+  await check(() => fc.assert(
     fc.asyncProperty(hostIx, hostIx, fc.array(opArb, { minLength: 1, maxLength: 14 }), async (h0, h1, ops) => {
       const sides = await makeLink(h0, h1);
       try {
@@ -171,11 +182,11 @@ test(`exactly once over random schedules of a pair (${Math.round(RUNS * 0.8)} ru
       }
     }),
     { numRuns: Math.round(RUNS * 0.8), seed: SEED, endOnFailure: true },
-  );
+  ));
 });
 
 test(`exactly once when a ring of three moves at once (${Math.round(RUNS * 0.2)} runs)`, { timeout: 600_000 }, async () => {
-  await fc.assert(
+  await check(() => fc.assert(
     fc.asyncProperty(
       fc.array(fc.integer({ min: 1, max: 32 * 1024 }), { minLength: 3, maxLength: 3 }),
       fc.array(hostIx, { minLength: 3, maxLength: 3 }),
@@ -197,5 +208,5 @@ test(`exactly once when a ring of three moves at once (${Math.round(RUNS * 0.2)}
       },
     ),
     { numRuns: Math.round(RUNS * 0.2), seed: SEED, endOnFailure: true },
-  );
+  ));
 });
