@@ -16,7 +16,6 @@ import { FerryError, errorFromWire, isFerryError, limit, type Clock, type Logger
 import { formatAddress, parseAddress } from '../control/index.js';
 import {
   FrameType,
-  LIMITS_MAX_FRAME_PAYLOAD,
   MessageType,
   NONCE_BYTES,
   decodeConnControl,
@@ -28,7 +27,7 @@ import {
   type Frame,
   type Hello,
   type Role,
-} from './wire-imports.js';
+} from '../wire/index.js';
 import { SendBuffer, ReceiveBuffer } from './data-path.js';
 import { DataSocket, type StreamSocket } from './data-socket.js';
 import {
@@ -102,6 +101,8 @@ export interface EndpointCheckpoint {
 }
 
 const ZERO_CHALLENGE = Buffer.alloc(NONCE_BYTES);
+/** Largest DATA payload per frame (read once: pump() asks for it on every frame). */
+const MAX_FRAME_PAYLOAD = limit('MAX_FRAME_PAYLOAD');
 /** Outstanding path challenges kept per endpoint (RES and RES_ACK each issue one). */
 const MAX_CHALLENGES = 4;
 /** Tries for a SUS before a move: a peer that does not answer fast is itself moving. */
@@ -653,7 +654,7 @@ export class Endpoint extends EventEmitter {
     if (!ds || !ds.open || this.state !== 'ESTABLISHED') return;
     try {
       while (!ds.blocked) {
-        const f = this.send.nextFrame(LIMITS_MAX_FRAME_PAYLOAD);
+        const f = this.send.nextFrame(MAX_FRAME_PAYLOAD);
         if (!f) break;
         ds.sendData(f.offset, f.parts, f.length);
       }

@@ -129,3 +129,20 @@ export async function echoRoundTrip(sock: AgentSocket, seed: number, n: number):
 
 /** Resolve after `ms`. */
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The agents' ctx.log texts found in hosts' `--verbose` stderr (one JSON object per line). */
+export function agentLogTexts(stderrs: readonly string[]): string[] {
+  const texts: string[] = [];
+  for (const err of stderrs) {
+    for (const line of err.split('\n')) {
+      if (!line.includes('"agent_log"')) continue;
+      try {
+        const o = JSON.parse(line) as { event?: string; text?: string };
+        if (o.event === 'agent_log' && typeof o.text === 'string') texts.push(o.text);
+      } catch {
+        // a partial last line
+      }
+    }
+  }
+  return texts;
+}

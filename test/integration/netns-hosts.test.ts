@@ -17,26 +17,14 @@ import { fileURLToPath } from 'node:url';
 import { issueCredential } from '../../src/agent/index.js';
 import { credentialToText } from '../../src/host/index.js';
 import { Identity, type AgentId } from '../../src/identity/index.js';
-import { allowAll, fixture, sleep } from '../helpers/agents.js';
+import { agentLogTexts, allowAll, fixture, sleep } from '../helpers/agents.js';
 import { lineMatching, netnsAvailable, NetnsLab } from '../helpers/netns.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 /** ctx.log texts in the hosts' --verbose stderr. */
 function agentLogs(errs: string[]): string[] {
-  const texts: string[] = [];
-  for (const err of errs) {
-    for (const line of err.split('\n')) {
-      if (!line.includes('"agent_log"')) continue;
-      try {
-        const o = JSON.parse(line) as { event?: string; text?: string };
-        if (o.event === 'agent_log' && typeof o.text === 'string') texts.push(o.text);
-      } catch {
-        // a partial last line
-      }
-    }
-  }
-  return texts;
+  return agentLogTexts(errs);
 }
 
 test('hosts in their own network namespaces: stream across two moves through a rendezvous in ns 0', async () => {

@@ -20,7 +20,7 @@ import { issueCredential } from '../../src/agent/index.js';
 import { credentialToText } from '../../src/host/index.js';
 import { Identity, type AgentId } from '../../src/identity/index.js';
 import { RendezvousClient } from '../../src/location/index.js';
-import { allowAll, fixture, sleep } from '../helpers/agents.js';
+import { agentLogTexts, allowAll, fixture, sleep } from '../helpers/agents.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const children = new Set<ChildProcessWithoutNullStreams>();
@@ -87,19 +87,7 @@ async function stop(child: ChildProcessWithoutNullStreams): Promise<number | nul
 
 /** ctx.log texts in the hosts' --verbose stderr. */
 function agentLogs(hosts: Proc[]): string[] {
-  const texts: string[] = [];
-  for (const h of hosts) {
-    for (const line of h.err().split('\n')) {
-      if (!line.includes('"agent_log"')) continue;
-      try {
-        const o = JSON.parse(line) as { event?: string; text?: string };
-        if (o.event === 'agent_log' && typeof o.text === 'string') texts.push(o.text);
-      } catch {
-        // a partial last line
-      }
-    }
-  }
-  return texts;
+  return agentLogTexts(hosts.map((h) => h.err()));
 }
 
 /** Wait (bounded) until some agent log text matches `re`; returns the match. */
