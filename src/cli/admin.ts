@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseMigrationTarget, type MigrationTarget } from '../host/index.js';
+import { ERRORS, FerryError, isFerryError, type ErrorCode } from '../util/index.js';
 
 type Fail = (msg: string) => never;
 
@@ -25,40 +26,78 @@ Usage: ferry migrate AGENT TARGET [--data-dir DIR]
 The agent, its state and its open connections move over the hosts' authenticated migration
 channel; if anything fails before the destination commits, it runs on at the source.`;
 
-interface HostFacts {
+/** What a running host wrote to its data directory (host.json). */
+export interface HostFacts {
   host: string;
   redirector: string;
   admin: string;
 }
 
-async function hostFacts(dir: string, fail: Fail): Promise<{ facts: HostFacts; token: string }> {
-  try {
-    const facts = JSON.parse(await readFile(join(dir, 'host.json'), 'utf8')) as HostFacts;
-    const token = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();
-    return { facts, token };
-  } catch (err) {
-    fail(`no running host in ${dir} (${(err as Error).message}); start one with 'ferry host --data-dir ${dir}'`);
+/**
+ * A client of one host's admin endpoint, found through the host's data directory. Requests
+ * resolve with the JSON answer; a refusal rejects with a FerryError carrying the host's code
+ * (and its cause's code as `cause`).
+ */
+export class AdminClient {
+  private constructor(
+    readonly dir: string,
+    readonly facts: HostFacts,
+    private readonly token: string,
+  ) {}
+
+  /** Read host.json and admin.token from `dir`; rejects if no host ever ran there. */
+  static async open(dir: string): Promise<AdminClient> {
+    try {
+      const facts = JSON.parse(await readFile(join(dir, 'host.json'), 'utf8')) as HostFacts;
+      const token = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();
+      return new AdminClient(dir, facts, token);
+    } catch (err) {
+      throw new Error(`no running host in ${dir} (${(err as Error).message}); start one with 'ferry host --data-dir ${dir}'`);
+    }
+  }
+
+  /** The destination form of this host for /migrate. */
+  get target(): { ip: string; redirectorPort: number; hostId: string } {
+    const i = this.facts.redirector.lastIndexOf(':');
+    return { ip: this.facts.redirector.slice(0, i), redirectorPort: Number(this.facts.redirector.slice(i + 1)), hostId: this.facts.host };
+  }
+
+  async request(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Record<string, unknown>> {
+    let res: Response;
+    try {
+      res = await fetch(this.facts.admin + path, {
+        method,
+        headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    } catch (err) {
+      throw new Error(`host at ${this.facts.admin} does not answer: ${(err as Error).message}`);
+    }
+    const out = (await res.json()) as Record<string, unknown>;
+    if (!res.ok) {
+      const code = (typeof out.error === 'string' && out.error in ERRORS ? out.error : 'FERRY_ERR_INTERNAL') as ErrorCode;
+      const cause = typeof out.cause === 'string' && out.cause in ERRORS ? new FerryError(out.cause as ErrorCode, String(out.cause)) : undefined;
+      throw new FerryError(code, String(out.message), cause ? { cause } : undefined);
+    }
+    return out;
   }
 }
 
+/** One admin request for a CLI command: a refusal is printed as `ferry: CODE: message (cause: CODE)`. */
 async function call(dir: string, method: 'GET' | 'POST', path: string, body: unknown, fail: Fail): Promise<Record<string, unknown>> {
-  const { facts, token } = await hostFacts(dir, fail);
-  let res: Response;
+  let client: AdminClient;
   try {
-    res = await fetch(facts.admin + path, {
-      method,
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+    client = await AdminClient.open(dir);
   } catch (err) {
-    fail(`host at ${facts.admin} does not answer: ${(err as Error).message}`);
+    fail((err as Error).message);
   }
-  const out = (await res.json()) as Record<string, unknown>;
-  if (!res.ok) {
-    process.stderr.write(`ferry: ${String(out.error)}: ${String(out.message)}${out.cause ? ` (cause: ${String(out.cause)})` : ''}\n`);
-    return { failed: true, ...out };
+  try {
+    return await client.request(method, path, body);
+  } catch (err) {
+    if (!isFerryError(err)) fail((err as Error).message);
+    process.stderr.write(`ferry: ${err.code}: ${err.message}${isFerryError(err.cause) ? ` (cause: ${err.cause.code})` : ''}\n`);
+    return { failed: true };
   }
-  return out;
 }
 
 /** `ferry ls`. */
@@ -125,11 +164,13 @@ export async function migrateMain(argv: string[], fail: Fail): Promise<number> {
     redirectorPort = t.redirectorPort;
     hostId = t.hostId;
   } else {
-    const { facts } = await hostFacts(resolve(target), fail);
-    const i = facts.redirector.lastIndexOf(':');
-    ip = facts.redirector.slice(0, i);
-    redirectorPort = Number(facts.redirector.slice(i + 1));
-    hostId = facts.host;
+    let dest: AdminClient;
+    try {
+      dest = await AdminClient.open(resolve(target));
+    } catch (err) {
+      fail((err as Error).message);
+    }
+    ({ ip, redirectorPort, hostId } = dest.target);
   }
   const out = await call(resolve(String(values['data-dir'] ?? 'ferry-host')), 'POST', '/migrate', { agent, ip, redirectorPort, ...(hostId ? { hostId } : {}) }, fail);
   if (out.failed) return 1;

@@ -1,213 +1,380 @@
 /**
- * `ferry demo`: a location table and three hosts on loopback in one process; two agents stream
- * checksummed data both ways while their connection endpoints hop between hosts — one end alone,
- * then both at once — and the verdict compares SHA-256 digests and byte counts of each direction.
+ * `ferry demo`: a `ferry rendezvous` process and three `ferry host` processes on loopback, and a
+ * ring of five confined agents (examples/agents/ring.mjs) launched on them. Each agent streams
+ * checksummed data both ways with its two neighbours while the demo moves agents through the
+ * hosts' admin endpoints: one alone, both ends of a connection at once, the whole ring at once,
+ * and once to a host that is down (the move rolls back and the agent runs on). At the end every
+ * agent reports, per link, what it sent and received with CRC-32s and per-byte checks; the
+ * verdict compares each direction's two ends.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import type { AgentSocket } from '../connection/index.js';
-import { Host } from '../host/index.js';
-import type { Identity } from '../identity/index.js';
-import { MemoryLocationTable } from '../location/index.js';
-import { createLogger, silentLogger } from '../util/index.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { issueCredential } from '../agent/index.js';
+import { credentialToText } from '../host/index.js';
+import { Identity, type AgentId } from '../identity/index.js';
+import { isFerryError } from '../util/index.js';
+import { AdminClient } from './admin.js';
 import { Progress, formatBytes, percentiles } from './progress.js';
 
 /** Demo options (see `ferry demo --help`). */
 export interface DemoOptions {
+  /** Bytes over all ten directions of the ring together. */
   bytes: number;
-  moves: number;
+  /** Rounds of moves: one alone, two at once, the ring at once (the first round adds a rollback). */
+  rounds: number;
+  /** Target duration of the stream; agents pace themselves to it. */
+  seconds: number;
   security: boolean;
   json: boolean;
   verbose: boolean;
 }
 
-/** The verdict; the `--json` line is exactly this object. */
+/** One direction of one connection, as its two ends reported it. */
+export interface DemoDirection {
+  from: string;
+  to: string;
+  sent: number;
+  delivered: number;
+  /** The writer's CRC-32 equals the reader's, and the reader found no byte out of place. */
+  digestsEqual: boolean;
+}
+
+/** The verdict; the `--json` line is this object without `directions` and `seconds`. */
 export interface DemoResult {
   ok: boolean;
   sent: number;
   delivered: number;
   lost: number;
   duplicated: number;
+  /** Agent moves that committed. */
   moves: number;
+  /** Move phases in which more than one agent moved at the same moment. */
   simultaneousMoves: number;
+  /** The source's detach per move: suspend, drain and checkpoint of every connection. */
   suspendMs: { p50: number; p90: number; max: number };
+  /** From the detach to the destination's commit, after which the connections resume. */
   resumeMs: { p50: number; p90: number; max: number };
   security: boolean;
   seconds: number;
-  directions: { from: string; to: string; sent: number; delivered: number; digestsEqual: boolean }[];
+  agents: number;
+  migrations: number;
+  rollbacks: number;
+  directions: DemoDirection[];
+  /** Why the verdict is FAIL (empty when ok). */
+  problems: string[];
 }
 
-/** One agent's end: its current host and socket, and the two running digests. */
-class End {
-  host: number;
-  sock!: AgentSocket;
-  sent = 0;
-  received = 0;
-  readonly sentHash = createHash('sha256');
-  readonly recvHash = createHash('sha256');
-  /** Resolves while the end is not moving; the writer waits on it. */
-  gate: Promise<void> = Promise.resolve();
-  private open: (() => void) | undefined;
-  constructor(readonly name: string, readonly agent: Identity, host: number) {
-    this.host = host;
-  }
-  adopt(sock: AgentSocket): void {
-    this.sock = sock;
-    sock.on('data', (c: Buffer) => {
-      this.received += c.length;
-      this.recvHash.update(c);
+const RING = 5;
+const HOSTS = 3;
+const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
+/** examples/agents/ring.mjs, from dist/src/cli/. */
+const RING_AGENT = new URL('../../../examples/agents/ring.mjs', import.meta.url);
+
+/** What one ring agent's run() resolved with. */
+interface RingResult {
+  index: number;
+  id: AgentId;
+  runs: number;
+  links: Record<string, { dir: 'in' | 'out'; peer: AgentId; sent: number; sentCrc: number; recv: number; recvCrc: number; mismatches: number; firstMismatch: number }>;
+}
+
+/** A child `ferry` process; `tail` keeps its last stderr lines for a failure report. */
+class Child {
+  private readonly tail: string[] = [];
+  private constructor(
+    readonly name: string,
+    readonly proc: ChildProcess,
+  ) {}
+
+  /** Spawn `ferry ARGS` and wait (bounded) for a stdout line matching `ready`. */
+  static async start(name: string, args: string[], ready: RegExp, verbose: boolean): Promise<{ child: Child; match: RegExpExecArray }> {
+    const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = new Child(name, proc);
+    let partial = '';
+    proc.stderr!.on('data', (d: Buffer) => {
+      const lines = (partial + d.toString()).split('\n');
+      partial = lines.pop()!;
+      for (const l of lines) {
+        if (verbose) process.stderr.write(`[${name}] ${l}\n`);
+        child.tail.push(l);
+        if (child.tail.length > 20) child.tail.shift();
+      }
     });
-    sock.on('error', () => {});
+    let out = '';
+    const match = await new Promise<RegExpExecArray>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name} not ready within 15 s: ${child.lastLines()}`)), 15_000);
+      proc.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = ready.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m);
+        }
+      });
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited (${code}) before it was ready: ${child.lastLines()}`));
+      });
+    });
+    return { child, match };
   }
-  close(): void {
-    this.gate = new Promise((r) => (this.open = r));
+
+  lastLines(): string {
+    return this.tail.join('\n');
   }
-  release(): void {
-    this.open?.();
+
+  /** SIGTERM, then SIGKILL if it has not exited within 5 s. */
+  async stop(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    const exited = once(this.proc, 'exit');
+    this.proc.kill('SIGTERM');
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
   }
 }
 
-const CHUNK = 16 * 1024;
+/** A TCP port on 127.0.0.1 with nothing listening on it: the redirector of a host that is down. */
+async function deadPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
 
-async function writer(end: End, total: number): Promise<void> {
-  while (end.sent < total) {
-    await end.gate;
-    const n = Math.min(CHUNK, total - end.sent);
-    const chunk = randomBytes(n);
-    end.sentHash.update(chunk);
-    end.sent += n;
-    if (!end.sock.write(chunk)) {
-      const s = end.sock;
-      await new Promise<void>((r) => {
-        const done = (): void => {
-          s.off('drain', done);
-          s.off('moved', done);
-          r();
-        };
-        s.once('drain', done);
-        s.once('moved', done);
-      });
-    }
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+type Phase = { kind: 'alone' | 'together' | 'ring' | 'rollback'; agents: number[] };
+
+/** The move schedule: per round one agent alone, two neighbours at once, the whole ring at once. */
+function schedule(rounds: number): Phase[] {
+  const phases: Phase[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const a = (2 * r) % RING;
+    phases.push({ kind: 'alone', agents: [a] });
+    if (r === 0) phases.push({ kind: 'rollback', agents: [(a + 2) % RING] });
+    const b = (2 * r + 1) % RING;
+    phases.push({ kind: 'together', agents: [b, (b + 1) % RING] });
+    phases.push({ kind: 'ring', agents: [...Array(RING).keys()] });
   }
+  return phases;
 }
 
 /** Run the demo and return its verdict. */
 export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const progress = new Progress(process.stderr, opts.json && !process.stderr.isTTY);
-  const logger = opts.verbose ? createLogger('info') : silentLogger;
-  const location = new MemoryLocationTable();
-  const hosts: Host[] = [];
   const started = Date.now();
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-demo-'));
+  const children: Child[] = [];
   try {
-    for (let i = 0; i < 3; i++) hosts.push(await Host.start({ location, name: `host${i}`, security: opts.security, logger }));
-    const a = new End('A', await hosts[0]!.addAgent(), 0);
-    const b = new End('B', await hosts[1]!.addAgent(), 1);
-    const server = hosts[1]!.listen(b.agent.id);
-    const accepted = server.accept();
-    a.adopt(await hosts[0]!.connect(a.agent.id, b.agent.id));
-    b.adopt(await accepted);
+    // The owner of the agents, and a policy on every host that admits that owner.
+    const owner = Identity.generate();
+    const policyFile = join(dir, 'policy.json');
+    await writeFile(policyFile, JSON.stringify({ version: 1, owners: { [owner.id]: { name: 'demo owner', land: true, listen: true, connect: '*' } } }));
+
+    progress.update('starting a rendezvous and three hosts…', true);
+    const rv = await Child.start('rendezvous', ['rendezvous', '--port', '0', '--snapshot', join(dir, 'rendezvous.json')], /ferry rendezvous ready on (\S+):(\d+)/, opts.verbose);
+    children.push(rv.child);
+    const rendezvous = `${rv.match[1]}:${rv.match[2]}`;
+    const started3 = await Promise.all(
+      [...Array(HOSTS).keys()].map((i) =>
+        Child.start(
+          `host${i}`,
+          ['host', '--name', `host${i}`, '--data-dir', join(dir, `host${i}`), '--policy', policyFile, '--rendezvous', rendezvous, ...(opts.security ? [] : ['--no-security']), ...(opts.verbose ? ['--verbose'] : [])],
+          /^ferry host ready: /m,
+          opts.verbose,
+        ),
+      ),
+    );
+    children.push(...started3.map((s) => s.child));
+    const hosts = await Promise.all([...Array(HOSTS).keys()].map((i) => AdminClient.open(join(dir, `host${i}`))));
+
+    // The ring: agent i on host i mod 3, connected to agent i+1.
+    const code = await readFile(RING_AGENT, 'utf8');
+    const agents = [...Array(RING).keys()].map(() => Identity.generate());
+    const ring = agents.map((a) => a.id);
+    const name = (id: AgentId): string => `R${ring.indexOf(id)}`;
+    const perDirection = Math.max(1, Math.floor(opts.bytes / (2 * RING)));
+    const total = perDirection * 2 * RING;
+    const at = agents.map((_, i) => i % HOSTS);
+    progress.update(`launching a ring of ${RING} agents…`, true);
+    await Promise.all(
+      agents.map((agent, i) =>
+        hosts[at[i]!]!.request('POST', '/launch', {
+          code,
+          credential: credentialToText(issueCredential(owner, { agent, code, rights: { listen: true, connect: '*' } })),
+          seed: agent.seed().toString('hex'),
+          state: { ring, index: i, total: perDirection, chunk: 16 * 1024, bytesPerSecond: Math.ceil(perDirection / opts.seconds) },
+        }),
+      ),
+    );
+
+    // Progress: the connections' own offsets, summed over the ring, from the hosts' status.
+    const ended = new Map<AgentId, { reason: string; code?: string; result?: RingResult; hosts: Set<number> }>();
+    let delivered = 0;
+    let phaseText = 'streaming';
+    let migrations = 0;
+    let rollbacks = 0;
+    const problems: string[] = [];
+    const poll = async (): Promise<void> => {
+      const all = await Promise.all(hosts.map((h) => h.request('GET', '/status')));
+      let d = 0;
+      for (const [h, st] of all.entries()) {
+        for (const a of st.agents as { id: AgentId; connections: { delivered: number }[] }[]) if (ring.includes(a.id)) for (const c of a.connections) d += c.delivered;
+        for (const e of st.ended as { id: AgentId; reason: string; code?: string; result?: RingResult }[]) {
+          if (!ring.includes(e.id)) continue;
+          const seen = ended.get(e.id) ?? { ...e, hosts: new Set<number>() };
+          seen.hosts.add(h);
+          ended.set(e.id, seen);
+        }
+      }
+      // Finished agents no longer list their connections; count what they reported.
+      for (const e of ended.values()) for (const l of Object.values(e.result?.links ?? {})) d += l.recv;
+      delivered = Math.max(delivered, d);
+    };
+    const show = (force = false): void => {
+      const pct = Math.min(100, Math.floor((delivered / total) * 100));
+      progress.update(`[${String(pct).padStart(3)}%] ${formatBytes(delivered)} of ${formatBytes(total)} delivered · ${migrations} migrations, ${rollbacks} rolled back · ${phaseText}`, force);
+    };
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        await poll().catch(() => {});
+        show();
+        await sleep(150);
+      }
+    })();
 
     const suspendMs: number[] = [];
     const resumeMs: number[] = [];
-    let moves = 0;
-    let simultaneous = 0;
-    const move = async (end: End): Promise<void> => {
-      const to = [0, 1, 2].filter((h) => h !== end.host)[Math.floor(Math.random() * 2)]!;
-      end.close();
-      const t0 = performance.now();
-      const cp = await hosts[end.host]!.detachAgent(end.agent.id);
-      const t1 = performance.now();
-      const { sockets } = await hosts[to]!.attachAgent(JSON.parse(JSON.stringify(cp)));
-      end.host = to;
-      end.adopt(sockets[0]!);
-      end.release();
-      await new Promise<void>((resolve) => {
-        if (end.sock.state === 'ESTABLISHED') return resolve();
-        end.sock.on('state', function on(this: AgentSocket, s: string) {
-          if (s === 'ESTABLISHED') {
-            end.sock.off('state', on);
-            resolve();
-          }
-        });
-      });
-      suspendMs.push(t1 - t0);
-      resumeMs.push(performance.now() - t1);
-      moves++;
+    const down = { ip: '127.0.0.1', redirectorPort: await deadPort() };
+    const move = async (i: number, target: { ip: string; redirectorPort: number; hostId?: string }, to: number | undefined): Promise<void> => {
+      try {
+        const r = await hosts[at[i]!]!.request('POST', '/migrate', { agent: ring[i], ...target });
+        migrations++;
+        at[i] = to!;
+        if (typeof r.detachMs === 'number') suspendMs.push(r.detachMs);
+        if (typeof r.commitMs === 'number') resumeMs.push(r.commitMs);
+        if (to === undefined) problems.push(`R${i} moved to a host that is down`);
+      } catch (err) {
+        if (!isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK')) throw err;
+        rollbacks++;
+        if (to !== undefined) problems.push(`moving R${i} to host${to} rolled back: ${isFerryError(err.cause) ? err.cause.code : err.message}`);
+      }
     };
 
-    const total = opts.bytes;
-    const writers = Promise.all([writer(a, total), writer(b, total)]);
-    const show = (phase: string, force = false): void => {
-      const pct = Math.floor(((a.received + b.received) / (2 * total)) * 100);
-      progress.update(`[${String(pct).padStart(3)}%] A→B ${formatBytes(b.received)} · B→A ${formatBytes(a.received)} · moves ${moves} (${simultaneous} simultaneous) · ${phase}`, force);
-    };
-    const ticker = setInterval(() => show('streaming'), 100);
-    // The schedule: A alone, B alone, then both at once; repeated. Each move starts when the
-    // delivered bytes cross the next equal share of the total, so every move happens mid-stream.
-    for (let i = 0; i < opts.moves; i++) {
-      const mark = ((i + 1) / (opts.moves + 1)) * 2 * total;
-      while (a.received + b.received < mark) await new Promise((r) => setTimeout(r, 2));
-      const kind = i % 3;
-      if (kind === 0) {
-        show(`moving A alone`, true);
-        await move(a);
-      } else if (kind === 1) {
-        show(`moving B alone`, true);
-        await move(b);
-      } else {
-        show(`moving A and B at once`, true);
-        await Promise.all([move(a), move(b)]);
-        simultaneous++;
+    // Each phase starts when the delivered bytes cross the next equal share of the total, so
+    // every move happens mid-stream.
+    const phases = schedule(opts.rounds);
+    let simultaneous = 0;
+    const deadline = Date.now() + (opts.seconds * 6 + 60) * 1000;
+    for (const [k, ph] of phases.entries()) {
+      while (delivered < ((k + 1) / (phases.length + 1)) * total) {
+        if (Date.now() > deadline) throw new Error(`the stream stalled at ${delivered} of ${total} bytes`);
+        await sleep(20);
       }
+      await poll();
+      const late = ph.agents.filter((i) => ended.has(ring[i]!));
+      if (late.length > 0) {
+        problems.push(`${late.map((i) => `R${i}`).join(', ')} finished before the move planned at ${Math.round(((k + 1) / (phases.length + 1)) * 100)}% (use more --bytes or --seconds)`);
+        continue;
+      }
+      phaseText =
+        ph.kind === 'alone'
+          ? `moving R${ph.agents[0]} alone`
+          : ph.kind === 'together'
+            ? `moving R${ph.agents[0]} and R${ph.agents[1]} at once (both ends of a connection)`
+            : ph.kind === 'ring'
+              ? `moving the whole ring at once`
+              : `moving R${ph.agents[0]} to a host that is down (it must roll back)`;
+      show(true);
+      if (ph.kind === 'rollback') {
+        await move(ph.agents[0]!, down, undefined);
+        const listed = ((await hosts[at[ph.agents[0]!]!]!.request('GET', '/status')).agents as { id: AgentId }[]).some((a) => a.id === ring[ph.agents[0]!]);
+        if (!listed) problems.push(`R${ph.agents[0]} is not at its source after the rollback`);
+      } else {
+        await Promise.all(ph.agents.map((i) => ((to) => move(i, hosts[to]!.target, to))((at[i]! + 1) % HOSTS)));
+        if (ph.agents.length > 1) simultaneous++;
+      }
+      phaseText = 'streaming';
     }
-    await writers;
-    a.sock.end();
-    b.sock.end();
-    const deadline = Date.now() + 60_000;
-    while ((a.received < total || b.received < total) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    clearInterval(ticker);
-    show('done', true);
+
+    // Wait for every agent to finish and report.
+    while (ended.size < RING) {
+      if (Date.now() > deadline) throw new Error(`only ${ended.size} of ${RING} agents finished in time`);
+      await sleep(50);
+    }
+    polling = false;
+    await poller;
+    phaseText = 'done';
+    show(true);
     progress.done();
 
-    const dirs = [
-      { from: a, to: b },
-      { from: b, to: a },
-    ].map(({ from, to }) => ({
-      from: from.name,
-      to: to.name,
-      sent: from.sent,
-      delivered: to.received,
-      digestsEqual: from.sentHash.copy().digest('hex') === to.recvHash.copy().digest('hex'),
-    }));
-    const sent = dirs.reduce((s, d) => s + d.sent, 0);
-    const delivered = dirs.reduce((s, d) => s + d.delivered, 0);
-    const result: DemoResult = {
-      ok: dirs.every((d) => d.digestsEqual && d.sent === d.delivered),
+    // Each direction: the writer's figures against the reader's, matched by connection id.
+    const results = new Map<AgentId, RingResult>();
+    await poll();
+    for (const [id, e] of ended) {
+      // Never on both hosts, never on none: each agent ended once, where its last move took it.
+      const where = [...e.hosts].map((h) => `host${h}`).join(' and ');
+      if (e.hosts.size !== 1 || !e.hosts.has(at[ring.indexOf(id)]!)) problems.push(`${name(id)} ended on ${where}, expected host${at[ring.indexOf(id)]}`);
+      if (e.reason !== 'finished' || !e.result) problems.push(`${name(id)} ${e.reason}${e.code ? ` (${e.code})` : ''}`);
+      else results.set(id, e.result);
+    }
+    const directions: DemoDirection[] = [];
+    for (const [id, r] of results) {
+      for (const [conn, l] of Object.entries(r.links)) {
+        const back = results.get(l.peer)?.links[conn];
+        const ok = !!back && back.recvCrc === l.sentCrc && back.mismatches === 0 && back.recv === l.sent;
+        if (back && back.mismatches > 0) problems.push(`${name(l.peer)} found ${back.mismatches} bytes out of place from ${name(id)}, the first at ${back.firstMismatch}`);
+        directions.push({ from: name(id), to: name(l.peer), sent: l.sent, delivered: back?.recv ?? 0, digestsEqual: ok });
+      }
+    }
+    directions.sort((a, b) => a.from.localeCompare(b.from) || a.to.localeCompare(b.to));
+    const sent = directions.reduce((s, d) => s + d.sent, 0);
+    const got = directions.reduce((s, d) => s + d.delivered, 0);
+    if (directions.length !== 2 * RING) problems.push(`${directions.length} directions reported, expected ${2 * RING}`);
+    if (sent !== total) problems.push(`sent ${sent} bytes, expected ${total}`);
+    return {
+      ok: problems.length === 0 && directions.every((d) => d.digestsEqual && d.sent === d.delivered),
       sent,
-      delivered,
-      lost: dirs.reduce((s, d) => s + Math.max(0, d.sent - d.delivered), 0),
-      duplicated: dirs.reduce((s, d) => s + Math.max(0, d.delivered - d.sent), 0),
-      moves,
+      delivered: got,
+      lost: directions.reduce((s, d) => s + Math.max(0, d.sent - d.delivered), 0),
+      duplicated: directions.reduce((s, d) => s + Math.max(0, d.delivered - d.sent), 0),
+      moves: migrations,
       simultaneousMoves: simultaneous,
       suspendMs: percentiles(suspendMs),
       resumeMs: percentiles(resumeMs),
       security: opts.security,
       seconds: Math.round((Date.now() - started) / 100) / 10,
-      directions: dirs,
+      agents: RING,
+      migrations,
+      rollbacks,
+      directions,
+      problems,
     };
-    await Promise.all([a.sock.close(5000).catch(() => {}), b.sock.close(5000).catch(() => {})]);
-    return result;
+  } catch (err) {
+    progress.done();
+    for (const c of children) process.stderr.write(`--- last log lines of ${c.name}:\n${c.lastLines()}\n`);
+    throw err;
   } finally {
-    await Promise.all(hosts.map((h) => h.close()));
+    await Promise.all(children.map((c) => c.stop()));
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
 /** The human verdict. */
 export function formatVerdict(r: DemoResult): string {
-  const lines = [
-    `${r.ok ? 'PASS' : 'FAIL'}: ${r.ok ? 'both byte streams arrived exactly once, in order' : 'the byte streams differ'} (security ${r.security ? 'on' : 'off'}, ${r.seconds} s)`,
-    ...r.directions.map((d) => `  ${d.from} → ${d.to}: sent ${formatBytes(d.sent)}, delivered ${formatBytes(d.delivered)}, SHA-256 ${d.digestsEqual ? 'equal' : 'DIFFERENT'}`),
-    `  moves: ${r.moves} (${r.simultaneousMoves} with both ends at once), lost ${r.lost} B, duplicated ${r.duplicated} B`,
-    `  suspend (detach + drain): p50 ${r.suspendMs.p50} ms, p90 ${r.suspendMs.p90} ms · resume (attach → ESTABLISHED): p50 ${r.resumeMs.p50} ms, p90 ${r.resumeMs.p90} ms`,
-  ];
-  return lines.join('\n');
+  return [
+    `${r.ok ? 'PASS' : 'FAIL'}: ${r.ok ? `every byte of the ring's ${r.directions.length} streams arrived exactly once, in order` : 'the streams differ'} (security ${r.security ? 'on' : 'off'}, ${r.seconds} s)`,
+    ...r.directions.map((d) => `  ${d.from} → ${d.to}: sent ${formatBytes(d.sent)}, delivered ${formatBytes(d.delivered)}, CRC-32 and per-byte check ${d.digestsEqual ? 'equal' : 'DIFFERENT'}`),
+    `  ${r.agents} agents in 3 host processes: ${r.migrations} migrations (${r.simultaneousMoves} phases with several agents moving at once), ${r.rollbacks} rolled back; lost ${r.lost} B, duplicated ${r.duplicated} B`,
+    `  per move: detach (suspend + drain + checkpoint) p50 ${r.suspendMs.p50} ms, p90 ${r.suspendMs.p90} ms · transfer to commit p50 ${r.resumeMs.p50} ms, p90 ${r.resumeMs.p90} ms`,
+    ...r.problems.map((p) => `  problem: ${p}`),
+  ].join('\n');
 }

@@ -5,7 +5,7 @@
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { AdminServer, AgentRuntime, CodeStore, Host, channelHost, readPolicyFile, type AdminExtensions, type HostPolicy } from '../host/index.js';
+import { AdminServer, AgentRuntime, type AgentExit, CodeStore, Host, channelHost, readPolicyFile, type AdminExtensions, type HostPolicy } from '../host/index.js';
 import { Identity } from '../identity/index.js';
 import { MemoryStore, RendezvousClient, RendezvousServer } from '../location/index.js';
 import { FerryError, createLogger, silentLogger, type Logger } from '../util/index.js';
@@ -36,6 +36,9 @@ When ready it prints one line "ferry host ready …" and writes DATA-DIR/host.js
 admin URL); the admin token is in DATA-DIR/admin.token (mode 0600). SIGINT/SIGTERM stop it.`;
 
 type Fail = (msg: string) => never;
+
+/** How many ended agents `ferry ls` shows. */
+const ENDED_KEPT = 32;
 
 /** Run `ferry host`; resolves with the exit status after a signal. */
 export async function hostMain(argv: string[], fail: Fail): Promise<number> {
@@ -141,6 +144,14 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
       const h = rt.handleOf(id);
       return h ? { owner: h.owner, code: h.codeHash } : {};
     };
+    // The last agents that ended here (not the ones that moved away), for `ferry ls` and the demo.
+    const ended: unknown[] = [];
+    rt.on('exit', (exit: AgentExit) => {
+      if (exit.reason === 'migrated') return;
+      ended.push({ id: exit.agentId, reason: exit.reason, at: new Date().toISOString(), ...(exit.error ? { code: exit.error.code } : {}), ...(exit.result === undefined ? {} : { result: exit.result }) });
+      if (ended.length > ENDED_KEPT) ended.shift();
+    });
+    ext.ended = () => ended;
   }
   const admin = await AdminServer.start(host, port('admin-port'), log, ext);
   const facts = { host: host.id, control: host.controlAddress, redirector: `${ip}:${host.redirectorPort}`, rendezvous, admin: admin.url, pid: process.pid };

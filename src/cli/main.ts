@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { formatVerdict, runDemo } from './demo.js';
+import { formatVerdict as formatConnectionsVerdict, runDemo as runConnectionsDemo } from './demo-connections.js';
 import { benchMain } from './bench.js';
 import { rendezvousMain } from './rendezvous.js';
 import { hostMain } from './host.js';
@@ -12,9 +13,10 @@ import { launchMain, lsMain, migrateMain } from './admin.js';
 const HELP = `ferry — mobile agents whose connections travel with them
 
 Usage:
-  ferry demo [options]      three hosts on loopback; two agents stream checksummed data both
-                            ways while their endpoints hop between hosts (one end alone, then
-                            both ends at once); prints progress and a verdict
+  ferry demo [options]      a rendezvous and three host processes on loopback; a ring of five
+                            confined agents streams checksummed data both ways while they
+                            migrate alone, two at once, all five at once, and once to a host
+                            that is down (rolled back); prints progress and a verdict
   ferry bench [options]     the paper's evaluation against raw TCP, TLS 1.3 and js-libp2p in
                             one run (--quick, --suite NAME, --json, --out DIR; see bench --help)
   ferry rendezvous [opts]   the location service on one UDP port (--port, --host,
@@ -29,15 +31,21 @@ Usage:
   ferry help                this text
 
 Demo options:
-  --bytes N                 bytes each agent sends (default 33554432 = 32 MiB)
-  --moves N                 moves, spread evenly over the transfer: A alone, B alone, then
-                            both at once, repeated (default 9)
+  --bytes N                 bytes over the ring's ten directions together
+                            (default 41943040 = 40 MiB, 4 MiB per direction)
+  --rounds N                rounds of moves spread over the stream, each: one agent alone,
+                            two neighbours at once, the whole ring at once (default 2)
+  --seconds N               how long the agents take to stream (they pace themselves; default 8)
   --no-security             plain handshake and frames (to measure the cost of security)
   --json                    end the output with one JSON line holding the verdict
-  --verbose                 structured host logs on stderr
+  --verbose                 the hosts' structured logs on stderr
+  --in-process              the connection-level demo instead: no agent code, two endpoints
+                            hop between three hosts in this process (--bytes per direction,
+                            --moves N: A alone, B alone, both at once, repeated; default 9)
   -h, --help                this text
 
-Exit status: 0 only when both byte streams were verified equal.
+Exit status: 0 only when every stream was verified exactly once and every planned move
+committed (and the planned rollback rolled back).
 Coming next: ferry tunnel (see README).`;
 
 function fail(msg: string): never {
@@ -65,6 +73,9 @@ async function main(argv: string[]): Promise<number> {
       options: {
         bytes: { type: 'string' },
         moves: { type: 'string' },
+        rounds: { type: 'string' },
+        seconds: { type: 'string' },
+        'in-process': { type: 'boolean' },
         'no-security': { type: 'boolean' },
         json: { type: 'boolean' },
         verbose: { type: 'boolean' },
@@ -85,17 +96,26 @@ async function main(argv: string[]): Promise<number> {
     if (!Number.isInteger(n) || n < min) fail(`--${name} must be an integer ≥ ${min}, got '${v}'`);
     return n;
   };
-  const opts = {
-    bytes: num(values.bytes, 32 * 1024 * 1024, 'bytes', 1),
-    moves: num(values.moves, 9, 'moves', 0),
-    security: !values['no-security'],
-    json: Boolean(values.json),
-    verbose: Boolean(values.verbose),
-  };
-  const result = await runDemo(opts);
+  const common = { security: !values['no-security'], json: Boolean(values.json), verbose: Boolean(values.verbose) };
+  if (values['in-process']) {
+    const result = await runConnectionsDemo({ ...common, bytes: num(values.bytes, 32 * 1024 * 1024, 'bytes', 1), moves: num(values.moves, 9, 'moves', 0) });
+    process.stdout.write(formatConnectionsVerdict(result) + '\n');
+    if (common.json) {
+      const { directions: _d, seconds: _s, ...flat } = result;
+      process.stdout.write(JSON.stringify({ ...flat, suspendMs: { p50: result.suspendMs.p50 }, resumeMs: { p50: result.resumeMs.p50 } }) + '\n');
+    }
+    return result.ok ? 0 : 1;
+  }
+  if (values.moves !== undefined) fail('--moves belongs to --in-process; the agent demo takes --rounds');
+  const result = await runDemo({
+    ...common,
+    bytes: num(values.bytes, 40 * 1024 * 1024, 'bytes', 10),
+    rounds: num(values.rounds, 2, 'rounds', 0),
+    seconds: num(values.seconds, 8, 'seconds', 1),
+  });
   process.stdout.write(formatVerdict(result) + '\n');
-  if (opts.json) {
-    const { directions: _d, seconds: _s, ...flat } = result;
+  if (common.json) {
+    const { directions: _d, seconds: _s, problems: _p, ...flat } = result;
     process.stdout.write(JSON.stringify({ ...flat, suspendMs: { p50: result.suspendMs.p50 }, resumeMs: { p50: result.resumeMs.p50 } }) + '\n');
   }
   return result.ok ? 0 : 1;

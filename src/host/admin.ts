@@ -18,6 +18,8 @@ export interface AdminExtensions {
   launch?(body: Record<string, unknown>): Promise<{ agent: AgentId }>;
   /** Extra per-agent facts for `ferry ls` (e.g. the runtime's state). */
   describe?(agent: AgentId): Record<string, unknown>;
+  /** Agents that ended here lately (finished, failed, stopped), newest last, with their results. */
+  ended?(): unknown[];
 }
 
 /** The admin HTTP endpoint of a host. */
@@ -91,9 +93,19 @@ async function handle(host: Host, ext: AdminExtensions, req: IncomingMessage): P
       security: host.security,
       agents: host.agentIds().map((id) => ({
         id,
-        connections: host.socketsOf(id).map((s) => ({ id: s.connectionId, peer: s.remoteAgent, state: s.state, role: s.endpoint.role })),
+        connections: host.socketsOf(id).map((s) => ({
+          id: s.connectionId,
+          peer: s.remoteAgent,
+          state: s.state,
+          role: s.endpoint.role,
+          // Stream offsets, cumulative over the connection's life (they move with it).
+          written: s.endpoint.send.written,
+          acked: s.endpoint.send.acked,
+          delivered: s.endpoint.recv.delivered,
+        })),
         ...(ext.describe?.(id) ?? {}),
       })),
+      ended: ext.ended?.() ?? [],
     };
   }
   if (req.method === 'POST' && req.url === '/migrate') {
@@ -102,9 +114,9 @@ async function handle(host: Host, ext: AdminExtensions, req: IncomingMessage): P
     const ip = typeof b.ip === 'string' ? b.ip : '';
     const redirectorPort = Number(b.redirectorPort);
     if (!ip || !Number.isInteger(redirectorPort) || redirectorPort <= 0 || redirectorPort > 65535) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'migrate needs ip and redirectorPort');
-    const started = Date.now();
-    await host.migrateAgent(agent, { ip, redirectorPort, ...(typeof b.hostId === 'string' ? { hostId: b.hostId as HostId } : {}) });
-    return { migrated: agent, ms: Date.now() - started };
+    const started = performance.now();
+    const report = await host.migrateAgent(agent, { ip, redirectorPort, ...(typeof b.hostId === 'string' ? { hostId: b.hostId as HostId } : {}) });
+    return { migrated: agent, ms: Math.round((performance.now() - started) * 100) / 100, ...(report ?? {}) };
   }
   if (req.method === 'POST' && req.url === '/launch') {
     if (!ext.launch) throw new FerryError('FERRY_ERR_REFUSED', 'this host runs no agent runtime');

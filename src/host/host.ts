@@ -55,6 +55,14 @@ export interface MigrationTarget {
   hostId?: HostId;
 }
 
+/** How long the two halves of a committed migration took, as the source saw them (ms). */
+export interface MigrationReport {
+  /** Suspend, drain and checkpoint of every connection of the agent (the source's detach). */
+  detachMs: number;
+  /** From the detach to the destination's commit: channel, transfer, admission, registration, landing. */
+  commitMs: number;
+}
+
 /** Everything that moves with an agent between hosts (issue 2: without the agent runtime). */
 export interface AgentCheckpoint {
   v: 1;
@@ -371,7 +379,7 @@ export class Host {
    * connections and hands them back with `outgoing.reattach`. Called without `outgoing` for an
    * agent the runtime runs, this asks the runtime to move it (which calls back here).
    */
-  async migrateAgent(agentId: AgentId, target: MigrationTarget, outgoing?: OutgoingAgent): Promise<void> {
+  async migrateAgent(agentId: AgentId, target: MigrationTarget, outgoing?: OutgoingAgent): Promise<MigrationReport | undefined> {
     if (!outgoing && this.runtime?.agentIds().includes(agentId)) {
       try {
         return await this.runtime.migrate(agentId, formatMigrationTarget(target));
@@ -382,7 +390,9 @@ export class Host {
         throw new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `migration of ${agentId} rolled back: ${isFerryError(err) ? err.code : String(err)}`, { cause: err });
       }
     }
+    const t0 = performance.now();
     const cp = await this.detachAgent(agentId);
+    const t1 = performance.now();
     const epoch = (cp.epoch ?? 0) + 1;
     const fault = (step: number): void => {
       if (this.opts.migrationFault?.('source', step) === 'cut') throw new FerryError('FERRY_ERR_ABORTED', `fault injection: channel cut at step ${step}`);
@@ -416,7 +426,9 @@ export class Host {
       fault(MigrationStep.COMMITTED);
       const done = await ch.recvJson([MigrationStep.COMMITTED, MigrationStep.ABORT]);
       if (done.step === MigrationStep.ABORT) throw abortError(done.value);
-      this.log.info('agent_migrated', { agent: agentId, to: ch.peerHostId, epoch });
+      const report = { detachMs: round2(t1 - t0), commitMs: round2(performance.now() - t1) };
+      this.log.info('agent_migrated', { agent: agentId, to: ch.peerHostId, epoch, ...report });
+      return report;
     } catch (err) {
       ch?.cut();
       const cause = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
@@ -427,7 +439,7 @@ export class Host {
         if (isFerryError(rollbackErr, 'FERRY_ERR_STALE_EPOCH')) {
           // The destination registered first: it committed, only its answer was lost.
           this.log.info('agent_migrated', { agent: agentId, epoch, note: 'commit inferred from the location epoch' });
-          return;
+          return undefined;
         }
         throw rollbackErr;
       }
@@ -724,4 +736,8 @@ function int(v: unknown, what: string): number {
 function abortError(v: Record<string, unknown>): FerryError {
   const code = typeof v.code === 'string' && v.code.startsWith('FERRY_ERR_') ? v.code : 'FERRY_ERR_REFUSED';
   return new FerryError((code in ERRORS ? code : 'FERRY_ERR_REFUSED') as keyof typeof ERRORS, `destination aborted: ${typeof v.detail === 'string' ? v.detail : ''}`);
+}
+
+function round2(ms: number): number {
+  return Math.round(ms * 100) / 100;
 }

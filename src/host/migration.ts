@@ -74,10 +74,9 @@ export class MigrationChannel {
   private onData(chunk: Buffer): void {
     this.decoder.push(chunk);
     try {
-      for (let f = this.decoder.next(); f; f = this.decoder.next()) {
-        const body = this.opener ? this.opener.open(lengthPrefix(f.length), f) : f;
-        this.frames.push(Buffer.from(body));
-      }
+      // Frames are kept as they came and opened when consumed: the first sealed frame can arrive
+      // in the same read as the handshake frame before it, i.e. before the keys are known.
+      for (let f = this.decoder.next(); f; f = this.decoder.next()) this.frames.push(Buffer.from(f));
     } catch (err) {
       this.fail(isFerryError(err) ? err : new FerryError('FERRY_ERR_MALFORMED_FRAME', String(err)));
       return;
@@ -85,11 +84,25 @@ export class MigrationChannel {
     this.flush();
   }
 
+  /** A received frame's body: opened when the channel is sealed by now. */
+  private unseal(frame: Buffer): Buffer {
+    return this.opener ? Buffer.from(this.opener.open(lengthPrefix(frame.length), frame)) : frame;
+  }
+
   private flush(): void {
     if (this.waiter && this.frames.length > 0) {
       const w = this.waiter;
       this.waiter = undefined;
-      w.resolve(this.frames.shift()!);
+      let body: Buffer;
+      try {
+        body = this.unseal(this.frames.shift()!);
+      } catch (err) {
+        const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_MALFORMED_FRAME', String(err));
+        w.reject(e);
+        this.fail(e);
+        return;
+      }
+      w.resolve(body);
     }
   }
 
@@ -105,7 +118,15 @@ export class MigrationChannel {
   /** The next frame body, within `timeoutMs`. */
   private next(timeoutMs = limit('MIGRATION_STEP_TIMEOUT_MS')): Promise<Buffer> {
     const f = this.frames.shift();
-    if (f) return Promise.resolve(f);
+    if (f) {
+      try {
+        return Promise.resolve(this.unseal(f));
+      } catch (err) {
+        const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_MALFORMED_FRAME', String(err));
+        this.fail(e);
+        return Promise.reject(e);
+      }
+    }
     if (this.failed) return Promise.reject(this.failed);
     return new Promise((resolve, reject) => {
       const t = this.clock.setTimer(timeoutMs, () => this.fail(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'migration peer did not answer in time')));

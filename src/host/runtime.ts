@@ -27,7 +27,7 @@ import type { AgentServerSocket, AgentSocket } from '../connection/index.js';
 import { parseId, type AgentId, type Identity } from '../identity/index.js';
 import { ERRORS, FerryError, isFerryError, limit, silentLogger, systemClock, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
 import { parseWorkerMessage, type Consumed, type HostMessage, type SocketInfo, type WorkerInit, type WorkerMessage } from './agent-protocol.js';
-import { parseMigrationTarget, type Host, type MigrationTarget } from './host.js';
+import { parseMigrationTarget, type Host, type MigrationReport, type MigrationTarget } from './host.js';
 import {
   checkConnect,
   checkListen,
@@ -78,7 +78,7 @@ export interface RuntimeHost {
    * if the connections were detached already, re-attach them here and call `outgoing.reattach`
    * first. The worker then thaws and the agent runs on here.
    */
-  migrate(agentId: AgentId, target: string, outgoing: OutgoingAgent): Promise<void>;
+  migrate(agentId: AgentId, target: string, outgoing: OutgoingAgent): Promise<MigrationReport | undefined | void>;
   /** The owner of another agent, when the host knows it (for policy rules by owner). */
   ownerOf?(agentId: AgentId): OwnerId | undefined | Promise<OwnerId | undefined>;
 }
@@ -735,7 +735,7 @@ export class AgentRuntime extends EventEmitter {
   }
 
   /** An operator move (transparent to the agent, weak mobility): freeze, snapshot, migrate. */
-  async migrate(agentId: AgentId, target: string): Promise<void> {
+  async migrate(agentId: AgentId, target: string): Promise<MigrationReport | undefined> {
     const a = this.agents.get(agentId);
     if (!a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${agentId} does not run here`);
     if (a.phase !== 'running') throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `agent ${agentId} is ${a.phase}`);
@@ -746,7 +746,7 @@ export class AgentRuntime extends EventEmitter {
     });
     if (!reply.ok) throw new FerryError(reply.code as ErrorCode, reply.message);
     try {
-      await this.move(a, target, reply.state, reply.consumed);
+      return await this.move(a, target, reply.state, reply.consumed);
     } catch (err) {
       if (a.phase === 'running') a.post({ t: 'thaw' });
       throw err;
@@ -1090,11 +1090,12 @@ export class AgentRuntime extends EventEmitter {
 
   // ---------------------------------------------------------------- moves
 
-  private async move(a: RunningAgent, target: string, rawState: unknown, consumed: Consumed): Promise<void> {
+  private async move(a: RunningAgent, target: string, rawState: unknown, consumed: Consumed): Promise<MigrationReport | undefined> {
     a.phase = 'moving';
     for (const p of a.pumps.values()) p.freeze();
     const at = new Map(consumed);
     let sealed = false;
+    let report: MigrationReport | undefined;
     let reattached = false;
     try {
       for (const [sid, off] of at) {
@@ -1134,7 +1135,7 @@ export class AgentRuntime extends EventEmitter {
           return carried;
         },
       };
-      await this.host.migrate(a.id, target, outgoing);
+      report = (await this.host.migrate(a.id, target, outgoing)) ?? undefined;
     } catch (err) {
       const e = toFerry(err);
       if (e.code === 'FERRY_ERR_AGENT_PROTOCOL') {
@@ -1155,6 +1156,7 @@ export class AgentRuntime extends EventEmitter {
       throw e;
     }
     this.end(a, { agentId: a.id, reason: 'migrated', target });
+    return report;
   }
 }
 
@@ -1231,7 +1233,7 @@ export function channelHost(
     migrate: async (agentId, target, outgoing) => {
       const t = o.resolve?.(target) ?? parseMigrationTarget(target);
       try {
-        await host.migrateAgent(agentId, t, outgoing);
+        return await host.migrateAgent(agentId, t, outgoing);
       } catch (err) {
         if (isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK') && isFerryError(err.cause)) throw err.cause;
         throw err;
