@@ -118,13 +118,16 @@ export async function lsMain(argv: string[], fail: Fail): Promise<number> {
     process.stdout.write(JSON.stringify(status) + '\n');
     return 0;
   }
-  const agents = status.agents as { id: string; connections: { id: string; peer: string; state: string; role: string }[] }[];
+  const agents = status.agents as { id: string; connections: { id: string; peer: string; state: string; role: string; written?: number; delivered?: number }[] }[];
+  const ended = (status.ended ?? []) as { id: string; reason: string; at: string; code?: string }[];
   process.stdout.write(`host ${String(status.host)}  control ${String(status.control)}  redirector ${String(status.redirector)}  security ${status.security ? 'on' : 'off'}\n`);
   if (agents.length === 0) process.stdout.write('  (no agents)\n');
   for (const a of agents) {
     process.stdout.write(`  agent ${a.id}  ${a.connections.length} connection(s)\n`);
-    for (const c of a.connections) process.stdout.write(`    ${c.id}  ${c.role.padEnd(6)}  peer ${c.peer}  ${c.state}\n`);
+    for (const c of a.connections) process.stdout.write(`    ${c.id}  ${c.role.padEnd(6)}  peer ${c.peer}  ${c.state}  sent ${c.written ?? 0} B  received ${c.delivered ?? 0} B\n`);
   }
+  if (ended.length > 0) process.stdout.write(`  ended here lately:\n`);
+  for (const e of ended) process.stdout.write(`    agent ${e.id}  ${e.reason}${e.code ? ` (${e.code})` : ''}  at ${e.at}\n`);
   return 0;
 }
 
