@@ -269,20 +269,21 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       }
     };
 
-    // Each phase starts when the delivered bytes cross the next equal share of the total, so
-    // every move happens mid-stream.
+    // Each phase starts when the delivered bytes cross the next equal share of the first three
+    // quarters of the total, so every move happens mid-stream, with room left for a slow machine.
     const phases = schedule(opts.rounds);
+    const mark = (k: number): number => Math.floor((0.75 * (k + 1) * total) / phases.length);
     let simultaneous = 0;
     const deadline = Date.now() + (opts.seconds * 6 + 60) * 1000;
     for (const [k, ph] of phases.entries()) {
-      while (delivered < ((k + 1) / (phases.length + 1)) * total) {
+      while (delivered < mark(k)) {
         if (Date.now() > deadline) throw new Error(`the stream stalled at ${delivered} of ${total} bytes`);
         await sleep(20);
       }
       await poll();
       const late = ph.agents.filter((i) => ended.has(ring[i]!));
       if (late.length > 0) {
-        problems.push(`${late.map((i) => `R${i}`).join(', ')} finished before the move planned at ${Math.round(((k + 1) / (phases.length + 1)) * 100)}% (use more --bytes or --seconds)`);
+        problems.push(`${late.map((i) => `R${i}`).join(', ')} finished before the move planned at ${Math.round((mark(k) / total) * 100)}% (use more --bytes or --seconds)`);
         continue;
       }
       phaseText =
