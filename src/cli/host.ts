@@ -5,6 +5,8 @@
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { writeSync } from 'node:fs';
+import { MigrationStep } from '../wire/index.js';
 import { AdminServer, AgentRuntime, type AgentExit, CodeStore, Host, channelHost, readPolicyFile, type AdminExtensions, type HostPolicy } from '../host/index.js';
 import { Identity } from '../identity/index.js';
 import { MemoryStore, RendezvousClient, RendezvousServer } from '../location/index.js';
@@ -33,7 +35,37 @@ Usage: ferry host [options]
   -h, --help              this text
 
 When ready it prints one line "ferry host ready …" and writes DATA-DIR/host.json (ids, ports,
-admin URL); the admin token is in DATA-DIR/admin.token (mode 0600). SIGINT/SIGTERM stop it.`;
+admin URL); the admin token is in DATA-DIR/admin.token (mode 0600). SIGINT/SIGTERM stop it.
+
+Environment, FOR TESTS ONLY (fault injection; never set it anywhere else):
+  FERRY_TEST_FAULT=freeze-destination-before-commit
+                          as a migration's destination, freeze once the whole checkpoint has
+                          arrived, before committing (registering the agent)
+  FERRY_TEST_FAULT=freeze-source-after-commit
+                          as a migration's source, freeze once the destination's COMMITTED
+                          has arrived, before acting on it
+  The host warns on stderr at start, then at that point prints "ferry host fault: frozen at
+  NAME" on stdout and stops dead (the whole process), so that a test can SIGKILL it exactly
+  there; if nothing kills it within 30 s it exits with status 70. Any other value is refused.`;
+
+/**
+ * Test-only fault points (FERRY_TEST_FAULT): at one point of a migration the host process stops
+ * dead (a synchronous wait: no timer, socket or agent message is served any more, as if it had
+ * crashed at that instant) after printing a line, so a process-level test can SIGKILL it exactly
+ * there instead of racing the protocol (test/integration/processes-kill-migration.test.ts).
+ */
+const TEST_FAULTS: Record<string, { side: 'source' | 'destination'; step: number; after: boolean }> = {
+  'freeze-destination-before-commit': { side: 'destination', step: MigrationStep.CHECKPOINT_END, after: false },
+  'freeze-source-after-commit': { side: 'source', step: MigrationStep.COMMITTED, after: true },
+};
+const TEST_FAULT_FREEZE_MS = 30_000;
+
+function freezeForTest(name: string): never {
+  writeSync(1, `ferry host fault: frozen at ${name} (pid ${process.pid})\n`);
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, TEST_FAULT_FREEZE_MS);
+  writeSync(2, `ferry host fault: not killed within ${TEST_FAULT_FREEZE_MS} ms; exiting\n`);
+  process.exit(70);
+}
 
 type Fail = (msg: string) => never;
 
@@ -87,6 +119,10 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
     if (!Number.isInteger(n) || n < 0 || n > 65535) fail(`--${name} must be a port number, got '${String(v)}'`);
     return n;
   };
+  const faultName = process.env.FERRY_TEST_FAULT;
+  const fault = faultName !== undefined && Object.hasOwn(TEST_FAULTS, faultName) ? TEST_FAULTS[faultName] : undefined;
+  if (faultName !== undefined && !fault) fail(`FERRY_TEST_FAULT=${JSON.stringify(faultName)} is not a test fault (${Object.keys(TEST_FAULTS).join(', ')}); unset it`);
+  if (faultName !== undefined) process.stderr.write(`ferry host: TEST FAULT INJECTION ON (FERRY_TEST_FAULT=${faultName}): this host freezes during migrations; for tests only\n`);
   const dataDir = resolve(String(values['data-dir'] ?? 'ferry-host'));
   await mkdir(dataDir, { recursive: true });
   const identity = await loadOrCreateKey(String(values.key ?? join(dataDir, 'host.key')), fail);
@@ -119,6 +155,7 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
       redirectorPort: port('redirector-port'),
       security: !values['no-security'],
       logger: log,
+      ...(fault && faultName ? { migrationFault: (side: 'source' | 'destination', step: number, after?: boolean) => (side === fault.side && step === fault.step && !!after === fault.after ? freezeForTest(faultName) : undefined) } : {}),
       ...(typeof values.name === 'string' ? { name: values.name } : {}),
     });
   } catch (err) {

@@ -42,8 +42,13 @@ export interface HostOptions {
   wrapControlSocket?: (s: DatagramSocketLike) => DatagramSocketLike;
   /** Which source hosts may migrate agents here (default: any host that authenticates). */
   acceptMigrationFrom?: (source: HostId) => boolean;
-  /** Fault injection for tests: called at each migration step; returning 'cut' cuts the channel there. */
-  migrationFault?: (side: 'source' | 'destination', step: number) => 'cut' | undefined;
+  /**
+   * Fault injection for tests: called at each migration step (before that side sends or awaits it),
+   * and on the source once more with `after` set once COMMITTED has arrived. Returning 'cut' cuts
+   * the channel there. `ferry host` can also freeze the whole process at two of these points, for
+   * tests that kill it there (FERRY_TEST_FAULT, see src/cli/host.ts).
+   */
+  migrationFault?: (side: 'source' | 'destination', step: number, after?: boolean) => 'cut' | undefined;
   /** Wall clock (Unix ms) for delegation validity; default Date.now. */
   wallClock?: () => number;
 }
@@ -394,8 +399,8 @@ export class Host {
     const cp = await this.detachAgent(agentId);
     const t1 = performance.now();
     const epoch = (cp.epoch ?? 0) + 1;
-    const fault = (step: number): void => {
-      if (this.opts.migrationFault?.('source', step) === 'cut') throw new FerryError('FERRY_ERR_ABORTED', `fault injection: channel cut at step ${step}`);
+    const fault = (step: number, after = false): void => {
+      if (this.opts.migrationFault?.('source', step, after) === 'cut') throw new FerryError('FERRY_ERR_ABORTED', `fault injection: channel cut at step ${step}`);
     };
     let ch: MigrationChannel | undefined;
     try {
@@ -426,6 +431,7 @@ export class Host {
       fault(MigrationStep.COMMITTED);
       const done = await ch.recvJson([MigrationStep.COMMITTED, MigrationStep.ABORT]);
       if (done.step === MigrationStep.ABORT) throw abortError(done.value);
+      fault(MigrationStep.COMMITTED, true);
       const report = { detachMs: round2(t1 - t0), commitMs: round2(performance.now() - t1) };
       this.log.info('agent_migrated', { agent: agentId, to: ch.peerHostId, epoch, ...report });
       return report;
