@@ -18,8 +18,9 @@ Usage: ferry ls [--data-dir DIR] [--json]
 
 export const MIGRATE_HELP = `ferry migrate — move an agent to another host (transparent migration)
 
-Usage: ferry migrate AGENT TARGET [--data-dir DIR]
-  AGENT            the agent id (32 hex digits)
+Usage: ferry migrate AGENT[,AGENT…] TARGET [--data-dir DIR]
+  AGENT            the agent id (32 hex digits); several, comma-separated, move as one group
+                   (one channel, admitted together, all or nothing before the commit)
   TARGET           the destination host's data directory, or [HOST_ID@]IP:REDIRECTOR_PORT
   --data-dir DIR   the source host's data directory (default ./ferry-host)
 
@@ -145,7 +146,7 @@ export async function migrateMain(argv: string[], fail: Fail): Promise<number> {
     return 0;
   }
   const [agent, target] = positionals;
-  if (!agent || !target || positionals.length !== 2) fail('usage: ferry migrate AGENT TARGET [--data-dir DIR]');
+  if (!agent || !target || positionals.length !== 2) fail('usage: ferry migrate AGENT[,AGENT…] TARGET [--data-dir DIR]');
   let ip: string;
   let redirectorPort: number;
   let hostId: string | undefined;
@@ -175,7 +176,8 @@ export async function migrateMain(argv: string[], fail: Fail): Promise<number> {
     }
     ({ ip, redirectorPort, hostId } = dest.target);
   }
-  const out = await call(resolve(String(values['data-dir'] ?? 'ferry-host')), 'POST', '/migrate', { agent, ip, redirectorPort, ...(hostId ? { hostId } : {}) }, fail);
+  const group = agent.includes(',') ? agent.split(',').filter((x) => x.length > 0) : undefined;
+  const out = await call(resolve(String(values['data-dir'] ?? 'ferry-host')), 'POST', '/migrate', { ...(group ? { agents: group } : { agent }), ip, redirectorPort, ...(hostId ? { hostId } : {}) }, fail);
   if (out.failed) return 1;
   process.stdout.write(`migrated ${agent} to ${ip}:${redirectorPort}${hostId ? ` (host ${hostId})` : ''} in ${String(out.ms)} ms\n`);
   return 0;

@@ -55,6 +55,8 @@ export interface DemoResult {
   moves: number;
   /** Move phases in which more than one agent moved at the same moment. */
   simultaneousMoves: number;
+  /** Moves of two co-located agents as one group (one channel, all or nothing). */
+  groupMoves: number;
   /** The source's detach per move: suspend, drain and checkpoint of every connection. */
   suspendMs: { p50: number; p90: number; max: number };
   /** From the detach to the destination's commit, after which the connections resume. */
@@ -150,9 +152,12 @@ async function deadPort(): Promise<number> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-type Phase = { kind: 'alone' | 'together' | 'ring' | 'rollback'; agents: number[] };
+type Phase = { kind: 'alone' | 'together' | 'group' | 'ring' | 'rollback'; agents: number[] };
 
-/** The move schedule: per round one agent alone, two neighbours at once, the whole ring at once. */
+/**
+ * The move schedule: per round one agent alone, two neighbours at once, two co-located agents as
+ * one group, the whole ring at once.
+ */
 function schedule(rounds: number): Phase[] {
   const phases: Phase[] = [];
   for (let r = 0; r < rounds; r++) {
@@ -161,6 +166,8 @@ function schedule(rounds: number): Phase[] {
     if (r === 0) phases.push({ kind: 'rollback', agents: [(a + 2) % RING] });
     const b = (2 * r + 1) % RING;
     phases.push({ kind: 'together', agents: [b, (b + 1) % RING] });
+    // Two agents that share a host move as one group (chosen when the phase starts).
+    phases.push({ kind: 'group', agents: [] });
     phases.push({ kind: 'ring', agents: [...Array(RING).keys()] });
   }
   return phases;
@@ -274,6 +281,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const phases = schedule(opts.rounds);
     const mark = (k: number): number => Math.floor((0.75 * (k + 1) * total) / phases.length);
     let simultaneous = 0;
+    let groups = 0;
     const deadline = Date.now() + (opts.seconds * 6 + 60) * 1000;
     for (const [k, ph] of phases.entries()) {
       while (delivered < mark(k)) {
@@ -281,6 +289,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         await sleep(20);
       }
       await poll();
+      if (ph.kind === 'group') {
+        const h = [...Array(HOSTS).keys()].find((x) => at.filter((y) => y === x).length >= 2)!;
+        ph.agents = [...at.keys()].filter((i) => at[i] === h).slice(0, 2);
+      }
       const late = ph.agents.filter((i) => ended.has(ring[i]!));
       if (late.length > 0) {
         problems.push(`${late.map((i) => `R${i}`).join(', ')} finished before the move planned at ${Math.round((mark(k) / total) * 100)}% (use more --bytes or --seconds)`);
@@ -291,11 +303,30 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           ? `moving R${ph.agents[0]} alone`
           : ph.kind === 'together'
             ? `moving R${ph.agents[0]} and R${ph.agents[1]} at once (both ends of a connection)`
-            : ph.kind === 'ring'
-              ? `moving the whole ring at once`
-              : `moving R${ph.agents[0]} to a host that is down (it must roll back)`;
+            : ph.kind === 'group'
+              ? `moving R${ph.agents[0]} and R${ph.agents[1]} from host${at[ph.agents[0]!]} as one group`
+              : ph.kind === 'ring'
+                ? `moving the whole ring at once`
+                : `moving R${ph.agents[0]} to a host that is down (it must roll back)`;
       show(true);
-      if (ph.kind === 'rollback') {
+      if (ph.kind === 'group') {
+        const [i, j] = ph.agents as [number, number];
+        const to = (at[i]! + 1) % HOSTS;
+        try {
+          const r = await hosts[at[i]!]!.request('POST', '/migrate', { agents: [ring[i], ring[j]], ...hosts[to]!.target });
+          migrations += 2;
+          groups++;
+          at[i] = to;
+          at[j] = to;
+          if (typeof r.detachMs === 'number') suspendMs.push(r.detachMs);
+          if (typeof r.commitMs === 'number') resumeMs.push(r.commitMs);
+        } catch (err) {
+          if (!isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK')) throw err;
+          rollbacks += 2;
+          problems.push(`moving R${i} and R${j} as a group rolled back: ${isFerryError(err.cause) ? err.cause.code : err.message}`);
+        }
+        simultaneous++;
+      } else if (ph.kind === 'rollback') {
         await move(ph.agents[0]!, down, undefined);
         const listed = ((await hosts[at[ph.agents[0]!]!]!.request('GET', '/status')).agents as { id: AgentId }[]).some((a) => a.id === ring[ph.agents[0]!]);
         if (!listed) problems.push(`R${ph.agents[0]} is not at its source after the rollback`);
@@ -349,6 +380,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       duplicated: directions.reduce((s, d) => s + Math.max(0, d.delivered - d.sent), 0),
       moves: migrations,
       simultaneousMoves: simultaneous,
+      groupMoves: groups,
       suspendMs: percentiles(suspendMs),
       resumeMs: percentiles(resumeMs),
       security: opts.security,
@@ -374,7 +406,7 @@ export function formatVerdict(r: DemoResult): string {
   return [
     `${r.ok ? 'PASS' : 'FAIL'}: ${r.ok ? `every byte of the ring's ${r.directions.length} streams arrived exactly once, in order` : 'the streams differ'} (security ${r.security ? 'on' : 'off'}, ${r.seconds} s)`,
     ...r.directions.map((d) => `  ${d.from} → ${d.to}: sent ${formatBytes(d.sent)}, delivered ${formatBytes(d.delivered)}, CRC-32 and per-byte check ${d.digestsEqual ? 'equal' : 'DIFFERENT'}`),
-    `  ${r.agents} agents in 3 host processes: ${r.migrations} migrations (${r.simultaneousMoves} phases with several agents moving at once), ${r.rollbacks} rolled back; lost ${r.lost} B, duplicated ${r.duplicated} B`,
+    `  ${r.agents} agents in 3 host processes: ${r.migrations} migrations (${r.simultaneousMoves} phases with several agents moving at once, ${r.groupMoves} of them as one group), ${r.rollbacks} rolled back; lost ${r.lost} B, duplicated ${r.duplicated} B`,
     `  per move: detach (suspend + drain + checkpoint) p50 ${r.suspendMs.p50} ms, p90 ${r.suspendMs.p90} ms · transfer to commit p50 ${r.resumeMs.p50} ms, p90 ${r.resumeMs.p90} ms`,
     ...r.problems.map((p) => `  problem: ${p}`),
   ].join('\n');

@@ -15,8 +15,9 @@ const HELP = `ferry — mobile agents whose connections travel with them
 Usage:
   ferry demo [options]      a rendezvous and three host processes on loopback; a ring of five
                             confined agents streams checksummed data both ways while they
-                            migrate alone, two at once, all five at once, and once to a host
-                            that is down (rolled back); prints progress and a verdict
+                            migrate alone, two at once, two co-located as one group, all five
+                            at once, and once to a host that is down (rolled back); prints
+                            progress and a verdict
   ferry bench [options]     the paper's evaluation against raw TCP, TLS 1.3 and js-libp2p in
                             one run (--quick, --suite NAME, --json, --out DIR; see bench --help)
   ferry rendezvous [opts]   the location service on one UDP port (--port, --host,
@@ -34,7 +35,8 @@ Demo options:
   --bytes N                 bytes over the ring's ten directions together
                             (default 41943040 = 40 MiB, 4 MiB per direction)
   --rounds N                rounds of moves spread over the stream, each: one agent alone,
-                            two neighbours at once, the whole ring at once (default 2)
+                            two neighbours at once, two co-located agents as one group, the
+                            whole ring at once (default 2)
   --seconds N               how long the agents take to stream (they pace themselves; default 8)
   --no-security             plain handshake and frames (to measure the cost of security)
   --json                    end the output with one JSON line holding the verdict

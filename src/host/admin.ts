@@ -110,13 +110,16 @@ async function handle(host: Host, ext: AdminExtensions, req: IncomingMessage): P
   }
   if (req.method === 'POST' && req.url === '/migrate') {
     const b = await readJson(req);
-    const agent = parseId(String(b.agent ?? ''));
+    // One agent ("agent"), or co-located agents moving as one group ("agents").
+    const group = Array.isArray(b.agents) ? (b.agents as unknown[]).map((x) => parseId(String(x))) : undefined;
+    const agent = group ? undefined : parseId(String(b.agent ?? ''));
     const ip = typeof b.ip === 'string' ? b.ip : '';
     const redirectorPort = Number(b.redirectorPort);
     if (!ip || !Number.isInteger(redirectorPort) || redirectorPort <= 0 || redirectorPort > 65535) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'migrate needs ip and redirectorPort');
     const started = performance.now();
-    const report = await host.migrateAgent(agent, { ip, redirectorPort, ...(typeof b.hostId === 'string' ? { hostId: b.hostId as HostId } : {}) });
-    return { migrated: agent, ms: Math.round((performance.now() - started) * 100) / 100, ...(report ?? {}) };
+    const t = { ip, redirectorPort, ...(typeof b.hostId === 'string' ? { hostId: b.hostId as HostId } : {}) };
+    const report = group ? await host.migrateGroup(group, t) : await host.migrateAgent(agent!, t);
+    return { migrated: group ?? agent, ms: Math.round((performance.now() - started) * 100) / 100, ...(report ?? {}) };
   }
   if (req.method === 'POST' && req.url === '/launch') {
     if (!ext.launch) throw new FerryError('FERRY_ERR_REFUSED', 'this host runs no agent runtime');

@@ -68,6 +68,24 @@ export interface MigrationReport {
   commitMs: number;
 }
 
+/** One agent of a move: its id, and for an agent with code, the runtime's outgoing half. */
+export interface GroupMember {
+  agentId: AgentId;
+  outgoing?: OutgoingAgent;
+}
+
+/** How a move ended for one agent: committed at the destination, or rolled back here. */
+export type MemberOutcome = { agentId: AgentId; committed: true; report: MigrationReport } | { agentId: AgentId; committed: false; error: FerryError };
+
+/** A group move's result for an operator: the report, or one error naming what rolled back. */
+export function groupResult(outcomes: MemberOutcome[]): MigrationReport | undefined {
+  const failed = outcomes.filter((o): o is Extract<MemberOutcome, { committed: false }> => !o.committed);
+  if (failed.length === 0) return (outcomes[0] as Extract<MemberOutcome, { committed: true }> | undefined)?.report;
+  const moved = outcomes.filter((o) => o.committed).map((o) => o.agentId);
+  const first = failed[0]!.error;
+  throw new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `${failed.map((o) => o.agentId).join(', ')} rolled back${moved.length > 0 ? `; ${moved.join(', ')} moved` : ''}: ${isFerryError(first.cause) ? first.cause.code : first.code}`, { cause: first.cause ?? first });
+}
+
 /** Everything that moves with an agent between hosts (issue 2: without the agent runtime). */
 export interface AgentCheckpoint {
   v: 1;
@@ -373,10 +391,11 @@ export class Host {
 
   /**
    * Migrate an agent to another host over the authenticated migration channel (the HIP paper's
-   * five steps). Resolves once the destination committed. On any failure before the commit the
-   * agent is re-attached here and the promise rejects with FERRY_ERR_MIGRATION_ROLLED_BACK; if
-   * the destination did commit but its answer was lost, the rollback's compare-and-set fails and
-   * the migration counts as done.
+   * five steps). Resolves once the destination committed. The destination admits the agent
+   * before anything here is paused: a refusal (policy, credential, collision, a host that is
+   * down) rejects with FERRY_ERR_MIGRATION_ROLLED_BACK while the agent never stopped. On a
+   * failure after the detach the agent is re-attached here; if the destination did commit but its
+   * answer was lost, the rollback's compare-and-set fails and the migration counts as done.
    *
    * Agents with code (run by this host's runtime) move with `outgoing` from the runtime: its
    * landing (code, credential, state) and sealed connections travel inside the streamed
@@ -391,40 +410,117 @@ export class Host {
       } catch (err) {
         // ctx.migrate reports the destination's own code; an operator is told that the agent
         // rolled back and runs on here, with that code as the cause.
-        if (isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK') || !this.agents.has(agentId)) throw err;
-        throw new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `migration of ${agentId} rolled back: ${isFerryError(err) ? err.code : String(err)}`, { cause: err });
+        throw this.operatorError(err, [agentId]);
       }
     }
-    const t0 = performance.now();
-    const cp = await this.detachAgent(agentId);
-    const t1 = performance.now();
-    const epoch = (cp.epoch ?? 0) + 1;
+    const [outcome] = await this.migrateMembers([{ agentId, ...(outgoing ? { outgoing } : {}) }], target);
+    if (!outcome!.committed) throw outcome!.error;
+    return outcome!.report;
+  }
+
+  /**
+   * Move co-located agents as one group (the HIP paper's end-point group): one channel, one
+   * admission of them all at the destination, one checkpoint. Before the commit the group is all
+   * or nothing: any refusal or failure leaves every member running here. The commit registers each
+   * member in turn; should the location service fail between two of them, the members already
+   * registered live at the destination and the rest roll back here, each still on exactly one
+   * host, and this rejects naming them. Agents run by the runtime move through it.
+   */
+  async migrateGroup(agentIds: AgentId[], target: MigrationTarget): Promise<MigrationReport | undefined> {
+    const ids = [...new Set(agentIds)];
+    if (ids.length === 0 || ids.length > limit('MIGRATION_GROUP_AGENTS')) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `a group has 1 to ${limit('MIGRATION_GROUP_AGENTS')} agents, not ${ids.length}`);
+    for (const id of ids) this.agent(id);
+    const run = this.runtime?.agentIds() ?? [];
+    const withCode = ids.filter((id) => run.includes(id));
+    if (withCode.length > 0) {
+      if (withCode.length !== ids.length) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'a group is either all agents with code or all without');
+      try {
+        return await this.runtime!.migrateGroup(ids, formatMigrationTarget(target));
+      } catch (err) {
+        throw this.operatorError(err, ids);
+      }
+    }
+    const outcomes = await this.migrateMembers(
+      ids.map((agentId) => ({ agentId })),
+      target,
+    );
+    return groupResult(outcomes);
+  }
+
+  /** An operator is told that a move rolled back (and the agents run on here), with the cause. */
+  private operatorError(err: unknown, ids: AgentId[]): unknown {
+    if (isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK') || !ids.some((id) => this.agents.has(id))) return err;
+    return new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `migration of ${ids.join(', ')} rolled back: ${isFerryError(err) ? err.code : String(err)}`, { cause: err });
+  }
+
+  /**
+   * The five steps for one agent or a group, over one channel; per member, whether it committed
+   * at the destination or rolled back here (the runtime's group move calls this with outgoings).
+   * The order keeps the pause short and refusals harmless: the channel opens, the destination
+   * checks the delegations, admits the agents and checks their connection ids (steps 1–3), and
+   * only then are the members detached here (suspend and drain), confirmed and streamed (4–5).
+   */
+  async migrateMembers(members: GroupMember[], target: MigrationTarget): Promise<MemberOutcome[]> {
+    if (members.length === 0 || members.length > limit('MIGRATION_GROUP_AGENTS')) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `a group has 1 to ${limit('MIGRATION_GROUP_AGENTS')} agents`);
+    const recs = members.map((m) => this.agent(m.agentId));
+    if (new Set(members.map((m) => m.agentId)).size !== members.length) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'an agent is listed twice');
     const fault = (step: number, after = false): void => {
       if (this.opts.migrationFault?.('source', step, after) === 'cut') throw new FerryError('FERRY_ERR_ABORTED', `fault injection: channel cut at step ${step}`);
     };
+    const t0 = performance.now();
+    let t1 = t0;
     let ch: MigrationChannel | undefined;
+    let cps: AgentCheckpoint[] | undefined;
+    let epochs: number[] = [];
     try {
       ch = await MigrationChannel.open(this.env.dial(target.ip, target.redirectorPort), this.identity, this.clock, target.hostId);
-      const agent = Identity.fromSeed(Buffer.from(cp.agentSeed, 'hex'));
-      // 1. the delegation: the agent key signs a fresh one-link chain for the destination.
+      epochs = await Promise.all(members.map(async (m) => ((await this.location.lookup(m.agentId))?.epoch ?? 0) + 1));
+      // 1. the delegations: each agent key signs a fresh one-link chain for the destination; and
+      //    what the destination's runtime needs to admit an agent with code before anything moves.
       fault(MigrationStep.DELEGATE);
-      const chain = freshChain(agent, ch.peerHostKey, epoch, this.wallClock());
-      ch.send(MigrationStep.DELEGATE, { agent: agent.id, agentKey: agent.publicRaw.toString('hex'), epoch, chain: encodeChain(chain).toString('hex') });
-      // 2. the agent's peers (its connections).
+      const peerHostKey = ch.peerHostKey;
+      ch.send(MigrationStep.DELEGATE, {
+        agents: recs.map((a, i) => {
+          const l = members[i]!.outgoing?.landing;
+          return {
+            agent: a.identity.id,
+            agentKey: a.identity.publicRaw.toString('hex'),
+            epoch: epochs[i],
+            chain: encodeChain(freshChain(a.identity, peerHostKey, epochs[i]!, this.wallClock())).toString('hex'),
+            ...(l ? { admission: { owner: l.owner, codeHash: l.codeHash, credential: l.credential } } : {}),
+          };
+        }),
+      });
+      // 2. the agents' peers (their connections as of now; the checkpoint carries the final set).
       fault(MigrationStep.PEERS);
-      ch.send(MigrationStep.PEERS, { connections: cp.endpoints.map((e) => ({ id: e.connectionId, role: e.role, peer: e.peerAgent })) });
-      // 3. the destination's answer: the connection ids it will use (no collision with its own).
+      ch.send(MigrationStep.PEERS, {
+        connections: recs.flatMap((a) => [...a.sockets.keys()].filter((ep) => ep.state !== 'CLOSED').map((ep) => ({ agent: a.identity.id, id: ep.connectionId.toString('hex'), role: ep.role, peer: ep.peerAgent }))),
+      });
+      // 3. the destination's answer: admitted, and no collision with its own connection ids.
       fault(MigrationStep.CONNECTION_IDS);
       const ids = await ch.recvJson([MigrationStep.CONNECTION_IDS, MigrationStep.ABORT]);
       if (ids.step === MigrationStep.ABORT) throw abortError(ids.value);
       if (ids.value.ok !== true) throw new FerryError('FERRY_ERR_CONNECTION_ID_COLLISION', `destination has ${JSON.stringify(ids.value.collisions)}`);
+      // Only now is anything paused: detach every member (suspend, drain, checkpoint).
+      const detached = await Promise.allSettled(members.map((m) => this.detachAgent(m.agentId)));
+      const failedDetach = detached.find((r) => r.status === 'rejected');
+      if (failedDetach) {
+        // A member that could not detach runs on (detachAgent undid itself); so do the others.
+        for (const r of detached) if (r.status === 'fulfilled') await this.attachAgent(r.value);
+        throw (failedDetach as PromiseRejectedResult).reason;
+      }
+      cps = detached.map((r) => (r as PromiseFulfilledResult<AgentCheckpoint>).value);
+      t1 = performance.now();
       // 4. confirm.
       fault(MigrationStep.CONFIRM);
       ch.send(MigrationStep.CONFIRM, {});
-      // 5. the checkpoint, streamed, with its length and digest.
+      // 5. the checkpoints, streamed, with their length and digest.
       fault(MigrationStep.CHECKPOINT_PART);
-      const landing = outgoing ? { ...outgoing.landing, connections: outgoing.seal() } : undefined;
-      const bytes = Buffer.from(JSON.stringify(landing ? { ...cp, landing } : cp));
+      const agents = cps.map((cp, i) => {
+        const o = members[i]!.outgoing;
+        return o ? { ...cp, landing: { ...o.landing, connections: o.seal() } } : cp;
+      });
+      const bytes = Buffer.from(JSON.stringify({ agents }));
       const part = limit('MAX_FRAME_PAYLOAD') - 64;
       for (let at = 0; at < bytes.length; at += part) ch.send(MigrationStep.CHECKPOINT_PART, bytes.subarray(at, at + part));
       ch.send(MigrationStep.CHECKPOINT_END, { length: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
@@ -433,24 +529,34 @@ export class Host {
       if (done.step === MigrationStep.ABORT) throw abortError(done.value);
       fault(MigrationStep.COMMITTED, true);
       const report = { detachMs: round2(t1 - t0), commitMs: round2(performance.now() - t1) };
-      this.log.info('agent_migrated', { agent: agentId, to: ch.peerHostId, epoch, ...report });
-      return report;
+      for (const [i, m] of members.entries()) this.log.info('agent_migrated', { agent: m.agentId, to: ch.peerHostId, epoch: epochs[i], group: members.length, ...report });
+      return members.map((m) => ({ agentId: m.agentId, committed: true, report }));
     } catch (err) {
       ch?.cut();
       const cause = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
-      try {
-        const attached = await this.attachAgent(cp);
-        outgoing?.reattach(attached);
-      } catch (rollbackErr) {
-        if (isFerryError(rollbackErr, 'FERRY_ERR_STALE_EPOCH')) {
-          // The destination registered first: it committed, only its answer was lost.
-          this.log.info('agent_migrated', { agent: agentId, epoch, note: 'commit inferred from the location epoch' });
-          return undefined;
+      const outcomes: MemberOutcome[] = [];
+      for (const [i, m] of members.entries()) {
+        const rolledBack = (): MemberOutcome => {
+          this.log.warn('migration_rolled_back', { agent: m.agentId, code: cause.code, detail: cause.message, ...(members.length > 1 ? { group: members.length } : {}) });
+          return { agentId: m.agentId, committed: false, error: new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `migration of ${m.agentId} rolled back: ${cause.code}`, { cause }) };
+        };
+        // Nothing detached yet: the agent never stopped.
+        if (!cps) {
+          outcomes.push(rolledBack());
+          continue;
         }
-        throw rollbackErr;
+        try {
+          const attached = await this.attachAgent(cps[i]!);
+          m.outgoing?.reattach(attached);
+          outcomes.push(rolledBack());
+        } catch (rollbackErr) {
+          if (!isFerryError(rollbackErr, 'FERRY_ERR_STALE_EPOCH')) throw rollbackErr;
+          // The destination registered first: it committed, only its answer was lost.
+          this.log.info('agent_migrated', { agent: m.agentId, epoch: epochs[i], note: 'commit inferred from the location epoch' });
+          outcomes.push({ agentId: m.agentId, committed: true, report: { detachMs: round2(t1 - t0), commitMs: round2(performance.now() - t1) } });
+        }
       }
-      this.log.warn('migration_rolled_back', { agent: agentId, code: cause.code, detail: cause.message });
-      throw new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `migration of ${agentId} rolled back: ${cause.code}`, { cause });
+      return outcomes;
     } finally {
       ch?.close();
     }
@@ -468,24 +574,40 @@ export class Host {
     try {
       ch = await MigrationChannel.accept(sock, hello, rest, this.identity, this.clock);
       if (this.opts.acceptMigrationFrom && !this.opts.acceptMigrationFrom(ch.peerHostId)) throw new FerryError('FERRY_ERR_REFUSED', `migrations from host ${ch.peerHostId} are not accepted`);
+      // 1. the delegations, each verified from the agent id to this host at the epoch it names;
+      //    agents with code are admitted now, before the source pauses anything.
       const d = (await ch.recvJson([MigrationStep.DELEGATE])).value;
       fault(MigrationStep.DELEGATE);
-      const agentId = parseId(str(d.agent, 'agent'));
-      const agentKey = Buffer.from(str(d.agentKey, 'agentKey'), 'hex');
-      const epoch = int(d.epoch, 'epoch');
-      const chain = decodeChain(Buffer.from(str(d.chain, 'chain'), 'hex')).value;
-      const rep = verifyChain(agentId, agentKey, chain, this.wallClock());
-      if (rep.subjectId !== this.id || rep.epoch !== epoch) throw new FerryError('FERRY_ERR_CHAIN_BROKEN', 'the delegation does not name this host at this epoch');
+      if (!Array.isArray(d.agents) || d.agents.length === 0 || d.agents.length > limit('MIGRATION_GROUP_AGENTS')) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'DELEGATE.agents');
+      const group = (d.agents as unknown[]).map((x) => {
+        const o = (typeof x === 'object' && x !== null ? x : {}) as Record<string, unknown>;
+        const agentId = parseId(str(o.agent, 'agent'));
+        const agentKey = Buffer.from(str(o.agentKey, 'agentKey'), 'hex');
+        const epoch = int(o.epoch, 'epoch');
+        const rep = verifyChain(agentId, agentKey, decodeChain(Buffer.from(str(o.chain, 'chain'), 'hex')).value, this.wallClock());
+        if (rep.subjectId !== this.id || rep.epoch !== epoch) throw new FerryError('FERRY_ERR_CHAIN_BROKEN', 'the delegation does not name this host at this epoch');
+        if (this.agents.has(agentId)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `agent ${agentId} already lives here`);
+        return { agentId, epoch, admission: o.admission };
+      });
+      if (new Set(group.map((g) => g.agentId)).size !== group.length) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'an agent is listed twice');
+      for (const g of group) {
+        if (g.admission === undefined) continue;
+        if (!this.runtime) throw new FerryError('FERRY_ERR_REFUSED', 'this host runs no agent runtime');
+        const a = g.admission as Record<string, unknown>;
+        this.runtime.admitAhead({ agentId: g.agentId, codeHash: str(a.codeHash, 'codeHash'), credential: str(a.credential, 'credential') });
+      }
+      // 2–3. their connections, checked against the connection ids that live here.
       const p = (await ch.recvJson([MigrationStep.PEERS])).value;
       fault(MigrationStep.PEERS);
       if (!Array.isArray(p.connections) || p.connections.length > limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'PEERS.connections');
-      const listed = (p.connections as unknown[]).map((c) => {
-        const o = c as Record<string, unknown>;
-        const role = str(o.role, 'role');
-        if (role !== 'client' && role !== 'server') throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'PEERS role');
-        return key(str(o.id, 'id'), role);
-      });
-      const collisions = listed.filter((k) => this.endpoints.has(k));
+      const collisions = (p.connections as unknown[])
+        .map((c) => {
+          const o = (typeof c === 'object' && c !== null ? c : {}) as Record<string, unknown>;
+          const role = str(o.role, 'role');
+          if (role !== 'client' && role !== 'server') throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'PEERS role');
+          return key(str(o.id, 'id'), role);
+        })
+        .filter((k) => this.endpoints.has(k));
       ch.send(MigrationStep.CONNECTION_IDS, { ok: collisions.length === 0, collisions });
       fault(MigrationStep.CONNECTION_IDS);
       if (collisions.length > 0) return;
@@ -500,32 +622,42 @@ export class Host {
           const all = Buffer.concat(parts, size);
           if (int(end.length, 'length') !== size || createHash('sha256').update(all).digest('hex') !== end.sha256) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'checkpoint length or digest mismatch');
           fault(MigrationStep.CHECKPOINT_END);
-          const { landing, ...cp } = JSON.parse(all.toString('utf8')) as AgentCheckpoint;
-          if (Identity.fromSeed(Buffer.from(str(cp.agentSeed, 'agentSeed'), 'hex')).id !== agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'checkpoint is for another agent');
-          if (!Array.isArray(cp.endpoints) || cp.endpoints.length !== listed.length || cp.endpoints.some((e, i) => key(e.connectionId, e.role) !== listed[i])) {
-            throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'checkpoint connections differ from the announced peers');
-          }
-          // An agent with code: this host's runtime must admit it (credential, code hash, policy)
-          // before anything commits; its refusal code goes back in the ABORT.
+          const body = JSON.parse(all.toString('utf8')) as { agents?: unknown };
+          if (!Array.isArray(body.agents) || body.agents.length !== group.length) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'checkpoint agents differ from the delegations');
+          const arriving = (body.agents as AgentCheckpoint[]).map(({ landing, ...cp }, i) => {
+            const g = group[i]!;
+            if (Identity.fromSeed(Buffer.from(str(cp.agentSeed, 'agentSeed'), 'hex')).id !== g.agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'checkpoint is for another agent');
+            if (!Array.isArray(cp.endpoints)) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'checkpoint endpoints');
+            if ((landing === undefined) !== (g.admission === undefined)) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'a landing without admission, or an admission without landing');
+            return { g, cp, landing };
+          });
+          // Agents with code: this host's runtime admits each whole landing (credential, code
+          // hash, policy) before anything commits; a refusal code goes back in the ABORT.
           const runtime = this.runtime;
-          if (landing !== undefined) {
-            if (!runtime) throw new FerryError('FERRY_ERR_REFUSED', 'this host runs no agent runtime');
-            if (typeof landing !== 'object' || landing === null || landing.agentId !== agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'landing is for another agent');
-            runtime.admit(landing);
+          for (const { g, landing } of arriving) {
+            if (landing === undefined) continue;
+            if (typeof landing !== 'object' || landing === null || landing.agentId !== g.agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'landing is for another agent');
+            runtime!.admit(landing);
           }
-          const attached = await this.attachAgent({ ...cp, epoch: epoch - 1 });
-          if (landing !== undefined && runtime) {
-            try {
-              await runtime.land(landing, attached);
-            } catch (err) {
-              // Past the commit point (the location names this host): the agent cannot run.
-              this.log.error('agent_land_failed', { agent: agentId, code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: String((err as Error).message) });
-              this.removeAgent(agentId);
-              throw err;
+          // The commit, member by member: registering epoch + 1 (a compare-and-set) is the point
+          // of no return for each. A failure stops here; the members not yet registered roll back
+          // at the source, which learns of the others from their epochs.
+          const epochs: Record<string, number> = {};
+          for (const { g, cp, landing } of arriving) {
+            const attached = await this.attachAgent({ ...cp, epoch: g.epoch - 1 });
+            epochs[g.agentId] = g.epoch;
+            if (landing !== undefined && runtime) {
+              try {
+                await runtime.land(landing, attached);
+              } catch (err) {
+                // Past the commit point (the location names this host): the agent cannot run.
+                this.log.error('agent_land_failed', { agent: g.agentId, code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: String((err as Error).message) });
+                this.removeAgent(g.agentId);
+              }
             }
           }
           fault(MigrationStep.COMMITTED);
-          ch.send(MigrationStep.COMMITTED, { epoch });
+          ch.send(MigrationStep.COMMITTED, { epochs });
           return;
         }
         if (parts.length === 0) fault(MigrationStep.CHECKPOINT_PART);

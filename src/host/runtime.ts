@@ -27,7 +27,7 @@ import type { AgentServerSocket, AgentSocket } from '../connection/index.js';
 import { parseId, type AgentId, type Identity } from '../identity/index.js';
 import { ERRORS, FerryError, isFerryError, limit, silentLogger, systemClock, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
 import { parseWorkerMessage, type Consumed, type HostMessage, type SocketInfo, type WorkerInit, type WorkerMessage } from './agent-protocol.js';
-import { parseMigrationTarget, type Host, type MigrationReport, type MigrationTarget } from './host.js';
+import { groupResult, parseMigrationTarget, type GroupMember, type Host, type MemberOutcome, type MigrationReport, type MigrationTarget } from './host.js';
 import {
   checkConnect,
   checkListen,
@@ -79,6 +79,12 @@ export interface RuntimeHost {
    * first. The worker then thaws and the agent runs on here.
    */
   migrate(agentId: AgentId, target: string, outgoing: OutgoingAgent): Promise<MigrationReport | undefined | void>;
+  /**
+   * Move several agents as one group (optional; {@link channelHost} has it): the same contract
+   * as `migrate` for each member, over one channel, resolving with each member's outcome. A
+   * member that rolled back has been re-attached (and `reattach` called) when this resolves.
+   */
+  migrateGroup?(members: GroupMember[], target: string): Promise<MemberOutcome[]>;
   /** The owner of another agent, when the host knows it (for policy rules by owner). */
   ownerOf?(agentId: AgentId): OwnerId | undefined | Promise<OwnerId | undefined>;
 }
@@ -638,10 +644,38 @@ export class AgentRuntime extends EventEmitter {
       throw isFerryError(err) && (err.code === 'FERRY_ERR_NO_CREDENTIAL' || err.code === 'FERRY_ERR_BAD_CREDENTIAL') ? err : new FerryError('FERRY_ERR_BAD_CREDENTIAL', `credential: ${String((err as Error).message)}`);
     }
     const codeHash = codeHashOf(code);
+    return { cred, grant: this.grantOf(cred, codeHash, agentKey), codeHash };
+  }
+
+  /** The credential's part of admission: valid now, for this code and key; policy grants `land`. */
+  private grantOf(cred: AgentCredential, codeHash: string, agentKey: Uint8Array | undefined): AgentGrant {
     verifyCredential(cred, { agentKey: agentKey ?? cred.agentKey, codeHash, now: this.now() });
     const grant = grantFor(this.opts.policy, cred);
     if (this.agents.has(cred.agentId)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `agent ${cred.agentId} already runs here`);
-    return { cred, grant, codeHash };
+    return grant;
+  }
+
+  /**
+   * Admission before a move pauses anything: the credential (signed by its owner, for this agent,
+   * valid now, for the code hash the source announces), the policy's `land` for that owner, and
+   * room for one more agent. The code itself arrives with the checkpoint, where {@link admit}
+   * checks that it hashes to that hash. A refusal is a typed error and one `agent_refused` line.
+   */
+  admitAhead(a: { agentId: AgentId; codeHash: string; credential: string }): void {
+    try {
+      if (this.closed) throw new FerryError('FERRY_ERR_ABORTED', 'runtime closed');
+      if (this.agents.size >= limit('AGENT_MAX_PER_HOST')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `${limit('AGENT_MAX_PER_HOST')} agents already run here`);
+      let cred: AgentCredential;
+      try {
+        cred = toCredential(a.credential);
+      } catch (err) {
+        throw isFerryError(err) && (err.code === 'FERRY_ERR_NO_CREDENTIAL' || err.code === 'FERRY_ERR_BAD_CREDENTIAL') ? err : new FerryError('FERRY_ERR_BAD_CREDENTIAL', `credential: ${String((err as Error).message)}`);
+      }
+      if (cred.agentId !== a.agentId) throw new FerryError('FERRY_ERR_BAD_CREDENTIAL', `credential is for agent ${cred.agentId}, the move is agent ${a.agentId}`);
+      this.grantOf(cred, a.codeHash, undefined);
+    } catch (err) {
+      throw this.refused('land', toFerry(err), { agent: a.agentId });
+    }
   }
 
   /**
@@ -739,18 +773,65 @@ export class AgentRuntime extends EventEmitter {
     const a = this.agents.get(agentId);
     if (!a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${agentId} does not run here`);
     if (a.phase !== 'running') throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `agent ${agentId} is ${a.phase}`);
-    const id = ++a.freezeSeq;
-    const reply = await new Promise<Extract<WorkerMessage, { t: 'frozen' }>>((resolve, reject) => {
-      a.freezeWaiters.set(id, { resolve, reject });
-      a.post({ t: 'freeze', id });
-    });
-    if (!reply.ok) throw new FerryError(reply.code as ErrorCode, reply.message);
+    const reply = await this.freeze(a);
     try {
       return await this.move(a, target, reply.state, reply.consumed);
     } catch (err) {
       if (a.phase === 'running') a.post({ t: 'thaw' });
       throw err;
     }
+  }
+
+  /** Ask the worker to freeze for a move; resolves with its state and read offsets. */
+  private async freeze(a: RunningAgent): Promise<Extract<WorkerMessage, { t: 'frozen'; ok: true }>> {
+    const id = ++a.freezeSeq;
+    const reply = await new Promise<Extract<WorkerMessage, { t: 'frozen' }>>((resolve, reject) => {
+      a.freezeWaiters.set(id, { resolve, reject });
+      a.post({ t: 'freeze', id });
+    });
+    if (!reply.ok) throw new FerryError(reply.code as ErrorCode, reply.message);
+    return reply;
+  }
+
+  /**
+   * An operator moves co-located agents as one group (the HIP paper's end-point group): every
+   * member freezes, then all go over one channel (`RuntimeHost.migrateGroup`). Before the commit
+   * it is all or nothing: if one member cannot freeze or seal, or the destination refuses one,
+   * every member thaws and runs on here.
+   */
+  async migrateGroup(agentIds: AgentId[], target: string): Promise<MigrationReport | undefined> {
+    const host = this.host;
+    if (!host.migrateGroup) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'this host binding cannot move agents as a group');
+    const ids = [...new Set(agentIds)];
+    const agents = ids.map((id) => {
+      const a = this.agents.get(id);
+      if (!a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${id} does not run here`);
+      if (a.phase !== 'running') throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `agent ${id} is ${a.phase}`);
+      return a;
+    });
+    const frozen = await Promise.allSettled(agents.map((a) => this.freeze(a)));
+    const refused = frozen.find((r) => r.status === 'rejected');
+    if (refused) {
+      for (const [i, r] of frozen.entries()) if (r.status === 'fulfilled' && agents[i]!.phase === 'running') agents[i]!.post({ t: 'thaw' });
+      throw (refused as PromiseRejectedResult).reason;
+    }
+    const batch = new GroupBatch(agents.length, (members) => host.migrateGroup!(members, target));
+    const settled = await Promise.allSettled(
+      agents.map(async (a, i) => {
+        const reply = (frozen[i] as PromiseFulfilledResult<Extract<WorkerMessage, { t: 'frozen'; ok: true }>>).value;
+        try {
+          return await this.move(a, target, reply.state, reply.consumed, batch);
+        } catch (err) {
+          if (a.phase === 'running') a.post({ t: 'thaw' });
+          throw err;
+        }
+      }),
+    );
+    return groupResult(
+      settled.map((r, i): MemberOutcome =>
+        r.status === 'fulfilled' ? { agentId: ids[i]!, committed: true, report: r.value ?? { detachMs: 0, commitMs: 0 } } : { agentId: ids[i]!, committed: false, error: toFerry(r.reason) },
+      ),
+    );
   }
 
   /** Stop an agent (operator): its connections are aborted. */
@@ -1090,7 +1171,7 @@ export class AgentRuntime extends EventEmitter {
 
   // ---------------------------------------------------------------- moves
 
-  private async move(a: RunningAgent, target: string, rawState: unknown, consumed: Consumed): Promise<MigrationReport | undefined> {
+  private async move(a: RunningAgent, target: string, rawState: unknown, consumed: Consumed, group?: GroupBatch): Promise<MigrationReport | undefined> {
     a.phase = 'moving';
     for (const p of a.pumps.values()) p.freeze();
     const at = new Map(consumed);
@@ -1135,9 +1216,10 @@ export class AgentRuntime extends EventEmitter {
           return carried;
         },
       };
-      report = (await this.host.migrate(a.id, target, outgoing)) ?? undefined;
+      report = (await (group ? group.submit(a.id, outgoing) : this.host.migrate(a.id, target, outgoing))) ?? undefined;
     } catch (err) {
       const e = toFerry(err);
+      group?.withdraw(e);
       if (e.code === 'FERRY_ERR_AGENT_PROTOCOL') {
         a.phase = 'running';
         this.fail(a, e.code, e.message);
@@ -1157,6 +1239,56 @@ export class AgentRuntime extends EventEmitter {
     }
     this.end(a, { agentId: a.id, reason: 'migrated', target });
     return report;
+  }
+}
+
+/**
+ * The members of a runtime group move meet here: each member's `move` submits its outgoing half,
+ * and when all have, the group goes to the host at once. A member that fails before submitting
+ * (its state too large, say) withdraws the group: nothing was detached, and every member thaws.
+ */
+class GroupBatch {
+  private readonly members: GroupMember[] = [];
+  private readonly waiters = new Map<AgentId, { resolve: (r: MigrationReport) => void; reject: (e: FerryError) => void }>();
+  private phase: 'collecting' | 'running' | 'withdrawn' = 'collecting';
+  private failure: FerryError | undefined;
+
+  constructor(
+    private readonly size: number,
+    private readonly run: (members: GroupMember[]) => Promise<MemberOutcome[]>,
+  ) {}
+
+  submit(agentId: AgentId, outgoing: OutgoingAgent): Promise<MigrationReport> {
+    if (this.phase === 'withdrawn') return Promise.reject(this.failure!);
+    return new Promise((resolve, reject) => {
+      this.members.push({ agentId, outgoing });
+      this.waiters.set(agentId, { resolve, reject });
+      if (this.members.length === this.size) this.start();
+    });
+  }
+
+  withdraw(cause: FerryError): void {
+    if (this.phase !== 'collecting') return;
+    this.phase = 'withdrawn';
+    this.failure = new FerryError('FERRY_ERR_ABORTED', `a member of the group cannot move: ${cause.code}`, { cause });
+    for (const w of this.waiters.values()) w.reject(this.failure);
+    this.waiters.clear();
+  }
+
+  private start(): void {
+    this.phase = 'running';
+    this.run(this.members).then(
+      (outcomes) => {
+        for (const o of outcomes) {
+          const w = this.waiters.get(o.agentId);
+          if (o.committed) w?.resolve(o.report);
+          else w?.reject(o.error);
+        }
+      },
+      (err: unknown) => {
+        for (const w of this.waiters.values()) w.reject(toFerry(err));
+      },
+    );
   }
 }
 
@@ -1239,6 +1371,7 @@ export function channelHost(
         throw err;
       }
     },
+    migrateGroup: (members, target) => host.migrateMembers(members, o.resolve?.(target) ?? parseMigrationTarget(target)),
   };
 }
 

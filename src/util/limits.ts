@@ -32,6 +32,7 @@ export const LIMITS = {
   PEER_MOVE_WAIT_MS: { value: 10_000, unit: 'ms', why: 'How long a resuming end waits for a peer in transit to land before it keeps retrying normally.' },
   FORWARDING_HINT_TTL_MS: { value: 60_000, unit: 'ms', why: 'How long an old host answers PEER_MOVING (instead of UNKNOWN_CONNECTION) for a connection that moved away; expired entries are pruned on each move.' },
   MIGRATION_STEP_TIMEOUT_MS: { value: 5000, unit: 'ms', why: 'Each step of a host-to-host migration must be answered within this, or the source rolls back.' },
+  MIGRATION_GROUP_AGENTS: { value: 64, unit: 'agents', why: 'Most agents moved as one group over one migration channel; bounds the delegations a destination verifies and the admissions it holds.' },
   MAX_CHECKPOINT_BYTES: { value: 256 * 1024 * 1024, unit: 'bytes', why: 'Largest agent checkpoint a destination accepts (buffers of up to ~100 connections at the default budgets); checked as parts arrive.' },
   CONTROL_SOCKET_BUFFER_BYTES: { value: 4 * 1024 * 1024, unit: 'bytes', why: 'Kernel buffers asked for the UDP control socket, so a burst of SUS/RES from many moving connections is not dropped (capped by net.core.rmem_max).' },
   REDIRECTOR_BACKLOG: { value: 4096, unit: 'connections', why: 'Listen backlog of the redirector: a thousand connections resuming at once must not overflow it (SYN drops cost a 1 s TCP retry).' },
