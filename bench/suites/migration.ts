@@ -93,9 +93,17 @@ interface Mobile {
   sockets: AgentSocket[];
 }
 
-async function move(hosts: Host[], m: Mobile, to: number, markers: Markers): Promise<void> {
-  const cp = await hosts[m.host]!.detachAgent(m.identity.id);
-  const { sockets } = await hosts[to]!.attachAgent(JSON.parse(JSON.stringify(cp)) as AgentCheckpoint);
+async function move(hosts: Host[], m: Mobile, to: number, markers: Markers, channel = false): Promise<void> {
+  let sockets: AgentSocket[];
+  if (channel) {
+    // The whole protocol between hosts: authenticated channel, the five steps, registration.
+    const dest = hosts[to]!;
+    await hosts[m.host]!.migrateAgent(m.identity.id, { ip: dest.ip, redirectorPort: dest.redirectorPort, hostId: dest.id });
+    sockets = dest.socketsOf(m.identity.id);
+  } else {
+    const cp = await hosts[m.host]!.detachAgent(m.identity.id);
+    ({ sockets } = await hosts[to]!.attachAgent(JSON.parse(JSON.stringify(cp)) as AgentCheckpoint));
+  }
   m.host = to;
   m.sockets = sockets;
   for (const s of sockets) {
@@ -105,7 +113,7 @@ async function move(hosts: Host[], m: Mobile, to: number, markers: Markers): Pro
 }
 
 /** One agent with `n` connections moving back and forth `moves` times; returns per-move downtimes. */
-async function oneEnd(ctx: BenchContext, n: number, moves: number): Promise<{ downtime: number[]; medianGap: number[] }> {
+async function oneEnd(ctx: BenchContext, n: number, moves: number, channel = false): Promise<{ downtime: number[]; medianGap: number[] }> {
   const w = await ferryWorld(3, true);
   const markers = new Markers();
   try {
@@ -123,7 +131,7 @@ async function oneEnd(ctx: BenchContext, n: number, moves: number): Promise<{ do
       for (const s of a.sockets) s.write(Buffer.of(BEFORE));
       await before;
       const after = markers.expect(AFTER, n);
-      await move(w.hosts, a, a.host === 0 ? 2 : 0, markers);
+      await move(w.hosts, a, a.host === 0 ? 2 : 0, markers, channel);
       await after;
       const gaps = markers.gaps().sort((x, y) => x - y);
       downtime.push(gaps[gaps.length - 1]!);
@@ -248,6 +256,20 @@ export async function runMigration(ctx: BenchContext): Promise<SuiteResult> {
     baseline: one.id,
     ratio: ratio(largest.summary!.p50, one.summary!.p50),
     note: largest.connections === 1000 ? 'measured with 1000 connections' : `measured with ${largest.connections} connections (--quick; 1000 only in full runs)`,
+  });
+  // The same move over the migration channel between hosts (what `ferry migrate` does), not the
+  // in-process detach/attach: channel handshake, delegation, admission, transfer and commit.
+  const viaChannel = await oneEnd(ctx, 1, ctx.quick ? 10 : 100, true);
+  rows.push({
+    id: 'migration/ferry-secure/channel/1',
+    system: 'ferry-secure',
+    what: 'downtime of a move over the host-to-host migration channel, 1 connection',
+    unit: 'ms',
+    summary: summarize(viaChannel.downtime),
+    connections: 1,
+    baseline: one.id,
+    ratio: ratio(summarize(viaChannel.downtime).p50, one.summary!.p50),
+    note: 'Host.migrateAgent: authenticated channel, five steps, delegation, registration; the peer resumes when the destination commits',
   });
   const both = await bothEnds(ctx, ctx.quick ? 10 : 100);
   rows.push({ id: 'migration/ferry-secure/both-ends/1', system: 'ferry-secure', what: 'downtime, both ends of one connection moving at once', unit: 'ms', summary: summarize(both), connections: 1, baseline: one.id, ratio: ratio(summarize(both).p50, one.summary!.p50) });
