@@ -12,12 +12,16 @@
  */
 import { EventEmitter } from 'node:events';
 import { connectionKeysFromMaster, deriveSessionKeys, equalBytes, type AgentId, type ConnectionKeys, type Identity } from '../identity/index.js';
-import { FerryError, errorFromWire, isFerryError, limit, type Clock, type Logger, type TimerHandle } from '../util/index.js';
+import { FerryError, errorFromWire, isFerryError, limit, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
 import { formatAddress, parseAddress } from '../control/index.js';
 import {
+  DATAGRAM_HEADER_BYTES,
   FrameType,
   MessageType,
   NONCE_BYTES,
+  RESUME_FLAG_PROOF,
+  RESUME_FLAG_PROOF_WANTED,
+  RESUME_PROOF_WANTED_MIN_DATAGRAM,
   decodeConnControl,
   decodeConnectAck,
   encodeConnControl,
@@ -39,9 +43,12 @@ import {
   fresh,
   helloAckMac,
   helloMac,
+  signResume,
   verifyClientFinished,
   verifyControlMac,
+  verifyResumeProof,
   type ClientHello,
+  type LocationProof,
 } from './handshake.js';
 import { lookup, rejectionFor, transition, type Event, type State } from './state-machine.js';
 
@@ -52,6 +59,13 @@ export interface PeerLocator {
   redirectorPort: number;
   /** Location epoch this locator came from (0 when learned from the peer itself). */
   epoch: number;
+}
+
+/** Where a peer last proved itself: at open, or by a verified location proof (docs/DELEGATION.md). */
+export interface ProvenLocation {
+  ip: string;
+  controlPort: number;
+  redirectorPort: number;
 }
 
 /** What an endpoint needs from its host. */
@@ -77,6 +91,15 @@ export interface EndpointEnv {
   indexed(ep: Endpoint): void;
   /** The endpoint closed: forget it. */
   released(ep: Endpoint): void;
+  /** Wall clock (Unix ms) for delegation validity (default Date.now); never the monotonic clock. */
+  readonly wallClock?: () => number;
+  /**
+   * The proof that this host speaks for `agent` (its delegation chain and host key), sent in a
+   * RES from a new location and in a RES_ACK that is asked for one. Undefined: cannot prove.
+   */
+  locationProof?(agent: AgentId): LocationProof | undefined;
+  /** A refusal decided inside the endpoint (a RES_ACK's proof), for the host's counters. */
+  refused?(code: ErrorCode): void;
 }
 
 /** A serialisable snapshot of a suspended endpoint: everything a move carries. */
@@ -98,7 +121,26 @@ export interface EndpointCheckpoint {
   receiveWindow: number;
   /** Whether the endpoint should resume on arrival (it was not suspended by the agent). */
   resume: boolean;
+  /** Where the peer last proved itself (absent in older checkpoints: `peer`). */
+  proven?: ProvenLocation;
+  /** Highest delegation epoch accepted from the peer (absent: 0). */
+  peerEpoch?: number;
 }
+
+/** Codes of a refused location proof: a connection that gives up after one fails with it. */
+const PROOF_CODES = new Set<ErrorCode>([
+  'FERRY_ERR_RESUME_UNPROVEN',
+  'FERRY_ERR_RESUME_HOST_MISMATCH',
+  'FERRY_ERR_STALE_EPOCH',
+  'FERRY_ERR_CHAIN_TRUNCATED',
+  'FERRY_ERR_CHAIN_BROKEN',
+  'FERRY_ERR_CHAIN_FORGED',
+  'FERRY_ERR_CHAIN_EXPIRED',
+  'FERRY_ERR_CHAIN_TOO_LONG',
+  'FERRY_ERR_MALFORMED_CERTIFICATE',
+  'FERRY_ERR_BAD_SIGNATURE',
+  'FERRY_ERR_IDENTITY_MISMATCH',
+]);
 
 const ZERO_CHALLENGE = Buffer.alloc(NONCE_BYTES);
 /** Largest DATA payload per frame (read once: pump() asks for it on every frame). */
@@ -114,6 +156,11 @@ function addr(p: { ip: string; controlPort: number }): string {
 
 function splitAddr(a: string): { ip: string; port: number } {
   return parseAddress(a);
+}
+
+/** Same control address and redirector port. */
+function sameLocation(a: ProvenLocation, b: ProvenLocation): boolean {
+  return a.controlPort === b.controlPort && a.redirectorPort === b.redirectorPort && sameIp(a.ip, b.ip);
 }
 
 /** Events emitted: 'state' (to, from), 'readable', 'room', 'established', 'closed' (err?). */
@@ -158,6 +205,22 @@ export class Endpoint extends EventEmitter {
   private transcript: Buffer | undefined;
   private predial: StreamSocket | undefined;
   private suspendReason = 0;
+  /**
+   * Where the peer last proved itself: at open, or by a verified location proof. A RES or RES_ACK
+   * from anywhere else (another control address or redirector port) must carry a proof.
+   */
+  private proven: ProvenLocation;
+  /** Highest delegation epoch accepted from the peer: a proof below it is stale. */
+  private peerEpoch = 0;
+  /** Landed here since the peer last accepted our proof: our RES carries one. */
+  private mustProve = false;
+  /** The peer named another redirector port from its proven address: ask for a proof next time. */
+  private askProof = false;
+  /** Our outstanding RES asked for a proof not yet verified: a resume HELLO waits for it. */
+  private awaitingProof = false;
+  private parked: { sock: StreamSocket; hello: Hello; rest: Buffer } | undefined;
+  /** The last resume failure was a refused proof: giving up fails the connection with it. */
+  private proofRefusal: FerryError | undefined;
   /** Last time the endpoint entered SUSPENDED or ESTABLISHED, for metrics. */
   stats = { suspends: 0, resumes: 0, sockets: 0, bytesReplayed: 0, lastSuspendMs: 0, lastResumeMs: 0 };
   private suspendStarted = 0;
@@ -180,6 +243,7 @@ export class Endpoint extends EventEmitter {
     this.send = init.send;
     this.recv = init.recv;
     this.keys = init.keys;
+    this.proven = { ip: init.peer.ip, controlPort: init.peer.controlPort, redirectorPort: init.peer.redirectorPort };
     this.log = env.logger.child({ conn: this.idText, role });
   }
 
@@ -258,6 +322,10 @@ export class Endpoint extends EventEmitter {
     ep.peerCounter = cp.peerCounter;
     ep.autoResume = cp.resume;
     ep.hadSocket = true;
+    if (cp.proven) ep.proven = { ip: cp.proven.ip, controlPort: cp.proven.controlPort, redirectorPort: cp.proven.redirectorPort };
+    ep.peerEpoch = cp.peerEpoch ?? 0;
+    // Landed (possibly on another host): the next RES proves that this host speaks for the agent.
+    ep.mustProve = ep.keys !== undefined;
     return ep;
   }
 
@@ -321,7 +389,15 @@ export class Endpoint extends EventEmitter {
     } else if (!resuming(to)) {
       this.resumeDeadline?.cancel();
       this.resumeDeadline = undefined;
+      this.dropParked();
     }
+  }
+
+  /** Forget a resume HELLO held for a proof (the resume it belonged to is over). */
+  private dropParked(): void {
+    this.awaitingProof = false;
+    this.parked?.sock.destroy();
+    this.parked = undefined;
   }
   private resumeDeadline: TimerHandle | undefined;
 
@@ -395,6 +471,7 @@ export class Endpoint extends EventEmitter {
         this.connectionId = Buffer.concat([hello.message.clientHalf, ack.serverHalf]);
         this.send.peerLimit = ack.window;
         this.peer.redirectorPort = ack.redirectorPort;
+        this.proven = { ip: this.peer.ip, controlPort: this.peer.controlPort, redirectorPort: ack.redirectorPort };
         this.env.indexed(this);
         this.fire('recv_connect_ack');
       })
@@ -440,6 +517,10 @@ export class Endpoint extends EventEmitter {
     this.brokenSince = undefined;
     this.retryDelay = limit('RESUME_RETRY_MS');
     this.lookupNeeded = false;
+    // Resumed: the peer accepted our location (or did not need a proof of it), and we its.
+    this.mustProve = false;
+    this.askProof = false;
+    this.proofRefusal = undefined;
     if (this.resumeStarted > 0) {
       this.stats.resumes++;
       this.stats.lastResumeMs = this.env.clock.now() - this.resumeStarted;
@@ -533,7 +614,19 @@ export class Endpoint extends EventEmitter {
       const i = this.myChallenges.findIndex((c) => equalBytes(c, hello.challenge));
       if (i < 0) throw new FerryError('FERRY_ERR_PATH_UNVALIDATED', 'HELLO does not answer an outstanding challenge');
       this.myChallenges.splice(i, 1);
+      // We asked the peer's new location for a proof and its RES_ACK has not been verified yet (the
+      // dial can overtake it): the MAC keys alone do not resume the connection. Hold the socket.
+      if (this.awaitingProof) {
+        this.parked?.sock.destroy();
+        this.parked = { sock, hello, rest };
+        this.log.info('resume_hello_parked', { remote: sock.remoteAddress });
+        return;
+      }
     }
+    this.finishHello(sock, hello, rest);
+  }
+
+  private finishHello(sock: StreamSocket, hello: Hello, rest: Buffer): void {
     if (this.data) this.dropSocket();
     this.dialRound++;
     this.dialing = false;
@@ -811,17 +904,82 @@ export class Endpoint extends EventEmitter {
 
   // ------------------------------------------------------------------ suspend / resume / close
 
-  private nextControl(type: ConnControl['type'], extra: { reason?: number; challenge?: Buffer } = {}): { body: Buffer; counter: number } {
+  private nextControl(type: ConnControl['type'], extra: { reason?: number; challenge?: Buffer; proof?: LocationProof | undefined; wantProof?: boolean } = {}): { body: Buffer; counter: number } {
     const m = {
       type,
       connectionId: this.connectionId,
       senderRole: this.role,
       counter: ++this.controlCounter,
-      reason: extra.reason ?? 0,
+      reason: (extra.reason ?? 0) | (extra.proof ? RESUME_FLAG_PROOF : 0) | (extra.wantProof ? RESUME_FLAG_PROOF_WANTED : 0),
       redirectorPort: type === MessageType.RES ? this.env.redirectorPort : 0,
       challenge: extra.challenge ?? ZERO_CHALLENGE,
     };
-    return { body: encodeConnControl({ ...m, mac: controlMac(this.keys, m) }), counter: m.counter };
+    const msg: ConnControl = { ...m, mac: controlMac(this.keys, m) };
+    if (extra.proof) msg.proof = signResume(msg, extra.proof);
+    const body = encodeConnControl(msg);
+    // Asking for a proof pays for it: the RES_ACK that carries one must stay within 3x (§8.4).
+    const pad = extra.wantProof ? RESUME_PROOF_WANTED_MIN_DATAGRAM - DATAGRAM_HEADER_BYTES - body.length : 0;
+    return { body: pad > 0 ? Buffer.concat([body, Buffer.alloc(pad)]) : body, counter: m.counter };
+  }
+
+  /** This host's proof for our agent, if it has one that fits a RES (else the peer refuses). */
+  private ownProof(): LocationProof | undefined {
+    if (!this.keys) return undefined;
+    const p = this.env.locationProof?.(this.localAgent);
+    if (p && p.chain.length > limit('RESUME_PROOF_MAX_LINKS')) {
+      this.log.warn('resume_proof_too_long', { links: p.chain.length });
+      return undefined;
+    }
+    if (!p) this.log.info('resume_no_proof', { agent: this.localAgent });
+    return p;
+  }
+
+  private wallNow(): number {
+    return (this.env.wallClock ?? Date.now)();
+  }
+
+  /** A verified proof: the peer speaks from `at`, at delegation epoch `epoch` or later. */
+  private acceptProof(epoch: number, at: ProvenLocation): void {
+    this.peerEpoch = Math.max(this.peerEpoch, epoch);
+    this.proven = { ip: at.ip, controlPort: at.controlPort, redirectorPort: at.redirectorPort };
+    this.askProof = false;
+    this.awaitingProof = false;
+  }
+
+  /**
+   * A RES from `from`: a proof is required unless it comes from where the peer last proved itself
+   * (a plain suspend/resume). A proof that is present is always checked. Throws the refusal code;
+   * nothing has changed then (the counter is not recorded). Returns the proven epoch, if any.
+   */
+  private checkResProof(m: ConnControl, from: string): number | undefined {
+    if (!this.keys) return undefined; // security off: nothing is proven (PROTOCOL.md §9)
+    const { ip, port } = splitAddr(from);
+    const here = { ip, controlPort: port, redirectorPort: m.redirectorPort };
+    if (!m.proof) {
+      if (sameLocation(here, this.proven)) return undefined;
+      throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', `RES from ${from} (redirector ${m.redirectorPort}) without a location proof; the peer last proved itself at ${formatAddress(this.proven.ip, this.proven.controlPort)} (redirector ${this.proven.redirectorPort})`);
+    }
+    const rep = verifyResumeProof(m, this.peerAgent, this.peerEpoch, this.wallNow());
+    this.acceptProof(rep.epoch, here);
+    return rep.epoch;
+  }
+
+  /** The RES_ACK to a RES that went to `target`; `wanted`: the RES asked for a proof. */
+  private checkResAckProof(m: ConnControl, target: PeerLocator, wanted: boolean): void {
+    if (!this.keys) return;
+    const here = { ip: target.ip, controlPort: target.controlPort, redirectorPort: m.redirectorPort };
+    if (!m.proof) {
+      if (wanted) throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', `RES_ACK from ${addr(target)}, where the peer has not proven itself, without a location proof`);
+      if (!sameLocation(here, this.proven)) {
+        // Its proven address, but another redirector port: the next RES asks for a proof.
+        this.askProof = true;
+        throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', `RES_ACK names redirector port ${m.redirectorPort}, not the proven ${this.proven.redirectorPort}, without a location proof`);
+      }
+      return;
+    }
+    const rep = verifyResumeProof(m, this.peerAgent, this.peerEpoch, this.wallNow());
+    this.acceptProof(rep.epoch, here);
+    target.epoch = Math.max(target.epoch, rep.epoch);
   }
 
   /** Verify a reply to one of our requests: type, MAC, and the echoed counter. */
@@ -869,8 +1027,13 @@ export class Endpoint extends EventEmitter {
     const round = ++this.resRound;
     const ac = new AbortController();
     this.resAbort = ac;
-    const { body, counter } = this.nextControl(MessageType.RES, { challenge: this.newChallenge() });
     const target = this.peer;
+    // A RES from a new location carries the proof that this host speaks for our agent; one to a
+    // location where the peer has not proven itself asks for the peer's (docs/DELEGATION.md).
+    const proof = this.mustProve ? this.ownProof() : undefined;
+    const wantProof = this.keys !== undefined && (this.askProof || !sameLocation(target, this.proven));
+    this.awaitingProof = wantProof;
+    const { body, counter } = this.nextControl(MessageType.RES, { challenge: this.newChallenge(), proof, wantProof });
     // While broken, no single RES may outlive the reconnect limit (the backoff of a dead
     // address would otherwise carry the give-up far past it).
     const opts: { signal: AbortSignal; maxTries: number; timeoutMs?: number } = { signal: ac.signal, maxTries: 5 };
@@ -880,14 +1043,42 @@ export class Endpoint extends EventEmitter {
       .then((reply) => {
         if (round !== this.resRound) return;
         const m = this.checkReply(reply, MessageType.RES_ACK, counter);
+        try {
+          this.checkResAckProof(m, target, wantProof);
+        } catch (err) {
+          // The location that answered cannot prove it speaks for the peer: refused here, logged
+          // once; this attempt ends as if unanswered and the next one asks the location service.
+          const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
+          this.proofRefusal = e;
+          this.env.refused?.(e.code);
+          this.log.warn('resume_refused', { code: e.code, detail: e.message, from: addr(target) });
+          this.lookupNeeded = true;
+          this.dropParked();
+          this.fireIfDefined('timeout');
+          return;
+        }
+        // The peer verified our proof before it answered.
+        if (proof) this.mustProve = false;
         this.peerChallenge = m.challenge;
         target.redirectorPort = m.redirectorPort;
         this.fireIfDefined('recv_res_ack');
+        const parked = this.parked;
+        this.parked = undefined;
+        if (parked) {
+          if (this.state === 'RES_SENT' || this.state === 'RES_ACKED') this.finishHello(parked.sock, parked.hello, parked.rest);
+          else parked.sock.destroy();
+        }
       })
       .catch((err: unknown) => {
         if (round !== this.resRound) return;
         const code = isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL';
         if (code === 'FERRY_ERR_ABORTED') return;
+        // The peer refused our proof: nothing changed there; we retry (the host may renew its
+        // delegation) and, at the reconnect limit, fail with this code rather than UNREACHABLE,
+        // unless the peer has since answered otherwise (silence is no answer: the last try before
+        // the limit is cut short and times out).
+        if (PROOF_CODES.has(code)) this.proofRefusal = err as FerryError;
+        else if (code !== 'FERRY_ERR_CONTROL_TIMEOUT') this.proofRefusal = undefined;
         // In transit, unknown here, or silent: ask the location service before the next try.
         if (code === 'FERRY_ERR_PEER_MOVING' || code === 'FERRY_ERR_UNKNOWN_CONNECTION' || code === 'FERRY_ERR_CONTROL_TIMEOUT' || code === 'FERRY_ERR_UNKNOWN_AGENT') {
           this.lookupNeeded = true;
@@ -916,8 +1107,8 @@ export class Endpoint extends EventEmitter {
     const now = this.env.clock.now();
     this.brokenSince ??= now;
     if (now - this.brokenSince > this.env.reconnectLimitMs) {
-      this.closedError = new FerryError('FERRY_ERR_PEER_UNREACHABLE', `peer unreachable for ${Math.round(now - this.brokenSince)} ms`);
-      this.log.warn('peer_unreachable', { ms: Math.round(now - this.brokenSince) });
+      this.closedError = this.proofRefusal ?? new FerryError('FERRY_ERR_PEER_UNREACHABLE', `peer unreachable for ${Math.round(now - this.brokenSince)} ms`);
+      this.log.warn('peer_unreachable', { ms: Math.round(now - this.brokenSince), code: this.closedError.code });
       this.fire('close');
       return;
     }
@@ -983,6 +1174,9 @@ export class Endpoint extends EventEmitter {
       }
       throw new FerryError('FERRY_ERR_REPLAYED_CONTROL', `${typeName(m.type)} counter ${m.counter} ≤ ${this.peerCounter}`);
     }
+    // A RES from a new location must prove that its host speaks for the peer agent. Checked before
+    // the counter is recorded: a refused RES changes nothing, not even the replay window.
+    const provenEpoch = m.type === MessageType.RES ? this.checkResProof(m, from) : undefined;
     this.peerCounter = m.counter;
     const remember = (reply: Buffer | FerryError): void => {
       this.lastReply = { counter: m.counter, mac: m.mac, from, reply };
@@ -1005,7 +1199,7 @@ export class Endpoint extends EventEmitter {
     if (m.type === MessageType.RES) {
       const { ip, port } = splitAddr(from);
       // Authenticated and fresh, but the address is only a candidate until a HELLO proves it.
-      this.candidate = { ip, controlPort: port, redirectorPort: m.redirectorPort, epoch: this.peer.epoch };
+      this.candidate = { ip, controlPort: port, redirectorPort: m.redirectorPort, epoch: Math.max(this.peer.epoch, provenEpoch ?? 0) };
       if (ip === this.peer.ip && port === this.peer.controlPort) {
         this.peer.redirectorPort = m.redirectorPort;
         this.candidate = undefined;
@@ -1017,8 +1211,20 @@ export class Endpoint extends EventEmitter {
     }
     if (m.type === MessageType.CLS && m.reason === 1) this.closedError ??= new FerryError('FERRY_ERR_PEER_ABORTED', 'the peer destroyed the connection');
     const replyType = m.type === MessageType.SUS ? MessageType.SUS_ACK : m.type === MessageType.RES ? MessageType.RES_ACK : MessageType.CLS_ACK;
-    const fields = { type: replyType, connectionId: this.connectionId, senderRole: this.role, counter: m.counter, reason: 0, redirectorPort: m.type === MessageType.RES ? this.env.redirectorPort : 0, challenge };
-    const reply = encodeConnControl({ ...fields, mac: controlMac(this.keys, fields) } as ConnControl);
+    // A RES that asks for our proof (it reached us at a location the peer has not verified) gets it.
+    const proof = m.type === MessageType.RES && m.reason & RESUME_FLAG_PROOF_WANTED ? this.ownProof() : undefined;
+    const fields = {
+      type: replyType,
+      connectionId: this.connectionId,
+      senderRole: this.role,
+      counter: m.counter,
+      reason: proof ? RESUME_FLAG_PROOF : 0,
+      redirectorPort: m.type === MessageType.RES ? this.env.redirectorPort : 0,
+      challenge,
+    } as Omit<ConnControl, 'mac'>;
+    const ack: ConnControl = { ...fields, mac: controlMac(this.keys, fields) };
+    if (proof) ack.proof = signResume(ack, proof);
+    const reply = encodeConnControl(ack);
     remember(reply);
     if (m.type === MessageType.SUS && this.state === 'ESTABLISHED') this.suspendStarted = this.env.clock.now();
     this.fire(event);
@@ -1067,6 +1273,8 @@ export class Endpoint extends EventEmitter {
       sendBudget: this.send.budget,
       receiveWindow: this.recv.window,
       resume: this.autoResume,
+      proven: { ...this.proven },
+      peerEpoch: this.peerEpoch,
     };
     this.detached = true;
     this.emit('detached');
@@ -1091,6 +1299,7 @@ export class Endpoint extends EventEmitter {
     this.dropSocket();
     for (const ds of this.draining) ds.destroy();
     this.draining.clear();
+    this.dropParked();
     this.predial?.destroy();
     this.closedError ??= err;
     this.env.released(this);

@@ -8,14 +8,14 @@
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ControlChannel, type ControlMessage, type DatagramSocketLike } from '../control/index.js';
-import { AgentServerSocket, AgentSocket, Endpoint, type EndpointCheckpoint, type EndpointEnv, type PeerLocator } from '../connection/index.js';
+import { AgentServerSocket, AgentSocket, Endpoint, type EndpointCheckpoint, type EndpointEnv, type LocationProof, type PeerLocator } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
 import type { LocationService } from '../location/index.js';
 import { ERRORS, FerryError, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger } from '../util/index.js';
 import { FrameDecoder, FrameType, MessageType, decodeConnControl, decodeConnect, decodeConnectConfirm, decodeFrameBody, encodeFrame, type Hello } from '../wire/index.js';
 import { verifyConnect } from '../connection/index.js';
 import { createHash } from 'node:crypto';
-import { decodeChain, encodeChain, freshChain, parseId, verifyChain } from '../identity/index.js';
+import { decodeChain, encodeChain, freshChain, parseId, verifyChain, type DelegationChain } from '../identity/index.js';
 import { MigrationStep } from '../wire/index.js';
 import { MigrationChannel, isMigrationHello } from './migration.js';
 import type { AgentLanding, AgentRuntime, OutgoingAgent } from './runtime.js';
@@ -118,6 +118,10 @@ interface AgentRecord {
   server: AgentServerSocket | undefined;
   sockets: Map<Endpoint, AgentSocket>;
   moving: boolean;
+  /** The delegation from the agent key to this host, issued when it was published here. */
+  chain?: DelegationChain;
+  /** The location epoch it was published at. */
+  epoch?: number;
 }
 
 const key = (cid: Buffer | string, role: 'client' | 'server'): string => `${typeof cid === 'string' ? cid : cid.toString('hex')}/${role}`;
@@ -180,6 +184,9 @@ export class Host {
       released: (ep) => {
         if (this.endpoints.get(key(ep.connectionId, ep.role)) === ep) this.endpoints.delete(key(ep.connectionId, ep.role));
       },
+      wallClock: this.wallClock,
+      locationProof: (agent) => this.locationProof(agent),
+      refused: (code) => this.countRefusal(code),
     };
     control.onRequest((req) => this.onRequest(req));
     control.onOneway((msg) => this.onOneway(msg));
@@ -225,9 +232,12 @@ export class Host {
   /** Launch (register) an agent on this host and publish its location. */
   async addAgent(identity: Identity = Identity.generate()): Promise<Identity> {
     if (this.agents.has(identity.id)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'agent already on this host');
-    this.agents.set(identity.id, { identity, server: undefined, sockets: new Map(), moving: false });
+    const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false };
+    this.agents.set(identity.id, rec);
     const cur = await this.location.lookup(identity.id);
-    await this.publish(identity, (cur?.epoch ?? 0) + 1);
+    const epoch = (cur?.epoch ?? 0) + 1;
+    rec.chain = await this.publish(identity, epoch);
+    rec.epoch = epoch;
     return identity;
   }
 
@@ -260,12 +270,28 @@ export class Host {
    * this host at `epoch` (the agent's key travels with it, so chains never grow: see
    * docs/DELEGATION.md), and the registration itself is signed by this host.
    */
-  private publish(agent: Identity, epoch: number): Promise<void> {
+  private async publish(agent: Identity, epoch: number): Promise<DelegationChain> {
     const chain = freshChain(agent, this.identity.publicRaw, epoch, this.wallClock());
-    return this.location.register(
+    await this.location.register(
       { agent: agent.id, hostId: this.id, ip: this.ip, controlPort: this.controlPort, redirectorPort: this.redirectorPort, epoch, agentKey: agent.publicRaw, chain },
       { signer: this.identity },
     );
+    return chain;
+  }
+
+  /**
+   * What the endpoints of an agent here send to prove that this host speaks for it (a RES after a
+   * landing, a RES_ACK that is asked for it): the chain issued at publish and the host key. A
+   * chain with less than half its window left (or not yet valid by this clock) is re-issued at the
+   * same epoch: the agent key is at hand, and peers accept an epoch equal to the last they saw.
+   */
+  private locationProof(agentId: AgentId): LocationProof | undefined {
+    const a = this.agents.get(agentId);
+    if (!a || !a.chain || a.epoch === undefined) return undefined;
+    const now = this.wallClock();
+    const last = a.chain[a.chain.length - 1]!;
+    if (now < last.notBefore || now > last.notAfter - limit('DELEGATION_VALIDITY_MS') / 2) a.chain = freshChain(a.identity, this.identity.publicRaw, a.epoch, now);
+    return { hostKey: this.identity.publicRaw, chain: a.chain, sign: (m) => this.identity.sign(m) };
   }
 
   private agent(id: AgentId): AgentRecord {
@@ -370,8 +396,9 @@ export class Host {
     // destination (landing) and the source (rolling back), exactly one succeeds; the other gets
     // FERRY_ERR_STALE_EPOCH and builds nothing. Never on both hosts, never on none.
     const epoch = (cp.epoch ?? (await this.location.lookup(identity.id))?.epoch ?? 0) + 1;
-    await this.publish(identity, epoch);
-    const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false };
+    const chain = await this.publish(identity, epoch);
+    // The endpoints rebuilt below prove with this chain that this host now speaks for the agent.
+    const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false, chain, epoch };
     this.agents.set(identity.id, rec);
     const eps = cp.endpoints.map((e) => Endpoint.fromCheckpoint(this.env, e));
     const sockets: AgentSocket[] = [];

@@ -33,13 +33,15 @@ export const ERRORS = {
   FERRY_ERR_IDENTITY_MISMATCH: { wire: 14, by: 'peer', summary: 'A public key does not hash to the agent id it claims.' },
   FERRY_ERR_SECURITY_REQUIRED: { wire: 15, by: 'peer', summary: 'The peer offered an unauthenticated connection to a host that requires security.' },
   FERRY_ERR_PATH_UNVALIDATED: { wire: 16, by: 'peer', summary: 'A data socket did not answer the path challenge of the resume it claims.' },
+  FERRY_ERR_RESUME_UNPROVEN: { wire: 17, by: 'peer', summary: 'A RES or RES_ACK came from a location where the peer has not proven itself (another control address or redirector port) without the delegation chain and host signature that prove the host speaks for the agent.' },
+  FERRY_ERR_RESUME_HOST_MISMATCH: { wire: 18, by: 'peer', summary: 'A resume proof\'s delegation chain names another host than the one whose key signed the RES or RES_ACK.' },
   // --- connection and agent lookup -----------------------------------------------------
   FERRY_ERR_UNKNOWN_CONNECTION: { wire: 20, by: 'peer', summary: 'No connection with this id lives on this host.' },
   FERRY_ERR_UNKNOWN_AGENT: { wire: 21, by: 'peer', summary: 'The agent is not on this host and the location service does not know it.' },
   FERRY_ERR_NOT_LISTENING: { wire: 22, by: 'peer', summary: 'The target agent is on this host but has no server socket.' },
   FERRY_ERR_PEER_MOVING: { wire: 23, by: 'peer', summary: 'The peer endpoint is in transit between hosts; try again at its new location.' },
   FERRY_ERR_CONNECTION_ID_COLLISION: { wire: 24, by: 'peer', summary: 'A connection id half collides with one already in use on this host.' },
-  FERRY_ERR_STALE_EPOCH: { wire: 26, by: 'peer', summary: 'A location update carries an epoch at or below the one registered.' },
+  FERRY_ERR_STALE_EPOCH: { wire: 26, by: 'peer', summary: 'A location update carries an epoch at or below the one registered, or a resume proof a delegation epoch below the one the peer last accepted.' },
   FERRY_ERR_REFUSED: { wire: 25, by: 'peer', summary: 'The host refused the request by policy or because a limit was reached.' },
   // --- state machine --------------------------------------------------------------------
   FERRY_ERR_ILLEGAL_TRANSITION: { wire: 30, by: 'local', summary: 'An event is not allowed in the connection state it arrived in.' },

@@ -6,8 +6,10 @@
  * with a per-sender counter that must strictly increase (replay protection).
  * Byte layouts: docs/PROTOCOL.md.
  */
-import { FerryError } from '../util/index.js';
+import { chainSizeBytes, decodeChain, encodeChain, type DelegationChain } from '../identity/index.js';
+import { FerryError, limit } from '../util/index.js';
 import { Reader, Writer } from './bytes.js';
+import { DATAGRAM_HEADER_BYTES } from './datagram.js';
 import { CONNECTION_ID_BYTES, NONCE_BYTES, roleFromByte, roleToByte, type Role } from './frames.js';
 
 /** Control message types (the datagram header's `type`). */
@@ -28,6 +30,8 @@ const HALF = 8;
 const PUB = 32;
 const SIG = 64;
 const MAC = 32;
+/** Body of SUS/RES/CLS and their replies without a proof or padding. */
+export const CONN_CONTROL_BYTES = 77;
 const FLAG_SECURE = 0x01;
 const M = 'FERRY_ERR_MALFORMED_DATAGRAM' as const;
 
@@ -67,6 +71,26 @@ export interface ConnectConfirm {
   mac: Buffer;
 }
 
+/** RES / RES_ACK flag (in the `reason` byte, under the MAC): a {@link ResumeProof} follows the MAC. */
+export const RESUME_FLAG_PROOF = 0x01;
+/** RES flag: the sender asks the RES_ACK to carry a proof; zero padding pays for it (3x rule). */
+export const RESUME_FLAG_PROOF_WANTED = 0x02;
+/** Smallest RES datagram that may ask for a proof: a third of the largest RES_ACK with one. */
+export const RESUME_PROOF_WANTED_MIN_DATAGRAM = Math.ceil((DATAGRAM_HEADER_BYTES + CONN_CONTROL_BYTES + PUB + chainSizeBytes(limit('RESUME_PROOF_MAX_LINKS')) + SIG) / limit('AMPLIFICATION_FACTOR'));
+
+/**
+ * Proof that the sender's host speaks for the sender's agent (docs/DELEGATION.md): the host key,
+ * a delegation chain from the agent key to it, and the host's Ed25519 signature over
+ * {@link resumeSigned}. Carried by a RES or RES_ACK sent from a new location.
+ */
+export interface ResumeProof {
+  /** Raw Ed25519 key of the sender's host: must be the chain's last subject. */
+  hostKey: Buffer;
+  chain: DelegationChain;
+  /** Ed25519 by `hostKey` over "ferry/1 resume" || {@link resumeSigned}. */
+  signature: Buffer;
+}
+
 /** SUS/RES/CLS and their replies: authenticated, counter-numbered connection control. */
 export interface ConnControl {
   type: (typeof MessageType)[keyof Omit<typeof MessageType, 'CONNECT' | 'CONNECT_ACK' | 'CONNECT_CONFIRM'>];
@@ -74,13 +98,17 @@ export interface ConnControl {
   senderRole: Role;
   /** Request: the sender's counter. Reply: the counter of the request it answers. */
   counter: number;
-  /** SUS: 0 user, 1 move. CLS: 0 graceful, 1 abort. Others: 0. */
+  /** SUS: 0 user, 1 move. CLS: 0 graceful, 1 abort. RES / RES_ACK: flags (RESUME_FLAG_*). Others: 0. */
   reason: number;
   /** RES / RES_ACK: the sender's current redirector port. Others: 0. */
   redirectorPort: number;
   /** RES / RES_ACK: a fresh path challenge the dialer must echo in its HELLO. Others: zeros. */
   challenge: Buffer;
   mac: Buffer;
+  /** RES / RES_ACK with RESUME_FLAG_PROOF: the sender's location proof. */
+  proof?: ResumeProof | undefined;
+  /** RES with RESUME_FLAG_PROOF_WANTED: zero bytes after everything else (decoded: their count). */
+  padding?: number | undefined;
 }
 
 const ZERO_NONCE = Buffer.alloc(NONCE_BYTES);
@@ -178,11 +206,14 @@ export function decodeConnectConfirm(body: Buffer): ConnectConfirm {
 }
 
 /** The bytes a connection-control MAC covers: a label, the type, and every field before the MAC. */
-export function connControlMacInput(m: Omit<ConnControl, 'mac'>): Buffer {
+export function connControlMacInput(m: ConnControlHead): Buffer {
   return Buffer.concat([Buffer.from('ferry/1 ctl'), connControlHead(m)]);
 }
 
-function connControlHead(m: Omit<ConnControl, 'mac'>): Buffer {
+/** The fields before the MAC (bytes 0..45). */
+export type ConnControlHead = Pick<ConnControl, 'type' | 'connectionId' | 'senderRole' | 'counter' | 'reason' | 'redirectorPort' | 'challenge'>;
+
+function connControlHead(m: ConnControlHead): Buffer {
   return new Writer()
     .u8(m.type)
     .fixed(m.connectionId, CONNECTION_ID_BYTES, 'connectionId')
@@ -194,9 +225,40 @@ function connControlHead(m: Omit<ConnControl, 'mac'>): Buffer {
     .finish();
 }
 
+/** The RES / RES_ACK flags allowed for `type` (0 for SUS and CLS, whose reason is not a flag set). */
+function resumeFlags(type: number): number {
+  if (type === MessageType.RES) return RESUME_FLAG_PROOF | RESUME_FLAG_PROOF_WANTED;
+  if (type === MessageType.RES_ACK) return RESUME_FLAG_PROOF;
+  return 0;
+}
+
+/**
+ * The bytes a resume proof's host signature covers (without its label): every body byte before
+ * the signature, that is the 45-byte head, the MAC, the host key and the encoded chain.
+ */
+export function resumeSigned(m: ConnControlHead & { mac: Buffer; proof: Omit<ResumeProof, 'signature'> }): Buffer {
+  return Buffer.concat([connControlHead(m), fixed(m.mac, MAC, 'mac'), fixed(m.proof.hostKey, PUB, 'hostKey'), encodeChain(m.proof.chain)]);
+}
+
 /** Encode a SUS/RES/CLS(/_ACK) body. The type byte is repeated inside so the MAC binds it. */
 export function encodeConnControl(m: ConnControl): Buffer {
-  return Buffer.concat([connControlHead(m), fixed(m.mac, MAC, 'mac')]);
+  const flags = resumeFlags(m.type);
+  const parts = [connControlHead(m), fixed(m.mac, MAC, 'mac')];
+  if (flags !== 0) {
+    if (m.reason & ~flags) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `${m.type === MessageType.RES ? 'RES' : 'RES_ACK'} flags ${m.reason}`);
+    if (((m.reason & RESUME_FLAG_PROOF) !== 0) !== (m.proof !== undefined)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'the PROOF flag must match the presence of a proof');
+    if (m.proof) {
+      if (m.proof.chain.length > limit('RESUME_PROOF_MAX_LINKS')) throw new FerryError('FERRY_ERR_CHAIN_TOO_LONG', `a resume proof carries at most ${limit('RESUME_PROOF_MAX_LINKS')} links, not ${m.proof.chain.length}`);
+      parts.push(fixed(m.proof.hostKey, PUB, 'hostKey'), encodeChain(m.proof.chain), fixed(m.proof.signature, SIG, 'signature'));
+    }
+  } else if (m.proof) {
+    throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'only RES and RES_ACK carry a proof');
+  }
+  if (m.padding) {
+    if (!(m.reason & RESUME_FLAG_PROOF_WANTED) || m.type !== MessageType.RES) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'only a RES that asks for a proof is padded');
+    parts.push(Buffer.alloc(m.padding));
+  }
+  return Buffer.concat(parts);
 }
 
 const CONN_CONTROL_TYPES = new Set<number>([MessageType.SUS, MessageType.SUS_ACK, MessageType.RES, MessageType.RES_ACK, MessageType.CLS, MessageType.CLS_ACK]);
@@ -216,8 +278,33 @@ export function decodeConnControl(body: Buffer, datagramType: number): ConnContr
     challenge: r.bytes(NONCE_BYTES, 'challenge'),
     mac: r.bytes(MAC, 'mac'),
   };
+  const flags = resumeFlags(type);
+  if (flags !== 0) {
+    if (m.reason & ~flags) throw new FerryError(M, `${type === MessageType.RES ? 'RES' : 'RES_ACK'} flags ${m.reason}`);
+    if (m.reason & RESUME_FLAG_PROOF) {
+      const hostKey = Buffer.from(r.bytes(PUB, 'hostKey'));
+      // The chain keeps its own codes (MALFORMED_CERTIFICATE, CHAIN_TOO_LONG, UNSUPPORTED_VERSION),
+      // as in REGISTER; its count is bounded before anything is allocated.
+      const rest = r.rest();
+      const chain = decodeChain(rest, 0, { maxLinks: limit('RESUME_PROOF_MAX_LINKS') });
+      const tail = new Reader(rest.subarray(chain.bytes), M);
+      m.proof = { hostKey, chain: chain.value, signature: Buffer.from(tail.bytes(SIG, 'proof signature')) };
+      paddingOf(tail, m);
+    } else {
+      paddingOf(r, m);
+    }
+    return m;
+  }
   r.end('connection control');
   return m;
+}
+
+/** What is left after a RES / RES_ACK: nothing, or (RES asking for a proof) zero padding. */
+function paddingOf(r: Reader, m: ConnControl): void {
+  if (!(m.reason & RESUME_FLAG_PROOF_WANTED)) return r.end('connection control');
+  const pad = r.rest();
+  for (const b of pad) if (b !== 0) throw new FerryError(M, 'nonzero RES padding');
+  m.padding = pad.length;
 }
 
 function fixed(b: Buffer, n: number, what: string): Buffer {

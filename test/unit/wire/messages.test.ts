@@ -4,14 +4,21 @@
  * every truncation, trailing byte, unknown flag bit, bad role, u64 at or above 2^53 and inner
  * type that disagrees with the datagram's type is MALFORMED_DATAGRAM; every body fits one
  * datagram; the connection-control MAC input covers every field; random input never makes a
- * decoder throw anything but a FerryError.
+ * decoder throw anything but a FerryError. RES / RES_ACK with a location proof (host key,
+ * delegation chain, host signature) and RES padding round-trip too; their flags are strict, the
+ * proof's chain is bounded by RESUME_PROOF_MAX_LINKS, and the largest proof fits one datagram.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
+  CONN_CONTROL_BYTES,
   MessageType,
+  RESUME_FLAG_PROOF,
+  RESUME_FLAG_PROOF_WANTED,
+  RESUME_PROOF_WANTED_MIN_DATAGRAM,
   connControlMacInput,
+  resumeSigned,
   connectAckHead,
   connectSigned,
   decodeConnControl,
@@ -30,6 +37,7 @@ import {
 import { DATAGRAM_HEADER_BYTES, MAX_DATAGRAM_BODY, decodeDatagram, encodeDatagram } from '../../../src/wire/datagram.js';
 import { FerryError, isFerryError, type ErrorCode } from '../../../src/util/errors.js';
 import { LIMITS } from '../../../src/util/limits.js';
+import { Identity, freshChain, extendChain, type DelegationChain } from '../../../src/identity/index.js';
 
 const ferry = (code: ErrorCode) => (err: unknown): boolean => isFerryError(err, code);
 const MALFORMED = ferry('FERRY_ERR_MALFORMED_DATAGRAM');
@@ -98,7 +106,9 @@ const connControlArb: fc.Arbitrary<ConnControl> = fc.record(
     mac: fixedBytes(32),
   },
   NORMAL,
-);
+  // RES / RES_ACK use the reason byte as flags (a proof follows, a proof is wanted): plain here,
+  // the flagged forms have their own tests below.
+).map((m) => (m.type === MessageType.RES || m.type === MessageType.RES_ACK ? { ...m, reason: 0 } : m));
 /** What a connection-control message decodes to: an empty challenge becomes zeros. */
 const normalised = (m: ConnControl): ConnControl => ({ ...m, challenge: m.challenge.length === 0 ? Buffer.alloc(16) : m.challenge });
 
@@ -274,7 +284,7 @@ test('a u64 at or above 2^53 (CONNECT window, CONNECT_ACK window, control counte
 });
 
 test('decodeConnControl accepts exactly the six control types, and only in a datagram of the same type', () => {
-  const body = encodeConnControl(fc.sample(connControlArb, 1)[0]!);
+  const body = encodeConnControl({ ...fc.sample(connControlArb, 1)[0]!, reason: 0 });
   const allowed = new Set<number>(CTL_TYPES);
   for (let inner = 0; inner < 256; inner++) {
     const b = Buffer.from(body);
@@ -289,7 +299,7 @@ test('decodeConnControl accepts exactly the six control types, and only in a dat
   }
   // A SUS body replayed in a CLS datagram (or any other swap) is refused.
   for (const t of CTL_TYPES) {
-    const m = { ...fc.sample(connControlArb, 1)[0]!, type: t };
+    const m = { ...fc.sample(connControlArb, 1)[0]!, type: t, reason: 0 };
     for (const u of CTL_TYPES) if (u !== t) assert.throws(() => decodeConnControl(encodeConnControl(m), u), MALFORMED);
   }
 });
@@ -303,7 +313,7 @@ test('message type codes are distinct and the datagram never uses 0', () => {
 // ---------------------------------------------------------------------------------------------
 // The connection-control MAC binds every field.
 
-type CtlField = Exclude<keyof ConnControl, 'mac'>;
+type CtlField = Exclude<keyof ConnControl, 'mac' | 'proof' | 'padding'>;
 const flipByte = (b: Buffer, at: number): Buffer => {
   const c = Buffer.from(b);
   const i = at % c.length;
@@ -390,34 +400,42 @@ test('encoders refuse wrong-size fixed fields and unsafe u64s with INVALID_ARGUM
 // ---------------------------------------------------------------------------------------------
 // Fuzzing.
 
-function onlyFerryErrors(fn: () => void): void {
+/** A RES / RES_ACK flagged with a proof embeds a delegation chain, which keeps its own codes. */
+const CHAIN_CODES = new Set<ErrorCode>(['FERRY_ERR_MALFORMED_CERTIFICATE', 'FERRY_ERR_CHAIN_TOO_LONG', 'FERRY_ERR_UNSUPPORTED_VERSION']);
+
+function onlyFerryErrors(fn: () => void, b?: Buffer): void {
   try {
     fn();
   } catch (err) {
     assert.ok(err instanceof FerryError, `non-FerryError thrown: ${err instanceof Error ? err.stack : String(err)}`);
-    assert.equal(err.code, 'FERRY_ERR_MALFORMED_DATAGRAM');
+    if (err.code === 'FERRY_ERR_MALFORMED_DATAGRAM') return;
+    // Only where a proof is flagged: a RES or RES_ACK body (the type checks passed to get there)
+    // with bit 0 of the reason byte set.
+    const inner = b?.[0];
+    const proofFlagged = b !== undefined && (inner === MessageType.RES || inner === MessageType.RES_ACK) && ((b[26] ?? 0) & RESUME_FLAG_PROOF) !== 0;
+    assert.ok(proofFlagged && CHAIN_CODES.has(err.code), `unexpected ${err.code}`);
   }
 }
 
-const DECODERS: [string, (b: Buffer, t: number) => unknown][] = [
-  ['CONNECT', (b) => decodeConnect(b)],
-  ['CONNECT_ACK', (b) => decodeConnectAck(b)],
-  ['CONNECT_CONFIRM', (b) => decodeConnectConfirm(b)],
-  ['control (random datagram type)', (b, t) => decodeConnControl(b, t)],
-  ['control (own type)', (b) => decodeConnControl(b, b[0] ?? 0)],
+const DECODERS: [string, (b: Buffer, t: number) => unknown, boolean][] = [
+  ['CONNECT', (b) => decodeConnect(b), false],
+  ['CONNECT_ACK', (b) => decodeConnectAck(b), false],
+  ['CONNECT_CONFIRM', (b) => decodeConnectConfirm(b), false],
+  ['control (random datagram type)', (b, t) => decodeConnControl(b, t), true],
+  ['control (own type)', (b) => decodeConnControl(b, b[0] ?? 0), true],
 ];
 
-test('fuzz: every decoder on random bytes throws only MALFORMED_DATAGRAM FerryErrors', () => {
+test('fuzz: every decoder on random bytes throws only MALFORMED_DATAGRAM FerryErrors (a flagged proof: its chain\'s codes)', () => {
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 260 }), fc.integer({ min: 0, max: 255 }), (a, t) => {
       const b = Buffer.from(a);
-      for (const [, decode] of DECODERS) onlyFerryErrors(() => decode(b, t));
+      for (const [, decode, ctl] of DECODERS) onlyFerryErrors(() => decode(b, t), ctl ? b : undefined);
     }),
     { numRuns: 1500 },
   );
 });
 
-test('fuzz: every decoder on mutated valid bodies throws only MALFORMED_DATAGRAM FerryErrors', () => {
+test('fuzz: every decoder on mutated valid bodies throws only MALFORMED_DATAGRAM FerryErrors (a flagged proof: its chain\'s codes)', () => {
   const validBody = fc.oneof(...CODECS.map((c) => c.arb.map((m) => c.encode(m))));
   fc.assert(
     fc.property(
@@ -430,9 +448,117 @@ test('fuzz: every decoder on mutated valid bodies throws only MALFORMED_DATAGRAM
         const b = Buffer.from(body);
         for (const [at, v] of edits) b[at % b.length] = v;
         const m = Buffer.concat([b.subarray(0, cut === null ? b.length : cut % (b.length + 1)), extra]);
-        for (const [, decode] of DECODERS) onlyFerryErrors(() => decode(m, t));
+        for (const [, decode, ctl] of DECODERS) onlyFerryErrors(() => decode(m, t), ctl ? m : undefined);
       },
     ),
     { numRuns: 1500 },
   );
+});
+
+// ---------------------------------------------------------------------------------------------
+// RES / RES_ACK location proofs and RES padding.
+
+const agentKey = Identity.generate();
+const hostKeys = Array.from({ length: 8 }, () => Identity.generate());
+/** Real chains (structure is what the codec checks; signatures are the verifier's business). */
+const chainOf = (links: number): DelegationChain => {
+  let c = freshChain(agentKey, hostKeys[0]!.publicRaw, 1, 1_700_000_000_000);
+  for (let i = 1; i < links; i++) c = extendChain(c, hostKeys[i - 1]!, hostKeys[i]!.publicRaw, 1 + i, 3_600_000, 1_700_000_000_000 + i);
+  return c;
+};
+const CHAINS = [1, 2, 6].map(chainOf);
+const resumeArb = (type: typeof MessageType.RES | typeof MessageType.RES_ACK): fc.Arbitrary<ConnControl> =>
+  fc
+    .record(
+      {
+        base: connControlArb,
+        chain: fc.constantFrom(...CHAINS),
+        hostKey: fixedBytes(32),
+        signature: fixedBytes(64),
+        proof: fc.boolean(),
+        wanted: type === MessageType.RES ? fc.boolean() : fc.constant(false),
+        padding: fc.integer({ min: 0, max: 400 }),
+      },
+      NORMAL,
+    )
+    .filter((x) => x.proof || x.wanted)
+    .map((x) => {
+      const m: ConnControl = { ...x.base, type, reason: (x.proof ? RESUME_FLAG_PROOF : 0) | (x.wanted ? RESUME_FLAG_PROOF_WANTED : 0) };
+      if (x.proof) m.proof = { hostKey: x.hostKey, chain: x.chain, signature: x.signature };
+      if (x.wanted) m.padding = x.padding;
+      return m;
+    });
+
+test('RES / RES_ACK with a proof (and RES padding) round-trip; the proof is host key, chain, signature after the MAC', () => {
+  for (const type of [MessageType.RES, MessageType.RES_ACK] as const) {
+    fc.assert(
+      fc.property(resumeArb(type), (m) => {
+        const body = encodeConnControl(m);
+        const links = m.proof ? m.proof.chain.length : 0;
+        assert.equal(body.length, CONN_CONTROL_BYTES + (m.proof ? 32 + 1 + 165 * links + 64 : 0) + (m.padding ?? 0));
+        const back = decodeConnControl(body, type);
+        assert.deepEqual(back, normalised(m));
+        assert.deepEqual(encodeConnControl(back), body);
+        // The MAC covers the flags: the reason byte is in the MAC input.
+        assert.equal(connControlMacInput(m)[11 + 26], m.reason);
+        if (m.proof) {
+          // The host signs every byte before its signature.
+          const signed = resumeSigned({ ...m, proof: m.proof });
+          assert.deepEqual(body.subarray(0, signed.length), signed);
+          assert.deepEqual(body.subarray(signed.length, signed.length + 64), m.proof.signature);
+          assert.equal(signed.length + 64 + (m.padding ?? 0), body.length);
+        }
+      }),
+      { numRuns: 150 },
+    );
+  }
+});
+
+test('RES / RES_ACK flags are strict: unknown bits, a flag without its bytes, nonzero or unasked padding are malformed', () => {
+  const plain = { ...fc.sample(connControlArb, 1)[0]!, type: MessageType.RES, reason: 0 } as ConnControl;
+  const withFlags = (type: number, reason: number): Buffer => {
+    const b = encodeConnControl({ ...plain, type: type as ConnControl['type'] });
+    b[26] = reason;
+    return b;
+  };
+  for (let r = 4; r < 256; r++) assert.throws(() => decodeConnControl(withFlags(MessageType.RES, r), MessageType.RES), MALFORMED, `RES flags ${r}`);
+  for (let r = 2; r < 256; r++) assert.throws(() => decodeConnControl(withFlags(MessageType.RES_ACK, r), MessageType.RES_ACK), MALFORMED, `RES_ACK flags ${r}`);
+  // PROOF set but nothing follows.
+  assert.throws(() => decodeConnControl(withFlags(MessageType.RES, RESUME_FLAG_PROOF), MessageType.RES), MALFORMED);
+  // PROOF_WANTED: zero padding of any length decodes; one nonzero byte does not.
+  const wanted = withFlags(MessageType.RES, RESUME_FLAG_PROOF_WANTED);
+  assert.equal(decodeConnControl(wanted, MessageType.RES).padding, 0);
+  assert.equal(decodeConnControl(Buffer.concat([wanted, Buffer.alloc(300)]), MessageType.RES).padding, 300);
+  const dirty = Buffer.concat([wanted, Buffer.alloc(300)]);
+  dirty[dirty.length - 1] = 1;
+  assert.throws(() => decodeConnControl(dirty, MessageType.RES), MALFORMED);
+  // Padding without PROOF_WANTED (or on a RES_ACK, which never asks) is trailing bytes.
+  assert.throws(() => decodeConnControl(Buffer.concat([withFlags(MessageType.RES, 0), Buffer.alloc(1)]), MessageType.RES), MALFORMED);
+  const proved = encodeConnControl({ ...plain, type: MessageType.RES_ACK, reason: RESUME_FLAG_PROOF, proof: { hostKey: Buffer.alloc(32, 1), chain: CHAINS[0]!, signature: Buffer.alloc(64, 2) } });
+  assert.throws(() => decodeConnControl(Buffer.concat([proved, Buffer.alloc(1)]), MessageType.RES_ACK), MALFORMED);
+  // Every truncation of a proof is refused (inside the chain with the chain's own code).
+  for (let k = CONN_CONTROL_BYTES; k < proved.length; k++) {
+    assert.throws(() => decodeConnControl(proved.subarray(0, k), MessageType.RES_ACK), (e: unknown) => isFerryError(e, 'FERRY_ERR_MALFORMED_DATAGRAM') || isFerryError(e, 'FERRY_ERR_MALFORMED_CERTIFICATE'), `cut to ${k}`);
+  }
+  // SUS and CLS never carry a proof, whatever their reason byte says.
+  assert.throws(() => encodeConnControl({ ...plain, type: MessageType.SUS, proof: { hostKey: Buffer.alloc(32), chain: CHAINS[0]!, signature: Buffer.alloc(64) } }), ferry('FERRY_ERR_INVALID_ARGUMENT'));
+  // The encoder refuses a flag that disagrees with the proof, and padding that was not asked for.
+  assert.throws(() => encodeConnControl({ ...plain, reason: RESUME_FLAG_PROOF }), ferry('FERRY_ERR_INVALID_ARGUMENT'));
+  assert.throws(() => encodeConnControl({ ...plain, reason: 0, padding: 5 }), ferry('FERRY_ERR_INVALID_ARGUMENT'));
+});
+
+test('a proof carries at most RESUME_PROOF_MAX_LINKS links, and the largest RES_ACK with one is within 3x of a RES that asks', () => {
+  const max = LIMITS.RESUME_PROOF_MAX_LINKS.value;
+  assert.equal(max, 6);
+  const base = { ...fc.sample(connControlArb, 1)[0]!, type: MessageType.RES_ACK, reason: RESUME_FLAG_PROOF } as ConnControl;
+  const largest = encodeConnControl({ ...base, proof: { hostKey: Buffer.alloc(32), chain: chainOf(max), signature: Buffer.alloc(64) } });
+  assert.ok(DATAGRAM_HEADER_BYTES + largest.length <= LIMITS.MAX_DATAGRAM_BYTES.value, `${largest.length} bytes`);
+  assert.ok(RESUME_PROOF_WANTED_MIN_DATAGRAM * LIMITS.AMPLIFICATION_FACTOR.value >= DATAGRAM_HEADER_BYTES + largest.length);
+  assert.equal(RESUME_PROOF_WANTED_MIN_DATAGRAM, 391);
+  // One more link does not fit a datagram: refused by the encoder, and by the decoder from the count.
+  const seven = chainOf(max + 1);
+  assert.throws(() => encodeConnControl({ ...base, proof: { hostKey: Buffer.alloc(32), chain: seven, signature: Buffer.alloc(64) } }), ferry('FERRY_ERR_CHAIN_TOO_LONG'));
+  const tooLong = Buffer.from(largest);
+  tooLong[CONN_CONTROL_BYTES + 32] = max + 1;
+  assert.throws(() => decodeConnControl(tooLong, MessageType.RES_ACK), ferry('FERRY_ERR_CHAIN_TOO_LONG'));
 });
