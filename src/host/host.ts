@@ -830,7 +830,7 @@ export class Host {
     };
     sock.once('close', settled);
     sock.setNoDelay(true);
-    const decoder = new FrameDecoder();
+    const decoder = new FrameDecoder(limit('HANDOFF_FRAME_BYTES'));
     const timer = this.clock.setTimer(limit('HELLO_TIMEOUT_MS'), () => sock.destroy());
     const reject = (err: FerryError): void => {
       this.countRefusal(err.code);

@@ -25,8 +25,8 @@ export const AEAD_MAX_FRAMES = 2 ** 32;
  * AES blocks (16 bytes) one key may seal before the session must be renewed: 2^34, under the
  * 2^34.5 blocks RFC 8446 §5.5 allows (2^24.5 records of 16 KiB), which keeps an attacker's
  * confidentiality advantage near 2^-60 (draft-irtf-cfrg-aead-limits, AES-GCM). A frame costs
- * ceil(plaintext / 16) + 1 blocks, so 64 KiB frames reach it after about 2^22 frames (256 GiB);
- * a frame count alone would let 64 KiB frames run ~700x past that limit.
+ * ceil(plaintext / 16) + 1 blocks, so full 256 KiB frames reach it after about 2^20 frames
+ * (256 GiB); a frame count alone would let such frames run ~4000x past that limit.
  */
 export const AEAD_MAX_BLOCKS = 2 ** 34;
 

@@ -12,7 +12,8 @@ interface LimitSpec {
 /** The limits table. Hosts may override some per instance (see `HostOptions`). */
 export const LIMITS = {
   MAX_DATAGRAM_BYTES: { value: 1200, unit: 'bytes', why: 'QUIC\'s minimum path MTU payload (RFC 9000 §14): never fragmented on any sane path.' },
-  MAX_FRAME_PAYLOAD: { value: 64 * 1024, unit: 'bytes', why: 'Largest DATA payload per frame; checked before allocation. 64 KiB amortises the per-frame AEAD call.' },
+  MAX_FRAME_PAYLOAD: { value: 256 * 1024, unit: 'bytes', why: 'Largest DATA payload per frame (and migration checkpoint part); checked before allocation. 256 KiB amortises the per-frame cipher object, writev and ACK over 4x the bytes of 64 KiB (sealed throughput +10-20 % measured) while a 1 MiB window still holds 4 frames in flight.' },
+  HANDOFF_FRAME_BYTES: { value: 16 * 1024, unit: 'bytes', why: 'Longest first frame (HELLO or MIG_HELLO, ~100 bytes) the redirector reads from a socket that has proved nothing; with MAX_PENDING_HANDOFFS it bounds what unvalidated sockets can make a host buffer (16 MiB).' },
   CONTROL_MIN_RTO_MS: { value: 25, unit: 'ms', why: 'Floor of the retransmission timeout; loopback RTTs are sub-millisecond, mosh uses 50 ms on real paths.' },
   CONTROL_MAX_RTO_MS: { value: 1000, unit: 'ms', why: 'Cap of the exponential backoff so a long outage still probes every second.' },
   CONTROL_INITIAL_RTO_MS: { value: 100, unit: 'ms', why: 'RTO before any RTT sample (RFC 6298 says 1 s; control peers here are near).' },

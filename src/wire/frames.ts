@@ -257,13 +257,19 @@ export function decodeFrameBody(body: Buffer): Frame {
 }
 
 /**
- * Splits a TCP byte stream into frame bodies. The length prefix is checked against
- * MAX_FRAME_BYTES before any buffer for the body is allocated, so a peer cannot make us
- * allocate more than one maximum frame.
+ * Splits a TCP byte stream into frame bodies. The length prefix is checked against the
+ * decoder's maximum (MAX_FRAME_BYTES unless told) before any byte of the body is kept, so a
+ * peer cannot make us hold more than one maximum frame.
  */
 export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
+
+  /**
+   * @param maxFrameBytes the longest length prefix accepted (default {@link MAX_FRAME_BYTES}); the
+   *   redirector reads an unauthenticated first frame with the smaller `HANDOFF_FRAME_BYTES`.
+   */
+  constructor(private readonly maxFrameBytes = MAX_FRAME_BYTES) {}
 
   /** Add bytes read from the socket. */
   push(chunk: Buffer): void {
@@ -292,7 +298,7 @@ export class FrameDecoder {
     if (this.buffered < FRAME_LENGTH_BYTES) return undefined;
     const len = this.peekLength();
     if (len === 0) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'zero-length frame');
-    if (len > MAX_FRAME_BYTES) throw new FerryError('FERRY_ERR_FRAME_TOO_LARGE', `frame of ${len} bytes (max ${MAX_FRAME_BYTES})`);
+    if (len > this.maxFrameBytes) throw new FerryError('FERRY_ERR_FRAME_TOO_LARGE', `frame of ${len} bytes (max ${this.maxFrameBytes})`);
     if (this.buffered < FRAME_LENGTH_BYTES + len) return undefined;
     this.consumeParts(FRAME_LENGTH_BYTES);
     return this.consumeParts(len);

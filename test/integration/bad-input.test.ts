@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { helloMac } from '../../src/connection/index.js';
 import type { Host } from '../../src/host/index.js';
-import { MemoryLogger, type ErrorCode } from '../../src/util/index.js';
+import { MemoryLogger, limit, type ErrorCode } from '../../src/util/index.js';
 import { FrameType, MessageType, NONCE_BYTES, encodeDatagram, encodeFrame, type Hello } from '../../src/wire/index.js';
 import { startHosts, waitFor } from '../helpers/harness.js';
 import { Attacker, Link, assertLoggedOnce, assertRefused, probeRedirector, sleep, tapper, warnings } from '../helpers/attacker.js';
@@ -89,6 +89,8 @@ test('malformed, oversized and truncated input on both ports is refused, typed, 
       ['garbage', Buffer.concat([len(5), Buffer.from([0x99, 1, 2, 3, 4])]), 'FERRY_ERR_UNKNOWN_TYPE', 4],
       // Only the 4-byte prefix is sent: the REJECT proves the host decided before any body.
       ['a 2^31 length prefix alone', len(2 ** 31), 'FERRY_ERR_FRAME_TOO_LARGE', 5],
+      // A first frame may not be a DATA-sized one: the redirector holds at most HANDOFF_FRAME_BYTES.
+      ['a length prefix one over HANDOFF_FRAME_BYTES', len(limit('HANDOFF_FRAME_BYTES') + 1), 'FERRY_ERR_FRAME_TOO_LARGE', 5],
       ['a zero length', len(0), 'FERRY_ERR_MALFORMED_FRAME', 2],
       ['a truncated HELLO body', Buffer.concat([len(20), Buffer.alloc(20, 1)]), 'FERRY_ERR_MALFORMED_FRAME', 2],
       ['an ACK as the first frame', encodeFrame({ type: FrameType.ACK, received: 0, limit: 0 }), 'FERRY_ERR_MALFORMED_FRAME', 2],

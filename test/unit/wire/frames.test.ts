@@ -480,6 +480,21 @@ test('exactly MAX_FRAME_BYTES is accepted: the decoder waits for the body', () =
   assert.equal(d.next()?.length, MAX_FRAME_BYTES);
 });
 
+test('a decoder built with a smaller maximum (the redirector\'s HANDOFF_FRAME_BYTES) refuses past it from the prefix alone', () => {
+  const max = LIMITS.HANDOFF_FRAME_BYTES.value;
+  assert.ok(max < MAX_FRAME_BYTES && max >= 1024, 'a HELLO or MIG_HELLO fits, a DATA frame does not');
+  const d = new FrameDecoder(max);
+  const largest = largestAllocationDuring(() => {
+    d.push(lengthPrefix(max + 1));
+    assert.throws(() => d.next(), ferry('FERRY_ERR_FRAME_TOO_LARGE'));
+  });
+  assert.ok(largest <= 16, `allocated ${largest} bytes`);
+  const ok = new FrameDecoder(max);
+  ok.push(lengthPrefix(max));
+  ok.push(Buffer.alloc(max, 1));
+  assert.equal(ok.next()?.length, max);
+});
+
 test('frames before an oversized or zero prefix are still delivered, then the bad prefix throws', () => {
   for (const [prefix, code] of [
     [Buffer.from([0, 0, 0, 0]), 'FERRY_ERR_MALFORMED_FRAME'],
