@@ -5,12 +5,29 @@
  */
 import type { BenchResult } from './run.js';
 import { allRows } from './run.js';
+import type { OpenResult } from './lib/latency.js';
 import { fmt, type Row } from './lib/stats.js';
+
+/** The baseline's system, for short labels (`open/netns/tls/open` → `tls`). */
+const baselineSystem = (r: Row): string => r.baseline?.split('/').filter((x) => x !== 'netns')[1] ?? '';
 
 const rowLine = (r: Row): string[] => {
   const s = r.summary;
-  return [r.id, s ? fmt(s.p50) : fmt(r.value), s ? fmt(s.p90) : '', s ? fmt(s.p99) : '', r.unit, r.ratio !== undefined ? `${fmt(r.ratio)}× ${r.baseline?.split('/').slice(1, 2).join('') ?? ''}` : '', r.note ?? ''];
+  return [r.id, s ? fmt(s.p50) : fmt(r.value), s ? fmt(s.p90) : '', s ? fmt(s.p99) : '', r.unit, r.ratio !== undefined ? `${fmt(r.ratio)}× ${baselineSystem(r)}` : '', r.note ?? ''];
 };
+
+/** `open --netns` beside loopback: p50 of each system's open and close, and the run's ratios. */
+function netnsLines(s: OpenResult, table: (head: string[], body: string[][]) => string[]): string[] {
+  const ns = s.netns;
+  if (!ns) return [];
+  if ('error' in ns) return [`open --netns FAILED: ${ns.error}`];
+  const body = Object.entries(ns.p50).map(([system, x]) => [system, fmt(x.open.loopback), fmt(x.open.netns), fmt(x.close.loopback), fmt(x.close.netns)]);
+  return [
+    `open and close p50 (ms), loopback (one process) against between namespaces (${ns.client} → ${ns.server}, one process each):`,
+    ...table(['system', 'open loopback', 'open netns', 'close loopback', 'close netns', ''], body.map((b) => [...b, ''])),
+    `between namespaces: plainOpenVsTcp ${fmt(ns.ratios.plainOpenVsTcp)}, secureOpenVsTls ${fmt(ns.ratios.secureOpenVsTls)}, secureOpenVsLibp2p ${fmt(ns.ratios.secureOpenVsLibp2p)}`,
+  ];
+}
 
 function textTable(head: string[], body: string[][]): string {
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
@@ -28,6 +45,8 @@ export function renderTable(r: BenchResult): string {
       continue;
     }
     out.push(textTable(['row', 'p50/value', 'p90', 'p99', 'unit', 'ratio', 'note'], s.rows.map(rowLine)));
+    const ns = netnsLines(s, (h, b) => [textTable(h, b)]);
+    if (ns.length > 0) out.push('', ...ns);
   }
   out.push('', '== ratios (Ferry / baseline, same run)');
   for (const [k, v] of Object.entries(r.ratios)) out.push(`  ${k.padEnd(30)} ${fmt(v)}${r.notes[k] ? `  (${r.notes[k]})` : ''}`);
@@ -75,6 +94,9 @@ export function renderMarkdown(r: BenchResult): string {
       out.push(md([`\`${row.id}\``, row.what, x ? fmt(x.p50) : fmt(row.value), x ? fmt(x.p90) : '', x ? fmt(x.p99) : '', row.unit, row.ratio !== undefined ? `${fmt(row.ratio)}× \`${row.baseline}\`` : '', row.note ?? '']));
     }
     out.push('');
+    // The text table's trailing empty column (it keeps the last figures right-aligned) is dropped here.
+    const ns = netnsLines(s, (h, b) => ['', md(h.slice(0, -1)), md(h.slice(0, -1).map((_, i) => (i === 0 ? '---' : '---:'))), ...b.map((x) => md(x.slice(0, -1))), '']);
+    if (ns.length > 0) out.push(...ns, '');
   }
   if (r.errors.length > 0) out.push('## Errors', '', ...r.errors.map((e) => `- ${e}`), '');
   return out.join('\n');

@@ -12,6 +12,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Progress } from '../src/cli/progress.js';
 import type { BenchContext } from './lib/context.js';
+import type { OpenResult } from './lib/latency.js';
 import { central, type Row, type SuiteResult } from './lib/stats.js';
 import { renderMarkdown, renderSvgs, renderTable } from './report.js';
 import { runBreakdown } from './suites/breakdown.js';
@@ -43,6 +44,8 @@ export interface BenchOptions {
   out?: string;
   /** No progress display. */
   quiet?: boolean;
+  /** `open` also measures between two network namespaces (needs root and iproute2). */
+  netns?: boolean;
 }
 
 /** Where each flat ratio comes from: a row id (its `ratio`) and the suite that makes it. */
@@ -147,7 +150,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   };
   for (const [i, name] of names.entries()) {
     const t0 = Date.now();
-    const ctx: BenchContext = { quick: opts.quick, progress: (line, force) => progress.update(`[${i + 1}/${names.length}] ${line}`, force) };
+    const ctx: BenchContext = { quick: opts.quick, netns: opts.netns ?? false, progress: (line, force) => progress.update(`[${i + 1}/${names.length}] ${line}`, force) };
     progress.update(`[${i + 1}/${names.length}] ${name}: starting`, true);
     try {
       result.suites[name] = await SUITES[name](ctx);
@@ -169,6 +172,14 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const v = central(findRow(result, id)) ?? null;
     result.absolute[key as keyof typeof ABSOLUTE_SOURCES] = v;
     if (v === null && names.includes(suite) && !('error' in (result.suites[suite] ?? {}))) result.errors.push(`figure missing: absolute.${key} (${id})`);
+  }
+  // With --netns, the namespace part of `open` is a figure like any other: its failure fails the run.
+  const open = result.suites.open;
+  if (opts.netns && open && 'rows' in open) {
+    const ns = (open as OpenResult).netns;
+    if (!ns) result.errors.push('open --netns: no result');
+    else if ('error' in ns) result.errors.push(`open --netns failed: ${ns.error}`);
+    else for (const id of ['open/netns/ferry-plain/open', 'open/netns/ferry-secure/open']) if (findRow(result, id)?.ratio === undefined) result.errors.push(`figure missing: ${id}`);
   }
   const scaling = findRow(result, 'migration/ferry-secure/downtime-scaling');
   if (scaling?.note) result.notes.migrationDowntime1000Vs1 = scaling.note;

@@ -33,21 +33,21 @@ export type Stream = Awaited<ReturnType<Connection['newStream']>>;
 // ------------------------------------------------------------------ raw TCP
 
 /** A `node:net` server that reads and discards, and ends when the client ends. */
-export async function tcpServer(onSocket?: (s: Socket) => void): Promise<{ port: number; server: Server; close(): Promise<void> }> {
+export async function tcpServer(onSocket?: (s: Socket) => void, host: string = LOOPBACK): Promise<{ port: number; server: Server; close(): Promise<void> }> {
   const server = createServer({ noDelay: true }, (s) => {
     s.on('error', () => {});
     if (onSocket) onSocket(s);
     else s.resume();
   });
-  await new Promise<void>((r) => server.listen(0, LOOPBACK, r));
+  await new Promise<void>((r) => server.listen(0, host, r));
   const port = (server.address() as { port: number }).port;
   return { port, server, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
 /** Open a TCP connection: resolves on 'connect' (SYN, SYN-ACK: one round trip). */
-export function tcpOpen(port: number): Promise<Socket> {
+export function tcpOpen(port: number, host: string = LOOPBACK): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = netConnect({ host: LOOPBACK, port, noDelay: true });
+    const s = netConnect({ host, port, noDelay: true });
     s.once('connect', () => {
       s.off('error', reject);
       s.on('error', () => {});
@@ -83,7 +83,7 @@ export function tlsCredentials(): { key: Buffer; cert: Buffer } {
 }
 
 /** A TLS 1.3 server (session tickets on, Node's default) and the client context that trusts it. */
-export async function tlsServer(onSocket?: (s: TLSSocket) => void): Promise<{ port: number; context: SecureContext; close(): Promise<void> }> {
+export async function tlsServer(onSocket?: (s: TLSSocket) => void, host: string = LOOPBACK): Promise<{ port: number; context: SecureContext; close(): Promise<void> }> {
   const { key, cert } = tlsCredentials();
   const server = createTlsServer({ key, cert, minVersion: 'TLSv1.3' }, (s) => {
     s.on('error', () => {});
@@ -91,20 +91,25 @@ export async function tlsServer(onSocket?: (s: TLSSocket) => void): Promise<{ po
     else s.resume();
   });
   server.on('tlsClientError', () => {});
-  await new Promise<void>((r) => server.listen(0, LOOPBACK, r));
+  await new Promise<void>((r) => server.listen(0, host, r));
   const port = (server.address() as { port: number }).port;
-  const context = createSecureContext({ ca: cert, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
-  return { port, context, close: () => new Promise<void>((r) => server.close(() => r())) };
+  return { port, context: tlsClientContext(cert), close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+/** The client context that trusts the bench certificate (TLS 1.3 only); made once per use and reused for every connection. */
+export function tlsClientContext(cert: Buffer = tlsCredentials().cert): SecureContext {
+  return createSecureContext({ ca: cert, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
 }
 
 /**
  * Open a TLS 1.3 connection: resolves on 'secureConnect' (the client has the server's Finished).
  * With `session`, the client offers that ticket (PSK with (EC)DHE: still one key agreement, no
- * certificate). `onSession` receives every new ticket the server sends.
+ * certificate). `onSession` receives every new ticket the server sends. The server name is
+ * always `localhost` (the certificate's), whatever address `host` is.
  */
-export function tlsOpen(port: number, context: SecureContext, session?: Buffer, onSession?: (s: Buffer) => void): Promise<TLSSocket> {
+export function tlsOpen(port: number, context: SecureContext, session?: Buffer, onSession?: (s: Buffer) => void, host: string = LOOPBACK): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: LOOPBACK, port, servername: 'localhost', secureContext: context, ...(session ? { session } : {}) });
+    const s = tlsConnect({ host, port, servername: 'localhost', secureContext: context, ...(session ? { session } : {}) });
     s.setNoDelay(true);
     if (onSession) s.on('session', onSession);
     s.once('secureConnect', () => {
@@ -121,17 +126,20 @@ export function tlsOpen(port: number, context: SecureContext, session?: Buffer, 
 /** The protocol both libp2p nodes speak in the bench. */
 export const LIBP2P_PROTOCOL = '/ferry-bench/1.0.0';
 
-/** A js-libp2p node on loopback as the bench needs it: TCP + Noise + Yamux, no discovery. */
-async function libp2pNode(): Promise<Libp2p> {
+/**
+ * A js-libp2p node as the bench needs it: TCP + Noise + Yamux, no discovery, listening on `ip`
+ * (default loopback), and allow-listing the addresses that dial it (`allow`, default `ip`).
+ */
+export async function libp2pNode(ip: string = LOOPBACK, allow: string[] = [ip]): Promise<Libp2p> {
   return createLibp2p({
-    addresses: { listen: [`/ip4/${LOOPBACK}/tcp/0`] },
+    addresses: { listen: [`/ip4/${ip}/tcp/0`] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: {
       // The default inbound rate limit (5 connections a second per host) refuses back-to-back
-      // dials from one address; allow-listing loopback lifts it, as an operator would for a test.
-      allow: [`/ip4/${LOOPBACK}`],
+      // dials from one address; allow-listing the dialer lifts it, as an operator would for a test.
+      allow: allow.map((a) => `/ip4/${a}`),
       inboundConnectionThreshold: 1_000_000,
       maxIncomingPendingConnections: 10_000,
       maxConnections: 100_000,
@@ -139,10 +147,12 @@ async function libp2pNode(): Promise<Libp2p> {
   });
 }
 
-/** A dialer and a listener whose protocol handler hands each inbound stream to `onStream`. */
-export async function libp2pPair(): Promise<{ dialer: Libp2p; listener: Libp2p; addr: Multiaddr; onStream: { fn: (s: Stream) => void }; close(): Promise<void> }> {
-  const dialer = await libp2pNode();
-  const listener = await libp2pNode();
+/**
+ * A listening node whose protocol handler hands each inbound stream to `onStream` (by default:
+ * read it to its end and discard).
+ */
+export async function libp2pListener(ip: string = LOOPBACK, allow: string[] = [ip]): Promise<{ listener: Libp2p; addr: Multiaddr; onStream: { fn: (s: Stream) => void } }> {
+  const listener = await libp2pNode(ip, allow);
   const onStream = {
     fn: (s: Stream): void => {
       void (async () => {
@@ -151,7 +161,21 @@ export async function libp2pPair(): Promise<{ dialer: Libp2p; listener: Libp2p; 
     },
   };
   await listener.handle(LIBP2P_PROTOCOL, ({ stream }) => onStream.fn(stream), { maxInboundStreams: 4096, runOnLimitedConnection: false });
-  const addr = listener.getMultiaddrs()[0]!;
+  return { listener, addr: listener.getMultiaddrs()[0]!, onStream };
+}
+
+/**
+ * A listener's address given as text (from another process), as the `Multiaddr` `dial()` takes.
+ * Built from one of `node`'s own addresses, so the bench needs no multiaddr package of its own.
+ */
+export function libp2pAddr(node: Libp2p, text: string): Multiaddr {
+  return node.getMultiaddrs()[0]!.decapsulate('/ip4').encapsulate(text);
+}
+
+/** A dialer and a listener whose protocol handler hands each inbound stream to `onStream`. */
+export async function libp2pPair(): Promise<{ dialer: Libp2p; listener: Libp2p; addr: Multiaddr; onStream: { fn: (s: Stream) => void }; close(): Promise<void> }> {
+  const dialer = await libp2pNode();
+  const { listener, addr, onStream } = await libp2pListener();
   return {
     dialer,
     listener,

@@ -19,16 +19,11 @@
 import type { AgentSocket } from '../../src/connection/index.js';
 import type { BenchContext } from '../lib/context.js';
 import { iterations } from '../lib/context.js';
-import { gc, ratio, summarize, type Row, type SuiteResult } from '../lib/stats.js';
+import { BLOCK, BLOCK_WARMUP, measureRounds, netnsSummary, openClose, openCloseRows, setBaselines, type Contender, type OpenResult } from '../lib/latency.js';
+import { summarize, type Row } from '../lib/stats.js';
 import { ferryPair, libp2pOpen, libp2pPair, sink, streamClose, tcpOpen, tcpServer, tlsOpen, tlsServer } from '../lib/systems.js';
+import { runOpenNetns } from './open-netns.js';
 
-/** One measured operation: returns its samples (ms), keyed by what was timed. */
-interface Contender {
-  system: string;
-  what: string;
-  /** One iteration; returns [open ms, close ms], or [first-byte ms] for first-byte contenders. */
-  once(): Promise<number[]>;
-}
 
 /** Resolves `next()` when the server side reports a first byte. */
 class Arrivals {
@@ -45,18 +40,6 @@ class Arrivals {
 
 const ONE = Buffer.from([0x2a]);
 
-/** Iterations per system per round, and the unkept ones that start each block. */
-const BLOCK = 10;
-const BLOCK_WARMUP = 2;
-
-/** Time an open and a close given the two steps. */
-async function openClose<T>(open: () => Promise<T>, close: (c: T) => Promise<void>): Promise<number[]> {
-  const t0 = performance.now();
-  const c = await open();
-  const t1 = performance.now();
-  await close(c);
-  return [t1 - t0, performance.now() - t1];
-}
 
 /** Time open + write one byte until the server reads it; then close (untimed). */
 async function firstByte<T>(arrivals: Arrivals, open: () => Promise<T>, write: (c: T) => void, close: (c: T) => Promise<void>): Promise<number[]> {
@@ -71,7 +54,7 @@ async function firstByte<T>(arrivals: Arrivals, open: () => Promise<T>, write: (
 }
 
 /** Run the suite. */
-export async function runOpen(ctx: BenchContext): Promise<SuiteResult> {
+export async function runOpen(ctx: BenchContext): Promise<OpenResult> {
   const { warmup, n } = iterations(ctx);
   const cleanups: (() => Promise<void>)[] = [];
   const contenders: Contender[] = [];
@@ -155,53 +138,28 @@ export async function runOpen(ctx: BenchContext): Promise<SuiteResult> {
     }
 
     const samples = new Map<Contender, number[][]>();
-    const rounds = Math.ceil(n / BLOCK);
-    for (const group of [contenders, firstBytes]) {
-      gc();
-      for (const c of group) for (let i = 0; i < warmup; i++) await c.once();
-      for (let r = 0; r < rounds; r++) {
-        for (const c of group) {
-          // The first iterations of a block absorb what the previous system left running
-          // (sockets closing, timers) and are not kept.
-          for (let i = 0; i < BLOCK_WARMUP; i++) await c.once();
-          for (let i = 0; i < BLOCK && r * BLOCK + i < n; i++) {
-            const xs = await c.once();
-            if (!samples.has(c)) samples.set(c, xs.map(() => []));
-            xs.forEach((x, k) => samples.get(c)![k]!.push(x));
-          }
-        }
-        ctx.progress(`open: ${group === contenders ? 'open/close' : 'first byte'}, round ${r + 1}/${rounds} (${group.length} systems, ${BLOCK} iterations each)`);
-      }
-    }
+    await measureRounds(contenders, warmup, n, samples, (r, rounds) => ctx.progress(`open: open/close, round ${r}/${rounds} (${contenders.length} systems, ${BLOCK} iterations each)`));
+    await measureRounds(firstBytes, warmup, n, samples, (r, rounds) => ctx.progress(`open: first byte, round ${r}/${rounds} (${firstBytes.length} systems, ${BLOCK} iterations each)`));
     if (tlsReused < tlsResumes) throw new Error(`TLS resumption failed on ${tlsResumes - tlsReused} of ${tlsResumes} connections`);
 
-    const rows: Row[] = [];
-    for (const [op, group, k] of [
-      ['open', contenders, 0],
-      ['close', contenders, 1],
-      ['first-byte', firstBytes, 0],
-    ] as const) {
-      for (const c of group) {
-        const what = op === 'first-byte' ? `first byte: open, write 1 byte, until the server application reads it: ${c.what}` : `${op}: ${c.what}`;
-        rows.push({ id: `open/${c.system}/${op}`, system: c.system, what, unit: 'ms', summary: summarize(samples.get(c)![k]!) });
+    const rows: Row[] = [...openCloseRows('open', contenders.map((c) => ({ system: c.system, what: c.what, samples: samples.get(c)! })))];
+    for (const c of firstBytes) {
+      rows.push({ id: `open/${c.system}/first-byte`, system: c.system, what: `first byte: open, write 1 byte, until the server application reads it: ${c.what}`, unit: 'ms', summary: summarize(samples.get(c)![0]!) });
+    }
+    setBaselines(rows, 'open', ['open', 'close', 'first-byte']);
+    const result: OpenResult = { rows, info: { iterations: { warmup, n }, order: `rounds of ${BLOCK} (+${BLOCK_WARMUP} unkept) per system`, tlsResumed: `${tlsReused}/${tlsResumes}` } };
+    // Free the loopback systems before the namespaces run.
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+    if (ctx.netns) {
+      try {
+        const ns = await runOpenNetns(ctx, { warmup, n });
+        result.rows.push(...ns.rows);
+        result.netns = netnsSummary(result.rows, ns.info);
+      } catch (err) {
+        result.netns = { error: err instanceof Error ? `${(err as { code?: string }).code ?? err.name}: ${err.message}` : String(err) };
       }
     }
-    const base: Record<string, string> = { 'ferry-plain': 'tcp', 'ferry-secure': 'tls', libp2p: 'tls', 'libp2p-dial': 'tls', 'tls-resumed': 'tls' };
-    for (const row of rows) {
-      const b = base[row.system];
-      if (!b) continue;
-      const baseRow = rows.find((r) => r.id === `open/${b}/${row.id.split('/')[2]}`);
-      if (!baseRow) continue;
-      row.baseline = baseRow.id;
-      row.ratio = ratio(row.summary?.p50, baseRow.summary?.p50);
-    }
-    // Ferry secure is also set against libp2p, the other identity-addressed system.
-    for (const op of ['open', 'first-byte']) {
-      const fs = rows.find((r) => r.id === `open/ferry-secure/${op}`)!;
-      const l = rows.find((r) => r.id === `open/libp2p/${op}`)!;
-      rows.push({ id: `open/ferry-secure-vs-libp2p/${op}`, system: 'ferry-secure', what: `${op}: Ferry secure against js-libp2p dial + stream`, unit: 'ms', summary: fs.summary!, baseline: l.id, ratio: ratio(fs.summary!.p50, l.summary!.p50) });
-    }
-    return { rows, info: { iterations: { warmup, n }, order: `rounds of ${BLOCK} (+${BLOCK_WARMUP} unkept) per system`, tlsResumed: `${tlsReused}/${tlsResumes}` } };
+    return result;
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => {});
   }

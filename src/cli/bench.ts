@@ -3,6 +3,7 @@
  * (compiled to dist/bench/) with its dev-only baselines (js-libp2p), so it is loaded on demand.
  */
 import { parseArgs } from 'node:util';
+import { netnsUnavailableReason } from '../testing/index.js';
 
 /** Help text of `ferry bench`. */
 export const BENCH_HELP = `ferry bench [options]    the NapletSocket paper's evaluation with raw TCP, TLS 1.3 and
@@ -12,11 +13,17 @@ Bench options:
   --suite NAME              run one suite: open, breakdown, suspend-resume, throughput,
                             migration, scale (repeatable; default all)
   --quick                   every suite small (under a minute in all), every figure present
+  --netns                   open also measures between two network namespaces, each with its
+                            own address on a veth pair and a bridge: a serving process in one,
+                            the measuring process in the other; rows open/netns/SYSTEM/OP,
+                            summary under suites.open.netns in the JSON (needs root and
+                            iproute2; runs the open suite, so not with --suite without open)
   --json                    end the output with one JSON object holding every figure
   --out DIR                 also write DIR/bench.json, DIR/REPORT.md and SVG charts
   -h, --help                this text
 
-Exit status: 0 unless a suite failed or a Ferry figure is missing (never for a slow figure).`;
+Exit status: 0 unless a suite failed or a Ferry figure is missing (never for a slow figure);
+2 for bad arguments, or --netns where namespaces cannot be made.`;
 
 const SUITE_NAMES = ['open', 'breakdown', 'suspend-resume', 'throughput', 'migration', 'scale'] as const;
 
@@ -29,6 +36,7 @@ export async function benchMain(args: string[], fail: (msg: string) => never): P
       options: {
         suite: { type: 'string', multiple: true },
         quick: { type: 'boolean' },
+        netns: { type: 'boolean' },
         json: { type: 'boolean' },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -43,6 +51,14 @@ export async function benchMain(args: string[], fail: (msg: string) => never): P
     return 0;
   }
   for (const s of values.suite ?? []) if (!(SUITE_NAMES as readonly string[]).includes(s)) fail(`unknown suite '${s}' (one of ${SUITE_NAMES.join(', ')})`);
+  if (values.netns) {
+    if (values.suite && !values.suite.includes('open')) fail('--netns adds to the open suite: add --suite open (or run all suites)');
+    const why = netnsUnavailableReason();
+    if (why) {
+      process.stderr.write(`ferry bench: --netns: ${why}; run without --netns for the loopback figures\n`);
+      return 2;
+    }
+  }
   let runner: typeof import('../../bench/run.js');
   try {
     runner = await import('../../bench/run.js');
@@ -52,6 +68,7 @@ export async function benchMain(args: string[], fail: (msg: string) => never): P
   }
   const result = await runner.runBench({
     quick: Boolean(values.quick),
+    netns: Boolean(values.netns),
     ...(values.suite ? { suites: values.suite as (typeof SUITE_NAMES)[number][] } : {}),
     ...(values.out ? { out: values.out } : {}),
   });
