@@ -270,16 +270,20 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         if (typeof r.commitMs === 'number') resumeMs.push(r.commitMs);
         if (to === undefined) problems.push(`R${i} moved to a host that is down`);
       } catch (err) {
+        if (isFerryError(err, 'FERRY_ERR_UNKNOWN_AGENT')) {
+          problems.push(`R${i} finished before its move could start (use more --bytes or --seconds)`);
+          return;
+        }
         if (!isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK')) throw err;
         rollbacks++;
         if (to !== undefined) problems.push(`moving R${i} to host${to} rolled back: ${isFerryError(err.cause) ? err.cause.code : err.message}`);
       }
     };
 
-    // Each phase starts when the delivered bytes cross the next equal share of the first three
-    // quarters of the total, so every move happens mid-stream, with room left for a slow machine.
+    // Each phase starts when the delivered bytes cross the next equal share of the first 60 % of
+    // the total, so every move happens mid-stream, with room left for a slow machine.
     const phases = schedule(opts.rounds);
-    const mark = (k: number): number => Math.floor((0.75 * (k + 1) * total) / phases.length);
+    const mark = (k: number): number => Math.floor((0.6 * (k + 1) * total) / phases.length);
     let simultaneous = 0;
     let groups = 0;
     const deadline = Date.now() + (opts.seconds * 6 + 60) * 1000;
