@@ -51,7 +51,7 @@ committed (and the planned rollback rolled back).
 Coming next: ferry tunnel (see README).`;
 
 function fail(msg: string): never {
-  process.stderr.write(`ferry: ${msg}\n\n${HELP}\n`);
+  process.stderr.write(`ferry: ${msg}\n(see 'ferry help', or 'ferry COMMAND --help')\n`);
   process.exit(2);
 }
 
