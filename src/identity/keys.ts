@@ -5,7 +5,7 @@
  * Raw-key import into a `KeyObject` costs about ten X25519 agreements on this machine, so every
  * public key is imported once and cached ({@link publicKeyFromRaw}).
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, randomBytes, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
 import { FerryError } from '../util/index.js';
 
 /** Length of an agent or host id on the wire: 128 bits, like a HIP HIT. */
@@ -80,8 +80,10 @@ export class Identity {
 
   /** A fresh random identity. */
   static generate(): Identity {
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    return new Identity(privateKey, publicKey, rawPublic(publicKey));
+    // From a random seed, not generateKeyPairSync: exporting a generated key (rawPublic, seed())
+    // can deadlock Node 20 when a GC finalizes the generation job meanwhile (see generateEphemeral
+    // in primitives.ts). Imported keys have no such job.
+    return Identity.fromSeed(randomBytes(32));
   }
 
   /** The identity whose RFC 8032 private key (seed) is `seed` (32 bytes). */

@@ -22,10 +22,14 @@ export interface EphemeralKey {
 
 /** A fresh ephemeral X25519 key pair. */
 export function generateEphemeral(): EphemeralKey {
-  const { privateKey, publicKey } = generateKeyPairSync('x25519');
-  // JWK export is ~15x cheaper than DER here (measured: ~6 µs vs ~100 µs), and it is on every open.
-  const jwk = publicKey.export({ format: 'jwk' });
-  return { privateKey, publicRaw: Buffer.from(jwk.x as string, 'base64url') };
+  // The public key comes out of the key-generation job itself (JWK: ~15x cheaper than DER, and
+  // this is on every open). Never call export() on a freshly generated KeyObject: Node 20 locks
+  // the key's mutex during export() and allocates while holding it; a GC there that finalizes the
+  // (already unreferenced) generation job runs ~KeyPairGenConfig, which takes the same mutex, and
+  // the process freezes for good (twice in 78 runs of the exactly-once property test: main thread in
+  // futex_wait under ExportJWKEdKey -> GC -> ~KeyGenJob -> uv_mutex_lock).
+  const { privateKey, publicKey } = generateKeyPairSync('x25519', { publicKeyEncoding: { format: 'jwk' } });
+  return { privateKey, publicRaw: Buffer.from((publicKey as unknown as { x: string }).x, 'base64url') };
 }
 
 /** The X25519 key pair whose private scalar is `raw` (for RFC 7748 vectors). */
