@@ -833,14 +833,17 @@ export class Endpoint extends EventEmitter {
     } else if (this.state !== 'SUS_SENT' && this.state !== 'SUS_ACKED' && this.state !== 'SUSPENDED') {
       throw new FerryError(rejectionFor(this.state, 'suspend'), `cannot suspend in state ${this.state}`);
     }
-    // Done once SUSPENDED with the drain finished, or once the endpoint has been SUSPENDED and
-    // the peer already resumed it (either end may resume: the suspend did happen). Waiting only
-    // for the first would hang when a peer's RES arrives while our drain is still running.
-    let reached = this.state === 'SUSPENDED';
+    // Done once SUSPENDED with the drain finished, or once the connection has been suspended
+    // (SUSPENDED, or SUS_ACKED: the peer's suspend, which ours joined) and the peer already
+    // resumed it (either end may resume: the suspend did happen). Waiting only for the first would
+    // hang when a peer's RES arrives while a drain is still running, ours or the peer's: from
+    // SUS_ACKED that RES leads to RES_ACKED without ever passing SUSPENDED.
+    const suspending = (st: State): boolean => st === 'SUS_SENT' || st === 'SUS_ACKED' || st === 'SUSPENDED';
+    let reached = this.state === 'SUSPENDED' || this.state === 'SUS_ACKED';
     await this.until(() => {
-      if (this.state === 'SUSPENDED') reached = true;
+      if (this.state === 'SUSPENDED' || this.state === 'SUS_ACKED') reached = true;
       if (this.state === 'SUSPENDED' && this.draining.size === 0) return true;
-      return reached && this.state !== 'SUSPENDED';
+      return reached && !suspending(this.state);
     });
   }
 
