@@ -48,14 +48,14 @@ const seedOf = (from, to) => Math.imul(from + 1, 0x01000193) ^ Math.imul(to + 1,
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Connect to `peer`, waiting while it is not yet listening or not yet registered. */
+/** Connect to `peer`, waiting while it is not yet listening, not yet registered, or between hosts. */
 async function connectWhenReady(ctx, peer) {
+  const retry = ['FERRY_ERR_NOT_LISTENING', 'FERRY_ERR_UNKNOWN_AGENT', 'FERRY_ERR_PEER_MOVING'];
   for (let i = 0; ; i++) {
     try {
       return await ctx.connect(peer);
     } catch (err) {
-      const code = errorCode(err);
-      if ((code !== 'FERRY_ERR_NOT_LISTENING' && code !== 'FERRY_ERR_UNKNOWN_AGENT') || i > 400) throw err;
+      if (!retry.includes(errorCode(err)) || i > 400) throw err;
       await sleep(25);
     }
   }
@@ -117,10 +117,14 @@ export default defineAgent({
     }
     ctx.log(`ring member ${s.index} run=${s.runs} links=${socks.size} sent=${sentAtStart()}`);
 
-    const pace = async (sock) => {
+    // Sleep while this run is ahead of bytesPerSecond per link (a 50 ms nap at most, then look again).
+    const pace = async () => {
       if (!s.bytesPerSecond) return;
-      const ahead = sentAtStart() - base - (s.bytesPerSecond * 2 * (performance.now() - started)) / 1000;
-      if (ahead > 0) await sleep(Math.min(50, (ahead / (s.bytesPerSecond * 2)) * 1000));
+      for (;;) {
+        const ahead = sentAtStart() - base - (s.bytesPerSecond * 2 * (performance.now() - started)) / 1000;
+        if (ahead <= 0) return;
+        await sleep(Math.min(50, (ahead / (s.bytesPerSecond * 2)) * 1000));
+      }
     };
 
     const stream = (id, sock) =>
@@ -156,7 +160,7 @@ export default defineAgent({
             l.sent += chunk.length;
             const ok = sock.write(chunk);
             if (!ok) await new Promise((r) => sock.once('drain', r));
-            await pace(sock);
+            await pace();
           }
           if (!l.wroteEnd) {
             l.wroteEnd = true;

@@ -118,6 +118,8 @@ interface AgentRecord {
   server: AgentServerSocket | undefined;
   sockets: Map<Endpoint, AgentSocket>;
   moving: boolean;
+  /** Server ends of connections to it whose CONNECT was acknowledged and whose open is not over. */
+  opening?: Set<Endpoint>;
   /** The delegation from the agent key to this host, issued when it was published here. */
   chain?: DelegationChain;
   /** The location epoch it was published at. */
@@ -126,6 +128,17 @@ interface AgentRecord {
 
 const key = (cid: Buffer | string, role: 'client' | 'server'): string => `${typeof cid === 'string' ? cid : cid.toString('hex')}/${role}`;
 const other = (r: 'client' | 'server'): 'client' | 'server' => (r === 'client' ? 'server' : 'client');
+/** Resolves once an opening endpoint is established or closed. */
+const settled = (ep: Endpoint): Promise<void> =>
+  new Promise((resolve) => {
+    const end = (): void => {
+      ep.off('established', end);
+      ep.off('closed', end);
+      resolve();
+    };
+    ep.once('established', end);
+    ep.once('closed', end);
+  });
 
 /** A host: controller, redirector, and the agents and connection endpoints that live on it. */
 export class Host {
@@ -347,6 +360,10 @@ export class Host {
   async detachAgent(agentId: AgentId): Promise<AgentCheckpoint> {
     const a = this.agent(agentId);
     a.moving = true;
+    // A connection whose CONNECT this host acknowledged is the agent's: let its open finish
+    // (bounded by the handshake timeout) so it is delivered and moves with the agent, instead of
+    // completing here after the agent left. New CONNECTs are answered PEER_MOVING from now on.
+    await Promise.all([...(a.opening ?? [])].map((ep) => settled(ep)));
     const epoch = (await this.location.lookup(agentId))?.epoch ?? 0;
     const live = [...a.sockets.entries()].filter(([ep]) => ep.state !== 'CLOSED' && ep.state !== 'CLOSE_SENT' && ep.state !== 'CLOSE_ACKED');
     const prepared = await Promise.allSettled(
@@ -775,14 +792,20 @@ export class Host {
     const done = (): void => {
       if (counted) this.halfOpen--;
       counted = false;
+      a.opening?.delete(endpoint);
     };
+    (a.opening ??= new Set()).add(endpoint);
     endpoint.once('established', () => {
       done();
       const sock = new AgentSocket(endpoint);
       a.sockets.set(endpoint, sock);
       endpoint.once('closed', () => a.sockets.delete(endpoint));
       if (a.server && !a.server.closed) a.server.deliver(sock);
-      else void endpoint.close();
+      else {
+        // No one will ever hold this socket: a peer's abort must not become an unhandled 'error'.
+        sock.on('error', () => {});
+        void endpoint.close();
+      }
     });
     endpoint.once('closed', done);
     return reply;

@@ -1,0 +1,272 @@
+// Scenario: real confined agents (examples/agents/ring.mjs, the agent `ferry demo` runs) stream both
+// ways on every link of a ring while operators move several of them at the same moment, each to a
+// different host, mid-stream and more than once. Every byte arrives exactly once: on every
+// direction of every link the writer sent `total`, the reader read `total`, every byte read was
+// the byte written at its offset, and the writer's CRC-32 equals the reader's.
+//
+// Moves are timed by what the agents and their connections report, never by sleeps: a round starts
+// once every member logged the start of its current run() and its connections took more bytes
+// since; the agents' own logs then show that each run after a move began with bytes sent and
+// bytes left. run() results are the 'exit' events of the runtime where each agent finished.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { AgentExit } from '../../src/host/index.js';
+import { Identity, type AgentId } from '../../src/identity/index.js';
+import { waitFor } from '../helpers/harness.js';
+import { linesOf, startAgentNet, type AgentNet } from '../helpers/agents.js';
+
+/** examples/agents/ring.mjs, from dist/test/integration/. */
+const RING = readFileSync(fileURLToPath(new URL('../../../examples/agents/ring.mjs', import.meta.url)), 'utf8');
+
+interface Link {
+  dir: 'in' | 'out';
+  peer: string;
+  sent: number;
+  sentCrc: number;
+  wroteEnd: boolean;
+  recv: number;
+  recvCrc: number;
+  mismatches: number;
+  firstMismatch: number;
+  ended: boolean;
+}
+interface RingResult {
+  index: number;
+  id: string;
+  runs: number;
+  links: Record<string, Link>;
+}
+
+/** A ring running on `net`: where each member is, every exit, and how far its connections got. */
+class Ring {
+  readonly ids: AgentId[] = [];
+  /** Host index of each member now. */
+  readonly at: number[] = [];
+  readonly moves: number[] = [];
+  /** Every exit of each member, with the index of the host whose runtime reported it. */
+  readonly exits = new Map<AgentId, (AgentExit & { host: number })[]>();
+
+  constructor(
+    readonly net: AgentNet,
+    readonly total: number,
+  ) {
+    net.runtimes.forEach((r, host) => r.on('exit', (e: AgentExit) => this.exits.set(e.agentId, [...(this.exits.get(e.agentId) ?? []), { ...e, host }])));
+  }
+
+  /** Launch member i of an `n`-ring on host `hostOf(i)`: every key first, since each state names the whole ring. */
+  static async launch(net: AgentNet, n: number, hostOf: (i: number) => number, state: { total: number; chunk: number; bytesPerSecond: number }): Promise<Ring> {
+    const keys = Array.from({ length: n }, () => Identity.generate());
+    const ring = new Ring(net, state.total);
+    for (let i = 0; i < n; i++) {
+      await net.launch(hostOf(i), RING, { identity: keys[i]!, state: { ring: keys.map((k) => k.id), index: i, ...state } });
+      ring.ids.push(keys[i]!.id);
+      ring.at.push(hostOf(i));
+      ring.moves.push(0);
+    }
+    return ring;
+  }
+
+  /**
+   * Bytes member i has written so far, as its connections count them (offset after the last byte
+   * handed to them), wherever it is now; 0 while it is between hosts.
+   */
+  written(i: number): number {
+    let n = 0;
+    for (const h of this.net.hosts) for (const s of h.socketsOf(this.ids[i]!)) n += s.endpoint.send.written;
+    return n;
+  }
+
+  /**
+   * Resolve once every member runs its current run() (its own log line says so) and has written
+   * `bytes` more since (or, when `orDone`, all it had to write): the streams go on after a move.
+   */
+  async flowing(bytes: number, what: string, o: { orDone?: boolean } = {}): Promise<void> {
+    await this.waitFor(() => this.ids.every((_, i) => this.sentAtRuns(i).length === this.moves[i]! + 1), 10_000, `${what}: run() started`);
+    const from = this.ids.map((_, i) => this.written(i));
+    const want = from.map((f) => (o.orDone ? Math.min(f + bytes, 2 * this.total) : f + bytes));
+    const ahead = (i: number): boolean => {
+      if (!o.orDone && this.written(i) >= 2 * this.total) throw new Error(`${what}: member ${i} wrote all it had before the move (the stream is too short for this machine)`);
+      return this.written(i) >= want[i]! || (!!o.orDone && this.done(i));
+    };
+    await this.waitFor(() => this.ids.every((_, i) => ahead(i)), 10_000, `${what}: ${bytes} more bytes written (from ${from.join(', ')})`);
+  }
+
+  /** Member i finished here (its sockets may be gone, so written() says 0). */
+  done(i: number): boolean {
+    return (this.exits.get(this.ids[i]!) ?? []).some((e) => e.reason !== 'migrated');
+  }
+
+  /** {@link waitFor}, failing with where every member is and how far it got. */
+  async waitFor(pred: () => boolean, ms: number, what: string): Promise<void> {
+    try {
+      await waitFor(pred, ms, what);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${this.describe()}`);
+    }
+  }
+
+  describe(): string {
+    return this.ids
+      .map((id, i) => {
+        const socks = this.net.hosts.flatMap((h) => h.socketsOf(id)).map((s) => `${s.connectionId.slice(0, 8)} ${s.state} written=${s.endpoint.send.written} acked=${s.endpoint.send.acked} delivered=${s.endpoint.recv.delivered}`);
+        const exits = (this.exits.get(id) ?? []).map((e) => `${e.reason}${e.error ? ` ${e.error.code}: ${e.error.message}` : ''}`);
+        return `member ${i} on host ${this.at[i]} moves=${this.moves[i]} runs at sent=[${this.sentAtRuns(i).join(', ')}] exits=[${exits.join('; ')}] sockets: ${socks.join(' | ')}`;
+      })
+      .join('\n');
+  }
+
+  /** Move the members `who` at the same moment, member i to host `to(i)`; resolves when all landed. */
+  async moveAtOnce(who: number[], to: (i: number) => number): Promise<void> {
+    const moves = who.map((i) => {
+      const target = to(i);
+      assert.notEqual(target, this.at[i], 'a move goes to another host');
+      return this.net.runtimes[this.at[i]!]!.migrate(this.ids[i]!, this.net.hosts[target]!.id).then(() => {
+        this.at[i] = target;
+        this.moves[i]!++;
+      });
+    });
+    const settled = await Promise.allSettled(moves);
+    const failed = settled.flatMap((s, k) => (s.status === 'rejected' ? [`member ${who[k]}: ${String((s.reason as Error)?.stack ?? s.reason)}`] : []));
+    assert.deepEqual(failed, [], 'every simultaneous move succeeds');
+    for (const i of who) assert.ok(this.net.runtimes[this.at[i]!]!.handleOf(this.ids[i]!), `member ${i} runs on host ${this.at[i]} after its move`);
+  }
+
+  /** Wait for every member to finish (bounded) and return its result, checking how it ended. */
+  async results(ms: number): Promise<RingResult[]> {
+    await this.waitFor(() => this.ids.every((_, i) => this.done(i)), ms, 'every ring member finished');
+    return this.ids.map((id, i) => {
+      const exits = this.exits.get(id)!;
+      assert.deepEqual(
+        exits.map((e) => e.reason),
+        [...Array<string>(this.moves[i]!).fill('migrated'), 'finished'],
+        `member ${i}: migrated at each move, then finished once: ${exits.map((e) => e.error?.message ?? '').join(' | ')}`,
+      );
+      const last = exits[exits.length - 1]!;
+      assert.equal(last.host, this.at[i], `member ${i} finished on the host it last moved to`);
+      return last.result as RingResult;
+    });
+  }
+
+  /** Every direction of every link: exactly `total` bytes, each the right one, equal CRCs both ends. */
+  checkExactlyOnce(results: RingResult[]): number {
+    const n = this.ids.length;
+    let directions = 0;
+    results.forEach((r, i) => {
+      assert.equal(r.index, i);
+      assert.equal(r.id, this.ids[i]);
+      assert.equal(r.runs, this.moves[i]! + 1, `member ${i}: run() once per host it ran on`);
+      const links = Object.entries(r.links);
+      assert.equal(links.length, 2, `member ${i} has two links: ${JSON.stringify(r.links)}`);
+      assert.deepEqual(links.map(([, l]) => l.dir).sort(), ['in', 'out']);
+      for (const [cid, l] of links) {
+        const j = this.ids.indexOf(l.peer as AgentId);
+        assert.equal(j, l.dir === 'out' ? (i + 1) % n : (i - 1 + n) % n, `member ${i}: ${l.dir} link peer`);
+        const other = results[j]!.links[cid];
+        assert.ok(other, `member ${j} knows connection ${cid} too`);
+        assert.equal(other.peer, this.ids[i]);
+        assert.equal(other.dir, l.dir === 'out' ? 'in' : 'out');
+        const where = `member ${i} -> member ${j} on ${cid.slice(0, 8)}`;
+        assert.equal(l.sent, this.total, `${where}: sent`);
+        assert.equal(other.recv, this.total, `${where}: received`);
+        assert.equal(other.mismatches, 0, `${where}: wrong bytes, first at offset ${other.firstMismatch}`);
+        assert.equal(other.firstMismatch, -1);
+        assert.equal(other.recvCrc, l.sentCrc, `${where}: CRC-32 of what was read equals that of what was written`);
+        assert.ok(l.wroteEnd && other.ended, `${where}: the end of stream arrived`);
+        directions++;
+      }
+    });
+    return directions;
+  }
+
+  /** Bytes the member had sent when each run() began (its own log line), run 1 first. */
+  sentAtRuns(i: number): number[] {
+    const re = new RegExp(`^ring member ${i} run=(\\d+) links=2 sent=(\\d+)$`);
+    const runs: number[] = [];
+    for (const l of linesOf(this.net.log, 'agent_log')) {
+      const m = re.exec(String(l.fields.text));
+      if (m) runs[Number(m[1]) - 1] = Number(m[2]);
+    }
+    return runs;
+  }
+
+  /** Each move was mid-stream by the agent's own account: every run after the first began with bytes sent and bytes left. */
+  checkMidStream(): void {
+    this.ids.forEach((_, i) => {
+      const sent = this.sentAtRuns(i);
+      assert.equal(sent.length, this.moves[i]! + 1, `member ${i}: one log line per run`);
+      assert.equal(sent[0], 0);
+      for (let k = 1; k < sent.length; k++) {
+        assert.ok(sent[k]! > sent[k - 1]!, `member ${i}: bytes flowed before move ${k} (${sent.join(', ')})`);
+        assert.ok(sent[k]! < 2 * this.total, `member ${i}: bytes were left after move ${k} (${sent.join(', ')})`);
+      }
+    });
+  }
+}
+
+// Many workers start at once at each round of moves; on a loaded machine a worker may miss a 1 s
+// heartbeat, and the watchdog is not what these tests are about.
+const RUNTIME = { heartbeatTimeoutMs: 5000 };
+
+test('two ring agents on different hosts both move at the same moment, three times mid-stream: every byte exactly once', async () => {
+  const net = await startAgentNet(3, { runtime: RUNTIME });
+  try {
+    // About 5 s of streaming each way on each link; the three rounds of moves take well under 1 s.
+    const TOTAL = 2_500_000;
+    const ring = await Ring.launch(net, 2, (i) => i, { total: TOTAL, chunk: 16 * 1024, bytesPerSecond: 500_000 });
+    // Round 1 swaps the two hosts; then each moves on to a third.
+    const rounds: [number, number][] = [
+      [1, 0],
+      [2, 1],
+      [0, 2],
+    ];
+    const atMove: number[][] = [];
+    for (const [a, b] of rounds) {
+      await ring.flowing(128 * 1024, `before move ${atMove.length + 1}`);
+      atMove.push([ring.written(0), ring.written(1)]);
+      await ring.moveAtOnce([0, 1], (i) => (i === 0 ? a : b));
+    }
+    await ring.flowing(128 * 1024, 'after the last moves', { orDone: true });
+    const results = await ring.results(15_000);
+    assert.equal(ring.checkExactlyOnce(results), 4);
+    assert.deepEqual(ring.moves, [3, 3]);
+    ring.checkMidStream();
+    // The connections' view: each move found bytes written and bytes left on every member.
+    for (const p of atMove) for (const x of p) assert.ok(x > 0 && x < 2 * TOTAL, `mid-stream at the move: ${x}`);
+    assert.deepEqual(
+      net.runtimes.map((r) => r.agentIds()),
+      [[], [], []],
+    );
+  } finally {
+    await net.close();
+  }
+});
+
+test('a ring of five agents over three hosts, all five moving at once, twice mid-stream: all ten directions exactly once', async () => {
+  const net = await startAgentNet(3, { runtime: RUNTIME });
+  try {
+    const TOTAL = 2_000_000;
+    const ring = await Ring.launch(net, 5, (i) => i % 3, { total: TOTAL, chunk: 16 * 1024, bytesPerSecond: 400_000 });
+    const everyone = [0, 1, 2, 3, 4];
+    const atMove: number[][] = [];
+    for (let round = 0; round < 2; round++) {
+      await ring.flowing(96 * 1024, `before move ${round + 1}`);
+      atMove.push(everyone.map((i) => ring.written(i)));
+      // Every member to the next host: members sharing a host scatter, and every host both sends and receives agents.
+      await ring.moveAtOnce(everyone, (i) => (ring.at[i]! + 1 + ((i + round) % 2)) % 3);
+    }
+    await ring.flowing(96 * 1024, 'after the last moves', { orDone: true });
+    const results = await ring.results(15_000);
+    assert.equal(ring.checkExactlyOnce(results), 10);
+    assert.deepEqual(ring.moves, [2, 2, 2, 2, 2]);
+    ring.checkMidStream();
+    for (const p of atMove) for (const x of p) assert.ok(x > 0 && x < 2 * TOTAL, `mid-stream at the move: ${x}`);
+    assert.deepEqual(
+      net.runtimes.map((r) => r.agentIds()),
+      [[], [], []],
+    );
+  } finally {
+    await net.close();
+  }
+});
