@@ -1064,6 +1064,10 @@ export class Endpoint extends EventEmitter {
         if (proof) this.mustProve = false;
         this.peerChallenge = m.challenge;
         target.redirectorPort = m.redirectorPort;
+        // The peer answered from `target`: that is where it is now. A candidate learned from an
+        // earlier RES elsewhere (never proven: its dial was cut short) is stale, and dialing it
+        // would fail on every attempt while every RES here succeeds.
+        if (this.candidate && this.candidate !== target) this.candidate = undefined;
         this.fireIfDefined('recv_res_ack');
         const parked = this.parked;
         this.parked = undefined;
