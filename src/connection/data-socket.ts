@@ -28,6 +28,8 @@ export interface DataSocketHandlers {
 }
 
 const AEAD_TAG = 16;
+/** Bytes a held (kept) socket buffers before it stops reading (TCP flow control holds the rest). */
+const HOLD_BYTES = 256 * 1024;
 
 /** One data socket, framed and (after the HELLO exchange) sealed. */
 export class DataSocket {
@@ -37,6 +39,11 @@ export class DataSocket {
   private done = false;
   /** True after a write returned false, until 'drain'. */
   blocked = false;
+  /** DRAIN went out: this session sends nothing more (the socket may be kept for a reuse). */
+  drainSent = false;
+  /** Kept after a suspend: bytes that arrive are held undecoded until {@link release}. */
+  private holding = false;
+  private paused = false;
   /** Bytes written to and read from the socket, for metrics and the amplification guard. */
   bytesOut = 0;
   bytesIn = 0;
@@ -75,12 +82,15 @@ export class DataSocket {
 
   /** Whether the socket is still usable. */
   get open(): boolean {
-    return !this.done;
+    // A socket destroyed under us (a fault injection, a reset) is not usable even before its
+    // 'close' event has run.
+    return !this.done && !this.socket.destroyed;
   }
 
   /** Send a control frame (anything but DATA). Returns false when TCP asks us to wait. */
   send(frame: Frame): boolean {
-    if (this.done) return false;
+    if (this.done || this.drainSent) return false;
+    if (frame.type === FrameType.DRAIN) this.drainSent = true;
     const body = encodeFrameBody(frame);
     if (!this.sealer) return this.writeParts([lengthPrefix(body.length), body]);
     const prefix = lengthPrefix(body.length + AEAD_TAG);
@@ -89,7 +99,7 @@ export class DataSocket {
 
   /** Send a DATA frame from slices of the send buffer, in one vectored write. */
   sendData(offset: number, parts: Buffer[], length: number): boolean {
-    if (this.done) return false;
+    if (this.done || this.drainSent) return false;
     const header = dataHeader(offset);
     if (!this.sealer) return this.writeParts([lengthPrefix(DATA_HEADER_BYTES + length), header, ...parts]);
     const prefix = lengthPrefix(DATA_HEADER_BYTES + length + AEAD_TAG);
@@ -109,9 +119,24 @@ export class DataSocket {
     return ok;
   }
 
-  /** Graceful end of our direction (after DRAIN): the peer reads to our FIN. */
-  end(): void {
-    if (!this.done) this.socket.end();
+  /**
+   * Keep a drained socket for a reuse: from now on, bytes that arrive are held undecoded (nothing
+   * is delivered, nothing is opened with the old keys); close and errors still end it.
+   */
+  hold(): void {
+    this.holding = true;
+  }
+
+  /**
+   * Carry the stream on again on a held socket (same keys, frame counters going on): new
+   * handlers, sending allowed again; the bytes held meanwhile are decoded now.
+   */
+  reuse(handlers: DataSocketHandlers): void {
+    this.handlers = handlers;
+    this.holding = false;
+    this.drainSent = false;
+    this.blocked = false;
+    this.onData(undefined);
   }
 
   /** Tear the socket down now; no callback follows. */
@@ -120,13 +145,28 @@ export class DataSocket {
     this.socket.destroy();
   }
 
-  private onData(chunk: Buffer): void {
+  private onData(chunk: Buffer | undefined): void {
     if (this.done) return;
-    this.bytesIn += chunk.length;
-    this.decoder.push(chunk);
+    if (chunk) {
+      this.bytesIn += chunk.length;
+      this.decoder.push(chunk);
+    }
+    if (this.holding) {
+      // A legitimate peer sends on a kept socket only after it accepted the reuse, at most its
+      // window's worth before our RES_ACK arrives; past that, let TCP hold the rest.
+      if (this.decoder.pending > HOLD_BYTES && !this.paused) {
+        this.paused = true;
+        this.socket.pause();
+      }
+      return;
+    }
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
     try {
       for (;;) {
-        if (this.done) return;
+        if (this.done || this.holding) return;
         const raw = this.decoder.nextParts();
         if (!raw) return;
         let body = raw;

@@ -21,6 +21,7 @@ import {
   NONCE_BYTES,
   RESUME_FLAG_PROOF,
   RESUME_FLAG_PROOF_WANTED,
+  RESUME_FLAG_REUSE,
   RESUME_PROOF_WANTED_MIN_DATAGRAM,
   decodeConnControl,
   decodeConnectAck,
@@ -175,6 +176,19 @@ export class Endpoint extends EventEmitter {
   private candidate: PeerLocator | undefined;
   private data: DataSocket | undefined;
   private draining = new Set<DataSocket>();
+  /**
+   * The data socket a suspend drained, kept for a resume on it: both ends sent DRAIN on it and
+   * received the other's, so the session is quiet in both directions. Held undecoded while kept.
+   * Kept only while suspending, SUSPENDED, or in the RES that offers it; dropped on anything else.
+   */
+  private kept: DataSocket | undefined;
+  private keptTimer: TimerHandle | undefined;
+  /** The kept socket our outstanding RES offered, and that RES's round. */
+  private offered: { ds: DataSocket; round: number } | undefined;
+  /** A reuse both ends agreed on, for the `reuse_socket` action. */
+  private reuse: DataSocket | undefined;
+  /** The `received` we last stated to the peer on the current socket (ACK, DRAIN). */
+  private announced = -1;
   private hadSocket = false;
   private dialing = false;
   private dialRound = 0;
@@ -222,7 +236,7 @@ export class Endpoint extends EventEmitter {
   /** The last resume failure was a refused proof: giving up fails the connection with it. */
   private proofRefusal: FerryError | undefined;
   /** Last time the endpoint entered SUSPENDED or ESTABLISHED, for metrics. */
-  stats = { suspends: 0, resumes: 0, sockets: 0, bytesReplayed: 0, lastSuspendMs: 0, lastResumeMs: 0 };
+  stats = { suspends: 0, resumes: 0, sockets: 0, reused: 0, bytesReplayed: 0, lastSuspendMs: 0, lastResumeMs: 0 };
   private suspendStarted = 0;
   private resumeStarted = 0;
   readonly secure: boolean;
@@ -367,6 +381,7 @@ export class Endpoint extends EventEmitter {
     this.state = row.to;
     if (from !== row.to) {
       this.armResumeDeadline(from, row.to);
+      if (this.kept && !keepsSocket(from, row.to)) this.dropKept('state');
       this.emit('state', row.to, from);
     }
     for (const action of row.actions) this.act(action);
@@ -420,6 +435,8 @@ export class Endpoint extends EventEmitter {
       case 'dial_if_dialer':
         if (this.isDialer) this.dialResume();
         return;
+      case 'reuse_socket':
+        return this.reuseSocket();
       case 'send_cls':
         return this.sendCls();
       case 'drain':
@@ -430,6 +447,7 @@ export class Endpoint extends EventEmitter {
         return this.scheduleResume();
       case 'checkpoint':
         this.cancelTimers();
+        this.dropKept('moved');
         return;
       case 'established':
         return this.onEstablished();
@@ -670,6 +688,59 @@ export class Endpoint extends EventEmitter {
     }
   }
 
+  /**
+   * `reuse_socket`: both ends agreed (RES and RES_ACK with REUSE) to carry the stream on again on
+   * the socket they kept after the suspend. The socket keeps its session keys and frame counters
+   * (one TCP stream, one unbroken AEAD sequence: no nonce repeats). The sender rewinds to what the
+   * peer last acknowledged (its DRAIN at least); an ACK restates our offsets only if they moved
+   * since our DRAIN. Bytes the peer sent since it accepted were held undecoded: opened now.
+   */
+  private reuseSocket(): void {
+    const ds = this.reuse;
+    this.reuse = undefined;
+    if (!ds) return;
+    if (this.data) this.dropSocket();
+    this.dialRound++;
+    this.dialing = false;
+    const before = this.send.sent;
+    this.send.rewind(this.send.acked, this.send.peerLimit);
+    this.stats.bytesReplayed += Math.max(0, before - this.send.sent);
+    this.data = ds;
+    this.stats.reused++;
+    ds.reuse({
+      frame: (f) => this.onFrame(ds, f),
+      close: (err) => this.onSocketClosed(ds, err),
+      writable: () => this.pump(),
+    });
+    if (this.data !== ds) return;
+    if (this.recv.received !== this.announced || this.recv.limit !== this.advertised) this.sendAck(ds);
+    this.pump();
+  }
+
+  /** Keep a drained socket (both DRAINs crossed on it) for a resume on it, for a while. */
+  private keep(ds: DataSocket): void {
+    if (this.kept) this.dropKept('replaced');
+    ds.hold();
+    this.kept = ds;
+    this.keptTimer = this.env.clock.setTimer(limit('KEPT_SOCKET_MS'), () => {
+      this.keptTimer = undefined;
+      if (this.kept === ds) this.dropKept('expired');
+    });
+  }
+
+  /** Close the kept socket (the next resume dials). */
+  private dropKept(why: string): void {
+    const ds = this.kept;
+    this.kept = undefined;
+    this.offered = undefined;
+    this.keptTimer?.cancel();
+    this.keptTimer = undefined;
+    if (ds) {
+      this.log.debug('kept_socket_dropped', { why });
+      ds.destroy();
+    }
+  }
+
   private onFrame(ds: DataSocket, f: Frame): void {
     switch (f.type) {
       case FrameType.DATA: {
@@ -695,13 +766,20 @@ export class Endpoint extends EventEmitter {
         // The peer stops sending on this socket. Its final ack frees what it received.
         this.send.onAck(f.received, this.send.peerLimit);
         this.emit('room');
-        if (ds === this.data) {
+        if (ds === this.data && this.state === 'SUS_SENT' && !this.moving) {
+          // Our SUS reached the peer and it drained first: answer with our own DRAIN (our final
+          // ack on this session) and keep the socket, quiet both ways now, for the resume.
+          this.data = undefined;
+          this.announced = this.recv.received;
+          ds.send({ type: FrameType.DRAIN, received: this.recv.received });
+          this.keep(ds);
+        } else if (ds === this.data) {
           // Peer suspended without our SUS reaching us (it never waits for a moving peer).
           this.data = undefined;
           ds.destroy();
           this.fireIfDefined('socket_lost');
         } else {
-          this.finishDrain(ds);
+          this.finishDrain(ds, true);
         }
         return;
       default:
@@ -711,6 +789,14 @@ export class Endpoint extends EventEmitter {
 
   private onSocketClosed(ds: DataSocket, err: FerryError | undefined): void {
     if (this.draining.has(ds)) return this.finishDrain(ds);
+    if (ds === this.kept) {
+      this.kept = undefined;
+      this.offered = undefined;
+      this.keptTimer?.cancel();
+      this.keptTimer = undefined;
+      this.log.debug('kept_socket_lost', { code: err?.code, state: this.state });
+      return;
+    }
     if (ds !== this.data) return;
     this.data = undefined;
     this.log.info('data_socket_lost', { code: err?.code, state: this.state });
@@ -729,6 +815,7 @@ export class Endpoint extends EventEmitter {
 
   private sendAck(ds: DataSocket): void {
     this.advertised = this.recv.limit;
+    this.announced = this.recv.received;
     ds.send({ type: FrameType.ACK, received: this.recv.received, limit: this.recv.limit });
   }
 
@@ -774,18 +861,21 @@ export class Endpoint extends EventEmitter {
       return;
     }
     this.draining.add(ds);
+    // No TCP FIN: once the peer's DRAIN has come back, the socket may be kept for the resume.
+    this.announced = this.recv.received;
     ds.send({ type: FrameType.DRAIN, received: this.recv.received });
-    ds.end();
     const timer = this.env.clock.setTimer(limit('DRAIN_TIMEOUT_MS'), () => this.finishDrain(ds));
     this.drainTimers.set(ds, timer);
   }
   private drainTimers = new Map<DataSocket, TimerHandle>();
 
-  private finishDrain(ds: DataSocket): void {
+  /** A drain ended: `peerDrained` when the peer's DRAIN came (the socket may then be kept). */
+  private finishDrain(ds: DataSocket, peerDrained = false): void {
     if (!this.draining.delete(ds)) return;
     this.drainTimers.get(ds)?.cancel();
     this.drainTimers.delete(ds);
-    ds.destroy();
+    if (peerDrained && ds.open && !this.moving && (this.state === 'SUS_ACKED' || this.state === 'SUSPENDED')) this.keep(ds);
+    else ds.destroy();
     this.fireIfDefined('drained');
     this.emit('drained');
   }
@@ -838,13 +928,24 @@ export class Endpoint extends EventEmitter {
     // resumed it (either end may resume: the suspend did happen). Waiting only for the first would
     // hang when a peer's RES arrives while a drain is still running, ours or the peer's: from
     // SUS_ACKED that RES leads to RES_ACKED without ever passing SUSPENDED.
+    // Judged between transitions only: SUS_SENT -> SUSPENDED announces SUSPENDED before its drain
+    // has started, and a resume right after would find no socket kept to offer.
     const suspending = (st: State): boolean => st === 'SUS_SENT' || st === 'SUS_ACKED' || st === 'SUSPENDED';
-    let reached = this.state === 'SUSPENDED' || this.state === 'SUS_ACKED';
-    await this.until(() => {
+    let reached = false;
+    const observe = (): void => {
       if (this.state === 'SUSPENDED' || this.state === 'SUS_ACKED') reached = true;
-      if (this.state === 'SUSPENDED' && this.draining.size === 0) return true;
-      return reached && !suspending(this.state);
-    });
+    };
+    observe();
+    this.on('state', observe);
+    try {
+      await this.until(() => {
+        observe();
+        if (this.state === 'SUSPENDED' && this.draining.size === 0) return true;
+        return reached && !suspending(this.state);
+      }, true);
+    } finally {
+      this.off('state', observe);
+    }
   }
 
   /** Resume: resolves once ESTABLISHED again; retries until the reconnect limit. */
@@ -882,10 +983,26 @@ export class Endpoint extends EventEmitter {
   /** destroy() was called: CLS carries reason 1 (abort) and the peer reports PEER_ABORTED. */
   private aborting = false;
 
-  private until(pred: () => boolean): Promise<void> {
-    if (pred()) return Promise.resolve();
+  /**
+   * Resolve once `pred` holds (checked on every state change, finished drain and close); reject
+   * if the endpoint closes first. `settled`: judge only between transitions, never halfway through
+   * a row (its 'state' event comes before its actions, e.g. before a drain starts).
+   */
+  private until(pred: () => boolean, settled = false): Promise<void> {
+    if (!(settled && this.firing) && pred()) return Promise.resolve();
     return new Promise((resolve, reject) => {
+      let queued = false;
       const check = (): void => {
+        if (settled && this.firing) {
+          if (!queued) {
+            queued = true;
+            queueMicrotask(() => {
+              queued = false;
+              check();
+            });
+          }
+          return;
+        }
         if (pred()) {
           cleanup();
           resolve();
@@ -902,18 +1019,19 @@ export class Endpoint extends EventEmitter {
       this.on('state', check);
       this.on('drained', check);
       this.on('closed', check);
+      if (settled && this.firing) check();
     });
   }
 
   // ------------------------------------------------------------------ suspend / resume / close
 
-  private nextControl(type: ConnControl['type'], extra: { reason?: number; challenge?: Buffer; proof?: LocationProof | undefined; wantProof?: boolean } = {}): { body: Buffer; counter: number } {
+  private nextControl(type: ConnControl['type'], extra: { reason?: number; challenge?: Buffer; proof?: LocationProof | undefined; wantProof?: boolean; reuse?: boolean } = {}): { body: Buffer; counter: number } {
     const m = {
       type,
       connectionId: this.connectionId,
       senderRole: this.role,
       counter: ++this.controlCounter,
-      reason: (extra.reason ?? 0) | (extra.proof ? RESUME_FLAG_PROOF : 0) | (extra.wantProof ? RESUME_FLAG_PROOF_WANTED : 0),
+      reason: (extra.reason ?? 0) | (extra.proof ? RESUME_FLAG_PROOF : 0) | (extra.wantProof ? RESUME_FLAG_PROOF_WANTED : 0) | (extra.reuse ? RESUME_FLAG_REUSE : 0),
       redirectorPort: type === MessageType.RES ? this.env.redirectorPort : 0,
       challenge: extra.challenge ?? ZERO_CHALLENGE,
     };
@@ -1036,7 +1154,13 @@ export class Endpoint extends EventEmitter {
     const proof = this.mustProve ? this.ownProof() : undefined;
     const wantProof = this.keys !== undefined && (this.askProof || !sameLocation(target, this.proven));
     this.awaitingProof = wantProof;
-    const { body, counter } = this.nextControl(MessageType.RES, { challenge: this.newChallenge(), proof, wantProof });
+    // Offer the socket kept after the suspend when neither end moved (no proof either way): one
+    // offer per socket, so an attempt that ends without the peer's acceptance closes it.
+    const challenge = this.newChallenge();
+    const offer = this.kept && this.kept.open && !proof && !wantProof && !this.moving ? this.kept : undefined;
+    if (this.kept && !offer) this.dropKept('not offered');
+    this.offered = offer ? { ds: offer, round } : undefined;
+    const { body, counter } = this.nextControl(MessageType.RES, { challenge, proof, wantProof, reuse: offer !== undefined });
     // While broken, no single RES may outlive the reconnect limit (the backoff of a dead
     // address would otherwise carry the give-up far past it).
     const opts: { signal: AbortSignal; maxTries: number; timeoutMs?: number } = { signal: ac.signal, maxTries: 5 };
@@ -1068,6 +1192,20 @@ export class Endpoint extends EventEmitter {
         // earlier RES elsewhere (never proven: its dial was cut short) is stale, and dialing it
         // would fail on every attempt while every RES here succeeds.
         if (this.candidate && this.candidate !== target) this.candidate = undefined;
+        const offered = this.offered?.round === round ? this.offered : undefined;
+        if (m.reason & RESUME_FLAG_REUSE && offered && this.kept === offered.ds && offered.ds.open && this.state === 'RES_SENT') {
+          // The peer accepted our offer and already carries the stream on the kept socket.
+          this.kept = undefined;
+          this.offered = undefined;
+          this.keptTimer?.cancel();
+          this.keptTimer = undefined;
+          this.reuse = offered.ds;
+          this.fire('recv_res_ack_reuse');
+          return;
+        }
+        // Not reused (declined, or our kept socket is gone): a new data socket. If the peer did
+        // accept, closing our end tells it to recover like any lost socket.
+        if (this.kept) this.dropKept('declined');
         this.fireIfDefined('recv_res_ack');
         const parked = this.parked;
         this.parked = undefined;
@@ -1203,8 +1341,22 @@ export class Endpoint extends EventEmitter {
       throw e;
     }
     let challenge: Buffer = ZERO_CHALLENGE;
+    let reuse = false;
     if (m.type === MessageType.RES) {
       const { ip, port } = splitAddr(from);
+      // Resume on the kept socket: offered, we still hold ours, we are plainly SUSPENDED, and the
+      // RES comes from the peer's known, proven location (no move on either side).
+      reuse =
+        (m.reason & RESUME_FLAG_REUSE) !== 0 &&
+        this.state === 'SUSPENDED' &&
+        this.kept !== undefined &&
+        this.kept.open &&
+        !this.moving &&
+        m.proof === undefined &&
+        ip === this.peer.ip &&
+        port === this.peer.controlPort &&
+        m.redirectorPort === this.peer.redirectorPort &&
+        (!this.keys || sameLocation({ ip, controlPort: port, redirectorPort: m.redirectorPort }, this.proven));
       // Authenticated and fresh, but the address is only a candidate until a HELLO proves it.
       this.candidate = { ip, controlPort: port, redirectorPort: m.redirectorPort, epoch: Math.max(this.peer.epoch, provenEpoch ?? 0) };
       if (ip === this.peer.ip && port === this.peer.controlPort) {
@@ -1225,7 +1377,7 @@ export class Endpoint extends EventEmitter {
       connectionId: this.connectionId,
       senderRole: this.role,
       counter: m.counter,
-      reason: proof ? RESUME_FLAG_PROOF : 0,
+      reason: (proof ? RESUME_FLAG_PROOF : 0) | (reuse && !proof ? RESUME_FLAG_REUSE : 0),
       redirectorPort: m.type === MessageType.RES ? this.env.redirectorPort : 0,
       challenge,
     } as Omit<ConnControl, 'mac'>;
@@ -1234,7 +1386,16 @@ export class Endpoint extends EventEmitter {
     const reply = encodeConnControl(ack);
     remember(reply);
     if (m.type === MessageType.SUS && this.state === 'ESTABLISHED') this.suspendStarted = this.env.clock.now();
-    this.fire(event);
+    if (reuse && !proof) {
+      this.reuse = this.kept!;
+      this.kept = undefined;
+      this.offered = undefined;
+      this.keptTimer?.cancel();
+      this.keptTimer = undefined;
+      this.fire('recv_res_reuse');
+    } else {
+      this.fire(event);
+    }
     if (this.state === 'CLOSE_ACKED') queueMicrotask(() => this.fireIfDefined('drained'));
     return reply;
   }
@@ -1292,11 +1453,14 @@ export class Endpoint extends EventEmitter {
 
   /** Fault injection (tests, demo): reset the current data socket as a network cut would. */
   breakDataSocket(): boolean {
-    const ds = this.data;
-    if (!ds || !ds.open) return false;
-    if (ds.socket.resetAndDestroy) ds.socket.resetAndDestroy();
-    else ds.socket.destroy();
-    return true;
+    let n = 0;
+    for (const ds of [this.data, this.kept]) {
+      if (!ds || !ds.open) continue;
+      if (ds.socket.resetAndDestroy) ds.socket.resetAndDestroy();
+      else ds.socket.destroy();
+      n++;
+    }
+    return n > 0;
   }
 
   private teardown(err: FerryError | undefined): void {
@@ -1306,6 +1470,9 @@ export class Endpoint extends EventEmitter {
     this.dropSocket();
     for (const ds of this.draining) ds.destroy();
     this.draining.clear();
+    this.dropKept('closed');
+    this.reuse?.destroy();
+    this.reuse = undefined;
     this.dropParked();
     this.predial?.destroy();
     this.closedError ??= err;
@@ -1313,6 +1480,16 @@ export class Endpoint extends EventEmitter {
     this.emit('closed', this.closedError);
   }
   private closedDone = false;
+}
+
+/**
+ * Whether a kept socket survives the transition: while suspending and suspended, and into the RES
+ * that offers it. Leaving a resume any other way than on it (a new socket, a timeout, a suspend,
+ * a close) or leaving SUSPENDED for anything but our RES drops it.
+ */
+function keepsSocket(from: State, to: State): boolean {
+  if (to === 'SUS_SENT' || to === 'SUS_ACKED' || to === 'SUSPENDED') return from !== 'RES_SENT' && from !== 'RES_ACKED';
+  return from === 'SUSPENDED' && to === 'RES_SENT';
 }
 
 function typeName(t: number): string {

@@ -33,7 +33,9 @@ export type State = (typeof STATES)[number];
  * `socket_ready` is a data socket whose HELLO exchange verified; `socket_lost` is a data socket
  * that died (reset, cut, failed dial); `drained` is a data socket released after a suspend or
  * close; `timeout` is a control request that exhausted its tries or a deadline that passed;
- * `detach` is the host taking the endpoint away for a move.
+ * `detach` is the host taking the endpoint away for a move; `recv_res_reuse` is a RES that offers
+ * the data socket both ends kept after the suspend and that we accept, `recv_res_ack_reuse` the
+ * RES_ACK that accepts our offer (docs/PROTOCOL.md §6.3, "Resume on the kept socket").
  */
 export const EVENTS = [
   'listen',
@@ -49,6 +51,8 @@ export const EVENTS = [
   'recv_sus_ack',
   'recv_res',
   'recv_res_ack',
+  'recv_res_reuse',
+  'recv_res_ack_reuse',
   'recv_cls',
   'recv_cls_ack',
   'socket_ready',
@@ -71,6 +75,7 @@ export type Action =
   | 'cancel_res'
   | 'ack_res'
   | 'dial_if_dialer'
+  | 'reuse_socket'
   | 'send_cls'
   | 'ack_cls'
   | 'drain'
@@ -133,6 +138,7 @@ export const TRANSITIONS: readonly Transition[] = [
   // suspended
   t('SUSPENDED', 'resume', 'RES_SENT', ['send_res'], 'either end may resume'),
   t('SUSPENDED', 'recv_res', 'RES_ACKED', ['ack_res', 'dial_if_dialer'], 'peer resumes: ACK with a path challenge; the lower AgentId dials'),
+  t('SUSPENDED', 'recv_res_reuse', 'ESTABLISHED', ['ack_res', 'reuse_socket', 'established'], 'peer resumes on the socket both ends kept after the suspend: ACK with REUSE, carry on on it (same keys, counters going on), no dial'),
   t('SUSPENDED', 'recv_sus', 'SUSPENDED', ['ack_sus'], 'peer suspends (to move) while we are suspended'),
   t('SUSPENDED', 'socket_lost', 'SUSPENDED', [], 'late close of a drained socket'),
   t('SUSPENDED', 'drained', 'SUSPENDED', [], 'drain finished after the state changed'),
@@ -141,6 +147,7 @@ export const TRANSITIONS: readonly Transition[] = [
   t('SUSPENDED', 'recv_cls', 'CLOSE_ACKED', ['ack_cls'], 'peer closes a suspended connection'),
   // resuming
   t('RES_SENT', 'recv_res_ack', 'RES_SENT', ['dial_if_dialer'], 'resume acknowledged: the dialer opens the new data socket'),
+  t('RES_SENT', 'recv_res_ack_reuse', 'ESTABLISHED', ['reuse_socket', 'established'], 'the peer accepted our offer: the kept socket carries the stream again, no dial'),
   t('RES_SENT', 'recv_res', 'RES_ACKED', ['ack_res', 'dial_if_dialer'], 'crossing resumes: both ACK; the lower AgentId dials once'),
   t('RES_SENT', 'socket_ready', 'ESTABLISHED', ['established'], 'offsets exchanged on the new socket: retransmit from there'),
   t('RES_SENT', 'timeout', 'SUSPENDED', ['schedule_resume'], 'peer not answering (moving, down): retry with backoff'),

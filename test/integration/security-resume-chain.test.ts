@@ -38,6 +38,7 @@ import {
   MessageType,
   NONCE_BYTES,
   RESUME_FLAG_PROOF,
+  RESUME_FLAG_REUSE,
   RESUME_FLAG_PROOF_WANTED,
   decodeConnControl,
   decodeDatagram,
@@ -82,7 +83,8 @@ test('a plain suspend/resume carries no proof; a move proves the new host and re
     const link = await Link.open(h0, a.id, h1, b.id, 210);
     await link.exchange(30_000, 'before');
 
-    // Plain cycles from each end: 85-byte RES and RES_ACK, no flags.
+    // Plain cycles from each end: 85-byte RES and RES_ACK, no proof flags; they resume on the
+    // socket both ends kept (REUSE offered and accepted).
     await link.a.suspend();
     await link.a.resumeConnection();
     await link.b.suspend();
@@ -94,7 +96,7 @@ test('a plain suspend/resume carries no proof; a move proves the new host and re
         assert.ok(sent.length >= 1);
         for (const s of sent) {
           assert.equal(s.bytes, 85, 'a plain RES / RES_ACK is 85 bytes');
-          assert.equal(s.m.reason, 0);
+          assert.equal(s.m.reason, RESUME_FLAG_REUSE);
         }
       }
     }

@@ -51,6 +51,7 @@ const ACTIONS = [
   'cancel_res',
   'ack_res',
   'dial_if_dialer',
+  'reuse_socket',
   'send_cls',
   'ack_cls',
   'drain',
@@ -237,6 +238,18 @@ test('RES_SENT + recv_res → RES_ACKED: crossing resumes are both acknowledged,
   assert.equal(row('RES_ACKED', 'recv_res_ack').to, 'RES_ACKED');
   assert.equal(row('RES_ACKED', 'socket_ready').to, 'ESTABLISHED');
   assert.equal(row('RES_SENT', 'socket_ready').to, 'ESTABLISHED');
+});
+
+test('resume on the kept socket: only from SUSPENDED (RES) and RES_SENT (RES_ACK), straight to ESTABLISHED, never dialing', () => {
+  assert.deepEqual(row('SUSPENDED', 'recv_res_reuse').actions, ['ack_res', 'reuse_socket', 'established']);
+  assert.equal(row('SUSPENDED', 'recv_res_reuse').to, 'ESTABLISHED');
+  assert.deepEqual(row('RES_SENT', 'recv_res_ack_reuse').actions, ['reuse_socket', 'established']);
+  assert.equal(row('RES_SENT', 'recv_res_ack_reuse').to, 'ESTABLISHED');
+  // A crossing or retransmitted RES, or a late RES_ACK, never reuses: those go through a new socket.
+  assert.deepEqual(TRANSITIONS.filter((t) => t.actions.includes('reuse_socket')).map((t) => t.from), ['SUSPENDED', 'RES_SENT']);
+  assert.ok(TRANSITIONS.every((t) => !(t.actions.includes('reuse_socket') && t.actions.includes('dial_if_dialer'))));
+  assert.equal(rejection('RES_ACKED', 'recv_res_ack_reuse').code, 'FERRY_ERR_ILLEGAL_TRANSITION');
+  assert.equal(rejection('ESTABLISHED', 'recv_res_reuse').code, 'FERRY_ERR_ILLEGAL_TRANSITION');
 });
 
 test('detach: SUSPENDED + detach checkpoints and stays SUSPENDED; detach is rejected in every other state', () => {
