@@ -169,8 +169,7 @@ function breakdownSvg(r: BenchResult): string {
     ['X25519 raw-key DER export/import', 'breakdown/key-encoding', '#aec7e8'],
     ['signatures (Ed25519)', 'breakdown/signatures', '#ff7f0e'],
     ['key schedule + MACs', 'breakdown/key-schedule', '#2ca02c'],
-    ['control round trip (UDP)', 'breakdown/control-rtt', '#9467bd'],
-    ['data socket (TCP + HELLO)', 'breakdown/data-socket', '#8c564b'],
+    ['data socket (TCP + CONNECT / CONNECT_ACK)', 'breakdown/data-socket', '#8c564b'],
     ['other (event loop, state machine)', 'breakdown/other', '#c7c7c7'],
   ];
   const refs: [string, number | undefined][] = [

@@ -7,7 +7,7 @@
 import type { Duplex } from 'node:stream';
 import { FrameOpener, FrameSealer } from '../identity/index.js';
 import { FerryError, LIMITS, isFerryError, type Logger } from '../util/index.js';
-import { DATA_HEADER_BYTES, FrameDecoder, FrameType, dataHeader, decodeFrameBody, encodeFrameBody, lengthPrefix, readU64, type Frame } from '../wire/index.js';
+import { DATA_HEADER_BYTES, MAX_FRAME_BYTES, FrameDecoder, FrameType, dataHeader, decodeFrameBody, encodeFrameBody, lengthPrefix, readU64, type Frame } from '../wire/index.js';
 
 /** The socket shape Ferry needs: a Duplex plus the few `net.Socket` extras it uses if present. */
 export interface StreamSocket extends Duplex {
@@ -33,7 +33,12 @@ const HOLD_BYTES = 256 * 1024;
 
 /** One data socket, framed and (after the HELLO exchange) sealed. */
 export class DataSocket {
-  private readonly decoder = new FrameDecoder();
+  private readonly decoder: FrameDecoder;
+  /**
+   * While set (the in-band open, before the socket is attached), every frame body goes here
+   * undecoded: the open's own frames have their own codecs.
+   */
+  private raw: ((body: Buffer) => void) | undefined;
   private sealer: FrameSealer | undefined;
   private opener: FrameOpener | undefined;
   private done = false;
@@ -52,7 +57,10 @@ export class DataSocket {
     readonly socket: StreamSocket,
     private handlers: DataSocketHandlers,
     private readonly logger: Logger,
+    opts: { maxFrameBytes?: number; raw?: (body: Buffer) => void } = {},
   ) {
+    this.decoder = new FrameDecoder(opts.maxFrameBytes);
+    this.raw = opts.raw;
     socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => {
@@ -67,6 +75,21 @@ export class DataSocket {
   /** Replace the handlers (the redirector reads HELLO, then hands the socket to the endpoint). */
   setHandlers(h: DataSocketHandlers): void {
     this.handlers = h;
+  }
+
+  /**
+   * End the raw (in-band open) phase: frames are decoded and go to the handlers from now on, and
+   * the decoder takes full-size frames (until then it keeps the small bound it was built with).
+   */
+  endRaw(): void {
+    this.raw = undefined;
+    this.decoder.maxFrameBytes = MAX_FRAME_BYTES;
+  }
+
+  /** Send a plaintext frame body as it is (the in-band open's frames). */
+  sendRaw(body: Buffer): boolean {
+    if (this.done) return false;
+    return this.writeParts([lengthPrefix(body.length), body]);
   }
 
   /** Feed bytes read before the handoff (the redirector may have read past the HELLO). */
@@ -169,6 +192,10 @@ export class DataSocket {
         if (this.done || this.holding) return;
         const raw = this.decoder.nextParts();
         if (!raw) return;
+        if (this.raw && !this.opener) {
+          this.raw(raw.length === 1 ? raw[0]! : Buffer.concat(raw));
+          continue;
+        }
         let body = raw;
         if (this.opener) {
           let n = 0;

@@ -11,10 +11,11 @@
  * flow, never which.
  */
 import { EventEmitter } from 'node:events';
-import { connectionKeysFromMaster, deriveSessionKeys, equalBytes, type AgentId, type ConnectionKeys, type Identity } from '../identity/index.js';
+import { connectionKeysFromMaster, deriveSessionKeys, equalBytes, type AgentId, type ConnectionKeys, type Identity, type SessionKeys } from '../identity/index.js';
 import { FerryError, errorFromWire, isFerryError, limit, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
 import { formatAddress, parseAddress } from '../control/index.js';
 import {
+  CONNECT_ACK_FRAME_HEAD_BYTES,
   DATAGRAM_HEADER_BYTES,
   FrameType,
   MessageType,
@@ -23,12 +24,18 @@ import {
   RESUME_FLAG_PROOF_WANTED,
   RESUME_FLAG_REUSE,
   RESUME_PROOF_WANTED_MIN_DATAGRAM,
+  connectAckFramePrefix,
   decodeConnControl,
   decodeConnectAck,
+  decodeConnectAckFrame,
+  decodeConnectConfirmFrame,
+  decodeFrameBody,
   encodeConnControl,
   encodeConnectConfirm,
+  encodeConnectConfirmFrame,
   type ConnControl,
   type Connect,
+  type ConnectFrame,
   type Frame,
   type Hello,
   type Role,
@@ -77,6 +84,14 @@ export interface EndpointEnv {
   readonly security: boolean;
   /** This host's redirector port, announced in CONNECT and RES. */
   readonly redirectorPort: number;
+  /** This host's control (UDP) port, announced in the in-band CONNECT and CONNECT_ACK. */
+  readonly controlPort: number;
+  /**
+   * Open in-band (default): CONNECT as the first frame of the TCP socket to the peer's redirector,
+   * CONNECT_ACK back on it, CONNECT_CONFIRM as the client's next frame, and that socket is the
+   * data socket. False: the control-channel open (UDP CONNECT, then a HELLO on the data socket).
+   */
+  readonly inbandOpen?: boolean;
   readonly sendBudget: number;
   readonly receiveWindow: number;
   readonly reconnectLimitMs: number;
@@ -218,6 +233,12 @@ export class Endpoint extends EventEmitter {
   private clientHello: ClientHello | undefined;
   private transcript: Buffer | undefined;
   private predial: StreamSocket | undefined;
+  /** In-band open: the socket the handshake runs on, until it is attached (or the open fails). */
+  private opening: DataSocket | undefined;
+  /** In-band open: the AEAD keys of that socket, from the handshake (security on). */
+  private openKeys: SessionKeys | undefined;
+  /** This endpoint opens (client) or was opened (server) in-band. */
+  private inband = false;
   private suspendReason = 0;
   /**
    * Where the peer last proved itself: at open, or by a verified location proof. A RES or RES_ACK
@@ -288,7 +309,16 @@ export class Endpoint extends EventEmitter {
       send: new SendBuffer(env.sendBudget),
       recv: new ReceiveBuffer(env.receiveWindow),
     });
-    ep.clientHello = buildConnect({ secure: env.security, clientHalf, client: local, toAgent: peerAgent, redirectorPort: env.redirectorPort, window: env.receiveWindow });
+    ep.inband = env.inbandOpen !== false;
+    ep.clientHello = buildConnect({
+      secure: env.security,
+      clientHalf,
+      client: local,
+      toAgent: peerAgent,
+      redirectorPort: env.redirectorPort,
+      window: env.receiveWindow,
+      inbandControlPort: ep.inband ? env.controlPort : undefined,
+    });
     return ep;
   }
 
@@ -314,6 +344,51 @@ export class Endpoint extends EventEmitter {
     ep.fire('recv_connect');
     ep.handshakeTimer = env.clock.setTimer(limit('HANDSHAKE_TIMEOUT_MS'), () => ep.fireIfDefined('timeout'));
     return { endpoint: ep, reply: ack.body };
+  }
+
+  /**
+   * A server endpoint for a verified in-band CONNECT that arrived as the first frame of `sock`
+   * (the redirector read it): the endpoint (in CONNECT_ACKED) has written its CONNECT_ACK on the
+   * socket and waits there for the client's CONNECT_CONFIRM. The host indexes it, then calls
+   * {@link startInband} with the bytes read past the CONNECT.
+   */
+  static serverInband(env: EndpointEnv, local: Identity, c: ConnectFrame, frameBody: Buffer, sock: StreamSocket, serverHalf: Buffer): Endpoint {
+    const connect = c.connect;
+    const prefix = connectAckFramePrefix(env.controlPort);
+    const cid = Buffer.concat([connect.clientHalf, serverHalf]);
+    const ack = buildConnectAck({ connect, connectBody: frameBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window: env.receiveWindow, ackPrefix: prefix });
+    // The client's IP is the TCP peer's (the handshake proved it); its control port is in the
+    // frame, under the transcript hash (so under both signatures' and MACs' cover).
+    const ip = unmapped(sock.remoteAddress ?? '');
+    const ep = new Endpoint(env, 'server', local.id, connect.fromAgent.toString('hex') as AgentId, {
+      state: 'LISTEN',
+      connectionId: cid,
+      peer: { ip, controlPort: c.controlPort, redirectorPort: connect.redirectorPort, epoch: 0 },
+      secure: connect.secure,
+      send: new SendBuffer(env.sendBudget),
+      recv: new ReceiveBuffer(env.receiveWindow),
+      keys: ack.keys,
+    });
+    ep.inband = true;
+    ep.send.peerLimit = connect.window;
+    ep.transcript = ack.transcript;
+    ep.openKeys = ack.open;
+    ep.fire('recv_connect');
+    ep.handshakeTimer = env.clock.setTimer(limit('HANDSHAKE_TIMEOUT_MS'), () => ep.fireIfDefined('timeout'));
+    // Until the CONNECT_CONFIRM verifies, the socket has proved nothing: frames keep the
+    // redirector's first-frame bound.
+    const ds: DataSocket = new DataSocket(sock, { frame: () => {}, close: (err) => ep.openingLost(ds, err), writable: () => {} }, ep.log, {
+      maxFrameBytes: limit('HANDOFF_FRAME_BYTES'),
+      raw: (body) => ep.onConfirmFrame(ds, body),
+    });
+    ep.opening = ds;
+    ds.sendRaw(Buffer.concat([prefix, ack.body]));
+    return ep;
+  }
+
+  /** In-band server: read what followed the CONNECT (the host has indexed the endpoint). */
+  startInband(rest: Buffer): void {
+    this.opening?.feed(rest);
   }
 
   /** Rebuild a moved endpoint from its checkpoint (state SUSPENDED); call {@link start} after indexing. */
@@ -466,16 +541,131 @@ export class Endpoint extends EventEmitter {
   /** Open the connection; resolves when ESTABLISHED, rejects with a typed error. */
   open(): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.once('established', () => resolve());
-      this.once('closed', (err: FerryError | undefined) => reject(err ?? new FerryError('FERRY_ERR_CONNECTION_CLOSED')));
-      // Overlap the TCP connect to the peer's redirector with the handshake's round trip.
-      this.predial = this.env.dial(this.peer.ip, this.peer.redirectorPort);
-      this.predial.on('error', () => {});
+      // Both listeners go once the open settles: a listener left on 'closed' would build an
+      // error (and its stack) at every later close.
+      const established = (): void => {
+        this.off('closed', closed);
+        resolve();
+      };
+      const closed = (err: FerryError | undefined): void => {
+        this.off('established', established);
+        reject(err ?? new FerryError('FERRY_ERR_CONNECTION_CLOSED'));
+      };
+      this.once('established', established);
+      this.once('closed', closed);
+      if (!this.inband) {
+        // Overlap the TCP connect to the peer's redirector with the handshake's round trip.
+        this.predial = this.env.dial(this.peer.ip, this.peer.redirectorPort);
+        this.predial.on('error', () => {});
+      }
       this.fire('connect');
     });
   }
 
+  /**
+   * In-band open, client side: dial the peer's redirector and send CONNECT as the socket's first
+   * frame (Node holds it until the TCP handshake completes); CONNECT_ACK or REJECT comes back on
+   * the same socket, within HANDSHAKE_TIMEOUT_MS.
+   */
+  private sendConnectInband(): void {
+    const hello = this.clientHello!;
+    const { ip, redirectorPort } = this.peer;
+    let dialError: Error | undefined;
+    const fail = (err: FerryError): void => {
+      if (this.state !== 'CONNECT_SENT') return;
+      this.closedError = err;
+      this.log.warn('open_failed', { code: err.code, detail: err.message });
+      this.fire('timeout');
+    };
+    let sock: StreamSocket;
+    try {
+      sock = this.env.dial(ip, redirectorPort);
+    } catch (err) {
+      queueMicrotask(() => fail(new FerryError('FERRY_ERR_PEER_UNREACHABLE', `cannot dial ${formatAddress(ip, redirectorPort)}: ${String(err)}`)));
+      return;
+    }
+    sock.on('error', (e) => (dialError = e));
+    this.handshakeTimer = this.env.clock.setTimer(limit('HANDSHAKE_TIMEOUT_MS'), () => fail(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no CONNECT_ACK')));
+    const ds: DataSocket = new DataSocket(
+      sock,
+      {
+        frame: () => {},
+        close: (err) => {
+          if (ds !== this.opening) return;
+          this.opening = undefined;
+          const why = dialError ? `: ${(dialError as NodeJS.ErrnoException).code ?? dialError.message}` : '';
+          fail(err ?? new FerryError('FERRY_ERR_PEER_UNREACHABLE', `the socket to ${formatAddress(ip, redirectorPort)} closed before CONNECT_ACK${why}`));
+        },
+        writable: () => {},
+      },
+      this.log,
+      // The server has proved nothing until its CONNECT_ACK verifies: the redirector's bound.
+      { maxFrameBytes: limit('HANDOFF_FRAME_BYTES'), raw: (body) => this.onConnectReply(body, fail) },
+    );
+    this.opening = ds;
+    ds.sendRaw(hello.body);
+  }
+
+  /** In-band open, client side: the server's first frame, CONNECT_ACK or REJECT. */
+  private onConnectReply(body: Buffer, fail: (err: FerryError) => void): void {
+    if (this.state !== 'CONNECT_SENT') throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `frame type ${body[0]} after CONNECT_ACK`);
+    const hello = this.clientHello!;
+    try {
+      if (body[0] === FrameType.REJECT) {
+        const f = decodeFrameBody(body);
+        if (f.type !== FrameType.REJECT) throw new FerryError('FERRY_ERR_INTERNAL', 'REJECT');
+        throw errorFromWire(f.wireCode, f.detail);
+      }
+      const { controlPort, ack } = decodeConnectAckFrame(body);
+      const { keys, transcript, open } = acceptConnectAck({ hello, ack, expectedServer: this.peerAgent, ackPrefix: body.subarray(0, CONNECT_ACK_FRAME_HEAD_BYTES) });
+      this.keys = keys;
+      this.openKeys = open;
+      this.transcript = transcript;
+      this.connectionId = Buffer.concat([hello.message.clientHalf, ack.serverHalf]);
+      this.send.peerLimit = ack.window;
+      // The server's own word for its ports, under its signature (TH), replaces the location's.
+      this.peer.redirectorPort = ack.redirectorPort;
+      this.peer.controlPort = controlPort;
+      this.proven = { ip: this.peer.ip, controlPort, redirectorPort: ack.redirectorPort };
+      this.env.indexed(this);
+    } catch (err) {
+      const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
+      this.opening?.destroy();
+      this.opening = undefined;
+      return fail(e);
+    }
+    this.fire('recv_connect_ack');
+  }
+
+  /** In-band open, server side: the client's first frame after our CONNECT_ACK. Throws to refuse. */
+  private onConfirmFrame(ds: DataSocket, body: Buffer): void {
+    if (this.state !== 'CONNECT_ACKED' || ds !== this.opening) throw new FerryError(rejectionFor(this.state, 'recv_confirm'), `CONNECT_CONFIRM in state ${this.state}`);
+    const mac = decodeConnectConfirmFrame(body);
+    if (!verifyClientFinished(this.keys, this.transcript!, mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'client key confirmation failed');
+    this.opening = undefined;
+    this.attachOpening(ds);
+  }
+
+  /** In-band open: the handshake's socket becomes the data socket, sealed with the open's keys. */
+  private attachOpening(ds: DataSocket): void {
+    if (this.openKeys) ds.setKeys(this.role === 'client' ? this.openKeys.c2s : this.openKeys.s2c, this.role === 'client' ? this.openKeys.s2c : this.openKeys.c2s);
+    this.openKeys = undefined;
+    ds.endRaw();
+    // Both ends start at offset 0 and know each other's window from CONNECT / CONNECT_ACK.
+    this.attach(ds, 0, this.send.peerLimit, false);
+  }
+
+  /** In-band open, server side: the socket died (or was refused) before the client confirmed. */
+  private openingLost(ds: DataSocket, err: FerryError | undefined): void {
+    if (ds !== this.opening) return;
+    this.opening = undefined;
+    if (err) this.env.refused?.(err.code);
+    this.closedError ??= err ?? new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'the client left before CONNECT_CONFIRM');
+    this.fireIfDefined('close');
+  }
+
   private sendConnect(): void {
+    if (this.inband) return this.sendConnectInband();
     const hello = this.clientHello!;
     this.env
       .request(addr(this.peer), MessageType.CONNECT, hello.body)
@@ -502,11 +692,17 @@ export class Endpoint extends EventEmitter {
   }
 
   private sendConfirm(): void {
+    if (this.inband) {
+      this.opening!.sendRaw(encodeConnectConfirmFrame(clientFinished(this.keys, this.transcript!)));
+      return;
+    }
     this.env.oneway(addr(this.peer), MessageType.CONNECT_CONFIRM, encodeConnectConfirm({ connectionId: this.connectionId, mac: clientFinished(this.keys, this.transcript!) }));
   }
 
   /** Server: the client's CONNECT_CONFIRM arrived. */
   handleConfirm(mac: Buffer): void {
+    // An in-band open is confirmed on its own socket, never by datagram.
+    if (this.inband) throw new FerryError('FERRY_ERR_ILLEGAL_TRANSITION', 'CONNECT_CONFIRM datagram for an in-band open');
     if (!this.transcript) {
       // Already confirmed by the open HELLO, and the transcript was dropped: nothing left to do.
       if (this.state === 'ESTABLISHED') return;
@@ -518,6 +714,11 @@ export class Endpoint extends EventEmitter {
   }
 
   private dialOpen(): void {
+    if (this.inband) {
+      const ds = this.opening!;
+      this.opening = undefined;
+      return this.attachOpening(ds);
+    }
     const sock = this.predial ?? this.env.dial(this.peer.ip, this.peer.redirectorPort);
     this.predial = undefined;
     this.runDial(sock, 'open', ZERO_CHALLENGE, undefined);
@@ -623,7 +824,7 @@ export class Endpoint extends EventEmitter {
     const fields = { kind: hello.kind, connectionId: hello.connectionId, dialerRole: hello.dialerRole, dialerNonce: hello.dialerNonce, challenge: hello.challenge, received: hello.received, limit: hello.limit };
     if (this.keys && !equalBytes(helloMac(this.keys, fields), hello.mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'HELLO MAC');
     if (hello.kind === 'open') {
-      const ok = this.role === 'server' && (this.state === 'CONNECT_ACKED' || (this.state === 'ESTABLISHED' && !this.hadSocket));
+      const ok = !this.inband && this.role === 'server' && (this.state === 'CONNECT_ACKED' || (this.state === 'ESTABLISHED' && !this.hadSocket));
       if (!ok) throw new FerryError(rejectionFor(this.state, 'socket_ready'), `open HELLO in state ${this.state}`);
     } else {
       if (this.state !== 'RES_SENT' && this.state !== 'RES_ACKED') throw new FerryError(rejectionFor(this.state, 'socket_ready'), `resume HELLO in state ${this.state}`);
@@ -664,7 +865,7 @@ export class Endpoint extends EventEmitter {
     ds.feed(rest);
   }
 
-  private attach(ds: DataSocket, peerReceived: number, peerLimit: number): void {
+  private attach(ds: DataSocket, peerReceived: number, peerLimit: number, initialAck = true): void {
     const before = this.send.sent;
     this.send.rewind(peerReceived, peerLimit);
     this.stats.bytesReplayed += Math.max(0, before - this.send.sent);
@@ -683,7 +884,8 @@ export class Endpoint extends EventEmitter {
       if (this.role === 'client') this.transcript = undefined;
     }
     if (this.data === ds) {
-      this.sendAck(ds);
+      if (initialAck) this.sendAck(ds);
+      else this.advertised = this.recv.limit;
       this.pump();
     }
   }
@@ -1475,6 +1677,9 @@ export class Endpoint extends EventEmitter {
     this.reuse = undefined;
     this.dropParked();
     this.predial?.destroy();
+    this.opening?.destroy();
+    this.opening = undefined;
+    this.openKeys = undefined;
     this.closedError ??= err;
     this.env.released(this);
     this.emit('closed', this.closedError);
@@ -1494,6 +1699,11 @@ function keepsSocket(from: State, to: State): boolean {
 
 function typeName(t: number): string {
   return (Object.entries(MessageType).find(([, v]) => v === t)?.[0] ?? `type ${t}`) as string;
+}
+
+/** An IPv4-mapped IPv6 address in its IPv4 form (a dual-stack socket's view of an IPv4 peer). */
+function unmapped(ip: string): string {
+  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
 }
 
 function sameIp(a: string, b: string): boolean {

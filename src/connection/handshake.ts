@@ -17,7 +17,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   encodeChain,
   verifyChain,
-  deriveConnectionKeys,
+  deriveOpenKeys,
   equalBytes,
   generateEphemeral,
   hmac,
@@ -28,6 +28,7 @@ import {
   type AgentId,
   type ConnectionKeys,
   type EphemeralKey,
+  type SessionKeys,
   type DelegationChain,
   type Identity,
   type Representative,
@@ -38,6 +39,7 @@ import {
   connectSigned,
   encodeConnect,
   encodeConnectAck,
+  encodeConnectFrame,
   helloAckMacInput,
   helloMacInput,
   connControlMacInput,
@@ -61,6 +63,7 @@ const ZERO_MAC = Buffer.alloc(32);
 
 /** The client's view of an open in progress. */
 export interface ClientHello {
+  /** The bytes that open the transcript: the CONNECT body, or (in-band) the whole CONNECT frame body. */
   readonly body: Buffer;
   readonly message: Connect;
   readonly ephemeral: EphemeralKey | undefined;
@@ -74,6 +77,8 @@ export function buildConnect(a: {
   toAgent: AgentId;
   redirectorPort: number;
   window: number;
+  /** In-band open: the client host's control port; `body` is then the CONNECT frame body. */
+  inbandControlPort?: number | undefined;
 }): ClientHello {
   const ephemeral = a.secure ? generateEphemeral() : undefined;
   const unsigned = {
@@ -88,7 +93,8 @@ export function buildConnect(a: {
   };
   const signature = a.secure ? a.client.sign(Buffer.concat([CLIENT_SIG, connectSigned(unsigned)])) : Buffer.alloc(0);
   const message: Connect = { ...unsigned, signature };
-  return { body: encodeConnect(message), message, ephemeral };
+  const body = encodeConnect(message);
+  return { body: a.inbandControlPort === undefined ? body : encodeConnectFrame(a.inbandControlPort, body), message, ephemeral };
 }
 
 /**
@@ -107,8 +113,16 @@ export function verifyConnect(c: Connect, requireSecure: boolean): void {
   }
 }
 
-function transcriptHash(connectBody: Buffer, ackHead: Buffer): Buffer {
-  return createHash('sha256').update(connectBody).update(ackHead).digest();
+const NO_PREFIX = Buffer.alloc(0);
+
+/**
+ * TH = SHA-256(CONNECT bytes || CONNECT_ACK bytes before the signature). In-band, the CONNECT
+ * bytes are the whole CONNECT frame body and the ACK's start with its frame prefix (type and
+ * control port), so both control ports are bound too, and an in-band transcript can never equal a
+ * UDP one (a frame body starts with type 8, a CONNECT body with its flags, 0 or 1).
+ */
+function transcriptHash(connectBody: Buffer, ackPrefix: Buffer, ackHead: Buffer): Buffer {
+  return createHash('sha256').update(connectBody).update(ackPrefix).update(ackHead).digest();
 }
 
 /** The server's answer to a verified CONNECT: the ACK body, the keys and the transcript hash. */
@@ -119,7 +133,9 @@ export function buildConnectAck(a: {
   server: Identity;
   redirectorPort: number;
   window: number;
-}): { body: Buffer; keys: ConnectionKeys | undefined; transcript: Buffer } {
+  /** In-band: the CONNECT_ACK frame's prefix (it enters the transcript). */
+  ackPrefix?: Buffer | undefined;
+}): { body: Buffer; keys: ConnectionKeys | undefined; transcript: Buffer; open: SessionKeys | undefined } {
   const secure = a.connect.secure;
   const ephemeral = secure ? generateEphemeral() : undefined;
   const head = {
@@ -130,15 +146,15 @@ export function buildConnectAck(a: {
     window: a.window,
     ephemeral: ephemeral ? ephemeral.publicRaw : Buffer.alloc(0),
   };
-  const th = transcriptHash(a.connectBody, connectAckHead(head));
+  const th = transcriptHash(a.connectBody, a.ackPrefix ?? NO_PREFIX, connectAckHead(head));
   if (!ephemeral) {
-    return { body: encodeConnectAck({ ...head, signature: Buffer.alloc(0), mac: Buffer.alloc(0) }), keys: undefined, transcript: th };
+    return { body: encodeConnectAck({ ...head, signature: Buffer.alloc(0), mac: Buffer.alloc(0) }), keys: undefined, transcript: th, open: undefined };
   }
   const cid = Buffer.concat([a.connect.clientHalf, a.serverHalf]);
-  const keys = deriveConnectionKeys(x25519(ephemeral.privateKey, a.connect.ephemeral), cid, th);
+  const { keys, open } = deriveOpenKeys(x25519(ephemeral.privateKey, a.connect.ephemeral), cid, th);
   const signature = a.server.sign(Buffer.concat([SERVER_SIG, th]));
   const mac = hmac(keys.confirmServer, SERVER_FIN, th);
-  return { body: encodeConnectAck({ ...head, signature, mac }), keys, transcript: th };
+  return { body: encodeConnectAck({ ...head, signature, mac }), keys, transcript: th, open };
 }
 
 /**
@@ -149,19 +165,21 @@ export function acceptConnectAck(a: {
   hello: ClientHello;
   ack: ConnectAck;
   expectedServer: AgentId;
-}): { keys: ConnectionKeys | undefined; transcript: Buffer } {
+  /** In-band: the CONNECT_ACK frame's prefix as received. */
+  ackPrefix?: Buffer | undefined;
+}): { keys: ConnectionKeys | undefined; transcript: Buffer; open: SessionKeys | undefined } {
   const { ack, hello } = a;
   if (ack.secure !== hello.message.secure) throw new FerryError('FERRY_ERR_SECURITY_REQUIRED', 'CONNECT_ACK security flag differs from the CONNECT');
   if (idOfPublicKey(ack.serverAgentKey) !== a.expectedServer) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'server key does not hash to the agent we asked for');
-  const th = transcriptHash(hello.body, connectAckHead(ack));
-  if (!hello.ephemeral) return { keys: undefined, transcript: th };
+  const th = transcriptHash(hello.body, a.ackPrefix ?? NO_PREFIX, connectAckHead(ack));
+  if (!hello.ephemeral) return { keys: undefined, transcript: th, open: undefined };
   if (!verifySignature(ack.serverAgentKey, Buffer.concat([SERVER_SIG, th]), ack.signature)) {
     throw new FerryError('FERRY_ERR_BAD_SIGNATURE', 'CONNECT_ACK signature does not verify');
   }
   const cid = Buffer.concat([hello.message.clientHalf, ack.serverHalf]);
-  const keys = deriveConnectionKeys(x25519(hello.ephemeral.privateKey, ack.ephemeral), cid, th);
+  const { keys, open } = deriveOpenKeys(x25519(hello.ephemeral.privateKey, ack.ephemeral), cid, th);
   if (!equalBytes(hmac(keys.confirmServer, SERVER_FIN, th), ack.mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'server key confirmation failed');
-  return { keys, transcript: th };
+  return { keys, transcript: th, open };
 }
 
 /** The client's key confirmation carried by CONNECT_CONFIRM. */

@@ -12,7 +12,7 @@ import { AgentServerSocket, AgentSocket, Endpoint, type EndpointCheckpoint, type
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
 import type { LocationService } from '../location/index.js';
 import { ERRORS, FerryError, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger } from '../util/index.js';
-import { FrameDecoder, FrameType, MessageType, decodeConnControl, decodeConnect, decodeConnectConfirm, decodeFrameBody, encodeFrame, type Hello } from '../wire/index.js';
+import { FrameDecoder, FrameType, MessageType, OpenFrameType, decodeConnControl, decodeConnect, decodeConnectConfirm, decodeConnectFrame, decodeFrameBody, encodeFrame, type Connect, type Hello } from '../wire/index.js';
 import { verifyConnect } from '../connection/index.js';
 import { createHash } from 'node:crypto';
 import { decodeChain, encodeChain, freshChain, parseId, verifyChain, type DelegationChain } from '../identity/index.js';
@@ -51,6 +51,12 @@ export interface HostOptions {
   migrationFault?: (side: 'source' | 'destination', step: number, after?: boolean) => 'cut' | undefined;
   /** Wall clock (Unix ms) for delegation validity; default Date.now. */
   wallClock?: () => number;
+  /**
+   * Open connections in-band (default true): CONNECT as the first frame on the TCP socket to the
+   * peer's redirector, answered on it. False: the control-channel open (UDP CONNECT, then HELLO).
+   * A host answers both kinds whatever this says.
+   */
+  inbandOpen?: boolean;
 }
 
 /** Where to migrate an agent: a host's address and redirector port, optionally its proven id. */
@@ -152,6 +158,8 @@ export class Host {
   private readonly opts: HostOptions;
   private readonly wallClock: () => number;
   private pendingHandoffs = 0;
+  /** The address dials leave from: the one both ports are bound to (none for a wildcard). */
+  private readonly boundIp: string | undefined;
   private readonly env: EndpointEnv;
   private closed = false;
   /** The agent runtime of this host, if any (admits and lands agents with code). */
@@ -173,19 +181,24 @@ export class Host {
     this.security = opts.security ?? true;
     this.opts = opts;
     this.wallClock = opts.wallClock ?? Date.now;
+    this.boundIp = ip === '0.0.0.0' || ip === '::' ? undefined : ip;
     const redirectorPort = (redirector.address() as { port: number }).port;
     this.env = {
       clock,
       logger: log,
       security: this.security,
       redirectorPort,
+      controlPort: Number(control.address.slice(control.address.lastIndexOf(':') + 1)),
+      inbandOpen: opts.inbandOpen ?? true,
       sendBudget: opts.sendBudget ?? limit('SEND_BUDGET_BYTES'),
       receiveWindow: opts.receiveWindow ?? limit('RECEIVE_WINDOW_BYTES'),
       reconnectLimitMs: opts.reconnectLimitMs ?? limit('RECONNECT_LIMIT_MS'),
       request: (to, type, body, o) => this.control.request(to, type, body, o),
       oneway: (to, type, body) => this.control.send(to, type, body),
       dial: (ip, port) => {
-        const s = netConnect({ host: ip, port });
+        // From this host's own address, so that a peer that reads our IP off the TCP socket (the
+        // in-band open) reaches our control port there too.
+        const s = netConnect({ host: ip, port, noDelay: true, ...(this.boundIp ? { localAddress: this.boundIp } : {}) });
         s.on('error', () => {});
         return s;
       },
@@ -774,6 +787,36 @@ export class Host {
   private onConnect(req: ControlMessage): Buffer {
     const body = Buffer.from(req.body);
     const c = decodeConnect(body);
+    const a = this.admitConnect(c);
+    const serverHalf = this.freshServerHalf(c.clientHalf);
+    const { endpoint, reply } = Endpoint.server(this.env, a.identity, c, body, req.from, serverHalf);
+    this.adoptHalfOpen(a, endpoint);
+    return reply;
+  }
+
+  /**
+   * An in-band CONNECT, the first frame of a redirector socket: the same checks in the same order
+   * as a UDP CONNECT (nothing costly before the cheap ones), then a half-open endpoint that answers
+   * CONNECT_ACK on the socket and waits there for the client's confirmation. Throws to refuse (the
+   * redirector sends REJECT and logs it once).
+   */
+  private onInbandConnect(sock: Socket, body: Buffer, rest: Buffer): void {
+    const f = decodeConnectFrame(body);
+    const a = this.admitConnect(f.connect);
+    const serverHalf = this.freshServerHalf(f.connect.clientHalf);
+    const endpoint = Endpoint.serverInband(this.env, a.identity, f, body, sock, serverHalf);
+    this.adoptHalfOpen(a, endpoint);
+    endpoint.startInband(rest);
+  }
+
+  private freshServerHalf(clientHalf: Buffer): Buffer {
+    let serverHalf = randomBytes(8);
+    while (this.endpoints.has(key(Buffer.concat([clientHalf, serverHalf]), 'server'))) serverHalf = randomBytes(8);
+    return serverHalf;
+  }
+
+  /** The checks of a CONNECT (either kind), cheap ones first; returns the target agent. */
+  private admitConnect(c: Connect): AgentRecord {
     const target = idFromBytes(c.toAgent);
     const a = this.agents.get(target);
     if (!a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${target} is not here`);
@@ -783,9 +826,11 @@ export class Host {
     if (this.halfOpen >= limit('MAX_HALF_OPEN')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'too many half-open connections');
     if (this.endpoints.size >= limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'connection table full');
     verifyConnect(c, this.security);
-    let serverHalf = randomBytes(8);
-    while (this.endpoints.has(key(Buffer.concat([c.clientHalf, serverHalf]), 'server'))) serverHalf = randomBytes(8);
-    const { endpoint, reply } = Endpoint.server(this.env, a.identity, c, body, req.from, serverHalf);
+    return a;
+  }
+
+  /** Index a new half-open server endpoint; its socket goes to the agent once established. */
+  private adoptHalfOpen(a: AgentRecord, endpoint: Endpoint): void {
     this.endpoints.set(key(endpoint.connectionId, 'server'), endpoint);
     this.halfOpen++;
     let counted = true;
@@ -808,7 +853,6 @@ export class Host {
       }
     });
     endpoint.once('closed', done);
-    return reply;
   }
 
   private onConnControl(req: ControlMessage): Buffer {
@@ -874,8 +918,12 @@ export class Host {
           void this.acceptMigration(sock, Buffer.from(body), decoder.takeRest());
           return;
         }
+        if (body[0] === OpenFrameType.CONNECT) {
+          this.onInbandConnect(sock, Buffer.from(body), decoder.takeRest());
+          return;
+        }
         const f = decodeFrameBody(body);
-        if (f.type !== FrameType.HELLO) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'first frame on a data socket must be HELLO');
+        if (f.type !== FrameType.HELLO) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'first frame on a data socket must be HELLO, CONNECT or MIG_HELLO');
         this.handoff(sock, f, decoder.takeRest());
       } catch (err) {
         sock.off('data', onData);

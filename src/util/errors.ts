@@ -51,8 +51,8 @@ export const ERRORS = {
   FERRY_ERR_SOCKET_MOVED: { wire: 0, by: 'local', summary: 'This socket object was detached for a move; use the socket on the destination host.' },
   // --- time and limits ---------------------------------------------------------------
   FERRY_ERR_CONTROL_TIMEOUT: { wire: 0, by: 'peer', summary: 'A control request exhausted its retransmissions without a reply.' },
-  FERRY_ERR_PEER_UNREACHABLE: { wire: 0, by: 'peer', summary: 'The peer stayed unreachable past the reconnect limit; the connection is closed.' },
-  FERRY_ERR_HANDSHAKE_TIMEOUT: { wire: 0, by: 'peer', summary: 'An open did not complete (control reply and data socket) within its limit.' },
+  FERRY_ERR_PEER_UNREACHABLE: { wire: 0, by: 'peer', summary: 'The peer stayed unreachable past the reconnect limit (the connection is closed), or an open could not reach its host\'s redirector.' },
+  FERRY_ERR_HANDSHAKE_TIMEOUT: { wire: 0, by: 'peer', summary: 'An open did not complete (CONNECT_ACK, or control reply and data socket) within its limit.' },
   FERRY_ERR_LIMIT_EXCEEDED: { wire: 40, by: 'local', summary: 'A table or queue reached its finite limit (see docs/LIMITS.md).' },
   FERRY_ERR_BUFFER_BUDGET: { wire: 41, by: 'peer', summary: 'The peer sent beyond the receive limit it was granted.' },
   FERRY_ERR_AMPLIFICATION_LIMIT: { wire: 42, by: 'local', summary: 'A reply to an unproven address would exceed 3x the request (RFC 9000 §8); refused instead.' },

@@ -13,7 +13,7 @@ interface LimitSpec {
 export const LIMITS = {
   MAX_DATAGRAM_BYTES: { value: 1200, unit: 'bytes', why: 'QUIC\'s minimum path MTU payload (RFC 9000 §14): never fragmented on any sane path.' },
   MAX_FRAME_PAYLOAD: { value: 256 * 1024, unit: 'bytes', why: 'Largest DATA payload per frame (and migration checkpoint part); checked before allocation. 256 KiB amortises the per-frame cipher object, writev and ACK over 4x the bytes of 64 KiB (sealed throughput +10-20 % measured) while a 1 MiB window still holds 4 frames in flight.' },
-  HANDOFF_FRAME_BYTES: { value: 16 * 1024, unit: 'bytes', why: 'Longest first frame (HELLO or MIG_HELLO, ~100 bytes) the redirector reads from a socket that has proved nothing; with MAX_PENDING_HANDOFFS it bounds what unvalidated sockets can make a host buffer (16 MiB).' },
+  HANDOFF_FRAME_BYTES: { value: 16 * 1024, unit: 'bytes', why: 'Longest frame (HELLO, CONNECT, MIG_HELLO: at most 187 bytes) read from a socket that has proved nothing: a first frame at the redirector, the in-band open until CONNECT_CONFIRM (server) or CONNECT_ACK (client) verifies; with MAX_PENDING_HANDOFFS and MAX_HALF_OPEN it bounds what unvalidated sockets can make a host buffer (16 MiB each).' },
   CONTROL_MIN_RTO_MS: { value: 25, unit: 'ms', why: 'Floor of the retransmission timeout; loopback RTTs are sub-millisecond, mosh uses 50 ms on real paths.' },
   CONTROL_MAX_RTO_MS: { value: 1000, unit: 'ms', why: 'Cap of the exponential backoff so a long outage still probes every second.' },
   CONTROL_INITIAL_RTO_MS: { value: 100, unit: 'ms', why: 'RTO before any RTT sample (RFC 6298 says 1 s; control peers here are near).' },
@@ -25,7 +25,7 @@ export const LIMITS = {
   RECEIVE_WINDOW_BYTES: { value: 1024 * 1024, unit: 'bytes', why: 'Bytes a receiver accepts beyond what the application has read; announced to the peer.' },
   MAX_CONNECTIONS: { value: 20_000, unit: 'connections', why: 'Connections per host; the 10 000-connection scale goal fits with room.' },
   MAX_HALF_OPEN: { value: 1024, unit: 'handshakes', why: 'Server-side opens awaiting key confirmation; caps the state a CONNECT flood can create.' },
-  HANDSHAKE_TIMEOUT_MS: { value: 5000, unit: 'ms', why: 'An open (three control messages and the data socket) must finish within this.' },
+  HANDSHAKE_TIMEOUT_MS: { value: 5000, unit: 'ms', why: 'An open (CONNECT, CONNECT_ACK, CONNECT_CONFIRM; or three control messages and the data socket) must finish within this.' },
   HELLO_TIMEOUT_MS: { value: 5000, unit: 'ms', why: 'The redirector closes a TCP socket that names no connection within this.' },
   DRAIN_TIMEOUT_MS: { value: 1000, unit: 'ms', why: 'On suspend, how long to wait for the peer\'s DRAIN (or end of stream) before closing the data socket anyway (offsets make it safe).' },
   KEPT_SOCKET_MS: { value: 30_000, unit: 'ms', why: 'How long a data socket drained by a suspend is kept for a resume on it (no new TCP connection, no HELLO); closed after that, and a later resume dials.' },

@@ -23,6 +23,18 @@ export const FrameType = {
   REJECT: 7,
 } as const;
 
+/**
+ * Frame types of the in-band open (codecs in messages.ts: their bodies wrap the CONNECT and
+ * CONNECT_ACK bodies). Always plaintext; read only before a socket is attached to a connection:
+ * CONNECT as a socket's first frame, CONNECT_ACK (or REJECT) as the server's answer, and
+ * CONNECT_CONFIRM as the client's first frame after it. `decodeFrameBody` refuses them.
+ */
+export const OpenFrameType = {
+  CONNECT: 8,
+  CONNECT_ACK: 9,
+  CONNECT_CONFIRM: 10,
+} as const;
+
 /** Version of the data-socket protocol carried in HELLO. */
 export const FRAME_VERSION = 1;
 /** Bytes of the length prefix. */
@@ -269,7 +281,7 @@ export class FrameDecoder {
    * @param maxFrameBytes the longest length prefix accepted (default {@link MAX_FRAME_BYTES}); the
    *   redirector reads an unauthenticated first frame with the smaller `HANDOFF_FRAME_BYTES`.
    */
-  constructor(private readonly maxFrameBytes = MAX_FRAME_BYTES) {}
+  constructor(public maxFrameBytes = MAX_FRAME_BYTES) {}
 
   /** Add bytes read from the socket. */
   push(chunk: Buffer): void {

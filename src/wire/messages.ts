@@ -10,7 +10,7 @@ import { chainSizeBytes, decodeChain, encodeChain, type DelegationChain } from '
 import { FerryError, limit } from '../util/index.js';
 import { Reader, Writer } from './bytes.js';
 import { DATAGRAM_HEADER_BYTES } from './datagram.js';
-import { CONNECTION_ID_BYTES, NONCE_BYTES, roleFromByte, roleToByte, type Role } from './frames.js';
+import { CONNECTION_ID_BYTES, FRAME_VERSION, OpenFrameType, NONCE_BYTES, roleFromByte, roleToByte, type Role } from './frames.js';
 
 /** Control message types (the datagram header's `type`). */
 export const MessageType = {
@@ -209,6 +209,94 @@ export function decodeConnectConfirm(body: Buffer): ConnectConfirm {
   const c = { connectionId: r.bytes(CONNECTION_ID_BYTES, 'connectionId'), mac: r.bytes(MAC, 'mac') };
   r.end('CONNECT_CONFIRM');
   return c;
+}
+
+// ------------------------------------------------------------------ in-band open (data-socket frames)
+
+const F = 'FERRY_ERR_MALFORMED_FRAME' as const;
+/** Bytes before the CONNECT body in an in-band CONNECT frame: type, version, control port. */
+export const CONNECT_FRAME_HEAD_BYTES = 4;
+/** Bytes before the CONNECT_ACK body in an in-band CONNECT_ACK frame: type, control port. */
+export const CONNECT_ACK_FRAME_HEAD_BYTES = 3;
+
+/** An in-band CONNECT frame: the sender host's UDP control port, then a CONNECT body (§4.1). */
+export interface ConnectFrame {
+  /** The client host's control port (its IP is the TCP peer address). */
+  controlPort: number;
+  connect: Connect;
+}
+
+/** An in-band CONNECT_ACK frame: the server host's UDP control port, then a CONNECT_ACK body. */
+export interface ConnectAckFrame {
+  controlPort: number;
+  ack: ConnectAck;
+}
+
+/** Encode an in-band CONNECT frame body (type 8) around an encoded CONNECT body. */
+export function encodeConnectFrame(controlPort: number, connectBody: Buffer): Buffer {
+  return Buffer.concat([new Writer().u8(OpenFrameType.CONNECT).u8(FRAME_VERSION).u16(port(controlPort)).finish(), connectBody]);
+}
+
+/** Decode an in-band CONNECT frame body, strictly (version first, then the CONNECT rules). */
+export function decodeConnectFrame(body: Buffer): ConnectFrame {
+  const r = new Reader(body, F);
+  const type = r.u8('type');
+  if (type !== OpenFrameType.CONNECT) throw new FerryError(F, `frame type ${type} is not CONNECT`);
+  const version = r.u8('version');
+  if (version !== FRAME_VERSION) throw new FerryError('FERRY_ERR_UNSUPPORTED_VERSION', `data-socket version ${version}`);
+  const controlPort = r.u16('controlPort');
+  if (controlPort === 0) throw new FerryError(F, 'CONNECT control port 0');
+  return { controlPort, connect: reframe(() => decodeConnect(r.rest())) };
+}
+
+/** The CONNECT_ACK frame's bytes before its body (they enter the transcript hash). */
+export function connectAckFramePrefix(controlPort: number): Buffer {
+  return new Writer().u8(OpenFrameType.CONNECT_ACK).u16(port(controlPort)).finish();
+}
+
+/** Encode an in-band CONNECT_ACK frame body (type 9) around an encoded CONNECT_ACK body. */
+export function encodeConnectAckFrame(controlPort: number, ackBody: Buffer): Buffer {
+  return Buffer.concat([connectAckFramePrefix(controlPort), ackBody]);
+}
+
+/** Decode an in-band CONNECT_ACK frame body, strictly. */
+export function decodeConnectAckFrame(body: Buffer): ConnectAckFrame {
+  const r = new Reader(body, F);
+  const type = r.u8('type');
+  if (type !== OpenFrameType.CONNECT_ACK) throw new FerryError(F, `frame type ${type} is not CONNECT_ACK`);
+  const controlPort = r.u16('controlPort');
+  if (controlPort === 0) throw new FerryError(F, 'CONNECT_ACK control port 0');
+  return { controlPort, ack: reframe(() => decodeConnectAck(r.rest())) };
+}
+
+/** Encode an in-band CONNECT_CONFIRM frame body (type 10): the client's key confirmation. */
+export function encodeConnectConfirmFrame(mac: Buffer): Buffer {
+  return Buffer.concat([Buffer.of(OpenFrameType.CONNECT_CONFIRM), fixed(mac, MAC, 'mac')]);
+}
+
+/** Decode an in-band CONNECT_CONFIRM frame body, strictly; returns the MAC. */
+export function decodeConnectConfirmFrame(body: Buffer): Buffer {
+  const r = new Reader(body, F);
+  const type = r.u8('type');
+  if (type !== OpenFrameType.CONNECT_CONFIRM) throw new FerryError(F, `frame type ${type} is not CONNECT_CONFIRM`);
+  const mac = r.bytes(MAC, 'mac');
+  r.end('CONNECT_CONFIRM frame');
+  return mac;
+}
+
+/** A body decoded by the datagram codecs, inside a frame: its malformations are frame errors. */
+function reframe<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof FerryError && err.code === M) throw new FerryError(F, err.message);
+    throw err;
+  }
+}
+
+function port(p: number): number {
+  if (!Number.isInteger(p) || p < 1 || p > 65535) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `port ${p}`);
+  return p;
 }
 
 /** The bytes a connection-control MAC covers: a label, the type, and every field before the MAC. */

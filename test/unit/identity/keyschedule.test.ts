@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
-import { connectionKeysFromMaster, deriveConnectionKeys, deriveSessionKeys, type ConnectionKeys } from '../../../src/identity/index.js';
+import { connectionKeysFromMaster, deriveConnectionKeys, deriveOpenKeys, deriveSessionKeys, type ConnectionKeys } from '../../../src/identity/index.js';
 
 const SHARED = Buffer.from('4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742', 'hex');
 const CONNECTION_ID = Buffer.from('0011223344556677', 'hex');
@@ -27,7 +27,10 @@ function referenceHkdf(ikm: Buffer, salt: Buffer, info: Buffer, length: number):
   return Buffer.concat(blocks).subarray(0, length);
 }
 
-const allKeys = (k: ConnectionKeys, s: { c2s: Buffer; s2c: Buffer }): Buffer[] => [k.master, k.confirmClient, k.confirmServer, k.control, s.c2s, s.s2c];
+const allKeys = (k: ConnectionKeys, s: { c2s: Buffer; s2c: Buffer }): Buffer[] => {
+  const o = deriveOpenKeys(SHARED, CONNECTION_ID, TH).open;
+  return [k.master, k.confirmClient, k.confirmServer, k.control, s.c2s, s.s2c, o.c2s, o.s2c];
+};
 
 test('derivation is deterministic', () => {
   const a = deriveConnectionKeys(SHARED, CONNECTION_ID, TH);
@@ -49,13 +52,19 @@ test('the keys follow the documented schedule (HKDF-SHA256 labels, salts and inp
   const master = referenceHkdf(SHARED, CONNECTION_ID, Buffer.concat([Buffer.from('ferry/1 master'), TH]), 32);
   assert.deepEqual(k.master, master);
   const none = Buffer.alloc(0);
-  assert.deepEqual(k.confirmClient, referenceHkdf(master, none, Buffer.from('ferry/1 confirm client'), 32));
-  assert.deepEqual(k.confirmServer, referenceHkdf(master, none, Buffer.from('ferry/1 confirm server'), 32));
-  assert.deepEqual(k.control, referenceHkdf(master, none, Buffer.from('ferry/1 control'), 32));
+  const expanded = referenceHkdf(master, none, Buffer.from('ferry/1 keys'), 160);
+  assert.deepEqual(k.confirmClient, expanded.subarray(0, 32));
+  assert.deepEqual(k.confirmServer, expanded.subarray(32, 64));
+  assert.deepEqual(k.control, expanded.subarray(64, 96));
+  const o = deriveOpenKeys(SHARED, CONNECTION_ID, TH);
+  assert.deepEqual(o.keys, k, 'the in-band open derives the same connection keys');
+  assert.deepEqual(o.open.c2s, expanded.subarray(96, 128));
+  assert.deepEqual(o.open.s2c, expanded.subarray(128, 160));
   const s = deriveSessionKeys(master, DIALER_NONCE, ACCEPTOR_NONCE);
   const salt = Buffer.concat([DIALER_NONCE, ACCEPTOR_NONCE]);
-  assert.deepEqual(s.c2s, referenceHkdf(master, salt, Buffer.from('ferry/1 data c2s'), 32));
-  assert.deepEqual(s.s2c, referenceHkdf(master, salt, Buffer.from('ferry/1 data s2c'), 32));
+  const data = referenceHkdf(master, salt, Buffer.from('ferry/1 data'), 64);
+  assert.deepEqual(s.c2s, data.subarray(0, 32));
+  assert.deepEqual(s.s2c, data.subarray(32, 64));
 });
 
 test('a different transcript hash gives a different master (keys are bound to what was signed)', () => {
