@@ -19,7 +19,10 @@ async function start(n: number, onConnectAck: ((() => void) | undefined)[]): Pro
   const location = new MemoryLocationTable();
   const hosts: Host[] = [];
   for (let i = 0; i < n; i++) {
-    const opts: Partial<HostOptions> = {};
+    // The UDP open, whose CONNECT_ACK a control-socket tap can catch on its way out. The in-band
+    // open (CONNECT on the redirector socket) keeps its half-open endpoints in the same place
+    // (Host.adoptHalfOpen), so a detach waits for them the same way.
+    const opts: Partial<HostOptions> = { inbandOpen: false };
     const hook = onConnectAck[i];
     if (hook) {
       opts.wrapControlSocket = (s) => {
