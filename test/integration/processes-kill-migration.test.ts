@@ -12,120 +12,28 @@
 // processes on 127.0.0.1; agents are test/fixtures/agents/verifier.mjs and paced-writer.mjs.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { issueCredential } from '../../src/agent/index.js';
 import { credentialToText } from '../../src/host/index.js';
 import { Identity, type AgentId } from '../../src/identity/index.js';
 import { RendezvousClient } from '../../src/location/index.js';
-import { agentLogTexts, allowAll, fixture, sleep } from '../helpers/agents.js';
+import { allowAll, fixture } from '../helpers/agents.js';
+import { Processes, agentLogs, baseEnv, kill, poll as waitFor, stop, waitLog, type Proc } from '../helpers/processes.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-const children = new Set<ChildProcessWithoutNullStreams>();
+const procs = new Processes();
 const cleanups: Array<() => unknown> = [];
 after(async () => {
-  for (const c of children) c.kill('SIGKILL');
+  procs.killAll();
   for (const f of cleanups.splice(0).reverse()) await f();
 });
-
-/** The environment of every child: never an inherited fault. */
-const baseEnv = (): NodeJS.ProcessEnv => {
-  const env = { ...process.env };
-  delete env.FERRY_TEST_FAULT;
-  return env;
-};
-
-interface Proc {
-  child: ChildProcessWithoutNullStreams;
-  out: () => string;
-  err: () => string;
-  ready: RegExpExecArray;
-}
-
-/** Spawn `ferry ARGS` and wait (bounded) for a stdout line matching `ready`. */
-async function startProc(args: string[], ready: RegExp, env: NodeJS.ProcessEnv = baseEnv()): Promise<Proc> {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: 'pipe', env });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const m = await waitFor(() => ready.exec(out), 10_000, () => `no ready line; stderr: ${err.slice(-2000)}`, child);
-  return { child, out: () => out, err: () => err, ready: m };
-}
-
-/** Poll `probe` (bounded) until it returns something; fails early if `child` exits. */
-async function waitFor<T>(probe: () => T | null | undefined, ms: number, what: () => string, child?: ChildProcessWithoutNullStreams): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== null && v !== undefined) return v;
-    if (child && child.exitCode !== null) throw new Error(`exited ${child.exitCode}: ${what()}`);
-    if (Date.now() > end) throw new Error(`within ${ms} ms: ${what()}`);
-    await sleep(10);
-  }
-}
-
-/** Run a one-shot `ferry ARGS`; resolves with its exit code and output. */
-async function ferry(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: 'pipe', env: baseEnv() });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, out, err };
-}
-
-async function stop(p: Proc): Promise<number | null> {
-  if (p.child.exitCode !== null) return p.child.exitCode;
-  const exited = once(p.child, 'exit') as Promise<[number | null, string | null]>;
-  p.child.kill('SIGTERM');
-  const [code, signal] = await exited;
-  if (code === null) console.log(`# process ended by signal ${signal}`);
-  return code;
-}
-
-/** SIGKILL a host process and wait until it is gone. */
-async function kill(p: Proc): Promise<void> {
-  const exited = once(p.child, 'exit');
-  p.child.kill('SIGKILL');
-  await exited;
-}
-
-/** ctx.log texts in the hosts' --verbose stderr. */
-const agentLogs = (hosts: Proc[]): string[] => agentLogTexts(hosts.map((h) => h.err()));
-
-/** Wait (bounded) until some agent log text matches `re` (and `ok`); returns the match. */
-function waitLog(hosts: Proc[], re: RegExp, ms = 10_000, ok: (m: RegExpExecArray) => boolean = () => true): Promise<RegExpExecArray> {
-  return waitFor(
-    () => {
-      for (const t of agentLogs(hosts)) {
-        const m = re.exec(t);
-        if (m && ok(m)) return m;
-      }
-      return undefined;
-    },
-    ms,
-    () => `no agent log matching ${re}; got:\n${agentLogs(hosts).join('\n')}`,
-  );
-}
+const startProc = (args: string[], ready: RegExp, env?: NodeJS.ProcessEnv): Promise<Proc> => procs.start(args, ready, env);
+const ferry = (args: string[]): ReturnType<Processes['run']> => procs.run(args);
+const lsIds = (dir: string): Promise<string[]> => procs.lsIds(dir);
 
 /** The highest N in agent logs "verifier … verified=N". */
 const verifiedSoFar = (hosts: Proc[]): number => Math.max(0, ...agentLogs(hosts).map((t) => Number(/^verifier (?:run=\d+ )?verified=(\d+)/.exec(t)?.[1] ?? 0)));
-
-async function lsIds(dir: string): Promise<string[]> {
-  const r = await ferry(['ls', '--json', '--data-dir', dir]);
-  assert.equal(r.code, 0, r.err);
-  return (JSON.parse(r.out) as { agents: { id: string }[] }).agents.map((a) => a.id).sort();
-}
 
 interface World {
   dir: string;

@@ -10,104 +10,25 @@
 // --verbose logs (ctx.log lines) and `ferry ls --json`.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { issueCredential } from '../../src/agent/index.js';
 import { credentialToText } from '../../src/host/index.js';
 import { Identity, type AgentId } from '../../src/identity/index.js';
 import { RendezvousClient } from '../../src/location/index.js';
-import { agentLogTexts, allowAll, fixture, sleep } from '../helpers/agents.js';
+import { allowAll, fixture } from '../helpers/agents.js';
+import { Processes, agentLogs, stop, waitLog, type Proc } from '../helpers/processes.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-const children = new Set<ChildProcessWithoutNullStreams>();
+const procs = new Processes();
 const cleanups: Array<() => unknown> = [];
 after(async () => {
-  for (const c of children) c.kill('SIGKILL');
+  procs.killAll();
   for (const f of cleanups.splice(0).reverse()) await f();
 });
-
-interface Proc {
-  child: ChildProcessWithoutNullStreams;
-  /** Everything on stderr so far. */
-  err: () => string;
-  ready: RegExpExecArray;
-}
-
-/** Spawn `ferry ARGS` and wait (bounded) for a stdout line matching `ready`. */
-async function startProc(args: string[], ready: RegExp): Promise<Proc> {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: 'pipe' });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const m = await new Promise<RegExpExecArray>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ready line within 10 s; stderr: ${err.slice(-2000)}`)), 10_000);
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const hit = ready.exec(out);
-      if (hit) {
-        clearTimeout(timer);
-        resolve(hit);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited ${code} before ready; stderr: ${err.slice(-2000)}`));
-    });
-  });
-  return { child, err: () => err, ready: m };
-}
-
-/** Run a one-shot `ferry ARGS`; resolves with its exit code and output. */
-async function ferry(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: 'pipe' });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, out, err };
-}
-
-async function stop(child: ChildProcessWithoutNullStreams): Promise<number | null> {
-  if (child.exitCode !== null) return child.exitCode;
-  const exited = once(child, 'exit') as Promise<[number | null]>;
-  child.kill('SIGTERM');
-  const [code, signal] = (await exited) as unknown as [number | null, string | null];
-  if (code === null) console.log(`# process ended by signal ${signal}`);
-  return code;
-}
-
-/** ctx.log texts in the hosts' --verbose stderr. */
-function agentLogs(hosts: Proc[]): string[] {
-  return agentLogTexts(hosts.map((h) => h.err()));
-}
-
-/** Wait (bounded) until some agent log text matches `re`; returns the match. */
-async function waitLog(hosts: Proc[], re: RegExp, ms = 10_000, ok: (m: RegExpExecArray) => boolean = () => true): Promise<RegExpExecArray> {
-  const end = Date.now() + ms;
-  for (;;) {
-    for (const t of agentLogs(hosts)) {
-      const m = re.exec(t);
-      if (m && ok(m)) return m;
-    }
-    if (Date.now() > end) throw new Error(`no agent log matching ${re} within ${ms} ms; got:\n${agentLogs(hosts).join('\n')}`);
-    await sleep(20);
-  }
-}
-
-async function lsIds(dir: string): Promise<string[]> {
-  const r = await ferry(['ls', '--json', '--data-dir', dir]);
-  assert.equal(r.code, 0, r.err);
-  return (JSON.parse(r.out) as { agents: { id: string }[] }).agents.map((a) => a.id).sort();
-}
+const startProc = (args: string[], ready: RegExp): Promise<Proc> => procs.start(args, ready);
+const ferry = (args: string[]): ReturnType<Processes['run']> => procs.run(args);
+const lsIds = (dir: string): Promise<string[]> => procs.lsIds(dir);
 
 test('three host processes and a rendezvous process: stream across two CLI moves, destination down, rendezvous restart', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-3hosts-'));
@@ -168,7 +89,7 @@ test('three host processes and a rendezvous process: stream across two CLI moves
 
   // Destination down: a host that ran once and was stopped (its host.json remains).
   const hostD = await host(d);
-  assert.equal(await stop(hostD.child), 0);
+  assert.equal(await stop(hostD), 0);
   const down = await ferry(['migrate', echo.id, d, '--data-dir', a]);
   assert.notEqual(down.code, 0, down.out);
   // The agent rolled back and runs on at the source; the operator is told so, with the cause.
@@ -176,7 +97,7 @@ test('three host processes and a rendezvous process: stream across two CLI moves
   assert.deepEqual(await lsIds(a), [echo.id], 'the agent runs on at the source');
 
   // Rendezvous restarted on the same port from its snapshot.
-  assert.equal(await stop(rv.child), 0, rv.err());
+  assert.equal(await stop(rv), 0, rv.err());
   rv = await startProc(['rendezvous', '--port', String(rv.ready[2]), '--snapshot', snapshot], /ferry rendezvous ready on (\S+):(\d+) \((\d+) agents/);
   assert.equal(`${rv.ready[1]}:${rv.ready[2]}`, rvAddr);
   assert.ok(Number(rv.ready[3]) >= 3, `snapshot restored ${rv.ready[3]} agents`);
@@ -193,6 +114,6 @@ test('three host processes and a rendezvous process: stream across two CLI moves
     client.close();
   }
 
-  for (const h of hosts) assert.equal(await stop(h.child), 0, h.err().slice(-2000));
-  assert.equal(await stop(rv.child), 0, rv.err());
+  for (const h of hosts) assert.equal(await stop(h), 0, h.err().slice(-2000));
+  assert.equal(await stop(rv), 0, rv.err());
 });
