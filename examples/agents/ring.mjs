@@ -93,8 +93,9 @@ export default defineAgent({
     // Links: the connections that came along, then whatever is still missing.
     const socks = new Map();
     for (const sock of ctx.connections) {
-      const dir = sock.remoteAgent === next && !Object.values(s.links).some((l) => l.dir === 'out') ? 'out' : 'in';
-      link(sock, s.links[sock.connectionId]?.dir ?? dir);
+      // A connection not in the state yet (opened or accepted just before a move) is labelled by
+      // who opened it: we dial the next member and accept from the previous one.
+      link(sock, s.links[sock.connectionId]?.dir ?? (sock.initiator ? 'out' : 'in'));
       socks.set(sock.connectionId, sock);
     }
     const server = await ctx.listen();

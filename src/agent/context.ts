@@ -18,6 +18,8 @@ export interface ContextSocket extends Duplex {
   readonly remoteAgent: string;
   /** The connection id (hex). */
   readonly connectionId: string;
+  /** True if this agent opened the connection (`ctx.connect`), false if it accepted it; kept across moves. */
+  readonly initiator: boolean;
   /** Graceful close. */
   close(): Promise<void>;
 }

@@ -39,6 +39,7 @@ export class PortSocket extends Duplex {
   readonly remoteAgent: string;
   /** The connection id (hex). */
   readonly connectionId: string;
+  readonly initiator: boolean;
   private pushed = 0;
   private ackedSent = 0;
   private ackQueued = false;
@@ -63,6 +64,7 @@ export class PortSocket extends Duplex {
     this.sid = info.sid;
     this.remoteAgent = info.remoteAgent;
     this.connectionId = info.connectionId;
+    this.initiator = info.initiator;
     this.startedEnded = info.writeEnded;
     // The agent ended its side before a move; the FIN travelled in the connection checkpoint.
     if (info.writeEnded) this.end();

@@ -40,6 +40,8 @@ export interface SocketInfo {
   readonly sid: number;
   readonly remoteAgent: string;
   readonly connectionId: string;
+  /** This agent opened the connection (ctx.connect); false when it accepted it. */
+  readonly initiator: boolean;
   /** The agent already called end() on it (before a move): the proxy starts with its writable side finished. */
   readonly writeEnded: boolean;
 }

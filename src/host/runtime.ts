@@ -333,7 +333,7 @@ class Pump {
   }
 
   get info(): SocketInfo {
-    return { sid: this.sid, remoteAgent: this.remoteAgent, connectionId: this.connectionId, writeEnded: this.writeEnded };
+    return { sid: this.sid, remoteAgent: this.remoteAgent, connectionId: this.connectionId, initiator: this.key.endsWith('/client'), writeEnded: this.writeEnded };
   }
 
   /** Counts against maxConnections. */
