@@ -94,9 +94,11 @@ class Child {
   ) {}
 
   /** Spawn `ferry ARGS` and wait (bounded) for a stdout line matching `ready`. */
-  static async start(name: string, args: string[], ready: RegExp, verbose: boolean): Promise<{ child: Child; match: RegExpExecArray }> {
+  static async start(name: string, args: string[], ready: RegExp, verbose: boolean, all: Child[]): Promise<{ child: Child; match: RegExpExecArray }> {
     const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     const child = new Child(name, proc);
+    // Known to the caller at once, so a failed start of this or another child still stops it.
+    all.push(child);
     let partial = '';
     proc.stderr!.on('data', (d: Buffer) => {
       const lines = (partial + d.toString()).split('\n');
@@ -186,20 +188,19 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     await writeFile(policyFile, JSON.stringify({ version: 1, owners: { [owner.id]: { name: 'demo owner', land: true, listen: true, connect: '*' } } }));
 
     progress.update('starting a rendezvous and three hosts…', true);
-    const rv = await Child.start('rendezvous', ['rendezvous', '--port', '0', '--snapshot', join(dir, 'rendezvous.json')], /ferry rendezvous ready on (\S+):(\d+)/, opts.verbose);
-    children.push(rv.child);
+    const rv = await Child.start('rendezvous', ['rendezvous', '--port', '0', '--snapshot', join(dir, 'rendezvous.json')], /ferry rendezvous ready on (\S+):(\d+)/, opts.verbose, children);
     const rendezvous = `${rv.match[1]}:${rv.match[2]}`;
-    const started3 = await Promise.all(
+    await Promise.all(
       [...Array(HOSTS).keys()].map((i) =>
         Child.start(
           `host${i}`,
           ['host', '--name', `host${i}`, '--data-dir', join(dir, `host${i}`), '--policy', policyFile, '--rendezvous', rendezvous, ...(opts.security ? [] : ['--no-security']), ...(opts.verbose ? ['--verbose'] : [])],
           /^ferry host ready: /m,
           opts.verbose,
+          children,
         ),
       ),
     );
-    children.push(...started3.map((s) => s.child));
     const hosts = await Promise.all([...Array(HOSTS).keys()].map((i) => AdminClient.open(join(dir, `host${i}`))));
 
     // The ring: agent i on host i mod 3, connected to agent i+1.
@@ -325,6 +326,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           if (typeof r.detachMs === 'number') suspendMs.push(r.detachMs);
           if (typeof r.commitMs === 'number') resumeMs.push(r.commitMs);
         } catch (err) {
+          if (isFerryError(err, 'FERRY_ERR_UNKNOWN_AGENT') || isFerryError(err, 'FERRY_ERR_INVALID_ARGUMENT')) {
+            problems.push(`R${i} or R${j} finished before the group move could start (use more --bytes or --seconds)`);
+            continue;
+          }
           if (!isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK')) throw err;
           rollbacks += 2;
           problems.push(`moving R${i} and R${j} as a group rolled back: ${isFerryError(err.cause) ? err.cause.code : err.message}`);

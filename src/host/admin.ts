@@ -117,7 +117,7 @@ async function handle(host: Host, ext: AdminExtensions, req: IncomingMessage): P
     const redirectorPort = Number(b.redirectorPort);
     if (!ip || !Number.isInteger(redirectorPort) || redirectorPort <= 0 || redirectorPort > 65535) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'migrate needs ip and redirectorPort');
     const started = performance.now();
-    const t = { ip, redirectorPort, ...(typeof b.hostId === 'string' ? { hostId: b.hostId as HostId } : {}) };
+    const t = { ip, redirectorPort, ...(typeof b.hostId === 'string' ? { hostId: parseId(b.hostId) as unknown as HostId } : {}) };
     const report = group ? await host.migrateGroup(group, t) : await host.migrateAgent(agent!, t);
     return { migrated: group ?? agent, ms: Math.round((performance.now() - started) * 100) / 100, ...(report ?? {}) };
   }

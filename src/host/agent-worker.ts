@@ -93,9 +93,17 @@ function snapshot(): Consumed {
   return [...sockets.values()].map((s) => [s.sid, s.consumed()] as [number, number]);
 }
 
+/** ctx.connect / ctx.listen calls made during a freeze wait here: they go on if the move rolls
+ *  back, and never settle if it commits (run() starts again on the destination). */
+let thawWaiters: (() => void)[] = [];
+const untilThawed = (): Promise<void> => (migrating ? new Promise((r) => thawWaiters.push(r)) : Promise.resolve());
+
 function thaw(): void {
   migrating = false;
   for (const s of sockets.values()) s.thaw();
+  const waiters = thawWaiters;
+  thawWaiters = [];
+  for (const w of waiters) w();
 }
 
 async function hostFreeze(id: number): Promise<void> {
@@ -198,14 +206,15 @@ const ctx = Object.freeze({
   connections: carried,
   async connect(agentId: string): Promise<PortSocket> {
     if (typeof agentId !== 'string') throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'ctx.connect(agentId): agentId must be a string');
-    if (migrating) throw new FerryError('FERRY_ERR_ABORTED', 'the agent is migrating');
+    await untilThawed();
     const sock = await request({ op: 'connect', to: agentId });
     if (!sock) throw new FerryError('FERRY_ERR_AGENT_PROTOCOL', 'connect reply without a socket');
     return sock;
   },
   async listen(): Promise<PortServer> {
     if (server && !server.closed) return server;
-    if (migrating) throw new FerryError('FERRY_ERR_ABORTED', 'the agent is migrating');
+    await untilThawed();
+    if (server && !server.closed) return server;
     pendingServer = new PortServer(post);
     try {
       await request({ op: 'listen' });

@@ -562,8 +562,16 @@ export class Host {
       const detached = await Promise.allSettled(members.map((m) => this.detachAgent(m.agentId)));
       const failedDetach = detached.find((r) => r.status === 'rejected');
       if (failedDetach) {
-        // A member that could not detach runs on (detachAgent undid itself); so do the others.
-        for (const r of detached) if (r.status === 'fulfilled') await this.attachAgent(r.value);
+        // A member that could not detach runs on (detachAgent undid itself); so do the others,
+        // each handed back to its runtime (reattach) like any rollback after a detach.
+        for (const [i, r] of detached.entries()) {
+          if (r.status !== 'fulfilled') continue;
+          try {
+            members[i]!.outgoing?.reattach(await this.attachAgent(r.value));
+          } catch (err) {
+            this.log.error('migration_reattach_failed', { agent: members[i]!.agentId, code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: String((err as Error).message) });
+          }
+        }
         throw (failedDetach as PromiseRejectedResult).reason;
       }
       cps = detached.map((r) => (r as PromiseFulfilledResult<AgentCheckpoint>).value);
@@ -607,7 +615,14 @@ export class Host {
           m.outgoing?.reattach(attached);
           outcomes.push(rolledBack());
         } catch (rollbackErr) {
-          if (!isFerryError(rollbackErr, 'FERRY_ERR_STALE_EPOCH')) throw rollbackErr;
+          if (!isFerryError(rollbackErr, 'FERRY_ERR_STALE_EPOCH')) {
+            // Neither host holds it now (the location service refused both): say so loudly, and
+            // go on re-attaching the other members.
+            const e = isFerryError(rollbackErr) ? rollbackErr : new FerryError('FERRY_ERR_INTERNAL', String(rollbackErr));
+            this.log.error('migration_reattach_failed', { agent: m.agentId, code: e.code, detail: e.message });
+            outcomes.push({ agentId: m.agentId, committed: false, error: e });
+            continue;
+          }
           // The destination registered first: it committed, only its answer was lost.
           this.log.info('agent_migrated', { agent: m.agentId, epoch: epochs[i], note: 'commit inferred from the location epoch' });
           outcomes.push({ agentId: m.agentId, committed: true, report: { detachMs: round2(t1 - t0), commitMs: round2(performance.now() - t1) } });
@@ -647,6 +662,10 @@ export class Host {
         return { agentId, epoch, admission: o.admission };
       });
       if (new Set(group.map((g) => g.agentId)).size !== group.length) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'an agent is listed twice');
+      const withCode = group.filter((g) => g.admission !== undefined).length;
+      if (withCode > 0 && this.runtime && this.runtime.agentIds().length + withCode > limit('AGENT_MAX_PER_HOST')) {
+        throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `${withCode} more agents do not fit under AGENT_MAX_PER_HOST (${limit('AGENT_MAX_PER_HOST')})`);
+      }
       for (const g of group) {
         if (g.admission === undefined) continue;
         if (!this.runtime) throw new FerryError('FERRY_ERR_REFUSED', 'this host runs no agent runtime');
@@ -668,7 +687,9 @@ export class Host {
       ch.send(MigrationStep.CONNECTION_IDS, { ok: collisions.length === 0, collisions });
       fault(MigrationStep.CONNECTION_IDS);
       if (collisions.length > 0) return;
-      await ch.recv([MigrationStep.CONFIRM]);
+      // The source detaches between steps 3 and 4: it may wait for half-open connections to
+      // finish opening and for each connection's drain, so allow for those on top of a step.
+      await ch.recv([MigrationStep.CONFIRM], limit('MIGRATION_STEP_TIMEOUT_MS') + limit('HANDSHAKE_TIMEOUT_MS') + limit('DRAIN_TIMEOUT_MS'));
       fault(MigrationStep.CONFIRM);
       const parts: Buffer[] = [];
       let size = 0;
@@ -691,6 +712,12 @@ export class Host {
           // Agents with code: this host's runtime admits each whole landing (credential, code
           // hash, policy) before anything commits; a refusal code goes back in the ABORT.
           const runtime = this.runtime;
+          // Room for all of them, checked again now (agents may have arrived since step 1): a
+          // landing refused for lack of room after its commit would leave it on no host.
+          const landings = arriving.filter((x) => x.landing !== undefined).length;
+          if (runtime && landings > 0 && runtime.agentIds().length + landings > limit('AGENT_MAX_PER_HOST')) {
+            throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `${landings} more agents do not fit under AGENT_MAX_PER_HOST (${limit('AGENT_MAX_PER_HOST')})`);
+          }
           for (const { g, landing } of arriving) {
             if (landing === undefined) continue;
             if (typeof landing !== 'object' || landing === null || landing.agentId !== g.agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'landing is for another agent');

@@ -54,6 +54,8 @@ const AEAD_TAG = 16;
 export class MigrationChannel {
   private readonly decoder = new FrameDecoder();
   private readonly frames: Buffer[] = [];
+  /** Bytes in `frames`; above queueLimit() the socket is paused until they are taken. */
+  private queuedBytes = 0;
   private waiter: { resolve: (b: Buffer) => void; reject: (e: FerryError) => void } | undefined;
   private failed: FerryError | undefined;
   private sealer: FrameSealer | undefined;
@@ -79,7 +81,12 @@ export class MigrationChannel {
     try {
       // Frames are kept as they came and opened when consumed: the first sealed frame can arrive
       // in the same read as the handshake frame before it, i.e. before the keys are known.
-      for (let f = this.decoder.next(); f; f = this.decoder.next()) this.frames.push(Buffer.from(f));
+      for (let f = this.decoder.next(); f; f = this.decoder.next()) {
+        this.frames.push(Buffer.from(f));
+        this.queuedBytes += f.length;
+      }
+      // Backpressure: a peer that sends faster than the steps are taken waits in TCP, not here.
+      if (this.queuedBytes > queueLimit()) this.socket.pause();
     } catch (err) {
       this.fail(isFerryError(err) ? err : new FerryError('FERRY_ERR_MALFORMED_FRAME', String(err)));
       return;
@@ -89,6 +96,8 @@ export class MigrationChannel {
 
   /** A received frame's body: opened when the channel is sealed by now. */
   private unseal(frame: Buffer): Buffer {
+    this.queuedBytes -= frame.length;
+    if (this.queuedBytes <= queueLimit() / 2 && this.socket.isPaused()) this.socket.resume();
     return this.opener ? Buffer.from(this.opener.open(lengthPrefix(frame.length), frame)) : frame;
   }
 
@@ -158,8 +167,8 @@ export class MigrationChannel {
   }
 
   /** Receive the next step; `expect` lists the steps allowed here (others are a protocol error). */
-  async recv(expect: number[]): Promise<{ step: number; payload: Buffer }> {
-    const { step, payload } = decodeMigStep(await this.next());
+  async recv(expect: number[], timeoutMs?: number): Promise<{ step: number; payload: Buffer }> {
+    const { step, payload } = decodeMigStep(await this.next(timeoutMs));
     if (!expect.includes(step)) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `migration step ${step} where ${expect.join('/')} was expected`);
     return { step, payload };
   }
@@ -194,6 +203,10 @@ export class MigrationChannel {
    */
   static async open(socket: StreamSocket, self: Identity, clock: Clock, expect?: HostId): Promise<MigrationChannel> {
     const ch = new MigrationChannel(socket, clock);
+    return ch.handshake(() => MigrationChannel.sourceHandshake(ch, self, expect));
+  }
+
+  private static async sourceHandshake(ch: MigrationChannel, self: Identity, expect: HostId | undefined): Promise<MigrationChannel> {
     const eph = generateEphemeral();
     const nonceS = randomBytes(NONCE_BYTES);
     const hello = encodeMigHello({ sourceHostKey: self.publicRaw, ephemeral: eph.publicRaw, nonce: nonceS });
@@ -220,6 +233,20 @@ export class MigrationChannel {
   static async accept(socket: StreamSocket, helloBody: Buffer, rest: Buffer, self: Identity, clock: Clock): Promise<MigrationChannel> {
     const ch = new MigrationChannel(socket, clock);
     if (rest.length > 0) ch.onData(rest);
+    return ch.handshake(() => MigrationChannel.destinationHandshake(ch, helloBody, self));
+  }
+
+  /** Run a handshake; if it fails, the socket goes with it (nothing more is read or buffered). */
+  private async handshake(run: () => Promise<MigrationChannel>): Promise<MigrationChannel> {
+    try {
+      return await run();
+    } catch (err) {
+      this.fail(isFerryError(err) ? err : new FerryError('FERRY_ERR_MALFORMED_FRAME', String(err)));
+      throw err;
+    }
+  }
+
+  private static async destinationHandshake(ch: MigrationChannel, helloBody: Buffer, self: Identity): Promise<MigrationChannel> {
     const hello = decodeMigHello(helloBody);
     const eph = generateEphemeral();
     const nonceD = randomBytes(NONCE_BYTES);
@@ -247,4 +274,9 @@ export class MigrationChannel {
 /** Whether a first-frame body opens a migration channel (rather than a data socket). */
 export function isMigrationHello(body: Buffer): boolean {
   return body.length > 0 && body[0] === MigrationFrame.MIG_HELLO;
+}
+
+/** Received frames a channel holds before it stops reading: four of the largest. */
+function queueLimit(): number {
+  return 4 * limit('MAX_FRAME_PAYLOAD');
 }

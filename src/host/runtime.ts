@@ -1277,7 +1277,10 @@ class GroupBatch {
 
   private start(): void {
     this.phase = 'running';
-    this.run(this.members).then(
+    // Through a promise, so a synchronous throw in run() rejects every member, not just the last.
+    Promise.resolve()
+      .then(() => this.run(this.members))
+      .then(
       (outcomes) => {
         for (const o of outcomes) {
           const w = this.waiters.get(o.agentId);
@@ -1371,7 +1374,7 @@ export function channelHost(
         throw err;
       }
     },
-    migrateGroup: (members, target) => host.migrateMembers(members, o.resolve?.(target) ?? parseMigrationTarget(target)),
+    migrateGroup: async (members, target) => host.migrateMembers(members, o.resolve?.(target) ?? parseMigrationTarget(target)),
   };
 }
 
