@@ -262,22 +262,26 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const suspendMs: number[] = [];
     const resumeMs: number[] = [];
     const down = { ip: '127.0.0.1', redirectorPort: await deadPort() };
-    const move = async (i: number, target: { ip: string; redirectorPort: number; hostId?: string }, to: number | undefined): Promise<void> => {
+    /** Move agents `ids` (one, or co-located ones as a group) to `target`, host `to` (undefined: a host that is down). */
+    const move = async (ids: number[], target: { ip: string; redirectorPort: number; hostId?: string }, to: number | undefined): Promise<'committed' | 'rolled back' | 'late'> => {
+      const names = ids.map((i) => `R${i}`).join(' and ');
       try {
-        const r = await hosts[at[i]!]!.request('POST', '/migrate', { agent: ring[i], ...target });
-        migrations++;
-        at[i] = to!;
+        const r = await hosts[at[ids[0]!]!]!.request('POST', '/migrate', { ...(ids.length === 1 ? { agent: ring[ids[0]!] } : { agents: ids.map((i) => ring[i]) }), ...target });
+        migrations += ids.length;
+        for (const i of ids) at[i] = to!;
         if (typeof r.detachMs === 'number') suspendMs.push(r.detachMs);
         if (typeof r.commitMs === 'number') resumeMs.push(r.commitMs);
-        if (to === undefined) problems.push(`R${i} moved to a host that is down`);
+        if (to === undefined) problems.push(`${names} moved to a host that is down`);
+        return 'committed';
       } catch (err) {
-        if (isFerryError(err, 'FERRY_ERR_UNKNOWN_AGENT')) {
-          problems.push(`R${i} finished before its move could start (use more --bytes or --seconds)`);
-          return;
+        if (isFerryError(err, 'FERRY_ERR_UNKNOWN_AGENT') || isFerryError(err, 'FERRY_ERR_INVALID_ARGUMENT')) {
+          problems.push(`${names} finished before the move could start (use more --bytes or --seconds)`);
+          return 'late';
         }
         if (!isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK')) throw err;
-        rollbacks++;
-        if (to !== undefined) problems.push(`moving R${i} to host${to} rolled back: ${isFerryError(err.cause) ? err.cause.code : err.message}`);
+        rollbacks += ids.length;
+        if (to !== undefined) problems.push(`moving ${names} to host${to} rolled back: ${isFerryError(err.cause) ? err.cause.code : err.message}`);
+        return 'rolled back';
       }
     };
 
@@ -315,32 +319,17 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
                 : `moving R${ph.agents[0]} to a host that is down (it must roll back)`;
       show(true);
       if (ph.kind === 'group') {
-        const [i, j] = ph.agents as [number, number];
-        const to = (at[i]! + 1) % HOSTS;
-        try {
-          const r = await hosts[at[i]!]!.request('POST', '/migrate', { agents: [ring[i], ring[j]], ...hosts[to]!.target });
-          migrations += 2;
-          groups++;
-          at[i] = to;
-          at[j] = to;
-          if (typeof r.detachMs === 'number') suspendMs.push(r.detachMs);
-          if (typeof r.commitMs === 'number') resumeMs.push(r.commitMs);
-        } catch (err) {
-          if (isFerryError(err, 'FERRY_ERR_UNKNOWN_AGENT') || isFerryError(err, 'FERRY_ERR_INVALID_ARGUMENT')) {
-            problems.push(`R${i} or R${j} finished before the group move could start (use more --bytes or --seconds)`);
-            continue;
-          }
-          if (!isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK')) throw err;
-          rollbacks += 2;
-          problems.push(`moving R${i} and R${j} as a group rolled back: ${isFerryError(err.cause) ? err.cause.code : err.message}`);
-        }
+        const to = (at[ph.agents[0]!]! + 1) % HOSTS;
+        const outcome = await move(ph.agents, hosts[to]!.target, to);
+        if (outcome === 'late') continue;
+        if (outcome === 'committed') groups++;
         simultaneous++;
       } else if (ph.kind === 'rollback') {
-        await move(ph.agents[0]!, down, undefined);
+        await move([ph.agents[0]!], down, undefined);
         const listed = ((await hosts[at[ph.agents[0]!]!]!.request('GET', '/status')).agents as { id: AgentId }[]).some((a) => a.id === ring[ph.agents[0]!]);
         if (!listed) problems.push(`R${ph.agents[0]} is not at its source after the rollback`);
       } else {
-        await Promise.all(ph.agents.map((i) => ((to) => move(i, hosts[to]!.target, to))((at[i]! + 1) % HOSTS)));
+        await Promise.all(ph.agents.map((i) => ((to) => move([i], hosts[to]!.target, to))((at[i]! + 1) % HOSTS)));
         if (ph.agents.length > 1) simultaneous++;
       }
       phaseText = 'streaming';

@@ -662,10 +662,7 @@ export class Host {
         return { agentId, epoch, admission: o.admission };
       });
       if (new Set(group.map((g) => g.agentId)).size !== group.length) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'an agent is listed twice');
-      const withCode = group.filter((g) => g.admission !== undefined).length;
-      if (withCode > 0 && this.runtime && this.runtime.agentIds().length + withCode > limit('AGENT_MAX_PER_HOST')) {
-        throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `${withCode} more agents do not fit under AGENT_MAX_PER_HOST (${limit('AGENT_MAX_PER_HOST')})`);
-      }
+      this.assertRoom(group.filter((g) => g.admission !== undefined).length);
       for (const g of group) {
         if (g.admission === undefined) continue;
         if (!this.runtime) throw new FerryError('FERRY_ERR_REFUSED', 'this host runs no agent runtime');
@@ -714,10 +711,7 @@ export class Host {
           const runtime = this.runtime;
           // Room for all of them, checked again now (agents may have arrived since step 1): a
           // landing refused for lack of room after its commit would leave it on no host.
-          const landings = arriving.filter((x) => x.landing !== undefined).length;
-          if (runtime && landings > 0 && runtime.agentIds().length + landings > limit('AGENT_MAX_PER_HOST')) {
-            throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `${landings} more agents do not fit under AGENT_MAX_PER_HOST (${limit('AGENT_MAX_PER_HOST')})`);
-          }
+          this.assertRoom(arriving.filter((x) => x.landing !== undefined).length);
           for (const { g, landing } of arriving) {
             if (landing === undefined) continue;
             if (typeof landing !== 'object' || landing === null || landing.agentId !== g.agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'landing is for another agent');
@@ -760,6 +754,13 @@ export class Host {
       }
     } finally {
       ch?.close();
+    }
+  }
+
+  /** Refuse `count` more agents with code that the runtime has no room for (AGENT_MAX_PER_HOST). */
+  private assertRoom(count: number): void {
+    if (count > 0 && this.runtime && this.runtime.agentIds().length + count > limit('AGENT_MAX_PER_HOST')) {
+      throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `${count} more agents do not fit under AGENT_MAX_PER_HOST (${limit('AGENT_MAX_PER_HOST')})`);
     }
   }
 

@@ -94,27 +94,32 @@ export class MigrationChannel {
     this.flush();
   }
 
-  /** A received frame's body: opened when the channel is sealed by now. */
-  private unseal(frame: Buffer): Buffer {
+  /**
+   * The next queued frame's body, opened when the channel is sealed by now. A frame that does not
+   * open fails the channel, and the error is thrown to the caller too.
+   */
+  private take(): Buffer {
+    const frame = this.frames.shift()!;
     this.queuedBytes -= frame.length;
     if (this.queuedBytes <= queueLimit() / 2 && this.socket.isPaused()) this.socket.resume();
-    return this.opener ? Buffer.from(this.opener.open(lengthPrefix(frame.length), frame)) : frame;
+    try {
+      return this.opener ? Buffer.from(this.opener.open(lengthPrefix(frame.length), frame)) : frame;
+    } catch (err) {
+      const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_MALFORMED_FRAME', String(err));
+      this.fail(e);
+      throw e;
+    }
   }
 
   private flush(): void {
     if (this.waiter && this.frames.length > 0) {
       const w = this.waiter;
       this.waiter = undefined;
-      let body: Buffer;
       try {
-        body = this.unseal(this.frames.shift()!);
+        w.resolve(this.take());
       } catch (err) {
-        const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_MALFORMED_FRAME', String(err));
-        w.reject(e);
-        this.fail(e);
-        return;
+        w.reject(err as FerryError);
       }
-      w.resolve(body);
     }
   }
 
@@ -129,14 +134,11 @@ export class MigrationChannel {
 
   /** The next frame body, within `timeoutMs`. */
   private next(timeoutMs = limit('MIGRATION_STEP_TIMEOUT_MS')): Promise<Buffer> {
-    const f = this.frames.shift();
-    if (f) {
+    if (this.frames.length > 0) {
       try {
-        return Promise.resolve(this.unseal(f));
+        return Promise.resolve(this.take());
       } catch (err) {
-        const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_MALFORMED_FRAME', String(err));
-        this.fail(e);
-        return Promise.reject(e);
+        return Promise.reject(err);
       }
     }
     if (this.failed) return Promise.reject(this.failed);
