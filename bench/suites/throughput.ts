@@ -4,8 +4,8 @@
  * Ferry sealed; then Ferry sealed at 64 KiB while the sending agent moves between hosts.
  *
  * Each trial writes one reused random message until 256 MiB or the time bound, whichever comes
- * first (full: 2 s, median of 5 trials after one untimed warm-up trial of 64 MiB; quick: 32 MiB
- * or 0.25 s, one trial), honouring
+ * first (full: 2 s, median of 5 trials after one untimed warm-up trial of 64 MiB, with 250 ms of
+ * rest after every trial; quick: 32 MiB or 0.25 s, one trial), honouring
  * backpressure, then ends the stream; throughput is bytes received over first write to the
  * receiver's end of stream. Every trial checks that the receiver got exactly the bytes sent.
  * Both ends share one process and its event loop, as they do for every system here. Trials
@@ -28,6 +28,8 @@ export const MESSAGE_SIZES = [1024, 8 * 1024, 64 * 1024, 1024 * 1024];
 const MAX_BYTES = 256 * 1024 * 1024;
 /** Bytes of the untimed warm-up trial each system runs before a size's timed trials. */
 const WARMUP_BYTES = 64 * 1024 * 1024;
+/** Rest after each trial (quick: 50 ms), so one system's teardown does not land in the next one's trial. */
+const SETTLE_MS = 250;
 
 /** Hands accepted sockets to whoever waits for the next one. */
 class Accepts<T> {
@@ -59,6 +61,7 @@ export async function runThroughput(ctx: BenchContext): Promise<SuiteResult> {
   const trials = ctx.quick ? 1 : 5;
   const maxBytes = ctx.quick ? 32 * 1024 * 1024 : MAX_BYTES;
   const ms = ctx.quick ? 250 : 2000;
+  const settle = ctx.quick ? 50 : SETTLE_MS;
   const rows: Row[] = [];
   const results = new Map<string, number>();
 
@@ -170,6 +173,10 @@ export async function runThroughput(ctx: BenchContext): Promise<SuiteResult> {
     // every system then runs a mark-compact every few tens of ms for the rest of the process
     // (measured: raw TCP 1875 -> 1138 MiB/s, TLS 894 -> 606, Ferry sealed 731 -> 372 at 64 KiB).
     // Instead each system runs one untimed warm-up trial per size (JIT, TCP buffers, heap sizes).
+    // After every trial the process rests for `settle` ms, so that what a system does after its
+    // stream ended (js-libp2p keeps closing streams and running protocols for a while) is not
+    // billed to the next system in the rotation: without it, Ferry plain, which follows
+    // js-libp2p, measured 0.91 x TCP; with libp2p out of the rotation, 1.75 x.
     for (const size of MESSAGE_SIZES) {
       const msg = randomBytes(size);
       const got = new Map<string, Transfer[]>();
@@ -177,6 +184,7 @@ export async function runThroughput(ctx: BenchContext): Promise<SuiteResult> {
         for (const { system, trial } of systems) {
           ctx.progress(`throughput: ${sizeLabel(size)} warm-up: ${system}`, true);
           await trial(msg, WARMUP_BYTES, ms / 4);
+          await sleep(settle);
         }
       }
       for (let t = 0; t < trials; t++) {
@@ -184,6 +192,7 @@ export async function runThroughput(ctx: BenchContext): Promise<SuiteResult> {
           ctx.progress(`throughput: ${sizeLabel(size)} trial ${t + 1}/${trials}: ${system}`, true);
           const x = await trial(msg, maxBytes, ms);
           got.set(system, [...(got.get(system) ?? []), x]);
+          await sleep(settle);
         }
       }
       for (const { system, what } of systems) {
