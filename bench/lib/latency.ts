@@ -70,12 +70,12 @@ export function openCloseRows(prefix: string, xs: readonly OpenCloseSamples[]): 
 }
 
 /** Each system's baseline in `open`: Ferry plain against raw TCP, the rest against TLS. */
-const BASELINES: Record<string, string> = { 'ferry-plain': 'tcp', 'ferry-secure': 'tls', libp2p: 'tls', 'libp2p-dial': 'tls', 'tls-resumed': 'tls' };
+const BASELINES: Record<string, string> = { 'ferry-plain': 'tcp', 'ferry-secure': 'tls', libp2p: 'tls', 'libp2p-dial': 'tls', 'tls-resumed': 'tls', 'tls-mutual': 'tls' };
 
 /**
  * Set each `PREFIX/…` row's baseline (measured in the same run, same place) and ratio, and add
  * `PREFIX/ferry-secure-vs-libp2p/OP` rows: Ferry secure against libp2p, the other
- * identity-addressed system.
+ * identity-addressed system; and, where mutual TLS was measured, `PREFIX/ferry-secure-vs-tls-mutual/OP`.
  */
 export function setBaselines(rows: Row[], prefix: string, ops: readonly string[]): void {
   for (const row of rows) {
@@ -93,6 +93,8 @@ export function setBaselines(rows: Row[], prefix: string, ops: readonly string[]
     const fs = rows.find((r) => r.id === `${prefix}/ferry-secure/${op}`)!;
     const l = rows.find((r) => r.id === `${prefix}/libp2p/${op}`)!;
     rows.push({ id: `${prefix}/ferry-secure-vs-libp2p/${op}`, system: 'ferry-secure', what: `${op}: Ferry secure against js-libp2p dial + stream`, unit: 'ms', summary: fs.summary!, baseline: l.id, ratio: ratio(fs.summary!.p50, l.summary!.p50) });
+    const m = rows.find((r) => r.id === `${prefix}/tls-mutual/${op}`);
+    if (m) rows.push({ id: `${prefix}/ferry-secure-vs-tls-mutual/${op}`, system: 'ferry-secure', what: `${op}: Ferry secure (both agents authenticated) against mutual TLS 1.3`, unit: 'ms', summary: fs.summary!, baseline: m.id, ratio: ratio(fs.summary!.p50, m.summary!.p50) });
   }
 }
 

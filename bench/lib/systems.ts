@@ -82,10 +82,15 @@ export function tlsCredentials(): { key: Buffer; cert: Buffer } {
   return { key: readFileSync(join(tmp, 'key.pem')), cert: readFileSync(join(tmp, 'cert.pem')) };
 }
 
-/** A TLS 1.3 server (session tickets on, Node's default) and the client context that trusts it. */
-export async function tlsServer(onSocket?: (s: TLSSocket) => void, host: string = LOOPBACK): Promise<{ port: number; context: SecureContext; close(): Promise<void> }> {
+/**
+ * A TLS 1.3 server (session tickets on, Node's default) and the client context that trusts it.
+ * With `mutual`, the server also asks for and checks a client certificate (the same bench
+ * certificate), and the client context presents it: both ends authenticated, as in Ferry's open.
+ */
+export async function tlsServer(onSocket?: (s: TLSSocket) => void, host: string = LOOPBACK, mutual = false): Promise<{ port: number; context: SecureContext; close(): Promise<void> }> {
   const { key, cert } = tlsCredentials();
-  const server = createTlsServer({ key, cert, minVersion: 'TLSv1.3' }, (s) => {
+  const clientAuth = mutual ? { requestCert: true, rejectUnauthorized: true, ca: cert } : {};
+  const server = createTlsServer({ key, cert, minVersion: 'TLSv1.3', ...clientAuth }, (s) => {
     s.on('error', () => {});
     if (onSocket) onSocket(s);
     else s.resume();
@@ -93,12 +98,15 @@ export async function tlsServer(onSocket?: (s: TLSSocket) => void, host: string 
   server.on('tlsClientError', () => {});
   await new Promise<void>((r) => server.listen(0, host, r));
   const port = (server.address() as { port: number }).port;
-  return { port, context: tlsClientContext(cert), close: () => new Promise<void>((r) => server.close(() => r())) };
+  return { port, context: tlsClientContext(cert, mutual ? key : undefined), close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
-/** The client context that trusts the bench certificate (TLS 1.3 only); made once per use and reused for every connection. */
-export function tlsClientContext(cert: Buffer = tlsCredentials().cert): SecureContext {
-  return createSecureContext({ ca: cert, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
+/**
+ * The client context that trusts the bench certificate (TLS 1.3 only); made once per use and
+ * reused for every connection. With `key`, it also presents `cert` as its client certificate.
+ */
+export function tlsClientContext(cert: Buffer = tlsCredentials().cert, key?: Buffer): SecureContext {
+  return createSecureContext({ ca: cert, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ...(key ? { key, cert } : {}) });
 }
 
 /**

@@ -96,6 +96,11 @@ export async function runOpen(ctx: BenchContext): Promise<OpenResult> {
         ),
     });
     firstBytes.push({ system: 'tls', what: 'node:tls TLS 1.3, full handshake', once: () => firstByte(tlsArrivals, () => tlsOpen(tlsFb.port, tlsFb.context), (s) => s.write(ONE), streamClose) });
+    // Ferry's open authenticates both agents; TLS's usual open authenticates only the server.
+    // Mutual TLS (client certificate) is the like-for-like comparison, reported beside the goal's.
+    const tlsMutual = await tlsServer(undefined, undefined, true);
+    cleanups.push(tlsMutual.close);
+    contenders.push({ system: 'tls-mutual', what: 'node:tls TLS 1.3, full handshake with a client certificate (both ends authenticated)', once: () => openClose(() => tlsOpen(tlsMutual.port, tlsMutual.context), streamClose) });
 
     const lp = await libp2pPair();
     cleanups.push(lp.close);
