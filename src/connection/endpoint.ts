@@ -975,6 +975,12 @@ export class Endpoint extends EventEmitter {
           this.announced = this.recv.received;
           ds.send({ type: FrameType.DRAIN, received: this.recv.received });
           this.keep(ds);
+          // The peer drains only once it has our SUS (or is suspending itself): its DRAIN is as
+          // good as the SUS_ACK, which is usually still behind it. Suspended now; the SUS_ACK,
+          // when it comes, is stale (its round is over).
+          this.susRound++;
+          this.fire('recv_sus_ack');
+          this.countSuspend();
         } else if (ds === this.data) {
           // Peer suspended without our SUS reaching us (it never waits for a moving peer).
           this.data = undefined;
@@ -1330,13 +1336,15 @@ export class Endpoint extends EventEmitter {
         this.log.info('suspend_unanswered', { code: isFerryError(err) ? err.code : String(err) });
         this.fireIfDefined('timeout');
       })
-      .finally(() => {
-        if (this.state === 'SUSPENDED' && this.suspendStarted > 0) {
-          this.stats.suspends++;
-          this.stats.lastSuspendMs = this.env.clock.now() - this.suspendStarted;
-          this.suspendStarted = 0;
-        }
-      });
+      .finally(() => this.countSuspend());
+  }
+
+  private countSuspend(): void {
+    if (this.state === 'SUSPENDED' && this.suspendStarted > 0) {
+      this.stats.suspends++;
+      this.stats.lastSuspendMs = this.env.clock.now() - this.suspendStarted;
+      this.suspendStarted = 0;
+    }
   }
 
   private newChallenge(): Buffer {
@@ -1566,7 +1574,8 @@ export class Endpoint extends EventEmitter {
         this.candidate = undefined;
       }
       this.peerChallenge = m.challenge;
-      challenge = this.newChallenge();
+      // Reusing the kept socket: no dial follows, so no path challenge to issue (zeros).
+      if (!reuse) challenge = this.newChallenge();
       this.cancelResumeTimer();
       if (this.resumeStarted === 0) this.resumeStarted = this.env.clock.now();
     }

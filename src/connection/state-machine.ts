@@ -123,7 +123,7 @@ export const TRANSITIONS: readonly Transition[] = [
   t('ESTABLISHED', 'close', 'CLOSE_SENT', ['send_cls'], 'active close'),
   t('ESTABLISHED', 'recv_cls', 'CLOSE_ACKED', ['ack_cls', 'drop_socket'], 'passive close'),
   // suspending
-  t('SUS_SENT', 'recv_sus_ack', 'SUSPENDED', ['drain'], 'suspend acknowledged: drain and close the data socket'),
+  t('SUS_SENT', 'recv_sus_ack', 'SUSPENDED', ['drain'], 'suspend acknowledged (SUS_ACK, or the peer\'s DRAIN on the live socket, answered and kept): drain what is left'),
   t('SUS_SENT', 'recv_sus', 'SUS_SENT', ['ack_sus'], 'crossing suspends: both ACK, both end SUSPENDED'),
   t('SUS_SENT', 'timeout', 'SUSPENDED', ['drain'], 'peer moving or unreachable: suspension never waits for it'),
   t('SUS_SENT', 'socket_lost', 'SUS_SENT', [], 'the socket died while suspending: nothing left to drain'),

@@ -8,6 +8,8 @@ import type { AgentSocket } from '../../src/connection/index.js';
 import type { Host } from '../../src/host/index.js';
 import type { AgentId } from '../../src/identity/index.js';
 import { pattern, Reader, startHosts, waitFor } from '../helpers/harness.js';
+import { tapper } from '../helpers/attacker.js';
+import { MessageType } from '../../src/wire/index.js';
 
 interface End {
   sock: AgentSocket;
@@ -166,6 +168,75 @@ test('crossing resumes after a suspend: both ends end ESTABLISHED on one socket,
       await Promise.all([a.sock.resumeConnection(), b.sock.resumeConnection()]);
       await settled(a, b, `crossing ${i}`);
     }
+  } finally {
+    await net.close();
+  }
+});
+
+test('suspend() resolves on the peer\'s DRAIN: every SUS_ACK lost, the suspend still ends at once and keeps the socket', { timeout: 30_000 }, async () => {
+  const tap = tapper();
+  const net = await startHosts(2, { wrapControlSocket: tap.wrap });
+  try {
+    const [h0, h1] = net.hosts as [Host, Host];
+    const [a, b] = await pair(h0, (await h0.addAgent()).id, h1, (await h1.addAgent()).id);
+    // h1 answers every SUS, but its SUS_ACKs never leave the host.
+    const t1 = tap.taps[1]!;
+    const send = t1.send.bind(t1);
+    let dropped = 0;
+    t1.send = (buf: Buffer, port: number, address: string): void => {
+      if (buf[1] === MessageType.SUS_ACK && buf[2] === 1) {
+        dropped++;
+        return;
+      }
+      send(buf, port, address);
+    };
+    write(a, 5000);
+    await settled(a, b, 'before');
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      await a.sock.suspend();
+      const ms = performance.now() - t0;
+      // Without the DRAIN as the ack, the suspend waits for SUS_ACK retries (~3 s, then timeout).
+      assert.ok(ms < 500, `suspend took ${ms.toFixed(1)} ms with every SUS_ACK lost`);
+      assert.equal(a.sock.state, 'SUSPENDED');
+      await waitFor(() => b.sock.state === 'SUSPENDED', 5000, 'peer suspended');
+      write(b, 1000);
+      await a.sock.resumeConnection();
+      await settled(a, b, `cycle ${i}`);
+    }
+    assert.ok(dropped >= 3, 'SUS_ACKs were sent and dropped');
+    assert.equal(stats(a).reused, 3, 'every resume reused the kept socket');
+  } finally {
+    await net.close();
+  }
+});
+
+test('a RES_ACK that grants REUSE carries no path challenge (zeros); one that does not, a fresh one', { timeout: 30_000 }, async () => {
+  const tap = tapper();
+  const net = await startHosts(2, { wrapControlSocket: tap.wrap });
+  try {
+    const [h0, h1] = net.hosts as [Host, Host];
+    const ida = (await h0.addAgent()).id;
+    const idb = (await h1.addAgent()).id;
+    const [a, b] = await pair(h0, ida, h1, idb);
+    const resAcks = (): Buffer[] => tap.taps[1]!.sent.filter((s) => s.msg[1] === MessageType.RES_ACK && s.msg[2] === 1).map((s) => s.msg.subarray(8));
+    await a.sock.suspend();
+    await a.sock.resumeConnection();
+    write(a, 100);
+    await settled(a, b, 'reused');
+    const granted = resAcks().at(-1)!;
+    assert.equal(granted[26], 0x04, 'REUSE granted');
+    assert.ok(granted.subarray(29, 45).equals(Buffer.alloc(16)), 'no challenge with REUSE');
+    // A kept socket killed: the RES_ACK declines, and its challenge is fresh.
+    await a.sock.suspend();
+    await waitFor(() => b.sock.state === 'SUSPENDED', 5000, 'peer suspended');
+    assert.ok(h1.breakDataSockets(idb) > 0);
+    await a.sock.resumeConnection();
+    write(b, 100);
+    await settled(a, b, 'new socket');
+    const declined = resAcks().at(-1)!;
+    assert.equal(declined[26], 0x00, 'REUSE not granted');
+    assert.ok(!declined.subarray(29, 45).equals(Buffer.alloc(16)), 'a fresh challenge without REUSE');
   } finally {
     await net.close();
   }
