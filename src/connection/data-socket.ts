@@ -113,7 +113,7 @@ export class DataSocket {
   /** Send a control frame (anything but DATA). Returns false when TCP asks us to wait. */
   send(frame: Frame): boolean {
     if (this.done || this.drainSent) return false;
-    if (frame.type === FrameType.DRAIN) this.drainSent = true;
+    if (frame.type === FrameType.DRAIN || frame.type === FrameType.SUSPEND) this.drainSent = true;
     const body = encodeFrameBody(frame);
     if (!this.sealer) return this.writeParts([lengthPrefix(body.length), body]);
     const prefix = lengthPrefix(body.length + AEAD_TAG);

@@ -197,6 +197,8 @@ export class Endpoint extends EventEmitter {
    * Kept only while suspending, SUSPENDED, or in the RES that offers it; dropped on anything else.
    */
   private kept: DataSocket | undefined;
+  /** The socket our in-band SUSPEND went out on, while its answer (the peer's DRAIN) is awaited. */
+  private inbandSus: DataSocket | undefined;
   private keptTimer: TimerHandle | undefined;
   /** The kept socket our outstanding RES offered, and that RES's round. */
   private offered: { ds: DataSocket; round: number } | undefined;
@@ -457,6 +459,7 @@ export class Endpoint extends EventEmitter {
     if (from !== row.to) {
       this.armResumeDeadline(from, row.to);
       if (this.kept && !keepsSocket(from, row.to)) this.dropKept('state');
+      if (from === 'SUS_SENT') this.inbandSus = undefined;
       this.emit('state', row.to, from);
     }
     for (const action of row.actions) this.act(action);
@@ -964,11 +967,34 @@ export class Endpoint extends EventEmitter {
         this.scheduleAck(ds);
         this.emit('readable');
         return;
+      case FrameType.SUSPEND:
       case FrameType.DRAIN:
         // The peer stops sending on this socket. Its final ack frees what it received.
         this.send.onAck(f.received, this.send.peerLimit);
         this.emit('room');
-        if (ds === this.data && this.state === 'SUS_SENT' && !this.moving) {
+        if (ds === this.inbandSus && this.state === 'SUS_SENT') {
+          // Our in-band SUSPEND answered by the peer's DRAIN (or crossed by its own SUSPEND): both
+          // DRAINs are on the socket, quiet both ways; keep it. That is the suspend acknowledged.
+          this.inbandSus = undefined;
+          this.draining.delete(ds);
+          this.drainTimers.get(ds)?.cancel();
+          this.drainTimers.delete(ds);
+          this.keep(ds);
+          this.fire('recv_sus_ack');
+          this.countSuspend();
+        } else if (f.type === FrameType.SUSPEND && ds === this.data && this.state === 'ESTABLISHED' && !this.moving) {
+          // The peer suspends in-band: as a SUS (ACKED by our DRAIN, which the drain sends), and
+          // its SUSPEND was its DRAIN too, so the drain ends at once with the socket kept.
+          // (Deferred when it was held on a socket being reused, inside a transition.)
+          const run = (): void => {
+            if (ds !== this.data || this.state !== 'ESTABLISHED' || this.moving) return;
+            this.suspendStarted = this.env.clock.now();
+            this.fire('recv_sus');
+            this.finishDrain(ds, true);
+          };
+          if (this.firing) queueMicrotask(run);
+          else run();
+        } else if (ds === this.data && this.state === 'SUS_SENT' && !this.moving) {
           // Our SUS reached the peer and it drained first: answer with our own DRAIN (our final
           // ack on this session) and keep the socket, quiet both ways now, for the resume.
           this.data = undefined;
@@ -1082,6 +1108,14 @@ export class Endpoint extends EventEmitter {
     if (!this.draining.delete(ds)) return;
     this.drainTimers.get(ds)?.cancel();
     this.drainTimers.delete(ds);
+    if (ds === this.inbandSus) {
+      // Our in-band SUSPEND went unanswered (the socket died, or no DRAIN in DRAIN_TIMEOUT_MS):
+      // suspend over the control channel instead, which never waits for the peer past its tries.
+      this.inbandSus = undefined;
+      ds.destroy();
+      if (this.state === 'SUS_SENT') this.sendSusDatagram();
+      return;
+    }
     if (peerDrained && ds.open && !this.moving && (this.state === 'SUS_ACKED' || this.state === 'SUSPENDED')) this.keep(ds);
     else ds.destroy();
     this.fireIfDefined('drained');
@@ -1321,7 +1355,30 @@ export class Endpoint extends EventEmitter {
     return m;
   }
 
+  /**
+   * `send_sus`. A user suspend on a live data socket goes in-band: a SUSPEND frame (sealed when
+   * secure: the AEAD sequence is its replay protection, no control counter or MAC) that is also our
+   * DRAIN; the peer's DRAIN answers it. A move-time suspend, or one without a live socket, sends
+   * the SUS datagram.
+   */
   private sendSus(): void {
+    const ds = this.data;
+    if (this.suspendReason === 0 && !this.moving && ds && ds.open && this.state === 'SUS_SENT') {
+      this.susRound++;
+      this.data = undefined;
+      this.announced = this.recv.received;
+      if (ds.send({ type: FrameType.SUSPEND, received: this.recv.received }) || ds.open) {
+        this.inbandSus = ds;
+        this.draining.add(ds);
+        this.drainTimers.set(ds, this.env.clock.setTimer(limit('DRAIN_TIMEOUT_MS'), () => this.finishDrain(ds)));
+        return;
+      }
+      ds.destroy();
+    }
+    this.sendSusDatagram();
+  }
+
+  private sendSusDatagram(): void {
     const round = ++this.susRound;
     const { body, counter } = this.nextControl(MessageType.SUS, { reason: this.suspendReason });
     const opts = this.suspendReason === 1 ? { maxTries: MOVE_SUSPEND_TRIES } : {};

@@ -116,14 +116,14 @@ export const TRANSITIONS: readonly Transition[] = [
   // established
   t('ESTABLISHED', 'socket_ready', 'ESTABLISHED', [], 'the open data socket arrives after the confirmation'),
   t('ESTABLISHED', 'recv_confirm', 'ESTABLISHED', [], 'confirmation arriving after the open HELLO already confirmed'),
-  t('ESTABLISHED', 'suspend', 'SUS_SENT', ['send_sus'], 'agent suspends (or host before a move)'),
-  t('ESTABLISHED', 'recv_sus', 'SUS_ACKED', ['ack_sus', 'drain'], 'peer suspends: ACK, drain the socket into the buffers'),
+  t('ESTABLISHED', 'suspend', 'SUS_SENT', ['send_sus'], 'agent suspends (or host before a move): in-band SUSPEND on a live socket (a user suspend), else the SUS datagram'),
+  t('ESTABLISHED', 'recv_sus', 'SUS_ACKED', ['ack_sus', 'drain'], 'peer suspends (SUS, or SUSPEND on our socket: our DRAIN is the ACK): ACK, drain the socket into the buffers'),
   t('ESTABLISHED', 'recv_res', 'RES_ACKED', ['drop_socket', 'ack_res', 'dial_if_dialer'], 'peer lost its socket (or moved abruptly) before we noticed'),
   t('ESTABLISHED', 'socket_lost', 'SUSPENDED', ['schedule_resume'], 'abrupt failure: recover by resuming, bounded by the reconnect limit'),
   t('ESTABLISHED', 'close', 'CLOSE_SENT', ['send_cls'], 'active close'),
   t('ESTABLISHED', 'recv_cls', 'CLOSE_ACKED', ['ack_cls', 'drop_socket'], 'passive close'),
   // suspending
-  t('SUS_SENT', 'recv_sus_ack', 'SUSPENDED', ['drain'], 'suspend acknowledged (SUS_ACK, or the peer\'s DRAIN on the live socket, answered and kept): drain what is left'),
+  t('SUS_SENT', 'recv_sus_ack', 'SUSPENDED', ['drain'], 'suspend acknowledged (SUS_ACK, or the peer\'s DRAIN, or its crossing SUSPEND, answering ours: socket kept): drain what is left'),
   t('SUS_SENT', 'recv_sus', 'SUS_SENT', ['ack_sus'], 'crossing suspends: both ACK, both end SUSPENDED'),
   t('SUS_SENT', 'timeout', 'SUSPENDED', ['drain'], 'peer moving or unreachable: suspension never waits for it'),
   t('SUS_SENT', 'socket_lost', 'SUS_SENT', [], 'the socket died while suspending: nothing left to drain'),

@@ -21,6 +21,7 @@ export const FrameType = {
   FIN: 5,
   DRAIN: 6,
   REJECT: 7,
+  SUSPEND: 11,
 } as const;
 
 /**
@@ -114,6 +115,15 @@ export interface Drain {
   received: number;
 }
 
+/**
+ * SUSPEND: the sender suspends the connection in-band (a user suspend on a live socket, instead of
+ * the SUS datagram), and this is also its DRAIN: `received` is its final ack on this socket.
+ */
+export interface Suspend {
+  type: typeof FrameType.SUSPEND;
+  received: number;
+}
+
 /** REJECT: the acceptor refuses a HELLO; the wire error code says why, then the socket closes. */
 export interface Reject {
   type: typeof FrameType.REJECT;
@@ -122,7 +132,7 @@ export interface Reject {
 }
 
 /** Any decoded frame body. */
-export type Frame = Hello | HelloAck | Data | Ack | Fin | Drain | Reject;
+export type Frame = Hello | HelloAck | Data | Ack | Fin | Drain | Suspend | Reject;
 
 /** The part of a HELLO covered by its MAC (everything before the MAC). */
 export function helloMacInput(h: Omit<Hello, 'mac' | 'type'>): Buffer {
@@ -158,6 +168,7 @@ export function encodeFrameBody(f: Frame): Buffer {
     case FrameType.FIN:
       return new Writer().u8(f.type).u64(f.offset).finish();
     case FrameType.DRAIN:
+    case FrameType.SUSPEND:
       return new Writer().u8(f.type).u64(f.received).finish();
     case FrameType.REJECT: {
       const detail = utf8Prefix(f.detail, 200);
@@ -253,6 +264,11 @@ export function decodeFrameBody(body: Buffer): Frame {
     case FrameType.DRAIN: {
       const f: Drain = { type, received: r.u64('received') };
       r.end('DRAIN');
+      return f;
+    }
+    case FrameType.SUSPEND: {
+      const f: Suspend = { type, received: r.u64('received') };
+      r.end('SUSPEND');
       return f;
     }
     case FrameType.REJECT: {

@@ -31,9 +31,11 @@ test('a captured SUS replayed from another address after its cycle is refused as
     await link.exchange(40_000, 'before');
     await bystander.exchange(40_000, 'bystander before');
 
-    // The genuine cycle: a's end suspends (SUS, counter 1) and resumes (RES, counter 2).
+    // The genuine cycle: a's end suspends (SUS, counter 1) and resumes (RES, counter 2). A user
+    // suspend on a live socket goes in-band (a sealed SUSPEND frame), so this one is a move-time
+    // suspend, which always sends the SUS datagram.
     const before = tap0.sentRequests(MessageType.SUS).length;
-    await link.a.suspend();
+    await link.a.endpoint.suspend('move');
     link.write(10_000); // queued while suspended: must arrive once after the resume
     await link.a.resumeConnection();
     await link.settle('after the genuine cycle');

@@ -55,7 +55,9 @@ test('suspend() while the peer is suspending us finishes even if the peer resume
     // x sees its data socket late: its drain does not see y's DRAIN or end of stream for 300 ms,
     // so x stays SUS_ACKED while the control messages keep flowing.
     delayDataSocket(x, 300);
-    await within(y.suspend(), 5000, "the peer's suspend");
+    // y suspends over the control channel (a move-time SUS, as in the original failure; a user
+    // suspend on a live socket goes in-band and would be delayed with the socket).
+    await within(y.endpoint.suspend('move'), 5000, "the peer's suspend");
     assert.equal(x.state, 'SUS_ACKED');
     const sx = x.suspend();
     // The peer resumes now: its RES reaches x while x is still draining.
@@ -69,6 +71,43 @@ test('suspend() while the peer is suspending us finishes even if the peer resume
     x.write(pattern(8, 0, 300));
     await waitFor(() => ry.length === 300, 5000, 'the other direction');
     assert.ok(ry.bytes().equals(pattern(8, 0, 300)));
+  } finally {
+    await net.close();
+  }
+});
+
+test('an in-band SUSPEND that gets no DRAIN back falls back to the SUS datagram: suspended, then resumed exactly once', { timeout: 30_000 }, async () => {
+  const net = await startHosts(2);
+  try {
+    const [h0, h1] = net.hosts as [Host, Host];
+    const a = await h0.addAgent();
+    const b = await h1.addAgent();
+    const server = h1.listen(b.id);
+    const acc = server.accept();
+    const x = await h0.connect(a.id, b.id);
+    const y = await acc;
+    const rx = new Reader();
+    const ry = new Reader();
+    rx.attach(x);
+    ry.attach(y);
+    await waitFor(() => x.state === 'ESTABLISHED' && y.state === 'ESTABLISHED', 5000, 'established');
+    y.write(pattern(7, 0, 1000));
+    await waitFor(() => rx.length === 1000, 5000, 'first bytes');
+    // x sees its data socket 1.5 s late: y's in-band SUSPEND gets no DRAIN within
+    // DRAIN_TIMEOUT_MS (1 s), so y gives the socket up and sends SUS over UDP, which x answers.
+    delayDataSocket(x, 1500);
+    const t0 = Date.now();
+    await within(y.suspend(), 5000, "y's suspend");
+    assert.ok(Date.now() - t0 >= 900, 'the suspend waited for the in-band answer first');
+    assert.equal(y.state, 'SUSPENDED');
+    await waitFor(() => x.state === 'SUSPENDED', 5000, 'x suspended by the SUS datagram');
+    y.write(pattern(7, 1000, 500));
+    x.write(pattern(8, 0, 300));
+    await within(y.resumeConnection(), 8000, "y's resume");
+    await waitFor(() => rx.length === 1500 && ry.length === 300, 5000, 'bytes after the resume');
+    assert.ok(rx.bytes().equals(pattern(7, 0, 1500)));
+    assert.ok(ry.bytes().equals(pattern(8, 0, 300)));
+    assert.equal(y.endpoint.stats.reused, 0, 'the socket given up is not reused');
   } finally {
     await net.close();
   }

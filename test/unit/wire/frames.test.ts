@@ -89,6 +89,7 @@ const ackArb: fc.Arbitrary<Ack> = fc
 
 const finArb: fc.Arbitrary<Fin> = u64.map((offset): Fin => ({ type: FrameType.FIN, offset }));
 const drainArb: fc.Arbitrary<Drain> = u64.map((received): Drain => ({ type: FrameType.DRAIN, received }));
+const suspendArb: fc.Arbitrary<Frame> = u64.map((received): Frame => ({ type: FrameType.SUSPEND, received }));
 
 /** Details whose UTF-8 form fits the u8 length and the 200-byte cap: these round-trip exactly. */
 const detailArb = fc.oneof(
@@ -108,6 +109,7 @@ const ARBS = {
   ACK: ackArb as fc.Arbitrary<Frame>,
   FIN: finArb as fc.Arbitrary<Frame>,
   DRAIN: drainArb as fc.Arbitrary<Frame>,
+  SUSPEND: suspendArb,
   REJECT: rejectArb as fc.Arbitrary<Frame>,
 } as const;
 const frameArb: fc.Arbitrary<Frame> = fc.oneof(...Object.values(ARBS));
@@ -133,12 +135,13 @@ const SAMPLE: Record<keyof typeof FrameType, Frame> = {
   ACK: { type: FrameType.ACK, received: 1000, limit: 1000 + 2 ** 20 },
   FIN: { type: FrameType.FIN, offset: 123456789 },
   DRAIN: { type: FrameType.DRAIN, received: MAX_U64 },
+  SUSPEND: { type: FrameType.SUSPEND, received: 2 ** 42 + 3 },
   REJECT: { type: FrameType.REJECT, wireCode: 20, detail: 'no such connection' },
 };
 const SAMPLES: Frame[] = Object.values(SAMPLE);
 
 /** Exact body sizes of the fixed-size frames (docs/PROTOCOL.md). */
-const BODY_BYTES = { HELLO: 100, HELLO_ACK: 65, ACK: 17, FIN: 9, DRAIN: 9 } as const;
+const BODY_BYTES = { HELLO: 100, HELLO_ACK: 65, ACK: 17, FIN: 9, DRAIN: 9, SUSPEND: 9 } as const;
 
 /** Byte offsets of every u64 field, per type (checked against the samples below). */
 const U64_FIELDS: Record<string, { frame: Frame; at: number; value: number }[]> = {
@@ -157,6 +160,7 @@ const U64_FIELDS: Record<string, { frame: Frame; at: number; value: number }[]> 
   ],
   FIN: [{ frame: SAMPLE.FIN, at: 1, value: (SAMPLE.FIN as Fin).offset }],
   DRAIN: [{ frame: SAMPLE.DRAIN, at: 1, value: (SAMPLE.DRAIN as Drain).received }],
+  SUSPEND: [{ frame: SAMPLE.SUSPEND, at: 1, value: 2 ** 42 + 3 }],
 };
 
 /** Every complete body a decoder yields after the bytes pushed so far. */
@@ -552,9 +556,9 @@ test('trailing bytes after any frame but DATA are MALFORMED_FRAME', () => {
   );
 });
 
-test('every type byte outside 1..7 is UNKNOWN_TYPE, whatever follows', () => {
+test('every type byte outside 1..7 and 11 is UNKNOWN_TYPE, whatever follows', () => {
   const known = new Set<number>(Object.values(FrameType));
-  assert.deepEqual([...known].sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7]);
+  assert.deepEqual([...known].sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 11]);
   const tail = encodeFrameBody(SAMPLE.HELLO).subarray(1);
   for (let t = 0; t < 256; t++) {
     if (known.has(t)) continue;
