@@ -28,8 +28,6 @@ export interface DataSocketHandlers {
 }
 
 const AEAD_TAG = 16;
-/** Bytes a held (kept) socket buffers before it stops reading (TCP flow control holds the rest). */
-const HOLD_BYTES = 256 * 1024;
 
 /** One data socket, framed and (after the HELLO exchange) sealed. */
 export class DataSocket {
@@ -46,9 +44,6 @@ export class DataSocket {
   blocked = false;
   /** DRAIN went out: this session sends nothing more (the socket may be kept for a reuse). */
   drainSent = false;
-  /** Kept after a suspend: bytes that arrive are held undecoded until {@link release}. */
-  private holding = false;
-  private paused = false;
   /** Bytes written to and read from the socket, for metrics and the amplification guard. */
   bytesOut = 0;
   bytesIn = 0;
@@ -110,9 +105,12 @@ export class DataSocket {
     return !this.done && !this.socket.destroyed;
   }
 
-  /** Send a control frame (anything but DATA). Returns false when TCP asks us to wait. */
+  /**
+   * Send a control frame (anything but DATA). Returns false when TCP asks us to wait. After our
+   * DRAIN (or SUSPEND) only the in-band resume's RESUME and RESUME_ACK may still go out.
+   */
   send(frame: Frame): boolean {
-    if (this.done || this.drainSent) return false;
+    if (this.done || (this.drainSent && frame.type !== FrameType.RESUME && frame.type !== FrameType.RESUME_ACK)) return false;
     if (frame.type === FrameType.DRAIN || frame.type === FrameType.SUSPEND) this.drainSent = true;
     const body = encodeFrameBody(frame);
     if (!this.sealer) return this.writeParts([lengthPrefix(body.length), body]);
@@ -143,23 +141,13 @@ export class DataSocket {
   }
 
   /**
-   * Keep a drained socket for a reuse: from now on, bytes that arrive are held undecoded (nothing
-   * is delivered, nothing is opened with the old keys); close and errors still end it.
-   */
-  hold(): void {
-    this.holding = true;
-  }
-
-  /**
-   * Carry the stream on again on a held socket (same keys, frame counters going on): new
-   * handlers, sending allowed again; the bytes held meanwhile are decoded now.
+   * Carry the stream on again on a kept socket (same keys, frame counters going on): new
+   * handlers (frames after the one being handled go to them), sending allowed again.
    */
   reuse(handlers: DataSocketHandlers): void {
     this.handlers = handlers;
-    this.holding = false;
     this.drainSent = false;
     this.blocked = false;
-    this.onData(undefined);
   }
 
   /** Tear the socket down now; no callback follows. */
@@ -168,28 +156,13 @@ export class DataSocket {
     this.socket.destroy();
   }
 
-  private onData(chunk: Buffer | undefined): void {
+  private onData(chunk: Buffer): void {
     if (this.done) return;
-    if (chunk) {
-      this.bytesIn += chunk.length;
-      this.decoder.push(chunk);
-    }
-    if (this.holding) {
-      // A legitimate peer sends on a kept socket only after it accepted the reuse, at most its
-      // window's worth before our RES_ACK arrives; past that, let TCP hold the rest.
-      if (this.decoder.pending > HOLD_BYTES && !this.paused) {
-        this.paused = true;
-        this.socket.pause();
-      }
-      return;
-    }
-    if (this.paused) {
-      this.paused = false;
-      this.socket.resume();
-    }
+    this.bytesIn += chunk.length;
+    this.decoder.push(chunk);
     try {
       for (;;) {
-        if (this.done || this.holding) return;
+        if (this.done) return;
         const raw = this.decoder.nextParts();
         if (!raw) return;
         if (this.raw && !this.opener) {

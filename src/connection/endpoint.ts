@@ -22,7 +22,6 @@ import {
   NONCE_BYTES,
   RESUME_FLAG_PROOF,
   RESUME_FLAG_PROOF_WANTED,
-  RESUME_FLAG_REUSE,
   RESUME_PROOF_WANTED_MIN_DATAGRAM,
   connectAckFramePrefix,
   decodeConnControl,
@@ -193,17 +192,22 @@ export class Endpoint extends EventEmitter {
   private draining = new Set<DataSocket>();
   /**
    * The data socket a suspend drained, kept for a resume on it: both ends sent DRAIN on it and
-   * received the other's, so the session is quiet in both directions. Held undecoded while kept.
-   * Kept only while suspending, SUSPENDED, or in the RES that offers it; dropped on anything else.
+   * received the other's, so the session is quiet in both directions. While kept, only the
+   * in-band resume's RESUME / RESUME_ACK may arrive on it (anything else closes it). Kept only while
+   * suspending, SUSPENDED, or in the RESUME that offers it; dropped on anything else.
    */
   private kept: DataSocket | undefined;
   /** The socket our in-band SUSPEND went out on, while its answer (the peer's DRAIN) is awaited. */
   private inbandSus: DataSocket | undefined;
   private keptTimer: TimerHandle | undefined;
-  /** The kept socket our outstanding RES offered, and that RES's round. */
+  /** The kept socket our outstanding RESUME offered, and that attempt's round. */
   private offered: { ds: DataSocket; round: number } | undefined;
+  /** Bounds the wait for the answer to our RESUME (then: a RES datagram, a new socket). */
+  private offerTimer: TimerHandle | undefined;
   /** A reuse both ends agreed on, for the `reuse_socket` action. */
   private reuse: DataSocket | undefined;
+  /** The reuse was the peer's RESUME that we accept: `reuse_socket` answers RESUME_ACK first. */
+  private reuseAnswer = false;
   /** The `received` we last stated to the peer on the current socket (ACK, DRAIN). */
   private announced = -1;
   private hadSocket = false;
@@ -894,11 +898,11 @@ export class Endpoint extends EventEmitter {
   }
 
   /**
-   * `reuse_socket`: both ends agreed (RES and RES_ACK with REUSE) to carry the stream on again on
-   * the socket they kept after the suspend. The socket keeps its session keys and frame counters
+   * `reuse_socket`: both ends agreed (RESUME and RESUME_ACK, or crossing RESUMEs) to carry the
+   * stream on again on the socket they kept after the suspend. The socket keeps its session keys and frame counters
    * (one TCP stream, one unbroken AEAD sequence: no nonce repeats). The sender rewinds to what the
    * peer last acknowledged (its DRAIN at least); an ACK restates our offsets only if they moved
-   * since our DRAIN. Bytes the peer sent since it accepted were held undecoded: opened now.
+   * since our DRAIN. The accepting end answers RESUME_ACK first; the stream's frames follow it.
    */
   private reuseSocket(): void {
     const ds = this.reuse;
@@ -917,6 +921,11 @@ export class Endpoint extends EventEmitter {
       close: (err) => this.onSocketClosed(ds, err),
       writable: () => this.pump(),
     });
+    if (this.reuseAnswer) {
+      // RESUME_ACK goes before anything else we send on it: the peer switches on it.
+      this.reuseAnswer = false;
+      ds.send({ type: FrameType.RESUME_ACK });
+    }
     if (this.data !== ds) return;
     if (this.recv.received !== this.announced || this.recv.limit !== this.advertised) this.sendAck(ds);
     this.pump();
@@ -925,7 +934,11 @@ export class Endpoint extends EventEmitter {
   /** Keep a drained socket (both DRAINs crossed on it) for a resume on it, for a while. */
   private keep(ds: DataSocket): void {
     if (this.kept) this.dropKept('replaced');
-    ds.hold();
+    ds.setHandlers({
+      frame: (f) => this.onKeptFrame(ds, f),
+      close: (err) => this.onSocketClosed(ds, err),
+      writable: () => {},
+    });
     this.kept = ds;
     this.keptTimer = this.env.clock.setTimer(limit('KEPT_SOCKET_MS'), () => {
       this.keptTimer = undefined;
@@ -933,11 +946,52 @@ export class Endpoint extends EventEmitter {
     });
   }
 
+  /**
+   * A frame on the kept socket. The peer may only resume on it: RESUME while we are SUSPENDED (we
+   * accept: RESUME_ACK and the stream goes on), or, while our own RESUME is out on it, RESUME_ACK
+   * (accepted) or its crossing RESUME (both want it: as good as an acceptance both ways). Anything
+   * else, or a RESUME we cannot take (moving), closes it: the peer then resumes by datagram.
+   */
+  private onKeptFrame(ds: DataSocket, f: Frame): void {
+    if (ds !== this.kept) return ds.destroy();
+    if (f.type === FrameType.RESUME && this.state === 'SUSPENDED' && !this.moving) {
+      this.takeKept();
+      this.cancelResumeTimer();
+      if (this.resumeStarted === 0) this.resumeStarted = this.env.clock.now();
+      this.reuse = ds;
+      this.reuseAnswer = true;
+      this.fire('recv_res_reuse');
+      return;
+    }
+    if ((f.type === FrameType.RESUME_ACK || f.type === FrameType.RESUME) && this.state === 'RES_SENT' && this.offered?.ds === ds) {
+      this.takeKept();
+      this.reuse = ds;
+      this.fire('recv_res_ack_reuse');
+      return;
+    }
+    this.log.info('kept_socket_refused', { type: f.type, state: this.state });
+    const offered = this.offered?.ds === ds && this.state === 'RES_SENT';
+    this.dropKept('unexpected frame');
+    if (offered) this.sendResDatagram();
+  }
+
+  /** The kept socket leaves the kept role (to be reused): no timers, no offer. */
+  private takeKept(): void {
+    this.kept = undefined;
+    this.offered = undefined;
+    this.offerTimer?.cancel();
+    this.offerTimer = undefined;
+    this.keptTimer?.cancel();
+    this.keptTimer = undefined;
+  }
+
   /** Close the kept socket (the next resume dials). */
   private dropKept(why: string): void {
     const ds = this.kept;
     this.kept = undefined;
     this.offered = undefined;
+    this.offerTimer?.cancel();
+    this.offerTimer = undefined;
     this.keptTimer?.cancel();
     this.keptTimer = undefined;
     if (ds) {
@@ -1024,11 +1078,11 @@ export class Endpoint extends EventEmitter {
   private onSocketClosed(ds: DataSocket, err: FerryError | undefined): void {
     if (this.draining.has(ds)) return this.finishDrain(ds);
     if (ds === this.kept) {
-      this.kept = undefined;
-      this.offered = undefined;
-      this.keptTimer?.cancel();
-      this.keptTimer = undefined;
+      const offered = this.offered?.ds === ds && this.state === 'RES_SENT';
+      this.takeKept();
       this.log.debug('kept_socket_lost', { code: err?.code, state: this.state });
+      // Our RESUME was out on it (declined by a close, or the socket died): resume by datagram.
+      if (offered) this.sendResDatagram();
       return;
     }
     if (ds !== this.data) return;
@@ -1267,13 +1321,13 @@ export class Endpoint extends EventEmitter {
 
   // ------------------------------------------------------------------ suspend / resume / close
 
-  private nextControl(type: ConnControl['type'], extra: { reason?: number; challenge?: Buffer; proof?: LocationProof | undefined; wantProof?: boolean; reuse?: boolean } = {}): { body: Buffer; counter: number } {
+  private nextControl(type: ConnControl['type'], extra: { reason?: number; challenge?: Buffer; proof?: LocationProof | undefined; wantProof?: boolean } = {}): { body: Buffer; counter: number } {
     const m = {
       type,
       connectionId: this.connectionId,
       senderRole: this.role,
       counter: ++this.controlCounter,
-      reason: (extra.reason ?? 0) | (extra.proof ? RESUME_FLAG_PROOF : 0) | (extra.wantProof ? RESUME_FLAG_PROOF_WANTED : 0) | (extra.reuse ? RESUME_FLAG_REUSE : 0),
+      reason: (extra.reason ?? 0) | (extra.proof ? RESUME_FLAG_PROOF : 0) | (extra.wantProof ? RESUME_FLAG_PROOF_WANTED : 0),
       redirectorPort: type === MessageType.RES ? this.env.redirectorPort : 0,
       challenge: extra.challenge ?? ZERO_CHALLENGE,
     };
@@ -1411,7 +1465,35 @@ export class Endpoint extends EventEmitter {
     return c;
   }
 
+  /**
+   * `send_res`. With a kept socket and no move on either side (no proof either way), resume on it
+   * in-band: a RESUME frame (sealed when secure, the AEAD counter its replay protection; no control
+   * counter, MAC or path challenge: the socket is already proven). The peer answers RESUME_ACK and
+   * goes on on it, or closes it; a close, or no answer in DRAIN_TIMEOUT_MS, falls back to a RES
+   * datagram and a new data socket. Otherwise the RES datagram at once.
+   */
   private sendRes(): void {
+    const offer = this.kept;
+    const wantProof = this.keys !== undefined && (this.askProof || !sameLocation(this.peer, this.proven));
+    if (offer && offer.open && !this.mustProve && !wantProof && !this.moving) {
+      const round = ++this.resRound;
+      this.offered = { ds: offer, round };
+      this.awaitingProof = false;
+      offer.send({ type: FrameType.RESUME });
+      this.offerTimer = this.env.clock.setTimer(limit('DRAIN_TIMEOUT_MS'), () => {
+        this.offerTimer = undefined;
+        if (this.offered?.round !== round || this.state !== 'RES_SENT') return;
+        this.log.info('resume_offer_unanswered', {});
+        this.dropKept('unanswered');
+        this.sendResDatagram();
+      });
+      return;
+    }
+    if (this.kept) this.dropKept('not offered');
+    this.sendResDatagram();
+  }
+
+  private sendResDatagram(): void {
     const round = ++this.resRound;
     const ac = new AbortController();
     this.resAbort = ac;
@@ -1421,13 +1503,8 @@ export class Endpoint extends EventEmitter {
     const proof = this.mustProve ? this.ownProof() : undefined;
     const wantProof = this.keys !== undefined && (this.askProof || !sameLocation(target, this.proven));
     this.awaitingProof = wantProof;
-    // Offer the socket kept after the suspend when neither end moved (no proof either way): one
-    // offer per socket, so an attempt that ends without the peer's acceptance closes it.
     const challenge = this.newChallenge();
-    const offer = this.kept && this.kept.open && !proof && !wantProof && !this.moving ? this.kept : undefined;
-    if (this.kept && !offer) this.dropKept('not offered');
-    this.offered = offer ? { ds: offer, round } : undefined;
-    const { body, counter } = this.nextControl(MessageType.RES, { challenge, proof, wantProof, reuse: offer !== undefined });
+    const { body, counter } = this.nextControl(MessageType.RES, { challenge, proof, wantProof });
     // While broken, no single RES may outlive the reconnect limit (the backoff of a dead
     // address would otherwise carry the give-up far past it).
     const opts: { signal: AbortSignal; maxTries: number; timeoutMs?: number } = { signal: ac.signal, maxTries: 5 };
@@ -1459,20 +1536,6 @@ export class Endpoint extends EventEmitter {
         // earlier RES elsewhere (never proven: its dial was cut short) is stale, and dialing it
         // would fail on every attempt while every RES here succeeds.
         if (this.candidate && this.candidate !== target) this.candidate = undefined;
-        const offered = this.offered?.round === round ? this.offered : undefined;
-        if (m.reason & RESUME_FLAG_REUSE && offered && this.kept === offered.ds && offered.ds.open && this.state === 'RES_SENT') {
-          // The peer accepted our offer and already carries the stream on the kept socket.
-          this.kept = undefined;
-          this.offered = undefined;
-          this.keptTimer?.cancel();
-          this.keptTimer = undefined;
-          this.reuse = offered.ds;
-          this.fire('recv_res_ack_reuse');
-          return;
-        }
-        // Not reused (declined, or our kept socket is gone): a new data socket. If the peer did
-        // accept, closing our end tells it to recover like any lost socket.
-        if (this.kept) this.dropKept('declined');
         this.fireIfDefined('recv_res_ack');
         const parked = this.parked;
         this.parked = undefined;
@@ -1608,22 +1671,8 @@ export class Endpoint extends EventEmitter {
       throw e;
     }
     let challenge: Buffer = ZERO_CHALLENGE;
-    let reuse = false;
     if (m.type === MessageType.RES) {
       const { ip, port } = splitAddr(from);
-      // Resume on the kept socket: offered, we still hold ours, we are plainly SUSPENDED, and the
-      // RES comes from the peer's known, proven location (no move on either side).
-      reuse =
-        (m.reason & RESUME_FLAG_REUSE) !== 0 &&
-        this.state === 'SUSPENDED' &&
-        this.kept !== undefined &&
-        this.kept.open &&
-        !this.moving &&
-        m.proof === undefined &&
-        ip === this.peer.ip &&
-        port === this.peer.controlPort &&
-        m.redirectorPort === this.peer.redirectorPort &&
-        (!this.keys || sameLocation({ ip, controlPort: port, redirectorPort: m.redirectorPort }, this.proven));
       // Authenticated and fresh, but the address is only a candidate until a HELLO proves it.
       this.candidate = { ip, controlPort: port, redirectorPort: m.redirectorPort, epoch: Math.max(this.peer.epoch, provenEpoch ?? 0) };
       if (ip === this.peer.ip && port === this.peer.controlPort) {
@@ -1631,8 +1680,7 @@ export class Endpoint extends EventEmitter {
         this.candidate = undefined;
       }
       this.peerChallenge = m.challenge;
-      // Reusing the kept socket: no dial follows, so no path challenge to issue (zeros).
-      if (!reuse) challenge = this.newChallenge();
+      challenge = this.newChallenge();
       this.cancelResumeTimer();
       if (this.resumeStarted === 0) this.resumeStarted = this.env.clock.now();
     }
@@ -1645,7 +1693,7 @@ export class Endpoint extends EventEmitter {
       connectionId: this.connectionId,
       senderRole: this.role,
       counter: m.counter,
-      reason: (proof ? RESUME_FLAG_PROOF : 0) | (reuse && !proof ? RESUME_FLAG_REUSE : 0),
+      reason: proof ? RESUME_FLAG_PROOF : 0,
       redirectorPort: m.type === MessageType.RES ? this.env.redirectorPort : 0,
       challenge,
     } as Omit<ConnControl, 'mac'>;
@@ -1654,16 +1702,7 @@ export class Endpoint extends EventEmitter {
     const reply = encodeConnControl(ack);
     remember(reply);
     if (m.type === MessageType.SUS && this.state === 'ESTABLISHED') this.suspendStarted = this.env.clock.now();
-    if (reuse && !proof) {
-      this.reuse = this.kept!;
-      this.kept = undefined;
-      this.offered = undefined;
-      this.keptTimer?.cancel();
-      this.keptTimer = undefined;
-      this.fire('recv_res_reuse');
-    } else {
-      this.fire(event);
-    }
+    this.fire(event);
     if (this.state === 'CLOSE_ACKED') queueMicrotask(() => this.fireIfDefined('drained'));
     return reply;
   }
@@ -1754,9 +1793,9 @@ export class Endpoint extends EventEmitter {
 }
 
 /**
- * Whether a kept socket survives the transition: while suspending and suspended, and into the RES
- * that offers it. Leaving a resume any other way than on it (a new socket, a timeout, a suspend,
- * a close) or leaving SUSPENDED for anything but our RES drops it.
+ * Whether a kept socket survives the transition: while suspending and suspended, and into the
+ * resume that offers it (RESUME). Leaving a resume any other way than on it (a new socket, a
+ * timeout, a suspend, a close) or leaving SUSPENDED for anything but our resume drops it.
  */
 function keepsSocket(from: State, to: State): boolean {
   if (to === 'SUS_SENT' || to === 'SUS_ACKED' || to === 'SUSPENDED') return from !== 'RES_SENT' && from !== 'RES_ACKED';

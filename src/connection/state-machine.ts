@@ -34,8 +34,9 @@ export type State = (typeof STATES)[number];
  * that died (reset, cut, failed dial); `drained` is a data socket released after a suspend or
  * close; `timeout` is a control request that exhausted its tries or a deadline that passed;
  * `detach` is the host taking the endpoint away for a move; `recv_res_reuse` is a RES that offers
- * the data socket both ends kept after the suspend and that we accept, `recv_res_ack_reuse` the
- * RES_ACK that accepts our offer (docs/PROTOCOL.md §6.3, "Resume on the kept socket").
+ * the data socket both ends kept after the suspend and that we accept (an in-band RESUME frame on
+ * it), `recv_res_ack_reuse` the RESUME_ACK that accepts our RESUME, or the peer's RESUME crossing
+ * ours (docs/PROTOCOL.md §6.3, "Resume on the kept socket, in-band").
  */
 export const EVENTS = [
   'listen',
@@ -136,9 +137,9 @@ export const TRANSITIONS: readonly Transition[] = [
   t('SUS_ACKED', 'close', 'CLOSE_SENT', ['send_cls'], 'close while suspended by the peer'),
   t('SUS_ACKED', 'recv_cls', 'CLOSE_ACKED', ['ack_cls', 'drop_socket'], 'peer closes after suspending'),
   // suspended
-  t('SUSPENDED', 'resume', 'RES_SENT', ['send_res'], 'either end may resume'),
+  t('SUSPENDED', 'resume', 'RES_SENT', ['send_res'], 'either end may resume: RESUME on the kept socket if there is one and no proof is due, else the RES datagram'),
   t('SUSPENDED', 'recv_res', 'RES_ACKED', ['ack_res', 'dial_if_dialer'], 'peer resumes: ACK with a path challenge; the lower AgentId dials'),
-  t('SUSPENDED', 'recv_res_reuse', 'ESTABLISHED', ['ack_res', 'reuse_socket', 'established'], 'peer resumes on the socket both ends kept after the suspend: ACK with REUSE, carry on on it (same keys, counters going on), no dial'),
+  t('SUSPENDED', 'recv_res_reuse', 'ESTABLISHED', ['ack_res', 'reuse_socket', 'established'], 'peer resumes in-band on the socket both ends kept after the suspend (RESUME): RESUME_ACK, carry on on it (same keys, counters going on), no dial'),
   t('SUSPENDED', 'recv_sus', 'SUSPENDED', ['ack_sus'], 'peer suspends (to move) while we are suspended'),
   t('SUSPENDED', 'socket_lost', 'SUSPENDED', [], 'late close of a drained socket'),
   t('SUSPENDED', 'drained', 'SUSPENDED', [], 'drain finished after the state changed'),
@@ -147,7 +148,7 @@ export const TRANSITIONS: readonly Transition[] = [
   t('SUSPENDED', 'recv_cls', 'CLOSE_ACKED', ['ack_cls'], 'peer closes a suspended connection'),
   // resuming
   t('RES_SENT', 'recv_res_ack', 'RES_SENT', ['dial_if_dialer'], 'resume acknowledged: the dialer opens the new data socket'),
-  t('RES_SENT', 'recv_res_ack_reuse', 'ESTABLISHED', ['reuse_socket', 'established'], 'the peer accepted our offer: the kept socket carries the stream again, no dial'),
+  t('RES_SENT', 'recv_res_ack_reuse', 'ESTABLISHED', ['reuse_socket', 'established'], 'the peer accepted our RESUME (RESUME_ACK), or its RESUME crossed ours: the kept socket carries the stream again, no dial'),
   t('RES_SENT', 'recv_res', 'RES_ACKED', ['ack_res', 'dial_if_dialer'], 'crossing resumes: both ACK; the lower AgentId dials once'),
   t('RES_SENT', 'socket_ready', 'ESTABLISHED', ['established'], 'offsets exchanged on the new socket: retransmit from there'),
   t('RES_SENT', 'timeout', 'SUSPENDED', ['schedule_resume'], 'peer not answering (moving, down): retry with backoff'),

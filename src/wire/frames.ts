@@ -22,6 +22,8 @@ export const FrameType = {
   DRAIN: 6,
   REJECT: 7,
   SUSPEND: 11,
+  RESUME: 12,
+  RESUME_ACK: 13,
 } as const;
 
 /**
@@ -124,6 +126,14 @@ export interface Suspend {
   received: number;
 }
 
+/**
+ * RESUME: on the socket both ends kept after a suspend, the sender resumes on it (in-band, instead
+ * of a RES datagram). RESUME_ACK: the receiver accepted, and carries the stream on on it.
+ */
+export interface Resume {
+  type: typeof FrameType.RESUME | typeof FrameType.RESUME_ACK;
+}
+
 /** REJECT: the acceptor refuses a HELLO; the wire error code says why, then the socket closes. */
 export interface Reject {
   type: typeof FrameType.REJECT;
@@ -132,7 +142,7 @@ export interface Reject {
 }
 
 /** Any decoded frame body. */
-export type Frame = Hello | HelloAck | Data | Ack | Fin | Drain | Suspend | Reject;
+export type Frame = Hello | HelloAck | Data | Ack | Fin | Drain | Suspend | Resume | Reject;
 
 /** The part of a HELLO covered by its MAC (everything before the MAC). */
 export function helloMacInput(h: Omit<Hello, 'mac' | 'type'>): Buffer {
@@ -170,6 +180,9 @@ export function encodeFrameBody(f: Frame): Buffer {
     case FrameType.DRAIN:
     case FrameType.SUSPEND:
       return new Writer().u8(f.type).u64(f.received).finish();
+    case FrameType.RESUME:
+    case FrameType.RESUME_ACK:
+      return Buffer.from([f.type]);
     case FrameType.REJECT: {
       const detail = utf8Prefix(f.detail, 200);
       return new Writer().u8(f.type).u16(f.wireCode).u8(detail.length).bytes(detail).finish();
@@ -271,6 +284,10 @@ export function decodeFrameBody(body: Buffer): Frame {
       r.end('SUSPEND');
       return f;
     }
+    case FrameType.RESUME:
+    case FrameType.RESUME_ACK:
+      r.end(type === FrameType.RESUME ? 'RESUME' : 'RESUME_ACK');
+      return { type };
     case FrameType.REJECT: {
       const wireCode = r.u16('code');
       const n = r.u8('detail length');

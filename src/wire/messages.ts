@@ -75,12 +75,6 @@ export interface ConnectConfirm {
 export const RESUME_FLAG_PROOF = 0x01;
 /** RES flag: the sender asks the RES_ACK to carry a proof; zero padding pays for it (3x rule). */
 export const RESUME_FLAG_PROOF_WANTED = 0x02;
-/**
- * RES / RES_ACK flag: in a RES, the sender offers to resume on the data socket both ends kept
- * after the suspend (no new TCP connection, no HELLO); in a RES_ACK, the receiver accepted. Never
- * together with a proof or a request for one (a resume from a new location makes a new socket).
- */
-export const RESUME_FLAG_REUSE = 0x04;
 /** Smallest RES datagram that may ask for a proof: a third of the largest RES_ACK with one. */
 export const RESUME_PROOF_WANTED_MIN_DATAGRAM = Math.ceil((DATAGRAM_HEADER_BYTES + CONN_CONTROL_BYTES + PUB + chainSizeBytes(limit('RESUME_PROOF_MAX_LINKS')) + SIG) / limit('AMPLIFICATION_FACTOR'));
 
@@ -321,15 +315,11 @@ function connControlHead(m: ConnControlHead): Buffer {
 
 /** The RES / RES_ACK flags allowed for `type` (0 for SUS and CLS, whose reason is not a flag set). */
 function resumeFlags(type: number): number {
-  if (type === MessageType.RES) return RESUME_FLAG_PROOF | RESUME_FLAG_PROOF_WANTED | RESUME_FLAG_REUSE;
-  if (type === MessageType.RES_ACK) return RESUME_FLAG_PROOF | RESUME_FLAG_REUSE;
+  if (type === MessageType.RES) return RESUME_FLAG_PROOF | RESUME_FLAG_PROOF_WANTED;
+  if (type === MessageType.RES_ACK) return RESUME_FLAG_PROOF;
   return 0;
 }
 
-/** REUSE with PROOF or PROOF_WANTED: a socket is reused only between locations already proven. */
-function reuseConflict(reason: number): boolean {
-  return (reason & RESUME_FLAG_REUSE) !== 0 && (reason & (RESUME_FLAG_PROOF | RESUME_FLAG_PROOF_WANTED)) !== 0;
-}
 
 /**
  * The bytes a resume proof's host signature covers (without its label): every body byte before
@@ -344,7 +334,7 @@ export function encodeConnControl(m: ConnControl): Buffer {
   const flags = resumeFlags(m.type);
   const parts = [connControlHead(m), fixed(m.mac, MAC, 'mac')];
   if (flags !== 0) {
-    if (m.reason & ~flags || reuseConflict(m.reason)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `${m.type === MessageType.RES ? 'RES' : 'RES_ACK'} flags ${m.reason}`);
+    if (m.reason & ~flags) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `${m.type === MessageType.RES ? 'RES' : 'RES_ACK'} flags ${m.reason}`);
     if (((m.reason & RESUME_FLAG_PROOF) !== 0) !== (m.proof !== undefined)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'the PROOF flag must match the presence of a proof');
     if (m.proof) {
       if (m.proof.chain.length > limit('RESUME_PROOF_MAX_LINKS')) throw new FerryError('FERRY_ERR_CHAIN_TOO_LONG', `a resume proof carries at most ${limit('RESUME_PROOF_MAX_LINKS')} links, not ${m.proof.chain.length}`);
@@ -379,7 +369,7 @@ export function decodeConnControl(body: Buffer, datagramType: number): ConnContr
   };
   const flags = resumeFlags(type);
   if (flags !== 0) {
-    if (m.reason & ~flags || reuseConflict(m.reason)) throw new FerryError(M, `${type === MessageType.RES ? 'RES' : 'RES_ACK'} flags ${m.reason}`);
+    if (m.reason & ~flags) throw new FerryError(M, `${type === MessageType.RES ? 'RES' : 'RES_ACK'} flags ${m.reason}`);
     if (m.reason & RESUME_FLAG_PROOF) {
       const hostKey = Buffer.from(r.bytes(PUB, 'hostKey'));
       // The chain keeps its own codes (MALFORMED_CERTIFICATE, CHAIN_TOO_LONG, UNSUPPORTED_VERSION),

@@ -116,10 +116,12 @@ test('malformed, oversized and truncated input on both ports is refused, typed, 
 
     // ---- Path validation on the redirector: a resume HELLO that carries the right MAC (an
     // insider holding the connection key) but answers no challenge we issued. The server end is
-    // made to wait in RES_SENT: the connection is suspended, then the client host's control
-    // socket goes silent while the server end resumes.
+    // made to wait in RES_SENT: the connection is suspended, its kept socket killed (so the
+    // resume goes by RES datagram, not in-band on it), then the client host's control socket goes
+    // silent while the server end resumes.
     await link.a.suspend();
     await waitFor(() => link.b.state === 'SUSPENDED', 5000, 'server end suspended');
+    assert.ok(h1.breakDataSockets(b.id) > 0, 'the kept socket was there to kill');
     taps[0]!.silent = true;
     const resumed = link.b.resumeConnection();
     await waitFor(() => link.b.state === 'RES_SENT', 5000, 'server end resuming');

@@ -50,12 +50,15 @@ test('replayed and forged RES from a spoofed address change nothing and are not 
     const genuinePeer = { ...server.peer };
     assert.equal(`${genuinePeer.ip}:${genuinePeer.controlPort}`, h0.controlAddress);
 
-    // Two genuine cycles from the client end; capture each RES as sent on the wire.
+    // Two genuine cycles from the client end; capture each RES as sent on the wire. (The kept
+    // socket is killed first each time: with it, the resume would go in-band, with no RES.)
     const resSent = (): Buffer[] => tap0.sentRequests(MessageType.RES).filter((s) => s.to === h1.controlAddress).map((s) => s.msg);
     const captured: Buffer[] = [];
     for (let i = 0; i < 2; i++) {
       const before = resSent().length;
       await link.a.suspend();
+      await waitFor(() => link.b.state === 'SUSPENDED', 5000, 'server end suspended');
+      assert.ok(h1.breakDataSockets(b.id) > 0, 'the kept socket was there to kill');
       await link.a.resumeConnection();
       captured.push(resSent()[before]!);
       await link.exchange(20_000, `genuine cycle ${i + 1}`);

@@ -38,7 +38,6 @@ import {
   MessageType,
   NONCE_BYTES,
   RESUME_FLAG_PROOF,
-  RESUME_FLAG_REUSE,
   RESUME_FLAG_PROOF_WANTED,
   decodeConnControl,
   decodeDatagram,
@@ -83,20 +82,29 @@ test('a plain suspend/resume carries no proof; a move proves the new host and re
     const link = await Link.open(h0, a.id, h1, b.id, 210);
     await link.exchange(30_000, 'before');
 
-    // Plain cycles from each end: 85-byte RES and RES_ACK, no proof flags; they resume on the
-    // socket both ends kept (REUSE offered and accepted).
+    // Plain cycles from each end resume in-band on the socket both ends kept: no RES at all.
     await link.a.suspend();
     await link.a.resumeConnection();
     await link.b.suspend();
     await link.b.resumeConnection();
     await link.exchange(20_000, 'after plain cycles');
-    for (const tap of [tap0, tap1]) {
-      for (const type of [MessageType.RES, MessageType.RES_ACK]) {
+    for (const tap of [tap0, tap1]) for (const type of [MessageType.RES, MessageType.RES_ACK]) assert.equal(sentControl(tap, type).length, 0, 'no RES datagram');
+    // A plain cycle whose kept socket died: 85-byte RES and RES_ACK, no proof flags.
+    await link.a.suspend();
+    await waitFor(() => link.b.state === 'SUSPENDED', 5000, 'b suspended');
+    assert.ok(h1.breakDataSockets(b.id) > 0, 'the kept socket was there to kill');
+    await link.a.resumeConnection();
+    await link.exchange(20_000, 'after a plain cycle on a new socket');
+    for (const [tap, type] of [
+      [tap0, MessageType.RES],
+      [tap1, MessageType.RES_ACK],
+    ] as const) {
+      {
         const sent = sentControl(tap, type);
         assert.ok(sent.length >= 1);
         for (const s of sent) {
           assert.equal(s.bytes, 85, 'a plain RES / RES_ACK is 85 bytes');
-          assert.equal(s.m.reason, RESUME_FLAG_REUSE);
+          assert.equal(s.m.reason, 0);
         }
       }
     }
@@ -124,11 +132,14 @@ test('a plain suspend/resume carries no proof; a move proves the new host and re
     await link.exchange(30_000, 'stream continues after the move');
 
     // The next plain cycle from the new host carries no proof: the peer accepted it already.
+    // (It resumes in-band on the kept socket, which is offered only when no proof is due.)
     const before = sentControl(tap2, MessageType.RES).length;
+    const reused = link.b.endpoint.stats.reused;
     await link.b.suspend();
     await link.b.resumeConnection();
     const later = sentControl(tap2, MessageType.RES).slice(before);
-    assert.ok(later.length >= 1 && later.every((s) => s.bytes === 85 && s.m.proof === undefined), 'no proof once accepted');
+    assert.ok(later.every((s) => s.bytes === 85 && s.m.proof === undefined), 'no proof once accepted');
+    assert.equal(link.b.endpoint.stats.reused, reused + 1, 'resumed in-band: no proof due');
     await link.exchange(20_000, 'after a plain cycle at the new host');
     for (const h of ['h0', 'h1', 'h2']) assert.equal(log.lines.filter((l) => l.level === 'warn' && l.fields['host'] === h).length, 0, `no warnings on ${h}`);
   } finally {

@@ -121,3 +121,87 @@ test('a tampered sealed frame is refused with DECRYPT_FAILED and the connection 
     await net.close();
   }
 });
+
+/** A TCP proxy to `target` that sends the first client->server frame with a `len`-byte body twice. */
+class ReplayingProxy {
+  readonly server: Server;
+  readonly sockets = new Set<Socket>();
+  replayed = false;
+  constructor(target: number, len: number) {
+    this.server = createServer((down) => {
+      const up = netConnect({ host: '127.0.0.1', port: target });
+      this.sockets.add(down).add(up);
+      down.on('error', () => {});
+      up.on('error', () => {});
+      up.on('close', () => down.destroy());
+      down.on('close', () => up.destroy());
+      up.on('data', (c: Buffer) => down.write(c));
+      let pending = Buffer.alloc(0);
+      down.on('data', (chunk: Buffer) => {
+        if (this.replayed) return void up.write(chunk);
+        pending = Buffer.concat([pending, chunk]);
+        let at = 0;
+        while (pending.length - at >= FRAME_LENGTH_BYTES) {
+          const n = pending.readUInt32BE(at);
+          if (pending.length - at < FRAME_LENGTH_BYTES + n) break;
+          const frame = pending.subarray(at, at + FRAME_LENGTH_BYTES + n);
+          up.write(frame);
+          if (n === len && !this.replayed) {
+            this.replayed = true;
+            up.write(Buffer.from(frame));
+          }
+          at += FRAME_LENGTH_BYTES + n;
+        }
+        pending = pending.subarray(at);
+        if (this.replayed && pending.length > 0) {
+          up.write(pending);
+          pending = Buffer.alloc(0);
+        }
+      });
+    });
+  }
+
+  async listen(): Promise<number> {
+    this.server.listen(0, '127.0.0.1');
+    await once(this.server, 'listening');
+    return (this.server.address() as { port: number }).port;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+test('an in-band SUSPEND replayed on the kept socket is refused with DECRYPT_FAILED; the suspend stands and the resume dials anew', async () => {
+  const log = new MemoryLogger();
+  const net = await startHosts(2, { logger: log });
+  const [h0, h1] = net.hosts as [Host, Host];
+  // The sealed SUSPEND: 9-byte body + 16-byte tag (a DRAIN is the same size, but the client sends
+  // none before its suspend; ACKs are 33 bytes).
+  const proxy = new ReplayingProxy(h1.redirectorPort, 25);
+  try {
+    const proxyPort = await proxy.listen();
+    const a = await h0.addAgent();
+    const b = await h1.addAgent();
+    const cur = await net.location.lookup(b.id);
+    assert.ok(cur);
+    await net.location.register({ ...cur, redirectorPort: proxyPort, epoch: cur.epoch + 1 });
+    const link = await Link.open(h0, a.id, h1, b.id, 90);
+    await link.exchange(50_000, 'before');
+    await link.a.suspend();
+    await waitFor(() => proxy.replayed, 5000, 'the proxy replayed the SUSPEND');
+    await assertLoggedOnce(log, 'h1', 'FERRY_ERR_DECRYPT_FAILED');
+    // The replay changed nothing but the kept socket: both ends stay suspended.
+    assert.equal(link.b.state, 'SUSPENDED');
+    assert.equal(link.a.state, 'SUSPENDED');
+    link.write(20_000);
+    await link.a.resumeConnection();
+    await link.settle('after the resume');
+    assert.equal(link.a.endpoint.stats.reused + link.b.endpoint.stats.reused, 0, 'the refused socket was not reused');
+    await link.exchange(20_000, 'after');
+  } finally {
+    await proxy.close();
+    await net.close();
+  }
+});

@@ -59,6 +59,9 @@ test('suspend() while the peer is suspending us finishes even if the peer resume
     // suspend on a live socket goes in-band and would be delayed with the socket).
     await within(y.endpoint.suspend('move'), 5000, "the peer's suspend");
     assert.equal(x.state, 'SUS_ACKED');
+    // y kept the socket (x's DRAIN reached it); kill it, so that y resumes by datagram (RES over
+    // UDP, which can overtake the TCP side) and x sees the socket end only 300 ms late.
+    assert.ok(h1.breakDataSockets(b.id) > 0, 'the kept socket was there to kill');
     const sx = x.suspend();
     // The peer resumes now: its RES reaches x while x is still draining.
     y.write(pattern(7, 1000, 500));

@@ -110,6 +110,8 @@ const ARBS = {
   FIN: finArb as fc.Arbitrary<Frame>,
   DRAIN: drainArb as fc.Arbitrary<Frame>,
   SUSPEND: suspendArb,
+  RESUME: fc.constant<Frame>({ type: FrameType.RESUME }),
+  RESUME_ACK: fc.constant<Frame>({ type: FrameType.RESUME_ACK }),
   REJECT: rejectArb as fc.Arbitrary<Frame>,
 } as const;
 const frameArb: fc.Arbitrary<Frame> = fc.oneof(...Object.values(ARBS));
@@ -136,12 +138,14 @@ const SAMPLE: Record<keyof typeof FrameType, Frame> = {
   FIN: { type: FrameType.FIN, offset: 123456789 },
   DRAIN: { type: FrameType.DRAIN, received: MAX_U64 },
   SUSPEND: { type: FrameType.SUSPEND, received: 2 ** 42 + 3 },
+  RESUME: { type: FrameType.RESUME },
+  RESUME_ACK: { type: FrameType.RESUME_ACK },
   REJECT: { type: FrameType.REJECT, wireCode: 20, detail: 'no such connection' },
 };
 const SAMPLES: Frame[] = Object.values(SAMPLE);
 
 /** Exact body sizes of the fixed-size frames (docs/PROTOCOL.md). */
-const BODY_BYTES = { HELLO: 100, HELLO_ACK: 65, ACK: 17, FIN: 9, DRAIN: 9, SUSPEND: 9 } as const;
+const BODY_BYTES = { HELLO: 100, HELLO_ACK: 65, ACK: 17, FIN: 9, DRAIN: 9, SUSPEND: 9, RESUME: 1, RESUME_ACK: 1 } as const;
 
 /** Byte offsets of every u64 field, per type (checked against the samples below). */
 const U64_FIELDS: Record<string, { frame: Frame; at: number; value: number }[]> = {
@@ -556,9 +560,9 @@ test('trailing bytes after any frame but DATA are MALFORMED_FRAME', () => {
   );
 });
 
-test('every type byte outside 1..7 and 11 is UNKNOWN_TYPE, whatever follows', () => {
+test('every type byte outside 1..7 and 11..13 is UNKNOWN_TYPE, whatever follows', () => {
   const known = new Set<number>(Object.values(FrameType));
-  assert.deepEqual([...known].sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 11]);
+  assert.deepEqual([...known].sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 11, 12, 13]);
   const tail = encodeFrameBody(SAMPLE.HELLO).subarray(1);
   for (let t = 0; t < 256; t++) {
     if (known.has(t)) continue;

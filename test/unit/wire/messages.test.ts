@@ -16,7 +16,6 @@ import {
   MessageType,
   RESUME_FLAG_PROOF,
   RESUME_FLAG_PROOF_WANTED,
-  RESUME_FLAG_REUSE,
   RESUME_PROOF_WANTED_MIN_DATAGRAM,
   connControlMacInput,
   resumeSigned,
@@ -522,12 +521,10 @@ test('RES / RES_ACK flags are strict: unknown bits, a flag without its bytes, no
     b[26] = reason;
     return b;
   };
-  for (let r = 5; r < 256; r++) assert.throws(() => decodeConnControl(withFlags(MessageType.RES, r), MessageType.RES), MALFORMED, `RES flags ${r}`);
-  for (let r = 2; r < 256; r++) if (r !== RESUME_FLAG_REUSE) assert.throws(() => decodeConnControl(withFlags(MessageType.RES_ACK, r), MessageType.RES_ACK), MALFORMED, `RES_ACK flags ${r}`);
-  // REUSE alone decodes in both; it never goes with a proof or a request for one.
-  assert.equal(decodeConnControl(withFlags(MessageType.RES, RESUME_FLAG_REUSE), MessageType.RES).reason, RESUME_FLAG_REUSE);
-  assert.equal(decodeConnControl(withFlags(MessageType.RES_ACK, RESUME_FLAG_REUSE), MessageType.RES_ACK).reason, RESUME_FLAG_REUSE);
-  assert.throws(() => encodeConnControl({ ...plain, reason: RESUME_FLAG_REUSE | RESUME_FLAG_PROOF_WANTED }), /flags/);
+  // Bit 2 (REUSE until the resume on the kept socket went in-band) is malformed like any other.
+  for (let r = 3; r < 256; r++) assert.throws(() => decodeConnControl(withFlags(MessageType.RES, r), MessageType.RES), MALFORMED, `RES flags ${r}`);
+  for (let r = 2; r < 256; r++) assert.throws(() => decodeConnControl(withFlags(MessageType.RES_ACK, r), MessageType.RES_ACK), MALFORMED, `RES_ACK flags ${r}`);
+  assert.throws(() => encodeConnControl({ ...plain, reason: 0x04 }), /flags/);
   // PROOF set but nothing follows.
   assert.throws(() => decodeConnControl(withFlags(MessageType.RES, RESUME_FLAG_PROOF), MessageType.RES), MALFORMED);
   // PROOF_WANTED: zero padding of any length decodes; one nonzero byte does not.
