@@ -901,8 +901,8 @@ export class Endpoint extends EventEmitter {
    * `reuse_socket`: both ends agreed (RESUME and RESUME_ACK, or crossing RESUMEs) to carry the
    * stream on again on the socket they kept after the suspend. The socket keeps its session keys and frame counters
    * (one TCP stream, one unbroken AEAD sequence: no nonce repeats). The sender rewinds to what the
-   * peer last acknowledged (its DRAIN at least); an ACK restates our offsets only if they moved
-   * since our DRAIN. The accepting end answers RESUME_ACK first; the stream's frames follow it.
+   * peer last acknowledged (its DRAIN at least); an ACK restates our offsets. The accepting end
+   * answers RESUME_ACK first; the stream's frames follow it.
    */
   private reuseSocket(): void {
     const ds = this.reuse;
@@ -927,7 +927,9 @@ export class Endpoint extends EventEmitter {
       ds.send({ type: FrameType.RESUME_ACK });
     }
     if (this.data !== ds) return;
-    if (this.recv.received !== this.announced || this.recv.limit !== this.advertised) this.sendAck(ds);
+    // Always restate our offsets: DATA the peer had in flight under our SUSPEND arrived after our
+    // DRAIN, and the peer rewinds to the DRAIN's offset until it hears otherwise.
+    this.sendAck(ds);
     this.pump();
   }
 
@@ -1004,10 +1006,9 @@ export class Endpoint extends EventEmitter {
     switch (f.type) {
       case FrameType.DATA: {
         const n = this.recv.onData(f.offset, f.payload);
-        if (n > 0) {
-          this.emit('readable');
-          this.scheduleAck(ds);
-        }
+        if (n > 0) this.emit('readable');
+        // A duplicate is acknowledged too: its sender is behind on what we have.
+        this.scheduleAck(ds);
         return;
       }
       case FrameType.ACK: {
@@ -1102,6 +1103,9 @@ export class Endpoint extends EventEmitter {
   }
 
   private sendAck(ds: DataSocket): void {
+    // Once our DRAIN or SUSPEND is out, the socket takes no more frames from us: the offsets stay
+    // unannounced (what arrived after our DRAIN is restated on the next socket or the reuse).
+    if (!ds.open || ds.drainSent) return;
     this.advertised = this.recv.limit;
     this.announced = this.recv.received;
     ds.send({ type: FrameType.ACK, received: this.recv.received, limit: this.recv.limit });
@@ -1702,6 +1706,16 @@ export class Endpoint extends EventEmitter {
     const reply = encodeConnControl(ack);
     remember(reply);
     if (m.type === MessageType.SUS && this.state === 'ESTABLISHED') this.suspendStarted = this.env.clock.now();
+    if (m.type === MessageType.SUS) {
+      // The peer's SUS is newer than anything it sent on the kept socket (an in-band RESUME carries
+      // no counter): no reuse after it, and no resume of ours that the peer has overtaken. It
+      // resumes when it wants to (a moving peer, when it lands).
+      this.dropKept('SUS datagram');
+      if (this.state === 'SUSPENDED') {
+        this.autoResume = false;
+        this.cancelResumeTimer();
+      }
+    }
     this.fire(event);
     if (this.state === 'CLOSE_ACKED') queueMicrotask(() => this.fireIfDefined('drained'));
     return reply;
