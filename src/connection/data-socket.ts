@@ -40,6 +40,8 @@ export class DataSocket {
   private sealer: FrameSealer | undefined;
   private opener: FrameOpener | undefined;
   private done = false;
+  /** The session key ran out while sealing a control frame: the socket is ending. */
+  private spent = false;
   /** True after a write returned false, until 'drain'. */
   blocked = false;
   /** DRAIN went out: this session sends nothing more (the socket may be kept for a reuse). */
@@ -102,7 +104,7 @@ export class DataSocket {
   get open(): boolean {
     // A socket destroyed under us (a fault injection, a reset) is not usable even before its
     // 'close' event has run.
-    return !this.done && !this.socket.destroyed;
+    return !this.done && !this.spent && !this.socket.destroyed;
   }
 
   /**
@@ -110,17 +112,31 @@ export class DataSocket {
    * DRAIN (or SUSPEND) only the in-band resume's RESUME and RESUME_ACK may still go out.
    */
   send(frame: Frame): boolean {
-    if (this.done || (this.drainSent && frame.type !== FrameType.RESUME && frame.type !== FrameType.RESUME_ACK)) return false;
+    if (this.done || this.spent || (this.drainSent && frame.type !== FrameType.RESUME && frame.type !== FrameType.RESUME_ACK)) return false;
     if (frame.type === FrameType.DRAIN || frame.type === FrameType.SUSPEND) this.drainSent = true;
     const body = encodeFrameBody(frame);
     if (!this.sealer) return this.writeParts([lengthPrefix(body.length), body]);
     const prefix = lengthPrefix(body.length + AEAD_TAG);
-    return this.writeParts([prefix, ...this.sealer.sealParts(prefix, [body])]);
+    let sealed: Buffer[];
+    try {
+      sealed = this.sealer.sealParts(prefix, [body]);
+    } catch (err) {
+      // The session key is spent (AEAD_MAX_FRAMES / AEAD_MAX_BLOCKS): this socket carries nothing
+      // more. It reads as closed at once and ends after the caller's transition, so the
+      // connection goes on as after any lost socket: a new one, new keys, the stream resent
+      // from the peer's received offset. (DATA frames are caught the same way by the pump.)
+      const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err), { cause: err });
+      this.logger.warn('data_socket_rekey', { code: e.code, frame: frame.type });
+      this.spent = true;
+      queueMicrotask(() => this.finish(e));
+      return false;
+    }
+    return this.writeParts([prefix, ...sealed]);
   }
 
   /** Send a DATA frame from slices of the send buffer, in one vectored write. */
   sendData(offset: number, parts: Buffer[], length: number): boolean {
-    if (this.done || this.drainSent) return false;
+    if (this.done || this.spent || this.drainSent) return false;
     const header = dataHeader(offset);
     if (!this.sealer) return this.writeParts([lengthPrefix(DATA_HEADER_BYTES + length), header, ...parts]);
     const prefix = lengthPrefix(DATA_HEADER_BYTES + length + AEAD_TAG);
