@@ -990,12 +990,7 @@ export class Endpoint extends EventEmitter {
   /** Close the kept socket (the next resume dials). */
   private dropKept(why: string): void {
     const ds = this.kept;
-    this.kept = undefined;
-    this.offered = undefined;
-    this.offerTimer?.cancel();
-    this.offerTimer = undefined;
-    this.keptTimer?.cancel();
-    this.keptTimer = undefined;
+    this.takeKept();
     if (ds) {
       this.log.debug('kept_socket_dropped', { why });
       ds.destroy();
