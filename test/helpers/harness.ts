@@ -1,11 +1,13 @@
 /**
- * Test harness: hosts on loopback sharing one in-process location table, and a byte-stream
- * checker that follows a connection across moves (old socket objects end, new ones continue).
+ * Test harness: hosts on loopback sharing one in-process location table, a byte-stream
+ * checker that follows a connection across moves (old socket objects end, new ones continue), a
+ * connected pair of agents, and a test-only reach into an endpoint's data sockets.
  */
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Host, type HostOptions } from '../../src/host/index.js';
 import { MemoryLocationTable } from '../../src/location/index.js';
-import type { AgentSocket } from '../../src/connection/index.js';
+import type { AgentSocket, DataSocket, DataSocketHandlers, Endpoint } from '../../src/connection/index.js';
 
 /** Start `n` hosts on 127.0.0.1 sharing one location table. */
 export async function startHosts(n: number, opts: Partial<HostOptions> = {}): Promise<{ hosts: Host[]; location: MemoryLocationTable; close(): Promise<void> }> {
@@ -51,4 +53,35 @@ export async function waitFor(pred: () => boolean, ms = 10_000, what = 'conditio
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 2));
   }
+}
+
+/** A new agent on hosts[0] connected to a new one on hosts[1] (listener closed after the accept): both ends, ESTABLISHED. */
+export async function connectedPair(net: { hosts: Host[] }): Promise<[AgentSocket, AgentSocket]> {
+  const [h0, h1] = net.hosts as [Host, Host];
+  const from = (await h0.addAgent()).id;
+  const to = (await h1.addAgent()).id;
+  const server = h1.listen(to);
+  const acc = server.accept();
+  const c = await h0.connect(from, to);
+  const s = await acc;
+  server.close();
+  await waitFor(() => c.state === 'ESTABLISHED' && s.state === 'ESTABLISHED', 5000, 'established');
+  return [c, s];
+}
+
+/** An endpoint's attached data socket and the one it keeps after a suspend (test-only reach into the internals). */
+export function dataSocketsOf(ep: Endpoint): { data: DataSocket | undefined; kept: DataSocket | undefined } {
+  const inside = ep as unknown as { data: DataSocket | undefined; kept: DataSocket | undefined };
+  return { data: inside.data, kept: inside.kept };
+}
+
+/** Assert `ds` is there (`what`), then make its frames and close reach the endpoint `ms` late, as when its TCP events queue behind UDP ones. */
+export function delayDataSocket(ds: DataSocket | undefined, ms: number, what = 'a data socket is there'): void {
+  assert.ok(ds, what);
+  const h = (ds as unknown as { handlers: DataSocketHandlers }).handlers;
+  ds.setHandlers({
+    frame: (f) => void setTimeout(() => h.frame(f), ms),
+    close: (e) => void setTimeout(() => h.close(e), ms),
+    writable: () => h.writable(),
+  });
 }

@@ -8,25 +8,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AgentSocket } from '../../src/connection/index.js';
-import type { DataSocketHandlers } from '../../src/connection/data-socket.js';
-import { pattern, Reader, startHosts, waitFor } from '../helpers/harness.js';
+import { connectedPair, dataSocketsOf, delayDataSocket, pattern, Reader, startHosts, waitFor } from '../helpers/harness.js';
 
 type TestNet = Awaited<ReturnType<typeof startHosts>>;
 
-/** What the tests read or bend inside an endpoint. */
-interface EndpointInside {
-  kept: { handlers: DataSocketHandlers } | undefined;
-}
-
+/** Two hosts and a connection between a new agent on each, ESTABLISHED. */
 async function pair(): Promise<{ net: TestNet; a: AgentSocket; b: AgentSocket }> {
   const net = await startHosts(2);
-  const [h0, h1] = net.hosts;
-  const A = (await h0!.addAgent()).id;
-  const B = (await h1!.addAgent()).id;
-  const accepted = h1!.listen(B).accept();
-  const a = await h0!.connect(A, B);
-  const b = await accepted;
-  await waitFor(() => a.state === 'ESTABLISHED' && b.state === 'ESTABLISHED', 5000, 'established');
+  const [a, b] = await connectedPair(net);
   return { net, a, b };
 }
 
@@ -66,15 +55,8 @@ for (const how of ['suspend', 'move'] as const) {
       await a.suspend();
       await waitFor(() => b.state === 'SUSPENDED', 5000, 'b suspended');
       const eb = b.endpoint;
-      const kept = (eb as unknown as EndpointInside).kept;
-      assert.ok(kept, 'b keeps the drained socket');
       // b's TCP side is 300 ms slow (a retransmitted segment, a loaded receiver): UDP overtakes.
-      const h = kept.handlers;
-      kept.handlers = {
-        frame: (f) => void setTimeout(() => h.frame(f), 300),
-        close: (e) => void setTimeout(() => h.close(e), 300),
-        writable: () => h.writable(),
-      };
+      delayDataSocket(dataSocketsOf(eb).kept, 300, 'b keeps the drained socket');
       const states: string[] = [];
       eb.on('state', (to: string, from: string) => states.push(`${from}->${to}`));
       const ea = a.endpoint;

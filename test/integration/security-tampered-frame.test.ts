@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import type { Host } from '../../src/host/index.js';
+import type { AgentId } from '../../src/identity/index.js';
 import { MemoryLogger } from '../../src/util/index.js';
 import { FRAME_LENGTH_BYTES } from '../../src/wire/index.js';
 import { startHosts, waitFor } from '../helpers/harness.js';
@@ -18,13 +19,18 @@ import { Link, assertLoggedOnce } from '../helpers/attacker.js';
 /** Sealed frames at least this long carry DATA (an ACK is 17 + 16 bytes sealed). */
 const DATA_BODY_MIN = 64;
 
-/** A TCP proxy to `target` that flips one bit in the first client->server DATA frame it sees. */
-class FlippingProxy {
+type TestNet = Awaited<ReturnType<typeof startHosts>>;
+
+/**
+ * A TCP proxy to `target`. Server->client bytes pass as they come; client->server bytes are cut
+ * into frames (length prefix + body), each shown to {@link onFrame}, until {@link done}: then
+ * they pass as they come too.
+ */
+abstract class FrameProxy {
   readonly server: Server;
   readonly sockets = new Set<Socket>();
   connections = 0;
   upstreamClosed = 0;
-  flipped = false;
   constructor(target: number) {
     this.server = createServer((down) => {
       this.connections++;
@@ -38,34 +44,44 @@ class FlippingProxy {
       });
       down.on('close', () => up.destroy());
       up.on('data', (c: Buffer) => down.write(c));
-      // Client -> server: walk the frames (length prefix + body); after the first (the HELLO),
-      // corrupt the body of the first DATA-sized frame.
       let pending = Buffer.alloc(0);
       let frames = 0;
       down.on('data', (chunk: Buffer) => {
-        if (this.flipped) return void up.write(chunk);
+        if (this.done) return void up.write(chunk);
         pending = Buffer.concat([pending, chunk]);
+        // The complete frames go on in one write, split after a frame that onFrame adds bytes to.
+        let from = 0;
         let at = 0;
         while (pending.length - at >= FRAME_LENGTH_BYTES) {
           const len = pending.readUInt32BE(at);
           if (pending.length - at < FRAME_LENGTH_BYTES + len) break;
-          if (frames > 0 && len >= DATA_BODY_MIN && !this.flipped) {
-            // A bit in the ciphertext of the DATA header: the GCM tag no longer matches.
-            pending[at + FRAME_LENGTH_BYTES + 3]! ^= 0x10;
-            this.flipped = true;
+          const frame = pending.subarray(at, at + FRAME_LENGTH_BYTES + len);
+          at += frame.length;
+          const extra = this.onFrame(frame, frames++);
+          if (extra) {
+            up.write(pending.subarray(from, at));
+            up.write(extra);
+            from = at;
           }
-          frames++;
-          at += FRAME_LENGTH_BYTES + len;
         }
-        up.write(pending.subarray(0, at));
+        if (at > from) up.write(pending.subarray(from, at));
         pending = pending.subarray(at);
-        if (this.flipped && pending.length > 0) {
+        if (this.done && pending.length > 0) {
           up.write(pending);
           pending = Buffer.alloc(0);
         }
       });
     });
   }
+
+  /** The proxy has done its one act: it only passes bytes from now on. */
+  protected abstract get done(): boolean;
+
+  /**
+   * The `index`th client->server frame of a connection (length prefix + body), which may be
+   * changed in place before it goes on; returns bytes to send right after it, if any.
+   */
+  protected abstract onFrame(frame: Buffer, index: number): Buffer | undefined;
 
   async listen(): Promise<number> {
     this.server.listen(0, '127.0.0.1');
@@ -76,6 +92,31 @@ class FlippingProxy {
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+/** Point `agent`'s location at a proxy on `port` (a new epoch): opens to it dial through the proxy. */
+async function routeThrough(net: TestNet, agent: AgentId, port: number): Promise<void> {
+  const cur = await net.location.lookup(agent);
+  assert.ok(cur);
+  await net.location.register({ ...cur, redirectorPort: port, epoch: cur.epoch + 1 });
+}
+
+/** A TCP proxy to `target` that flips one bit in the first client->server DATA frame it sees. */
+class FlippingProxy extends FrameProxy {
+  flipped = false;
+  protected get done(): boolean {
+    return this.flipped;
+  }
+
+  // After the first frame (the HELLO), corrupt the body of the first DATA-sized frame.
+  protected onFrame(frame: Buffer, index: number): undefined {
+    if (index > 0 && frame.length - FRAME_LENGTH_BYTES >= DATA_BODY_MIN && !this.flipped) {
+      // A bit in the ciphertext of the DATA header: the GCM tag no longer matches.
+      frame[FRAME_LENGTH_BYTES + 3]! ^= 0x10;
+      this.flipped = true;
+    }
+    return undefined;
   }
 }
 
@@ -94,9 +135,7 @@ test('a tampered sealed frame is refused with DECRYPT_FAILED and the connection 
     await bystander.exchange(40_000, 'bystander before');
 
     // Point b's location at the proxy: the client's open (its first data socket) goes through it.
-    const cur = await net.location.lookup(b.id);
-    assert.ok(cur);
-    await net.location.register({ ...cur, redirectorPort: proxyPort, epoch: cur.epoch + 1 });
+    await routeThrough(net, b.id, proxyPort);
 
     const link = await Link.open(h0, a.id, h1, b.id, 80);
     link.write(200_000);
@@ -123,53 +162,23 @@ test('a tampered sealed frame is refused with DECRYPT_FAILED and the connection 
 });
 
 /** A TCP proxy to `target` that sends the first client->server frame with a `len`-byte body twice. */
-class ReplayingProxy {
-  readonly server: Server;
-  readonly sockets = new Set<Socket>();
+class ReplayingProxy extends FrameProxy {
   replayed = false;
-  constructor(target: number, len: number) {
-    this.server = createServer((down) => {
-      const up = netConnect({ host: '127.0.0.1', port: target });
-      this.sockets.add(down).add(up);
-      down.on('error', () => {});
-      up.on('error', () => {});
-      up.on('close', () => down.destroy());
-      down.on('close', () => up.destroy());
-      up.on('data', (c: Buffer) => down.write(c));
-      let pending = Buffer.alloc(0);
-      down.on('data', (chunk: Buffer) => {
-        if (this.replayed) return void up.write(chunk);
-        pending = Buffer.concat([pending, chunk]);
-        let at = 0;
-        while (pending.length - at >= FRAME_LENGTH_BYTES) {
-          const n = pending.readUInt32BE(at);
-          if (pending.length - at < FRAME_LENGTH_BYTES + n) break;
-          const frame = pending.subarray(at, at + FRAME_LENGTH_BYTES + n);
-          up.write(frame);
-          if (n === len && !this.replayed) {
-            this.replayed = true;
-            up.write(Buffer.from(frame));
-          }
-          at += FRAME_LENGTH_BYTES + n;
-        }
-        pending = pending.subarray(at);
-        if (this.replayed && pending.length > 0) {
-          up.write(pending);
-          pending = Buffer.alloc(0);
-        }
-      });
-    });
+  constructor(
+    target: number,
+    private readonly len: number,
+  ) {
+    super(target);
   }
 
-  async listen(): Promise<number> {
-    this.server.listen(0, '127.0.0.1');
-    await once(this.server, 'listening');
-    return (this.server.address() as { port: number }).port;
+  protected get done(): boolean {
+    return this.replayed;
   }
 
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((r) => this.server.close(() => r()));
+  protected onFrame(frame: Buffer): Buffer | undefined {
+    if (frame.length - FRAME_LENGTH_BYTES !== this.len || this.replayed) return undefined;
+    this.replayed = true;
+    return Buffer.from(frame);
   }
 }
 
@@ -184,9 +193,7 @@ test('an in-band SUSPEND replayed on the kept socket is refused with DECRYPT_FAI
     const proxyPort = await proxy.listen();
     const a = await h0.addAgent();
     const b = await h1.addAgent();
-    const cur = await net.location.lookup(b.id);
-    assert.ok(cur);
-    await net.location.register({ ...cur, redirectorPort: proxyPort, epoch: cur.epoch + 1 });
+    await routeThrough(net, b.id, proxyPort);
     const link = await Link.open(h0, a.id, h1, b.id, 90);
     await link.exchange(50_000, 'before');
     await link.a.suspend();

@@ -6,8 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AgentSocket } from '../../src/connection/index.js';
 import type { Host } from '../../src/host/index.js';
-import type { AgentId } from '../../src/identity/index.js';
-import { pattern, Reader, startHosts, waitFor } from '../helpers/harness.js';
+import { connectedPair, dataSocketsOf, delayDataSocket, pattern, Reader, startHosts, waitFor } from '../helpers/harness.js';
 import { tapper } from '../helpers/attacker.js';
 import { MessageType } from '../../src/wire/index.js';
 
@@ -38,14 +37,29 @@ async function settled(a: End, b: End, what: string): Promise<void> {
   assert.ok(a.reader.bytes().equals(pattern(b.seed, 0, b.written)), `${what}: b -> a bytes`);
 }
 
-async function pair(from: Host, fromId: AgentId, to: Host, toId: AgentId): Promise<[End, End]> {
-  const server = to.listen(toId);
-  const acc = server.accept();
-  const c = await from.connect(fromId, toId);
-  const s = await acc;
-  server.close();
-  await waitFor(() => c.state === 'ESTABLISHED' && s.state === 'ESTABLISHED', 5000, 'established');
+/** A new agent on hosts[0] connected to one on hosts[1]: the two ends, ESTABLISHED. */
+async function pair(net: { hosts: Host[] }): Promise<[End, End]> {
+  const [c, s] = await connectedPair(net);
   return [end(c, 1), end(s, 2)];
+}
+
+/**
+ * Drop every datagram of the given types that any tapped control socket would send (a message
+ * type is byte 1 of a datagram); the count of those dropped.
+ */
+function dropDatagrams(tap: ReturnType<typeof tapper>, types: readonly number[]): () => number {
+  let dropped = 0;
+  for (const t of tap.taps) {
+    const send = t.send.bind(t);
+    t.send = (buf: Buffer, port: number, address: string): void => {
+      if (types.includes(buf[1]!)) {
+        dropped++;
+        return;
+      }
+      send(buf, port, address);
+    };
+  }
+  return () => dropped;
 }
 
 const stats = (e: End): { sockets: number; reused: number } => e.sock.endpoint.stats;
@@ -54,8 +68,7 @@ for (const security of [true, false]) {
   test(`a resume after a plain suspend reuses the kept data socket, from either end (security ${security ? 'on' : 'off'})`, { timeout: 30_000 }, async () => {
     const net = await startHosts(2, { security });
     try {
-      const [h0, h1] = net.hosts as [Host, Host];
-      const [a, b] = await pair(h0, (await h0.addAgent()).id, h1, (await h1.addAgent()).id);
+      const [a, b] = await pair(net);
       write(a, 20_000);
       write(b, 30_000);
       await settled(a, b, 'before');
@@ -86,9 +99,8 @@ test('a kept socket that dies while suspended is not reused: the resume dials a 
   const net = await startHosts(2);
   try {
     const [h0, h1] = net.hosts as [Host, Host];
-    const ida = (await h0.addAgent()).id;
-    const idb = (await h1.addAgent()).id;
-    const [a, b] = await pair(h0, ida, h1, idb);
+    const [a, b] = await pair(net);
+    const [ida, idb] = [a.sock.localAgent, b.sock.localAgent];
     write(a, 10_000);
     await settled(a, b, 'before');
     // The kill reaches the kept socket; the peer learns of it from the reset.
@@ -124,10 +136,9 @@ test('a kept socket that dies while suspended is not reused: the resume dials a 
 test('a move never reuses: neither the moved end (nothing kept travels) nor its peer', { timeout: 30_000 }, async () => {
   const net = await startHosts(3);
   try {
-    const [h0, h1, h2] = net.hosts as [Host, Host, Host];
-    const ida = (await h0.addAgent()).id;
-    const idb = (await h1.addAgent()).id;
-    const [a, b] = await pair(h0, ida, h1, idb);
+    const [, h1, h2] = net.hosts as [Host, Host, Host];
+    const [a, b] = await pair(net);
+    const idb = b.sock.localAgent;
     write(a, 10_000);
     write(b, 10_000);
     await settled(a, b, 'before');
@@ -158,8 +169,7 @@ test('a move never reuses: neither the moved end (nothing kept travels) nor its 
 test('crossing resumes after a suspend: both ends end ESTABLISHED on one socket, bytes exactly once', { timeout: 30_000 }, async () => {
   const net = await startHosts(2);
   try {
-    const [h0, h1] = net.hosts as [Host, Host];
-    const [a, b] = await pair(h0, (await h0.addAgent()).id, h1, (await h1.addAgent()).id);
+    const [a, b] = await pair(net);
     for (let i = 0; i < 5; i++) {
       write(a, 3000);
       write(b, 2000);
@@ -179,20 +189,9 @@ test('a user suspend on a live socket goes in-band (SUSPEND frame, the DRAIN ans
   const tap = tapper();
   const net = await startHosts(2, { wrapControlSocket: tap.wrap });
   try {
-    const [h0, h1] = net.hosts as [Host, Host];
-    const [a, b] = await pair(h0, (await h0.addAgent()).id, h1, (await h1.addAgent()).id);
+    const [a, b] = await pair(net);
     // Every SUS datagram either host would send is lost.
-    let dropped = 0;
-    for (const t of tap.taps) {
-      const send = t.send.bind(t);
-      t.send = (buf: Buffer, port: number, address: string): void => {
-        if (buf[1] === MessageType.SUS || buf[1] === MessageType.SUS_ACK) {
-          dropped++;
-          return;
-        }
-        send(buf, port, address);
-      };
-    }
+    const dropped = dropDatagrams(tap, [MessageType.SUS, MessageType.SUS_ACK]);
     write(a, 5000);
     await settled(a, b, 'before');
     for (let i = 0; i < 4; i++) {
@@ -208,7 +207,7 @@ test('a user suspend on a live socket goes in-band (SUSPEND frame, the DRAIN ans
       await s.sock.resumeConnection();
       await settled(a, b, `cycle ${i}`);
     }
-    assert.equal(dropped, 0, 'no SUS or SUS_ACK datagram was sent');
+    assert.equal(dropped(), 0, 'no SUS or SUS_ACK datagram was sent');
     assert.equal(stats(a).reused, 4, 'every resume reused the kept socket');
   } finally {
     await net.close();
@@ -219,20 +218,9 @@ test('a resume on the kept socket goes in-band (RESUME, RESUME_ACK): no RES data
   const tap = tapper();
   const net = await startHosts(2, { wrapControlSocket: tap.wrap });
   try {
-    const [h0, h1] = net.hosts as [Host, Host];
-    const [a, b] = await pair(h0, (await h0.addAgent()).id, h1, (await h1.addAgent()).id);
+    const [a, b] = await pair(net);
     // Every RES / RES_ACK datagram either host would send is lost.
-    let dropped = 0;
-    for (const t of tap.taps) {
-      const send = t.send.bind(t);
-      t.send = (buf: Buffer, port: number, address: string): void => {
-        if (buf[1] === MessageType.RES || buf[1] === MessageType.RES_ACK) {
-          dropped++;
-          return;
-        }
-        send(buf, port, address);
-      };
-    }
+    const dropped = dropDatagrams(tap, [MessageType.RES, MessageType.RES_ACK]);
     for (let i = 0; i < 4; i++) {
       const [s, r] = i % 2 === 0 ? [a, b] : [b, a];
       await s.sock.suspend();
@@ -246,7 +234,7 @@ test('a resume on the kept socket goes in-band (RESUME, RESUME_ACK): no RES data
       assert.ok(ms < 500, `resume took ${ms.toFixed(1)} ms with every RES datagram lost`);
       await settled(a, b, `cycle ${i}`);
     }
-    assert.equal(dropped, 0, 'no RES or RES_ACK datagram was sent');
+    assert.equal(dropped(), 0, 'no RES or RES_ACK datagram was sent');
     assert.deepEqual([stats(a).reused, stats(b).reused], [4, 4]);
   } finally {
     await net.close();
@@ -256,23 +244,14 @@ test('a resume on the kept socket goes in-band (RESUME, RESUME_ACK): no RES data
 test('a RESUME that gets no answer in DRAIN_TIMEOUT_MS falls back to a RES datagram and a new socket, exactly once', { timeout: 30_000 }, async () => {
   const net = await startHosts(2);
   try {
-    const [h0, h1] = net.hosts as [Host, Host];
-    const [a, b] = await pair(h0, (await h0.addAgent()).id, h1, (await h1.addAgent()).id);
+    const [a, b] = await pair(net);
     write(a, 5000);
     await settled(a, b, 'before');
     await a.sock.suspend();
     await waitFor(() => b.sock.state === 'SUSPENDED', 5000, 'peer suspended');
     // b sees its kept socket 1.5 s late (test-only reach into the internals): a's RESUME is
     // unanswered for longer than DRAIN_TIMEOUT_MS (1 s).
-    type Handlers = { frame(f: unknown): void; close(e: unknown): void; writable(): void };
-    const kept = (b.sock.endpoint as unknown as { kept?: { handlers: Handlers } }).kept;
-    assert.ok(kept, 'b keeps the socket');
-    const h = kept.handlers;
-    kept.handlers = {
-      frame: (f) => void setTimeout(() => h.frame(f), 1500),
-      close: (e) => void setTimeout(() => h.close(e), 1500),
-      writable: () => h.writable(),
-    };
+    delayDataSocket(dataSocketsOf(b.sock.endpoint).kept, 1500, 'b keeps the socket');
     write(a, 3000);
     write(b, 2000);
     const t0 = Date.now();
