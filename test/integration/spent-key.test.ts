@@ -7,14 +7,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AgentSocket } from '../../src/connection/index.js';
 import { AEAD_MAX_BLOCKS } from '../../src/identity/index.js';
-import { pattern, Reader, startHosts, waitFor } from '../helpers/harness.js';
+import { connectedPair, dataSocketsOf, pattern, Reader, startHosts, waitFor } from '../helpers/harness.js';
 
 /** Spend the sending key of `sock`'s current data socket (test-only reach into the internals). */
 function spendSendKey(sock: AgentSocket): void {
-  const ds = (sock.endpoint as unknown as { data?: { sealer?: { blocks: number } } }).data;
-  assert.ok(ds?.sealer, 'a sealed data socket is attached');
-  assert.equal(typeof ds.sealer.blocks, 'number');
-  ds.sealer.blocks = AEAD_MAX_BLOCKS;
+  const sealer = (dataSocketsOf(sock.endpoint).data as unknown as { sealer?: { blocks: number } } | undefined)?.sealer;
+  assert.ok(sealer, 'a sealed data socket is attached');
+  assert.equal(typeof sealer.blocks, 'number');
+  sealer.blocks = AEAD_MAX_BLOCKS;
 }
 
 const LABEL = { suspend: 'an in-band SUSPEND', 'peer-suspend': 'the DRAIN that answers the peer\'s SUSPEND', end: 'a FIN' } as const;
@@ -23,12 +23,7 @@ for (const what of ['suspend', 'peer-suspend', 'end'] as const) {
   test(`a session key spent right before ${LABEL[what]}: the socket is replaced and the stream goes on exactly once`, { timeout: 30_000 }, async () => {
     const net = await startHosts(2);
     try {
-      const [h0, h1] = net.hosts;
-      const A = (await h0!.addAgent()).id;
-      const B = (await h1!.addAgent()).id;
-      const accepted = h1!.listen(B).accept();
-      const a = await h0!.connect(A, B);
-      const b = await accepted;
+      const [a, b] = await connectedPair(net);
       const got = new Reader();
       got.attach(b);
       const errors: Error[] = [];
