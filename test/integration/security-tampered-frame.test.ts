@@ -33,7 +33,7 @@ abstract class FrameProxy {
   upstreamClosed = 0;
   constructor(target: number) {
     this.server = createServer((down) => {
-      this.connections++;
+      const conn = ++this.connections;
       const up = netConnect({ host: '127.0.0.1', port: target });
       this.sockets.add(down).add(up);
       down.on('error', () => {});
@@ -57,7 +57,7 @@ abstract class FrameProxy {
           if (pending.length - at < FRAME_LENGTH_BYTES + len) break;
           const frame = pending.subarray(at, at + FRAME_LENGTH_BYTES + len);
           at += frame.length;
-          const extra = this.onFrame(frame, frames++);
+          const extra = this.onFrame(frame, frames++, conn);
           if (extra) {
             up.write(pending.subarray(from, at));
             up.write(extra);
@@ -78,10 +78,10 @@ abstract class FrameProxy {
   protected abstract get done(): boolean;
 
   /**
-   * The `index`th client->server frame of a connection (length prefix + body), which may be
-   * changed in place before it goes on; returns bytes to send right after it, if any.
+   * The `index`th client->server frame of the proxy's `conn`th connection (length prefix + body),
+   * which may be changed in place before it goes on; returns bytes to send right after it, if any.
    */
-  protected abstract onFrame(frame: Buffer, index: number): Buffer | undefined;
+  protected abstract onFrame(frame: Buffer, index: number, conn: number): Buffer | undefined;
 
   async listen(): Promise<number> {
     this.server.listen(0, '127.0.0.1');
@@ -207,6 +207,71 @@ test('an in-band SUSPEND replayed on the kept socket is refused with DECRYPT_FAI
     await link.settle('after the resume');
     assert.equal(link.a.endpoint.stats.reused + link.b.endpoint.stats.reused, 0, 'the refused socket was not reused');
     await link.exchange(20_000, 'after');
+  } finally {
+    await proxy.close();
+    await net.close();
+  }
+});
+
+/**
+ * A TCP proxy to `target` that keeps the first client->server frame with a `len`-byte body from
+ * its first connection, and sends it on its second connection right after that one's next frame.
+ */
+class CarryingProxy extends FrameProxy {
+  kept: Buffer | undefined;
+  carried = false;
+  constructor(
+    target: number,
+    private readonly len: number,
+  ) {
+    super(target);
+  }
+
+  protected get done(): boolean {
+    return this.carried;
+  }
+
+  protected onFrame(frame: Buffer, index: number, conn: number): Buffer | undefined {
+    if (conn === 1 && !this.kept && frame.length - FRAME_LENGTH_BYTES === this.len) this.kept = Buffer.from(frame);
+    if (conn !== 2 || !this.kept || index === 0 || this.carried) return undefined;
+    this.carried = true;
+    return this.kept;
+  }
+}
+
+test("a sealed SUSPEND carried to another connection's socket is refused with DECRYPT_FAILED: that connection heals, the first is untouched", async () => {
+  const log = new MemoryLogger();
+  const net = await startHosts(2, { logger: log });
+  const [h0, h1] = net.hosts as [Host, Host];
+  const proxy = new CarryingProxy(h1.redirectorPort, 25);
+  try {
+    const proxyPort = await proxy.listen();
+    const a = await h0.addAgent();
+    const b = await h1.addAgent();
+    const c = await h0.addAgent();
+    const d = await h1.addAgent();
+    await routeThrough(net, b.id, proxyPort);
+    await routeThrough(net, d.id, proxyPort);
+    // Both connections' first data sockets go through the proxy: a->b is its first, c->d its second.
+    const first = await Link.open(h0, a.id, h1, b.id, 91);
+    const second = await Link.open(h0, c.id, h1, d.id, 92);
+    await first.exchange(20_000, 'first before');
+    await first.a.suspend();
+    await waitFor(() => proxy.kept !== undefined, 5000, "the proxy kept the first connection's SUSPEND");
+    // The second connection's next client frame carries the stolen SUSPEND behind it: sealed under
+    // the first connection's keys, it cannot open under the second's.
+    second.write(30_000);
+    await waitFor(() => proxy.carried, 5000, 'the proxy carried the SUSPEND over');
+    await assertLoggedOnce(log, 'h1', 'FERRY_ERR_DECRYPT_FAILED');
+    // Like any frame that fails AEAD, it costs the second connection its data socket, nothing
+    // more: both ends are ESTABLISHED again with no call from either agent, every byte once.
+    await waitFor(() => second.a.state === 'ESTABLISHED' && second.b.state === 'ESTABLISHED', 8000, 'the second connection healed by itself');
+    await second.settle('the second connection after the refusal', 8000);
+    await second.exchange(20_000, 'second after');
+    // The first connection stays as its owner left it, and resumes when asked.
+    assert.equal(first.a.state, 'SUSPENDED');
+    await first.a.resumeConnection();
+    await first.exchange(20_000, 'first after');
   } finally {
     await proxy.close();
     await net.close();
