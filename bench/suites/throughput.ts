@@ -4,7 +4,7 @@
  * Ferry sealed; then Ferry sealed at 64 KiB while the sending agent moves between hosts.
  *
  * Each trial writes one reused random message until 256 MiB or the time bound, whichever comes
- * first (full: 2 s, median of 5 trials after one untimed warm-up trial of 64 MiB, with 250 ms of
+ * first (full: 2 s, median of 9 trials after one untimed warm-up trial of 64 MiB, with 250 ms of
  * rest after every trial; quick: 32 MiB or 0.25 s, one trial), honouring
  * backpressure, then ends the stream; throughput is bytes received over first write to the
  * receiver's end of stream. Every trial checks that the receiver got exactly the bytes sent.
@@ -58,7 +58,7 @@ function sizeLabel(n: number): string {
 
 /** Run the suite. */
 export async function runThroughput(ctx: BenchContext): Promise<SuiteResult> {
-  const trials = ctx.quick ? 1 : 5;
+  const trials = ctx.quick ? 1 : 9;
   const maxBytes = ctx.quick ? 32 * 1024 * 1024 : MAX_BYTES;
   const ms = ctx.quick ? 250 : 2000;
   const settle = ctx.quick ? 50 : SETTLE_MS;
