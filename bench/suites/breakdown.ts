@@ -73,7 +73,7 @@ export async function runBreakdown(ctx: BenchContext): Promise<SuiteResult> {
   });
 
   // The same agreement with keys already in KeyObject form: what X25519 itself costs, apart
-  // from moving raw 32-byte keys in and out of node:crypto (DER SPKI export and import).
+  // from moving raw 32-byte keys in and out of node:crypto (as JWK).
   const peerKeys = [generateKeyPairSync('x25519'), generateKeyPairSync('x25519')];
   const arithmetic = timeSync(ctx, 'x25519 arithmetic', () => {
     const c = generateKeyPairSync('x25519');
@@ -182,7 +182,7 @@ export async function runBreakdown(ctx: BenchContext): Promise<SuiteResult> {
   rows.push({ id: 'breakdown/control-rtt', system: 'ferry-secure', what: 'control round trip: UDP request/reply (ControlChannel); not part of the in-band open (not in the sum)', unit: 'ms', summary: summarize(control) });
   const ka = rows[0]!.summary!.p50;
   const ar = summarize(arithmetic);
-  rows.push({ id: 'breakdown/x25519-arithmetic', system: 'ferry-secure', what: 'of which X25519 itself: 2 key pairs + 2 agreements on KeyObjects (the rest of key agreement is raw-key DER export/import)', unit: 'ms', summary: ar, note: `raw-key encoding ≈ ${Math.round((ka - ar.p50) * 1000) / 1000} ms of the ${ka} ms` });
+  rows.push({ id: 'breakdown/x25519-arithmetic', system: 'ferry-secure', what: 'of which X25519 itself: 2 key pairs + 2 agreements on KeyObjects (the rest of key agreement is moving raw keys in and out of KeyObjects)', unit: 'ms', summary: ar, note: `raw-key encoding ≈ ${Math.round((ka - ar.p50) * 1000) / 1000} ms of the ${ka} ms` });
   const secure = summarize(totals.secure!);
   const plain = summarize(totals.plain!);
   rows.push({ id: 'breakdown/total-secure', system: 'ferry-secure', what: 'secure open, measured (host.connect)', unit: 'ms', summary: secure });

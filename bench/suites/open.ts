@@ -8,9 +8,9 @@
  * `socket.close()` (FIN acknowledged, CLS, CLS_ACK).
  *
  * "First byte" (open, write one byte at once, until the server application reads it) is
- * stricter for systems whose open resolves before their data path is ready: Ferry's client is
- * ESTABLISHED at CONNECT_ACK while its data socket's HELLO exchange finishes in the background,
- * whereas TCP and TLS carry the byte in their next flight.
+ * stricter for systems whose open resolves before their data path is ready. Ferry's in-band open
+ * resolves on its data socket (the CONNECT_ACK came back on it), so its byte goes in the next
+ * flight, as TCP's and TLS's do.
  *
  * Systems are measured in rounds: each round runs a block of 10 iterations of every system in
  * turn (the first 2 of a block unkept), so that drift in the machine's speed during the run

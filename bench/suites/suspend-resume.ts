@@ -1,7 +1,7 @@
 /**
  * `suspend-resume` (the paper's §4.2): on an open, idle connection, the latency of `suspend()`
- * (SUS, SUS_ACK, drain: resolves SUSPENDED) and of `resumeConnection()` (RES, RES_ACK, a new data
- * socket with HELLO / HELLO_ACK: resolves ESTABLISHED), against what an application without
+ * (an in-band SUSPEND answered by the peer's DRAIN, the socket kept: resolves SUSPENDED) and of
+ * `resumeConnection()` (RESUME / RESUME_ACK on the kept socket: resolves ESTABLISHED), against what an application without
  * suspend/resume would do around a move: close the connection and open a new one. With and
  * without security; both loops run on the same host pair in the same minute.
  */

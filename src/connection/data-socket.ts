@@ -1,6 +1,7 @@
 /**
  * Adapter between one TCP data socket and an endpoint: framing, AEAD sealing, vectored writes,
- * and TCP backpressure. Holds no connection state; a resume or move replaces the whole object.
+ * and TCP backpressure. Holds no connection state: a resume on a new socket or a move replaces the
+ * whole object, and a resume on the socket kept after a suspend rebinds it ({@link DataSocket.reuse}).
  * The socket itself is created by the host (redirector or dial), so this layer never imports
  * `node:net`.
  */

@@ -33,9 +33,8 @@ export type State = (typeof STATES)[number];
  * `socket_ready` is a data socket whose HELLO exchange verified; `socket_lost` is a data socket
  * that died (reset, cut, failed dial); `drained` is a data socket released after a suspend or
  * close; `timeout` is a control request that exhausted its tries or a deadline that passed;
- * `detach` is the host taking the endpoint away for a move; `recv_res_reuse` is a RES that offers
- * the data socket both ends kept after the suspend and that we accept (an in-band RESUME frame on
- * it), `recv_res_ack_reuse` the RESUME_ACK that accepts our RESUME, or the peer's RESUME crossing
+ * `detach` is the host taking the endpoint away for a move; `recv_res_reuse` is the peer's in-band
+ * RESUME frame on the data socket both ends kept after the suspend, which we accept, `recv_res_ack_reuse` the RESUME_ACK that accepts our RESUME, or the peer's RESUME crossing
  * ours (docs/PROTOCOL.md §6.3, "Resume on the kept socket, in-band").
  */
 export const EVENTS = [

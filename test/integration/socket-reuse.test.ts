@@ -1,6 +1,6 @@
 // Scenario: a suspend that is not followed by a move keeps the drained data socket, and the
-// resume carries the stream on it (RES and RES_ACK with REUSE: no new TCP connection, no HELLO),
-// under new keys. A kept socket never delivers while suspended; one that died while kept, a move
+// resume carries the stream on it (in-band RESUME and RESUME_ACK: no new TCP connection, no
+// HELLO), with that socket's keys and frame counters going on. A kept socket never delivers while suspended; one that died while kept, a move
 // of either end, or a declined offer falls back to a new data socket. Every byte exactly once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
