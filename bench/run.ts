@@ -35,9 +35,6 @@ export const SUITES = {
 /** A suite name. */
 export type SuiteName = keyof typeof SUITES;
 
-/** The order suites run in (see {@link runBench}). */
-const RUN_ORDER: readonly SuiteName[] = ['throughput', 'open', 'breakdown', 'suspend-resume', 'migration', 'scale'];
-
 /** Options of {@link runBench} (see `ferry bench --help`). */
 export interface BenchOptions {
   quick: boolean;
@@ -137,11 +134,7 @@ function goals(r: BenchResult): Goal[] {
 export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   const started = Date.now();
   const progress = new Progress(process.stderr, opts.quiet ?? false);
-  // Throughput runs first: the latency suites force full gcs, and after a forced gc V8 keeps its
-  // heap limits at their floor for the rest of the process, which costs every system throughput
-  // (BENCHMARKS.md, Method). The JSON and the report keep the order of SUITES.
-  const wanted = opts.suites ?? (Object.keys(SUITES) as SuiteName[]);
-  const names = RUN_ORDER.filter((n) => wanted.includes(n));
+  const names = opts.suites ?? (Object.keys(SUITES) as SuiteName[]);
   const result: BenchResult = {
     ok: true,
     date: new Date().toISOString(),
@@ -169,7 +162,6 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       progress.done(`[${i + 1}/${names.length}] ${name}: FAILED: ${msg}`);
     }
   }
-  result.suites = Object.fromEntries((Object.keys(SUITES) as SuiteName[]).filter((n) => n in result.suites).map((n) => [n, result.suites[n]]));
   for (const [key, [suite, id]] of Object.entries(RATIO_SOURCES)) {
     const row = findRow(result, id);
     const v = row?.ratio ?? null;
