@@ -20,6 +20,16 @@ export interface DemoOptions {
   verbose: boolean;
 }
 
+/** One direction of one connection, as its two ends saw it. */
+export interface DemoDirection {
+  from: string;
+  to: string;
+  sent: number;
+  delivered: number;
+  /** The writer's digest equals the reader's, and the reader found no byte out of place. */
+  digestsEqual: boolean;
+}
+
 /** The verdict; the `--json` line is exactly this object. */
 export interface DemoResult {
   ok: boolean;
@@ -33,7 +43,7 @@ export interface DemoResult {
   resumeMs: { p50: number; p90: number; max: number };
   security: boolean;
   seconds: number;
-  directions: { from: string; to: string; sent: number; delivered: number; digestsEqual: boolean }[];
+  directions: DemoDirection[];
 }
 
 /** One agent's end: its current host and socket, and the two running digests. */

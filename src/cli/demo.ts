@@ -20,6 +20,7 @@ import { Identity, type AgentId } from '../identity/index.js';
 import { isFerryError } from '../util/index.js';
 import { AdminClient } from './admin.js';
 import { Progress, formatBytes, percentiles } from './progress.js';
+import type { DemoDirection, DemoResult as ConnectionsDemoResult } from './demo-connections.js';
 
 /** Demo options (see `ferry demo --help`). */
 export interface DemoOptions {
@@ -34,39 +35,18 @@ export interface DemoOptions {
   verbose: boolean;
 }
 
-/** One direction of one connection, as its two ends reported it. */
-export interface DemoDirection {
-  from: string;
-  to: string;
-  sent: number;
-  delivered: number;
-  /** The writer's CRC-32 equals the reader's, and the reader found no byte out of place. */
-  digestsEqual: boolean;
-}
-
-/** The verdict; the `--json` line is this object without `directions` and `seconds`. */
-export interface DemoResult {
-  ok: boolean;
-  sent: number;
-  delivered: number;
-  lost: number;
-  duplicated: number;
-  /** Agent moves that committed. */
-  moves: number;
-  /** Move phases in which more than one agent moved at the same moment. */
-  simultaneousMoves: number;
+/**
+ * The verdict: the in-process demo's fields (there `moves` and `simultaneousMoves` count
+ * connection moves, here agent moves that committed and phases with several agents moving at
+ * once; `suspendMs` is the source's detach per move, `resumeMs` the detach to the destination's
+ * commit), and the agents'. The `--json` line is this object without `directions` and `seconds`.
+ */
+export interface DemoResult extends ConnectionsDemoResult {
   /** Moves of two co-located agents as one group (one channel, all or nothing). */
   groupMoves: number;
-  /** The source's detach per move: suspend, drain and checkpoint of every connection. */
-  suspendMs: { p50: number; p90: number; max: number };
-  /** From the detach to the destination's commit, after which the connections resume. */
-  resumeMs: { p50: number; p90: number; max: number };
-  security: boolean;
-  seconds: number;
   agents: number;
   migrations: number;
   rollbacks: number;
-  directions: DemoDirection[];
   /** Why the verdict is FAIL (empty when ok). */
   problems: string[];
 }

@@ -118,21 +118,8 @@ export class DataSocket {
     const body = encodeFrameBody(frame);
     if (!this.sealer) return this.writeParts([lengthPrefix(body.length), body]);
     const prefix = lengthPrefix(body.length + AEAD_TAG);
-    let sealed: Buffer[];
-    try {
-      sealed = this.sealer.sealParts(prefix, [body]);
-    } catch (err) {
-      // The session key is spent (AEAD_MAX_FRAMES / AEAD_MAX_BLOCKS): this socket carries nothing
-      // more. It reads as closed at once and ends after the caller's transition, so the
-      // connection goes on as after any lost socket: a new one, new keys, the stream resent
-      // from the peer's received offset. (DATA frames are caught the same way by the pump.)
-      const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err), { cause: err });
-      this.logger.warn('data_socket_rekey', { code: e.code, frame: frame.type });
-      this.spent = true;
-      queueMicrotask(() => this.finish(e));
-      return false;
-    }
-    return this.writeParts([prefix, ...sealed]);
+    const sealed = this.seal(prefix, [body], frame.type);
+    return sealed !== undefined && this.writeParts([prefix, ...sealed]);
   }
 
   /** Send a DATA frame from slices of the send buffer, in one vectored write. */
@@ -141,7 +128,26 @@ export class DataSocket {
     const header = dataHeader(offset);
     if (!this.sealer) return this.writeParts([lengthPrefix(DATA_HEADER_BYTES + length), header, ...parts]);
     const prefix = lengthPrefix(DATA_HEADER_BYTES + length + AEAD_TAG);
-    return this.writeParts([prefix, ...this.sealer.sealParts(prefix, [header, ...parts])]);
+    const sealed = this.seal(prefix, [header, ...parts], FrameType.DATA);
+    return sealed !== undefined && this.writeParts([prefix, ...sealed]);
+  }
+
+  /**
+   * Seal a frame, or, if the session key is spent (AEAD_MAX_FRAMES / AEAD_MAX_BLOCKS), end the
+   * socket: it reads as closed at once and ends after the caller's transition, so the connection
+   * goes on as after any lost socket, on a new one with new keys, the stream resent from the
+   * peer's received offset.
+   */
+  private seal(prefix: Buffer, parts: Buffer[], type: number): Buffer[] | undefined {
+    try {
+      return this.sealer!.sealParts(prefix, parts);
+    } catch (err) {
+      const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err), { cause: err });
+      this.logger.warn('data_socket_rekey', { code: e.code, frame: type });
+      this.spent = true;
+      queueMicrotask(() => this.finish(e));
+      return undefined;
+    }
   }
 
   private writeParts(parts: Buffer[]): boolean {

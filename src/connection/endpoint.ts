@@ -1119,24 +1119,16 @@ export class Endpoint extends EventEmitter {
   private pump(): void {
     const ds = this.data;
     if (!ds || !ds.open || this.state !== 'ESTABLISHED') return;
-    try {
-      while (!ds.blocked) {
-        const f = this.send.nextFrame(MAX_FRAME_PAYLOAD);
-        if (!f) break;
-        ds.sendData(f.offset, f.parts, f.length);
-      }
-      if (!ds.blocked && this.send.finDue) {
-        ds.send({ type: FrameType.FIN, offset: this.send.fin! });
-        this.send.finSent = true;
-      }
-    } catch (err) {
-      // The AEAD key is spent (FERRY_ERR_LIMIT_EXCEEDED): a new data socket brings new keys, and
-      // the bytes sent under the old one are retransmitted from the peer's received offset.
-      this.log.warn('data_socket_rekey', { code: isFerryError(err) ? err.code : String(err) });
-      this.data = undefined;
-      ds.destroy();
-      this.autoResume = true;
-      this.fireIfDefined('socket_lost');
+    // A socket whose session key runs out stops reading as open and ends itself (DataSocket.seal);
+    // what was framed for it is sent again on the next socket, from the peer's received offset.
+    while (ds.open && !ds.blocked) {
+      const f = this.send.nextFrame(MAX_FRAME_PAYLOAD);
+      if (!f) break;
+      ds.sendData(f.offset, f.parts, f.length);
+    }
+    if (ds.open && !ds.blocked && this.send.finDue) {
+      ds.send({ type: FrameType.FIN, offset: this.send.fin! });
+      this.send.finSent = true;
     }
   }
 

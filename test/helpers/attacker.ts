@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { randomInt } from 'node:crypto';
 import type { AgentSocket } from '../../src/connection/index.js';
 import type { DatagramSocketLike } from '../../src/control/index.js';
@@ -285,4 +285,30 @@ export async function probeRedirector(port: number, bytes: Buffer, ms = 3000): P
 /** Sleep (for "nothing else happens" windows). */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * A TCP listener an attacker names as its redirector in forged messages: a host must never dial
+ * it, and `dialed` says whether one did.
+ */
+export class TcpTrap {
+  readonly dialed: Socket[] = [];
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {
+    server.on('connection', (s) => this.dialed.push(s));
+  }
+
+  static async open(): Promise<TcpTrap> {
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return new TcpTrap(server, (server.address() as { port: number }).port);
+  }
+
+  close(): void {
+    for (const s of this.dialed) s.destroy();
+    this.server.close();
+  }
 }

@@ -85,3 +85,13 @@ export function delayDataSocket(ds: DataSocket | undefined, ms: number, what = '
     writable: () => h.writable(),
   });
 }
+
+/** `p`, or a rejection naming `what` after `ms` (fail, not hang). */
+export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish in ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -5,60 +5,24 @@
 // for other code is refused with a typed error and exit 1.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { issueCredential } from '../../src/agent/index.js';
 import { credentialToText } from '../../src/host/index.js';
 import { Identity } from '../../src/identity/index.js';
 import { allowAll, fixture } from '../helpers/agents.js';
+import { Processes, stop } from '../helpers/processes.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-const children = new Set<ChildProcessWithoutNullStreams>();
+const procs = new Processes();
 const cleanups: Array<() => unknown> = [];
 after(async () => {
-  for (const c of children) c.kill('SIGKILL');
+  procs.killAll();
   for (const f of cleanups.splice(0).reverse()) await f();
 });
 
-/** Start `ferry host ARGS` and wait for its ready line (bounded). */
-async function startHost(args: string[]): Promise<ChildProcessWithoutNullStreams> {
-  const child = spawn(process.execPath, [MAIN, 'host', ...args], { stdio: 'pipe' });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ready line within 10 s; stderr: ${err}`)), 10_000);
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (/^ferry host ready: /m.test(out)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited ${code} before ready; stderr: ${err}`));
-    });
-  });
-  return child;
-}
-
-/** Run a one-shot `ferry ARGS`; resolves with its exit code and output. */
-async function ferry(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: 'pipe' });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, out, err };
-}
+const HOST_READY = /^ferry host ready: /m;
+const ferry = (args: string[]): Promise<{ code: number | null; out: string; err: string }> => procs.run(args);
 
 test('ferry launch on a host run with --policy, ferry migrate to another host process, ferry ls there', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-launch-'));
@@ -73,9 +37,9 @@ test('ferry launch on a host run with --policy, ferry migrate to another host pr
   await writeFile(join(dir, 'agent.key'), agent.seed().toString('hex') + '\n', { mode: 0o600 });
   const a = join(dir, 'a');
   const b = join(dir, 'b');
-  const hostA = await startHost(['--data-dir', a, '--policy', join(dir, 'policy.json')]);
+  const hostA = await procs.start(['host', '--data-dir', a, '--policy', join(dir, 'policy.json')], HOST_READY);
   const factsA = JSON.parse(await readFile(join(a, 'host.json'), 'utf8')) as { rendezvous: string };
-  const hostB = await startHost(['--data-dir', b, '--policy', join(dir, 'policy.json'), '--rendezvous', factsA.rendezvous]);
+  const hostB = await procs.start(['host', '--data-dir', b, '--policy', join(dir, 'policy.json'), '--rendezvous', factsA.rendezvous], HOST_READY);
 
   const refused = await ferry(['launch', join(dir, 'echo.mjs'), '--credential', join(dir, 'other.cred'), '--agent-key', join(dir, 'agent.key'), '--data-dir', a]);
   assert.equal(refused.code, 1, refused.out);
@@ -95,9 +59,5 @@ test('ferry launch on a host run with --policy, ferry migrate to another host pr
     [[agent.id, owner.id]],
   );
 
-  for (const h of [hostB, hostA]) {
-    const exited = once(h, 'exit') as Promise<[number | null]>;
-    h.kill('SIGTERM');
-    assert.equal((await exited)[0], 0);
-  }
+  for (const h of [hostB, hostA]) assert.equal(await stop(h), 0);
 });

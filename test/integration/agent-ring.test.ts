@@ -203,6 +203,23 @@ class Ring {
       }
     });
   }
+
+  /**
+   * The end of a moving ring: `directions` streams exactly once, each member moved as many times
+   * as `moves` says, every move mid-stream by the agents' account and by the bytes written at each
+   * move (`atMove`), and no member left running anywhere.
+   */
+  async checkEnd(directions: number, moves: number[], atMove: number[][]): Promise<void> {
+    const results = await this.results(15_000);
+    assert.equal(this.checkExactlyOnce(results), directions);
+    assert.deepEqual(this.moves, moves);
+    this.checkMidStream();
+    for (const p of atMove) for (const x of p) assert.ok(x > 0 && x < 2 * this.total, `mid-stream at the move: ${x}`);
+    assert.deepEqual(
+      this.net.runtimes.map((r) => r.agentIds()),
+      this.net.runtimes.map(() => []),
+    );
+  }
 }
 
 // Many workers start at once at each round of moves; on a loaded machine a worker may miss a 1 s
@@ -228,16 +245,8 @@ test('two ring agents on different hosts both move at the same moment, three tim
       await ring.moveAtOnce([0, 1], (i) => (i === 0 ? a : b));
     }
     await ring.flowing(128 * 1024, 'after the last moves', { orDone: true });
-    const results = await ring.results(15_000);
-    assert.equal(ring.checkExactlyOnce(results), 4);
-    assert.deepEqual(ring.moves, [3, 3]);
-    ring.checkMidStream();
-    // The connections' view: each move found bytes written and bytes left on every member.
-    for (const p of atMove) for (const x of p) assert.ok(x > 0 && x < 2 * TOTAL, `mid-stream at the move: ${x}`);
-    assert.deepEqual(
-      net.runtimes.map((r) => r.agentIds()),
-      [[], [], []],
-    );
+    // The connections' view too: each move found bytes written and bytes left on every member.
+    await ring.checkEnd(4, [3, 3], atMove);
   } finally {
     await net.close();
   }
@@ -257,15 +266,7 @@ test('a ring of five agents over three hosts, all five moving at once, twice mid
       await ring.moveAtOnce(everyone, (i) => (ring.at[i]! + 1 + ((i + round) % 2)) % 3);
     }
     await ring.flowing(96 * 1024, 'after the last moves', { orDone: true });
-    const results = await ring.results(15_000);
-    assert.equal(ring.checkExactlyOnce(results), 10);
-    assert.deepEqual(ring.moves, [2, 2, 2, 2, 2]);
-    ring.checkMidStream();
-    for (const p of atMove) for (const x of p) assert.ok(x > 0 && x < 2 * TOTAL, `mid-stream at the move: ${x}`);
-    assert.deepEqual(
-      net.runtimes.map((r) => r.agentIds()),
-      [[], [], []],
-    );
+    await ring.checkEnd(10, [2, 2, 2, 2, 2], atMove);
   } finally {
     await net.close();
   }

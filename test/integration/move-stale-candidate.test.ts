@@ -10,16 +10,7 @@ import { Duplex } from 'node:stream';
 import type { AgentSocket } from '../../src/connection/index.js';
 import type { Host } from '../../src/host/index.js';
 import type { Identity } from '../../src/identity/index.js';
-import { pattern, Reader, startHosts, waitFor } from '../helpers/harness.js';
-
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish in ${ms} ms`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import { pattern, Reader, startHosts, waitFor, within } from '../helpers/harness.js';
 
 test('a stale candidate address is not dialed once the peer answers a RES from elsewhere', { timeout: 60_000 }, async () => {
   const net = await startHosts(3, { reconnectLimitMs: 10_000 });

@@ -13,15 +13,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer, type Socket } from 'node:net';
-import { once } from 'node:events';
 import { controlMac } from '../../src/connection/index.js';
 import type { Host } from '../../src/host/index.js';
 import { Identity, connectionKeysFromMaster } from '../../src/identity/index.js';
 import { MemoryLogger } from '../../src/util/index.js';
 import { MessageType, NONCE_BYTES, TYPE_ERROR, decodeConnControl, decodeDatagram, encodeConnControl, type ConnControl } from '../../src/wire/index.js';
 import { startHosts, waitFor } from '../helpers/harness.js';
-import { Attacker, Link, assertLoggedOnce, assertRefused, sleep, splitAddress, tapper } from '../helpers/attacker.js';
+import { assertLoggedOnce, assertRefused, Attacker, Link, sleep, splitAddress, tapper, TcpTrap } from '../helpers/attacker.js';
 
 test('replayed and forged RES from a spoofed address change nothing and are not amplified', async () => {
   const log = new MemoryLogger();
@@ -30,12 +28,8 @@ test('replayed and forged RES from a spoofed address change nothing and are not 
   const attacker = await Attacker.bind();
   const second = await Attacker.bind();
   // The attacker's TCP port, named as redirector in its forged RES: the host must never dial it.
-  const trap = createServer();
-  const dialed: Socket[] = [];
-  trap.on('connection', (s) => dialed.push(s));
-  trap.listen(0, '127.0.0.1');
-  await once(trap, 'listening');
-  const trapPort = (trap.address() as { port: number }).port;
+  const trap = await TcpTrap.open();
+  const trapPort = trap.port;
   try {
     const [h0, h1] = net.hosts as [Host, Host];
     const tap0 = taps[0]!;
@@ -69,7 +63,7 @@ test('replayed and forged RES from a spoofed address change nothing and are not 
     const expectNothingMoved = async (what: string): Promise<void> => {
       await sleep(150);
       assert.deepEqual(server.peer, genuinePeer, `${what}: peer address unchanged`);
-      assert.equal(dialed.length, 0, `${what}: the host never dialed the attacker`);
+      assert.equal(trap.dialed.length, 0, `${what}: the host never dialed the attacker`);
       assert.ok(attacker.bytesIn <= 3 * attacker.bytesOut, `${what}: ${attacker.bytesIn} bytes sent to the attacker for ${attacker.bytesOut} received`);
     };
 
@@ -123,7 +117,6 @@ test('replayed and forged RES from a spoofed address change nothing and are not 
   } finally {
     attacker.close();
     second.close();
-    for (const s of dialed) s.destroy();
     trap.close();
     await net.close();
   }

@@ -25,8 +25,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import { createServer, connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { controlMac, helloMac, signResume } from '../../src/connection/index.js';
 import { Host } from '../../src/host/index.js';
 import { Identity, freshChain, issueDelegation, type ConnectionKeys, type DelegationChain } from '../../src/identity/index.js';
@@ -48,7 +47,7 @@ import {
   type Role,
 } from '../../src/wire/index.js';
 import { startHosts, waitFor } from '../helpers/harness.js';
-import { Attacker, Link, assertLoggedOnce, assertRefused, sleep, splitAddress, tapper, warnings, type Tap } from '../helpers/attacker.js';
+import { assertLoggedOnce, assertRefused, Attacker, Link, sleep, splitAddress, tapper, TcpTrap, type Tap, warnings } from '../helpers/attacker.js';
 
 const HOUR = 3600_000;
 
@@ -152,12 +151,8 @@ test('RES from a new location with no proof, or a forged, expired, misnamed, uns
   const net = await startHosts(3, { logger: log });
   const attacker = await Attacker.bind();
   // The attacker's TCP port, named as redirector in its RES: the host must never dial it.
-  const trap = createServer();
-  const dialed: Socket[] = [];
-  trap.on('connection', (s) => dialed.push(s));
-  trap.listen(0, '127.0.0.1');
-  await once(trap, 'listening');
-  const trapPort = (trap.address() as { port: number }).port;
+  const trap = await TcpTrap.open();
+  const trapPort = trap.port;
   try {
     const [h0, h1, h2] = net.hosts as [Host, Host, Host];
     const a = await h0.addAgent();
@@ -217,7 +212,7 @@ test('RES from a new location with no proof, or a forged, expired, misnamed, uns
       await sleep(60);
       assert.equal(link.a.state, state, `${what}: state`);
       assert.deepEqual(staticEnd.peer, genuinePeer, `${what}: peer address unchanged`);
-      assert.equal(dialed.length, 0, `${what}: the host never dialed the attacker`);
+      assert.equal(trap.dialed.length, 0, `${what}: the host never dialed the attacker`);
       assert.ok(attacker.bytesIn <= 3 * attacker.bytesOut, `${what}: no amplification`);
     };
 
@@ -259,7 +254,6 @@ test('RES from a new location with no proof, or a forged, expired, misnamed, uns
     assert.deepEqual(staticEnd.peer, genuinePeer);
   } finally {
     attacker.close();
-    for (const s of dialed) s.destroy();
     trap.close();
     await net.close();
   }

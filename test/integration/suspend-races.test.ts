@@ -7,17 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AgentSocket } from '../../src/connection/index.js';
 import type { Host } from '../../src/host/index.js';
-import { connectedPair, dataSocketsOf, delayDataSocket, pattern, Reader, startHosts, waitFor } from '../helpers/harness.js';
-
-/** Fail (not hang) after `ms`. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish in ${ms} ms`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import { connectedPair, dataSocketsOf, delayDataSocket, pattern, Reader, startHosts, waitFor, within } from '../helpers/harness.js';
 
 /**
  * A connection from a new agent on hosts[0] (x) to one on hosts[1] (y), ESTABLISHED, each end
