@@ -312,3 +312,10 @@ export class TcpTrap {
     this.server.close();
   }
 }
+
+/** A copy of `b` with bit `bit` of byte `at` flipped (a forger's one-bit change). */
+export function flipBit(b: Buffer, at: number, bit = 0): Buffer {
+  const out = Buffer.from(b);
+  out[at]! ^= 1 << bit;
+  return out;
+}

@@ -33,7 +33,7 @@ import {
   lengthPrefix,
 } from '../../src/wire/index.js';
 import { startHosts } from '../helpers/harness.js';
-import { Link, assertLoggedOnce, probeRedirector, sleep } from '../helpers/attacker.js';
+import { Link, assertLoggedOnce, flipBit, probeRedirector, sleep } from '../helpers/attacker.js';
 
 function frame(body: Buffer): Buffer {
   return Buffer.concat([lengthPrefix(body.length), body]);
@@ -43,12 +43,6 @@ function frame(body: Buffer): Buffer {
 function connectFrame(client: Identity, to: AgentId, secure = true): { body: Buffer; hello: ReturnType<typeof buildConnect> } {
   const hello = buildConnect({ secure, clientHalf: randomBytes(8), client, toAgent: to, redirectorPort: 9, window: 65536, inbandControlPort: 9 });
   return { body: hello.body, hello };
-}
-
-function flipBit(b: Buffer, at: number, bit = 0): Buffer {
-  const out = Buffer.from(b);
-  out[at]! ^= 1 << bit;
-  return out;
 }
 
 /** A raw socket to a redirector that collects the frames it gets back. */

@@ -16,17 +16,11 @@ import { Identity, type AgentId } from '../../src/identity/index.js';
 import { FerryError, MemoryLogger, type ErrorCode } from '../../src/util/index.js';
 import { MessageType, decodeConnect, encodeConnect } from '../../src/wire/index.js';
 import { startHosts } from '../helpers/harness.js';
-import { Attacker, Link, assertLoggedOnce, assertRefused, sleep } from '../helpers/attacker.js';
+import { Attacker, Link, assertLoggedOnce, assertRefused, flipBit, sleep } from '../helpers/attacker.js';
 
 /** A genuine CONNECT body from `client` to `to`, signed when `secure`. */
 function connectBody(client: Identity, to: AgentId, secure = true): Buffer {
   return buildConnect({ secure, clientHalf: randomBytes(8), client, toAgent: to, redirectorPort: 9, window: 65536 }).body;
-}
-
-function flipBit(b: Buffer, at: number, bit = 0): Buffer {
-  const out = Buffer.from(b);
-  out[at]! ^= 1 << bit;
-  return out;
 }
 
 test('forged, mismatched, unsigned and misaddressed CONNECTs are refused with their typed errors', async () => {
