@@ -50,13 +50,11 @@ import {
   fresh,
   helloAckMac,
   helloMac,
-  signResume,
   verifyClientFinished,
   verifyControlMac,
-  verifyResumeProof,
   type ClientHello,
-  type LocationProof,
 } from './handshake.js';
+import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { lookup, rejectionFor, transition, type Event, type State } from './state-machine.js';
 
 /** Where a peer endpoint lives: its host's address, ports, and the location epoch it was seen at. */
@@ -109,8 +107,9 @@ export interface EndpointEnv {
   /** Wall clock (Unix ms) for delegation validity (default Date.now); never the monotonic clock. */
   readonly wallClock?: () => number;
   /**
-   * The proof that this host speaks for `agent` (its delegation chain and host key), sent in a
-   * RES from a new location and in a RES_ACK that is asked for one. Undefined: cannot prove.
+   * The proof that this host speaks for `agent` (its delegation chain, and the host's batch signer
+   * with its key), sent in a RES from a new location and in a RES_ACK that is asked for one.
+   * Undefined: cannot prove.
    */
   locationProof?(agent: AgentId): LocationProof | undefined;
   /** A refusal decided inside the endpoint (a RES_ACK's proof), for the host's counters. */
@@ -1312,22 +1311,36 @@ export class Endpoint extends EventEmitter {
 
   // ------------------------------------------------------------------ suspend / resume / close
 
-  private nextControl(type: ConnControl['type'], extra: { reason?: number; challenge?: Buffer; proof?: LocationProof | undefined; wantProof?: boolean } = {}): { body: Buffer; counter: number } {
+  /**
+   * Our next control request, MAC'd: it takes the next counter, so it must be sent before any
+   * other is built (a RES with a proof is built by the batch signer's flush and sent in the same
+   * synchronous run). `proved`: a proof will follow (the flag is under the MAC).
+   */
+  private controlMessage(type: ConnControl['type'], extra: { reason?: number; challenge?: Buffer; proved?: boolean; wantProof?: boolean } = {}): ConnControl {
     const m = {
       type,
       connectionId: this.connectionId,
       senderRole: this.role,
       counter: ++this.controlCounter,
-      reason: (extra.reason ?? 0) | (extra.proof ? RESUME_FLAG_PROOF : 0) | (extra.wantProof ? RESUME_FLAG_PROOF_WANTED : 0),
+      reason: (extra.reason ?? 0) | (extra.proved ? RESUME_FLAG_PROOF : 0) | (extra.wantProof ? RESUME_FLAG_PROOF_WANTED : 0),
       redirectorPort: type === MessageType.RES ? this.env.redirectorPort : 0,
       challenge: extra.challenge ?? ZERO_CHALLENGE,
     };
-    const msg: ConnControl = { ...m, mac: controlMac(this.keys, m) };
-    if (extra.proof) msg.proof = signResume(msg, extra.proof);
+    return { ...m, mac: controlMac(this.keys, m) };
+  }
+
+  /** The body of a control request; a RES that asks for a proof is padded to pay for it. */
+  private controlBody(msg: ConnControl): Buffer {
     const body = encodeConnControl(msg);
     // Asking for a proof pays for it: the RES_ACK that carries one must stay within 3x (§8.4).
-    const pad = extra.wantProof ? RESUME_PROOF_WANTED_MIN_DATAGRAM - DATAGRAM_HEADER_BYTES - body.length : 0;
-    return { body: pad > 0 ? Buffer.concat([body, Buffer.alloc(pad)]) : body, counter: m.counter };
+    const pad = msg.reason & RESUME_FLAG_PROOF_WANTED ? RESUME_PROOF_WANTED_MIN_DATAGRAM - DATAGRAM_HEADER_BYTES - body.length : 0;
+    return pad > 0 ? Buffer.concat([body, Buffer.alloc(pad)]) : body;
+  }
+
+  /** A SUS or CLS, built and encoded. */
+  private nextControl(type: ConnControl['type'], extra: { reason?: number } = {}): { body: Buffer; counter: number } {
+    const msg = this.controlMessage(type, extra);
+    return { body: this.controlBody(msg), counter: msg.counter };
   }
 
   /** This host's proof for our agent, if it has one that fits a RES (else the peer refuses). */
@@ -1495,7 +1508,31 @@ export class Endpoint extends EventEmitter {
     const wantProof = this.keys !== undefined && (this.askProof || !sameLocation(target, this.proven));
     this.awaitingProof = wantProof;
     const challenge = this.newChallenge();
-    const { body, counter } = this.nextControl(MessageType.RES, { challenge, proof, wantProof });
+    if (!proof) return this.requestRes(round, ac, target, this.controlMessage(MessageType.RES, { challenge, wantProof }));
+    // Proven RES are signed together: one host signature for every RES this host sends in this
+    // turn (PROTOCOL.md §4.4). The message is built at the flush, with its counter, and sent in
+    // the same run, so nothing else of ours can take a counter in between.
+    let res: ConnControl | undefined;
+    proof.signer.enqueue({
+      chain: proof.chain,
+      build: () => {
+        // Cancelled or superseded while waiting for the flush: build nothing.
+        if (round !== this.resRound || this.state !== 'RES_SENT') return undefined;
+        return (res = this.controlMessage(MessageType.RES, { challenge, proved: true, wantProof }));
+      },
+      send: (p) => this.requestRes(round, ac, target, { ...res!, proof: p }),
+      fail: (err) => {
+        this.log.warn('resume_unsent', { code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: String(err) });
+        if (round === this.resRound) this.fireIfDefined('timeout');
+      },
+    });
+  }
+
+  /** Send our RES `msg` (of round `round`) to `target` at once, and act on its answer. */
+  private requestRes(round: number, ac: AbortController, target: PeerLocator, msg: ConnControl): void {
+    const proved = msg.proof !== undefined;
+    const wantProof = (msg.reason & RESUME_FLAG_PROOF_WANTED) !== 0;
+    const body = this.controlBody(msg);
     // While broken, no single RES may outlive the reconnect limit (the backoff of a dead
     // address would otherwise carry the give-up far past it).
     const opts: { signal: AbortSignal; maxTries: number; timeoutMs?: number } = { signal: ac.signal, maxTries: 5 };
@@ -1504,7 +1541,7 @@ export class Endpoint extends EventEmitter {
       .request(addr(target), MessageType.RES, body, opts)
       .then((reply) => {
         if (round !== this.resRound) return;
-        const m = this.checkReply(reply, MessageType.RES_ACK, counter);
+        const m = this.checkReply(reply, MessageType.RES_ACK, msg.counter);
         try {
           this.checkResAckProof(m, target, wantProof);
         } catch (err) {
@@ -1520,7 +1557,7 @@ export class Endpoint extends EventEmitter {
           return;
         }
         // The peer verified our proof before it answered.
-        if (proof) this.mustProve = false;
+        if (proved) this.mustProve = false;
         this.peerChallenge = m.challenge;
         target.redirectorPort = m.redirectorPort;
         // The peer answered from `target`: that is where it is now. A candidate learned from an

@@ -15,8 +15,6 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  encodeChain,
-  verifyChain,
   deriveOpenKeys,
   equalBytes,
   generateEphemeral,
@@ -29,11 +27,9 @@ import {
   type ConnectionKeys,
   type EphemeralKey,
   type SessionKeys,
-  type DelegationChain,
   type Identity,
-  type Representative,
 } from '../identity/index.js';
-import { FerryError, limit } from '../util/index.js';
+import { FerryError } from '../util/index.js';
 import {
   connectAckHead,
   connectSigned,
@@ -43,22 +39,18 @@ import {
   helloAckMacInput,
   helloMacInput,
   connControlMacInput,
-  resumeSigned,
   type Connect,
   type ConnectAck,
   type ConnControl,
   type ConnControlHead,
   type Hello,
   type HelloAck,
-  type ResumeProof,
 } from '../wire/index.js';
 
 const CLIENT_SIG = Buffer.from('ferry/1 client sig');
 const SERVER_SIG = Buffer.from('ferry/1 server sig');
 const SERVER_FIN = Buffer.from('ferry/1 server finished');
 const CLIENT_FIN = Buffer.from('ferry/1 client finished');
-/** Host signature over a RES / RES_ACK (differs from "ferry/1 register" at byte 10, from the rest by byte 8). */
-const RESUME_SIG = Buffer.from('ferry/1 resume');
 const ZERO_MAC = Buffer.alloc(32);
 
 /** The client's view of an open in progress. */
@@ -215,60 +207,4 @@ export function helloAckMac(keys: ConnectionKeys | undefined, a: Omit<HelloAck, 
 /** A fresh random value (nonces, challenges, id halves). */
 export function fresh(n: number): Buffer {
   return randomBytes(n);
-}
-
-/** What a host lends an endpoint to prove that it speaks for the endpoint's agent (docs/DELEGATION.md). */
-export interface LocationProof {
-  /** The host's raw Ed25519 public key: the chain's last subject. */
-  readonly hostKey: Buffer;
-  /** Delegation chain from the agent key to `hostKey`. */
-  readonly chain: DelegationChain;
-  /** Sign with the host key. */
-  sign(message: Buffer): Buffer;
-}
-
-/** The proof for a MAC'd RES / RES_ACK: the host signs the message (head and MAC) and the chain. */
-export function signResume(m: ConnControlHead & { mac: Buffer }, by: LocationProof): ResumeProof {
-  const unsigned = { hostKey: by.hostKey, chain: by.chain };
-  return { ...unsigned, signature: by.sign(Buffer.concat([RESUME_SIG, resumeSigned({ ...m, proof: unsigned })])) };
-}
-
-/** Verified chains, keyed by agent and encoded chain: an agent's connections all present one. */
-const verdicts = new Map<string, { rep: Representative; from: number }>();
-const VERDICT_CACHE_ENTRIES = 1024;
-
-function verifyChainCached(agent: AgentId, chain: DelegationChain, now: number): Representative {
-  const skew = limit('CLOCK_SKEW_MS');
-  const k = `${agent}:${encodeChain(chain).toString('base64')}`;
-  const hit = verdicts.get(k);
-  // A cached verdict still has to hold now: the last link unexpired, no link from the future.
-  if (hit && now >= hit.from && now <= hit.rep.notAfter + skew) return hit.rep;
-  // The root must be the key the AgentId is the hash of (verifyChain checks the hash first).
-  const rep = verifyChain(agent, chain[0]!.issuer, chain, now, { maxLinks: limit('RESUME_PROOF_MAX_LINKS') });
-  if (verdicts.size >= VERDICT_CACHE_ENTRIES) verdicts.delete(verdicts.keys().next().value!);
-  verdicts.set(k, { rep, from: Math.max(...chain.map((c) => c.notBefore)) - skew });
-  return rep;
-}
-
-/**
- * Check the proof carried by a RES / RES_ACK from `peerAgent`: the chain's last subject is the
- * key that signed (FERRY_ERR_RESUME_HOST_MISMATCH), its epoch is not below `minEpoch`, the last
- * one accepted from this peer (FERRY_ERR_STALE_EPOCH), the chain roots in `peerAgent` and holds at
- * wall time `now` (verifyChain's codes), and the host signature verifies (FERRY_ERR_BAD_SIGNATURE).
- * Cheap checks first, as at the rendezvous. Returns who speaks for the peer, and at which epoch.
- */
-export function verifyResumeProof(m: ConnControl, peerAgent: AgentId, minEpoch: number, now: number): Representative {
-  const p = m.proof;
-  if (!p) throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', 'no location proof');
-  const last = p.chain[p.chain.length - 1];
-  if (!last) throw new FerryError('FERRY_ERR_CHAIN_TRUNCATED', 'empty delegation chain');
-  if (!last.subject.equals(p.hostKey)) {
-    throw new FerryError('FERRY_ERR_RESUME_HOST_MISMATCH', `the chain names host ${idOfPublicKey(last.subject)}, the resume is signed by ${idOfPublicKey(p.hostKey)}`);
-  }
-  if (last.epoch < minEpoch) throw new FerryError('FERRY_ERR_STALE_EPOCH', `delegation epoch ${last.epoch} is below ${minEpoch}, the last accepted from this peer`);
-  const rep = verifyChainCached(peerAgent, p.chain, now);
-  if (!verifySignature(p.hostKey, Buffer.concat([RESUME_SIG, resumeSigned({ ...m, proof: p })]), p.signature)) {
-    throw new FerryError('FERRY_ERR_BAD_SIGNATURE', 'the host signature over the resume does not verify');
-  }
-  return rep;
 }

@@ -3,5 +3,6 @@ export * from './state-machine.js';
 export * from './data-path.js';
 export * from './data-socket.js';
 export * from './handshake.js';
+export * from './resume-proof.js';
 export * from './endpoint.js';
 export * from './socket.js';

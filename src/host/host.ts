@@ -8,7 +8,7 @@
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ControlChannel, type ControlMessage, type DatagramSocketLike } from '../control/index.js';
-import { AgentServerSocket, AgentSocket, Endpoint, type EndpointCheckpoint, type EndpointEnv, type LocationProof, type PeerLocator } from '../connection/index.js';
+import { AgentServerSocket, AgentSocket, Endpoint, ResumeSigner, type EndpointCheckpoint, type EndpointEnv, type LocationProof, type PeerLocator } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
 import type { LocationService } from '../location/index.js';
 import { ERRORS, FerryError, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger } from '../util/index.js';
@@ -166,6 +166,8 @@ export class Host {
   private runtime: AgentRuntime | undefined;
   /** Count of refusals by code, for tests and metrics. */
   readonly refusals = new Map<string, number>();
+  /** Signs the location proofs of this host's RES and RES_ACK: one signature per batch (PROTOCOL.md §4.4). */
+  readonly resumeSigner: ResumeSigner;
 
   private constructor(
     readonly identity: Identity,
@@ -182,6 +184,7 @@ export class Host {
     this.opts = opts;
     this.wallClock = opts.wallClock ?? Date.now;
     this.boundIp = ip === '0.0.0.0' || ip === '::' ? undefined : ip;
+    this.resumeSigner = new ResumeSigner(identity.publicRaw, (m) => identity.sign(m));
     const redirectorPort = (redirector.address() as { port: number }).port;
     this.env = {
       clock,
@@ -307,9 +310,10 @@ export class Host {
 
   /**
    * What the endpoints of an agent here send to prove that this host speaks for it (a RES after a
-   * landing, a RES_ACK that is asked for it): the chain issued at publish and the host key. A
-   * chain with less than half its window left (or not yet valid by this clock) is re-issued at the
-   * same epoch: the agent key is at hand, and peers accept an epoch equal to the last they saw.
+   * landing, a RES_ACK that is asked for it): the chain issued at publish and the host's batch
+   * signer (the RES of every agent here in one turn share one signature). A chain with less than
+   * half its window left (or not yet valid by this clock) is re-issued at the same epoch: the
+   * agent key is at hand, and peers accept an epoch equal to the last they saw.
    */
   private locationProof(agentId: AgentId): LocationProof | undefined {
     const a = this.agents.get(agentId);
@@ -317,7 +321,7 @@ export class Host {
     const now = this.wallClock();
     const last = a.chain[a.chain.length - 1]!;
     if (now < last.notBefore || now > last.notAfter - limit('DELEGATION_VALIDITY_MS') / 2) a.chain = freshChain(a.identity, this.identity.publicRaw, a.epoch, now);
-    return { hostKey: this.identity.publicRaw, chain: a.chain, sign: (m) => this.identity.sign(m) };
+    return { chain: a.chain, signer: this.resumeSigner };
   }
 
   private agent(id: AgentId): AgentRecord {

@@ -26,7 +26,7 @@ export const ERRORS = {
   FERRY_ERR_UNKNOWN_TYPE: { wire: 4, by: 'peer', summary: 'A datagram or frame has a type this host does not know.' },
   FERRY_ERR_FRAME_TOO_LARGE: { wire: 5, by: 'peer', summary: 'A frame announces a length above the limit; refused before allocation.' },
   // --- authentication and replay -------------------------------------------------------
-  FERRY_ERR_BAD_SIGNATURE: { wire: 10, by: 'peer', summary: 'A handshake signature does not verify against the claimed identity.' },
+  FERRY_ERR_BAD_SIGNATURE: { wire: 10, by: 'peer', summary: 'A handshake signature does not verify against the claimed identity, or a resume is not in a batch its host signed (location proof, PROTOCOL.md §4.4).' },
   FERRY_ERR_BAD_MAC: { wire: 11, by: 'peer', summary: 'A control message MAC or key confirmation does not verify under the connection key.' },
   FERRY_ERR_REPLAYED_CONTROL: { wire: 12, by: 'peer', summary: 'A SUS/RES/CLS carries a counter at or below one already accepted with a different body.' },
   FERRY_ERR_DECRYPT_FAILED: { wire: 13, by: 'peer', summary: 'A sealed frame failed AEAD authentication (tampered, or wrong key).' },

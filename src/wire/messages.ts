@@ -6,10 +6,10 @@
  * with a per-sender counter that must strictly increase (replay protection).
  * Byte layouts: docs/PROTOCOL.md.
  */
-import { chainSizeBytes, decodeChain, encodeChain, type DelegationChain } from '../identity/index.js';
+import { MERKLE_HASH_BYTES, chainSizeBytes, decodeChain, encodeChain, type DelegationChain } from '../identity/index.js';
 import { FerryError, limit } from '../util/index.js';
 import { Reader, Writer } from './bytes.js';
-import { DATAGRAM_HEADER_BYTES } from './datagram.js';
+import { DATAGRAM_HEADER_BYTES, MAX_DATAGRAM_BODY } from './datagram.js';
 import { CONNECTION_ID_BYTES, FRAME_VERSION, OpenFrameType, NONCE_BYTES, roleFromByte, roleToByte, type Role } from './frames.js';
 
 /** Control message types (the datagram header's `type`). */
@@ -75,19 +75,46 @@ export interface ConnectConfirm {
 export const RESUME_FLAG_PROOF = 0x01;
 /** RES flag: the sender asks the RES_ACK to carry a proof; zero padding pays for it (3x rule). */
 export const RESUME_FLAG_PROOF_WANTED = 0x02;
-/** Smallest RES datagram that may ask for a proof: a third of the largest RES_ACK with one. */
-export const RESUME_PROOF_WANTED_MIN_DATAGRAM = Math.ceil((DATAGRAM_HEADER_BYTES + CONN_CONTROL_BYTES + PUB + chainSizeBytes(limit('RESUME_PROOF_MAX_LINKS')) + SIG) / limit('AMPLIFICATION_FACTOR'));
+/** A proof's batch fields before its path: tree size (u32), leaf index (u32), path length (u8). */
+const BATCH_HEAD = 9;
+/** Bytes of a proof with `links` chain links and an audit path of `depth` hashes. */
+function proofBytes(links: number, depth: number): number {
+  return PUB + chainSizeBytes(links) + BATCH_HEAD + depth * MERKLE_HASH_BYTES + SIG;
+}
+/**
+ * Longest audit path a RES with a `links`-link proof can carry within one datagram (a RES that also
+ * asks for a proof is only padded up to {@link RESUME_PROOF_WANTED_MIN_DATAGRAM}, never beyond
+ * what it already is), at most RESUME_BATCH_MAX_DEPTH: 20 for the 1-link chains hosts send, 0 for 6.
+ */
+export function resumeProofMaxDepth(links: number): number {
+  const room = MAX_DATAGRAM_BODY - CONN_CONTROL_BYTES - proofBytes(links, 0);
+  return Math.max(0, Math.min(limit('RESUME_BATCH_MAX_DEPTH'), Math.floor(room / MERKLE_HASH_BYTES)));
+}
+/**
+ * Smallest RES datagram that may ask for a proof: a third of the largest RES_ACK with one (a
+ * RES_ACK's proof is always a batch of one: no path).
+ */
+export const RESUME_PROOF_WANTED_MIN_DATAGRAM = Math.ceil((DATAGRAM_HEADER_BYTES + CONN_CONTROL_BYTES + proofBytes(limit('RESUME_PROOF_MAX_LINKS'), 0)) / limit('AMPLIFICATION_FACTOR'));
 
 /**
  * Proof that the sender's host speaks for the sender's agent (docs/DELEGATION.md): the host key,
- * a delegation chain from the agent key to it, and the host's Ed25519 signature over
- * {@link resumeSigned}. Carried by a RES or RES_ACK sent from a new location.
+ * a delegation chain from the agent key to it, and the message's place in a batch the host signed
+ * once: the tree size, the leaf index and the audit path from the leaf ("ferry/1 resume" ||
+ * {@link resumeSigned}) to the root (RFC 9162 §2.1), and the host's Ed25519 signature over the
+ * root ({@link resumeRootSigned}). Carried by a RES or RES_ACK sent from a new location; a batch
+ * of one (size 1, index 0, no path) is the same format.
  */
 export interface ResumeProof {
   /** Raw Ed25519 key of the sender's host: must be the chain's last subject. */
   hostKey: Buffer;
   chain: DelegationChain;
-  /** Ed25519 by `hostKey` over "ferry/1 resume" || {@link resumeSigned}. */
+  /** Leaves in the signed tree: 1 to 2^RESUME_BATCH_MAX_DEPTH. */
+  treeSize: number;
+  /** This message's leaf: below `treeSize`. */
+  leafIndex: number;
+  /** Audit path, nearest sibling first: at most RESUME_BATCH_MAX_DEPTH hashes of 32 bytes. */
+  path: Buffer[];
+  /** Ed25519 by `hostKey` over "ferry/1 resume batch" || {@link resumeRootSigned}. */
   signature: Buffer;
 }
 
@@ -322,11 +349,41 @@ function resumeFlags(type: number): number {
 
 
 /**
- * The bytes a resume proof's host signature covers (without its label): every body byte before
- * the signature, that is the 45-byte head, the MAC, the host key and the encoded chain.
+ * A resume message's leaf data in its batch (without its label): the body bytes before the batch
+ * fields, that is the 45-byte head, the MAC, the host key and the encoded chain.
  */
-export function resumeSigned(m: ConnControlHead & { mac: Buffer; proof: Omit<ResumeProof, 'signature'> }): Buffer {
+export function resumeSigned(m: ConnControlHead & { mac: Buffer; proof: Pick<ResumeProof, 'hostKey' | 'chain'> }): Buffer {
   return Buffer.concat([connControlHead(m), fixed(m.mac, MAC, 'mac'), fixed(m.proof.hostKey, PUB, 'hostKey'), encodeChain(m.proof.chain)]);
+}
+
+/** What a batch's host signature covers (without its label): the tree size (u32) and the root. */
+export function resumeRootSigned(treeSize: number, root: Buffer): Buffer {
+  return new Writer().u32(treeSize).fixed(root, MERKLE_HASH_BYTES, 'root').finish();
+}
+
+/** A proof's batch fields: tree size, leaf index, path length and path (bounded as the decoder is). */
+function encodeBatch(p: ResumeProof): Buffer {
+  const depth = limit('RESUME_BATCH_MAX_DEPTH');
+  if (!Number.isInteger(p.treeSize) || p.treeSize < 1 || p.treeSize > 2 ** depth) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `batch of ${p.treeSize}`);
+  if (!Number.isInteger(p.leafIndex) || p.leafIndex < 0 || p.leafIndex >= p.treeSize) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `leaf ${p.leafIndex} of ${p.treeSize}`);
+  if (p.path.length > depth) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `an audit path of ${p.path.length} hashes`);
+  const w = new Writer().u32(p.treeSize).u32(p.leafIndex).u8(p.path.length);
+  for (const h of p.path) w.fixed(h, MERKLE_HASH_BYTES, 'path hash');
+  return w.finish();
+}
+
+/** Read a proof's batch fields, each bound checked before anything past it is read. */
+function decodeBatch(r: Reader): Pick<ResumeProof, 'treeSize' | 'leafIndex' | 'path'> {
+  const depth = limit('RESUME_BATCH_MAX_DEPTH');
+  const treeSize = r.u32('tree size');
+  if (treeSize < 1 || treeSize > 2 ** depth) throw new FerryError(M, `resume batch of ${treeSize} leaves (1 to 2^${depth})`);
+  const leafIndex = r.u32('leaf index');
+  if (leafIndex >= treeSize) throw new FerryError(M, `leaf ${leafIndex} of a batch of ${treeSize}`);
+  const n = r.u8('path length');
+  if (n > depth) throw new FerryError(M, `audit path of ${n} hashes (at most ${depth})`);
+  const path: Buffer[] = [];
+  for (let i = 0; i < n; i++) path.push(Buffer.from(r.bytes(MERKLE_HASH_BYTES, 'path hash')));
+  return { treeSize, leafIndex, path };
 }
 
 /** Encode a SUS/RES/CLS(/_ACK) body. The type byte is repeated inside so the MAC binds it. */
@@ -338,7 +395,7 @@ export function encodeConnControl(m: ConnControl): Buffer {
     if (((m.reason & RESUME_FLAG_PROOF) !== 0) !== (m.proof !== undefined)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'the PROOF flag must match the presence of a proof');
     if (m.proof) {
       if (m.proof.chain.length > limit('RESUME_PROOF_MAX_LINKS')) throw new FerryError('FERRY_ERR_CHAIN_TOO_LONG', `a resume proof carries at most ${limit('RESUME_PROOF_MAX_LINKS')} links, not ${m.proof.chain.length}`);
-      parts.push(fixed(m.proof.hostKey, PUB, 'hostKey'), encodeChain(m.proof.chain), fixed(m.proof.signature, SIG, 'signature'));
+      parts.push(fixed(m.proof.hostKey, PUB, 'hostKey'), encodeChain(m.proof.chain), encodeBatch(m.proof), fixed(m.proof.signature, SIG, 'signature'));
     }
   } else if (m.proof) {
     throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'only RES and RES_ACK carry a proof');
@@ -377,7 +434,8 @@ export function decodeConnControl(body: Buffer, datagramType: number): ConnContr
       const rest = r.rest();
       const chain = decodeChain(rest, 0, { maxLinks: limit('RESUME_PROOF_MAX_LINKS') });
       const tail = new Reader(rest.subarray(chain.bytes), M);
-      m.proof = { hostKey, chain: chain.value, signature: Buffer.from(tail.bytes(SIG, 'proof signature')) };
+      const batch = decodeBatch(tail);
+      m.proof = { hostKey, chain: chain.value, ...batch, signature: Buffer.from(tail.bytes(SIG, 'proof signature')) };
       paddingOf(tail, m);
     } else {
       paddingOf(r, m);

@@ -22,11 +22,17 @@
 //    holds the keys): the impostor's RES_ACK without a proof is refused (RESUME_UNPROVEN, logged
 //    once), and the resume HELLO it dialed ahead of its RES_ACK is held, never attached. When the
 //    real host is found, its RES_ACK proves it and the connection resumes intact.
+// 5. Batch proofs: after a move whose four RES share one signed tree (the peer has its root
+//    cached), a key holder with the whole batch in hand is refused with BAD_SIGNATURE, each once
+//    and logged once: another connection's proof from the batch, this connection's own proof in a
+//    new RES (a leaf not in the tree), and a tree of its own under the batch's signature. The
+//    genuine RES replayed from elsewhere is REPLAYED_CONTROL. Nothing changes, no root is added to
+//    the cache, and all four connections stream on.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
-import { controlMac, helloMac, signResume } from '../../src/connection/index.js';
+import { controlMac, helloMac, resumeRootStats, ResumeSigner, signResume } from '../../src/connection/index.js';
 import { Host } from '../../src/host/index.js';
 import { Identity, freshChain, issueDelegation, type ConnectionKeys, type DelegationChain } from '../../src/identity/index.js';
 import { MemoryLocationTable } from '../../src/location/index.js';
@@ -44,6 +50,7 @@ import {
   encodeDatagram,
   encodeFrame,
   type ConnControl,
+  type ResumeProof,
   type Role,
 } from '../../src/wire/index.js';
 import { startHosts, waitFor } from '../helpers/harness.js';
@@ -55,7 +62,7 @@ const HOUR = 3600_000;
 function craftRes(keys: ConnectionKeys, cid: Buffer, senderRole: Role, counter: number, redirectorPort: number, proof?: { hostKey: Buffer; chain: DelegationChain; signer: Identity }): Buffer {
   const fields = { type: MessageType.RES, connectionId: cid, senderRole, counter, reason: proof ? RESUME_FLAG_PROOF : 0, redirectorPort, challenge: randomBytes(NONCE_BYTES) };
   const m: ConnControl = { ...fields, mac: controlMac(keys, fields) };
-  if (proof) m.proof = signResume(m, { hostKey: proof.hostKey, chain: proof.chain, sign: (x) => proof.signer.sign(x) });
+  if (proof) m.proof = signResume(m, { chain: proof.chain, signer: new ResumeSigner(proof.hostKey, (x) => proof.signer.sign(x)) });
   return encodeConnControl(m);
 }
 
@@ -125,7 +132,11 @@ test('a plain suspend/resume carries no proof; a move proves the new host and re
     assert.ok(proof.chain[0]!.issuer.equals(b.publicRaw));
     assert.ok(proof.chain[0]!.subject.equals(h2.identity.publicRaw));
     assert.equal(proof.chain[0]!.epoch, epoch);
-    assert.equal(fromH2[0]!.bytes, 8 + 77 + 32 + 166 + 64);
+    // b's one connection is a batch of one: size 1, leaf 0, no audit path (9 bytes for the fields).
+    assert.equal(proof.treeSize, 1);
+    assert.equal(proof.leafIndex, 0);
+    assert.equal(proof.path.length, 0);
+    assert.equal(fromH2[0]!.bytes, 8 + 77 + 32 + 166 + 9 + 64);
     // The static end answered without a proof of its own: it did not move.
     assert.ok(sentControl(tap0, MessageType.RES_ACK).every((s) => s.m.proof === undefined && s.bytes === 85));
     await link.exchange(30_000, 'stream continues after the move');
@@ -378,7 +389,7 @@ test('a resume towards a location that cannot prove it speaks for the peer is re
     // The RES asked for a proof and paid for it: the impostor may answer up to 3x as much.
     assert.equal(requests.length, 1);
     assert.equal(requests[0]!.m.reason & RESUME_FLAG_PROOF_WANTED, RESUME_FLAG_PROOF_WANTED);
-    assert.ok(requests[0]!.bytes >= 391, `${requests[0]!.bytes}-byte RES`);
+    assert.ok(requests[0]!.bytes >= 394, `${requests[0]!.bytes}-byte RES`);
     // The impostor's HELLO reached the endpoint and was held for the proof, then dropped: the
     // connection did not resume with it, and the impostor got no HELLO_ACK.
     assert.ok(log.lines.some((l) => l.fields['host'] === 'h0' && l.event === 'resume_hello_parked'), 'the early HELLO was held');
@@ -397,6 +408,91 @@ test('a resume towards a location that cannot prove it speaks for the peer is re
   } finally {
     for (const s of helloSockets) s.destroy();
     impostor.close();
+    await net.close();
+  }
+});
+
+test('a batch proof lifted from another connection, into a new RES, or over a tree of the forger\'s own is refused; the batch itself is not replayable', { timeout: 60_000 }, async () => {
+  const log = new MemoryLogger();
+  const { taps, wrap } = tapper();
+  const net = await startHosts(3, { logger: log, wrapControlSocket: wrap });
+  const attacker = await Attacker.bind();
+  const trap = await TcpTrap.open();
+  try {
+    const [h0, h1, h2] = net.hosts as [Host, Host, Host];
+    const tap2 = taps[2] as Tap;
+    const a = await h0.addAgent();
+    const b = await h1.addAgent();
+    const link = await Link.open(h0, a.id, h1, b.id, 290);
+    // Three more connections of b (b dials them), so its move is a batch of four.
+    const others: Link[] = [];
+    for (let i = 0; i < 3; i++) others.push(await Link.open(h1, b.id, h0, (await h0.addAgent()).id, 300 + 2 * i));
+    await link.exchange(10_000, 'before');
+    const moved = await h1.moveAgent(b.id, h2);
+    for (const sock of moved.sockets) {
+      if (sock.endpoint.connectionId.equals(link.b.endpoint.connectionId)) link.follow('b', sock);
+      else others.find((l) => l.a.endpoint.connectionId.equals(sock.endpoint.connectionId))!.follow('a', sock);
+    }
+    await waitFor(() => [link, ...others].every((l) => l.a.state === 'ESTABLISHED' && l.b.state === 'ESTABLISHED'), 8000, 'all four resumed');
+    for (const l of [link, ...others]) await l.exchange(10_000, 'after the move');
+    // The batch as the forger sees it: four RES from h2, one tree, one signature.
+    const batch = sentControl(tap2, MessageType.RES).filter((s) => s.m.proof);
+    const byCid = new Map(batch.map((s) => [s.m.connectionId.toString('hex'), s]));
+    assert.equal(byCid.size, 4);
+    const own = byCid.get(link.a.endpoint.connectionId.toString('hex'))!;
+    const foreign = byCid.get(others[0]!.b.endpoint.connectionId.toString('hex'))!;
+    assert.equal(own.m.proof!.treeSize, 4);
+    assert.ok(own.m.proof!.signature.equals(foreign.m.proof!.signature), 'one signature for the batch');
+
+    const staticEnd = link.a.endpoint;
+    const keys = staticEnd.keys!;
+    const cid = staticEnd.connectionId;
+    const genuinePeer = { ...staticEnd.peer };
+    const chain = own.m.proof!.chain;
+    /** A fresh RES of ours for this connection, MAC'd with its keys, with the proof `prove` makes for it. */
+    const forge = (counter: number, prove: (m: ConnControl) => ResumeProof): Buffer => {
+      const fields = { type: MessageType.RES, connectionId: cid, senderRole: 'server' as const, counter, reason: RESUME_FLAG_PROOF, redirectorPort: trap.port, challenge: randomBytes(NONCE_BYTES) };
+      const m: ConnControl = { ...fields, mac: controlMac(keys, fields) };
+      return encodeConnControl({ ...m, proof: prove(m) });
+    };
+    // A signer that "signs" with the batch's genuine signature: a tree of the forger's own leaves.
+    const stolen = new ResumeSigner(h2.identity.publicRaw, () => Buffer.from(own.m.proof!.signature));
+    const attacks: { what: string; body: (counter: number) => Buffer }[] = [
+      { what: "another connection's proof from the batch", body: (n) => forge(n, () => foreign.m.proof!) },
+      { what: "this connection's own proof, in a new RES (a leaf not in the tree)", body: (n) => forge(n, () => own.m.proof!) },
+      {
+        what: "a tree of the forger's own, of the batch's size, under the batch's signature",
+        body: (n) => forge(n, (m) => stolen.sign([{ m, chain }, { m: foreign.m, chain }, { m: own.m, chain }, { m: own.m, chain }])[0]!),
+      },
+    ];
+    const checked = resumeRootStats();
+    let counter = 5_000_000;
+    for (const [i, x] of attacks.entries()) {
+      assertRefused(await attacker.request(h0.controlAddress, MessageType.RES, x.body(counter++)), 'FERRY_ERR_BAD_SIGNATURE', 10);
+      assert.equal(h0.refusals.get('FERRY_ERR_BAD_SIGNATURE'), i + 1, `${x.what}: counted once`);
+      await assertLoggedOnce(log, 'h0', 'FERRY_ERR_BAD_SIGNATURE', i + 1);
+      assert.equal(staticEnd.state, 'ESTABLISHED', `${x.what}: state`);
+      assert.deepEqual(staticEnd.peer, genuinePeer, `${x.what}: peer address unchanged`);
+    }
+    assert.equal(resumeRootStats().verified, checked.verified, 'no forged root was accepted into the cache');
+    // The genuine RES, replayed from the attacker's address: caught by the control counter.
+    const genuine = tap2.sentRequests(MessageType.RES).find((s) => {
+      const d = decodeDatagram(s.msg);
+      return decodeConnControl(Buffer.from(d.body), MessageType.RES).connectionId.equals(cid);
+    })!;
+    assertRefused(await attacker.sendRaw(h0.controlAddress, genuine.msg), 'FERRY_ERR_REPLAYED_CONTROL', 12);
+    await sleep(50);
+    assert.equal(trap.dialed.length, 0, 'the host never dialed the forger');
+    assert.ok(attacker.bytesIn <= 3 * attacker.bytesOut, 'no amplification');
+    for (const l of [link, ...others]) await l.exchange(10_000, 'after the forgeries');
+    // The counters the forger used were not recorded: a genuine cycle from the mover works.
+    await link.b.suspend();
+    await link.b.resumeConnection();
+    await link.exchange(10_000, 'a genuine cycle after the forgeries');
+    assert.equal(warnings(log, 'h2', 'FERRY_ERR_BAD_SIGNATURE'), 0);
+  } finally {
+    attacker.close();
+    trap.close();
     await net.close();
   }
 });

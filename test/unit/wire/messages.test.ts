@@ -5,8 +5,10 @@
  * type that disagrees with the datagram's type is MALFORMED_DATAGRAM; every body fits one
  * datagram; the connection-control MAC input covers every field; random input never makes a
  * decoder throw anything but a FerryError. RES / RES_ACK with a location proof (host key,
- * delegation chain, host signature) and RES padding round-trip too; their flags are strict, the
- * proof's chain is bounded by RESUME_PROOF_MAX_LINKS, and the largest proof fits one datagram.
+ * delegation chain, batch fields: tree size, leaf index, audit path; the host signature over the
+ * batch root) and RES padding round-trip too; their flags are strict, the proof's chain is bounded
+ * by RESUME_PROOF_MAX_LINKS and its batch fields by RESUME_BATCH_MAX_DEPTH before anything past
+ * them is read, and the largest proof the signer makes fits one datagram.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +20,7 @@ import {
   RESUME_FLAG_PROOF_WANTED,
   RESUME_PROOF_WANTED_MIN_DATAGRAM,
   connControlMacInput,
+  resumeProofMaxDepth,
   resumeSigned,
   connectAckHead,
   connectSigned,
@@ -474,6 +477,9 @@ const resumeArb = (type: typeof MessageType.RES | typeof MessageType.RES_ACK): f
         base: connControlArb,
         chain: fc.constantFrom(...CHAINS),
         hostKey: fixedBytes(32),
+        treeSize: fc.integer({ min: 1, max: 2 ** 20 }),
+        leafIndex: fc.nat(),
+        path: fc.array(fixedBytes(32), { maxLength: 20 }),
         signature: fixedBytes(64),
         proof: fc.boolean(),
         wanted: type === MessageType.RES ? fc.boolean() : fc.constant(false),
@@ -484,29 +490,38 @@ const resumeArb = (type: typeof MessageType.RES | typeof MessageType.RES_ACK): f
     .filter((x) => x.proof || x.wanted)
     .map((x) => {
       const m: ConnControl = { ...x.base, type, reason: (x.proof ? RESUME_FLAG_PROOF : 0) | (x.wanted ? RESUME_FLAG_PROOF_WANTED : 0) };
-      if (x.proof) m.proof = { hostKey: x.hostKey, chain: x.chain, signature: x.signature };
+      // The codec bounds the batch fields; whether the path fits the tree is the verifier's business.
+      const path = x.path.slice(0, resumeProofMaxDepth(x.chain.length));
+      if (x.proof) m.proof = { hostKey: x.hostKey, chain: x.chain, treeSize: x.treeSize, leafIndex: x.leafIndex % x.treeSize, path, signature: x.signature };
       if (x.wanted) m.padding = x.padding;
       return m;
     });
 
-test('RES / RES_ACK with a proof (and RES padding) round-trip; the proof is host key, chain, signature after the MAC', () => {
+test('RES / RES_ACK with a proof (and RES padding) round-trip; the proof is host key, chain, batch fields, signature after the MAC', () => {
   for (const type of [MessageType.RES, MessageType.RES_ACK] as const) {
     fc.assert(
       fc.property(resumeArb(type), (m) => {
         const body = encodeConnControl(m);
         const links = m.proof ? m.proof.chain.length : 0;
-        assert.equal(body.length, CONN_CONTROL_BYTES + (m.proof ? 32 + 1 + 165 * links + 64 : 0) + (m.padding ?? 0));
+        const depth = m.proof ? m.proof.path.length : 0;
+        assert.equal(body.length, CONN_CONTROL_BYTES + (m.proof ? 32 + 1 + 165 * links + 9 + 32 * depth + 64 : 0) + (m.padding ?? 0));
+        if (m.proof && !m.padding) assert.ok(DATAGRAM_HEADER_BYTES + body.length <= LIMITS.MAX_DATAGRAM_BYTES.value, `${body.length} bytes`);
         const back = decodeConnControl(body, type);
         assert.deepEqual(back, normalised(m));
         assert.deepEqual(encodeConnControl(back), body);
         // The MAC covers the flags: the reason byte is in the MAC input.
         assert.equal(connControlMacInput(m)[11 + 26], m.reason);
         if (m.proof) {
-          // The host signs every byte before its signature.
-          const signed = resumeSigned({ ...m, proof: m.proof });
-          assert.deepEqual(body.subarray(0, signed.length), signed);
-          assert.deepEqual(body.subarray(signed.length, signed.length + 64), m.proof.signature);
-          assert.equal(signed.length + 64 + (m.padding ?? 0), body.length);
+          // The leaf is every byte before the batch fields; then size, index, path length, path.
+          const leaf = resumeSigned({ ...m, proof: m.proof });
+          assert.deepEqual(body.subarray(0, leaf.length), leaf);
+          assert.equal(body.readUInt32BE(leaf.length), m.proof.treeSize);
+          assert.equal(body.readUInt32BE(leaf.length + 4), m.proof.leafIndex);
+          assert.equal(body[leaf.length + 8], depth);
+          const sigAt = leaf.length + 9 + 32 * depth;
+          assert.deepEqual(body.subarray(leaf.length + 9, sigAt), Buffer.concat(m.proof.path));
+          assert.deepEqual(body.subarray(sigAt, sigAt + 64), m.proof.signature);
+          assert.equal(sigAt + 64 + (m.padding ?? 0), body.length);
         }
       }),
       { numRuns: 150 },
@@ -536,31 +551,84 @@ test('RES / RES_ACK flags are strict: unknown bits, a flag without its bytes, no
   assert.throws(() => decodeConnControl(dirty, MessageType.RES), MALFORMED);
   // Padding without PROOF_WANTED (or on a RES_ACK, which never asks) is trailing bytes.
   assert.throws(() => decodeConnControl(Buffer.concat([withFlags(MessageType.RES, 0), Buffer.alloc(1)]), MessageType.RES), MALFORMED);
-  const proved = encodeConnControl({ ...plain, type: MessageType.RES_ACK, reason: RESUME_FLAG_PROOF, proof: { hostKey: Buffer.alloc(32, 1), chain: CHAINS[0]!, signature: Buffer.alloc(64, 2) } });
+  const proved = encodeConnControl({ ...plain, type: MessageType.RES_ACK, reason: RESUME_FLAG_PROOF, proof: batchProof({ hostKey: Buffer.alloc(32, 1), chain: CHAINS[0]!, signature: Buffer.alloc(64, 2), treeSize: 3, leafIndex: 2, path: [Buffer.alloc(32, 3), Buffer.alloc(32, 4)] }) });
   assert.throws(() => decodeConnControl(Buffer.concat([proved, Buffer.alloc(1)]), MessageType.RES_ACK), MALFORMED);
   // Every truncation of a proof is refused (inside the chain with the chain's own code).
   for (let k = CONN_CONTROL_BYTES; k < proved.length; k++) {
     assert.throws(() => decodeConnControl(proved.subarray(0, k), MessageType.RES_ACK), (e: unknown) => isFerryError(e, 'FERRY_ERR_MALFORMED_DATAGRAM') || isFerryError(e, 'FERRY_ERR_MALFORMED_CERTIFICATE'), `cut to ${k}`);
   }
   // SUS and CLS never carry a proof, whatever their reason byte says.
-  assert.throws(() => encodeConnControl({ ...plain, type: MessageType.SUS, proof: { hostKey: Buffer.alloc(32), chain: CHAINS[0]!, signature: Buffer.alloc(64) } }), ferry('FERRY_ERR_INVALID_ARGUMENT'));
+  assert.throws(() => encodeConnControl({ ...plain, type: MessageType.SUS, proof: batchProof({ chain: CHAINS[0]! }) }), ferry('FERRY_ERR_INVALID_ARGUMENT'));
   // The encoder refuses a flag that disagrees with the proof, and padding that was not asked for.
   assert.throws(() => encodeConnControl({ ...plain, reason: RESUME_FLAG_PROOF }), ferry('FERRY_ERR_INVALID_ARGUMENT'));
   assert.throws(() => encodeConnControl({ ...plain, reason: 0, padding: 5 }), ferry('FERRY_ERR_INVALID_ARGUMENT'));
 });
 
+/** A proof with placeholder bytes: a batch of one unless `p` says otherwise. */
+function batchProof(p: Partial<NonNullable<ConnControl['proof']>> & { chain: DelegationChain }): NonNullable<ConnControl['proof']> {
+  return { hostKey: Buffer.alloc(32), treeSize: 1, leafIndex: 0, path: [], signature: Buffer.alloc(64), ...p };
+}
+
 test('a proof carries at most RESUME_PROOF_MAX_LINKS links, and the largest RES_ACK with one is within 3x of a RES that asks', () => {
   const max = LIMITS.RESUME_PROOF_MAX_LINKS.value;
   assert.equal(max, 6);
   const base = { ...fc.sample(connControlArb, 1)[0]!, type: MessageType.RES_ACK, reason: RESUME_FLAG_PROOF } as ConnControl;
-  const largest = encodeConnControl({ ...base, proof: { hostKey: Buffer.alloc(32), chain: chainOf(max), signature: Buffer.alloc(64) } });
-  assert.ok(DATAGRAM_HEADER_BYTES + largest.length <= LIMITS.MAX_DATAGRAM_BYTES.value, `${largest.length} bytes`);
+  // A RES_ACK's proof is always a batch of one (no path): 9 bytes more than a bare signature.
+  const largest = encodeConnControl({ ...base, proof: batchProof({ chain: chainOf(max) }) });
+  assert.equal(DATAGRAM_HEADER_BYTES + largest.length, 1181);
   assert.ok(RESUME_PROOF_WANTED_MIN_DATAGRAM * LIMITS.AMPLIFICATION_FACTOR.value >= DATAGRAM_HEADER_BYTES + largest.length);
-  assert.equal(RESUME_PROOF_WANTED_MIN_DATAGRAM, 391);
+  assert.equal(RESUME_PROOF_WANTED_MIN_DATAGRAM, 394);
   // One more link does not fit a datagram: refused by the encoder, and by the decoder from the count.
   const seven = chainOf(max + 1);
-  assert.throws(() => encodeConnControl({ ...base, proof: { hostKey: Buffer.alloc(32), chain: seven, signature: Buffer.alloc(64) } }), ferry('FERRY_ERR_CHAIN_TOO_LONG'));
+  assert.throws(() => encodeConnControl({ ...base, proof: batchProof({ chain: seven }) }), ferry('FERRY_ERR_CHAIN_TOO_LONG'));
   const tooLong = Buffer.from(largest);
   tooLong[CONN_CONTROL_BYTES + 32] = max + 1;
   assert.throws(() => decodeConnControl(tooLong, MessageType.RES_ACK), ferry('FERRY_ERR_CHAIN_TOO_LONG'));
+});
+
+test('a proof\'s audit path fits the datagram the signer sends it in: 20 levels with a 1-link chain, none with 6 links', () => {
+  assert.equal(LIMITS.RESUME_BATCH_MAX_DEPTH.value, 20);
+  assert.deepEqual([1, 2, 3, 4, 5, 6].map(resumeProofMaxDepth), [20, 20, 16, 10, 5, 0]);
+  const base = { ...fc.sample(connControlArb, 1)[0]!, type: MessageType.RES, reason: RESUME_FLAG_PROOF } as ConnControl;
+  for (let links = 1; links <= 6; links++) {
+    const depth = resumeProofMaxDepth(links);
+    const path = Array.from({ length: depth }, () => Buffer.alloc(32, 7));
+    const body = encodeConnControl({ ...base, proof: batchProof({ chain: chainOf(links), treeSize: 2 ** depth, leafIndex: 2 ** depth - 1, path }) });
+    assert.ok(DATAGRAM_HEADER_BYTES + body.length <= LIMITS.MAX_DATAGRAM_BYTES.value, `${links} links, ${depth} levels: ${body.length} bytes`);
+    // One level more would not fit (unless the depth limit stopped it first).
+    if (depth < 20) assert.ok(DATAGRAM_HEADER_BYTES + body.length + 32 > LIMITS.MAX_DATAGRAM_BYTES.value);
+  }
+  // 1-link proof with the longest path: the largest RES a host sends.
+  const oneLink = encodeConnControl({ ...base, proof: batchProof({ chain: chainOf(1), treeSize: 2 ** 20, leafIndex: 5, path: Array.from({ length: 20 }, () => Buffer.alloc(32)) }) });
+  assert.equal(DATAGRAM_HEADER_BYTES + oneLink.length, 996);
+});
+
+test('the batch fields are bounded before anything past them is read: size 1..2^20, index below size, at most 20 path hashes', () => {
+  const base = { ...fc.sample(connControlArb, 1)[0]!, type: MessageType.RES, reason: RESUME_FLAG_PROOF } as ConnControl;
+  const good = encodeConnControl({ ...base, proof: batchProof({ chain: CHAINS[0]!, treeSize: 5, leafIndex: 4, path: [Buffer.alloc(32, 1), Buffer.alloc(32, 2), Buffer.alloc(32, 3)] }) });
+  const at = CONN_CONTROL_BYTES + 32 + 166; // the batch fields follow the 1-link chain
+  assert.equal(decodeConnControl(good, MessageType.RES).proof!.path.length, 3);
+  const edit = (f: (b: Buffer) => void): Buffer => {
+    const b = Buffer.from(good);
+    f(b);
+    return b;
+  };
+  const refused: [string, Buffer, RegExp][] = [
+    ['tree size 0', edit((b) => b.writeUInt32BE(0, at)), /batch of 0 leaves/],
+    ['tree size 2^20 + 1', edit((b) => b.writeUInt32BE(2 ** 20 + 1, at)), /batch of 1048577 leaves/],
+    ['tree size 2^32 - 1', edit((b) => b.writeUInt32BE(2 ** 32 - 1, at)), /leaves/],
+    ['leaf index = tree size', edit((b) => b.writeUInt32BE(5, at + 4)), /leaf 5 of a batch of 5/],
+    // 255 claimed hashes and only 3 + the signature there: refused for the count, not as truncated.
+    ['path of 255', edit((b) => (b[at + 8] = 255)), /audit path of 255 hashes/],
+    ['path of 21', edit((b) => (b[at + 8] = 21)), /audit path of 21 hashes/],
+    ['path one longer than its bytes', edit((b) => (b[at + 8] = 4)), /truncated/],
+  ];
+  for (const [what, b, msg] of refused) assert.throws(() => decodeConnControl(b, MessageType.RES), (e: unknown) => isFerryError(e, 'FERRY_ERR_MALFORMED_DATAGRAM') && msg.test(e.message), what);
+  // A path one shorter than its bytes leaves 32 bytes where the signature ends: trailing, malformed.
+  assert.throws(() => decodeConnControl(edit((b) => (b[at + 8] = 2)), MessageType.RES), MALFORMED);
+  // 2^20 itself is a legal size; the encoder refuses what the decoder would.
+  assert.equal(decodeConnControl(edit((b) => b.writeUInt32BE(2 ** 20, at)), MessageType.RES).proof!.treeSize, 2 ** 20);
+  for (const p of [{ treeSize: 0 }, { treeSize: 2 ** 20 + 1 }, { treeSize: 4, leafIndex: 4 }, { path: Array.from({ length: 21 }, () => Buffer.alloc(32)) }, { path: [Buffer.alloc(31)] }]) {
+    assert.throws(() => encodeConnControl({ ...base, proof: batchProof({ chain: CHAINS[0]!, ...p }) }), ferry('FERRY_ERR_INVALID_ARGUMENT'), JSON.stringify(p).slice(0, 60));
+  }
 });
