@@ -105,7 +105,10 @@ export interface ControlRequestOptions {
   readonly signal?: AbortSignal;
   /** Sends before failing with `FERRY_ERR_CONTROL_TIMEOUT` (default `CONTROL_MAX_TRIES`). */
   readonly maxTries?: number;
-  /** Fail this many ms after the first send even if tries remain. */
+  /**
+   * Fail this many ms after the call even if tries remain; time queued behind the per-peer
+   * window (`CONTROL_MAX_IN_FLIGHT_PER_PEER`) counts.
+   */
   readonly timeoutMs?: number;
 }
 
@@ -194,7 +197,8 @@ export class ControlChannel {
   }
 
   /**
-   * Send a request to `to` (`ip:port`) and wait for its reply, retransmitting as needed.
+   * Send a request to `to` (`ip:port`) and wait for its reply, retransmitting as needed. When
+   * `CONTROL_MAX_IN_FLIGHT_PER_PEER` requests to `to` are already in flight, it waits its turn.
    * Rejects with `FERRY_ERR_CONTROL_TIMEOUT`, the error the peer replied with,
    * `FERRY_ERR_ABORTED` (signal or {@link close}), `FERRY_ERR_LIMIT_EXCEEDED` or
    * `FERRY_ERR_INVALID_ARGUMENT`.
@@ -215,7 +219,8 @@ export class ControlChannel {
       const onAbort = (): void => {
         if (this.waiters.get(handle.requestId)?.handle !== handle) return;
         this.waiters.delete(handle.requestId);
-        this.core.cancel(handle);
+        const out = this.core.cancel(this.clock.now(), handle);
+        if (out) this.apply(out);
         this.reschedule();
         reject(new FerryError('FERRY_ERR_ABORTED', undefined, { cause: signal?.reason }));
       };
@@ -226,7 +231,7 @@ export class ControlChannel {
         resolve: (r) => (done(), resolve(r)),
         reject: (e) => (done(), reject(e)),
       });
-      this.transmit(send);
+      if (send) this.transmit(send);
       this.reschedule();
     });
   }

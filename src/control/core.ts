@@ -7,6 +7,9 @@
  * - a requester retransmits on a timeout derived from the measured RTT to that peer address
  *   (RFC 6298 SRTT/RTTVAR), backing off exponentially up to a cap, and gives up after a fixed
  *   number of sends;
+ * - at most `maxInFlightPerPeer` requests to one address are in flight at once (CoAP's NSTART,
+ *   RFC 7252 §4.7); the rest wait in a FIFO queue per address and are sent as earlier ones
+ *   complete, so a burst does not outrun the peer's CPU and retransmit itself into a storm;
  * - a responder answers each (address, requestId) once: the handler runs once, later duplicates
  *   get the cached reply datagram, so requests need not be idempotent.
  *
@@ -67,8 +70,10 @@ export interface ControlLimits {
   readonly initialRtoMs: number;
   /** Sends of one request before it fails with `FERRY_ERR_CONTROL_TIMEOUT`. */
   readonly maxTries: number;
-  /** Outstanding outgoing requests. */
+  /** Outstanding outgoing requests, queued or in flight. */
   readonly maxPending: number;
+  /** Requests to one peer address sent and awaiting a reply; more wait in a FIFO queue. */
+  readonly maxInFlightPerPeer: number;
   /** Incoming requests delivered and not yet answered. */
   readonly maxIncoming: number;
   /** Cached replies (and remembered one-way ids) for duplicate suppression. */
@@ -86,6 +91,7 @@ function defaultLimits(): ControlLimits {
     initialRtoMs: limit('CONTROL_INITIAL_RTO_MS'),
     maxTries: limit('CONTROL_MAX_TRIES'),
     maxPending: limit('CONTROL_MAX_PENDING'),
+    maxInFlightPerPeer: limit('CONTROL_MAX_IN_FLIGHT_PER_PEER'),
     maxIncoming: limit('CONTROL_MAX_INCOMING'),
     replyCacheEntries: limit('CONTROL_REPLY_CACHE_ENTRIES'),
     replyCacheTtlMs: limit('CONTROL_REPLY_CACHE_TTL_MS'),
@@ -109,15 +115,29 @@ export interface ControlCoreOptions {
 export interface RequestOptions {
   /** Sends before giving up (default `CONTROL_MAX_TRIES`). */
   readonly maxTries?: number;
-  /** Give up this many ms after the first send even if tries remain. */
+  /**
+   * Give up this many ms after {@link ControlCore.request} even if tries remain. Time spent
+   * queued behind the per-peer window counts, so a queued request can fail without being sent.
+   */
   readonly timeoutMs?: number;
 }
 
 /** Identifies an outgoing request; returned by {@link ControlCore.request}. */
 export interface RequestHandle {
   readonly requestId: number;
-  /** The address it was sent to; only a reply from here completes it. */
+  /** The address it is sent to; only a reply from here completes it. */
   readonly to: string;
+}
+
+/** Result of {@link ControlCore.request}. */
+export interface RequestStart {
+  readonly handle: RequestHandle;
+  /**
+   * The first send, or undefined when the request is queued behind `maxInFlightPerPeer` others
+   * to the same address: it then goes out in the `sends` of a later call (the one that
+   * completes an earlier request).
+   */
+  readonly send: Outgoing | undefined;
 }
 
 /** A request from a peer awaiting {@link ControlCore.reply}; pass this very object back. */
@@ -154,7 +174,7 @@ export type ControlEvent =
   /** A new request refused unanswered because too many are in progress. */
   | { readonly kind: 'dropped'; readonly from: string; readonly requestId: number; readonly error: FerryError };
 
-/** Result of {@link ControlCore.onDatagram} and {@link ControlCore.onTimer}. */
+/** Result of {@link ControlCore.onDatagram}, {@link ControlCore.onTimer} and {@link ControlCore.cancel}. */
 export interface ControlOutput {
   readonly sends: Outgoing[];
   readonly events: ControlEvent[];
@@ -164,6 +184,8 @@ export interface ControlOutput {
 export interface ControlStats {
   /** Datagrams handed out to send, of every kind (first sends, retransmissions, replies). */
   sent: number;
+  /** Requests that had to wait in a per-peer queue (the window was full) before their first send. */
+  queued: number;
   /** Retransmissions of our requests. */
   retransmitted: number;
   /** Datagrams given to {@link ControlCore.onDatagram}. */
@@ -178,7 +200,7 @@ export interface ControlStats {
   unmatchedReplies: number;
   /** Incoming requests dropped because `maxIncoming` were in progress. */
   dropped: number;
-  /** Our requests that failed with `FERRY_ERR_CONTROL_TIMEOUT`. */
+  /** Our requests that failed with `FERRY_ERR_CONTROL_TIMEOUT`, sent or still queued. */
   timeouts: number;
 }
 
@@ -197,15 +219,28 @@ interface Pending {
   readonly handle: RequestHandle;
   readonly datagram: Buffer;
   readonly maxTries: number;
-  /** Absolute give-up time from `timeoutMs`, or Infinity. */
+  /** Absolute give-up time from `timeoutMs` (counted from request()), or Infinity. */
   readonly giveUpAt: number;
-  readonly firstSentAt: number;
+  /** Sends so far; 0 while queued behind the window. */
   tries: number;
+  /** Time of the first send (meaningless while `tries` is 0). */
+  firstSentAt: number;
   /** The wait after the latest send, ms; doubles on every retransmission up to the cap. */
   rto: number;
+  /** When onTimer next looks at it: a retransmission or failure, or `giveUpAt` while queued. */
   deadline: number;
   /** Bumped whenever `deadline` changes, so stale heap entries are recognised. */
   gen: number;
+}
+
+/** The window to one peer address; it exists only while requests to that address are outstanding. */
+interface Flight {
+  /** Requests sent and not yet completed. */
+  inFlight: number;
+  /** Requests never sent, in request() order (Map order is insertion order). */
+  readonly queue: Map<number, Pending>;
+  /** When the latest reply (answer or error) from this address completed a request of ours. */
+  lastReplyAt: number;
 }
 
 interface PeerRtt {
@@ -316,6 +351,7 @@ export class ControlCore {
   private readonly limits: ControlLimits;
   private nextId: number;
   private readonly pending = new Map<number, Pending>();
+  private readonly flights = new Map<string, Flight>();
   private readonly heap = new DeadlineHeap();
   private readonly peers = new Map<string, PeerRtt>();
   /** Insertion order is age order, so the oldest entry is first (eviction and TTL). */
@@ -323,6 +359,7 @@ export class ControlCore {
   private readonly incoming = new Map<string, InProgress>();
   private readonly counters: ControlStats = {
     sent: 0,
+    queued: 0,
     retransmitted: 0,
     received: 0,
     duplicatesAnswered: 0,
@@ -347,9 +384,16 @@ export class ControlCore {
     return this.counters;
   }
 
-  /** Outstanding outgoing requests. */
+  /** Outstanding outgoing requests, queued or in flight. */
   get pendingCount(): number {
     return this.pending.size;
+  }
+
+  /** Outgoing requests waiting behind a full per-peer window, not yet sent. */
+  get queuedCount(): number {
+    let n = 0;
+    for (const f of this.flights.values()) n += f.queue.size;
+    return n;
   }
 
   /** Incoming requests delivered and not yet answered. */
@@ -365,13 +409,14 @@ export class ControlCore {
   }
 
   /**
-   * Start a request: returns its handle and the first datagram to send. Completion arrives later
+   * Start a request: returns its handle and, when the window to `to` has room, the first datagram
+   * to send; otherwise the request is queued and sent by a later call. Completion arrives later
    * as a `reply` or `failed` event carrying the same handle.
    *
    * @throws FerryError `FERRY_ERR_LIMIT_EXCEEDED` when `maxPending` requests are outstanding;
    *   `FERRY_ERR_INVALID_ARGUMENT` for a bad type, body size or option.
    */
-  request(now: number, to: string, type: number, body: Uint8Array, options: RequestOptions = {}): { handle: RequestHandle; send: Outgoing } {
+  request(now: number, to: string, type: number, body: Uint8Array, options: RequestOptions = {}): RequestStart {
     this.expire(now);
     checkType(type);
     const maxTries = options.maxTries === undefined ? this.limits.maxTries : positiveLimit('maxTries', options.maxTries, true);
@@ -382,13 +427,21 @@ export class ControlCore {
     const requestId = this.allocateId();
     const datagram = encodeDatagram({ type, flags: 0, requestId }, body);
     const handle: RequestHandle = { requestId, to };
-    const rto = this.rtoFor(to);
-    const giveUpAt = now + timeoutMs;
-    const p: Pending = { handle, datagram, maxTries, giveUpAt, firstSentAt: now, tries: 1, rto, deadline: Math.min(now + rto, giveUpAt), gen: 0 };
+    const p: Pending = { handle, datagram, maxTries, giveUpAt: now + timeoutMs, tries: 0, firstSentAt: now, rto: 0, deadline: Infinity, gen: 0 };
     this.pending.set(requestId, p);
-    this.heap.push({ at: p.deadline, id: requestId, gen: p.gen });
-    this.counters.sent++;
-    return { handle, send: { to, datagram } };
+    let flight = this.flights.get(to);
+    if (!flight) {
+      flight = { inFlight: 0, queue: new Map(), lastReplyAt: -Infinity };
+      this.flights.set(to, flight);
+    }
+    if (flight.inFlight < this.limits.maxInFlightPerPeer && flight.queue.size === 0) {
+      return { handle, send: this.launch(now, p, flight) };
+    }
+    flight.queue.set(requestId, p);
+    this.counters.queued++;
+    // A queued request still honours its timeoutMs; without one it waits for its turn.
+    if (p.giveUpAt !== Infinity) this.schedule(p, p.giveUpAt);
+    return { handle, send: undefined };
   }
 
   /**
@@ -405,12 +458,18 @@ export class ControlCore {
     return { to, datagram };
   }
 
-  /** Stop retransmitting a request and forget it; no event follows. False if it was not pending. */
-  cancel(handle: RequestHandle): boolean {
+  /**
+   * Stop retransmitting a request (or take it out of its queue) and forget it; no event follows
+   * for it. Its place in the window goes to the next queued request, whose first send is in the
+   * result. Undefined if it was not outstanding.
+   */
+  cancel(now: number, handle: RequestHandle): ControlOutput | undefined {
+    this.expire(now);
     const p = this.pending.get(handle.requestId);
-    if (!p || p.handle !== handle) return false;
-    this.pending.delete(handle.requestId);
-    return true;
+    if (!p || p.handle !== handle) return undefined;
+    const out: ControlOutput = { sends: [], events: [] };
+    this.settle(now, p, out);
+    return out;
   }
 
   /**
@@ -421,6 +480,7 @@ export class ControlCore {
     const events: ControlEvent[] = [];
     for (const p of this.pending.values()) events.push({ kind: 'failed', handle: p.handle, error });
     this.pending.clear();
+    this.flights.clear();
     this.heap.clear();
     this.incoming.clear();
     return events;
@@ -522,7 +582,10 @@ export class ControlCore {
     return this.answer(now, request, TYPE_ERROR, encodeErrorBody(err, room));
   }
 
-  /** Handle the timer: retransmissions and failures due at `now`. */
+  /**
+   * Handle the timer: retransmissions and failures due at `now`, and the first sends of queued
+   * requests that the failures make room for.
+   */
   onTimer(now: number): ControlOutput {
     this.expire(now);
     const out: ControlOutput = { sends: [], events: [] };
@@ -532,19 +595,22 @@ export class ControlCore {
       this.heap.pop();
       const p = this.pending.get(top.id);
       if (!p || p.gen !== top.gen) continue;
+      if (p.tries === 0) {
+        this.failUnsent(p, 'its timeoutMs passed while it was queued behind the window', out);
+        continue;
+      }
       if (p.tries >= p.maxTries || now >= p.giveUpAt) {
-        this.pending.delete(top.id);
         this.counters.timeouts++;
         this.noteBackoff(p);
         const error = new FerryError('FERRY_ERR_CONTROL_TIMEOUT', `no reply from ${p.handle.to} to request ${p.handle.requestId} after ${p.tries} sends`);
         out.events.push({ kind: 'failed', handle: p.handle, error });
+        if (p.tries >= p.maxTries) this.failQueuedIfSilent(p, out);
+        this.settle(now, p, out);
         continue;
       }
       p.tries++;
       p.rto = Math.min(p.rto * 2, this.limits.maxRtoMs);
-      p.deadline = Math.min(now + p.rto, p.giveUpAt);
-      p.gen++;
-      this.heap.push({ at: p.deadline, id: top.id, gen: p.gen });
+      this.schedule(p, Math.min(now + p.rto, p.giveUpAt));
       this.counters.retransmitted++;
       this.counters.sent++;
       out.sends.push({ to: p.handle.to, datagram: p.datagram });
@@ -569,6 +635,85 @@ export class ControlCore {
 
   // --- internals ------------------------------------------------------------------------------
 
+  /** First send of `p`: it joins the window and its RTO timer and try count start now. */
+  private launch(now: number, p: Pending, flight: Flight): Outgoing {
+    flight.inFlight++;
+    p.tries = 1;
+    p.firstSentAt = now;
+    // Taken now, not at request(): a request that waited in the queue starts from the RTT the
+    // requests ahead of it measured.
+    p.rto = this.rtoFor(p.handle.to);
+    this.schedule(p, Math.min(now + p.rto, p.giveUpAt));
+    this.counters.sent++;
+    return { to: p.handle.to, datagram: p.datagram };
+  }
+
+  private schedule(p: Pending, at: number): void {
+    p.deadline = at;
+    p.gen++;
+    this.heap.push({ at, id: p.handle.requestId, gen: p.gen });
+  }
+
+  /**
+   * Forget `p` (answered, failed or cancelled; the caller reports it) and, if it held a place in
+   * the window, give that place to the next queued request. A queued request whose timeoutMs has
+   * passed is failed on the way rather than sent.
+   */
+  private settle(now: number, p: Pending, out: ControlOutput): void {
+    const { requestId, to } = p.handle;
+    this.pending.delete(requestId);
+    const flight = this.flights.get(to);
+    if (!flight) return;
+    if (p.tries === 0) flight.queue.delete(requestId);
+    else flight.inFlight--;
+    while (flight.inFlight < this.limits.maxInFlightPerPeer) {
+      const next = flight.queue.values().next();
+      if (next.done) break;
+      const q = next.value;
+      // Its timer is due but has not run yet (the adapter's timer fires late under load).
+      if (now >= q.giveUpAt) this.failUnsent(q, 'its timeoutMs passed while it was queued behind the window', out);
+      else {
+        flight.queue.delete(q.handle.requestId);
+        out.sends.push(this.launch(now, q, flight));
+      }
+    }
+    if (flight.inFlight === 0 && flight.queue.size === 0) this.flights.delete(to);
+  }
+
+  /**
+   * Head-of-line blocking on a dead peer: `p` has just used up its tries. If its peer sent no
+   * reply at all since `p` was first sent, the peer is silent, not slow, and every request queued
+   * behind `p` would only wait its turn to go through the same retry schedule into the same
+   * silence: 1000 queued requests behind a window of W would take 1000/W whole schedules to fail,
+   * where without a window they would all have failed together after one. So the queued requests
+   * fail now, as they would have then. A peer that answers anything (even an error, to any of our
+   * requests) is alive, and its queue is left alone: slow is not dead.
+   *
+   * Only queued requests whose own `maxTries` is no more than the sends `p` made are failed: a
+   * request with a short schedule (a one-try CLS to a peer already given up on) is weak evidence,
+   * and must not fail a more patient request queued behind it, which keeps its place.
+   */
+  private failQueuedIfSilent(p: Pending, out: ControlOutput): void {
+    const flight = this.flights.get(p.handle.to);
+    if (!flight || flight.lastReplyAt > p.firstSentAt) return;
+    for (const q of flight.queue.values()) {
+      if (q.maxTries <= p.tries) this.failUnsent(q, `the peer is silent: request ${p.handle.requestId} got no reply to ${p.tries} sends`, out);
+    }
+  }
+
+  /**
+   * Fail a queued request that was never sent. Its flight is not deleted here: a request is
+   * queued only while the window is full, so the flight still has requests in flight (and
+   * {@link settle}, which may empty one, deletes it itself).
+   */
+  private failUnsent(q: Pending, why: string, out: ControlOutput): void {
+    this.pending.delete(q.handle.requestId);
+    this.flights.get(q.handle.to)?.queue.delete(q.handle.requestId);
+    this.counters.timeouts++;
+    const error = new FerryError('FERRY_ERR_CONTROL_TIMEOUT', `request ${q.handle.requestId} to ${q.handle.to} was not sent: ${why}`);
+    out.events.push({ kind: 'failed', handle: q.handle, error });
+  }
+
   private allocateId(): number {
     // Skipping ids still outstanding keeps replies unambiguous even after a wrap; with at most
     // maxPending outstanding this loop is short.
@@ -580,7 +725,8 @@ export class ControlCore {
 
   private onReply(now: number, from: string, type: number, requestId: number, body: Buffer, out: ControlOutput): void {
     const p = this.pending.get(requestId);
-    if (!p || p.handle.to !== from) {
+    // A queued request was never sent, so nothing can be a reply to it.
+    if (!p || p.handle.to !== from || p.tries === 0) {
       this.counters.unmatchedReplies++;
       out.events.push({ kind: 'unmatched-reply', from, requestId, type });
       return;
@@ -596,10 +742,12 @@ export class ControlCore {
         return;
       }
     }
-    this.pending.delete(requestId);
     if (p.tries === 1) this.sample(from, now - p.firstSentAt);
     else this.noteBackoff(p); // Karn: a reply to a retransmitted request is an ambiguous sample.
+    const flight = this.flights.get(from);
+    if (flight) flight.lastReplyAt = now;
     out.events.push(error ? { kind: 'failed', handle: p.handle, error } : { kind: 'reply', handle: p.handle, type, body });
+    this.settle(now, p, out);
   }
 
   private answer(now: number, request: IncomingRequest, type: number, body: Uint8Array): Outgoing | undefined {

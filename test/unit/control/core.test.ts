@@ -73,6 +73,7 @@ describe('ControlCore: requester', () => {
     const clock = new ManualClock();
     const c = core();
     const { handle, send } = c.request(clock.now(), SERVER, 1, Buffer.from('ping'));
+    assert.ok(send, 'an empty window sends at once');
     assert.equal(send.to, SERVER);
     const run = drive(c, clock, 60_000);
     // 100, 200, 400, 800, then the 1000 ms cap; eight sends in all (CONTROL_MAX_TRIES).
@@ -116,7 +117,7 @@ describe('ControlCore: requester', () => {
     // The timeout leaves its backed-off RTO (400 ms) for the next request to that peer.
     const again = c.request(clock.now(), SERVER, 1, Buffer.alloc(0));
     assert.equal(c.nextDeadline(), clock.now() + 400);
-    c.cancel(again.handle);
+    c.cancel(clock.now(), again.handle);
 
     const start = clock.now();
     c.request(start, OTHER, 1, Buffer.alloc(0), { timeoutMs: 250 });
@@ -209,7 +210,7 @@ describe('ControlCore: requester', () => {
     for (let i = 0; i < 4096; i++) handles.push(c.request(0, SERVER, 1, Buffer.alloc(0)).handle);
     throwsCode(() => c.request(0, SERVER, 1, Buffer.alloc(0)), 'FERRY_ERR_LIMIT_EXCEEDED');
     assert.equal(c.pendingCount, 4096);
-    assert.ok(c.cancel(handles[0] as never));
+    assert.ok(c.cancel(0, handles[0] as never));
     c.request(0, SERVER, 1, Buffer.alloc(0));
     throwsCode(() => c.request(0, SERVER, 1, Buffer.alloc(0)), 'FERRY_ERR_LIMIT_EXCEEDED');
   });
@@ -218,8 +219,8 @@ describe('ControlCore: requester', () => {
     const clock = new ManualClock();
     const c = core();
     const r = c.request(0, SERVER, 1, Buffer.alloc(0));
-    assert.equal(c.cancel(r.handle), true);
-    assert.equal(c.cancel(r.handle), false);
+    assert.deepEqual(c.cancel(0, r.handle), { sends: [], events: [] });
+    assert.equal(c.cancel(0, r.handle), undefined);
     assert.equal(c.nextDeadline(), undefined);
     const run = drive(c, clock, 1e6);
     assert.equal(run.sends.length + run.events.length, 0);
@@ -416,9 +417,10 @@ describe('ControlCore: simulated lossy network', () => {
         fc.double({ min: 0, max: 0.5, noNaN: true }),
         fc.double({ min: 0, max: 0.5, noNaN: true }),
         fc.integer({ min: 1, max: 30 }),
-        (seed, drop, dup, n) => {
+        fc.integer({ min: 1, max: 8 }),
+        (seed, drop, dup, n, window) => {
           const rnd = seededRandom(seed);
-          const client = core({ maxTries: 30 }, rnd);
+          const client = core({ maxTries: 30, maxInFlightPerPeer: window }, rnd);
           const server = core({}, rnd);
           const net: InFlight[] = [];
           let seq = 0;
@@ -435,7 +437,8 @@ describe('ControlCore: simulated lossy network', () => {
           for (let i = 0; i < n; i++) {
             const r = client.request(now, SERVER, 1, Buffer.from(`q${i}`));
             bodyOf.set(r.handle.requestId, `q${i}`);
-            transmit('server', r.send.datagram);
+            if (r.send) transmit('server', r.send.datagram);
+            assert.equal(r.send === undefined, i >= window, 'the first `window` go out at once, the rest queue');
           }
           for (let step = 0; step < 100_000; step++) {
             // Answer one request in progress now and then, so duplicates meet both states.
@@ -461,7 +464,9 @@ describe('ControlCore: simulated lossy network', () => {
                   inProgress.push(e.request);
                 }
               } else {
-                for (const e of client.onDatagram(now, SERVER, d.bytes).events) {
+                const out = client.onDatagram(now, SERVER, d.bytes);
+                for (const s of out.sends) transmit('server', s.datagram);
+                for (const e of out.events) {
                   if (e.kind !== 'reply' && e.kind !== 'failed') continue;
                   const id = e.handle.requestId;
                   assert.equal(outcome.has(id), false, 'completed twice');
@@ -478,6 +483,7 @@ describe('ControlCore: simulated lossy network', () => {
                 outcome.set(e.handle.requestId, e.error.code);
               }
             }
+            assert.ok(client.pendingCount - client.queuedCount <= window, 'never more than the window in flight');
           }
           assert.equal(outcome.size, n, 'every request completed');
           for (const [id, result] of outcome) {
