@@ -50,7 +50,7 @@ export const ERRORS = {
   FERRY_ERR_MIGRATION_ROLLED_BACK: { wire: 0, by: 'peer', summary: 'A migration failed before the destination committed; the agent runs on at the source (see the cause).' },
   FERRY_ERR_SOCKET_MOVED: { wire: 0, by: 'local', summary: 'This socket object was detached for a move; use the socket on the destination host.' },
   // --- time and limits ---------------------------------------------------------------
-  FERRY_ERR_CONTROL_TIMEOUT: { wire: 0, by: 'peer', summary: 'A control request exhausted its retransmissions without a reply.' },
+  FERRY_ERR_CONTROL_TIMEOUT: { wire: 0, by: 'peer', summary: 'A control request got no reply within its retransmissions or its timeoutMs; one queued behind the per-peer window can fail unsent, at its timeoutMs or when its peer is silent (PROTOCOL.md §3.3).' },
   FERRY_ERR_PEER_UNREACHABLE: { wire: 0, by: 'peer', summary: 'The peer stayed unreachable past the reconnect limit (the connection is closed), or an open could not reach its host\'s redirector.' },
   FERRY_ERR_HANDSHAKE_TIMEOUT: { wire: 0, by: 'peer', summary: 'An open did not complete (CONNECT_ACK, or control reply and data socket) within its limit.' },
   FERRY_ERR_LIMIT_EXCEEDED: { wire: 40, by: 'local', summary: 'A table or queue reached its finite limit (see docs/LIMITS.md).' },
