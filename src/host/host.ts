@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { decodeChain, encodeChain, freshChain, parseId, verifyChain, type DelegationChain } from '../identity/index.js';
 import { MigrationStep } from '../wire/index.js';
 import { MigrationChannel, isMigrationHello } from './migration.js';
+import { SourceRoutes } from './source-routes.js';
 import type { AgentLanding, AgentRuntime, OutgoingAgent } from './runtime.js';
 
 /** Options for {@link Host.start}. */
@@ -160,6 +161,8 @@ export class Host {
   private pendingHandoffs = 0;
   /** The address dials leave from: the one both ports are bound to (none for a wildcard). */
   private readonly boundIp: string | undefined;
+  /** Which destinations the kernel dials from `boundIp` by itself (no bind needed). */
+  private readonly routes: SourceRoutes | undefined;
   private readonly env: EndpointEnv;
   private closed = false;
   /** The agent runtime of this host, if any (admits and lands agents with code). */
@@ -184,6 +187,7 @@ export class Host {
     this.opts = opts;
     this.wallClock = opts.wallClock ?? Date.now;
     this.boundIp = ip === '0.0.0.0' || ip === '::' ? undefined : ip;
+    this.routes = this.boundIp ? new SourceRoutes(this.boundIp, clock) : undefined;
     this.resumeSigner = new ResumeSigner(identity.publicRaw, (m) => identity.sign(m));
     const redirectorPort = (redirector.address() as { port: number }).port;
     this.env = {
@@ -200,8 +204,9 @@ export class Host {
       oneway: (to, type, body) => this.control.send(to, type, body),
       dial: (ip, port) => {
         // From this host's own address, so that a peer that reads our IP off the TCP socket (the
-        // in-band open) reaches our control port there too.
-        const s = netConnect({ host: ip, port, noDelay: true, ...(this.boundIp ? { localAddress: this.boundIp } : {}) });
+        // in-band open) reaches our control port there too. Bound only when the kernel would not
+        // pick that address itself: binding first costs a search for a free port (SourceRoutes).
+        const s = netConnect({ host: ip, port, noDelay: true, ...(this.routes?.mustBind(ip) ? { localAddress: this.boundIp } : {}) });
         s.on('error', () => {});
         return s;
       },
