@@ -15,6 +15,7 @@ import {
   type Outgoing,
 } from '../../../src/control/index.js';
 import { seededRandom } from '../../../src/testing/index.js';
+import { drive } from '../../helpers/control.js';
 
 const CLIENT = '10.0.0.1:1000';
 const SERVER = '10.0.0.9:9000';
@@ -26,21 +27,6 @@ function core(limits?: Partial<ControlLimits>, random: () => number = () => 0.5)
 
 function throwsCode(fn: () => unknown, code: ErrorCode): void {
   assert.throws(fn, (err: unknown) => isFerryError(err, code));
-}
-
-/** Run the core's timer as an adapter would, until `until`; returns what it sent and reported. */
-function drive(c: ControlCore, clock: ManualClock, until: number): { sends: { at: number; out: Outgoing }[]; events: { at: number; ev: ControlEvent }[] } {
-  const sends: { at: number; out: Outgoing }[] = [];
-  const events: { at: number; ev: ControlEvent }[] = [];
-  for (;;) {
-    const d = c.nextDeadline();
-    if (d === undefined || d > until) break;
-    clock.advance(d - clock.now());
-    const out = c.onTimer(clock.now());
-    for (const s of out.sends) sends.push({ at: clock.now(), out: s });
-    for (const e of out.events) events.push({ at: clock.now(), ev: e });
-  }
-  return { sends, events };
 }
 
 /** A reply datagram for request `requestId`, as the server would send it. */

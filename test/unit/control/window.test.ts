@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { FerryError, LIMITS, ManualClock } from '../../../src/util/index.js';
 import { FLAG_REPLY, TYPE_ERROR, decodeDatagram, encodeDatagram, encodeErrorBody } from '../../../src/wire/index.js';
 import { ControlCore, type ControlEvent, type ControlLimits, type ControlOutput, type IncomingRequest, type Outgoing, type RequestHandle } from '../../../src/control/index.js';
+import { drive } from '../../helpers/control.js';
 
 const SERVER = '10.0.0.9:9000';
 const OTHER = '10.0.0.66:9000';
@@ -36,22 +37,6 @@ function burst(c: ControlCore, now: number, to: string, n: number, options?: { m
     if (r.send) sends.push(r.send);
   }
   return { handles, sends };
-}
-
-/** Run the timer as an adapter would until `until`, collecting everything. */
-function drive(c: ControlCore, clock: ManualClock, until: number): { sends: { at: number; out: Outgoing }[]; events: { at: number; ev: ControlEvent }[] } {
-  const sends: { at: number; out: Outgoing }[] = [];
-  const events: { at: number; ev: ControlEvent }[] = [];
-  for (;;) {
-    const d = c.nextDeadline();
-    if (d === undefined || d > until) break;
-    clock.advance(d - clock.now());
-    const out = c.onTimer(clock.now());
-    for (const s of out.sends) sends.push({ at: clock.now(), out: s });
-    for (const e of out.events) events.push({ at: clock.now(), ev: e });
-  }
-  clock.advance(Math.max(0, until - clock.now()));
-  return { sends, events };
 }
 
 function failedIds(events: ControlEvent[]): number[] {
@@ -91,7 +76,7 @@ describe('ControlCore: per-peer window', () => {
     // Each went out with the RTO measured by then, not the initial 100 ms from request(): ids[2]
     // at 10 after one sample (10 + 4·5 = 30), ids[3] at 12 after two (SRTT 10.25, RTTVAR 4.25).
     clock.advance(12);
-    const run = drive(c, clock, 40);
+    const run = drive(c, clock, 40, true);
     assert.deepEqual(
       run.sends.map((s) => [s.at, idOf(s.out)]),
       [
@@ -108,7 +93,7 @@ describe('ControlCore: per-peer window', () => {
     const queued = c.request(0, SERVER, 1, Buffer.alloc(0), { timeoutMs: 50 });
     assert.equal(queued.send, undefined);
     assert.equal(c.nextDeadline(), 50, 'the queued request has a deadline at its timeoutMs');
-    const run = drive(c, clock, 60);
+    const run = drive(c, clock, 60, true);
     assert.deepEqual(run.sends, []);
     assert.equal(run.events.length, 1);
     const ev = run.events[0]!;
@@ -179,7 +164,7 @@ describe('ControlCore: per-peer window', () => {
     const { handles } = burst(c, 0, SERVER, 10, { maxTries: 3 });
     // A more patient request queued behind them keeps its place and goes out instead.
     const patient = c.request(0, SERVER, 1, Buffer.alloc(0), { maxTries: 4 });
-    const run = drive(c, clock, 700);
+    const run = drive(c, clock, 700, true);
     // Sends at 0, 100 and 300; the two in flight give up at 700, and so does everything queued
     // with no more patience than theirs, never sent: not 5 more schedules of 700 ms each.
     assert.deepEqual(run.sends.map((s) => s.at), [100, 100, 300, 300, 700]);
@@ -200,10 +185,10 @@ describe('ControlCore: per-peer window', () => {
     const [q1, q2] = handles as [RequestHandle, RequestHandle];
     // The peer is slow: it answers b (with an error: still an answer) only at 650, after two
     // retransmissions. a is never answered and gives up at 700.
-    drive(c, clock, 650);
+    drive(c, clock, 650, true);
     const err = encodeDatagram({ type: TYPE_ERROR, flags: FLAG_REPLY, requestId: b.handle.requestId }, encodeErrorBody(new FerryError('FERRY_ERR_UNKNOWN_AGENT')));
     assert.deepEqual(c.onDatagram(650, SERVER, err).sends.map(idOf), [q1.requestId]);
-    const run = drive(c, clock, 700);
+    const run = drive(c, clock, 700, true);
     // a heard nothing itself, but its peer answered after a was sent: q2 takes a's place.
     assert.deepEqual(failedIds(run.events.map((e) => e.ev)), [a.handle.requestId]);
     assert.deepEqual(run.sends.map((s) => [s.at, idOf(s.out)]), [[700, q2.requestId]]);
@@ -215,7 +200,7 @@ describe('ControlCore: per-peer window', () => {
     const c = core({ maxInFlightPerPeer: 1 });
     c.request(0, SERVER, 1, Buffer.alloc(0), { maxTries: 1 });
     const behind = c.request(0, SERVER, 1, Buffer.alloc(0), { maxTries: 4 });
-    const run = drive(c, clock, 100);
+    const run = drive(c, clock, 100, true);
     assert.deepEqual(run.sends.map((s) => [s.at, idOf(s.out)]), [[100, behind.handle.requestId]]);
     assert.equal(failedIds(run.events.map((e) => e.ev)).length, 1);
   });
