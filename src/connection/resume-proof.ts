@@ -113,6 +113,17 @@ export class ResumeSigner {
   }
 
   private flush(): void {
+    // A fail() that throws (a user's 'state' listener) must not strand the rest of the batch:
+    // every RES built here has taken its counter and is either sent or failed; the first such
+    // error is thrown once the batch is done.
+    let thrown: { err: unknown } | undefined;
+    const fail = (p: PendingResume, err: unknown): void => {
+      try {
+        p.fail(err);
+      } catch (e) {
+        thrown ??= { err: e };
+      }
+    };
     const pending = this.queue;
     this.queue = []; // a RES enqueued from inside the flush goes to the next one
     const built: { p: PendingResume; m: ConnControlHead & { mac: Buffer } }[] = [];
@@ -121,22 +132,26 @@ export class ResumeSigner {
         const m = p.build();
         if (m) built.push({ p, m });
       } catch (err) {
-        p.fail(err);
+        fail(p, err);
       }
     }
-    if (built.length === 0) return;
+    if (built.length > 0) this.signAndSend(built, fail);
+    if (thrown) throw thrown.err;
+  }
+
+  private signAndSend(built: { p: PendingResume; m: ConnControlHead & { mac: Buffer } }[], fail: (p: PendingResume, err: unknown) => void): void {
     let proofs: ResumeProof[];
     try {
       proofs = this.sign(built.map(({ p, m }) => ({ m, chain: p.chain })));
     } catch (err) {
-      for (const { p } of built) p.fail(err);
+      for (const { p } of built) fail(p, err);
       return;
     }
     built.forEach(({ p }, i) => {
       try {
         p.send(proofs[i]!);
       } catch (err) {
-        p.fail(err);
+        fail(p, err);
       }
     });
   }

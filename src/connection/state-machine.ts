@@ -150,7 +150,7 @@ export const TRANSITIONS: readonly Transition[] = [
   t('RES_SENT', 'recv_res_ack_reuse', 'ESTABLISHED', ['reuse_socket', 'established'], 'the peer accepted our RESUME (RESUME_ACK), or its RESUME crossed ours: the kept socket carries the stream again, no dial'),
   t('RES_SENT', 'recv_res', 'RES_ACKED', ['ack_res', 'dial_if_dialer'], 'crossing resumes: both ACK; the lower AgentId dials once'),
   t('RES_SENT', 'socket_ready', 'ESTABLISHED', ['established'], 'offsets exchanged on the new socket: retransmit from there'),
-  t('RES_SENT', 'timeout', 'SUSPENDED', ['schedule_resume'], 'peer not answering (moving, down): retry with backoff'),
+  t('RES_SENT', 'timeout', 'SUSPENDED', ['cancel_res', 'schedule_resume'], 'peer not answering (moving, down): drop the RES still queued or in flight, retry with backoff'),
   t('RES_SENT', 'socket_lost', 'SUSPENDED', ['cancel_res', 'schedule_resume'], 'the dial failed'),
   t('RES_SENT', 'recv_sus', 'SUSPENDED', ['cancel_res', 'ack_sus'], 'peer is leaving: it resumes when it lands'),
   t('RES_SENT', 'suspend', 'SUS_SENT', ['cancel_res', 'send_sus'], 'we leave before the resume finished'),

@@ -52,7 +52,9 @@ export class SourceRoutes {
   }
 
   private ask(ip: string): void {
-    if (this.asking.has(ip) || this.asking.size >= limit('SOURCE_ROUTE_ENTRIES')) return;
+    // A few questions at a time: each holds a UDP socket (a descriptor) while the kernel answers,
+    // and a move to peers on many hosts would otherwise open one per host at once.
+    if (this.asking.has(ip) || this.asking.size >= limit('SOURCE_ROUTE_LOOKUPS')) return;
     this.asking.add(ip);
     const sock = createSocket(isIPv6(ip) ? 'udp6' : 'udp4');
     const done = (same: boolean | undefined): void => {
@@ -64,7 +66,8 @@ export class SourceRoutes {
     };
     sock.on('error', () => done(undefined));
     // Port 9 (discard): nothing is sent, connect() on UDP only chooses the route and the source.
-    sock.connect(9, ip, () => {
+    sock.connect(9, ip, (err?: Error) => {
+      if (err) return done(undefined);
       let local: string;
       try {
         local = sock.address().address;

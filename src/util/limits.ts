@@ -38,6 +38,7 @@ export const LIMITS = {
   MIGRATION_GROUP_AGENTS: { value: 64, unit: 'agents', why: 'Most agents moved as one group over one migration channel; bounds the delegations a destination verifies and the admissions it holds.' },
   MAX_CHECKPOINT_BYTES: { value: 256 * 1024 * 1024, unit: 'bytes', why: 'Largest agent checkpoint a destination accepts (buffers of up to ~100 connections at the default budgets); checked as parts arrive.' },
   SOURCE_ROUTE_TTL_MS: { value: 30_000, unit: 'ms', why: 'How long a host trusts the kernel\'s answer that it would dial a destination from the host\'s own address anyway (then the dial skips the bind before connect, see host/source-routes.ts); routes change rarely.' },
+  SOURCE_ROUTE_LOOKUPS: { value: 16, unit: 'lookups', why: 'Source-address questions a host has open at once (each a UDP socket for a moment); a dial to a destination not asked about yet binds, as it did before the question.' },
   SOURCE_ROUTE_ENTRIES: { value: 1024, unit: 'destinations', why: 'Destination addresses whose source-address answer a host keeps; oldest forgotten first (its dials then bind until asked again).' },
   CONTROL_SOCKET_BUFFER_BYTES: { value: 4 * 1024 * 1024, unit: 'bytes', why: 'Kernel buffers asked for the UDP control socket, so a burst of SUS/RES from many moving connections is not dropped (capped by net.core.rmem_max).' },
   REDIRECTOR_BACKLOG: { value: 4096, unit: 'connections', why: 'Listen backlog of the redirector: a thousand connections resuming at once must not overflow it (SYN drops cost a 1 s TCP retry).' },

@@ -142,6 +142,27 @@ test('the flush builds every RES of the turn, signs them once and sends each at 
   assert.deepEqual(signer.stats, { roots: 3, leaves: 4 });
 });
 
+test('a fail() that throws does not strand the rest of the batch; its error is thrown once the batch is done', () => {
+  let flush: (() => void) | undefined;
+  const signer = new ResumeSigner(host.publicRaw, (x) => host.sign(x), (fn) => (flush = fn));
+  const events: string[] = [];
+  // A: its send throws, then its fail() throws too (as a user's 'state' listener might).
+  signer.enqueue({
+    chain,
+    build: () => res(1),
+    send: () => {
+      throw new Error('send A');
+    },
+    fail: () => {
+      events.push('fail A');
+      throw new Error('listener');
+    },
+  });
+  signer.enqueue({ chain, build: () => (events.push('build B'), res(2)), send: () => events.push('send B'), fail: () => events.push('fail B') });
+  assert.throws(() => flush!(), /listener/, 'the listener error is not swallowed');
+  assert.deepEqual(events, ['build B', 'fail A', 'send B'], 'B is sent although A failed loudly');
+});
+
 test('trees are cut so every RES fits a datagram: 5-link chains 32 to a tree, 6-link chains alone', () => {
   // agent -> hop 0 -> ... -> host: the last subject is the host that signs.
   const hops = Array.from({ length: 5 }, () => Identity.generate());

@@ -43,3 +43,15 @@ test('a destination the kernel cannot route is no answer: dials keep binding', a
   await r.settled();
   assert.equal(r.mustBind('::1'), true);
 });
+
+test('at most SOURCE_ROUTE_LOOKUPS questions at once: a destination beyond them binds and is asked later', async () => {
+  const r = new SourceRoutes('127.0.0.1', systemClock);
+  const ips = Array.from({ length: 40 }, (_, i) => `127.0.0.${i + 2}`);
+  for (const ip of ips) assert.equal(r.mustBind(ip), true);
+  await r.settled();
+  // The kernel dials all of 127/8 from 127.0.0.1: every destination asked has its answer.
+  const answered = ips.filter((ip) => !r.mustBind(ip));
+  assert.equal(answered.length, limit('SOURCE_ROUTE_LOOKUPS'));
+  assert.deepEqual(answered, ips.slice(0, limit('SOURCE_ROUTE_LOOKUPS')));
+  await r.settled();
+});
