@@ -15,7 +15,7 @@
  * batch is flushed through an injected `defer` (a microtask by default).
  */
 import { equalBytes, merkleLeafHash, merkleRootFromPath, merkleTree, verifyChain, encodeChain, idOfPublicKey, verifySignature, type AgentId, type DelegationChain, type Representative } from '../identity/index.js';
-import { FerryError, limit } from '../util/index.js';
+import { FerryError, limit, setBounded } from '../util/index.js';
 import { resumeProofMaxDepth, resumeRootSigned, resumeSigned, type ConnControl, type ConnControlHead, type ResumeProof } from '../wire/index.js';
 
 /** Leaf label: the bytes a single host signature covered before batches (now hashed, never signed). */
@@ -178,8 +178,7 @@ function verifyChainCached(agent: AgentId, chain: DelegationChain, now: number):
   if (hit && now >= hit.from && now <= hit.rep.notAfter + skew) return hit.rep;
   // The root must be the key the AgentId is the hash of (verifyChain checks the hash first).
   const rep = verifyChain(agent, chain[0]!.issuer, chain, now, { maxLinks: limit('RESUME_PROOF_MAX_LINKS') });
-  if (verdicts.size >= VERDICT_CACHE_ENTRIES) verdicts.delete(verdicts.keys().next().value!);
-  verdicts.set(k, { rep, from: Math.max(...chain.map((c) => c.notBefore)) - skew });
+  setBounded(verdicts, k, { rep, from: Math.max(...chain.map((c) => c.notBefore)) - skew }, VERDICT_CACHE_ENTRIES);
   return rep;
 }
 
@@ -206,8 +205,7 @@ function rootSignedBy(p: ResumeProof, root: Buffer): boolean {
   }
   if (!verifySignature(p.hostKey, Buffer.concat([RESUME_ROOT_SIG, resumeRootSigned(p.treeSize, root)]), p.signature)) return false;
   rootStats.verified++;
-  if (roots.size >= limit('RESUME_ROOT_CACHE_ENTRIES')) roots.delete(roots.keys().next().value!);
-  roots.set(k, Buffer.from(p.signature));
+  setBounded(roots, k, Buffer.from(p.signature), limit('RESUME_ROOT_CACHE_ENTRIES'));
   return true;
 }
 

@@ -159,9 +159,10 @@ export class Host {
   private readonly opts: HostOptions;
   private readonly wallClock: () => number;
   private pendingHandoffs = 0;
-  /** The address dials leave from: the one both ports are bound to (none for a wildcard). */
-  private readonly boundIp: string | undefined;
-  /** Which destinations the kernel dials from `boundIp` by itself (no bind needed). */
+  /**
+   * The address dials leave from (the one both ports are bound to; none for a wildcard), and
+   * which destinations the kernel dials from it by itself (no bind needed).
+   */
   private readonly routes: SourceRoutes | undefined;
   private readonly env: EndpointEnv;
   private closed = false;
@@ -186,8 +187,7 @@ export class Host {
     this.security = opts.security ?? true;
     this.opts = opts;
     this.wallClock = opts.wallClock ?? Date.now;
-    this.boundIp = ip === '0.0.0.0' || ip === '::' ? undefined : ip;
-    this.routes = this.boundIp ? new SourceRoutes(this.boundIp, clock) : undefined;
+    this.routes = ip === '0.0.0.0' || ip === '::' ? undefined : new SourceRoutes(ip, clock);
     this.resumeSigner = new ResumeSigner(identity.publicRaw, (m) => identity.sign(m));
     const redirectorPort = (redirector.address() as { port: number }).port;
     this.env = {
@@ -206,7 +206,7 @@ export class Host {
         // From this host's own address, so that a peer that reads our IP off the TCP socket (the
         // in-band open) reaches our control port there too. Bound only when the kernel would not
         // pick that address itself: binding first costs a search for a free port (SourceRoutes).
-        const s = netConnect({ host: ip, port, noDelay: true, ...(this.routes?.mustBind(ip) ? { localAddress: this.boundIp } : {}) });
+        const s = netConnect({ host: ip, port, noDelay: true, ...(this.routes?.mustBind(ip) ? { localAddress: this.routes.boundIp } : {}) });
         s.on('error', () => {});
         return s;
       },

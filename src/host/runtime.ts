@@ -25,7 +25,7 @@ import { deserialize, serialize } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import type { AgentServerSocket, AgentSocket } from '../connection/index.js';
 import { parseId, type AgentId, type Identity } from '../identity/index.js';
-import { ERRORS, FerryError, isFerryError, limit, silentLogger, systemClock, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
+import { ERRORS, FerryError, isFerryError, limit, setBounded, silentLogger, systemClock, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
 import { parseWorkerMessage, type Consumed, type HostMessage, type SocketInfo, type WorkerInit, type WorkerMessage } from './agent-protocol.js';
 import { groupResult, parseMigrationTarget, type GroupMember, type Host, type MemberOutcome, type MigrationReport, type MigrationTarget } from './host.js';
 import {
@@ -193,8 +193,7 @@ export class CodeStore {
   put(source: string): string {
     const hash = codeHashOf(source);
     if (this.mem.has(hash)) return hash;
-    if (this.mem.size >= limit('AGENT_CODE_MODULES')) this.mem.delete(this.mem.keys().next().value as string);
-    this.mem.set(hash, source);
+    setBounded(this.mem, hash, source, limit('AGENT_CODE_MODULES'));
     if (this.dir) {
       const file = join(this.dir, `${hash}.mjs`);
       writeFileSync(`${file}.tmp`, source, 'utf8');

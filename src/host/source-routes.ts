@@ -20,7 +20,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import { limit, type Clock } from '../util/index.js';
+import { limit, setBounded, type Clock } from '../util/index.js';
 
 interface Answer {
   /** The kernel's source for this destination is the bound address. */
@@ -34,7 +34,8 @@ export class SourceRoutes {
   private readonly asking = new Set<string>();
 
   constructor(
-    private readonly boundIp: string,
+    /** The host's own address: the one a dial binds when the kernel would not pick it. */
+    readonly boundIp: string,
     private readonly clock: Clock,
   ) {}
 
@@ -61,8 +62,7 @@ export class SourceRoutes {
       this.asking.delete(ip);
       sock.close();
       if (same === undefined) return;
-      if (this.answers.size >= limit('SOURCE_ROUTE_ENTRIES')) this.answers.delete(this.answers.keys().next().value!);
-      this.answers.set(ip, { same, until: this.clock.now() + limit('SOURCE_ROUTE_TTL_MS') });
+      setBounded(this.answers, ip, { same, until: this.clock.now() + limit('SOURCE_ROUTE_TTL_MS') }, limit('SOURCE_ROUTE_ENTRIES'));
     };
     sock.on('error', () => done(undefined));
     // Port 9 (discard): nothing is sent, connect() on UDP only chooses the route and the source.

@@ -8,7 +8,7 @@
  * ({@link publicKeyFromRaw}).
  */
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
-import { FerryError } from '../util/index.js';
+import { FerryError, setBounded } from '../util/index.js';
 
 /** Length of an agent or host id on the wire: 128 bits, like a HIP HIT. */
 export const ID_BYTES = 16;
@@ -59,8 +59,7 @@ export function publicKeyFromRaw(raw: Uint8Array): KeyObject {
   if (!key) {
     // JWK, not SPKI DER: ~10 µs against ~100 µs per import on this machine.
     key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
-    if (publicKeyCache.size >= PUBLIC_KEY_CACHE_MAX) publicKeyCache.delete(publicKeyCache.keys().next().value as string);
-    publicKeyCache.set(k, key);
+    setBounded(publicKeyCache, k, key, PUBLIC_KEY_CACHE_MAX);
   }
   return key;
 }

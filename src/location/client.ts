@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { ControlChannel, formatAddress, parseAddress, type ControlMessage, type ControlReply, type ControlRequestOptions, type DatagramSocketLike } from '../control/index.js';
 import type { AgentId, Identity } from '../identity/index.js';
-import { FerryError, limit, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
+import { FerryError, limit, setBounded, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
 import {
   LocationMessageType as T,
   WATCH_TOKEN_BYTES,
@@ -104,8 +104,7 @@ class LookupCache {
   set(entry: LocationEntry, now: number): void {
     if (this.ttlMs <= 0 || this.max <= 0) return;
     this.map.delete(entry.agent);
-    if (this.map.size >= this.max) this.map.delete(this.map.keys().next().value as AgentId);
-    this.map.set(entry.agent, { entry, at: now });
+    setBounded(this.map, entry.agent, { entry, at: now }, this.max);
   }
 
   delete(agent: AgentId): void {

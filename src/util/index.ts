@@ -3,3 +3,4 @@ export * from './errors.js';
 export * from './limits.js';
 export * from './clock.js';
 export * from './log.js';
+export * from './bounded.js';
