@@ -1,6 +1,7 @@
 // Makes `npm start` and `npm test` work on a fresh clone: installs exactly what the lockfile
 // pins when node_modules is missing or stale, then compiles TypeScript (incremental, so a
-// second run costs about a second).
+// second run costs about a second). `npm ci` builds by itself (the package's `prepare` script),
+// so after installing there is nothing left to compile.
 import { execSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 
@@ -9,5 +10,6 @@ const stale = !existsSync(stamp) || statSync('package-lock.json').mtimeMs > stat
 if (stale) {
   console.error('ferry: installing dependencies (npm ci)…');
   execSync('npm ci --no-audit --no-fund --loglevel=error', { stdio: 'inherit' });
+} else {
+  execSync('npx --no-install tsc -p tsconfig.json', { stdio: 'inherit' });
 }
-execSync('npx --no-install tsc -p tsconfig.json', { stdio: 'inherit' });

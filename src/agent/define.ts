@@ -16,6 +16,9 @@
  */
 import type { AgentContext } from './context.js';
 
+// Type-only, so erased from the emitted module: the worker's SDK must keep no runtime imports.
+export type { AgentContext, ContextSocket, ContextServer } from './context.js';
+
 /** What an agent module default-exports. */
 export interface AgentDefinition<S = Record<string, unknown>> {
   /**
