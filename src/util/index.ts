@@ -4,3 +4,4 @@ export * from './limits.js';
 export * from './clock.js';
 export * from './log.js';
 export * from './bounded.js';
+export * from './heap.js';

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { UploadTable, WatchTable } from '../../../src/location/index.js';
 import { limit } from '../../../src/util/index.js';
+import { idFromBytes, type AgentId } from '../../../src/identity/index.js';
 import { agent, ferry, otherAgent } from './fixtures.js';
 
 const tok = (n: number): Buffer => Buffer.alloc(8, n);
@@ -104,4 +105,79 @@ test('uploads: bounded in number and lifetime', () => {
   assert.equal(u.part(100, 'a:1', part(0, Buffer.alloc(6), { uploadId: tok(3) })), undefined);
   assert.ok(u.part(105, 'a:1', part(1, Buffer.alloc(4), { uploadId: tok(2) })));
   assert.equal(u.size, 1);
+});
+
+const agentNo = (i: number): AgentId => idFromBytes(Buffer.alloc(16, 0).fill(i & 0xff, 0, 1).fill((i >> 8) & 0xff, 1, 2));
+
+/** Fill a table with default limits completely: 8 sources × WATCH_MAX_PER_SOURCE, 64 per agent. */
+function full(ttlMs = 1000): WatchTable {
+  const t = new WatchTable();
+  const max = limit('WATCH_MAX_ENTRIES');
+  for (let i = 0; i < max; i++) {
+    const from = `10.0.0.${Math.floor(i / limit('WATCH_MAX_PER_SOURCE'))}:${1000 + (i % 60000)}`;
+    const g = t.add(0, { ...watch(from, tok(i & 0xff)), agent: agentNo(Math.floor(i / 64)), ttlMs });
+    assert.equal(g.notifications, 4, `watch ${i} kept`);
+  }
+  assert.equal(t.size, max);
+  return t;
+}
+
+/** Count every Map walk (for-of, entries, keys, values, forEach) while `fn` runs. */
+function mapWalks(fn: () => void): number {
+  const proto = Map.prototype as unknown as Record<string | symbol, (...args: unknown[]) => unknown>;
+  const names: (string | symbol)[] = [Symbol.iterator, 'entries', 'keys', 'values', 'forEach'];
+  const saved = names.map((n) => proto[n]);
+  let walks = 0;
+  names.forEach((n, i) => {
+    const orig = saved[i] as (...args: unknown[]) => unknown;
+    proto[n] = function (this: unknown, ...args: unknown[]) {
+      walks++;
+      return orig.apply(this, args);
+    };
+  });
+  try {
+    fn();
+  } finally {
+    names.forEach((n, i) => (proto[n] = saved[i] as (...args: unknown[]) => unknown));
+  }
+  return walks;
+}
+
+test('watches: one source IP holds at most WATCH_MAX_PER_SOURCE, whatever ports it uses', () => {
+  const t = new WatchTable({ maxPerSource: 3 });
+  for (let p = 1; p <= 3; p++) assert.equal(t.add(0, { ...watch(`10.0.0.1:${p}`, tok(p)), agent: agentNo(p) }).notifications, 4);
+  assert.equal(t.add(0, { ...watch('10.0.0.1:9', tok(9)), agent: agentNo(9) }).notifications, 0, 'a fourth port of the same IP');
+  assert.equal(t.add(0, { ...watch('[::1]:9', tok(9)), agent: agentNo(9) }).notifications, 4, 'another source is not affected');
+  assert.equal(t.add(0, { ...watch('10.0.0.1:1', tok(1)), agent: agentNo(1) }).notifications, 4, 'a renewal replaces, within the budget');
+  assert.equal(t.remove(agentNo(2), '10.0.0.1:2', tok(2)), true);
+  assert.equal(t.add(0, { ...watch('10.0.0.1:9', tok(9)), agent: agentNo(9) }).notifications, 4, 'a removal gives the slot back');
+  assert.equal(t.add(0, { ...watch('10.0.0.1:8', tok(8)), agent: agentNo(8) }).notifications, 0);
+  // Lapsed watches give their slots back when the next add drops them (4 lapsed: all dropped).
+  assert.equal(t.add(2000, { ...watch('10.0.0.1:8', tok(8)), agent: agentNo(8) }).notifications, 4);
+  assert.equal(t.size, 1);
+});
+
+test('watches: a WATCH flood into a full table walks no map and refuses at once', () => {
+  const t = full();
+  let refused = 0;
+  // The attack of issue 10: WATCHes of new sources, agents and tokens into the full table.
+  const walks = mapWalks(() => {
+    for (let i = 0; i < 2000; i++) {
+      if (t.add(10, { ...watch(`10.1.${i >> 8}.${i & 0xff}:7`, tok(i & 0xff)), agent: agentNo(5000 + i) }).notifications === 0) refused++;
+    }
+  });
+  assert.equal(refused, 2000);
+  assert.equal(walks, 0, 'no operation looks at the whole table');
+  assert.equal(t.size, limit('WATCH_MAX_ENTRIES'));
+});
+
+test('watches: a table that lapses at once is drained a few per add, earliest first, never all at once', () => {
+  const t = full(1000);
+  const max = limit('WATCH_MAX_ENTRIES');
+  // Every watch lapsed at 1000: one add drops a bounded few (8) and keeps its own.
+  assert.equal(t.add(1000, { ...watch('10.2.0.1:7', tok(1)), agent: agentNo(9000) }).notifications, 4);
+  assert.equal(t.size, max - 8 + 1);
+  // Lapsed watches notify no one while they wait to be dropped; a landing drops them.
+  assert.deepEqual(t.landed(1000, agentNo(100), 9), []);
+  assert.equal(t.size, max - 8 + 1 - 64);
 });
