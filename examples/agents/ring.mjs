@@ -9,6 +9,10 @@
 // with ctx.connections and each stream goes on from the offsets the state holds. `ferry demo`
 // moves these agents while they stream; run() resolves with every link's figures.
 //
+// Connections it does not expect (from an agent outside the ring, or a second one from a ring
+// neighbour) are closed at once and counted in ctx.state.strangers: anyone may connect to a
+// listening agent, and a stranger must not disturb the ring's streams.
+//
 // state: { ring: [agentId…], index, total, chunk, bytesPerSecond (0: unpaced) }
 import { defineAgent, errorCode } from 'ferry/agent';
 
@@ -66,6 +70,7 @@ export default defineAgent({
     const s = ctx.state;
     s.runs = (s.runs ?? 0) + 1;
     s.links ??= {};
+    s.strangers ??= 0;
     const n = s.ring.length;
     const next = s.ring[(s.index + 1) % n];
     const prev = s.ring[(s.index - 1 + n) % n];
@@ -90,25 +95,38 @@ export default defineAgent({
       return l;
     };
 
+    const hasLink = (dir) => Object.values(s.links).some((l) => l.dir === dir);
+    const refuse = (sock) => {
+      s.strangers++;
+      sock.destroy();
+    };
+
     // Links: the connections that came along, then whatever is still missing.
     const socks = new Map();
     for (const sock of ctx.connections) {
-      // A connection not in the state yet (opened or accepted just before a move) is labelled by
-      // who opened it: we dial the next member and accept from the previous one.
-      link(sock, s.links[sock.connectionId]?.dir ?? (sock.initiator ? 'out' : 'in'));
+      if (!s.links[sock.connectionId]) {
+        // A connection not in the state yet (opened just before a move) is labelled by who opened
+        // it: we dial the next member. Anything else is not one of our two links.
+        const dir = sock.initiator ? 'out' : 'in';
+        if (sock.remoteAgent !== (dir === 'out' ? next : prev) || hasLink(dir)) {
+          refuse(sock);
+          continue;
+        }
+        link(sock, dir);
+      }
       socks.set(sock.connectionId, sock);
     }
     const server = await ctx.listen();
-    if (!Object.values(s.links).some((l) => l.dir === 'out')) {
+    if (!hasLink('out')) {
       const sock = await connectWhenReady(ctx, next);
       link(sock, 'out');
       socks.set(sock.connectionId, sock);
     }
-    if (!Object.values(s.links).some((l) => l.dir === 'in')) {
+    if (!hasLink('in')) {
       for (;;) {
         const sock = await server.accept();
         if (sock.remoteAgent !== prev) {
-          sock.destroy();
+          refuse(sock);
           continue;
         }
         link(sock, 'in');
@@ -116,6 +134,10 @@ export default defineAgent({
         break;
       }
     }
+    // From now on every connection is unexpected: close each as it comes, for as long as we run.
+    void (async () => {
+      for await (const sock of server) refuse(sock);
+    })();
     ctx.log(`ring member ${s.index} run=${s.runs} links=${socks.size} sent=${sentAtStart()}`);
 
     // Sleep while this run is ahead of bytesPerSecond per link (a 50 ms nap at most, then look again).
@@ -174,6 +196,6 @@ export default defineAgent({
 
     await Promise.all([...socks].map(([id, sock]) => stream(id, sock)));
     ctx.log(`ring member ${s.index} done runs=${s.runs}`);
-    return { index: s.index, id: ctx.id, runs: s.runs, links: s.links };
+    return { index: s.index, id: ctx.id, runs: s.runs, links: s.links, strangers: s.strangers };
   },
 });

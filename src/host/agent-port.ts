@@ -54,6 +54,9 @@ export class PortSocket extends Duplex {
   private readEndPushed = false;
   private heldBytes = 0;
   private readonly closeWaiters: (() => void)[] = [];
+  /** In its server's listen queue: agent code has not taken it (accept, 'connection', iteration). */
+  unaccepted = false;
+  private droppedPosted = false;
 
   constructor(
     private readonly post: Post,
@@ -86,6 +89,29 @@ export class PortSocket extends Duplex {
 
   override unshift(): void {
     throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'unshift() is not supported on agent sockets (bytes handed back would be counted as unread twice); keep leftovers yourself');
+  }
+
+  /**
+   * A socket error never crashes the agent by itself. Node would throw an 'error' no one listens
+   * to, and in a worker that is the agent's end: a stranger who connects and vanishes, or any
+   * peer that dies, would take down the agent and every connection it holds. So an error on a
+   * socket agent code has not accepted yet, or on one it holds without an 'error' listener, is
+   * reported to the host (one `agent_connection_dropped` line) instead of emitted; the socket is
+   * destroyed all the same ('close' follows, `errored` holds the error, reads and async iteration
+   * reject with it). An agent that listens for 'error' gets it as usual.
+   */
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'error' && (this.unaccepted || this.listenerCount('error') === 0)) {
+      this.reportDropped();
+      return false;
+    }
+    return super.emit(event, ...args);
+  }
+
+  private reportDropped(): void {
+    if (this.droppedPosted) return;
+    this.droppedPosted = true;
+    this.post({ t: 'dropped', sid: this.sid, why: this.unaccepted ? 'unaccepted' : 'unhandled' });
   }
 
   override read(size?: number): unknown {
@@ -295,18 +321,37 @@ export class PortServer extends EventEmitter {
     super();
   }
 
-  /** Host: a connection to this agent was established. */
+  /**
+   * Host: a connection to this agent was established. With no one waiting it joins the listen
+   * queue, where a failure (the peer vanished before agent code took it) drops it from the queue
+   * and reaches the host as one log line, never the agent (see {@link PortSocket.emit}).
+   */
   deliver(sock: PortSocket): void {
     const w = this.waiters.shift();
     if (w) w.resolve(sock);
     else if (this.listenerCount('connection') > 0) this.emit('connection', sock);
-    else this.queue.push(sock);
+    else {
+      sock.unaccepted = true;
+      this.queue.push(sock);
+      sock.once('close', () => {
+        const i = this.queue.indexOf(sock);
+        if (i >= 0) this.queue.splice(i, 1);
+      });
+    }
+  }
+
+  /** Sids of the connections agent code has not accepted yet (a move carries them to the destination's listen queue). */
+  queuedSids(): number[] {
+    return this.queue.map((s) => s.sid);
   }
 
   /** The next incoming connection. Rejects with FERRY_ERR_CONNECTION_CLOSED once closed. */
   accept(): Promise<PortSocket> {
     const s = this.queue.shift();
-    if (s) return Promise.resolve(s);
+    if (s) {
+      s.unaccepted = false;
+      return Promise.resolve(s);
+    }
     if (this.closedFlag) return Promise.reject(new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'server socket closed'));
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }

@@ -70,14 +70,16 @@ export type WorkerMessage =
   | { t: 'ready' }
   | { t: 'req'; id: number; op: 'connect'; to: string }
   | { t: 'req'; id: number; op: 'listen' }
-  | { t: 'req'; id: number; op: 'migrate'; target: string; state: unknown; consumed: Consumed }
-  | { t: 'frozen'; id: number; ok: true; state: unknown; consumed: Consumed }
+  | { t: 'req'; id: number; op: 'migrate'; target: string; state: unknown; consumed: Consumed; queued: number[] }
+  | { t: 'frozen'; id: number; ok: true; state: unknown; consumed: Consumed; queued: number[] }
   | { t: 'frozen'; id: number; ok: false; code: string; message: string }
   | { t: 'ack'; sid: number; offset: number }
   | { t: 'write'; sid: number; chunks: Uint8Array[] }
   | { t: 'end'; sid: number }
   | { t: 'close'; sid: number }
   | { t: 'destroy'; sid: number }
+  /** The worker let go of a failed socket no agent code listened to: still in the listen queue, or held without an 'error' listener. */
+  | { t: 'dropped'; sid: number; why: 'unaccepted' | 'unhandled' }
   | { t: 'unlisten' }
   | { t: 'log'; level: 'info' | 'warn' | 'error'; text: string }
   | { t: 'done'; ok: true; result: unknown }
@@ -100,6 +102,11 @@ function consumed(v: unknown): Consumed {
     if (!Array.isArray(e) || e.length !== 2) throw violation('consumed entries are [sid, offset]');
     return [uint(e[0], 'sid'), uint(e[1], 'offset')] as [number, number];
   });
+}
+
+function sids(v: unknown): number[] {
+  if (!Array.isArray(v) || v.length > limit('AGENT_MAX_CONNECTIONS') * 2) throw violation('queued must be a bounded list of sids');
+  return v.map((x) => uint(x, 'queued sid'));
 }
 
 /** An error code the worker may name: a known Ferry code, else FERRY_ERR_INTERNAL. */
@@ -126,12 +133,12 @@ export function parseWorkerMessage(m: unknown): WorkerMessage {
       const id = uint(m.id, 'id');
       if (m.op === 'connect') return { t: 'req', id, op: 'connect', to: str(m.to, 'to', 64) };
       if (m.op === 'listen') return { t: 'req', id, op: 'listen' };
-      if (m.op === 'migrate') return { t: 'req', id, op: 'migrate', target: str(m.target, 'target', 256), state: m.state, consumed: consumed(m.consumed) };
+      if (m.op === 'migrate') return { t: 'req', id, op: 'migrate', target: str(m.target, 'target', 256), state: m.state, consumed: consumed(m.consumed), queued: sids(m.queued) };
       throw violation(`unknown request ${JSON.stringify(String(m.op)).slice(0, 40)}`);
     }
     case 'frozen': {
       const id = uint(m.id, 'id');
-      if (m.ok === true) return { t: 'frozen', id, ok: true, state: m.state, consumed: consumed(m.consumed) };
+      if (m.ok === true) return { t: 'frozen', id, ok: true, state: m.state, consumed: consumed(m.consumed), queued: sids(m.queued) };
       return { t: 'frozen', id, ok: false, code: knownCode(m.code), message: str(m.message, 'message', 1024) };
     }
     case 'ack':
@@ -151,6 +158,9 @@ export function parseWorkerMessage(m: unknown): WorkerMessage {
     case 'close':
     case 'destroy':
       return { t: m.t, sid: uint(m.sid, 'sid') };
+    case 'dropped':
+      if (m.why !== 'unaccepted' && m.why !== 'unhandled') throw violation('dropped.why must be unaccepted or unhandled');
+      return { t: 'dropped', sid: uint(m.sid, 'sid'), why: m.why };
     case 'unlisten':
       return { t: 'unlisten' };
     case 'log': {

@@ -93,6 +93,11 @@ function snapshot(): Consumed {
   return [...sockets.values()].map((s) => [s.sid, s.consumed()] as [number, number]);
 }
 
+/** Connections in the listen queue at the snapshot: agent code never took them, so they travel as queued, not as `ctx.connections`. */
+function queuedAtSnapshot(): number[] {
+  return (server ?? pendingServer)?.queuedSids() ?? [];
+}
+
 /** ctx.connect / ctx.listen calls made during a freeze wait here: they go on if the move rolls
  *  back, and never settle if it commits (run() starts again on the destination). */
 let thawWaiters: (() => void)[] = [];
@@ -114,7 +119,7 @@ async function hostFreeze(id: number): Promise<void> {
   migrating = true;
   try {
     await freeze();
-    post({ t: 'frozen', id, ok: true, state, consumed: snapshot() });
+    post({ t: 'frozen', id, ok: true, state, consumed: snapshot(), queued: queuedAtSnapshot() });
   } catch (err) {
     thaw();
     const e = err as { code?: unknown; message?: unknown };
@@ -232,7 +237,7 @@ const ctx = Object.freeze({
     migrating = true;
     try {
       await freeze();
-      await request({ op: 'migrate', target, state, consumed: snapshot() });
+      await request({ op: 'migrate', target, state, consumed: snapshot(), queued: queuedAtSnapshot() });
     } catch (err) {
       thaw();
       throw err;

@@ -118,6 +118,11 @@ export interface CarriedConnection {
   /** The connection had closed already (no socket will be attached); with its error if not graceful. */
   closed: boolean;
   error?: { code: string; message: string };
+  /**
+   * Agent code had not accepted it (it sat in the listen queue, or arrived after the snapshot):
+   * the destination puts it in the agent's listen queue, never in `ctx.connections`.
+   */
+  queued?: boolean;
 }
 
 /** Handed to {@link RuntimeHost.migrate}. */
@@ -242,11 +247,17 @@ class Pump {
   frozen = false;
   moved = false;
   announced = false;
+  /** The worker closed or destroyed its proxy: agent code had this connection and let it go. */
+  released = false;
   private readEnded = false;
   private rendPosted = false;
   private closedPosted = false;
   closed = false;
   private closeError: FerryError | undefined;
+  /** Why the connection ended, when it did not end gracefully. */
+  get error(): FerryError | undefined {
+    return this.closeError;
+  }
   writeEnded: boolean;
   private pendingWrite = 0;
 
@@ -458,7 +469,7 @@ class Pump {
    * never sent, then whatever the detached socket object still buffers (its readable side ends
    * after a move, but bytes pushed into it before are still there).
    */
-  carry(consumed: number): CarriedConnection {
+  carry(consumed: number, queued: boolean): CarriedConnection {
     this.drainSocket();
     const parts: Buffer[] = [];
     let skip = consumed - this.acked;
@@ -479,6 +490,7 @@ class Pump {
       writeEnded: this.writeEnded,
       closed: !this.moved,
       ...(this.closeError ? { error: { code: this.closeError.code, message: this.closeError.message } } : {}),
+      ...(queued ? { queued: true } : {}),
     };
   }
 
@@ -740,6 +752,7 @@ export class AgentRuntime extends EventEmitter {
       checked = this.checkLanding(landing);
       state = decodeState(Buffer.from(landing.state, 'base64'));
       if (!Array.isArray(landing.connections)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'landing.connections must be a list');
+      for (const c of landing.connections) if (c.queued !== undefined && typeof c.queued !== 'boolean') throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'landing connection: queued must be a boolean');
       for (const s of attached.sockets) if (s.localAgent !== landing.agentId) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'an attached socket belongs to another agent');
     } catch (err) {
       throw this.refused('land', toFerry(err), { agent: landing?.agentId });
@@ -749,9 +762,15 @@ export class AgentRuntime extends EventEmitter {
     const a = new RunningAgent(this, cred.agentId, landing.code, codeHash, cred, grant);
     this.agents.set(a.id, a);
     const byKey = new Map(attached.sockets.map((s) => [keyOf(s), s] as const));
+    const queued: { sock: AgentSocket; c: CarriedConnection }[] = [];
     for (const c of landing.connections) {
       const sock = byKey.get(c.key);
       byKey.delete(c.key);
+      if (c.queued) {
+        // Never accepted: back into the listen queue (announced once the worker runs), if it is still open.
+        if (sock) queued.push({ sock, c });
+        continue;
+      }
       const undelivered = Buffer.from(c.undelivered, 'base64');
       // No socket: the connection closed before or while it was detached. Only its unread bytes
       // came along; agent code still gets them (then the end of stream, or the error).
@@ -763,7 +782,11 @@ export class AgentRuntime extends EventEmitter {
     for (const [key, s] of byKey) a.addPump(s, key, s.remoteAgent, s.connectionId, { undelivered: Buffer.alloc(0), writeEnded: false, closed: false });
     if (attached.server) this.serve(a, attached.server);
     this.spawn(a, state);
-    a.log.info('agent_landed', { owner: a.owner, connections: a.pumps.size });
+    for (const { sock, c } of queued) {
+      const p = a.addPump(sock, c.key, c.remoteAgent, c.connectionId, { undelivered: Buffer.from(c.undelivered, 'base64'), writeEnded: false, closed: false });
+      if (a.phase === 'running' && a.worker) p.announce();
+    }
+    a.log.info('agent_landed', { owner: a.owner, connections: a.pumps.size - queued.length, queued: queued.length });
     return { id: a.id, owner: a.owner, codeHash, exited: a.exited };
   }
 
@@ -774,7 +797,7 @@ export class AgentRuntime extends EventEmitter {
     if (a.phase !== 'running') throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `agent ${agentId} is ${a.phase}`);
     const reply = await this.freeze(a);
     try {
-      return await this.move(a, target, reply.state, reply.consumed);
+      return await this.move(a, target, reply.state, reply.consumed, reply.queued);
     } catch (err) {
       if (a.phase === 'running') a.post({ t: 'thaw' });
       throw err;
@@ -819,7 +842,7 @@ export class AgentRuntime extends EventEmitter {
       agents.map(async (a, i) => {
         const reply = (frozen[i] as PromiseFulfilledResult<Extract<WorkerMessage, { t: 'frozen'; ok: true }>>).value;
         try {
-          return await this.move(a, target, reply.state, reply.consumed, batch);
+          return await this.move(a, target, reply.state, reply.consumed, reply.queued, batch);
         } catch (err) {
           if (a.phase === 'running') a.post({ t: 'thaw' });
           throw err;
@@ -1014,7 +1037,7 @@ export class AgentRuntime extends EventEmitter {
       case 'req':
         if (m.op === 'migrate') {
           if (a.phase !== 'running') return this.reply(a, m.id, new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'a migration is already in progress'));
-          this.move(a, m.target, m.state, m.consumed).catch((err: unknown) => {
+          this.move(a, m.target, m.state, m.consumed, m.queued).catch((err: unknown) => {
             if (a.phase === 'running') this.reply(a, m.id, toFerry(err));
           });
           return;
@@ -1041,10 +1064,15 @@ export class AgentRuntime extends EventEmitter {
         if (!moving) a.pumps.get(m.sid)?.onEnd();
         return;
       case 'close':
-        if (!moving) a.pumps.get(m.sid)?.onClose();
+      case 'destroy': {
+        const p = a.pumps.get(m.sid);
+        if (p) p.released = true;
+        if (!moving && m.t === 'close') p?.onClose();
+        if (!moving && m.t === 'destroy') p?.onDestroy();
         return;
-      case 'destroy':
-        if (!moving) a.pumps.get(m.sid)?.onDestroy();
+      }
+      case 'dropped':
+        this.dropped(a, m.sid, m.why, moving);
         return;
       case 'unlisten':
         if (!moving) {
@@ -1070,6 +1098,22 @@ export class AgentRuntime extends EventEmitter {
         }
         return;
     }
+  }
+
+  /**
+   * The worker let go of a failed socket agent code never took or never listened to for errors:
+   * one log line, and the pump goes (agent code will not read it). During a move the pump stays:
+   * the seal decides, from the snapshot, what travels.
+   */
+  private dropped(a: RunningAgent, sid: number, why: 'unaccepted' | 'unhandled', moving: boolean): void {
+    const p = a.pumps.get(sid);
+    if (!p) return;
+    this.logDropped(a, p, why);
+    if (!moving && p.closed) a.pumps.delete(sid);
+  }
+
+  private logDropped(a: RunningAgent, p: Pump, why: 'unaccepted' | 'unhandled'): void {
+    a.log.info('agent_connection_dropped', { why, from: p.remoteAgent, conn: p.connectionId, code: p.error?.code });
   }
 
   private reply(a: RunningAgent, id: number, result: FerryError | SocketInfo | undefined): void {
@@ -1170,10 +1214,15 @@ export class AgentRuntime extends EventEmitter {
 
   // ---------------------------------------------------------------- moves
 
-  private async move(a: RunningAgent, target: string, rawState: unknown, consumed: Consumed, group?: GroupBatch): Promise<MigrationReport | undefined> {
+  private async move(a: RunningAgent, target: string, rawState: unknown, consumed: Consumed, queuedSids: number[], group?: GroupBatch): Promise<MigrationReport | undefined> {
     a.phase = 'moving';
     for (const p of a.pumps.values()) p.freeze();
     const at = new Map(consumed);
+    const inQueue = new Set(queuedSids);
+    // Not accepted by agent code at the snapshot: in the worker's listen queue then, or an accepted
+    // connection the worker had not seen yet (announced after the snapshot, or never). The state
+    // the agent restarts from knows nothing of it, so it must not appear in ctx.connections.
+    const unaccepted = (p: Pump): boolean => inQueue.has(p.sid) || (!at.has(p.sid) && p.key.endsWith('/server') && !p.released);
     let sealed = false;
     let report: MigrationReport | undefined;
     let reattached = false;
@@ -1209,7 +1258,13 @@ export class AgentRuntime extends EventEmitter {
         seal: () => {
           if (sealed) throw new FerryError('FERRY_ERR_INTERNAL', 'seal() called twice');
           sealed = true;
-          const carried = [...a.pumps.values()].map((p) => p.carry(at.get(p.sid) ?? p.acked));
+          const carried: CarriedConnection[] = [];
+          for (const p of a.pumps.values()) {
+            const c = p.carry(at.get(p.sid) ?? p.acked, unaccepted(p));
+            // An unaccepted connection that is over has nothing to give the agent: gone with one line.
+            if (c.queued && c.closed) this.logDropped(a, p, 'unaccepted');
+            else carried.push(c);
+          }
           const undelivered = carried.reduce((n, c) => n + Buffer.byteLength(c.undelivered, 'base64'), 0);
           a.log.info('agent_sealed', { target, connections: carried.length, undeliveredBytes: undelivered, stateBytes: Buffer.byteLength(landing.state, 'base64') });
           return carried;

@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { issueCredential, type IssueOptions } from '../../src/agent/index.js';
-import { AgentRuntime, inProcessHost, parsePolicy, type AgentHandle, type Host, type HostPolicy, type OwnerId, type RuntimeHost, type RuntimeOptions } from '../../src/host/index.js';
+import { AgentRuntime, inProcessHost, parsePolicy, type AgentHandle, type Host, type HostOptions, type HostPolicy, type OwnerId, type RuntimeHost, type RuntimeOptions } from '../../src/host/index.js';
+import type { MemoryLocationTable } from '../../src/location/index.js';
 import { Identity, type AgentId } from '../../src/identity/index.js';
 import { MemoryLogger } from '../../src/util/index.js';
 import type { AgentSocket } from '../../src/connection/index.js';
@@ -29,6 +30,8 @@ export function allowAll(owner: Identity, limits: Record<string, number> = {}): 
 export interface AgentNet {
   hosts: Host[];
   runtimes: AgentRuntime[];
+  /** The location table the hosts share (a test's own extra hosts can join it). */
+  location: MemoryLocationTable;
   owner: Identity;
   log: MemoryLogger;
   /** Launch `code` on runtime `i` with a fresh agent key and a credential from `owner` (default: full rights). */
@@ -39,9 +42,9 @@ export interface AgentNet {
 /** Start `n` hosts, each with a runtime; `policies[i]` (JSON) overrides the allow-all policy of host i. */
 export async function startAgentNet(
   n: number,
-  o: { owner?: Identity; policies?: (unknown | undefined)[]; runtime?: Partial<RuntimeOptions>; wrapHost?: (i: number, binding: RuntimeHost, host: Host) => RuntimeHost } = {},
+  o: { owner?: Identity; policies?: (unknown | undefined)[]; runtime?: Partial<RuntimeOptions>; host?: Partial<HostOptions>; wrapHost?: (i: number, binding: RuntimeHost, host: Host) => RuntimeHost } = {},
 ): Promise<AgentNet> {
-  const net = await startHosts(n);
+  const net = await startHosts(n, o.host);
   const owner = o.owner ?? Identity.generate();
   const log = new MemoryLogger();
   const byTarget = new Map<string, { host: Host; runtime: AgentRuntime }>();
@@ -71,6 +74,7 @@ export async function startAgentNet(
   return {
     hosts: net.hosts,
     runtimes,
+    location: net.location,
     owner,
     log,
     async launch(i, code, lo = {}) {
