@@ -10,6 +10,9 @@ import type { Duplex } from 'node:stream';
  * A connection to another agent, as agent code sees it: a `node:stream` Duplex. `write()` returns
  * false under backpressure and `'drain'` follows; `end()` half-closes; `close()` is graceful (end,
  * wait for the peer to acknowledge, then close); `destroy(err)` aborts. Errors carry a Ferry `code`.
+ * Unlike `net.Socket`, an error on a socket with no `'error'` listener does not crash the agent: it
+ * is logged by the host (`agent_connection_dropped`), the socket closes, and `errored`, reads and
+ * async iteration carry it (docs/AGENTS.md).
  * Not supported: `setEncoding()` and `unshift()` (they would hide how much agent code read, which
  * the host needs to carry unread bytes across a move).
  */
@@ -26,7 +29,8 @@ export interface ContextSocket extends Duplex {
 
 /**
  * The agent's server socket: connections to it arrive as `'connection'` events (when a listener is
- * attached), through `accept()`, or by `for await (const sock of server)`.
+ * attached), through `accept()`, or by `for await (const sock of server)`. Until then they wait in
+ * the listen queue, which a move carries along; one that fails there is dropped (one host log line).
  */
 export interface ContextServer extends EventEmitter, AsyncIterable<ContextSocket> {
   /** The next incoming connection; rejects with FERRY_ERR_CONNECTION_CLOSED once closed. */

@@ -22,7 +22,10 @@ test('well-formed messages parse to themselves', () => {
     { t: 'pong', seq: 3, external: 10 },
     { t: 'req', id: 1, op: 'connect', to: 'ab'.repeat(16) },
     { t: 'req', id: 2, op: 'listen' },
-    { t: 'req', id: 3, op: 'migrate', target: 'h', state: { a: [1] }, consumed: [[1, 20]] },
+    { t: 'req', id: 3, op: 'migrate', target: 'h', state: { a: [1] }, consumed: [[1, 20]], queued: [2] },
+    { t: 'frozen', id: 4, ok: true, state: null, consumed: [], queued: [] },
+    { t: 'dropped', sid: 2, why: 'unaccepted' },
+    { t: 'dropped', sid: 3, why: 'unhandled' },
     { t: 'ack', sid: 1, offset: 5 },
     { t: 'write', sid: 1, chunks: [new Uint8Array(3)] },
     { t: 'end', sid: 1 },
@@ -47,6 +50,9 @@ test('malformed messages are FERRY_ERR_AGENT_PROTOCOL', () => {
     { t: 'req', id: 1, op: 'exec' },
     { t: 'req', id: 1, op: 'connect', to: 'x'.repeat(65) },
     { t: 'req', id: 1, op: 'migrate', target: 'h', consumed: [[1]] },
+    { t: 'req', id: 1, op: 'migrate', target: 'h', consumed: [], queued: [-1] },
+    { t: 'frozen', id: 1, ok: true, consumed: [] },
+    { t: 'dropped', sid: 1, why: 'bored' },
     { t: 'write', sid: 1, chunks: [] },
     { t: 'write', sid: 1, chunks: ['text'] },
     { t: 'write', sid: 1, chunks: [new Uint8Array(limit('AGENT_MESSAGE_BYTES') + 1)] },
@@ -56,7 +62,7 @@ test('malformed messages are FERRY_ERR_AGENT_PROTOCOL', () => {
 });
 
 test('arbitrary values never throw anything but FERRY_ERR_AGENT_PROTOCOL', () => {
-  const types = fc.constantFrom('pong', 'ready', 'req', 'frozen', 'ack', 'write', 'end', 'close', 'destroy', 'unlisten', 'log', 'done', 'x');
+  const types = fc.constantFrom('pong', 'ready', 'req', 'frozen', 'dropped', 'ack', 'write', 'end', 'close', 'destroy', 'unlisten', 'log', 'done', 'x');
   const shaped = fc.record({ t: types, id: fc.anything(), sid: fc.anything(), seq: fc.anything(), op: fc.constantFrom('connect', 'listen', 'migrate', 1), to: fc.anything(), chunks: fc.anything(), offset: fc.anything(), ok: fc.anything(), code: fc.anything(), message: fc.anything(), consumed: fc.anything(), external: fc.anything(), text: fc.anything(), level: fc.anything(), target: fc.anything() }, { requiredKeys: ['t'] });
   fc.assert(
     fc.property(fc.oneof(fc.anything(), shaped), (m) => {
