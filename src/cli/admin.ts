@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseMigrationTarget, type MigrationTarget } from '../host/index.js';
-import { ERRORS, FerryError, isFerryError, type ErrorCode } from '../util/index.js';
+import { ERRORS, FerryError, isFerryError, limit, type ErrorCode } from '../util/index.js';
 
 type Fail = (msg: string) => never;
 
@@ -46,14 +46,30 @@ export class AdminClient {
     private readonly token: string,
   ) {}
 
-  /** Read host.json and admin.token from `dir`; rejects if no host ever ran there. */
-  static async open(dir: string): Promise<AdminClient> {
-    try {
-      const facts = JSON.parse(await readFile(join(dir, 'host.json'), 'utf8')) as HostFacts;
-      const token = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();
-      return new AdminClient(dir, facts, token);
-    } catch (err) {
-      throw new Error(`no running host in ${dir} (${(err as Error).message}); start one with 'ferry host --data-dir ${dir}'`);
+  /**
+   * Read host.json and admin.token from `dir`. A host that is still starting (no host.json yet)
+   * is waited for up to HOST_START_WAIT_MS, so `ferry host … &` followed by `ferry launch` works;
+   * rejects if none starts there.
+   */
+  static async open(dir: string, waitMs = limit('HOST_START_WAIT_MS')): Promise<AdminClient> {
+    const deadline = Date.now() + waitMs;
+    let told = false;
+    for (;;) {
+      try {
+        const facts = JSON.parse(await readFile(join(dir, 'host.json'), 'utf8')) as HostFacts;
+        const token = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();
+        return new AdminClient(dir, facts, token);
+      } catch (err) {
+        const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+        if (!missing || Date.now() >= deadline) {
+          throw new Error(`no running host in ${dir} (${(err as Error).message}${missing && waitMs > 0 ? `, waited ${waitMs / 1000} s` : ''}); start one with 'ferry host --data-dir ${dir}'`);
+        }
+        if (!told && Date.now() > deadline - waitMs + 1000) {
+          told = true;
+          process.stderr.write(`ferry: waiting for a host to start in ${dir}…\n`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
   }
 

@@ -9,6 +9,7 @@ import { benchMain } from './bench.js';
 import { rendezvousMain } from './rendezvous.js';
 import { hostMain } from './host.js';
 import { launchMain, lsMain, migrateMain } from './admin.js';
+import { credentialMain, keygenMain, policyMain } from './keys.js';
 
 const HELP = `ferry — mobile agents whose connections travel with them
 
@@ -29,7 +30,14 @@ Usage:
   ferry launch MODULE.mjs --credential FILE [--agent-key FILE] [--data-dir DIR]
                             launch an agent module on a host run with --policy
                             (see launch --help)
+  ferry keygen FILE         make a key file (an owner's or an agent's); prints its id
+  ferry credential MODULE.mjs --owner-key FILE --agent-key FILE [--listen] [--connect IDS|*]
+                            sign a credential: this agent key may run this code
+  ferry policy init --owner-key FILE
+                            write a host policy that admits that owner's agents
   ferry help                this text
+
+First agent: see "Your first agent" in README.md.
 
 Demo options:
   --bytes N                 bytes over the ring's ten directions together
@@ -67,6 +75,9 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'ls') return lsMain(rest, fail);
   if (cmd === 'migrate') return migrateMain(rest, fail);
   if (cmd === 'launch') return launchMain(rest, fail);
+  if (cmd === 'keygen') return keygenMain(rest, fail);
+  if (cmd === 'credential') return credentialMain(rest, fail);
+  if (cmd === 'policy') return policyMain(rest, fail);
   if (cmd !== 'demo') fail(`unknown command '${cmd}'`);
   let values;
   try {

@@ -91,6 +91,7 @@ export const LIMITS = {
   REGISTER_UPLOAD_TTL_MS: { value: 5000, unit: 'ms', why: 'An unfinished REGISTER_PART reassembly is dropped this long after its first fragment; an honest sender finishes within a few RTTs.' },
   RELAY_MAX_INFLIGHT: { value: 256, unit: 'requests', why: 'RELAYed CONNECTs a rendezvous forwards at once; beyond it RELAY is refused with FERRY_ERR_LIMIT_EXCEEDED (the client falls back to LOOKUP and a direct CONNECT).' },
   RELAY_TIMEOUT_MS: { value: 2000, unit: 'ms', why: 'How long a rendezvous waits for the host it relayed to; below the requester\'s own retry schedule, so the requester hears why.' },
+  HOST_START_WAIT_MS: { value: 15_000, unit: 'ms', why: 'How long an operator command (ferry launch, ls, migrate…) waits for a host that is still starting (no host.json in its data directory yet), so a script can start a host in the background and use it at once; a directory where no host starts fails after it.' },
 } as const satisfies Record<string, LimitSpec>;
 
 /** The value of a limit. */

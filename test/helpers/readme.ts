@@ -2,7 +2,7 @@
  * Code blocks of README.md, for tests that run the README's examples as written so the two
  * cannot drift: the first fenced block of a language under a given heading.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /** The repository root (tests run from dist/test/…). */
@@ -17,4 +17,37 @@ export function readmeBlock(heading: string, lang: string): string {
   const m = new RegExp('^```' + lang + '\\n([\\s\\S]*?)^```', 'm').exec(rest);
   if (!m) throw new Error(`README.md has no \`\`\`${lang} block under ${JSON.stringify(heading)}`);
   return m[1]!;
+}
+
+/**
+ * Run a README shell block as a user would in a terminal: bash with job control on a pty
+ * (`script`), so `cmd &` jobs get their own process groups and `kill %1` stops a whole job, npx
+ * and the node it started. Every process it starts carries `marker` in its environment, so
+ * {@link killMarked} can clean up after a block that failed half-way.
+ */
+export function shellBlockCommand(file: string): [string, string[]] {
+  return ['script', ['-qec', `bash -m -e ${file}`, '/dev/null']];
+}
+
+/** SIGKILL every process of ours whose environment holds `name=value` (Linux /proc). */
+export function killMarked(name: string, value: string): number {
+  const want = `${name}=${value}`;
+  let killed = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    if (Number(pid) === process.pid) continue;
+    let env: string;
+    try {
+      env = readFileSync(`/proc/${pid}/environ`, 'latin1');
+    } catch {
+      continue; // gone, or not ours
+    }
+    if (!env.split('\0').includes(want)) continue;
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+      killed++;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return killed;
 }
