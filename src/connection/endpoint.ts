@@ -233,6 +233,8 @@ export class Endpoint extends EventEmitter {
   private pumpScheduled = false;
   private advertised = 0;
   private moving = false;
+  /** The application's last suspend or resume while a move was being prepared (it wins at landing). */
+  private moveWish: 'resume' | 'suspend' | undefined;
   private closedError: FerryError | undefined;
   /** Client: the CONNECT in flight. Server: transcript hash until the client confirms. */
   private clientHello: ClientHello | undefined;
@@ -1178,6 +1180,7 @@ export class Endpoint extends EventEmitter {
 
   /** Accept application bytes; returns false when the send budget is full (backpressure). */
   write(buf: Buffer): boolean {
+    if (this.detached) throw movedError();
     if (this.state === 'CLOSED' || this.state === 'CLOSE_SENT' || this.state === 'CLOSE_ACKED') throw new FerryError('FERRY_ERR_CONNECTION_CLOSED');
     this.send.append(buf);
     this.schedulePump();
@@ -1186,6 +1189,7 @@ export class Endpoint extends EventEmitter {
 
   /** End our direction of the stream (FIN at the current offset). */
   end(): void {
+    if (this.detached) throw movedError();
     this.send.end();
     this.schedulePump();
   }
@@ -1200,8 +1204,14 @@ export class Endpoint extends EventEmitter {
 
   /** Suspend: resolves once SUSPENDED and the data socket is drained. */
   async suspend(reason: 'user' | 'move' = 'user'): Promise<void> {
-    this.suspendReason = reason === 'move' ? 1 : 0;
-    if (reason === 'user') this.autoResume = false;
+    if (this.detached) throw movedError();
+    // A user suspend during a move's preparation joins the move's suspend (reason stays "move")
+    // and is what the destination honours: the connection lands suspended.
+    this.suspendReason = reason === 'move' || this.moving ? 1 : 0;
+    if (reason === 'user') {
+      this.autoResume = false;
+      if (this.moving) this.moveWish = 'suspend';
+    }
     this.cancelResumeTimer();
     if (this.state === 'RES_SENT' || this.state === 'RES_ACKED' || this.state === 'ESTABLISHED') {
       this.suspendStarted = this.env.clock.now();
@@ -1234,26 +1244,56 @@ export class Endpoint extends EventEmitter {
     }
   }
 
-  /** Resume: resolves once ESTABLISHED again; retries until the reconnect limit. */
+  /**
+   * Resume: resolves once ESTABLISHED again; retries until the reconnect limit. While the host
+   * prepares a move of this endpoint the resume is not started here (that would leave the
+   * connection live on a host its agent is leaving): the wish travels in the checkpoint, the
+   * connection resumes at the destination, and this promise rejects with FERRY_ERR_SOCKET_MOVED
+   * once this object is detached (or goes on here if the move is cancelled).
+   */
   async resume(): Promise<void> {
-    if (this.state === 'ESTABLISHED') return;
-    this.autoResume = true;
-    if (this.state === 'SUS_SENT' || this.state === 'SUS_ACKED') {
-      // Finish the suspend first; resuming is then an ordinary SUSPENDED -> RES_SENT.
-      await this.until(() => this.state !== 'SUS_SENT' && this.state !== 'SUS_ACKED');
+    this.resumeCalls++;
+    try {
+      await this.resumeLoop();
+    } finally {
+      this.resumeCalls--;
     }
-    const now: State = this.state as State;
-    if (now === 'SUSPENDED') {
-      this.resumeStarted = this.env.clock.now();
-      this.fire('resume');
-    } else if (now !== 'RES_SENT' && now !== 'RES_ACKED' && now !== 'ESTABLISHED') {
-      throw new FerryError(rejectionFor(this.state, 'resume'), `cannot resume in state ${this.state}`);
+  }
+  /** Application resume() calls not yet settled: a peer's SUS that crosses them does not cancel them. */
+  private resumeCalls = 0;
+
+  private async resumeLoop(): Promise<void> {
+    for (;;) {
+      if (this.detached) throw movedError();
+      if (this.state === 'ESTABLISHED') return;
+      if (this.moving) {
+        this.moveWish = 'resume';
+        this.autoResume = true;
+        await this.until(() => !this.moving || this.state === 'ESTABLISHED');
+        continue;
+      }
+      this.autoResume = true;
+      if (this.state === 'SUS_SENT' || this.state === 'SUS_ACKED') {
+        // Finish the suspend first; resuming is then an ordinary SUSPENDED -> RES_SENT (unless a
+        // move began meanwhile: then the loop above holds the resume for the destination).
+        await this.until(() => (this.state !== 'SUS_SENT' && this.state !== 'SUS_ACKED') || this.moving);
+        continue;
+      }
+      if (this.state === 'SUSPENDED') {
+        this.resumeStarted = this.env.clock.now();
+        this.fire('resume');
+      } else if (this.state !== 'RES_SENT' && this.state !== 'RES_ACKED') {
+        throw new FerryError(rejectionFor(this.state, 'resume'), `cannot resume in state ${this.state}`);
+      }
+      // A move that overtakes this resume (RES_SENT -> SUS_SENT) hands it to the loop above.
+      await this.until(() => this.state === 'ESTABLISHED' || this.moving);
     }
-    await this.until(() => this.state === 'ESTABLISHED');
   }
 
   /** Close: CLS to the peer; resolves when CLOSED. */
   async close(): Promise<void> {
+    // The connection lives at the destination now: closing this object must not send a CLS.
+    if (this.detached) throw movedError();
     if (this.state === 'CLOSED') return;
     if (this.state !== 'CLOSE_SENT' && this.state !== 'CLOSE_ACKED') this.fire('close');
     await this.until(() => this.state === 'CLOSED').catch(() => {});
@@ -1261,7 +1301,7 @@ export class Endpoint extends EventEmitter {
 
   /** Abortive close with an error for the local application. */
   destroy(err?: FerryError): void {
-    if (this.state === 'CLOSED') return;
+    if (this.state === 'CLOSED' || this.detached) return;
     this.closedError ??= err;
     this.aborting = true;
     if (this.state !== 'CLOSE_SENT' && this.state !== 'CLOSE_ACKED') this.fire('close');
@@ -1292,6 +1332,9 @@ export class Endpoint extends EventEmitter {
         if (pred()) {
           cleanup();
           resolve();
+        } else if (this.detached) {
+          cleanup();
+          reject(movedError());
         } else if (this.state === 'CLOSED') {
           cleanup();
           reject(this.closedError ?? new FerryError('FERRY_ERR_CONNECTION_CLOSED'));
@@ -1301,10 +1344,14 @@ export class Endpoint extends EventEmitter {
         this.off('state', check);
         this.off('drained', check);
         this.off('closed', check);
+        this.off('detached', check);
+        this.off('moving', check);
       };
       this.on('state', check);
       this.on('drained', check);
       this.on('closed', check);
+      this.on('detached', check);
+      this.on('moving', check);
       if (settled && this.firing) check();
     });
   }
@@ -1730,17 +1777,28 @@ export class Endpoint extends EventEmitter {
     const reply = encodeConnControl(ack);
     remember(reply);
     if (m.type === MessageType.SUS && this.state === 'ESTABLISHED') this.suspendStarted = this.env.clock.now();
+    // An application resume() still pending when the peer's SUS crosses it is not dropped: the
+    // suspend happens (acknowledged below), then our resume goes on, as if called right after it.
+    // Without this both ends sat SUSPENDED with the resume() pending for ever (seen after both
+    // ends moved: both were resuming, so a user suspend there went by datagram and crossed a RES).
+    const resumeAfter = m.type === MessageType.SUS && this.resumeCalls > 0;
     if (m.type === MessageType.SUS) {
       // The peer's SUS is newer than anything it sent on the kept socket (an in-band RESUME carries
-      // no counter): no reuse after it, and no resume of ours that the peer has overtaken. It
-      // resumes when it wants to (a moving peer, when it lands).
+      // no counter): no reuse after it, and no automatic resume of ours that the peer has
+      // overtaken. It resumes when it wants to (a moving peer, when it lands).
       this.dropKept('SUS datagram');
-      if (this.state === 'SUSPENDED') {
+      if (!resumeAfter && (this.state === 'SUSPENDED' || (m.reason & 1) === 0)) {
         this.autoResume = false;
         this.cancelResumeTimer();
       }
     }
     this.fire(event);
+    if (resumeAfter && this.state === 'SUSPENDED') {
+      // A moving peer is found again through the location service (it registers when it lands).
+      if (m.reason & 1) this.lookupNeeded = true;
+      this.autoResume = true;
+      this.scheduleResume();
+    }
     if (this.state === 'CLOSE_ACKED') queueMicrotask(() => this.fireIfDefined('drained'));
     return reply;
   }
@@ -1750,17 +1808,28 @@ export class Endpoint extends EventEmitter {
   /** Bring the endpoint to SUSPENDED for a move; incoming RES are answered PEER_MOVING meanwhile. */
   async prepareMove(): Promise<void> {
     this.moving = true;
+    this.moveWish = undefined;
+    this.emit('moving');
     const resumeWanted = this.autoResume || this.state === 'ESTABLISHED' || this.state === 'RES_SENT' || this.state === 'RES_ACKED';
     this.cancelResumeTimer();
     if (this.state === 'CONNECT_SENT' || this.state === 'CONNECT_ACKED') await this.until(() => this.state === 'ESTABLISHED');
     if (this.state !== 'SUSPENDED' || this.draining.size > 0) await this.suspend('move');
-    this.autoResume = resumeWanted;
+    // The application's own suspend or resume during the preparation decides (it set autoResume);
+    // otherwise the connection lands as it was.
+    if (this.moveWish === undefined) this.autoResume = resumeWanted;
   }
 
   /** Abandon a prepared move (rollback): the endpoint resumes where it is. */
   cancelMove(): void {
     this.moving = false;
+    this.moveWish = undefined;
     if (this.autoResume && this.state === 'SUSPENDED') this.fire('resume');
+    this.emit('moving');
+  }
+
+  /** Whether the endpoint is being prepared for a move (suspended, answering PEER_MOVING). */
+  get isMoving(): boolean {
+    return this.moving;
   }
 
   /** Take the checkpoint of a SUSPENDED endpoint; this object is dead afterwards. */
@@ -1838,6 +1907,11 @@ export class Endpoint extends EventEmitter {
 function keepsSocket(from: State, to: State): boolean {
   if (to === 'SUS_SENT' || to === 'SUS_ACKED' || to === 'SUSPENDED') return from !== 'RES_SENT' && from !== 'RES_ACKED';
   return from === 'SUSPENDED' && to === 'RES_SENT';
+}
+
+/** The typed error of a call on an endpoint whose connection moved on with its agent. */
+function movedError(): FerryError {
+  return new FerryError('FERRY_ERR_SOCKET_MOVED', 'the connection moved with its agent; use its socket on the destination host');
 }
 
 function typeName(t: number): string {

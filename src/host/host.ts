@@ -396,18 +396,22 @@ export class Host {
     );
     // A connection that closed meanwhile has nothing to carry; any other failure aborts the
     // detach: the endpoints already suspended resume here and the agent stays reachable.
+    const closing = (st: string): boolean => st === 'CLOSED' || st === 'CLOSE_SENT' || st === 'CLOSE_ACKED';
     const failed = prepared.find((r, i) => r.status === 'rejected' && live[i]![0].state !== 'CLOSED' && !isFerryError(r.reason, 'FERRY_ERR_CONNECTION_CLOSED'));
-    if (failed && failed.status === 'rejected') {
-      for (const [ep] of live) if (ep.state === 'SUSPENDED') ep.cancelMove();
+    // Every live endpoint is SUSPENDED now or closing: one that runs on would be left behind on a
+    // host its agent leaves (the endpoint holds resumes during a move, so this is a bug if seen).
+    const astray = live.find(([ep]) => ep.state !== 'SUSPENDED' && !closing(ep.state));
+    if ((failed && failed.status === 'rejected') || astray) {
+      for (const [ep] of live) if (!closing(ep.state)) ep.cancelMove();
       a.moving = false;
-      throw failed.reason;
+      throw failed && failed.status === 'rejected' ? failed.reason : new FerryError('FERRY_ERR_INTERNAL', `connection ${astray![0].idText} left SUSPENDED during the detach (${astray![0].state})`);
     }
     const endpoints: EndpointCheckpoint[] = [];
     const now = this.clock.now();
     for (const [k, t] of this.moved) if (t <= now) this.moved.delete(k);
     const until = now + limit('FORWARDING_HINT_TTL_MS');
     for (const [ep, sock] of live) {
-      if (ep.state !== 'SUSPENDED') continue; // closed while suspending: nothing to carry
+      if (closing(ep.state)) continue; // closed while suspending: nothing to carry
       endpoints.push(ep.checkpoint());
       sock.markMoved();
       this.endpoints.delete(key(ep.connectionId, ep.role));

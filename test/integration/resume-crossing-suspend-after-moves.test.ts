@@ -1,0 +1,64 @@
+// Scenario: both ends of a connection move at once; right after, while both are still resuming,
+// one end's application calls suspend() and the other's resumeConnection(). Both ends are in
+// RES_SENT or RES_ACKED, so the suspend goes as a SUS datagram and crosses the resume. The SUS is
+// acknowledged (the suspend happens), and the pending resume goes on after it: both calls settle,
+// the connection ends ESTABLISHED, and the streams stay exactly once. Before the fix, about half the
+// tries ended with both ends SUSPENDED and the resume pending for ever.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { AgentSocket } from '../../src/connection/index.js';
+import type { Host } from '../../src/host/index.js';
+import { pattern, Reader, startHosts, waitFor, within } from '../helpers/harness.js';
+
+const TRIES = 12;
+
+function outcome(p: Promise<void>): Promise<'resolved' | unknown> {
+  return p.then(
+    () => 'resolved',
+    (e: unknown) => e,
+  );
+}
+
+test('a resume crossing the peer suspend right after both ends moved settles, and the connection resumes', { timeout: 120_000 }, async () => {
+  const net = await startHosts(4, { reconnectLimitMs: 4000 });
+  try {
+    const [h0, h1, h2, h3] = net.hosts as [Host, Host, Host, Host];
+    for (let i = 0; i < TRIES; i++) {
+      const a = (await h0.addAgent()).id;
+      const b = (await h1.addAgent()).id;
+      const server = h1.listen(b);
+      const acc = server.accept();
+      let sa: AgentSocket = await h0.connect(a, b);
+      let sb: AgentSocket = await acc;
+      server.close();
+      const ra = new Reader();
+      const rb = new Reader();
+      ra.attach(sa);
+      rb.attach(sb);
+      sa.write(pattern(1, 0, 10_000));
+      sb.write(pattern(2, 0, 10_000));
+      const [ma, mb] = await Promise.all([h0.moveAgent(a, h2), h1.moveAgent(b, h3)]);
+      sa = ma.sockets[0]!;
+      sb = mb.sockets[0]!;
+      ra.attach(sa);
+      rb.attach(sb);
+      // A few ms in, both ends are still resuming (RES in flight or answered, no socket yet).
+      await new Promise((r) => setTimeout(r, 2 + (i % 4) * 2));
+      const [x, y] = i % 2 === 0 ? [sa, sb] : [sb, sa];
+      const suspended = outcome(x.suspend());
+      const resumed = outcome(y.resumeConnection());
+      const [rs, rr] = await within(Promise.all([suspended, resumed]), 8000, `try ${i}: suspend and the crossing resume`);
+      assert.equal(rs, 'resolved', `try ${i}: the suspend happened`);
+      assert.equal(rr, 'resolved', `try ${i}: the resume went on after it (states ${x.state}/${y.state})`);
+      await waitFor(() => sa.state === 'ESTABLISHED' && sb.state === 'ESTABLISHED', 5000, `try ${i}: both ESTABLISHED`);
+      sa.write(pattern(1, 10_000, 5000));
+      sb.write(pattern(2, 10_000, 5000));
+      await waitFor(() => ra.length === 15_000 && rb.length === 15_000, 5000, `try ${i}: streams`);
+      assert.ok(rb.bytes().equals(pattern(1, 0, 15_000)), 'A -> B exactly once');
+      assert.ok(ra.bytes().equals(pattern(2, 0, 15_000)), 'B -> A exactly once');
+      await Promise.all([sa.close(), sb.close()]);
+    }
+  } finally {
+    await net.close();
+  }
+});
