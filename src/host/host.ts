@@ -7,11 +7,11 @@
  */
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { ControlChannel, type ControlMessage, type DatagramSocketLike } from '../control/index.js';
+import { ControlChannel, parseAddress, type ControlMessage, type DatagramSocketLike } from '../control/index.js';
 import { AgentServerSocket, AgentSocket, Endpoint, ResumeSigner, type EndpointCheckpoint, type EndpointEnv, type LocationProof, type PeerLocator } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
 import type { LocationService } from '../location/index.js';
-import { ERRORS, FerryError, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger } from '../util/index.js';
+import { ERRORS, FerryError, SourceSlots, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger } from '../util/index.js';
 import { FrameDecoder, FrameType, MessageType, OpenFrameType, decodeConnControl, decodeConnect, decodeConnectConfirm, decodeConnectFrame, decodeFrameBody, encodeFrame, type Connect, type Hello } from '../wire/index.js';
 import { verifyConnect } from '../connection/index.js';
 import { createHash } from 'node:crypto';
@@ -155,10 +155,18 @@ export class Host {
   private readonly endpoints = new Map<string, Endpoint>();
   /** Connection endpoints that moved away: answered PEER_MOVING until the hint expires. */
   private readonly moved = new Map<string, number>();
-  private halfOpen = 0;
+  /**
+   * Server ends of opens awaiting the client's confirmation, by the client's address: a flood of
+   * valid CONNECTs from fresh keys takes slots from its own address first (HALF_OPEN_PER_SOURCE).
+   */
+  private readonly halfOpen = new SourceSlots<Endpoint>(limit('MAX_HALF_OPEN'), limit('HALF_OPEN_PER_SOURCE'));
   private readonly opts: HostOptions;
   private readonly wallClock: () => number;
-  private pendingHandoffs = 0;
+  /**
+   * Redirector sockets that have not sent their first frame yet, by remote address: idle sockets
+   * from one address cannot hold the redirector (PENDING_HANDOFFS_PER_SOURCE).
+   */
+  private readonly handoffs = new SourceSlots<Socket>(limit('MAX_PENDING_HANDOFFS'), limit('PENDING_HANDOFFS_PER_SOURCE'));
   /**
    * The address dials leave from (the one both ports are bound to; none for a wildcard), and
    * which destinations the kernel dials from it by itself (no bind needed).
@@ -831,7 +839,7 @@ export class Host {
     const a = this.admitConnect(c);
     const serverHalf = this.freshServerHalf(c.clientHalf);
     const { endpoint, reply } = Endpoint.server(this.env, a.identity, c, body, req.from, serverHalf);
-    this.adoptHalfOpen(a, endpoint);
+    this.adoptHalfOpen(a, endpoint, parseAddress(req.from).ip);
     return reply;
   }
 
@@ -846,7 +854,7 @@ export class Host {
     const a = this.admitConnect(f.connect);
     const serverHalf = this.freshServerHalf(f.connect.clientHalf);
     const endpoint = Endpoint.serverInband(this.env, a.identity, f, body, sock, serverHalf);
-    this.adoptHalfOpen(a, endpoint);
+    this.adoptHalfOpen(a, endpoint, sourceOf(sock));
     endpoint.startInband(rest);
   }
 
@@ -863,21 +871,29 @@ export class Host {
     if (!a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${target} is not here`);
     if (a.moving) throw new FerryError('FERRY_ERR_PEER_MOVING', `agent ${target} is moving`);
     if (!a.server || a.server.closed) throw new FerryError('FERRY_ERR_NOT_LISTENING', `agent ${target} has no server socket`);
-    // Cheap limits before the signature check, so a CONNECT flood costs little CPU.
-    if (this.halfOpen >= limit('MAX_HALF_OPEN')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'too many half-open connections');
+    // Cheap limits before the signature check, so a CONNECT flood costs little CPU. (A full
+    // half-open table is not one of them: only a verified CONNECT may evict, see adoptHalfOpen.)
     if (this.endpoints.size >= limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'connection table full');
     verifyConnect(c, this.security);
     return a;
   }
 
-  /** Index a new half-open server endpoint; its socket goes to the agent once established. */
-  private adoptHalfOpen(a: AgentRecord, endpoint: Endpoint): void {
+  /**
+   * Index a new half-open server endpoint; its socket goes to the agent once established. It
+   * takes a half-open slot of its source address; when that address holds its share, or the
+   * table is full, the oldest half-open of the address holding the most is dropped for it.
+   */
+  private adoptHalfOpen(a: AgentRecord, endpoint: Endpoint, source: string): void {
+    const slot = this.halfOpen.admit(source, endpoint);
+    if (!slot.admitted) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'no half-open connections allowed');
     this.endpoints.set(key(endpoint.connectionId, 'server'), endpoint);
-    this.halfOpen++;
-    let counted = true;
+    if (slot.evicted) {
+      this.countRefusal('FERRY_ERR_LIMIT_EXCEEDED');
+      this.log.warn('half_open_evicted', { code: 'FERRY_ERR_LIMIT_EXCEEDED', conn: slot.evicted.idText, peer: slot.evicted.peer.ip, for: source });
+      slot.evicted.destroy(new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'half-open connection evicted: its source address holds too many'));
+    }
     const done = (): void => {
-      if (counted) this.halfOpen--;
-      counted = false;
+      this.halfOpen.release(source, endpoint);
       a.opening?.delete(endpoint);
     };
     (a.opening ??= new Set()).add(endpoint);
@@ -925,16 +941,22 @@ export class Host {
   // ------------------------------------------------------------------ redirector
 
   private onRedirect(sock: Socket): void {
-    if (this.pendingHandoffs >= limit('MAX_PENDING_HANDOFFS')) {
+    const source = sourceOf(sock);
+    const slot = this.handoffs.admit(source, sock);
+    if (!slot.admitted) {
       this.countRefusal('FERRY_ERR_LIMIT_EXCEEDED');
       sock.destroy();
       return;
     }
-    this.pendingHandoffs++;
-    let pending = true;
+    if (slot.evicted) {
+      // The idlest socket of the address holding the most makes room: one address cannot hold
+      // the redirector, whatever it opens.
+      this.countRefusal('FERRY_ERR_LIMIT_EXCEEDED');
+      this.log.warn('redirect_evicted', { code: 'FERRY_ERR_LIMIT_EXCEEDED', remote: sourceOf(slot.evicted), for: source });
+      slot.evicted.destroy();
+    }
     const settled = (): void => {
-      if (pending) this.pendingHandoffs--;
-      pending = false;
+      this.handoffs.release(source, sock);
     };
     sock.once('close', settled);
     sock.setNoDelay(true);
@@ -947,6 +969,7 @@ export class Host {
       sock.destroySoon();
     };
     const onData = (chunk: Buffer): void => {
+      this.handoffs.touch(source, sock);
       decoder.push(chunk);
       let body: Buffer | undefined;
       try {
@@ -998,6 +1021,12 @@ export class Host {
     this.control.close();
     await new Promise<void>((resolve) => this.redirector.close(() => resolve()));
   }
+}
+
+/** The remote address of a socket, IPv4-mapped IPv6 in its IPv4 form: what per-source budgets count by. */
+function sourceOf(sock: Socket): string {
+  const ip = sock.remoteAddress ?? '';
+  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
 }
 
 function str(v: unknown, what: string): string {

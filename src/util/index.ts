@@ -5,3 +5,4 @@ export * from './clock.js';
 export * from './log.js';
 export * from './bounded.js';
 export * from './heap.js';
+export * from './source-slots.js';

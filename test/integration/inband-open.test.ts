@@ -147,7 +147,7 @@ test('in-band CONNECTs that are forged, malformed or misaddressed are refused on
     // No half-open endpoint is left behind (they hold slots until closed), and nothing was delivered.
     await sleep(50);
     assert.equal(delivered, 0, 'no connection was delivered to the agent');
-    assert.equal((h1 as unknown as { halfOpen: number }).halfOpen, 0, 'half-open slots released');
+    assert.equal((h1 as unknown as { halfOpen: { size: number } }).halfOpen.size, 0, 'half-open slots released');
     server.close();
 
     // Through the public API.
