@@ -24,7 +24,10 @@ Usage: ferry host [options]
   --ip IP                 address to bind both ports (default 127.0.0.1)
   --control-port N        UDP control port (default 0: any free port)
   --redirector-port N     TCP redirector port (default 0)
-  --rendezvous IP:PORT    the rendezvous to use; without it the host embeds one
+  --rendezvous IP:PORT[,IP:PORT…]
+                          the rendezvous to use, or several nodes over one directory (tried in
+                          turn: a node that does not answer within 1 s is failed over);
+                          without it the host embeds one
   --rendezvous-port N     port of the embedded rendezvous (default 0)
   --policy FILE           host policy (JSON, see docs/AGENTS.md): runs the agent runtime, so
                           agents with code can be launched here ('ferry launch') and migrate
@@ -144,7 +147,9 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
     embedded = await RendezvousServer.start({ host: ip, port: port('rendezvous-port'), store, logger: log });
     rendezvous = embedded.address;
   }
-  const location = await RendezvousClient.connect({ server: rendezvous, host: ip, signer: identity, logger: log });
+  const [first, ...alternates] = rendezvous.split(',').map((a) => a.trim());
+  if (!first || alternates.some((a) => a === '')) fail(`--rendezvous takes IP:PORT[,IP:PORT…], got '${rendezvous}'`);
+  const location = await RendezvousClient.connect({ server: first, alternates, host: ip, signer: identity, logger: log });
   let host: Host;
   try {
     host = await Host.start({

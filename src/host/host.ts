@@ -632,7 +632,8 @@ export class Host {
           continue;
         }
         try {
-          const attached = await this.attachAgent(cps[i]!);
+          const cp = cps[i]!;
+          const attached = await this.whileDirectoryDown(m.agentId, () => this.attachAgent(cp));
           m.outgoing?.reattach(attached);
           outcomes.push(rolledBack());
         } catch (rollbackErr) {
@@ -652,6 +653,27 @@ export class Host {
       return outcomes;
     } finally {
       ch?.close();
+    }
+  }
+
+  /**
+   * Run a rollback's re-attach again while the directory is unavailable (a shared directory
+   * whose Redis is down, or no rendezvous node answering), for up to DIRECTORY_RETRY_MS: the
+   * destination did not commit, so giving up would leave the agent on no host at all. A retry
+   * is safe: attachAgent changes nothing before its registration succeeds, and a registration
+   * that did commit unanswered is acknowledged when sent again.
+   */
+  private async whileDirectoryDown<T>(agent: AgentId, f: () => Promise<T>): Promise<T> {
+    const end = this.clock.now() + limit('DIRECTORY_RETRY_MS');
+    for (let pause = limit('RESUME_RETRY_MS'); ; pause = Math.min(pause * 2, limit('CONTROL_MAX_RTO_MS'))) {
+      try {
+        return await f();
+      } catch (err) {
+        const down = isFerryError(err, 'FERRY_ERR_DIRECTORY_UNAVAILABLE') || isFerryError(err, 'FERRY_ERR_CONTROL_TIMEOUT');
+        if (!down || this.clock.now() + pause > end) throw err;
+        this.log.warn('migration_rollback_waiting', { agent, code: (err as FerryError).code, retryMs: pause });
+        await new Promise<void>((resolve) => this.clock.setTimer(pause, resolve));
+      }
     }
   }
 

@@ -12,13 +12,17 @@
  *   poll interval. It never rejects: a rendezvous that does not answer yields the best location
  *   known when the wait ends, as the resume path expects.
  * - `relay` has a first CONNECT forwarded to the agent's current host (RFC 8004).
+ * - With several rendezvous addresses (nodes over one shared directory), a request that one
+ *   node does not answer within RENDEZVOUS_FAILOVER_MS, or that it answers with
+ *   FERRY_ERR_DIRECTORY_UNAVAILABLE, is sent to the next; the client stays with the node that
+ *   answered. A waiting watch re-arms its WATCH at the new node.
  *
  * Wire layouts: docs/PROTOCOL.md §12.
  */
 import { randomBytes } from 'node:crypto';
 import { ControlChannel, formatAddress, parseAddress, type ControlMessage, type ControlReply, type ControlRequestOptions, type DatagramSocketLike } from '../control/index.js';
 import type { AgentId, Identity } from '../identity/index.js';
-import { FerryError, limit, setBounded, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
+import { FerryError, isFerryError, limit, setBounded, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
 import {
   LocationMessageType as T,
   WATCH_TOKEN_BYTES,
@@ -48,6 +52,11 @@ import type { LocationEntry, LocationService, RegisterOptions } from './table.js
 export interface RendezvousClientOptions {
   /** The rendezvous's control address, `ip:port` (an IP literal). */
   readonly server: string;
+  /**
+   * More rendezvous nodes serving the same directory, tried in turn after `server` when a node
+   * does not answer (failover). Each `ip:port` of the same address family as `server`.
+   */
+  readonly alternates?: readonly string[];
   /**
    * Local IP to bind (default: the loopback of the server's family when the server is on
    * loopback, else the unspecified address of its family).
@@ -138,11 +147,15 @@ export class RendezvousClient implements LocationService {
   private readonly pollMs: number;
   private readonly watchPadding: number;
   private closed = false;
+  /** Index in `servers` of the node in use. */
+  private active = 0;
+  /** Bumped at each failover, so a watch knows to re-arm at the new node. */
+  private failovers = 0;
 
   private constructor(
     private readonly channel: ControlChannel,
-    /** The rendezvous's canonical control address. */
-    readonly server: string,
+    /** Every rendezvous node's canonical control address, the preferred first. */
+    readonly servers: readonly string[],
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly signer: Identity | undefined,
@@ -165,16 +178,26 @@ export class RendezvousClient implements LocationService {
    *   or a local address that cannot be bound.
    */
   static async connect(options: RendezvousClientOptions): Promise<RendezvousClient> {
-    const { ip, port } = parseAddress(options.server);
-    if (port === 0) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `rendezvous port 0 in ${options.server}`);
-    const serverIp = canonicalIp(ip);
+    const servers = [options.server, ...(options.alternates ?? [])].map((a) => {
+      const { ip, port } = parseAddress(a);
+      if (port === 0) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `rendezvous port 0 in ${a}`);
+      return { ip: canonicalIp(ip), port };
+    });
+    const serverIp = servers[0]!.ip;
     const v6 = serverIp.includes(':');
-    const loopback = v6 ? serverIp === '::1' : serverIp.startsWith('127.');
+    if (servers.some((s) => s.ip.includes(':') !== v6)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'the rendezvous addresses of one client share one address family');
+    const loopback = servers.every((s) => (v6 ? s.ip === '::1' : s.ip.startsWith('127.')));
     const host = options.host ?? (loopback ? (v6 ? '::1' : '127.0.0.1') : v6 ? '::' : '0.0.0.0');
     const clock = options.clock ?? systemClock;
     const log = (options.logger ?? silentLogger).child({ role: 'rendezvous-client' });
     const channel = await ControlChannel.bind({ host, port: options.port ?? 0, clock, logger: log, ...(options.wrap ? { wrap: options.wrap } : {}) });
-    return new RendezvousClient(channel, formatAddress(serverIp, port), clock, log, options.signer, options);
+    const addresses = [...new Set(servers.map((s) => formatAddress(s.ip, s.port)))];
+    return new RendezvousClient(channel, addresses, clock, log, options.signer, options);
+  }
+
+  /** The rendezvous node in use now, `ip:port`. */
+  get server(): string {
+    return this.servers[this.active]!;
   }
 
   /** The local control address, `ip:port` (where LANDED notifications arrive). */
@@ -303,8 +326,36 @@ export class RendezvousClient implements LocationService {
     if (this.closed) throw new FerryError('FERRY_ERR_ABORTED', 'rendezvous client is closed');
   }
 
-  private request(type: number, body: Uint8Array, options: ControlRequestOptions = {}): Promise<ControlReply> {
-    return this.channel.request(this.server, type, body, options);
+  /**
+   * One request, failing over between nodes: each node gets RENDEZVOUS_FAILOVER_MS (or what is
+   * left of the caller's `timeoutMs`), and a node that cannot reach the directory is passed over
+   * too; every node is tried once per request, starting with the one in use. A request that is
+   * not idempotent at the rendezvous is safe to resend to another node: REGISTER of the entry
+   * already stored is acknowledged (server.ts, reregister), WATCH is keyed by its token.
+   */
+  private async request(type: number, body: Uint8Array, options: ControlRequestOptions = {}): Promise<ControlReply> {
+    if (this.servers.length === 1) return this.channel.request(this.servers[0]!, type, body, options);
+    const end = options.timeoutMs === undefined ? Infinity : this.clock.now() + options.timeoutMs;
+    let last: unknown;
+    for (let tried = 0; tried < this.servers.length; tried++) {
+      const at = this.active;
+      const left = end - this.clock.now();
+      if (left <= 0) break;
+      try {
+        return await this.channel.request(this.servers[at]!, type, body, { ...options, timeoutMs: Math.min(left, limit('RENDEZVOUS_FAILOVER_MS')) });
+      } catch (err) {
+        last = err;
+        if (!isFerryError(err, 'FERRY_ERR_CONTROL_TIMEOUT') && !isFerryError(err, 'FERRY_ERR_DIRECTORY_UNAVAILABLE')) throw err;
+        if (options.signal?.aborted || this.closed) throw err;
+        // Another caller may have failed over meanwhile: move on only from the node that failed.
+        if (this.active === at) {
+          this.active = (at + 1) % this.servers.length;
+          this.failovers++;
+          this.log.warn('location.rendezvous_failover', { from: this.servers[at], to: this.servers[this.active], code: (err as FerryError).code });
+        }
+      }
+    }
+    throw last ?? new FerryError('FERRY_ERR_CONTROL_TIMEOUT', `no rendezvous node answered (${this.servers.join(', ')})`);
   }
 
   /** LOOKUP, one at a time per agent (concurrent callers share the answer). */
@@ -337,7 +388,7 @@ export class RendezvousClient implements LocationService {
       return;
     }
     // Only the rendezvous sends LANDED, and only with a token of ours: anything else is forged.
-    if (msg.from !== this.server) {
+    if (!this.servers.includes(msg.from)) {
       this.log.warn('location.landed_refused', { from: msg.from, why: 'not from the rendezvous' });
       return;
     }
@@ -390,11 +441,17 @@ export class RendezvousClient implements LocationService {
     /** When the rendezvous's watch lapses (monotonic ms); -Infinity: (re)send WATCH next. */
     let armedUntil = -Infinity;
     let armed = false;
+    let armedAt = this.failovers;
     try {
       while (!found && !stopped) {
         const now = this.clock.now();
         const left = deadline - now;
         if (left <= 0) break;
+        // The node holding our watch stopped answering: watch again through the one in use.
+        if (armedAt !== this.failovers) {
+          armedAt = this.failovers;
+          armedUntil = -Infinity;
+        }
         try {
           const opts = { signal: abort.signal, timeoutMs: left };
           if (now >= armedUntil) {

@@ -9,3 +9,5 @@ export * from './watches.js';
 export * from './uploads.js';
 export * from './server.js';
 export * from './client.js';
+export * from './stored-entry.js';
+export * from './redis-store.js';

@@ -79,6 +79,11 @@ export interface RendezvousStats {
   relayed: number;
 }
 
+/** Whether `reg` names exactly what `current` holds (host, locator, epoch). */
+function sameRegistration(reg: Register, current: LocationEntry): boolean {
+  return reg.epoch === current.epoch && reg.hostId === current.hostId && reg.ip === current.ip && reg.controlPort === current.controlPort && reg.redirectorPort === current.redirectorPort;
+}
+
 /** Request types the rendezvous relays (RELAY): only the first message of an open. */
 const RELAYABLE = new Set<number>([MessageType.CONNECT]);
 
@@ -91,6 +96,7 @@ export class RendezvousServer {
   private readonly requireChains: boolean;
   private readonly now: () => number;
   private relaying = 0;
+  private readonly unsubscribe: (() => void) | undefined;
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -105,6 +111,9 @@ export class RendezvousServer {
     this.now = options.now ?? (() => Date.now());
     this.watches = new WatchTable(options.watchLimits);
     this.uploads = new UploadTable(options.uploadLimits);
+    // A shared directory (Redis) tells us what other nodes stored: our watchers are due a LANDED
+    // for those too, and after an interrupted feed we re-read what they wait for.
+    this.unsubscribe = store.subscribe?.({ landed: (e) => this.notify(e), resync: () => void this.resync() });
     channel.onRequest((req) => this.onRequest(req));
     channel.onOneway((msg) => this.log.debug('rendezvous.oneway_ignored', { from: msg.from, type: msg.type }));
   }
@@ -151,6 +160,7 @@ export class RendezvousServer {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.channel.close();
+      this.unsubscribe?.();
       await this.store.close();
       this.log.info('rendezvous.closed', { registered: this.stats.registered });
     })();
@@ -195,6 +205,7 @@ export class RendezvousServer {
 
   private async register(reg: Register, from: string): Promise<ControlAnswer> {
     const current = await this.store.get(reg.agent);
+    if (current && sameRegistration(reg, current)) return this.reregister(reg, current, from);
     const entry = checkRegistration(reg, current, this.now(), { requireChains: this.requireChains, ...(this.options.chainPolicy ? { chain: this.options.chainPolicy } : {}) });
     const out = await this.store.put(entry);
     // Another registration won the compare-and-set between our read and write.
@@ -203,6 +214,31 @@ export class RendezvousServer {
     this.log.info('rendezvous.registered', { agent: entry.agent, host: entry.hostId, epoch: entry.epoch, proven: Boolean(entry.chain), from });
     this.notify(entry);
     return { type: T.REGISTER_ACK, body: encodeRegisterAck(entry.epoch) };
+  }
+
+  /**
+   * The registration stored is this one (same host, locator and epoch): a host whose REGISTER
+   * was committed through another node that died before answering retries here. It is verified
+   * like any registration, then acknowledged without a write, so the host's move commits exactly
+   * once instead of being told STALE_EPOCH for its own commit.
+   */
+  private reregister(reg: Register, current: LocationEntry, from: string): ControlAnswer {
+    checkRegistration(reg, undefined, this.now(), { requireChains: this.requireChains || Boolean(current.chain), ...(this.options.chainPolicy ? { chain: this.options.chainPolicy } : {}) });
+    this.log.info('rendezvous.reregistered', { agent: reg.agent, host: reg.hostId, epoch: reg.epoch, from });
+    return { type: T.REGISTER_ACK, body: encodeRegisterAck(reg.epoch) };
+  }
+
+  /** After an interrupted change feed: what the watched agents' entries are now (newer ones notify). */
+  private async resync(): Promise<void> {
+    for (const agent of this.watches.agents()) {
+      try {
+        const e = await this.store.get(agent);
+        if (e) this.notify(e);
+      } catch (err) {
+        this.log.warn('rendezvous.resync_failed', { agent, code: (err as FerryError).code });
+        return;
+      }
+    }
   }
 
   private async registerPart(req: ControlMessage): Promise<ControlAnswer> {

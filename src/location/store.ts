@@ -1,7 +1,7 @@
 /**
  * Where a rendezvous keeps its directory. {@link LocationStore} is the interface a backend
- * implements: the in-memory {@link MemoryStore} (with an optional snapshot file, the default) now,
- * and Redis next, for several rendezvous nodes sharing one directory.
+ * implements: the in-memory {@link MemoryStore} (with an optional snapshot file, the default),
+ * and {@link RedisStore} (redis-store.ts), for several rendezvous nodes sharing one directory.
  *
  * The one operation that must be atomic is {@link LocationStore.put}: "store if newer". Epochs
  * make a location update idempotent and ordered only if no two writers can both see epoch 4 and
@@ -21,6 +21,20 @@ export type PutOutcome =
   /** Not stored: the current entry's epoch is at or above the offered one. */
   | { readonly stored: false; readonly current: LocationEntry };
 
+/**
+ * What a shared store tells the rendezvous node using it about the changes other nodes made
+ * (its own changes the node already knows).
+ */
+export interface StoreListener {
+  /** Another node stored `entry` (its watchers here are due a LANDED). */
+  landed(entry: LocationEntry): void;
+  /**
+   * The change feed was interrupted and is back: changes may have been missed meanwhile (Redis
+   * pub/sub does not queue for a disconnected subscriber), so re-read what is watched.
+   */
+  resync(): void;
+}
+
 /** A rendezvous directory: `AgentId -> LocationEntry`. */
 export interface LocationStore {
   /** The entry of `agent`, if any. */
@@ -32,6 +46,16 @@ export interface LocationStore {
    * @throws FerryError `FERRY_ERR_LIMIT_EXCEEDED` for a new agent when the store is full.
    */
   put(entry: LocationEntry): Promise<PutOutcome>;
+  /**
+   * Deregister: drop the entry of `agent` if its stored epoch is exactly `epoch`, atomically (an
+   * agent that moved on since, or was never there, keeps its entry). True if it was dropped.
+   */
+  remove(agent: AgentId, epoch: number): Promise<boolean>;
+  /**
+   * Changes made by other users of the same directory (shared stores only; a store only this
+   * process writes has none). Returns the unsubscribe function.
+   */
+  subscribe?(listener: StoreListener): () => void;
   /** Every entry, in no particular order (a backend may stream them, e.g. Redis SCAN). */
   list(): AsyncIterable<LocationEntry>;
   /** Persist what is pending and release resources. Idempotent. */
@@ -142,6 +166,14 @@ export class MemoryStore implements LocationStore {
     this.entries.set(entry.agent, entry);
     this.changed();
     return { stored: true };
+  }
+
+  async remove(agent: AgentId, epoch: number): Promise<boolean> {
+    if (this.closed) throw new FerryError('FERRY_ERR_ABORTED', 'location store is closed');
+    if (this.entries.get(agent)?.epoch !== epoch) return false;
+    this.entries.delete(agent);
+    this.changed();
+    return true;
   }
 
   async *list(): AsyncIterable<LocationEntry> {

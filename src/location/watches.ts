@@ -130,6 +130,11 @@ export class WatchTable {
     return { ttlMs, notifications };
   }
 
+  /** The agents watched now (a node re-reads them after its change feed was interrupted). */
+  agents(): AgentId[] {
+    return [...this.byAgent.keys()];
+  }
+
   /** Drop the watch of `from` with `token` on `agent`; true if there was one. */
   remove(agent: AgentId, from: string, token: Buffer): boolean {
     const e = this.byAgent.get(agent)?.get(keyOf(from, token));

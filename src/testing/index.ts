@@ -2,3 +2,4 @@
 export * from './lossy-datagram.js';
 export * from './memory-datagram.js';
 export * from './netns.js';
+export * from './redis-server.js';

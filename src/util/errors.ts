@@ -85,6 +85,8 @@ export const ERRORS = {
   FERRY_ERR_REGISTRATION_MISMATCH: { wire: 61, by: 'peer', summary: 'A registration\'s chain names another host than the entry (last subject), or another epoch than the entry\'s.' },
   FERRY_ERR_UPLOAD_BROKEN: { wire: 62, by: 'peer', summary: 'A REGISTER_PART is out of order, for an unknown or expired upload, or disagrees with the fragments before it.' },
   FERRY_ERR_SNAPSHOT_UNREADABLE: { wire: 0, by: 'local', summary: 'The rendezvous snapshot file cannot be read or written, or is corrupt; refused at start rather than starting with an empty directory.' },
+  FERRY_ERR_DIRECTORY_UNAVAILABLE: { wire: 66, by: 'peer', summary: 'The rendezvous cannot reach the shared directory (Redis down, unreachable or not answering within LOCATION_STORE_TIMEOUT_MS): nothing was stored; a registration is refused (a move rolls back) and may be retried once the directory is back.' },
+  FERRY_ERR_DIRECTORY_CORRUPT: { wire: 0, by: 'local', summary: 'An entry read from the shared directory does not decode (another program wrote the key, or another version of Ferry); it is not served.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** A stable error code, e.g. `FERRY_ERR_REPLAYED_CONTROL`. */

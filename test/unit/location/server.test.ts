@@ -19,7 +19,7 @@ import { LossyDatagramSocket } from '../../../src/testing/index.js';
 import { FerryError, MemoryLogger, type ErrorCode } from '../../../src/util/index.js';
 import { encodeDatagram, encodeRegister, encodeRelayedAck, encodeWatch, decodeRelayed, decodeWatchAck, LocationMessageType as T, MessageType, type Register } from '../../../src/wire/index.js';
 import { freshChain } from '../../../src/identity/index.js';
-import { HOUR, T0, agent, chainOf, ferry, host, provenEntry, provenRegister, registration, signed } from './fixtures.js';
+import { HOUR, T0, agent, chainOf, ferry, host, mallory, provenEntry, provenRegister, registration, signed } from './fixtures.js';
 
 const NOW = (): number => T0 + 1000;
 const cleanups: Array<() => unknown> = [];
@@ -259,7 +259,7 @@ describe('rendezvous over loopback', () => {
     const second = await server({ store: await MemoryStore.open({ snapshotFile: file }) });
     assert.equal((await (await client(second)).lookup(agent.id))?.epoch, 4);
     // And it still enforces epochs across the restart.
-    await assert.rejects((await client(second, { signer: host(0) })).register(provenEntry(host(0), 4)), ferry('FERRY_ERR_STALE_EPOCH'));
+    await assert.rejects((await client(second, { signer: host(1) })).register(provenEntry(host(1), 4)), ferry('FERRY_ERR_STALE_EPOCH'));
   });
 
   it('development mode accepts bare claims, ordered by epoch', async () => {
@@ -267,11 +267,26 @@ describe('rendezvous over loopback', () => {
     const c = await client(srv);
     const bare = { agent: agent.id, hostId: host(0).id, ip: '127.0.0.1', controlPort: 1, redirectorPort: 2, epoch: 1 };
     await c.register(bare);
-    await assert.rejects(c.register(bare), ferry('FERRY_ERR_STALE_EPOCH'));
+    await assert.rejects(c.register({ ...bare, controlPort: 9 }), ferry('FERRY_ERR_STALE_EPOCH'));
     await c.register({ ...bare, epoch: 2 });
     assert.equal((await srv.store.get(agent.id))?.epoch, 2);
     const strict = await server();
     await assert.rejects((await client(strict)).register(bare), ferry('FERRY_ERR_REGISTRATION_UNPROVEN'));
+  });
+
+  it('the registration already stored is acknowledged again, verified, without a write (a retry through another node)', async () => {
+    const srv = await server();
+    const c = await client(srv, { signer: host(0) });
+    const e = provenEntry(host(0), 3);
+    await c.register(e);
+    const registered = srv.stats.registered;
+    // A fresh client: the server's duplicate suppression does not apply, only the entry does.
+    await (await client(srv, { signer: host(0) })).register(e);
+    assert.equal(srv.stats.registered, registered, 'no second write');
+    // Same locator and epoch but a chain for another agent key: verified, so refused.
+    await assert.rejects((await client(srv, { signer: host(0) })).register({ ...e, chain: freshChain(mallory, host(0).publicRaw, 3, T0, HOUR) }), ferry('FERRY_ERR_CHAIN_TRUNCATED'));
+    // Another host at the same epoch is still stale.
+    await assert.rejects((await client(srv, { signer: host(1) })).register(provenEntry(host(1), 3)), ferry('FERRY_ERR_STALE_EPOCH'));
   });
 
   it('relays a first CONNECT to the current host and passes its answer or error back', async () => {
