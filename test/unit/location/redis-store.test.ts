@@ -157,6 +157,8 @@ describe('RedisStore with Redis down', () => {
       s = await RedisStore.open({ url: own.url, prefix: 'down' });
       await s.put(provenEntry(host(0), 1));
       await own.stop();
+      // The cache is served only while subscribed; the subscriber hears the stop as a close.
+      await until(() => !s!.subscribed);
       await assert.rejects(s.get(agent.id), ferry('FERRY_ERR_DIRECTORY_UNAVAILABLE'));
       await assert.rejects(s.put(provenEntry(host(1), 2)), ferry('FERRY_ERR_DIRECTORY_UNAVAILABLE'));
       await assert.rejects(s.remove(agent.id, 1), ferry('FERRY_ERR_DIRECTORY_UNAVAILABLE'));
