@@ -170,9 +170,14 @@ export class ReceiveBuffer {
   delivered: number;
   /** Where the peer's stream ends, once its FIN arrived. */
   fin: number | undefined;
+  /**
+   * The highest window edge announced to the peer: it may send below it, so it never goes back.
+   * A receive budget may announce less than {@link limit}; DATA is checked against this.
+   */
+  edge: number;
 
   constructor(
-    /** Bytes accepted beyond what the application has read. */
+    /** Most bytes accepted beyond what the application has read. */
     readonly window: number,
     start = 0,
     data?: Buffer,
@@ -183,11 +188,19 @@ export class ReceiveBuffer {
       this.queue.push(data);
       this.received += data.length;
     }
+    this.edge = this.received;
   }
 
-  /** The window edge announced to the peer. */
+  /** The farthest edge the window allows now (the announced {@link edge} may be lower). */
   get limit(): number {
     return this.delivered + this.window;
+  }
+
+  /** Announce an edge (never beyond {@link limit}, never back): returns the edge now announced. */
+  announce(edge: number): number {
+    if (edge > this.limit) edge = this.limit;
+    if (edge > this.edge) this.edge = edge;
+    return this.edge;
   }
 
   /** Bytes held for the application. */
@@ -209,7 +222,7 @@ export class ReceiveBuffer {
     const end = offset + payload.length;
     if (offset > this.received) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `gap: DATA at ${offset}, expected ${this.received}`);
     if (end <= this.received) return 0;
-    if (end > this.limit) throw new FerryError('FERRY_ERR_BUFFER_BUDGET', `DATA to ${end} beyond window edge ${this.limit}`);
+    if (end > this.edge) throw new FerryError('FERRY_ERR_BUFFER_BUDGET', `DATA to ${end} beyond window edge ${this.edge}`);
     if (this.fin !== undefined && end > this.fin) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `DATA past FIN at ${this.fin}`);
     const fresh = offset === this.received ? payload : payload.subarray(this.received - offset);
     this.queue.push(fresh);

@@ -40,6 +40,7 @@ import {
   type Role,
 } from '../wire/index.js';
 import { SendBuffer, ReceiveBuffer } from './data-path.js';
+import type { ReceiveAccount, ReceiveBudget } from './receive-budget.js';
 import { DataSocket, type StreamSocket } from './data-socket.js';
 import {
   acceptConnectAck,
@@ -91,6 +92,11 @@ export interface EndpointEnv {
   readonly inbandOpen?: boolean;
   readonly sendBudget: number;
   readonly receiveWindow: number;
+  /**
+   * The host's receive budget: what every connection here holds and lets its peer send, per host,
+   * agent and source address (receive-budget.ts). Absent: each window is simply `receiveWindow`.
+   */
+  readonly receiveBudget?: ReceiveBudget;
   readonly reconnectLimitMs: number;
   /** A control request to `to` ("ip:port"); rejects with a FerryError. */
   request(to: string, type: number, body: Buffer, opts?: { maxTries?: number; signal?: AbortSignal; timeoutMs?: number }): Promise<{ type: number; body: Buffer; from: string }>;
@@ -269,6 +275,16 @@ export class Endpoint extends EventEmitter {
   private resumeStarted = 0;
   readonly secure: boolean;
   private readonly log: Logger;
+  /** This connection's charge in the host's receive budget, until its bytes are consumed or dropped. */
+  private account: ReceiveAccount | undefined;
+  /** Bytes read from this endpoint that the reader still holds (its stream buffer): still charged. */
+  private heldAbove = 0;
+  /**
+   * The window this connection offers beyond what was delivered: with a receive budget it starts
+   * at the floor and doubles each time the peer used more than half of what it had, up to the
+   * whole window, so an idle connection holds no more than the floor of the budget.
+   */
+  private credit = 0;
 
   private constructor(
     private readonly env: EndpointEnv,
@@ -287,6 +303,15 @@ export class Endpoint extends EventEmitter {
     this.keys = init.keys;
     this.proven = { ip: init.peer.ip, controlPort: init.peer.controlPort, redirectorPort: init.peer.redirectorPort };
     this.log = env.logger.child({ conn: this.idText, role });
+    // Connections opened to us count against their source address too (a stranger's fresh keys
+    // cost nothing; its address does); those our agents open, against the host and agent only.
+    this.account = env.receiveBudget?.open(localAgent, role === 'server' ? init.peer.ip : undefined);
+    this.credit = Math.min(this.recv.window, this.account ? this.account.floor : this.recv.window);
+  }
+
+  /** The window a new connection announces in its CONNECT or CONNECT_ACK: the floor of the budget. */
+  private static firstWindow(env: EndpointEnv): number {
+    return Math.min(env.receiveWindow, env.receiveBudget?.limits.floor ?? env.receiveWindow);
   }
 
   /** The connection id in hex. */
@@ -323,7 +348,7 @@ export class Endpoint extends EventEmitter {
       client: local,
       toAgent: peerAgent,
       redirectorPort: env.redirectorPort,
-      window: env.receiveWindow,
+      window: ep.recv.announce(Endpoint.firstWindow(env)),
       inbandControlPort: ep.inband ? env.controlPort : undefined,
     });
     return ep;
@@ -336,7 +361,8 @@ export class Endpoint extends EventEmitter {
   static server(env: EndpointEnv, local: Identity, connect: Connect, connectBody: Buffer, from: string, serverHalf: Buffer): { endpoint: Endpoint; reply: Buffer } {
     const { ip, port } = splitAddr(from);
     const cid = Buffer.concat([connect.clientHalf, serverHalf]);
-    const ack = buildConnectAck({ connect, connectBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window: env.receiveWindow });
+    const window = Endpoint.firstWindow(env);
+    const ack = buildConnectAck({ connect, connectBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window });
     const ep = new Endpoint(env, 'server', local.id, connect.fromAgent.toString('hex') as AgentId, {
       state: 'LISTEN',
       connectionId: cid,
@@ -347,6 +373,8 @@ export class Endpoint extends EventEmitter {
       keys: ack.keys,
     });
     ep.send.peerLimit = connect.window;
+    ep.recv.announce(window);
+    ep.settleBudget();
     ep.transcript = ack.transcript;
     ep.fire('recv_connect');
     ep.handshakeTimer = env.clock.setTimer(limit('HANDSHAKE_TIMEOUT_MS'), () => ep.fireIfDefined('timeout'));
@@ -363,10 +391,11 @@ export class Endpoint extends EventEmitter {
     const connect = c.connect;
     const prefix = connectAckFramePrefix(env.controlPort);
     const cid = Buffer.concat([connect.clientHalf, serverHalf]);
-    const ack = buildConnectAck({ connect, connectBody: frameBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window: env.receiveWindow, ackPrefix: prefix });
     // The client's IP is the TCP peer's (the handshake proved it); its control port is in the
     // frame, under the transcript hash (so under both signatures' and MACs' cover).
     const ip = unmapped(sock.remoteAddress ?? '');
+    const window = Endpoint.firstWindow(env);
+    const ack = buildConnectAck({ connect, connectBody: frameBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window, ackPrefix: prefix });
     const ep = new Endpoint(env, 'server', local.id, connect.fromAgent.toString('hex') as AgentId, {
       state: 'LISTEN',
       connectionId: cid,
@@ -378,6 +407,8 @@ export class Endpoint extends EventEmitter {
     });
     ep.inband = true;
     ep.send.peerLimit = connect.window;
+    ep.recv.announce(window);
+    ep.settleBudget();
     ep.transcript = ack.transcript;
     ep.openKeys = ack.open;
     ep.fire('recv_connect');
@@ -417,6 +448,8 @@ export class Endpoint extends EventEmitter {
     ep.controlCounter = cp.controlCounter;
     ep.peerCounter = cp.peerCounter;
     ep.autoResume = cp.resume;
+    // What it carries is charged here whatever the budget says: the move was admitted.
+    ep.settleBudget();
     ep.hadSocket = true;
     if (cp.proven) ep.proven = { ip: cp.proven.ip, controlPort: cp.proven.controlPort, redirectorPort: cp.proven.redirectorPort };
     ep.peerEpoch = cp.peerEpoch ?? 0;
@@ -763,7 +796,7 @@ export class Endpoint extends EventEmitter {
     const round = ++this.dialRound;
     this.dialing = true;
     const nonce = fresh(NONCE_BYTES);
-    const fields = { kind, connectionId: this.connectionId, dialerRole: this.role, dialerNonce: nonce, challenge, received: this.recv.received, limit: this.recv.limit };
+    const fields = { kind, connectionId: this.connectionId, dialerRole: this.role, dialerNonce: nonce, challenge, received: this.recv.received, limit: this.announceEdge() };
     let settled = false;
     const timer = this.env.clock.setTimer(limit('HELLO_TIMEOUT_MS'), () => fail(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no HELLO_ACK')));
     const fail = (err: FerryError | undefined): void => {
@@ -858,7 +891,7 @@ export class Endpoint extends EventEmitter {
     this.dialRound++;
     this.dialing = false;
     const acceptorNonce = fresh(NONCE_BYTES);
-    const ackFields = { acceptorNonce, received: this.recv.received, limit: this.recv.limit };
+    const ackFields = { acceptorNonce, received: this.recv.received, limit: this.announceEdge() };
     const ds = new DataSocket(sock, { frame: () => {}, close: () => {}, writable: () => {} }, this.log);
     ds.send({ type: FrameType.HELLO_ACK, ...ackFields, mac: helloAckMac(this.keys, ackFields, hello.dialerNonce) });
     if (this.keys) {
@@ -880,7 +913,7 @@ export class Endpoint extends EventEmitter {
     this.data = ds;
     this.hadSocket = true;
     this.stats.sockets++;
-    this.advertised = this.recv.limit;
+    this.advertised = this.recv.edge;
     ds.setHandlers({
       frame: (f) => this.onFrame(ds, f),
       close: (err) => this.onSocketClosed(ds, err),
@@ -893,7 +926,7 @@ export class Endpoint extends EventEmitter {
     }
     if (this.data === ds) {
       if (initialAck) this.sendAck(ds);
-      else this.advertised = this.recv.limit;
+      else this.advertised = this.recv.edge;
       this.pump();
     }
   }
@@ -1102,9 +1135,72 @@ export class Endpoint extends EventEmitter {
     // Once our DRAIN or SUSPEND is out, the socket takes no more frames from us: the offsets stay
     // unannounced (what arrived after our DRAIN is restated on the next socket or the reuse).
     if (!ds.open || ds.drainSent) return;
-    this.advertised = this.recv.limit;
+    const edge = this.announceEdge();
+    this.advertised = edge;
     this.announced = this.recv.received;
-    ds.send({ type: FrameType.ACK, received: this.recv.received, limit: this.recv.limit });
+    ds.send({ type: FrameType.ACK, received: this.recv.received, limit: edge });
+  }
+
+  // ------------------------------------------------------------------ receive budget
+
+  /** The edge this connection may announce now: its credit, as far as the budget allows. */
+  private grantable(): number {
+    const a = this.account;
+    if (!a) return this.recv.limit;
+    const consumed = this.recv.delivered - this.heldAbove;
+    return Math.max(this.recv.edge, Math.min(this.recv.delivered + this.credit, consumed + a.charge + Math.max(0, a.room())));
+  }
+
+  /** Announce as far as the window and the budget allow (the edge never goes back). */
+  private announceEdge(): number {
+    // The peer used more than half of what it had: it has use for more.
+    if (this.recv.edge - this.recv.received < this.credit / 2) this.credit = Math.min(this.recv.window, this.credit * 2);
+    this.settleBudget();
+    const edge = this.recv.announce(this.grantable());
+    this.settleBudget();
+    return edge;
+  }
+
+  /**
+   * Charge what this connection holds and lets its peer send: from what the reader consumed up
+   * to the announced edge, at least the floor while open. Once closed nothing more can arrive:
+   * it is charged what is left unread, and gives its charge back once that is read.
+   */
+  private settleBudget(): void {
+    const a = this.account;
+    if (!a) return;
+    const consumed = this.recv.delivered - this.heldAbove;
+    if (this.closedDone) {
+      const left = this.recv.received - consumed;
+      if (left > 0) a.set(left);
+      else this.releaseBudget();
+      return;
+    }
+    a.set(Math.max(a.floor, this.recv.edge - consumed));
+  }
+
+  /** Give this connection's charge back: its bytes left this host (moved, or dropped unread). */
+  releaseBudget(): void {
+    this.account?.close();
+    this.account = undefined;
+  }
+
+  /**
+   * The reader still holds `bytes` of what it read (its stream buffer): they stay charged until
+   * it lets go of them. Room that frees reopens the peer's window.
+   */
+  holding(bytes: number): void {
+    if (bytes === this.heldAbove) return;
+    this.heldAbove = bytes;
+    this.settleBudget();
+    this.maybeReopen();
+  }
+
+  /** Reopen the peer's window when it grew by a quarter window, or by more than the peer has left. */
+  private maybeReopen(): void {
+    if (!this.data) return;
+    const gain = this.grantable() - this.advertised;
+    if (gain > 0 && (gain >= this.recv.window / 4 || gain >= this.advertised - this.recv.received)) this.sendAck(this.data);
   }
 
   private schedulePump(): void {
@@ -1197,8 +1293,11 @@ export class Endpoint extends EventEmitter {
   /** Take up to `max` received bytes for the application. */
   read(max: number): Buffer | undefined {
     const b = this.recv.take(max);
-    // Reopen the peer's window once a quarter of it has been consumed.
-    if (b && this.data && this.recv.limit - this.advertised >= this.recv.window / 4) this.sendAck(this.data);
+    if (!b) return b;
+    // The reader holds what it took until it says otherwise (holding()).
+    this.heldAbove += b.length;
+    this.settleBudget();
+    this.maybeReopen();
     return b;
   }
 
@@ -1858,6 +1957,8 @@ export class Endpoint extends EventEmitter {
       proven: { ...this.proven },
       peerEpoch: this.peerEpoch,
     };
+    // Its bytes travel in the checkpoint: charged at the destination now.
+    this.releaseBudget();
     this.detached = true;
     this.emit('detached');
     return cp;
@@ -1894,6 +1995,7 @@ export class Endpoint extends EventEmitter {
     this.openKeys = undefined;
     this.closedError ??= err;
     this.env.released(this);
+    this.settleBudget();
     this.emit('closed', this.closedError);
   }
   private closedDone = false;

@@ -122,6 +122,9 @@ export class AgentSocket extends Duplex {
       this.ended = true;
       this.push(null);
     }
+    // What this stream buffers stays charged to the host's receive budget until it is read
+    // (Node calls _read, so flush, whenever the buffer drops below the high-water mark).
+    this.endpoint.holding(this.readableLength);
   }
   /** The connection closed: the readable side ends once the queued bytes are read. */
   private peerClosed = false;
@@ -163,6 +166,8 @@ export class AgentSocket extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // Whatever this stream and the connection still buffer is dropped with it.
+    this.endpoint.releaseBudget();
     if (!this.moved && this.endpoint.state !== 'CLOSED') {
       // Both directions finished cleanly (Node's autoDestroy after 'end' and 'finish'): a
       // graceful CLS. Anything else is an abort the peer must hear about.
@@ -245,13 +250,34 @@ export class AgentServerSocket extends EventEmitter {
     const w = this.waiters.shift();
     if (w) w(sock);
     else if (this.listenerCount('connection') > 0) this.emit('connection', sock);
-    else this.queue.push(sock);
+    else this.enqueue(sock);
   }
+
+  /**
+   * Hold a connection until it is accepted. One that fails meanwhile (the peer aborted or never
+   * came back) is dropped from the queue with what it buffered: its error has no reader, and a
+   * stranger's dead connections must not pile up here.
+   */
+  private enqueue(sock: AgentSocket): void {
+    const failed = (): void => {
+      const i = this.queue.indexOf(sock);
+      if (i >= 0) this.queue.splice(i, 1);
+      this.queued.delete(sock);
+    };
+    sock.on('error', failed);
+    this.queued.set(sock, failed);
+    this.queue.push(sock);
+  }
+  private readonly queued = new Map<AgentSocket, () => void>();
 
   /** The next incoming connection. */
   accept(): Promise<AgentSocket> {
     const s = this.queue.shift();
-    if (s) return Promise.resolve(s);
+    if (s) {
+      s.off('error', this.queued.get(s)!);
+      this.queued.delete(s);
+      return Promise.resolve(s);
+    }
     if (this.closedFlag) return Promise.reject(new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'server socket closed'));
     return new Promise((resolve) => this.waiters.push(resolve));
   }

@@ -8,7 +8,7 @@
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ControlChannel, parseAddress, type ControlMessage, type DatagramSocketLike } from '../control/index.js';
-import { AgentServerSocket, AgentSocket, Endpoint, ResumeSigner, type EndpointCheckpoint, type EndpointEnv, type LocationProof, type PeerLocator } from '../connection/index.js';
+import { AgentServerSocket, AgentSocket, Endpoint, ReceiveBudget, ResumeSigner, type EndpointCheckpoint, type ReceiveBudgetLimits, type EndpointEnv, type LocationProof, type PeerLocator } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
 import type { LocationService } from '../location/index.js';
 import { ERRORS, FerryError, SourceSlots, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger } from '../util/index.js';
@@ -38,6 +38,8 @@ export interface HostOptions {
   clock?: Clock;
   sendBudget?: number;
   receiveWindow?: number;
+  /** Bounds of the host's receive budget (default: RECEIVE_BUDGET_* and RECEIVE_WINDOW_FLOOR_BYTES). */
+  receiveBudget?: Partial<ReceiveBudgetLimits>;
   reconnectLimitMs?: number;
   /** Wrap the control socket (tests: in-process loss, duplication, reordering). */
   wrapControlSocket?: (s: DatagramSocketLike) => DatagramSocketLike;
@@ -178,6 +180,8 @@ export class Host {
   private runtime: AgentRuntime | undefined;
   /** Count of refusals by code, for tests and metrics. */
   readonly refusals = new Map<string, number>();
+  /** What the connections here hold and let their peers send: per host, agent and source address. */
+  readonly receiveBudget: ReceiveBudget;
   /** Signs the location proofs of this host's RES and RES_ACK: one signature per batch (PROTOCOL.md §4.4). */
   readonly resumeSigner: ResumeSigner;
 
@@ -195,6 +199,12 @@ export class Host {
     this.security = opts.security ?? true;
     this.opts = opts;
     this.wallClock = opts.wallClock ?? Date.now;
+    this.receiveBudget = new ReceiveBudget({
+      host: opts.receiveBudget?.host ?? limit('RECEIVE_BUDGET_BYTES'),
+      perAgent: opts.receiveBudget?.perAgent ?? limit('RECEIVE_BUDGET_PER_AGENT_BYTES'),
+      perSource: opts.receiveBudget?.perSource ?? limit('RECEIVE_BUDGET_PER_SOURCE_BYTES'),
+      floor: opts.receiveBudget?.floor ?? limit('RECEIVE_WINDOW_FLOOR_BYTES'),
+    });
     this.routes = ip === '0.0.0.0' || ip === '::' ? undefined : new SourceRoutes(ip, clock);
     this.resumeSigner = new ResumeSigner(identity.publicRaw, (m) => identity.sign(m));
     const redirectorPort = (redirector.address() as { port: number }).port;
@@ -207,6 +217,7 @@ export class Host {
       inbandOpen: opts.inbandOpen ?? true,
       sendBudget: opts.sendBudget ?? limit('SEND_BUDGET_BYTES'),
       receiveWindow: opts.receiveWindow ?? limit('RECEIVE_WINDOW_BYTES'),
+      receiveBudget: this.receiveBudget,
       reconnectLimitMs: opts.reconnectLimitMs ?? limit('RECONNECT_LIMIT_MS'),
       request: (to, type, body, o) => this.control.request(to, type, body, o),
       oneway: (to, type, body) => this.control.send(to, type, body),
@@ -359,6 +370,7 @@ export class Host {
     const loc = await this.location.lookup(to);
     if (!loc) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `no location for agent ${to}`);
     if (this.endpoints.size >= limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'connection table full');
+    if (!this.receiveBudget.canOpen(from, undefined)) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `receive budget of agent ${from} is spent`);
     const peer: PeerLocator = { ip: loc.ip, controlPort: loc.controlPort, redirectorPort: loc.redirectorPort, epoch: loc.epoch };
     const ep = Endpoint.client(this.env, a.identity, to, peer, randomBytes(8));
     // The socket object exists only once the open succeeded: a failed open is the rejected
@@ -858,10 +870,11 @@ export class Host {
   private onConnect(req: ControlMessage): Buffer {
     const body = Buffer.from(req.body);
     const c = decodeConnect(body);
-    const a = this.admitConnect(c);
+    const source = parseAddress(req.from).ip;
+    const a = this.admitConnect(c, source);
     const serverHalf = this.freshServerHalf(c.clientHalf);
     const { endpoint, reply } = Endpoint.server(this.env, a.identity, c, body, req.from, serverHalf);
-    this.adoptHalfOpen(a, endpoint, parseAddress(req.from).ip);
+    this.adoptHalfOpen(a, endpoint, source);
     return reply;
   }
 
@@ -873,10 +886,11 @@ export class Host {
    */
   private onInbandConnect(sock: Socket, body: Buffer, rest: Buffer): void {
     const f = decodeConnectFrame(body);
-    const a = this.admitConnect(f.connect);
+    const source = sourceOf(sock);
+    const a = this.admitConnect(f.connect, source);
     const serverHalf = this.freshServerHalf(f.connect.clientHalf);
     const endpoint = Endpoint.serverInband(this.env, a.identity, f, body, sock, serverHalf);
-    this.adoptHalfOpen(a, endpoint, sourceOf(sock));
+    this.adoptHalfOpen(a, endpoint, source);
     endpoint.startInband(rest);
   }
 
@@ -887,7 +901,7 @@ export class Host {
   }
 
   /** The checks of a CONNECT (either kind), cheap ones first; returns the target agent. */
-  private admitConnect(c: Connect): AgentRecord {
+  private admitConnect(c: Connect, source: string): AgentRecord {
     const target = idFromBytes(c.toAgent);
     const a = this.agents.get(target);
     if (!a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${target} is not here`);
@@ -896,6 +910,8 @@ export class Host {
     // Cheap limits before the signature check, so a CONNECT flood costs little CPU. (A full
     // half-open table is not one of them: only a verified CONNECT may evict, see adoptHalfOpen.)
     if (this.endpoints.size >= limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'connection table full');
+    // What the connections to this agent, or from this address, hold: a new one needs its floor.
+    if (!this.receiveBudget.canOpen(target, source)) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `receive budget of agent ${target} or of ${source} is spent`);
     verifyConnect(c, this.security);
     return a;
   }

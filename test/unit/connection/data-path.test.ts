@@ -24,7 +24,7 @@ test('random sessions with losses and rewinds deliver the stream exactly once', 
         const out: Buffer[] = [];
         const run = (frames: number, lose: number, max: number): void => {
           // A new data socket: the receiver says how far it got; the sender rewinds there.
-          send.rewind(recv.received, recv.limit);
+          send.rewind(recv.received, recv.announce(recv.limit));
           for (let i = 0; i < frames; i++) {
             const f = send.nextFrame(max);
             if (!f) break;
@@ -34,7 +34,7 @@ test('random sessions with losses and rewinds deliver the stream exactly once', 
           }
           let c: Buffer | undefined;
           while ((c = recv.take(777))) out.push(c);
-          send.onAck(recv.received, recv.limit);
+          send.onAck(recv.received, recv.announce(recv.limit));
         };
         for (const s of sessions) run(s.frames, s.lose, s.max);
         run(1_000_000, 0, 65536); // a final clean session drains everything
@@ -48,6 +48,7 @@ test('random sessions with losses and rewinds deliver the stream exactly once', 
 
 test('duplicate and overlapping DATA is dropped; gaps and window overruns are refused', () => {
   const r = new ReceiveBuffer(100);
+  r.announce(r.limit);
   assert.equal(r.onData(0, Buffer.alloc(10, 1)), 10);
   assert.equal(r.onData(0, Buffer.alloc(10, 1)), 0, 'full duplicate dropped');
   assert.equal(r.onData(5, Buffer.alloc(10, 2)), 5, 'overlap keeps only the new tail');
@@ -56,6 +57,16 @@ test('duplicate and overlapping DATA is dropped; gaps and window overruns are re
   while (r.take(100));
   assert.equal(r.delivered, 15);
   assert.equal(r.limit, 115, 'window edge moves with what the application read');
+});
+
+test('DATA is checked against the edge announced, which a budget may hold below the window and which never goes back', () => {
+  const r = new ReceiveBuffer(100);
+  assert.equal(r.announce(30), 30, 'a budget announces less than the window');
+  assert.equal(r.onData(0, Buffer.alloc(30, 1)), 30);
+  assert.throws(() => r.onData(30, Buffer.alloc(1)), (e: FerryError) => e.code === 'FERRY_ERR_BUFFER_BUDGET', 'nothing beyond the announced edge');
+  assert.equal(r.announce(10), 30, 'an announced edge is never taken back');
+  assert.equal(r.announce(500), 100, 'never beyond the window');
+  assert.equal(r.onData(30, Buffer.alloc(70, 2)), 70);
 });
 
 test('the sender never sends past the peer window and keeps bytes until acknowledged', () => {
@@ -76,6 +87,7 @@ test('the sender never sends past the peer window and keeps bytes until acknowle
 
 test('FIN is idempotent across sessions and must sit at the end of the received data', () => {
   const r = new ReceiveBuffer(100);
+  r.announce(r.limit);
   r.onData(0, Buffer.alloc(10));
   r.onFin(10);
   r.onFin(10);
