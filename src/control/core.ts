@@ -26,10 +26,13 @@ import {
   MAX_DATAGRAM_BODY,
   FLAG_REPLY,
   TYPE_ERROR,
+  LocationMessageType,
   decodeDatagram,
   decodeErrorBody,
+  decodePathChallenge,
   encodeDatagram,
   encodeErrorBody,
+  encodePathResponse,
 } from '../wire/index.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -551,8 +554,30 @@ export class ControlCore {
     }
     const request: IncomingRequest = { from, requestId, type, body };
     this.incoming.set(key, { at: now, request });
+    if (type === LocationMessageType.PATH_CHALLENGE) {
+      this.answerPathChallenge(now, request, out);
+      return out;
+    }
     out.events.push({ kind: 'request', request });
     return out;
+  }
+
+  /**
+   * Path validation (PROTOCOL §8.4, RFC 9000 §8.2) is about this channel's address, not about
+   * the service behind it, so every control endpoint echoes a PATH_CHALLENGE itself: a host
+   * proves to the rendezvous that it receives where it registered. The echo is exactly as long as
+   * the challenge (1x).
+   */
+  private answerPathChallenge(now: number, request: IncomingRequest, out: ControlOutput): void {
+    let sent: Outgoing | undefined;
+    try {
+      sent = this.reply(now, request, LocationMessageType.PATH_RESPONSE, encodePathResponse(decodePathChallenge(Buffer.from(request.body))));
+    } catch (err) {
+      const error = asMalformed(err);
+      out.events.push({ kind: 'malformed', from: request.from, error });
+      sent = this.replyError(now, request, error);
+    }
+    if (sent) out.sends.push(sent);
   }
 
   /**

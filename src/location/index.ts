@@ -6,6 +6,7 @@ export * from './table.js';
 export * from './store.js';
 export * from './registration.js';
 export * from './watches.js';
+export * from './paths.js';
 export * from './uploads.js';
 export * from './server.js';
 export * from './client.js';

@@ -29,9 +29,15 @@ import {
   encodeRelayed,
   encodeUnwatchAck,
   encodeWatchAck,
+  encodePathChallenge,
+  decodePathResponse,
   notificationsPaidBy,
+  pathChallengeTries,
+  PATH_CHALLENGE_BYTES,
   type Register,
 } from '../wire/index.js';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { ProvenAddresses, type ProvenAddressLimits } from './paths.js';
 import { checkRegistration } from './registration.js';
 import { MemoryStore, type LocationStore } from './store.js';
 import type { LocationEntry } from './table.js';
@@ -64,6 +70,8 @@ export interface RendezvousServerOptions {
   readonly watchLimits?: Partial<WatchLimits>;
   /** Overrides of the upload table's bounds. */
   readonly uploadLimits?: Partial<UploadLimits>;
+  /** Overrides of the proven-address table's bounds. */
+  readonly provenLimits?: Partial<ProvenAddressLimits>;
 }
 
 /** Counters, for logs, metrics and tests. */
@@ -77,6 +85,10 @@ export interface RendezvousStats {
   watchesKept: number;
   notified: number;
   relayed: number;
+  /** PATH_CHALLENGEs started (each one paid for by the RELAY that asked). */
+  challenges: number;
+  /** Challenges answered with the right echo. */
+  proven: number;
 }
 
 /** Whether `reg` names exactly what `current` holds (host, locator, epoch). */
@@ -90,9 +102,12 @@ const RELAYABLE = new Set<number>([MessageType.CONNECT]);
 /** A running rendezvous. */
 export class RendezvousServer {
   /** Counters (live view). */
-  readonly stats: RendezvousStats = { registered: 0, refused: 0, lookups: 0, watches: 0, watchesKept: 0, notified: 0, relayed: 0 };
+  readonly stats: RendezvousStats = { registered: 0, refused: 0, lookups: 0, watches: 0, watchesKept: 0, notified: 0, relayed: 0, challenges: 0, proven: 0 };
   private readonly watches: WatchTable;
   private readonly uploads: UploadTable;
+  private readonly proven: ProvenAddresses;
+  /** Challenges in flight by address: relays to one address wait for one challenge. */
+  private readonly challenging = new Map<string, Promise<boolean>>();
   private readonly requireChains: boolean;
   private readonly now: () => number;
   private relaying = 0;
@@ -114,6 +129,7 @@ export class RendezvousServer {
     // A shared directory (Redis) tells us what other nodes stored: our watchers are due a LANDED
     // for those too, and after an interrupted feed we re-read what they wait for.
     this.unsubscribe = store.subscribe?.({ landed: (e) => this.notify(e), resync: () => void this.resync() });
+    this.proven = new ProvenAddresses(options.provenLimits);
     channel.onRequest((req) => this.onRequest(req));
     channel.onOneway((msg) => this.log.debug('rendezvous.oneway_ignored', { from: msg.from, type: msg.type }));
   }
@@ -301,7 +317,8 @@ export class RendezvousServer {
    * RELAY: forward a first CONNECT to the agent's current host as RELAYED (naming the requester's
    * address, as RFC 8004's FROM parameter does), and return the host's answer with the location,
    * so the requester talks to the host directly from then on. An error reply of the host is
-   * passed on with its code.
+   * passed on with its code. The host's address is proven first (PROTOCOL §8.4): a registration
+   * may name anyone's address, and RELAYED with its retransmissions is about 5x the RELAY.
    */
   private async relay(req: ControlMessage): Promise<ControlAnswer> {
     const m = decodeRelay(req.body);
@@ -311,9 +328,15 @@ export class RendezvousServer {
     if (this.relaying >= limit('RELAY_MAX_INFLIGHT')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `${this.relaying} relays in progress (RELAY_MAX_INFLIGHT)`);
     const origin = parseAddress(req.from);
     const body = encodeRelayed({ originIp: origin.ip, originPort: origin.port, innerType: m.innerType, innerBody: m.innerBody });
+    const to = formatAddress(entry.ip, entry.controlPort);
+    const deadline = this.clock.now() + limit('RELAY_TIMEOUT_MS');
     this.relaying++;
     try {
-      const reply = await this.channel.request(formatAddress(entry.ip, entry.controlPort), T.RELAYED, body, { timeoutMs: limit('RELAY_TIMEOUT_MS') });
+      if (!(await this.prove(to, DATAGRAM_HEADER_BYTES + req.body.length))) {
+        throw new FerryError('FERRY_ERR_REFUSED', `relay: host ${entry.hostId} at ${to} did not answer the path challenge`);
+      }
+      const timeoutMs = Math.max(1, deadline - this.clock.now());
+      const reply = await this.channel.request(to, T.RELAYED, body, { timeoutMs });
       if (reply.type !== T.RELAYED_ACK) throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', `host answered RELAYED with type ${reply.type}`);
       const inner = decodeRelayedAck(reply.body);
       this.stats.relayed++;
@@ -324,5 +347,40 @@ export class RendezvousServer {
     } finally {
       this.relaying--;
     }
+  }
+
+  /**
+   * Whether `address` receives: proven recently, or it echoes a fresh PATH_CHALLENGE now. The
+   * challenge is paid for by the request that needs it (`paidBytes`, its datagram): its sends,
+   * retransmissions included, stay within AMPLIFICATION_FACTOR times that (pathChallengeTries).
+   * Relays to an address already being challenged wait for that challenge and send nothing, so
+   * an unproven address never gets more than 3x the bytes of the RELAYs that named it.
+   */
+  private prove(address: string, paidBytes: number): Promise<boolean> {
+    if (this.proven.has(this.clock.now(), address)) return Promise.resolve(true);
+    let p = this.challenging.get(address);
+    if (!p) {
+      p = this.challenge(address, pathChallengeTries(paidBytes)).finally(() => this.challenging.delete(address));
+      this.challenging.set(address, p);
+    }
+    return p;
+  }
+
+  private async challenge(address: string, maxTries: number): Promise<boolean> {
+    const challenge = randomBytes(PATH_CHALLENGE_BYTES);
+    this.stats.challenges++;
+    try {
+      const reply = await this.channel.request(address, T.PATH_CHALLENGE, encodePathChallenge(challenge), { maxTries, timeoutMs: limit('RELAY_TIMEOUT_MS') });
+      if (reply.type !== T.PATH_RESPONSE || !timingSafeEqual(decodePathResponse(reply.body), challenge)) {
+        this.log.debug('rendezvous.challenge_failed', { to: address, type: reply.type });
+        return false;
+      }
+    } catch (err) {
+      this.log.debug('rendezvous.challenge_failed', { to: address, code: isFerryError(err) ? err.code : String(err) });
+      return false;
+    }
+    this.stats.proven++;
+    this.proven.add(this.clock.now(), address);
+    return true;
   }
 }

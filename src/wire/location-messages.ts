@@ -6,7 +6,10 @@
  * one-way LANDED notifications; UNWATCH ends it early). A REGISTER too big for one datagram
  * (a delegation chain of 7 or 8 links) travels as REGISTER_PART fragments, reassembled by the
  * server within fixed bounds. A first CONNECT may also go through the rendezvous (RELAY ->
- * RELAYED to the agent's current host, RFC 8004's idea), answered in one round trip.
+ * RELAYED to the agent's current host, RFC 8004's idea), answered in one round trip. Before the
+ * rendezvous relays to a registered address it proves the address receives (PATH_CHALLENGE ->
+ * PATH_RESPONSE, RFC 9000 §8.2's path validation), so a registration naming someone else's
+ * address cannot make it a reflector.
  *
  * They share the control datagram header (datagram.ts) and the control channel's reliability.
  * Every decoder is strict: exact lengths, no trailing bytes, unknown flag bits refused, and no
@@ -29,7 +32,7 @@ import { Reader, Writer } from './bytes.js';
 import { DATAGRAM_HEADER_BYTES, MAX_DATAGRAM_BODY } from './datagram.js';
 
 /**
- * Location message types (the datagram header's `type`). 20..31, clear of the connection's
+ * Location message types (the datagram header's `type`). 20..36, clear of the connection's
  * 1..9, so a datagram sent to the wrong kind of port is refused as an unknown type.
  */
 export const LocationMessageType = {
@@ -48,6 +51,8 @@ export const LocationMessageType = {
   RELAY_ACK: 32,
   RELAYED: 33,
   RELAYED_ACK: 34,
+  PATH_CHALLENGE: 35,
+  PATH_RESPONSE: 36,
 } as const;
 
 const M = 'FERRY_ERR_MALFORMED_DATAGRAM' as const;
@@ -707,4 +712,56 @@ export function decodeRelayAck(body: Buffer): RelayAck {
   const innerBody = r.rest();
   checkInner(innerType, innerBody, M);
   return { location, innerType, innerBody };
+}
+
+// ---------------------------------------------------------------------------------------------
+// PATH_CHALLENGE (request, rendezvous -> a registered control address) -> PATH_RESPONSE. RFC 9000
+// §8.2's path validation: the address proves it receives by echoing 16 random bytes it could only
+// have read there. Every control channel answers it (src/control/channel.ts).
+
+/** Bytes of a path challenge (and of its echo). */
+export const PATH_CHALLENGE_BYTES = 16;
+/** A PATH_CHALLENGE datagram, header included: what each send to an unproven address costs. */
+export const PATH_CHALLENGE_DATAGRAM = DATAGRAM_HEADER_BYTES + PATH_CHALLENGE_BYTES;
+
+function encodeChallenge(challenge: Uint8Array): Buffer {
+  return new Writer().fixed(challenge, PATH_CHALLENGE_BYTES, 'challenge').finish();
+}
+
+function decodeChallenge(body: Buffer, what: string): Buffer {
+  const r = new Reader(body, M);
+  const c = Buffer.from(r.bytes(PATH_CHALLENGE_BYTES, 'challenge'));
+  r.end(what);
+  return c;
+}
+
+/** Encode a PATH_CHALLENGE body: the 16 challenge bytes. */
+export function encodePathChallenge(challenge: Uint8Array): Buffer {
+  return encodeChallenge(challenge);
+}
+
+/** Decode a PATH_CHALLENGE body (exactly 16 bytes). */
+export function decodePathChallenge(body: Buffer): Buffer {
+  return decodeChallenge(body, 'PATH_CHALLENGE');
+}
+
+/** Encode a PATH_RESPONSE body: the challenge echoed. */
+export function encodePathResponse(challenge: Uint8Array): Buffer {
+  return encodeChallenge(challenge);
+}
+
+/** Decode a PATH_RESPONSE body (exactly 16 bytes). */
+export function decodePathResponse(body: Buffer): Buffer {
+  return decodeChallenge(body, 'PATH_RESPONSE');
+}
+
+/**
+ * How many times a request datagram of `requestDatagramBytes` pays for sending a PATH_CHALLENGE
+ * (first send and retransmissions): the address is unproven, so everything sent there because of
+ * the request stays within AMPLIFICATION_FACTOR times the request (at least 3 for the smallest
+ * RELAY, 25 bytes), and never more than CONTROL_MAX_TRIES.
+ */
+export function pathChallengeTries(requestDatagramBytes: number): number {
+  const paid = Math.floor((limit('AMPLIFICATION_FACTOR') * requestDatagramBytes) / PATH_CHALLENGE_DATAGRAM);
+  return Math.max(0, Math.min(limit('CONTROL_MAX_TRIES'), paid));
 }

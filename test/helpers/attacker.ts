@@ -52,9 +52,10 @@ export class Attacker {
     });
   }
 
-  static async bind(): Promise<Attacker> {
+  /** Bind on `ip` (any 127.0.0.0/8 address works on loopback: a distinct source address). */
+  static async bind(ip = '127.0.0.1'): Promise<Attacker> {
     const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1');
+    s.bind(0, ip);
     await once(s, 'listening');
     return new Attacker(s);
   }

@@ -2,10 +2,11 @@
  * Location message codecs (STYLE rule 3; docs/PROTOCOL.md §12): IP literals in both families with
  * their canonical text; REGISTER (bare, keyed, with a 1..8-link chain and host signature),
  * REGISTER_PART, LOOKUP, LOCATION, WATCH (with padding), WATCH_ACK, LANDED, UNWATCH(_ACK), RELAY,
- * RELAYED, RELAYED_ACK and RELAY_ACK round-trip; every truncation and every trailing byte is
+ * RELAYED, RELAYED_ACK, RELAY_ACK, PATH_CHALLENGE and PATH_RESPONSE round-trip; every truncation and every trailing byte is
  * refused with a FerryError (the chain's own codes inside REGISTER); sizes stay within one
  * datagram (a long chain is split into REGISTER_PART fragments that reassemble to the original)
- * and replies stay within 3x their requests; random input only ever raises a FerryError.
+ * and replies stay within 3x their requests (and a RELAY's path challenges, retransmissions
+ * included, within 3x the RELAY); random input only ever raises a FerryError.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -58,6 +59,14 @@ import {
   watchPaddingFor,
   MAX_LANDED_DATAGRAM,
   MAX_WATCH_ACK_DATAGRAM,
+  PATH_CHALLENGE_BYTES,
+  PATH_CHALLENGE_DATAGRAM,
+  decodePathChallenge,
+  decodePathResponse,
+  encodePathChallenge,
+  encodePathResponse,
+  pathChallengeTries,
+  RELAY_FIXED_BYTES,
   type LocationRecord,
   type Register,
 } from '../../../src/wire/index.js';
@@ -342,6 +351,34 @@ test('RELAY family: round trip, bounds, header truncation', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// PATH_CHALLENGE, PATH_RESPONSE
+
+test('PATH_CHALLENGE/PATH_RESPONSE: round trip, exact length, the budget a RELAY pays', () => {
+  fc.assert(
+    fc.property(bytes(PATH_CHALLENGE_BYTES), (c) => {
+      assert.deepEqual(decodePathChallenge(encodePathChallenge(c)), c);
+      assert.deepEqual(decodePathResponse(encodePathResponse(c)), c);
+      assert.equal(DATAGRAM_HEADER_BYTES + encodePathChallenge(c).length, PATH_CHALLENGE_DATAGRAM);
+    }),
+    { numRuns: 100 },
+  );
+  const c = Buffer.alloc(PATH_CHALLENGE_BYTES, 3);
+  strict(encodePathChallenge(c), decodePathChallenge);
+  strict(encodePathResponse(c), decodePathResponse);
+  assert.throws(() => encodePathChallenge(Buffer.alloc(15)), ferry('FERRY_ERR_INVALID_ARGUMENT'));
+  // Every send of a challenge, retransmissions included, is paid by the RELAY that asked: within
+  // 3x of it, at least one try for the smallest RELAY, never more than a whole retry schedule.
+  const smallest = DATAGRAM_HEADER_BYTES + RELAY_FIXED_BYTES;
+  assert.equal(pathChallengeTries(smallest), 3);
+  for (let n = smallest; n <= 1200; n++) {
+    const tries = pathChallengeTries(n);
+    assert.ok(tries >= 1 && tries <= limit('CONTROL_MAX_TRIES'));
+    assert.ok(tries * PATH_CHALLENGE_DATAGRAM <= limit('AMPLIFICATION_FACTOR') * n, `${tries} tries for ${n} bytes`);
+  }
+  assert.equal(pathChallengeTries(DATAGRAM_HEADER_BYTES + RELAY_FIXED_BYTES + 179), limit('CONTROL_MAX_TRIES'));
+});
+
+// ---------------------------------------------------------------------------------------------
 // Fuzz
 
 test('fuzz: random and mutated bodies only ever raise a FerryError', () => {
@@ -361,6 +398,8 @@ test('fuzz: random and mutated bodies only ever raise a FerryError', () => {
     ['RELAYED', decodeRelayed],
     ['RELAYED_ACK', decodeRelayedAck],
     ['RELAY_ACK', decodeRelayAck],
+    ['PATH_CHALLENGE', decodePathChallenge],
+    ['PATH_RESPONSE', decodePathResponse],
   ];
   const seeds = [encodeRegister(provenRegister(host(0), 1)), encodeRegister(registration(undefined, host(0), 1)), encodeWatch({ agent: agent.id, newerThan: 1, ttlMs: 1, token: Buffer.alloc(8), padding: 4 })];
   const input = fc.oneof(

@@ -2,10 +2,11 @@
  * The rendezvous's pure tables under injected time: the watch table (lifetime, notification
  * count, per-agent and total bounds, renewal, epoch filter, removal) and REGISTER_PART reassembly
  * (in order only, bounded count and size, expiry, one sender cannot add to another's upload).
+ * The proven-address table: lifetime, renewal, oldest forgotten first.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { UploadTable, WatchTable } from '../../../src/location/index.js';
+import { ProvenAddresses, UploadTable, WatchTable } from '../../../src/location/index.js';
 import { limit } from '../../../src/util/index.js';
 import { idFromBytes, type AgentId } from '../../../src/identity/index.js';
 import { agent, ferry, otherAgent } from './fixtures.js';
@@ -180,4 +181,18 @@ test('watches: a table that lapses at once is drained a few per add, earliest fi
   // Lapsed watches notify no one while they wait to be dropped; a landing drops them.
   assert.deepEqual(t.landed(1000, agentNo(100), 9), []);
   assert.equal(t.size, max - 8 + 1 - 64);
+});
+
+test('proven addresses: held for their lifetime, re-proving renews, oldest forgotten when full', () => {
+  const p = new ProvenAddresses({ maxEntries: 2, ttlMs: 100 });
+  assert.equal(p.has(0, '10.0.0.1:1'), false);
+  p.add(0, '10.0.0.1:1');
+  p.add(10, '10.0.0.2:1');
+  assert.equal(p.has(99, '10.0.0.1:1'), true);
+  assert.equal(p.has(100, '10.0.0.1:1'), false, 'lapsed');
+  p.add(100, '10.0.0.1:1');
+  // Full: the oldest proof (10.0.0.2, at 10) goes first, not the renewed one.
+  p.add(101, '10.0.0.3:1');
+  assert.deepEqual(['10.0.0.1:1', '10.0.0.2:1', '10.0.0.3:1'].map((a) => p.has(105, a)), [true, false, true]);
+  assert.equal(p.size, 2);
 });
