@@ -16,6 +16,7 @@ import type { OpenResult } from './lib/latency.js';
 import { central, type Row, type SuiteResult } from './lib/stats.js';
 import { renderMarkdown, renderSvgs, renderTable } from './report.js';
 import { runBreakdown } from './suites/breakdown.js';
+import { runDirectory } from './suites/directory.js';
 import { runMigration } from './suites/migration.js';
 import { runOpen } from './suites/open.js';
 import { runScale } from './suites/scale.js';
@@ -30,6 +31,7 @@ export const SUITES = {
   throughput: runThroughput,
   migration: runMigration,
   scale: runScale,
+  directory: runDirectory,
 } as const satisfies Record<string, (ctx: BenchContext) => Promise<SuiteResult>>;
 
 /** A suite name. */
@@ -60,12 +62,18 @@ const RATIO_SOURCES = {
   secureOpenVsLibp2p: ['open', 'open/ferry-secure-vs-libp2p/open'],
   sealedThroughput64kVsLibp2p: ['throughput', 'throughput/ferry-sealed/65536/vs-libp2p'],
   migrationDowntime1000Vs1: ['migration', 'migration/ferry-secure/downtime-scaling'],
+  directoryLookupRedisVsMemory: ['directory', 'directory/ferry-redis/lookup'],
+  directoryRegistrations2Vs1Nodes: ['directory', 'directory/ferry-redis/registrations-2'],
+  directoryRegistrations3Vs1Nodes: ['directory', 'directory/ferry-redis/registrations-3'],
 } as const satisfies Record<string, readonly [SuiteName, string]>;
 
 /** Where each absolute figure comes from (the row's p50 or value). */
 const ABSOLUTE_SOURCES = {
   migrationDowntime1Ms: ['migration', 'migration/ferry-secure/downtime/1'],
   idleConnectionKiB: ['scale', 'scale/ferry-secure/idle-connection-rss'],
+  directoryLookupRedisMs: ['directory', 'directory/ferry-redis/lookup'],
+  redisBytesPerAgent: ['directory', 'directory/redis/bytes-per-agent'],
+  memoryStoreBytesPerAgent: ['directory', 'directory/ferry-memory/bytes-per-agent'],
 } as const satisfies Record<string, readonly [SuiteName, string]>;
 
 /** The goals: a figure, a bar, and which way is better. */
@@ -126,6 +134,10 @@ function goals(r: BenchResult): Goal[] {
     { goal: 'Migration downtime with one connection < 10 ms', figure: 'absolute.migrationDowntime1Ms', bar: '< 10 ms', value: r.absolute.migrationDowntime1Ms, met: lt(r.absolute.migrationDowntime1Ms, 10) },
     { goal: 'Migration downtime with 1000 connections < 20 × one connection', figure: 'ratios.migrationDowntime1000Vs1', bar: '< 20', value: q.migrationDowntime1000Vs1, met: lt(q.migrationDowntime1000Vs1, 20), ...(r.notes.migrationDowntime1000Vs1 ? { note: r.notes.migrationDowntime1000Vs1 } : {}) },
     { goal: '10 000 connections per host', figure: 'scale/ferry-secure/connections', bar: '≥ 10 000', value: conns, met: ge(conns, 10_000), ...(r.quick ? { note: 'quick runs open 500' } : {}) },
+    { goal: 'Directory lookup p50 through a node over Redis ≤ 2 × the memory store', figure: 'ratios.directoryLookupRedisVsMemory', bar: '≤ 2', value: q.directoryLookupRedisVsMemory, met: le(q.directoryLookupRedisVsMemory, 2) },
+    { goal: 'Directory lookup p50 through a node over Redis ≤ 0.3 ms on loopback', figure: 'absolute.directoryLookupRedisMs', bar: '≤ 0.3 ms', value: r.absolute.directoryLookupRedisMs, met: le(r.absolute.directoryLookupRedisMs, 0.3) },
+    { goal: 'Registrations/s with 2 rendezvous nodes over one Redis ≥ 1.7 × with 1', figure: 'ratios.directoryRegistrations2Vs1Nodes', bar: '≥ 1.7', value: q.directoryRegistrations2Vs1Nodes, met: ge(q.directoryRegistrations2Vs1Nodes, 1.7), note: 'each node is a process; on a machine with fewer free cores than nodes + Redis + the sender the verification cannot spread' },
+    { goal: 'Redis memory ≤ 1 KiB per registered agent (chain included)', figure: 'absolute.redisBytesPerAgent', bar: '≤ 1024 bytes', value: r.absolute.redisBytesPerAgent, met: le(r.absolute.redisBytesPerAgent, 1024), ...(r.quick ? { note: 'quick runs store 10 000 agents (full: 100 000)' } : {}) },
     { goal: 'User-space memory < 16 KiB per idle connection', figure: 'absolute.idleConnectionKiB', bar: '< 16 KiB', value: r.absolute.idleConnectionKiB, met: lt(r.absolute.idleConnectionKiB, 16) },
   ];
 }

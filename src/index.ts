@@ -26,8 +26,8 @@ export { Identity, parseId } from './identity/index.js';
 export type { AgentId, HostId } from './identity/index.js';
 
 // Where agents are.
-export { MemoryLocationTable, RendezvousClient, RendezvousServer, MemoryStore } from './location/index.js';
-export type { LocationService, LocationEntry, LocationStore, RendezvousClientOptions, RendezvousServerOptions, MemoryStoreOptions } from './location/index.js';
+export { MemoryLocationTable, RendezvousClient, RendezvousServer, MemoryStore, RedisStore } from './location/index.js';
+export type { LocationService, LocationEntry, LocationStore, StoreListener, RendezvousClientOptions, RendezvousServerOptions, MemoryStoreOptions, RedisStoreOptions } from './location/index.js';
 
 // Errors, limits, logging.
 export { FerryError, isFerryError, ERRORS, LIMITS, createLogger, silentLogger } from './util/index.js';

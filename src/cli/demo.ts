@@ -6,6 +6,10 @@
  * and once to a host that is down (the move rolls back and the agent runs on). At the end every
  * agent reports, per link, what it sent and received with CRC-32s and per-byte checks; the
  * verdict compares each direction's two ends.
+ *
+ * With a Redis store (`--store redis://…`, or `--redis-server` for a throwaway one) the demo runs
+ * two rendezvous nodes over that one directory, and the hosts list both, in alternating order, so
+ * watches and registrations cross nodes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -18,6 +22,7 @@ import { issueCredential } from '../agent/index.js';
 import { credentialToText } from '../host/index.js';
 import { Identity, type AgentId } from '../identity/index.js';
 import { isFerryError } from '../util/index.js';
+import { startRedisServer, type RedisServerHandle } from '../testing/index.js';
 import { AdminClient } from './admin.js';
 import { Progress, formatBytes, percentiles } from './progress.js';
 import type { DemoDirection, DemoResult as ConnectionsDemoResult } from './demo-connections.js';
@@ -33,6 +38,10 @@ export interface DemoOptions {
   security: boolean;
   json: boolean;
   verbose: boolean;
+  /** Keep the directory in this Redis (`redis://…`), served by two rendezvous nodes. */
+  store?: string;
+  /** Start a throwaway redis-server for the directory (implies two rendezvous nodes over it). */
+  redisServer?: boolean;
 }
 
 /**
@@ -161,20 +170,37 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const started = Date.now();
   const dir = await mkdtemp(join(tmpdir(), 'ferry-demo-'));
   const children: Child[] = [];
+  let redis: RedisServerHandle | undefined;
   try {
     // The owner of the agents, and a policy on every host that admits that owner.
     const owner = Identity.generate();
     const policyFile = join(dir, 'policy.json');
     await writeFile(policyFile, JSON.stringify({ version: 1, owners: { [owner.id]: { name: 'demo owner', land: true, listen: true, connect: '*' } } }));
 
-    progress.update('starting a rendezvous and three hosts…', true);
-    const rv = await Child.start('rendezvous', ['rendezvous', '--port', '0', '--snapshot', join(dir, 'rendezvous.json')], /ferry rendezvous ready on (\S+):(\d+)/, opts.verbose, children);
-    const rendezvous = `${rv.match[1]}:${rv.match[2]}`;
+    if (opts.redisServer) {
+      progress.update('starting a throwaway redis-server…', true);
+      redis = await startRedisServer();
+    }
+    const store = redis?.url ?? opts.store;
+    const rendezvousList: string[] = [];
+    if (store) {
+      progress.update('starting two rendezvous nodes over one Redis and three hosts…', true);
+      for (const n of ['rendezvous-a', 'rendezvous-b']) {
+        const rv = await Child.start(n, ['rendezvous', '--port', '0', '--store', store, '--store-prefix', `ferry-demo-${process.pid}-${started}`], /ferry rendezvous ready on (\S+):(\d+)/, opts.verbose, children);
+        rendezvousList.push(`${rv.match[1]}:${rv.match[2]}`);
+      }
+    } else {
+      progress.update('starting a rendezvous and three hosts…', true);
+      const rv = await Child.start('rendezvous', ['rendezvous', '--port', '0', '--snapshot', join(dir, 'rendezvous.json')], /ferry rendezvous ready on (\S+):(\d+)/, opts.verbose, children);
+      rendezvousList.push(`${rv.match[1]}:${rv.match[2]}`);
+    }
+    // Over Redis every other host prefers the other node, so watches and commits cross nodes.
+    const rendezvousFor = (i: number): string => (i % 2 === 0 ? rendezvousList : [...rendezvousList].reverse()).join(',');
     await Promise.all(
       [...Array(HOSTS).keys()].map((i) =>
         Child.start(
           `host${i}`,
-          ['host', '--name', `host${i}`, '--data-dir', join(dir, `host${i}`), '--policy', policyFile, '--rendezvous', rendezvous, ...(opts.security ? [] : ['--no-security']), ...(opts.verbose ? ['--verbose'] : [])],
+          ['host', '--name', `host${i}`, '--data-dir', join(dir, `host${i}`), '--policy', policyFile, '--rendezvous', rendezvousFor(i), ...(opts.security ? [] : ['--no-security']), ...(opts.verbose ? ['--verbose'] : [])],
           /^ferry host ready: /m,
           opts.verbose,
           children,
@@ -375,6 +401,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     throw err;
   } finally {
     await Promise.all(children.map((c) => c.stop()));
+    await redis?.destroy();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -49,6 +49,10 @@ Demo options:
   --no-security             plain handshake and frames (to measure the cost of security)
   --json                    end the output with one JSON line holding the verdict
   --verbose                 the hosts' structured logs on stderr
+  --store URL               keep the directory in Redis (redis://HOST:PORT[/DB]), served by
+                            two rendezvous nodes; each host lists both (failover, and watches
+                            that cross nodes)
+  --redis-server            the same over a throwaway redis-server this demo starts and removes
   --in-process              the connection-level demo instead: no agent code, two endpoints
                             hop between three hosts in this process (--bytes per direction,
                             --moves N: A alone, B alone, both at once, repeated; default 9)
@@ -92,6 +96,8 @@ async function main(argv: string[]): Promise<number> {
         'no-security': { type: 'boolean' },
         json: { type: 'boolean' },
         verbose: { type: 'boolean' },
+        store: { type: 'string' },
+        'redis-server': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -99,6 +105,8 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     fail((err as Error).message);
   }
+  if (values.store !== undefined && values['redis-server']) fail('--store and --redis-server: give one (--redis-server starts its own Redis)');
+  if ((values.store !== undefined || values['redis-server']) && values['in-process']) fail('--store and --redis-server belong to the agent demo, not --in-process');
   if (values.help) {
     process.stdout.write(HELP + '\n');
     return 0;
@@ -125,6 +133,8 @@ async function main(argv: string[]): Promise<number> {
     bytes: num(values.bytes, 40 * 1024 * 1024, 'bytes', 10),
     rounds: num(values.rounds, 2, 'rounds', 0),
     seconds: num(values.seconds, 8, 'seconds', 1),
+    ...(values.store !== undefined ? { store: values.store } : {}),
+    ...(values['redis-server'] ? { redisServer: true } : {}),
   });
   process.stdout.write(formatVerdict(result) + '\n');
   if (common.json) {

@@ -20,7 +20,7 @@
  * number of agents, channel `PREFIX:changes`.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createClient, RESP_TYPES } from 'redis';
+import type { createClient } from 'redis';
 import type { AgentId } from '../identity/index.js';
 import { idFromBytes, idToBytes, ID_BYTES } from '../identity/index.js';
 import { FerryError, isFerryError, limit, setBounded, silentLogger, type Logger } from '../util/index.js';
@@ -93,10 +93,21 @@ interface Script {
 
 const sha1 = (text: string): string => createHash('sha1').update(text).digest('hex');
 
-/** Binary replies: entries are bytes, not UTF-8 text. */
-const BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer } as const;
-
 type Client = ReturnType<typeof createClient>;
+type RedisModule = typeof import('redis');
+
+let loading: Promise<RedisModule> | undefined;
+/**
+ * node-redis, loaded on first use: an optional dependency, so a process that keeps its directory
+ * in memory (the default) neither needs it installed nor pays for loading it.
+ */
+function loadRedis(): Promise<RedisModule> {
+  loading ??= import('redis').catch((err: unknown) => {
+    loading = undefined;
+    throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `the Redis store needs the 'redis' package (npm install redis): ${(err as Error).message}`, { cause: err });
+  });
+  return loading;
+}
 
 /** {@link LocationStore} on Redis, shared by the rendezvous nodes that use the same URL and prefix. */
 export class RedisStore implements LocationStore {
@@ -118,10 +129,14 @@ export class RedisStore implements LocationStore {
   private readonly cacheEntries: number;
   private readonly log: Logger;
 
+  /** Binary replies: entries are bytes, not UTF-8 text. */
+  private readonly buffers: Record<number, BufferConstructor>;
+
   private constructor(
     private readonly client: Client,
     private readonly sub: Client,
     private readonly scripts: { put: Script; remove: Script },
+    blobString: number,
     /** The URL without credentials, for messages. */
     readonly where: string,
     options: RedisStoreOptions,
@@ -131,6 +146,7 @@ export class RedisStore implements LocationStore {
     this.timeoutMs = options.timeoutMs ?? limit('LOCATION_STORE_TIMEOUT_MS');
     this.cacheEntries = options.cacheEntries ?? limit('LOCATION_STORE_CACHE_ENTRIES');
     this.log = options.logger ?? silentLogger;
+    this.buffers = { [blobString]: Buffer };
   }
 
   /**
@@ -150,6 +166,7 @@ export class RedisStore implements LocationStore {
     if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `a Redis URL starts redis:// or rediss://, not ${u.protocol}//`);
     const where = `${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`;
     const timeoutMs = options.timeoutMs ?? limit('LOCATION_STORE_TIMEOUT_MS');
+    const { createClient, RESP_TYPES } = await loadRedis();
     const make = (): Client =>
       createClient({
         url: options.url,
@@ -166,7 +183,7 @@ export class RedisStore implements LocationStore {
     const client = make();
     const sub = make();
     const scripts = { put: { text: PUT_SCRIPT, sha: sha1(PUT_SCRIPT) }, remove: { text: REMOVE_SCRIPT, sha: sha1(REMOVE_SCRIPT) } };
-    const store = new RedisStore(client, sub, scripts, where, options);
+    const store = new RedisStore(client, sub, scripts, RESP_TYPES.BLOB_STRING, where, options);
     store.attach();
     const deadline = new Promise<never>((_, reject) => {
       const t = setTimeout(() => reject(new FerryError('FERRY_ERR_DIRECTORY_UNAVAILABLE', `Redis at ${where} not reachable within ${timeoutMs * 4} ms`)), timeoutMs * 4);
@@ -196,6 +213,11 @@ export class RedisStore implements LocationStore {
   /** Whether the change subscription is up (and so the cache in use). */
   get subscribed(): boolean {
     return this.live;
+  }
+
+  /** Both connections are up: commands are sent and changes heard. */
+  get ready(): boolean {
+    return this.client.isReady && this.live;
   }
 
   /** Entries cached now. */
@@ -382,7 +404,7 @@ export class RedisStore implements LocationStore {
     if (this.closed) throw new FerryError('FERRY_ERR_ABORTED', 'location store is closed');
     this.stats.commands++;
     try {
-      return await this.client.sendCommand(args, { typeMapping: BUFFERS, timeout: this.timeoutMs, rejectInFlight: true });
+      return await this.client.sendCommand(args, { typeMapping: this.buffers, timeout: this.timeoutMs, rejectInFlight: true });
     } catch (err) {
       const msg = (err as Error).message ?? String(err);
       if (/FERRYCORRUPT/.test(msg)) throw new FerryError('FERRY_ERR_DIRECTORY_CORRUPT', msg, { cause: err });

@@ -163,7 +163,7 @@ describe('RedisStore with Redis down', () => {
       await assert.rejects(s.put(provenEntry(host(1), 2)), ferry('FERRY_ERR_DIRECTORY_UNAVAILABLE'));
       await assert.rejects(s.remove(agent.id, 1), ferry('FERRY_ERR_DIRECTORY_UNAVAILABLE'));
       await own.restart();
-      await until(() => s!.subscribed, 10_000);
+      await until(() => s!.ready, 10_000);
       // Written before the stop, kept by the append-only file.
       assert.equal((await s.get(agent.id))?.epoch, 1);
       assert.equal((await s.put(provenEntry(host(1), 2))).stored, true);
