@@ -113,6 +113,11 @@ export interface EndpointEnv {
   /** Wall clock (Unix ms) for delegation validity (default Date.now); never the monotonic clock. */
   readonly wallClock?: () => number;
   /**
+   * Run `fn` after the current turn, once the I/O it started has been queued (default
+   * `setImmediate`): write coalescing and delayed ACKs. The simulator defers on its virtual clock.
+   */
+  readonly defer?: (fn: () => void) => void;
+  /**
    * The proof that this host speaks for `agent` (its delegation chain, and the host's batch signer
    * with its key), sent in a RES from a new location and in a RES_ACK that is asked for one.
    * Undefined: cannot prove.
@@ -768,6 +773,12 @@ export class Endpoint extends EventEmitter {
   private onEstablished(): void {
     this.handshakeTimer?.cancel();
     this.handshakeTimer = undefined;
+    // Resumed (perhaps through the peer's crossing RES): our own RES, if still retransmitting,
+    // must stop. Its fresh counter would otherwise reach the peer later and tear the new data
+    // socket down again (found by the simulator: a RES that arrived 0.9 s after the resume).
+    this.resRound++;
+    this.resAbort?.abort();
+    this.resAbort = undefined;
     // The handshake's secrets and transcript are not needed once both sides confirmed: drop them
     // (memory per idle connection, and the ephemeral private key should not outlive the open).
     if (this.hadSocket) {
@@ -908,8 +919,12 @@ export class Endpoint extends EventEmitter {
 
   private attach(ds: DataSocket, peerReceived: number, peerLimit: number, initialAck = true): void {
     const before = this.send.sent;
+    const ackedBefore = this.send.acked;
     this.send.rewind(peerReceived, peerLimit);
     this.stats.bytesReplayed += Math.max(0, before - this.send.sent);
+    // The peer's stated offset may acknowledge bytes no ACK had: a write() waiting for room
+    // (backpressure) is released here, or it would wait for ever (found by the simulator).
+    if (this.send.acked > ackedBefore) this.emit('room');
     this.data = ds;
     this.hadSocket = true;
     this.stats.sockets++;
@@ -1125,7 +1140,7 @@ export class Endpoint extends EventEmitter {
   private scheduleAck(ds: DataSocket): void {
     if (this.ackScheduled) return;
     this.ackScheduled = true;
-    setImmediate(() => {
+    this.deferred(() => {
       this.ackScheduled = false;
       if (ds.open) this.sendAck(ds);
     });
@@ -1203,11 +1218,21 @@ export class Endpoint extends EventEmitter {
     if (gain > 0 && (gain >= this.recv.window / 4 || gain >= this.advertised - this.recv.received)) this.sendAck(this.data);
   }
 
+  private deferred(fn: () => void): void {
+    if (this.env.defer) this.env.defer(fn);
+    else setImmediate(fn);
+  }
+
+  /** The endpoint's clock (the host's). */
+  get clock(): Clock {
+    return this.env.clock;
+  }
+
   private schedulePump(): void {
     if (this.pumpScheduled) return;
     this.pumpScheduled = true;
     // Deferred to the end of the tick so that many small writes coalesce into one frame.
-    setImmediate(() => {
+    this.deferred(() => {
       this.pumpScheduled = false;
       this.pump();
     });
@@ -1308,6 +1333,9 @@ export class Endpoint extends EventEmitter {
     // and is what the destination honours: the connection lands suspended.
     this.suspendReason = reason === 'move' || this.moving ? 1 : 0;
     if (reason === 'user') {
+      // The later call wins: a resume() still pending here settles with FERRY_ERR_SUPERSEDED.
+      this.userSuspends++;
+      this.emit('superseded');
       this.autoResume = false;
       if (this.moving) this.moveWish = 'suspend';
     }
@@ -1360,32 +1388,41 @@ export class Endpoint extends EventEmitter {
   }
   /** Application resume() calls not yet settled: a peer's SUS that crosses them does not cancel them. */
   private resumeCalls = 0;
+  /** Application suspend() calls so far: a resume() pending across one is superseded by it. */
+  private userSuspends = 0;
 
   private async resumeLoop(): Promise<void> {
+    const suspends = this.userSuspends;
+    const superseded = (): boolean => this.userSuspends !== suspends;
     for (;;) {
       if (this.detached) throw movedError();
+      if (superseded()) throw new FerryError('FERRY_ERR_SUPERSEDED', 'suspend() was called while this resume was pending');
       if (this.state === 'ESTABLISHED') return;
       if (this.moving) {
         this.moveWish = 'resume';
         this.autoResume = true;
-        await this.until(() => !this.moving || this.state === 'ESTABLISHED');
+        await this.until(() => !this.moving || this.state === 'ESTABLISHED' || superseded());
         continue;
       }
       this.autoResume = true;
       if (this.state === 'SUS_SENT' || this.state === 'SUS_ACKED') {
         // Finish the suspend first; resuming is then an ordinary SUSPENDED -> RES_SENT (unless a
         // move began meanwhile: then the loop above holds the resume for the destination).
-        await this.until(() => (this.state !== 'SUS_SENT' && this.state !== 'SUS_ACKED') || this.moving);
+        await this.until(() => (this.state !== 'SUS_SENT' && this.state !== 'SUS_ACKED') || this.moving || superseded());
         continue;
       }
       if (this.state === 'SUSPENDED') {
         this.resumeStarted = this.env.clock.now();
+        // The application asks now: the reconnect limit counts from here, not from a socket loss
+        // before a suspend it chose (else a resume after a long suspend gave up at once).
+        this.brokenSince = undefined;
+        this.retryDelay = limit('RESUME_RETRY_MS');
         this.fire('resume');
       } else if (this.state !== 'RES_SENT' && this.state !== 'RES_ACKED') {
         throw new FerryError(rejectionFor(this.state, 'resume'), `cannot resume in state ${this.state}`);
       }
       // A move that overtakes this resume (RES_SENT -> SUS_SENT) hands it to the loop above.
-      await this.until(() => this.state === 'ESTABLISHED' || this.moving);
+      await this.until(() => this.state === 'ESTABLISHED' || this.moving || superseded());
     }
   }
 
@@ -1445,12 +1482,14 @@ export class Endpoint extends EventEmitter {
         this.off('closed', check);
         this.off('detached', check);
         this.off('moving', check);
+        this.off('superseded', check);
       };
       this.on('state', check);
       this.on('drained', check);
       this.on('closed', check);
       this.on('detached', check);
       this.on('moving', check);
+      this.on('superseded', check);
       if (settled && this.firing) check();
     });
   }

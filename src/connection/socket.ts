@@ -85,17 +85,16 @@ export class AgentSocket extends Duplex {
       await new Promise<void>((resolve) => {
         const done = (): void => {
           if (!ep.send.finAcked && ep.state !== 'CLOSED') return;
-          clearTimeout(timer);
+          timer.cancel();
           ep.off('room', done);
           ep.off('state', done);
           resolve();
         };
-        const timer = setTimeout(() => {
+        const timer = ep.clock.setTimer(timeoutMs, () => {
           ep.off('room', done);
           ep.off('state', done);
           resolve();
-        }, timeoutMs);
-        timer.unref();
+        });
         ep.on('room', done);
         ep.on('state', done);
       });

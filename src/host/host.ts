@@ -5,10 +5,10 @@
  * and one log line each; the redirector reads a HELLO and hands the socket to its endpoint.
  * Moves detach an agent's endpoints into a checkpoint here and attach them on another host.
  */
-import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { createServer, connect as netConnect, type Server } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ControlChannel, parseAddress, type ControlMessage, type DatagramSocketLike } from '../control/index.js';
-import { AgentServerSocket, AgentSocket, Endpoint, ReceiveBudget, ResumeSigner, type EndpointCheckpoint, type ReceiveBudgetLimits, type EndpointEnv, type LocationProof, type PeerLocator } from '../connection/index.js';
+import { AgentServerSocket, AgentSocket, Endpoint, ReceiveBudget, ResumeSigner, type EndpointCheckpoint, type ReceiveBudgetLimits, type EndpointEnv, type LocationProof, type PeerLocator, type StreamSocket } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
 import type { LocationService } from '../location/index.js';
 import { ERRORS, FerryError, SourceSlots, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger } from '../util/index.js';
@@ -60,6 +60,48 @@ export interface HostOptions {
    * A host answers both kinds whatever this says.
    */
   inbandOpen?: boolean;
+  /**
+   * How the host reaches the network (default: the kernel's UDP and TCP sockets). The simulator
+   * passes in-memory ones (`testing/`), so whole hosts run in one process under a ManualClock.
+   */
+  network?: HostNetwork;
+  /** Uniform [0, 1) source for the control channel's first request id (default `node:crypto`). */
+  random?: () => number;
+  /** Run `fn` after the current turn (default `setImmediate`); the simulator defers on its virtual clock. */
+  defer?: (fn: () => void) => void;
+}
+
+/** A listening stream endpoint (the redirector). */
+export interface HostListener {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** The sockets a host uses: one datagram socket, one stream listener, and stream dials. */
+export interface HostNetwork {
+  /** A datagram socket bound at `ip:port` (0: any free port), for the control channel. */
+  bindControl(ip: string, port: number): Promise<DatagramSocketLike>;
+  /** Listen for stream connections at `ip:port` (0: any free port). */
+  listen(ip: string, port: number, onConnection: (s: StreamSocket) => void): Promise<HostListener>;
+  /** Open a stream connection to `ip:port`. */
+  dial(ip: string, port: number): StreamSocket;
+}
+
+/** The kernel's TCP listener, as a {@link HostListener}. */
+async function kernelListen(ip: string, port: number, onConnection: (s: StreamSocket) => void): Promise<HostListener> {
+  const server: Server = createServer({ noDelay: true }, (s) => onConnection(s));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: ip, port, backlog: limit('REDIRECTOR_BACKLOG') }, () => resolve());
+    });
+  } catch (cause) {
+    throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `cannot bind redirector on ${ip}:${port}: ${String(cause)}`, { cause });
+  }
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 /** Where to migrate an agent: a host's address and redirector port, optionally its proven id. */
@@ -168,7 +210,7 @@ export class Host {
    * Redirector sockets that have not sent their first frame yet, by remote address: idle sockets
    * from one address cannot hold the redirector (PENDING_HANDOFFS_PER_SOURCE).
    */
-  private readonly handoffs = new SourceSlots<Socket>(limit('MAX_PENDING_HANDOFFS'), limit('PENDING_HANDOFFS_PER_SOURCE'));
+  private readonly handoffs = new SourceSlots<StreamSocket>(limit('MAX_PENDING_HANDOFFS'), limit('PENDING_HANDOFFS_PER_SOURCE'));
   /**
    * The address dials leave from (the one both ports are bound to; none for a wildcard), and
    * which destinations the kernel dials from it by itself (no bind needed).
@@ -189,7 +231,8 @@ export class Host {
     readonly identity: Identity,
     readonly ip: string,
     private readonly control: ControlChannel,
-    private readonly redirector: Server,
+    private readonly redirector: HostListener,
+    onConnection: { handle: (s: StreamSocket) => void },
     private readonly location: LocationService,
     private readonly log: Logger,
     private readonly clock: Clock,
@@ -205,9 +248,9 @@ export class Host {
       perSource: opts.receiveBudget?.perSource ?? limit('RECEIVE_BUDGET_PER_SOURCE_BYTES'),
       floor: opts.receiveBudget?.floor ?? limit('RECEIVE_WINDOW_FLOOR_BYTES'),
     });
-    this.routes = ip === '0.0.0.0' || ip === '::' ? undefined : new SourceRoutes(ip, clock);
+    this.routes = ip === '0.0.0.0' || ip === '::' || opts.network ? undefined : new SourceRoutes(ip, clock);
     this.resumeSigner = new ResumeSigner(identity.publicRaw, (m) => identity.sign(m));
-    const redirectorPort = (redirector.address() as { port: number }).port;
+    const redirectorPort = redirector.port;
     this.env = {
       clock,
       logger: log,
@@ -222,6 +265,11 @@ export class Host {
       request: (to, type, body, o) => this.control.request(to, type, body, o),
       oneway: (to, type, body) => this.control.send(to, type, body),
       dial: (ip, port) => {
+        if (opts.network) {
+          const m = opts.network.dial(ip, port);
+          m.on('error', () => {});
+          return m;
+        }
         // From this host's own address, so that a peer that reads our IP off the TCP socket (the
         // in-band open) reaches our control port there too. Bound only when the kernel would not
         // pick that address itself: binding first costs a search for a free port (SourceRoutes).
@@ -238,12 +286,13 @@ export class Host {
         if (this.endpoints.get(key(ep.connectionId, ep.role)) === ep) this.endpoints.delete(key(ep.connectionId, ep.role));
       },
       wallClock: this.wallClock,
+      ...(opts.defer ? { defer: opts.defer } : {}),
       locationProof: (agent) => this.locationProof(agent),
       refused: (code) => this.countRefusal(code),
     };
     control.onRequest((req) => this.onRequest(req));
     control.onOneway((msg) => this.onOneway(msg));
-    redirector.on('connection', (s) => this.onRedirect(s));
+    onConnection.handle = (s) => this.onRedirect(s);
   }
 
   /** Bind the control (UDP) and redirector (TCP) ports and start serving. */
@@ -252,18 +301,24 @@ export class Host {
     const identity = opts.identity ?? Identity.generate();
     const log = (opts.logger ?? silentLogger).child({ host: opts.name ?? identity.id.slice(0, 8) });
     const clock = opts.clock ?? systemClock;
-    const control = await ControlChannel.bind({ host: ip, port: opts.controlPort ?? 0, clock, logger: log, ...(opts.wrapControlSocket ? { wrap: opts.wrapControlSocket } : {}) });
-    const redirector = createServer({ noDelay: true });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        redirector.once('error', reject);
-        redirector.listen({ host: ip, port: opts.redirectorPort ?? 0, backlog: limit('REDIRECTOR_BACKLOG') }, () => resolve());
-      });
-    } catch (cause) {
-      control.close();
-      throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `cannot bind redirector on ${ip}:${opts.redirectorPort}: ${String(cause)}`, { cause });
+    const chOpts = { clock, logger: log, ...(opts.random ? { random: opts.random } : {}) };
+    let control: ControlChannel;
+    if (opts.network) {
+      const raw = await opts.network.bindControl(ip, opts.controlPort ?? 0);
+      control = new ControlChannel(opts.wrapControlSocket ? opts.wrapControlSocket(raw) : raw, chOpts);
+    } else {
+      control = await ControlChannel.bind({ host: ip, port: opts.controlPort ?? 0, ...chOpts, ...(opts.wrapControlSocket ? { wrap: opts.wrapControlSocket } : {}) });
     }
-    return new Host(identity, ip, control, redirector, opts.location, log, clock, opts);
+    // Connections that arrive before the host is built are refused (none can: nobody knows the port yet).
+    const onConnection = { handle: (s: StreamSocket): void => void s.destroy() };
+    let redirector: HostListener;
+    try {
+      redirector = await (opts.network ? opts.network.listen(ip, opts.redirectorPort ?? 0, (s) => onConnection.handle(s)) : kernelListen(ip, opts.redirectorPort ?? 0, (s) => onConnection.handle(s)));
+    } catch (err) {
+      control.close();
+      throw err;
+    }
+    return new Host(identity, ip, control, redirector, onConnection, opts.location, log, clock, opts);
   }
 
   /** The control address, "ip:port". */
@@ -690,7 +745,7 @@ export class Host {
   }
 
   /** Destination side of a migration: the redirector read a MIG_HELLO. */
-  private async acceptMigration(sock: Socket, hello: Buffer, rest: Buffer): Promise<void> {
+  private async acceptMigration(sock: StreamSocket, hello: Buffer, rest: Buffer): Promise<void> {
     let ch: MigrationChannel | undefined;
     const fault = (step: number): void => {
       if (this.opts.migrationFault?.('destination', step) === 'cut') {
@@ -884,7 +939,7 @@ export class Host {
    * CONNECT_ACK on the socket and waits there for the client's confirmation. Throws to refuse (the
    * redirector sends REJECT and logs it once).
    */
-  private onInbandConnect(sock: Socket, body: Buffer, rest: Buffer): void {
+  private onInbandConnect(sock: StreamSocket, body: Buffer, rest: Buffer): void {
     const f = decodeConnectFrame(body);
     const source = sourceOf(sock);
     const a = this.admitConnect(f.connect, source);
@@ -978,7 +1033,7 @@ export class Host {
 
   // ------------------------------------------------------------------ redirector
 
-  private onRedirect(sock: Socket): void {
+  private onRedirect(sock: StreamSocket): void {
     const source = sourceOf(sock);
     const slot = this.handoffs.admit(source, sock);
     if (!slot.admitted) {
@@ -997,14 +1052,14 @@ export class Host {
       this.handoffs.release(source, sock);
     };
     sock.once('close', settled);
-    sock.setNoDelay(true);
+    sock.setNoDelay?.(true);
     const decoder = new FrameDecoder(limit('HANDOFF_FRAME_BYTES'));
     const timer = this.clock.setTimer(limit('HELLO_TIMEOUT_MS'), () => sock.destroy());
     const reject = (err: FerryError): void => {
       this.countRefusal(err.code);
       this.log.warn('redirect_refused', { code: err.code, detail: err.message, remote: sock.remoteAddress });
-      sock.end(encodeFrame({ type: FrameType.REJECT, wireCode: err.wire, detail: err.code }));
-      sock.destroySoon();
+      // Destroyed once the REJECT is flushed (net.Socket.destroySoon, for any stream).
+      sock.end(encodeFrame({ type: FrameType.REJECT, wireCode: err.wire, detail: err.code }), () => sock.destroy());
     };
     const onData = (chunk: Buffer): void => {
       this.handoffs.touch(source, sock);
@@ -1037,7 +1092,7 @@ export class Host {
     sock.on('error', () => sock.destroy());
   }
 
-  private handoff(sock: Socket, hello: Hello, rest: Buffer): void {
+  private handoff(sock: StreamSocket, hello: Hello, rest: Buffer): void {
     const k = key(hello.connectionId, other(hello.dialerRole));
     const ep = this.endpoints.get(k);
     if (!ep) {
@@ -1057,12 +1112,12 @@ export class Host {
     // instead of waiting out their reconnect limit.
     await new Promise((r) => setTimeout(r, 20));
     this.control.close();
-    await new Promise<void>((resolve) => this.redirector.close(() => resolve()));
+    await this.redirector.close();
   }
 }
 
 /** The remote address of a socket, IPv4-mapped IPv6 in its IPv4 form: what per-source budgets count by. */
-function sourceOf(sock: Socket): string {
+function sourceOf(sock: StreamSocket): string {
   const ip = sock.remoteAddress ?? '';
   return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
 }

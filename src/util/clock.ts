@@ -56,6 +56,27 @@ export class ManualClock implements Clock {
     this.t = end;
   }
 
+  /** When the earliest pending timer is due, or undefined when none is pending. */
+  nextDeadline(): number | undefined {
+    let at: number | undefined;
+    for (const e of this.timers.values()) if (at === undefined || e.at < at) at = e.at;
+    return at;
+  }
+
+  /**
+   * Fire only the earliest pending timer (ties in creation order), moving time to its deadline:
+   * a simulator runs the promise callbacks it caused before the next one. False when none is pending.
+   */
+  fireNext(): boolean {
+    let next: [number, { at: number; fn: () => void }] | undefined;
+    for (const e of this.timers) if (!next || e[1].at < next[1].at) next = e;
+    if (!next) return false;
+    this.timers.delete(next[0]);
+    this.t = Math.max(this.t, next[1].at);
+    next[1].fn();
+    return true;
+  }
+
   /** Number of pending timers (for tests that check nothing leaks). */
   get pending(): number {
     return this.timers.size;

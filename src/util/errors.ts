@@ -59,6 +59,7 @@ export const ERRORS = {
   // --- local misuse ---------------------------------------------------------------------
   FERRY_ERR_INVALID_ARGUMENT: { wire: 0, by: 'local', summary: 'An API was called with an argument of the wrong type or range.' },
   FERRY_ERR_ABORTED: { wire: 0, by: 'local', summary: 'The operation was aborted through its AbortSignal or because the host closed.' },
+  FERRY_ERR_SUPERSEDED: { wire: 0, by: 'local', summary: 'A pending resumeConnection() was overtaken by a later suspend() of the same end: the connection stays suspended.' },
   FERRY_ERR_ALREADY_LISTENING: { wire: 0, by: 'local', summary: 'The agent already has a server socket on this host.' },
   FERRY_ERR_INTERNAL: { wire: 99, by: 'local', summary: 'An invariant was broken inside Ferry: a bug, please report it.' },
   // --- delegation certificates and chains (src/identity/delegation.ts, docs/DELEGATION.md) ---

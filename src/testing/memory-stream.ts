@@ -1,0 +1,256 @@
+/**
+ * An in-memory stream network: listeners and dials that give pairs of `node:stream` Duplex
+ * sockets, with no kernel and no real time, so whole hosts can run in one process under a
+ * `ManualClock` (the simulator, test/sim/). Bytes are delivered in order after a seeded delay, in
+ * seeded segments (a write may arrive as several reads, as over TCP). Each connection is a
+ * {@link MemoryStreamLink} whose faults a test can trigger: a cut (both ends see the stream end,
+ * at different times), a reset (both ends get ECONNRESET), a stall (bytes held until it lifts:
+ * a slow path or a peer that stopped reading) and a black hole (bytes vanish silently until the
+ * link resets, as TCP's user timeout would).
+ *
+ * Determinism: every delay and segment size comes from the injected `random`, and delivery is
+ * by the injected clock's timers, so a seed fixes what happens.
+ */
+import { Duplex } from 'node:stream';
+import { FerryError, type Clock } from '../util/index.js';
+
+/** Options of a {@link MemoryStreamNetwork}. */
+export interface MemoryStreamOptions {
+  readonly clock: Clock;
+  /** Uniform [0, 1) source (seeded in simulations). */
+  readonly random: () => number;
+  /** One-way delay of each segment, uniform in [min, max] ms (default [0.1, 2]). */
+  readonly delayMs?: readonly [number, number];
+  /** Largest segment a write is cut into (default 16 KiB). */
+  readonly maxSegment?: number;
+}
+
+/** A listener of a {@link MemoryStreamNetwork}. */
+export interface MemoryStreamListener {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+type Dir = 0 | 1;
+
+/** One connection: its two ends and the faults a test can trigger on it. */
+export class MemoryStreamLink {
+  /** The dialing end (index 0) and the accepting end (index 1). */
+  readonly ends: [MemoryStreamSocket, MemoryStreamSocket];
+  private readonly lastAt: [number, number] = [0, 0];
+  private readonly held: [Array<() => void>, Array<() => void>] = [[], []];
+  private stalled = false;
+  private holed = false;
+  /** Whether either end still runs. */
+  live = true;
+  /** Whether the listener has the accepting end (before that, nobody could see its errors). */
+  accepted = false;
+
+  constructor(
+    private readonly net: MemoryStreamNetwork,
+    readonly id: number,
+    dialerIp: string,
+    acceptorIp: string,
+    acceptorPort: number,
+  ) {
+    this.ends = [new MemoryStreamSocket(this, 0, acceptorIp, acceptorPort), new MemoryStreamSocket(this, 1, dialerIp, 0)];
+  }
+
+  /** @internal No byte of either direction arrives before `at` (the connection is accepted then). */
+  openAt(at: number): void {
+    this.lastAt[0] = this.lastAt[1] = at;
+  }
+
+  /** @internal A segment (or the end of stream when `chunk` is null) from end `from`. */
+  send(from: Dir, chunk: Buffer | null): void {
+    if (!this.live || this.holed) return;
+    const to = (1 - from) as Dir;
+    const pieces: (Buffer | null)[] = [];
+    if (chunk === null) pieces.push(null);
+    else for (let o = 0; o < chunk.length; ) {
+      const n = Math.max(1, Math.min(chunk.length - o, Math.ceil(this.net.random() * this.net.maxSegment)));
+      pieces.push(Buffer.from(chunk.subarray(o, o + n)));
+      o += n;
+    }
+    for (const p of pieces) {
+      // In order, as TCP: never before the previous segment of this direction.
+      const at = Math.max(this.lastAt[from], this.net.clock.now() + this.net.delay());
+      this.lastAt[from] = at;
+      this.net.clock.setTimer(at - this.net.clock.now(), () => this.arrive(to, p));
+    }
+  }
+
+  private arrive(to: Dir, p: Buffer | null): void {
+    const deliver = (): void => this.ends[to].receive(p);
+    if (this.stalled) this.held[to].push(deliver);
+    else deliver();
+  }
+
+  /** Both ends see the stream end (no error), each after its own delay: a cut path with FINs. */
+  cut(): void {
+    if (!this.live) return;
+    this.live = false;
+    for (const e of this.ends) this.net.clock.setTimer(this.net.delay(), () => e.destroy());
+  }
+
+  /** Both ends fail with ECONNRESET, each after its own delay. */
+  reset(): void {
+    if (!this.live) return;
+    this.live = false;
+    for (const e of this.ends) this.net.clock.setTimer(this.net.delay(), () => e.destroy(this.seen(e) ? resetError() : undefined));
+  }
+
+  /** Hold every byte in both directions until {@link unstall}. */
+  stall(): void {
+    this.stalled = true;
+  }
+
+  /** Deliver what was held, in order, and go on. */
+  unstall(): void {
+    this.stalled = false;
+    for (const q of this.held) for (const d of q.splice(0)) d();
+  }
+
+  /** Drop every byte from now on, silently; after `ms` the link resets (TCP's user timeout). */
+  blackhole(ms: number): void {
+    if (!this.live) return;
+    this.holed = true;
+    this.net.clock.setTimer(ms, () => this.reset());
+  }
+
+  /** @internal One end went away: the other sees the end of stream after the path's delay. */
+  closedBy(from: Dir, err: Error | null): void {
+    if (!this.live) return;
+    this.live = false;
+    const other = this.ends[1 - from]!;
+    const at = Math.max(this.lastAt[from], this.net.clock.now() + this.net.delay());
+    this.net.clock.setTimer(at - this.net.clock.now(), () => other.destroy(err && this.seen(other) ? resetError() : undefined));
+  }
+
+  /** An accepting end not yet handed to its listener ends silently, as in a kernel's backlog. */
+  private seen(e: MemoryStreamSocket): boolean {
+    return e !== this.ends[1] || this.accepted;
+  }
+}
+
+function resetError(): Error {
+  return Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+}
+
+/** One end of a {@link MemoryStreamLink}: a Duplex with the parts of `net.Socket` Ferry uses. */
+export class MemoryStreamSocket extends Duplex {
+  private ended = false;
+
+  constructor(
+    private readonly link: MemoryStreamLink,
+    private readonly side: Dir,
+    readonly remoteAddress: string,
+    readonly remotePort: number,
+  ) {
+    super({ allowHalfOpen: true });
+  }
+
+  /** @internal */
+  receive(p: Buffer | null): void {
+    if (this.destroyed || this.ended) return;
+    if (p === null) this.ended = true;
+    this.push(p);
+  }
+
+  override _read(): void {}
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.link.send(this.side, chunk);
+    cb();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.link.send(this.side, null);
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.link.closedBy(this.side, err);
+    cb(err);
+  }
+
+  setNoDelay(): this {
+    return this;
+  }
+
+  /** Abort with a reset, as `net.Socket.resetAndDestroy`. */
+  resetAndDestroy(): this {
+    this.link.closedBy(this.side, resetError());
+    this.destroy();
+    return this;
+  }
+}
+
+/** Listeners and dials by address, for hosts that run in one process. */
+export class MemoryStreamNetwork {
+  readonly clock: Clock;
+  readonly random: () => number;
+  readonly maxSegment: number;
+  private readonly delayMs: readonly [number, number];
+  private readonly listeners = new Map<string, (s: MemoryStreamSocket) => void>();
+  private nextPort = 50000;
+  private nextLink = 0;
+  /** Every link ever made, for faults (filter on `live`). */
+  readonly links: MemoryStreamLink[] = [];
+
+  constructor(opts: MemoryStreamOptions) {
+    this.clock = opts.clock;
+    this.random = opts.random;
+    this.maxSegment = opts.maxSegment ?? 16 * 1024;
+    this.delayMs = opts.delayMs ?? [0.1, 2];
+  }
+
+  /** @internal A one-way delay draw. */
+  delay(): number {
+    const [min, max] = this.delayMs;
+    return min + this.random() * (max - min);
+  }
+
+  /**
+   * Listen at `ip:port` (0 picks a free port).
+   *
+   * @throws FerryError `FERRY_ERR_INVALID_ARGUMENT` when the address is taken.
+   */
+  listen(ip: string, port: number, onConnection: (s: MemoryStreamSocket) => void): MemoryStreamListener {
+    let p = port;
+    if (p === 0) {
+      do p = this.nextPort++;
+      while (this.listeners.has(`${ip}:${p}`));
+    }
+    const key = `${ip}:${p}`;
+    if (this.listeners.has(key)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `${key} is already bound`);
+    this.listeners.set(key, onConnection);
+    return {
+      port: p,
+      close: async () => {
+        if (this.listeners.get(key) === onConnection) this.listeners.delete(key);
+      },
+    };
+  }
+
+  /** Dial `ip:port` from `fromIp`: the listener gets the other end after a delay; nobody there: ECONNREFUSED. */
+  dial(fromIp: string, ip: string, port: number): MemoryStreamSocket {
+    const link = new MemoryStreamLink(this, this.nextLink++, fromIp, ip, port);
+    this.links.push(link);
+    const [dialer, acceptor] = link.ends;
+    // The accepting end reaches the listener before any byte (delays in one direction are ordered).
+    const acceptIn = this.delay();
+    link.openAt(this.clock.now() + acceptIn);
+    this.clock.setTimer(acceptIn, () => {
+      const accept = this.listeners.get(`${ip}:${port}`);
+      if (!accept || !link.live) {
+        link.live = false;
+        dialer.destroy(Object.assign(new Error(`connect ECONNREFUSED ${ip}:${port}`), { code: 'ECONNREFUSED' }));
+        return;
+      }
+      link.accepted = true;
+      accept(acceptor);
+    });
+    return dialer;
+  }
+}

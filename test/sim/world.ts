@@ -1,0 +1,516 @@
+/**
+ * The deterministic simulator's world: whole Ferry hosts (the real Host, endpoints, control
+ * channels, migration path and location table) on in-memory datagram and stream networks under
+ * one ManualClock, so a schedule runs in one process with no kernel and no real time. One seed
+ * fixes everything: the schedule, the identities (so who dials), every delay, loss, duplication
+ * and segment size, and which socket dies when. Callbacks run one clock timer at a time, with the
+ * promise callbacks each caused run before the next (see {@link World.run}).
+ *
+ * A schedule's operations overlap: each starts at its virtual time whether or not the ones before
+ * it finished (a suspend, resume or move while a move of either end is in flight, group moves,
+ * stalled readers, writes past the send budget, data-socket cuts, resets, black holes and stalls,
+ * control loss, duplication and reordering). {@link runSchedule} then checks exactly-once delivery,
+ * a quiet period, every promise settled with an outcome the schedule allows, and the final states
+ * and closes; it returns a hash of the event trace (the same seed gives the same hash).
+ */
+import { createHash } from 'node:crypto';
+import type { AgentSocket } from '../../src/connection/index.js';
+import { Host } from '../../src/host/index.js';
+import { Identity, type AgentId } from '../../src/identity/index.js';
+import { MemoryLocationTable } from '../../src/location/index.js';
+import { LossyDatagramSocket, MemoryDatagramNetwork, MemoryStreamNetwork, seededRandom } from '../../src/testing/index.js';
+import { ManualClock, createLogger, isFerryError } from '../../src/util/index.js';
+import type { DatagramSocketLike } from '../../src/control/index.js';
+import { MessageType } from '../../src/wire/index.js';
+import { pattern } from '../helpers/harness.js';
+
+/** One operation of a schedule, started at virtual time `at` (ms). */
+export type Op =
+  | { at: number; kind: 'write'; conn: number; side: 0 | 1; n: number }
+  | { at: number; kind: 'suspend' | 'resume'; conn: number; side: 0 | 1 }
+  | { at: number; kind: 'move'; agents: number[]; to: number; via: 'direct' | 'channel' }
+  | { at: number; kind: 'cut' | 'reset' | 'stall'; link: number; ms: number }
+  | { at: number; kind: 'blackhole'; link: number; ms: number }
+  | { at: number; kind: 'slowReader'; conn: number; side: 0 | 1; ms: number }
+  | { at: number; kind: 'replay'; host: number; pick: number };
+
+/** A whole schedule: the world's shape and its operations (sorted by `at`). */
+export interface Schedule {
+  seed: number;
+  hosts: number;
+  agents: number;
+  security: boolean;
+  /** Connections as (client agent, server agent). */
+  conns: [number, number][];
+  /** Control datagram loss (duplication and reordering always on). */
+  loss: number;
+  ops: Op[];
+}
+
+const BUDGET = 64 * 1024;
+
+/** Draw a schedule from `seed`. */
+export function makeSchedule(seed: number): Schedule {
+  const r = seededRandom(seed);
+  const int = (lo: number, hi: number): number => lo + Math.floor(r() * (hi - lo + 1));
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+  const hosts = int(2, 4);
+  const agents = int(2, 5);
+  const conns: [number, number][] = [];
+  const seen = new Set<string>();
+  const add = (a: number, b: number): void => {
+    if (a === b || seen.has(`${a},${b}`) || seen.has(`${b},${a}`)) return;
+    seen.add(`${a},${b}`);
+    conns.push([a, b]);
+  };
+  // A ring when there are three or more agents (each with two neighbours), else one pair; then a few more.
+  if (agents >= 3 && r() < 0.6) for (let i = 0; i < agents; i++) add(i, (i + 1) % agents);
+  else add(0, 1);
+  for (let k = int(0, 2); k > 0; k--) add(int(0, agents - 1), int(0, agents - 1));
+  const ops: Op[] = [];
+  const horizon = int(50, 600);
+  for (let k = int(2, 14); k > 0; k--) {
+    const at = r() * horizon;
+    const conn = int(0, conns.length - 1);
+    const side = pick([0, 1] as const);
+    const w = r();
+    if (w < 0.35) ops.push({ at, kind: 'write', conn, side, n: r() < 0.15 ? int(BUDGET, 2 * BUDGET) : int(1, 20_000) });
+    else if (w < 0.48) ops.push({ at, kind: 'suspend', conn, side });
+    else if (w < 0.6) ops.push({ at, kind: 'resume', conn, side });
+    else if (w < 0.78) {
+      const group = r() < 0.3 ? [...new Set([int(0, agents - 1), int(0, agents - 1), int(0, agents - 1)])] : [int(0, agents - 1)];
+      ops.push({ at, kind: 'move', agents: group, to: int(0, hosts - 1), via: r() < 0.3 ? 'channel' : 'direct' });
+    } else if (w < 0.84) ops.push({ at, kind: 'slowReader', conn, side, ms: int(1, 300) });
+    else if (w < 0.88) ops.push({ at, kind: 'cut', link: int(0, 1000), ms: 0 });
+    else if (w < 0.91) ops.push({ at, kind: 'reset', link: int(0, 1000), ms: 0 });
+    else if (w < 0.94) ops.push({ at, kind: 'stall', link: int(0, 1000), ms: int(1, 400) });
+    else if (w < 0.96) ops.push({ at, kind: 'blackhole', link: int(0, 1000), ms: int(100, 3000) });
+    else ops.push({ at, kind: 'replay', host: int(0, hosts - 1), pick: int(0, 1000) });
+  }
+  ops.sort((a, b) => a.at - b.at);
+  return { seed, hosts, agents, security: r() < 0.5, conns, loss: r() < 0.5 ? 0.3 : 0.05, ops };
+}
+
+interface SideState {
+  sock: AgentSocket | undefined;
+  /** Bytes the application has asked to write and not yet handed to a socket. */
+  pending: number;
+  written: number;
+  /** What was read, per socket object in the order the side adopted them. */
+  read: Buffer[][];
+  readLen: number;
+  blocked: AgentSocket | undefined;
+  seed: number;
+  /** suspend() operations issued on this side so far. */
+  suspends: number;
+}
+
+/** What a schedule run found: undefined when it passed, else why not; and its trace hash. */
+export interface RunResult {
+  failure: string | undefined;
+  hash: string;
+  steps: number;
+  simulatedMs: number;
+  /** The first 400 lines of the event trace. */
+  trace: string[];
+}
+
+const SIM_BASE_WALL = 1_800_000_000_000;
+
+/** Run `s` to the end and check it. */
+export async function runSchedule(s: Schedule): Promise<RunResult> {
+  const w = new World(s);
+  let failure: string | undefined;
+  try {
+    await w.play();
+  } catch (err) {
+    failure = err instanceof SimFailure ? err.message : `unexpected: ${(err as Error)?.stack ?? String(err)}`;
+  }
+  return { failure, hash: w.hash(), steps: w.steps, simulatedMs: w.clock.now(), trace: w.traceLines() };
+}
+
+class SimFailure extends Error {}
+
+/**
+ * Keeps the connection control requests (SUS, RES, CLS) a host sent, so a late replay can send
+ * one again: the same body (counter and MAC) under a fresh request id, from the same address,
+ * past the control channel's duplicate suppression, as an attacker on the path could.
+ */
+class ControlRecorder implements DatagramSocketLike {
+  private readonly sent: { buf: Buffer; port: number; address: string }[] = [];
+  private nextId = 0xf0000000;
+
+  constructor(private readonly inner: DatagramSocketLike) {}
+
+  send(buf: Buffer, port: number, address: string): void {
+    const t = buf[1];
+    if (buf.length >= 8 && buf[2] === 0 && (t === MessageType.SUS || t === MessageType.RES || t === MessageType.CLS) && this.sent.length < 64) this.sent.push({ buf: Buffer.from(buf), port, address });
+    this.inner.send(buf, port, address);
+  }
+
+  on(event: 'message', listener: (msg: Buffer, rinfo: { address: string; port: number }) => void): unknown {
+    return this.inner.on(event, listener);
+  }
+
+  close(): void {
+    this.inner.close();
+  }
+
+  address(): { address: string; port: number } {
+    return this.inner.address();
+  }
+
+  /** Send recorded request `pick` (mod the count) again under a new request id; false if none. */
+  replay(pick: number): boolean {
+    if (this.sent.length === 0) return false;
+    const r = this.sent[pick % this.sent.length]!;
+    const copy = Buffer.from(r.buf);
+    copy.writeUInt32BE(this.nextId++ >>> 0, 4);
+    this.inner.send(copy, r.port, r.address);
+    return true;
+  }
+}
+
+function fail(msg: string): never {
+  throw new SimFailure(msg);
+}
+
+/** The world of one schedule. */
+class World {
+  readonly clock = new ManualClock();
+  private readonly rng: () => number;
+  private readonly trace = createHash('sha256');
+  private readonly log: string[] = [];
+  steps = 0;
+  private hosts: Host[] = [];
+  private streams!: MemoryStreamNetwork;
+  private ids: Identity[] = [];
+  private where: number[] = [];
+  private moving: boolean[] = [];
+  private sides: [SideState, SideState][] = [];
+  private connIds: string[] = [];
+  private readonly outstanding = new Set<Promise<unknown>>();
+  private readonly errors: string[] = [];
+  private readonly recorders: ControlRecorder[] = [];
+
+  constructor(private readonly s: Schedule) {
+    this.rng = seededRandom((s.seed ^ 0x5bd1e995) >>> 0);
+  }
+
+  hash(): string {
+    return this.trace.digest('hex');
+  }
+
+  /** One trace line; `detail` goes to the printed trace only (it may name random ids). */
+  private event(text: string, detail?: string): void {
+    const line = `${this.clock.now().toFixed(3)} ${text}`;
+    this.trace.update(line + '\n');
+    if (this.log.length < (process.env.FERRY_SIM_DEBUG ? 50_000 : 400)) this.log.push(detail ? `${line} (${detail})` : line);
+  }
+
+  /**
+   * Run clock timers one at a time, each followed by the promise callbacks it caused, until
+   * `done()` holds or virtual time passes `until`. Returns whether `done()` held.
+   */
+  private async run(done: () => boolean, until: number): Promise<boolean> {
+    for (;;) {
+      await settle();
+      if (done()) return true;
+      const next = this.clock.nextDeadline();
+      if (next === undefined || next > until) {
+        await settle();
+        if (done()) return true;
+        if (this.clock.nextDeadline() !== next) continue;
+        this.clock.advance(Math.max(0, until - this.clock.now()));
+        await settle();
+        return done();
+      }
+      this.clock.fireNext();
+      this.steps++;
+      if (this.steps > 2_000_000) fail('runaway: more than 2,000,000 steps');
+    }
+  }
+
+  async play(): Promise<void> {
+    const s = this.s;
+    const dgram = new MemoryDatagramNetwork();
+    this.streams = new MemoryStreamNetwork({ clock: this.clock, random: this.rng, delayMs: [0.1, 3], maxSegment: 1 + Math.floor(this.rng() * 16_384) });
+    const location = new MemoryLocationTable(this.clock);
+    const seedBytes = (): Buffer => {
+      const b = Buffer.alloc(32);
+      for (let i = 0; i < 32; i++) b[i] = Math.floor(this.rng() * 256);
+      return b;
+    };
+    for (let i = 0; i < s.hosts; i++) {
+      const ip = `10.0.0.${i + 1}`;
+      const lossSeed = Math.floor(this.rng() * 2 ** 31);
+      const h = await this.await(
+        Host.start({
+          location,
+          ip,
+          name: `h${i}`,
+          // FERRY_SIM_DEBUG: the hosts' own log lines go into the printed trace (not the hash).
+          ...(process.env.FERRY_SIM_DEBUG ? { logger: createLogger('debug', {}, (l) => this.event('log', l.replace(/"t":"[^"]*",/, ''))) } : {}),
+          identity: Identity.fromSeed(seedBytes()),
+          clock: this.clock,
+          security: s.security,
+          sendBudget: BUDGET,
+          receiveWindow: BUDGET,
+          reconnectLimitMs: 30_000,
+          wallClock: () => SIM_BASE_WALL + Math.floor(this.clock.now()),
+          random: this.rng,
+          defer: (fn) => void this.clock.setTimer(0, fn),
+          network: {
+            bindControl: async (a, p) => dgram.bind(a, p),
+            listen: async (a, p, cb) => this.streams.listen(a, p, cb),
+            dial: (a, p) => this.streams.dial(ip, a, p),
+          },
+          wrapControlSocket: (sock) => new LossyDatagramSocket((this.recorders[i] = new ControlRecorder(sock)), { seed: lossSeed, drop: s.loss, duplicate: 0.1, delayMs: [0.2, 6], clock: this.clock }),
+        }),
+        'host start',
+      );
+      this.hosts.push(h);
+    }
+    for (let i = 0; i < s.agents; i++) {
+      const host = i % s.hosts;
+      this.ids.push(await this.await(this.hosts[host]!.addAgent(Identity.fromSeed(seedBytes())), 'addAgent'));
+      this.where.push(host);
+      this.moving.push(false);
+    }
+    // Open every connection (the server listens for the time of its accept).
+    for (const [ci, [a, b]] of s.conns.entries()) {
+      const hb = this.hosts[this.where[b]!]!;
+      const server = hb.listen(this.ids[b]!.id);
+      const acc = server.accept();
+      const ca = await this.await(this.hosts[this.where[a]!]!.connect(this.ids[a]!.id, this.ids[b]!.id), `connect ${ci}`);
+      const cb = await this.await(acc, `accept ${ci}`);
+      server.close();
+      const mk = (sock: AgentSocket, seed: number): SideState => ({ sock, pending: 0, written: 0, read: [], readLen: 0, blocked: undefined, seed, suspends: 0 });
+      this.sides.push([mk(ca, 2 * ci + 1), mk(cb, 2 * ci + 2)]);
+      this.connIds.push(ca.connectionId);
+      this.watch(ci, 0, ca);
+      this.watch(ci, 1, cb);
+    }
+    this.event(`opened ${s.conns.length} connections`);
+    const t0 = this.clock.now();
+    for (const op of s.ops) this.clock.setTimer(t0 + op.at - this.clock.now(), () => this.exec(op));
+    // Every operation started and finished, within bounded simulated time.
+    const horizon = t0 + (s.ops.at(-1)?.at ?? 0) + 1;
+    if (!(await this.run(() => this.clock.now() >= horizon && this.outstanding.size === 0 && !this.moving.includes(true), horizon + 120_000))) {
+      fail(`operations still pending 120 s after the last began (${this.outstanding.size} promises, moving ${this.moving.join(',')})`);
+    }
+    // Final phase: every connection resumed from one side, every reader reading.
+    for (const [ci, pair] of this.sides.entries()) {
+      for (const side of pair) side.sock?.resume();
+      this.track(pair[ci % 2]!.sock!.resumeConnection(), `final resume ${ci}`, []);
+    }
+    const delivered = (): boolean => this.outstanding.size === 0 && this.sides.every(([x, y]) => x.pending === 0 && y.pending === 0 && x.readLen === y.written && y.readLen === x.written);
+    if (!(await this.run(delivered, this.clock.now() + 120_000))) {
+      const detail = this.sides.map(([x, y], ci) => `conn ${ci}: ${x.sock?.state}/${y.sock?.state} a->b ${y.readLen}/${x.written}+${x.pending} b->a ${x.readLen}/${y.written}+${y.pending}`).join('; ');
+      if (process.env.FERRY_SIM_DEBUG) {
+        for (const [ci, pair] of this.sides.entries()) for (const [si, sd] of pair.entries()) {
+          const ep = sd.sock!.endpoint as unknown as Record<string, unknown> & { send: Record<string, unknown>; recv: Record<string, unknown> };
+          console.log(`conn ${ci} side ${si}`, ep.state, 'send', { acked: ep.send.acked, sent: ep.send.sent, written: ep.send.written, peerLimit: ep.send.peerLimit }, 'recv', { received: ep.recv.received, delivered: ep.recv.delivered, limit: ep.recv.limit, queued: ep.recv.queued }, 'advertised', ep.advertised, 'data', !!ep.data, (ep.data as { open?: boolean } | undefined)?.open, 'paused', sd.sock!.isPaused(), 'readableLength', sd.sock!.readableLength);
+        }
+      }
+      fail(`not delivered within 120 s of the end: ${detail}`);
+    }
+    // A quiet period: nothing more arrives (no late duplicate).
+    const lengths = this.sides.map(([x, y]) => `${x.readLen},${y.readLen}`).join(';');
+    await this.run(() => false, this.clock.now() + 5000);
+    if (this.sides.map(([x, y]) => `${x.readLen},${y.readLen}`).join(';') !== lengths) fail('bytes arrived after the quiet period began');
+    for (const [ci, [x, y]] of this.sides.entries()) {
+      if (!Buffer.concat(y.read.flat()).equals(pattern(x.seed, 0, x.written))) fail(`conn ${ci}: a->b bytes differ from what was written`);
+      if (!Buffer.concat(x.read.flat()).equals(pattern(y.seed, 0, y.written))) fail(`conn ${ci}: b->a bytes differ from what was written`);
+      for (const side of [x, y]) if (side.sock!.state !== 'ESTABLISHED') fail(`conn ${ci}: ${side.sock!.state} at the end, not ESTABLISHED`);
+    }
+    // Both ends close at once: both closes resolve, both end CLOSED.
+    for (const [ci, [x, y]] of this.sides.entries()) {
+      this.track(x.sock!.close(), `close ${ci}a`, []);
+      this.track(y.sock!.close(), `close ${ci}b`, []);
+    }
+    if (!(await this.run(() => this.outstanding.size === 0, this.clock.now() + 60_000))) fail('closes did not finish within 60 s');
+    for (const [ci, [x, y]] of this.sides.entries()) {
+      if (x.sock!.state !== 'CLOSED' || y.sock!.state !== 'CLOSED') fail(`conn ${ci}: ${x.sock!.state}/${y.sock!.state} after both closed`);
+    }
+    if (this.errors.length > 0) fail(`errors: ${this.errors.join('; ')}`);
+    this.event('done');
+  }
+
+  /** Await `p` while running the world (setup steps). */
+  private async await<T>(p: Promise<T>, what: string): Promise<T> {
+    let out: { ok: true; v: T } | { ok: false; e: unknown } | undefined;
+    p.then(
+      (v) => (out = { ok: true, v }),
+      (e: unknown) => (out = { ok: false, e }),
+    );
+    if (!(await this.run(() => out !== undefined, this.clock.now() + 60_000))) fail(`${what} did not finish`);
+    if (!out!.ok) fail(`${what} failed: ${String((out as { e: unknown }).e)}`);
+    return (out as { v: T }).v;
+  }
+
+  /** Record `p`'s outcome; a rejection whose code is not in `allowed` fails the schedule. */
+  private track(p: Promise<unknown>, what: string, allowed: string[] | ((code: string) => boolean)): void {
+    this.outstanding.add(p);
+    p.then(
+      () => {
+        this.outstanding.delete(p);
+        this.event(`${what} ok`);
+      },
+      (e: unknown) => {
+        this.outstanding.delete(p);
+        const code = isFerryError(e) ? e.code : String(e);
+        this.event(`${what} rejected ${code}`, (e as Error)?.message);
+        if (!(typeof allowed === 'function' ? allowed(code) : allowed.includes(code))) this.errors.push(`${what}: ${code} ${(e as Error)?.message ?? ''}`);
+      },
+    );
+  }
+
+  private watch(ci: number, si: 0 | 1, sock: AgentSocket): void {
+    const side = this.sides[ci]![si];
+    // The application reads each socket object to its end in turn: bytes an old object already
+    // held when its agent moved are read from it (even late, after a paused reader resumes) and
+    // come before the new object's.
+    const mine: Buffer[] = [];
+    side.read.push(mine);
+    sock.on('data', (c: Buffer) => {
+      mine.push(c);
+      side.readLen += c.length;
+    });
+    sock.on('error', (e: Error) => this.errors.push(`conn ${ci} side ${si} socket error ${isFerryError(e) ? e.code : e.message}`));
+    sock.on('state', (to: string, from: string) => this.event(`c${ci}${si} ${from}->${to}`));
+    sock.on('drain', () => {
+      if (side.blocked === sock) {
+        side.blocked = undefined;
+        this.pump(ci, si);
+      }
+    });
+  }
+
+  /** Hand queued application bytes to the side's socket until it pushes back (never during a move of its agent). */
+  private pump(ci: number, si: 0 | 1): void {
+    const side = this.sides[ci]![si];
+    const agent = this.s.conns[ci]![si];
+    if (this.moving[agent] || !side.sock || side.blocked) return;
+    while (side.pending > 0) {
+      const n = Math.min(side.pending, 16_384);
+      const ok = side.sock.write(pattern(side.seed, side.written, n));
+      side.written += n;
+      side.pending -= n;
+      if (!ok) {
+        side.blocked = side.sock;
+        return;
+      }
+    }
+  }
+
+  private exec(op: Op): void {
+    this.event(`op ${JSON.stringify(op)}`);
+    switch (op.kind) {
+      case 'write': {
+        this.sides[op.conn]![op.side].pending += op.n;
+        return this.pump(op.conn, op.side);
+      }
+      case 'suspend':
+      case 'resume': {
+        const side = this.sides[op.conn]![op.side];
+        const sock = side.sock!;
+        if (op.kind === 'suspend') side.suspends++;
+        const suspends = side.suspends;
+        const p = op.kind === 'suspend' ? sock.suspend() : sock.resumeConnection();
+        // A socket object that a move detached answers SOCKET_MOVED (use the new one); a resume
+        // overtaken by a later suspend() of the same end answers SUPERSEDED. Nothing else.
+        return this.track(p, `${op.kind} c${op.conn}${op.side}`, (code) => (code === 'FERRY_ERR_SOCKET_MOVED' && sock.endpoint.detached) || (code === 'FERRY_ERR_SUPERSEDED' && op.kind === 'resume' && side.suspends !== suspends));
+      }
+      case 'move':
+        return this.move(op);
+      case 'replay': {
+        // A burst of three late copies of earlier requests of that host.
+        let n = 0;
+        for (let k = 0; k < 3; k++) if (this.recorders[op.host]?.replay(op.pick + 7 * k)) n++;
+        this.event(`replayed ${n}`);
+        return;
+      }
+      case 'slowReader': {
+        const sock = this.sides[op.conn]![op.side].sock!;
+        sock.pause();
+        this.clock.setTimer(op.ms, () => sock.resume());
+        return;
+      }
+      default: {
+        const live = this.streams.links.filter((l) => l.live);
+        if (live.length === 0) return;
+        const l = live[op.link % live.length]!;
+        if (op.kind === 'cut') l.cut();
+        else if (op.kind === 'reset') l.reset();
+        else if (op.kind === 'blackhole') l.blackhole(op.ms);
+        else {
+          l.stall();
+          this.clock.setTimer(op.ms, () => l.unstall());
+        }
+      }
+    }
+  }
+
+  private move(op: Extract<Op, { kind: 'move' }>): void {
+    for (const a of op.agents) {
+      if (this.moving[a]) continue;
+      const from = this.where[a]!;
+      const to = op.to === from ? (op.to + 1) % this.s.hosts : op.to;
+      this.moving[a] = true;
+      const src = this.hosts[from]!;
+      const dst = this.hosts[to]!;
+      const id = this.ids[a]!.id;
+      const p =
+        op.via === 'direct'
+          ? src.moveAgent(id, dst).then(() => undefined)
+          : src.migrateAgent(id, { ip: dst.ip, redirectorPort: dst.redirectorPort, hostId: dst.id }).then(() => undefined);
+      const done = p.finally(() => {
+        this.moving[a] = false;
+        this.adopt(a);
+      });
+      // A migration over the channel rolls back when a fault cuts its socket: the agent runs on.
+      this.track(done, `move a${a} h${from}->h${to} ${op.via}`, op.via === 'channel' ? ['FERRY_ERR_MIGRATION_ROLLED_BACK'] : []);
+    }
+  }
+
+  /** After a move of agent `a` (done or rolled back): its sockets wherever it lives now. */
+  private adopt(a: number): void {
+    const id: AgentId = this.ids[a]!.id;
+    const holders = this.hosts.map((h, i) => [h, i] as const).filter(([h]) => h.agentIds().includes(id));
+    if (holders.length !== 1) {
+      this.errors.push(`agent ${a} lives on ${holders.length} hosts`);
+      return;
+    }
+    const [h, hi] = holders[0]!;
+    this.where[a] = hi;
+    const socks = h.socketsOf(id);
+    for (const [ci, [ca, cb]] of this.s.conns.entries()) {
+      for (const si of [0, 1] as const) {
+        if ((si === 0 ? ca : cb) !== a) continue;
+        const sock = socks.find((x) => x.connectionId === this.connIds[ci]);
+        if (!sock) {
+          this.errors.push(`conn ${ci} side ${si}: not carried with agent ${a}`);
+          continue;
+        }
+        const side = this.sides[ci]![si];
+        if (sock !== side.sock) {
+          side.sock = sock;
+          side.blocked = undefined;
+          this.watch(ci, si, sock);
+        }
+        this.pump(ci, si);
+      }
+    }
+  }
+
+  /** The first lines of the trace, for a failure report. */
+  traceLines(): string[] {
+    return this.log;
+  }
+}
+
+/** Let every queued promise callback, nextTick and immediate run (no real I/O is pending). */
+async function settle(): Promise<void> {
+  await new Promise((r) => setImmediate(r));
+}

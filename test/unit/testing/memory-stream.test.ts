@@ -1,0 +1,115 @@
+// The in-memory stream network under a ManualClock: bytes arrive in order, in seeded segments,
+// only as time passes; cut, reset, stall and black hole behave as their comments say; a dial to
+// nobody is refused. And ManualClock.fireNext runs one timer at a time.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MemoryStreamNetwork, seededRandom, type MemoryStreamSocket } from '../../../src/testing/index.js';
+import { ManualClock } from '../../../src/util/index.js';
+
+function world(seed = 1): { clock: ManualClock; net: MemoryStreamNetwork; accepted: MemoryStreamSocket[] } {
+  const clock = new ManualClock();
+  const net = new MemoryStreamNetwork({ clock, random: seededRandom(seed), delayMs: [1, 5], maxSegment: 7 });
+  const accepted: MemoryStreamSocket[] = [];
+  net.listen('10.0.0.2', 80, (s) => accepted.push(s));
+  return { clock, net, accepted };
+}
+
+/** Run clock timers one at a time, letting stream callbacks run after each. */
+async function runAll(clock: ManualClock): Promise<void> {
+  for (;;) {
+    await new Promise((r) => setImmediate(r));
+    if (!clock.fireNext()) break;
+  }
+  await new Promise((r) => setImmediate(r));
+}
+
+test('bytes arrive in order, in segments, only as virtual time passes; the acceptor sees the dialer address', async () => {
+  const { clock, net, accepted } = world();
+  const d = net.dial('10.0.0.1', '10.0.0.2', 80);
+  const got: Buffer[] = [];
+  const data = Buffer.from('the quick brown fox jumps over the lazy dog');
+  d.write(data.subarray(0, 20));
+  d.write(data.subarray(20));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(accepted.length, 0, 'nothing before time passes');
+  await runAll(clock);
+  assert.equal(accepted.length, 1);
+  const a = accepted[0]!;
+  assert.equal(a.remoteAddress, '10.0.0.1');
+  a.on('data', (c: Buffer) => got.push(c));
+  await runAll(clock);
+  assert.ok(got.length >= 2 && got.every((c) => c.length <= 7), 'cut into segments of at most maxSegment');
+  assert.ok(Buffer.concat(got).equals(data));
+  assert.ok(clock.now() > 0);
+});
+
+test('cut ends both sides without error; reset gives both ECONNRESET', async () => {
+  for (const kind of ['cut', 'reset'] as const) {
+    const { clock, net, accepted } = world(2);
+    const d = net.dial('10.0.0.1', '10.0.0.2', 80);
+    await runAll(clock);
+    const a = accepted[0]!;
+    const errors: string[] = [];
+    let closed = 0;
+    for (const s of [d, a]) {
+      s.on('error', (e: NodeJS.ErrnoException) => errors.push(e.code ?? e.message));
+      s.on('close', () => closed++);
+    }
+    net.links[0]![kind]();
+    await runAll(clock);
+    assert.equal(closed, 2, `${kind}: both ends closed`);
+    assert.deepEqual(errors, kind === 'reset' ? ['ECONNRESET', 'ECONNRESET'] : []);
+  }
+});
+
+test('a stall holds bytes until lifted; a black hole drops them and resets the link later', async () => {
+  const { clock, net, accepted } = world(3);
+  const d = net.dial('10.0.0.1', '10.0.0.2', 80);
+  await runAll(clock);
+  const a = accepted[0]!;
+  const got: Buffer[] = [];
+  a.on('data', (c: Buffer) => got.push(c));
+  const link = net.links[0]!;
+  link.stall();
+  d.write(Buffer.from('held'));
+  await runAll(clock);
+  assert.equal(got.length, 0, 'held while stalled');
+  link.unstall();
+  await runAll(clock);
+  assert.equal(Buffer.concat(got).toString(), 'held');
+  const errors: string[] = [];
+  for (const s of [d, a]) s.on('error', (e: NodeJS.ErrnoException) => errors.push(e.code ?? ''));
+  link.blackhole(1000);
+  d.write(Buffer.from('lost'));
+  const t = clock.now();
+  await runAll(clock);
+  assert.equal(Buffer.concat(got).toString(), 'held', 'nothing through the black hole');
+  assert.deepEqual(errors, ['ECONNRESET', 'ECONNRESET']);
+  assert.ok(clock.now() >= t + 1000, 'reset only after the black hole time');
+});
+
+test('a dial to an address nobody listens on is refused', async () => {
+  const { clock, net } = world(4);
+  const d = net.dial('10.0.0.1', '10.0.0.9', 80);
+  let code = '';
+  d.on('error', (e: NodeJS.ErrnoException) => (code = e.code ?? ''));
+  await runAll(clock);
+  assert.equal(code, 'ECONNREFUSED');
+});
+
+test('ManualClock.fireNext fires the earliest timer only and moves time to it', () => {
+  const clock = new ManualClock();
+  const order: string[] = [];
+  clock.setTimer(10, () => order.push('b'));
+  clock.setTimer(5, () => order.push('a'));
+  clock.setTimer(10, () => order.push('c'));
+  assert.equal(clock.nextDeadline(), 5);
+  assert.equal(clock.fireNext(), true);
+  assert.deepEqual(order, ['a']);
+  assert.equal(clock.now(), 5);
+  clock.fireNext();
+  clock.fireNext();
+  assert.deepEqual(order, ['a', 'b', 'c'], 'ties in creation order');
+  assert.equal(clock.fireNext(), false);
+  assert.equal(clock.nextDeadline(), undefined);
+});
