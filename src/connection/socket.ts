@@ -123,8 +123,18 @@ export class AgentSocket extends Duplex {
     }
     // What this stream buffers stays charged to the host's receive budget until it is read
     // (Node calls _read, so flush, whenever the buffer drops below the high-water mark).
-    this.endpoint.holding(this.readableLength);
+    this.endpoint.holding(this.readableLength + this.outside);
   }
+
+  /**
+   * The reader of this stream still holds `bytes` of what it read, elsewhere in the host (the
+   * runtime's read-ahead to an agent worker): they stay charged to the host's receive budget.
+   */
+  holdOutside(bytes: number): void {
+    this.outside = bytes;
+    if (!this.moved) this.endpoint.holding(this.readableLength + bytes);
+  }
+  private outside = 0;
   /** The connection closed: the readable side ends once the queued bytes are read. */
   private peerClosed = false;
 

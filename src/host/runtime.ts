@@ -381,6 +381,9 @@ class Pump {
       this.a.post(this.closeError ? { t: 'closed', sid: this.sid, code: this.closeError.code, message: this.closeError.message } : { t: 'closed', sid: this.sid });
     }
     if (this.closedPosted && this.acked === this.sent && this.queue.length === 0) this.a.pumps.delete(this.sid);
+    // What was read ahead for the worker stays charged to the host's receive budget until agent
+    // code reads it: twice, since the worker holds a copy of what this pump keeps until then.
+    if (this.sock && !this.sock.destroyed) this.sock.holdOutside(2 * (this.sent - this.acked) + this.queue.reduce((n, b) => n + b.length, 0));
   }
 
   /** Agent code has read `offset` bytes of this stream. */

@@ -4,7 +4,9 @@
 // Its receive budget bounds what that address can make it hold (RECEIVE_BUDGET_PER_SOURCE_BYTES):
 // windows stop growing, the pushers wait (nothing is lost or refused below the floor), and
 // every connection still opens. Meanwhile an honest connection from 127.0.0.1 to another agent
-// there streams both ways. Once the 1,000 abort, the victim gives the memory back.
+// there streams both ways. Once the 1,000 abort, the victim gives the memory back. Twice: the
+// victim agent a host-level one whose connections queue in its server socket, then a confined
+// agent whose runtime reads ahead for its worker (that read-ahead is charged too).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
@@ -44,8 +46,8 @@ class Victim {
   private next = 0;
   private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   readonly proc: ChildProcess;
-  constructor() {
-    this.proc = fork(fileURLToPath(new URL('../fixtures/processes/receive-budget-victim.js', import.meta.url)), [], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  constructor(mode: 'host' | 'runtime') {
+    this.proc = fork(fileURLToPath(new URL('../fixtures/processes/receive-budget-victim.js', import.meta.url)), [mode], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.proc.on('message', (m: { id: number; value?: unknown; error?: string }) => {
       const w = this.waiting.get(m.id);
       this.waiting.delete(m.id);
@@ -69,8 +71,8 @@ class Victim {
 const used = (m: Mem): number => m.heapUsed + m.external;
 const mib = (n: number): string => `${(n / MiB).toFixed(1)} MiB`;
 
-test('1,000 connections from fresh keys pushing 300 KiB each stay within the receive budget, and the memory comes back after they close', async () => {
-  const victim = new Victim();
+async function flood(mode: 'host' | 'runtime'): Promise<void> {
+  const victim = new Victim(mode);
   const location = new MemoryLocationTable();
   let attacker: Host | undefined;
   let honest: Host | undefined;
@@ -79,6 +81,17 @@ test('1,000 connections from fresh keys pushing 300 KiB each stay within the rec
     for (const agent of [t.agent, t.echo]) await location.register({ agent, hostId: t.hostId, ip: '127.0.0.1', controlPort: t.controlPort, redirectorPort: t.redirectorPort, epoch: 1 });
     attacker = await Host.start({ location, ip: '127.0.0.2', name: 'attacker' });
     honest = await Host.start({ location, name: 'honest' });
+    // A confined agent starts listening a moment after its launch.
+    const first = await attacker.addAgent();
+    for (let i = 0; ; i++) {
+      try {
+        await (await attacker.connect(first.id, t.agent)).close();
+        break;
+      } catch (err) {
+        if (i > 200) throw err;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
     const before = await victim.call<Mem>('mem');
 
     // 1,000 fresh keys, one connection each, each pushing 300 KiB that nobody reads.
@@ -107,10 +120,13 @@ test('1,000 connections from fresh keys pushing 300 KiB each stay within the rec
     const perSource = limit('RECEIVE_BUDGET_PER_SOURCE_BYTES');
     const bound = perSource + CONNECTIONS * STATE_PER_CONNECTION;
     const grew = used(during) - used(before);
-    console.log(`# victim heap+external: before ${mib(used(before))}, with ${CONNECTIONS} pushers ${mib(used(during))} (+${mib(grew)}, bound ${mib(bound)}); rss ${mib(before.rss)} -> ${mib(during.rss)}; delivered ${mib(delivered)} of ${mib(CONNECTIONS * PUSH)} pushed; charged to 127.0.0.2: ${mib(state.fromAttacker)}`);
+    console.log(`# ${mode}: victim heap+external: before ${mib(used(before))}, with ${CONNECTIONS} pushers ${mib(used(during))} (+${mib(grew)}, bound ${mib(bound)}); rss ${mib(before.rss)} -> ${mib(during.rss)}; delivered ${mib(delivered)} of ${mib(CONNECTIONS * PUSH)} pushed; charged to 127.0.0.2: ${mib(state.fromAttacker)}`);
     assert.ok(delivered <= perSource, `the victim accepted ${mib(delivered)} from one address, above RECEIVE_BUDGET_PER_SOURCE_BYTES`);
     assert.ok(delivered >= CONNECTIONS * limit('RECEIVE_WINDOW_FLOOR_BYTES'), 'every connection could send its floor');
     assert.ok(state.fromAttacker <= perSource, `charged to the attacker's address: ${mib(state.fromAttacker)}`);
+    // Nothing was read by agent code: every byte accepted is still held somewhere in the victim
+    // (connection, stream buffer, the runtime's read-ahead and the worker's copy), and charged.
+    assert.ok(delivered <= state.fromAttacker, `accepted ${mib(delivered)} but charged only ${mib(state.fromAttacker)}: bytes held outside the budget`);
     assert.ok(grew <= bound, `victim memory grew ${mib(grew)}, above ${mib(bound)} (the per-source budget and ${STATE_PER_CONNECTION / 1024} KiB of state per connection)`);
     assert.equal(state.limitRefusals, 0, 'no open was refused: the floors fit');
 
@@ -142,7 +158,7 @@ test('1,000 connections from fresh keys pushing 300 KiB each stay within the rec
     assert.equal(last?.endpoints, 0, 'every connection is gone from the victim');
     assert.equal(last?.charged, 0, 'the receive budget is all given back');
     const after = await victim.call<Mem>('mem');
-    console.log(`# victim heap+external after they closed: ${mib(used(after))} (+${mib(used(after) - used(before))} over before, bound ${mib(KEPT_AFTER)}); rss ${mib(after.rss)}`);
+    console.log(`# ${mode}: victim heap+external after they closed: ${mib(used(after))} (+${mib(used(after) - used(before))} over before, bound ${mib(KEPT_AFTER)}); rss ${mib(after.rss)}`);
     assert.ok(used(after) - used(before) <= KEPT_AFTER, `the victim kept ${mib(used(after) - used(before))} after every connection closed`);
   } finally {
     await attacker?.close();
@@ -150,4 +166,8 @@ test('1,000 connections from fresh keys pushing 300 KiB each stay within the rec
     await victim.call('exit').catch(() => {});
     victim.proc.kill();
   }
-});
+}
+
+test('1,000 connections from fresh keys pushing 300 KiB each to a host-level agent stay within the receive budget, and the memory comes back after they close', () => flood('host'));
+
+test('the same to a confined agent that never accepts: the runtime\'s read-ahead is charged too', () => flood('runtime'));
