@@ -10,6 +10,9 @@
  * With a Redis store (`--store redis://…`, or `--redis-server` for a throwaway one) the demo runs
  * two rendezvous nodes over that one directory, and the hosts list both, in alternating order, so
  * watches and registrations cross nodes.
+ *
+ * With `--attack`, an attacker (`demo-attack.ts`) runs against the hosts, the rendezvous nodes and
+ * the agents the whole time, and the verdict must be the same.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -24,6 +27,7 @@ import { Identity, type AgentId } from '../identity/index.js';
 import { isFerryError } from '../util/index.js';
 import { startRedisServer, type RedisServerHandle } from '../testing/index.js';
 import { AdminClient } from './admin.js';
+import { Attack, formatAttack, type AttackReport } from './demo-attack.js';
 import { Progress, formatBytes, percentiles } from './progress.js';
 import type { DemoDirection, DemoResult as ConnectionsDemoResult } from './demo-connections.js';
 
@@ -42,6 +46,8 @@ export interface DemoOptions {
   store?: string;
   /** Start a throwaway redis-server for the directory (implies two rendezvous nodes over it). */
   redisServer?: boolean;
+  /** Run an attacker against the demo while it streams (see demo-attack.ts). */
+  attack: boolean;
 }
 
 /**
@@ -58,6 +64,8 @@ export interface DemoResult extends ConnectionsDemoResult {
   rollbacks: number;
   /** Why the verdict is FAIL (empty when ok). */
   problems: string[];
+  /** With --attack: what the attacker sent and how it was refused, and the unexpected connections the ring agents closed (their own count). */
+  attack?: AttackReport & { closedByRingAgents: number };
 }
 
 const RING = 5;
@@ -72,6 +80,8 @@ interface RingResult {
   id: AgentId;
   runs: number;
   links: Record<string, { dir: 'in' | 'out'; peer: AgentId; sent: number; sentCrc: number; recv: number; recvCrc: number; mismatches: number; firstMismatch: number }>;
+  /** Connections it closed because it did not expect them. */
+  strangers?: number;
 }
 
 /** A child `ferry` process; `tail` keeps its last stderr lines for a failure report. */
@@ -196,12 +206,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }
     // Over Redis every other host prefers the other node, so watches and commits cross nodes.
     const rendezvousFor = (i: number): string => (i % 2 === 0 ? rendezvousList : [...rendezvousList].reverse()).join(',');
-    await Promise.all(
+    const hostsReady = await Promise.all(
       [...Array(HOSTS).keys()].map((i) =>
         Child.start(
           `host${i}`,
           ['host', '--name', `host${i}`, '--data-dir', join(dir, `host${i}`), '--policy', policyFile, '--rendezvous', rendezvousFor(i), ...(opts.security ? [] : ['--no-security']), ...(opts.verbose ? ['--verbose'] : [])],
-          /^ferry host ready: /m,
+          /^ferry host ready: id=\S+ control=(\S+) redirector=(\S+)/m,
           opts.verbose,
           children,
         ),
@@ -228,6 +238,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         }),
       ),
     );
+
+    const attack = opts.attack
+      ? await Attack.start({ rendezvous: rendezvousList, hosts: hostsReady.map((h) => ({ control: h.match[1]!, redirector: h.match[2]! })), agents: ring, security: opts.security })
+      : undefined;
+    if (attack) progress.update('an attacker runs against the hosts, the rendezvous and the agents…', true);
 
     // Progress: the connections' own offsets, summed over the ring, from the hosts' status.
     const ended = new Map<AgentId, { reason: string; code?: string; result?: RingResult; hosts: Set<number> }>();
@@ -348,6 +363,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }
     polling = false;
     await poller;
+    const attacked = await attack?.stop();
     phaseText = 'done';
     show(true);
     progress.done();
@@ -376,6 +392,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const got = directions.reduce((s, d) => s + d.delivered, 0);
     if (directions.length !== 2 * RING) problems.push(`${directions.length} directions reported, expected ${2 * RING}`);
     if (sent !== total) problems.push(`sent ${sent} bytes, expected ${total}`);
+    // The verdict must not pass for want of an attack: it reached the agents and the ports.
+    if (attacked && (attacked.strangers.connected === 0 || attacked.datagrams.sent === 0 || attacked.redirector.sockets === 0)) problems.push('the attack did not get through to the agents and the ports');
     return {
       ok: problems.length === 0 && directions.every((d) => d.digestsEqual && d.sent === d.delivered),
       sent,
@@ -394,6 +412,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       rollbacks,
       directions,
       problems,
+      ...(attacked ? { attack: { ...attacked, closedByRingAgents: [...results.values()].reduce((n, r) => n + (r.strangers ?? 0), 0) } } : {}),
     };
   } catch (err) {
     progress.done();
@@ -413,6 +432,7 @@ export function formatVerdict(r: DemoResult): string {
     ...r.directions.map((d) => `  ${d.from} → ${d.to}: sent ${formatBytes(d.sent)}, delivered ${formatBytes(d.delivered)}, CRC-32 and per-byte check ${d.digestsEqual ? 'equal' : 'DIFFERENT'}`),
     `  ${r.agents} agents in 3 host processes: ${r.migrations} migrations (${r.simultaneousMoves} phases with several agents moving at once, ${r.groupMoves} of them as one group), ${r.rollbacks} rolled back; lost ${r.lost} B, duplicated ${r.duplicated} B`,
     `  per move: detach (suspend + drain + checkpoint) p50 ${r.suspendMs.p50} ms, p90 ${r.suspendMs.p90} ms · transfer to commit p50 ${r.resumeMs.p50} ms, p90 ${r.resumeMs.p90} ms`,
+    ...(r.attack ? formatAttack(r.attack) : []),
     ...r.problems.map((p) => `  problem: ${p}`),
   ].join('\n');
 }

@@ -53,6 +53,11 @@ Demo options:
                             two rendezvous nodes; each host lists both (failover, and watches
                             that cross nodes)
   --redis-server            the same over a throwaway redis-server this demo starts and removes
+  --attack                  while the ring streams and moves, an attacker in the demo process
+                            opens connections from fresh keys that send 2 bytes and vanish,
+                            sends garbage datagrams to the hosts and the rendezvous, garbage
+                            and slowloris sockets to the redirectors; the verdict must stay
+                            exact, and the report adds what was sent and how it was refused
   --in-process              the connection-level demo instead: no agent code, two endpoints
                             hop between three hosts in this process (--bytes per direction,
                             --moves N: A alone, B alone, both at once, repeated; default 9)
@@ -98,6 +103,7 @@ async function main(argv: string[]): Promise<number> {
         verbose: { type: 'boolean' },
         store: { type: 'string' },
         'redis-server': { type: 'boolean' },
+        attack: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -119,6 +125,7 @@ async function main(argv: string[]): Promise<number> {
   };
   const common = { security: !values['no-security'], json: Boolean(values.json), verbose: Boolean(values.verbose) };
   if (values['in-process']) {
+    if (values.attack) fail('--attack runs against the agent demo, not --in-process');
     const result = await runConnectionsDemo({ ...common, bytes: num(values.bytes, 32 * 1024 * 1024, 'bytes', 1), moves: num(values.moves, 9, 'moves', 0) });
     process.stdout.write(formatConnectionsVerdict(result) + '\n');
     if (common.json) {
@@ -130,6 +137,7 @@ async function main(argv: string[]): Promise<number> {
   if (values.moves !== undefined) fail('--moves belongs to --in-process; the agent demo takes --rounds');
   const result = await runDemo({
     ...common,
+    attack: Boolean(values.attack),
     bytes: num(values.bytes, 40 * 1024 * 1024, 'bytes', 10),
     rounds: num(values.rounds, 2, 'rounds', 0),
     seconds: num(values.seconds, 8, 'seconds', 1),

@@ -1263,6 +1263,10 @@ export class AgentRuntime extends EventEmitter {
           sealed = true;
           const carried: CarriedConnection[] = [];
           for (const p of a.pumps.values()) {
+            // Agent code closed or destroyed it before the snapshot: the state it restarts from
+            // holds no such connection, so it must not come back in ctx.connections (unread bytes
+            // and all) on the destination.
+            if (p.released && !at.has(p.sid)) continue;
             const c = p.carry(at.get(p.sid) ?? p.acked, unaccepted(p));
             // An unaccepted connection that is over has nothing to give the agent: gone with one line.
             if (c.queued && c.closed) this.logDropped(a, p, 'unaccepted');
