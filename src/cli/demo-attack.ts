@@ -22,7 +22,7 @@ import type { DatagramSocketLike } from '../control/index.js';
 import { Host } from '../host/index.js';
 import { Identity, type AgentId } from '../identity/index.js';
 import { RendezvousClient } from '../location/index.js';
-import { errorFromWire, isFerryError } from '../util/index.js';
+import { errorFromWire, isFerryError, limit } from '../util/index.js';
 import { FrameDecoder, FrameType, TYPE_ERROR, decodeDatagram, decodeErrorBody, decodeFrameBody, encodeDatagram, lengthPrefix } from '../wire/index.js';
 
 /** Where the attacker aims: "ip:port" addresses, and the agents it may reach. */
@@ -77,6 +77,10 @@ export interface AttackReport {
     rejected: Record<string, number>;
     /** Sockets the host closed without a REJECT. */
     closed: number;
+    /** Sockets still open when the attack stopped (a frame announced but not complete: the host waits, up to HELLO_TIMEOUT_MS). */
+    waitingAtEnd: number;
+    /** Sockets the host neither refused nor closed within HELLO_TIMEOUT_MS and a second (none expected). */
+    neverClosed: number;
   };
   slowloris: {
     /** One-byte sockets opened (reopened when the host closed one). */
@@ -123,11 +127,15 @@ export class Attack {
   private readonly report: AttackReport = {
     strangers: { connected: 0, closedByAgent: 0, refused: {}, waves: 0 },
     datagrams: { sent: 0, bytes: 0, refused: {}, otherReplies: 0 },
-    redirector: { sockets: 0, bytes: 0, rejected: {}, closed: 0 },
+    redirector: { sockets: 0, bytes: 0, rejected: {}, closed: 0, waitingAtEnd: 0, neverClosed: 0 },
     slowloris: { opened: 0, closedByHost: 0, heldAtEnd: 0 },
   };
   private running = true;
   private readonly held = new Set<Socket>();
+  /** Garbage sockets still waiting for the host's answer. */
+  private readonly garbage = new Set<Promise<void>>();
+  private readonly stopped: Promise<void>;
+  private stop_!: () => void;
   private readonly loops: Promise<void>[] = [];
 
   private constructor(
@@ -136,6 +144,7 @@ export class Attack {
     private readonly udp: UdpSocket,
   ) {
     udp.on('message', (msg) => this.onReply(msg));
+    this.stopped = new Promise((r) => (this.stop_ = r));
   }
 
   /** Start every part of the attack. */
@@ -145,7 +154,13 @@ export class Attack {
     await once(udp, 'listening');
     const a = new Attack(t, rates, udp);
     a.loops.push(a.every(1000 / Math.max(1, rates.datagramsPerSecond / 10), () => a.datagramBurst(10)));
-    a.loops.push(a.every(1000 / Math.max(1, rates.garbageSocketsPerSecond), () => a.garbageSocket()));
+    a.loops.push(
+      a.every(1000 / Math.max(1, rates.garbageSocketsPerSecond), () => {
+        // Not awaited: a socket the host keeps waiting must not slow the next ones.
+        const p = a.garbageSocket().finally(() => a.garbage.delete(p));
+        a.garbage.add(p);
+      }),
+    );
     a.loops.push(a.every(1000, () => a.strangerWave()));
     for (const h of t.hosts) for (let i = 0; i < rates.slowlorisPerHost; i++) a.slowloris(h.redirector);
     return a;
@@ -154,7 +169,9 @@ export class Attack {
   /** Stop, wait for what is in flight, and report. */
   async stop(): Promise<AttackReport> {
     this.running = false;
+    this.stop_();
     await Promise.all(this.loops);
+    await Promise.all(this.garbage);
     this.report.slowloris.heldAtEnd = [...this.held].filter((s) => !s.destroyed).length;
     for (const s of this.held) s.destroy();
     this.held.clear();
@@ -211,7 +228,12 @@ export class Attack {
     s.on('data', (c: Buffer) => chunks.push(c));
     s.on('error', () => {});
     s.write(bytes);
-    const closed = await Promise.race([once(s, 'close').then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 3000).unref())]);
+    // Every socket ends with a REJECT or a close within HELLO_TIMEOUT_MS (5 s); wait a second more.
+    const end = await Promise.race([
+      once(s, 'close').then(() => 'closed' as const),
+      new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), limit('HELLO_TIMEOUT_MS') + 1000).unref()),
+      this.stopped.then(() => 'stopped' as const),
+    ]);
     s.destroy();
     const all = Buffer.concat(chunks);
     const dec = new FrameDecoder();
@@ -223,7 +245,9 @@ export class Attack {
     } catch {
       // not a frame: counted below as a close
     }
-    if (closed) this.report.redirector.closed++;
+    if (end === 'closed') this.report.redirector.closed++;
+    else if (end === 'stopped') this.report.redirector.waitingAtEnd++;
+    else this.report.redirector.neverClosed++;
   }
 
   // -------------------------------------------------------------- slowloris
@@ -300,7 +324,7 @@ export function formatAttack(r: AttackReport & { closedByRingAgents?: number }):
     `  attack (while the ring streamed and moved):`,
     `    strangers: ${r.strangers.connected} connections from fresh keys in ${r.strangers.waves} waves, 2 bytes each, then vanished; ${r.strangers.closedByAgent} closed by the ring agents at once; opens refused: ${codes(r.strangers.refused)}`,
     `    datagrams: ${d.sent} of garbage (${d.bytes} B) to the control ports and the rendezvous; ${sum(d.refused)} answered with an error (${codes(d.refused)}), ${d.sent - sum(d.refused) - d.otherReplies} dropped unanswered, ${d.otherReplies} other replies`,
-    `    redirectors: ${r.redirector.sockets} sockets of garbage (${r.redirector.bytes} B); ${sum(r.redirector.rejected)} refused with REJECT (${codes(r.redirector.rejected)}), ${r.redirector.closed} closed without one`,
+    `    redirectors: ${r.redirector.sockets} sockets of garbage (${r.redirector.bytes} B); ${sum(r.redirector.rejected)} refused with REJECT (${codes(r.redirector.rejected)}), ${r.redirector.closed} closed without one, ${r.redirector.waitingAtEnd} still waiting for the rest of a frame at the end, ${r.redirector.neverClosed} never closed`,
     ...('closedByRingAgents' in r ? [`    the ring agents closed ${String(r.closedByRingAgents)} connections they did not expect (their own count, carried in their state)`] : []),
     `    slowloris: ${r.slowloris.opened} one-byte sockets against the redirectors; ${r.slowloris.closedByHost} closed by the hosts, ${r.slowloris.heldAtEnd} held at the end`,
   ];
