@@ -14,12 +14,12 @@ import { fileURLToPath } from 'node:url';
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 test('ferry demo --attack --json: ten streams exactly once while strangers, garbage and slowloris sockets hit the hosts', async () => {
-  const child = spawn(process.execPath, [MAIN, 'demo', '--attack', '--bytes', '4194304', '--rounds', '1', '--seconds', '8', '--json'], { stdio: 'pipe' });
+  const child = spawn(process.execPath, [MAIN, 'demo', '--attack', '--bytes', '4194304', '--rounds', '1', '--seconds', '10', '--json'], { stdio: 'pipe' });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
   const [code] = (await once(child, 'exit')) as [number | null];
   clearTimeout(timer);
   assert.equal(code, 0, `exit ${code}\nstdout:\n${out}\nstderr:\n${err.slice(-3000)}`);
