@@ -4,10 +4,14 @@
  * by another; a watch through node A is told (LANDED, not a poll) when the agent lands through
  * node B; a stale or forged registration through one node is refused and changes nothing at the
  * others; a client given two nodes fails over when its node dies and its waiting watch re-arms
- * at the other; a node whose change feed was interrupted re-reads what its watchers wait for.
+ * at the other; a registration that node A committed but never answered, sent again through B,
+ * is acknowledged without a second write (the move commits exactly once); a node whose change
+ * feed was interrupted re-reads what its watchers wait for.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import type { DatagramSocketLike } from '../../../src/control/index.js';
+import { LocationMessageType as T } from '../../../src/wire/index.js';
 import { MemoryStore, RedisStore, RendezvousClient, RendezvousServer, type LocationEntry, type RendezvousClientOptions, type StoreListener } from '../../../src/location/index.js';
 import { startRedisServer, type RedisServerHandle } from '../../../src/testing/index.js';
 import { freshChain } from '../../../src/identity/index.js';
@@ -25,11 +29,23 @@ after(async () => {
 });
 
 let prefixes = 0;
-async function nodes(n: number): Promise<RendezvousServer[]> {
+/** A socket wrapper that never sends REGISTER_ACK: the node commits, then "dies" before answering. */
+function mute(inner: DatagramSocketLike): DatagramSocketLike {
+  return {
+    send: (b, p, a) => {
+      if (b[1] !== T.REGISTER_ACK) inner.send(b, p, a);
+    },
+    on: (e, l) => inner.on(e, l),
+    close: () => inner.close(),
+    address: () => inner.address(),
+  };
+}
+
+async function nodes(n: number, wrapFirst?: (s: DatagramSocketLike) => DatagramSocketLike): Promise<RendezvousServer[]> {
   const prefix = `n${++prefixes}`;
   const out: RendezvousServer[] = [];
   for (let i = 0; i < n; i++) {
-    const s = await RendezvousServer.start({ now: NOW, store: await RedisStore.open({ url: redis.url, prefix }) });
+    const s = await RendezvousServer.start({ now: NOW, store: await RedisStore.open({ url: redis.url, prefix }), ...(i === 0 && wrapFirst ? { wrap: wrapFirst } : {}) });
     cleanups.push(() => s.close());
     out.push(s);
   }
@@ -95,6 +111,18 @@ describe('rendezvous nodes over one Redis', () => {
     await h1.register(provenEntry(host(1), 2));
     assert.equal(h1.server, b!.address, 'the registering host moved on to node B');
     assert.equal((await seen)?.epoch, 2);
+  });
+
+  it('a registration node A committed but never answered is acknowledged by node B without a second write', async () => {
+    const [a, b] = await nodes(2, mute);
+    const h = await client([a!, b!], { signer: host(0) });
+    await h.register(provenEntry(host(0), 1));
+    assert.equal(h.server, b!.address, 'the host failed over to B after A did not answer');
+    assert.equal(a!.stats.registered, 1, 'A committed');
+    assert.equal(b!.stats.registered, 0, 'B wrote nothing');
+    assert.equal((await b!.store.get(agent.id))?.hostId, host(0).id);
+    // Another host's registration at the committed epoch is still refused.
+    await assert.rejects((await client([b!], { signer: host(1) })).register(provenEntry(host(1), 1)), ferry('FERRY_ERR_STALE_EPOCH'));
   });
 });
 
