@@ -1,8 +1,8 @@
 // Scenario: `ferry rendezvous` as its own process. It prints one ready line with its address; a
 // client registers a proven location and looks it up; SIGTERM stops it with exit 0 after the
 // snapshot is flushed; a second process on the same snapshot serves the same directory and stops
-// on SIGINT; a third on a port in use fails at once with a clear message and exit 1; --help
-// exits 0.
+// on SIGINT; a third on a port in use fails at once with a clear message and exit 1, and so does
+// one given a Redis store where no Redis listens; --help exits 0.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -109,6 +109,16 @@ test('ferry rendezvous: ready line, register/lookup, graceful stop with snapshot
   assert.equal(clashCode, 1);
   assert.match(clashErr, /port .* in use/);
   assert.equal(await stop(second, 'SIGINT'), 0);
+
+  // A Redis store nobody serves is a clear startup error too (FERRY_ERR_DIRECTORY_UNAVAILABLE).
+  const noRedis = spawn(process.execPath, [MAIN, 'rendezvous', '--port', '0', '--store', 'redis://127.0.0.1:1'], { stdio: 'pipe' });
+  children.add(noRedis);
+  let noRedisErr = '';
+  noRedis.stderr.on('data', (d: Buffer) => (noRedisErr += d.toString()));
+  const [noRedisCode] = (await once(noRedis, 'exit')) as [number | null];
+  children.delete(noRedis);
+  assert.equal(noRedisCode, 1);
+  assert.match(noRedisErr, /cannot start: FERRY_ERR_DIRECTORY_UNAVAILABLE: /);
 
   const help = spawn(process.execPath, [MAIN, 'rendezvous', '--help'], { stdio: 'pipe' });
   let helpOut = '';
