@@ -218,7 +218,8 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
   return 0;
 }
 
-async function loadOrCreateKey(file: string, fail: Fail): Promise<Identity> {
+/** Read a 32-byte Ed25519 seed (hex) from `file`, or create one there (mode 0600). */
+export async function loadOrCreateKey(file: string, fail: Fail): Promise<Identity> {
   let text: string;
   try {
     text = (await readFile(file, 'utf8')).trim();

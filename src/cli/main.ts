@@ -10,6 +10,7 @@ import { rendezvousMain } from './rendezvous.js';
 import { hostMain } from './host.js';
 import { launchMain, lsMain, migrateMain } from './admin.js';
 import { credentialMain, keygenMain, policyMain } from './keys.js';
+import { tunnelMain } from './tunnel.js';
 
 const HELP = `ferry — mobile agents whose connections travel with them
 
@@ -35,6 +36,8 @@ Usage:
                             sign a credential: this agent key may run this code
   ferry policy init --owner-key FILE
                             write a host policy that admits that owner's agents
+  ferry tunnel serve|connect|id  any TCP program over Ferry connections that survive cuts:
+                            forward (as ssh -L) and reverse (as ssh -R); see tunnel --help
   ferry help                this text
 
 First agent: see "Your first agent" in README.md.
@@ -64,8 +67,7 @@ Demo options:
   -h, --help                this text
 
 Exit status: 0 only when every stream was verified exactly once and every planned move
-committed (and the planned rollback rolled back).
-Coming next: ferry tunnel (see README).`;
+committed (and the planned rollback rolled back).`;
 
 function fail(msg: string): never {
   process.stderr.write(`ferry: ${msg}\n(see 'ferry help', or 'ferry COMMAND --help')\n`);
@@ -87,6 +89,7 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'keygen') return keygenMain(rest, fail);
   if (cmd === 'credential') return credentialMain(rest, fail);
   if (cmd === 'policy') return policyMain(rest, fail);
+  if (cmd === 'tunnel') return tunnelMain(rest, fail);
   if (cmd !== 'demo') fail(`unknown command '${cmd}'`);
   let values;
   try {

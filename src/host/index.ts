@@ -4,3 +4,4 @@ export * from './migration.js';
 export * from './policy.js';
 export * from './runtime.js';
 export * from './admin.js';
+export * from './tunnel.js';

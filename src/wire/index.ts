@@ -4,3 +4,4 @@ export * from './frames.js';
 export * from './messages.js';
 export * from './migration.js';
 export * from './location-messages.js';
+export * from './tunnel.js';

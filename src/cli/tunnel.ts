@@ -1,0 +1,180 @@
+/**
+ * `ferry tunnel`: run one tunnel end as a process. Wires a host of its own, the tunnel agent (its
+ * key file), a rendezvous client (or, for `serve`, an embedded rendezvous) and a {@link TunnelEnd};
+ * no logic of its own (docs/TUNNEL.md).
+ */
+import { parseArgs } from 'node:util';
+import { Host, TunnelEnd, parseTcpAddress, type TcpAddress } from '../host/index.js';
+import { Identity, type AgentId } from '../identity/index.js';
+import { MemoryStore, RendezvousClient, RendezvousServer } from '../location/index.js';
+import { createLogger, limit, type Logger } from '../util/index.js';
+import { loadOrCreateKey } from './host.js';
+
+/** Usage text of `ferry tunnel`. */
+export const TUNNEL_HELP = `ferry tunnel — any TCP program over Ferry connections that survive cuts
+
+Usage:
+  ferry tunnel serve --key FILE --to HOST:PORT (--allow AGENT_ID… | --allow-any) [options]
+      a tunnel end whose agent (key FILE) accepts Ferry connections from the allowed agents and
+      dials HOST:PORT for each (the far side of ssh -L)
+  ferry tunnel connect AGENT_ID --key FILE --rendezvous IP:PORT --listen HOST:PORT [options]
+      listen on HOST:PORT here; each TCP client becomes one Ferry connection to the serving end
+      AGENT_ID (as ssh -L)
+  ferry tunnel connect AGENT_ID --key FILE --rendezvous IP:PORT --remote-listen HOST:PORT --to HOST:PORT
+      ask AGENT_ID (a serve end run with --allow-remote-listen) to listen on HOST:PORT on its side;
+      each client there is tunnelled back here and dialled to --to (as ssh -R)
+  ferry tunnel id --key FILE
+      print the agent id of a key file (created if missing): what the other end names or allows
+
+Options:
+  --key FILE              the tunnel agent's key (32-byte Ed25519 seed, hex; created mode 0600
+                          if missing). Its id is the tunnel end's name
+  --rendezvous IP:PORT    the rendezvous both ends register with; serve embeds one without it
+  --rendezvous-port N     port of the embedded rendezvous (serve, default 0)
+  --ip IP                 address of this end's host (control UDP, redirector TCP; default
+                          127.0.0.1)
+  --allow AGENT_ID        (serve) an agent that may open streams here; repeat, or comma-separate
+  --allow-any             (serve) any agent may (with --no-security anyone at all)
+  --allow-remote-listen   (serve) allowed agents may also ask this end to listen (-R)
+  --no-security           plain handshakes and frames: no signatures, no sealing; peer ids are
+                          then claims, not proofs (both ends must say it)
+  --verbose               every host log line on stderr (default: tunnel warnings only)
+  -h, --help              this text
+
+Prints one line "ferry tunnel ready: …" on stdout when it serves; warnings (a refused target, a
+reset, a denied agent) are JSON lines on stderr, each with a stable code. SIGINT/SIGTERM stop it.`;
+
+type Fail = (msg: string) => never;
+
+/** Run `ferry tunnel`; resolves with the exit status after a signal. */
+export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
+  const [mode, ...rest] = argv;
+  if (!mode || mode === '--help' || mode === '-h' || mode === 'help') {
+    process.stdout.write(TUNNEL_HELP + '\n');
+    return 0;
+  }
+  if (mode !== 'serve' && mode !== 'connect' && mode !== 'id') fail(`tunnel: unknown mode '${mode}' (serve, connect or id)`);
+  let values: Record<string, string | boolean | string[] | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: mode === 'connect',
+      options: {
+        key: { type: 'string' },
+        to: { type: 'string' },
+        listen: { type: 'string' },
+        'remote-listen': { type: 'string' },
+        allow: { type: 'string', multiple: true },
+        'allow-any': { type: 'boolean' },
+        'allow-remote-listen': { type: 'boolean' },
+        rendezvous: { type: 'string' },
+        'rendezvous-port': { type: 'string' },
+        ip: { type: 'string' },
+        'no-security': { type: 'boolean' },
+        verbose: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(TUNNEL_HELP + '\n');
+    return 0;
+  }
+  if (typeof values.key !== 'string') fail('tunnel: --key FILE is required (the tunnel agent\'s key; created if missing)');
+  const agent = await loadOrCreateKey(values.key, fail);
+  if (mode === 'id') {
+    process.stdout.write(agent.id + '\n');
+    return 0;
+  }
+  const addr = (name: string): TcpAddress | undefined => {
+    const v = values[name];
+    if (typeof v !== 'string') return undefined;
+    try {
+      return parseTcpAddress(v);
+    } catch (err) {
+      fail(`--${name}: ${(err as Error).message}`);
+    }
+  };
+  const isId = (s: string): boolean => /^[0-9a-f]{32}$/.test(s);
+  const to = addr('to');
+  const listen = addr('listen');
+  const remoteListen = addr('remote-listen');
+  const allowList = ((values.allow as string[] | undefined) ?? []).flatMap((s) => s.split(',')).filter((s) => s.length > 0);
+  for (const id of allowList) if (!isId(id)) fail(`--allow: '${id}' is not an agent id (32 hex digits; 'ferry tunnel id --key FILE' prints one)`);
+  let peer: AgentId | undefined;
+  if (mode === 'serve') {
+    if (!to) fail('tunnel serve: --to HOST:PORT is required (what each stream is dialled to)');
+    if (allowList.length === 0 && !values['allow-any']) fail('tunnel serve: say who may connect: --allow AGENT_ID (repeatable) or --allow-any');
+    if (listen || remoteListen) fail('tunnel serve: --listen and --remote-listen belong to tunnel connect');
+  } else {
+    if (positionals.length !== 1 || !isId(positionals[0]!)) fail('tunnel connect: name the serving end by its agent id (32 hex digits)');
+    peer = positionals[0] as AgentId;
+    if (typeof values.rendezvous !== 'string') fail('tunnel connect: --rendezvous IP:PORT is required (where the serving end is registered)');
+    if (!listen === !remoteListen) fail('tunnel connect: give exactly one of --listen HOST:PORT (as ssh -L) or --remote-listen HOST:PORT with --to (as ssh -R)');
+    if (remoteListen && !to) fail('tunnel connect: --remote-listen needs --to HOST:PORT (where the clients it brings back are dialled here)');
+    if (listen && to) fail('tunnel connect: --to goes with --remote-listen (with --listen the serving end holds the target)');
+    if (allowList.length > 0 || values['allow-any'] || values['allow-remote-listen']) fail('tunnel connect: --allow… options belong to tunnel serve (connect only talks to the agent it names)');
+  }
+
+  const ip = String(values.ip ?? '127.0.0.1');
+  const log: Logger = createLogger(values.verbose ? 'info' : 'warn', { tunnel: agent.id.slice(0, 8) });
+  let embedded: RendezvousServer | undefined;
+  let rendezvous = typeof values.rendezvous === 'string' ? values.rendezvous : undefined;
+  if (!rendezvous) {
+    const rp = Number(values['rendezvous-port'] ?? 0);
+    if (!Number.isInteger(rp) || rp < 0 || rp > 65535) fail(`--rendezvous-port must be a port number, got '${String(values['rendezvous-port'])}'`);
+    embedded = await RendezvousServer.start({ host: ip, port: rp, store: await MemoryStore.open({}), logger: values.verbose ? log : undefined });
+    rendezvous = embedded.address;
+  }
+  // The host key is fresh each run: peers name the tunnel agent, whose key signs the delegation
+  // to whichever host runs it (docs/DELEGATION.md).
+  const hostLog: Logger = values.verbose ? log : createLogger('error');
+  const hostKey = Identity.generate();
+  const location = await RendezvousClient.connect({ server: rendezvous, host: ip, signer: hostKey, logger: hostLog });
+  let host: Host;
+  try {
+    host = await Host.start({ location, identity: hostKey, ip, security: !values['no-security'], logger: hostLog, name: `tunnel-${agent.id.slice(0, 8)}` });
+  } catch (err) {
+    location.close();
+    await embedded?.close();
+    fail(`cannot start the tunnel's host: ${(err as Error).message}`);
+  }
+  const allowed = new Set(allowList);
+  const end = await TunnelEnd.start({
+    host,
+    agent,
+    ...(mode === 'serve' ? { to: to! } : {}),
+    allow: mode === 'serve' ? (id) => Boolean(values['allow-any']) || allowed.has(id) : () => false,
+    allowRemoteListen: Boolean(values['allow-remote-listen']),
+    logger: log,
+  });
+  const stopped = new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  const budgetKiB = Math.round((limit('SEND_BUDGET_BYTES') + limit('RECEIVE_WINDOW_BYTES') + 4 * 64 * 1024) / 1024);
+  const common = `host=${host.id} control=${host.controlAddress} redirector=${ip}:${host.redirectorPort} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} security=${values['no-security'] ? 'plain' : 'sealed'} budget=${limit('TUNNEL_MAX_STREAMS')}x${budgetKiB}KiB`;
+  let what: string;
+  try {
+    if (mode === 'serve') what = `serve to=${to!.host}:${to!.port} allow=${values['allow-any'] ? 'any' : allowList.join(',')}${values['allow-remote-listen'] ? ' remote-listen' : ''}`;
+    else if (listen) what = `connect peer=${peer} listen=${listen.host}:${await end.forward(listen, peer!)}`;
+    else what = `connect peer=${peer} remote-listen=${remoteListen!.host}:${await end.reverse(remoteListen!, peer!, to!)} to=${to!.host}:${to!.port}`;
+  } catch (err) {
+    await end.close();
+    await host.close();
+    location.close();
+    await embedded?.close();
+    fail(`tunnel: ${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);
+  }
+  process.stdout.write(`ferry tunnel ready: agent=${agent.id} ${what} ${common}\n`);
+  await stopped;
+  await end.close();
+  await host.close();
+  location.close();
+  await embedded?.close();
+  return 0;
+}

@@ -1,0 +1,427 @@
+/**
+ * `ferry tunnel`: plain TCP programs over Ferry connections (docs/TUNNEL.md). A tunnel end is an
+ * agent with its own key that lives on a host in the same process and holds real TCP sockets
+ * (it is not a confined worker agent). Each tunnelled TCP connection is one Ferry connection, so
+ * it inherits what Ferry connections do: a data path that is cut resumes, exactly once, and the
+ * TCP programs at both ends never see it.
+ *
+ * - Forward (`ssh -L`): {@link TunnelEnd.forward} listens on a local TCP address and opens one
+ *   Ferry connection (STREAM preamble) per accepted client to the serving end, which dials its
+ *   target (`to`) and splices the two.
+ * - Reverse (`ssh -R`): {@link TunnelEnd.reverse} asks the peer (LISTEN preamble) to listen on
+ *   its side; the peer opens a STREAM back per client it accepts, and this end dials its target.
+ *
+ * Half-close travels both ways (TCP FIN -> Ferry FIN -> TCP FIN). Backpressure is end to end: a
+ * TCP reader that stops reading stops its Ferry connection's window, which stops the writer's
+ * Ferry send budget, which stops reading from the writer's TCP socket. A reset or a refused
+ * target at one end aborts the Ferry connection, and the other end resets its TCP socket.
+ */
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import type { AgentId, Identity } from '../identity/index.js';
+import type { AgentServerSocket, AgentSocket } from '../connection/index.js';
+import { decodeTunnelPreamble, encodeTunnelPreamble, TunnelKind, TunnelRefusal, TUNNEL_PREAMBLE_MAX, type TunnelPreamble } from '../wire/index.js';
+import { FerryError, limit, type ErrorCode, type Logger } from '../util/index.js';
+import type { Host } from './host.js';
+
+/** Open failures a cut path or a moving peer causes: worth another try. */
+const RETRY_OPEN = new Set<string>(['FERRY_ERR_PEER_UNREACHABLE', 'FERRY_ERR_HANDSHAKE_TIMEOUT', 'FERRY_ERR_CONTROL_TIMEOUT', 'FERRY_ERR_PEER_MOVING', 'FERRY_ERR_UNKNOWN_CONNECTION']);
+
+/** A TCP address: host name or IP, and port. */
+export interface TcpAddress {
+  host: string;
+  port: number;
+}
+
+/** Parse "HOST:PORT" or "[V6]:PORT" (port 0..65535); throws FERRY_ERR_INVALID_ARGUMENT. */
+export function parseTcpAddress(text: string): TcpAddress {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:\s]+):(\d+)$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `expected HOST:PORT, got '${text}'`);
+  return { host: m[1]!, port };
+}
+
+/** Options of {@link TunnelEnd.start}. */
+export interface TunnelEndOptions {
+  host: Host;
+  /** The tunnel agent's key; it is added to `host` and listens there. */
+  agent: Identity;
+  /** Where each STREAM from an allowed peer is dialled (the serving end's `--to`). */
+  to?: TcpAddress;
+  /** Which peer agents may open STREAMs (to `to`) or send LISTEN here. */
+  allow: (peer: AgentId) => boolean;
+  /** Whether allowed peers may ask this end to listen (reverse tunnels); default false. */
+  allowRemoteListen?: boolean;
+  logger: Logger;
+}
+
+/** Counters of one tunnel end. */
+export interface TunnelStats {
+  /** Streams carried now. */
+  active: number;
+  /** Streams opened since start. */
+  opened: number;
+  /** Streams that ended with a reset or a refused target. */
+  reset: number;
+  /** Ferry connections refused (agent not allowed, malformed preamble, limit). */
+  denied: number;
+}
+
+/** At most TUNNEL_LOG_LINES_PER_S lines per event; the rest counted into the next line. */
+class LogGate {
+  private readonly windows = new Map<string, { start: number; lines: number; dropped: number }>();
+  constructor(private readonly log: Logger) {}
+  warn(event: string, fields: Record<string, unknown>): void {
+    const now = Date.now();
+    let w = this.windows.get(event);
+    if (!w || now - w.start >= 1000) {
+      const dropped = w?.dropped ?? 0;
+      w = { start: now, lines: 0, dropped: 0 };
+      this.windows.set(event, w);
+      if (dropped > 0) fields = { ...fields, suppressed: dropped };
+    }
+    if (w.lines >= limit('TUNNEL_LOG_LINES_PER_S')) {
+      w.dropped++;
+      return;
+    }
+    w.lines++;
+    this.log.warn(event, fields);
+  }
+}
+
+/** One tunnel end: the agent, its listeners, and the streams it splices. */
+export class TunnelEnd {
+  readonly stats: TunnelStats = { active: 0, opened: 0, reset: 0, denied: 0 };
+  private readonly servers = new Set<Server>();
+  /** Peers this end asked to listen (reverse): their STREAMs are dialled to this target. */
+  private readonly reverseTargets = new Map<AgentId, TcpAddress>();
+  /** Reverse listeners opened here for a peer, per peer. */
+  private readonly listensOf = new Map<AgentId, number>();
+  private readonly streams = new Set<{ tcp: Socket; fs: AgentSocket }>();
+  private readonly gate: LogGate;
+  private closed = false;
+
+  private constructor(
+    private readonly opts: TunnelEndOptions,
+    private readonly server: AgentServerSocket,
+  ) {
+    this.gate = new LogGate(opts.logger);
+    server.on('connection', (fs: AgentSocket) => this.onFerry(fs));
+  }
+
+  /** Add the tunnel agent to its host and accept Ferry connections to it. */
+  static async start(opts: TunnelEndOptions): Promise<TunnelEnd> {
+    await opts.host.addAgent(opts.agent);
+    return new TunnelEnd(opts, opts.host.listen(opts.agent.id));
+  }
+
+  /** The tunnel agent's id (what the other end names). */
+  get agentId(): AgentId {
+    return this.opts.agent.id;
+  }
+
+  /** Forward (`ssh -L`): listen on `listen`; each client becomes a STREAM to `peer`. Resolves with the bound port. */
+  forward(listen: TcpAddress, peer: AgentId): Promise<number> {
+    return this.listenTcp(listen, (tcp) => this.openStream(tcp, peer));
+  }
+
+  /**
+   * Reverse (`ssh -R`): ask `peer` to listen on `remote` (on its side) and tunnel each client it
+   * accepts back here, where it is dialled to `to`. Resolves with the port the peer bound; the
+   * listener lives as long as the Ferry connection that asked for it.
+   */
+  async reverse(remote: TcpAddress, peer: AgentId, to: TcpAddress): Promise<number> {
+    const fs = await this.openWithRetry(peer);
+    fs.on('error', () => {});
+    this.reverseTargets.set(peer, to);
+    fs.write(encodeTunnelPreamble({ kind: TunnelKind.LISTEN, host: remote.host, port: remote.port }));
+    let reply: { preamble: TunnelPreamble; rest: Buffer };
+    try {
+      reply = await readPreamble(fs);
+    } catch (err) {
+      fs.destroy();
+      this.reverseTargets.delete(peer);
+      throw err;
+    }
+    if (reply.preamble.kind !== TunnelKind.LISTENING) {
+      fs.destroy();
+      this.reverseTargets.delete(peer);
+      const why = reply.preamble.kind === TunnelKind.REFUSED && reply.preamble.reason === TunnelRefusal.CANNOT_BIND ? 'it cannot bind' : 'not allowed there';
+      throw new FerryError('FERRY_ERR_TUNNEL_REFUSED', `peer ${peer} refused to listen on ${remote.host}:${remote.port}: ${why}`);
+    }
+    fs.once('close', () => {
+      if (this.reverseTargets.get(peer) === to) this.reverseTargets.delete(peer);
+      if (!this.closed) this.gate.warn('tunnel_reverse_ended', { peer, code: fs.errored ? ((fs.errored as FerryError).code ?? 'FERRY_ERR_CONNECTION_CLOSED') : 'FERRY_ERR_CONNECTION_CLOSED' });
+    });
+    fs.resume();
+    return reply.preamble.port;
+  }
+
+  /** Stop listening and reset every stream. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.server.close();
+    for (const s of this.servers) s.close();
+    for (const { tcp, fs } of this.streams) {
+      tcp.resetAndDestroy();
+      fs.destroy();
+    }
+    this.opts.host.removeAgent(this.agentId);
+  }
+
+  private listenTcp(at: TcpAddress, onClient: (tcp: Socket) => void): Promise<number> {
+    const srv = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, onClient);
+    this.servers.add(srv);
+    srv.once('close', () => this.servers.delete(srv));
+    return new Promise((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen({ host: at.host, port: at.port, backlog: limit('TUNNEL_MAX_STREAMS') }, () => {
+        srv.off('error', reject);
+        srv.on('error', (err) => this.gate.warn('tunnel_listen_error', { code: 'FERRY_ERR_TUNNEL_TARGET', errno: (err as NodeJS.ErrnoException).code }));
+        resolve((srv.address() as { port: number }).port);
+      });
+    });
+  }
+
+  /** A local client arrived: open its Ferry connection to `peer`, send STREAM, splice. */
+  private openStream(tcp: Socket, peer: AgentId): void {
+    let gone = false;
+    const onEarly = (): void => {
+      gone = true;
+    };
+    tcp.on('error', onEarly);
+    tcp.once('close', onEarly);
+    if (this.stats.active >= limit('TUNNEL_MAX_STREAMS')) {
+      this.stats.denied++;
+      this.gate.warn('tunnel_stream_refused', { code: 'FERRY_ERR_LIMIT_EXCEEDED', limit: 'TUNNEL_MAX_STREAMS' });
+      tcp.resetAndDestroy();
+      return;
+    }
+    this.stats.active++;
+    this.openStreamWithRetry(peer).then(
+      ({ fs, rest }) => {
+        tcp.off('error', onEarly);
+        tcp.off('close', onEarly);
+        this.stats.active--;
+        if (gone || this.closed) {
+          fs.destroy();
+          tcp.destroy();
+          return;
+        }
+        this.splice(tcp, fs, rest);
+      },
+      (err: unknown) => {
+        this.stats.active--;
+        this.stats.reset++;
+        this.gate.warn('tunnel_open_failed', { peer, code: (err as FerryError).code ?? 'FERRY_ERR_INTERNAL', detail: (err as Error).message });
+        tcp.resetAndDestroy();
+      },
+    );
+  }
+
+  /**
+   * Open a Ferry connection to `peer` and have it ACCEPT a STREAM. An open is not resumable (no
+   * connection exists until it completes), and an open cut right after our CONNECT_CONFIRM can
+   * leave a connection the peer never got; so until the peer's ACCEPTED arrives (within
+   * TUNNEL_ACCEPT_TIMEOUT_MS) nothing of the client is sent, and a failed try is dropped and made
+   * again, backing off from RESUME_RETRY_MS to CONTROL_MAX_RTO_MS, for up to RECONNECT_LIMIT_MS:
+   * what an established connection's resume would also wait. A refusal is not retried.
+   */
+  private async openStreamWithRetry(peer: AgentId): Promise<{ fs: AgentSocket; rest: Buffer }> {
+    const deadline = Date.now() + limit('RECONNECT_LIMIT_MS');
+    let pause = limit('RESUME_RETRY_MS');
+    for (;;) {
+      let fs: AgentSocket | undefined;
+      try {
+        fs = await this.opts.host.connect(this.agentId, peer);
+        fs.on('error', () => {});
+        fs.write(encodeTunnelPreamble({ kind: TunnelKind.STREAM }));
+        const { preamble, rest } = await readPreamble(fs, limit('TUNNEL_ACCEPT_TIMEOUT_MS'));
+        if (preamble.kind !== TunnelKind.ACCEPTED) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `tunnel peer answered STREAM with kind ${preamble.kind}`);
+        return { fs, rest };
+      } catch (err) {
+        fs?.destroy();
+        const code = (err as FerryError).code;
+        if (this.closed || !RETRY_OPEN.has(code) || Date.now() + pause > deadline) throw err;
+        this.opts.logger.info('tunnel_open_retry', { peer, code });
+      }
+      await new Promise((r) => setTimeout(r, pause));
+      pause = Math.min(pause * 2, limit('CONTROL_MAX_RTO_MS'));
+    }
+  }
+
+  /** Open a Ferry connection to `peer`, trying again as {@link openStreamWithRetry} does. */
+  private async openWithRetry(peer: AgentId): Promise<AgentSocket> {
+    const deadline = Date.now() + limit('RECONNECT_LIMIT_MS');
+    let pause = limit('RESUME_RETRY_MS');
+    for (;;) {
+      try {
+        return await this.opts.host.connect(this.agentId, peer);
+      } catch (err) {
+        const code = (err as FerryError).code;
+        if (this.closed || !RETRY_OPEN.has(code) || Date.now() + pause > deadline) throw err;
+      }
+      await new Promise((r) => setTimeout(r, pause));
+      pause = Math.min(pause * 2, limit('CONTROL_MAX_RTO_MS'));
+    }
+  }
+
+  /** A Ferry connection to the tunnel agent: check the peer, read its preamble, act on it. */
+  private onFerry(fs: AgentSocket): void {
+    fs.on('error', () => {});
+    const peer = fs.remoteAgent;
+    const reverseTo = this.reverseTargets.get(peer);
+    if (!reverseTo && !this.opts.allow(peer)) return this.deny(fs, 'FERRY_ERR_TUNNEL_DENIED', { peer });
+    readPreamble(fs).then(
+      ({ preamble, rest }) => {
+        if (preamble.kind === TunnelKind.STREAM) {
+          const to = reverseTo ?? (this.opts.allow(peer) ? this.opts.to : undefined);
+          if (!to) return this.deny(fs, 'FERRY_ERR_TUNNEL_DENIED', { peer, why: 'no target for this peer' });
+          if (this.stats.active >= limit('TUNNEL_MAX_STREAMS')) return this.deny(fs, 'FERRY_ERR_LIMIT_EXCEEDED', { peer, limit: 'TUNNEL_MAX_STREAMS' });
+          fs.write(encodeTunnelPreamble({ kind: TunnelKind.ACCEPTED }));
+          return this.dialTarget(fs, to, rest, peer);
+        }
+        if (preamble.kind === TunnelKind.LISTEN && this.opts.allow(peer)) return void this.onListen(fs, peer, preamble);
+        return this.deny(fs, 'FERRY_ERR_TUNNEL_DENIED', { peer, kind: preamble.kind });
+      },
+      (err: unknown) => this.deny(fs, (err as FerryError).code ?? 'FERRY_ERR_MALFORMED_FRAME', { peer, detail: (err as Error).message }),
+    );
+  }
+
+  private deny(fs: AgentSocket, code: ErrorCode, fields: Record<string, unknown>): void {
+    this.stats.denied++;
+    this.gate.warn('tunnel_denied', { code, ...fields });
+    fs.destroy(new FerryError(code));
+  }
+
+  /** A STREAM arrived: dial the target; once connected, splice; if it fails, abort. */
+  private dialTarget(fs: AgentSocket, to: TcpAddress, rest: Buffer, peer: AgentId): void {
+    this.stats.active++;
+    const tcp = netConnect({ host: to.host, port: to.port, allowHalfOpen: true, noDelay: true });
+    const failed = (err: NodeJS.ErrnoException): void => {
+      this.stats.active--;
+      this.stats.reset++;
+      this.gate.warn('tunnel_target_failed', { code: 'FERRY_ERR_TUNNEL_TARGET', errno: err.code, target: `${to.host}:${to.port}`, peer });
+      fs.destroy(new FerryError('FERRY_ERR_TUNNEL_TARGET', `${to.host}:${to.port}: ${err.code ?? err.message}`));
+    };
+    tcp.once('error', failed);
+    tcp.once('connect', () => {
+      tcp.off('error', failed);
+      this.stats.active--;
+      this.splice(tcp, fs, rest);
+    });
+  }
+
+  /** A LISTEN from an allowed peer: bind, answer, and tunnel each client back as a STREAM. */
+  private async onListen(fs: AgentSocket, peer: AgentId, p: { host: string; port: number }): Promise<void> {
+    const n = this.listensOf.get(peer) ?? 0;
+    if (!this.opts.allowRemoteListen || n >= limit('TUNNEL_LISTENS_PER_PEER')) {
+      this.stats.denied++;
+      this.gate.warn('tunnel_denied', { code: 'FERRY_ERR_TUNNEL_DENIED', peer, listen: `${p.host}:${p.port}`, why: this.opts.allowRemoteListen ? 'TUNNEL_LISTENS_PER_PEER' : 'remote listen not allowed' });
+      fs.end(encodeTunnelPreamble({ kind: TunnelKind.REFUSED, reason: TunnelRefusal.NOT_ALLOWED }));
+      return;
+    }
+    this.listensOf.set(peer, n + 1);
+    let port: number;
+    try {
+      port = await this.listenTcp(p, (tcp) => this.openStream(tcp, peer));
+    } catch (err) {
+      this.listensOf.set(peer, (this.listensOf.get(peer) ?? 1) - 1);
+      this.gate.warn('tunnel_listen_failed', { code: 'FERRY_ERR_TUNNEL_REFUSED', peer, listen: `${p.host}:${p.port}`, errno: (err as NodeJS.ErrnoException).code });
+      fs.end(encodeTunnelPreamble({ kind: TunnelKind.REFUSED, reason: TunnelRefusal.CANNOT_BIND }));
+      return;
+    }
+    const srv = [...this.servers].find((s) => (s.address() as { port: number } | null)?.port === port);
+    fs.write(encodeTunnelPreamble({ kind: TunnelKind.LISTENING, port }));
+    fs.resume();
+    // The listener lives as long as the connection that asked for it.
+    fs.once('close', () => {
+      this.listensOf.set(peer, (this.listensOf.get(peer) ?? 1) - 1);
+      srv?.close();
+    });
+  }
+
+  /**
+   * Join a TCP socket and a Ferry connection: bytes both ways with backpressure (pipe), FIN
+   * both ways (allowHalfOpen on both), a reset or abort on either side resets the other.
+   */
+  private splice(tcp: Socket, fs: AgentSocket, head: Buffer): void {
+    const entry = { tcp, fs };
+    this.streams.add(entry);
+    this.stats.opened++;
+    this.stats.active++;
+    let aborted = false;
+    const done = (): void => {
+      if (!this.streams.delete(entry)) return;
+      this.stats.active--;
+    };
+    tcp.on('error', (err: NodeJS.ErrnoException) => {
+      if (aborted) return;
+      aborted = true;
+      this.stats.reset++;
+      this.gate.warn('tunnel_tcp_reset', { code: 'FERRY_ERR_TUNNEL_RESET', errno: err.code, peer: fs.remoteAgent });
+      fs.destroy(new FerryError('FERRY_ERR_TUNNEL_RESET', `TCP socket: ${err.code ?? err.message}`));
+    });
+    fs.on('error', (err: FerryError) => {
+      if (aborted) return;
+      aborted = true;
+      this.stats.reset++;
+      this.gate.warn('tunnel_stream_reset', { code: err.code ?? 'FERRY_ERR_TUNNEL_RESET', peer: fs.remoteAgent, connection: fs.connectionId });
+      tcp.resetAndDestroy();
+    });
+    // A TCP socket that closes without an error after its FIN exchange is done; one that closes
+    // while the Ferry side still has bytes to deliver was closed under us: abort the Ferry side.
+    tcp.once('close', () => {
+      done();
+      if (!fs.destroyed && !(tcp.readableEnded && fs.writableEnded && fs.readableEnded)) fs.destroy();
+    });
+    fs.once('close', () => {
+      done();
+      if (!tcp.destroyed && fs.errored) tcp.resetAndDestroy();
+    });
+    if (head.length > 0) tcp.write(head);
+    tcp.pipe(fs);
+    fs.pipe(tcp);
+    tcp.resume();
+  }
+}
+
+/**
+ * Read a tunnel preamble off the start of `fs` (at most TUNNEL_PREAMBLE_MAX bytes); resolves with
+ * it and the stream bytes that came after it, with `fs` paused. Rejects with the connection's
+ * error if it fails first, and with FERRY_ERR_HANDSHAKE_TIMEOUT after `timeoutMs` (if given).
+ */
+export function readPreamble(fs: AgentSocket, timeoutMs?: number): Promise<{ preamble: TunnelPreamble; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let buf: Buffer = Buffer.alloc(0);
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => fail(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', `no tunnel preamble within ${timeoutMs} ms`)), timeoutMs);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      fs.pause();
+      fs.off('data', onData);
+      fs.off('end', onEnd);
+      fs.off('close', onEnd);
+    };
+    const fail = (err: unknown): void => {
+      cleanup();
+      reject(err);
+    };
+    const onEnd = (): void => fail(fs.errored ?? new FerryError('FERRY_ERR_MALFORMED_FRAME', 'the connection ended before its tunnel preamble'));
+    const onData = (c: Buffer): void => {
+      buf = buf.length === 0 ? c : Buffer.concat([buf, c]);
+      let d: ReturnType<typeof decodeTunnelPreamble>;
+      try {
+        d = decodeTunnelPreamble(buf.subarray(0, TUNNEL_PREAMBLE_MAX));
+      } catch (err) {
+        return fail(err);
+      }
+      if (d) {
+        cleanup();
+        return resolve({ preamble: d.preamble, rest: buf.subarray(d.consumed) });
+      }
+      if (buf.length >= TUNNEL_PREAMBLE_MAX) fail(new FerryError('FERRY_ERR_MALFORMED_FRAME', 'tunnel preamble too long'));
+    };
+    fs.on('data', onData);
+    fs.once('end', onEnd);
+    fs.once('close', onEnd);
+  });
+}
