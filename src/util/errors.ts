@@ -80,12 +80,12 @@ export const ERRORS = {
   FERRY_ERR_AGENT_MEMORY: { wire: 77, by: 'peer', summary: 'An agent exceeded its memory limit (worker heap, or reported external memory); the agent was stopped.' },
   FERRY_ERR_AGENT_UNRESPONSIVE: { wire: 78, by: 'peer', summary: 'An agent worker did not answer a heartbeat in time (busy loop or blocked thread); the agent was stopped.' },
   FERRY_ERR_AGENT_PROTOCOL: { wire: 79, by: 'peer', summary: 'An agent worker sent the host a malformed or out-of-order message; the agent was stopped.' },
+  FERRY_ERR_BAD_POLICY: { wire: 0, by: 'local', summary: 'A host policy file is not valid JSON or does not match the schema (the message names the field).' },
   // --- ferry tunnel (docs/TUNNEL.md) -------------------------------------------------------
   FERRY_ERR_TUNNEL_DENIED: { wire: 0, by: 'peer', summary: 'A tunnel end refused a Ferry connection from an agent its --allow list does not name (or a LISTEN it does not permit); the connection is aborted.' },
   FERRY_ERR_TUNNEL_TARGET: { wire: 0, by: 'local', summary: 'A tunnel end could not reach its TCP target (refused, unreachable, timed out) or the target reset the stream; the tunnelled connection is aborted and the client at the other end is reset.' },
   FERRY_ERR_TUNNEL_RESET: { wire: 0, by: 'peer', summary: 'A tunnelled stream was aborted: the TCP client or target at one end reset it, or the tunnel end there could not reach its target; the TCP socket at this end is reset in turn.' },
   FERRY_ERR_TUNNEL_REFUSED: { wire: 0, by: 'peer', summary: 'The peer tunnel end refused a reverse listen (-R): not allowed there, or it cannot bind the address.' },
-  FERRY_ERR_BAD_POLICY: { wire: 0, by: 'local', summary: 'A host policy file is not valid JSON or does not match the schema (the message names the field).' },
   // --- location service (src/location/, docs/PROTOCOL.md §12) ---------------------------
   FERRY_ERR_REGISTRATION_UNPROVEN: { wire: 60, by: 'peer', summary: 'A location registration carries no delegation chain, and this rendezvous requires one (or the agent\'s location was proven before).' },
   FERRY_ERR_REGISTRATION_MISMATCH: { wire: 61, by: 'peer', summary: 'A registration\'s chain names another host than the entry (last subject), or another epoch than the entry\'s.' },
