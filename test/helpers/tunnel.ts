@@ -8,7 +8,7 @@
  * kernel's SOCK_DESTROY: the local end gets ECONNABORTED, the peer a RST). The tunnel's own TCP
  * sockets (client to listener, serving end to target) are never touched: they must not notice.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -218,3 +218,36 @@ export function exchange(s: Socket, bytes: number, endFirst: boolean, errors: Er
   });
 }
 
+
+/** What a program run to its end printed, and how it ended. */
+export interface ProgramResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Run `cmd args…` to its end (killed after `timeoutMs`, which then shows as its signal); `input`
+ * is written to its stdin, which is then closed.
+ */
+export function runProgram(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string | Buffer; env?: NodeJS.ProcessEnv } = {}): Promise<ProgramResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdin.on('error', () => {});
+    child.stdin.end(opts.input ?? '');
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
