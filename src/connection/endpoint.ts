@@ -40,6 +40,7 @@ import {
   type Role,
 } from '../wire/index.js';
 import { SendBuffer, ReceiveBuffer } from './data-path.js';
+import { decodeEndpointCheckpoint, type EndpointCheckpoint, type PeerLocator, type ProvenLocation } from './checkpoint.js';
 import type { ReceiveAccount, ReceiveBudget } from './receive-budget.js';
 import { DataSocket, type StreamSocket } from './data-socket.js';
 import {
@@ -57,22 +58,6 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { lookup, rejectionFor, transition, type Event, type State } from './state-machine.js';
-
-/** Where a peer endpoint lives: its host's address, ports, and the location epoch it was seen at. */
-export interface PeerLocator {
-  ip: string;
-  controlPort: number;
-  redirectorPort: number;
-  /** Location epoch this locator came from (0 when learned from the peer itself). */
-  epoch: number;
-}
-
-/** Where a peer last proved itself: at open, or by a verified location proof (docs/DELEGATION.md). */
-export interface ProvenLocation {
-  ip: string;
-  controlPort: number;
-  redirectorPort: number;
-}
 
 /** What an endpoint needs from its host. */
 export interface EndpointEnv {
@@ -125,31 +110,6 @@ export interface EndpointEnv {
   locationProof?(agent: AgentId): LocationProof | undefined;
   /** A refusal decided inside the endpoint (a RES_ACK's proof), for the host's counters. */
   refused?(code: ErrorCode): void;
-}
-
-/** A serialisable snapshot of a suspended endpoint: everything a move carries. */
-export interface EndpointCheckpoint {
-  v: 1;
-  connectionId: string;
-  role: Role;
-  localAgent: string;
-  peerAgent: string;
-  secure: boolean;
-  /** Connection master secret (hex), or '' without security. Handle as a secret. */
-  master: string;
-  controlCounter: number;
-  peerCounter: number;
-  send: { acked: number; data: string; fin: number | null };
-  receive: { delivered: number; data: string; fin: number | null };
-  peer: PeerLocator;
-  sendBudget: number;
-  receiveWindow: number;
-  /** Whether the endpoint should resume on arrival (it was not suspended by the agent). */
-  resume: boolean;
-  /** Where the peer last proved itself (absent in older checkpoints: `peer`). */
-  proven?: ProvenLocation;
-  /** Highest delegation epoch accepted from the peer (absent: 0). */
-  peerEpoch?: number;
 }
 
 /** Codes of a refused location proof: a connection that gives up after one fails with it. */
@@ -435,8 +395,9 @@ export class Endpoint extends EventEmitter {
   }
 
   /** Rebuild a moved endpoint from its checkpoint (state SUSPENDED); call {@link start} after indexing. */
-  static fromCheckpoint(env: EndpointEnv, cp: EndpointCheckpoint): Endpoint {
-    if (cp.v !== 1) throw new FerryError('FERRY_ERR_UNSUPPORTED_VERSION', `checkpoint version ${String(cp.v)}`);
+  static fromCheckpoint(env: EndpointEnv, input: EndpointCheckpoint): Endpoint {
+    // From another host: checked field by field, never trusted through its type.
+    const cp = decodeEndpointCheckpoint(input);
     const send = new SendBuffer(cp.sendBudget, cp.send.acked, Buffer.from(cp.send.data, 'base64'));
     send.restoreFin(cp.send.fin ?? undefined);
     const recv = new ReceiveBuffer(cp.receiveWindow, cp.receive.delivered, Buffer.from(cp.receive.data, 'base64'));

@@ -5,5 +5,6 @@ export * from './receive-budget.js';
 export * from './data-socket.js';
 export * from './handshake.js';
 export * from './resume-proof.js';
+export * from './checkpoint.js';
 export * from './endpoint.js';
 export * from './socket.js';

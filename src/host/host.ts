@@ -8,7 +8,7 @@
 import { createServer, connect as netConnect, type Server } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ControlChannel, parseAddress, type ControlMessage, type DatagramSocketLike } from '../control/index.js';
-import { AgentServerSocket, AgentSocket, Endpoint, ReceiveBudget, ResumeSigner, type EndpointCheckpoint, type ReceiveBudgetLimits, type EndpointEnv, type LocationProof, type PeerLocator, type StreamSocket } from '../connection/index.js';
+import { AgentServerSocket, AgentSocket, Endpoint, ReceiveBudget, decodeEndpointCheckpoint, ResumeSigner, type EndpointCheckpoint, type ReceiveBudgetLimits, type EndpointEnv, type LocationProof, type PeerLocator, type StreamSocket } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
 import type { LocationService } from '../location/index.js';
 import { ERRORS, FerryError, SourceSlots, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger } from '../util/index.js';
@@ -505,9 +505,13 @@ export class Host {
    */
   async attachAgent(cp: AgentCheckpoint): Promise<{ agent: Identity; sockets: AgentSocket[]; server: AgentServerSocket | undefined }> {
     if (cp.v !== 1) throw new FerryError('FERRY_ERR_UNSUPPORTED_VERSION', `agent checkpoint version ${String(cp.v)}`);
+    if (typeof cp.agentSeed !== 'string' || !/^[0-9a-f]{64}$/.test(cp.agentSeed)) throw new FerryError('FERRY_ERR_MALFORMED_CHECKPOINT', 'agent checkpoint agentSeed: not 64 hex digits');
+    if (!Array.isArray(cp.endpoints)) throw new FerryError('FERRY_ERR_MALFORMED_CHECKPOINT', 'agent checkpoint endpoints: not an array');
+    // Every connection checked field by field before anything commits (it came from another host).
+    const checked = cp.endpoints.map((e) => decodeEndpointCheckpoint(e));
     const identity = Identity.fromSeed(Buffer.from(cp.agentSeed, 'hex'));
     if (this.agents.has(identity.id)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'agent already on this host');
-    for (const e of cp.endpoints) {
+    for (const e of checked) {
       if (this.endpoints.has(key(e.connectionId, e.role))) throw new FerryError('FERRY_ERR_CONNECTION_ID_COLLISION', `connection ${e.connectionId} already lives here`);
     }
     // Commit point: registering epoch + 1 is a compare-and-set at the location service. Of the
@@ -518,7 +522,7 @@ export class Host {
     // The endpoints rebuilt below prove with this chain that this host now speaks for the agent.
     const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false, chain, epoch };
     this.agents.set(identity.id, rec);
-    const eps = cp.endpoints.map((e) => Endpoint.fromCheckpoint(this.env, e));
+    const eps = checked.map((e) => Endpoint.fromCheckpoint(this.env, e));
     const sockets: AgentSocket[] = [];
     for (const ep of eps) {
       this.moved.delete(key(ep.connectionId, ep.role));
