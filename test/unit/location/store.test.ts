@@ -1,5 +1,5 @@
 /**
- * MemoryStore (src/location/store.ts): "store if newer" semantics and capacity; the snapshot file
+ * MemoryStore (src/location/store.ts): "store if newer" semantics, capacity and deregistration; the snapshot file
  * round-trips every field (chain and key included), is written atomically, coalesced under an
  * injected clock (a burst of changes is one write) and on close; a missing file is an empty
  * directory; a corrupt, foreign, oversized-count or duplicate-agent file and an unwritable path
@@ -38,6 +38,11 @@ test('put stores only newer epochs; a full store refuses new agents, not updates
   await assert.rejects(s.put(provenEntry(host(0), 1)), ferry('FERRY_ERR_LIMIT_EXCEEDED'));
   assert.equal((await s.get(otherAgent.id))?.epoch, 3);
   assert.equal((await all(s)).length, 1);
+  // Deregistration drops only the entry at the epoch given.
+  assert.equal(await s.remove(otherAgent.id, 2), false);
+  assert.equal(await s.remove(otherAgent.id, 3), true);
+  assert.equal(await s.get(otherAgent.id), undefined);
+  assert.equal(await s.remove(otherAgent.id, 3), false);
   await s.close();
   await assert.rejects(s.put(bare(9)), ferry('FERRY_ERR_ABORTED'));
 });
