@@ -269,6 +269,13 @@ export class PortSocket extends Duplex {
   onClosed(code: string | undefined, message: string | undefined): void {
     this.hostClosed = true;
     this.settleClose();
+    if (this.unaccepted) {
+      // Over before agent code took it, gracefully or not: it leaves the listen queue with its
+      // bytes (one host log line), so closed connections cannot pile up in a queue no one reads.
+      this.reportDropped();
+      this.destroy();
+      return;
+    }
     const finalCb = this.finalCb;
     this.finalCb = undefined;
     if (code) {

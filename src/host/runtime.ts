@@ -317,6 +317,16 @@ class Pump {
       if (!mine()) return;
       this.closed = true;
       this.pump();
+      this.forgetIfDone();
+    });
+    // A peer's graceful close leaves the socket object open while our side has not ended (Node
+    // semantics: 'close' waits for both directions), but the connection is over: say so, so the
+    // worker hears 'closed' after the last byte and a connection in the listen queue leaves it.
+    sock.endpoint.once('closed', (err: FerryError | undefined) => {
+      if (!mine() || err || this.closed) return;
+      this.closed = true;
+      this.pump();
+      this.forgetIfDone();
     });
   }
 
@@ -349,6 +359,11 @@ class Pump {
   /** Counts against maxConnections. */
   get live(): boolean {
     return !this.closed;
+  }
+
+  /** Agent code let go of it and the connection is over: nothing is left to deliver or carry. */
+  forgetIfDone(): void {
+    if (this.released && this.closed && this.a.phase === 'running') this.a.pumps.delete(this.sid);
   }
 
   /** Move bytes to the worker while it has credit; then end-of-stream and close, in order. */
@@ -1072,6 +1087,7 @@ export class AgentRuntime extends EventEmitter {
         if (p) p.released = true;
         if (!moving && m.t === 'close') p?.onClose();
         if (!moving && m.t === 'destroy') p?.onDestroy();
+        p?.forgetIfDone();
         return;
       }
       case 'dropped':
