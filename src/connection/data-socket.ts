@@ -209,7 +209,7 @@ export class DataSocket {
       }
     } catch (err) {
       const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err), { cause: err });
-      this.logger.warn('data_socket_refused', { code: e.code, detail: e.message, remote: this.socket.remoteAddress });
+      this.logger.refused('data_socket_refused', { code: e.code, detail: e.message, from: this.socket.remoteAddress });
       this.finish(e);
     }
   }

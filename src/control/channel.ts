@@ -312,10 +312,10 @@ export class ControlChannel {
           void this.deliverOneway({ type: ev.type, body: ev.body, from: ev.from });
           break;
         case 'malformed':
-          this.log.warn('control.malformed', { code: ev.error.code, from: ev.from, message: ev.error.message });
+          this.log.refused('control.malformed', { code: ev.error.code, from: ev.from, message: ev.error.message });
           break;
         case 'dropped':
-          this.log.warn('control.request_dropped', { code: ev.error.code, from: ev.from, requestId: ev.requestId });
+          this.log.refused('control.request_dropped', { code: ev.error.code, from: ev.from, requestId: ev.requestId });
           break;
         case 'unmatched-reply':
           this.log.debug('control.unmatched_reply', { from: ev.from, requestId: ev.requestId, type: ev.type });

@@ -860,7 +860,7 @@ export class Host {
     } catch (err) {
       const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_MALFORMED_FRAME', String(err));
       this.countRefusal(e.code);
-      this.log.warn('migration_refused', { code: e.code, detail: e.message, from: ch?.peerHostId });
+      this.log.refused('migration_refused', { code: e.code, detail: e.message, from: ch?.peerHostId });
       try {
         ch?.send(MigrationStep.ABORT, { code: e.code, detail: e.message.slice(0, 200) });
       } catch {
@@ -904,7 +904,7 @@ export class Host {
 
   private refuse(err: FerryError, fields: Record<string, unknown>): never {
     this.countRefusal(err.code);
-    this.log.warn('refused', { code: err.code, detail: err.message, ...fields });
+    this.log.refused('refused', { ...fields, code: err.code, detail: err.message });
     throw err;
   }
 
@@ -986,7 +986,7 @@ export class Host {
     this.endpoints.set(key(endpoint.connectionId, 'server'), endpoint);
     if (slot.evicted) {
       this.countRefusal('FERRY_ERR_LIMIT_EXCEEDED');
-      this.log.warn('half_open_evicted', { code: 'FERRY_ERR_LIMIT_EXCEEDED', conn: slot.evicted.idText, peer: slot.evicted.peer.ip, for: source });
+      this.log.refused('half_open_evicted', { code: 'FERRY_ERR_LIMIT_EXCEEDED', conn: slot.evicted.idText, peer: slot.evicted.peer.ip, from: source });
       slot.evicted.destroy(new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'half-open connection evicted: its source address holds too many'));
     }
     const done = (): void => {
@@ -1031,7 +1031,7 @@ export class Host {
     } catch (err) {
       const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
       this.countRefusal(e.code);
-      this.log.warn('refused', { code: e.code, detail: e.message, from: msg.from });
+      this.log.refused('refused', { code: e.code, detail: e.message, from: msg.from });
     }
   }
 
@@ -1049,7 +1049,7 @@ export class Host {
       // The idlest socket of the address holding the most makes room: one address cannot hold
       // the redirector, whatever it opens.
       this.countRefusal('FERRY_ERR_LIMIT_EXCEEDED');
-      this.log.warn('redirect_evicted', { code: 'FERRY_ERR_LIMIT_EXCEEDED', remote: sourceOf(slot.evicted), for: source });
+      this.log.refused('redirect_evicted', { code: 'FERRY_ERR_LIMIT_EXCEEDED', remote: sourceOf(slot.evicted), from: source });
       slot.evicted.destroy();
     }
     const settled = (): void => {
@@ -1061,7 +1061,7 @@ export class Host {
     const timer = this.clock.setTimer(limit('HELLO_TIMEOUT_MS'), () => sock.destroy());
     const reject = (err: FerryError): void => {
       this.countRefusal(err.code);
-      this.log.warn('redirect_refused', { code: err.code, detail: err.message, remote: sock.remoteAddress });
+      this.log.refused('redirect_refused', { code: err.code, detail: err.message, from: source });
       // Destroyed once the REJECT is flushed (net.Socket.destroySoon, for any stream).
       sock.end(encodeFrame({ type: FrameType.REJECT, wireCode: err.wire, detail: err.code }), () => sock.destroy());
     };

@@ -632,7 +632,8 @@ export class AgentRuntime extends EventEmitter {
   /** Log one refusal and count it; returns the error for the caller to throw or send. */
   refused(op: string, err: FerryError, fields: Record<string, unknown> = {}): FerryError {
     this.refusals.set(err.code, (this.refusals.get(err.code) ?? 0) + 1);
-    this.log.warn('agent_refused', { op, code: err.code, detail: err.message, ...fields });
+    // Rate-limited per (code, source): the peer agent for an accept, else the agent itself.
+    this.log.refused('agent_refused', { op, ...fields, code: err.code, detail: err.message, from: String(fields['from'] ?? fields['agent'] ?? '') });
     return err;
   }
 

@@ -389,14 +389,14 @@ export class RendezvousClient implements LocationService {
     }
     // Only the rendezvous sends LANDED, and only with a token of ours: anything else is forged.
     if (!this.servers.includes(msg.from)) {
-      this.log.warn('location.landed_refused', { from: msg.from, why: 'not from the rendezvous' });
+      this.log.refused('location.landed_refused', { code: 'FERRY_ERR_REFUSED', from: msg.from, why: 'not from the rendezvous' });
       return;
     }
     let landed;
     try {
       landed = decodeLanded(msg.body);
     } catch (err) {
-      this.log.warn('location.landed_refused', { from: msg.from, code: (err as FerryError).code, why: (err as Error).message });
+      this.log.refused('location.landed_refused', { from: msg.from, code: (err as FerryError).code, why: (err as Error).message });
       return;
     }
     const w = this.waiters.get(landed.token.toString('hex'));

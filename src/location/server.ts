@@ -192,7 +192,7 @@ export class RendezvousServer {
       if (isFerryError(err)) {
         // The one log line of this refusal (the channel retells it only at debug level).
         this.stats.refused++;
-        this.log.warn('rendezvous.refused', { code: err.code, type: req.type, from: req.from, detail: err.message });
+        this.log.refused('rendezvous.refused', { code: err.code, type: req.type, from: req.from, detail: err.message });
       }
       throw err;
     }

@@ -6,3 +6,4 @@ export * from './log.js';
 export * from './bounded.js';
 export * from './heap.js';
 export * from './source-slots.js';
+export * from './log-limit.js';
