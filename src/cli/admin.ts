@@ -1,8 +1,8 @@
 /**
- * `ferry ls`, `ferry migrate` and `ferry launch`: operator commands that talk to a running host's admin endpoint,
+ * `ferry ls`, `ferry migrate`, `ferry launch`, `ferry stop` and `ferry logs`: operator commands that talk to a running host's admin endpoint,
  * found through its data directory (host.json and admin.token).
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseMigrationTarget, type MigrationTarget } from '../host/index.js';
@@ -93,14 +93,39 @@ export class AdminClient {
     const out = (await res.json()) as Record<string, unknown>;
     if (!res.ok) {
       const code = (typeof out.error === 'string' && out.error in ERRORS ? out.error : 'FERRY_ERR_INTERNAL') as ErrorCode;
-      const cause = typeof out.cause === 'string' && out.cause in ERRORS ? new FerryError(out.cause as ErrorCode, String(out.cause)) : undefined;
+      // The host's cause chain, innermost last; codes that are not Ferry's (ECONNREFUSED…) kept.
+      const causes = Array.isArray(out.causes) ? (out.causes as unknown[]).slice(0, 8) : [];
+      let cause: Error | undefined;
+      for (const c of causes.reverse()) {
+        const { code: cc, message } = (c ?? {}) as { code?: unknown; message?: unknown };
+        const e: Error & { code?: string } = typeof cc === 'string' && cc in ERRORS ? new FerryError(cc as ErrorCode, String(message), cause ? { cause } : undefined) : new Error(String(message), cause ? { cause } : undefined);
+        if (!(e instanceof FerryError) && typeof cc === 'string') e.code = cc;
+        cause = e;
+      }
       throw new FerryError(code, String(out.message), cause ? { cause } : undefined);
     }
     return out;
   }
 }
 
-/** One admin request for a CLI command: a refusal is printed as `ferry: CODE: message (cause: CODE)`. */
+/**
+ * An error and every cause under it, one per line with its code and message:
+ * `CODE: message` then `  cause: CODE: message`…
+ */
+export function formatErrorChain(err: unknown): string {
+  const lines: string[] = [];
+  let e: unknown = err;
+  for (let depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
+    const x = e as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown };
+    const code = typeof x.code === 'string' ? x.code : typeof x.name === 'string' ? x.name : 'Error';
+    const message = typeof x.message === 'string' ? x.message : String(e);
+    lines.push(`${depth === 0 ? '' : '  cause: '}${code}: ${message}`);
+    e = typeof e === 'object' ? x.cause : undefined;
+  }
+  return lines.join('\n');
+}
+
+/** One admin request for a CLI command: a refusal is printed with its whole cause chain. */
 async function call(dir: string, method: 'GET' | 'POST', path: string, body: unknown, fail: Fail): Promise<Record<string, unknown>> {
   let client: AdminClient;
   try {
@@ -112,7 +137,7 @@ async function call(dir: string, method: 'GET' | 'POST', path: string, body: unk
     return await client.request(method, path, body);
   } catch (err) {
     if (!isFerryError(err)) fail((err as Error).message);
-    process.stderr.write(`ferry: ${err.code}: ${err.message}${isFerryError(err.cause) ? ` (cause: ${err.cause.code})` : ''}\n`);
+    process.stderr.write(`ferry: ${formatErrorChain(err)}\n`);
     return { failed: true };
   }
 }
@@ -136,7 +161,7 @@ export async function lsMain(argv: string[], fail: Fail): Promise<number> {
     return 0;
   }
   const agents = status.agents as { id: string; connections: { id: string; peer: string; state: string; role: string; written?: number; delivered?: number }[] }[];
-  const ended = (status.ended ?? []) as { id: string; reason: string; at: string; code?: string }[];
+  const ended = (status.ended ?? []) as { id: string; reason: string; at: string; code?: string; message?: string; result?: unknown }[];
   process.stdout.write(`host ${String(status.host)}  control ${String(status.control)}  redirector ${String(status.redirector)}  security ${status.security ? 'on' : 'off'}\n`);
   if (agents.length === 0) process.stdout.write('  (no agents)\n');
   for (const a of agents) {
@@ -144,7 +169,10 @@ export async function lsMain(argv: string[], fail: Fail): Promise<number> {
     for (const c of a.connections) process.stdout.write(`    ${c.id}  ${c.role.padEnd(6)}  peer ${c.peer}  ${c.state}  sent ${c.written ?? 0} B  received ${c.delivered ?? 0} B\n`);
   }
   if (ended.length > 0) process.stdout.write(`  ended here lately:\n`);
-  for (const e of ended) process.stdout.write(`    agent ${e.id}  ${e.reason}${e.code ? ` (${e.code})` : ''}  at ${e.at}\n`);
+  for (const e of ended) {
+    const why = e.reason === 'finished' ? (e.result === undefined ? '' : `: ${JSON.stringify(e.result)}`) : e.code ? `: ${e.code}${e.message ? `: ${e.message}` : ''}` : '';
+    process.stdout.write(`    agent ${e.id}  ${e.reason}  at ${e.at}${why}\n`);
+  }
   return 0;
 }
 
@@ -257,5 +285,96 @@ export async function launchMain(argv: string[], fail: Fail): Promise<number> {
   const out = await call(resolve(String(values['data-dir'] ?? 'ferry-host')), 'POST', '/launch', { code, credential, ...(seed ? { seed } : {}), ...(state === undefined ? {} : { state }) }, fail);
   if (out.failed) return 1;
   process.stdout.write(`launched ${String(out.agent)}\n`);
+  return 0;
+}
+
+export const STOP_HELP = `ferry stop — stop an agent on a host
+
+Usage: ferry stop AGENT [--kill] [--data-dir DIR]
+  AGENT            the agent id (32 hex digits)
+  --kill           terminate it at once: its connections are aborted (peers see
+                   FERRY_ERR_PEER_ABORTED)
+  --data-dir DIR   the host's data directory (default ./ferry-host)
+
+Without --kill the stop is graceful: the agent is frozen as for a move, every write it made is
+delivered, and its connections end as after a finished run (peers read to the end of stream).
+Either way the agent ends here ('ferry ls' lists it as stopped).`;
+
+/** `ferry stop AGENT [--kill]`. */
+export async function stopMain(argv: string[], fail: Fail): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: argv, options: { kill: { type: 'boolean' }, 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(STOP_HELP + '\n');
+    return 0;
+  }
+  const [agent] = positionals;
+  if (!agent || positionals.length !== 1) fail('usage: ferry stop AGENT [--kill] [--data-dir DIR]');
+  const out = await call(resolve(String(values['data-dir'] ?? 'ferry-host')), 'POST', '/stop', { agent, kill: Boolean(values.kill) }, fail);
+  if (out.failed) return 1;
+  process.stdout.write(`stopped ${agent}${values.kill ? ' (killed)' : ''}\n`);
+  return 0;
+}
+
+export const LOGS_HELP = `ferry logs — a host's agent and lifecycle lines
+
+Usage: ferry logs [--follow] [--data-dir DIR]
+  --follow         keep printing new lines as the host writes them (until Ctrl-C)
+  --data-dir DIR   the host's data directory (default ./ferry-host)
+
+Prints DATA-DIR/host.log: what the host printed at its default level (agent log lines, and each
+agent's launch, start, landing, move, end with its result or reason), newest last. Works while
+the host runs and after it stopped.`;
+
+/** `ferry logs [--follow]`. */
+export async function logsMain(argv: string[], fail: Fail): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { follow: { type: 'boolean', short: 'f' }, 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(LOGS_HELP + '\n');
+    return 0;
+  }
+  const dir = resolve(String(values['data-dir'] ?? 'ferry-host'));
+  const file = join(dir, 'host.log');
+  let offset = 0;
+  const drain = async (): Promise<void> => {
+    let fh;
+    try {
+      fh = await open(file, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && values.follow) return;
+      fail(`no host log in ${dir} (${(err as Error).message}); is it a host's data directory?`);
+    }
+    try {
+      const { size } = await fh.stat();
+      if (size < offset) offset = 0; // the host started the file over
+      const buf = Buffer.alloc(Math.min(size - offset, 1 << 20));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+      offset += bytesRead;
+      if (bytesRead > 0) process.stdout.write(buf.subarray(0, bytesRead));
+    } finally {
+      await fh.close();
+    }
+  };
+  await drain();
+  if (!values.follow) return 0;
+  await new Promise<void>((stop) => {
+    const timer = setInterval(() => void drain(), 200);
+    const end = (): void => {
+      clearInterval(timer);
+      stop();
+    };
+    process.once('SIGINT', end);
+    process.once('SIGTERM', end);
+  });
   return 0;
 }

@@ -2,7 +2,7 @@
  * `ferry host`: run one host as a process. Wires a Host, its location service (a rendezvous
  * client, or an embedded rendezvous), its key, policy and admin endpoint; no logic of its own.
  */
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeSync } from 'node:fs';
@@ -10,7 +10,8 @@ import { MigrationStep } from '../wire/index.js';
 import { AdminServer, AgentRuntime, type AgentExit, CodeStore, Host, channelHost, readPolicyFile, type AdminExtensions, type HostPolicy } from '../host/index.js';
 import { Identity } from '../identity/index.js';
 import { MemoryStore, RendezvousClient, RendezvousServer } from '../location/index.js';
-import { FerryError, createLogger, silentLogger, type Logger } from '../util/index.js';
+import { FerryError, type Logger } from '../util/index.js';
+import { LogFile, hostLogger } from './host-log.js';
 
 export const HOST_HELP = `ferry host — run a host: one UDP control port, one TCP redirector port, agents
 
@@ -34,11 +35,14 @@ Usage: ferry host [options]
                           here; without it, no agents with code (deny all)
   --no-security           plain handshakes and frames (to measure the cost of security)
   --admin-port N          operator endpoint on 127.0.0.1 (default 0)
-  --verbose               structured logs on stderr
+  --verbose               also the full structured log (JSON lines) on stderr
   -h, --help              this text
 
 When ready it prints one line "ferry host ready …" and writes DATA-DIR/host.json (ids, ports,
-admin URL); the admin token is in DATA-DIR/admin.token (mode 0600). SIGINT/SIGTERM stop it.
+admin URL); the admin token is in DATA-DIR/admin.token (mode 0600). Then it prints one line per
+agent event (launched, started, landed, moved, finished with its result, failed with its reason,
+stopped), every agent log line (ctx.log, console.*), and its own warnings, on stdout and in
+DATA-DIR/host.log ('ferry logs' shows them). SIGINT/SIGTERM stop it.
 
 Environment, FOR TESTS ONLY (fault injection; never set it anywhere else):
   FERRY_TEST_FAULT=freeze-destination-before-commit
@@ -128,8 +132,12 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
   if (faultName !== undefined) process.stderr.write(`ferry host: TEST FAULT INJECTION ON (FERRY_TEST_FAULT=${faultName}): this host freezes during migrations; for tests only\n`);
   const dataDir = resolve(String(values['data-dir'] ?? 'ferry-host'));
   await mkdir(dataDir, { recursive: true });
+  // A host.json left by an earlier run would send operator commands to a dead port while this one
+  // starts; without it they wait for the new one (HOST_START_WAIT_MS).
+  await rm(join(dataDir, 'host.json'), { force: true });
   const identity = await loadOrCreateKey(String(values.key ?? join(dataDir, 'host.key')), fail);
-  const log: Logger = values.verbose ? createLogger('info') : silentLogger;
+  // Agent lines and lifecycle events always; the full structured log with --verbose.
+  const log: Logger = hostLogger({ verbose: Boolean(values.verbose), file: new LogFile(join(dataDir, 'host.log')) });
   const ip = String(values.ip ?? '127.0.0.1');
   let policy: HostPolicy | undefined;
   if (typeof values.policy === 'string') {
@@ -180,6 +188,8 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
       if (b.seed !== undefined && (typeof b.seed !== 'string' || !/^[0-9a-f]{64}$/i.test(b.seed))) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'seed must be a 32-byte Ed25519 seed in hex');
       const identity = typeof b.seed === 'string' ? Identity.fromSeed(Buffer.from(b.seed, 'hex')) : Identity.generate();
       const h = await rt.launch(b.code, b.credential, identity, b.state === undefined ? {} : { state: b.state });
+      // Answer once the module loaded and run() began, or with the agent's own error.
+      await h.started;
       return { agent: h.id };
     };
     ext.describe = (id) => {
@@ -190,10 +200,14 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
     const ended: unknown[] = [];
     rt.on('exit', (exit: AgentExit) => {
       if (exit.reason === 'migrated') return;
-      ended.push({ id: exit.agentId, reason: exit.reason, at: new Date().toISOString(), ...(exit.error ? { code: exit.error.code } : {}), ...(exit.result === undefined ? {} : { result: exit.result }) });
+      ended.push({ id: exit.agentId, reason: exit.reason, at: new Date().toISOString(), ...(exit.error ? { code: exit.error.code, message: exit.error.message } : {}), ...(exit.result === undefined ? {} : { result: exit.result }) });
       if (ended.length > ENDED_KEPT) ended.shift();
     });
     ext.ended = () => ended;
+    ext.stop = async (id, kill) => {
+      const exit = await rt.stop(id, { graceful: !kill });
+      return { stopped: exit.agentId, reason: exit.reason };
+    };
   }
   const admin = await AdminServer.start(host, port('admin-port'), log, ext);
   const facts = { host: host.id, control: host.controlAddress, redirector: `${ip}:${host.redirectorPort}`, rendezvous, admin: admin.url, pid: process.pid };

@@ -8,7 +8,7 @@ import { formatVerdict as formatConnectionsVerdict, runDemo as runConnectionsDem
 import { benchMain } from './bench.js';
 import { rendezvousMain } from './rendezvous.js';
 import { hostMain } from './host.js';
-import { launchMain, lsMain, migrateMain } from './admin.js';
+import { formatErrorChain, launchMain, logsMain, lsMain, migrateMain, stopMain } from './admin.js';
 import { credentialMain, keygenMain, policyMain } from './keys.js';
 import { tunnelMain } from './tunnel.js';
 
@@ -31,6 +31,8 @@ Usage:
   ferry launch MODULE.mjs --credential FILE [--agent-key FILE] [--data-dir DIR]
                             launch an agent module on a host run with --policy
                             (see launch --help)
+  ferry stop AGENT [--kill] stop an agent: gracefully, or at once (see stop --help)
+  ferry logs [--follow]     a host's agent log lines and agent events (see logs --help)
   ferry keygen FILE         make a key file (an owner's or an agent's); prints its id
   ferry credential MODULE.mjs --owner-key FILE --agent-key FILE [--listen] [--connect IDS|*]
                             sign a credential: this agent key may run this code
@@ -86,6 +88,8 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'ls') return lsMain(rest, fail);
   if (cmd === 'migrate') return migrateMain(rest, fail);
   if (cmd === 'launch') return launchMain(rest, fail);
+  if (cmd === 'stop') return stopMain(rest, fail);
+  if (cmd === 'logs') return logsMain(rest, fail);
   if (cmd === 'keygen') return keygenMain(rest, fail);
   if (cmd === 'credential') return credentialMain(rest, fail);
   if (cmd === 'policy') return policyMain(rest, fail);
@@ -158,7 +162,7 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    process.stderr.write(`ferry: ${err instanceof Error ? `${(err as { code?: string }).code ?? err.name}: ${err.message}` : String(err)}\n`);
+    process.stderr.write(`ferry: ${formatErrorChain(err)}\n`);
     process.exit(1);
   },
 );

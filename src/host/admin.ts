@@ -20,6 +20,20 @@ export interface AdminExtensions {
   describe?(agent: AgentId): Record<string, unknown>;
   /** Agents that ended here lately (finished, failed, stopped), newest last, with their results. */
   ended?(): unknown[];
+  /** Stop an agent: gracefully (its writes delivered, connections ended), or `kill`ed. */
+  stop?(agent: AgentId, kill: boolean): Promise<Record<string, unknown>>;
+}
+
+/** An error and its causes as the admin endpoint sends them: `[{ code, message }, …]`, outermost first. */
+export function causeChain(err: unknown): { code: string; message: string }[] {
+  const out: { code: string; message: string }[] = [];
+  let e: unknown = err;
+  while (e !== undefined && e !== null && out.length < 8) {
+    const x = e as { code?: unknown; message?: unknown; name?: unknown; cause?: unknown };
+    out.push({ code: typeof x.code === 'string' ? x.code : typeof x.name === 'string' ? x.name : 'Error', message: typeof x.message === 'string' ? x.message : String(e) });
+    e = typeof e === 'object' ? x.cause : undefined;
+  }
+  return out;
 }
 
 /** The admin HTTP endpoint of a host. */
@@ -44,7 +58,7 @@ export class AdminServer {
         .catch((err: unknown) => {
           const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
           log.warn('admin_refused', { code: e.code, detail: e.message, path: req.url });
-          send(res, e.code === 'FERRY_ERR_INTERNAL' ? 500 : 400, { error: e.code, message: e.message, cause: isFerryError(e.cause) ? e.cause.code : undefined });
+          send(res, e.code === 'FERRY_ERR_INTERNAL' ? 500 : 400, { error: e.code, message: e.message, cause: isFerryError(e.cause) ? e.cause.code : undefined, causes: causeChain(e.cause) });
         });
     });
     await new Promise<void>((resolve, reject) => {
@@ -120,6 +134,11 @@ async function handle(host: Host, ext: AdminExtensions, req: IncomingMessage): P
     const t = { ip, redirectorPort, ...(typeof b.hostId === 'string' ? { hostId: parseId(b.hostId) as unknown as HostId } : {}) };
     const report = group ? await host.migrateGroup(group, t) : await host.migrateAgent(agent!, t);
     return { migrated: group ?? agent, ms: Math.round((performance.now() - started) * 100) / 100, ...(report ?? {}) };
+  }
+  if (req.method === 'POST' && req.url === '/stop') {
+    if (!ext.stop) throw new FerryError('FERRY_ERR_REFUSED', 'this host runs no agent runtime');
+    const b = await readJson(req);
+    return ext.stop(parseId(String(b.agent ?? '')), b.kill === true);
   }
   if (req.method === 'POST' && req.url === '/launch') {
     if (!ext.launch) throw new FerryError('FERRY_ERR_REFUSED', 'this host runs no agent runtime');

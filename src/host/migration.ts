@@ -72,7 +72,8 @@ export class MigrationChannel {
     // second of two back-to-back steps until the peer's delayed ACK (about 40 ms on Linux).
     socket.setNoDelay?.(true);
     socket.on('data', (c: Buffer) => this.onData(c));
-    socket.on('error', () => this.fail(new FerryError('FERRY_ERR_ABORTED', 'migration channel socket error')));
+    // Keep the socket's own error (ECONNREFUSED, ETIMEDOUT…) as the cause: the operator sees it.
+    socket.on('error', (cause: Error) => this.fail(new FerryError('FERRY_ERR_ABORTED', `migration channel socket error: ${cause.message}`, { cause })));
     socket.on('close', () => this.fail(new FerryError('FERRY_ERR_ABORTED', 'migration channel closed')));
   }
 

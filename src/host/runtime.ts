@@ -160,6 +160,11 @@ export interface AgentHandle {
   readonly codeHash: string;
   /** Settles once the agent ended here (never rejects). */
   readonly exited: Promise<AgentExit>;
+  /**
+   * Resolves once the agent's module loaded and `run(ctx)` began; rejects with the agent's error
+   * if it ended before that (a syntax error, no default export, a denied static import…).
+   */
+  readonly started: Promise<void>;
 }
 
 /** Options for {@link AgentRuntime}. */
@@ -543,11 +548,17 @@ class RunningAgent {
   logCount = 0;
   logDropped = 0;
   freezeSeq = 0;
+  /** Stopped by the operator after a freeze: its connections end gracefully. */
+  gracefulStop = false;
   /** The worker died after the snapshot of a move; reported if the move fails. */
   pendingFailure: FerryError | undefined;
   readonly freezeWaiters = new Map<number, { resolve: (m: Extract<WorkerMessage, { t: 'frozen' }>) => void; reject: (e: FerryError) => void }>();
   readonly exited: Promise<AgentExit>;
   resolveExit!: (e: AgentExit) => void;
+  /** Module loaded and run() began (the worker's 'ready'). */
+  readonly started: Promise<void>;
+  isStarted = false;
+  settleStarted!: (err?: FerryError) => void;
   readonly log: Logger;
 
   constructor(
@@ -559,6 +570,16 @@ class RunningAgent {
     readonly grant: AgentGrant,
   ) {
     this.exited = new Promise((r) => (this.resolveExit = r));
+    this.started = new Promise<void>((resolve, reject) => {
+      this.settleStarted = (err) => {
+        if (this.isStarted) return;
+        this.isStarted = true;
+        if (err) reject(err);
+        else resolve();
+      };
+    });
+    // Who does not wait for the start learns of a failure from `exited` instead.
+    this.started.catch(() => {});
     this.log = rt.log.child({ agent: id });
   }
 
@@ -650,7 +671,7 @@ export class AgentRuntime extends EventEmitter {
   /** The handle of an agent running here (also for agents that landed). */
   handleOf(agentId: AgentId): AgentHandle | undefined {
     const a = this.agents.get(agentId);
-    return a && { id: a.id, owner: a.owner, codeHash: a.codeHash, exited: a.exited };
+    return a && { id: a.id, owner: a.owner, codeHash: a.codeHash, exited: a.exited, started: a.started };
   }
 
   /** The code source stored for a hash. */
@@ -735,7 +756,7 @@ export class AgentRuntime extends EventEmitter {
     }
     this.spawn(a, state);
     a.log.info('agent_launched', { owner: a.owner, code: codeHash.slice(0, 16) });
-    return { id: a.id, owner: a.owner, codeHash, exited: a.exited };
+    return { id: a.id, owner: a.owner, codeHash, exited: a.exited, started: a.started };
   }
 
   /**
@@ -806,7 +827,7 @@ export class AgentRuntime extends EventEmitter {
       if (a.phase === 'running' && a.worker) p.announce();
     }
     a.log.info('agent_landed', { owner: a.owner, connections: a.pumps.size - queued.length, queued: queued.length });
-    return { id: a.id, owner: a.owner, codeHash, exited: a.exited };
+    return { id: a.id, owner: a.owner, codeHash, exited: a.exited, started: a.started };
   }
 
   /** An operator move (transparent to the agent, weak mobility): freeze, snapshot, migrate. */
@@ -875,11 +896,25 @@ export class AgentRuntime extends EventEmitter {
     );
   }
 
-  /** Stop an agent (operator): its connections are aborted. */
-  async stop(agentId: AgentId): Promise<AgentExit> {
+  /**
+   * Stop an agent (operator). By default its worker is terminated and its connections aborted
+   * (peers see FERRY_ERR_PEER_ABORTED); `graceful` first freezes it, so every write agent code
+   * made is delivered and its connections end as after a finished run.
+   */
+  async stop(agentId: AgentId, opts: { graceful?: boolean } = {}): Promise<AgentExit> {
     const a = this.agents.get(agentId);
     if (!a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${agentId} does not run here`);
-    this.end(a, { agentId, reason: 'stopped', error: new FerryError('FERRY_ERR_ABORTED', 'stopped by the host') });
+    if (opts.graceful && a.phase === 'running' && a.isStarted) {
+      // Freezing hands the host every write agent code made; its connections then end as after
+      // a finished run (the peers read them, then the end of stream) instead of aborting.
+      try {
+        await this.freeze(a);
+      } catch {
+        // The worker could not freeze (it is ending anyway): stop it outright below.
+      }
+      if (a.phase === 'running') a.gracefulStop = true;
+    }
+    this.end(a, { agentId, reason: 'stopped', error: new FerryError('FERRY_ERR_ABORTED', opts.graceful ? 'stopped by the operator' : 'stopped by the host') });
     return a.exited;
   }
 
@@ -1000,7 +1035,7 @@ export class AgentRuntime extends EventEmitter {
     a.freezeWaiters.clear();
     void a.worker?.terminate();
     if (exit.reason !== 'migrated') {
-      const abort = exit.reason === 'finished' ? undefined : new FerryError('FERRY_ERR_ABORTED', `agent ${exit.reason}: ${exit.error?.code ?? ''}`);
+      const abort = exit.reason === 'finished' || a.gracefulStop ? undefined : new FerryError('FERRY_ERR_ABORTED', `agent ${exit.reason}: ${exit.error?.code ?? ''}`);
       for (const p of a.pumps.values()) p.end(abort);
       a.server?.close();
       void Promise.resolve()
@@ -1012,8 +1047,9 @@ export class AgentRuntime extends EventEmitter {
     if (exit.reason === 'failed') a.log.warn('agent_stopped', { code: exit.error?.code, detail: exit.error?.message });
     else if (exit.reason === 'stopped') a.log.info('agent_stopped', { code: exit.error?.code, detail: exit.error?.message });
     else if (exit.reason === 'migrated') a.log.info('agent_migrated', { target: exit.target });
-    else a.log.info('agent_finished', {});
+    else a.log.info('agent_finished', exit.result === undefined ? {} : { result: preview(exit.result) });
     if (a.logDropped > 0) a.log.warn('agent_log_dropped', { lines: a.logDropped });
+    a.settleStarted(exit.error ?? new FerryError('FERRY_ERR_ABORTED', `agent ${exit.reason} before run() began`));
     a.resolveExit(exit);
     this.emit('exit', exit);
   }
@@ -1052,6 +1088,8 @@ export class AgentRuntime extends EventEmitter {
         if (a.outstanding) a.outstanding.at = this.clock.now();
         return;
       case 'ready':
+        a.settleStarted();
+        a.log.info('agent_started', {});
         return;
       case 'req':
         if (m.op === 'migrate') {
@@ -1459,4 +1497,16 @@ export function channelHost(
 /** The credential of a landing, decoded (for hosts that log or index by owner). */
 export function landingCredential(landing: AgentLanding): AgentCredential {
   return credentialFromText(landing.credential);
+}
+
+/** A short JSON text of an agent's result for one log line (the full value is in AgentExit). */
+function preview(v: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(v) ?? String(v);
+  } catch {
+    text = String(v);
+  }
+  const max = limit('AGENT_LOG_LINE_BYTES');
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }

@@ -114,6 +114,7 @@ export const LIMITS = {
   HOST_START_WAIT_MS: { value: 15_000, unit: 'ms', why: 'How long an operator command (ferry launch, ls, migrate…) waits for a host that is still starting (no host.json in its data directory yet), so a script can start a host in the background and use it at once; a directory where no host starts fails after it.' },
   LOCATOR_PROOF_TTL_MS: { value: 10 * 60_000, unit: 'ms', why: 'How long a control address that echoed a PATH_CHALLENGE stays proven for relaying; after that the next RELAY to it proves it again (one round trip). Bounds how long a stale proof outlives the host that gave it.' },
   LOCATOR_PROOF_ENTRIES: { value: 65_536, unit: 'addresses', why: 'Proven control addresses a rendezvous remembers (one per host in use); oldest forgotten first, which costs that host one more challenge round trip. Only an address that receives can be proven, so filling it takes real sockets.' },
+  HOST_LOG_BYTES: { value: 8 * 1024 * 1024, unit: 'bytes', why: 'Size of DATA-DIR/host.log (the lines `ferry logs` shows) before it starts over; the previous file is kept as host.log.1, so a long-lived host holds at most twice this on disk.' },
 } as const satisfies Record<string, LimitSpec>;
 
 /** The value of a limit. */

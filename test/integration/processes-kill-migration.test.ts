@@ -111,7 +111,7 @@ test('destination host killed mid-migration, before it commits: rolled back, the
   await kill(c);
   const m1 = await migrating;
   assert.notEqual(m1.code, 0, m1.out);
-  assert.match(m1.err, /^ferry: FERRY_ERR_MIGRATION_ROLLED_BACK: .*\(cause: FERRY_ERR_[A-Z_]+\)/m);
+  assert.match(m1.err, /^ferry: FERRY_ERR_MIGRATION_ROLLED_BACK: .*\n  cause: FERRY_ERR_[A-Z_]+: /m);
   assert.doesNotMatch(m1.out, /migrated/);
   assert.deepEqual(await lsIds(b.data), [writer.id], 'the writer runs on at the source');
   assert.equal(await w.lookupHost(writer.id), b.id, 'and is registered there');

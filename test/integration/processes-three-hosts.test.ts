@@ -63,8 +63,10 @@ test('three host processes and a rendezvous process: stream across two CLI moves
     assert.equal(r.out.trim(), `launched ${agent.id}`);
   };
   await launch(verifier, a, { hold: true });
-  await launch(writer, b, { peer: verifier.id, total, chunk: 8192, everyMs: 8, hold: true });
   await launch(echo, a);
+  // Last: the writer streams for about three seconds from its start, and a launch answers only
+  // once run() began.
+  await launch(writer, b, { peer: verifier.id, total, chunk: 8192, everyMs: 8, hold: true });
 
   // Move the writer mid-stream, then the verifier mid-stream.
   await waitLog(hosts, /^verifier verified=(\d+)/);
@@ -93,7 +95,9 @@ test('three host processes and a rendezvous process: stream across two CLI moves
   const down = await ferry(['migrate', echo.id, d, '--data-dir', a]);
   assert.notEqual(down.code, 0, down.out);
   // The agent rolled back and runs on at the source; the operator is told so, with the cause.
-  assert.match(down.err, /^ferry: FERRY_ERR_MIGRATION_ROLLED_BACK: .*\(cause: FERRY_ERR_[A-Z_]+\)/m);
+  assert.match(down.err, /^ferry: FERRY_ERR_MIGRATION_ROLLED_BACK: .*\n  cause: FERRY_ERR_[A-Z_]+: /m);
+  // …down to the socket's own error: nothing listens on its redirector port any more.
+  assert.match(down.err, /^  cause: ECONNREFUSED: connect ECONNREFUSED /m, down.err);
   assert.deepEqual(await lsIds(a), [echo.id], 'the agent runs on at the source');
 
   // Rendezvous restarted on the same port from its snapshot.
