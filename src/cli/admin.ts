@@ -229,14 +229,21 @@ export async function migrateMain(argv: string[], fail: Fail): Promise<number> {
 
 export const LAUNCH_HELP = `ferry launch — launch an agent module on a host that runs an agent runtime
 
-Usage: ferry launch MODULE.mjs --credential FILE [--agent-key FILE] [--state JSON] [--data-dir DIR]
+Usage: ferry launch MODULE.mjs --credential FILE --agent-key FILE [--state JSON] [--replace] [--data-dir DIR]
   MODULE.mjs        the agent module (imports 'ferry/agent', default-exports defineAgent({...}))
-  --credential FILE the owner-signed credential for this code and agent key (text form)
-  --agent-key FILE  the agent's key (32-byte Ed25519 seed, hex) the credential names
+  --credential FILE the owner-signed credential for this code and agent key (text form;
+                    'ferry credential' makes one)
+  --agent-key FILE  the agent's key (32-byte Ed25519 seed, hex; 'ferry keygen') the credential names
   --state JSON      the agent's initial ctx.state
+  --replace         the agent is registered on another host: register it here all the same; the
+                    copy there is fenced (stopped, its connections ended) when that host sees it
   --data-dir DIR    the host's data directory (default ./ferry-host)
 
-The host must run with --policy FILE granting the credential's owner 'land'. Prints the agent id.`;
+The host must run with --policy FILE granting the credential's owner 'land'. Answers once the
+agent's module loaded and run() began, printing "launched AGENT_ID"; if the agent fails before
+(a syntax error, no default export, a denied import) it prints the agent's error and exits 1.
+An agent registered on another host is refused (FERRY_ERR_AGENT_ELSEWHERE) without --replace:
+an agent never runs on two hosts.`;
 
 /** `ferry launch MODULE.mjs --credential FILE`. */
 export async function launchMain(argv: string[], fail: Fail): Promise<number> {
@@ -249,6 +256,7 @@ export async function launchMain(argv: string[], fail: Fail): Promise<number> {
         credential: { type: 'string' },
         'agent-key': { type: 'string' },
         state: { type: 'string' },
+        replace: { type: 'boolean' },
         'data-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -263,7 +271,9 @@ export async function launchMain(argv: string[], fail: Fail): Promise<number> {
     return 0;
   }
   const [module] = positionals;
-  if (!module || positionals.length !== 1 || typeof values.credential !== 'string') fail('usage: ferry launch MODULE.mjs --credential FILE [--agent-key FILE] [--data-dir DIR]');
+  if (!module || positionals.length !== 1) fail('usage: ferry launch MODULE.mjs --credential FILE --agent-key FILE [--data-dir DIR]');
+  if (typeof values.credential !== 'string') fail("launch needs --credential FILE: the owner-signed credential for this module and agent key (make one with 'ferry credential')");
+  if (typeof values['agent-key'] !== 'string') fail("launch needs --agent-key FILE: the key of the agent the credential names (the file 'ferry keygen' wrote)");
   const read = async (file: string, what: string): Promise<string> => {
     try {
       return await readFile(file, 'utf8');
@@ -273,7 +283,7 @@ export async function launchMain(argv: string[], fail: Fail): Promise<number> {
   };
   const code = await read(module, 'module');
   const credential = (await read(values.credential, 'credential')).trim();
-  const seed = typeof values['agent-key'] === 'string' ? (await read(values['agent-key'], 'agent key')).trim() : undefined;
+  const seed = (await read(values['agent-key'], 'agent key')).trim();
   let state: unknown;
   if (typeof values.state === 'string') {
     try {
@@ -282,7 +292,7 @@ export async function launchMain(argv: string[], fail: Fail): Promise<number> {
       fail('--state must be JSON');
     }
   }
-  const out = await call(resolve(String(values['data-dir'] ?? 'ferry-host')), 'POST', '/launch', { code, credential, ...(seed ? { seed } : {}), ...(state === undefined ? {} : { state }) }, fail);
+  const out = await call(resolve(String(values['data-dir'] ?? 'ferry-host')), 'POST', '/launch', { code, credential, seed, ...(state === undefined ? {} : { state }), ...(values.replace ? { replace: true } : {}) }, fail);
   if (out.failed) return 1;
   process.stdout.write(`launched ${String(out.agent)}\n`);
   return 0;

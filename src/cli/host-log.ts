@@ -36,6 +36,10 @@ export function describeEvent(level: LogLevel, event: string, f: LogFields): str
       return `refused ${String(f.op)} of ${agent}: ${why()}`;
     case 'agent_migration_failed':
       return `${agent} did not move to ${String(f.target)}: ${why()}`;
+    case 'rendezvous_unreachable':
+      return `rendezvous ${String(f.rendezvous)} does not answer (${why()}); asking again every ${Number(f.retryMs) / 1000} s; until it answers, agents cannot be launched or land here`;
+    case 'rendezvous_answers':
+      return `rendezvous ${String(f.rendezvous)} answers`;
     case 'admin_refused':
       return undefined; // the operator's command prints it, with its causes
     default:

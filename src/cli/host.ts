@@ -8,9 +8,9 @@ import { parseArgs } from 'node:util';
 import { writeSync } from 'node:fs';
 import { MigrationStep } from '../wire/index.js';
 import { AdminServer, AgentRuntime, type AgentExit, CodeStore, Host, channelHost, readPolicyFile, type AdminExtensions, type HostPolicy } from '../host/index.js';
-import { Identity } from '../identity/index.js';
+import { Identity, parseId } from '../identity/index.js';
 import { MemoryStore, RendezvousClient, RendezvousServer } from '../location/index.js';
-import { FerryError, type Logger } from '../util/index.js';
+import { FerryError, limit, type Logger } from '../util/index.js';
 import { LogFile, hostLogger } from './host-log.js';
 
 export const HOST_HELP = `ferry host — run a host: one UDP control port, one TCP redirector port, agents
@@ -187,7 +187,7 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
       if (typeof b.credential !== 'string' || b.credential.length === 0) throw new FerryError('FERRY_ERR_NO_CREDENTIAL', 'launch needs credential (text form)');
       if (b.seed !== undefined && (typeof b.seed !== 'string' || !/^[0-9a-f]{64}$/i.test(b.seed))) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'seed must be a 32-byte Ed25519 seed in hex');
       const identity = typeof b.seed === 'string' ? Identity.fromSeed(Buffer.from(b.seed, 'hex')) : Identity.generate();
-      const h = await rt.launch(b.code, b.credential, identity, b.state === undefined ? {} : { state: b.state });
+      const h = await rt.launch(b.code, b.credential, identity, { ...(b.state === undefined ? {} : { state: b.state }), replace: b.replace === true });
       // Answer once the module loaded and run() began, or with the agent's own error.
       await h.started;
       return { agent: h.id };
@@ -222,7 +222,10 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
     process.once('SIGTERM', () => resolve());
   });
   process.stdout.write(`ferry host ready: id=${host.id} control=${facts.control} redirector=${facts.redirector} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} admin=${admin.url}\n`);
+  let stopping = false;
+  void probeRendezvous(location, rendezvous, log, () => stopping);
   await stopped;
+  stopping = true;
 
   await admin.close();
   await runtime?.close();
@@ -230,6 +233,27 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
   location.close();
   await embedded?.close();
   return 0;
+}
+
+/**
+ * Ask the rendezvous once at start (a LOOKUP); if it does not answer, say so once and keep asking
+ * every RENDEZVOUS_PROBE_MS until it does, then say that too. Agents cannot be launched or land
+ * here meanwhile (their registration would fail, and is rolled back).
+ */
+async function probeRendezvous(location: RendezvousClient, address: string, log: Logger, stopped: () => boolean): Promise<void> {
+  let down = false;
+  while (!stopped()) {
+    try {
+      await location.lookup(parseId('0'.repeat(32)));
+      if (down) log.info('rendezvous_answers', { rendezvous: address });
+      return;
+    } catch (err) {
+      if (stopped()) return;
+      if (!down) log.warn('rendezvous_unreachable', { rendezvous: address, code: (err as FerryError).code, detail: (err as Error).message, retryMs: limit('RENDEZVOUS_PROBE_MS') });
+      down = true;
+      await new Promise((r) => setTimeout(r, limit('RENDEZVOUS_PROBE_MS')));
+    }
+  }
 }
 
 /** Read a 32-byte Ed25519 seed (hex) from `file`, or create one there (mode 0600). */

@@ -28,7 +28,7 @@ Usage:
                             see host --help)
   ferry ls [--data-dir DIR] a running host's agents and connections
   ferry migrate AGENT TARGET  move an agent to another host (see migrate --help)
-  ferry launch MODULE.mjs --credential FILE [--agent-key FILE] [--data-dir DIR]
+  ferry launch MODULE.mjs --credential FILE --agent-key FILE [--replace] [--data-dir DIR]
                             launch an agent module on a host run with --policy
                             (see launch --help)
   ferry stop AGENT [--kill] stop an agent: gracefully, or at once (see stop --help)

@@ -5,7 +5,7 @@
  */
 import { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
-import { FerryError, type ErrorCode } from '../util/index.js';
+import { FerryError, isFerryError, type ErrorCode } from '../util/index.js';
 import type { AgentId } from '../identity/index.js';
 import type { Endpoint } from './endpoint.js';
 import type { State } from './state-machine.js';
@@ -240,11 +240,12 @@ export class AgentSocket extends Duplex {
 
 /**
  * An agent's server socket: CONNECTs to the agent become {@link AgentSocket}s, delivered as
- * 'connection' events or through `accept()`.
+ * 'connection' events, through `accept()`, or by `for await (const sock of server)` (which ends
+ * when the server socket closes), as on the agent side.
  */
-export class AgentServerSocket extends EventEmitter {
+export class AgentServerSocket extends EventEmitter implements AsyncIterable<AgentSocket> {
   private readonly queue: AgentSocket[] = [];
-  private readonly waiters: ((s: AgentSocket) => void)[] = [];
+  private readonly waiters: { resolve: (s: AgentSocket) => void; reject: (e: FerryError) => void }[] = [];
   private closedFlag = false;
 
   constructor(
@@ -257,7 +258,7 @@ export class AgentServerSocket extends EventEmitter {
   /** Called by the host when a connection to this agent is established. */
   deliver(sock: AgentSocket): void {
     const w = this.waiters.shift();
-    if (w) w(sock);
+    if (w) w.resolve(sock);
     else if (this.listenerCount('connection') > 0) this.emit('connection', sock);
     else this.enqueue(sock);
   }
@@ -279,8 +280,11 @@ export class AgentServerSocket extends EventEmitter {
   }
   private readonly queued = new Map<AgentSocket, () => void>();
 
-  /** The next incoming connection. */
-  accept(): Promise<AgentSocket> {
+  /**
+   * The next incoming connection. Rejects with FERRY_ERR_CONNECTION_CLOSED once the server socket
+   * closes (also while waiting), and with FERRY_ERR_ABORTED when `signal` aborts first.
+   */
+  accept(opts: { signal?: AbortSignal } = {}): Promise<AgentSocket> {
     const s = this.queue.shift();
     if (s) {
       s.off('error', this.queued.get(s)!);
@@ -288,7 +292,39 @@ export class AgentServerSocket extends EventEmitter {
       return Promise.resolve(s);
     }
     if (this.closedFlag) return Promise.reject(new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'server socket closed'));
-    return new Promise((resolve) => this.waiters.push(resolve));
+    const { signal } = opts;
+    if (signal?.aborted) return Promise.reject(new FerryError('FERRY_ERR_ABORTED', 'accept aborted', { cause: signal.reason }));
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new FerryError('FERRY_ERR_ABORTED', 'accept aborted', { cause: signal?.reason }));
+      };
+      const w = {
+        resolve: (sock: AgentSocket) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(sock);
+        },
+        reject: (e: FerryError) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      };
+      this.waiters.push(w);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Connections as they arrive, until the server socket closes. */
+  async *[Symbol.asyncIterator](): AsyncIterator<AgentSocket> {
+    for (;;) {
+      try {
+        yield await this.accept();
+      } catch (err) {
+        if (isFerryError(err, 'FERRY_ERR_CONNECTION_CLOSED')) return;
+        throw err;
+      }
+    }
   }
 
   /** Whether the server socket is closed. */
@@ -300,6 +336,7 @@ export class AgentServerSocket extends EventEmitter {
   close(): void {
     if (this.closedFlag) return;
     this.closedFlag = true;
+    for (const w of this.waiters.splice(0)) w.reject(new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'server socket closed'));
     this.onClose();
     this.emit('close');
   }

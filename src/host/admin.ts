@@ -141,7 +141,7 @@ async function handle(host: Host, ext: AdminExtensions, req: IncomingMessage): P
     return ext.stop(parseId(String(b.agent ?? '')), b.kill === true);
   }
   if (req.method === 'POST' && req.url === '/launch') {
-    if (!ext.launch) throw new FerryError('FERRY_ERR_REFUSED', 'this host runs no agent runtime');
+    if (!ext.launch) throw new FerryError('FERRY_ERR_REFUSED', "this host runs no agent runtime: restart it with --policy FILE (make one with 'ferry policy init --owner-key owner.key')");
     return ext.launch(await readJson(req));
   }
   throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `no admin route ${req.method} ${req.url}`);

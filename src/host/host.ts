@@ -10,8 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { ControlChannel, parseAddress, type ControlMessage, type DatagramSocketLike } from '../control/index.js';
 import { AgentServerSocket, AgentSocket, Endpoint, ReceiveBudget, decodeEndpointCheckpoint, ResumeSigner, type EndpointCheckpoint, type ReceiveBudgetLimits, type EndpointEnv, type LocationProof, type PeerLocator, type StreamSocket } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
-import type { LocationService } from '../location/index.js';
-import { ERRORS, FerryError, SourceSlots, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger } from '../util/index.js';
+import type { LocationEntry, LocationService } from '../location/index.js';
+import { ERRORS, FerryError, SourceSlots, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
 import { FrameDecoder, FrameType, MessageType, OpenFrameType, decodeConnControl, decodeConnect, decodeConnectConfirm, decodeConnectFrame, decodeFrameBody, encodeFrame, type Connect, type Hello } from '../wire/index.js';
 import { verifyConnect } from '../connection/index.js';
 import { createHash } from 'node:crypto';
@@ -54,6 +54,11 @@ export interface HostOptions {
   migrationFault?: (side: 'source' | 'destination', step: number, after?: boolean) => 'cut' | undefined;
   /** Wall clock (Unix ms) for delegation validity; default Date.now. */
   wallClock?: () => number;
+  /**
+   * How often to look up the agents running here at the location service and fence a copy that
+   * another host registered at a newer epoch (default FENCE_CHECK_MS; 0: never).
+   */
+  fenceCheckMs?: number;
   /**
    * Open connections in-band (default true): CONNECT as the first frame on the TCP socket to the
    * peer's redirector, answered on it. False: the control-channel open (UDP CONNECT, then HELLO).
@@ -337,16 +342,76 @@ export class Host {
 
   // ------------------------------------------------------------------ agents
 
-  /** Launch (register) an agent on this host and publish its location. */
-  async addAgent(identity: Identity = Identity.generate()): Promise<Identity> {
+  /**
+   * Launch (register) an agent on this host and publish its location. An agent registered on
+   * another host is refused with FERRY_ERR_AGENT_ELSEWHERE (an agent never runs on two hosts)
+   * unless `replace`: then it is registered here at the next epoch, and the host it was on fences
+   * its copy when it sees that (within FENCE_CHECK_MS). If the registration fails, nothing of the
+   * agent is left here.
+   */
+  async addAgent(identity: Identity = Identity.generate(), opts: { replace?: boolean } = {}): Promise<Identity> {
     if (this.agents.has(identity.id)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'agent already on this host');
     const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false };
     this.agents.set(identity.id, rec);
-    const cur = await this.location.lookup(identity.id);
-    const epoch = (cur?.epoch ?? 0) + 1;
-    rec.chain = await this.publish(identity, epoch);
-    rec.epoch = epoch;
+    try {
+      const cur = await this.location.lookup(identity.id);
+      if (cur && cur.hostId !== this.id && !opts.replace) {
+        throw new FerryError('FERRY_ERR_AGENT_ELSEWHERE', `agent ${identity.id} is registered on host ${cur.hostId} (${cur.ip}:${cur.redirectorPort}, epoch ${cur.epoch}); an agent never runs on two hosts: stop it there, or launch with replace to stop that copy`);
+      }
+      const epoch = (cur?.epoch ?? 0) + 1;
+      rec.chain = await this.publish(identity, epoch);
+      rec.epoch = epoch;
+    } catch (err) {
+      if (this.agents.get(identity.id) === rec) this.agents.delete(identity.id);
+      throw err;
+    }
+    this.scheduleFenceCheck();
     return identity;
+  }
+
+  private fenceTimer: TimerHandle | undefined;
+
+  /** Keep one fence-check timer while agents run here. */
+  private scheduleFenceCheck(): void {
+    const ms = this.opts.fenceCheckMs ?? limit('FENCE_CHECK_MS');
+    if (this.fenceTimer || this.closed || ms <= 0) return;
+    this.fenceTimer = this.clock.setTimer(ms, () => {
+      void this.checkFences().finally(() => {
+        this.fenceTimer = undefined;
+        if (this.agents.size > 0) this.scheduleFenceCheck();
+      });
+    });
+  }
+
+  /**
+   * Fence every agent here that another host registered at a newer epoch this host did not
+   * commit (an agent moving away is skipped: its own commit raises the epoch).
+   */
+  private async checkFences(): Promise<void> {
+    for (const [id, rec] of [...this.agents]) {
+      if (this.closed) return;
+      if (rec.moving || rec.epoch === undefined) continue;
+      let cur: LocationEntry | undefined;
+      try {
+        cur = await this.location.lookup(id);
+      } catch {
+        continue; // the rendezvous does not answer: ask again next time
+      }
+      if (!cur || cur.hostId === this.id || cur.epoch <= rec.epoch || this.agents.get(id) !== rec || rec.moving) continue;
+      this.fence(id, cur);
+    }
+  }
+
+  /** Stop the stale copy of an agent here: one log line, its connections ended with FERRY_ERR_FENCED. */
+  private fence(agentId: AgentId, cur: LocationEntry): void {
+    const rec = this.agents.get(agentId);
+    const err = new FerryError('FERRY_ERR_FENCED', `agent ${agentId} was registered by host ${cur.hostId} at epoch ${cur.epoch} (here ${rec?.epoch ?? '?'}); this copy is stopped`);
+    if (this.runtime?.handleOf(agentId)) {
+      this.runtime.fence(agentId, err); // logs agent_fenced, ends its connections, removes it here
+      return;
+    }
+    this.log.warn('agent_fenced', { agent: agentId, code: err.code, detail: err.message });
+    this.removeAgent(agentId, err);
   }
 
   /**
@@ -364,11 +429,11 @@ export class Host {
    * by its own timeout) and is left to finish, so its last bytes and CLS still reach the peer.
    * The location entry is left as it is.
    */
-  removeAgent(agentId: AgentId): void {
+  removeAgent(agentId: AgentId, error?: FerryError): void {
     const a = this.agents.get(agentId);
     if (!a) return;
     a.server?.close();
-    for (const s of [...a.sockets.values()]) if (!s.writableEnded) s.destroy();
+    for (const s of [...a.sockets.values()]) if (error || !s.writableEnded) s.destroy(error);
     this.agents.delete(agentId);
     this.log.info('agent_removed', { agent: agentId });
   }
@@ -420,17 +485,28 @@ export class Host {
   }
 
   /** Open a connection from a local agent to another agent, by id (NapletSocket(agent-id)). */
-  async connect(from: AgentId, to: AgentId): Promise<AgentSocket> {
+  async connect(from: AgentId, to: AgentId, opts: { signal?: AbortSignal } = {}): Promise<AgentSocket> {
+    const { signal } = opts;
+    const aborted = (): FerryError => new FerryError('FERRY_ERR_ABORTED', `connect to ${to} aborted`, { cause: signal?.reason });
+    if (signal?.aborted) throw aborted();
     const a = this.agent(from);
     const loc = await this.location.lookup(to);
+    if (signal?.aborted) throw aborted();
     if (!loc) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `no location for agent ${to}`);
     if (this.endpoints.size >= limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'connection table full');
     if (!this.receiveBudget.canOpen(from, undefined)) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `receive budget of agent ${from} is spent`);
     const peer: PeerLocator = { ip: loc.ip, controlPort: loc.controlPort, redirectorPort: loc.redirectorPort, epoch: loc.epoch };
     const ep = Endpoint.client(this.env, a.identity, to, peer, randomBytes(8));
     // The socket object exists only once the open succeeded: a failed open is the rejected
-    // promise, never an 'error' event on an object the caller has not seen.
-    await ep.open();
+    // promise, never an 'error' event on an object the caller has not seen. An abort destroys the
+    // half-open endpoint, which fails the open.
+    const onAbort = (): void => ep.destroy(aborted());
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await ep.open();
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
     const sock = new AgentSocket(ep);
     a.sockets.set(ep, sock);
     ep.once('closed', () => a.sockets.delete(ep));
@@ -1110,6 +1186,7 @@ export class Host {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.fenceTimer?.cancel();
     for (const a of this.agents.values()) for (const s of a.sockets.values()) s.destroy();
     for (const ep of this.endpoints.values()) ep.destroy(new FerryError('FERRY_ERR_ABORTED', 'host closed'));
     // Let the CLS datagrams queued above leave before the socket closes, so peers learn at once

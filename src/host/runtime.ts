@@ -61,7 +61,7 @@ export interface RuntimeHost {
   /** The host's id (agents see it as `ctx.hostId`). */
   readonly id: string;
   /** Register a launched agent and publish its location (`Host.addAgent`). */
-  addAgent(identity: Identity): Promise<unknown>;
+  addAgent(identity: Identity, opts?: { replace?: boolean }): Promise<unknown>;
   /** Drop an agent that ended here (finished, failed, stopped); not called after a migration. */
   removeAgent?(agentId: AgentId): void | Promise<void>;
   /** The agent's server socket (`Host.listen`). */
@@ -735,7 +735,7 @@ export class AgentRuntime extends EventEmitter {
    * is a typed error (NO_CREDENTIAL, BAD_CREDENTIAL, CREDENTIAL_EXPIRED, CODE_HASH_MISMATCH,
    * POLICY_DENIED, LIMIT_EXCEEDED…) and one `agent_refused` log line.
    */
-  async launch(code: string, credential: CredentialInput, identity: Identity, opts: { state?: unknown } = {}): Promise<AgentHandle> {
+  async launch(code: string, credential: CredentialInput, identity: Identity, opts: { state?: unknown; replace?: boolean } = {}): Promise<AgentHandle> {
     let checked: ReturnType<AgentRuntime['check']>;
     let state: unknown;
     try {
@@ -749,7 +749,7 @@ export class AgentRuntime extends EventEmitter {
     const a = new RunningAgent(this, identity.id, code, codeHash, cred, grant);
     this.agents.set(a.id, a);
     try {
-      await this.host.addAgent(identity);
+      await this.host.addAgent(identity, opts.replace ? { replace: true } : {});
     } catch (err) {
       this.agents.delete(a.id);
       throw this.refused('launch', toFerry(err), { agent: identity.id });
@@ -918,6 +918,15 @@ export class AgentRuntime extends EventEmitter {
     return a.exited;
   }
 
+  /**
+   * End the stale copy of an agent that another host registered at a newer epoch (the host
+   * decides: {@link Host}'s fence check). Its connections end with `error` (FERRY_ERR_FENCED).
+   */
+  fence(agentId: AgentId, error: FerryError): void {
+    const a = this.agents.get(agentId);
+    if (a) this.end(a, { agentId, reason: 'stopped', error });
+  }
+
   /** Stop every agent and refuse new ones. */
   async close(): Promise<void> {
     this.closed = true;
@@ -1035,7 +1044,7 @@ export class AgentRuntime extends EventEmitter {
     a.freezeWaiters.clear();
     void a.worker?.terminate();
     if (exit.reason !== 'migrated') {
-      const abort = exit.reason === 'finished' || a.gracefulStop ? undefined : new FerryError('FERRY_ERR_ABORTED', `agent ${exit.reason}: ${exit.error?.code ?? ''}`);
+      const abort = exit.reason === 'finished' || a.gracefulStop ? undefined : exit.error?.code === 'FERRY_ERR_FENCED' ? exit.error : new FerryError('FERRY_ERR_ABORTED', `agent ${exit.reason}: ${exit.error?.code ?? ''}`);
       for (const p of a.pumps.values()) p.end(abort);
       a.server?.close();
       void Promise.resolve()
@@ -1044,7 +1053,8 @@ export class AgentRuntime extends EventEmitter {
     }
     this.agents.delete(a.id);
     a.phase = 'gone';
-    if (exit.reason === 'failed') a.log.warn('agent_stopped', { code: exit.error?.code, detail: exit.error?.message });
+    if (exit.error?.code === 'FERRY_ERR_FENCED') a.log.warn('agent_fenced', { code: exit.error.code, detail: exit.error.message });
+    else if (exit.reason === 'failed') a.log.warn('agent_stopped', { code: exit.error?.code, detail: exit.error?.message });
     else if (exit.reason === 'stopped') a.log.info('agent_stopped', { code: exit.error?.code, detail: exit.error?.message });
     else if (exit.reason === 'migrated') a.log.info('agent_migrated', { target: exit.target });
     else a.log.info('agent_finished', exit.result === undefined ? {} : { result: preview(exit.result) });
@@ -1446,7 +1456,7 @@ export type InProcessDirectory = (target: string) => { host: Host; runtime: Agen
 export function inProcessHost(host: Host, directory: InProcessDirectory, ownerOf?: (agentId: AgentId) => OwnerId | undefined): RuntimeHost {
   return {
     id: host.id,
-    addAgent: (identity) => host.addAgent(identity),
+    addAgent: (identity, opts) => host.addAgent(identity, opts),
     listen: (agentId) => host.listen(agentId),
     connect: (from, to) => host.connect(from, to),
     ...(ownerOf ? { ownerOf } : {}),
@@ -1476,7 +1486,7 @@ export function channelHost(
 ): RuntimeHost {
   return {
     id: host.id,
-    addAgent: (identity) => host.addAgent(identity),
+    addAgent: (identity, opts) => host.addAgent(identity, opts),
     removeAgent: (agentId) => host.removeAgent(agentId),
     listen: (agentId) => host.listen(agentId),
     connect: (from, to) => host.connect(from, to),

@@ -1,6 +1,6 @@
 // Scenario: a Node developer installs Ferry as a package. `npm pack` (whose prepack builds)
-// makes the tarball; a fresh app installs it offline (Ferry needs nothing at run time beyond
-// Node); `import('ferry')`, `ferry/agent` and `ferry/testing` resolve; the README's "Using it"
+// makes the tarball; a fresh app installs it (its dependencies from npm's cache, else the
+// registry); `import('ferry')`, `ferry/agent` and `ferry/testing` resolve; the README's "Using it"
 // example, extracted from README.md, type-checks with `tsc --strict` against the shipped .d.ts
 // files and runs to completion (it prints the echoed lines and exits by itself).
 import { after, test } from 'node:test';
@@ -31,7 +31,7 @@ test('npm pack, install the tarball into an app, tsc --strict the README example
   const app = join(dir, 'app');
   await mkdir(app);
   await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
-  await run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--loglevel=error', join(dir, tarball)], { cwd: app });
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', join(dir, tarball)], { cwd: app });
 
   const probe = async (code: string): Promise<string> => (await run(process.execPath, ['-e', code], { cwd: app })).stdout.trim();
   assert.equal(await probe(`import('ferry').then(m => console.log(typeof m.Host))`), 'function');
