@@ -6,7 +6,7 @@
  * structured log (JSON lines) on stderr.
  */
 import { appendFileSync, renameSync, statSync } from 'node:fs';
-import { createLogger, limit, type LogFields, type Logger, type LogLevel } from '../util/index.js';
+import { RefusalLimiter, createLogger, limit, systemClock, type LogFields, type Logger, type LogLevel } from '../util/index.js';
 
 const short = (id: unknown): string => (typeof id === 'string' ? id : '?');
 
@@ -84,6 +84,8 @@ export class LogFile {
 export function hostLogger(opts: { verbose: boolean; file?: LogFile; out?: (line: string) => void }): Logger {
   const out = opts.out ?? ((l: string) => process.stdout.write(l));
   const json = opts.verbose ? createLogger('info') : undefined;
+  // Refusals of input are rate-limited per (code, source) as in every Ferry logger.
+  const limiter = new RefusalLimiter(systemClock, (e, f) => root.warn(e, f));
   const make = (base: LogFields): Logger => {
     const emit = (level: LogLevel, event: string, fields?: LogFields): void => {
       const f = { ...base, ...fields };
@@ -99,8 +101,10 @@ export function hostLogger(opts: { verbose: boolean; file?: LogFile; out?: (line
       info: (e, f) => emit('info', e, f),
       warn: (e, f) => emit('warn', e, f),
       error: (e, f) => emit('error', e, f),
+      refused: (e, f) => limiter.refused((ev, fl) => emit('warn', ev, fl), e, f),
       child: (f) => make({ ...base, ...f }),
     };
   };
-  return make({});
+  const root = make({});
+  return root;
 }
