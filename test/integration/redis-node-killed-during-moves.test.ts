@@ -25,7 +25,8 @@ after(async () => {
   for (const f of cleanups.splice(0).reverse()) await f();
 });
 
-test('two rendezvous nodes over one Redis: one is killed during a ring of moves, the ring completes exactly once', async () => {
+// Bounded: a hang fails the file instead of stalling the run.
+test('two rendezvous nodes over one Redis: one is killed during a ring of moves, the ring completes exactly once', { timeout: 300_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-rv-kill-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const redis: RedisServerHandle = await startRedisServer();

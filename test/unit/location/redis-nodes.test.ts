@@ -59,6 +59,15 @@ async function client(servers: (RendezvousServer | string)[], opts: Partial<Rend
   return c;
 }
 
+/** Wait (bounded) until `p()` holds. */
+async function until(p: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!p()) {
+    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 const plain = (e: LocationEntry | undefined): unknown => e && { ...e, agentKey: e.agentKey && Buffer.from(e.agentKey) };
 
 describe('rendezvous nodes over one Redis', () => {
@@ -75,7 +84,7 @@ describe('rendezvous nodes over one Redis', () => {
     // Polls far apart: only a LANDED can answer within the wait.
     const watcher = await client([a!], { pollMs: 60_000 });
     const seen = watcher.watch(agent.id, 1, 5000);
-    while (a!.watchCount === 0) await new Promise((r) => setTimeout(r, 5));
+    await until(() => a!.watchCount > 0);
     await (await client([b!], { signer: host(1) })).register(provenEntry(host(1), 2));
     const e = await seen;
     assert.equal(e?.epoch, 2);
@@ -102,10 +111,10 @@ describe('rendezvous nodes over one Redis', () => {
     await h0.register(provenEntry(host(0), 1));
     const watcher = await client(both, { pollMs: 300 });
     const seen = watcher.watch(agent.id, 1, 8000);
-    while (a!.watchCount === 0) await new Promise((r) => setTimeout(r, 5));
+    await until(() => a!.watchCount > 0);
     await a!.close();
     // The watcher's next poll times out on A, fails over, and sends its WATCH to B.
-    while (b!.watchCount === 0) await new Promise((r) => setTimeout(r, 5));
+    await until(() => b!.watchCount > 0);
     assert.equal(watcher.server, b!.address);
     const h1 = await client(both, { signer: host(1) });
     await h1.register(provenEntry(host(1), 2));
@@ -143,7 +152,7 @@ describe('a node whose change feed was interrupted', () => {
     const c = await RendezvousClient.connect({ server: srv.address, pollMs: 60_000, cacheTtlMs: 0 });
     cleanups.push(() => c.close());
     const seen = c.watch(agent.id, 1, 5000);
-    while (srv.watchCount === 0) await new Promise((r) => setTimeout(r, 5));
+    await until(() => srv.watchCount > 0);
     await mem.put(provenEntry(host(1), 2));
     assert.ok(feed, 'the server subscribed to the store');
     feed.resync();
