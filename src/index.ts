@@ -31,4 +31,4 @@ export type { LocationService, LocationEntry, LocationStore, StoreListener, Rend
 
 // Errors, limits, logging.
 export { FerryError, isFerryError, ERRORS, LIMITS, createLogger, silentLogger } from './util/index.js';
-export type { ErrorCode, Blame, Logger, LogLevel, LogFields } from './util/index.js';
+export type { ErrorCode, Blame, Logger, LoggerOptions, LogLevel, LogFields, RefusalFields } from './util/index.js';
