@@ -22,6 +22,7 @@ import { runOpen } from './suites/open.js';
 import { runScale } from './suites/scale.js';
 import { runSuspendResume } from './suites/suspend-resume.js';
 import { runThroughput } from './suites/throughput.js';
+import { runTunnel } from './suites/tunnel.js';
 
 /** Suite names: the `--suite` values and the keys of `suites` in the JSON. */
 export const SUITES = {
@@ -32,6 +33,7 @@ export const SUITES = {
   migration: runMigration,
   scale: runScale,
   directory: runDirectory,
+  tunnel: runTunnel,
 } as const satisfies Record<string, (ctx: BenchContext) => Promise<SuiteResult>>;
 
 /** A suite name. */
@@ -65,6 +67,12 @@ const RATIO_SOURCES = {
   directoryLookupRedisVsMemory: ['directory', 'directory/ferry-redis/lookup'],
   directoryRegistrations2Vs1Nodes: ['directory', 'directory/ferry-redis/registrations-2'],
   directoryRegistrations3Vs1Nodes: ['directory', 'directory/ferry-redis/registrations-3'],
+  tunnelSealed64kVsSsh: ['tunnel', 'tunnel/ferry-sealed/65536'],
+  tunnelSealed1mVsSsh: ['tunnel', 'tunnel/ferry-sealed/1048576'],
+  tunnelPlain64kVsTcp: ['tunnel', 'tunnel/ferry-plain/65536'],
+  tunnelPlain1mVsTcp: ['tunnel', 'tunnel/ferry-plain/1048576'],
+  tunnelRedisVsDirect: ['tunnel', 'tunnel/redis/ferry-sealed'],
+  tunnelRedisVsSsh: ['tunnel', 'tunnel/redis/ferry-sealed/vs-ssh'],
 } as const satisfies Record<string, readonly [SuiteName, string]>;
 
 /** Where each absolute figure comes from (the row's p50 or value). */
@@ -74,6 +82,9 @@ const ABSOLUTE_SOURCES = {
   directoryLookupRedisMs: ['directory', 'directory/ferry-redis/lookup'],
   redisBytesPerAgent: ['directory', 'directory/redis/bytes-per-agent'],
   memoryStoreBytesPerAgent: ['directory', 'directory/ferry-memory/bytes-per-agent'],
+  tunnelCutRecoveryMs: ['tunnel', 'tunnel/ferry-sealed/cut-recovery'],
+  tunnelRttMs: ['tunnel', 'tunnel/ferry-sealed/rtt'],
+  tunnelIdleConnectionKiB: ['tunnel', 'tunnel/ferry-sealed/idle-connection-rss'],
 } as const satisfies Record<string, readonly [SuiteName, string]>;
 
 /** The issue's goals: a figure, a bar, and which way is better. */
@@ -139,6 +150,12 @@ function goals(r: BenchResult): Goal[] {
     { goal: 'Registrations/s with 2 rendezvous nodes over one Redis ≥ 1.7 × with 1', figure: 'ratios.directoryRegistrations2Vs1Nodes', bar: '≥ 1.7', value: q.directoryRegistrations2Vs1Nodes, met: ge(q.directoryRegistrations2Vs1Nodes, 1.7), note: 'each node is a process; on a machine with fewer free cores than nodes + Redis + the sender the verification cannot spread' },
     { goal: 'Redis memory ≤ 1 KiB per registered agent (chain included)', figure: 'absolute.redisBytesPerAgent', bar: '≤ 1024 bytes', value: r.absolute.redisBytesPerAgent, met: le(r.absolute.redisBytesPerAgent, 1024), ...(r.quick ? { note: 'quick runs store 10 000 agents (full: 100 000)' } : {}) },
     { goal: 'User-space memory < 16 KiB per idle connection', figure: 'absolute.idleConnectionKiB', bar: '< 16 KiB', value: r.absolute.idleConnectionKiB, met: lt(r.absolute.idleConnectionKiB, 16) },
+    { goal: 'Sealed tunnel throughput ≥ 1.0 × ssh -L at 64 KiB', figure: 'ratios.tunnelSealed64kVsSsh', bar: '≥ 1', value: q.tunnelSealed64kVsSsh, met: ge(q.tunnelSealed64kVsSsh, 1) },
+    { goal: 'Sealed tunnel throughput ≥ 1.0 × ssh -L at 1 MiB', figure: 'ratios.tunnelSealed1mVsSsh', bar: '≥ 1', value: q.tunnelSealed1mVsSsh, met: ge(q.tunnelSealed1mVsSsh, 1) },
+    { goal: 'Plain tunnel throughput ≥ 0.8 × direct TCP at 64 KiB', figure: 'ratios.tunnelPlain64kVsTcp', bar: '≥ 0.8', value: q.tunnelPlain64kVsTcp, met: ge(q.tunnelPlain64kVsTcp, 0.8) },
+    { goal: 'Plain tunnel throughput ≥ 0.8 × direct TCP at 1 MiB', figure: 'ratios.tunnelPlain1mVsTcp', bar: '≥ 0.8', value: q.tunnelPlain1mVsTcp, met: ge(q.tunnelPlain1mVsTcp, 0.8) },
+    { goal: 'redis-benchmark -P 16 through the tunnel ≥ 0.8 × direct', figure: 'ratios.tunnelRedisVsDirect', bar: '≥ 0.8', value: q.tunnelRedisVsDirect, met: ge(q.tunnelRedisVsDirect, 0.8) },
+    { goal: 'redis-benchmark -P 16 through the tunnel ≥ 1.0 × ssh -L', figure: 'ratios.tunnelRedisVsSsh', bar: '≥ 1', value: q.tunnelRedisVsSsh, met: ge(q.tunnelRedisVsSsh, 1) },
   ];
 }
 

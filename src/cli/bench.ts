@@ -11,7 +11,7 @@ export const BENCH_HELP = `ferry bench [options]    the NapletSocket paper's eva
 
 Bench options:
   --suite NAME              run one suite: open, breakdown, suspend-resume, throughput,
-                            migration, scale, directory (repeatable; default all)
+                            migration, scale, directory, tunnel (repeatable; default all)
   --quick                   every suite small (under a minute in all), every figure present
   --netns                   open also measures between two network namespaces, each with its
                             own address on a veth pair and a bridge: a serving process in one,
@@ -25,7 +25,7 @@ Bench options:
 Exit status: 0 unless a suite failed or a Ferry figure is missing (never for a slow figure);
 2 for bad arguments, or --netns where namespaces cannot be made.`;
 
-const SUITE_NAMES = ['open', 'breakdown', 'suspend-resume', 'throughput', 'migration', 'scale', 'directory'] as const;
+const SUITE_NAMES = ['open', 'breakdown', 'suspend-resume', 'throughput', 'migration', 'scale', 'directory', 'tunnel'] as const;
 
 /** Run `ferry bench` with its arguments; returns the exit status. */
 export async function benchMain(args: string[], fail: (msg: string) => never): Promise<number> {
