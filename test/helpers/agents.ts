@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { issueCredential, type IssueOptions } from '../../src/agent/index.js';
-import { AgentRuntime, inProcessHost, parsePolicy, type AgentHandle, type Host, type HostOptions, type HostPolicy, type OwnerId, type RuntimeHost, type RuntimeOptions } from '../../src/host/index.js';
+import { AgentRuntime, channelHost, inProcessHost, parsePolicy, type AgentHandle, type Host, type HostOptions, type HostPolicy, type OwnerId, type RuntimeHost, type RuntimeOptions } from '../../src/host/index.js';
 import type { MemoryLocationTable } from '../../src/location/index.js';
 import { Identity, type AgentId } from '../../src/identity/index.js';
 import { MemoryLogger } from '../../src/util/index.js';
@@ -87,6 +87,13 @@ export async function startAgentNet(
       await net.close();
     },
   };
+}
+
+/** {@link startAgentNet}, with every runtime bound to its host through the real migration channel. */
+export async function startChannelNet(n: number, o: Parameters<typeof startAgentNet>[1] = {}): Promise<AgentNet> {
+  const net = await startAgentNet(n, { ...o, wrapHost: (_i, _binding, host) => channelHost(host) });
+  net.hosts.forEach((h, i) => h.useRuntime(net.runtimes[i]));
+  return net;
 }
 
 /** Log lines with this event. */

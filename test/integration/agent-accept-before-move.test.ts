@@ -2,14 +2,16 @@
 // the agent's worker, and then the agent moves. The connection travels with the agent but stays
 // unaccepted: on the destination it is in the agent's listen queue (the agent accepts it there,
 // through its server, and echoes what was sent before and after the move), never in
-// ctx.connections, which holds only connections agent code had taken.
+// ctx.connections, which holds only connections agent code had taken. Both ways a runtime moves:
+// the in-process binding, and the real migration channel between hosts (the landing with its
+// queued connection travels in the checkpoint).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connectWhenListening, fixture, linesOf, startAgentNet } from '../helpers/agents.js';
+import { connectWhenListening, fixture, linesOf, startAgentNet, startChannelNet, type AgentNet } from '../helpers/agents.js';
+import { formatMigrationTarget } from '../../src/host/index.js';
 import { pattern, waitFor } from '../helpers/harness.js';
 
-test('a connection not yet accepted when the agent moves is accepted on the destination through its server, not handed over in ctx.connections', async () => {
-  const net = await startAgentNet(2, { runtime: { heartbeatTimeoutMs: 5000 } });
+async function scenario(net: AgentNet, target: string): Promise<void> {
   try {
     const agent = await net.launch(0, fixture('bystander.mjs'), { state: { accept: 0, acceptAfterMove: true } });
     const texts = (): string[] => linesOf(net.log, 'agent_log').filter((l) => l.fields['agent'] === agent.id).map((l) => String(l.fields['text']));
@@ -22,7 +24,7 @@ test('a connection not yet accepted when the agent moves is accepted on the dest
     await waitFor(() => net.hosts[0]!.socketsOf(agent.id).some((s) => s.endpoint.recv.delivered >= before.length && s.readableLength === 0), 10_000, 'bytes in the worker');
     await waitFor(() => texts().includes('bystander holding'), 10_000, 'the agent holds');
 
-    await net.runtimes[0]!.migrate(agent.id, net.hosts[1]!.id);
+    await net.runtimes[0]!.migrate(agent.id, target);
     await waitFor(() => texts().some((t) => t.startsWith('bystander run=2')), 10_000, 'run() again on the destination');
     assert.ok(texts().includes('bystander run=2 connections=0'), `ctx.connections on the destination: ${texts().join(' | ')}`);
     await waitFor(() => texts().some((t) => t.startsWith('bystander accepted after the move')), 10_000, 'accepted through the server on the destination');
@@ -37,4 +39,15 @@ test('a connection not yet accepted when the agent moves is accepted on the dest
   } finally {
     await net.close();
   }
+}
+
+test('a connection not yet accepted when the agent moves is accepted on the destination through its server, not handed over in ctx.connections', async () => {
+  const net = await startAgentNet(2, { runtime: { heartbeatTimeoutMs: 5000 } });
+  await scenario(net, net.hosts[1]!.id);
+});
+
+test('the same over the migration channel: the queued connection travels in the checkpoint', async () => {
+  const net = await startChannelNet(2, { runtime: { heartbeatTimeoutMs: 5000 } });
+  const h1 = net.hosts[1]!;
+  await scenario(net, formatMigrationTarget({ ip: h1.ip, redirectorPort: h1.redirectorPort, hostId: h1.id }));
 });

@@ -10,20 +10,13 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import type { AgentSocket } from '../../src/connection/index.js';
 import { Identity } from '../../src/identity/index.js';
-import { channelHost, formatMigrationTarget, parseMigrationTarget, type Host } from '../../src/host/index.js';
+import { formatMigrationTarget, parseMigrationTarget, type Host } from '../../src/host/index.js';
 import { isFerryError } from '../../src/util/index.js';
 import { pattern, waitFor } from '../helpers/harness.js';
-import { allowAll, connectWhenListening, echoRoundTrip, fixture, linesOf, startAgentNet } from '../helpers/agents.js';
+import { allowAll, connectWhenListening, echoRoundTrip, fixture, linesOf, startChannelNet } from '../helpers/agents.js';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const addr = (h: Host): string => formatMigrationTarget({ ip: h.ip, redirectorPort: h.redirectorPort, hostId: h.id });
-
-/** startAgentNet, with every runtime bound to its host through the real migration channel. */
-async function startChannelNet(n: number, o: Parameters<typeof startAgentNet>[1] = {}): Promise<Awaited<ReturnType<typeof startAgentNet>>> {
-  const net = await startAgentNet(n, { ...o, wrapHost: (_i, _binding, host) => channelHost(host) });
-  net.hosts.forEach((h, i) => h.useRuntime(net.runtimes[i]));
-  return net;
-}
 
 test('migration targets parse and format', () => {
   const id = Identity.generate().id;
