@@ -83,7 +83,7 @@ test('Redis stopped and restarted (AOF) during moves: earlier registrations surv
   await sleep(1200);
   const refused = await procs.run(['migrate', writer.id, a, '--data-dir', c]);
   assert.notEqual(refused.code, 0, refused.out);
-  assert.match(refused.err, /FERRY_ERR_MIGRATION_ROLLED_BACK: .*\(cause: FERRY_ERR_DIRECTORY_UNAVAILABLE\)/);
+  assert.match(refused.err, /^ferry: FERRY_ERR_MIGRATION_ROLLED_BACK: .*\n  cause: FERRY_ERR_DIRECTORY_UNAVAILABLE: /m);
   assert.deepEqual(await procs.lsIds(c), [writer.id], 'the writer runs on at c');
   assert.deepEqual(await procs.lsIds(a), [verifier.id]);
 
