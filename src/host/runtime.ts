@@ -1180,8 +1180,12 @@ export class AgentRuntime extends EventEmitter {
     if (!moving && p.closed) a.pumps.delete(sid);
   }
 
+  /**
+   * Strangers decide how many connections fail at an agent, so the line is rate-limited like every
+   * refusal, per (code, peer agent): a flood of fresh keys ends in `log.suppressed` counts.
+   */
   private logDropped(a: RunningAgent, p: Pump, why: 'unaccepted' | 'unhandled'): void {
-    a.log.info('agent_connection_dropped', { why, from: p.remoteAgent, conn: p.connectionId, code: p.error?.code });
+    a.log.refused('agent_connection_dropped', { code: p.error?.code ?? 'FERRY_ERR_CONNECTION_CLOSED', from: p.remoteAgent, why, conn: p.connectionId });
   }
 
   private reply(a: RunningAgent, id: number, result: FerryError | SocketInfo | undefined): void {

@@ -1,6 +1,6 @@
 // Scenario: peers connect to an agent that listens but has not accepted yet, send some bytes and
 // close gracefully, one after another. Each connection leaves the agent's listen queue when it is
-// over (one `agent_connection_dropped` line each, without an error code), so connections that
+// over (one `agent_connection_dropped` line each, code FERRY_ERR_CONNECTION_CLOSED), so connections that
 // ended before the agent took them cannot pile up in a queue no one reads; the agent runs on.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,7 +22,7 @@ test('connections closed gracefully before the agent accepted them leave its lis
     await waitFor(() => dropped().length >= N, 10_000, `${N} connections dropped from the queue`);
     assert.deepEqual(
       dropped().map((l) => [l.fields['why'], l.fields['code']]),
-      Array.from({ length: N }, () => ['unaccepted', undefined]),
+      Array.from({ length: N }, () => ['unaccepted', 'FERRY_ERR_CONNECTION_CLOSED']),
     );
     assert.ok(net.runtimes[0]!.handleOf(agent.id), 'the agent runs on');
     await waitFor(() => net.hosts[0]!.socketsOf(agent.id).length === 0, 10_000, 'the host holds none of them');
