@@ -108,9 +108,14 @@ export class TunnelEnd {
     server.on('connection', (fs: AgentSocket) => this.onFerry(fs));
   }
 
-  /** Add the tunnel agent to its host and accept Ferry connections to it. */
+  /**
+   * Add the tunnel agent to its host and accept Ferry connections to it. The host is new at each
+   * start (a fresh host key), so a tunnel end restarted with its key file replaces the copy that
+   * the rendezvous still names (which stops when it sees it is fenced off): the key file is the
+   * operator's, and the last process started with it is the tunnel end.
+   */
   static async start(opts: TunnelEndOptions): Promise<TunnelEnd> {
-    await opts.host.addAgent(opts.agent);
+    await opts.host.addAgent(opts.agent, { replace: true });
     return new TunnelEnd(opts, opts.host.listen(opts.agent.id));
   }
 
