@@ -1,8 +1,8 @@
 // Scenario: a reverse tunnel, as `ssh -R`. `ferry tunnel serve --allow-remote-listen` runs (its
 // --to is never used here), and `ferry tunnel connect S --remote-listen 127.0.0.1:0 --to TARGET`
 // asks it to listen on its side; the target runs next to the connecting end. A client of the
-// serving end's new listener reaches the target, with 1 MiB each way and half-close, while the
-// data path is cut every 250 ms; both directions match by sha256. A serving end without
+// serving end's new listener reaches the target (its connection cut twice first), then 1 MiB
+// goes each way with half-close, while the data path is cut every 250 ms; both directions match by sha256. A serving end without
 // --allow-remote-listen refuses: `connect` exits 2 (FERRY_ERR_TUNNEL_REFUSED) and logs one
 // FERRY_ERR_TUNNEL_DENIED line at the serving end.
 import { after, test } from 'node:test';
@@ -35,15 +35,17 @@ test('tunnel: reverse (-R) listener on the serving end reaches a target at the c
   const errors: Error[] = [];
   const s = taggedClient(remotePort, 0, errors);
   await waitFor(() => target.results.has(0), 20_000, 'the target reached through the reverse tunnel');
+  // The stream's connection is cut at least twice before and during the exchange.
+  await waitFor(() => cutter.killed >= 2, 10_000, 'two cuts of the open connection');
   const client = await exchange(s, MiB, true, errors);
   const server = await target.results.get(0)!;
-  const { cuts } = await cutter.stop();
+  const { cuts, killed } = await cutter.stop();
   assert.deepEqual(errors.map((e) => (e as NodeJS.ErrnoException).code), []);
   assert.equal(client.received, MiB);
   assert.equal(client.receivedSha, server.sentSha);
   assert.equal(server.received, MiB);
   assert.equal(server.receivedSha, client.sentSha);
-  assert.ok(cuts >= 1, `cuts=${cuts}`);
+  assert.ok(killed >= 2, `cuts=${cuts} sockets reset=${killed}`);
 
   // A serving end that does not allow remote listens refuses.
   const otherId = (await procs.run(['tunnel', 'id', '--key', join(keys, 'other.key')])).out.trim();
