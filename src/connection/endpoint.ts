@@ -197,6 +197,8 @@ export class Endpoint extends EventEmitter {
   private resumeAttempt = 0;
   private resumeTimer: TimerHandle | undefined;
   private lookupNeeded = false;
+  /** Whether that lookup waits for a newer epoch (a peer in transit) or only asks (a silent one). */
+  private lookupWaits = true;
   private handshakeTimer: TimerHandle | undefined;
   private queue: Event[] = [];
   private firing = false;
@@ -749,6 +751,7 @@ export class Endpoint extends EventEmitter {
     this.brokenSince = undefined;
     this.retryDelay = limit('RESUME_RETRY_MS');
     this.lookupNeeded = false;
+    this.lookupWaits = true;
     // Resumed: the peer accepted our location (or did not need a proof of it), and we its.
     this.mustProve = false;
     this.askProof = false;
@@ -1731,6 +1734,9 @@ export class Endpoint extends EventEmitter {
         // In transit, unknown here, or silent: ask the location service before the next try.
         if (code === 'FERRY_ERR_PEER_MOVING' || code === 'FERRY_ERR_UNKNOWN_CONNECTION' || code === 'FERRY_ERR_CONTROL_TIMEOUT' || code === 'FERRY_ERR_UNKNOWN_AGENT') {
           this.lookupNeeded = true;
+          // Silence says nothing of a move (lost datagrams, a dead host): take a newer location
+          // if there is one, but do not wait up to PEER_MOVE_WAIT_MS for one that may never come.
+          this.lookupWaits = code !== 'FERRY_ERR_CONTROL_TIMEOUT';
         }
         this.log.info('resume_unanswered', { code });
         this.fireIfDefined('timeout');
@@ -1777,7 +1783,7 @@ export class Endpoint extends EventEmitter {
     if (attempt !== this.resumeAttempt || this.state !== 'SUSPENDED' || this.moving) return;
     if (this.lookupNeeded) {
       const left = this.env.reconnectLimitMs - (this.env.clock.now() - (this.brokenSince ?? this.env.clock.now()));
-      const loc = await this.env.locate(this.peerAgent, this.peer.epoch, Math.max(0, Math.min(limit('PEER_MOVE_WAIT_MS'), left)));
+      const loc = await this.env.locate(this.peerAgent, this.peer.epoch, this.lookupWaits ? Math.max(0, Math.min(limit('PEER_MOVE_WAIT_MS'), left)) : 0);
       if (attempt !== this.resumeAttempt || this.state !== 'SUSPENDED' || this.moving) return;
       if (loc && (loc.ip !== this.peer.ip || loc.controlPort !== this.peer.controlPort || loc.epoch > this.peer.epoch)) {
         this.peer = loc;
@@ -1785,6 +1791,7 @@ export class Endpoint extends EventEmitter {
         this.retryDelay = limit('RESUME_RETRY_MS');
       }
       this.lookupNeeded = false;
+      this.lookupWaits = true;
     }
     this.fire('resume');
   }
@@ -1894,7 +1901,7 @@ export class Endpoint extends EventEmitter {
     this.fire(event);
     if (resumeAfter && this.state === 'SUSPENDED') {
       // A moving peer is found again through the location service (it registers when it lands).
-      if (m.reason & 1) this.lookupNeeded = true;
+      if (m.reason & 1) this.lookupNeeded = this.lookupWaits = true;
       this.autoResume = true;
       this.scheduleResume();
     }
