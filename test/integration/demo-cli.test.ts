@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 test('ferry demo --json: ten streams exactly once across 10 migrations (one a group move) and 1 rollback', async () => {
-  const child = spawn(process.execPath, [MAIN, 'demo', '--bytes', '2097152', '--rounds', '1', '--seconds', '4', '--json'], { stdio: 'pipe' });
+  const child = spawn(process.execPath, [MAIN, 'demo', '--bytes', '2097152', '--rounds', '1', '--seconds', '8', '--json'], { stdio: 'pipe' });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
