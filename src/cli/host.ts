@@ -17,7 +17,8 @@ export const HOST_HELP = `ferry host — run a host: one UDP control port, one T
 
 Usage: ferry host [options]
 
-  --config FILE           JSON file with any of the options below (flags win)
+  --config FILE           JSON object with any of the options below as keys (flags win;
+                          an unknown key or a wrong type is an error)
   --name NAME             name in logs (default: first 8 hex digits of the host id)
   --data-dir DIR          where the key, admin token and host.json live (default ./ferry-host)
   --key FILE              host key (32-byte Ed25519 seed, hex); created if missing
@@ -79,28 +80,31 @@ type Fail = (msg: string) => never;
 /** How many ended agents `ferry ls` shows. */
 const ENDED_KEPT = 32;
 
+/** The options of `ferry host`, as flags and as --config keys. */
+const HOST_OPTIONS = {
+  config: { type: 'string' },
+  name: { type: 'string' },
+  'data-dir': { type: 'string' },
+  key: { type: 'string' },
+  ip: { type: 'string' },
+  'control-port': { type: 'string' },
+  'redirector-port': { type: 'string' },
+  rendezvous: { type: 'string' },
+  'rendezvous-port': { type: 'string' },
+  policy: { type: 'string' },
+  'no-security': { type: 'boolean' },
+  'admin-port': { type: 'string' },
+  verbose: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 /** Run `ferry host`; resolves with the exit status after a signal. */
 export async function hostMain(argv: string[], fail: Fail): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: {
-        config: { type: 'string' },
-        name: { type: 'string' },
-        'data-dir': { type: 'string' },
-        key: { type: 'string' },
-        ip: { type: 'string' },
-        'control-port': { type: 'string' },
-        'redirector-port': { type: 'string' },
-        rendezvous: { type: 'string' },
-        'rendezvous-port': { type: 'string' },
-        policy: { type: 'string' },
-        'no-security': { type: 'boolean' },
-        'admin-port': { type: 'string' },
-        verbose: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
+      options: HOST_OPTIONS,
       strict: true,
     }));
   } catch (err) {
@@ -117,7 +121,15 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
     } catch (err) {
       fail(`cannot read config ${values.config}: ${(err as Error).message}`);
     }
-    for (const [k, v] of Object.entries(cfg)) if (values[k] === undefined && (typeof v === 'string' || typeof v === 'boolean' || typeof v === 'number')) values[k] = typeof v === 'number' ? String(v) : v;
+    if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) fail(`config ${values.config}: expected a JSON object of options`);
+    // The same options as the flags, checked as strictly: a misspelt key is an error, not ignored.
+    const known = Object.keys(HOST_OPTIONS).filter((k) => k !== 'config' && k !== 'help');
+    for (const [k, v] of Object.entries(cfg)) {
+      if (!known.includes(k)) fail(`config ${values.config}: unknown key ${JSON.stringify(k)} (known: ${known.join(', ')})`);
+      const boolean = HOST_OPTIONS[k as keyof typeof HOST_OPTIONS].type === 'boolean';
+      if (boolean ? typeof v !== 'boolean' : typeof v !== 'string' && typeof v !== 'number') fail(`config ${values.config}: ${k} must be ${boolean ? 'true or false' : 'a string or a number'}, got ${JSON.stringify(v)}`);
+      if (values[k] === undefined) values[k] = typeof v === 'number' ? String(v) : (v as string | boolean);
+    }
   }
   const port = (name: string): number => {
     const v = values[name];
