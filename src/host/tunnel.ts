@@ -276,7 +276,8 @@ export class TunnelEnd {
     const peer = fs.remoteAgent;
     const reverseTo = this.reverseTargets.get(peer);
     if (!reverseTo && !this.opts.allow(peer)) return this.deny(fs, 'FERRY_ERR_TUNNEL_DENIED', { peer });
-    readPreamble(fs).then(
+    // Bounded like the opener's wait for ACCEPTED: a connection that never says what it is for is not held.
+    readPreamble(fs, limit('TUNNEL_ACCEPT_TIMEOUT_MS')).then(
       ({ preamble, rest }) => {
         if (preamble.kind === TunnelKind.STREAM) {
           const to = reverseTo ?? (this.opts.allow(peer) ? this.opts.to : undefined);
