@@ -181,6 +181,20 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-demo-'));
   const children: Child[] = [];
   let redis: RedisServerHandle | undefined;
+  // Killed by SIGINT or SIGTERM (Ctrl-C, or `kill PID`): stop the rendezvous, the hosts and any
+  // redis-server, remove the temp folder, then exit as the signal would have (128 + its number).
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signalled = true;
+    progress.done();
+    process.stderr.write(`ferry demo: ${signal}: stopping the rendezvous and hosts, removing ${dir}\n`);
+    void Promise.all(children.map((c) => c.stop()))
+      .then(() => redis?.destroy())
+      .then(() => rm(dir, { recursive: true, force: true }))
+      .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     // The owner of the agents, and a policy on every host that admits that owner.
     const owner = Identity.generate();
@@ -415,10 +429,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       ...(attacked ? { attack: { ...attacked, closedByRingAgents: [...results.values()].reduce((n, r) => n + (r.strangers ?? 0), 0) } } : {}),
     };
   } catch (err) {
+    // Stopped by a signal: what failed is the signal's doing; the handler cleans up and exits.
+    if (signalled) await new Promise<never>(() => {});
     progress.done();
     for (const c of children) process.stderr.write(`--- last log lines of ${c.name}:\n${c.lastLines()}\n`);
     throw err;
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await Promise.all(children.map((c) => c.stop()));
     await redis?.destroy();
     await rm(dir, { recursive: true, force: true });
