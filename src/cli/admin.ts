@@ -119,7 +119,8 @@ export function formatErrorChain(err: unknown): string {
     const x = e as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown };
     const code = typeof x.code === 'string' ? x.code : typeof x.name === 'string' ? x.name : 'Error';
     const message = typeof x.message === 'string' ? x.message : String(e);
-    lines.push(`${depth === 0 ? '' : '  cause: '}${code}: ${message}`);
+    // Node's system errors start their message with the code already (ENOTDIR: not a directory).
+    lines.push(`${depth === 0 ? '' : '  cause: '}${message.startsWith(`${code}:`) ? message : `${code}: ${message}`}`);
     e = typeof e === 'object' ? x.cause : undefined;
   }
   return lines.join('\n');

@@ -143,7 +143,11 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
   if (faultName !== undefined && !fault) fail(`FERRY_TEST_FAULT=${JSON.stringify(faultName)} is not a test fault (${Object.keys(TEST_FAULTS).join(', ')}); unset it`);
   if (faultName !== undefined) process.stderr.write(`ferry host: TEST FAULT INJECTION ON (FERRY_TEST_FAULT=${faultName}): this host freezes during migrations; for tests only\n`);
   const dataDir = resolve(String(values['data-dir'] ?? 'ferry-host'));
-  await mkdir(dataDir, { recursive: true });
+  try {
+    await mkdir(dataDir, { recursive: true });
+  } catch (err) {
+    fail(`cannot use data directory ${dataDir}: ${(err as Error).message}`);
+  }
   // A host.json left by an earlier run would send operator commands to a dead port while this one
   // starts; without it they wait for the new one (HOST_START_WAIT_MS).
   await rm(join(dataDir, 'host.json'), { force: true });
