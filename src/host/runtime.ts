@@ -552,6 +552,11 @@ class RunningAgent {
   gracefulStop = false;
   /** The worker died after the snapshot of a move; reported if the move fails. */
   pendingFailure: FerryError | undefined;
+  /**
+   * run() returned after the snapshot of a move: past the state the agent restarts from, so it
+   * counts only if the move rolls back (the destination runs on from the snapshot otherwise).
+   */
+  pendingFinish: AgentExit | undefined;
   readonly freezeWaiters = new Map<number, { resolve: (m: Extract<WorkerMessage, { t: 'frozen' }>) => void; reject: (e: FerryError) => void }>();
   readonly exited: Promise<AgentExit>;
   resolveExit!: (e: AgentExit) => void;
@@ -1159,7 +1164,13 @@ export class AgentRuntime extends EventEmitter {
           } catch {
             result = undefined;
           }
-          this.end(a, { agentId: a.id, reason: 'finished', result });
+          const exit: AgentExit = { agentId: a.id, reason: 'finished', result };
+          // Ending it here now would report it finished on this host while the destination
+          // commits and runs it from the snapshot: one agent, two hosts. The move decides.
+          if (moving) {
+            a.pendingFinish = exit;
+            a.log.info('agent_finished_while_moving', {});
+          } else this.end(a, exit);
         } else {
           const code: ErrorCode = m.code === 'FERRY_ERR_CONFINEMENT' ? 'FERRY_ERR_CONFINEMENT' : 'FERRY_ERR_AGENT_CRASHED';
           this.fail(a, code, m.message);
@@ -1360,6 +1371,8 @@ export class AgentRuntime extends EventEmitter {
         a.phase = 'running';
         for (const p of a.pumps.values()) p.thaw();
         a.log.warn('agent_migration_failed', { target, code: e.code, detail: e.message });
+        // Rolled back: run() here did return, and that finish stands now.
+        if (a.pendingFinish) this.end(a, a.pendingFinish);
         throw e;
       }
       // Past the point of no return here: the agent cannot run on at this host.
