@@ -12,6 +12,8 @@ const NEEDED = [
   ['/usr/bin/iperf3', 'iperf3'],
   ['/usr/sbin/sshd', 'openssh-server'],
   ['/usr/bin/ssh', 'openssh-client'],
+  // ss -K cuts the tunnel tests' data path; ip makes the network namespaces.
+  ['/usr/bin/ss', 'iproute2'],
 ];
 
 const missing = [...new Set(NEEDED.filter(([path]) => !existsSync(path)).map(([, pkg]) => pkg))];
