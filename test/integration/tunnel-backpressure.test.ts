@@ -34,6 +34,7 @@ test('tunnel: a target that stops reading stops the client writer; bounded; all 
   assert.match(pair.serve.out(), /ferry tunnel ready: .*budget=\d+x\d+KiB/, 'the serving end announces its buffer budget');
 
   const c = netConnect({ host: '127.0.0.1', port: pair.listenPort });
+  c.resume();
   await once(c, 'connect');
   const sent = createHash('sha256');
   let pushed = 0;
@@ -70,7 +71,9 @@ test('tunnel: a target that stops reading stops the client writer; bounded; all 
   });
   accepted.resume();
   await once(accepted, 'end');
+  accepted.end();
   await writer;
+  await once(c, 'end');
   assert.equal(received, total);
   assert.equal(got.digest('hex'), sent.digest('hex'));
   stop = true;
