@@ -68,6 +68,10 @@ export class DataSocket {
     socket.on('error', (err) => this.finish(isFerryError(err) ? err : undefined));
     socket.on('close', () => this.finish(undefined));
     socket.on('end', () => this.finish(undefined));
+    // A socket that died before it was handed to us (a resume HELLO parked for the peer's proof
+    // while its link reset) emits no 'close' any more: report it once the caller has attached us,
+    // or the connection would sit ESTABLISHED on it for ever (found by the simulator).
+    if (socket.destroyed) queueMicrotask(() => this.finish(undefined));
   }
 
   /** Replace the handlers (the redirector reads HELLO, then hands the socket to the endpoint). */
