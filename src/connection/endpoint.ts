@@ -261,6 +261,9 @@ export class Endpoint extends EventEmitter {
     init: { state: State; connectionId: Buffer; peer: PeerLocator; secure: boolean; send: SendBuffer; recv: ReceiveBuffer; keys?: ConnectionKeys | undefined },
   ) {
     super();
+    // Each pending suspend(), resume() or close() of the application waits on a few events:
+    // more than Node's default 10 listeners is concurrency, not a leak (every wait removes its own).
+    this.setMaxListeners(64);
     this.state = init.state;
     this.connectionId = init.connectionId;
     this.peer = init.peer;
