@@ -21,7 +21,9 @@ export const MIGRATE_HELP = `ferry migrate — move an agent to another host (tr
 Usage: ferry migrate AGENT[,AGENT…] TARGET [--data-dir DIR]
   AGENT            the agent id (32 hex digits); several, comma-separated, move as one group
                    (one channel, admitted together, all or nothing before the commit)
-  TARGET           the destination host's data directory, or [HOST_ID@]IP:REDIRECTOR_PORT
+  TARGET           the destination host's id (32 hex digits, as \`ferry host\` prints it: found
+                   through the rendezvous, where every host registers itself), its data
+                   directory, or [HOST_ID@]IP:REDIRECTOR_PORT
   --data-dir DIR   the source host's data directory (default ./ferry-host)
 
 The agent, its state and its open connections move over the hosts' authenticated migration
@@ -192,13 +194,16 @@ export async function migrateMain(argv: string[], fail: Fail): Promise<number> {
   }
   const [agent, target] = positionals;
   if (!agent || !target || positionals.length !== 2) fail('usage: ferry migrate AGENT[,AGENT…] TARGET [--data-dir DIR]');
-  let ip: string;
-  let redirectorPort: number;
+  let ip: string | undefined;
+  let redirectorPort: number | undefined;
   let hostId: string | undefined;
-  // TARGET is a data directory, or [HOST_ID@]IP:PORT (the form ctx.migrate takes), or the older
+  // TARGET is a host id, a data directory, or [HOST_ID@]IP:PORT (the forms ctx.migrate takes), or the older
   // IP:PORT@HOST_ID.
   const legacy = /^(.+):(\d+)@([0-9a-f]{32})$/.exec(target);
-  if (legacy) {
+  if (/^[0-9a-f]{32}$/.test(target)) {
+    // A host id alone: the host looks it up at its rendezvous (where hosts register themselves).
+    hostId = target;
+  } else if (legacy) {
     ip = legacy[1]!;
     redirectorPort = Number(legacy[2]);
     hostId = legacy[3];
@@ -222,9 +227,9 @@ export async function migrateMain(argv: string[], fail: Fail): Promise<number> {
     ({ ip, redirectorPort, hostId } = dest.target);
   }
   const group = agent.includes(',') ? agent.split(',').filter((x) => x.length > 0) : undefined;
-  const out = await call(resolve(String(values['data-dir'] ?? 'ferry-host')), 'POST', '/migrate', { ...(group ? { agents: group } : { agent }), ip, redirectorPort, ...(hostId ? { hostId } : {}) }, fail);
+  const out = await call(resolve(String(values['data-dir'] ?? 'ferry-host')), 'POST', '/migrate', { ...(group ? { agents: group } : { agent }), ...(ip === undefined ? {} : { ip, redirectorPort }), ...(hostId ? { hostId } : {}) }, fail);
   if (out.failed) return 1;
-  process.stdout.write(`migrated ${agent} to ${ip}:${redirectorPort}${hostId ? ` (host ${hostId})` : ''} in ${String(out.ms)} ms\n`);
+  process.stdout.write(`migrated ${agent} to ${ip === undefined ? `host ${hostId}` : `${ip}:${redirectorPort}${hostId ? ` (host ${hostId})` : ''}`} in ${String(out.ms)} ms\n`);
   return 0;
 }
 

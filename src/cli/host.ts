@@ -239,7 +239,7 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
   });
   process.stdout.write(`ferry host ready: id=${host.id} control=${facts.control} redirector=${facts.redirector} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} admin=${admin.url}\n`);
   let stopping = false;
-  void probeRendezvous(location, rendezvous, log, () => stopping);
+  void probeRendezvous(location, rendezvous, log, () => stopping).then(() => registerSelf(host, log, () => stopping));
   await stopped;
   stopping = true;
 
@@ -269,6 +269,20 @@ async function probeRendezvous(location: RendezvousClient, address: string, log:
       down = true;
       await new Promise((r) => setTimeout(r, limit('RENDEZVOUS_PROBE_MS')));
     }
+  }
+}
+
+/**
+ * Once the rendezvous answers, register this host's own locator under its id, so agents and
+ * `ferry migrate` can name it by id alone; a refusal is logged (moves by address still work).
+ */
+async function registerSelf(host: Host, log: Logger, stopped: () => boolean): Promise<void> {
+  if (stopped()) return;
+  try {
+    await host.registerSelf();
+    log.info('host_registered', { host: host.id });
+  } catch (err) {
+    log.warn('host_registration_failed', { host: host.id, code: (err as FerryError).code, detail: (err as Error).message });
   }
 }
 

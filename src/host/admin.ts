@@ -129,9 +129,11 @@ async function handle(host: Host, ext: AdminExtensions, req: IncomingMessage): P
     const agent = group ? undefined : parseId(String(b.agent ?? ''));
     const ip = typeof b.ip === 'string' ? b.ip : '';
     const redirectorPort = Number(b.redirectorPort);
-    if (!ip || !Number.isInteger(redirectorPort) || redirectorPort <= 0 || redirectorPort > 65535) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'migrate needs ip and redirectorPort');
+    // A host id alone: where that host registered itself at the rendezvous.
+    const byId = !ip && b.redirectorPort === undefined && typeof b.hostId === 'string';
+    if (!byId && (!ip || !Number.isInteger(redirectorPort) || redirectorPort <= 0 || redirectorPort > 65535)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'migrate needs ip and redirectorPort, or a host id');
     const started = performance.now();
-    const t = { ip, redirectorPort, ...(typeof b.hostId === 'string' ? { hostId: parseId(b.hostId) as unknown as HostId } : {}) };
+    const t = byId ? await host.resolveTarget(parseId(String(b.hostId))) : { ip, redirectorPort, ...(typeof b.hostId === 'string' ? { hostId: parseId(b.hostId) as unknown as HostId } : {}) };
     const report = group ? await host.migrateGroup(group, t) : await host.migrateAgent(agent!, t);
     return { migrated: group ?? agent, ms: Math.round((performance.now() - started) * 100) / 100, ...(report ?? {}) };
   }

@@ -155,6 +155,9 @@ export interface AgentCheckpoint {
   landing?: AgentLanding;
 }
 
+/** A bare host id as a migration target (ids print as 32 lowercase hex digits). */
+const HOST_ID_RE = /^[0-9a-f]{32}$/;
+
 /** Parse a migration target string: "ip:redirectorPort" or "hostId@ip:redirectorPort". */
 export function parseMigrationTarget(target: string): MigrationTarget {
   const m = /^(?:([^@\s]+)@)?(\[[^\]]+\]|[^:@\s]+):(\d{1,5})$/.exec(target);
@@ -338,6 +341,42 @@ export class Host {
 
   private get controlPort(): number {
     return Number(this.control.address.slice(this.control.address.lastIndexOf(':') + 1));
+  }
+
+  // ------------------------------------------------------------------ hosts by id
+
+  /**
+   * Register this host's own locator under its own id (an empty chain, signed by the host key:
+   * the id is the hash of that key, which is the proof; docs/DELEGATION.md "Hosts by id"), so that
+   * a migration target can be named by host id alone. The epoch is the wall clock in seconds (a
+   * u32 on the wire), or one past the stored one if that is not newer (a restart within the second,
+   * a clock that went back). Call it at start and whenever the rendezvous
+   * answers again after it did not.
+   */
+  async registerSelf(): Promise<void> {
+    const cur = await this.location.lookup(this.id as unknown as AgentId);
+    const epoch = Math.max(Math.floor(this.wallClock() / 1000), (cur?.epoch ?? 0) + 1);
+    await this.location.register(
+      { agent: this.id as unknown as AgentId, hostId: this.id, ip: this.ip, controlPort: this.controlPort, redirectorPort: this.redirectorPort, epoch, agentKey: this.identity.publicRaw, chain: [] },
+      { signer: this.identity },
+    );
+  }
+
+  /**
+   * The migration target a string names: "[hostId@]ip:redirectorPort", or a bare host id, looked
+   * up at the location service (where that host registered itself, {@link Host.registerSelf}).
+   * The target keeps the id, so the migration channel still authenticates that host's key: a
+   * directory that lies can only send the move to a host that fails the handshake.
+   * @throws FerryError `FERRY_ERR_UNKNOWN_HOST` for an id no host registered,
+   *   `FERRY_ERR_INVALID_ARGUMENT` for anything else that is not a target.
+   */
+  async resolveTarget(target: string): Promise<MigrationTarget> {
+    if (!HOST_ID_RE.test(target)) return parseMigrationTarget(target);
+    const e = await this.location.lookup(target as AgentId);
+    // Only a self-registration (keyed by the host's own id) names a host; an agent's entry names
+    // the host it runs on, never itself.
+    if (!e || e.hostId !== target) throw new FerryError('FERRY_ERR_UNKNOWN_HOST', `no host ${target} is registered at the location service`);
+    return { ip: e.ip, redirectorPort: e.redirectorPort, hostId: target as unknown as HostId };
   }
 
   // ------------------------------------------------------------------ agents

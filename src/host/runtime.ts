@@ -27,7 +27,7 @@ import type { AgentServerSocket, AgentSocket } from '../connection/index.js';
 import { parseId, type AgentId, type Identity } from '../identity/index.js';
 import { ERRORS, FerryError, isFerryError, limit, setBounded, silentLogger, systemClock, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
 import { parseWorkerMessage, type Consumed, type HostMessage, type SocketInfo, type WorkerInit, type WorkerMessage } from './agent-protocol.js';
-import { groupResult, parseMigrationTarget, type GroupMember, type Host, type MemberOutcome, type MigrationReport, type MigrationTarget } from './host.js';
+import { groupResult, type GroupMember, type Host, type MemberOutcome, type MigrationReport, type MigrationTarget } from './host.js';
 import {
   checkConnect,
   checkListen,
@@ -1492,8 +1492,8 @@ export function inProcessHost(host: Host, directory: InProcessDirectory, ownerOf
 
 /**
  * A {@link RuntimeHost} over a real `Host`: moves go over the authenticated migration channel
- * (`Host.migrateAgent`) to a target "[hostId@]ip:redirectorPort" (or what `resolve` makes of the
- * target string). Call `host.useRuntime(runtime)` too, so the host admits and lands agents that
+ * (`Host.migrateAgent`) to a target "[hostId@]ip:redirectorPort" or a bare host id looked up at
+ * the location service (`Host.resolveTarget`), or what `resolve` makes of the target string. Call `host.useRuntime(runtime)` too, so the host admits and lands agents that
  * migrate to it. A destination's refusal rejects with its own code (POLICY_DENIED…); the agent
  * runs on here.
  */
@@ -1509,7 +1509,7 @@ export function channelHost(
     connect: (from, to) => host.connect(from, to),
     ...(o.ownerOf ? { ownerOf: o.ownerOf } : {}),
     migrate: async (agentId, target, outgoing) => {
-      const t = o.resolve?.(target) ?? parseMigrationTarget(target);
+      const t = o.resolve?.(target) ?? (await host.resolveTarget(target));
       try {
         return await host.migrateAgent(agentId, t, outgoing);
       } catch (err) {
@@ -1517,7 +1517,7 @@ export function channelHost(
         throw err;
       }
     },
-    migrateGroup: async (members, target) => host.migrateMembers(members, o.resolve?.(target) ?? parseMigrationTarget(target)),
+    migrateGroup: async (members, target) => host.migrateMembers(members, o.resolve?.(target) ?? (await host.resolveTarget(target))),
   };
 }
 

@@ -6,6 +6,11 @@
  * delegation chain proves H may act for A at epoch e (docs/DELEGATION.md), and H's signature
  * over the whole REGISTER binds the locator to it, so a copy of a chain seen on the wire cannot
  * be re-registered with another address. Freshness is the epoch: it must exceed the stored one.
+ *
+ * A self-registration says "host H is reachable at this locator": the entry is keyed by H's own
+ * id, carries H's key as the agent key and an empty chain (the holder is the subject: the id is
+ * the hash of the key, which is the proof), and is signed by that key. It lets agents and the CLI
+ * name a migration target by host id alone (docs/DELEGATION.md, "Hosts by id").
  */
 import { FerryError } from '../util/index.js';
 import { idOfPublicKey, verifyChain, verifySignature, type ChainPolicy } from '../identity/index.js';
@@ -37,6 +42,10 @@ export interface RegistrationPolicy {
  *    `CHAIN_TOO_LONG`, `CHAIN_FORGED`, `CHAIN_BROKEN`, `CHAIN_EXPIRED`); for a bare claim with a
  *    key, `IDENTITY_MISMATCH` if the key does not hash to the agent.
  * 5. `FERRY_ERR_BAD_SIGNATURE`: the registering host's signature does not verify.
+ *
+ * An empty chain is a host's self-registration: `agent` must equal `hostId`
+ * (`FERRY_ERR_CHAIN_TRUNCATED` otherwise, as before: an agent's registration needs links), the key must hash to it (`FERRY_ERR_IDENTITY_MISMATCH`),
+ * and the signature must verify under that key (`FERRY_ERR_BAD_SIGNATURE`).
  */
 export function checkRegistration(reg: Register, current: LocationEntry | undefined, now: number, policy: RegistrationPolicy): LocationEntry {
   const base = { agent: reg.agent, hostId: reg.hostId, ip: reg.ip, controlPort: reg.controlPort, redirectorPort: reg.redirectorPort, epoch: reg.epoch };
@@ -51,6 +60,7 @@ export function checkRegistration(reg: Register, current: LocationEntry | undefi
     if (reg.agentKey && idOfPublicKey(reg.agentKey) !== reg.agent) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', `agent key does not hash to ${reg.agent}`);
     return reg.agentKey ? { ...base, agentKey: Buffer.from(reg.agentKey) } : base;
   }
+  if (reg.chain.length === 0) return checkSelfRegistration(reg, base, stale);
   const last = reg.chain[reg.chain.length - 1];
   if (last) {
     if (idOfPublicKey(last.subject) !== reg.hostId) throw new FerryError('FERRY_ERR_REGISTRATION_MISMATCH', `the chain delegates to another host than ${reg.hostId}`);
@@ -63,4 +73,17 @@ export function checkRegistration(reg: Register, current: LocationEntry | undefi
     throw new FerryError('FERRY_ERR_BAD_SIGNATURE', `registration of ${reg.agent} is not signed by host ${reg.hostId}`);
   }
   return { ...base, agentKey: Buffer.from(reg.agentKey!), chain: reg.chain };
+}
+
+/** A host registering its own locator under its own id (empty chain): see {@link checkRegistration}. */
+function checkSelfRegistration(reg: Register, base: LocationEntry, stale: () => void): LocationEntry {
+  // For an agent other than the host, nothing delegates it: the chain is missing its links.
+  if (reg.agent !== reg.hostId) throw new FerryError('FERRY_ERR_CHAIN_TRUNCATED', `empty delegation chain: ${reg.agent} is not host ${reg.hostId}, so only a host's own registration may omit it`);
+  stale();
+  if (!reg.agentKey || idOfPublicKey(reg.agentKey) !== reg.hostId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', `the key does not hash to host ${reg.hostId}`);
+  const { signature, ...unsigned } = reg;
+  if (!signature || !verifySignature(reg.agentKey, registerSigned(unsigned), signature)) {
+    throw new FerryError('FERRY_ERR_BAD_SIGNATURE', `self-registration of host ${reg.hostId} is not signed by its key`);
+  }
+  return { ...base, agentKey: Buffer.from(reg.agentKey), chain: [] };
 }

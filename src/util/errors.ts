@@ -82,6 +82,7 @@ export const ERRORS = {
   FERRY_ERR_AGENT_UNRESPONSIVE: { wire: 78, by: 'peer', summary: 'An agent worker did not answer a heartbeat in time (busy loop or blocked thread); the agent was stopped.' },
   FERRY_ERR_AGENT_PROTOCOL: { wire: 79, by: 'peer', summary: 'An agent worker sent the host a malformed or out-of-order message; the agent was stopped.' },
   FERRY_ERR_AGENT_ELSEWHERE: { wire: 0, by: 'local', summary: 'A launch names an agent that is registered on another host: an agent never runs on two hosts. Launch with replace (`ferry launch --replace`) to move the registration here; the copy there is then fenced.' },
+  FERRY_ERR_UNKNOWN_HOST: { wire: 0, by: 'local', summary: 'A migration target names a host by id alone, and no host with that id has registered itself at the location service (hosts do at start).' },
   FERRY_ERR_FENCED: { wire: 0, by: 'local', summary: 'This copy of an agent was stopped because another host registered the agent at a newer epoch that this host did not commit (a launch with replace elsewhere); its connections were ended.' },
   FERRY_ERR_BAD_POLICY: { wire: 0, by: 'local', summary: 'A host policy file is not valid JSON or does not match the schema (the message names the field).' },
   // --- ferry tunnel (docs/TUNNEL.md) -------------------------------------------------------

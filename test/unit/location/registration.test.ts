@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { extendChain, freshChain, issueDelegation } from '../../../src/identity/index.js';
+import { extendChain, freshChain, issueDelegation, type Identity } from '../../../src/identity/index.js';
 import { checkRegistration, type LocationEntry } from '../../../src/location/index.js';
 import { limit } from '../../../src/util/index.js';
 import type { Register } from '../../../src/wire/index.js';
@@ -119,4 +119,34 @@ test('a renewal (fresh chain, next epoch, same host) replaces the entry; a chain
   assert.equal(renewed.epoch, 2);
   const chain = extendChain(freshChain(agent, host(0).publicRaw, 2, T0, HOUR), host(0), host(1).publicRaw, 3, HOUR, T0 + 10);
   assert.equal(checkRegistration(signed(registration(chain, host(1), 3), host(1)), renewed, T0 + 20, STRICT).hostId, host(1).id);
+});
+
+test('a host registers its own locator under its own id (empty chain, signed by its key); forgeries refused', () => {
+  const h = host(2);
+  const self = (who: Identity, key: Uint8Array, epoch: number): Omit<Register, 'signature'> => ({
+    agent: who.id as unknown as Register['agent'],
+    hostId: who.id,
+    ip: '127.0.0.1',
+    controlPort: 4000,
+    redirectorPort: 5000,
+    epoch,
+    agentKey: Buffer.from(key),
+    chain: [],
+  });
+  const e = checkRegistration(signed(self(h, h.publicRaw, 7), h), undefined, NOW, STRICT);
+  assert.equal(e.agent, h.id);
+  assert.equal(e.redirectorPort, 5000);
+  assert.deepEqual(e.chain, []);
+  // A newer start replaces it; an older one is stale.
+  assert.equal(checkRegistration(signed(self(h, h.publicRaw, 8), h), e, NOW, STRICT).epoch, 8);
+  assert.throws(() => checkRegistration(signed(self(h, h.publicRaw, 7), h), e, NOW, STRICT), ferry('FERRY_ERR_STALE_EPOCH'));
+  // Mallory claims host 2's id with her own key, signed by her: the key does not hash to the id.
+  assert.throws(() => checkRegistration(signed(self(h, mallory.publicRaw, 9), mallory), undefined, NOW, STRICT), ferry('FERRY_ERR_IDENTITY_MISMATCH'));
+  // Host 2's key and id, but signed by mallory (or the locator changed after signing).
+  assert.throws(() => checkRegistration(signed(self(h, h.publicRaw, 9), mallory), undefined, NOW, STRICT), ferry('FERRY_ERR_BAD_SIGNATURE'));
+  const moved = { ...signed(self(h, h.publicRaw, 9), h), redirectorPort: 5001 };
+  assert.throws(() => checkRegistration(moved, undefined, NOW, STRICT), ferry('FERRY_ERR_BAD_SIGNATURE'));
+  // An entry keyed by another id than the host's: an agent's registration with no delegation.
+  const other = { ...self(h, h.publicRaw, 9), agent: agent.id };
+  assert.throws(() => checkRegistration(signed(other, h), undefined, NOW, STRICT), ferry('FERRY_ERR_CHAIN_TRUNCATED'));
 });
