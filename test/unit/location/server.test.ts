@@ -118,6 +118,22 @@ describe('rendezvous over loopback', () => {
     assert.equal((await srv.store.get(agent.id))?.hostId, host(0).id);
   });
 
+  it("accepts a host's own registration (empty chain, its key) and refuses another key or signer for that id", async () => {
+    const srv = await server();
+    const h = host(3);
+    const self = (key: Uint8Array, epoch: number): LocationEntry => ({ agent: h.id as unknown as LocationEntry['agent'], hostId: h.id, ip: '127.0.0.1', controlPort: 7, redirectorPort: 8, epoch, agentKey: key, chain: [] });
+    await (await client(srv, { signer: h })).register(self(h.publicRaw, 5));
+    const stored = await (await client(srv)).lookup(h.id as unknown as LocationEntry['agent']);
+    assert.equal(stored?.hostId, h.id);
+    assert.equal(stored?.redirectorPort, 8);
+    const ch = await raw();
+    const send = (reg: Register): Promise<unknown> => ch.request(srv.address, T.REGISTER, encodeRegister(reg));
+    const unsigned = (key: Uint8Array, epoch: number): Omit<Register, 'signature'> => ({ ...self(key, epoch), agentKey: Buffer.from(key), chain: [] });
+    await assert.rejects(send(signed(unsigned(mallory.publicRaw, 6), mallory)), ferry('FERRY_ERR_IDENTITY_MISMATCH'));
+    await assert.rejects(send(signed(unsigned(h.publicRaw, 6), mallory)), ferry('FERRY_ERR_BAD_SIGNATURE'));
+    assert.equal((await srv.store.get(h.id as unknown as LocationEntry['agent']))?.epoch, 5, 'the host entry is untouched');
+  });
+
   it('registers an 8-link chain in REGISTER_PART fragments (and refuses a 9th link)', async () => {
     const srv = await server({ now: () => T0 + 8 * 60_000 });
     const c = await client(srv, { signer: host(7) });
