@@ -45,11 +45,19 @@ test('a resume crossing the peer suspend right after both ends moved settles, an
       // A few ms in, both ends are still resuming (RES in flight or answered, no socket yet).
       await new Promise((r) => setTimeout(r, 2 + (i % 4) * 2));
       const [x, y] = i % 2 === 0 ? [sa, sb] : [sb, sa];
-      const suspended = outcome(x.suspend());
-      const resumed = outcome(y.resumeConnection());
+      // Which call took effect last decides the final state: a suspend acknowledged after the
+      // resume had already resumed the connection suspends it again, as it would without a move.
+      const order: string[] = [];
+      const suspended = outcome(x.suspend().then(() => void order.push('suspend')));
+      const resumed = outcome(y.resumeConnection().then(() => void order.push('resume')));
       const [rs, rr] = await within(Promise.all([suspended, resumed]), 8000, `try ${i}: suspend and the crossing resume`);
       assert.equal(rs, 'resolved', `try ${i}: the suspend happened`);
       assert.equal(rr, 'resolved', `try ${i}: the resume went on after it (states ${x.state}/${y.state})`);
+      if (order[1] === 'suspend') {
+        // The suspend came last: the connection rests suspended until someone resumes it.
+        await waitFor(() => x.state === 'SUSPENDED', 5000, `try ${i}: the later suspend holds`);
+        await within(y.resumeConnection(), 8000, `try ${i}: resume after the later suspend`);
+      }
       await waitFor(() => sa.state === 'ESTABLISHED' && sb.state === 'ESTABLISHED', 5000, `try ${i}: both ESTABLISHED`);
       sa.write(pattern(1, 10_000, 5000));
       sb.write(pattern(2, 10_000, 5000));
