@@ -18,7 +18,8 @@ after(() => procs.killAll());
 const MiB = 1024 * 1024;
 const IDLE = 10;
 
-test('tunnel: half-close both ways, streams and idle connections across a data path cut every 250 ms', async () => {
+// Bounded: a tunnelled connection that never finishes must fail the run, not hang it (seen once).
+test('tunnel: half-close both ways, streams and idle connections across a data path cut every 250 ms', { timeout: 120_000 }, async () => {
   // What the target does on its i-th connection: [bytes it sends, whether it sends FIN before the client's].
   const plan: Array<{ client: [number, boolean]; target: [number, boolean] }> = [
     ...Array.from({ length: IDLE }, () => ({ client: [64 * 1024, true] as [number, boolean], target: [0, false] as [number, boolean] })),
