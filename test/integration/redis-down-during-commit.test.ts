@@ -91,7 +91,12 @@ test('Redis dies during a move\'s commit: the move rolls back once the directory
 
   // And the next move commits.
   await h0.migrateAgent(a.id, target);
-  const moved = await nodes[0]!.store.get(a.id);
+  // Node 0 hears a commit made through node 1 over pub/sub, a moment later.
+  let moved = await nodes[0]!.store.get(a.id);
+  for (let i = 0; i < 50 && moved?.epoch !== 3; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    moved = await nodes[0]!.store.get(a.id);
+  }
   assert.deepEqual([moved?.hostId, moved?.epoch], [h1.id, 3]);
   sa = h1.socketsOf(a.id)[0]!;
   ra.attach(sa);
