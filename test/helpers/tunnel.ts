@@ -97,6 +97,11 @@ export class Cutter {
     return this;
   }
 
+  /** Stop cutting at once, for a test's clean-up (stop() is the check). */
+  halt(): void {
+    clearInterval(this.timer);
+  }
+
   /** Stop cutting; throws if `ss -K` ever failed (a test that cannot cut must fail). */
   async stop(): Promise<{ cuts: number; killed: number }> {
     clearInterval(this.timer);
@@ -104,6 +109,15 @@ export class Cutter {
     if (this.failure) throw this.failure;
     return { cuts: this.cuts, killed: this.killed };
   }
+}
+
+/** Where an exchange stands, for the message of a test that stops waiting for it. */
+export interface ExchangeProgress {
+  toSend?: number;
+  left?: number;
+  received?: number;
+  peerEnded?: boolean;
+  wroteAll?: boolean;
 }
 
 /** What one side of a checksummed exchange sent and received. */
@@ -124,6 +138,7 @@ export type TargetPlan = (tag: number) => { bytes: number; endFirst: boolean };
  */
 export class ShaTarget {
   readonly results = new Map<number, Promise<Exchange>>();
+  readonly progress = new Map<number, ExchangeProgress>();
   readonly errors: Error[] = [];
   private constructor(readonly server: Server) {}
 
@@ -138,7 +153,9 @@ export class ShaTarget {
         s.off('readable', onReadable);
         const tag = head.readUInt32BE(0);
         const p = plan(tag);
-        t.results.set(tag, exchange(s, p.bytes, p.endFirst, t.errors));
+        const track: ExchangeProgress = {};
+        t.progress.set(tag, track);
+        t.results.set(tag, exchange(s, p.bytes, p.endFirst, t.errors, track));
       };
       s.on('readable', onReadable);
     });
@@ -170,7 +187,7 @@ export function taggedClient(port: number, tag: number, errors: Error[]): Socket
  * With `endFirst` false, the FIN is sent only after the peer's FIN arrived (the other side closes
  * its direction first). Resolves with both checksums; an error on `s` is recorded in `errors`.
  */
-export function exchange(s: Socket, bytes: number, endFirst: boolean, errors: Error[]): Promise<Exchange> {
+export function exchange(s: Socket, bytes: number, endFirst: boolean, errors: Error[], track?: ExchangeProgress): Promise<Exchange> {
   const sent = createHash('sha256');
   const got = createHash('sha256');
   let received = 0;
@@ -187,6 +204,7 @@ export function exchange(s: Socket, bytes: number, endFirst: boolean, errors: Er
     const endIfReady = (): void => {
       if (left === 0 && !wroteAll && (endFirst || peerEnded)) {
         wroteAll = true;
+        if (track) track.wroteAll = true;
         s.end();
         finish();
       }
@@ -196,16 +214,20 @@ export function exchange(s: Socket, bytes: number, endFirst: boolean, errors: Er
         const chunk = randomBytes(Math.min(left, 64 * 1024));
         left -= chunk.length;
         sent.update(chunk);
+        if (track) track.left = left;
         if (!s.write(chunk)) return void s.once('drain', pump);
       }
       endIfReady();
     };
+    if (track) Object.assign(track, { toSend: bytes, left: bytes, received: 0, peerEnded: false, wroteAll: false });
     s.on('data', (c: Buffer) => {
       received += c.length;
       got.update(c);
+      if (track) track.received = received;
     });
     s.on('end', () => {
       peerEnded = true;
+      if (track) track.peerEnded = true;
       endIfReady();
       finish();
     });

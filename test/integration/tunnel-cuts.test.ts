@@ -9,11 +9,15 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { Processes } from '../helpers/processes.js';
-import { Cutter, ShaTarget, exchange, startTunnelPair, taggedClient, type Exchange } from '../helpers/tunnel.js';
+import { Cutter, ShaTarget, exchange, startTunnelPair, taggedClient, type Exchange, type ExchangeProgress } from '../helpers/tunnel.js';
 import { waitFor } from '../helpers/harness.js';
 
 const procs = new Processes();
-after(() => procs.killAll());
+let cutter: Cutter | undefined;
+after(() => {
+  cutter?.halt();
+  return procs.killAll();
+});
 
 const MiB = 1024 * 1024;
 const IDLE = 10;
@@ -38,21 +42,42 @@ test('tunnel: half-close both ways, streams and idle connections across a data p
     });
     return s;
   };
+  // Where every exchange stands, so that a stuck one fails with what it had done, not a bare timeout.
+  const clientProgress = new Map<number, ExchangeProgress>();
+  const track = (i: number): ExchangeProgress => {
+    const p: ExchangeProgress = {};
+    clientProgress.set(i, p);
+    return p;
+  };
+  const within = async <T>(what: string, p: Promise<T>, ms: number): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const rows = plan.map((_, i) => `${i}: client ${JSON.stringify(clientProgress.get(i) ?? null)} target ${JSON.stringify(target.progress.get(i) ?? null)}`);
+        reject(new Error(`${what} not done after ${ms} ms\n${rows.join('\n')}\nconnect end: ${pair.connect.err().slice(-3000)}\nserve end: ${pair.serve.err().slice(-3000)}`));
+      }, ms);
+    });
+    try {
+      return await Promise.race([p, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   const idle: Socket[] = [];
   for (let i = 0; i < IDLE; i++) idle.push(await open(i));
 
-  const cutter = new Cutter(pair.redirectorPorts, 250).start();
+  const cut = (cutter = new Cutter(pair.redirectorPorts, 250).start());
   const active: Promise<Exchange>[] = [];
   for (let i = IDLE; i < plan.length; i++) {
     const s = await open(i);
-    active.push(exchange(s, plan[i]!.client[0], plan[i]!.client[1], errors));
+    active.push(exchange(s, plan[i]!.client[0], plan[i]!.client[1], errors, track(i)));
   }
-  const clientSide = await Promise.all(active);
+  const clientSide = await within('the active exchanges', Promise.all(active), 60_000);
   // The idle connections sat through cuts without a byte; now each carries 64 KiB and closes.
-  await waitFor(() => cutter.cuts >= 6, 10_000, 'six cuts');
-  const idleSide = await Promise.all(idle.map((s) => exchange(s, 64 * 1024, true, errors)));
-  const { cuts, killed } = await cutter.stop();
-  const targetSide = await Promise.all(plan.map((_, i) => target.results.get(i)!));
+  await waitFor(() => cut.cuts >= 6, 10_000, 'six cuts');
+  const idleSide = await within('the idle exchanges', Promise.all(idle.map((s, i) => exchange(s, 64 * 1024, true, errors, track(i)))), 40_000);
+  const { cuts, killed } = await cut.stop();
+  const targetSide = await within('the target side', Promise.all(plan.map((_, i) => target.results.get(i)!)), 10_000);
 
   assert.deepEqual(errors.map((e) => (e as NodeJS.ErrnoException).code), [], 'no TCP client saw an error');
   assert.deepEqual(target.errors.map((e) => (e as NodeJS.ErrnoException).code), [], 'the target saw no error');
