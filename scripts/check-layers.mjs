@@ -11,6 +11,11 @@
 // - Only adapters touch the network: node:dgram and node:net may be imported only under
 //   control/, host/, testing/, cli/, and by connection/ adapter files (a name ending in
 //   `adapter.ts`, or a file under connection/adapters/).
+// - connection/core/ is sans-I/O: its files may not name setTimeout, setInterval, setImmediate,
+//   queueMicrotask, process.nextTick, Date.now, performance.now, Math.random, randomBytes or
+//   systemClock, nor import node:net, node:dgram, node:timers or node:crypto (time comes in as
+//   `now`, randomness through an injected source); inside connection/ they import only core/ and
+//   the pure files listed in CORE_PURE (never the endpoint, the sockets or the index).
 // - cli/ alone may reach out of src/, and only to the bench runner (`../../bench/run.js`): the
 //   bench and its dev-only baselines live outside the package and are loaded on demand.
 // - A file directly under src/ is the package entry: it may import any layer but testing/ and cli/,
@@ -38,6 +43,32 @@ const IGNORED = new Set(['bench']);
 const BENCH_RUNNER = '../bench/run.js';
 const NETWORK = new Set(['node:dgram', 'dgram', 'node:net', 'net']);
 const NETWORK_LAYERS = new Set(['control', 'host', TESTING, 'cli']);
+
+/** The sans-I/O core of a connection (issue 11): no clock, timer, deferral, socket or randomness of its own. */
+const CORE_DIR = 'connection/core/';
+const CORE_BANNED_IMPORTS = new Set(['node:net', 'net', 'node:dgram', 'dgram', 'node:timers', 'timers', 'node:timers/promises', 'timers/promises', 'node:crypto', 'crypto']);
+const CORE_BANNED_NAMES = new Set(['setTimeout', 'setInterval', 'setImmediate', 'queueMicrotask', 'clearTimeout', 'clearInterval', 'clearImmediate', 'randomBytes', 'randomUUID', 'systemClock']);
+const CORE_BANNED_MEMBERS = new Set(['Date.now', 'performance.now', 'process.nextTick', 'Math.random', 'globalThis.setTimeout', 'globalThis.setImmediate', 'globalThis.queueMicrotask']);
+/** Files of connection/ outside core/ that the core may import: pure ones (tables, buffers, codecs). */
+const CORE_PURE = new Set(['connection/state-machine.js', 'connection/data-path.js', 'connection/checkpoint.js']);
+
+/** Where a core file names a clock, a timer, a deferral or a random source, by line. */
+function bannedNamesOf(file, text) {
+  const sf = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const out = [];
+  const line = (node) => sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1;
+  const visit = (node) => {
+    if (ts.isPropertyAccessExpression(node) && ts.isIdentifier(node.expression)) {
+      const name = `${node.expression.text}.${node.name.text}`;
+      if (CORE_BANNED_MEMBERS.has(name)) out.push({ name, line: line(node) });
+    } else if (ts.isIdentifier(node) && CORE_BANNED_NAMES.has(node.text)) {
+      out.push({ name: node.text, line: line(node) });
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  return out;
+}
 
 /** All .ts files under `dir`, as paths relative to src/ with forward slashes, sorted. */
 function listTs(dir) {
@@ -111,10 +142,21 @@ for (const rel of files) {
     violations.push(`src/${rel}: src/${from}/ is not a known layer (add it to RANK in scripts/check-layers.mjs)`);
     continue;
   }
-  const { found, dynamic } = importsOf(rel, readFileSync(join(SRC, rel), 'utf8'));
+  const text = readFileSync(join(SRC, rel), 'utf8');
+  const { found, dynamic } = importsOf(rel, text);
+  const inCore = rel.startsWith(CORE_DIR);
+  if (inCore) {
+    for (const { name, line } of bannedNamesOf(rel, text)) {
+      violations.push(`src/${rel}:${line}: uses '${name}': connection/core/ takes time as \`now\` and randomness from an injected source`);
+    }
+  }
   for (const d of dynamic) warnings.push(`src/${rel}:${d.line}: import() with a computed specifier is not checked`);
   for (const { spec, line } of found) {
     const where = `src/${rel}:${line}: imports '${spec}'`;
+    if (inCore && CORE_BANNED_IMPORTS.has(spec)) {
+      violations.push(`${where}: connection/core/ is sans-I/O (no sockets, timers or randomness of its own)`);
+      continue;
+    }
     if (NETWORK.has(spec)) {
       if (!NETWORK_LAYERS.has(from) && !isConnectionAdapter(rel)) {
         violations.push(`${where}: only control/, host/, testing/, cli/ and connection/ adapter files may touch the network`);
@@ -129,6 +171,10 @@ for (const rel of files) {
       continue;
     }
     const to = layerOf(target);
+    if (inCore && to === 'connection' && !target.startsWith(CORE_DIR) && !CORE_PURE.has(target)) {
+      violations.push(`${where}: connection/core/ imports only core/ and the pure files of connection/ (${[...CORE_PURE].join(', ')})`);
+      continue;
+    }
     if (IGNORED.has(to)) {
       violations.push(`${where}: src/ may not import ${to}/`);
       continue;

@@ -58,6 +58,7 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { lookup, rejectionFor, transition, type Event, type State } from './state-machine.js';
+import { TimerTable, type Expiry, type TimerName } from './core/index.js';
 
 /** What an endpoint needs from its host. */
 export interface EndpointEnv {
@@ -169,11 +170,8 @@ export class Endpoint extends EventEmitter {
   private kept: DataSocket | undefined;
   /** The socket our in-band SUSPEND went out on, while its answer (the peer's DRAIN) is awaited. */
   private inbandSus: DataSocket | undefined;
-  private keptTimer: TimerHandle | undefined;
-  /** The kept socket our outstanding RESUME offered, and that attempt's round. */
-  private offered: { ds: DataSocket; round: number } | undefined;
-  /** Bounds the wait for the answer to our RESUME (then: a RES datagram, a new socket). */
-  private offerTimer: TimerHandle | undefined;
+  /** The kept socket our outstanding RESUME offered ('resume_offer' bounds the wait for its answer). */
+  private offered: DataSocket | undefined;
   /** A reuse both ends agreed on, for the `reuse_socket` action. */
   private reuse: DataSocket | undefined;
   /** The reuse was the peer's RESUME that we accept: `reuse_socket` answers RESUME_ACK first. */
@@ -195,11 +193,22 @@ export class Endpoint extends EventEmitter {
   private brokenSince: number | undefined;
   private retryDelay = limit('RESUME_RETRY_MS');
   private resumeAttempt = 0;
-  private resumeTimer: TimerHandle | undefined;
   private lookupNeeded = false;
   /** Whether that lookup waits for a newer epoch (a peer in transit) or only asks (a silent one). */
   private lookupWaits = true;
-  private handshakeTimer: TimerHandle | undefined;
+  /**
+   * Every deadline of this connection (core/timers.ts). The endpoint holds one clock timer, set
+   * from its next deadline; an expiry names the socket slot it belongs to.
+   */
+  private readonly timers = new TimerTable();
+  private clockTimer: TimerHandle | undefined;
+  /** When {@link clockTimer} fires (it may fire before the next deadline: it then re-arms). */
+  private clockAt: number | undefined;
+  /** Socket slots: a number per data socket, so a deadline names the socket it belongs to. */
+  private readonly slotIds = new WeakMap<DataSocket, number>();
+  private lastSlot = 0;
+  /** Dials waiting for their HELLO_ACK, by slot: how each one fails. */
+  private readonly dials = new Map<number, (err: FerryError | undefined) => void>();
   private queue: Event[] = [];
   private firing = false;
   private ackScheduled = false;
@@ -347,7 +356,7 @@ export class Endpoint extends EventEmitter {
     ep.settleBudget();
     ep.transcript = ack.transcript;
     ep.fire('recv_connect');
-    ep.handshakeTimer = env.clock.setTimer(limit('HANDSHAKE_TIMEOUT_MS'), () => ep.fireIfDefined('timeout'));
+    ep.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
     return { endpoint: ep, reply: ack.body };
   }
 
@@ -382,7 +391,7 @@ export class Endpoint extends EventEmitter {
     ep.transcript = ack.transcript;
     ep.openKeys = ack.open;
     ep.fire('recv_connect');
-    ep.handshakeTimer = env.clock.setTimer(limit('HANDSHAKE_TIMEOUT_MS'), () => ep.fireIfDefined('timeout'));
+    ep.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
     // Until the CONNECT_CONFIRM verifies, the socket has proved nothing: frames keep the
     // redirector's first-frame bound.
     const ds: DataSocket = new DataSocket(sock, { frame: () => {}, close: (err) => ep.openingLost(ds, err), writable: () => {} }, ep.log, {
@@ -482,15 +491,9 @@ export class Endpoint extends EventEmitter {
   private armResumeDeadline(from: State, to: State): void {
     const resuming = (st: State): boolean => st === 'RES_SENT' || st === 'RES_ACKED';
     if (resuming(to) && !resuming(from)) {
-      this.resumeDeadline?.cancel();
-      this.resumeDeadline = this.env.clock.setTimer(limit('HANDSHAKE_TIMEOUT_MS'), () => {
-        this.resumeDeadline = undefined;
-        this.log.info('resume_deadline', { state: this.state });
-        this.fireIfDefined('timeout');
-      });
+      this.setDeadline('resume_deadline', limit('HANDSHAKE_TIMEOUT_MS'));
     } else if (!resuming(to)) {
-      this.resumeDeadline?.cancel();
-      this.resumeDeadline = undefined;
+      this.clearDeadline('resume_deadline');
       this.dropParked();
     }
   }
@@ -501,7 +504,82 @@ export class Endpoint extends EventEmitter {
     this.parked?.sock.destroy();
     this.parked = undefined;
   }
-  private resumeDeadline: TimerHandle | undefined;
+
+  // ------------------------------------------------------------------ the one timer
+
+  /** The slot of a data socket (assigned on first use). */
+  private slotOf(ds: DataSocket): number {
+    let s = this.slotIds.get(ds);
+    if (s === undefined) {
+      s = ++this.lastSlot;
+      this.slotIds.set(ds, s);
+    }
+    return s;
+  }
+
+  /** Set deadline `name` (of socket slot `slot`) `ms` from now. */
+  private setDeadline(name: TimerName, ms: number, slot = 0): void {
+    this.timers.set(name, this.env.clock.now() + ms, slot);
+    this.rearm();
+  }
+
+  private clearDeadline(name: TimerName, slot = 0): void {
+    if (this.timers.cancel(name, slot)) this.rearm();
+  }
+
+  /**
+   * Keep the one clock timer at the next deadline. A timer already due earlier is left alone: it
+   * fires, finds nothing due, and re-arms (fewer timer churns than re-setting on every change).
+   */
+  private rearm(): void {
+    const next = this.timers.nextDeadline();
+    if (next === this.clockAt) return;
+    if (next !== undefined && this.clockAt !== undefined && next > this.clockAt) return;
+    this.clockTimer?.cancel();
+    this.clockTimer = undefined;
+    this.clockAt = next;
+    if (next === undefined) return;
+    this.clockTimer = this.env.clock.setTimer(Math.max(0, next - this.env.clock.now()), () => this.onClock());
+  }
+
+  /** The clock timer fired: handle one due deadline (the next, if also due, on a fresh turn). */
+  private onClock(): void {
+    this.clockTimer = undefined;
+    this.clockAt = undefined;
+    const e = this.timers.nextExpired(this.env.clock.now());
+    if (e) this.onExpiry(e);
+    this.rearm();
+  }
+
+  private onExpiry(e: Expiry): void {
+    switch (e.name) {
+      case 'handshake':
+        // Client (in-band open): no CONNECT_ACK in time. Server: the client never confirmed.
+        if (this.role === 'client') return this.openFailed(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no CONNECT_ACK'));
+        return this.fireIfDefined('timeout');
+      case 'resume_deadline':
+        this.log.info('resume_deadline', { state: this.state });
+        return this.fireIfDefined('timeout');
+      case 'resume_retry':
+        void this.resumeLater(this.resumeAttempt);
+        return;
+      case 'kept_socket':
+        if (this.kept && this.slotOf(this.kept) === e.slot) this.dropKept('expired');
+        return;
+      case 'resume_offer':
+        if (!this.offered || this.slotOf(this.offered) !== e.slot || this.state !== 'RES_SENT') return;
+        this.log.info('resume_offer_unanswered', {});
+        this.dropKept('unanswered');
+        this.sendResDatagram();
+        return;
+      case 'drain':
+        for (const ds of this.draining) if (this.slotOf(ds) === e.slot) return this.finishDrain(ds);
+        return;
+      case 'hello':
+        this.dials.get(e.slot)?.(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no HELLO_ACK'));
+        return;
+    }
+  }
 
   private act(action: string): void {
     switch (action) {
@@ -583,12 +661,7 @@ export class Endpoint extends EventEmitter {
     const hello = this.clientHello!;
     const { ip, redirectorPort } = this.peer;
     let dialError: Error | undefined;
-    const fail = (err: FerryError): void => {
-      if (this.state !== 'CONNECT_SENT') return;
-      this.closedError = err;
-      this.log.warn('open_failed', { code: err.code, detail: err.message });
-      this.fire('timeout');
-    };
+    const fail = (err: FerryError): void => this.openFailed(err);
     let sock: StreamSocket;
     try {
       sock = this.env.dial(ip, redirectorPort);
@@ -597,7 +670,7 @@ export class Endpoint extends EventEmitter {
       return;
     }
     sock.on('error', (e) => (dialError = e));
-    this.handshakeTimer = this.env.clock.setTimer(limit('HANDSHAKE_TIMEOUT_MS'), () => fail(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no CONNECT_ACK')));
+    this.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
     const ds: DataSocket = new DataSocket(
       sock,
       {
@@ -616,6 +689,14 @@ export class Endpoint extends EventEmitter {
     );
     this.opening = ds;
     ds.sendRaw(hello.body);
+  }
+
+  /** In-band open, client side: the open failed with `err` (once; later failures change nothing). */
+  private openFailed(err: FerryError): void {
+    if (this.state !== 'CONNECT_SENT') return;
+    this.closedError = err;
+    this.log.warn('open_failed', { code: err.code, detail: err.message });
+    this.fire('timeout');
   }
 
   /** In-band open, client side: the server's first frame, CONNECT_ACK or REJECT. */
@@ -737,8 +818,7 @@ export class Endpoint extends EventEmitter {
   }
 
   private onEstablished(): void {
-    this.handshakeTimer?.cancel();
-    this.handshakeTimer = undefined;
+    this.clearDeadline('handshake');
     // Resumed (perhaps through the peer's crossing RES): our own RES, if still retransmitting,
     // must stop. Its fresh counter would otherwise reach the peer later and tear the new data
     // socket down again (found by the simulator: a RES that arrived 0.9 s after the resume).
@@ -776,11 +856,15 @@ export class Endpoint extends EventEmitter {
     const nonce = fresh(NONCE_BYTES);
     const fields = { kind, connectionId: this.connectionId, dialerRole: this.role, dialerNonce: nonce, challenge, received: this.recv.received, limit: this.announceEdge() };
     let settled = false;
-    const timer = this.env.clock.setTimer(limit('HELLO_TIMEOUT_MS'), () => fail(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no HELLO_ACK')));
+    const settle = (): void => {
+      settled = true;
+      const slot = this.slotOf(ds);
+      this.dials.delete(slot);
+      this.clearDeadline('hello', slot);
+    };
     const fail = (err: FerryError | undefined): void => {
       if (settled) return;
-      settled = true;
-      timer.cancel();
+      settle();
       ds.destroy();
       if (round !== this.dialRound) return;
       this.dialing = false;
@@ -798,8 +882,7 @@ export class Endpoint extends EventEmitter {
           if (f.type !== FrameType.HELLO_ACK) return fail(new FerryError('FERRY_ERR_MALFORMED_FRAME', 'expected HELLO_ACK'));
           const expect = helloAckMac(this.keys, { acceptorNonce: f.acceptorNonce, received: f.received, limit: f.limit }, nonce);
           if (this.keys && !equalBytes(expect, f.mac)) return fail(new FerryError('FERRY_ERR_BAD_MAC', 'HELLO_ACK MAC'));
-          settled = true;
-          timer.cancel();
+          settle();
           if (round !== this.dialRound) return ds.destroy();
           this.dialing = false;
           if (this.keys) {
@@ -818,6 +901,10 @@ export class Endpoint extends EventEmitter {
       },
       this.log,
     );
+    if (!settled) {
+      this.dials.set(this.slotOf(ds), fail);
+      this.setDeadline('hello', limit('HELLO_TIMEOUT_MS'), this.slotOf(ds));
+    }
     ds.send({ type: FrameType.HELLO, ...fields, mac: helloMac(this.keys, fields) });
   }
 
@@ -958,10 +1045,7 @@ export class Endpoint extends EventEmitter {
       writable: () => {},
     });
     this.kept = ds;
-    this.keptTimer = this.env.clock.setTimer(limit('KEPT_SOCKET_MS'), () => {
-      this.keptTimer = undefined;
-      if (this.kept === ds) this.dropKept('expired');
-    });
+    this.setDeadline('kept_socket', limit('KEPT_SOCKET_MS'), this.slotOf(ds));
   }
 
   /**
@@ -981,26 +1065,27 @@ export class Endpoint extends EventEmitter {
       this.fire('recv_res_reuse');
       return;
     }
-    if ((f.type === FrameType.RESUME_ACK || f.type === FrameType.RESUME) && this.state === 'RES_SENT' && this.offered?.ds === ds) {
+    if ((f.type === FrameType.RESUME_ACK || f.type === FrameType.RESUME) && this.state === 'RES_SENT' && this.offered === ds) {
       this.takeKept();
       this.reuse = ds;
       this.fire('recv_res_ack_reuse');
       return;
     }
     this.log.info('kept_socket_refused', { type: f.type, state: this.state });
-    const offered = this.offered?.ds === ds && this.state === 'RES_SENT';
+    const offered = this.offered === ds && this.state === 'RES_SENT';
     this.dropKept('unexpected frame');
     if (offered) this.sendResDatagram();
   }
 
   /** The kept socket leaves the kept role (to be reused): no timers, no offer. */
   private takeKept(): void {
+    for (const ds of [this.kept, this.offered]) {
+      if (!ds) continue;
+      this.clearDeadline('kept_socket', this.slotOf(ds));
+      this.clearDeadline('resume_offer', this.slotOf(ds));
+    }
     this.kept = undefined;
     this.offered = undefined;
-    this.offerTimer?.cancel();
-    this.offerTimer = undefined;
-    this.keptTimer?.cancel();
-    this.keptTimer = undefined;
   }
 
   /** Close the kept socket (the next resume dials). */
@@ -1043,8 +1128,7 @@ export class Endpoint extends EventEmitter {
           // DRAINs are on the socket, quiet both ways; keep it. That is the suspend acknowledged.
           this.inbandSus = undefined;
           this.draining.delete(ds);
-          this.drainTimers.get(ds)?.cancel();
-          this.drainTimers.delete(ds);
+          this.clearDeadline('drain', this.slotOf(ds));
           this.keep(ds);
           this.fire('recv_sus_ack');
           this.countSuspend();
@@ -1090,7 +1174,7 @@ export class Endpoint extends EventEmitter {
   private onSocketClosed(ds: DataSocket, err: FerryError | undefined): void {
     if (this.draining.has(ds)) return this.finishDrain(ds);
     if (ds === this.kept) {
-      const offered = this.offered?.ds === ds && this.state === 'RES_SENT';
+      const offered = this.offered === ds && this.state === 'RES_SENT';
       this.takeKept();
       this.log.debug('kept_socket_lost', { code: err?.code, state: this.state });
       // Our RESUME was out on it (declined by a close, or the socket died): resume by datagram.
@@ -1232,16 +1316,13 @@ export class Endpoint extends EventEmitter {
     // No TCP FIN: once the peer's DRAIN has come back, the socket may be kept for the resume.
     this.announced = this.recv.received;
     ds.send({ type: FrameType.DRAIN, received: this.recv.received });
-    const timer = this.env.clock.setTimer(limit('DRAIN_TIMEOUT_MS'), () => this.finishDrain(ds));
-    this.drainTimers.set(ds, timer);
+    this.setDeadline('drain', limit('DRAIN_TIMEOUT_MS'), this.slotOf(ds));
   }
-  private drainTimers = new Map<DataSocket, TimerHandle>();
 
   /** A drain ended: `peerDrained` when the peer's DRAIN came (the socket may then be kept). */
   private finishDrain(ds: DataSocket, peerDrained = false): void {
     if (!this.draining.delete(ds)) return;
-    this.drainTimers.get(ds)?.cancel();
-    this.drainTimers.delete(ds);
+    this.clearDeadline('drain', this.slotOf(ds));
     if (ds === this.inbandSus) {
       // Our in-band SUSPEND went unanswered (the socket died, or no DRAIN in DRAIN_TIMEOUT_MS):
       // suspend over the control channel instead, which never waits for the peer past its tries.
@@ -1580,7 +1661,7 @@ export class Endpoint extends EventEmitter {
       if (ds.send({ type: FrameType.SUSPEND, received: this.recv.received }) || ds.open) {
         this.inbandSus = ds;
         this.draining.add(ds);
-        this.drainTimers.set(ds, this.env.clock.setTimer(limit('DRAIN_TIMEOUT_MS'), () => this.finishDrain(ds)));
+        this.setDeadline('drain', limit('DRAIN_TIMEOUT_MS'), this.slotOf(ds));
         return;
       }
       ds.destroy();
@@ -1632,17 +1713,12 @@ export class Endpoint extends EventEmitter {
     const offer = this.kept;
     const wantProof = this.keys !== undefined && (this.askProof || !sameLocation(this.peer, this.proven));
     if (offer && offer.open && !this.mustProve && !wantProof && !this.moving) {
-      const round = ++this.resRound;
-      this.offered = { ds: offer, round };
+      // A RES of an earlier attempt, if any is still out, is not this attempt's.
+      ++this.resRound;
+      this.offered = offer;
       this.awaitingProof = false;
       offer.send({ type: FrameType.RESUME });
-      this.offerTimer = this.env.clock.setTimer(limit('DRAIN_TIMEOUT_MS'), () => {
-        this.offerTimer = undefined;
-        if (this.offered?.round !== round || this.state !== 'RES_SENT') return;
-        this.log.info('resume_offer_unanswered', {});
-        this.dropKept('unanswered');
-        this.sendResDatagram();
-      });
+      this.setDeadline('resume_offer', limit('DRAIN_TIMEOUT_MS'), this.slotOf(offer));
       return;
     }
     if (this.kept) this.dropKept('not offered');
@@ -1771,15 +1847,12 @@ export class Endpoint extends EventEmitter {
       return;
     }
     if (this.resumeStarted === 0) this.resumeStarted = now;
-    const attempt = ++this.resumeAttempt;
+    ++this.resumeAttempt;
     // A peer in transit is waited for by the location watch (bounded), not by a blind pause;
     // other failures back off exponentially.
     const delay = this.lookupNeeded ? 0 : this.retryDelay;
     if (!this.lookupNeeded) this.retryDelay = Math.min(this.retryDelay * 2, limit('CONTROL_MAX_RTO_MS'));
-    this.resumeTimer?.cancel();
-    this.resumeTimer = this.env.clock.setTimer(delay, () => {
-      void this.resumeLater(attempt);
-    });
+    this.setDeadline('resume_retry', delay);
   }
 
   private async resumeLater(attempt: number): Promise<void> {
@@ -1801,16 +1874,13 @@ export class Endpoint extends EventEmitter {
 
   private cancelResumeTimer(): void {
     this.resumeAttempt++;
-    this.resumeTimer?.cancel();
-    this.resumeTimer = undefined;
+    this.clearDeadline('resume_retry');
   }
 
   private cancelTimers(): void {
     this.cancelResumeTimer();
-    this.resumeDeadline?.cancel();
-    this.resumeDeadline = undefined;
-    this.handshakeTimer?.cancel();
-    this.handshakeTimer = undefined;
+    this.clearDeadline('resume_deadline');
+    this.clearDeadline('handshake');
     this.resRound++;
     this.susRound++;
     this.resAbort?.abort();
@@ -1993,6 +2063,8 @@ export class Endpoint extends EventEmitter {
     this.closedDone = true;
     this.cancelTimers();
     this.dropSocket();
+    // Dials still waiting for their HELLO_ACK end now (no timer outlives the connection).
+    for (const fail of [...this.dials.values()]) fail(undefined);
     for (const ds of this.draining) ds.destroy();
     this.draining.clear();
     this.dropKept('closed');
@@ -2004,6 +2076,8 @@ export class Endpoint extends EventEmitter {
     this.opening = undefined;
     this.openKeys = undefined;
     this.closedError ??= err;
+    this.timers.clear();
+    this.rearm();
     this.env.released(this);
     this.settleBudget();
     this.emit('closed', this.closedError);

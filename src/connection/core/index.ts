@@ -1,0 +1,7 @@
+/**
+ * connection/core/: the pure pieces of a connection. Nothing here reads a clock, sets a timer,
+ * defers work or touches a socket (scripts/check-layers.mjs enforces it): time comes in as `now`,
+ * randomness through an injected source, and each piece returns decisions for the endpoint (the
+ * adapter) to carry out.
+ */
+export * from './timers.js';
