@@ -576,7 +576,7 @@ export class Host {
     // (bounded by the handshake timeout) so it is delivered and moves with the agent, instead of
     // completing here after the agent left. New CONNECTs are answered PEER_MOVING from now on.
     await Promise.all([...(a.opening ?? [])].map((ep) => settled(ep)));
-    const epoch = (await this.location.lookup(agentId))?.epoch ?? 0;
+    const epoch = await this.currentEpoch(a);
     const live = [...a.sockets.entries()].filter(([ep]) => ep.state !== 'CLOSED' && ep.state !== 'CLOSE_SENT' && ep.state !== 'CLOSE_ACKED');
     const prepared = await Promise.allSettled(
       live.map(async ([ep, sock]) => {
@@ -738,7 +738,7 @@ export class Host {
     let epochs: number[] = [];
     try {
       ch = await MigrationChannel.open(this.env.dial(target.ip, target.redirectorPort), this.identity, this.clock, target.hostId);
-      epochs = await Promise.all(members.map(async (m) => ((await this.location.lookup(m.agentId))?.epoch ?? 0) + 1));
+      epochs = await Promise.all(recs.map(async (a) => (await this.currentEpoch(a)) + 1));
       // 1. the delegations: each agent key signs a fresh one-link chain for the destination; and
       //    what the destination's runtime needs to admit an agent with code before anything moves.
       fault(MigrationStep.DELEGATE);
@@ -840,6 +840,16 @@ export class Host {
     } finally {
       ch?.close();
     }
+  }
+
+  /**
+   * The agent's epoch as of now: the one this host published it at, or a newer one the location
+   * service knows (another host took it over; the fence check stops this copy). Never only the
+   * lookup: a lagging location service can still answer an older epoch, and a move that
+   * registered from it would be refused, and its rollback taken for the destination's commit.
+   */
+  private async currentEpoch(a: AgentRecord): Promise<number> {
+    return Math.max(a.epoch ?? 0, (await this.location.lookup(a.identity.id))?.epoch ?? 0);
   }
 
   /**

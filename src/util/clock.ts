@@ -56,6 +56,15 @@ export class ManualClock implements Clock {
     this.t = end;
   }
 
+  /**
+   * Jump forward by `ms` without firing anything: the process was paused (a stopped VM, a
+   * laptop's sleep) and time moved on. The timers that came due meanwhile fire late, in deadline
+   * order, at the next {@link fireNext} or {@link advance}; time never goes back for them.
+   */
+  jump(ms: number): void {
+    this.t += Math.max(0, ms);
+  }
+
   /** When the earliest pending timer is due, or undefined when none is pending. */
   nextDeadline(): number | undefined {
     let at: number | undefined;

@@ -17,12 +17,12 @@ import { createHash } from 'node:crypto';
 import type { AgentSocket } from '../../src/connection/index.js';
 import { Host } from '../../src/host/index.js';
 import { Identity, type AgentId } from '../../src/identity/index.js';
-import { MemoryLocationTable } from '../../src/location/index.js';
 import { LossyDatagramSocket, MemoryDatagramNetwork, MemoryStreamNetwork, seededRandom } from '../../src/testing/index.js';
 import { ManualClock, createLogger, isFerryError } from '../../src/util/index.js';
 import type { DatagramSocketLike } from '../../src/control/index.js';
 import { MessageType } from '../../src/wire/index.js';
 import { pattern } from '../helpers/harness.js';
+import { LaggingLocation } from './lagging-location.js';
 
 /** One operation of a schedule, started at virtual time `at` (ms). */
 export type Op =
@@ -32,7 +32,11 @@ export type Op =
   | { at: number; kind: 'cut' | 'reset' | 'stall'; link: number; ms: number }
   | { at: number; kind: 'blackhole'; link: number; ms: number }
   | { at: number; kind: 'slowReader'; conn: number; side: 0 | 1; ms: number }
-  | { at: number; kind: 'replay'; host: number; pick: number };
+  | { at: number; kind: 'replay'; host: number; pick: number }
+  /** The shared clock jumps forward by `ms` (a paused process): overdue timers then fire late. */
+  | { at: number; kind: 'jump'; ms: number }
+  /** For `ms`, each registration stays invisible to location lookups for `ms`. */
+  | { at: number; kind: 'lag'; ms: number };
 
 /** A whole schedule: the world's shape and its operations (sorted by `at`). */
 export interface Schedule {
@@ -87,8 +91,24 @@ export function makeSchedule(seed: number): Schedule {
     else if (w < 0.96) ops.push({ at, kind: 'blackhole', link: int(0, 1000), ms: int(100, 3000) });
     else ops.push({ at, kind: 'replay', host: int(0, hosts - 1), pick: int(0, 1000) });
   }
+  const schedule = { seed, hosts, agents, security: r() < 0.5, conns, loss: r() < 0.5 ? 0.3 : 0.05, ops };
+  addExtras(schedule, horizon);
   ops.sort((a, b) => a.at - b.at);
-  return { seed, hosts, agents, security: r() < 0.5, conns, loss: r() < 0.5 ? 0.3 : 0.05, ops };
+  return schedule;
+}
+
+/**
+ * The kinds added after the first generator, drawn from a second stream of the seed so that the
+ * operations above stay what they were for a given seed: clock jumps and a lagging location
+ * service. About a third of the schedules get none.
+ */
+function addExtras(s: Schedule, horizon: number): void {
+  const x = seededRandom((s.seed ^ 0x9e3779b9) >>> 0);
+  const int = (lo: number, hi: number): number => lo + Math.floor(x() * (hi - lo + 1));
+  if (x() < 0.35) return;
+  // At most two jumps of up to 8 s: together well inside the 30 s reconnect limit.
+  for (let k = int(0, 2); k > 0; k--) if (x() < 0.5) s.ops.push({ at: x() * horizon, kind: 'jump', ms: int(500, 8000) });
+  if (x() < 0.3) s.ops.push({ at: x() * horizon, kind: 'lag', ms: int(50, 3000) });
 }
 
 interface SideState {
@@ -192,6 +212,7 @@ class World {
   private readonly outstanding = new Set<Promise<unknown>>();
   private readonly errors: string[] = [];
   private readonly recorders: ControlRecorder[] = [];
+  private location!: LaggingLocation;
 
   constructor(private readonly s: Schedule) {
     this.rng = seededRandom((s.seed ^ 0x5bd1e995) >>> 0);
@@ -235,7 +256,7 @@ class World {
     const s = this.s;
     const dgram = new MemoryDatagramNetwork();
     this.streams = new MemoryStreamNetwork({ clock: this.clock, random: this.rng, delayMs: [0.1, 3], maxSegment: 1 + Math.floor(this.rng() * 16_384) });
-    const location = new MemoryLocationTable(this.clock);
+    const location = (this.location = new LaggingLocation(this.clock));
     const seedBytes = (): Buffer => {
       const b = Buffer.alloc(32);
       for (let i = 0; i < 32; i++) b[i] = Math.floor(this.rng() * 256);
@@ -293,10 +314,16 @@ class World {
     }
     this.event(`opened ${s.conns.length} connections`);
     const t0 = this.clock.now();
-    for (const op of s.ops) this.clock.setTimer(t0 + op.at - this.clock.now(), () => this.exec(op));
-    // Every operation started and finished, within bounded simulated time.
+    let started = 0;
+    for (const op of s.ops)
+      this.clock.setTimer(t0 + op.at - this.clock.now(), () => {
+        started++;
+        this.exec(op);
+      });
+    // Every operation started and finished, within bounded simulated time. (Counted, not timed:
+    // after a clock jump, operations that came due meanwhile still start, late.)
     const horizon = t0 + (s.ops.at(-1)?.at ?? 0) + 1;
-    if (!(await this.run(() => this.clock.now() >= horizon && this.outstanding.size === 0 && !this.moving.includes(true), horizon + 120_000))) {
+    if (!(await this.run(() => started === s.ops.length && this.outstanding.size === 0 && !this.moving.includes(true), horizon + 120_000))) {
       fail(`operations still pending 120 s after the last began (${this.outstanding.size} promises, moving ${this.moving.join(',')})`);
     }
     // Final phase: every connection resumed from one side, every reader reading.
@@ -438,6 +465,10 @@ class World {
         this.event(`replayed ${n}`);
         return;
       }
+      case 'jump':
+        return this.clock.jump(op.ms);
+      case 'lag':
+        return this.location.lag(op.ms);
       case 'slowReader': {
         const sock = this.sides[op.conn]![op.side].sock!;
         sock.pause();
