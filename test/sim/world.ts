@@ -99,13 +99,43 @@ export function makeSchedule(seed: number): Schedule {
 
 /**
  * The kinds added after the first generator, drawn from a second stream of the seed so that the
- * operations above stay what they were for a given seed: clock jumps and a lagging location
- * service. About a third of the schedules get none.
+ * operations above stay what they were for a given seed: larger worlds (rings of up to 8 agents
+ * with group moves, a second connection between two agents), writes of several times the budget
+ * against readers that stall for seconds, clock jumps and a lagging location service. About a
+ * third of the schedules get none.
  */
 function addExtras(s: Schedule, horizon: number): void {
   const x = seededRandom((s.seed ^ 0x9e3779b9) >>> 0);
   const int = (lo: number, hi: number): number => lo + Math.floor(x() * (hi - lo + 1));
   if (x() < 0.35) return;
+  if (x() < 0.12) {
+    // A ring of 6 to 8 agents (each with two neighbours), then the first generator's connections
+    // that are not in it, so the operations' connection indices stay valid; and group moves.
+    s.agents = int(6, 8);
+    const ring: [number, number][] = [];
+    for (let i = 0; i < s.agents; i++) ring.push([i, (i + 1) % s.agents]);
+    const has = (a: number, b: number): boolean => ring.some(([p, q]) => (p === a && q === b) || (p === b && q === a));
+    s.conns = [...ring, ...s.conns.filter(([a, b]) => !has(a, b))];
+    for (let k = int(1, 3); k > 0; k--) {
+      const group = [...new Set(Array.from({ length: int(2, 5) }, () => int(0, s.agents - 1)))];
+      s.ops.push({ at: x() * horizon, kind: 'move', agents: group, to: int(0, s.hosts - 1), via: x() < 0.3 ? 'channel' : 'direct' });
+    }
+    for (let k = int(1, 4); k > 0; k--) s.ops.push({ at: x() * horizon, kind: 'write', conn: int(0, s.conns.length - 1), side: x() < 0.5 ? 0 : 1, n: int(1, 30_000) });
+  }
+  if (x() < 0.2) {
+    // A second connection between two agents already connected (dialled from either end).
+    const [a, b] = s.conns[int(0, s.conns.length - 1)]!;
+    s.conns.push(x() < 0.5 ? [a, b] : [b, a]);
+    const conn = s.conns.length - 1;
+    s.ops.push({ at: x() * horizon, kind: 'write', conn, side: 0, n: int(1, 40_000) }, { at: x() * horizon, kind: 'write', conn, side: 1, n: int(1, 40_000) });
+  }
+  if (x() < 0.15) {
+    // Several times the budget into a reader that stops for seconds.
+    const conn = int(0, s.conns.length - 1);
+    const side = x() < 0.5 ? 0 : 1;
+    const at = x() * horizon;
+    s.ops.push({ at, kind: 'slowReader', conn, side: side === 0 ? 1 : 0, ms: int(500, 5000) }, { at: at + x() * 50, kind: 'write', conn, side, n: int(2 * BUDGET, 6 * BUDGET) });
+  }
   // At most two jumps of up to 8 s: together well inside the 30 s reconnect limit.
   for (let k = int(0, 2); k > 0; k--) if (x() < 0.5) s.ops.push({ at: x() * horizon, kind: 'jump', ms: int(500, 8000) });
   if (x() < 0.3) s.ops.push({ at: x() * horizon, kind: 'lag', ms: int(50, 3000) });
