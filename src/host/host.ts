@@ -15,8 +15,27 @@ import { ERRORS, FerryError, SourceSlots, isFerryError, limit, silentLogger, sys
 import { FrameDecoder, FrameType, MessageType, OpenFrameType, decodeConnControl, decodeConnect, decodeConnectConfirm, decodeConnectFrame, decodeFrameBody, encodeFrame, type Connect, type Hello } from '../wire/index.js';
 import { verifyConnect } from '../connection/index.js';
 import { createHash } from 'node:crypto';
-import { decodeChain, encodeChain, freshChain, parseId, verifyChain, type DelegationChain } from '../identity/index.js';
-import { MigrationStep } from '../wire/index.js';
+import { freshChain, parseId, verifyChain, type DelegationChain } from '../identity/index.js';
+import {
+  MigrationStep,
+  decodeAbortStep,
+  decodeCheckpointBody,
+  decodeCheckpointEndStep,
+  decodeCommittedStep,
+  decodeConfirmStep,
+  decodeConnectionIdsStep,
+  decodeDelegateStep,
+  decodePeersStep,
+  encodeAbortStep,
+  encodeCheckpointBody,
+  encodeCheckpointEndStep,
+  encodeCommittedStep,
+  encodeConfirmStep,
+  encodeConnectionIdsStep,
+  encodeDelegateStep,
+  encodePeersStep,
+  type AbortStep,
+} from '../wire/index.js';
 import { MigrationChannel, isMigrationHello } from './migration.js';
 import { SourceRoutes } from './source-routes.js';
 import type { AgentLanding, AgentRuntime, OutgoingAgent } from './runtime.js';
@@ -743,28 +762,35 @@ export class Host {
       //    what the destination's runtime needs to admit an agent with code before anything moves.
       fault(MigrationStep.DELEGATE);
       const peerHostKey = ch.peerHostKey;
-      ch.send(MigrationStep.DELEGATE, {
-        agents: recs.map((a, i) => {
-          const l = members[i]!.outgoing?.landing;
-          return {
-            agent: a.identity.id,
-            agentKey: a.identity.publicRaw.toString('hex'),
-            epoch: epochs[i],
-            chain: encodeChain(freshChain(a.identity, peerHostKey, epochs[i]!, this.wallClock())).toString('hex'),
-            ...(l ? { admission: { owner: l.owner, codeHash: l.codeHash, credential: l.credential } } : {}),
-          };
+      ch.send(
+        MigrationStep.DELEGATE,
+        encodeDelegateStep({
+          agents: recs.map((a, i) => {
+            const l = members[i]!.outgoing?.landing;
+            return {
+              agent: a.identity.id,
+              agentKey: a.identity.publicRaw,
+              epoch: epochs[i]!,
+              chain: freshChain(a.identity, peerHostKey, epochs[i]!, this.wallClock()),
+              ...(l ? { admission: { owner: l.owner, codeHash: l.codeHash, credential: l.credential } } : {}),
+            };
+          }),
         }),
-      });
+      );
       // 2. the agents' peers (their connections as of now; the checkpoint carries the final set).
       fault(MigrationStep.PEERS);
-      ch.send(MigrationStep.PEERS, {
-        connections: recs.flatMap((a) => [...a.sockets.keys()].filter((ep) => ep.state !== 'CLOSED').map((ep) => ({ agent: a.identity.id, id: ep.connectionId.toString('hex'), role: ep.role, peer: ep.peerAgent }))),
-      });
+      ch.send(
+        MigrationStep.PEERS,
+        encodePeersStep({
+          connections: recs.flatMap((a) => [...a.sockets.keys()].filter((ep) => ep.state !== 'CLOSED').map((ep) => ({ agent: a.identity.id, id: ep.connectionId, role: ep.role, peer: ep.peerAgent }))),
+        }),
+      );
       // 3. the destination's answer: admitted, and no collision with its own connection ids.
       fault(MigrationStep.CONNECTION_IDS);
-      const ids = await ch.recvJson([MigrationStep.CONNECTION_IDS, MigrationStep.ABORT]);
-      if (ids.step === MigrationStep.ABORT) throw abortError(ids.value);
-      if (ids.value.ok !== true) throw new FerryError('FERRY_ERR_CONNECTION_ID_COLLISION', `destination has ${JSON.stringify(ids.value.collisions)}`);
+      const ids = await ch.recv([MigrationStep.CONNECTION_IDS, MigrationStep.ABORT]);
+      if (ids.step === MigrationStep.ABORT) throw abortError(decodeAbortStep(ids.payload));
+      const free = decodeConnectionIdsStep(ids.payload);
+      if (!free.ok) throw new FerryError('FERRY_ERR_CONNECTION_ID_COLLISION', `destination has ${free.collisions.join(', ')}`);
       // Only now is anything paused: detach every member (suspend, drain, checkpoint).
       const detached = await Promise.allSettled(members.map((m) => this.detachAgent(m.agentId)));
       const failedDetach = detached.find((r) => r.status === 'rejected');
@@ -785,20 +811,21 @@ export class Host {
       t1 = performance.now();
       // 4. confirm.
       fault(MigrationStep.CONFIRM);
-      ch.send(MigrationStep.CONFIRM, {});
+      ch.send(MigrationStep.CONFIRM, encodeConfirmStep());
       // 5. the checkpoints, streamed, with their length and digest.
       fault(MigrationStep.CHECKPOINT_PART);
       const agents = cps.map((cp, i) => {
         const o = members[i]!.outgoing;
         return o ? { ...cp, landing: { ...o.landing, connections: o.seal() } } : cp;
       });
-      const bytes = Buffer.from(JSON.stringify({ agents }));
+      const bytes = encodeCheckpointBody(agents);
       const part = limit('MAX_FRAME_PAYLOAD') - 64;
       for (let at = 0; at < bytes.length; at += part) ch.send(MigrationStep.CHECKPOINT_PART, bytes.subarray(at, at + part));
-      ch.send(MigrationStep.CHECKPOINT_END, { length: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+      ch.send(MigrationStep.CHECKPOINT_END, encodeCheckpointEndStep({ length: bytes.length, sha256: createHash('sha256').update(bytes).digest() }));
       fault(MigrationStep.COMMITTED);
-      const done = await ch.recvJson([MigrationStep.COMMITTED, MigrationStep.ABORT]);
-      if (done.step === MigrationStep.ABORT) throw abortError(done.value);
+      const done = await ch.recv([MigrationStep.COMMITTED, MigrationStep.ABORT]);
+      if (done.step === MigrationStep.ABORT) throw abortError(decodeAbortStep(done.payload));
+      decodeCommittedStep(done.payload);
       fault(MigrationStep.COMMITTED, true);
       const report = { detachMs: round2(t1 - t0), commitMs: round2(performance.now() - t1) };
       for (const [i, m] of members.entries()) this.log.info('agent_migrated', { agent: m.agentId, to: ch.peerHostId, epoch: epochs[i], group: members.length, ...report });
@@ -887,63 +914,54 @@ export class Host {
       if (this.opts.acceptMigrationFrom && !this.opts.acceptMigrationFrom(ch.peerHostId)) throw new FerryError('FERRY_ERR_REFUSED', `migrations from host ${ch.peerHostId} are not accepted`);
       // 1. the delegations, each verified from the agent id to this host at the epoch it names;
       //    agents with code are admitted now, before the source pauses anything.
-      const d = (await ch.recvJson([MigrationStep.DELEGATE])).value;
+      const d = decodeDelegateStep((await ch.recv([MigrationStep.DELEGATE])).payload);
       fault(MigrationStep.DELEGATE);
-      if (!Array.isArray(d.agents) || d.agents.length === 0 || d.agents.length > limit('MIGRATION_GROUP_AGENTS')) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'DELEGATE.agents');
-      const group = (d.agents as unknown[]).map((x) => {
-        const o = (typeof x === 'object' && x !== null ? x : {}) as Record<string, unknown>;
-        const agentId = parseId(str(o.agent, 'agent'));
-        const agentKey = Buffer.from(str(o.agentKey, 'agentKey'), 'hex');
-        const epoch = int(o.epoch, 'epoch');
-        const rep = verifyChain(agentId, agentKey, decodeChain(Buffer.from(str(o.chain, 'chain'), 'hex')).value, this.wallClock());
+      const group = d.agents.map(({ agent: agentId, agentKey, epoch, chain, admission }) => {
+        const rep = verifyChain(agentId, agentKey, chain, this.wallClock());
         if (rep.subjectId !== this.id || rep.epoch !== epoch) throw new FerryError('FERRY_ERR_CHAIN_BROKEN', 'the delegation does not name this host at this epoch');
         if (this.agents.has(agentId)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `agent ${agentId} already lives here`);
-        return { agentId, epoch, admission: o.admission };
+        return { agentId, epoch, admission };
       });
       if (new Set(group.map((g) => g.agentId)).size !== group.length) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'an agent is listed twice');
       this.assertRoom(group.filter((g) => g.admission !== undefined).length);
       for (const g of group) {
         if (g.admission === undefined) continue;
         if (!this.runtime) throw new FerryError('FERRY_ERR_REFUSED', 'this host runs no agent runtime');
-        const a = g.admission as Record<string, unknown>;
-        this.runtime.admitAhead({ agentId: g.agentId, codeHash: str(a.codeHash, 'codeHash'), credential: str(a.credential, 'credential') });
+        this.runtime.admitAhead({ agentId: g.agentId, codeHash: g.admission.codeHash, credential: g.admission.credential });
       }
       // 2–3. their connections, checked against the connection ids that live here.
-      const p = (await ch.recvJson([MigrationStep.PEERS])).value;
+      const p = decodePeersStep((await ch.recv([MigrationStep.PEERS])).payload);
       fault(MigrationStep.PEERS);
-      if (!Array.isArray(p.connections) || p.connections.length > limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'PEERS.connections');
-      const collisions = (p.connections as unknown[])
-        .map((c) => {
-          const o = (typeof c === 'object' && c !== null ? c : {}) as Record<string, unknown>;
-          const role = str(o.role, 'role');
-          if (role !== 'client' && role !== 'server') throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'PEERS role');
-          return key(str(o.id, 'id'), role);
-        })
-        .filter((k) => this.endpoints.has(k));
-      ch.send(MigrationStep.CONNECTION_IDS, { ok: collisions.length === 0, collisions });
+      const members = new Set(group.map((g) => g.agentId));
+      const stray = p.connections.find((c) => !members.has(c.agent));
+      if (stray) throw new FerryError('FERRY_ERR_MALFORMED_MIGRATION_STEP', `migration PEERS: a connection of agent ${stray.agent}, which is not delegated`);
+      const collisions = p.connections.map((c) => key(c.id, c.role)).filter((k) => this.endpoints.has(k));
+      ch.send(MigrationStep.CONNECTION_IDS, encodeConnectionIdsStep({ ok: collisions.length === 0, collisions }));
       fault(MigrationStep.CONNECTION_IDS);
       if (collisions.length > 0) return;
       // The source detaches between steps 3 and 4: it may wait for half-open connections to
       // finish opening and for each connection's drain, so allow for those on top of a step.
-      await ch.recv([MigrationStep.CONFIRM], limit('MIGRATION_STEP_TIMEOUT_MS') + limit('HANDSHAKE_TIMEOUT_MS') + limit('DRAIN_TIMEOUT_MS'));
+      decodeConfirmStep((await ch.recv([MigrationStep.CONFIRM], limit('MIGRATION_STEP_TIMEOUT_MS') + limit('HANDSHAKE_TIMEOUT_MS') + limit('DRAIN_TIMEOUT_MS'))).payload);
       fault(MigrationStep.CONFIRM);
       const parts: Buffer[] = [];
       let size = 0;
       for (;;) {
         const { step, payload } = await ch.recv([MigrationStep.CHECKPOINT_PART, MigrationStep.CHECKPOINT_END]);
         if (step === MigrationStep.CHECKPOINT_END) {
-          const end = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
+          const end = decodeCheckpointEndStep(payload);
+          if (end.length !== size) throw new FerryError('FERRY_ERR_MALFORMED_MIGRATION_STEP', `migration CHECKPOINT_END: length ${end.length}, the parts hold ${size}`);
           const all = Buffer.concat(parts, size);
-          if (int(end.length, 'length') !== size || createHash('sha256').update(all).digest('hex') !== end.sha256) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'checkpoint length or digest mismatch');
+          if (!createHash('sha256').update(all).digest().equals(end.sha256)) throw new FerryError('FERRY_ERR_MALFORMED_MIGRATION_STEP', 'migration CHECKPOINT_END: the parts do not hash to its digest');
           fault(MigrationStep.CHECKPOINT_END);
-          const body = JSON.parse(all.toString('utf8')) as { agents?: unknown };
-          if (!Array.isArray(body.agents) || body.agents.length !== group.length) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'checkpoint agents differ from the delegations');
-          const arriving = (body.agents as AgentCheckpoint[]).map(({ landing, ...cp }, i) => {
+          const body = decodeCheckpointBody(all, group.length);
+          const arriving = body.agents.map(({ landing, ...entry }, i) => {
             const g = group[i]!;
-            if (Identity.fromSeed(Buffer.from(str(cp.agentSeed, 'agentSeed'), 'hex')).id !== g.agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'checkpoint is for another agent');
-            if (!Array.isArray(cp.endpoints)) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'checkpoint endpoints');
-            if ((landing === undefined) !== (g.admission === undefined)) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', 'a landing without admission, or an admission without landing');
-            return { g, cp, landing };
+            if (Identity.fromSeed(Buffer.from(entry.agentSeed, 'hex')).id !== g.agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'checkpoint is for another agent');
+            if ((landing === undefined) !== (g.admission === undefined)) throw new FerryError('FERRY_ERR_MALFORMED_CHECKPOINT', 'a landing without admission, or an admission without landing');
+            // The envelope is checked; attachAgent checks each connection field by field and the
+            // runtime each landing (admit) before either is used.
+            const cp = entry as unknown as AgentCheckpoint;
+            return { g, cp, landing: landing as unknown as AgentLanding | undefined };
           });
           // Agents with code: this host's runtime admits each whole landing (credential, code
           // hash, policy) before anything commits; a refusal code goes back in the ABORT.
@@ -959,10 +977,10 @@ export class Host {
           // The commit, member by member: registering epoch + 1 (a compare-and-set) is the point
           // of no return for each. A failure stops here; the members not yet registered roll back
           // at the source, which learns of the others from their epochs.
-          const epochs: Record<string, number> = {};
+          const epochs = new Map<AgentId, number>();
           for (const { g, cp, landing } of arriving) {
             const attached = await this.attachAgent({ ...cp, epoch: g.epoch - 1 });
-            epochs[g.agentId] = g.epoch;
+            epochs.set(g.agentId, g.epoch);
             if (landing !== undefined && runtime) {
               try {
                 await runtime.land(landing, attached);
@@ -974,7 +992,7 @@ export class Host {
             }
           }
           fault(MigrationStep.COMMITTED);
-          ch.send(MigrationStep.COMMITTED, { epochs });
+          ch.send(MigrationStep.COMMITTED, encodeCommittedStep({ epochs }));
           return;
         }
         if (parts.length === 0) fault(MigrationStep.CHECKPOINT_PART);
@@ -987,7 +1005,7 @@ export class Host {
       this.countRefusal(e.code);
       this.log.refused('migration_refused', { code: e.code, detail: e.message, from: ch?.peerHostId });
       try {
-        ch?.send(MigrationStep.ABORT, { code: e.code, detail: e.message.slice(0, 200) });
+        ch?.send(MigrationStep.ABORT, encodeAbortStep({ code: e.code, detail: e.message }));
       } catch {
         // the channel is gone: the source will find out from the location epoch
       }
@@ -1252,19 +1270,9 @@ function sourceOf(sock: StreamSocket): string {
   return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
 }
 
-function str(v: unknown, what: string): string {
-  if (typeof v !== 'string' || v.length > 1_000_000) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `migration field ${what} must be a string`);
-  return v;
-}
-
-function int(v: unknown, what: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `migration field ${what} must be a non-negative integer`);
-  return v;
-}
-
-function abortError(v: Record<string, unknown>): FerryError {
-  const code = typeof v.code === 'string' && v.code.startsWith('FERRY_ERR_') ? v.code : 'FERRY_ERR_REFUSED';
-  return new FerryError((code in ERRORS ? code : 'FERRY_ERR_REFUSED') as keyof typeof ERRORS, `destination aborted: ${typeof v.detail === 'string' ? v.detail : ''}`);
+/** The destination's ABORT as an error here; a code this version does not know becomes REFUSED. */
+function abortError(a: AbortStep): FerryError {
+  return new FerryError((Object.hasOwn(ERRORS, a.code) ? a.code : 'FERRY_ERR_REFUSED') as keyof typeof ERRORS, `destination aborted: ${a.detail}`);
 }
 
 function round2(ms: number): number {

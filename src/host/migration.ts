@@ -162,11 +162,10 @@ export class MigrationChannel {
     this.socket.write(Buffer.concat([prefix, ...this.sealer.sealParts(prefix, [body])]));
   }
 
-  /** Send one step with a JSON payload (or raw bytes for checkpoint parts). */
-  send(step: number, payload: unknown): void {
-    const bytes = Buffer.isBuffer(payload) ? payload : Buffer.from(JSON.stringify(payload));
-    if (bytes.length > limit('MAX_FRAME_PAYLOAD')) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `migration step payload of ${bytes.length} bytes`);
-    this.writeFrame(encodeMigStep(step, bytes));
+  /** Send one step; `payload` is the body its codec encoded (wire/migration-steps.ts). */
+  send(step: number, payload: Buffer): void {
+    if (payload.length > limit('MAX_FRAME_PAYLOAD')) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `migration step payload of ${payload.length} bytes`);
+    this.writeFrame(encodeMigStep(step, payload));
   }
 
   /** Receive the next step; `expect` lists the steps allowed here (others are a protocol error). */
@@ -174,19 +173,6 @@ export class MigrationChannel {
     const { step, payload } = decodeMigStep(await this.next(timeoutMs));
     if (!expect.includes(step)) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `migration step ${step} where ${expect.join('/')} was expected`);
     return { step, payload };
-  }
-
-  /** Receive a step whose payload is a JSON object. */
-  async recvJson(expect: number[]): Promise<{ step: number; value: Record<string, unknown> }> {
-    const { step, payload } = await this.recv(expect);
-    let value: unknown;
-    try {
-      value = JSON.parse(payload.toString('utf8'));
-    } catch {
-      throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `migration step ${step}: payload is not JSON`);
-    }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `migration step ${step}: payload is not an object`);
-    return { step, value: value as Record<string, unknown> };
   }
 
   /** Close the channel. */

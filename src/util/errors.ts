@@ -25,6 +25,7 @@ export const ERRORS = {
   FERRY_ERR_UNSUPPORTED_VERSION: { wire: 3, by: 'peer', summary: 'A datagram or frame carries a protocol version this host does not speak.' },
   FERRY_ERR_UNKNOWN_TYPE: { wire: 4, by: 'peer', summary: 'A datagram or frame has a type this host does not know.' },
   FERRY_ERR_FRAME_TOO_LARGE: { wire: 5, by: 'peer', summary: 'A frame announces a length above the limit; refused before allocation.' },
+  FERRY_ERR_MALFORMED_MIGRATION_STEP: { wire: 7, by: 'peer', summary: 'A migration step body (DELEGATE, PEERS, CONNECTION_IDS, CONFIRM, CHECKPOINT_END, COMMITTED, ABORT) is not a JSON object of exactly its fields, has a field of the wrong type or range, or a list or string above its bound (PROTOCOL.md §6.7).' },
   FERRY_ERR_MALFORMED_CHECKPOINT: { wire: 6, by: 'peer', summary: 'A migrated connection checkpoint has a missing or bad field, a secret of the wrong length, non-canonical base64, or buffers beyond its budgets.' },
   // --- authentication and replay -------------------------------------------------------
   FERRY_ERR_BAD_SIGNATURE: { wire: 10, by: 'peer', summary: 'A handshake signature does not verify against the claimed identity, or a resume is not in a batch its host signed (location proof, PROTOCOL.md §4.4).' },

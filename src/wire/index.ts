@@ -5,3 +5,4 @@ export * from './messages.js';
 export * from './migration.js';
 export * from './location-messages.js';
 export * from './tunnel.js';
+export * from './migration-steps.js';
