@@ -36,7 +36,9 @@ export type Op =
   /** The shared clock jumps forward by `ms` (a paused process): overdue timers then fire late. */
   | { at: number; kind: 'jump'; ms: number }
   /** For `ms`, each registration stays invisible to location lookups for `ms`. */
-  | { at: number; kind: 'lag'; ms: number };
+  | { at: number; kind: 'lag'; ms: number }
+  /** A half-close: the side ends its direction once what it was asked to write is handed over. */
+  | { at: number; kind: 'end'; conn: number; side: 0 | 1 };
 
 /** A whole schedule: the world's shape and its operations (sorted by `at`). */
 export interface Schedule {
@@ -129,6 +131,13 @@ function addExtras(s: Schedule, horizon: number): void {
     const conn = s.conns.length - 1;
     s.ops.push({ at: x() * horizon, kind: 'write', conn, side: 0, n: int(1, 40_000) }, { at: x() * horizon, kind: 'write', conn, side: 1, n: int(1, 40_000) });
   }
+  if (x() < 0.2) {
+    // A half-close; the other side writes on (and its reader must still read exactly).
+    const conn = int(0, s.conns.length - 1);
+    const side = x() < 0.5 ? 0 : 1;
+    const at = x() * horizon;
+    s.ops.push({ at, kind: 'end', conn, side }, { at: at + x() * 200, kind: 'write', conn, side: side === 0 ? 1 : 0, n: int(1, 50_000) });
+  }
   if (x() < 0.15) {
     // Several times the budget into a reader that stops for seconds.
     const conn = int(0, s.conns.length - 1);
@@ -153,6 +162,11 @@ interface SideState {
   seed: number;
   /** suspend() operations issued on this side so far. */
   suspends: number;
+  /** A half-close was asked for (no write after it), and end() was called. */
+  ending: boolean;
+  ended: boolean;
+  /** What this side had read when its stream ended (the peer's FIN), if it did. */
+  endSeen: number | undefined;
 }
 
 /** What a schedule run found: undefined when it passed, else why not; and its trace hash. */
@@ -243,6 +257,8 @@ class World {
   private readonly errors: string[] = [];
   private readonly recorders: ControlRecorder[] = [];
   private location!: LaggingLocation;
+  /** The final closes began: streams end without a FIN from here on. */
+  private closing = false;
 
   constructor(private readonly s: Schedule) {
     this.rng = seededRandom((s.seed ^ 0x5bd1e995) >>> 0);
@@ -336,7 +352,7 @@ class World {
       const ca = await this.await(this.hosts[this.where[a]!]!.connect(this.ids[a]!.id, this.ids[b]!.id), `connect ${ci}`);
       const cb = await this.await(acc, `accept ${ci}`);
       server.close();
-      const mk = (sock: AgentSocket, seed: number): SideState => ({ sock, pending: 0, written: 0, read: [], readLen: 0, blocked: undefined, seed, suspends: 0 });
+      const mk = (sock: AgentSocket, seed: number): SideState => ({ sock, pending: 0, written: 0, read: [], readLen: 0, blocked: undefined, seed, suspends: 0, ending: false, ended: false, endSeen: undefined });
       this.sides.push([mk(ca, 2 * ci + 1), mk(cb, 2 * ci + 2)]);
       this.connIds.push(ca.connectionId);
       this.watch(ci, 0, ca);
@@ -361,9 +377,11 @@ class World {
       for (const side of pair) side.sock?.resume();
       this.track(pair[ci % 2]!.sock!.resumeConnection(), `final resume ${ci}`, []);
     }
-    const delivered = (): boolean => this.outstanding.size === 0 && this.sides.every(([x, y]) => x.pending === 0 && y.pending === 0 && x.readLen === y.written && y.readLen === x.written);
+    // A half-closed direction also ends the reader's stream (after exactly the bytes written).
+    const ends = ([x, y]: [SideState, SideState]): boolean => (!x.ended || y.endSeen !== undefined) && (!y.ended || x.endSeen !== undefined);
+    const delivered = (): boolean => this.outstanding.size === 0 && this.sides.every(([x, y]) => x.pending === 0 && y.pending === 0 && x.readLen === y.written && y.readLen === x.written && ends([x, y]));
     if (!(await this.run(delivered, this.clock.now() + 120_000))) {
-      const detail = this.sides.map(([x, y], ci) => `conn ${ci}: ${x.sock?.state}/${y.sock?.state} a->b ${y.readLen}/${x.written}+${x.pending} b->a ${x.readLen}/${y.written}+${y.pending}`).join('; ');
+      const detail = this.sides.map(([x, y], ci) => `conn ${ci}: ${x.sock?.state}/${y.sock?.state} a->b ${y.readLen}/${x.written}+${x.pending}${x.ended ? ` fin ${y.endSeen ?? 'not seen'}` : ''} b->a ${x.readLen}/${y.written}+${y.pending}${y.ended ? ` fin ${x.endSeen ?? 'not seen'}` : ''}`).join('; ');
       if (process.env.FERRY_SIM_DEBUG) {
         for (const [ci, pair] of this.sides.entries()) for (const [si, sd] of pair.entries()) {
           const ep = sd.sock!.endpoint as unknown as Record<string, unknown> & { send: Record<string, unknown>; recv: Record<string, unknown> };
@@ -379,6 +397,8 @@ class World {
     for (const [ci, [x, y]] of this.sides.entries()) {
       if (!Buffer.concat(y.read.flat()).equals(pattern(x.seed, 0, x.written))) fail(`conn ${ci}: a->b bytes differ from what was written`);
       if (!Buffer.concat(x.read.flat()).equals(pattern(y.seed, 0, y.written))) fail(`conn ${ci}: b->a bytes differ from what was written`);
+      if (x.ended && y.endSeen !== x.written) fail(`conn ${ci}: a->b ended after ${y.endSeen} of ${x.written} bytes`);
+      if (y.ended && x.endSeen !== y.written) fail(`conn ${ci}: b->a ended after ${x.endSeen} of ${y.written} bytes`);
     }
     // Every connection ESTABLISHED, within bounded time. (Not always at once: a crossing RES that
     // reaches an end after it resumed still tears the new socket down and costs a second resume;
@@ -388,7 +408,8 @@ class World {
       const st = this.sides.map(([x, y], ci) => `conn ${ci}: ${x.sock!.state}/${y.sock!.state}`).join('; ');
       fail(`not all ESTABLISHED within 60 s after the quiet period: ${st}`);
     }
-    // Both ends close at once: both closes resolve, both end CLOSED.
+    // Both ends close at once: both closes resolve, both end CLOSED (their streams end now).
+    this.closing = true;
     for (const [ci, [x, y]] of this.sides.entries()) {
       this.track(x.sock!.close(), `close ${ci}a`, []);
       this.track(y.sock!.close(), `close ${ci}b`, []);
@@ -443,6 +464,18 @@ class World {
     });
     sock.on('error', (e: Error) => this.errors.push(`conn ${ci} side ${si} socket error ${isFerryError(e) ? e.code : e.message}`));
     sock.on('state', (to: string, from: string) => this.event(`c${ci}${si} ${from}->${to}`));
+    // An object detached by a move ends its stream too; only the current object's end is the FIN.
+    let moved = false;
+    sock.on('moved', () => (moved = true));
+    sock.on('end', () => {
+      if (moved || this.closing) return;
+      this.event(`c${ci}${si} end after ${side.readLen}`);
+      const peer = this.sides[ci]![si === 0 ? 1 : 0];
+      if (!peer.ended) this.errors.push(`conn ${ci} side ${si}: stream ended but the peer did not end`);
+      // A socket object adopted after a move whose FIN had arrived ends at once, with no byte more.
+      else if (side.endSeen !== undefined && side.endSeen !== side.readLen) this.errors.push(`conn ${ci} side ${si}: ${side.readLen - side.endSeen} bytes after the end of stream`);
+      side.endSeen ??= side.readLen;
+    });
     sock.on('drain', () => {
       if (side.blocked === sock) {
         side.blocked = undefined;
@@ -466,12 +499,17 @@ class World {
         return;
       }
     }
+    if (side.ending && !side.ended) {
+      side.ended = true;
+      side.sock.end();
+    }
   }
 
   private exec(op: Op): void {
     this.event(`op ${JSON.stringify(op)}`);
     switch (op.kind) {
       case 'write': {
+        if (this.sides[op.conn]![op.side].ending) return this.event('write skipped: that side ended');
         this.sides[op.conn]![op.side].pending += op.n;
         return this.pump(op.conn, op.side);
       }
@@ -494,6 +532,13 @@ class World {
         for (let k = 0; k < 3; k++) if (this.recorders[op.host]?.replay(op.pick + 7 * k)) n++;
         this.event(`replayed ${n}`);
         return;
+      }
+      case 'end': {
+        const [x, y] = this.sides[op.conn]!;
+        // Both directions ended is a graceful close, which the close operations cover.
+        if (x.ending || y.ending) return this.event('end skipped: one side already ended');
+        (op.side === 0 ? x : y).ending = true;
+        return this.pump(op.conn, op.side);
       }
       case 'jump':
         return this.clock.jump(op.ms);
