@@ -4,7 +4,7 @@
  * no logic of its own (docs/TUNNEL.md).
  */
 import { parseArgs } from 'node:util';
-import { Host, TunnelEnd, parseTcpAddress, type TcpAddress } from '../host/index.js';
+import { AddressWatch, Host, TunnelEnd, parseTcpAddress, type TcpAddress } from '../host/index.js';
 import { Identity, type AgentId } from '../identity/index.js';
 import { MemoryStore, RendezvousClient, RendezvousServer } from '../location/index.js';
 import { createLogger, limit, type Logger } from '../util/index.js';
@@ -33,6 +33,9 @@ Options:
   --rendezvous-port N     port of the embedded rendezvous (serve, default 0)
   --ip IP                 address of this end's host (control UDP, redirector TCP; default
                           127.0.0.1)
+  --ip auto               a roaming end (a laptop): bind every address, register the host's
+                          external IPv4 address, and when it changes re-register and resume
+                          every connection from the new one (use an external --rendezvous)
   --allow AGENT_ID        (serve) an agent that may open streams here; repeat, or comma-separate
   --allow-any             (serve) any agent may (with --no-security anyone at all)
   --allow-remote-listen   (serve) allowed agents may also ask this end to listen (-R)
@@ -120,24 +123,30 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
     if (allowList.length > 0 || values['allow-any'] || values['allow-remote-listen']) fail('tunnel connect: --allow… options belong to tunnel serve (connect only talks to the agent it names)');
   }
 
-  const ip = String(values.ip ?? '127.0.0.1');
   const log: Logger = createLogger(values.verbose ? 'info' : 'warn', { tunnel: agent.id.slice(0, 8) });
+  const hostLog: Logger = values.verbose ? log : createLogger('error');
+  // A roaming end binds the wildcard and follows its address (docs/TUNNEL.md "A host that changes
+  // its address"); the watch is started once the host exists.
+  let host: Host | undefined;
+  const roaming = values.ip === 'auto';
+  const watch = roaming ? new AddressWatch((next) => host?.changeAddress(next), { logger: hostLog }) : undefined;
+  if (watch && watch.current === undefined) fail('tunnel: --ip auto: this host has no external IPv4 address');
+  const ip = watch ? watch.current! : String(values.ip ?? '127.0.0.1');
+  const bindIp = roaming ? '0.0.0.0' : ip;
   let embedded: RendezvousServer | undefined;
   let rendezvous = typeof values.rendezvous === 'string' ? values.rendezvous : undefined;
   if (!rendezvous) {
     const rp = Number(values['rendezvous-port'] ?? 0);
     if (!Number.isInteger(rp) || rp < 0 || rp > 65535) fail(`--rendezvous-port must be a port number, got '${String(values['rendezvous-port'])}'`);
-    embedded = await RendezvousServer.start({ host: ip, port: rp, store: await MemoryStore.open({}), logger: values.verbose ? log : undefined });
-    rendezvous = embedded.address;
+    embedded = await RendezvousServer.start({ host: bindIp, port: rp, store: await MemoryStore.open({}), logger: values.verbose ? log : undefined });
+    rendezvous = `${ip}:${embedded.address.slice(embedded.address.lastIndexOf(':') + 1)}`;
   }
   // The host key is fresh each run: peers name the tunnel agent, whose key signs the delegation
   // to whichever host runs it (docs/DELEGATION.md).
-  const hostLog: Logger = values.verbose ? log : createLogger('error');
   const hostKey = Identity.generate();
-  const location = await RendezvousClient.connect({ server: rendezvous, host: ip, signer: hostKey, logger: hostLog });
-  let host: Host;
+  const location = await RendezvousClient.connect({ server: rendezvous, ...(roaming ? {} : { host: ip }), signer: hostKey, logger: hostLog });
   try {
-    host = await Host.start({ location, identity: hostKey, ip, security: !values['no-security'], logger: hostLog, name: `tunnel-${agent.id.slice(0, 8)}` });
+    host = await Host.start({ location, identity: hostKey, ip: bindIp, advertise: ip, security: !values['no-security'], logger: hostLog, name: `tunnel-${agent.id.slice(0, 8)}` });
   } catch (err) {
     location.close();
     await embedded?.close();
@@ -157,13 +166,15 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
     process.once('SIGTERM', () => resolve());
   });
   const budgetKiB = Math.round((limit('SEND_BUDGET_BYTES') + limit('RECEIVE_WINDOW_BYTES') + 4 * 64 * 1024) / 1024);
-  const common = `host=${host.id} control=${host.controlAddress} redirector=${ip}:${host.redirectorPort} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} security=${values['no-security'] ? 'plain' : 'sealed'} budget=${limit('TUNNEL_MAX_STREAMS')}x${budgetKiB}KiB`;
+  watch?.start();
+  const common = `host=${host.id} control=${host.controlAddress} redirector=${ip}:${host.redirectorPort} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} security=${values['no-security'] ? 'plain' : 'sealed'} budget=${limit('TUNNEL_MAX_STREAMS')}x${budgetKiB}KiB${roaming ? ' roaming' : ''}`;
   let what: string;
   try {
     if (mode === 'serve') what = `serve to=${to!.host}:${to!.port} allow=${values['allow-any'] ? 'any' : allowList.join(',')}${values['allow-remote-listen'] ? ' remote-listen' : ''}`;
     else if (listen) what = `connect peer=${peer} listen=${listen.host}:${await end.forward(listen, peer!)}`;
     else what = `connect peer=${peer} remote-listen=${remoteListen!.host}:${await end.reverse(remoteListen!, peer!, to!)} to=${to!.host}:${to!.port}`;
   } catch (err) {
+    watch?.stop();
     await end.close();
     await host.close();
     location.close();
@@ -172,6 +183,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
   }
   process.stdout.write(`ferry tunnel ready: agent=${agent.id} ${what} ${common}\n`);
   await stopped;
+  watch?.stop();
   await end.close();
   await host.close();
   location.close();

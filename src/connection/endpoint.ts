@@ -2046,6 +2046,25 @@ export class Endpoint extends EventEmitter {
   /** True once checkpointed: the live endpoint is elsewhere now. */
   detached = false;
 
+  /**
+   * Our host's address changed (a roaming host). The data socket, and a kept one, left from an
+   * address that is gone and would stall without an error: they are dropped (a lost socket, so
+   * the connection resumes), and our next RES carries a location proof, since it comes from an
+   * address where the peer has not seen us prove ourselves (§8.4). An in-band open still in its
+   * handshake fails (the opener opens again). Returns whether a socket was dropped.
+   */
+  addressChanged(): boolean {
+    if (this.state === 'CLOSED' || this.detached) return false;
+    if (this.keys) this.mustProve = true;
+    let dropped = this.breakDataSocket();
+    if (this.opening?.open) {
+      // The raw socket, so that its close reaches the open (DataSocket.destroy() reports nothing).
+      this.opening.socket.destroy();
+      dropped = true;
+    }
+    return dropped;
+  }
+
   /** Fault injection (tests, demo): reset the current data socket as a network cut would. */
   breakDataSocket(): boolean {
     let n = 0;

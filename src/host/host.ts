@@ -46,6 +46,11 @@ export interface HostOptions {
   location: LocationService;
   /** IP to bind both ports on (default 127.0.0.1). */
   ip?: string;
+  /**
+   * The address registered and told to peers, when `ip` is the wildcard (a roaming host, bound to
+   * every address); default `ip`. {@link Host.changeAddress} replaces it.
+   */
+  advertise?: string;
   controlPort?: number;
   redirectorPort?: number;
   /** Signed handshake, MACs and sealed frames (default true). Off only to measure its cost. */
@@ -202,6 +207,8 @@ interface AgentRecord {
   chain?: DelegationChain;
   /** The location epoch it was published at. */
   epoch?: number;
+  /** The address it was published at (a roaming host re-registers it when that changes). */
+  at?: string;
 }
 
 const key = (cid: Buffer | string, role: 'client' | 'server'): string => `${typeof cid === 'string' ? cid : cid.toString('hex')}/${role}`;
@@ -224,6 +231,8 @@ export class Host {
   readonly security: boolean;
   private readonly agents = new Map<AgentId, AgentRecord>();
   private readonly endpoints = new Map<string, Endpoint>();
+  /** Client endpoints whose open is under way (indexed only once the peer answers). */
+  private readonly clientOpens = new Set<Endpoint>();
   /** Connection endpoints that moved away: answered PEER_MOVING until the hint expires. */
   private readonly moved = new Map<string, number>();
   /**
@@ -254,9 +263,16 @@ export class Host {
   /** Signs the location proofs of this host's RES and RES_ACK: one signature per batch (PROTOCOL.md §4.4). */
   readonly resumeSigner: ResumeSigner;
 
+  /** The address registered for this host and its agents (see {@link Host.changeAddress}). */
+  private advertised: string;
+  /** Whether this host registered itself by id ({@link Host.registerSelf}): re-registered on an address change. */
+  private selfRegistered = false;
+  /** Counts address changes: a re-registration still retrying for an older one gives up. */
+  private addressGeneration = 0;
+
   private constructor(
     readonly identity: Identity,
-    readonly ip: string,
+    ip: string,
     private readonly control: ControlChannel,
     private readonly redirector: HostListener,
     onConnection: { handle: (s: StreamSocket) => void },
@@ -266,6 +282,7 @@ export class Host {
     opts: HostOptions,
   ) {
     this.id = identity.id as unknown as HostId;
+    this.advertised = opts.advertise ?? ip;
     this.security = opts.security ?? true;
     this.opts = opts;
     this.wallClock = opts.wallClock ?? Date.now;
@@ -348,7 +365,12 @@ export class Host {
     return new Host(identity, ip, control, redirector, onConnection, opts.location, log, clock, opts);
   }
 
-  /** The control address, "ip:port". */
+  /** The address this host registers and peers reach it at (the bound one, unless roaming). */
+  get ip(): string {
+    return this.advertised;
+  }
+
+  /** The control address, "ip:port" (as bound: a roaming host's is the wildcard's). */
   get controlAddress(): string {
     return this.control.address;
   }
@@ -375,6 +397,7 @@ export class Host {
   async registerSelf(): Promise<void> {
     const cur = await this.location.lookup(this.id as unknown as AgentId);
     const epoch = Math.max(Math.floor(this.wallClock() / 1000), (cur?.epoch ?? 0) + 1);
+    this.selfRegistered = true;
     await this.location.register(
       { agent: this.id as unknown as AgentId, hostId: this.id, ip: this.ip, controlPort: this.controlPort, redirectorPort: this.redirectorPort, epoch, agentKey: this.identity.publicRaw, chain: [] },
       { signer: this.identity },
@@ -417,8 +440,10 @@ export class Host {
         throw new FerryError('FERRY_ERR_AGENT_ELSEWHERE', `agent ${identity.id} is registered on host ${cur.hostId} (${cur.ip}:${cur.redirectorPort}, epoch ${cur.epoch}); an agent never runs on two hosts: stop it there, or launch with replace to stop that copy`);
       }
       const epoch = (cur?.epoch ?? 0) + 1;
-      rec.chain = await this.publish(identity, epoch);
+      const at = this.advertised;
+      rec.chain = await this.publish(identity, epoch, at);
       rec.epoch = epoch;
+      rec.at = at;
     } catch (err) {
       if (this.agents.get(identity.id) === rec) this.agents.delete(identity.id);
       throw err;
@@ -501,10 +526,10 @@ export class Host {
    * this host at `epoch` (the agent's key travels with it, so chains never grow: see
    * docs/DELEGATION.md), and the registration itself is signed by this host.
    */
-  private async publish(agent: Identity, epoch: number): Promise<DelegationChain> {
+  private async publish(agent: Identity, epoch: number, ip: string): Promise<DelegationChain> {
     const chain = freshChain(agent, this.identity.publicRaw, epoch, this.wallClock());
     await this.location.register(
-      { agent: agent.id, hostId: this.id, ip: this.ip, controlPort: this.controlPort, redirectorPort: this.redirectorPort, epoch, agentKey: agent.publicRaw, chain },
+      { agent: agent.id, hostId: this.id, ip, controlPort: this.controlPort, redirectorPort: this.redirectorPort, epoch, agentKey: agent.publicRaw, chain },
       { signer: this.identity },
     );
     return chain;
@@ -555,6 +580,8 @@ export class Host {
     if (!this.receiveBudget.canOpen(from, undefined)) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `receive budget of agent ${from} is spent`);
     const peer: PeerLocator = { ip: loc.ip, controlPort: loc.controlPort, redirectorPort: loc.redirectorPort, epoch: loc.epoch };
     const ep = Endpoint.client(this.env, a.identity, to, peer, randomBytes(8));
+    // Not indexed until the peer answers: an address change must still reach its open.
+    this.clientOpens.add(ep);
     // The socket object exists only once the open succeeded: a failed open is the rejected
     // promise, never an 'error' event on an object the caller has not seen. An abort destroys the
     // half-open endpoint, which fails the open.
@@ -564,6 +591,7 @@ export class Host {
       await ep.open();
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      this.clientOpens.delete(ep);
     }
     const sock = new AgentSocket(ep);
     a.sockets.set(ep, sock);
@@ -652,9 +680,10 @@ export class Host {
     // destination (landing) and the source (rolling back), exactly one succeeds; the other gets
     // FERRY_ERR_STALE_EPOCH and builds nothing. Never on both hosts, never on none.
     const epoch = (cp.epoch ?? (await this.location.lookup(identity.id))?.epoch ?? 0) + 1;
-    const chain = await this.publish(identity, epoch);
+    const at = this.advertised;
+    const chain = await this.publish(identity, epoch, at);
     // The endpoints rebuilt below prove with this chain that this host now speaks for the agent.
-    const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false, chain, epoch };
+    const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false, chain, epoch, at };
     this.agents.set(identity.id, rec);
     const eps = checked.map((e) => Endpoint.fromCheckpoint(this.env, e));
     const sockets: AgentSocket[] = [];
@@ -1027,6 +1056,70 @@ export class Host {
     // The checkpoint crosses a process boundary in issue 3; prove it is plain data now.
     const { sockets, server } = await to.attachAgent(JSON.parse(JSON.stringify(cp)) as AgentCheckpoint);
     return { sockets, server };
+  }
+
+  // ------------------------------------------------------------------ roaming
+
+  /**
+   * This host's address changed to `ip` (a roaming host bound to the wildcard notices it with an
+   * AddressWatch). The data sockets left from an address that is gone: they stall without an
+   * error, so each is dropped and its connection resumes, its RES going out from the new address
+   * with a location proof (there it is only a candidate until the proof verifies and a HELLO over
+   * the new path proves it, PROTOCOL.md §8.4). An open still in its handshake fails, and the
+   * opener opens again. Every agent here (and the host's own id, if it registered itself) is
+   * registered at `ip` at the next epoch, so that new connections and peers that ask the
+   * rendezvous find it; what the rendezvous does not answer is retried, backing off, until it
+   * answers or the address changes again.
+   */
+  changeAddress(ip: string): void {
+    if (this.closed || ip === this.advertised) return;
+    const previous = this.advertised;
+    this.advertised = ip;
+    const generation = ++this.addressGeneration;
+    let dropped = 0;
+    for (const ep of [...this.endpoints.values(), ...this.clientOpens]) if (ep.addressChanged()) dropped++;
+    this.log.info('address_changed', { from: previous, to: ip, sockets: dropped, agents: this.agents.size });
+    void this.reregister(generation);
+  }
+
+  /** Register every agent here (and the host itself) at the current address; retried until done or superseded. */
+  private async reregister(generation: number): Promise<void> {
+    let pause = limit('RESUME_RETRY_MS');
+    for (;;) {
+      if (this.closed || generation !== this.addressGeneration) return;
+      const ip = this.advertised;
+      let failed: unknown;
+      for (const [id, rec] of [...this.agents]) {
+        if (rec.moving || rec.epoch === undefined || rec.at === ip || this.agents.get(id) !== rec) continue;
+        const epoch = rec.epoch + 1;
+        try {
+          const chain = await this.publish(rec.identity, epoch, ip);
+          if (this.agents.get(id) !== rec) continue;
+          rec.chain = chain;
+          rec.epoch = epoch;
+          rec.at = ip;
+          this.log.info('agent_reregistered', { agent: id, ip, epoch });
+        } catch (err) {
+          if (isFerryError(err, 'FERRY_ERR_STALE_EPOCH')) {
+            // Another host registered it since: not ours to re-register (the fence check decides).
+            rec.at = ip;
+            continue;
+          }
+          failed = err;
+        }
+      }
+      if (failed === undefined && this.selfRegistered) {
+        try {
+          await this.registerSelf();
+        } catch (err) {
+          failed = err;
+        }
+      }
+      if (failed === undefined) return;
+      this.log.warn('reregister_failed', { code: isFerryError(failed) ? failed.code : 'FERRY_ERR_INTERNAL', detail: String((failed as Error).message), retryMs: pause });
+      await new Promise<void>((r) => this.clock.setTimer(pause, r));
+      pause = Math.min(pause * 2, limit('CONTROL_MAX_RTO_MS'));
+    }
   }
 
   /** Fault injection: reset the data sockets of an agent's connections (all agents if omitted). */

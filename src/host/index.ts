@@ -5,3 +5,4 @@ export * from './policy.js';
 export * from './runtime.js';
 export * from './admin.js';
 export * from './tunnel.js';
+export * from './address-watch.js';

@@ -118,6 +118,21 @@ export class NetnsLab {
     }
   }
 
+  /**
+   * Re-address namespace `i` as a laptop that changes networks: its address is removed (its
+   * sockets bound there stall, its routes go) and `10.231.N.<host>` takes its place on the same
+   * link. Returns the new address, also in `ips[i]`.
+   */
+  readdress(i: number, host: number): string {
+    const dev = `${this.prefix}v${i}`;
+    const old = this.ips[i]!;
+    const next = `${old.slice(0, old.lastIndexOf('.'))}.${host}`;
+    ip('-n', this.names[i]!, 'addr', 'del', `${old}/24`, 'dev', dev);
+    ip('-n', this.names[i]!, 'addr', 'add', `${next}/24`, 'dev', dev);
+    this.ips[i] = next;
+    return next;
+  }
+
   /** Spawn `node args…` inside namespace `i`. */
   spawnNode(i: number, args: string[], options: SpawnNodeOptions = {}): ChildProcess {
     if (this.destroyed) throw new Error('NetnsLab destroyed');

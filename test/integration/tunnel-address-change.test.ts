@@ -1,0 +1,166 @@
+// Scenario: a serving tunnel end whose host changes its address while traffic flows, as a laptop
+// that changes networks. Three network namespaces on one bridge (NetnsLab): a `ferry rendezvous`
+// in ns 0; in ns 1 `ferry tunnel serve --ip auto` (bound to every address, registering its
+// current one) in front of a paced TCP target; in ns 2 `ferry tunnel connect --listen` and a paced
+// TCP client. While 12 MiB stream each way, ns 1's address is removed and another one added on
+// the same link. The serving host notices (it polls its interfaces), re-registers at the new
+// address, and its connection resumes from there (RES with a location proof, a HELLO over the
+// new path). Neither TCP program sees an error and every byte arrives once (sha256 both ways);
+// a new tunnelled connection opened afterwards finds the serving end at its new address through
+// the rendezvous. Prints the time from the change to bytes flowing again. Needs root; without it
+// the test asserts that it is not root (so it never skips silently).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { netnsAvailable, NetnsLab } from '../helpers/netns.js';
+import { poll } from '../helpers/processes.js';
+import type { PeerResult } from '../helpers/tcp-sha-peer.js';
+
+const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const PEER = fileURLToPath(new URL('../helpers/tcp-sha-peer.js', import.meta.url));
+const MiB = 1024 * 1024;
+/** Each way: 64 KiB every 20 ms (3.2 MiB/s), so the change lands mid-stream and a stall shows as a gap. */
+const TOTAL = 12 * MiB;
+const PACE = ['--chunk', String(64 * 1024), '--every', '20'];
+
+/** A child's stdout lines and stderr, collected from the start. */
+class Out {
+  lines: string[] = [];
+  err = '';
+  private buf = '';
+  constructor(readonly child: ChildProcess) {
+    child.stdout!.on('data', (c: Buffer) => {
+      this.buf += c.toString();
+      const parts = this.buf.split('\n');
+      this.buf = parts.pop()!;
+      this.lines.push(...parts);
+    });
+    child.stderr!.on('data', (c: Buffer) => (this.err += c.toString()));
+  }
+  /** The n-th (from 0) line matching `re`, waited for (bounded). */
+  wait(re: RegExp, ms: number, n = 0): Promise<RegExpExecArray> {
+    return poll(
+      () => this.lines.map((l) => re.exec(l)).filter((m) => m !== null)[n],
+      ms,
+      () => `no line ${n} matching ${re}; stdout tail: ${this.lines.slice(-5).join(' | ')}; stderr tail: ${this.err.slice(-1500)}`,
+    );
+  }
+  results(): PeerResult[] {
+    return this.lines.filter((l) => l.startsWith('result ')).map((l) => JSON.parse(l.slice(7)) as PeerResult);
+  }
+  /** The JSON log lines on stderr with this event. */
+  events(event: string): Array<Record<string, unknown>> {
+    return this.err
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((o) => o.event === event);
+  }
+}
+
+/**
+ * When bytes flowed again after the change at `t0`: the end of the longest arrival gap that ends
+ * after it (the stall; paced arrivals otherwise come every 20 ms, give or take a loaded machine).
+ */
+function resumedAfter(r: PeerResult, t0: number): number | undefined {
+  const after = r.gaps.filter(([, end]) => end > t0);
+  if (after.length === 0) return undefined;
+  const g = after.reduce((a, b) => (b[1] - b[0] > a[1] - a[0] ? b : a));
+  return g[1] - t0;
+}
+
+test('tunnel: the serving host changes its address mid-stream; the tunnel resumes from the new one', { timeout: 120_000 }, async () => {
+  if (!netnsAvailable()) {
+    assert.notEqual(process.getuid?.(), 0, 'netns unavailable although root');
+    return;
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-tunnel-roam-'));
+  const lab = NetnsLab.create(3);
+  const peers: ChildProcess[] = [];
+  try {
+    const id = await lab.runNode(2, [MAIN, 'tunnel', 'id', '--key', join(dir, 'connect.key')]);
+    assert.equal(id.code, 0, id.stderr);
+    const connectAgent = id.stdout.trim();
+
+    const rv = new Out(lab.spawnNode(0, [MAIN, 'rendezvous', '--host', lab.ips[0]!, '--port', '0']));
+    const rvAddr = (await rv.wait(/^ferry rendezvous ready on (\S+:\d+) /, 10_000))[1]!;
+    const spawnPeer = (i: number, args: string[]): Out => {
+      const child = lab.spawnNode(i, [PEER, ...args], { stdin: 'pipe' });
+      peers.push(child);
+      return new Out(child);
+    };
+    const target = spawnPeer(1, ['target', '--bytes', String(TOTAL), ...PACE]);
+    const targetPort = (await target.wait(/^listening (\d+)$/, 10_000))[1]!;
+
+    const serve = new Out(lab.spawnNode(1, [MAIN, 'tunnel', 'serve', '--key', join(dir, 'serve.key'), '--to', `127.0.0.1:${targetPort}`, '--allow', connectAgent, '--ip', 'auto', '--rendezvous', rvAddr, '--verbose']));
+    const ready = await serve.wait(/^ferry tunnel ready: agent=([0-9a-f]{32}) .*redirector=([0-9.]+):\d+ .* roaming$/, 10_000);
+    const serveAgent = ready[1]!;
+    const before = lab.ips[1]!;
+    assert.equal(ready[2], before, 'the roaming end registers its namespace address');
+    const connect = new Out(lab.spawnNode(2, [MAIN, 'tunnel', 'connect', serveAgent, '--key', join(dir, 'connect.key'), '--rendezvous', rvAddr, '--listen', '127.0.0.1:0', '--ip', lab.ips[2]!]));
+    const listenPort = (await connect.wait(/^ferry tunnel ready: .* listen=127\.0\.0\.1:(\d+) /, 10_000))[1]!;
+
+    const client = spawnPeer(2, ['client', '--port', listenPort, '--bytes', String(TOTAL), ...PACE]);
+    // Mid-stream: 2 MiB arrived each way.
+    await target.wait(/^progress sent=\d+ received=(\d*)/, 20_000, 0);
+    await poll(() => (progressOf(target) >= 2 * MiB && progressOf(client) >= 2 * MiB ? true : undefined), 20_000, () => `2 MiB each way before the change; target: ${target.err.slice(-500)}`);
+    const t0 = Date.now();
+    const after = lab.readdress(1, 60);
+    const atChange = { toTarget: progressOf(target), toClient: progressOf(client) };
+
+    await client.wait(/^result /, 60_000);
+    await target.wait(/^result /, 60_000);
+    const c = client.results()[0]!;
+    const t = target.results()[0]!;
+    assert.deepEqual(c.errors, [], 'the TCP client saw no error');
+    assert.deepEqual(t.errors, [], 'the TCP target saw no error');
+    assert.equal(t.received, TOTAL, 'the target received every byte once');
+    assert.equal(c.received, TOTAL, 'the client received every byte once');
+    assert.equal(t.receivedSha, c.sentSha, 'client -> target sha256');
+    assert.equal(c.receivedSha, t.sentSha, 'target -> client sha256');
+    assert.ok(atChange.toTarget < TOTAL && atChange.toClient < TOTAL, `the change came mid-stream (${JSON.stringify(atChange)})`);
+
+    // The host noticed, and re-registered its agent at the new address.
+    const changed = serve.events('address_changed');
+    assert.deepEqual(changed.map((e) => [e.from, e.to]), [[before, after]], serve.err.slice(-2000));
+    assert.ok(serve.events('agent_reregistered').some((e) => e.agent === serveAgent && e.ip === after), serve.err.slice(-2000));
+
+    // A new connection looks the serving end up again and reaches it at its new address.
+    const second = spawnPeer(2, ['client', '--port', listenPort, '--bytes', String(256 * 1024), ...PACE]);
+    await second.wait(/^result /, 30_000);
+    await target.wait(/^result /, 30_000, 1);
+    const c2 = second.results()[0]!;
+    const t2 = target.results()[1]!;
+    assert.deepEqual([c2.errors, t2.errors], [[], []], 'the second connection saw no error');
+    assert.equal(t2.receivedSha, c2.sentSha, 'second connection: client -> target sha256');
+    assert.equal(c2.receivedSha, t2.sentSha, 'second connection: target -> client sha256');
+
+    const up = resumedAfter(t, t0);
+    const down = resumedAfter(c, t0);
+    console.log(`# address change ${before} -> ${after}: bytes flowing again after ${up ?? 'no gap'} ms (client -> target), ${down ?? 'no gap'} ms (target -> client)`);
+
+    for (const p of [serve, connect]) {
+      const exited = once(p.child, 'exit') as Promise<[number | null]>;
+      p.child.kill('SIGTERM');
+      assert.equal((await exited)[0], 0);
+    }
+  } finally {
+    for (const p of peers) p.stdin?.end();
+    lab.destroy();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** Bytes a peer has received so far, from its last progress line. */
+function progressOf(o: Out): number {
+  for (let i = o.lines.length - 1; i >= 0; i--) {
+    const m = /^progress sent=\d+ received=(\d+)/.exec(o.lines[i]!);
+    if (m) return Number(m[1]);
+  }
+  return 0;
+}
