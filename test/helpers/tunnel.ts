@@ -219,7 +219,11 @@ export function exchange(s: Socket, bytes: number, endFirst: boolean, errors: Er
       }
       endIfReady();
     };
-    if (track) Object.assign(track, { toSend: bytes, left: bytes, received: 0, peerEnded: false, wroteAll: false });
+    // The peer's FIN may have come before this exchange began (a side that sends nothing and
+    // ends first): with nothing buffered, Node emits 'end' on a socket nobody reads yet, and an
+    // 'end' listener added later never fires. Nothing was lost then: there was nothing to read.
+    if (s.readableEnded) peerEnded = true;
+    if (track) Object.assign(track, { toSend: bytes, left: bytes, received: 0, peerEnded, wroteAll: false });
     s.on('data', (c: Buffer) => {
       received += c.length;
       got.update(c);
