@@ -36,6 +36,9 @@ Options:
   --ip auto               a roaming end (a laptop): bind every address, register the host's
                           external IPv4 address, and when it changes re-register and resume
                           every connection from the new one (use an external --rendezvous)
+  --advertise-port N      tell peers to reach this end's redirector (TCP) at port N of its
+                          address, not at the port it listens on: it sits behind a TCP port
+                          forward or proxy
   --allow AGENT_ID        (serve) an agent that may open streams here; repeat, or comma-separate
   --allow-any             (serve) any agent may (with --no-security anyone at all)
   --allow-remote-listen   (serve) allowed agents may also ask this end to listen (-R)
@@ -74,6 +77,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
         rendezvous: { type: 'string' },
         'rendezvous-port': { type: 'string' },
         ip: { type: 'string' },
+        'advertise-port': { type: 'string' },
         'no-security': { type: 'boolean' },
         verbose: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -143,10 +147,12 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
   }
   // The host key is fresh each run: peers name the tunnel agent, whose key signs the delegation
   // to whichever host runs it (docs/DELEGATION.md).
+  const advertisePort = values['advertise-port'] === undefined ? undefined : Number(values['advertise-port']);
+  if (advertisePort !== undefined && (!Number.isInteger(advertisePort) || advertisePort < 1 || advertisePort > 65535)) fail(`--advertise-port must be a port number (1-65535), got '${String(values['advertise-port'])}'`);
   const hostKey = Identity.generate();
   const location = await RendezvousClient.connect({ server: rendezvous, ...(roaming ? {} : { host: ip }), signer: hostKey, logger: hostLog });
   try {
-    host = await Host.start({ location, identity: hostKey, ip: bindIp, advertise: ip, security: !values['no-security'], logger: hostLog, name: `tunnel-${agent.id.slice(0, 8)}` });
+    host = await Host.start({ location, identity: hostKey, ip: bindIp, advertise: ip, ...(advertisePort ? { advertiseRedirectorPort: advertisePort } : {}), security: !values['no-security'], logger: hostLog, name: `tunnel-${agent.id.slice(0, 8)}` });
   } catch (err) {
     location.close();
     await embedded?.close();
@@ -167,7 +173,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
   });
   const budgetKiB = Math.round((limit('SEND_BUDGET_BYTES') + limit('RECEIVE_WINDOW_BYTES') + 4 * 64 * 1024) / 1024);
   watch?.start();
-  const common = `host=${host.id} control=${host.controlAddress} redirector=${ip}:${host.redirectorPort} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} security=${values['no-security'] ? 'plain' : 'sealed'} budget=${limit('TUNNEL_MAX_STREAMS')}x${budgetKiB}KiB${roaming ? ' roaming' : ''}`;
+  const common = `host=${host.id} control=${host.controlAddress} redirector=${ip}:${host.listeningRedirectorPort} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} security=${values['no-security'] ? 'plain' : 'sealed'} budget=${limit('TUNNEL_MAX_STREAMS')}x${budgetKiB}KiB${advertisePort ? ` advertised-port=${advertisePort}` : ''}${roaming ? ' roaming' : ''}`;
   let what: string;
   try {
     if (mode === 'serve') what = `serve to=${to!.host}:${to!.port} allow=${values['allow-any'] ? 'any' : allowList.join(',')}${values['allow-remote-listen'] ? ' remote-listen' : ''}`;

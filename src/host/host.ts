@@ -53,6 +53,11 @@ export interface HostOptions {
   advertise?: string;
   controlPort?: number;
   redirectorPort?: number;
+  /**
+   * The redirector port peers are told (registrations, CONNECT_ACK, RES), when it is not the one
+   * bound: a host behind a TCP port forward or proxy. Default: the bound port.
+   */
+  advertiseRedirectorPort?: number;
   /** Signed handshake, MACs and sealed frames (default true). Off only to measure its cost. */
   security?: boolean;
   /** Host key (default: a fresh one). */
@@ -294,7 +299,7 @@ export class Host {
     });
     this.routes = ip === '0.0.0.0' || ip === '::' || opts.network ? undefined : new SourceRoutes(ip, clock);
     this.resumeSigner = new ResumeSigner(identity.publicRaw, (m) => identity.sign(m));
-    const redirectorPort = redirector.port;
+    const redirectorPort = opts.advertiseRedirectorPort ?? redirector.port;
     this.env = {
       clock,
       logger: log,
@@ -375,9 +380,14 @@ export class Host {
     return this.control.address;
   }
 
-  /** The redirector port. */
+  /** The redirector port peers are told (registered, and named in CONNECT_ACK and RES). */
   get redirectorPort(): number {
     return this.env.redirectorPort;
+  }
+
+  /** The redirector port bound here (differs from {@link Host.redirectorPort} behind a port forward). */
+  get listeningRedirectorPort(): number {
+    return this.redirector.port;
   }
 
   private get controlPort(): number {

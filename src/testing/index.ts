@@ -4,3 +4,4 @@ export * from './memory-datagram.js';
 export * from './memory-stream.js';
 export * from './netns.js';
 export * from './redis-server.js';
+export * from './cutting-proxy.js';
