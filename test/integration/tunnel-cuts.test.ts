@@ -23,7 +23,7 @@ const MiB = 1024 * 1024;
 const IDLE = 10;
 
 // Bounded: a tunnelled connection that never finishes must fail the run, not hang it (seen once).
-test('tunnel: half-close both ways, streams and idle connections across a data path cut every 250 ms', { timeout: 120_000 }, async () => {
+test('tunnel: half-close both ways, streams and idle connections across a data path cut every 250 ms', { timeout: 240_000 }, async () => {
   // What the target does on its i-th connection: [bytes it sends, whether it sends FIN before the client's].
   const plan: Array<{ client: [number, boolean]; target: [number, boolean] }> = [
     ...Array.from({ length: IDLE }, () => ({ client: [64 * 1024, true] as [number, boolean], target: [0, false] as [number, boolean] })),
@@ -37,7 +37,8 @@ test('tunnel: half-close both ways, streams and idle connections across a data p
   const errors: Error[] = [];
   const open = async (i: number): Promise<Socket> => {
     const s = taggedClient(pair.listenPort, i, errors);
-    await waitFor(() => target.results.has(i), 20_000, `target connection ${i}`).catch((err: Error) => {
+    // An open under cuts is retried by the tunnel for up to RECONNECT_LIMIT_MS (30 s); wait that out.
+    await waitFor(() => target.results.has(i), 40_000, `target connection ${i}`).catch((err: Error) => {
       throw new Error(`${err.message}; client errors: ${errors.map((e) => e.message).join(', ')}; connect end: ${pair.connect.err().slice(-1500)}; serve end: ${pair.serve.err().slice(-1500)}`);
     });
     return s;
@@ -72,7 +73,7 @@ test('tunnel: half-close both ways, streams and idle connections across a data p
     const s = await open(i);
     active.push(exchange(s, plan[i]!.client[0], plan[i]!.client[1], errors, track(i)));
   }
-  const clientSide = await within('the active exchanges', Promise.all(active), 60_000);
+  const clientSide = await within('the active exchanges', Promise.all(active), 90_000);
   // The idle connections sat through cuts without a byte; now each carries 64 KiB and closes.
   await waitFor(() => cut.cuts >= 6, 10_000, 'six cuts');
   const idleSide = await within('the idle exchanges', Promise.all(idle.map((s, i) => exchange(s, 64 * 1024, true, errors, track(i)))), 40_000);
