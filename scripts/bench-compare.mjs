@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// Compare `ferry bench` between two commits in one run, back to back: each commit is checked out
+// in a temporary worktree and built, then the chosen suites run alternately (old, new, old, new…)
+// so that both see the same machine load. Each figure is a ratio against the baseline the suite
+// measures in the same process (TCP, TLS, close-and-reopen…); the script prints, for every ratio,
+// the median of each commit's rounds and new ÷ old. The machines are shared and noisy: judge
+// "no worse" by the ratio of ratios, not by an absolute time.
+//
+//   node scripts/bench-compare.mjs OLD NEW [--rounds N] [--quick] [--suite S]… [--json FILE]
+//
+// OLD and NEW are anything `git rev-parse` takes (NEW may be `WORKTREE` for the files as they
+// are). Default suites: open, suspend-resume, throughput, migration. Needs git and npm.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    rounds: { type: 'string', default: '2' },
+    quick: { type: 'boolean', default: false },
+    suite: { type: 'string', multiple: true },
+    json: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+if (values.help || positionals.length !== 2) {
+  console.log('usage: node scripts/bench-compare.mjs OLD NEW [--rounds N] [--quick] [--suite S]… [--json FILE]');
+  process.exit(values.help ? 0 : 2);
+}
+const rounds = Number(values.rounds);
+if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) {
+  console.error('--rounds must be an integer from 1 to 20');
+  process.exit(2);
+}
+const suites = values.suite ?? ['open', 'suspend-resume', 'throughput', 'migration'];
+const repo = resolve(execFileSync('git', ['rev-parse', '--show-toplevel'], { encoding: 'utf8' }).trim());
+
+/** A built tree of `rev` (or the repository as it is, for WORKTREE); returns its directory. */
+function prepare(rev) {
+  if (rev === 'WORKTREE') {
+    run('npx', ['tsc', '-p', 'tsconfig.json'], repo);
+    return { dir: repo, label: 'worktree', done: () => {} };
+  }
+  const sha = execFileSync('git', ['rev-parse', '--short', rev], { cwd: repo, encoding: 'utf8' }).trim();
+  const dir = mkdtempSync(join(tmpdir(), `ferry-bench-${sha}-`));
+  run('git', ['worktree', 'add', '--detach', dir, sha], repo);
+  // The dependencies of the current checkout serve both commits when the lock file is the same.
+  const sameLock = spawnSync('git', ['diff', '--quiet', sha, '--', 'package-lock.json'], { cwd: repo }).status === 0;
+  if (sameLock && existsSync(join(repo, 'node_modules'))) symlinkSync(join(repo, 'node_modules'), join(dir, 'node_modules'));
+  else run('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], dir);
+  run('npx', ['tsc', '-p', 'tsconfig.json'], dir);
+  return {
+    dir,
+    label: sha,
+    done: () => {
+      spawnSync('git', ['worktree', 'remove', '--force', dir], { cwd: repo });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function run(cmd, args, cwd) {
+  const r = spawnSync(cmd, args, { cwd, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed in ${cwd} (${r.status ?? r.signal})`);
+}
+
+/** One `ferry bench --json` of `tree`; returns its ratios and absolute figures. */
+function bench(tree, round) {
+  const args = [join(tree.dir, 'dist/src/cli/main.js'), 'bench', '--json', ...(values.quick ? ['--quick'] : []), ...suites.flatMap((s) => ['--suite', s])];
+  process.stderr.write(`bench-compare: round ${round + 1}/${rounds}, ${tree.label}…\n`);
+  const r = spawnSync(process.execPath, args, { cwd: tree.dir, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  if (r.status !== 0 || !last.startsWith('{')) throw new Error(`bench of ${tree.label} failed (${r.status}): ${r.stderr.slice(-2000)}`);
+  const j = JSON.parse(last);
+  return { ...j.ratios, ...Object.fromEntries(Object.entries(j.absolute ?? {}).map(([k, v]) => [`abs:${k}`, v])) };
+}
+
+const median = (xs) => {
+  const v = xs.filter((x) => typeof x === 'number').sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+
+const old = prepare(positionals[0]);
+const neu = prepare(positionals[1]);
+try {
+  const results = { [old.label]: [], [neu.label]: [] };
+  for (let i = 0; i < rounds; i++) {
+    // Alternate which goes first, so neither always runs on a warmer (or busier) machine.
+    const order = i % 2 === 0 ? [old, neu] : [neu, old];
+    for (const t of order) results[t.label].push(bench(t, i));
+  }
+  const keys = [...new Set([...results[old.label], ...results[neu.label]].flatMap((r) => Object.keys(r)))].sort();
+  const rows = [];
+  for (const k of keys) {
+    const a = median(results[old.label].map((r) => r[k]));
+    const b = median(results[neu.label].map((r) => r[k]));
+    if (a === null && b === null) continue;
+    rows.push({ figure: k, [old.label]: a, [neu.label]: b, newOverOld: a && b !== null ? Number((b / a).toFixed(3)) : null });
+  }
+  console.log(`ferry bench, ${old.label} (old) against ${neu.label} (new), ${rounds} round(s) each, alternating; suites ${suites.join(', ')}`);
+  console.log('figure'.padEnd(36), old.label.padStart(10), neu.label.padStart(10), 'new/old'.padStart(8));
+  for (const r of rows) console.log(r.figure.padEnd(36), String(r[old.label] ?? '-').padStart(10), String(r[neu.label] ?? '-').padStart(10), String(r.newOverOld ?? '-').padStart(8));
+  if (values.json) writeFileSync(values.json, JSON.stringify({ old: old.label, new: neu.label, rounds, suites, rows, raw: results }, null, 2));
+} finally {
+  old.done();
+  neu.done();
+}
