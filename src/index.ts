@@ -9,7 +9,7 @@
 
 // Hosts, moves and the sockets agents hold.
 export { Host, parseMigrationTarget, formatMigrationTarget } from './host/index.js';
-export type { HostOptions, MigrationTarget, MigrationReport, MemberOutcome, AgentCheckpoint } from './host/index.js';
+export type { HostOptions, MigrateOptions, MigrationTarget, MigrationReport, MemberOutcome, AgentCheckpoint } from './host/index.js';
 export { AgentSocket, AgentServerSocket } from './connection/index.js';
 export type { State as ConnectionState } from './connection/index.js';
 
@@ -30,5 +30,5 @@ export { MemoryLocationTable, RendezvousClient, RendezvousServer, MemoryStore, R
 export type { LocationService, LocationEntry, LocationStore, StoreListener, RendezvousClientOptions, RendezvousServerOptions, MemoryStoreOptions, RedisStoreOptions } from './location/index.js';
 
 // Errors, limits, logging.
-export { FerryError, isFerryError, ERRORS, LIMITS, createLogger, silentLogger } from './util/index.js';
+export { FerryError, isFerryError, isAbortError, ERRORS, LIMITS, createLogger, silentLogger } from './util/index.js';
 export type { ErrorCode, Blame, Logger, LoggerOptions, LogLevel, LogFields, RefusalFields } from './util/index.js';

@@ -5,7 +5,7 @@
  */
 import { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
-import { FerryError, isFerryError, type ErrorCode } from '../util/index.js';
+import { FerryError, abortedError, isFerryError, onAbort, type ErrorCode } from '../util/index.js';
 import type { AgentId } from '../identity/index.js';
 import type { Endpoint } from './endpoint.js';
 import type { State } from './state-machine.js';
@@ -60,24 +60,108 @@ export class AgentSocket extends Duplex {
     return this.endpoint.idText;
   }
 
-  /** Suspend the connection (SUS -> ACK -> drain). Resolves once SUSPENDED. */
-  suspend(): Promise<void> {
-    return this.endpoint.suspend('user');
+  /**
+   * Suspend the connection (SUS -> ACK -> drain). Resolves once SUSPENDED.
+   *
+   * `signal`: already aborted, this rejects at once with FERRY_ERR_ABORTED (name "AbortError",
+   * cause the signal's reason) and the connection is left as it was. Aborted while pending, this
+   * rejects at once, but the suspend is not undone: its SUS has already gone to the peer, so the
+   * connection goes on to SUSPENDED by itself (only the wait for the peer's answer and the drain
+   * is cut short). A later `resumeConnection()` works as after any suspend.
+   */
+  suspend(opts: { signal?: AbortSignal } = {}): Promise<void> {
+    const { signal } = opts;
+    if (signal?.aborted) return Promise.reject(abortedError('suspend', signal));
+    const suspending = this.endpoint.suspend('user');
+    if (!signal) return suspending;
+    return new Promise<void>((resolve, reject) => {
+      const stop = onAbort(signal, () => {
+        // The suspend goes on; its outcome is the connection's state (and 'error' if it fails).
+        suspending.catch(() => undefined);
+        reject(abortedError('suspend', signal));
+      });
+      suspending.then(
+        () => (stop(), resolve()),
+        (err: unknown) => (stop(), reject(err)),
+      );
+    });
   }
 
   /**
    * Resume the connection from either end. Resolves once ESTABLISHED. (Named so because
    * `Readable.resume()` is stream flow control, which `on('data')` calls internally.)
+   *
+   * `signal`: already aborted, this rejects at once with FERRY_ERR_ABORTED and nothing is sent.
+   * Aborted while pending, the resume is called off as a `suspend()` would (the later call wins):
+   * a RES in flight is cancelled, and this rejects with FERRY_ERR_ABORTED once the connection is
+   * SUSPENDED again (it waits at most a control timeout for a peer that does not answer; if the
+   * resume had just reached ESTABLISHED, the connection is suspended again, so the state after an
+   * abort is always SUSPENDED, or CLOSED if the connection closed meanwhile). A later
+   * `resumeConnection()` works. If a move takes the agent meanwhile, the connection lands
+   * SUSPENDED at the destination.
    */
-  resumeConnection(): Promise<void> {
-    return this.endpoint.resume();
+  resumeConnection(opts: { signal?: AbortSignal } = {}): Promise<void> {
+    const { signal } = opts;
+    if (signal?.aborted) return Promise.reject(abortedError('resume', signal));
+    const resuming = this.endpoint.resume();
+    if (!signal) return resuming;
+    return new Promise<void>((resolve, reject) => {
+      let aborted = false;
+      const stop = onAbort(signal, () => {
+        aborted = true;
+        const err = abortedError('resume', signal);
+        // The suspend supersedes the pending resume (which then rejects FERRY_ERR_SUPERSEDED):
+        // whatever it settles with, the abort is what this call reports.
+        resuming.catch(() => undefined);
+        this.endpoint.suspend('user').then(
+          () => reject(err),
+          () => reject(err),
+        );
+      });
+      resuming.then(
+        () => {
+          if (aborted) return;
+          stop();
+          resolve();
+        },
+        (err: unknown) => {
+          if (aborted) return;
+          stop();
+          reject(err);
+        },
+      );
+    });
   }
 
   /**
    * Graceful close: end our direction, wait until the peer acknowledged every byte (bounded by
-   * `timeoutMs`), then CLS. Resolves when CLOSED.
+   * `timeoutMs`, default 10 s), then CLS. Resolves when CLOSED. A number is taken as `timeoutMs`.
+   *
+   * `signal`: already aborted, this rejects at once with FERRY_ERR_ABORTED and the connection
+   * stays open. Aborted while pending, the graceful close becomes `destroy()`: bytes the peer has
+   * not acknowledged are dropped, the peer's socket ends with FERRY_ERR_PEER_ABORTED (unless our
+   * graceful CLS already went, which then completes), this socket is destroyed and the promise
+   * rejects at once with FERRY_ERR_ABORTED; the connection reaches CLOSED by itself.
    */
-  async close(timeoutMs = 10_000): Promise<void> {
+  async close(opts: number | { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<void> {
+    const { timeoutMs = 10_000, signal } = typeof opts === 'number' ? { timeoutMs: opts } : opts;
+    if (signal?.aborted) throw abortedError('close', signal);
+    if (!signal) return this.closeGracefully(timeoutMs);
+    const closing = this.closeGracefully(timeoutMs);
+    await new Promise<void>((resolve, reject) => {
+      const stop = onAbort(signal, () => {
+        closing.catch(() => undefined);
+        reject(abortedError('close', signal));
+        this.destroy();
+      });
+      closing.then(
+        () => (stop(), resolve()),
+        (err: unknown) => (stop(), reject(err)),
+      );
+    });
+  }
+
+  private async closeGracefully(timeoutMs: number): Promise<void> {
     if (!this.writableEnded) this.end();
     const ep = this.endpoint;
     if (!ep.send.finAcked && ep.state !== 'CLOSED') {
@@ -293,12 +377,12 @@ export class AgentServerSocket extends EventEmitter implements AsyncIterable<Age
     }
     if (this.closedFlag) return Promise.reject(new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'server socket closed'));
     const { signal } = opts;
-    if (signal?.aborted) return Promise.reject(new FerryError('FERRY_ERR_ABORTED', 'accept aborted', { cause: signal.reason }));
+    if (signal?.aborted) return Promise.reject(abortedError('accept', signal));
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
         const i = this.waiters.indexOf(w);
         if (i >= 0) this.waiters.splice(i, 1);
-        reject(new FerryError('FERRY_ERR_ABORTED', 'accept aborted', { cause: signal?.reason }));
+        reject(abortedError('accept', signal));
       };
       const w = {
         resolve: (sock: AgentSocket) => {

@@ -11,7 +11,7 @@ import { ControlChannel, parseAddress, type ControlMessage, type DatagramSocketL
 import { AgentServerSocket, AgentSocket, Endpoint, ReceiveBudget, decodeEndpointCheckpoint, ResumeSigner, type EndpointCheckpoint, type ReceiveBudgetLimits, type EndpointEnv, type LocationProof, type PeerLocator, type StreamSocket } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
 import type { LocationEntry, LocationService } from '../location/index.js';
-import { ERRORS, FerryError, SourceSlots, isFerryError, limit, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
+import { ERRORS, FerryError, SourceSlots, abortedError, isAbortError, isFerryError, limit, onAbort, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
 import { FrameDecoder, FrameType, MessageType, OpenFrameType, decodeConnControl, decodeConnect, decodeConnectConfirm, decodeConnectFrame, decodeFrameBody, encodeFrame, type Connect, type Hello } from '../wire/index.js';
 import { verifyConnect } from '../connection/index.js';
 import { createHash } from 'node:crypto';
@@ -138,6 +138,18 @@ async function kernelListen(ip: string, port: number, onConnection: (s: StreamSo
   };
 }
 
+/** Options of {@link Host.migrateAgent}. */
+export interface MigrateOptions {
+  /**
+   * Aborts the move until its checkpoint has been sent: an abort before that rolls it back (the
+   * agent runs on here) and rejects with FERRY_ERR_ABORTED; after it, the destination may commit
+   * at any moment, so the move completes or fails as without a signal and the abort is ignored.
+   */
+  signal?: AbortSignal;
+  /** The runtime's handle on an agent with code that moves (set by the runtime, not by users). */
+  outgoing?: OutgoingAgent;
+}
+
 /** Where to migrate an agent: a host's address and redirector port, optionally its proven id. */
 export interface MigrationTarget {
   ip: string;
@@ -168,6 +180,8 @@ export function groupResult(outcomes: MemberOutcome[]): MigrationReport | undefi
   if (failed.length === 0) return (outcomes[0] as Extract<MemberOutcome, { committed: true }> | undefined)?.report;
   const moved = outcomes.filter((o) => o.committed).map((o) => o.agentId);
   const first = failed[0]!.error;
+  // An aborted group move rolled back whole: it rejects with the abort (an AbortError).
+  if (moved.length === 0 && failed.every((o) => isAbortError(o.error))) throw first;
   throw new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `${failed.map((o) => o.agentId).join(', ')} rolled back${moved.length > 0 ? `; ${moved.join(', ')} moved` : ''}: ${isFerryError(first.cause) ? first.cause.code : first.code}`, { cause: first.cause ?? first });
 }
 
@@ -580,7 +594,7 @@ export class Host {
   /** Open a connection from a local agent to another agent, by id (NapletSocket(agent-id)). */
   async connect(from: AgentId, to: AgentId, opts: { signal?: AbortSignal } = {}): Promise<AgentSocket> {
     const { signal } = opts;
-    const aborted = (): FerryError => new FerryError('FERRY_ERR_ABORTED', `connect to ${to} aborted`, { cause: signal?.reason });
+    const aborted = (): FerryError => abortedError(`connect to ${to}`, signal);
     if (signal?.aborted) throw aborted();
     const a = this.agent(from);
     const loc = await this.location.lookup(to);
@@ -595,12 +609,11 @@ export class Host {
     // The socket object exists only once the open succeeded: a failed open is the rejected
     // promise, never an 'error' event on an object the caller has not seen. An abort destroys the
     // half-open endpoint, which fails the open.
-    const onAbort = (): void => ep.destroy(aborted());
-    signal?.addEventListener('abort', onAbort, { once: true });
+    const stop = onAbort(signal, () => ep.destroy(aborted()));
     try {
       await ep.open();
     } finally {
-      signal?.removeEventListener('abort', onAbort);
+      stop();
       this.clientOpens.delete(ep);
     }
     const sock = new AgentSocket(ep);
@@ -724,8 +737,14 @@ export class Host {
    * checkpoint, the destination's runtime admits and lands them, and a rollback re-attaches the
    * connections and hands them back with `outgoing.reattach`. Called without `outgoing` for an
    * agent the runtime runs, this asks the runtime to move it (which calls back here).
+   *
+   * `signal` (see {@link MigrateOptions}): already aborted, this rejects at once with
+   * FERRY_ERR_ABORTED; aborted before the checkpoint has been sent, the move rolls back (the agent
+   * runs on here) and this rejects with FERRY_ERR_ABORTED; aborted after, it is ignored.
    */
-  async migrateAgent(agentId: AgentId, target: MigrationTarget, outgoing?: OutgoingAgent): Promise<MigrationReport | undefined> {
+  async migrateAgent(agentId: AgentId, target: MigrationTarget, opts: MigrateOptions = {}): Promise<MigrationReport | undefined> {
+    const { outgoing, signal } = opts;
+    if (signal?.aborted) throw abortedError(`migration of ${agentId}`, signal);
     if (!outgoing && this.runtime?.agentIds().includes(agentId)) {
       try {
         return await this.runtime.migrate(agentId, formatMigrationTarget(target));
@@ -735,7 +754,7 @@ export class Host {
         throw this.operatorError(err, [agentId]);
       }
     }
-    const [outcome] = await this.migrateMembers([{ agentId, ...(outgoing ? { outgoing } : {}) }], target);
+    const [outcome] = await this.migrateMembers([{ agentId, ...(outgoing ? { outgoing } : {}) }], target, signal ? { signal } : {});
     if (!outcome!.committed) throw outcome!.error;
     return outcome!.report;
   }
@@ -747,9 +766,11 @@ export class Host {
    * member in turn; should the location service fail between two of them, the members already
    * registered live at the destination and the rest roll back here, each still on exactly one
    * host, and this rejects naming them. Agents run by the runtime move through it.
+   * `signal` as for {@link migrateAgent}: an aborted group rolls back whole.
    */
-  async migrateGroup(agentIds: AgentId[], target: MigrationTarget): Promise<MigrationReport | undefined> {
+  async migrateGroup(agentIds: AgentId[], target: MigrationTarget, opts: { signal?: AbortSignal } = {}): Promise<MigrationReport | undefined> {
     const ids = [...new Set(agentIds)];
+    if (opts.signal?.aborted) throw abortedError(`migration of ${ids.join(', ')}`, opts.signal);
     if (ids.length === 0 || ids.length > limit('MIGRATION_GROUP_AGENTS')) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `a group has 1 to ${limit('MIGRATION_GROUP_AGENTS')} agents, not ${ids.length}`);
     for (const id of ids) this.agent(id);
     const run = this.runtime?.agentIds() ?? [];
@@ -765,13 +786,14 @@ export class Host {
     const outcomes = await this.migrateMembers(
       ids.map((agentId) => ({ agentId })),
       target,
+      opts,
     );
     return groupResult(outcomes);
   }
 
   /** An operator is told that a move rolled back (and the agents run on here), with the cause. */
   private operatorError(err: unknown, ids: AgentId[]): unknown {
-    if (isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK') || !ids.some((id) => this.agents.has(id))) return err;
+    if (isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK') || isAbortError(err) || !ids.some((id) => this.agents.has(id))) return err;
     return new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `migration of ${ids.join(', ')} rolled back: ${isFerryError(err) ? err.code : String(err)}`, { cause: err });
   }
 
@@ -782,20 +804,37 @@ export class Host {
    * checks the delegations, admits the agents and checks their connection ids (steps 1–3), and
    * only then are the members detached here (suspend and drain), confirmed and streamed (4–5).
    */
-  async migrateMembers(members: GroupMember[], target: MigrationTarget): Promise<MemberOutcome[]> {
+  async migrateMembers(members: GroupMember[], target: MigrationTarget, opts: { signal?: AbortSignal } = {}): Promise<MemberOutcome[]> {
     if (members.length === 0 || members.length > limit('MIGRATION_GROUP_AGENTS')) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `a group has 1 to ${limit('MIGRATION_GROUP_AGENTS')} agents`);
+    const what = `migration of ${members.map((m) => m.agentId).join(', ')}`;
+    const { signal } = opts;
+    if (signal?.aborted) throw abortedError(what, signal);
     const recs = members.map((m) => this.agent(m.agentId));
     if (new Set(members.map((m) => m.agentId)).size !== members.length) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'an agent is listed twice');
+    // The abort is honoured until the checkpoint leaves (`committing`): before, it cuts whatever
+    // waits on the destination and the move rolls back at the next step; after, the destination
+    // may commit at any moment, so the move completes (or fails) as if there were no signal.
+    let committing = false;
+    let aborted: FerryError | undefined;
+    let dialed: StreamSocket | undefined;
+    let ch: MigrationChannel | undefined;
+    const stopAbort = onAbort(signal, () => {
+      if (committing) return;
+      aborted = abortedError(`${what} (before the commit: rolled back, it runs on here)`, signal);
+      if (ch) ch.cut();
+      else dialed?.destroy();
+    });
     const fault = (step: number, after = false): void => {
       if (this.opts.migrationFault?.('source', step, after) === 'cut') throw new FerryError('FERRY_ERR_ABORTED', `fault injection: channel cut at step ${step}`);
+      if (aborted && !committing) throw aborted;
     };
     const t0 = performance.now();
     let t1 = t0;
-    let ch: MigrationChannel | undefined;
     let cps: AgentCheckpoint[] | undefined;
     let epochs: number[] = [];
     try {
-      ch = await MigrationChannel.open(this.env.dial(target.ip, target.redirectorPort), this.identity, this.clock, target.hostId);
+      dialed = this.env.dial(target.ip, target.redirectorPort);
+      ch = await MigrationChannel.open(dialed, this.identity, this.clock, target.hostId);
       epochs = await Promise.all(recs.map(async (a) => (await this.currentEpoch(a)) + 1));
       // 1. the delegations: each agent key signs a fresh one-link chain for the destination; and
       //    what the destination's runtime needs to admit an agent with code before anything moves.
@@ -860,6 +899,7 @@ export class Host {
       const bytes = encodeCheckpointBody(agents);
       const part = limit('MAX_FRAME_PAYLOAD') - 64;
       for (let at = 0; at < bytes.length; at += part) ch.send(MigrationStep.CHECKPOINT_PART, bytes.subarray(at, at + part));
+      committing = true;
       ch.send(MigrationStep.CHECKPOINT_END, encodeCheckpointEndStep({ length: bytes.length, sha256: createHash('sha256').update(bytes).digest() }));
       fault(MigrationStep.COMMITTED);
       const done = await ch.recv([MigrationStep.COMMITTED, MigrationStep.ABORT]);
@@ -871,12 +911,14 @@ export class Host {
       return members.map((m) => ({ agentId: m.agentId, committed: true, report }));
     } catch (err) {
       ch?.cut();
-      const cause = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
+      // An abort that cut a step shows as that step's failure: the abort is the cause.
+      const cause = aborted ?? (isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err)));
       const outcomes: MemberOutcome[] = [];
       for (const [i, m] of members.entries()) {
         const rolledBack = (): MemberOutcome => {
           this.log.warn('migration_rolled_back', { agent: m.agentId, code: cause.code, detail: cause.message, ...(members.length > 1 ? { group: members.length } : {}) });
-          return { agentId: m.agentId, committed: false, error: new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `migration of ${m.agentId} rolled back: ${cause.code}`, { cause }) };
+          // An aborted move reports the abort itself (an AbortError), as Node's APIs do.
+          return { agentId: m.agentId, committed: false, error: cause === aborted ? cause : new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `migration of ${m.agentId} rolled back: ${cause.code}`, { cause }) };
         };
         // Nothing detached yet: the agent never stopped.
         if (!cps) {
@@ -904,6 +946,7 @@ export class Host {
       }
       return outcomes;
     } finally {
+      stopAbort();
       ch?.close();
     }
   }
@@ -1060,9 +1103,22 @@ export class Host {
     }
   }
 
-  /** Move an agent to another host in this process: detach here, attach there. */
-  async moveAgent(agentId: AgentId, to: Host): Promise<{ sockets: AgentSocket[]; server: AgentServerSocket | undefined }> {
+  /**
+   * Move an agent to another host in this process: detach here, attach there. `signal`: aborted
+   * before the call, nothing happens (FERRY_ERR_ABORTED); aborted during the detach, the agent is
+   * re-attached here (new socket objects) and this rejects with FERRY_ERR_ABORTED; once the
+   * destination attaches (its registration is the commit), the abort is ignored.
+   */
+  async moveAgent(agentId: AgentId, to: Host, opts: { signal?: AbortSignal } = {}): Promise<{ sockets: AgentSocket[]; server: AgentServerSocket | undefined }> {
+    const { signal } = opts;
+    if (signal?.aborted) throw abortedError(`move of ${agentId}`, signal);
     const cp = await this.detachAgent(agentId);
+    if (signal?.aborted) {
+      // Aborted during the detach, before the destination registered anything: back here.
+      await this.attachAgent(cp);
+      throw abortedError(`move of ${agentId} (before the commit: rolled back, it runs on here)`, signal);
+    }
+    // From here the destination's registration is the commit: the abort is ignored.
     // The checkpoint crosses a process boundary in issue 3; prove it is plain data now.
     const { sockets, server } = await to.attachAgent(JSON.parse(JSON.stringify(cp)) as AgentCheckpoint);
     return { sockets, server };

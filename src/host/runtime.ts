@@ -1511,7 +1511,7 @@ export function channelHost(
     migrate: async (agentId, target, outgoing) => {
       const t = o.resolve?.(target) ?? (await host.resolveTarget(target));
       try {
-        return await host.migrateAgent(agentId, t, outgoing);
+        return await host.migrateAgent(agentId, t, { outgoing });
       } catch (err) {
         if (isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK') && isFerryError(err.cause)) throw err.cause;
         throw err;

@@ -7,3 +7,4 @@ export * from './bounded.js';
 export * from './heap.js';
 export * from './source-slots.js';
 export * from './log-limit.js';
+export * from './abort.js';
