@@ -6,7 +6,8 @@
  * {@link MemoryStreamLink} whose faults a test can trigger: a cut (both ends see the stream end,
  * at different times), a reset (both ends get ECONNRESET), a stall (bytes held until it lifts:
  * a slow path or a peer that stopped reading) and a black hole (bytes vanish silently until the
- * link resets, as TCP's user timeout would).
+ * link resets, as TCP's user timeout would). A whole address can go down ({@link
+ * MemoryStreamNetwork.hostDown}): a host whose process died, or whose machine did.
  *
  * Determinism: every delay and segment size comes from the injected `random`, and delivery is
  * by the injected clock's timers, so a seed fixes what happens.
@@ -49,8 +50,9 @@ export class MemoryStreamLink {
   constructor(
     private readonly net: MemoryStreamNetwork,
     readonly id: number,
-    dialerIp: string,
-    acceptorIp: string,
+    /** The dialing end's address and the accepting end's. */
+    readonly dialerIp: string,
+    readonly acceptorIp: string,
     acceptorPort: number,
   ) {
     this.ends = [new MemoryStreamSocket(this, 0, acceptorIp, acceptorPort), new MemoryStreamSocket(this, 1, dialerIp, 0)];
@@ -193,6 +195,8 @@ export class MemoryStreamNetwork {
   readonly maxSegment: number;
   private readonly delayMs: readonly [number, number];
   private readonly listeners = new Map<string, (s: MemoryStreamSocket) => void>();
+  /** Addresses that went down, and how a dial to or from one fails. */
+  private readonly down = new Map<string, 'process' | 'machine'>();
   private nextPort = 50000;
   private nextLink = 0;
   /** Every link ever made, for faults (filter on `live`). */
@@ -233,11 +237,36 @@ export class MemoryStreamNetwork {
     };
   }
 
+  /**
+   * Take address `ip` down for good. `process`: the host's process died and its kernel answers
+   * for it: every connection of the address is reset, and dials to or from it are refused.
+   * `machine`: the machine died: bytes to and from it vanish, its connections reset only after
+   * `silentMs` (TCP's user timeout), and a dial to or from it times out after `silentMs`.
+   */
+  hostDown(ip: string, how: 'process' | 'machine', silentMs = 3000): void {
+    this.down.set(ip, how);
+    for (const [key] of this.listeners) if (key.startsWith(`${ip}:`)) this.listeners.delete(key);
+    for (const l of this.links) {
+      if (!l.live || (l.dialerIp !== ip && l.acceptorIp !== ip)) continue;
+      if (how === 'process') l.reset();
+      else l.blackhole(silentMs);
+    }
+    this.silentMs = silentMs;
+  }
+  private silentMs = 3000;
+
   /** Dial `ip:port` from `fromIp`: the listener gets the other end after a delay; nobody there: ECONNREFUSED. */
   dial(fromIp: string, ip: string, port: number): MemoryStreamSocket {
     const link = new MemoryStreamLink(this, this.nextLink++, fromIp, ip, port);
     this.links.push(link);
     const [dialer, acceptor] = link.ends;
+    const down = this.down.get(ip) ?? this.down.get(fromIp);
+    if (down) {
+      link.live = false;
+      const [code, ms] = down === 'process' ? ['ECONNREFUSED', this.delay()] : ['ETIMEDOUT', this.silentMs];
+      this.clock.setTimer(ms, () => dialer.destroy(Object.assign(new Error(`connect ${code} ${ip}:${port}`), { code })));
+      return dialer;
+    }
     // The accepting end reaches the listener before any byte (delays in one direction are ordered).
     const acceptIn = this.delay();
     link.openAt(this.clock.now() + acceptIn);

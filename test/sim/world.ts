@@ -40,7 +40,12 @@ export type Op =
   /** A half-close: the side ends its direction once what it was asked to write is handed over. */
   | { at: number; kind: 'end'; conn: number; side: 0 | 1 }
   /** The side closes the connection at once (even while a move of either end is in flight). */
-  | { at: number; kind: 'close'; conn: number; side: 0 | 1 };
+  | { at: number; kind: 'close'; conn: number; side: 0 | 1 }
+  /**
+   * The host dies for good: its process (its kernel resets its connections and refuses dials) or
+   * its machine (silence; connections reset after `ms`). Its control datagrams stop both ways.
+   */
+  | { at: number; kind: 'crash'; host: number; how: 'process' | 'machine'; ms: number };
 
 /** A whole schedule: the world's shape and its operations (sorted by `at`). */
 export interface Schedule {
@@ -67,6 +72,9 @@ const BUDGET = 64 * 1024;
  * peer of a close in progress (both traced).
  */
 export const CLOSE_WHILE_PEER_ELSEWHERE = false;
+/** How the living end of a connection to a dead host learns of it. */
+const DEAD_PEER_CODES = ['FERRY_ERR_PEER_UNREACHABLE', 'FERRY_ERR_CONNECTION_CLOSED'];
+
 /** How long a close waits for the acknowledgement of its last byte before it sends CLS anyway. */
 const CLOSE_ACK_WAIT_MS = 10_000;
 
@@ -163,6 +171,10 @@ function addExtras(s: Schedule, horizon: number): void {
     s.ops.push({ at: at + x() * 15, kind: 'close', conn, side });
     if (x() < 0.25) s.ops.push({ at: at + x() * 15, kind: 'close', conn, side: side === 0 ? 1 : 0 });
   }
+  if (x() < 0.12) {
+    // A host dies; its agents' connections must fail at their peers, with a typed code.
+    s.ops.push({ at: x() * horizon, kind: 'crash', host: int(0, s.hosts - 1), how: x() < 0.5 ? 'process' : 'machine', ms: int(500, 5000) });
+  }
   if (x() < 0.15) {
     // Several times the budget into a reader that stops for seconds.
     const conn = int(0, s.conns.length - 1);
@@ -251,14 +263,20 @@ class ControlRecorder implements DatagramSocketLike {
 
   constructor(private readonly inner: DatagramSocketLike) {}
 
+  /** The host died: nothing leaves or arrives any more. */
+  dead = false;
+
   send(buf: Buffer, port: number, address: string): void {
+    if (this.dead) return;
     const t = buf[1];
     if (buf.length >= 8 && buf[2] === 0 && (t === MessageType.SUS || t === MessageType.RES || t === MessageType.CLS) && this.sent.length < 64) this.sent.push({ buf: Buffer.from(buf), port, address });
     this.inner.send(buf, port, address);
   }
 
   on(event: 'message', listener: (msg: Buffer, rinfo: { address: string; port: number }) => void): unknown {
-    return this.inner.on(event, listener);
+    return this.inner.on(event, (msg, rinfo) => {
+      if (!this.dead) listener(msg, rinfo);
+    });
   }
 
   close(): void {
@@ -298,7 +316,13 @@ class World {
   private moving: boolean[] = [];
   private sides: [SideState, SideState][] = [];
   private connIds: string[] = [];
-  private readonly outstanding = new Set<Promise<unknown>>();
+  /** Promises not settled yet, with the agent whose host must settle them (none: the world's). */
+  private readonly outstanding = new Map<Promise<unknown>, number | undefined>();
+  /** Hosts that died, and a crash waiting for the moves through its host to end. */
+  private readonly dead = new Set<number>();
+  private crashWaiting = false;
+  /** Moves in flight, by host. */
+  private readonly moves: { from: number; to: number }[] = [];
   private readonly errors: string[] = [];
   private readonly recorders: ControlRecorder[] = [];
   private location!: LaggingLocation;
@@ -418,13 +442,20 @@ class World {
     // Every operation started and finished, within bounded simulated time. (Counted, not timed:
     // after a clock jump, operations that came due meanwhile still start, late.)
     const horizon = t0 + (s.ops.at(-1)?.at ?? 0) + 1;
-    if (!(await this.run(() => started === s.ops.length && this.outstanding.size === 0 && !this.moving.includes(true), horizon + 120_000))) {
-      fail(`operations still pending 120 s after the last began (${this.outstanding.size} promises, moving ${this.moving.join(',')})`);
+    if (!(await this.run(() => started === s.ops.length && this.pending() === 0 && !this.moving.includes(true) && !this.crashWaiting, horizon + 120_000))) {
+      fail(`operations still pending 120 s after the last began (${this.pending()} promises, moving ${this.moving.join(',')})`);
     }
     // Final phase: every connection resumed from one side, every reader reading.
     for (const [ci, pair] of this.sides.entries()) {
       for (const side of pair) side.sock?.resume();
-      if (!this.closed.has(ci)) this.track(pair[ci % 2]!.sock!.resumeConnection(), `final resume ${ci}`, []);
+      if (this.closed.has(ci)) continue;
+      if (this.deadConn(ci)) {
+        // The end that lives asks too (it may have suspended): it must learn its peer is gone.
+        const si = this.isDead(this.s.conns[ci]![0]) ? 1 : 0;
+        if (!this.isDead(this.s.conns[ci]![si])) this.track(pair[si]!.sock!.resumeConnection(), `final resume ${ci}`, DEAD_PEER_CODES);
+        continue;
+      }
+      this.track(pair[ci % 2]!.sock!.resumeConnection(), `final resume ${ci}`, []);
     }
     // A half-closed direction also ends the reader's stream (after exactly the bytes written).
     const ends = ([x, y]: [SideState, SideState]): boolean => (!x.ended || y.endSeen !== undefined) && (!y.ended || x.endSeen !== undefined);
@@ -432,9 +463,12 @@ class World {
     // close did not give up waiting for their acknowledgement (CLOSE_ACK_WAIT_MS); the other
     // direction may stop short (bytes in flight when the CLS came are dropped).
     const exact = (x: SideState, y: SideState): boolean => x.closedInMs === undefined || x.closedInMs >= CLOSE_ACK_WAIT_MS || endedAfter(y, x.written) || (y.failedClosed && y.readLen === x.written);
+    // A connection with an end on a dead host: the living end fails (CLOSED).
+    const [ca, cb] = [(ci: number) => this.s.conns[ci]![0], (ci: number) => this.s.conns[ci]![1]];
+    const gone = (ci: number, [x, y]: [SideState, SideState]): boolean => (this.isDead(ca(ci)) || x.sock!.state === 'CLOSED') && (this.isDead(cb(ci)) || y.sock!.state === 'CLOSED');
     const done = (ci: number, [x, y]: [SideState, SideState]): boolean =>
-      this.closed.has(ci) ? x.sock!.state === 'CLOSED' && y.sock!.state === 'CLOSED' && exact(x, y) && exact(y, x) : x.pending === 0 && y.pending === 0 && x.readLen === y.written && y.readLen === x.written && ends([x, y]);
-    const delivered = (): boolean => this.outstanding.size === 0 && this.stalled === 0 && this.sides.every((pair, ci) => done(ci, pair));
+      this.deadConn(ci) ? gone(ci, [x, y]) : this.closed.has(ci) ? x.sock!.state === 'CLOSED' && y.sock!.state === 'CLOSED' && exact(x, y) && exact(y, x) : x.pending === 0 && y.pending === 0 && x.readLen === y.written && y.readLen === x.written && ends([x, y]);
+    const delivered = (): boolean => this.pending() === 0 && this.stalled === 0 && this.sides.every((pair, ci) => done(ci, pair));
     if (!(await this.run(delivered, this.clock.now() + 120_000))) {
       const detail = this.sides.map(([x, y], ci) => `conn ${ci}: ${x.sock?.state}/${y.sock?.state} a->b ${y.readLen}/${x.written}+${x.pending}${x.ended ? ` fin ${y.endSeen ? 'seen' : 'not seen'}` : ''} b->a ${x.readLen}/${y.written}+${y.pending}${y.ended ? ` fin ${x.endSeen ? 'seen' : 'not seen'}` : ''}`).join('; ');
       if (process.env.FERRY_SIM_DEBUG) {
@@ -450,17 +484,19 @@ class World {
     await this.run(() => false, this.clock.now() + 5000);
     if (this.sides.map(([x, y]) => `${x.readLen},${y.readLen}`).join(';') !== lengths) fail('bytes arrived after the quiet period began');
     for (const [ci, [x, y]] of this.sides.entries()) {
-      // Each side read a prefix of what the other wrote, and all of it but on a closed connection.
-      if (!Buffer.concat(y.read.flat()).equals(pattern(x.seed, 0, this.closed.has(ci) ? y.readLen : x.written)) || y.readLen > x.written) fail(`conn ${ci}: a->b bytes differ from what was written`);
-      if (!Buffer.concat(x.read.flat()).equals(pattern(y.seed, 0, this.closed.has(ci) ? x.readLen : y.written)) || x.readLen > y.written) fail(`conn ${ci}: b->a bytes differ from what was written`);
-      if (this.closed.has(ci)) continue;
+      // Each side read a prefix of what the other wrote (never a byte twice), and all of it but
+      // on a closed connection or one with an end on a dead host.
+      const short = this.closed.has(ci) || this.deadConn(ci);
+      if (!Buffer.concat(y.read.flat()).equals(pattern(x.seed, 0, short ? y.readLen : x.written)) || y.readLen > x.written) fail(`conn ${ci}: a->b bytes differ from what was written`);
+      if (!Buffer.concat(x.read.flat()).equals(pattern(y.seed, 0, short ? x.readLen : y.written)) || x.readLen > y.written) fail(`conn ${ci}: b->a bytes differ from what was written`);
+      if (short) continue;
       if (x.ended && !endedAfter(y, x.written)) fail(`conn ${ci}: a->b bytes arrived after the end of stream`);
       if (y.ended && !endedAfter(x, y.written)) fail(`conn ${ci}: b->a bytes arrived after the end of stream`);
     }
     // Every connection ESTABLISHED, within bounded time. (Not always at once: a crossing RES that
     // reaches an end after it resumed still tears the new socket down and costs a second resume;
     // an open finding, see docs/ARCHITECTURE.md.)
-    const established = (): boolean => this.sides.every(([x, y], ci) => this.closed.has(ci) || (x.sock!.state === 'ESTABLISHED' && y.sock!.state === 'ESTABLISHED'));
+    const established = (): boolean => this.sides.every(([x, y], ci) => this.closed.has(ci) || this.deadConn(ci) || (x.sock!.state === 'ESTABLISHED' && y.sock!.state === 'ESTABLISHED'));
     if (!(await this.run(established, this.clock.now() + 60_000))) {
       const st = this.sides.map(([x, y], ci) => `conn ${ci}: ${x.sock!.state}/${y.sock!.state}`).join('; ');
       fail(`not all ESTABLISHED within 60 s after the quiet period: ${st}`);
@@ -468,12 +504,13 @@ class World {
     // Both ends close at once: both closes resolve, both end CLOSED (their streams end now).
     this.closing = true;
     for (const [ci, [x, y]] of this.sides.entries()) {
-      if (this.closed.has(ci)) continue;
+      if (this.closed.has(ci) || this.deadConn(ci)) continue;
       this.track(x.sock!.close(), `close ${ci}a`, []);
       this.track(y.sock!.close(), `close ${ci}b`, []);
     }
-    if (!(await this.run(() => this.outstanding.size === 0, this.clock.now() + 60_000))) fail('closes did not finish within 60 s');
+    if (!(await this.run(() => this.pending() === 0, this.clock.now() + 60_000))) fail('closes did not finish within 60 s');
     for (const [ci, [x, y]] of this.sides.entries()) {
+      if (this.deadConn(ci)) continue;
       if (x.sock!.state !== 'CLOSED' || y.sock!.state !== 'CLOSED') fail(`conn ${ci}: ${x.sock!.state}/${y.sock!.state} after both closed`);
     }
     if (this.errors.length > 0) fail(`errors: ${this.errors.join('; ')}`);
@@ -492,9 +529,27 @@ class World {
     return (out as { v: T }).v;
   }
 
+  /** Promises still to settle; those of agents on a dead host never will, and do not count. */
+  private pending(): number {
+    let n = 0;
+    for (const a of this.outstanding.values()) if (a === undefined || !this.isDead(a)) n++;
+    return n;
+  }
+
+  /** Whether agent `a` lives on a host that died. */
+  private isDead(a: number): boolean {
+    return this.dead.has(this.where[a]!);
+  }
+
+  /** Whether a connection has an end on a host that died. */
+  private deadConn(ci: number): boolean {
+    const [a, b] = this.s.conns[ci]!;
+    return this.isDead(a) || this.isDead(b);
+  }
+
   /** Record `p`'s outcome; a rejection whose code is not in `allowed` fails the schedule. */
-  private track(p: Promise<unknown>, what: string, allowed: string[] | ((code: string) => boolean)): void {
-    this.outstanding.add(p);
+  private track(p: Promise<unknown>, what: string, allowed: string[] | ((code: string) => boolean), agent?: number): void {
+    this.outstanding.set(p, agent);
     p.then(
       () => {
         this.outstanding.delete(p);
@@ -504,6 +559,7 @@ class World {
         this.outstanding.delete(p);
         const code = isFerryError(e) ? e.code : String(e);
         this.event(`${what} rejected ${code}`, (e as Error)?.message);
+        if (agent !== undefined && this.isDead(agent)) return;
         if (!(typeof allowed === 'function' ? allowed(code) : allowed.includes(code))) this.errors.push(`${what}: ${code} ${(e as Error)?.message ?? ''}`);
       },
     );
@@ -523,6 +579,10 @@ class World {
     sock.on('error', (e: Error) => {
       const code = isFerryError(e) ? e.code : e.message;
       this.event(`c${ci}${si} error ${code}`);
+      // A dead host's sockets do not matter; the living end of a connection to one fails with
+      // the peer unreachable (or closed, for a write waiting for room when it failed).
+      if (this.isDead(this.s.conns[ci]![si])) return;
+      if (this.deadConn(ci) && DEAD_PEER_CODES.includes(code)) return;
       // A closed connection fails a write still waiting for room (CONNECTION_CLOSED), and an
       // object a move detached fails its close's end() (SOCKET_MOVED); nothing else.
       if (this.closed.has(ci) && code === 'FERRY_ERR_CONNECTION_CLOSED') {
@@ -579,6 +639,12 @@ class World {
     // A closed connection takes no more writes, suspends, resumes or half-closes (a close from
     // its other end still goes: both ends closing at once).
     if ((op.kind === 'write' || op.kind === 'suspend' || op.kind === 'resume' || op.kind === 'end' || op.kind === 'slowReader') && this.closed.has(op.conn)) return this.event('skipped: closed');
+    if ((op.kind === 'write' || op.kind === 'suspend' || op.kind === 'resume' || op.kind === 'end' || op.kind === 'slowReader' || op.kind === 'close') && this.deadConn(op.conn)) {
+      // A dead host does nothing more; the living end stops writing to a dead peer once its
+      // socket failed, and may still suspend, resume or close.
+      const side = this.sides[op.conn]![op.side];
+      if (this.isDead(this.s.conns[op.conn]![op.side]) || side.sock!.destroyed || op.kind === 'write' || op.kind === 'end') return this.event('skipped: dead host');
+    }
     switch (op.kind) {
       case 'write': {
         if (this.sides[op.conn]![op.side].ending) return this.event('write skipped: that side ended');
@@ -595,7 +661,12 @@ class World {
         // A socket object that a move detached answers SOCKET_MOVED (use the new one); a resume
         // overtaken by a later suspend() of the same end answers SUPERSEDED. Nothing else.
         // A connection closed meanwhile fails them with CONNECTION_CLOSED.
-        return this.track(p, `${op.kind} c${op.conn}${op.side}`, (code) => (code === 'FERRY_ERR_SOCKET_MOVED' && sock.endpoint.detached) || (code === 'FERRY_ERR_SUPERSEDED' && op.kind === 'resume' && side.suspends !== suspends) || (code === 'FERRY_ERR_CONNECTION_CLOSED' && this.closed.has(op.conn)));
+        return this.track(
+          p,
+          `${op.kind} c${op.conn}${op.side}`,
+          (code) => (code === 'FERRY_ERR_SOCKET_MOVED' && sock.endpoint.detached) || (code === 'FERRY_ERR_SUPERSEDED' && op.kind === 'resume' && side.suspends !== suspends) || (code === 'FERRY_ERR_CONNECTION_CLOSED' && this.closed.has(op.conn)) || (this.deadConn(op.conn) && DEAD_PEER_CODES.includes(code)),
+          this.s.conns[op.conn]![op.side],
+        );
       }
       case 'move':
         return this.move(op);
@@ -624,6 +695,8 @@ class World {
         side.ending = side.ended = true;
         return this.closeSide(op.conn, op.side, side.sock!);
       }
+      case 'crash':
+        return this.crash(op);
       case 'jump':
         return this.clock.jump(op.ms);
       case 'lag':
@@ -662,7 +735,13 @@ class World {
       }
       const from = this.where[a]!;
       const to = op.to === from ? (op.to + 1) % this.s.hosts : op.to;
+      if (this.dead.has(from) || this.dead.has(to) || this.crashWaiting) {
+        this.event(`move a${a} skipped: a host is down or going down`);
+        continue;
+      }
       this.moving[a] = true;
+      const flight = { from, to };
+      this.moves.push(flight);
       const src = this.hosts[from]!;
       const dst = this.hosts[to]!;
       const id = this.ids[a]!.id;
@@ -672,10 +751,11 @@ class World {
           : src.migrateAgent(id, { ip: dst.ip, redirectorPort: dst.redirectorPort, hostId: dst.id }).then(() => undefined);
       const done = p.finally(() => {
         this.moving[a] = false;
+        this.moves.splice(this.moves.indexOf(flight), 1);
         this.adopt(a);
       });
       // A migration over the channel rolls back when a fault cuts its socket: the agent runs on.
-      this.track(done, `move a${a} h${from}->h${to} ${op.via}`, op.via === 'channel' ? ['FERRY_ERR_MIGRATION_ROLLED_BACK'] : []);
+      this.track(done, `move a${a} h${from}->h${to} ${op.via}`, op.via === 'channel' ? ['FERRY_ERR_MIGRATION_ROLLED_BACK'] : [], a);
     }
   }
 
@@ -693,7 +773,27 @@ class World {
       }),
       `close c${ci}${si}`,
       (code) => code === 'FERRY_ERR_SOCKET_MOVED' && sock.endpoint.detached,
+      this.s.conns[ci]![si],
     );
+  }
+
+  /**
+   * A host dies. It waits for the moves through it to end first (a host dying halfway through a
+   * migration is not modelled here) and no new move starts meanwhile; at most one host dies.
+   */
+  private crash(op: Extract<Op, { kind: 'crash' }>): void {
+    if (this.dead.size > 0) return this.event('crash skipped: a host is down already');
+    const through = this.moves.some((m) => m.from === op.host || m.to === op.host);
+    if (through) {
+      this.crashWaiting = true;
+      this.clock.setTimer(20, () => this.crash(op));
+      return;
+    }
+    this.crashWaiting = false;
+    this.dead.add(op.host);
+    this.recorders[op.host]!.dead = true;
+    this.streams.hostDown(this.hosts[op.host]!.ip, op.how, op.ms);
+    this.event(`host ${op.host} died (${op.how})`);
   }
 
   /** Whether agent `a` is the peer of a close still in progress (see {@link CLOSE_WHILE_PEER_ELSEWHERE}). */
@@ -719,7 +819,7 @@ class World {
         const side = this.sides[ci]![si];
         if (!sock) {
           // A connection closing when its agent left stays behind to finish its close.
-          if (!this.closed.has(ci) || !['CLOSE_SENT', 'CLOSE_ACKED', 'CLOSED'].includes(side.sock!.state)) this.errors.push(`conn ${ci} side ${si}: not carried with agent ${a} (${side.sock!.state})`);
+          if (!(this.closed.has(ci) || this.deadConn(ci)) || !['CLOSE_SENT', 'CLOSE_ACKED', 'CLOSED'].includes(side.sock!.state)) this.errors.push(`conn ${ci} side ${si}: not carried with agent ${a} (${side.sock!.state})`);
           continue;
         }
         if (sock !== side.sock) {

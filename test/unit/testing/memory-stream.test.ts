@@ -113,3 +113,30 @@ test('ManualClock.fireNext fires the earliest timer only and moves time to it', 
   assert.equal(clock.fireNext(), false);
   assert.equal(clock.nextDeadline(), undefined);
 });
+
+test('an address that goes down: its process (reset, dials refused) or its machine (silence, then reset; dials time out)', async () => {
+  for (const how of ['process', 'machine'] as const) {
+    const { clock, net, accepted } = world(3);
+    const d = net.dial('10.0.0.1', '10.0.0.2', 80);
+    await runAll(clock);
+    const a = accepted[0]!;
+    const errors: string[] = [];
+    const got: Buffer[] = [];
+    a.on('data', (c: Buffer) => got.push(c));
+    for (const s of [d, a]) s.on('error', (e: NodeJS.ErrnoException) => errors.push(e.code ?? e.message));
+    const t0 = clock.now();
+    net.hostDown('10.0.0.2', how, 2000);
+    d.write(Buffer.from('lost'));
+    const again = net.dial('10.0.0.1', '10.0.0.2', 80);
+    const from = net.dial('10.0.0.2', '10.0.0.1', 80);
+    const dialErrors: string[] = [];
+    for (const s of [again, from]) s.on('error', (e: NodeJS.ErrnoException) => dialErrors.push(e.code ?? e.message));
+    await runAll(clock);
+    assert.equal(got.length, 0, `${how}: nothing arrives after it went down`);
+    assert.deepEqual(errors, ['ECONNRESET', 'ECONNRESET'], `${how}: both ends reset`);
+    const code = how === 'process' ? 'ECONNREFUSED' : 'ETIMEDOUT';
+    assert.deepEqual(dialErrors, [code, code]);
+    assert.equal(accepted.length, 1, 'no dial got through');
+    if (how === 'machine') assert.ok(clock.now() - t0 >= 2000, 'the machine is silent first');
+  }
+});
