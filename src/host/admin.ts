@@ -53,7 +53,7 @@ export class AdminServer {
     const server = createServer((req, res) => {
       const got = Buffer.from(req.headers.authorization ?? '');
       if (got.length !== want.length || !timingSafeEqual(got, want)) return send(res, 401, { error: 'FERRY_ERR_REFUSED', message: 'bad or missing admin token' });
-      handle(host, ext, req)
+      handle(host, ext, req, res)
         .then((body) => send(res, 200, body))
         .catch((err: unknown) => {
           const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
@@ -98,7 +98,7 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   }
 }
 
-async function handle(host: Host, ext: AdminExtensions, req: IncomingMessage): Promise<unknown> {
+async function handle(host: Host, ext: AdminExtensions, req: IncomingMessage, res: ServerResponse): Promise<unknown> {
   if (req.method === 'GET' && req.url === '/status') {
     return {
       host: host.id,
@@ -134,8 +134,19 @@ async function handle(host: Host, ext: AdminExtensions, req: IncomingMessage): P
     if (!byId && (!ip || !Number.isInteger(redirectorPort) || redirectorPort <= 0 || redirectorPort > 65535)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'migrate needs ip and redirectorPort, or a host id');
     const started = performance.now();
     const t = byId ? await host.resolveTarget(parseId(String(b.hostId))) : { ip, redirectorPort, ...(typeof b.hostId === 'string' ? { hostId: parseId(b.hostId) as unknown as HostId } : {}) };
-    const report = group ? await host.migrateGroup(group, t) : await host.migrateAgent(agent!, t);
-    return { migrated: group ?? agent, ms: Math.round((performance.now() - started) * 100) / 100, ...(report ?? {}) };
+    // An operator who gives up (Ctrl-C on `ferry migrate`) closes the request before the answer:
+    // that aborts the move, which rolls back unless its checkpoint has already left.
+    const ac = new AbortController();
+    const gone = (): void => {
+      if (!res.writableFinished) ac.abort(new FerryError('FERRY_ERR_ABORTED', 'the admin client closed the request'));
+    };
+    res.once('close', gone);
+    try {
+      const report = group ? await host.migrateGroup(group, t, { signal: ac.signal }) : await host.migrateAgent(agent!, t, { signal: ac.signal });
+      return { migrated: group ?? agent, ms: Math.round((performance.now() - started) * 100) / 100, ...(report ?? {}) };
+    } finally {
+      res.off('close', gone);
+    }
   }
   if (req.method === 'POST' && req.url === '/stop') {
     if (!ext.stop) throw new FerryError('FERRY_ERR_REFUSED', 'this host runs no agent runtime');

@@ -747,7 +747,7 @@ export class Host {
     if (signal?.aborted) throw abortedError(`migration of ${agentId}`, signal);
     if (!outgoing && this.runtime?.agentIds().includes(agentId)) {
       try {
-        return await this.runtime.migrate(agentId, formatMigrationTarget(target));
+        return await this.runtime.migrate(agentId, formatMigrationTarget(target), signal ? { signal } : {});
       } catch (err) {
         // ctx.migrate reports the destination's own code; an operator is told that the agent
         // rolled back and runs on here, with that code as the cause.
@@ -778,7 +778,7 @@ export class Host {
     if (withCode.length > 0) {
       if (withCode.length !== ids.length) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'a group is either all agents with code or all without');
       try {
-        return await this.runtime!.migrateGroup(ids, formatMigrationTarget(target));
+        return await this.runtime!.migrateGroup(ids, formatMigrationTarget(target), opts);
       } catch (err) {
         throw this.operatorError(err, ids);
       }

@@ -76,15 +76,16 @@ export interface RuntimeHost {
    * with `connections` filled in; the destination attaches the connections and calls
    * {@link AgentRuntime.land}. Resolve once the destination committed; reject to roll back — and
    * if the connections were detached already, re-attach them here and call `outgoing.reattach`
-   * first. The worker then thaws and the agent runs on here.
+   * first. The worker then thaws and the agent runs on here. `signal` aborts the move as
+   * {@link Host.migrateAgent}'s does (rolled back until the checkpoint has left).
    */
-  migrate(agentId: AgentId, target: string, outgoing: OutgoingAgent): Promise<MigrationReport | undefined | void>;
+  migrate(agentId: AgentId, target: string, outgoing: OutgoingAgent, opts?: { signal?: AbortSignal }): Promise<MigrationReport | undefined | void>;
   /**
    * Move several agents as one group (optional; {@link channelHost} has it): the same contract
    * as `migrate` for each member, over one channel, resolving with each member's outcome. A
    * member that rolled back has been re-attached (and `reattach` called) when this resolves.
    */
-  migrateGroup?(members: GroupMember[], target: string): Promise<MemberOutcome[]>;
+  migrateGroup?(members: GroupMember[], target: string, opts?: { signal?: AbortSignal }): Promise<MemberOutcome[]>;
   /** The owner of another agent, when the host knows it (for policy rules by owner). */
   ownerOf?(agentId: AgentId): OwnerId | undefined | Promise<OwnerId | undefined>;
 }
@@ -836,13 +837,13 @@ export class AgentRuntime extends EventEmitter {
   }
 
   /** An operator move (transparent to the agent, weak mobility): freeze, snapshot, migrate. */
-  async migrate(agentId: AgentId, target: string): Promise<MigrationReport | undefined> {
+  async migrate(agentId: AgentId, target: string, opts: { signal?: AbortSignal } = {}): Promise<MigrationReport | undefined> {
     const a = this.agents.get(agentId);
     if (!a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${agentId} does not run here`);
     if (a.phase !== 'running') throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `agent ${agentId} is ${a.phase}`);
     const reply = await this.freeze(a);
     try {
-      return await this.move(a, target, reply.state, reply.consumed, reply.queued);
+      return await this.move(a, target, reply.state, reply.consumed, reply.queued, undefined, opts.signal);
     } catch (err) {
       if (a.phase === 'running') a.post({ t: 'thaw' });
       throw err;
@@ -866,7 +867,7 @@ export class AgentRuntime extends EventEmitter {
    * it is all or nothing: if one member cannot freeze or seal, or the destination refuses one,
    * every member thaws and runs on here.
    */
-  async migrateGroup(agentIds: AgentId[], target: string): Promise<MigrationReport | undefined> {
+  async migrateGroup(agentIds: AgentId[], target: string, opts: { signal?: AbortSignal } = {}): Promise<MigrationReport | undefined> {
     const host = this.host;
     if (!host.migrateGroup) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'this host binding cannot move agents as a group');
     const ids = [...new Set(agentIds)];
@@ -882,7 +883,7 @@ export class AgentRuntime extends EventEmitter {
       for (const [i, r] of frozen.entries()) if (r.status === 'fulfilled' && agents[i]!.phase === 'running') agents[i]!.post({ t: 'thaw' });
       throw (refused as PromiseRejectedResult).reason;
     }
-    const batch = new GroupBatch(agents.length, (members) => host.migrateGroup!(members, target));
+    const batch = new GroupBatch(agents.length, (members) => host.migrateGroup!(members, target, opts));
     const settled = await Promise.allSettled(
       agents.map(async (a, i) => {
         const reply = (frozen[i] as PromiseFulfilledResult<Extract<WorkerMessage, { t: 'frozen'; ok: true }>>).value;
@@ -1297,7 +1298,7 @@ export class AgentRuntime extends EventEmitter {
 
   // ---------------------------------------------------------------- moves
 
-  private async move(a: RunningAgent, target: string, rawState: unknown, consumed: Consumed, queuedSids: number[], group?: GroupBatch): Promise<MigrationReport | undefined> {
+  private async move(a: RunningAgent, target: string, rawState: unknown, consumed: Consumed, queuedSids: number[], group?: GroupBatch, signal?: AbortSignal): Promise<MigrationReport | undefined> {
     a.phase = 'moving';
     for (const p of a.pumps.values()) p.freeze();
     const at = new Map(consumed);
@@ -1357,7 +1358,7 @@ export class AgentRuntime extends EventEmitter {
           return carried;
         },
       };
-      report = (await (group ? group.submit(a.id, outgoing) : this.host.migrate(a.id, target, outgoing))) ?? undefined;
+      report = (await (group ? group.submit(a.id, outgoing) : this.host.migrate(a.id, target, outgoing, signal ? { signal } : {}))) ?? undefined;
     } catch (err) {
       const e = toFerry(err);
       group?.withdraw(e);
@@ -1477,12 +1478,12 @@ export function inProcessHost(host: Host, directory: InProcessDirectory, ownerOf
     listen: (agentId) => host.listen(agentId),
     connect: (from, to) => host.connect(from, to),
     ...(ownerOf ? { ownerOf } : {}),
-    migrate: async (agentId, target, outgoing) => {
+    migrate: async (agentId, target, outgoing, opts) => {
       const dest = directory(target);
       if (!dest) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `no host ${JSON.stringify(target)} is known here`);
       if (dest.host === host) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'the agent is already on that host');
       dest.runtime.admit(outgoing.landing);
-      const { sockets, server } = await host.moveAgent(agentId, dest.host);
+      const { sockets, server } = await host.moveAgent(agentId, dest.host, opts);
       // The landing crosses a process boundary in the real protocol: prove it is plain data.
       const landing = JSON.parse(JSON.stringify({ ...outgoing.landing, connections: outgoing.seal() })) as AgentLanding;
       await dest.runtime.land(landing, { sockets, server });
@@ -1508,16 +1509,16 @@ export function channelHost(
     listen: (agentId) => host.listen(agentId),
     connect: (from, to) => host.connect(from, to),
     ...(o.ownerOf ? { ownerOf: o.ownerOf } : {}),
-    migrate: async (agentId, target, outgoing) => {
+    migrate: async (agentId, target, outgoing, opts) => {
       const t = o.resolve?.(target) ?? (await host.resolveTarget(target));
       try {
-        return await host.migrateAgent(agentId, t, { outgoing });
+        return await host.migrateAgent(agentId, t, { outgoing, ...opts });
       } catch (err) {
         if (isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK') && isFerryError(err.cause)) throw err.cause;
         throw err;
       }
     },
-    migrateGroup: async (members, target) => host.migrateMembers(members, o.resolve?.(target) ?? (await host.resolveTarget(target))),
+    migrateGroup: async (members, target, opts) => host.migrateMembers(members, o.resolve?.(target) ?? (await host.resolveTarget(target)), opts),
   };
 }
 
