@@ -162,7 +162,7 @@ export const TRANSITIONS: readonly Transition[] = [
   t('RES_ACKED', 'timeout', 'SUSPENDED', ['drop_socket', 'schedule_resume'], 'no data socket in time'),
   t('RES_ACKED', 'socket_lost', 'SUSPENDED', ['schedule_resume'], 'the new socket died'),
   t('RES_ACKED', 'recv_sus', 'SUSPENDED', ['drop_socket', 'ack_sus'], 'peer is leaving again'),
-  t('RES_ACKED', 'suspend', 'SUS_SENT', ['drop_socket', 'send_sus'], 'we leave before the resume finished'),
+  t('RES_ACKED', 'suspend', 'SUS_SENT', ['cancel_res', 'drop_socket', 'send_sus'], 'we leave before the resume finished: our own crossing RES, if still in flight, stops (its failure would end the suspend early)'),
   t('RES_ACKED', 'close', 'CLOSE_SENT', ['drop_socket', 'send_cls'], 'close while resuming'),
   t('RES_ACKED', 'recv_cls', 'CLOSE_ACKED', ['ack_cls', 'drop_socket'], 'peer closes while resuming'),
   // closing
