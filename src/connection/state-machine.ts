@@ -161,10 +161,10 @@ export const TRANSITIONS: readonly Transition[] = [
   t('RES_ACKED', 'recv_res_ack', 'RES_ACKED', ['dial_if_dialer'], 'our own crossing RES answered'),
   t('RES_ACKED', 'timeout', 'SUSPENDED', ['drop_socket', 'schedule_resume'], 'no data socket in time'),
   t('RES_ACKED', 'socket_lost', 'SUSPENDED', ['schedule_resume'], 'the new socket died'),
-  t('RES_ACKED', 'recv_sus', 'SUSPENDED', ['drop_socket', 'ack_sus'], 'peer is leaving again'),
+  t('RES_ACKED', 'recv_sus', 'SUSPENDED', ['cancel_res', 'drop_socket', 'ack_sus'], 'peer is leaving again: our own crossing RES, if still in flight, stops (its late failure would end the resume after the peer lands)'),
   t('RES_ACKED', 'suspend', 'SUS_SENT', ['cancel_res', 'drop_socket', 'send_sus'], 'we leave before the resume finished: our own crossing RES, if still in flight, stops (its failure would end the suspend early)'),
-  t('RES_ACKED', 'close', 'CLOSE_SENT', ['drop_socket', 'send_cls'], 'close while resuming'),
-  t('RES_ACKED', 'recv_cls', 'CLOSE_ACKED', ['ack_cls', 'drop_socket'], 'peer closes while resuming'),
+  t('RES_ACKED', 'close', 'CLOSE_SENT', ['cancel_res', 'drop_socket', 'send_cls'], 'close while resuming: our own crossing RES stops (its failure would end the close before the CLS is acknowledged)'),
+  t('RES_ACKED', 'recv_cls', 'CLOSE_ACKED', ['cancel_res', 'ack_cls', 'drop_socket'], 'peer closes while resuming'),
   // closing
   t('CLOSE_SENT', 'recv_cls_ack', 'CLOSED', ['drop_socket', 'closed'], 'close acknowledged'),
   t('CLOSE_SENT', 'timeout', 'CLOSED', ['drop_socket', 'closed'], 'peer gone: close anyway'),

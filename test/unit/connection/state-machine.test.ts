@@ -273,6 +273,18 @@ test('cancel_res appears on every row that leaves RES_SENT for anything but RES_
   }
 });
 
+test('cancel_res appears on every row that leaves RES_ACKED for a suspend or a close', () => {
+  // RES_ACKED is often reached by the peer's RES crossing ours, so ours may still be in flight.
+  // Left for a suspend or a close, its late answer must change nothing: a failure would fire
+  // `timeout` into whatever state came next (found by the simulator: it ended a suspend early
+  // while the SUS still retransmitted, seed 5551755; it ended the resume that followed the peer's
+  // move, seed 371). Rows that stay in recovery (timeout, socket_lost) retry with a new RES.
+  for (const r of TRANSITIONS.filter((t) => t.from === 'RES_ACKED')) {
+    const abandons = r.to === 'SUS_SENT' || r.to === 'CLOSE_SENT' || r.to === 'CLOSE_ACKED' || (r.to === 'SUSPENDED' && !r.actions.includes('schedule_resume'));
+    if (abandons) assert.ok(r.actions.includes('cancel_res'), `RES_ACKED + ${r.event} → ${r.to}`);
+  }
+});
+
 test('the paper\'s scenarios run through the table: open, suspend, resume, close', () => {
   const run = (from: State, events: Event[]): State => events.reduce<State>((s, e) => transition(s, e).to, from);
   // Client: open, suspend (ours acked), resume, close.
