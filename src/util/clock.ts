@@ -2,6 +2,7 @@
  * Injected time. Core code never calls `Date.now()` or `setTimeout` directly, so protocol logic
  * can run under a {@link ManualClock} in tests: fast, deterministic, no sleeping.
  */
+import { IndexedHeap, type HeapItem } from './heap.js';
 
 /** A cancellable timer handle. */
 export interface TimerHandle {
@@ -26,33 +27,37 @@ export const systemClock: Clock = {
   },
 };
 
-/** A clock that moves only when told: for sans-I/O tests of retransmission and timeouts. */
+/** One pending timer of a {@link ManualClock}. */
+interface ManualTimer extends HeapItem {
+  /** Creation order: breaks ties between equal deadlines. */
+  readonly id: number;
+  readonly fn: () => void;
+}
+
+/**
+ * A clock that moves only when told: for sans-I/O tests of retransmission and timeouts.
+ * Pending timers sit in a heap on (deadline, creation order): a simulator with tens of thousands
+ * of pending timers (one per segment in flight) would otherwise scan all of them at every step.
+ */
 export class ManualClock implements Clock {
   private t = 0;
   private seq = 0;
-  private readonly timers = new Map<number, { at: number; fn: () => void }>();
+  private readonly timers = new IndexedHeap<ManualTimer>((x, y) => x.at < y.at || (x.at === y.at && x.id < y.id));
 
   now(): number {
     return this.t;
   }
 
   setTimer(ms: number, fn: () => void): TimerHandle {
-    const id = this.seq++;
-    this.timers.set(id, { at: this.t + Math.max(0, ms), fn });
-    return { cancel: () => void this.timers.delete(id) };
+    const timer: ManualTimer = { at: this.t + Math.max(0, ms), id: this.seq++, fn, heapIndex: -1 };
+    this.timers.push(timer);
+    return { cancel: () => void this.timers.remove(timer) };
   }
 
   /** Advance time by `ms`, firing due timers in deadline order (ties in creation order). */
   advance(ms: number): void {
     const end = this.t + ms;
-    for (;;) {
-      let next: [number, { at: number; fn: () => void }] | undefined;
-      for (const e of this.timers) if (e[1].at <= end && (!next || e[1].at < next[1].at)) next = e;
-      if (!next) break;
-      this.timers.delete(next[0]);
-      this.t = Math.max(this.t, next[1].at);
-      next[1].fn();
-    }
+    for (let next = this.timers.peek(); next && next.at <= end; next = this.timers.peek()) this.fire(next);
     this.t = end;
   }
 
@@ -67,9 +72,7 @@ export class ManualClock implements Clock {
 
   /** When the earliest pending timer is due, or undefined when none is pending. */
   nextDeadline(): number | undefined {
-    let at: number | undefined;
-    for (const e of this.timers.values()) if (at === undefined || e.at < at) at = e.at;
-    return at;
+    return this.timers.peek()?.at;
   }
 
   /**
@@ -77,17 +80,20 @@ export class ManualClock implements Clock {
    * a simulator runs the promise callbacks it caused before the next one. False when none is pending.
    */
   fireNext(): boolean {
-    let next: [number, { at: number; fn: () => void }] | undefined;
-    for (const e of this.timers) if (!next || e[1].at < next[1].at) next = e;
+    const next = this.timers.peek();
     if (!next) return false;
-    this.timers.delete(next[0]);
-    this.t = Math.max(this.t, next[1].at);
-    next[1].fn();
+    this.fire(next);
     return true;
   }
 
   /** Number of pending timers (for tests that check nothing leaks). */
   get pending(): number {
     return this.timers.size;
+  }
+
+  private fire(timer: ManualTimer): void {
+    this.timers.remove(timer);
+    this.t = Math.max(this.t, timer.at);
+    timer.fn();
   }
 }

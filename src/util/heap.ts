@@ -16,6 +16,12 @@ export interface HeapItem {
 export class IndexedHeap<T extends HeapItem> {
   private readonly a: T[] = [];
 
+  /**
+   * @param before the order: whether `x` comes out before `y` (default: smaller `at`). A clock
+   *   that must fire equal deadlines in creation order passes a tie-break here.
+   */
+  constructor(private readonly before: (x: T, y: T) => boolean = (x, y) => x.at < y.at) {}
+
   /** Items held. */
   get size(): number {
     return this.a.length;
@@ -61,7 +67,7 @@ export class IndexedHeap<T extends HeapItem> {
     while (i > 0) {
       const p = (i - 1) >> 1;
       const parent = a[p] as T;
-      if (parent.at <= item.at) break;
+      if (!this.before(item, parent)) break;
       a[i] = parent;
       parent.heapIndex = i;
       i = p;
@@ -77,9 +83,9 @@ export class IndexedHeap<T extends HeapItem> {
       const l = 2 * i + 1;
       if (l >= a.length) break;
       const r = l + 1;
-      const c = r < a.length && (a[r] as T).at < (a[l] as T).at ? r : l;
+      const c = r < a.length && this.before(a[r] as T, a[l] as T) ? r : l;
       const child = a[c] as T;
-      if (child.at >= item.at) break;
+      if (!this.before(child, item)) break;
       a[i] = child;
       child.heapIndex = i;
       i = c;

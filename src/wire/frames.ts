@@ -376,10 +376,18 @@ export class FrameDecoder {
   }
 
   private peekLength(): number {
-    const first = this.chunks[0]!;
-    if (first.length >= 4) return first.readUInt32BE(0);
-    const head = Buffer.concat(this.chunks, Math.min(this.buffered, 4)).subarray(0, 4);
-    return head.readUInt32BE(0);
+    let first = this.chunks[0]!;
+    if (first.length < FRAME_LENGTH_BYTES) {
+      // Join only the few leading chunks that hold the prefix, once: concatenating the whole list
+      // at every read made a stream of tiny segments cost time quadratic in their number (a peer
+      // sending one byte per segment could make us copy a maximum frame's list for every byte).
+      let k = 0;
+      let n = 0;
+      while (n < FRAME_LENGTH_BYTES) n += this.chunks[k++]!.length;
+      first = Buffer.concat(this.chunks.slice(0, k), n);
+      this.chunks.splice(0, k, first);
+    }
+    return first.readUInt32BE(0);
   }
 
 
