@@ -38,30 +38,35 @@ test('tunnel: every data socket through a TCP proxy that resets all its connecti
   connectProxy.startCutting(300);
 
   const errors: Error[] = [];
-  const run = (tag: number): Promise<Exchange> => exchange(taggedClient(pair.listenPort, tag, errors), bytesOf(tag), true, errors);
-  const streams = await Promise.all(Array.from({ length: STREAMS }, (_, i) => run(i)));
-  const opens: Exchange[] = [];
-  for (let i = STREAMS; i < STREAMS + OPENS; i++) opens.push(await run(i));
-  serveProxy.stopCutting();
-  connectProxy.stopCutting();
-  const clients = [...streams, ...opens];
-  await waitFor(() => target.results.size === clients.length, 10_000, 'every connection reached the target');
-  const targetSide = await Promise.all(clients.map((_, i) => target.results.get(i)!));
+  try {
+    const run = (tag: number): Promise<Exchange> => exchange(taggedClient(pair.listenPort, tag, errors), bytesOf(tag), true, errors);
+    const streams = await Promise.all(Array.from({ length: STREAMS }, (_, i) => run(i)));
+    const opens: Exchange[] = [];
+    for (let i = STREAMS; i < STREAMS + OPENS; i++) opens.push(await run(i));
+    serveProxy.stopCutting();
+    connectProxy.stopCutting();
+    const clients = [...streams, ...opens];
+    await waitFor(() => target.results.size === clients.length, 10_000, 'every connection reached the target');
+    const targetSide = await Promise.all(clients.map((_, i) => target.results.get(i)!));
 
-  assert.deepEqual(errors.map((e) => (e as NodeJS.ErrnoException).code), [], 'no TCP client saw an error');
-  assert.deepEqual(target.errors.map((e) => (e as NodeJS.ErrnoException).code), [], 'the target saw no error');
-  for (let i = 0; i < clients.length; i++) {
-    assert.equal(clients[i]!.received, bytesOf(i), `connection ${i}: client received every byte once`);
-    assert.equal(clients[i]!.receivedSha, targetSide[i]!.sentSha, `connection ${i}: target -> client sha256`);
-    assert.equal(targetSide[i]!.received, bytesOf(i), `connection ${i}: target received every byte once`);
-    assert.equal(targetSide[i]!.receivedSha, clients[i]!.sentSha, `connection ${i}: client -> target sha256`);
+    assert.deepEqual(errors.map((e) => (e as NodeJS.ErrnoException).code), [], 'no TCP client saw an error');
+    assert.deepEqual(target.errors.map((e) => (e as NodeJS.ErrnoException).code), [], 'the target saw no error');
+    for (let i = 0; i < clients.length; i++) {
+      assert.equal(clients[i]!.received, bytesOf(i), `connection ${i}: client received every byte once`);
+      assert.equal(clients[i]!.receivedSha, targetSide[i]!.sentSha, `connection ${i}: target -> client sha256`);
+      assert.equal(targetSide[i]!.received, bytesOf(i), `connection ${i}: target received every byte once`);
+      assert.equal(targetSide[i]!.receivedSha, clients[i]!.sentSha, `connection ${i}: client -> target sha256`);
+    }
+    // The data path really ran through the proxies, and they really cut it.
+    const total = clients.reduce((n, _, i) => n + 2 * bytesOf(i), 0);
+    const s = [serveProxy.stats, connectProxy.stats];
+    assert.ok(s[0]!.bytes + s[1]!.bytes >= total, `proxies forwarded ${s[0]!.bytes + s[1]!.bytes} bytes of ${total}`);
+    assert.ok(s[0]!.reset + s[1]!.reset >= 4 && s[0]!.cuts >= 3, `cuts: ${JSON.stringify(s)}`);
+    console.log(`# serve proxy ${JSON.stringify(s[0])}; connect proxy ${JSON.stringify(s[1])}`);
+  } finally {
+    serveProxy.stopCutting();
+    connectProxy.stopCutting();
+    await pair.close();
+    await target.close();
   }
-  // The data path really ran through the proxies, and they really cut it.
-  const total = clients.reduce((n, _, i) => n + 2 * bytesOf(i), 0);
-  const s = [serveProxy.stats, connectProxy.stats];
-  assert.ok(s[0]!.bytes + s[1]!.bytes >= total, `proxies forwarded ${s[0]!.bytes + s[1]!.bytes} bytes of ${total}`);
-  assert.ok(s[0]!.reset + s[1]!.reset >= 4 && s[0]!.cuts >= 3, `cuts: ${JSON.stringify(s)}`);
-  console.log(`# serve proxy ${JSON.stringify(s[0])}; connect proxy ${JSON.stringify(s[1])}`);
-  await pair.close();
-  await target.close();
 });
