@@ -249,7 +249,9 @@ The host must run with --policy FILE granting the credential's owner 'land'. Ans
 agent's module loaded and run() began, printing "launched AGENT_ID"; if the agent fails before
 (a syntax error, no default export, a denied import) it prints the agent's error and exits 1.
 An agent registered on another host is refused (FERRY_ERR_AGENT_ELSEWHERE) without --replace:
-an agent never runs on two hosts.`;
+an agent never runs on two hosts. An agent that ended or was stopped there, or whose host stopped
+gracefully, was deregistered and launches anywhere; only a killed host leaves its agents
+registered (then --replace).`;
 
 /** `ferry launch MODULE.mjs --credential FILE`. */
 export async function launchMain(argv: string[], fail: Fail): Promise<number> {
@@ -314,7 +316,8 @@ Usage: ferry stop AGENT [--kill] [--data-dir DIR]
 
 Without --kill the stop is graceful: the agent is frozen as for a move, every write it made is
 delivered, and its connections end as after a finished run (peers read to the end of stream).
-Either way the agent ends here ('ferry ls' lists it as stopped).`;
+Either way the agent ends here ('ferry ls' lists it as stopped) and the host deregisters it at the
+rendezvous, so it can be launched on another host at once.`;
 
 /** `ferry stop AGENT [--kill]`. */
 export async function stopMain(argv: string[], fail: Fail): Promise<number> {

@@ -32,6 +32,12 @@ export function describeEvent(level: LogLevel, event: string, f: LogFields): str
       return level === 'warn' ? `${agent} failed: ${why()}` : `${agent} stopped: ${why()}`;
     case 'agent_fenced':
       return `${agent} fenced: ${why()}`;
+    case 'agent_deregistered':
+      return `${agent} deregistered (epoch ${String(f.epoch)})`;
+    case 'agent_reregistered':
+      return `${agent} registered again at epoch ${String(f.epoch)}: the rendezvous had lost it`;
+    case 'host_reregistered':
+      return 'this host registered again: the rendezvous had lost it';
     case 'agent_refused':
       return `refused ${String(f.op)} of ${agent}: ${why()}`;
     case 'agent_migration_failed':

@@ -43,7 +43,10 @@ When ready it prints one line "ferry host ready …" and writes DATA-DIR/host.js
 admin URL); the admin token is in DATA-DIR/admin.token (mode 0600). Then it prints one line per
 agent event (launched, started, landed, moved, finished with its result, failed with its reason,
 stopped), every agent log line (ctx.log, console.*), and its own warnings, on stdout and in
-DATA-DIR/host.log ('ferry logs' shows them). SIGINT/SIGTERM stop it.
+DATA-DIR/host.log ('ferry logs' shows them). SIGINT/SIGTERM stop it: its agents are stopped and
+deregistered at the rendezvous, so they can be launched on another host (a killed host leaves
+them registered: then 'ferry launch --replace'). A rendezvous that lost its directory (restarted
+without its snapshot) is told again what this host runs within 5 s (FENCE_CHECK_MS).
 
 Environment, FOR TESTS ONLY (fault injection; never set it anywhere else):
   FERRY_TEST_FAULT=freeze-destination-before-commit

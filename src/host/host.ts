@@ -228,6 +228,15 @@ interface AgentRecord {
   epoch?: number;
   /** The address it was published at (a roaming host re-registers it when that changes). */
   at?: string;
+  /**
+   * The chain the location service holds for it (`chain` is re-issued for resume proofs; this one
+   * names the registration, which a deregistration must name: registrationDigest).
+   */
+  registered?: DelegationChain;
+  /** Another host registered it at a newer epoch: the entry is not ours to deregister. */
+  fenced?: boolean;
+  /** Its deregistration was sent (once is enough: a resend is the control channel's job). */
+  deregistered?: boolean;
 }
 
 const key = (cid: Buffer | string, role: 'client' | 'server'): string => `${typeof cid === 'string' ? cid : cid.toString('hex')}/${role}`;
@@ -422,6 +431,8 @@ export class Host {
     const cur = await this.location.lookup(this.id as unknown as AgentId);
     const epoch = Math.max(Math.floor(this.wallClock() / 1000), (cur?.epoch ?? 0) + 1);
     this.selfRegistered = true;
+    // From now on the directory check also keeps this entry (registered again if lost or refused).
+    this.scheduleFenceCheck();
     await this.location.register(
       { agent: this.id as unknown as AgentId, hostId: this.id, ip: this.ip, controlPort: this.controlPort, redirectorPort: this.redirectorPort, epoch, agentKey: this.identity.publicRaw, chain: [] },
       { signer: this.identity },
@@ -459,6 +470,8 @@ export class Host {
     const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false };
     this.agents.set(identity.id, rec);
     try {
+      // Asked afresh: a cached answer may name a host that has since stopped and deregistered it.
+      this.location.invalidate?.(identity.id);
       const cur = await this.location.lookup(identity.id);
       if (cur && cur.hostId !== this.id && !opts.replace) {
         throw new FerryError('FERRY_ERR_AGENT_ELSEWHERE', `agent ${identity.id} is registered on host ${cur.hostId} (${cur.ip}:${cur.redirectorPort}, epoch ${cur.epoch}); an agent never runs on two hosts: stop it there, or launch with replace to stop that copy`);
@@ -466,6 +479,7 @@ export class Host {
       const epoch = (cur?.epoch ?? 0) + 1;
       const at = this.advertised;
       rec.chain = await this.publish(identity, epoch, at);
+      rec.registered = rec.chain;
       rec.epoch = epoch;
       rec.at = at;
     } catch (err) {
@@ -478,23 +492,37 @@ export class Host {
 
   private fenceTimer: TimerHandle | undefined;
 
-  /** Keep one fence-check timer while agents run here. */
+  /** Keep one directory-check timer while agents run here or this host registered itself. */
   private scheduleFenceCheck(): void {
     const ms = this.opts.fenceCheckMs ?? limit('FENCE_CHECK_MS');
     if (this.fenceTimer || this.closed || ms <= 0) return;
     this.fenceTimer = this.clock.setTimer(ms, () => {
       void this.checkFences().finally(() => {
         this.fenceTimer = undefined;
-        if (this.agents.size > 0) this.scheduleFenceCheck();
+        if (this.agents.size > 0 || this.selfRegistered) this.scheduleFenceCheck();
       });
     });
   }
 
   /**
-   * Fence every agent here that another host registered at a newer epoch this host did not
-   * commit (an agent moving away is skipped: its own commit raises the epoch).
+   * The directory check, every FENCE_CHECK_MS: look up every agent here (and this host's own id).
+   * Fence an agent that another host registered at a newer epoch this host did not commit (an
+   * agent moving away is skipped: its own commit raises the epoch). Register again an agent the
+   * directory does not know: only its holder (this host) may deregister it, so an unknown answer
+   * means the rendezvous lost its directory (restarted without its snapshot, a Redis flushed), and
+   * lookups of the agent fail until someone registers it again (docs/PROTOCOL.md §12.9).
    */
   private async checkFences(): Promise<void> {
+    if (this.selfRegistered) {
+      try {
+        if (!(await this.location.lookup(this.id as unknown as AgentId)) && !this.closed) {
+          await this.registerSelf();
+          this.log.warn('host_reregistered', { detail: 'the rendezvous did not know this host: registered it again' });
+        }
+      } catch (err) {
+        this.log.debug('host_reregistration_failed', { code: isFerryError(err) ? err.code : String(err) });
+      }
+    }
     for (const [id, rec] of [...this.agents]) {
       if (this.closed) return;
       if (rec.moving || rec.epoch === undefined) continue;
@@ -504,14 +532,43 @@ export class Host {
       } catch {
         continue; // the rendezvous does not answer: ask again next time
       }
-      if (!cur || cur.hostId === this.id || cur.epoch <= rec.epoch || this.agents.get(id) !== rec || rec.moving) continue;
+      if (this.agents.get(id) !== rec || rec.moving) continue;
+      if (!cur) {
+        await this.registerAgain(id, rec);
+        continue;
+      }
+      if (cur.hostId === this.id || cur.epoch <= rec.epoch) continue;
       this.fence(id, cur);
+    }
+  }
+
+  /**
+   * Register again, at the epoch it runs at here, an agent the directory lost (with a fresh chain:
+   * the one it had may have aged). If the agent ended or left while that was in flight, the new
+   * entry is deregistered at once, so nothing is left pointing here.
+   */
+  private async registerAgain(id: AgentId, rec: AgentRecord): Promise<void> {
+    const epoch = rec.epoch!;
+    let chain: DelegationChain;
+    try {
+      chain = await this.publish(rec.identity, epoch, rec.at ?? this.advertised);
+    } catch (err) {
+      // STALE_EPOCH: registered by another host meanwhile (the next check fences); else retried.
+      this.log.debug('agent_reregistration_failed', { agent: id, epoch, code: isFerryError(err) ? err.code : String(err) });
+      return;
+    }
+    rec.registered = chain;
+    this.log.warn('agent_reregistered', { agent: id, epoch, detail: 'the rendezvous did not know it: registered it again' });
+    if (this.agents.get(id) !== rec && !rec.moving) {
+      rec.deregistered = false; // what was sent named the registration before this one
+      this.deregister(id, rec);
     }
   }
 
   /** Stop the stale copy of an agent here: one log line, its connections ended with FERRY_ERR_FENCED. */
   private fence(agentId: AgentId, cur: LocationEntry): void {
     const rec = this.agents.get(agentId);
+    if (rec) rec.fenced = true;
     const err = new FerryError('FERRY_ERR_FENCED', `agent ${agentId} was registered by host ${cur.hostId} at epoch ${cur.epoch} (here ${rec?.epoch ?? '?'}); this copy is stopped`);
     if (this.runtime?.handleOf(agentId)) {
       this.runtime.fence(agentId, err); // logs agent_fenced, ends its connections, removes it here
@@ -534,7 +591,9 @@ export class Host {
    * Drop an agent that ended here: close its server socket, abort its connections, forget it.
    * A connection whose write side the agent already ended is closing gracefully (`close()`, bounded
    * by its own timeout) and is left to finish, so its last bytes and CLS still reach the peer.
-   * The location entry is left as it is.
+   * Its location entry is deregistered (in the background; {@link close} waits for it), so the
+   * agent can be launched on another host at once; not when it was fenced (the entry is another
+   * host's now) or when `error` says why it was dropped (then it is that error's business).
    */
   removeAgent(agentId: AgentId, error?: FerryError): void {
     const a = this.agents.get(agentId);
@@ -543,6 +602,36 @@ export class Host {
     for (const s of [...a.sockets.values()]) if (error || !s.writableEnded) s.destroy(error);
     this.agents.delete(agentId);
     this.log.info('agent_removed', { agent: agentId });
+    if (!error) this.deregister(agentId, a);
+  }
+
+  /** Deregistrations in flight (removeAgent, close), awaited by {@link close}. */
+  private readonly deregistering = new Set<Promise<void>>();
+
+  /**
+   * Remove the entry this host holds for an agent it no longer runs: DEREGISTER, signed by this
+   * host, naming the registration it made (a stale one, after the agent moved on or was fenced,
+   * is refused by the rendezvous and changes nothing). Never rejects: a rendezvous that does not
+   * answer leaves the entry, as a killed host does.
+   */
+  private deregister(agentId: AgentId, rec: AgentRecord): void {
+    const location = this.location;
+    if (rec.epoch === undefined || rec.fenced || rec.deregistered || !location.deregister) return;
+    rec.deregistered = true;
+    const epoch = rec.epoch;
+    const p = location
+      .deregister({ agent: agentId, hostId: this.id, epoch, ...(rec.registered ? { chain: rec.registered } : {}) }, { signer: this.identity })
+      .then(
+        (removed) => this.log.info('agent_deregistered', { agent: agentId, epoch, removed }),
+        (err: unknown) => {
+          const code = isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL';
+          // NOT_HOLDER: the agent was registered elsewhere meanwhile; that entry stays, rightly.
+          const line = code === 'FERRY_ERR_NOT_HOLDER' ? this.log.info : this.log.warn;
+          line.call(this.log, 'agent_deregistration_failed', { agent: agentId, epoch, code, detail: (err as Error).message });
+        },
+      )
+      .finally(() => this.deregistering.delete(p));
+    this.deregistering.add(p);
   }
 
   /**
@@ -706,7 +795,7 @@ export class Host {
     const at = this.advertised;
     const chain = await this.publish(identity, epoch, at);
     // The endpoints rebuilt below prove with this chain that this host now speaks for the agent.
-    const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false, chain, epoch, at };
+    const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false, chain, registered: chain, epoch, at };
     this.agents.set(identity.id, rec);
     const eps = checked.map((e) => Endpoint.fromCheckpoint(this.env, e));
     const sockets: AgentSocket[] = [];
@@ -1162,6 +1251,7 @@ export class Host {
           const chain = await this.publish(rec.identity, epoch, ip);
           if (this.agents.get(id) !== rec) continue;
           rec.chain = chain;
+          rec.registered = chain;
           rec.epoch = epoch;
           rec.at = ip;
           this.log.info('agent_reregistered', { agent: id, ip, epoch });
@@ -1408,11 +1498,22 @@ export class Host {
     ep.acceptHello(sock, hello, rest);
   }
 
-  /** Stop the host: close every connection without ceremony and both ports. */
+  /**
+   * Stop the host: deregister the agents it holds (waiting up to HOST_DEREGISTER_WAIT_MS for the
+   * rendezvous, so they can be launched elsewhere at once), then close every connection without
+   * ceremony and both ports. Agents in the middle of a move are left to it.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.fenceTimer?.cancel();
+    for (const [id, a] of this.agents) if (!a.moving) this.deregister(id, a);
+    if (this.deregistering.size > 0) {
+      let timer: TimerHandle | undefined;
+      const bound = new Promise<void>((resolve) => (timer = this.clock.setTimer(limit('HOST_DEREGISTER_WAIT_MS'), resolve)));
+      await Promise.race([Promise.all(this.deregistering), bound]);
+      timer?.cancel();
+    }
     for (const a of this.agents.values()) for (const s of a.sockets.values()) s.destroy();
     for (const ep of this.endpoints.values()) ep.destroy(new FerryError('FERRY_ERR_ABORTED', 'host closed'));
     // Let the CLS datagrams queued above leave before the socket closes, so peers learn at once

@@ -3,7 +3,8 @@
  * host uses a `RendezvousServer` exactly as it uses the in-process `MemoryLocationTable`.
  *
  * - `register` sends REGISTER (or REGISTER_PART fragments for a chain too long for a datagram),
- *   signed by the registering host when it carries a chain.
+ *   signed by the registering host when it carries a chain; `deregister` sends DEREGISTER, signed
+ *   by the host that holds the entry.
  * - `lookup` is cached (bounded, short TTL); LANDED notifications and our own registrations
  *   refresh the cache, a failed registration drops the agent from it, and `invalidate` lets a
  *   caller that found a cached location wrong (UNKNOWN_AGENT, PEER_MOVING) drop it.
@@ -27,12 +28,15 @@ import {
   LocationMessageType as T,
   WATCH_TOKEN_BYTES,
   canonicalIp,
+  decodeDeregisterAck,
   decodeLanded,
   decodeLocation,
   decodeRegisterAck,
   decodeRegisterPartAck,
   decodeRelayAck,
   decodeWatchAck,
+  deregisterSigned,
+  encodeDeregister,
   encodeLookup,
   encodeRegister,
   encodeRegisterPart,
@@ -46,7 +50,8 @@ import {
   type LocationRecord,
   type Register,
 } from '../wire/index.js';
-import type { LocationEntry, LocationService, RegisterOptions } from './table.js';
+import { registrationDigest } from './registration.js';
+import type { HeldEntry, LocationEntry, LocationService, RegisterOptions } from './table.js';
 
 /** Options of {@link RendezvousClient.connect}. */
 export interface RendezvousClientOptions {
@@ -258,6 +263,25 @@ export class RendezvousClient implements LocationService {
   }
 
   /**
+   * Remove the entry this host holds: DEREGISTER naming the agent, this host, the epoch and the
+   * registration (the digest of the chain it registered), signed by `options.signer` or the
+   * client's signer, which must be the host the entry names. Resolves true if the rendezvous
+   * removed it, false if it had none. Rejects with `FERRY_ERR_NOT_HOLDER` (the entry is another
+   * host's, epoch's or registration's: kept), or a control error (`FERRY_ERR_CONTROL_TIMEOUT`).
+   */
+  async deregister(entry: HeldEntry, options: RegisterOptions = {}): Promise<boolean> {
+    this.open();
+    const signer = options.signer ?? this.signer;
+    if (!signer) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'a deregistration is signed by the host that holds the entry: give a signer');
+    if (signer.id !== entry.hostId) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `the signer ${signer.id} is not the host ${entry.hostId} the entry names`);
+    const fields = { agent: entry.agent, hostId: entry.hostId, epoch: entry.epoch, registration: registrationDigest(entry.chain), hostKey: Buffer.from(signer.publicRaw) };
+    // Whatever the answer, what we cached for the agent is no longer the truth.
+    this.cache.delete(entry.agent);
+    const reply = await this.request(T.DEREGISTER, encodeDeregister({ ...fields, signature: signer.sign(deregisterSigned(fields)) }));
+    return decodeDeregisterAck(expectType(reply, T.DEREGISTER_ACK, 'DEREGISTER'));
+  }
+
+  /**
    * The agent's location: from the cache while fresh, else from the rendezvous (undefined when
    * it knows none). Rejects with `FERRY_ERR_CONTROL_TIMEOUT` when the rendezvous does not answer,
    * `FERRY_ERR_ABORTED` after {@link close}.
@@ -331,7 +355,8 @@ export class RendezvousClient implements LocationService {
    * left of the caller's `timeoutMs`), and a node that cannot reach the directory is passed over
    * too; every node is tried once per request, starting with the one in use. A request that is
    * not idempotent at the rendezvous is safe to resend to another node: REGISTER of the entry
-   * already stored is acknowledged (server.ts, reregister), WATCH is keyed by its token.
+   * already stored is acknowledged (server.ts, reregister), WATCH is keyed by its token, and
+   * DEREGISTER of an entry already removed is acknowledged with 0.
    */
   private async request(type: number, body: Uint8Array, options: ControlRequestOptions = {}): Promise<ControlReply> {
     if (this.servers.length === 1) return this.channel.request(this.servers[0]!, type, body, options);

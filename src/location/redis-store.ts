@@ -7,7 +7,8 @@
  *   on the epoch, read at a fixed offset of the stored value), count new agents against
  *   `maxEntries`, and PUBLISH the change, all atomically. Two nodes racing for one agent cannot
  *   both win; the loser is told the winner's entry.
- * - `remove` (deregistration) is the same: delete only if the stored epoch is the caller's.
+ * - `remove` (deregistration) is the same: delete only if the stored entry is still the
+ *   deregistering host's at the caller's epoch.
  * - Every change is published on one channel with the writing node's tag; each node subscribes,
  *   tells its server about the others' changes (LANDED to local watchers), and keeps a cache that
  *   is true only while that subscription is up: a disconnect empties it, and the reconnect asks
@@ -24,7 +25,7 @@ import type { createClient } from 'redis';
 import type { AgentId } from '../identity/index.js';
 import { idFromBytes, idToBytes, ID_BYTES } from '../identity/index.js';
 import { FerryError, isFerryError, limit, setBounded, silentLogger, type Logger } from '../util/index.js';
-import { decodeStoredEntry, encodeStoredEntry, STORED_ENTRY_VERSION } from './stored-entry.js';
+import { decodeStoredEntry, encodeStoredEntry, STORED_ENTRY_HOST_OFFSET, STORED_ENTRY_VERSION } from './stored-entry.js';
 import type { LocationStore, PutOutcome, StoreListener } from './store.js';
 import type { LocationEntry } from './table.js';
 
@@ -77,10 +78,15 @@ redis.call('SET', KEYS[1], ARGV[1])
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. ARGV[1])
 return {1}`;
 
-/** KEYS: entry, count. ARGV: epoch, channel, message. Returns 1 if removed. */
+/**
+ * KEYS: entry, count. ARGV: epoch, channel, message, host id (16 raw bytes). Returns 1 if removed:
+ * only when the stored entry is still that host's at that epoch (a compare-and-delete, so a stale
+ * deregistration cannot remove a newer registration).
+ */
 const REMOVE_SCRIPT = `
 local cur = redis.call('GET', KEYS[1])
 if not cur or string.byte(cur, 1) ~= ${STORED_ENTRY_VERSION} or struct.unpack('>I4', cur, 2) ~= tonumber(ARGV[1]) then return 0 end
+if string.sub(cur, ${STORED_ENTRY_HOST_OFFSET + 1}, ${STORED_ENTRY_HOST_OFFSET + ID_BYTES}) ~= ARGV[4] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('DECR', KEYS[2])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
@@ -260,14 +266,14 @@ export class RedisStore implements LocationStore {
     return { stored: true };
   }
 
-  async remove(agent: AgentId, epoch: number): Promise<boolean> {
+  async remove(agent: AgentId, epoch: number, hostId: string): Promise<boolean> {
     if (this.closed) throw new FerryError('FERRY_ERR_ABORTED', 'location store is closed');
     const msg = Buffer.alloc(1 + TAG_BYTES + ID_BYTES + 4);
     msg[0] = CHANGE_REMOVED;
     this.tag.copy(msg, 1);
     idToBytes(agent).copy(msg, 1 + TAG_BYTES);
     msg.writeUInt32BE(epoch, 1 + TAG_BYTES + ID_BYTES);
-    const n = (await this.script(this.scripts.remove, [this.keyOf(agent), this.countKey], [String(epoch), this.channel, msg])) as number;
+    const n = (await this.script(this.scripts.remove, [this.keyOf(agent), this.countKey], [String(epoch), this.channel, msg, idToBytes(hostId)])) as number;
     if (n === 1) this.forget(agent, epoch);
     return n === 1;
   }

@@ -11,10 +11,14 @@
  * id, carries H's key as the agent key and an empty chain (the holder is the subject: the id is
  * the hash of the key, which is the proof), and is signed by that key. It lets agents and the CLI
  * name a migration target by host id alone (docs/DELEGATION.md, "Hosts by id").
+ *
+ * A deregistration says "host H, which holds A's entry, removes it" (the agent ended there, or H
+ * stops): see {@link checkDeregistration}.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { FerryError } from '../util/index.js';
-import { idOfPublicKey, verifyChain, verifySignature, type ChainPolicy } from '../identity/index.js';
-import { registerSigned, type Register } from '../wire/index.js';
+import { encodeChain, idOfPublicKey, verifyChain, verifySignature, type ChainPolicy, type DelegationChain } from '../identity/index.js';
+import { REGISTRATION_DIGEST_BYTES, deregisterSigned, registerSigned, type Deregister, type Register } from '../wire/index.js';
 import type { LocationEntry } from './table.js';
 
 /** How strict a rendezvous is. */
@@ -86,4 +90,48 @@ function checkSelfRegistration(reg: Register, base: LocationEntry, stale: () => 
     throw new FerryError('FERRY_ERR_BAD_SIGNATURE', `self-registration of host ${reg.hostId} is not signed by its key`);
   }
   return { ...base, agentKey: Buffer.from(reg.agentKey), chain: [] };
+}
+
+/**
+ * The digest that names one registration of an agent: the first 16 bytes of SHA-256 over the
+ * encoded delegation chain the entry keeps (over no bytes for an entry without one). Every
+ * registration of an agent carries a freshly issued chain (its own validity window and
+ * signature), so the digest tells two registrations at the same host and epoch apart: a
+ * DEREGISTER names the one registration it removes, and removes nothing registered after it.
+ */
+export function registrationDigest(chain: DelegationChain | undefined): Buffer {
+  const h = createHash('sha256');
+  if (chain) h.update(encodeChain(chain));
+  return h.digest().subarray(0, REGISTRATION_DIGEST_BYTES);
+}
+
+/**
+ * Check a DEREGISTER against the stored entry `current`. Returns false when there is no entry
+ * (nothing to remove: a retransmission after the removal, or a directory that lost it), true
+ * when `d` may remove `current`. Cheap checks first, so a stale or replayed deregistration costs
+ * no signature verification:
+ *
+ * 1. `FERRY_ERR_NOT_HOLDER`: the entry names another host or epoch, or another registration
+ *    (digest) than `d`: a host that moved the agent on, or a copy of an old DEREGISTER.
+ * 2. `FERRY_ERR_IDENTITY_MISMATCH`: the key does not hash to `hostId`.
+ * 3. `FERRY_ERR_BAD_SIGNATURE`: the signature does not verify under that key.
+ *
+ * The holder is proven as a registration is: its key hashes to the host id that the entry names
+ * (for a proven entry, the chain's last subject, which the rendezvous verified when it stored it),
+ * and it signed this request.
+ */
+export function checkDeregistration(d: Deregister, current: LocationEntry | undefined): boolean {
+  if (!current) return false;
+  if (current.hostId !== d.hostId || current.epoch !== d.epoch) {
+    throw new FerryError('FERRY_ERR_NOT_HOLDER', `${d.agent} is registered by host ${current.hostId} at epoch ${current.epoch}, not by ${d.hostId} at ${d.epoch}`);
+  }
+  if (!timingSafeEqual(registrationDigest(current.chain), d.registration)) {
+    throw new FerryError('FERRY_ERR_NOT_HOLDER', `${d.agent} at epoch ${d.epoch} is another registration than the one this deregistration names (replayed?)`);
+  }
+  if (idOfPublicKey(d.hostKey) !== d.hostId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', `the key does not hash to host ${d.hostId}`);
+  const { signature, ...unsigned } = d;
+  if (!verifySignature(d.hostKey, deregisterSigned(unsigned), signature)) {
+    throw new FerryError('FERRY_ERR_BAD_SIGNATURE', `deregistration of ${d.agent} is not signed by host ${d.hostId}`);
+  }
+  return true;
 }

@@ -1,7 +1,8 @@
 /**
  * The rendezvous server (HIP paper §III, RFC 8004): the directory `AgentId -> (HostId, locator,
  * epoch)` on one UDP control port. Hosts register where an agent landed, proven by a delegation
- * chain; peers look agents up, watch for a landing, or have a first CONNECT relayed.
+ * chain, and deregister it when it ends there; peers look agents up, watch for a landing, or have
+ * a first CONNECT relayed.
  *
  * This file is the adapter: it owns the control channel, the store and the clocks, and runs the
  * pure decisions of registration.ts (what is accepted), watches.ts (who is told) and uploads.ts
@@ -14,6 +15,7 @@ import {
   DATAGRAM_HEADER_BYTES,
   LocationMessageType as T,
   MessageType,
+  decodeDeregister,
   decodeLookup,
   decodeRegister,
   decodeRegisterPart,
@@ -21,6 +23,7 @@ import {
   decodeRelayedAck,
   decodeUnwatch,
   decodeWatch,
+  encodeDeregisterAck,
   encodeLanded,
   encodeLocation,
   encodeRegisterAck,
@@ -34,11 +37,12 @@ import {
   notificationsPaidBy,
   pathChallengeTries,
   PATH_CHALLENGE_BYTES,
+  type Deregister,
   type Register,
 } from '../wire/index.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { ProvenAddresses, type ProvenAddressLimits } from './paths.js';
-import { checkRegistration } from './registration.js';
+import { checkDeregistration, checkRegistration } from './registration.js';
 import { MemoryStore, type LocationStore } from './store.js';
 import type { LocationEntry } from './table.js';
 import { UploadTable, type UploadLimits } from './uploads.js';
@@ -77,6 +81,8 @@ export interface RendezvousServerOptions {
 /** Counters, for logs, metrics and tests. */
 export interface RendezvousStats {
   registered: number;
+  /** Entries removed by their holding host (DEREGISTER). */
+  deregistered: number;
   refused: number;
   lookups: number;
   /** WATCH requests answered. */
@@ -102,7 +108,7 @@ const RELAYABLE = new Set<number>([MessageType.CONNECT]);
 /** A running rendezvous. */
 export class RendezvousServer {
   /** Counters (live view). */
-  readonly stats: RendezvousStats = { registered: 0, refused: 0, lookups: 0, watches: 0, watchesKept: 0, notified: 0, relayed: 0, challenges: 0, proven: 0 };
+  readonly stats: RendezvousStats = { registered: 0, deregistered: 0, refused: 0, lookups: 0, watches: 0, watchesKept: 0, notified: 0, relayed: 0, challenges: 0, proven: 0 };
   private readonly watches: WatchTable;
   private readonly uploads: UploadTable;
   private readonly proven: ProvenAddresses;
@@ -204,6 +210,8 @@ export class RendezvousServer {
         return this.register(decodeRegister(req.body), req.from);
       case T.REGISTER_PART:
         return this.registerPart(req);
+      case T.DEREGISTER:
+        return this.deregister(decodeDeregister(req.body), req.from);
       case T.LOOKUP:
         return this.lookup(req);
       case T.WATCH:
@@ -242,6 +250,26 @@ export class RendezvousServer {
     checkRegistration(reg, undefined, this.now(), { requireChains: this.requireChains || Boolean(current.chain), ...(this.options.chainPolicy ? { chain: this.options.chainPolicy } : {}) });
     this.log.info('rendezvous.reregistered', { agent: reg.agent, host: reg.hostId, epoch: reg.epoch, from });
     return { type: T.REGISTER_ACK, body: encodeRegisterAck(reg.epoch) };
+  }
+
+  /**
+   * DEREGISTER: the holding host removes its entry (checkDeregistration says who may), then the
+   * store deletes it only if it is still that host's at that epoch (a compare-and-delete: another
+   * node may have stored a newer registration meanwhile, which stays). No entry: acknowledged
+   * with 0, so a retransmission, or a retry through another node after a lost answer, succeeds.
+   */
+  private async deregister(d: Deregister, from: string): Promise<ControlAnswer> {
+    const current = await this.store.get(d.agent);
+    if (!checkDeregistration(d, current)) return { type: T.DEREGISTER_ACK, body: encodeDeregisterAck(false) };
+    if (!(await this.store.remove(d.agent, d.epoch, d.hostId))) {
+      const now = await this.store.get(d.agent);
+      // Registered anew between our read and the delete: that entry is not the one named.
+      if (now) throw new FerryError('FERRY_ERR_NOT_HOLDER', `${d.agent} was registered again (host ${now.hostId}, epoch ${now.epoch}) while its deregistration was checked`);
+      return { type: T.DEREGISTER_ACK, body: encodeDeregisterAck(false) };
+    }
+    this.stats.deregistered++;
+    this.log.info('rendezvous.deregistered', { agent: d.agent, host: d.hostId, epoch: d.epoch, from });
+    return { type: T.DEREGISTER_ACK, body: encodeDeregisterAck(true) };
   }
 
   /** After an interrupted change feed: what the watched agents' entries are now (newer ones notify). */

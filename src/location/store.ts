@@ -3,7 +3,8 @@
  * implements: the in-memory {@link MemoryStore} (with an optional snapshot file, the default),
  * and {@link RedisStore} (redis-store.ts), for several rendezvous nodes sharing one directory.
  *
- * The one operation that must be atomic is {@link LocationStore.put}: "store if newer". Epochs
+ * The operations that must be atomic are {@link LocationStore.put}, "store if newer", and
+ * {@link LocationStore.remove}, "delete if still this host's entry at this epoch". Epochs
  * make a location update idempotent and ordered only if no two writers can both see epoch 4 and
  * both write epoch 5; a single process gets that for free, a shared store has to make it a
  * compare-and-set (Redis: one Lua script comparing the stored epoch, or WATCH/MULTI/EXEC).
@@ -47,10 +48,12 @@ export interface LocationStore {
    */
   put(entry: LocationEntry): Promise<PutOutcome>;
   /**
-   * Deregister: drop the entry of `agent` if its stored epoch is exactly `epoch`, atomically (an
-   * agent that moved on since, or was never there, keeps its entry). True if it was dropped.
+   * Deregister: drop the entry of `agent` if it is still the one at exactly `epoch` held by
+   * `hostId`, atomically (a compare-and-delete: an agent that moved on since, or was registered
+   * again, keeps its entry, so a stale deregistration cannot remove a newer registration). True
+   * if it was dropped. The caller has verified the deregistration (registration.ts).
    */
-  remove(agent: AgentId, epoch: number): Promise<boolean>;
+  remove(agent: AgentId, epoch: number, hostId: string): Promise<boolean>;
   /**
    * Changes made by other users of the same directory (shared stores only; a store only this
    * process writes has none). Returns the unsubscribe function.
@@ -168,9 +171,10 @@ export class MemoryStore implements LocationStore {
     return { stored: true };
   }
 
-  async remove(agent: AgentId, epoch: number): Promise<boolean> {
+  async remove(agent: AgentId, epoch: number, hostId: string): Promise<boolean> {
     if (this.closed) throw new FerryError('FERRY_ERR_ABORTED', 'location store is closed');
-    if (this.entries.get(agent)?.epoch !== epoch) return false;
+    const cur = this.entries.get(agent);
+    if (cur?.epoch !== epoch || cur.hostId !== hostId) return false;
     this.entries.delete(agent);
     this.changed();
     return true;

@@ -29,6 +29,8 @@ import type { LocationEntry } from './table.js';
 export const STORED_ENTRY_VERSION = 1;
 /** Offset of the u32 epoch in an encoded entry (read by the compare-and-set script). */
 export const STORED_ENTRY_EPOCH_OFFSET = 1;
+/** Offset of the 16-byte host id in an encoded entry (read by the compare-and-delete script). */
+export const STORED_ENTRY_HOST_OFFSET = STORED_ENTRY_EPOCH_OFFSET + 4 + ID_BYTES;
 const FLAG_KEY = 0x01;
 const FLAG_CHAIN = 0x02;
 const AGENT_KEY_BYTES = 32;

@@ -39,12 +39,28 @@ export interface RegisterOptions {
   readonly signer?: Identity;
 }
 
+/**
+ * What a deregistration names: the entry its host holds, as that host registered it (agent, host,
+ * epoch, and the chain it registered, which names that one registration).
+ */
+export type HeldEntry = Pick<LocationEntry, 'agent' | 'hostId' | 'epoch' | 'chain'>;
+
 /** The location service, as hosts use it. Async so a networked rendezvous can implement it. */
 export interface LocationService {
   /** Register a location; refused with FERRY_ERR_STALE_EPOCH unless `epoch` exceeds the current one. */
   register(entry: LocationEntry, options?: RegisterOptions): Promise<void>;
+  /**
+   * Remove the entry this host holds for an agent that ended here or that it stops holding (a
+   * graceful stop). Resolves true if removed, false if there was none; refused with
+   * FERRY_ERR_NOT_HOLDER when the current entry is another host's, epoch's or registration's (the
+   * agent moved on, or was registered again), which it keeps. Optional: a service without it
+   * leaves entries behind, as a killed host does.
+   */
+  deregister?(entry: HeldEntry, options?: RegisterOptions): Promise<boolean>;
   /** The current location, if any. */
   lookup(agent: AgentId): Promise<LocationEntry | undefined>;
+  /** Forget a cached location of `agent`, so the next lookup asks (a service that caches). */
+  invalidate?(agent: AgentId): void;
   /**
    * The location once its epoch exceeds `newerThan`, waiting up to `waitMs` for a registration;
    * after the wait, whatever is current (possibly the same or undefined).
@@ -66,6 +82,16 @@ export class MemoryLocationTable implements LocationService {
     }
     this.entries.set(entry.agent, { ...entry });
     for (const w of this.watchers.get(entry.agent) ?? []) w(entry);
+  }
+
+  async deregister(entry: HeldEntry): Promise<boolean> {
+    const cur = this.entries.get(entry.agent);
+    if (!cur) return false;
+    if (cur.hostId !== entry.hostId || cur.epoch !== entry.epoch) {
+      throw new FerryError('FERRY_ERR_NOT_HOLDER', `${entry.agent} is registered by host ${cur.hostId} at epoch ${cur.epoch}, not by ${entry.hostId} at ${entry.epoch}`);
+    }
+    this.entries.delete(entry.agent);
+    return true;
   }
 
   async lookup(agent: AgentId): Promise<LocationEntry | undefined> {

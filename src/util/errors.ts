@@ -98,6 +98,7 @@ export const ERRORS = {
   FERRY_ERR_SNAPSHOT_UNREADABLE: { wire: 0, by: 'local', summary: 'The rendezvous snapshot file cannot be read or written, or is corrupt; refused at start rather than starting with an empty directory.' },
   FERRY_ERR_DIRECTORY_UNAVAILABLE: { wire: 66, by: 'peer', summary: 'The rendezvous cannot reach the shared directory (Redis down, unreachable or not answering within LOCATION_STORE_TIMEOUT_MS): nothing was stored; a registration is refused (a move rolls back) and may be retried once the directory is back.' },
   FERRY_ERR_DIRECTORY_CORRUPT: { wire: 0, by: 'local', summary: 'An entry read from the shared directory does not decode (another program wrote the key, or another version of Ferry); it is not served.' },
+  FERRY_ERR_NOT_HOLDER: { wire: 67, by: 'peer', summary: 'A DEREGISTER names another host, epoch or registration than the agent\'s current entry: only the host holding the current registration may remove it. A stale deregistration (sent before a move) or a replayed one is refused, and the entry is kept.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** A stable error code, e.g. `FERRY_ERR_REPLAYED_CONTROL`. */

@@ -3,7 +3,8 @@
  * RFC 8004): a host registers where an agent now runs (REGISTER, proven by a delegation chain
  * and signed by the registering host), anyone looks an agent up (LOOKUP -> LOCATION), and a peer
  * waiting for an agent in transit asks to be told when it lands (WATCH -> WATCH_ACK, then
- * one-way LANDED notifications; UNWATCH ends it early). A REGISTER too big for one datagram
+ * one-way LANDED notifications; UNWATCH ends it early), and the host holding an agent's entry
+ * removes it when the agent ends there (DEREGISTER -> DEREGISTER_ACK, signed by that host). A REGISTER too big for one datagram
  * (a delegation chain of 7 or 8 links) travels as REGISTER_PART fragments, reassembled by the
  * server within fixed bounds. A first CONNECT may also go through the rendezvous (RELAY ->
  * RELAYED to the agent's current host, RFC 8004's idea), answered in one round trip. Before the
@@ -32,7 +33,7 @@ import { Reader, Writer } from './bytes.js';
 import { DATAGRAM_HEADER_BYTES, MAX_DATAGRAM_BODY } from './datagram.js';
 
 /**
- * Location message types (the datagram header's `type`). 20..36, clear of the connection's
+ * Location message types (the datagram header's `type`). 20..38, clear of the connection's
  * 1..9, so a datagram sent to the wrong kind of port is refused as an unknown type.
  */
 export const LocationMessageType = {
@@ -53,6 +54,8 @@ export const LocationMessageType = {
   RELAYED_ACK: 34,
   PATH_CHALLENGE: 35,
   PATH_RESPONSE: 36,
+  DEREGISTER: 37,
+  DEREGISTER_ACK: 38,
 } as const;
 
 const M = 'FERRY_ERR_MALFORMED_DATAGRAM' as const;
@@ -406,6 +409,88 @@ export function decodeRegisterPartAck(body: Buffer): number {
   const index = r.u8('index');
   r.end('REGISTER_PART_ACK');
   return index;
+}
+
+// ---------------------------------------------------------------------------------------------
+// DEREGISTER (request) -> DEREGISTER_ACK (reply)
+
+/**
+ * Label of the holding host's signature over a DEREGISTER: distinct from every other Ferry
+ * signature label before their common length ("ferry/1 de" then 'r', where "ferry/1 delegation"
+ * has 'l'; "ferry/1 register" differs at its 9th byte), so no signature made for one purpose
+ * verifies as another.
+ */
+const DEREGISTER_LABEL = Buffer.from('ferry/1 deregister');
+/** Bytes of a registration digest (see the location layer's `registrationDigest`). */
+export const REGISTRATION_DIGEST_BYTES = 16;
+/** Length of a DEREGISTER body: agent, hostId, epoch, digest, host key, signature. */
+export const DEREGISTER_BYTES = ID_BYTES * 2 + 4 + REGISTRATION_DIGEST_BYTES + PUB + SIG;
+
+/**
+ * DEREGISTER: "host H, holding agent A's entry at `epoch` (the registration whose digest is
+ * `registration`), removes it". Signed by H's key, which must hash to `hostId`: only the holder
+ * of the current entry may remove it, and the digest names one registration, so a DEREGISTER
+ * copied off the wire removes nothing registered later (docs/PROTOCOL.md §12.2.1).
+ */
+export interface Deregister {
+  readonly agent: AgentId;
+  /** The host that holds the entry (hash of `hostKey`). */
+  readonly hostId: string;
+  /** The epoch of the entry removed (u32). */
+  readonly epoch: number;
+  /** Digest of the registration removed: 16 bytes (the stored chain's, see `registrationDigest`). */
+  readonly registration: Buffer;
+  /** Raw Ed25519 key of the host. */
+  readonly hostKey: Buffer;
+  /** Ed25519 by `hostKey` over {@link deregisterSigned}. */
+  readonly signature: Buffer;
+}
+
+function deregisterHead(d: Omit<Deregister, 'signature'>): Buffer {
+  return new Writer()
+    .fixed(idToBytes(d.agent), ID_BYTES, 'agent')
+    .fixed(idToBytes(d.hostId), ID_BYTES, 'hostId')
+    .u32(d.epoch)
+    .fixed(d.registration, REGISTRATION_DIGEST_BYTES, 'registration')
+    .fixed(d.hostKey, PUB, 'hostKey')
+    .finish();
+}
+
+/** The bytes the holding host signs: `"ferry/1 deregister"` followed by every field before the signature. */
+export function deregisterSigned(d: Omit<Deregister, 'signature'>): Buffer {
+  return Buffer.concat([DEREGISTER_LABEL, deregisterHead(d)]);
+}
+
+/** Encode a DEREGISTER body (always {@link DEREGISTER_BYTES}). */
+export function encodeDeregister(d: Deregister): Buffer {
+  return Buffer.concat([deregisterHead(d), new Writer().fixed(d.signature, SIG, 'signature').finish()]);
+}
+
+/** Decode a DEREGISTER body, strictly (exact length). Nothing is verified here (the server does). */
+export function decodeDeregister(body: Buffer): Deregister {
+  const r = new Reader(body, M);
+  const agent = idFromBytes(r.bytes(ID_BYTES, 'agent'));
+  const hostId = idFromBytes(r.bytes(ID_BYTES, 'hostId')) as string;
+  const epoch = r.u32('epoch');
+  const registration = Buffer.from(r.bytes(REGISTRATION_DIGEST_BYTES, 'registration'));
+  const hostKey = Buffer.from(r.bytes(PUB, 'hostKey'));
+  const signature = Buffer.from(r.bytes(SIG, 'signature'));
+  r.end('DEREGISTER');
+  return { agent, hostId, epoch, registration, hostKey, signature };
+}
+
+/** DEREGISTER_ACK body: u8 1 when the entry was removed, 0 when there was none (already gone). */
+export function encodeDeregisterAck(removed: boolean): Buffer {
+  return Buffer.of(removed ? 1 : 0);
+}
+
+/** Decode a DEREGISTER_ACK body. */
+export function decodeDeregisterAck(body: Buffer): boolean {
+  const r = new Reader(body, M);
+  const v = r.u8('removed');
+  if (v > 1) throw new FerryError(M, `DEREGISTER_ACK byte ${v}`);
+  r.end('DEREGISTER_ACK');
+  return v === 1;
 }
 
 // ---------------------------------------------------------------------------------------------

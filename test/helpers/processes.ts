@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { agentLogTexts, sleep } from './agents.js';
@@ -121,4 +122,17 @@ export function waitLog(hosts: Proc[], re: RegExp, ms = 10_000, ok: (m: RegExpEx
     ms,
     () => `no agent log matching ${re}; got:\n${agentLogs(hosts).join('\n')}`,
   );
+}
+
+/**
+ * A UDP port on 127.0.0.1 that nothing listens on now (bound, then closed): for a rendezvous that
+ * must not answer, or one a test restarts on the same port.
+ */
+export async function freeUdpPort(): Promise<number> {
+  const s = createSocket('udp4');
+  s.bind(0, '127.0.0.1');
+  await once(s, 'listening');
+  const { port } = s.address();
+  s.close();
+  return port;
 }

@@ -6,8 +6,6 @@
 // --agent-key, says what to do.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createSocket } from 'node:dgram';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +13,7 @@ import { issueCredential } from '../../src/agent/index.js';
 import { credentialToText } from '../../src/host/index.js';
 import { Identity } from '../../src/identity/index.js';
 import { allowAll, fixture } from '../helpers/agents.js';
-import { Processes, poll, stop } from '../helpers/processes.js';
+import { Processes, freeUdpPort, poll, stop } from '../helpers/processes.js';
 
 const procs = new Processes();
 const cleanups: Array<() => Promise<void>> = [];
@@ -25,16 +23,6 @@ after(async () => {
 });
 
 const HOST_READY = /^ferry host ready: /m;
-
-/** A UDP port on 127.0.0.1 that nothing listens on (bound, then closed). */
-async function deadUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  s.bind(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address();
-  s.close();
-  return port;
-}
 
 test('one agent, one host: a second launch is refused, --replace fences the old copy; a dead rendezvous leaves nothing running', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-one-host-'));
@@ -70,7 +58,7 @@ test('one agent, one host: a second launch is refused, --replace fences the old 
   assert.deepEqual(await procs.lsIds(h2), [agent.id], 'the agent runs on h2 only');
 
   // A host whose rendezvous does not answer says so; a launch there fails and is rolled back.
-  const host3 = await procs.start(['host', '--data-dir', h3, '--policy', join(dir, 'policy.json'), '--rendezvous', `127.0.0.1:${await deadUdpPort()}`], HOST_READY);
+  const host3 = await procs.start(['host', '--data-dir', h3, '--policy', join(dir, 'policy.json'), '--rendezvous', `127.0.0.1:${await freeUdpPort()}`], HOST_READY);
   await poll(() => /rendezvous \S+ does not answer/.exec(host3.out()), 20_000, () => host3.out());
   const lost = await launch(h3, '--replace');
   assert.equal(lost.code, 1, lost.out);

@@ -2,7 +2,7 @@
  * Location message codecs (STYLE rule 3; docs/PROTOCOL.md §12): IP literals in both families with
  * their canonical text; REGISTER (bare, keyed, with a 1..8-link chain and host signature),
  * REGISTER_PART, LOOKUP, LOCATION, WATCH (with padding), WATCH_ACK, LANDED, UNWATCH(_ACK), RELAY,
- * RELAYED, RELAYED_ACK, RELAY_ACK, PATH_CHALLENGE and PATH_RESPONSE round-trip; every truncation and every trailing byte is
+ * RELAYED, RELAYED_ACK, RELAY_ACK, PATH_CHALLENGE, PATH_RESPONSE, DEREGISTER(_ACK) round-trip; every truncation and every trailing byte is
  * refused with a FerryError (the chain's own codes inside REGISTER); sizes stay within one
  * datagram (a long chain is split into REGISTER_PART fragments that reassemble to the original)
  * and replies stay within 3x their requests (and a RELAY's path challenges, retransmissions
@@ -18,6 +18,8 @@ import {
   MAX_RELAY_INNER_BODY,
   canonicalIp,
   decodeDatagram,
+  decodeDeregister,
+  decodeDeregisterAck,
   decodeLanded,
   decodeLocation,
   decodeLookup,
@@ -34,6 +36,8 @@ import {
   decodeWatch,
   decodeWatchAck,
   encodeDatagram,
+  encodeDeregister,
+  encodeDeregisterAck,
   encodeLanded,
   encodeLocation,
   encodeLookup,
@@ -67,6 +71,9 @@ import {
   encodePathResponse,
   pathChallengeTries,
   RELAY_FIXED_BYTES,
+  DEREGISTER_BYTES,
+  REGISTRATION_DIGEST_BYTES,
+  deregisterSigned,
   type LocationRecord,
   type Register,
 } from '../../../src/wire/index.js';
@@ -379,6 +386,40 @@ test('PATH_CHALLENGE/PATH_RESPONSE: round trip, exact length, the budget a RELAY
 });
 
 // ---------------------------------------------------------------------------------------------
+// DEREGISTER, DEREGISTER_ACK
+
+test('DEREGISTER/DEREGISTER_ACK: round trip, exact length, signed bytes cover every field, ack within 3x', () => {
+  const d = fc.record({ agent: id, hostId: id.map((x) => x as string), epoch: u32, registration: bytes(REGISTRATION_DIGEST_BYTES), hostKey: bytes(32), signature: bytes(64) }, NORMAL);
+  fc.assert(
+    fc.property(d, (m) => {
+      const body = encodeDeregister(m);
+      assert.equal(body.length, DEREGISTER_BYTES);
+      assert.deepEqual(decodeDeregister(body), m);
+    }),
+    { numRuns: 200 },
+  );
+  const h = host(0);
+  const unsigned = { agent: agent.id, hostId: h.id, epoch: 7, registration: Buffer.alloc(REGISTRATION_DIGEST_BYTES, 5), hostKey: Buffer.from(h.publicRaw) };
+  const body = encodeDeregister({ ...unsigned, signature: h.sign(deregisterSigned(unsigned)) });
+  strict(body, decodeDeregister);
+  // Every field is signed: changing any one changes the signed bytes.
+  const signedBytes = deregisterSigned(unsigned).toString('hex');
+  for (const changed of [{ epoch: 8 }, { hostId: host(1).id }, { agent: host(2).id }, { registration: Buffer.alloc(REGISTRATION_DIGEST_BYTES, 6) }, { hostKey: Buffer.from(host(1).publicRaw) }]) {
+    assert.notEqual(deregisterSigned({ ...unsigned, ...changed }).toString('hex'), signedBytes);
+  }
+  // Its label is not a prefix of (or prefixed by) the REGISTER one.
+  assert.ok(!deregisterSigned(unsigned).subarray(0, 16).equals(Buffer.from('ferry/1 register')));
+  assert.throws(() => encodeDeregister({ ...unsigned, signature: Buffer.alloc(63) }), ferry('FERRY_ERR_INVALID_ARGUMENT'));
+  assert.throws(() => encodeDeregister({ ...unsigned, registration: Buffer.alloc(15), signature: Buffer.alloc(64) }), ferry('FERRY_ERR_INVALID_ARGUMENT'));
+  for (const removed of [true, false]) {
+    const ack = encodeDeregisterAck(removed);
+    assert.equal(decodeDeregisterAck(ack), removed);
+    strict(ack, decodeDeregisterAck);
+  }
+  assert.throws(() => decodeDeregisterAck(Buffer.of(2)), MALFORMED);
+});
+
+// ---------------------------------------------------------------------------------------------
 // Fuzz
 
 test('fuzz: random and mutated bodies only ever raise a FerryError', () => {
@@ -400,6 +441,8 @@ test('fuzz: random and mutated bodies only ever raise a FerryError', () => {
     ['RELAY_ACK', decodeRelayAck],
     ['PATH_CHALLENGE', decodePathChallenge],
     ['PATH_RESPONSE', decodePathResponse],
+    ['DEREGISTER', decodeDeregister],
+    ['DEREGISTER_ACK', decodeDeregisterAck],
   ];
   const seeds = [encodeRegister(provenRegister(host(0), 1)), encodeRegister(registration(undefined, host(0), 1)), encodeWatch({ agent: agent.id, newerThan: 1, ttlMs: 1, token: Buffer.alloc(8), padding: 4 })];
   const input = fc.oneof(

@@ -6,7 +6,9 @@
  * others; a client given two nodes fails over when its node dies and its waiting watch re-arms
  * at the other; a registration that node A committed but never answered, sent again through B,
  * is acknowledged without a second write (the move commits exactly once); a node whose change
- * feed was interrupted re-reads what its watchers wait for.
+ * feed was interrupted re-reads what its watchers wait for; a deregistration through one node
+ * removes the entry at every node, and a stale one (sent before a move committed through another
+ * node) is refused and removes nothing.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -136,6 +138,28 @@ describe('rendezvous nodes over one Redis', () => {
 });
 
 describe('a node whose change feed was interrupted', () => {
+  it('a stale deregistration through node B, after a move committed through A, removes nothing; the holder\'s removes it everywhere', async () => {
+    const [a, b] = await nodes(2);
+    const h0 = await client([b!], { signer: host(0) });
+    const h1 = await client([a!], { signer: host(1) });
+    const first = provenEntry(host(0), 1);
+    await h0.register(first);
+    // Node A serves (and caches) it; then the agent moves to host 1 through A.
+    assert.equal((await a!.store.get(agent.id))?.hostId, host(0).id);
+    const moved = provenEntry(host(1), 2);
+    await h1.register(moved);
+    await assert.rejects(h0.deregister(first), ferry('FERRY_ERR_NOT_HOLDER'));
+    for (const n of [a!, b!]) assert.equal((await (await client([n])).lookup(agent.id))?.hostId, host(1).id, `node ${n.address} keeps the newer entry`);
+    // The holder deregisters through B; A stops serving it too (its cache hears the removal).
+    assert.equal(await (await client([b!], { signer: host(1) })).deregister(moved), true);
+    assert.equal(await (await client([b!])).lookup(agent.id), undefined);
+    let seen: LocationEntry | undefined = moved;
+    const end = Date.now() + 5000;
+    while (seen && Date.now() < end) seen = await a!.store.get(agent.id);
+    assert.equal(seen, undefined, 'node A no longer serves the removed entry');
+    assert.equal(await (a!.store as RedisStore).count(), 0);
+  });
+
   it('re-reads the agents its watchers wait for and sends LANDED for the newer ones', async () => {
     // A store whose feed the test controls: the entry changes "elsewhere" while the feed is down.
     let feed: StoreListener | undefined;

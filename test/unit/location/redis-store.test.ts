@@ -80,13 +80,15 @@ describe('RedisStore', () => {
     assert.equal(await a!.count(), 1);
   });
 
-  it('deregistration removes only the entry at the given epoch', async () => {
+  it('deregistration removes only the entry at the given epoch, held by the given host', async () => {
     const [a, b] = await nodes(2);
     await a!.put(provenEntry(host(0), 4));
-    assert.equal(await b!.remove(agent.id, 3), false);
-    assert.equal(await b!.remove(otherAgent.id, 4), false);
-    assert.equal(await b!.remove(agent.id, 4), true);
-    assert.equal(await b!.remove(agent.id, 4), false);
+    assert.equal(await b!.remove(agent.id, 3, host(0).id), false);
+    assert.equal(await b!.remove(otherAgent.id, 4, host(0).id), false);
+    assert.equal(await b!.remove(agent.id, 4, host(1).id), false, 'another host at the same epoch removes nothing');
+    assert.equal((await a!.get(agent.id))?.epoch, 4);
+    assert.equal(await b!.remove(agent.id, 4, host(0).id), true);
+    assert.equal(await b!.remove(agent.id, 4, host(0).id), false);
     assert.equal(await a!.get(agent.id), undefined);
     assert.equal(await a!.count(), 0);
     // Gone, a lower epoch may register again (a fresh start of the agent).
@@ -119,7 +121,7 @@ describe('RedisStore', () => {
     await a!.put(provenEntry(host(1), 2));
     await until(() => heardB.length === 2);
     assert.equal((await b!.get(agent.id))?.hostId, host(1).id);
-    await b!.remove(agent.id, 2);
+    await b!.remove(agent.id, 2, host(1).id);
     await until(() => a!.cached === 0);
     assert.equal(await a!.get(agent.id), undefined);
     assert.equal(heardA.length, 0, 'a node is not told of its own changes');
@@ -161,7 +163,7 @@ describe('RedisStore with Redis down', () => {
       await until(() => !s!.subscribed);
       await assert.rejects(s.get(agent.id), ferry('FERRY_ERR_DIRECTORY_UNAVAILABLE'));
       await assert.rejects(s.put(provenEntry(host(1), 2)), ferry('FERRY_ERR_DIRECTORY_UNAVAILABLE'));
-      await assert.rejects(s.remove(agent.id, 1), ferry('FERRY_ERR_DIRECTORY_UNAVAILABLE'));
+      await assert.rejects(s.remove(agent.id, 1, host(0).id), ferry('FERRY_ERR_DIRECTORY_UNAVAILABLE'));
       await own.restart();
       await until(() => s!.ready, 10_000);
       // Written before the stop, kept by the append-only file.

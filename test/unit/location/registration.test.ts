@@ -9,9 +9,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { extendChain, freshChain, issueDelegation, type Identity } from '../../../src/identity/index.js';
-import { checkRegistration, type LocationEntry } from '../../../src/location/index.js';
+import { checkDeregistration, checkRegistration, registrationDigest, type LocationEntry } from '../../../src/location/index.js';
 import { limit } from '../../../src/util/index.js';
-import type { Register } from '../../../src/wire/index.js';
+import { deregisterSigned, type Deregister, type Register } from '../../../src/wire/index.js';
 import { HOUR, T0, agent, chainOf, ferry, host, mallory, otherAgent, provenRegister, registration, signed } from './fixtures.js';
 
 const STRICT = { requireChains: true };
@@ -149,4 +149,33 @@ test('a host registers its own locator under its own id (empty chain, signed by 
   // An entry keyed by another id than the host's: an agent's registration with no delegation.
   const other = { ...self(h, h.publicRaw, 9), agent: agent.id };
   assert.throws(() => checkRegistration(signed(other, h), undefined, NOW, STRICT), ferry('FERRY_ERR_CHAIN_TRUNCATED'));
+});
+
+/** A DEREGISTER of `entry` by `signer`, claiming host `claimed` (default: the signer). */
+function deregistration(entry: LocationEntry, signer: Identity, claimed: Identity = signer, over: Partial<Deregister> = {}): Deregister {
+  const unsigned = { agent: entry.agent, hostId: claimed.id, epoch: entry.epoch, registration: registrationDigest(entry.chain), hostKey: Buffer.from(claimed.publicRaw), ...over };
+  return { ...unsigned, signature: signer.sign(deregisterSigned(unsigned)) };
+}
+
+test('deregistration: only the holder of the current registration, proven by its key; stale, replayed and forged ones refused', () => {
+  const cur = stored(4);
+  assert.equal(checkDeregistration(deregistration(cur, host(0)), cur), true);
+  assert.equal(checkDeregistration(deregistration(cur, host(0)), undefined), false, 'nothing to remove: acknowledged, not refused');
+  // A stale one: the agent moved on to host 1 at epoch 5; host 0 still deregisters epoch 4.
+  const moved: LocationEntry = { ...stored(5), hostId: host(1).id, chain: freshChain(agent, host(1).publicRaw, 5, T0, HOUR) };
+  assert.throws(() => checkDeregistration(deregistration(cur, host(0)), moved), ferry('FERRY_ERR_NOT_HOLDER'));
+  // Replayed: the same host and epoch, registered again since (a fresh chain names it).
+  const again = stored(4);
+  const later: LocationEntry = { ...again, chain: freshChain(agent, host(0).publicRaw, 4, T0 + 5000, HOUR) };
+  assert.throws(() => checkDeregistration(deregistration(again, host(0)), later), ferry('FERRY_ERR_NOT_HOLDER'));
+  // Another host naming itself is not the holder; naming the holder, its key must hash to it and sign.
+  assert.throws(() => checkDeregistration(deregistration(cur, mallory), cur), ferry('FERRY_ERR_NOT_HOLDER'));
+  assert.throws(() => checkDeregistration(deregistration(cur, mallory, host(0)), cur), ferry('FERRY_ERR_BAD_SIGNATURE'));
+  assert.throws(() => checkDeregistration(deregistration(cur, mallory, host(0), { hostKey: Buffer.from(mallory.publicRaw) }), cur), ferry('FERRY_ERR_IDENTITY_MISMATCH'));
+  const d = deregistration(cur, host(0));
+  assert.throws(() => checkDeregistration({ ...d, signature: Buffer.alloc(64) }, cur), ferry('FERRY_ERR_BAD_SIGNATURE'));
+  // A bare (development-mode) entry is deregistered by the host it names, proven the same way.
+  const bare = stored(2, false);
+  assert.equal(checkDeregistration(deregistration(bare, host(0)), bare), true);
+  assert.throws(() => checkDeregistration(deregistration(bare, mallory, host(0)), bare), ferry('FERRY_ERR_BAD_SIGNATURE'));
 });

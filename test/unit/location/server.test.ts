@@ -6,7 +6,9 @@
  * newer, notified on landing, resolved by polling when every LANDED is lost and over a lossy link,
  * and never rejecting when the rendezvous is gone; an unpadded WATCH buys no notifications; the
  * lookup cache (hits, refresh by LANDED and own registration, drop on failure); the directory
- * surviving a restart through the snapshot file; and the relay of a first CONNECT to a host.
+ * surviving a restart through the snapshot file; the relay of a first CONNECT to a host; and
+ * DEREGISTER: the holder removes its entry, a stale, replayed or forged one is refused (one log
+ * line each) and the entry kept.
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,10 +16,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ControlChannel, type DatagramSocketLike } from '../../../src/control/index.js';
-import { MemoryStore, RendezvousClient, RendezvousServer, type LocationEntry, type RendezvousClientOptions, type RendezvousServerOptions } from '../../../src/location/index.js';
+import { MemoryStore, RendezvousClient, RendezvousServer, registrationDigest, type LocationEntry, type RendezvousClientOptions, type RendezvousServerOptions } from '../../../src/location/index.js';
 import { LossyDatagramSocket } from '../../../src/testing/index.js';
 import { FerryError, MemoryLogger, type ErrorCode } from '../../../src/util/index.js';
-import { encodeDatagram, encodeRegister, encodeRelayedAck, encodeWatch, decodeRelayed, decodeWatchAck, LocationMessageType as T, MessageType, type Register } from '../../../src/wire/index.js';
+import { deregisterSigned, encodeDeregister, encodeDatagram, encodeRegister, encodeRelayedAck, encodeWatch, decodeRelayed, decodeWatchAck, LocationMessageType as T, MessageType, type Register } from '../../../src/wire/index.js';
 import { freshChain } from '../../../src/identity/index.js';
 import { HOUR, T0, agent, chainOf, ferry, host, mallory, provenEntry, provenRegister, registration, signed } from './fixtures.js';
 
@@ -116,6 +118,40 @@ describe('rendezvous over loopback', () => {
     assert.equal(srv.stats.refused, cases.length);
     // The proven entry is untouched.
     assert.equal((await srv.store.get(agent.id))?.hostId, host(0).id);
+  });
+
+  it('deregistration: the holder removes its entry; a stale, replayed or forged one is refused, logged once, and the entry kept', async () => {
+    const log = new MemoryLogger();
+    const srv = await server({ logger: log });
+    const h0 = await client(srv, { signer: host(0), cacheTtlMs: 0 });
+    const h1 = await client(srv, { signer: host(1), cacheTtlMs: 0 });
+    const first = provenEntry(host(0), 1);
+    await h0.register(first);
+    // The agent moves to host 1 (epoch 2); host 0's late deregistration of epoch 1 removes nothing.
+    const moved = provenEntry(host(1), 2);
+    await h1.register(moved);
+    await assert.rejects(h0.deregister(first), ferry('FERRY_ERR_NOT_HOLDER'));
+    assert.equal((await h0.lookup(agent.id))?.hostId, host(1).id, 'the newer entry is kept');
+    // A DEREGISTER by someone else, claiming host 1: with Mallory's key, or host 1's key and Mallory's signature.
+    const ch = await raw();
+    const unsigned = { agent: agent.id, hostId: host(1).id, epoch: 2, registration: registrationDigest(moved.chain), hostKey: Buffer.from(host(1).publicRaw) };
+    await assert.rejects(ch.request(srv.address, T.DEREGISTER, encodeDeregister({ ...unsigned, signature: mallory.sign(deregisterSigned(unsigned)) })), ferry('FERRY_ERR_BAD_SIGNATURE'));
+    const malloryKey = { ...unsigned, hostKey: Buffer.from(mallory.publicRaw) };
+    await assert.rejects(ch.request(srv.address, T.DEREGISTER, encodeDeregister({ ...malloryKey, signature: mallory.sign(deregisterSigned(malloryKey)) })), ferry('FERRY_ERR_IDENTITY_MISMATCH'));
+    assert.equal((await srv.store.get(agent.id))?.epoch, 2);
+    // The holder removes it; the same request again finds nothing (acknowledged with 0).
+    const genuine = encodeDeregister({ ...unsigned, signature: host(1).sign(deregisterSigned(unsigned)) });
+    assert.equal(await h1.deregister(moved), true);
+    assert.equal(await h1.lookup(agent.id), undefined);
+    assert.equal(srv.stats.deregistered, 1);
+    const fresh = await raw();
+    assert.equal((await fresh.request(srv.address, T.DEREGISTER, genuine)).body[0], 0);
+    // Registered again at the same host and epoch (a new registration): the old DEREGISTER, replayed, is refused.
+    await h1.register(provenEntry(host(1), 2, T0 + 5000));
+    await assert.rejects((await raw()).request(srv.address, T.DEREGISTER, genuine), ferry('FERRY_ERR_NOT_HOLDER'));
+    assert.equal((await srv.store.get(agent.id))?.hostId, host(1).id, 'the replay removed nothing');
+    const refused = log.lines.filter((l) => l.event === 'rendezvous.refused').map((l) => l.fields.code);
+    assert.deepEqual(refused, ['FERRY_ERR_NOT_HOLDER', 'FERRY_ERR_BAD_SIGNATURE', 'FERRY_ERR_IDENTITY_MISMATCH', 'FERRY_ERR_NOT_HOLDER']);
   });
 
   it("accepts a host's own registration (empty chain, its key) and refuses another key or signer for that id", async () => {

@@ -38,11 +38,12 @@ test('put stores only newer epochs; a full store refuses new agents, not updates
   await assert.rejects(s.put(provenEntry(host(0), 1)), ferry('FERRY_ERR_LIMIT_EXCEEDED'));
   assert.equal((await s.get(otherAgent.id))?.epoch, 3);
   assert.equal((await all(s)).length, 1);
-  // Deregistration drops only the entry at the epoch given.
-  assert.equal(await s.remove(otherAgent.id, 2), false);
-  assert.equal(await s.remove(otherAgent.id, 3), true);
+  // Deregistration drops only the entry at the epoch given, held by the host given.
+  assert.equal(await s.remove(otherAgent.id, 2, host(1).id), false);
+  assert.equal(await s.remove(otherAgent.id, 3, host(0).id), false, 'another host at the same epoch removes nothing');
+  assert.equal(await s.remove(otherAgent.id, 3, host(1).id), true);
   assert.equal(await s.get(otherAgent.id), undefined);
-  assert.equal(await s.remove(otherAgent.id, 3), false);
+  assert.equal(await s.remove(otherAgent.id, 3, host(1).id), false);
   await s.close();
   await assert.rejects(s.put(bare(9)), ferry('FERRY_ERR_ABORTED'));
 });

@@ -1,0 +1,86 @@
+// Scenario: what ends on a host leaves the directory, so the agent can be launched elsewhere
+// without --replace. One `ferry rendezvous` process and three `ferry host` processes. An agent
+// that finished on h1 launches again on h2. An echo agent on h1 is refused on h2
+// (AGENT_ELSEWHERE) while it runs; after `ferry stop` on h1 it launches on h2; after h2 is
+// stopped gracefully (SIGTERM, which deregisters what it held) it launches on h3. Killed hosts
+// send nothing: after SIGKILL of h3 its entry stays, a launch on h1 is refused, and --replace is
+// what applies.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { issueCredential } from '../../src/agent/index.js';
+import { credentialToText } from '../../src/host/index.js';
+import { Identity } from '../../src/identity/index.js';
+import { allowAll, fixture } from '../helpers/agents.js';
+import { Processes, kill, poll, stop } from '../helpers/processes.js';
+
+const procs = new Processes();
+const cleanups: Array<() => Promise<void>> = [];
+after(async () => {
+  procs.killAll();
+  for (const f of cleanups.splice(0)) await f();
+});
+
+const HOST_READY = /^ferry host ready: /m;
+
+test('a finished, stopped or gracefully stopped agent is deregistered and launches elsewhere; a killed host still needs --replace', { timeout: 120_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-dereg-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const owner = Identity.generate();
+  await writeFile(join(dir, 'policy.json'), JSON.stringify(allowAll(owner)));
+  const agentFiles = async (name: string, fixtureName: string, rights: Record<string, unknown>): Promise<{ agent: Identity; args: string[] }> => {
+    const agent = Identity.generate();
+    const code = fixture(fixtureName);
+    await writeFile(join(dir, `${name}.mjs`), code);
+    await writeFile(join(dir, `${name}.cred`), credentialToText(issueCredential(owner, { agent, code, rights })));
+    await writeFile(join(dir, `${name}.key`), agent.seed().toString('hex'));
+    return { agent, args: [join(dir, `${name}.mjs`), '--credential', join(dir, `${name}.cred`), '--agent-key', join(dir, `${name}.key`)] };
+  };
+  const echo = await agentFiles('echo', 'echo.mjs', { listen: true });
+  const once = await agentFiles('once', 'finish-soon.mjs', {});
+  const launch = (files: { args: string[] }, data: string, ...extra: string[]): ReturnType<Processes['run']> => procs.run(['launch', ...files.args, '--data-dir', data, ...extra]);
+
+  const rv = await procs.start(['rendezvous', '--port', '0'], /ferry rendezvous ready on (\S+):(\d+) /);
+  const rendezvous = `${rv.ready[1]}:${rv.ready[2]}`;
+  const [d1, d2, d3] = ['h1', 'h2', 'h3'].map((x) => join(dir, x)) as [string, string, string];
+  const start = (d: string): ReturnType<Processes['start']> => procs.start(['host', '--data-dir', d, '--policy', join(dir, 'policy.json'), '--rendezvous', rendezvous], HOST_READY);
+  const h1 = await start(d1);
+  const h2 = await start(d2);
+  const h3 = await start(d3);
+
+  // An agent whose run() returned: its entry goes with it.
+  const first = await launch(once, d1, '--state', '{"ms":0}');
+  assert.equal(first.code, 0, first.err);
+  await poll(() => new RegExp(`agent ${once.agent.id} deregistered`).exec(h1.out()), 20_000, () => `h1 never deregistered the finished agent:\n${h1.out()}`);
+  const again = await launch(once, d2, '--state', '{"ms":0}');
+  assert.equal(again.code, 0, `a finished agent launches on another host: ${again.err}`);
+
+  // While it runs on h1, a launch on h2 is refused; once stopped there, it is not.
+  assert.equal((await launch(echo, d1)).code, 0);
+  const twice = await launch(echo, d2);
+  assert.equal(twice.code, 1, twice.out);
+  assert.match(twice.err, /FERRY_ERR_AGENT_ELSEWHERE/);
+  const stopped = await procs.run(['stop', echo.agent.id, '--data-dir', d1]);
+  assert.equal(stopped.code, 0, stopped.err);
+  const onH2 = await launch(echo, d2);
+  assert.equal(onH2.code, 0, `launch after 'ferry stop' elsewhere: ${onH2.err}`);
+
+  // A host stopped gracefully deregisters what it held.
+  assert.equal(await stop(h2), 0, h2.err());
+  assert.match(h2.out(), new RegExp(`agent ${echo.agent.id} deregistered`));
+  const onH3 = await launch(echo, d3);
+  assert.equal(onH3.code, 0, `launch after a graceful host stop: ${onH3.err}`);
+
+  // A killed host sends nothing: its entry stays, and --replace is what applies.
+  await kill(h3);
+  const refused = await launch(echo, d1);
+  assert.equal(refused.code, 1, refused.out);
+  assert.match(refused.err, /FERRY_ERR_AGENT_ELSEWHERE/);
+  const replaced = await launch(echo, d1, '--replace');
+  assert.equal(replaced.code, 0, replaced.err);
+
+  assert.equal(await stop(h1), 0, h1.err());
+  assert.equal(await stop(rv), 0, rv.err());
+});
