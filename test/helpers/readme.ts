@@ -29,10 +29,10 @@ export function shellBlockCommand(file: string): [string, string[]] {
   return ['script', ['-qec', `bash -m -e ${file}`, '/dev/null']];
 }
 
-/** SIGKILL every process of ours whose environment holds `name=value` (Linux /proc). */
-export function killMarked(name: string, value: string): number {
+/** The processes of ours whose environment holds `name=value` (Linux /proc). */
+export function markedPids(name: string, value: string): number[] {
   const want = `${name}=${value}`;
-  let killed = 0;
+  const pids: number[] = [];
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     if (Number(pid) === process.pid) continue;
     let env: string;
@@ -41,9 +41,17 @@ export function killMarked(name: string, value: string): number {
     } catch {
       continue; // gone, or not ours
     }
-    if (!env.split('\0').includes(want)) continue;
+    if (env.split('\0').includes(want)) pids.push(Number(pid));
+  }
+  return pids;
+}
+
+/** SIGKILL every process {@link markedPids} finds; returns how many were still running. */
+export function killMarked(name: string, value: string): number {
+  let killed = 0;
+  for (const pid of markedPids(name, value)) {
     try {
-      process.kill(Number(pid), 'SIGKILL');
+      process.kill(pid, 'SIGKILL');
       killed++;
     } catch {
       // exited meanwhile

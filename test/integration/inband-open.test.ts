@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
 import { acceptConnectAck, buildConnect } from '../../src/connection/index.js';
 import { Host } from '../../src/host/index.js';
+import type { LocationService } from '../../src/location/index.js';
 import { Identity, type AgentId } from '../../src/identity/index.js';
 import { FerryError, MemoryLogger, isFerryError, type ErrorCode } from '../../src/util/index.js';
 import {
@@ -152,8 +153,11 @@ test('in-band CONNECTs that are forged, malformed or misaddressed are refused on
 
     // Through the public API.
     await assert.rejects(h0.connect(a.id, quiet.id), (err: unknown) => err instanceof FerryError && err.code === 'FERRY_ERR_NOT_LISTENING');
-    // A host that is down: its agent's location still names it, its redirector refuses the dial.
-    const h2 = await Host.start({ location: net.location, name: 'h2', logger: log });
+    // A host that is down (killed: it never deregistered): its agent's location still names it,
+    // its redirector refuses the dial. Its location service cannot deregister, as a killed host.
+    const loc = net.location;
+    const killed: LocationService = { register: (e) => loc.register(e), lookup: (a) => loc.lookup(a), watch: (a, n, w) => loc.watch(a, n, w) };
+    const h2 = await Host.start({ location: killed, name: 'h2', logger: log });
     const ghost = await h2.addAgent();
     h2.listen(ghost.id);
     await h2.close();

@@ -13,7 +13,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { REPO_ROOT, killMarked, readmeBlock, shellBlockCommand } from '../helpers/readme.js';
+import { REPO_ROOT, killMarked, markedPids, readmeBlock, shellBlockCommand } from '../helpers/readme.js';
 
 const MARK = 'FERRY_README_RUN';
 const mark = randomBytes(8).toString('hex');
@@ -62,7 +62,8 @@ test("README's first agent block runs as written: launch a pair, move one, ferry
   assert.match(text, new RegExp(`^migrated ${echo} to `, 'm'));
   // `ferry ls --data-dir $D/h2`: the echo agent, with the greeter's connection, established.
   assert.match(text, new RegExp(`^  agent ${echo}  1 connection\\(s\\)\\n    [0-9a-f]{32}  server  peer ${greeter}  ESTABLISHED`, 'm'));
-  // `kill %1 %2 %3` stopped the rendezvous and both hosts (and their npx wrappers).
-  await new Promise((r) => setTimeout(r, 2000));
-  assert.equal(killMarked(MARK, mark), 0, 'processes of the block still running after kill %1 %2 %3');
+  // `kill %1 %2 %3` stopped the rendezvous and both hosts (and their npx wrappers). A host waits
+  // up to HOST_DEREGISTER_WAIT_MS for the rendezvous stopped with it to answer its deregistrations.
+  for (const end = Date.now() + 10_000; markedPids(MARK, mark).length > 0 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(killMarked(MARK, mark), 0, 'processes of the block still running 10 s after kill %1 %2 %3');
 });
