@@ -34,9 +34,9 @@ export function describeEvent(level: LogLevel, event: string, f: LogFields): str
       return `${agent} fenced: ${why()}`;
     case 'agent_deregistered':
       return `${agent} deregistered (epoch ${String(f.epoch)})`;
-    case 'agent_reregistered':
+    case 'agent_restored':
       return `${agent} registered again at epoch ${String(f.epoch)}: the rendezvous had lost it`;
-    case 'host_reregistered':
+    case 'host_restored':
       return 'this host registered again: the rendezvous had lost it';
     case 'agent_refused':
       return `refused ${String(f.op)} of ${agent}: ${why()}`;

@@ -517,7 +517,7 @@ export class Host {
       try {
         if (!(await this.location.lookup(this.id as unknown as AgentId)) && !this.closed) {
           await this.registerSelf();
-          this.log.warn('host_reregistered', { detail: 'the rendezvous did not know this host: registered it again' });
+          this.log.warn('host_restored', { detail: 'the rendezvous did not know this host: registered it again' });
         }
       } catch (err) {
         this.log.debug('host_reregistration_failed', { code: isFerryError(err) ? err.code : String(err) });
@@ -558,7 +558,7 @@ export class Host {
       return;
     }
     rec.registered = chain;
-    this.log.warn('agent_reregistered', { agent: id, epoch, detail: 'the rendezvous did not know it: registered it again' });
+    this.log.warn('agent_restored', { agent: id, epoch, detail: 'the rendezvous did not know it: registered it again' });
     if (this.agents.get(id) !== rec && !rec.moving) {
       rec.deregistered = false; // what was sent named the registration before this one
       this.deregister(id, rec);
