@@ -369,6 +369,9 @@ export class AgentServerSocket extends EventEmitter implements AsyncIterable<Age
    * closes (also while waiting), and with FERRY_ERR_ABORTED when `signal` aborts first.
    */
   accept(opts: { signal?: AbortSignal } = {}): Promise<AgentSocket> {
+    const { signal } = opts;
+    // Already aborted: rejects even with a connection queued, which stays for the next accept().
+    if (signal?.aborted) return Promise.reject(abortedError('accept', signal));
     const s = this.queue.shift();
     if (s) {
       s.off('error', this.queued.get(s)!);
@@ -376,8 +379,6 @@ export class AgentServerSocket extends EventEmitter implements AsyncIterable<Age
       return Promise.resolve(s);
     }
     if (this.closedFlag) return Promise.reject(new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'server socket closed'));
-    const { signal } = opts;
-    if (signal?.aborted) return Promise.reject(abortedError('accept', signal));
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
         const i = this.waiters.indexOf(w);
@@ -400,10 +401,20 @@ export class AgentServerSocket extends EventEmitter implements AsyncIterable<Age
   }
 
   /** Connections as they arrive, until the server socket closes. */
-  async *[Symbol.asyncIterator](): AsyncIterator<AgentSocket> {
+  [Symbol.asyncIterator](): AsyncIterator<AgentSocket> {
+    return this.connections()[Symbol.asyncIterator]();
+  }
+
+  /**
+   * Connections as they arrive, until the server socket closes (the loop then ends), as
+   * `for await (const sock of server.connections({ signal }))`. When `signal` aborts, the
+   * `accept()` it waits in rejects and the loop throws FERRY_ERR_ABORTED (as `events.on` does);
+   * the server socket stays open, and a connection arriving later waits for the next `accept()`.
+   */
+  async *connections(opts: { signal?: AbortSignal } = {}): AsyncGenerator<AgentSocket, void, undefined> {
     for (;;) {
       try {
-        yield await this.accept();
+        yield await this.accept(opts);
       } catch (err) {
         if (isFerryError(err, 'FERRY_ERR_CONNECTION_CLOSED')) return;
         throw err;
