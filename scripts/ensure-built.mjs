@@ -11,5 +11,5 @@ if (stale) {
   console.error('ferry: installing dependencies (npm ci)…');
   execSync('npm ci --no-audit --no-fund --loglevel=error', { stdio: 'inherit' });
 } else {
-  execSync('npx --no-install tsc -p tsconfig.json', { stdio: 'inherit' });
+  execSync('npm run --silent build', { stdio: 'inherit' });
 }
