@@ -8,7 +8,9 @@
  *   tunnel, over direct and over `ssh -L`;
  * - the time from a cut of the data path (every Ferry data socket reset, as the tests do) to the
  *   next echoed byte, p50, with the round-trip time through the tunnel in the same run;
- * - memory (RSS of both tunnel processes) per idle tunnelled connection, with 1000 of them.
+ * - memory (RSS of both tunnel processes) per idle tunnelled connection, with 1000 of them;
+ * - with `--netns` (root): the time from the serving host changing its address to the next echoed
+ *   byte, beside the RTT of the same run (tunnel-roam.ts).
  *
  * Every transfer checks that the drain got exactly the bytes sent. Needs redis-server,
  * redis-benchmark, sshd, ssh and ssh-keygen (the tests need them too).
@@ -25,6 +27,7 @@ import { freeTcpPort, startRedisServer } from '../../src/testing/index.js';
 import type { BenchContext } from '../lib/context.js';
 import { ratio, sleep, summarize, type Row, type SuiteResult } from '../lib/stats.js';
 import { drainDuplex, pushDuplex, transfer } from '../lib/systems.js';
+import { addressChangeRows } from './tunnel-roam.js';
 
 const FERRY = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -263,6 +266,11 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
     rows.push({ id: 'tunnel/ferry-sealed/idle-connection-rss', system: 'ferry-sealed', what: `RSS of both tunnel processes per idle tunnelled connection, ${idle} of them`, unit: 'KiB', value: Math.round(((after - before) / idle) * 10) / 10, connections: idle });
     info.idleConnections = idle;
     info.cuts = cuts;
+    if (ctx.netns) {
+      const roam = await addressChangeRows(ctx, dir);
+      rows.push(...roam.rows);
+      info.addressChanges = roam.changes;
+    }
     return { rows, info };
   } finally {
     for (const s of stops.reverse()) s();

@@ -16,8 +16,10 @@ Bench options:
   --netns                   open also measures between two network namespaces, each with its
                             own address on a veth pair and a bridge: a serving process in one,
                             the measuring process in the other; rows open/netns/SYSTEM/OP,
-                            summary under suites.open.netns in the JSON (needs root and
-                            iproute2; runs the open suite, so not with --suite without open)
+                            summary under suites.open.netns in the JSON; tunnel also measures
+                            the time from a serving host changing its address to bytes flowing
+                            again (rows tunnel/ferry-sealed/address-change-*). Needs root and
+                            iproute2; not with --suite without open or tunnel
   --json                    end the output with one JSON object holding every figure
   --out DIR                 also write DIR/bench.json, DIR/REPORT.md and SVG charts
   -h, --help                this text
@@ -52,7 +54,7 @@ export async function benchMain(args: string[], fail: (msg: string) => never): P
   }
   for (const s of values.suite ?? []) if (!(SUITE_NAMES as readonly string[]).includes(s)) fail(`unknown suite '${s}' (one of ${SUITE_NAMES.join(', ')})`);
   if (values.netns) {
-    if (values.suite && !values.suite.includes('open')) fail('--netns adds to the open suite: add --suite open (or run all suites)');
+    if (values.suite && !values.suite.includes('open') && !values.suite.includes('tunnel')) fail('--netns adds to the open suite and the tunnel suite: add --suite open or --suite tunnel (or run all suites)');
     const why = netnsUnavailableReason();
     if (why) {
       process.stderr.write(`ferry bench: --netns: ${why}; run without --netns for the loopback figures\n`);
