@@ -2,6 +2,7 @@
 /**
  * The `ferry` command: parses arguments and wires parts; no logic lives here.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { formatVerdict, runDemo } from './demo.js';
 import { formatVerdict as formatConnectionsVerdict, runDemo as runConnectionsDemo } from './demo-connections.js';
@@ -41,6 +42,7 @@ Usage:
   ferry tunnel serve|connect|id  any TCP program over Ferry connections that survive cuts:
                             forward (as ssh -L) and reverse (as ssh -R); see tunnel --help
   ferry help                this text
+  ferry --version           the version of this ferry
 
 First agent: see "Your first agent" in README.md.
 
@@ -80,6 +82,12 @@ async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
     process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (cmd === '--version' || cmd === '-v' || cmd === 'version') {
+    // package.json sits three levels above this file, in the repository and in an installed package.
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`ferry ${pkg.version} (node ${process.versions.node})\n`);
     return 0;
   }
   if (cmd === 'bench') return benchMain(rest, fail);
