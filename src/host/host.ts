@@ -543,15 +543,20 @@ export class Host {
   }
 
   /**
-   * Register again, at the epoch it runs at here, an agent the directory lost (with a fresh chain:
-   * the one it had may have aged). If the agent ended or left while that was in flight, the new
-   * entry is deregistered at once, so nothing is left pointing here.
+   * Register again, at the epoch it runs at here, an agent the directory lost: with the chain it
+   * was registered with while that has more than half its window left (so that, should the
+   * directory still hold the entry after all, the rendezvous acknowledges it unchanged and a later
+   * DEREGISTER still names it), else a fresh one. If the agent ended or left while that was in
+   * flight, the new entry is deregistered at once, so nothing is left pointing here.
    */
   private async registerAgain(id: AgentId, rec: AgentRecord): Promise<void> {
     const epoch = rec.epoch!;
+    const last = rec.registered?.[rec.registered.length - 1];
+    const now = this.wallClock();
+    const reuse = last && now >= last.notBefore && now < last.notAfter - limit('DELEGATION_VALIDITY_MS') / 2 ? rec.registered : undefined;
     let chain: DelegationChain;
     try {
-      chain = await this.publish(rec.identity, epoch, rec.at ?? this.advertised);
+      chain = await this.publish(rec.identity, epoch, rec.at ?? this.advertised, reuse);
     } catch (err) {
       // STALE_EPOCH: registered by another host meanwhile (the next check fences); else retried.
       this.log.debug('agent_reregistration_failed', { agent: id, epoch, code: isFerryError(err) ? err.code : String(err) });
@@ -639,8 +644,8 @@ export class Host {
    * this host at `epoch` (the agent's key travels with it, so chains never grow: see
    * docs/DELEGATION.md), and the registration itself is signed by this host.
    */
-  private async publish(agent: Identity, epoch: number, ip: string): Promise<DelegationChain> {
-    const chain = freshChain(agent, this.identity.publicRaw, epoch, this.wallClock());
+  private async publish(agent: Identity, epoch: number, ip: string, reuse?: DelegationChain): Promise<DelegationChain> {
+    const chain = reuse ?? freshChain(agent, this.identity.publicRaw, epoch, this.wallClock());
     await this.location.register(
       { agent: agent.id, hostId: this.id, ip, controlPort: this.controlPort, redirectorPort: this.redirectorPort, epoch, agentKey: agent.publicRaw, chain },
       { signer: this.identity },
