@@ -1232,6 +1232,8 @@ export class Host {
    * answers or the address changes again.
    */
   changeAddress(ip: string): void {
+    // A host bound to one address keeps dialing from it (SourceRoutes): it cannot roam.
+    if (this.routes) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `host bound to ${this.routes.boundIp} cannot change its address: bind the wildcard (0.0.0.0) with an advertised address`);
     if (this.closed || ip === this.advertised) return;
     const previous = this.advertised;
     this.advertised = ip;
