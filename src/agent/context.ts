@@ -62,8 +62,12 @@ export interface AgentContext<S = Record<string, unknown>> {
   /**
    * Open a connection to another agent by id. Refused with FERRY_ERR_POLICY_DENIED unless both the
    * credential and the host policy allow it, FERRY_ERR_LIMIT_EXCEEDED past maxConnections.
+   * `signal`: already aborted, this rejects at once with FERRY_ERR_ABORTED (name "AbortError",
+   * cause the reason) and nothing is asked of the host; aborted while pending, it rejects at once
+   * and the host calls the open off (a half-open connection is destroyed; one that completed
+   * meanwhile is aborted, its peer sees FERRY_ERR_PEER_ABORTED). Nothing is left behind.
    */
-  connect(agentId: string): Promise<ContextSocket>;
+  connect(agentId: string, opts?: { signal?: AbortSignal }): Promise<ContextSocket>;
   /** The agent's server socket (the same one on every call). FERRY_ERR_POLICY_DENIED if not granted. */
   listen(): Promise<ContextServer>;
   /**

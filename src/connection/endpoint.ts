@@ -757,11 +757,17 @@ export class Endpoint extends EventEmitter {
     this.fireIfDefined('close');
   }
 
+  /** The UDP CONNECT request of an open, while it may still be pending. */
+  private connectRequest: AbortController | undefined;
+
   private sendConnect(): void {
     if (this.inband) return this.sendConnectInband();
     const hello = this.clientHello!;
+    // Called off when the connection ends first (an aborted open): else the CONNECT would go on
+    // being retransmitted to a peer that does not answer, for nothing, until its tries ran out.
+    this.connectRequest = new AbortController();
     this.env
-      .request(addr(this.peer), MessageType.CONNECT, hello.body)
+      .request(addr(this.peer), MessageType.CONNECT, hello.body, { signal: this.connectRequest.signal })
       .then((reply) => {
         if (this.state !== 'CONNECT_SENT') return;
         if (reply.type !== MessageType.CONNECT_ACK) throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', `reply type ${reply.type} to CONNECT`);
@@ -2080,6 +2086,7 @@ export class Endpoint extends EventEmitter {
   private teardown(err: FerryError | undefined): void {
     if (this.closedDone) return;
     this.closedDone = true;
+    this.connectRequest?.abort();
     this.cancelTimers();
     this.dropSocket();
     // Dials still waiting for their HELLO_ACK end now (no timer outlives the connection).

@@ -70,6 +70,8 @@ export type WorkerMessage =
   | { t: 'ready' }
   | { t: 'req'; id: number; op: 'connect'; to: string }
   | { t: 'req'; id: number; op: 'listen' }
+  /** Agent code aborted its pending `ctx.connect` request `id` (its AbortSignal). */
+  | { t: 'cancel'; id: number }
   | { t: 'req'; id: number; op: 'migrate'; target: string; state: unknown; consumed: Consumed; queued: number[] }
   | { t: 'frozen'; id: number; ok: true; state: unknown; consumed: Consumed; queued: number[] }
   | { t: 'frozen'; id: number; ok: false; code: string; message: string }
@@ -136,6 +138,8 @@ export function parseWorkerMessage(m: unknown): WorkerMessage {
       if (m.op === 'migrate') return { t: 'req', id, op: 'migrate', target: str(m.target, 'target', 256), state: m.state, consumed: consumed(m.consumed), queued: sids(m.queued) };
       throw violation(`unknown request ${JSON.stringify(String(m.op)).slice(0, 40)}`);
     }
+    case 'cancel':
+      return { t: 'cancel', id: uint(m.id, 'id') };
     case 'frozen': {
       const id = uint(m.id, 'id');
       if (m.ok === true) return { t: 'frozen', id, ok: true, state: m.state, consumed: consumed(m.consumed), queued: sids(m.queued) };

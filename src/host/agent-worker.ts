@@ -21,7 +21,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { register } from 'node:module';
 import { getHeapStatistics } from 'node:v8';
-import { FerryError, limit } from '../util/index.js';
+import { FerryError, abortedError, limit } from '../util/index.js';
 import { PortServer, PortSocket, type Post } from './agent-port.js';
 import { knownCode, type Consumed, type HostMessage, type SocketInfo, type WorkerInit } from './agent-protocol.js';
 
@@ -56,9 +56,10 @@ if (init.listening) server = new PortServer(post);
 let nextRequest = 1;
 const pending = new Map<number, { resolve: (v: PortSocket | undefined) => void; reject: (e: Error) => void }>();
 
-function request(msg: Record<string, unknown>): Promise<PortSocket | undefined> {
+function request(msg: Record<string, unknown>, signal?: AbortSignal): Promise<PortSocket | undefined> {
   if (pending.size >= PENDING) return Promise.reject(new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `more than ${PENDING} ctx requests pending`));
   const id = nextRequest++;
+  if (signal) return cancellable(id, msg, signal);
   try {
     post({ ...msg, t: 'req', id });
   } catch (cause) {
@@ -66,6 +67,27 @@ function request(msg: Record<string, unknown>): Promise<PortSocket | undefined> 
     return Promise.reject(new FerryError('FERRY_ERR_INVALID_ARGUMENT', `ctx.state must be structured-clone data: ${(cause as Error).message}`, { cause }));
   }
   return new Promise((resolve, reject) => pending.set(id, { resolve, reject }));
+}
+
+/**
+ * A request agent code can abort: the abort rejects at once and asks the host to call it off. A
+ * socket the host had already opened (its reply crossing the cancel) is destroyed on arrival, so
+ * nothing is left behind.
+ */
+function cancellable(id: number, msg: Record<string, unknown>, signal: AbortSignal): Promise<PortSocket | undefined> {
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      pending.set(id, { resolve: (s) => s?.destroy(), reject: () => undefined });
+      post({ t: 'cancel', id });
+      reject(abortedError(String(msg.op), signal));
+    };
+    pending.set(id, {
+      resolve: (s) => (signal.removeEventListener('abort', onAbort), resolve(s)),
+      reject: (e) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    });
+    signal.addEventListener('abort', onAbort, { once: true });
+    post({ ...msg, t: 'req', id });
+  });
 }
 
 // ------------------------------------------------------------------ freeze for a move
@@ -209,10 +231,14 @@ const ctx = Object.freeze({
     state = v;
   },
   connections: carried,
-  async connect(agentId: string): Promise<PortSocket> {
+  async connect(agentId: string, opts: { signal?: AbortSignal } = {}): Promise<PortSocket> {
     if (typeof agentId !== 'string') throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'ctx.connect(agentId): agentId must be a string');
+    const signal = opts?.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'ctx.connect(agentId, { signal }): signal must be an AbortSignal');
+    if (signal?.aborted) throw abortedError('connect', signal);
     await untilThawed();
-    const sock = await request({ op: 'connect', to: agentId });
+    if (signal?.aborted) throw abortedError('connect', signal);
+    const sock = await request({ op: 'connect', to: agentId }, signal);
     if (!sock) throw new FerryError('FERRY_ERR_AGENT_PROTOCOL', 'connect reply without a socket');
     return sock;
   },

@@ -67,7 +67,7 @@ export interface RuntimeHost {
   /** The agent's server socket (`Host.listen`). */
   listen(agentId: AgentId): AgentServerSocket;
   /** Open a connection from a local agent (`Host.connect`). */
-  connect(from: AgentId, to: AgentId): Promise<AgentSocket>;
+  connect(from: AgentId, to: AgentId, opts?: { signal?: AbortSignal }): Promise<AgentSocket>;
   /**
    * Move an agent to `target` (a host id or address). The host must: have the destination admit
    * `outgoing.landing` (its runtime's {@link AgentRuntime.admit}) before anything commits — before
@@ -551,6 +551,8 @@ class RunningAgent {
   freezeSeq = 0;
   /** Stopped by the operator after a freeze: its connections end gracefully. */
   gracefulStop = false;
+  /** ctx.connect requests in progress, by request id: agent code may call them off ('cancel'). */
+  readonly connecting = new Map<number, AbortController>();
   /** The worker died after the snapshot of a move; reported if the move fails. */
   pendingFailure: FerryError | undefined;
   /**
@@ -1119,6 +1121,11 @@ export class AgentRuntime extends EventEmitter {
         if (m.op === 'connect') void this.doConnect(a, m.id, m.to);
         else this.doListen(a, m.id);
         return;
+      case 'cancel':
+        // Agent code aborted its ctx.connect; the worker has rejected it already. Unknown ids
+        // (the connect settled meanwhile) are fine: the worker destroys a socket it gets late.
+        a.connecting.get(m.id)?.abort(new FerryError('FERRY_ERR_ABORTED', 'ctx.connect aborted by the agent'));
+        return;
       case 'frozen': {
         const w = a.freezeWaiters.get(m.id);
         a.freezeWaiters.delete(m.id);
@@ -1224,6 +1231,9 @@ export class AgentRuntime extends EventEmitter {
 
   private async doConnect(a: RunningAgent, reqId: number, toText: string): Promise<void> {
     let sock: AgentSocket;
+    // Bounded by the worker's pending requests (PENDING): one controller per request in progress.
+    const ac = new AbortController();
+    a.connecting.set(reqId, ac);
     try {
       let to: AgentId;
       try {
@@ -1238,10 +1248,13 @@ export class AgentRuntime extends EventEmitter {
       } catch (err) {
         throw this.refused('connect', toFerry(err), { agent: a.id, to });
       }
-      sock = await this.host.connect(a.id, to);
+      if (ac.signal.aborted) throw new FerryError('FERRY_ERR_ABORTED', 'ctx.connect aborted by the agent');
+      sock = await this.host.connect(a.id, to, { signal: ac.signal });
     } catch (err) {
       this.reply(a, reqId, toFerry(err));
       return;
+    } finally {
+      a.connecting.delete(reqId);
     }
     if (a.phase !== 'running') {
       abortSocket(sock, new FerryError('FERRY_ERR_ABORTED', 'agent left while connecting'));
@@ -1476,7 +1489,7 @@ export function inProcessHost(host: Host, directory: InProcessDirectory, ownerOf
     id: host.id,
     addAgent: (identity, opts) => host.addAgent(identity, opts),
     listen: (agentId) => host.listen(agentId),
-    connect: (from, to) => host.connect(from, to),
+    connect: (from, to, opts) => host.connect(from, to, opts),
     ...(ownerOf ? { ownerOf } : {}),
     migrate: async (agentId, target, outgoing, opts) => {
       const dest = directory(target);
@@ -1507,7 +1520,7 @@ export function channelHost(
     addAgent: (identity, opts) => host.addAgent(identity, opts),
     removeAgent: (agentId) => host.removeAgent(agentId),
     listen: (agentId) => host.listen(agentId),
-    connect: (from, to) => host.connect(from, to),
+    connect: (from, to, opts) => host.connect(from, to, opts),
     ...(o.ownerOf ? { ownerOf: o.ownerOf } : {}),
     migrate: async (agentId, target, outgoing, opts) => {
       const t = o.resolve?.(target) ?? (await host.resolveTarget(target));
