@@ -24,7 +24,6 @@ import {
   RESUME_FLAG_PROOF_WANTED,
   RESUME_PROOF_WANTED_MIN_DATAGRAM,
   connectAckFramePrefix,
-  decodeConnControl,
   decodeConnectAck,
   decodeConnectAckFrame,
   decodeConnectConfirmFrame,
@@ -48,17 +47,15 @@ import {
   buildConnect,
   buildConnectAck,
   clientFinished,
-  controlMac,
   fresh,
   helloAckMac,
   helloMac,
   verifyClientFinished,
-  verifyControlMac,
   type ClientHello,
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { lookup, rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { TimerTable, type Expiry, type TimerName } from './core/index.js';
+import { ControlAuth, Recovery, TimerTable, controlTypeName, type Expiry, type TimerName } from './core/index.js';
 
 /** What an endpoint needs from its host. */
 export interface EndpointEnv {
@@ -112,21 +109,6 @@ export interface EndpointEnv {
   /** A refusal decided inside the endpoint (a RES_ACK's proof), for the host's counters. */
   refused?(code: ErrorCode): void;
 }
-
-/** Codes of a refused location proof: a connection that gives up after one fails with it. */
-const PROOF_CODES = new Set<ErrorCode>([
-  'FERRY_ERR_RESUME_UNPROVEN',
-  'FERRY_ERR_RESUME_HOST_MISMATCH',
-  'FERRY_ERR_STALE_EPOCH',
-  'FERRY_ERR_CHAIN_TRUNCATED',
-  'FERRY_ERR_CHAIN_BROKEN',
-  'FERRY_ERR_CHAIN_FORGED',
-  'FERRY_ERR_CHAIN_EXPIRED',
-  'FERRY_ERR_CHAIN_TOO_LONG',
-  'FERRY_ERR_MALFORMED_CERTIFICATE',
-  'FERRY_ERR_BAD_SIGNATURE',
-  'FERRY_ERR_IDENTITY_MISMATCH',
-]);
 
 const ZERO_CHALLENGE = Buffer.alloc(NONCE_BYTES);
 /** Largest DATA payload per frame (read once: pump() asks for it on every frame). */
@@ -186,16 +168,12 @@ export class Endpoint extends EventEmitter {
   private resAbort: AbortController | undefined;
   private myChallenges: Buffer[] = [];
   private peerChallenge: Buffer = ZERO_CHALLENGE;
-  private controlCounter = 0;
-  private peerCounter = 0;
-  private lastReply: { counter: number; mac: Buffer; from: string; reply: Buffer | FerryError } | undefined;
+  /** Our control counters, the peer's replay window and the cached reply (core/control-auth.ts). */
+  private auth = new ControlAuth();
   private autoResume = false;
-  private brokenSince: number | undefined;
-  private retryDelay = limit('RESUME_RETRY_MS');
+  /** Resume backoff, lookups and the reconnect limit (core/recovery.ts). */
+  private readonly recovery: Recovery;
   private resumeAttempt = 0;
-  private lookupNeeded = false;
-  /** Whether that lookup waits for a newer epoch (a peer in transit) or only asks (a silent one). */
-  private lookupWaits = true;
   /**
    * Every deadline of this connection (core/timers.ts). The endpoint holds one clock timer, set
    * from its next deadline; an expiry names the socket slot it belongs to.
@@ -243,8 +221,6 @@ export class Endpoint extends EventEmitter {
   /** Our outstanding RES asked for a proof not yet verified: a resume HELLO waits for it. */
   private awaitingProof = false;
   private parked: { sock: StreamSocket; hello: Hello; rest: Buffer } | undefined;
-  /** The last resume failure was a refused proof: giving up fails the connection with it. */
-  private proofRefusal: FerryError | undefined;
   /** Last time the endpoint entered SUSPENDED or ESTABLISHED, for metrics. */
   stats = { suspends: 0, resumes: 0, sockets: 0, reused: 0, bytesReplayed: 0, lastSuspendMs: 0, lastResumeMs: 0 };
   private suspendStarted = 0;
@@ -281,6 +257,7 @@ export class Endpoint extends EventEmitter {
     this.recv = init.recv;
     this.keys = init.keys;
     this.proven = { ip: init.peer.ip, controlPort: init.peer.controlPort, redirectorPort: init.peer.redirectorPort };
+    this.recovery = new Recovery({ reconnectLimitMs: env.reconnectLimitMs });
     this.log = env.logger.child({ conn: this.idText, role });
     // Connections opened to us count against their source address too (a stranger's fresh keys
     // cost nothing; its address does); those our agents open, against the host and agent only.
@@ -425,8 +402,7 @@ export class Endpoint extends EventEmitter {
       recv,
       keys: cp.master ? connectionKeysFromMaster(Buffer.from(cp.master, 'hex')) : undefined,
     });
-    ep.controlCounter = cp.controlCounter;
-    ep.peerCounter = cp.peerCounter;
+    ep.auth = new ControlAuth({ sent: cp.controlCounter, received: cp.peerCounter });
     ep.autoResume = cp.resume;
     // What it carries is charged here whatever the budget says: the move was admitted.
     ep.settleBudget();
@@ -837,14 +813,10 @@ export class Endpoint extends EventEmitter {
       this.clientHello = undefined;
       this.transcript = undefined;
     }
-    this.brokenSince = undefined;
-    this.retryDelay = limit('RESUME_RETRY_MS');
-    this.lookupNeeded = false;
-    this.lookupWaits = true;
+    this.recovery.established();
     // Resumed: the peer accepted our location (or did not need a proof of it), and we its.
     this.mustProve = false;
     this.askProof = false;
-    this.proofRefusal = undefined;
     if (this.resumeStarted > 0) {
       this.stats.resumes++;
       this.stats.lastResumeMs = this.env.clock.now() - this.resumeStarted;
@@ -1467,10 +1439,8 @@ export class Endpoint extends EventEmitter {
       }
       if (this.state === 'SUSPENDED') {
         this.resumeStarted = this.env.clock.now();
-        // The application asks now: the reconnect limit counts from here, not from a socket loss
-        // before a suspend it chose (else a resume after a long suspend gave up at once).
-        this.brokenSince = undefined;
-        this.retryDelay = limit('RESUME_RETRY_MS');
+        // The application asks now: the reconnect limit counts from here.
+        this.recovery.userResume();
         this.fire('resume');
       } else if (this.state !== 'RES_SENT' && this.state !== 'RES_ACKED') {
         throw new FerryError(rejectionFor(this.state, 'resume'), `cannot resume in state ${this.state}`);
@@ -1556,16 +1526,14 @@ export class Endpoint extends EventEmitter {
    * synchronous run). `proved`: a proof will follow (the flag is under the MAC).
    */
   private controlMessage(type: ConnControl['type'], extra: { reason?: number; challenge?: Buffer; proved?: boolean; wantProof?: boolean } = {}): ConnControl {
-    const m = {
+    return this.auth.request(this.keys, {
       type,
       connectionId: this.connectionId,
       senderRole: this.role,
-      counter: ++this.controlCounter,
       reason: (extra.reason ?? 0) | (extra.proved ? RESUME_FLAG_PROOF : 0) | (extra.wantProof ? RESUME_FLAG_PROOF_WANTED : 0),
       redirectorPort: type === MessageType.RES ? this.env.redirectorPort : 0,
       challenge: extra.challenge ?? ZERO_CHALLENGE,
-    };
-    return { ...m, mac: controlMac(this.keys, m) };
+    });
   }
 
   /** The body of a control request; a RES that asks for a proof is padded to pay for it. */
@@ -1644,12 +1612,7 @@ export class Endpoint extends EventEmitter {
 
   /** Verify a reply to one of our requests: type, MAC, and the echoed counter. */
   private checkReply(reply: { type: number; body: Buffer }, type: number, counter: number): ConnControl {
-    const m = decodeConnControl(reply.body, reply.type);
-    if (m.type !== type || m.counter !== counter || !m.connectionId.equals(this.connectionId)) {
-      throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', 'reply does not match its request');
-    }
-    if (!verifyControlMac(this.keys, m)) throw new FerryError('FERRY_ERR_BAD_MAC', 'reply MAC');
-    return m;
+    return this.auth.checkReply(this.keys, reply, { type, counter, connectionId: this.connectionId });
   }
 
   /**
@@ -1767,10 +1730,9 @@ export class Endpoint extends EventEmitter {
     const proved = msg.proof !== undefined;
     const wantProof = (msg.reason & RESUME_FLAG_PROOF_WANTED) !== 0;
     const body = this.controlBody(msg);
-    // While broken, no single RES may outlive the reconnect limit (the backoff of a dead
-    // address would otherwise carry the give-up far past it).
     const opts: { signal: AbortSignal; maxTries: number; timeoutMs?: number } = { signal: ac.signal, maxTries: 5 };
-    if (this.brokenSince !== undefined) opts.timeoutMs = Math.max(1, this.env.reconnectLimitMs - (this.env.clock.now() - this.brokenSince));
+    const timeoutMs = this.recovery.requestTimeout(this.env.clock.now());
+    if (timeoutMs !== undefined) opts.timeoutMs = timeoutMs;
     this.env
       .request(addr(target), MessageType.RES, body, opts)
       .then((reply) => {
@@ -1782,10 +1744,9 @@ export class Endpoint extends EventEmitter {
           // The location that answered cannot prove it speaks for the peer: refused here, logged
           // once; this attempt ends as if unanswered and the next one asks the location service.
           const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
-          this.proofRefusal = e;
+          this.recovery.proofRefused(e);
           this.env.refused?.(e.code);
           this.log.warn('resume_refused', { code: e.code, detail: e.message, from: addr(target) });
-          this.lookupNeeded = true;
           this.dropParked();
           this.fireIfDefined('timeout');
           return;
@@ -1808,22 +1769,12 @@ export class Endpoint extends EventEmitter {
       })
       .catch((err: unknown) => {
         if (round !== this.resRound) return;
-        const code = isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL';
-        if (code === 'FERRY_ERR_ABORTED') return;
-        // The peer refused our proof: nothing changed there; we retry (the host may renew its
-        // delegation) and, at the reconnect limit, fail with this code rather than UNREACHABLE,
-        // unless the peer has since answered otherwise (silence is no answer: the last try before
-        // the limit is cut short and times out).
-        if (PROOF_CODES.has(code)) this.proofRefusal = err as FerryError;
-        else if (code !== 'FERRY_ERR_CONTROL_TIMEOUT') this.proofRefusal = undefined;
-        // In transit, unknown here, or silent: ask the location service before the next try.
-        if (code === 'FERRY_ERR_PEER_MOVING' || code === 'FERRY_ERR_UNKNOWN_CONNECTION' || code === 'FERRY_ERR_CONTROL_TIMEOUT' || code === 'FERRY_ERR_UNKNOWN_AGENT') {
-          this.lookupNeeded = true;
-          // Silence says nothing of a move (lost datagrams, a dead host): take a newer location
-          // if there is one, but do not wait up to PEER_MOVE_WAIT_MS for one that may never come.
-          this.lookupWaits = code !== 'FERRY_ERR_CONTROL_TIMEOUT';
-        }
-        this.log.info('resume_unanswered', { code });
+        const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
+        if (e.code === 'FERRY_ERR_ABORTED') return;
+        // A refused proof is kept to fail with at the limit; the peer elsewhere, or silent: the
+        // next try asks the location service first (core/recovery.ts).
+        this.recovery.resumeFailed(e);
+        this.log.info('resume_unanswered', { code: e.code });
         this.fireIfDefined('timeout');
       });
   }
@@ -1845,35 +1796,29 @@ export class Endpoint extends EventEmitter {
   private scheduleResume(): void {
     if (!this.autoResume || this.moving) return;
     const now = this.env.clock.now();
-    this.brokenSince ??= now;
-    if (now - this.brokenSince > this.env.reconnectLimitMs) {
-      this.closedError = this.proofRefusal ?? new FerryError('FERRY_ERR_PEER_UNREACHABLE', `peer unreachable for ${Math.round(now - this.brokenSince)} ms`);
-      this.log.warn('peer_unreachable', { ms: Math.round(now - this.brokenSince), code: this.closedError.code });
+    const d = this.recovery.next(now);
+    if (d.kind === 'give_up') {
+      this.closedError = d.error;
+      this.log.warn('peer_unreachable', { ms: Math.round(d.brokenMs), code: d.error.code });
       this.fire('close');
       return;
     }
     if (this.resumeStarted === 0) this.resumeStarted = now;
     ++this.resumeAttempt;
-    // A peer in transit is waited for by the location watch (bounded), not by a blind pause;
-    // other failures back off exponentially.
-    const delay = this.lookupNeeded ? 0 : this.retryDelay;
-    if (!this.lookupNeeded) this.retryDelay = Math.min(this.retryDelay * 2, limit('CONTROL_MAX_RTO_MS'));
-    this.setDeadline('resume_retry', delay);
+    this.setDeadline('resume_retry', d.delayMs);
   }
 
   private async resumeLater(attempt: number): Promise<void> {
     if (attempt !== this.resumeAttempt || this.state !== 'SUSPENDED' || this.moving) return;
-    if (this.lookupNeeded) {
-      const left = this.env.reconnectLimitMs - (this.env.clock.now() - (this.brokenSince ?? this.env.clock.now()));
-      const loc = await this.env.locate(this.peerAgent, this.peer.epoch, this.lookupWaits ? Math.max(0, Math.min(limit('PEER_MOVE_WAIT_MS'), left)) : 0);
+    if (this.recovery.lookupNeeded) {
+      const loc = await this.env.locate(this.peerAgent, this.peer.epoch, this.recovery.lookupWait(this.env.clock.now()));
       if (attempt !== this.resumeAttempt || this.state !== 'SUSPENDED' || this.moving) return;
-      if (loc && (loc.ip !== this.peer.ip || loc.controlPort !== this.peer.controlPort || loc.epoch > this.peer.epoch)) {
+      const moved = loc !== undefined && (loc.ip !== this.peer.ip || loc.controlPort !== this.peer.controlPort || loc.epoch > this.peer.epoch);
+      if (moved && loc) {
         this.peer = loc;
         this.candidate = undefined;
-        this.retryDelay = limit('RESUME_RETRY_MS');
       }
-      this.lookupNeeded = false;
-      this.lookupWaits = true;
+      this.recovery.located(moved);
     }
     this.fire('resume');
   }
@@ -1898,24 +1843,16 @@ export class Endpoint extends EventEmitter {
    * counter (replays change nothing), then the transition table.
    */
   handleControl(m: ConnControl, from: string): Buffer {
-    if (!verifyControlMac(this.keys, m)) throw new FerryError('FERRY_ERR_BAD_MAC', `${typeName(m.type)} MAC does not verify`);
-    if (m.counter <= this.peerCounter) {
-      const last = this.lastReply;
-      // Only a retransmission from the same address gets the cached reply (a copy sent from
-      // elsewhere would hand our fresh path challenge to an unproven address).
-      if (last && m.counter === last.counter && last.from === from && equalBytes(m.mac, last.mac)) {
-        if (last.reply instanceof FerryError) throw last.reply;
-        return last.reply;
-      }
-      throw new FerryError('FERRY_ERR_REPLAYED_CONTROL', `${typeName(m.type)} counter ${m.counter} ≤ ${this.peerCounter}`);
+    const admission = this.auth.admit(this.keys, m, from);
+    if (admission.kind === 'retransmission') {
+      if (admission.reply instanceof FerryError) throw admission.reply;
+      return admission.reply;
     }
     // A RES from a new location must prove that its host speaks for the peer agent. Checked before
     // the counter is recorded: a refused RES changes nothing, not even the replay window.
     const provenEpoch = m.type === MessageType.RES ? this.checkResProof(m, from) : undefined;
-    this.peerCounter = m.counter;
-    const remember = (reply: Buffer | FerryError): void => {
-      this.lastReply = { counter: m.counter, mac: m.mac, from, reply };
-    };
+    this.auth.accept(m);
+    const remember = (reply: Buffer | FerryError): void => this.auth.remember(m, from, reply);
     if (this.moving && m.type === MessageType.RES) {
       const e = new FerryError('FERRY_ERR_PEER_MOVING', 'endpoint is moving');
       remember(e);
@@ -1926,7 +1863,7 @@ export class Endpoint extends EventEmitter {
       throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', `unexpected request type ${m.type}`);
     }
     if (!lookup(this.state, event)) {
-      const e = new FerryError(rejectionFor(this.state, event), `${typeName(m.type)} in state ${this.state}`);
+      const e = new FerryError(rejectionFor(this.state, event), `${controlTypeName(m.type)} in state ${this.state}`);
       remember(e);
       throw e;
     }
@@ -1948,16 +1885,15 @@ export class Endpoint extends EventEmitter {
     const replyType = m.type === MessageType.SUS ? MessageType.SUS_ACK : m.type === MessageType.RES ? MessageType.RES_ACK : MessageType.CLS_ACK;
     // A RES that asks for our proof (it reached us at a location the peer has not verified) gets it.
     const proof = m.type === MessageType.RES && m.reason & RESUME_FLAG_PROOF_WANTED ? this.ownProof() : undefined;
-    const fields = {
-      type: replyType,
+    const ack = this.auth.reply(this.keys, {
+      type: replyType as ConnControl['type'],
       connectionId: this.connectionId,
       senderRole: this.role,
       counter: m.counter,
       reason: proof ? RESUME_FLAG_PROOF : 0,
       redirectorPort: m.type === MessageType.RES ? this.env.redirectorPort : 0,
       challenge,
-    } as Omit<ConnControl, 'mac'>;
-    const ack: ConnControl = { ...fields, mac: controlMac(this.keys, fields) };
+    });
     if (proof) ack.proof = signResume(ack, proof);
     const reply = encodeConnControl(ack);
     remember(reply);
@@ -1980,7 +1916,7 @@ export class Endpoint extends EventEmitter {
     this.fire(event);
     if (resumeAfter && this.state === 'SUSPENDED') {
       // A moving peer is found again through the location service (it registers when it lands).
-      if (m.reason & 1) this.lookupNeeded = this.lookupWaits = true;
+      if (m.reason & 1) this.recovery.peerMoving();
       this.autoResume = true;
       this.scheduleResume();
     }
@@ -2030,8 +1966,8 @@ export class Endpoint extends EventEmitter {
       peerAgent: this.peerAgent,
       secure: this.secure,
       master: this.keys ? this.keys.master.toString('hex') : '',
-      controlCounter: this.controlCounter,
-      peerCounter: this.peerCounter,
+      controlCounter: this.auth.sent,
+      peerCounter: this.auth.received,
       send: { acked: s.acked, data: s.data.toString('base64'), fin: s.fin ?? null },
       receive: { delivered: r.delivered, data: r.data.toString('base64'), fin: r.fin ?? null },
       // Only a proven address travels: an unproven candidate is re-learned from the peer's RES
@@ -2124,10 +2060,6 @@ function keepsSocket(from: State, to: State): boolean {
 /** The typed error of a call on an endpoint whose connection moved on with its agent. */
 function movedError(): FerryError {
   return new FerryError('FERRY_ERR_SOCKET_MOVED', 'the connection moved with its agent; use its socket on the destination host');
-}
-
-function typeName(t: number): string {
-  return (Object.entries(MessageType).find(([, v]) => v === t)?.[0] ?? `type ${t}`) as string;
 }
 
 /** An IPv4-mapped IPv6 address in its IPv4 form (a dual-stack socket's view of an IPv4 peer). */

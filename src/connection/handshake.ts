@@ -30,6 +30,8 @@ import {
   type Identity,
 } from '../identity/index.js';
 import { FerryError } from '../util/index.js';
+// The control MAC lives with the rest of control authentication (core/control-auth.ts).
+export { controlMac, verifyControlMac } from './core/control-auth.js';
 import {
   connectAckHead,
   connectSigned,
@@ -38,11 +40,8 @@ import {
   encodeConnectFrame,
   helloAckMacInput,
   helloMacInput,
-  connControlMacInput,
   type Connect,
   type ConnectAck,
-  type ConnControl,
-  type ConnControlHead,
   type Hello,
   type HelloAck,
 } from '../wire/index.js';
@@ -182,16 +181,6 @@ export function clientFinished(keys: ConnectionKeys | undefined, th: Buffer): Bu
 /** Verify the client's key confirmation (always true without security). */
 export function verifyClientFinished(keys: ConnectionKeys | undefined, th: Buffer, mac: Buffer): boolean {
   return keys ? equalBytes(hmac(keys.confirmClient, CLIENT_FIN, th), mac) : true;
-}
-
-/** MAC of a connection-control message (SUS/RES/CLS and replies). */
-export function controlMac(keys: ConnectionKeys | undefined, m: ConnControlHead): Buffer {
-  return keys ? hmac(keys.control, connControlMacInput(m)) : ZERO_MAC;
-}
-
-/** Verify a connection-control MAC (always true without security). */
-export function verifyControlMac(keys: ConnectionKeys | undefined, m: ConnControl): boolean {
-  return keys ? equalBytes(controlMac(keys, m), m.mac) : true;
 }
 
 /** MAC of a HELLO. */

@@ -5,3 +5,5 @@
  * adapter) to carry out.
  */
 export * from './timers.js';
+export * from './control-auth.js';
+export * from './recovery.js';
