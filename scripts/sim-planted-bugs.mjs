@@ -25,9 +25,9 @@ const BUGS = [
   },
   {
     name: '(b) a replayed control counter is accepted',
-    file: 'connection/endpoint.js',
-    from: 'if (m.counter <= this.peerCounter) {',
-    to: 'if (m.counter < 0) {',
+    file: 'connection/core/control-auth.js',
+    from: '        if (m.counter > this.theirs)\n            return { kind: \'fresh\' };',
+    to: '        return { kind: \'fresh\' };',
   },
   {
     name: '(c) a DATA frame below the receive offset is delivered',
