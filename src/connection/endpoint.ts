@@ -16,13 +16,11 @@ import { FerryError, errorFromWire, isFerryError, limit, type Clock, type ErrorC
 import { formatAddress, parseAddress } from '../control/index.js';
 import {
   CONNECT_ACK_FRAME_HEAD_BYTES,
-  DATAGRAM_HEADER_BYTES,
   FrameType,
   MessageType,
   NONCE_BYTES,
   RESUME_FLAG_PROOF,
   RESUME_FLAG_PROOF_WANTED,
-  RESUME_PROOF_WANTED_MIN_DATAGRAM,
   connectAckFramePrefix,
   decodeConnectAck,
   decodeConnectAckFrame,
@@ -55,7 +53,7 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { lookup, rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { ControlAuth, Recovery, TimerTable, controlTypeName, type Expiry, type TimerName } from './core/index.js';
+import { ControlAuth, PathValidation, Recovery, TimerTable, controlTypeName, proofWantedPadding, unmappedIp, type Expiry, type TimerName } from './core/index.js';
 
 /** What an endpoint needs from its host. */
 export interface EndpointEnv {
@@ -113,8 +111,6 @@ export interface EndpointEnv {
 const ZERO_CHALLENGE = Buffer.alloc(NONCE_BYTES);
 /** Largest DATA payload per frame (read once: pump() asks for it on every frame). */
 const MAX_FRAME_PAYLOAD = limit('MAX_FRAME_PAYLOAD');
-/** Outstanding path challenges kept per endpoint (RES and RES_ACK each issue one). */
-const MAX_CHALLENGES = 4;
 /** Tries for a SUS before a move: a peer that does not answer fast is itself moving. */
 const MOVE_SUSPEND_TRIES = 4;
 
@@ -126,11 +122,6 @@ function splitAddr(a: string): { ip: string; port: number } {
   return parseAddress(a);
 }
 
-/** Same control address and redirector port. */
-function sameLocation(a: ProvenLocation, b: ProvenLocation): boolean {
-  return a.controlPort === b.controlPort && a.redirectorPort === b.redirectorPort && sameIp(a.ip, b.ip);
-}
-
 /** Events emitted: 'state' (to, from), 'readable', 'room', 'established', 'closed' (err?). */
 export class Endpoint extends EventEmitter {
   state: State;
@@ -138,9 +129,8 @@ export class Endpoint extends EventEmitter {
   keys: ConnectionKeys | undefined;
   readonly send: SendBuffer;
   readonly recv: ReceiveBuffer;
-  peer: PeerLocator;
-  /** A new peer address learned from an authenticated, fresh RES; trusted once a HELLO proves it. */
-  private candidate: PeerLocator | undefined;
+  /** The peer's address and candidate, path challenges, location proofs (core/path.ts). */
+  private readonly path: PathValidation;
   private data: DataSocket | undefined;
   private draining = new Set<DataSocket>();
   /**
@@ -166,8 +156,6 @@ export class Endpoint extends EventEmitter {
   private resRound = 0;
   private susRound = 0;
   private resAbort: AbortController | undefined;
-  private myChallenges: Buffer[] = [];
-  private peerChallenge: Buffer = ZERO_CHALLENGE;
   /** Our control counters, the peer's replay window and the cached reply (core/control-auth.ts). */
   private auth = new ControlAuth();
   private autoResume = false;
@@ -207,19 +195,6 @@ export class Endpoint extends EventEmitter {
   /** This endpoint opens (client) or was opened (server) in-band. */
   private inband = false;
   private suspendReason = 0;
-  /**
-   * Where the peer last proved itself: at open, or by a verified location proof. A RES or RES_ACK
-   * from anywhere else (another control address or redirector port) must carry a proof.
-   */
-  private proven: ProvenLocation;
-  /** Highest delegation epoch accepted from the peer: a proof below it is stale. */
-  private peerEpoch = 0;
-  /** Landed here since the peer last accepted our proof: our RES carries one. */
-  private mustProve = false;
-  /** The peer named another redirector port from its proven address: ask for a proof next time. */
-  private askProof = false;
-  /** Our outstanding RES asked for a proof not yet verified: a resume HELLO waits for it. */
-  private awaitingProof = false;
   private parked: { sock: StreamSocket; hello: Hello; rest: Buffer } | undefined;
   /** Last time the endpoint entered SUSPENDED or ESTABLISHED, for metrics. */
   stats = { suspends: 0, resumes: 0, sockets: 0, reused: 0, bytesReplayed: 0, lastSuspendMs: 0, lastResumeMs: 0 };
@@ -243,7 +218,17 @@ export class Endpoint extends EventEmitter {
     readonly role: Role,
     readonly localAgent: AgentId,
     readonly peerAgent: AgentId,
-    init: { state: State; connectionId: Buffer; peer: PeerLocator; secure: boolean; send: SendBuffer; recv: ReceiveBuffer; keys?: ConnectionKeys | undefined },
+    init: {
+      state: State;
+      connectionId: Buffer;
+      peer: PeerLocator;
+      proven?: ProvenLocation | undefined;
+      peerEpoch?: number | undefined;
+      secure: boolean;
+      send: SendBuffer;
+      recv: ReceiveBuffer;
+      keys?: ConnectionKeys | undefined;
+    },
   ) {
     super();
     // Each pending suspend(), resume() or close() of the application waits on a few events:
@@ -251,12 +236,11 @@ export class Endpoint extends EventEmitter {
     this.setMaxListeners(64);
     this.state = init.state;
     this.connectionId = init.connectionId;
-    this.peer = init.peer;
+    this.path = new PathValidation({ peer: init.peer, proven: init.proven, peerEpoch: init.peerEpoch, random: fresh });
     this.secure = init.secure;
     this.send = init.send;
     this.recv = init.recv;
     this.keys = init.keys;
-    this.proven = { ip: init.peer.ip, controlPort: init.peer.controlPort, redirectorPort: init.peer.redirectorPort };
     this.recovery = new Recovery({ reconnectLimitMs: env.reconnectLimitMs });
     this.log = env.logger.child({ conn: this.idText, role });
     // Connections opened to us count against their source address too (a stranger's fresh keys
@@ -268,6 +252,11 @@ export class Endpoint extends EventEmitter {
   /** The window a new connection announces in its CONNECT or CONNECT_ACK: the floor of the budget. */
   private static firstWindow(env: EndpointEnv): number {
     return Math.min(env.receiveWindow, env.receiveBudget?.limits.floor ?? env.receiveWindow);
+  }
+
+  /** The peer's address: where control requests go and (without a proven candidate) where we dial. */
+  get peer(): PeerLocator {
+    return this.path.peer;
   }
 
   /** The connection id in hex. */
@@ -349,7 +338,7 @@ export class Endpoint extends EventEmitter {
     const cid = Buffer.concat([connect.clientHalf, serverHalf]);
     // The client's IP is the TCP peer's (the handshake proved it); its control port is in the
     // frame, under the transcript hash (so under both signatures' and MACs' cover).
-    const ip = unmapped(sock.remoteAddress ?? '');
+    const ip = unmappedIp(sock.remoteAddress ?? '');
     const window = Endpoint.firstWindow(env);
     const ack = buildConnectAck({ connect, connectBody: frameBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window, ackPrefix: prefix });
     const ep = new Endpoint(env, 'server', local.id, connect.fromAgent.toString('hex') as AgentId, {
@@ -397,6 +386,8 @@ export class Endpoint extends EventEmitter {
       state: 'SUSPENDED',
       connectionId: Buffer.from(cp.connectionId, 'hex'),
       peer: { ...cp.peer },
+      proven: cp.proven ?? undefined,
+      peerEpoch: cp.peerEpoch ?? 0,
       secure: cp.secure,
       send,
       recv,
@@ -407,10 +398,8 @@ export class Endpoint extends EventEmitter {
     // What it carries is charged here whatever the budget says: the move was admitted.
     ep.settleBudget();
     ep.hadSocket = true;
-    if (cp.proven) ep.proven = { ip: cp.proven.ip, controlPort: cp.proven.controlPort, redirectorPort: cp.proven.redirectorPort };
-    ep.peerEpoch = cp.peerEpoch ?? 0;
     // Landed (possibly on another host): the next RES proves that this host speaks for the agent.
-    ep.mustProve = ep.keys !== undefined;
+    if (ep.keys) ep.path.proveOurLocation();
     return ep;
   }
 
@@ -476,7 +465,7 @@ export class Endpoint extends EventEmitter {
 
   /** Forget a resume HELLO held for a proof (the resume it belonged to is over). */
   private dropParked(): void {
-    this.awaitingProof = false;
+    this.path.stopAwaiting();
     this.parked?.sock.destroy();
     this.parked = undefined;
   }
@@ -693,9 +682,7 @@ export class Endpoint extends EventEmitter {
       this.connectionId = Buffer.concat([hello.message.clientHalf, ack.serverHalf]);
       this.send.peerLimit = ack.window;
       // The server's own word for its ports, under its signature (TH), replaces the location's.
-      this.peer.redirectorPort = ack.redirectorPort;
-      this.peer.controlPort = controlPort;
-      this.proven = { ip: this.peer.ip, controlPort, redirectorPort: ack.redirectorPort };
+      this.path.opened({ controlPort, redirectorPort: ack.redirectorPort });
       this.env.indexed(this);
     } catch (err) {
       const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
@@ -753,8 +740,7 @@ export class Endpoint extends EventEmitter {
         this.transcript = transcript;
         this.connectionId = Buffer.concat([hello.message.clientHalf, ack.serverHalf]);
         this.send.peerLimit = ack.window;
-        this.peer.redirectorPort = ack.redirectorPort;
-        this.proven = { ip: this.peer.ip, controlPort: this.peer.controlPort, redirectorPort: ack.redirectorPort };
+        this.path.opened({ controlPort: this.peer.controlPort, redirectorPort: ack.redirectorPort });
         this.env.indexed(this);
         this.fire('recv_connect_ack');
       })
@@ -815,8 +801,7 @@ export class Endpoint extends EventEmitter {
     }
     this.recovery.established();
     // Resumed: the peer accepted our location (or did not need a proof of it), and we its.
-    this.mustProve = false;
-    this.askProof = false;
+    this.path.resumed();
     if (this.resumeStarted > 0) {
       this.stats.resumes++;
       this.stats.lastResumeMs = this.env.clock.now() - this.resumeStarted;
@@ -868,10 +853,7 @@ export class Endpoint extends EventEmitter {
             ds.setKeys(this.role === 'client' ? s.c2s : s.s2c, this.role === 'client' ? s.s2c : s.c2s);
           }
           // The acceptor answered our nonce under the connection key at this address: validated.
-          if (target && this.candidate === target) {
-            this.peer = { ...target, epoch: Math.max(target.epoch, this.peer.epoch) };
-            this.candidate = undefined;
-          }
+          if (target) this.path.dialAnswered(target);
           this.attach(ds, f.received, f.limit);
         },
         close: (err) => fail(err),
@@ -888,7 +870,7 @@ export class Endpoint extends EventEmitter {
 
   private dialResume(): void {
     if (this.dialing || this.data) return;
-    const target = this.candidate ?? this.peer;
+    const target = this.path.dialTarget();
     let sock: StreamSocket;
     try {
       sock = this.env.dial(target.ip, target.redirectorPort);
@@ -897,7 +879,7 @@ export class Endpoint extends EventEmitter {
       queueMicrotask(() => this.fireIfDefined('socket_lost'));
       return;
     }
-    this.runDial(sock, 'resume', this.peerChallenge, target);
+    this.runDial(sock, 'resume', this.path.peerChallenge, target);
   }
 
   /**
@@ -912,14 +894,11 @@ export class Endpoint extends EventEmitter {
       if (!ok) throw new FerryError(rejectionFor(this.state, 'socket_ready'), `open HELLO in state ${this.state}`);
     } else {
       if (this.state !== 'RES_SENT' && this.state !== 'RES_ACKED') throw new FerryError(rejectionFor(this.state, 'socket_ready'), `resume HELLO in state ${this.state}`);
-      // Path validation: the dialer must echo a challenge we issued in RES or RES_ACK, which
-      // only the holder of the connection key at the address we sent it to could have seen.
-      const i = this.myChallenges.findIndex((c) => equalBytes(c, hello.challenge));
-      if (i < 0) throw new FerryError('FERRY_ERR_PATH_UNVALIDATED', 'HELLO does not answer an outstanding challenge');
-      this.myChallenges.splice(i, 1);
+      // Path validation: the dialer must echo a challenge we issued in RES or RES_ACK.
+      this.path.redeemChallenge(hello.challenge);
       // We asked the peer's new location for a proof and its RES_ACK has not been verified yet (the
       // dial can overtake it): the MAC keys alone do not resume the connection. Hold the socket.
-      if (this.awaitingProof) {
+      if (this.path.awaitingProof) {
         this.parked?.sock.destroy();
         this.parked = { sock, hello, rest };
         this.log.info('resume_hello_parked', { remote: sock.remoteAddress });
@@ -941,10 +920,7 @@ export class Endpoint extends EventEmitter {
       const s = deriveSessionKeys(this.keys.master, hello.dialerNonce, acceptorNonce);
       ds.setKeys(this.role === 'client' ? s.c2s : s.s2c, this.role === 'client' ? s.s2c : s.c2s);
     }
-    if (hello.kind === 'resume' && this.candidate && sock.remoteAddress && sameIp(sock.remoteAddress, this.candidate.ip)) {
-      this.peer = { ...this.candidate, epoch: Math.max(this.candidate.epoch, this.peer.epoch) };
-      this.candidate = undefined;
-    }
+    if (hello.kind === 'resume') this.path.helloAccepted(sock.remoteAddress);
     this.attach(ds, hello.received, hello.limit);
     ds.feed(rest);
   }
@@ -1540,7 +1516,7 @@ export class Endpoint extends EventEmitter {
   private controlBody(msg: ConnControl): Buffer {
     const body = encodeConnControl(msg);
     // Asking for a proof pays for it: the RES_ACK that carries one must stay within 3x (§8.4).
-    const pad = msg.reason & RESUME_FLAG_PROOF_WANTED ? RESUME_PROOF_WANTED_MIN_DATAGRAM - DATAGRAM_HEADER_BYTES - body.length : 0;
+    const pad = proofWantedPadding(body.length, (msg.reason & RESUME_FLAG_PROOF_WANTED) !== 0);
     return pad > 0 ? Buffer.concat([body, Buffer.alloc(pad)]) : body;
   }
 
@@ -1566,47 +1542,26 @@ export class Endpoint extends EventEmitter {
     return (this.env.wallClock ?? Date.now)();
   }
 
-  /** A verified proof: the peer speaks from `at`, at delegation epoch `epoch` or later. */
-  private acceptProof(epoch: number, at: ProvenLocation): void {
-    this.peerEpoch = Math.max(this.peerEpoch, epoch);
-    this.proven = { ip: at.ip, controlPort: at.controlPort, redirectorPort: at.redirectorPort };
-    this.askProof = false;
-    this.awaitingProof = false;
-  }
-
   /**
    * A RES from `from`: a proof is required unless it comes from where the peer last proved itself
    * (a plain suspend/resume). A proof that is present is always checked. Throws the refusal code;
    * nothing has changed then (the counter is not recorded). Returns the proven epoch, if any.
    */
   private checkResProof(m: ConnControl, from: string): number | undefined {
-    if (!this.keys) return undefined; // security off: nothing is proven (PROTOCOL.md §9)
     const { ip, port } = splitAddr(from);
     const here = { ip, controlPort: port, redirectorPort: m.redirectorPort };
-    if (!m.proof) {
-      if (sameLocation(here, this.proven)) return undefined;
-      throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', `RES from ${from} (redirector ${m.redirectorPort}) without a location proof; the peer last proved itself at ${formatAddress(this.proven.ip, this.proven.controlPort)} (redirector ${this.proven.redirectorPort})`);
-    }
-    const rep = verifyResumeProof(m, this.peerAgent, this.peerEpoch, this.wallNow());
-    this.acceptProof(rep.epoch, here);
+    if (!this.path.resProofNeeded(this.keys !== undefined, here, m.proof !== undefined)) return undefined;
+    const rep = verifyResumeProof(m, this.peerAgent, this.path.peerEpoch, this.wallNow());
+    this.path.proofAccepted(rep.epoch, here);
     return rep.epoch;
   }
 
   /** The RES_ACK to a RES that went to `target`; `wanted`: the RES asked for a proof. */
   private checkResAckProof(m: ConnControl, target: PeerLocator, wanted: boolean): void {
-    if (!this.keys) return;
     const here = { ip: target.ip, controlPort: target.controlPort, redirectorPort: m.redirectorPort };
-    if (!m.proof) {
-      if (wanted) throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', `RES_ACK from ${addr(target)}, where the peer has not proven itself, without a location proof`);
-      if (!sameLocation(here, this.proven)) {
-        // Its proven address, but another redirector port: the next RES asks for a proof.
-        this.askProof = true;
-        throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', `RES_ACK names redirector port ${m.redirectorPort}, not the proven ${this.proven.redirectorPort}, without a location proof`);
-      }
-      return;
-    }
-    const rep = verifyResumeProof(m, this.peerAgent, this.peerEpoch, this.wallNow());
-    this.acceptProof(rep.epoch, here);
+    if (!this.path.resAckProofNeeded(this.keys !== undefined, here, m.proof !== undefined, wanted)) return;
+    const rep = verifyResumeProof(m, this.peerAgent, this.path.peerEpoch, this.wallNow());
+    this.path.proofAccepted(rep.epoch, here);
     target.epoch = Math.max(target.epoch, rep.epoch);
   }
 
@@ -1664,13 +1619,6 @@ export class Endpoint extends EventEmitter {
     }
   }
 
-  private newChallenge(): Buffer {
-    const c = fresh(NONCE_BYTES);
-    this.myChallenges.push(c);
-    if (this.myChallenges.length > MAX_CHALLENGES) this.myChallenges.shift();
-    return c;
-  }
-
   /**
    * `send_res`. With a kept socket and no move on either side (no proof either way), resume on it
    * in-band: a RESUME frame (sealed when secure, the AEAD counter its replay protection; no control
@@ -1680,12 +1628,12 @@ export class Endpoint extends EventEmitter {
    */
   private sendRes(): void {
     const offer = this.kept;
-    const wantProof = this.keys !== undefined && (this.askProof || !sameLocation(this.peer, this.proven));
-    if (offer && offer.open && !this.mustProve && !wantProof && !this.moving) {
+    const wantProof = this.path.wantsProof(this.keys !== undefined);
+    if (offer && offer.open && !this.path.mustProve && !wantProof && !this.moving) {
       // A RES of an earlier attempt, if any is still out, is not this attempt's.
       ++this.resRound;
       this.offered = offer;
-      this.awaitingProof = false;
+      this.path.stopAwaiting();
       offer.send({ type: FrameType.RESUME });
       this.setDeadline('resume_offer', limit('DRAIN_TIMEOUT_MS'), this.slotOf(offer));
       return;
@@ -1701,10 +1649,10 @@ export class Endpoint extends EventEmitter {
     const target = this.peer;
     // A RES from a new location carries the proof that this host speaks for our agent; one to a
     // location where the peer has not proven itself asks for the peer's (docs/DELEGATION.md).
-    const proof = this.mustProve ? this.ownProof() : undefined;
-    const wantProof = this.keys !== undefined && (this.askProof || !sameLocation(target, this.proven));
-    this.awaitingProof = wantProof;
-    const challenge = this.newChallenge();
+    const proof = this.path.mustProve ? this.ownProof() : undefined;
+    const wantProof = this.path.wantsProof(this.keys !== undefined, target);
+    this.path.resSent(wantProof);
+    const challenge = this.path.issueChallenge();
     if (!proof) return this.requestRes(round, ac, target, this.controlMessage(MessageType.RES, { challenge, wantProof }));
     // Proven RES are signed together: one host signature for every RES this host sends in this
     // turn (PROTOCOL.md §4.4). The message is built at the flush, with its counter, and sent in
@@ -1751,14 +1699,8 @@ export class Endpoint extends EventEmitter {
           this.fireIfDefined('timeout');
           return;
         }
-        // The peer verified our proof before it answered.
-        if (proved) this.mustProve = false;
-        this.peerChallenge = m.challenge;
-        target.redirectorPort = m.redirectorPort;
-        // The peer answered from `target`: that is where it is now. A candidate learned from an
-        // earlier RES elsewhere (never proven: its dial was cut short) is stale, and dialing it
-        // would fail on every attempt while every RES here succeeds.
-        if (this.candidate && this.candidate !== target) this.candidate = undefined;
+        // The peer answered from `target`: that is where it is now.
+        this.path.resAckReceived(target, m.redirectorPort, m.challenge, proved);
         this.fireIfDefined('recv_res_ack');
         const parked = this.parked;
         this.parked = undefined;
@@ -1813,12 +1755,7 @@ export class Endpoint extends EventEmitter {
     if (this.recovery.lookupNeeded) {
       const loc = await this.env.locate(this.peerAgent, this.peer.epoch, this.recovery.lookupWait(this.env.clock.now()));
       if (attempt !== this.resumeAttempt || this.state !== 'SUSPENDED' || this.moving) return;
-      const moved = loc !== undefined && (loc.ip !== this.peer.ip || loc.controlPort !== this.peer.controlPort || loc.epoch > this.peer.epoch);
-      if (moved && loc) {
-        this.peer = loc;
-        this.candidate = undefined;
-      }
-      this.recovery.located(moved);
+      this.recovery.located(this.path.located(loc));
     }
     this.fire('resume');
   }
@@ -1869,15 +1806,9 @@ export class Endpoint extends EventEmitter {
     }
     let challenge: Buffer = ZERO_CHALLENGE;
     if (m.type === MessageType.RES) {
-      const { ip, port } = splitAddr(from);
-      // Authenticated and fresh, but the address is only a candidate until a HELLO proves it.
-      this.candidate = { ip, controlPort: port, redirectorPort: m.redirectorPort, epoch: Math.max(this.peer.epoch, provenEpoch ?? 0) };
-      if (ip === this.peer.ip && port === this.peer.controlPort) {
-        this.peer.redirectorPort = m.redirectorPort;
-        this.candidate = undefined;
-      }
-      this.peerChallenge = m.challenge;
-      challenge = this.newChallenge();
+      // Authenticated and fresh, but another address is only a candidate until a HELLO proves it.
+      this.path.resReceived(splitAddr(from), m.redirectorPort, m.challenge, provenEpoch);
+      challenge = this.path.issueChallenge();
       this.cancelResumeTimer();
       if (this.resumeStarted === 0) this.resumeStarted = this.env.clock.now();
     }
@@ -1976,8 +1907,8 @@ export class Endpoint extends EventEmitter {
       sendBudget: this.send.budget,
       receiveWindow: this.recv.window,
       resume: this.autoResume,
-      proven: { ...this.proven },
-      peerEpoch: this.peerEpoch,
+      proven: { ...this.path.proven },
+      peerEpoch: this.path.peerEpoch,
     };
     // Its bytes travel in the checkpoint: charged at the destination now.
     this.releaseBudget();
@@ -1997,7 +1928,7 @@ export class Endpoint extends EventEmitter {
    */
   addressChanged(): boolean {
     if (this.state === 'CLOSED' || this.detached) return false;
-    if (this.keys) this.mustProve = true;
+    if (this.keys) this.path.proveOurLocation();
     let dropped = this.breakDataSocket();
     if (this.opening?.open) {
       // The raw socket, so that its close reaches the open (DataSocket.destroy() reports nothing).
@@ -2060,14 +1991,4 @@ function keepsSocket(from: State, to: State): boolean {
 /** The typed error of a call on an endpoint whose connection moved on with its agent. */
 function movedError(): FerryError {
   return new FerryError('FERRY_ERR_SOCKET_MOVED', 'the connection moved with its agent; use its socket on the destination host');
-}
-
-/** An IPv4-mapped IPv6 address in its IPv4 form (a dual-stack socket's view of an IPv4 peer). */
-function unmapped(ip: string): string {
-  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
-}
-
-function sameIp(a: string, b: string): boolean {
-  const norm = (s: string): string => (s.startsWith('::ffff:') ? s.slice(7) : s);
-  return norm(a) === norm(b);
 }

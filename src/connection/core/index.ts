@@ -7,3 +7,4 @@
 export * from './timers.js';
 export * from './control-auth.js';
 export * from './recovery.js';
+export * from './path.js';
