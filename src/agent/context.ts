@@ -33,8 +33,17 @@ export interface ContextSocket extends Duplex {
  * the listen queue, which a move carries along; one that fails there is dropped (one host log line).
  */
 export interface ContextServer extends EventEmitter, AsyncIterable<ContextSocket> {
-  /** The next incoming connection; rejects with FERRY_ERR_CONNECTION_CLOSED once closed. */
-  accept(): Promise<ContextSocket>;
+  /**
+   * The next incoming connection; rejects with FERRY_ERR_CONNECTION_CLOSED once closed, and with
+   * FERRY_ERR_ABORTED (an AbortError, cause the reason) when `signal` aborts first or already
+   * has (the next connection then waits for the next accept()).
+   */
+  accept(opts?: { signal?: AbortSignal }): Promise<ContextSocket>;
+  /**
+   * `for await (const sock of server.connections({ signal }))`: connections until the server
+   * socket closes; when `signal` aborts, the loop throws FERRY_ERR_ABORTED and the server stays open.
+   */
+  connections(opts?: { signal?: AbortSignal }): AsyncIterable<ContextSocket>;
   readonly closed: boolean;
   /** Stop accepting connections. */
   close(): void;

@@ -19,7 +19,7 @@
  */
 import { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
-import { FerryError, type ErrorCode } from '../util/index.js';
+import { FerryError, abortedError, type ErrorCode } from '../util/index.js';
 import type { SocketInfo } from './agent-protocol.js';
 
 /** How the proxies reach the host: a captured, bound `postMessage` of the worker's port. */
@@ -352,15 +352,50 @@ export class PortServer extends EventEmitter {
     return this.queue.map((s) => s.sid);
   }
 
-  /** The next incoming connection. Rejects with FERRY_ERR_CONNECTION_CLOSED once closed. */
-  accept(): Promise<PortSocket> {
+  /**
+   * The next incoming connection. Rejects with FERRY_ERR_CONNECTION_CLOSED once closed, and with
+   * FERRY_ERR_ABORTED (an AbortError) when `signal` aborts first or already has; the connection
+   * that arrives next then waits for the next accept().
+   */
+  accept(opts: { signal?: AbortSignal } = {}): Promise<PortSocket> {
+    const signal = opts?.signal;
+    if (signal?.aborted) return Promise.reject(abortedError('accept', signal));
     const s = this.queue.shift();
     if (s) {
       s.unaccepted = false;
       return Promise.resolve(s);
     }
     if (this.closedFlag) return Promise.reject(new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'server socket closed'));
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(abortedError('accept', signal));
+      };
+      const w = {
+        resolve: (sock: PortSocket): void => (signal?.removeEventListener('abort', onAbort), resolve(sock)),
+        reject: (e: Error): void => (signal?.removeEventListener('abort', onAbort), reject(e)),
+      };
+      this.waiters.push(w);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Connections as they arrive until the server socket closes; when `signal` aborts, the loop
+   * throws FERRY_ERR_ABORTED and the server socket stays open.
+   */
+  async *connections(opts: { signal?: AbortSignal } = {}): AsyncGenerator<PortSocket, void, undefined> {
+    for (;;) {
+      let s: PortSocket;
+      try {
+        s = await this.accept(opts);
+      } catch (err) {
+        if (err instanceof FerryError && err.code === 'FERRY_ERR_CONNECTION_CLOSED') return;
+        throw err;
+      }
+      yield s;
+    }
   }
 
   /** `for await (const sock of server)` until the server closes. */
