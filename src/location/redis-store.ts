@@ -18,7 +18,8 @@
  *   refused registration was not stored later behind the host's back.
  *
  * Keys (PREFIX defaults to `ferry`): `PREFIX:a:AGENT` the entry (stored-entry.ts), `PREFIX:n` the
- * number of agents, channel `PREFIX:changes`.
+ * number of agents, `PREFIX:dir` a random marker of this directory (a flush removes it, and nodes
+ * that read it gone drop their caches), channel `PREFIX:changes`.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { createClient } from 'redis';
@@ -41,6 +42,8 @@ export interface RedisStoreOptions {
   readonly timeoutMs?: number;
   /** Entries cached while subscribed (default LOCATION_STORE_CACHE_ENTRIES; 0 disables). */
   readonly cacheEntries?: number;
+  /** How often the directory marker is read, ms (default LOCATION_STORE_MARKER_CHECK_MS; 0: never). */
+  readonly markerCheckMs?: number;
   readonly logger?: Logger;
 }
 
@@ -54,6 +57,8 @@ export interface RedisStoreStats {
   changesHeard: number;
   /** Times the change subscription came back after a disconnect. */
   resyncs: number;
+  /** Times the directory marker was found gone or replaced (the directory was flushed). */
+  flushes: number;
 }
 
 /** Change message kinds (first byte of a published message). */
@@ -118,7 +123,10 @@ function loadRedis(): Promise<RedisModule> {
 /** {@link LocationStore} on Redis, shared by the rendezvous nodes that use the same URL and prefix. */
 export class RedisStore implements LocationStore {
   /** Counters (live view). */
-  readonly stats: RedisStoreStats = { cacheHits: 0, commands: 0, changesHeard: 0, resyncs: 0 };
+  readonly stats: RedisStoreStats = { cacheHits: 0, commands: 0, changesHeard: 0, resyncs: 0, flushes: 0 };
+  /** The directory marker this node last saw (`PREFIX:dir`), and its check timer. */
+  private marker: Buffer | undefined;
+  private markerTimer: ReturnType<typeof setInterval> | undefined;
   private readonly tag = randomBytes(TAG_BYTES);
   private readonly listeners = new Set<StoreListener>();
   private readonly cache = new Map<AgentId, LocationEntry>();
@@ -207,8 +215,49 @@ export class RedisStore implements LocationStore {
     }
     store.live = true;
     store.everLive = true;
+    try {
+      store.marker = await store.claimMarker();
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+    const checkMs = options.markerCheckMs ?? limit('LOCATION_STORE_MARKER_CHECK_MS');
+    if (checkMs > 0) {
+      store.markerTimer = setInterval(() => void store.checkMarker(), checkMs);
+      store.markerTimer.unref();
+    }
     store.log.info('location.redis_connected', { where });
     return store;
+  }
+
+  /** The directory's marker: set to a fresh random value if there is none (SET NX), then read. */
+  private async claimMarker(): Promise<Buffer> {
+    await this.command(['SET', this.markerKey, randomBytes(16).toString('hex'), 'NX']);
+    const v = (await this.command(['GET', this.markerKey])) as Buffer | null;
+    if (v === null) throw new FerryError('FERRY_ERR_DIRECTORY_UNAVAILABLE', `Redis at ${this.where}: the directory marker vanished as it was set`);
+    return v;
+  }
+
+  /**
+   * A FLUSHALL or FLUSHDB empties Redis without a word on the change channel, so the cache would
+   * go on serving entries that are gone (and hosts, asking through this node, would never learn
+   * that they must register again: PROTOCOL.md §12.9). The marker key goes with the rest: when it
+   * is missing or another node has set a new one, the cache is dropped and watchers re-read.
+   */
+  private async checkMarker(): Promise<void> {
+    if (this.closed || !this.live) return;
+    try {
+      const v = (await this.command(['GET', this.markerKey])) as Buffer | null;
+      if (v !== null && this.marker && v.equals(this.marker)) return;
+      this.cache.clear();
+      this.seq++;
+      this.marker = await this.claimMarker();
+      this.stats.flushes++;
+      this.log.warn('location.redis_directory_flushed', { where: this.where, detail: 'the directory marker was gone or replaced: cache dropped, hosts register again what they run' });
+      for (const l of this.listeners) l.resync();
+    } catch {
+      // Redis does not answer: its outage is logged and handled where commands fail.
+    }
   }
 
   /** The change channel. */
@@ -274,7 +323,9 @@ export class RedisStore implements LocationStore {
     idToBytes(agent).copy(msg, 1 + TAG_BYTES);
     msg.writeUInt32BE(epoch, 1 + TAG_BYTES + ID_BYTES);
     const n = (await this.script(this.scripts.remove, [this.keyOf(agent), this.countKey], [String(epoch), this.channel, msg, idToBytes(hostId)])) as number;
+    // Removed, or not there to remove: either way a cached copy may no longer be served.
     if (n === 1) this.forget(agent, epoch);
+    else this.cache.delete(agent);
     return n === 1;
   }
 
@@ -300,6 +351,7 @@ export class RedisStore implements LocationStore {
     if (this.closed) return;
     this.closed = true;
     this.live = false;
+    if (this.markerTimer) clearInterval(this.markerTimer);
     this.cache.clear();
     this.listeners.clear();
     await Promise.allSettled([this.client.close(), this.sub.close()]);
@@ -311,6 +363,10 @@ export class RedisStore implements LocationStore {
 
   private get countKey(): string {
     return `${this.prefix}:n`;
+  }
+
+  private get markerKey(): string {
+    return `${this.prefix}:dir`;
   }
 
   private keyOf(agent: AgentId): string {

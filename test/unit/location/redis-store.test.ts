@@ -5,7 +5,9 @@
  * same compare-and-set; the agent count bounds new agents; changes reach the other nodes (not the
  * writer) through pub/sub; a node's cache stays true while subscribed, is dropped when the
  * subscription breaks, and the reconnect asks for a resync; with Redis down every operation is
- * FERRY_ERR_DIRECTORY_UNAVAILABLE and works again after a restart; a foreign value is refused.
+ * FERRY_ERR_DIRECTORY_UNAVAILABLE and works again after a restart; a foreign value is refused; a
+ * FLUSHALL (not announced on the change channel) is noticed through the directory marker: the
+ * nodes drop their caches, ask their watchers to resync, and answer unknown.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -148,6 +150,39 @@ describe('RedisStore', () => {
     // While it was down A moved the agent on; B does not serve its old cached entry.
     await a!.put(provenEntry(host(1), 2));
     assert.equal((await b!.get(agent.id))?.epoch, 2);
+  });
+});
+
+describe('RedisStore over a Redis that is flushed', () => {
+  it('every node notices the flush by its marker, drops its cache and resyncs', async () => {
+    const own = await startRedisServer();
+    const opened: RedisStore[] = [];
+    try {
+      for (let i = 0; i < 2; i++) opened.push(await RedisStore.open({ url: own.url, prefix: 'flush', markerCheckMs: 50 }));
+      const [a, b] = opened as [RedisStore, RedisStore];
+      let resyncs = 0;
+      b.subscribe({ landed: () => {}, resync: () => resyncs++ });
+      await a.put(provenEntry(host(0), 1));
+      await b.get(agent.id);
+      assert.equal(a.cached + b.cached, 2, 'both nodes cache the entry');
+      const admin = createClient({ url: own.url });
+      await admin.connect();
+      try {
+        await admin.sendCommand(['FLUSHALL']);
+      } finally {
+        await admin.close();
+      }
+      await until(() => a.stats.flushes > 0 && b.stats.flushes > 0);
+      assert.equal(await a.get(agent.id), undefined);
+      assert.equal(await b.get(agent.id), undefined);
+      assert.ok(resyncs >= 1, 'the node asked its watchers to re-read');
+      // The directory works on: a registration is stored and served.
+      assert.equal((await a.put(provenEntry(host(1), 1))).stored, true);
+      assert.equal((await b.get(agent.id))?.hostId, host(1).id);
+    } finally {
+      for (const s of opened) await s.close();
+      await own.destroy();
+    }
   });
 });
 
