@@ -524,6 +524,10 @@ export class Endpoint extends EventEmitter {
         return this.fireIfDefined('timeout');
       case 'resume_deadline':
         this.log.info('resume_deadline', { state: this.state });
+        // Silence, as a CONTROL_TIMEOUT of the RES: ask the location service before the next
+        // try (the RES's own failure, of a cancelled round, is never acted on). Without this a
+        // peer that moved while its old host went silent was retried there to the limit.
+        this.recovery.resumeFailed(new FerryError('FERRY_ERR_CONTROL_TIMEOUT', 'no data socket before the resume deadline'));
         return this.fireIfDefined('timeout');
       case 'resume_retry':
         void this.resumeLater(this.resumeAttempt);
