@@ -20,7 +20,7 @@ import { Identity, type AgentId } from '../../src/identity/index.js';
 import { LossyDatagramSocket, MemoryDatagramNetwork, MemoryStreamNetwork, seededRandom } from '../../src/testing/index.js';
 import { ManualClock, createLogger, isFerryError } from '../../src/util/index.js';
 import type { DatagramSocketLike } from '../../src/control/index.js';
-import { MessageType } from '../../src/wire/index.js';
+import { FLAG_REPLY, MessageType } from '../../src/wire/index.js';
 import { pattern } from '../helpers/harness.js';
 import { LaggingLocation } from './lagging-location.js';
 
@@ -260,6 +260,9 @@ class SimFailure extends Error {}
 class ControlRecorder implements DatagramSocketLike {
   private readonly sent: { buf: Buffer; port: number; address: string }[] = [];
   private nextId = 0xf0000000;
+  /** Requests the peer acknowledged (SUS_ACK, RES_ACK, CLS_ACK), by request id: it took their counters. */
+  private readonly acked = new Map<number, { buf: Buffer; port: number; address: string }>();
+  private readonly unanswered = new Map<number, { buf: Buffer; port: number; address: string }>();
 
   constructor(private readonly inner: DatagramSocketLike) {}
 
@@ -269,13 +272,27 @@ class ControlRecorder implements DatagramSocketLike {
   send(buf: Buffer, port: number, address: string): void {
     if (this.dead) return;
     const t = buf[1];
-    if (buf.length >= 8 && buf[2] === 0 && (t === MessageType.SUS || t === MessageType.RES || t === MessageType.CLS) && this.sent.length < 64) this.sent.push({ buf: Buffer.from(buf), port, address });
+    if (buf.length >= 8 && buf[2] === 0 && (t === MessageType.SUS || t === MessageType.RES || t === MessageType.CLS)) {
+      if (this.sent.length < 64) this.sent.push({ buf: Buffer.from(buf), port, address });
+      if (this.unanswered.size < 256) this.unanswered.set(buf.readUInt32BE(4), { buf: Buffer.from(buf), port, address });
+    }
     this.inner.send(buf, port, address);
   }
 
   on(event: 'message', listener: (msg: Buffer, rinfo: { address: string; port: number }) => void): unknown {
     return this.inner.on(event, (msg, rinfo) => {
-      if (!this.dead) listener(msg, rinfo);
+      if (this.dead) return;
+      // An acknowledgement (a reply of type SUS_ACK, RES_ACK or CLS_ACK) of one of our requests.
+      const t = msg[1];
+      if (msg.length >= 8 && msg[2] === FLAG_REPLY && (t === MessageType.SUS_ACK || t === MessageType.RES_ACK || t === MessageType.CLS_ACK)) {
+        const id = msg.readUInt32BE(4);
+        const r = this.unanswered.get(id);
+        if (r && r.address === rinfo.address && r.port === rinfo.port && this.acked.size < 256) {
+          this.unanswered.delete(id);
+          this.acked.set(id, r);
+        }
+      }
+      listener(msg, rinfo);
     });
   }
 
@@ -285,6 +302,19 @@ class ControlRecorder implements DatagramSocketLike {
 
   address(): { address: string; port: number } {
     return this.inner.address();
+  }
+
+  /**
+   * Send every acknowledged request again, each under a new request id and past any loss: the
+   * peer took its counter, so its replay window must refuse every one. Returns how many.
+   */
+  replayAcknowledged(): number {
+    for (const r of this.acked.values()) {
+      const copy = Buffer.from(r.buf);
+      copy.writeUInt32BE(this.nextId++ >>> 0, 4);
+      this.inner.send(copy, r.port, r.address);
+    }
+    return this.acked.size;
   }
 
   /** Send recorded request `pick` (mod the count) again under a new request id; false if none. */
@@ -325,6 +355,8 @@ class World {
   private readonly moves: { from: number; to: number }[] = [];
   private readonly errors: string[] = [];
   private readonly recorders: ControlRecorder[] = [];
+  /** State changes per connection (either end). */
+  private readonly transitions: number[] = [];
   private location!: LaggingLocation;
   /** The final closes began: streams end without a FIN from here on. */
   private closing = false;
@@ -501,6 +533,18 @@ class World {
       const st = this.sides.map(([x, y], ci) => `conn ${ci}: ${x.sock!.state}/${y.sock!.state}`).join('; ');
       fail(`not all ESTABLISHED within 60 s after the quiet period: ${st}`);
     }
+    // Late replays: every SUS, RES and CLS a peer acknowledged is sent again now that the counters
+    // moved on (by an attacker on the path, or a network that re-delivers old datagrams; the MAC
+    // is valid). Each must be refused by the replay window: no live connection may change state.
+    const before = [...this.transitions];
+    let replayed = 0;
+    for (const [hi, r] of this.recorders.entries()) if (!this.dead.has(hi)) replayed += r.replayAcknowledged();
+    this.event(`replayed ${replayed} acknowledged requests`);
+    await this.run(() => false, this.clock.now() + 2000);
+    for (const [ci, [x, y]] of this.sides.entries()) {
+      if (this.closed.has(ci) || this.deadConn(ci) || this.transitions[ci] === before[ci]) continue;
+      fail(`conn ${ci}: a late replay of an acknowledged control request changed it (${x.sock!.state}/${y.sock!.state})`);
+    }
     // Both ends close at once: both closes resolve, both end CLOSED (their streams end now).
     this.closing = true;
     for (const [ci, [x, y]] of this.sides.entries()) {
@@ -592,7 +636,10 @@ class World {
       if (this.closed.has(ci) && code === 'FERRY_ERR_SOCKET_MOVED' && sock.endpoint.detached) return;
       this.errors.push(`conn ${ci} side ${si} socket error ${code}`);
     });
-    sock.on('state', (to: string, from: string) => this.event(`c${ci}${si} ${from}->${to}`));
+    sock.on('state', (to: string, from: string) => {
+      this.transitions[ci] = (this.transitions[ci] ?? 0) + 1;
+      this.event(`c${ci}${si} ${from}->${to}`);
+    });
     // An object detached by a move ends its stream too; only the current object's end is the FIN.
     let moved = false;
     sock.on('moved', () => (moved = true));
