@@ -1,16 +1,23 @@
 // Property, simulated: for random overlapping schedules over whole hosts on in-memory networks
 // under virtual time (test/sim/world.ts), each side reads exactly what the other wrote, nothing
 // arrives after a quiet period, every promise settles with an outcome the schedule allows, and
-// every connection ends ESTABLISHED, then CLOSED after both ends close at once. The same seed
-// gives the same trace (checked). A failing schedule is shrunk and printed.
+// every connection ends ESTABLISHED, stays so while every control request a peer acknowledged is
+// replayed (its counter is old: the replay window must refuse it), then ends CLOSED after both
+// ends close at once. The same seed gives the same trace (checked). A failing schedule is shrunk
+// and printed.
 //
-// Scale: FERRY_SIM_RUNS=<n> (default 300). Replay: FERRY_SIM_SEED=<seed> (runs that seed first).
+// Scale: FERRY_SIM_RUNS=<n> (default 300), run on FERRY_SIM_WORKERS threads (default: up to
+// 2, one per core). Replay: FERRY_SIM_SEED=<seed> (runs that seed first); the run stops at the
+// first failing seed and prints it with its replay command.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
 import { makeSchedule, runSchedule, type Schedule } from './world.js';
+import { simulate } from './pool.js';
 
 const RUNS = Number(process.env.FERRY_SIM_RUNS ?? 300);
 const SEED = process.env.FERRY_SIM_SEED ? Number(process.env.FERRY_SIM_SEED) : Date.now() % 2 ** 31;
+const WORKERS = Number(process.env.FERRY_SIM_WORKERS ?? Math.min(2, availableParallelism()));
 
 /** Smaller schedules that still fail: drop operations one at a time, then halve writes. */
 async function shrink(s: Schedule): Promise<{ schedule: Schedule; failure: string }> {
@@ -34,29 +41,18 @@ async function shrink(s: Schedule): Promise<{ schedule: Schedule; failure: strin
 
 test('simulated schedules: exactly once, quiet, settled, closed', { timeout: 30 * 60_000 }, async () => {
   const started = performance.now();
-  let failures = 0;
-  let steps = 0;
-  let simulated = 0;
-  let ran = 0;
-  for (let i = 0; i < RUNS; i++) {
-    const seed = (SEED + i) >>> 0;
-    const s = makeSchedule(seed);
-    const r = await runSchedule(s);
-    ran++;
-    steps += r.steps;
-    simulated += r.simulatedMs;
-    if (r.failure) {
-      failures++;
-      const small = await shrink(s);
-      console.log(`# schedule seed ${seed} failed: ${r.failure}`);
-      console.log(`# shrunk to ${small.schedule.ops.length} of ${s.ops.length} operations: ${small.failure}`);
-      console.log(`# ${JSON.stringify(small.schedule)}`);
-      console.log(`# replay: FERRY_SIM_SEED=${seed} FERRY_SIM_RUNS=1`);
-      break;
-    }
+  const r = await simulate(SEED, RUNS, WORKERS);
+  if (r.failure) {
+    const s = makeSchedule(r.failure.seed);
+    const small = await shrink(s);
+    console.log(`# schedule seed ${r.failure.seed} failed: ${r.failure.message}`);
+    console.log(`# shrunk to ${small.schedule.ops.length} of ${s.ops.length} operations: ${small.failure}`);
+    console.log(`# ${JSON.stringify(small.schedule)}`);
+    console.log(`# replay: FERRY_SIM_SEED=${r.failure.seed} FERRY_SIM_RUNS=1 node --test dist/test/sim/exactly-once.test.js`);
   }
   const secs = (performance.now() - started) / 1000;
-  console.log(`# simulated ${ran} schedules, ${failures} failures, seed ${SEED} (${steps} steps, ${(simulated / 1000).toFixed(0)} simulated s, ${secs.toFixed(1)} s)`);
+  const failures = r.failure ? 1 : 0;
+  console.log(`# simulated ${r.ran} schedules, ${failures} failures, seed ${SEED} (${r.steps} steps, ${(r.simulatedMs / 1000).toFixed(0)} simulated s, ${secs.toFixed(1)} s on ${Math.min(WORKERS, RUNS)} threads)`);
   assert.equal(failures, 0);
 });
 

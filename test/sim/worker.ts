@@ -1,0 +1,19 @@
+/**
+ * One simulator thread (see pool.ts): takes schedule indices from the shared counter until they
+ * run out or a schedule failed anywhere, runs each, and posts a {@link WorkerReport} for each.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { makeSchedule, runSchedule } from './world.js';
+import type { WorkerReport } from './pool.js';
+
+const { seed, runs, shared } = workerData as { seed: number; runs: number; shared: Int32Array };
+for (;;) {
+  if (Atomics.load(shared, 1) !== 0) break;
+  const i = Atomics.add(shared, 0, 1);
+  if (i >= runs) break;
+  const s = (seed + i) >>> 0;
+  const r = await runSchedule(makeSchedule(s));
+  if (r.failure !== undefined) Atomics.store(shared, 1, 1);
+  const report: WorkerReport = { seed: s, steps: r.steps, simulatedMs: r.simulatedMs, failure: r.failure };
+  parentPort!.postMessage(report);
+}
