@@ -2,9 +2,10 @@
 // over real loopback hosts. An already-aborted signal rejects at once with FERRY_ERR_ABORTED and
 // nothing moves. Aborted before the detach (at DELEGATE), the agent never stopped: the same socket
 // object streams on. Aborted after the detach but before the checkpoint left (at CONFIRM), the
-// move rolls back: the agent is re-attached here and the destination holds nothing. Aborted once
-// the checkpoint has left (at COMMITTED), the abort is ignored and the move completes. Each time the
-// stream is checked byte for byte, and a signal reused for many moves holds no listener after.
+// move rolls back: the agent is re-attached here and the destination holds nothing (a group move:
+// every member). Aborted once the checkpoint has left (at COMMITTED), the abort is ignored and the
+// move completes. Each time the stream is checked byte for byte, and a signal reused for many
+// moves holds no listener after.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
@@ -100,6 +101,24 @@ test('aborted once the checkpoint left: the abort is ignored and the move comple
   l.follow('a', moved);
   await l.settle('after the move', 10_000);
   await l.exchange(30_000, 'after');
+});
+
+test('a group move aborted after the detach rolls back whole: both members back here, streams exact', async () => {
+  const l1 = await link();
+  const l2 = await link();
+  const ac = new AbortController();
+  abortAt(ac, MigrationStep.CONFIRM);
+  l1.write(30_000);
+  l2.write(30_000);
+  await assert.rejects(h0.migrateGroup([l1.a.localAgent, l2.a.localAgent], to(h2), { signal: ac.signal }), (e) => isAbortError(e) && (e as Error).cause === 'stop the move');
+  for (const l of [l1, l2]) {
+    assert.equal(h2.agentIds().includes(l.a.localAgent), false, 'nothing at the destination');
+    const [back] = h0.socketsOf(l.a.localAgent);
+    assert.ok(back, 're-attached here');
+    l.follow('a', back);
+    await l.settle('after the group rollback', 10_000);
+    await l.exchange(20_000, 'after');
+  }
 });
 
 test('moveAgent aborted during its detach: back here, the stream exact', async () => {
