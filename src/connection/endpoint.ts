@@ -151,17 +151,21 @@ export class Endpoint extends EventEmitter {
   /** The `received` we last stated to the peer on the current socket (ACK, DRAIN). */
   private announced = -1;
   private hadSocket = false;
-  private dialing = false;
-  private dialRound = 0;
-  private resRound = 0;
-  private susRound = 0;
-  private resAbort: AbortController | undefined;
+  /**
+   * The outstanding dial (its socket slot), SUS and RES (their request ids) and location lookup:
+   * an answer is taken only while the one it answers is still the outstanding one, so a late
+   * callback of an earlier attempt cannot act (no "round" counters to bump).
+   */
+  private dialing: number | undefined;
+  private susPending: number | undefined;
+  private resPending: { id: number; abort: AbortController } | undefined;
+  private lookupPending: number | undefined;
+  private lastRequestId = 0;
   /** Our control counters, the peer's replay window and the cached reply (core/control-auth.ts). */
   private auth = new ControlAuth();
   private autoResume = false;
   /** Resume backoff, lookups and the reconnect limit (core/recovery.ts). */
   private readonly recovery: Recovery;
-  private resumeAttempt = 0;
   /**
    * Every deadline of this connection (core/timers.ts). The endpoint holds one clock timer, set
    * from its next deadline; an expiry names the socket slot it belongs to.
@@ -530,7 +534,7 @@ export class Endpoint extends EventEmitter {
         this.recovery.resumeFailed(new FerryError('FERRY_ERR_CONTROL_TIMEOUT', 'no data socket before the resume deadline'));
         return this.fireIfDefined('timeout');
       case 'resume_retry':
-        void this.resumeLater(this.resumeAttempt);
+        void this.resumeLater();
         return;
       case 'kept_socket':
         if (this.kept && this.slotOf(this.kept) === e.slot) this.dropKept('expired');
@@ -563,9 +567,7 @@ export class Endpoint extends EventEmitter {
       case 'send_res':
         return this.sendRes();
       case 'cancel_res':
-        this.resRound++;
-        this.resAbort?.abort();
-        return;
+        return this.cancelRes();
       case 'dial_if_dialer':
         if (this.isDialer) this.dialResume();
         return;
@@ -794,9 +796,7 @@ export class Endpoint extends EventEmitter {
     // Resumed (perhaps through the peer's crossing RES): our own RES, if still retransmitting,
     // must stop. Its fresh counter would otherwise reach the peer later and tear the new data
     // socket down again (found by the simulator: a RES that arrived 0.9 s after the resume).
-    this.resRound++;
-    this.resAbort?.abort();
-    this.resAbort = undefined;
+    this.cancelRes();
     // The handshake's secrets and transcript are not needed once both sides confirmed: drop them
     // (memory per idle connection, and the ephemeral private key should not outlive the open).
     if (this.hadSocket) {
@@ -818,14 +818,13 @@ export class Endpoint extends EventEmitter {
   // ------------------------------------------------------------------ data sockets
 
   private runDial(sock: StreamSocket, kind: 'open' | 'resume', challenge: Buffer, target: PeerLocator | undefined): void {
-    const round = ++this.dialRound;
-    this.dialing = true;
+    const slot = ++this.lastSlot;
+    this.dialing = slot;
     const nonce = fresh(NONCE_BYTES);
     const fields = { kind, connectionId: this.connectionId, dialerRole: this.role, dialerNonce: nonce, challenge, received: this.recv.received, limit: this.announceEdge() };
     let settled = false;
     const settle = (): void => {
       settled = true;
-      const slot = this.slotOf(ds);
       this.dials.delete(slot);
       this.clearDeadline('hello', slot);
     };
@@ -833,8 +832,8 @@ export class Endpoint extends EventEmitter {
       if (settled) return;
       settle();
       ds.destroy();
-      if (round !== this.dialRound) return;
-      this.dialing = false;
+      if (this.dialing !== slot) return;
+      this.dialing = undefined;
       this.log.info('dial_failed', { code: err?.code, detail: err?.message });
       // A connection that was established (the open's own dial) recovers by itself.
       if (this.state === 'ESTABLISHED') this.autoResume = true;
@@ -850,8 +849,8 @@ export class Endpoint extends EventEmitter {
           const expect = helloAckMac(this.keys, { acceptorNonce: f.acceptorNonce, received: f.received, limit: f.limit }, nonce);
           if (this.keys && !equalBytes(expect, f.mac)) return fail(new FerryError('FERRY_ERR_BAD_MAC', 'HELLO_ACK MAC'));
           settle();
-          if (round !== this.dialRound) return ds.destroy();
-          this.dialing = false;
+          if (this.dialing !== slot) return ds.destroy();
+          this.dialing = undefined;
           if (this.keys) {
             const s = deriveSessionKeys(this.keys.master, nonce, f.acceptorNonce);
             ds.setKeys(this.role === 'client' ? s.c2s : s.s2c, this.role === 'client' ? s.s2c : s.c2s);
@@ -865,15 +864,16 @@ export class Endpoint extends EventEmitter {
       },
       this.log,
     );
+    this.slotIds.set(ds, slot);
     if (!settled) {
-      this.dials.set(this.slotOf(ds), fail);
-      this.setDeadline('hello', limit('HELLO_TIMEOUT_MS'), this.slotOf(ds));
+      this.dials.set(slot, fail);
+      this.setDeadline('hello', limit('HELLO_TIMEOUT_MS'), slot);
     }
     ds.send({ type: FrameType.HELLO, ...fields, mac: helloMac(this.keys, fields) });
   }
 
   private dialResume(): void {
-    if (this.dialing || this.data) return;
+    if (this.dialing !== undefined || this.data) return;
     const target = this.path.dialTarget();
     let sock: StreamSocket;
     try {
@@ -914,8 +914,7 @@ export class Endpoint extends EventEmitter {
 
   private finishHello(sock: StreamSocket, hello: Hello, rest: Buffer): void {
     if (this.data) this.dropSocket();
-    this.dialRound++;
-    this.dialing = false;
+    this.dialing = undefined;
     const acceptorNonce = fresh(NONCE_BYTES);
     const ackFields = { acceptorNonce, received: this.recv.received, limit: this.announceEdge() };
     const ds = new DataSocket(sock, { frame: () => {}, close: () => {}, writable: () => {} }, this.log);
@@ -970,8 +969,7 @@ export class Endpoint extends EventEmitter {
     this.reuse = undefined;
     if (!ds) return;
     if (this.data) this.dropSocket();
-    this.dialRound++;
-    this.dialing = false;
+    this.dialing = undefined;
     const before = this.send.sent;
     this.send.rewind(this.send.acked, this.send.peerLimit);
     this.stats.bytesReplayed += Math.max(0, before - this.send.sent);
@@ -1111,8 +1109,8 @@ export class Endpoint extends EventEmitter {
           this.keep(ds);
           // The peer drains only once it has our SUS (or is suspending itself): its DRAIN is as
           // good as the SUS_ACK, which is usually still behind it. Suspended now; the SUS_ACK,
-          // when it comes, is stale (its round is over).
-          this.susRound++;
+          // when it comes, is stale (no longer the outstanding SUS).
+          this.susPending = undefined;
           this.fire('recv_sus_ack');
           this.countSuspend();
         } else if (ds === this.data) {
@@ -1298,8 +1296,7 @@ export class Endpoint extends EventEmitter {
   private dropSocket(): void {
     const ds = this.data;
     this.data = undefined;
-    this.dialRound++;
-    this.dialing = false;
+    this.dialing = undefined;
     ds?.destroy();
   }
 
@@ -1583,7 +1580,7 @@ export class Endpoint extends EventEmitter {
   private sendSus(): void {
     const ds = this.data;
     if (this.suspendReason === 0 && !this.moving && ds && ds.open && this.state === 'SUS_SENT') {
-      this.susRound++;
+      this.susPending = undefined;
       this.data = undefined;
       this.announced = this.recv.received;
       if (ds.send({ type: FrameType.SUSPEND, received: this.recv.received }) || ds.open) {
@@ -1598,17 +1595,21 @@ export class Endpoint extends EventEmitter {
   }
 
   private sendSusDatagram(): void {
-    const round = ++this.susRound;
+    const id = ++this.lastRequestId;
+    this.susPending = id;
     const { body, counter } = this.nextControl(MessageType.SUS, { reason: this.suspendReason });
     const opts = this.suspendReason === 1 ? { maxTries: MOVE_SUSPEND_TRIES } : {};
     this.env
       .request(addr(this.peer), MessageType.SUS, body, opts)
       .then((reply) => {
         this.checkReply(reply, MessageType.SUS_ACK, counter);
-        if (round === this.susRound) this.fireIfDefined('recv_sus_ack');
+        if (this.susPending !== id) return;
+        this.susPending = undefined;
+        this.fireIfDefined('recv_sus_ack');
       })
       .catch((err: unknown) => {
-        if (round !== this.susRound) return;
+        if (this.susPending !== id) return;
+        this.susPending = undefined;
         this.log.info('suspend_unanswered', { code: isFerryError(err) ? err.code : String(err) });
         this.fireIfDefined('timeout');
       })
@@ -1634,8 +1635,9 @@ export class Endpoint extends EventEmitter {
     const offer = this.kept;
     const wantProof = this.path.wantsProof(this.keys !== undefined);
     if (offer && offer.open && !this.path.mustProve && !wantProof && !this.moving) {
-      // A RES of an earlier attempt, if any is still out, is not this attempt's.
-      ++this.resRound;
+      // A RES of an earlier attempt, if any is still out, is not this attempt's: stop it (its
+      // fresh counter reaching the peer later would only tear down what this attempt builds).
+      this.cancelRes();
       this.offered = offer;
       this.path.stopAwaiting();
       offer.send({ type: FrameType.RESUME });
@@ -1647,9 +1649,9 @@ export class Endpoint extends EventEmitter {
   }
 
   private sendResDatagram(): void {
-    const round = ++this.resRound;
+    const id = ++this.lastRequestId;
     const ac = new AbortController();
-    this.resAbort = ac;
+    this.resPending = { id, abort: ac };
     const target = this.peer;
     // A RES from a new location carries the proof that this host speaks for our agent; one to a
     // location where the peer has not proven itself asks for the peer's (docs/DELEGATION.md).
@@ -1657,7 +1659,7 @@ export class Endpoint extends EventEmitter {
     const wantProof = this.path.wantsProof(this.keys !== undefined, target);
     this.path.resSent(wantProof);
     const challenge = this.path.issueChallenge();
-    if (!proof) return this.requestRes(round, ac, target, this.controlMessage(MessageType.RES, { challenge, wantProof }));
+    if (!proof) return this.requestRes(id, ac, target, this.controlMessage(MessageType.RES, { challenge, wantProof }));
     // Proven RES are signed together: one host signature for every RES this host sends in this
     // turn (PROTOCOL.md §4.4). The message is built at the flush, with its counter, and sent in
     // the same run, so nothing else of ours can take a counter in between.
@@ -1666,19 +1668,19 @@ export class Endpoint extends EventEmitter {
       chain: proof.chain,
       build: () => {
         // Cancelled or superseded while waiting for the flush: build nothing.
-        if (round !== this.resRound || this.state !== 'RES_SENT') return undefined;
+        if (this.resPending?.id !== id || this.state !== 'RES_SENT') return undefined;
         return (res = this.controlMessage(MessageType.RES, { challenge, proved: true, wantProof }));
       },
-      send: (p) => this.requestRes(round, ac, target, { ...res!, proof: p }),
+      send: (p) => this.requestRes(id, ac, target, { ...res!, proof: p }),
       fail: (err) => {
         this.log.warn('resume_unsent', { code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: String(err) });
-        if (round === this.resRound) this.fireIfDefined('timeout');
+        if (this.resPending?.id === id) this.fireIfDefined('timeout');
       },
     });
   }
 
-  /** Send our RES `msg` (of round `round`) to `target` at once, and act on its answer. */
-  private requestRes(round: number, ac: AbortController, target: PeerLocator, msg: ConnControl): void {
+  /** Send our RES `msg` (request `id`) to `target` at once, and act on its answer while it is the outstanding one. */
+  private requestRes(id: number, ac: AbortController, target: PeerLocator, msg: ConnControl): void {
     const proved = msg.proof !== undefined;
     const wantProof = (msg.reason & RESUME_FLAG_PROOF_WANTED) !== 0;
     const body = this.controlBody(msg);
@@ -1688,7 +1690,7 @@ export class Endpoint extends EventEmitter {
     this.env
       .request(addr(target), MessageType.RES, body, opts)
       .then((reply) => {
-        if (round !== this.resRound) return;
+        if (this.resPending?.id !== id) return;
         const m = this.checkReply(reply, MessageType.RES_ACK, msg.counter);
         try {
           this.checkResAckProof(m, target, wantProof);
@@ -1714,7 +1716,7 @@ export class Endpoint extends EventEmitter {
         }
       })
       .catch((err: unknown) => {
-        if (round !== this.resRound) return;
+        if (this.resPending?.id !== id) return;
         const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
         if (e.code === 'FERRY_ERR_ABORTED') return;
         // A refused proof is kept to fail with at the limit; the peer elsewhere, or silent: the
@@ -1750,22 +1752,32 @@ export class Endpoint extends EventEmitter {
       return;
     }
     if (this.resumeStarted === 0) this.resumeStarted = now;
-    ++this.resumeAttempt;
+    // A lookup of an earlier attempt still in flight is not this attempt's.
+    this.lookupPending = undefined;
     this.setDeadline('resume_retry', d.delayMs);
   }
 
-  private async resumeLater(attempt: number): Promise<void> {
-    if (attempt !== this.resumeAttempt || this.state !== 'SUSPENDED' || this.moving) return;
+  private async resumeLater(): Promise<void> {
+    if (this.state !== 'SUSPENDED' || this.moving) return;
     if (this.recovery.lookupNeeded) {
+      const id = ++this.lastRequestId;
+      this.lookupPending = id;
       const loc = await this.env.locate(this.peerAgent, this.peer.epoch, this.recovery.lookupWait(this.env.clock.now()));
-      if (attempt !== this.resumeAttempt || this.state !== 'SUSPENDED' || this.moving) return;
+      if (this.lookupPending !== id || this.state !== 'SUSPENDED' || this.moving) return;
+      this.lookupPending = undefined;
       this.recovery.located(this.path.located(loc));
     }
     this.fire('resume');
   }
 
+  /** Our RES, if one is out, is over: stop retransmitting it and ignore its answer. */
+  private cancelRes(): void {
+    this.resPending?.abort.abort();
+    this.resPending = undefined;
+  }
+
   private cancelResumeTimer(): void {
-    this.resumeAttempt++;
+    this.lookupPending = undefined;
     this.clearDeadline('resume_retry');
   }
 
@@ -1773,9 +1785,8 @@ export class Endpoint extends EventEmitter {
     this.cancelResumeTimer();
     this.clearDeadline('resume_deadline');
     this.clearDeadline('handshake');
-    this.resRound++;
-    this.susRound++;
-    this.resAbort?.abort();
+    this.cancelRes();
+    this.susPending = undefined;
   }
 
   /**
