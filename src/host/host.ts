@@ -222,6 +222,8 @@ interface AgentRecord {
   moving: boolean;
   /** Server ends of connections to it whose CONNECT was acknowledged and whose open is not over. */
   opening?: Set<Endpoint>;
+  /** Opens it began (connect) that are not over: each settles once its socket is the agent's or the open failed. */
+  dialing?: Set<Promise<void>>;
   /** The delegation from the agent key to this host, issued when it was published here. */
   chain?: DelegationChain;
   /** The location epoch it was published at. */
@@ -696,24 +698,33 @@ export class Host {
     if (!loc) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `no location for agent ${to}`);
     if (this.endpoints.size >= limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'connection table full');
     if (!this.receiveBudget.canOpen(from, undefined)) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `receive budget of agent ${from} is spent`);
+    // A move of the agent began during the lookup: as for one begun before the call (agent()),
+    // the open is refused, for it would complete here after the agent left. An open begun
+    // before the move is waited for by it (`dialing`) and travels with the agent.
+    if (a.moving || this.agents.get(from) !== a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${from} is not on this host (it is moving)`);
     const peer: PeerLocator = { ip: loc.ip, controlPort: loc.controlPort, redirectorPort: loc.redirectorPort, epoch: loc.epoch };
     const ep = Endpoint.client(this.env, a.identity, to, peer, randomBytes(8));
     // Not indexed until the peer answers: an address change must still reach its open.
     this.clientOpens.add(ep);
+    let dialed!: () => void;
+    const dialing = new Promise<void>((r) => (dialed = r));
+    (a.dialing ??= new Set()).add(dialing);
     // The socket object exists only once the open succeeded: a failed open is the rejected
     // promise, never an 'error' event on an object the caller has not seen. An abort destroys the
     // half-open endpoint, which fails the open.
     const stop = onAbort(signal, () => ep.destroy(aborted()));
     try {
       await ep.open();
+      const sock = new AgentSocket(ep);
+      a.sockets.set(ep, sock);
+      ep.once('closed', () => a.sockets.delete(ep));
+      return sock;
     } finally {
       stop();
       this.clientOpens.delete(ep);
+      a.dialing.delete(dialing);
+      dialed();
     }
-    const sock = new AgentSocket(ep);
-    a.sockets.set(ep, sock);
-    ep.once('closed', () => a.sockets.delete(ep));
-    return sock;
   }
 
   /** The agent's live sockets on this host. */
@@ -739,7 +750,9 @@ export class Host {
     // A connection whose CONNECT this host acknowledged is the agent's: let its open finish
     // (bounded by the handshake timeout) so it is delivered and moves with the agent, instead of
     // completing here after the agent left. New CONNECTs are answered PEER_MOVING from now on.
-    await Promise.all([...(a.opening ?? [])].map((ep) => settled(ep)));
+    // Likewise an open the agent itself began before the move: it lands among the agent's
+    // sockets (or fails) before the checkpoint, so it moves too.
+    await Promise.all([...[...(a.opening ?? [])].map((ep) => settled(ep)), ...(a.dialing ?? [])]);
     const epoch = await this.currentEpoch(a);
     const live = [...a.sockets.entries()].filter(([ep]) => ep.state !== 'CLOSED' && ep.state !== 'CLOSE_SENT' && ep.state !== 'CLOSE_ACKED');
     const prepared = await Promise.allSettled(

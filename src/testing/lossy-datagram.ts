@@ -43,6 +43,8 @@ export interface LossyOptions extends FaultOptions {
   readonly incoming?: FaultOptions;
   /** Clock for delays (default: the system clock). */
   readonly clock?: Clock;
+  /** Datagrams never dropped, either way (still duplicated and delayed); default: none. */
+  readonly spare?: (datagram: Buffer) => boolean;
 }
 
 /** What one direction did. */
@@ -87,13 +89,13 @@ class FaultLine {
     this.rng = seededRandom(seed);
   }
 
-  pass(deliver: () => void): void {
+  pass(deliver: () => void, spared = false): void {
     // Always four draws, used or not: see the determinism note at the top of the file.
     const rDrop = this.rng();
     const rDup = this.rng();
     const rDelay = [this.rng(), this.rng()] as const;
     this.counters.seen++;
-    if (rDrop < this.faults.drop) {
+    if (rDrop < this.faults.drop && !spared) {
       this.counters.dropped++;
       return;
     }
@@ -130,8 +132,10 @@ export class LossyDatagramSocket implements DatagramSocketLike {
   private readonly timers = new Set<TimerHandle>();
   private readonly listeners: MessageListener[] = [];
   private closed = false;
+  private readonly spare: ((datagram: Buffer) => boolean) | undefined;
 
   constructor(private readonly inner: DatagramSocketLike, options: LossyOptions) {
+    this.spare = options.spare;
     const clock = options.clock ?? systemClock;
     // Different seeds per direction; the constant only has to differ from 0.
     this.out = new FaultLine(options, options.seed, clock, this.timers);
@@ -141,7 +145,7 @@ export class LossyDatagramSocket implements DatagramSocketLike {
       this.in.pass(() => {
         if (this.closed) return;
         for (const l of this.listeners) l(msg, rinfo);
-      });
+      }, this.spare?.(msg));
     });
   }
 
@@ -160,7 +164,7 @@ export class LossyDatagramSocket implements DatagramSocketLike {
     if (this.closed) return;
     this.out.pass(() => {
       if (!this.closed) this.inner.send(buf, port, address);
-    });
+    }, this.spare?.(buf));
   }
 
   /** Subscribe to datagrams that survived the incoming faults. */

@@ -74,7 +74,10 @@ test('simulated schedules: exactly once, quiet, settled, closed', { timeout: 30 
  * resumed and suspended the connection again (5551755: SUSPENDED/SUSPENDED after the quiet period);
  * a peer that moved while suspended, whose old host then died, was sought at the dead (silent)
  * address until the reconnect limit: each RES was cut short by the resume deadline before its
- * control timeout could send the next try to the location service (20319: CLOSED/CLOSED).
+ * control timeout could send the next try to the location service (20319: CLOSED/CLOSED; and
+ * 60301, the same with a lagging location service); an open begun just before its agent's move
+ * completed on the source after the agent left, so the connection stayed there, out of the
+ * agent's reach (70002).
  */
 const REGRESSIONS: Schedule[] = [
   { seed: 7087, hosts: 3, agents: 3, security: false, conns: [[0, 1], [1, 2], [2, 0]], loss: 0.05, ops: [{ at: 15.980949872173369, kind: 'blackhole', link: 662, ms: 564 }, { at: 115.70683447178453, kind: 'write', conn: 1, side: 1, n: 1598 }, { at: 150.61431004665792, kind: 'move', agents: [1], to: 2, via: 'direct' }, { at: 173.27266896609217, kind: 'write', conn: 2, side: 1, n: 91925 }] },
@@ -86,6 +89,8 @@ const REGRESSIONS: Schedule[] = [
   { seed: 1071, hosts: 4, agents: 3, security: true, conns: [[0, 1], [1, 2], [2, 0]], loss: 0.05, ops: [{ at: 96.73850347753614, kind: 'lag', ms: 1686 }, { at: 156.25069942395203, kind: 'move', agents: [1], to: 2, via: 'channel' }, { at: 473.28140354622155, kind: 'move', agents: [2, 0, 1], to: 3, via: 'channel' }] },
   { seed: 5551755, hosts: 2, agents: 3, security: false, conns: [[0, 1], [1, 2], [2, 0]], loss: 0.05, ops: [{ at: 7.146358396857977, kind: 'move', agents: [2, 1], to: 1, via: 'direct' }, { at: 16.782463723793626, kind: 'move', agents: [2, 1], to: 0, via: 'direct' }, { at: 33.09927802858874, kind: 'move', agents: [1], to: 1, via: 'direct' }, { at: 33.63233983214013, kind: 'replay', host: 1, pick: 256 }, { at: 61.464515084866434, kind: 'move', agents: [2], to: 1, via: 'channel' }, { at: 66.31219043908641, kind: 'suspend', conn: 1, side: 0 }] },
   { seed: 20319, hosts: 2, agents: 5, security: true, conns: [[0, 1]], loss: 0.05, ops: [{ at: 113.88285369426012, kind: 'suspend', conn: 0, side: 0 }, { at: 128.15686947852373, kind: 'move', agents: [1], to: 1, via: 'direct' }, { at: 217.80284598469734, kind: 'crash', host: 1, how: 'machine', ms: 4584 }, { at: 228.76508619636297, kind: 'resume', conn: 0, side: 0 }, { at: 244.79976231604815, kind: 'suspend', conn: 0, side: 0 }] },
+  { seed: 70002, hosts: 4, agents: 2, security: true, conns: [[0, 1], [0, 1]], loss: 0.3, ops: [{ at: 103.18734150845557, kind: 'jump', ms: 5351 }, { at: 303.50226091453806, kind: 'open', conn: 1 }, { at: 313.3321452117525, kind: 'move', agents: [0], to: 2, via: 'direct' }] },
+  { seed: 60301, hosts: 4, agents: 5, security: false, conns: [[0, 1], [1, 2], [2, 3], [3, 4], [4, 0], [4, 2]], loss: 0.05, ops: [{ at: 65.5672203390859, kind: 'write', conn: 5, side: 1, n: 2276 }, { at: 108.14037980907597, kind: 'write', conn: 4, side: 1, n: 7473 }, { at: 119.44563975022174, kind: 'move', agents: [1], to: 3, via: 'direct' }, { at: 120.91808286099695, kind: 'move', agents: [2], to: 2, via: 'direct' }, { at: 125.32224440202117, kind: 'move', agents: [4], to: 0, via: 'direct' }, { at: 131.28854105551727, kind: 'lag', ms: 2026 }, { at: 137.26457500830293, kind: 'move', agents: [3], to: 3, via: 'direct' }, { at: 186.13208310795017, kind: 'crash', host: 3, how: 'machine', ms: 1652 }] },
 ];
 
 test('schedules that once failed pass', async () => {

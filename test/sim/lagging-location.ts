@@ -55,6 +55,11 @@ export class LaggingLocation implements LocationService {
     }
   }
 
+  /** Whether lookups of `agent` answer a previous location now. */
+  stale(agent: AgentId): boolean {
+    return this.seen(agent, undefined) !== undefined;
+  }
+
   /** What a lookup sees: the oldest entry still hidden stands in for the newer ones. */
   private seen(agent: AgentId, cur: LocationEntry | undefined): LocationEntry | undefined {
     const list = this.hidden.get(agent);

@@ -116,6 +116,18 @@ describe('LossyDatagramSocket', () => {
     assert.equal(inner.sent.length, 0);
   });
 
+  it('never drops a spared datagram, either way, and the others keep their fates', () => {
+    const inner = new FakeSocket();
+    const got: Buffer[] = [];
+    const lossy = new LossyDatagramSocket(inner, { drop: 1, seed: 5, incoming: { drop: 1 }, spare: (d) => d[0] === 1 });
+    lossy.on('message', (m) => got.push(m));
+    for (const b of [0, 1, 2, 1]) lossy.send(Buffer.from([b]), 1, '10.0.0.2');
+    for (const b of [1, 0]) inner.emit(Buffer.from([b]));
+    assert.deepEqual(inner.sent.map((b) => b[0]), [1, 1]);
+    assert.deepEqual(got.map((b) => b[0]), [1]);
+    assert.equal(lossy.outgoing.dropped, 2);
+  });
+
   it('refuses nonsense options', () => {
     const inner = new FakeSocket();
     for (const bad of [{ drop: 1.5 }, { duplicate: -0.1 }, { delayMs: [5, 1] as [number, number] }, { drop: Number.NaN }]) {
