@@ -53,7 +53,7 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { lookup, rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { ControlAuth, PathValidation, Recovery, TimerTable, controlTypeName, proofWantedPadding, unmappedIp, type Expiry, type TimerName } from './core/index.js';
+import { ControlAuth, PathValidation, keepsSocket, keptFrameVerdict, Recovery, TimerTable, controlTypeName, proofWantedPadding, unmappedIp, type Expiry, type TimerName } from './core/index.js';
 
 /** What an endpoint needs from its host. */
 export interface EndpointEnv {
@@ -1012,7 +1012,8 @@ export class Endpoint extends EventEmitter {
    */
   private onKeptFrame(ds: DataSocket, f: Frame): void {
     if (ds !== this.kept) return ds.destroy();
-    if (f.type === FrameType.RESUME && this.state === 'SUSPENDED' && !this.moving) {
+    const verdict = keptFrameVerdict(f.type, this.state, this.moving, this.offered === ds);
+    if (verdict.kind === 'peer_resumes') {
       this.takeKept();
       this.cancelResumeTimer();
       if (this.resumeStarted === 0) this.resumeStarted = this.env.clock.now();
@@ -1021,16 +1022,15 @@ export class Endpoint extends EventEmitter {
       this.fire('recv_res_reuse');
       return;
     }
-    if ((f.type === FrameType.RESUME_ACK || f.type === FrameType.RESUME) && this.state === 'RES_SENT' && this.offered === ds) {
+    if (verdict.kind === 'resume_accepted') {
       this.takeKept();
       this.reuse = ds;
       this.fire('recv_res_ack_reuse');
       return;
     }
     this.log.info('kept_socket_refused', { type: f.type, state: this.state });
-    const offered = this.offered === ds && this.state === 'RES_SENT';
     this.dropKept('unexpected frame');
-    if (offered) this.sendResDatagram();
+    if (verdict.fallback) this.sendResDatagram();
   }
 
   /** The kept socket leaves the kept role (to be reused): no timers, no offer. */
@@ -1991,16 +1991,6 @@ export class Endpoint extends EventEmitter {
     this.emit('closed', this.closedError);
   }
   private closedDone = false;
-}
-
-/**
- * Whether a kept socket survives the transition: while suspending and suspended, and into the
- * resume that offers it (RESUME). Leaving a resume any other way than on it (a new socket, a
- * timeout, a suspend, a close) or leaving SUSPENDED for anything but our resume drops it.
- */
-function keepsSocket(from: State, to: State): boolean {
-  if (to === 'SUS_SENT' || to === 'SUS_ACKED' || to === 'SUSPENDED') return from !== 'RES_SENT' && from !== 'RES_ACKED';
-  return from === 'SUSPENDED' && to === 'RES_SENT';
 }
 
 /** The typed error of a call on an endpoint whose connection moved on with its agent. */

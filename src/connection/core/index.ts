@@ -8,3 +8,4 @@ export * from './timers.js';
 export * from './control-auth.js';
 export * from './recovery.js';
 export * from './path.js';
+export * from './kept-socket.js';
