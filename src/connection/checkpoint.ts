@@ -70,7 +70,8 @@ function obj(v: unknown, field: string): Record<string, unknown> {
 
 function int(v: unknown, field: string, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max) bad(field, `not an integer in [0, ${max}]`);
-  return v;
+  // -0 (JSON.parse('-0')) passes the checks; it is 0, and a checkpoint decoded twice must be equal.
+  return v + 0;
 }
 
 function bool(v: unknown, field: string): boolean {
@@ -126,7 +127,8 @@ function location(v: unknown, field: string): ProvenLocation {
  */
 export function decodeEndpointCheckpoint(input: unknown): EndpointCheckpoint {
   const o = obj(input, '(root)');
-  if (o.v !== 1) throw new FerryError('FERRY_ERR_UNSUPPORTED_VERSION', `checkpoint version ${String(o.v)}`);
+  // The version is named only when it is a number: String() of an object can throw (toString: 0).
+  if (o.v !== 1) throw new FerryError('FERRY_ERR_UNSUPPORTED_VERSION', `checkpoint version ${typeof o.v === 'number' ? o.v : typeof o.v}`);
   const role = o.role;
   if (role !== 'client' && role !== 'server') bad('role', 'neither client nor server');
   const secure = bool(o.secure, 'secure');

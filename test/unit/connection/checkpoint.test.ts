@@ -108,3 +108,11 @@ test('arbitrary input: refused with a typed code or decoded to a checkpoint that
     { numRuns: 1000 },
   );
 });
+
+// Found by the property above (two of its counterexamples): -0 must come out as 0, and a version
+// whose String() throws must still be refused with a typed code, not a TypeError.
+test('-0 decodes as 0; a version that cannot be turned into a string is refused with its code', () => {
+  const out = decodeEndpointCheckpoint({ ...valid(), peerEpoch: JSON.parse('-0') as number });
+  assert.ok(Object.is(out.peerEpoch, 0));
+  assert.throws(() => decodeEndpointCheckpoint({ ...valid(), v: { toString: 0 } }), refused('FERRY_ERR_UNSUPPORTED_VERSION'));
+});
