@@ -950,12 +950,19 @@ class World {
         // where it was, answers PEER_MOVING or UNKNOWN_AGENT ("try again at its new location").
         const peerAway = peerWasMoving || (this.moveCount[b] ?? 0) !== peerMoves;
         if ((code === 'FERRY_ERR_UNKNOWN_AGENT' && ((this.moveCount[a] ?? 0) !== moves || peerAway)) || (code === 'FERRY_ERR_PEER_MOVING' && peerAway)) return again('an end moves');
+        // Sent where the peer was, on a host that has since died (a lagging location service).
+        if (code === 'FERRY_ERR_PEER_UNREACHABLE' && peerAway && this.dead.size > 0) return again('the peer was looked up on a dead host');
         // A data socket cut, reset or black-holed under the open fails it (PEER_UNREACHABLE:
         // closed before CONNECT_ACK; or HANDSHAKE_TIMEOUT).
         if ((code === 'FERRY_ERR_PEER_UNREACHABLE' || code === 'FERRY_ERR_HANDSHAKE_TIMEOUT') && this.linkFaults !== faults0) return again('a link fault');
         // A clock jump that made the open outlast its handshake limit times it out; without the
         // jump it would not have.
         if (code === 'FERRY_ERR_HANDSHAKE_TIMEOUT' && this.jumped > jumped0 && this.clock.now() - t0 - (this.jumped - jumped0) < limit('HANDSHAKE_TIMEOUT_MS')) return again('the clock jumped');
+        // An end's host died under the open: it fails, and stays so.
+        if (this.deadConn(ci) && (code === 'FERRY_ERR_PEER_UNREACHABLE' || code === 'FERRY_ERR_HANDSHAKE_TIMEOUT')) {
+          this.opening--;
+          return this.event(`open ${ci} failed (${code}): an end's host died`);
+        }
         this.opening--;
         throw e;
       },
