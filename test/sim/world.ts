@@ -531,7 +531,9 @@ class World {
     // Final phase: every connection resumed from one side, every reader reading.
     for (const [ci, pair] of this.sides.entries()) {
       for (const side of pair) side.sock?.resume();
-      if (this.closed.has(ci) || this.unopened.has(ci)) continue;
+      // A connection an operation closed is done, unless the host of one end died meanwhile: the
+      // living end may never have heard the CLS, and must learn its peer is gone (below).
+      if ((this.closed.has(ci) && !this.deadConn(ci)) || this.unopened.has(ci)) continue;
       if (this.deadConn(ci)) {
         // The end that lives asks too (it may have suspended): it must learn its peer is gone.
         // A SUS the dead host sent just before it died may still suspend it afterwards (a
