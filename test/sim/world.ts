@@ -540,9 +540,11 @@ class World {
     // Final phase: every connection resumed from one side, every reader reading.
     for (const [ci, pair] of this.sides.entries()) {
       for (const side of pair) side.sock?.resume();
-      // A connection an operation closed is done, unless the host of one end died meanwhile: the
-      // living end may never have heard the CLS, and must learn its peer is gone (below).
-      if ((this.closed.has(ci) && !this.deadConn(ci)) || this.unopened.has(ci)) continue;
+      // A connection an operation closed is done, unless the host of one end died meanwhile and
+      // the living end is not CLOSED: it may never have heard the CLS, and must learn its peer is
+      // gone (below).
+      const livingOpen = (): boolean => pair.some((side, si) => !this.isDead(this.s.conns[ci]![si]!) && side.sock!.state !== 'CLOSED');
+      if ((this.closed.has(ci) && !(this.deadConn(ci) && livingOpen())) || this.unopened.has(ci)) continue;
       if (this.deadConn(ci)) {
         // The end that lives asks too (it may have suspended): it must learn its peer is gone.
         // A SUS the dead host sent just before it died may still suspend it afterwards (a
