@@ -7,7 +7,7 @@
 // host, what test/sim/world.ts says that allows. The same seed gives the same trace (checked,
 // also for one schedule of every kind). A failing schedule is shrunk and printed.
 //
-// Scale: FERRY_SIM_RUNS=<n> (default 300), run on FERRY_SIM_WORKERS threads (default: up to
+// Scale: FERRY_SIM_RUNS=<n> (default 10,000), run on FERRY_SIM_WORKERS threads (default: up to
 // 2, one per core). Replay: FERRY_SIM_SEED=<seed> (runs that seed first); the run stops at the
 // first failing seed and prints it with its replay command.
 import { test } from 'node:test';
@@ -16,7 +16,7 @@ import { availableParallelism } from 'node:os';
 import { makeSchedule, runSchedule, type Schedule } from './world.js';
 import { simulate } from './pool.js';
 
-const RUNS = Number(process.env.FERRY_SIM_RUNS ?? 300);
+const RUNS = Number(process.env.FERRY_SIM_RUNS ?? 10_000);
 const SEED = process.env.FERRY_SIM_SEED ? Number(process.env.FERRY_SIM_SEED) : Date.now() % 2 ** 31;
 const WORKERS = Number(process.env.FERRY_SIM_WORKERS ?? Math.min(2, availableParallelism()));
 
