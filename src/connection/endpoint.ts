@@ -851,6 +851,10 @@ export class Endpoint extends EventEmitter {
           settle();
           if (this.dialing !== slot) return ds.destroy();
           this.dialing = undefined;
+          // A suspend (the application's or a move's) that began while this resume dial was out
+          // wins: the socket is not adopted. Adopted in SUS_SENT it stayed live through the move,
+          // acknowledging bytes the checkpoint did not carry (found by the simulator, seed 83473).
+          if (kind === 'resume' && this.state !== 'RES_SENT' && this.state !== 'RES_ACKED') return ds.destroy();
           if (this.keys) {
             const s = deriveSessionKeys(this.keys.master, nonce, f.acceptorNonce);
             ds.setKeys(this.role === 'client' ? s.c2s : s.s2c, this.role === 'client' ? s.s2c : s.c2s);
