@@ -275,10 +275,18 @@ export class AgentSocket extends Duplex {
     // Deliver what arrived before the close, then end; an error ends the stream with it.
     this.wantRead = true;
     this.flush();
+    const graceful = !err || err.code === ('FERRY_ERR_CONNECTION_CLOSED' as ErrorCode);
     if (this.pendingWrite) {
       const cb = this.pendingWrite;
       this.pendingWrite = undefined;
-      cb(err ?? new FerryError('FERRY_ERR_CONNECTION_CLOSED'));
+      const fail = (): void => cb(err ?? new FerryError('FERRY_ERR_CONNECTION_CLOSED'));
+      // A write waiting for room fails: the peer reads no more. Failing it destroys this stream,
+      // so after a graceful close it fails only once the reader has read to the end: the bytes
+      // the peer sent before its close, received but not yet read, are not lost with it.
+      if (graceful && !this.readableEnded) {
+        this.peerClosed = true;
+        this.once('end', fail);
+      } else fail();
     }
     if (this.pendingFinal) {
       const cb = this.pendingFinal;

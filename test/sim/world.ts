@@ -90,13 +90,14 @@ export const AVOID_CLS_GIVE_UP = true;
 export const AVOID_FAULT_DURING_OPEN = true;
 
 /**
- * Known bug, avoided until fixed: when the peer closes gracefully while this end has a write
- * waiting for room, AgentSocket fails that write with CONNECTION_CLOSED, which destroys the
- * stream, and the bytes the peer sent before its close, received but not yet read, are lost
- * (seed 104613, {@link CLOSE_BLOCKED_WRITER_SCHEDULES}). While true, a close is skipped (traced)
- * when the other end still has bytes to write or a write waiting for room.
+ * Fixed, kept as a switch: when the peer closed gracefully while this end had a write waiting for
+ * room, AgentSocket failed that write with CONNECTION_CLOSED at once, which destroyed the stream,
+ * and the bytes the peer sent before its close, received but not yet read, were lost (seed
+ * 104613, {@link CLOSE_BLOCKED_WRITER_SCHEDULES}). The write now fails once the reader has read
+ * to the end. While true, a close is skipped (traced) when the other end still has bytes to write
+ * or a write waiting for room; false (the default now) lets such closes happen.
  */
-export const AVOID_CLOSE_ON_BLOCKED_WRITER = true;
+export const AVOID_CLOSE_ON_BLOCKED_WRITER = false;
 /** How the living end of a connection to a dead host learns of it. */
 const DEAD_PEER_CODES = ['FERRY_ERR_PEER_UNREACHABLE', 'FERRY_ERR_CONNECTION_CLOSED'];
 
