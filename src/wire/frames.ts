@@ -376,18 +376,18 @@ export class FrameDecoder {
   }
 
   private peekLength(): number {
-    let first = this.chunks[0]!;
-    if (first.length < FRAME_LENGTH_BYTES) {
-      // Join only the few leading chunks that hold the prefix, once: concatenating the whole list
-      // at every read made a stream of tiny segments cost time quadratic in their number (a peer
-      // sending one byte per segment could make us copy a maximum frame's list for every byte).
-      let k = 0;
-      let n = 0;
-      while (n < FRAME_LENGTH_BYTES) n += this.chunks[k++]!.length;
-      first = Buffer.concat(this.chunks.slice(0, k), n);
-      this.chunks.splice(0, k, first);
+    const first = this.chunks[0]!;
+    if (first.length >= FRAME_LENGTH_BYTES) return first.readUInt32BE(0);
+    // The prefix spans chunks: read its bytes where they are. Nothing is joined, so a stream of
+    // tiny segments costs no copying (joining the list at every read was quadratic), and the body
+    // stays slices of what was pushed (joining the prefix's chunks copied the body bytes in them).
+    let v = 0;
+    let got = 0;
+    for (let k = 0; got < FRAME_LENGTH_BYTES; k++) {
+      const c = this.chunks[k]!;
+      for (let i = 0; i < c.length && got < FRAME_LENGTH_BYTES; i++, got++) v = v * 256 + c[i]!;
     }
-    return first.readUInt32BE(0);
+    return v;
   }
 
 

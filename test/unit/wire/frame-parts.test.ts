@@ -51,3 +51,19 @@ test('openParts equals open for any split, and refuses a flipped bit in any slic
     { numRuns: 200 },
   );
 });
+
+// The counterexample the property above once found: a length prefix split over several reads,
+// the last of which also holds the body's first byte. The body must still be that read's slice.
+test('a length prefix split over reads: the body is still a slice of the read that holds it', () => {
+  const body = Buffer.from([0]);
+  // Its own ArrayBuffer: small Buffers share Node's pool, where a copy could look like a slice.
+  const wire = Buffer.from(new ArrayBuffer(4 + body.length));
+  Buffer.concat([lengthPrefix(body.length), body]).copy(wire);
+  const d = new FrameDecoder();
+  const reads = [wire.subarray(0, 1), wire.subarray(1, 2), wire.subarray(2, wire.length)];
+  for (const r of reads) d.push(r);
+  const parts = d.nextParts()!;
+  assert.ok(Buffer.concat(parts).equals(body));
+  assert.ok(parts.every((p) => p.buffer === wire.buffer), 'slices of the input, not copies');
+  assert.equal(d.pending, 0);
+});
