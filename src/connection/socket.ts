@@ -5,7 +5,7 @@
  */
 import { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
-import { FerryError, abortedError, isFerryError, onAbort, type ErrorCode } from '../util/index.js';
+import { FerryError, abortedError, isFerryError, onAbort, queueWaiter, type ErrorCode, type Waiter } from '../util/index.js';
 import type { AgentId } from '../identity/index.js';
 import type { Endpoint } from './endpoint.js';
 import type { State } from './state-machine.js';
@@ -337,7 +337,7 @@ export class AgentSocket extends Duplex {
  */
 export class AgentServerSocket extends EventEmitter implements AsyncIterable<AgentSocket> {
   private readonly queue: AgentSocket[] = [];
-  private readonly waiters: { resolve: (s: AgentSocket) => void; reject: (e: FerryError) => void }[] = [];
+  private readonly waiters: Waiter<AgentSocket>[] = [];
   private closedFlag = false;
 
   constructor(
@@ -387,25 +387,7 @@ export class AgentServerSocket extends EventEmitter implements AsyncIterable<Age
       return Promise.resolve(s);
     }
     if (this.closedFlag) return Promise.reject(new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'server socket closed'));
-    return new Promise((resolve, reject) => {
-      const onAbort = (): void => {
-        const i = this.waiters.indexOf(w);
-        if (i >= 0) this.waiters.splice(i, 1);
-        reject(abortedError('accept', signal));
-      };
-      const w = {
-        resolve: (sock: AgentSocket) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(sock);
-        },
-        reject: (e: FerryError) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(e);
-        },
-      };
-      this.waiters.push(w);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return queueWaiter(this.waiters, 'accept', signal);
   }
 
   /** Connections as they arrive, until the server socket closes. */

@@ -19,7 +19,7 @@
  */
 import { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
-import { FerryError, abortedError, type ErrorCode } from '../util/index.js';
+import { FerryError, abortedError, queueWaiter, type ErrorCode, type Waiter } from '../util/index.js';
 import type { SocketInfo } from './agent-protocol.js';
 
 /** How the proxies reach the host: a captured, bound `postMessage` of the worker's port. */
@@ -321,7 +321,7 @@ export class PortSocket extends Duplex {
 /** The agent's server socket inside its worker. */
 export class PortServer extends EventEmitter {
   private readonly queue: PortSocket[] = [];
-  private readonly waiters: { resolve: (s: PortSocket) => void; reject: (e: Error) => void }[] = [];
+  private readonly waiters: Waiter<PortSocket>[] = [];
   private closedFlag = false;
 
   constructor(private readonly post: Post) {
@@ -366,19 +366,7 @@ export class PortServer extends EventEmitter {
       return Promise.resolve(s);
     }
     if (this.closedFlag) return Promise.reject(new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'server socket closed'));
-    return new Promise((resolve, reject) => {
-      const onAbort = (): void => {
-        const i = this.waiters.indexOf(w);
-        if (i >= 0) this.waiters.splice(i, 1);
-        reject(abortedError('accept', signal));
-      };
-      const w = {
-        resolve: (sock: PortSocket): void => (signal?.removeEventListener('abort', onAbort), resolve(sock)),
-        reject: (e: Error): void => (signal?.removeEventListener('abort', onAbort), reject(e)),
-      };
-      this.waiters.push(w);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return queueWaiter(this.waiters, 'accept', signal);
   }
 
   /**

@@ -29,3 +29,36 @@ export function onAbort(signal: AbortSignal | undefined, onAbort: () => void): (
   signal.addEventListener('abort', onAbort, { once: true });
   return () => signal.removeEventListener('abort', onAbort);
 }
+
+/** One caller waiting in a queue (an accept waiting for a connection). */
+export interface Waiter<T> {
+  resolve(value: T): void;
+  reject(err: Error): void;
+}
+
+/**
+ * Wait in `queue` until whoever takes this waiter settles it; if `signal` aborts first, the waiter
+ * leaves the queue and the promise rejects with the AbortError of `what`. The listener goes when
+ * the waiter settles either way.
+ */
+export function queueWaiter<T>(queue: Waiter<T>[], what: string, signal: AbortSignal | undefined): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const w: Waiter<T> = {
+      resolve: (v) => {
+        stop();
+        resolve(v);
+      },
+      reject: (e) => {
+        stop();
+        reject(e);
+      },
+    };
+    queue.push(w);
+    const stop = onAbort(signal, () => {
+      const i = queue.indexOf(w);
+      if (i >= 0) queue.splice(i, 1);
+      reject(abortedError(what, signal));
+    });
+  });
+}
+
