@@ -231,39 +231,46 @@ export class TunnelEnd {
    * again, backing off from RESUME_RETRY_MS to CONTROL_MAX_RTO_MS, for up to RECONNECT_LIMIT_MS:
    * what an established connection's resume would also wait. A refusal is not retried.
    */
-  private async openStreamWithRetry(peer: AgentId): Promise<{ fs: AgentSocket; rest: Buffer }> {
-    const deadline = Date.now() + limit('RECONNECT_LIMIT_MS');
-    let pause = limit('RESUME_RETRY_MS');
-    for (;;) {
-      let fs: AgentSocket | undefined;
-      try {
-        fs = await this.opts.host.connect(this.agentId, peer);
-        fs.on('error', () => {});
-        fs.write(encodeTunnelPreamble({ kind: TunnelKind.STREAM }));
-        const { preamble, rest } = await readPreamble(fs, limit('TUNNEL_ACCEPT_TIMEOUT_MS'));
-        if (preamble.kind !== TunnelKind.ACCEPTED) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `tunnel peer answered STREAM with kind ${preamble.kind}`);
-        return { fs, rest };
-      } catch (err) {
-        fs?.destroy();
-        const code = (err as FerryError).code;
-        if (this.closed || !RETRY_OPEN.has(code) || Date.now() + pause > deadline) throw err;
-        this.opts.logger.info('tunnel_open_retry', { peer, code });
-      }
-      await new Promise((r) => setTimeout(r, pause));
-      pause = Math.min(pause * 2, limit('CONTROL_MAX_RTO_MS'));
-    }
+  private openStreamWithRetry(peer: AgentId): Promise<{ fs: AgentSocket; rest: Buffer }> {
+    return this.retryOpen(
+      async () => {
+        let fs: AgentSocket | undefined;
+        try {
+          fs = await this.opts.host.connect(this.agentId, peer);
+          fs.on('error', () => {});
+          fs.write(encodeTunnelPreamble({ kind: TunnelKind.STREAM }));
+          const { preamble, rest } = await readPreamble(fs, limit('TUNNEL_ACCEPT_TIMEOUT_MS'));
+          if (preamble.kind !== TunnelKind.ACCEPTED) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `tunnel peer answered STREAM with kind ${preamble.kind}`);
+          return { fs, rest };
+        } catch (err) {
+          fs?.destroy();
+          throw err;
+        }
+      },
+      (code) => this.opts.logger.info('tunnel_open_retry', { peer, code }),
+    );
   }
 
   /** Open a Ferry connection to `peer`, trying again as {@link openStreamWithRetry} does. */
-  private async openWithRetry(peer: AgentId): Promise<AgentSocket> {
+  private openWithRetry(peer: AgentId): Promise<AgentSocket> {
+    return this.retryOpen(() => this.opts.host.connect(this.agentId, peer));
+  }
+
+  /**
+   * Run `attempt` until it succeeds, fails with a code not in RETRY_OPEN, the tunnel closes, or the
+   * next pause would pass RECONNECT_LIMIT_MS; pauses back off from RESUME_RETRY_MS to
+   * CONTROL_MAX_RTO_MS. `onRetry` hears each retried failure's code.
+   */
+  private async retryOpen<T>(attempt: () => Promise<T>, onRetry?: (code: ErrorCode | undefined) => void): Promise<T> {
     const deadline = Date.now() + limit('RECONNECT_LIMIT_MS');
     let pause = limit('RESUME_RETRY_MS');
     for (;;) {
       try {
-        return await this.opts.host.connect(this.agentId, peer);
+        return await attempt();
       } catch (err) {
         const code = (err as FerryError).code;
         if (this.closed || !RETRY_OPEN.has(code) || Date.now() + pause > deadline) throw err;
+        onRetry?.(code);
       }
       await new Promise((r) => setTimeout(r, pause));
       pause = Math.min(pause * 2, limit('CONTROL_MAX_RTO_MS'));
