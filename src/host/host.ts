@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { ControlChannel, parseAddress, type ControlMessage, type DatagramSocketLike } from '../control/index.js';
 import { AgentServerSocket, AgentSocket, Endpoint, ReceiveBudget, decodeEndpointCheckpoint, ResumeSigner, type EndpointCheckpoint, type ReceiveBudgetLimits, type EndpointEnv, type LocationProof, type PeerLocator, type StreamSocket } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
-import type { LocationEntry, LocationService } from '../location/index.js';
+import type { HeldEntry, LocationEntry, LocationService } from '../location/index.js';
 import { ERRORS, FerryError, SourceSlots, abortedError, isAbortError, isFerryError, limit, onAbort, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
 import { FrameDecoder, FrameType, MessageType, OpenFrameType, decodeConnControl, decodeConnect, decodeConnectConfirm, decodeConnectFrame, decodeFrameBody, encodeFrame, type Connect, type Hello } from '../wire/index.js';
 import { verifyConnect } from '../connection/index.js';
@@ -297,6 +297,8 @@ export class Host {
   private advertised: string;
   /** Whether this host registered itself by id ({@link Host.registerSelf}): re-registered on an address change. */
   private selfRegistered = false;
+  /** The epoch of this host's own entry as last registered: what its DEREGISTER names at {@link close}. */
+  private selfEpoch: number | undefined;
   /** Counts address changes: a re-registration still retrying for an older one gives up. */
   private addressGeneration = 0;
 
@@ -439,6 +441,7 @@ export class Host {
       { agent: this.id as unknown as AgentId, hostId: this.id, ip: this.ip, controlPort: this.controlPort, redirectorPort: this.redirectorPort, epoch, agentKey: this.identity.publicRaw, chain: [] },
       { signer: this.identity },
     );
+    this.selfEpoch = epoch;
   }
 
   /**
@@ -622,12 +625,22 @@ export class Host {
    * answer leaves the entry, as a killed host does.
    */
   private deregister(agentId: AgentId, rec: AgentRecord): void {
-    const location = this.location;
-    if (rec.epoch === undefined || rec.fenced || rec.deregistered || !location.deregister) return;
+    if (rec.epoch === undefined || rec.fenced || rec.deregistered) return;
     rec.deregistered = true;
-    const epoch = rec.epoch;
+    this.sendDeregister({ agent: agentId, hostId: this.id, epoch: rec.epoch, ...(rec.registered ? { chain: rec.registered } : {}) });
+  }
+
+  /**
+   * DEREGISTER `entry` in the background ({@link close} waits for what is in flight). Never
+   * rejects: the outcome is logged (`agent_deregistered`, or `agent_deregistration_failed` with
+   * its code).
+   */
+  private sendDeregister(entry: HeldEntry): void {
+    const location = this.location;
+    if (!location.deregister) return;
+    const { agent: agentId, epoch } = entry;
     const p = location
-      .deregister({ agent: agentId, hostId: this.id, epoch, ...(rec.registered ? { chain: rec.registered } : {}) }, { signer: this.identity })
+      .deregister(entry, { signer: this.identity })
       .then(
         (removed) => this.log.info('agent_deregistered', { agent: agentId, epoch, removed }),
         (err: unknown) => {
@@ -1519,7 +1532,7 @@ export class Host {
   }
 
   /**
-   * Stop the host: deregister the agents it holds (waiting up to HOST_DEREGISTER_WAIT_MS for the
+   * Stop the host: deregister the agents it holds and its own entry by id (waiting up to HOST_DEREGISTER_WAIT_MS for the
    * rendezvous, so they can be launched elsewhere at once), then close every connection without
    * ceremony and both ports. Agents in the middle of a move are left to it.
    */
@@ -1528,6 +1541,9 @@ export class Host {
     this.closed = true;
     this.fenceTimer?.cancel();
     for (const [id, a] of this.agents) if (!a.moving) this.deregister(id, a);
+    // This host's own entry too: a migration naming it by id is then refused UNKNOWN_HOST at once
+    // instead of dialling an address where nothing answers.
+    if (this.selfEpoch !== undefined) this.sendDeregister({ agent: this.id as unknown as AgentId, hostId: this.id, epoch: this.selfEpoch, chain: [] });
     if (this.deregistering.size > 0) {
       let timer: TimerHandle | undefined;
       const bound = new Promise<void>((resolve) => (timer = this.clock.setTimer(limit('HOST_DEREGISTER_WAIT_MS'), resolve)));

@@ -2,7 +2,8 @@
 // without --replace. One `ferry rendezvous` process and three `ferry host` processes. An agent
 // that finished on h1 launches again on h2. An echo agent on h1 is refused on h2
 // (AGENT_ELSEWHERE) while it runs; after `ferry stop` on h1 it launches on h2; after h2 is
-// stopped gracefully (SIGTERM, which deregisters what it held) it launches on h3. Killed hosts
+// stopped gracefully (SIGTERM, which deregisters what it held, its own entry by id too: a
+// migration naming h2 by id is then refused UNKNOWN_HOST) it launches on h3. Killed hosts
 // send nothing: after SIGKILL of h3 its entry stays, a launch on h1 is refused, and --replace is
 // what applies.
 import { after, test } from 'node:test';
@@ -23,7 +24,7 @@ after(async () => {
   for (const f of cleanups.splice(0)) await f();
 });
 
-const HOST_READY = /^ferry host ready: /m;
+const HOST_READY = /^ferry host ready: id=([0-9a-f]{32}) /m;
 
 test('a finished, stopped or gracefully stopped agent is deregistered and launches elsewhere; a killed host still needs --replace', { timeout: 120_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-dereg-'));
@@ -72,6 +73,9 @@ test('a finished, stopped or gracefully stopped agent is deregistered and launch
   assert.match(h2.out(), new RegExp(`agent ${echo.agent.id} deregistered`));
   const onH3 = await launch(echo, d3);
   assert.equal(onH3.code, 0, `launch after a graceful host stop: ${onH3.err}`);
+  const toStopped = await procs.run(['migrate', echo.agent.id, h2.ready[1]!, '--data-dir', d3]);
+  assert.equal(toStopped.code, 1, toStopped.out);
+  assert.match(toStopped.err, /FERRY_ERR_UNKNOWN_HOST/, 'a stopped host\'s own entry is gone, so its id names no host');
 
   // A killed host sends nothing: its entry stays, and --replace is what applies.
   await kill(h3);
