@@ -52,8 +52,8 @@ import {
   type ClientHello,
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
-import { lookup, rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { ControlAuth, PathValidation, keepsSocket, keptFrameVerdict, Recovery, TimerTable, controlTypeName, proofWantedPadding, unmappedIp, type Expiry, type TimerName } from './core/index.js';
+import { rejectionFor, transition, type Event, type State } from './state-machine.js';
+import { ControlAuth, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, controlTypeName, proofWantedPadding, unmappedIp, type CoreCommand, type Expiry, type TimerName } from './core/index.js';
 
 /** What an endpoint needs from its host. */
 export interface EndpointEnv {
@@ -124,7 +124,8 @@ function splitAddr(a: string): { ip: string; port: number } {
 
 /** Events emitted: 'state' (to, from), 'readable', 'room', 'established', 'closed' (err?). */
 export class Endpoint extends EventEmitter {
-  state: State;
+  /** The state, the events waiting to be applied and the deadlines (core/connection-core.ts). */
+  private readonly core: ConnectionCore;
   connectionId: Buffer;
   keys: ConnectionKeys | undefined;
   readonly send: SendBuffer;
@@ -167,10 +168,9 @@ export class Endpoint extends EventEmitter {
   /** Resume backoff, lookups and the reconnect limit (core/recovery.ts). */
   private readonly recovery: Recovery;
   /**
-   * Every deadline of this connection (core/timers.ts). The endpoint holds one clock timer, set
-   * from its next deadline; an expiry names the socket slot it belongs to.
+   * The one clock timer, set from the core's next deadline (every deadline of the connection is
+   * in the core's timer table; an expiry names the socket slot it belongs to).
    */
-  private readonly timers = new TimerTable();
   private clockTimer: TimerHandle | undefined;
   /** When {@link clockTimer} fires (it may fire before the next deadline: it then re-arms). */
   private clockAt: number | undefined;
@@ -179,7 +179,7 @@ export class Endpoint extends EventEmitter {
   private lastSlot = 0;
   /** Dials waiting for their HELLO_ACK, by slot: how each one fails. */
   private readonly dials = new Map<number, (err: FerryError | undefined) => void>();
-  private queue: Event[] = [];
+  /** Carrying out the core's commands (an event fired meanwhile waits in the core for its turn). */
   private firing = false;
   private ackScheduled = false;
   private pumpScheduled = false;
@@ -238,7 +238,7 @@ export class Endpoint extends EventEmitter {
     // Each pending suspend(), resume() or close() of the application waits on a few events:
     // more than Node's default 10 listeners is concurrency, not a leak (every wait removes its own).
     this.setMaxListeners(64);
-    this.state = init.state;
+    this.core = new ConnectionCore(init.state);
     this.connectionId = init.connectionId;
     this.path = new PathValidation({ peer: init.peer, proven: init.proven, peerEpoch: init.peerEpoch, random: fresh });
     this.secure = init.secure;
@@ -259,6 +259,11 @@ export class Endpoint extends EventEmitter {
   }
 
   /** The peer's address: where control requests go and (without a proven candidate) where we dial. */
+  /** The connection's state (one of the 12 of the transition table). */
+  get state(): State {
+    return this.core.state;
+  }
+
   get peer(): PeerLocator {
     return this.path.peer;
   }
@@ -417,53 +422,40 @@ export class Endpoint extends EventEmitter {
 
   // ------------------------------------------------------------------ the table
 
+  /** Hand `event` to the core and carry out what it decides, unless already doing so (then it waits its turn). */
   private fire(event: Event): void {
-    this.queue.push(event);
+    this.core.handle(event);
     if (this.firing) return;
     this.firing = true;
     try {
-      while (this.queue.length > 0) this.apply(this.queue.shift()!);
+      for (let c = this.core.poll(this.env.clock.now()); c; c = this.core.poll(this.env.clock.now())) this.carryOut(c);
     } finally {
       this.firing = false;
+      this.rearm();
     }
   }
 
   /** Fire an internal event that may have gone stale (its state passed): dropped if undefined. */
   private fireIfDefined(event: Event): void {
-    if (lookup(this.state, event)) this.fire(event);
+    if (this.core.accepts(event)) this.fire(event);
     else this.log.debug('stale_event', { event, state: this.state });
   }
 
-  private apply(event: Event): void {
-    const row = lookup(this.state, event);
-    if (!row) {
-      // Queued events can go stale behind an earlier one in the same batch.
-      this.log.debug('stale_event', { event, state: this.state });
-      return;
-    }
-    const from = this.state;
-    this.state = row.to;
-    if (from !== row.to) {
-      this.armResumeDeadline(from, row.to);
-      if (this.kept && !keepsSocket(from, row.to)) this.dropKept('state');
-      if (from === 'SUS_SENT') this.inbandSus = undefined;
-      this.emit('state', row.to, from);
-    }
-    for (const action of row.actions) this.act(action);
-  }
-
-  /**
-   * A resume must finish (new data socket proven) within HANDSHAKE_TIMEOUT_MS of leaving
-   * SUSPENDED; otherwise `timeout` returns the endpoint to SUSPENDED and the resumer retries.
-   * Without this, an end waiting for the peer's dial would wait forever if that dial failed.
-   */
-  private armResumeDeadline(from: State, to: State): void {
-    const resuming = (st: State): boolean => st === 'RES_SENT' || st === 'RES_ACKED';
-    if (resuming(to) && !resuming(from)) {
-      this.setDeadline('resume_deadline', limit('HANDSHAKE_TIMEOUT_MS'));
-    } else if (!resuming(to)) {
-      this.clearDeadline('resume_deadline');
-      this.dropParked();
+  private carryOut(c: CoreCommand): void {
+    switch (c.kind) {
+      case 'stale':
+        // Queued events can go stale behind an earlier one in the same batch.
+        this.log.debug('stale_event', { event: c.event, state: c.state });
+        return;
+      case 'transition':
+        // A resume that is over no longer waits for the proof its parked HELLO needed.
+        if (!(c.to === 'RES_SENT' || c.to === 'RES_ACKED')) this.dropParked();
+        if (this.kept && !keepsSocket(c.from, c.to)) this.dropKept('state');
+        if (c.from === 'SUS_SENT') this.inbandSus = undefined;
+        this.emit('state', c.to, c.from);
+        return;
+      case 'act':
+        return this.act(c.action);
     }
   }
 
@@ -488,12 +480,12 @@ export class Endpoint extends EventEmitter {
 
   /** Set deadline `name` (of socket slot `slot`) `ms` from now. */
   private setDeadline(name: TimerName, ms: number, slot = 0): void {
-    this.timers.set(name, this.env.clock.now() + ms, slot);
+    this.core.setDeadline(name, this.env.clock.now() + ms, slot);
     this.rearm();
   }
 
   private clearDeadline(name: TimerName, slot = 0): void {
-    if (this.timers.cancel(name, slot)) this.rearm();
+    if (this.core.cancelDeadline(name, slot)) this.rearm();
   }
 
   /**
@@ -501,7 +493,7 @@ export class Endpoint extends EventEmitter {
    * fires, finds nothing due, and re-arms (fewer timer churns than re-setting on every change).
    */
   private rearm(): void {
-    const next = this.timers.nextDeadline();
+    const next = this.core.nextDeadline();
     if (next === this.clockAt) return;
     if (next !== undefined && this.clockAt !== undefined && next > this.clockAt) return;
     this.clockTimer?.cancel();
@@ -515,7 +507,7 @@ export class Endpoint extends EventEmitter {
   private onClock(): void {
     this.clockTimer = undefined;
     this.clockAt = undefined;
-    const e = this.timers.nextExpired(this.env.clock.now());
+    const e = this.core.handleTimeout(this.env.clock.now());
     if (e) this.onExpiry(e);
     this.rearm();
   }
@@ -1818,7 +1810,7 @@ export class Endpoint extends EventEmitter {
     if (m.type !== MessageType.SUS && m.type !== MessageType.RES && m.type !== MessageType.CLS) {
       throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', `unexpected request type ${m.type}`);
     }
-    if (!lookup(this.state, event)) {
+    if (!this.core.accepts(event)) {
       const e = new FerryError(rejectionFor(this.state, event), `${controlTypeName(m.type)} in state ${this.state}`);
       remember(e);
       throw e;
@@ -1988,7 +1980,7 @@ export class Endpoint extends EventEmitter {
     this.opening = undefined;
     this.openKeys = undefined;
     this.closedError ??= err;
-    this.timers.clear();
+    this.core.clearDeadlines();
     this.rearm();
     this.env.released(this);
     this.settleBudget();

@@ -9,3 +9,4 @@ export * from './control-auth.js';
 export * from './recovery.js';
 export * from './path.js';
 export * from './kept-socket.js';
+export * from './connection-core.js';

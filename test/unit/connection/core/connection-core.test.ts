@@ -1,0 +1,139 @@
+/**
+ * The connection core under plain `now` numbers, with no socket, timer or promise: events apply
+ * to completion in the order handed in (every command of one event before the next event), an
+ * event that went stale behind an earlier one changes nothing and says so, the transition table
+ * decides every state, and the resume deadline follows the transitions alone. A property drives
+ * random event sequences against the table itself.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { ConnectionCore, type CoreCommand } from '../../../../src/connection/core/index.js';
+import { EVENTS, STATES, lookup, type Event, type State } from '../../../../src/connection/state-machine.js';
+import { limit } from '../../../../src/util/index.js';
+
+/** Every command the core gives out at `now`. */
+function drain(core: ConnectionCore, now = 0): CoreCommand[] {
+  const out: CoreCommand[] = [];
+  for (let c = core.poll(now); c; c = core.poll(now)) out.push(c);
+  return out;
+}
+
+test('ConnectionCore: an event gives its transition, then its actions in the table\'s order', () => {
+  const core = new ConnectionCore('ESTABLISHED');
+  core.handle('recv_res');
+  assert.deepEqual(drain(core), [
+    { kind: 'transition', event: 'recv_res', from: 'ESTABLISHED', to: 'RES_ACKED' },
+    { kind: 'act', action: 'drop_socket' },
+    { kind: 'act', action: 'ack_res' },
+    { kind: 'act', action: 'dial_if_dialer' },
+  ]);
+  assert.equal(core.state, 'RES_ACKED');
+  // A row that stays in its state gives its actions and no transition.
+  core.handle('recv_res');
+  assert.deepEqual(drain(core), [
+    { kind: 'act', action: 'ack_res' },
+    { kind: 'act', action: 'dial_if_dialer' },
+  ]);
+});
+
+test('ConnectionCore: an event handed in while a command is carried out waits for every command of the current event', () => {
+  const core = new ConnectionCore('SUSPENDED');
+  core.handle('resume');
+  const first = core.poll(0);
+  assert.deepEqual(first, { kind: 'transition', event: 'resume', from: 'SUSPENDED', to: 'RES_SENT' });
+  // Carrying out the transition, the adapter learns the peer closed: queued, not applied yet.
+  core.handle('recv_cls');
+  assert.equal(core.state, 'RES_SENT');
+  assert.deepEqual(core.poll(0), { kind: 'act', action: 'send_res' });
+  assert.equal(core.state, 'RES_SENT', 'the send_res action runs in the state it was decided in');
+  assert.deepEqual(drain(core), [
+    { kind: 'transition', event: 'recv_cls', from: 'RES_SENT', to: 'CLOSE_ACKED' },
+    { kind: 'act', action: 'cancel_res' },
+    { kind: 'act', action: 'ack_cls' },
+    { kind: 'act', action: 'drop_socket' },
+  ]);
+});
+
+test('ConnectionCore: an event gone stale behind an earlier one changes nothing and comes out as stale', () => {
+  const core = new ConnectionCore('ESTABLISHED');
+  core.handle('close');
+  core.handle('suspend'); // the application's suspend, queued behind its close
+  assert.deepEqual(drain(core), [
+    { kind: 'transition', event: 'close', from: 'ESTABLISHED', to: 'CLOSE_SENT' },
+    { kind: 'act', action: 'send_cls' },
+    { kind: 'stale', event: 'suspend', state: 'CLOSE_SENT' },
+  ]);
+  assert.equal(core.state, 'CLOSE_SENT');
+  assert.equal(core.accepts('suspend'), false);
+  assert.equal(core.accepts('recv_cls_ack'), true);
+  assert.equal(core.poll(0), undefined);
+});
+
+test('ConnectionCore: the resume deadline is set on leaving SUSPENDED for a resume, kept through it, cleared after', () => {
+  const core = new ConnectionCore('SUSPENDED');
+  const hs = limit('HANDSHAKE_TIMEOUT_MS');
+  core.handle('resume');
+  drain(core, 1000);
+  assert.equal(core.nextDeadline(), 1000 + hs);
+  // RES_SENT -> RES_ACKED is still the same resume: the deadline does not move.
+  core.handle('recv_res');
+  drain(core, 1500);
+  assert.equal(core.state, 'RES_ACKED');
+  assert.equal(core.nextDeadline(), 1000 + hs);
+  assert.equal(core.handleTimeout(1000 + hs - 1), undefined, 'not due before its time');
+  core.handle('socket_ready');
+  drain(core, 1600);
+  assert.equal(core.state, 'ESTABLISHED');
+  assert.equal(core.nextDeadline(), undefined, 'a finished resume has no deadline left');
+  assert.equal(core.handleTimeout(1e9), undefined);
+});
+
+test('ConnectionCore: an expired resume deadline comes out once; the adapter\'s own deadlines share the table', () => {
+  const core = new ConnectionCore('SUSPENDED');
+  const hs = limit('HANDSHAKE_TIMEOUT_MS');
+  core.setDeadline('hello', 50, 4);
+  core.handle('resume');
+  drain(core, 0);
+  assert.equal(core.nextDeadline(), 50);
+  assert.deepEqual(core.handleTimeout(hs), { name: 'hello', slot: 4, at: 50 });
+  assert.deepEqual(core.handleTimeout(hs), { name: 'resume_deadline', slot: 0, at: hs });
+  assert.equal(core.handleTimeout(hs), undefined, 'each deadline expires once');
+  assert.equal(core.hasDeadline('resume_deadline'), false);
+  core.setDeadline('drain', 10, 2);
+  assert.equal(core.cancelDeadline('drain', 2), true);
+  assert.equal(core.cancelDeadline('drain', 2), false);
+  core.setDeadline('kept_socket', 10, 1);
+  core.clearDeadlines();
+  assert.equal(core.nextDeadline(), undefined);
+});
+
+test('ConnectionCore: any sequence of events follows the table exactly, and a resume deadline is set exactly while resuming', () => {
+  fc.assert(
+    fc.property(fc.constantFrom(...STATES), fc.array(fc.constantFrom(...EVENTS), { maxLength: 40 }), (start: State, events: Event[]) => {
+      const core = new ConnectionCore(start);
+      let model: State = start;
+      let now = 0;
+      for (const e of events) {
+        now += 7;
+        core.handle(e);
+        const cmds = drain(core, now);
+        const row = lookup(model, e);
+        if (!row) {
+          assert.deepEqual(cmds, [{ kind: 'stale', event: e, state: model }]);
+          continue;
+        }
+        const want: CoreCommand[] = [];
+        if (row.to !== model) want.push({ kind: 'transition', event: e, from: model, to: row.to });
+        for (const action of row.actions) want.push({ kind: 'act', action });
+        assert.deepEqual(cmds, want);
+        model = row.to;
+        assert.equal(core.state, model);
+      }
+      const resuming = model === 'RES_SENT' || model === 'RES_ACKED';
+      // Entered by a transition (not the start state) iff the deadline is set.
+      if (!resuming) assert.equal(core.hasDeadline('resume_deadline'), false, `no resume deadline in ${model}`);
+    }),
+    { numRuns: 500 },
+  );
+});
