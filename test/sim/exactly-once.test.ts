@@ -9,16 +9,20 @@
 //
 // Scale: FERRY_SIM_RUNS=<n> (default 10,000), run on FERRY_SIM_WORKERS threads (default: up to
 // 2, one per core). Replay: FERRY_SIM_SEED=<seed> (runs that seed first); the run stops at the
-// first failing seed and prints it with its replay command.
+// first failing seed and prints it with its replay command. FERRY_SIM_KEEP_GOING=1 runs every
+// seed and prints every failing one (long soak runs). A line of progress (rate, time left) every
+// FERRY_SIM_PROGRESS schedules (default 10,000).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { CLOSE_BLOCKED_WRITER_SCHEDULES, makeSchedule, runSchedule, type Schedule } from './world.js';
-import { simulate } from './pool.js';
+import { progressLine, simulate } from './pool.js';
 
 const RUNS = Number(process.env.FERRY_SIM_RUNS ?? 10_000);
 const SEED = process.env.FERRY_SIM_SEED ? Number(process.env.FERRY_SIM_SEED) : Date.now() % 2 ** 31;
 const WORKERS = Number(process.env.FERRY_SIM_WORKERS ?? Math.min(2, availableParallelism()));
+const KEEP_GOING = process.env.FERRY_SIM_KEEP_GOING === '1';
+const PROGRESS_EVERY = Number(process.env.FERRY_SIM_PROGRESS ?? 10_000);
 
 /** Smaller schedules that still fail: drop operations one at a time, then halve writes. */
 async function shrink(s: Schedule): Promise<{ schedule: Schedule; failure: string }> {
@@ -40,9 +44,18 @@ async function shrink(s: Schedule): Promise<{ schedule: Schedule; failure: strin
   return { schedule: best, failure: why };
 }
 
-test('simulated schedules: exactly once, quiet, settled, closed', { timeout: 30 * 60_000 }, async () => {
+test('simulated schedules: exactly once, quiet, settled, closed', { timeout: Math.max(30 * 60_000, RUNS * 20) }, async () => {
   const started = performance.now();
-  const r = await simulate(SEED, RUNS, WORKERS);
+  const r = await simulate(SEED, RUNS, WORKERS, {
+    keepGoing: KEEP_GOING,
+    // In a long run each failing seed is told at once (the summary lists them again, in order).
+    onFailure: (f) => {
+      if (KEEP_GOING) console.log(`# failed: seed ${f.seed}: ${f.message.split('\n')[0]}`);
+    },
+    onReport: (ran, failures) => {
+      if (PROGRESS_EVERY > 0 && ran % PROGRESS_EVERY === 0 && ran < RUNS) console.log(progressLine(ran, RUNS, failures, performance.now() - started));
+    },
+  });
   if (r.failure) {
     const s = makeSchedule(r.failure.seed);
     const small = await shrink(s);
@@ -51,8 +64,12 @@ test('simulated schedules: exactly once, quiet, settled, closed', { timeout: 30 
     console.log(`# ${JSON.stringify(small.schedule)}`);
     console.log(`# replay: FERRY_SIM_SEED=${r.failure.seed} FERRY_SIM_RUNS=1 node --test dist/test/sim/exactly-once.test.js`);
   }
+  if (r.failures.length > 1) {
+    console.log(`# failing seeds (${r.failures.length}): ${r.failures.map((f) => f.seed).join(' ')}`);
+    for (const f of r.failures) console.log(`# seed ${f.seed}: ${f.message.split('\n')[0]}`);
+  }
   const secs = (performance.now() - started) / 1000;
-  const failures = r.failure ? 1 : 0;
+  const failures = r.failures.length;
   console.log(`# simulated ${r.ran} schedules, ${failures} failures, seed ${SEED} (${r.steps} steps, ${(r.simulatedMs / 1000).toFixed(0)} simulated s, ${secs.toFixed(1)} s on ${Math.min(WORKERS, RUNS)} threads)`);
   assert.equal(failures, 0);
 });

@@ -1,14 +1,15 @@
 /**
  * One simulator thread (see pool.ts): takes schedule indices from the shared counter until they
- * run out or a schedule failed anywhere, runs each, and posts a {@link WorkerReport} for each.
+ * run out or a schedule failed anywhere (unless keepGoing), runs each, and posts a
+ * {@link WorkerReport} for each.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { makeSchedule, runSchedule } from './world.js';
 import type { WorkerReport } from './pool.js';
 
-const { seed, runs, shared } = workerData as { seed: number; runs: number; shared: Int32Array };
+const { seed, runs, shared, keepGoing } = workerData as { seed: number; runs: number; shared: Int32Array; keepGoing: boolean };
 for (;;) {
-  if (Atomics.load(shared, 1) !== 0) break;
+  if (!keepGoing && Atomics.load(shared, 1) !== 0) break;
   const i = Atomics.add(shared, 0, 1);
   if (i >= runs) break;
   const s = (seed + i) >>> 0;
