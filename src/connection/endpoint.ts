@@ -11,7 +11,7 @@
  * flow, never which.
  */
 import { EventEmitter } from 'node:events';
-import { connectionKeysFromMaster, deriveSessionKeys, equalBytes, type AgentId, type ConnectionKeys, type Identity, type SessionKeys } from '../identity/index.js';
+import { deriveSessionKeys, equalBytes, type AgentId, type ConnectionKeys, type Identity, type SessionKeys } from '../identity/index.js';
 import { FerryError, errorFromWire, isFerryError, limit, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
 import { formatAddress, parseAddress } from '../control/index.js';
 import {
@@ -37,7 +37,7 @@ import {
   type Role,
 } from '../wire/index.js';
 import { SendBuffer, ReceiveBuffer } from './data-path.js';
-import { decodeEndpointCheckpoint, type EndpointCheckpoint, type PeerLocator, type ProvenLocation } from './checkpoint.js';
+import type { EndpointCheckpoint, PeerLocator } from './checkpoint.js';
 import type { ReceiveAccount, ReceiveBudget } from './receive-budget.js';
 import { DataSocket, type StreamSocket } from './data-socket.js';
 import {
@@ -53,7 +53,7 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { ControlAuth, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, controlTypeName, proofWantedPadding, unmappedIp, type CoreCommand, type Expiry, type TimerName } from './core/index.js';
+import { ControlAuth, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, controlTypeName, proofWantedPadding, unmappedIp, type CoreCommand, type CoreInit, type Expiry, type TimerName } from './core/index.js';
 
 /** What an endpoint needs from its host. */
 export interface EndpointEnv {
@@ -124,13 +124,14 @@ function splitAddr(a: string): { ip: string; port: number } {
 
 /** Events emitted: 'state' (to, from), 'readable', 'room', 'established', 'closed' (err?). */
 export class Endpoint extends EventEmitter {
-  /** The state, the events waiting to be applied and the deadlines (core/connection-core.ts). */
+  /**
+   * The state, the events waiting to be applied, the deadlines, and what a move carries: ids,
+   * keys, buffers, control counters, the peer's addresses, recovery (core/connection-core.ts).
+   */
   private readonly core: ConnectionCore;
-  connectionId: Buffer;
-  keys: ConnectionKeys | undefined;
   readonly send: SendBuffer;
   readonly recv: ReceiveBuffer;
-  /** The peer's address and candidate, path challenges, location proofs (core/path.ts). */
+  /** The peer's address and candidate, path challenges, location proofs (the core's). */
   private readonly path: PathValidation;
   private data: DataSocket | undefined;
   private draining = new Set<DataSocket>();
@@ -162,10 +163,10 @@ export class Endpoint extends EventEmitter {
   private resPending: { id: number; abort: AbortController } | undefined;
   private lookupPending: number | undefined;
   private lastRequestId = 0;
-  /** Our control counters, the peer's replay window and the cached reply (core/control-auth.ts). */
-  private auth = new ControlAuth();
+  /** Our control counters, the peer's replay window and the cached reply (the core's). */
+  private readonly auth: ControlAuth;
   private autoResume = false;
-  /** Resume backoff, lookups and the reconnect limit (core/recovery.ts). */
+  /** Resume backoff, lookups and the reconnect limit (the core's). */
   private readonly recovery: Recovery;
   /**
    * The one clock timer, set from the core's next deadline (every deadline of the connection is
@@ -204,7 +205,6 @@ export class Endpoint extends EventEmitter {
   stats = { suspends: 0, resumes: 0, sockets: 0, reused: 0, bytesReplayed: 0, lastSuspendMs: 0, lastResumeMs: 0 };
   private suspendStarted = 0;
   private resumeStarted = 0;
-  readonly secure: boolean;
   private readonly log: Logger;
   /** This connection's charge in the host's receive budget, until its bytes are consumed or dropped. */
   private account: ReceiveAccount | undefined;
@@ -219,38 +219,28 @@ export class Endpoint extends EventEmitter {
 
   private constructor(
     private readonly env: EndpointEnv,
-    readonly role: Role,
-    readonly localAgent: AgentId,
-    readonly peerAgent: AgentId,
-    init: {
-      state: State;
-      connectionId: Buffer;
-      peer: PeerLocator;
-      proven?: ProvenLocation | undefined;
-      peerEpoch?: number | undefined;
-      secure: boolean;
-      send: SendBuffer;
-      recv: ReceiveBuffer;
-      keys?: ConnectionKeys | undefined;
-    },
+    core: ConnectionCore,
   ) {
     super();
     // Each pending suspend(), resume() or close() of the application waits on a few events:
     // more than Node's default 10 listeners is concurrency, not a leak (every wait removes its own).
     this.setMaxListeners(64);
-    this.core = new ConnectionCore(init.state);
-    this.connectionId = init.connectionId;
-    this.path = new PathValidation({ peer: init.peer, proven: init.proven, peerEpoch: init.peerEpoch, random: fresh });
-    this.secure = init.secure;
-    this.send = init.send;
-    this.recv = init.recv;
-    this.keys = init.keys;
-    this.recovery = new Recovery({ reconnectLimitMs: env.reconnectLimitMs });
-    this.log = env.logger.child({ conn: this.idText, role });
+    this.core = core;
+    this.send = core.send;
+    this.recv = core.recv;
+    this.path = core.path;
+    this.auth = core.auth;
+    this.recovery = core.recovery;
+    this.log = env.logger.child({ conn: this.idText, role: core.role });
     // Connections opened to us count against their source address too (a stranger's fresh keys
     // cost nothing; its address does); those our agents open, against the host and agent only.
-    this.account = env.receiveBudget?.open(localAgent, role === 'server' ? init.peer.ip : undefined);
+    this.account = env.receiveBudget?.open(core.localAgent, core.role === 'server' ? core.path.peer.ip : undefined);
     this.credit = Math.min(this.recv.window, this.account ? this.account.floor : this.recv.window);
+  }
+
+  /** A new connection end's core (no checkpoint: counters at 0). */
+  private static newCore(env: EndpointEnv, init: Omit<CoreInit, 'send' | 'recv' | 'reconnectLimitMs' | 'random'>): ConnectionCore {
+    return new ConnectionCore({ ...init, send: new SendBuffer(env.sendBudget), recv: new ReceiveBuffer(env.receiveWindow), reconnectLimitMs: env.reconnectLimitMs, random: fresh });
   }
 
   /** The window a new connection announces in its CONNECT or CONNECT_ACK: the floor of the budget. */
@@ -258,12 +248,46 @@ export class Endpoint extends EventEmitter {
     return Math.min(env.receiveWindow, env.receiveBudget?.limits.floor ?? env.receiveWindow);
   }
 
-  /** The peer's address: where control requests go and (without a proven candidate) where we dial. */
   /** The connection's state (one of the 12 of the transition table). */
   get state(): State {
     return this.core.state;
   }
 
+  get role(): Role {
+    return this.core.role;
+  }
+
+  get localAgent(): AgentId {
+    return this.core.localAgent;
+  }
+
+  get peerAgent(): AgentId {
+    return this.core.peerAgent;
+  }
+
+  get secure(): boolean {
+    return this.core.secure;
+  }
+
+  /** The connection id (the client's half and zeros until the server's half is known). */
+  get connectionId(): Buffer {
+    return this.core.connectionId;
+  }
+
+  private set connectionId(id: Buffer) {
+    this.core.connectionId = id;
+  }
+
+  /** The connection's keys (security on), once the handshake derived them. */
+  get keys(): ConnectionKeys | undefined {
+    return this.core.keys;
+  }
+
+  private set keys(k: ConnectionKeys | undefined) {
+    this.core.keys = k;
+  }
+
+  /** The peer's address: where control requests go and (without a proven candidate) where we dial. */
   get peer(): PeerLocator {
     return this.path.peer;
   }
@@ -287,14 +311,10 @@ export class Endpoint extends EventEmitter {
 
   /** A client endpoint about to open a connection to `peerAgent` at `peer`. */
   static client(env: EndpointEnv, local: Identity, peerAgent: AgentId, peer: PeerLocator, clientHalf: Buffer): Endpoint {
-    const ep = new Endpoint(env, 'client', local.id, peerAgent, {
-      state: 'CLOSED',
-      connectionId: Buffer.concat([clientHalf, Buffer.alloc(8)]),
-      peer,
-      secure: env.security,
-      send: new SendBuffer(env.sendBudget),
-      recv: new ReceiveBuffer(env.receiveWindow),
-    });
+    const ep = new Endpoint(
+      env,
+      Endpoint.newCore(env, { state: 'CLOSED', role: 'client', localAgent: local.id, peerAgent, connectionId: Buffer.concat([clientHalf, Buffer.alloc(8)]), peer, secure: env.security }),
+    );
     ep.inband = env.inbandOpen !== false;
     ep.clientHello = buildConnect({
       secure: env.security,
@@ -317,15 +337,19 @@ export class Endpoint extends EventEmitter {
     const cid = Buffer.concat([connect.clientHalf, serverHalf]);
     const window = Endpoint.firstWindow(env);
     const ack = buildConnectAck({ connect, connectBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window });
-    const ep = new Endpoint(env, 'server', local.id, connect.fromAgent.toString('hex') as AgentId, {
-      state: 'LISTEN',
-      connectionId: cid,
-      peer: { ip, controlPort: port, redirectorPort: connect.redirectorPort, epoch: 0 },
-      secure: connect.secure,
-      send: new SendBuffer(env.sendBudget),
-      recv: new ReceiveBuffer(env.receiveWindow),
-      keys: ack.keys,
-    });
+    const ep = new Endpoint(
+      env,
+      Endpoint.newCore(env, {
+        state: 'LISTEN',
+        role: 'server',
+        localAgent: local.id,
+        peerAgent: connect.fromAgent.toString('hex') as AgentId,
+        connectionId: cid,
+        peer: { ip, controlPort: port, redirectorPort: connect.redirectorPort, epoch: 0 },
+        secure: connect.secure,
+        keys: ack.keys,
+      }),
+    );
     ep.send.peerLimit = connect.window;
     ep.recv.announce(window);
     ep.settleBudget();
@@ -350,15 +374,19 @@ export class Endpoint extends EventEmitter {
     const ip = unmappedIp(sock.remoteAddress ?? '');
     const window = Endpoint.firstWindow(env);
     const ack = buildConnectAck({ connect, connectBody: frameBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window, ackPrefix: prefix });
-    const ep = new Endpoint(env, 'server', local.id, connect.fromAgent.toString('hex') as AgentId, {
-      state: 'LISTEN',
-      connectionId: cid,
-      peer: { ip, controlPort: c.controlPort, redirectorPort: connect.redirectorPort, epoch: 0 },
-      secure: connect.secure,
-      send: new SendBuffer(env.sendBudget),
-      recv: new ReceiveBuffer(env.receiveWindow),
-      keys: ack.keys,
-    });
+    const ep = new Endpoint(
+      env,
+      Endpoint.newCore(env, {
+        state: 'LISTEN',
+        role: 'server',
+        localAgent: local.id,
+        peerAgent: connect.fromAgent.toString('hex') as AgentId,
+        connectionId: cid,
+        peer: { ip, controlPort: c.controlPort, redirectorPort: connect.redirectorPort, epoch: 0 },
+        secure: connect.secure,
+        keys: ack.keys,
+      }),
+    );
     ep.inband = true;
     ep.send.peerLimit = connect.window;
     ep.recv.announce(window);
@@ -385,30 +413,12 @@ export class Endpoint extends EventEmitter {
 
   /** Rebuild a moved endpoint from its checkpoint (state SUSPENDED); call {@link start} after indexing. */
   static fromCheckpoint(env: EndpointEnv, input: EndpointCheckpoint): Endpoint {
-    // From another host: checked field by field, never trusted through its type.
-    const cp = decodeEndpointCheckpoint(input);
-    const send = new SendBuffer(cp.sendBudget, cp.send.acked, Buffer.from(cp.send.data, 'base64'));
-    send.restoreFin(cp.send.fin ?? undefined);
-    const recv = new ReceiveBuffer(cp.receiveWindow, cp.receive.delivered, Buffer.from(cp.receive.data, 'base64'));
-    if (cp.receive.fin !== null) recv.fin = cp.receive.fin;
-    const ep = new Endpoint(env, cp.role, cp.localAgent as AgentId, cp.peerAgent as AgentId, {
-      state: 'SUSPENDED',
-      connectionId: Buffer.from(cp.connectionId, 'hex'),
-      peer: { ...cp.peer },
-      proven: cp.proven ?? undefined,
-      peerEpoch: cp.peerEpoch ?? 0,
-      secure: cp.secure,
-      send,
-      recv,
-      keys: cp.master ? connectionKeysFromMaster(Buffer.from(cp.master, 'hex')) : undefined,
-    });
-    ep.auth = new ControlAuth({ sent: cp.controlCounter, received: cp.peerCounter });
-    ep.autoResume = cp.resume;
+    const { core, resume } = ConnectionCore.fromCheckpoint(input, { reconnectLimitMs: env.reconnectLimitMs, random: fresh });
+    const ep = new Endpoint(env, core);
+    ep.autoResume = resume;
     // What it carries is charged here whatever the budget says: the move was admitted.
     ep.settleBudget();
     ep.hadSocket = true;
-    // Landed (possibly on another host): the next RES proves that this host speaks for the agent.
-    if (ep.keys) ep.path.proveOurLocation();
     return ep;
   }
 
@@ -1898,29 +1908,7 @@ export class Endpoint extends EventEmitter {
   /** Take the checkpoint of a SUSPENDED endpoint; this object is dead afterwards. */
   checkpoint(): EndpointCheckpoint {
     this.fire('detach');
-    const s = this.send.snapshot();
-    const r = this.recv.snapshot();
-    const cp: EndpointCheckpoint = {
-      v: 1,
-      connectionId: this.idText,
-      role: this.role,
-      localAgent: this.localAgent,
-      peerAgent: this.peerAgent,
-      secure: this.secure,
-      master: this.keys ? this.keys.master.toString('hex') : '',
-      controlCounter: this.auth.sent,
-      peerCounter: this.auth.received,
-      send: { acked: s.acked, data: s.data.toString('base64'), fin: s.fin ?? null },
-      receive: { delivered: r.delivered, data: r.data.toString('base64'), fin: r.fin ?? null },
-      // Only a proven address travels: an unproven candidate is re-learned from the peer's RES
-      // or from the location service after the move.
-      peer: { ...this.peer },
-      sendBudget: this.send.budget,
-      receiveWindow: this.recv.window,
-      resume: this.autoResume,
-      proven: { ...this.path.proven },
-      peerEpoch: this.path.peerEpoch,
-    };
+    const cp = this.core.checkpoint(this.autoResume);
     // Its bytes travel in the checkpoint: charged at the destination now.
     this.releaseBudget();
     this.detached = true;

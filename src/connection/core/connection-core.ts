@@ -15,10 +15,45 @@
  *
  * The transition table (`state-machine.ts`) stays the one source of the 12 states; this file
  * adds the rules that hang on a transition alone, such as the resume deadline.
+ *
+ * It also owns what the connection is, the state a move carries: its id, role, agents and keys,
+ * the send and receive buffers, the control counters ({@link ControlAuth}), the peer's addresses
+ * and proofs ({@link PathValidation}) and the recovery bookkeeping ({@link Recovery}), so that
+ * {@link ConnectionCore.checkpoint} and {@link ConnectionCore.fromCheckpoint} are the whole of
+ * what a move writes and reads.
  */
+import { connectionKeysFromMaster, type AgentId, type ConnectionKeys } from '../../identity/index.js';
 import { limit } from '../../util/index.js';
+import type { Role } from '../../wire/index.js';
+import { decodeEndpointCheckpoint, type EndpointCheckpoint, type PeerLocator, type ProvenLocation } from '../checkpoint.js';
+import { ReceiveBuffer, SendBuffer } from '../data-path.js';
 import { lookup, type Action, type Event, type State } from '../state-machine.js';
+import { ControlAuth } from './control-auth.js';
+import { PathValidation } from './path.js';
+import { Recovery } from './recovery.js';
 import { TimerTable, type Expiry, type TimerName } from './timers.js';
+
+/** What a connection end starts from (a new open, or a checkpoint). */
+export interface CoreInit {
+  readonly state: State;
+  readonly role: Role;
+  readonly localAgent: AgentId;
+  readonly peerAgent: AgentId;
+  readonly connectionId: Buffer;
+  readonly secure: boolean;
+  readonly peer: PeerLocator;
+  readonly proven?: ProvenLocation | undefined;
+  readonly peerEpoch?: number | undefined;
+  readonly send: SendBuffer;
+  readonly recv: ReceiveBuffer;
+  readonly keys?: ConnectionKeys | undefined;
+  /** Control counters carried by a move (a new connection starts at 0). */
+  readonly counters?: { readonly sent: number; readonly received: number } | undefined;
+  /** Give up resuming after this long broken. */
+  readonly reconnectLimitMs: number;
+  /** `n` random bytes (path challenges): injected, the core has no source of its own. */
+  readonly random: (n: number) => Buffer;
+}
 
 /** What the adapter must do, from {@link ConnectionCore.poll}. */
 export type CoreCommand =
@@ -32,15 +67,105 @@ export type CoreCommand =
 /** Whether a state is part of a resume (the new data socket is being set up). */
 const resuming = (s: State): boolean => s === 'RES_SENT' || s === 'RES_ACKED';
 
-/** The state, event queue and deadlines of one connection end. */
+/** The state, event queue and deadlines of one connection end, and what a move carries of it. */
 export class ConnectionCore {
   private current: State;
   private readonly timers = new TimerTable();
   private readonly events: Event[] = [];
   private readonly out: CoreCommand[] = [];
+  readonly role: Role;
+  readonly localAgent: AgentId;
+  readonly peerAgent: AgentId;
+  readonly secure: boolean;
+  /** Client: the client half and zeros until the CONNECT_ACK names the server half. */
+  connectionId: Buffer;
+  /** The connection's keys (security on), once the handshake derived them. */
+  keys: ConnectionKeys | undefined;
+  readonly send: SendBuffer;
+  readonly recv: ReceiveBuffer;
+  /** Our control counters, the peer's replay window and the cached reply. */
+  readonly auth: ControlAuth;
+  /** The peer's address and candidate, path challenges, location proofs. */
+  readonly path: PathValidation;
+  /** Resume backoff, lookups and the reconnect limit. */
+  readonly recovery: Recovery;
 
-  constructor(state: State) {
-    this.current = state;
+  constructor(init: CoreInit) {
+    this.current = init.state;
+    this.role = init.role;
+    this.localAgent = init.localAgent;
+    this.peerAgent = init.peerAgent;
+    this.secure = init.secure;
+    this.connectionId = init.connectionId;
+    this.keys = init.keys;
+    this.send = init.send;
+    this.recv = init.recv;
+    this.auth = new ControlAuth(init.counters ?? {});
+    this.path = new PathValidation({ peer: init.peer, proven: init.proven, peerEpoch: init.peerEpoch, random: init.random });
+    this.recovery = new Recovery({ reconnectLimitMs: init.reconnectLimitMs });
+  }
+
+  /**
+   * A moved connection end, rebuilt from its checkpoint, SUSPENDED. The checkpoint came from
+   * another host: it is checked field by field (FERRY_ERR_MALFORMED_CHECKPOINT,
+   * FERRY_ERR_UNSUPPORTED_VERSION), never trusted through its type. `resume`: whether the end was
+   * live when it left (the adapter resumes it once indexed).
+   */
+  static fromCheckpoint(input: EndpointCheckpoint, o: { reconnectLimitMs: number; random: (n: number) => Buffer }): { core: ConnectionCore; resume: boolean } {
+    const cp = decodeEndpointCheckpoint(input);
+    const send = new SendBuffer(cp.sendBudget, cp.send.acked, Buffer.from(cp.send.data, 'base64'));
+    send.restoreFin(cp.send.fin ?? undefined);
+    const recv = new ReceiveBuffer(cp.receiveWindow, cp.receive.delivered, Buffer.from(cp.receive.data, 'base64'));
+    if (cp.receive.fin !== null) recv.fin = cp.receive.fin;
+    const core = new ConnectionCore({
+      state: 'SUSPENDED',
+      role: cp.role,
+      localAgent: cp.localAgent as AgentId,
+      peerAgent: cp.peerAgent as AgentId,
+      connectionId: Buffer.from(cp.connectionId, 'hex'),
+      secure: cp.secure,
+      peer: { ...cp.peer },
+      proven: cp.proven ?? undefined,
+      peerEpoch: cp.peerEpoch ?? 0,
+      send,
+      recv,
+      keys: cp.master ? connectionKeysFromMaster(Buffer.from(cp.master, 'hex')) : undefined,
+      counters: { sent: cp.controlCounter, received: cp.peerCounter },
+      reconnectLimitMs: o.reconnectLimitMs,
+      random: o.random,
+    });
+    // Landed (possibly on another host): the next RES proves that this host speaks for the agent.
+    if (core.keys) core.path.proveOurLocation();
+    return { core, resume: cp.resume };
+  }
+
+  /**
+   * What a move carries of this end (taken SUSPENDED, after `detach`). `resume`: whether it lands
+   * live. Only a proven peer address travels: an unproven candidate is learned again from the
+   * peer's RES or the location service after the move.
+   */
+  checkpoint(resume: boolean): EndpointCheckpoint {
+    const s = this.send.snapshot();
+    const r = this.recv.snapshot();
+    return {
+      v: 1,
+      connectionId: this.connectionId.toString('hex'),
+      role: this.role,
+      localAgent: this.localAgent,
+      peerAgent: this.peerAgent,
+      secure: this.secure,
+      master: this.keys ? this.keys.master.toString('hex') : '',
+      controlCounter: this.auth.sent,
+      peerCounter: this.auth.received,
+      send: { acked: s.acked, data: s.data.toString('base64'), fin: s.fin ?? null },
+      receive: { delivered: r.delivered, data: r.data.toString('base64'), fin: r.fin ?? null },
+      peer: { ...this.path.peer },
+      sendBudget: this.send.budget,
+      receiveWindow: this.recv.window,
+      resume,
+      proven: { ...this.path.proven },
+      peerEpoch: this.path.peerEpoch,
+    };
   }
 
   /** The state (as of the last event applied). */

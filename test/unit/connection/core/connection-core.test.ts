@@ -8,9 +8,29 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ConnectionCore, type CoreCommand } from '../../../../src/connection/core/index.js';
+import { ConnectionCore, type CoreCommand, type CoreInit } from '../../../../src/connection/core/index.js';
 import { EVENTS, STATES, lookup, type Event, type State } from '../../../../src/connection/state-machine.js';
+import { ReceiveBuffer, SendBuffer } from '../../../../src/connection/data-path.js';
+import type { AgentId } from '../../../../src/identity/index.js';
 import { limit } from '../../../../src/util/index.js';
+
+/** A core in `state` (a client's, plain, fresh buffers). */
+function coreIn(state: State, extra: Partial<CoreInit> = {}): ConnectionCore {
+  return new ConnectionCore({
+    state,
+    role: 'client',
+    localAgent: 'a'.repeat(32) as AgentId,
+    peerAgent: 'b'.repeat(32) as AgentId,
+    connectionId: Buffer.alloc(16, 1),
+    secure: false,
+    peer: { ip: '127.0.0.1', controlPort: 1000, redirectorPort: 1001, epoch: 0 },
+    send: new SendBuffer(1 << 16),
+    recv: new ReceiveBuffer(1 << 16),
+    reconnectLimitMs: 30_000,
+    random: (n) => Buffer.alloc(n, 7),
+    ...extra,
+  });
+}
 
 /** Every command the core gives out at `now`. */
 function drain(core: ConnectionCore, now = 0): CoreCommand[] {
@@ -20,7 +40,7 @@ function drain(core: ConnectionCore, now = 0): CoreCommand[] {
 }
 
 test('ConnectionCore: an event gives its transition, then its actions in the table\'s order', () => {
-  const core = new ConnectionCore('ESTABLISHED');
+  const core = coreIn('ESTABLISHED');
   core.handle('recv_res');
   assert.deepEqual(drain(core), [
     { kind: 'transition', event: 'recv_res', from: 'ESTABLISHED', to: 'RES_ACKED' },
@@ -38,7 +58,7 @@ test('ConnectionCore: an event gives its transition, then its actions in the tab
 });
 
 test('ConnectionCore: an event handed in while a command is carried out waits for every command of the current event', () => {
-  const core = new ConnectionCore('SUSPENDED');
+  const core = coreIn('SUSPENDED');
   core.handle('resume');
   const first = core.poll(0);
   assert.deepEqual(first, { kind: 'transition', event: 'resume', from: 'SUSPENDED', to: 'RES_SENT' });
@@ -56,7 +76,7 @@ test('ConnectionCore: an event handed in while a command is carried out waits fo
 });
 
 test('ConnectionCore: an event gone stale behind an earlier one changes nothing and comes out as stale', () => {
-  const core = new ConnectionCore('ESTABLISHED');
+  const core = coreIn('ESTABLISHED');
   core.handle('close');
   core.handle('suspend'); // the application's suspend, queued behind its close
   assert.deepEqual(drain(core), [
@@ -71,7 +91,7 @@ test('ConnectionCore: an event gone stale behind an earlier one changes nothing 
 });
 
 test('ConnectionCore: the resume deadline is set on leaving SUSPENDED for a resume, kept through it, cleared after', () => {
-  const core = new ConnectionCore('SUSPENDED');
+  const core = coreIn('SUSPENDED');
   const hs = limit('HANDSHAKE_TIMEOUT_MS');
   core.handle('resume');
   drain(core, 1000);
@@ -90,7 +110,7 @@ test('ConnectionCore: the resume deadline is set on leaving SUSPENDED for a resu
 });
 
 test('ConnectionCore: an expired resume deadline comes out once; the adapter\'s own deadlines share the table', () => {
-  const core = new ConnectionCore('SUSPENDED');
+  const core = coreIn('SUSPENDED');
   const hs = limit('HANDSHAKE_TIMEOUT_MS');
   core.setDeadline('hello', 50, 4);
   core.handle('resume');
@@ -111,7 +131,7 @@ test('ConnectionCore: an expired resume deadline comes out once; the adapter\'s 
 test('ConnectionCore: any sequence of events follows the table exactly, and a resume deadline is set exactly while resuming', () => {
   fc.assert(
     fc.property(fc.constantFrom(...STATES), fc.array(fc.constantFrom(...EVENTS), { maxLength: 40 }), (start: State, events: Event[]) => {
-      const core = new ConnectionCore(start);
+      const core = coreIn(start);
       let model: State = start;
       let now = 0;
       for (const e of events) {
@@ -136,4 +156,36 @@ test('ConnectionCore: any sequence of events follows the table exactly, and a re
     }),
     { numRuns: 500 },
   );
+});
+
+test('ConnectionCore: checkpoint() and fromCheckpoint() carry the whole connection end, unacked and unread bytes and end of stream included', () => {
+  const core = coreIn('SUSPENDED', { counters: { sent: 2, received: 5 } });
+  core.send.append(Buffer.from('unacked bytes'));
+  core.send.end();
+  core.recv.announce(1 << 16);
+  core.recv.onData(0, Buffer.from('not read yet'));
+  core.recv.onFin(12);
+  const cp = core.checkpoint(true);
+  assert.equal(cp.controlCounter, 2);
+  assert.equal(cp.peerCounter, 5);
+  const { core: landed, resume } = ConnectionCore.fromCheckpoint(JSON.parse(JSON.stringify(cp)), { reconnectLimitMs: 30_000, random: (n) => Buffer.alloc(n) });
+  assert.equal(resume, true);
+  assert.equal(landed.state, 'SUSPENDED');
+  assert.deepEqual(landed.checkpoint(true), cp, 'what lands is what left, field for field');
+  assert.deepEqual(landed.send.snapshot(), { acked: 0, data: Buffer.from('unacked bytes'), fin: 13 });
+  assert.deepEqual(landed.recv.take(100), Buffer.from('not read yet'));
+  assert.equal(landed.recv.ended, true);
+  assert.deepEqual([landed.auth.sent, landed.auth.received], [2, 5]);
+  assert.equal(landed.nextDeadline(), undefined, 'no deadline travels');
+});
+
+test('ConnectionCore.fromCheckpoint: a checkpoint from another host is checked, never trusted through its type', () => {
+  const cp = coreIn('SUSPENDED').checkpoint(false);
+  const bad = (o: unknown, code: string): void => {
+    assert.throws(() => ConnectionCore.fromCheckpoint(o as never, { reconnectLimitMs: 1, random: (n) => Buffer.alloc(n) }), (e: { code?: string }) => e.code === code);
+  };
+  bad({ ...cp, v: 2 }, 'FERRY_ERR_UNSUPPORTED_VERSION');
+  bad({ ...cp, controlCounter: -1 }, 'FERRY_ERR_MALFORMED_CHECKPOINT');
+  bad({ ...cp, send: { ...cp.send, data: 'not base64!' } }, 'FERRY_ERR_MALFORMED_CHECKPOINT');
+  bad({ ...cp, role: 'admin' }, 'FERRY_ERR_MALFORMED_CHECKPOINT');
 });
