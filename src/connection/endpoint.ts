@@ -53,7 +53,7 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { ControlAuth, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, controlTypeName, proofWantedPadding, unmappedIp, type CoreCommand, type CoreInit, type Expiry, type TimerName } from './core/index.js';
+import { CloseRetry, ControlAuth, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, controlTypeName, proofWantedPadding, unmappedIp, type CoreCommand, type CoreInit, type Expiry, type TimerName } from './core/index.js';
 
 /** What an endpoint needs from its host. */
 export interface EndpointEnv {
@@ -537,6 +537,9 @@ export class Endpoint extends EventEmitter {
         return this.fireIfDefined('timeout');
       case 'resume_retry':
         void this.resumeLater();
+        return;
+      case 'close_retry':
+        void this.closeLater();
         return;
       case 'kept_socket':
         if (this.kept && this.slotOf(this.kept) === e.slot) this.dropKept('expired');
@@ -1734,18 +1737,99 @@ export class Endpoint extends EventEmitter {
   }
 
   private sendCls(): void {
-    const { body, counter } = this.nextControl(MessageType.CLS, { reason: this.aborting || this.closedError ? 1 : 0 });
     this.cancelResumeTimer();
-    // Giving up on an unreachable peer: one CLS, in case it comes back, then closed.
+    // A SUS still out (a close while suspending) is over: its late failure must not end the close
+    // as a CLS timeout (found by the simulator once CLS was retried: the SUS of a move, refused
+    // PEER_MOVING, closed the connection before its CLS reached the peer).
+    this.susPending = undefined;
+    // Giving up on an unreachable peer: one CLS, in case it comes back, then closed. Any other
+    // close is retried, following the peer, until the reconnect limit (core/closing.ts).
     const unreachable = this.closedError?.code === 'FERRY_ERR_PEER_UNREACHABLE';
+    this.closeRetry = unreachable ? undefined : new CloseRetry({ reconnectLimitMs: this.env.reconnectLimitMs });
+    this.sendClsDatagram();
+  }
+
+  /** One CLS (a fresh counter each time), to where the peer is now. */
+  private sendClsDatagram(): void {
+    const id = ++this.lastRequestId;
+    this.clsPending = id;
+    const { body, counter } = this.nextControl(MessageType.CLS, { reason: this.aborting || this.closedError ? 1 : 0 });
+    const retry = this.closeRetry;
+    const to = (this.clsTarget = this.closeTo ?? addr(this.peer));
     this.env
-      .request(addr(this.peer), MessageType.CLS, body, unreachable ? { maxTries: 1, timeoutMs: 200 } : { maxTries: 4 })
+      .request(to, MessageType.CLS, body, retry ? { maxTries: 4 } : { maxTries: 1, timeoutMs: 200 })
       .then((reply) => {
+        if (this.clsPending !== id) return;
         this.checkReply(reply, MessageType.CLS_ACK, counter);
+        this.clsPending = undefined;
         this.fireIfDefined('recv_cls_ack');
       })
-      .catch(() => this.fireIfDefined('timeout'));
+      .catch((err: unknown) => {
+        if (this.clsPending !== id) return;
+        this.clsPending = undefined;
+        const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
+        const d = retry && this.state === 'CLOSE_SENT' ? retry.failed(e, this.env.clock.now()) : undefined;
+        if (d?.kind === 'retry') {
+          this.log.info('close_unanswered', { code: e.code, retryMs: d.delayMs });
+          this.closeLookup = d.lookup ? d.lookupWaitMs : undefined;
+          this.setDeadline('close_retry', d.delayMs);
+          return;
+        }
+        if (retry) this.log.info('close_given_up', { code: e.code, why: d?.why });
+        this.fireIfDefined('timeout');
+      });
   }
+
+  /**
+   * The peer resumes from `from` (its RES authenticated and fresh) while our CLS has no answer:
+   * that is where it is, whatever the location service still says (it lags, or the peer moved
+   * since the CLS left). The CLS goes there now; the refusal of the RES alone is not
+   * authenticated, so the peer could not take it as our close.
+   */
+  private closeTowards(from: string): void {
+    if (!this.closeRetry) return;
+    this.closeTo = from;
+    if (this.clsPending !== undefined && this.clsTarget === from) return;
+    this.clearDeadline('close_retry');
+    this.lookupPending = undefined;
+    this.closeLookup = undefined;
+    this.sendClsDatagram();
+  }
+
+  /** `close_retry`: look the peer up first if the last answer said so, then send the CLS again. */
+  private async closeLater(): Promise<void> {
+    const retry = this.closeRetry;
+    if (this.state !== 'CLOSE_SENT' || !retry) return;
+    const waitMs = this.closeLookup;
+    this.closeLookup = undefined;
+    if (waitMs !== undefined) {
+      const id = ++this.lastRequestId;
+      this.lookupPending = id;
+      const loc = await this.env.locate(this.peerAgent, this.peer.epoch, waitMs);
+      if (this.lookupPending !== id || this.state !== 'CLOSE_SENT') return;
+      this.lookupPending = undefined;
+      const moved = this.path.located(loc);
+      // A newer location than the one a RES came from: the peer moved on since.
+      if (moved) this.closeTo = undefined;
+      if (!retry.located(moved)) {
+        // UNKNOWN_CONNECTION from where the peer is: it holds the connection no more.
+        this.log.info('close_peer_forgot', {});
+        this.fireIfDefined('timeout');
+        return;
+      }
+    }
+    this.sendClsDatagram();
+  }
+  /** The CLS in flight (its request id): only its answer acts. */
+  private clsPending: number | undefined;
+  /** The retries of our close (none: one CLS to an unreachable peer). */
+  private closeRetry: CloseRetry | undefined;
+  /** The next CLS try first looks the peer up, waiting up to this long for a newer location. */
+  private closeLookup: number | undefined;
+  /** Where the peer's last RES came from, while our CLS is unanswered: the CLS goes there. */
+  private closeTo: string | undefined;
+  /** Where the CLS in flight went. */
+  private clsTarget: string | undefined;
 
   private scheduleResume(): void {
     if (!this.autoResume || this.moving) return;
@@ -1823,6 +1907,7 @@ export class Endpoint extends EventEmitter {
     if (!this.core.accepts(event)) {
       const e = new FerryError(rejectionFor(this.state, event), `${controlTypeName(m.type)} in state ${this.state}`);
       remember(e);
+      if (m.type === MessageType.RES && this.state === 'CLOSE_SENT') this.closeTowards(from);
       throw e;
     }
     let challenge: Buffer = ZERO_CHALLENGE;

@@ -65,20 +65,6 @@ export interface Schedule {
 const BUDGET = 64 * 1024;
 
 /**
- * Known bug, avoided until fixed: a CLS that gets no CLS_ACK within its four tries is given up,
- * and the closing end ends CLOSED while the peer is never told. Sent to the peer's old address
- * (the peer moved, or is moving, and the closer has not followed), it is refused PEER_MOVING:
- * the peer retries its resume against UNKNOWN_CONNECTION and fails PEER_UNREACHABLE at the
- * reconnect limit (seed 40022, {@link CLOSE_BUG_SCHEDULES}). Lost under 30 % control loss while
- * the peer waits for the closer to resume it after the closer's move began (RES_SENT
- * --recv_sus--> SUSPENDED), the peer stays SUSPENDED for good (seed 70085). While true: a
- * close whose end has the peer at an old address is skipped, and so is a move of the peer of a
- * close in progress (both traced), and CLS and CLS_ACK datagrams are spared control loss (still
- * duplicated and delayed). Set it to false to replay the bug.
- */
-export const AVOID_CLS_GIVE_UP = true;
-
-/**
  * Known bug, avoided until fixed: an open whose server half dies before the client's
  * CONNECT_CONFIRM is processed (its data socket black-holed, or a clock jump past its handshake
  * limit) leaves the client ESTABLISHED and the server without the connection: the client's
@@ -103,9 +89,6 @@ const DEAD_PEER_CODES = ['FERRY_ERR_PEER_UNREACHABLE', 'FERRY_ERR_CONNECTION_CLO
 
 /** How an open may fail while its ends move: none yet (each would be judged when seen). */
 const OPEN_FAILURES: string[] = [];
-
-/** A CLS request or its CLS_ACK reply (the control datagram's type byte). */
-const isClsOrAck = (d: Buffer): boolean => d.length >= 8 && (d[1] === MessageType.CLS || d[1] === MessageType.CLS_ACK);
 
 /** How long a close waits for the acknowledgement of its last byte before it sends CLS anyway. */
 const CLOSE_ACK_WAIT_MS = 10_000;
@@ -266,7 +249,18 @@ interface SideState {
   /** The side closed the connection: on the object it last called close() on, and when that resolved how long it took. */
   closeOn: AgentSocket | undefined;
   closedInMs: number | undefined;
+  /** The host of the object close() was last called on (it stays there to finish its close). */
+  closeHost: number | undefined;
+  /**
+   * A move carried the connection, and the peer's close reached it at the destination before the
+   * application took the new object: it closed there, unseen (CLOSED; what it held unread is out
+   * of the application's reach here, see {@link World.adopt}).
+   */
+  closedAway: boolean;
 }
+
+/** The state of a side's connection end (CLOSED when it closed at a move's destination unseen). */
+const stateOf = (side: SideState): string | undefined => (side.closedAway ? 'CLOSED' : side.sock?.state);
 
 /** What a schedule run found: undefined when it passed, else why not; and its trace hash. */
 export interface RunResult {
@@ -489,7 +483,7 @@ class World {
             listen: async (a, p, cb) => this.streams.listen(a, p, cb),
             dial: (a, p) => this.streams.dial(ip, a, p),
           },
-          wrapControlSocket: (sock) => new LossyDatagramSocket((this.recorders[i] = new ControlRecorder(sock)), { seed: lossSeed, drop: s.loss, duplicate: 0.1, delayMs: [0.2, 6], clock: this.clock, ...(AVOID_CLS_GIVE_UP ? { spare: isClsOrAck } : {}) }),
+          wrapControlSocket: (sock) => new LossyDatagramSocket((this.recorders[i] = new ControlRecorder(sock)), { seed: lossSeed, drop: s.loss, duplicate: 0.1, delayMs: [0.2, 6], clock: this.clock }),
         }),
         'host start',
       );
@@ -503,7 +497,7 @@ class World {
     }
     // Open every connection (the server listens for the time of its accept), but those an
     // operation opens later.
-    const mk = (sock: AgentSocket | undefined, seed: number): SideState => ({ sock, pending: 0, written: 0, read: [], readLen: 0, blocked: undefined, seed, suspends: 0, ending: false, ended: false, endSeen: undefined, failedClosed: false, closeOn: undefined, closedInMs: undefined });
+    const mk = (sock: AgentSocket | undefined, seed: number): SideState => ({ sock, pending: 0, written: 0, read: [], readLen: 0, blocked: undefined, seed, suspends: 0, ending: false, ended: false, endSeen: undefined, failedClosed: false, closeOn: undefined, closedInMs: undefined, closeHost: undefined, closedAway: false });
     for (const op of s.ops) if (op.kind === 'open') this.unopened.add(op.conn);
     for (const [ci, [a, b]] of s.conns.entries()) {
       if (this.unopened.has(ci)) {
@@ -544,14 +538,14 @@ class World {
       // A connection an operation closed is done, unless the host of one end died meanwhile and
       // the living end is not CLOSED: it may never have heard the CLS, and must learn its peer is
       // gone (below).
-      const livingOpen = (): boolean => pair.some((side, si) => !this.isDead(this.s.conns[ci]![si]!) && side.sock!.state !== 'CLOSED');
-      if ((this.closed.has(ci) && !(this.deadConn(ci) && livingOpen())) || this.unopened.has(ci)) continue;
-      if (this.deadConn(ci)) {
+      const livingOpen = (): boolean => pair.some((side, si) => !this.endDead(ci, si as 0 | 1) && stateOf(side) !== 'CLOSED');
+      if ((this.closed.has(ci) && !(this.connCut(ci) && livingOpen())) || this.unopened.has(ci)) continue;
+      if (this.connCut(ci)) {
         // The end that lives asks too (it may have suspended): it must learn its peer is gone.
         // A SUS the dead host sent just before it died may still suspend it afterwards (a
         // suspended peer is waited for without limit): the application asks again then.
-        const si = this.isDead(this.s.conns[ci]![0]) ? 1 : 0;
-        if (this.isDead(this.s.conns[ci]![si])) continue;
+        const si = this.endDead(ci, 0) ? 1 : 0;
+        if (this.endDead(ci, si)) continue;
         const sock = pair[si]!.sock!;
         let asking = false;
         const ask = (what: string): void => {
@@ -578,12 +572,11 @@ class World {
     // close did not give up waiting for their acknowledgement (CLOSE_ACK_WAIT_MS) and the reader
     // did not close too; the other direction may stop short (bytes in flight when the CLS came
     // are dropped).
-    const exact = (x: SideState, y: SideState): boolean => x.closedInMs === undefined || y.closeOn !== undefined || x.closedInMs >= CLOSE_ACK_WAIT_MS || endedAfter(y, x.written) || (y.failedClosed && y.readLen === x.written);
+    const exact = (x: SideState, y: SideState): boolean => x.closedInMs === undefined || y.closedAway || y.closeOn !== undefined || x.closedInMs >= CLOSE_ACK_WAIT_MS || endedAfter(y, x.written) || (y.failedClosed && y.readLen === x.written);
     // A connection with an end on a dead host: the living end fails (CLOSED).
-    const [ca, cb] = [(ci: number) => this.s.conns[ci]![0], (ci: number) => this.s.conns[ci]![1]];
-    const gone = (ci: number, [x, y]: [SideState, SideState]): boolean => (this.isDead(ca(ci)) || x.sock!.state === 'CLOSED') && (this.isDead(cb(ci)) || y.sock!.state === 'CLOSED');
+    const gone = (ci: number, [x, y]: [SideState, SideState]): boolean => (this.endDead(ci, 0) || stateOf(x) === 'CLOSED') && (this.endDead(ci, 1) || stateOf(y) === 'CLOSED');
     const done = (ci: number, [x, y]: [SideState, SideState]): boolean =>
-      this.unopened.has(ci) ? true : this.deadConn(ci) ? gone(ci, [x, y]) : this.closed.has(ci) ? x.sock!.state === 'CLOSED' && y.sock!.state === 'CLOSED' && exact(x, y) && exact(y, x) : x.pending === 0 && y.pending === 0 && x.readLen === y.written && y.readLen === x.written && ends([x, y]);
+      this.unopened.has(ci) ? true : this.connCut(ci) ? gone(ci, [x, y]) : this.closed.has(ci) ? stateOf(x) === 'CLOSED' && stateOf(y) === 'CLOSED' && exact(x, y) && exact(y, x) : x.pending === 0 && y.pending === 0 && x.readLen === y.written && y.readLen === x.written && ends([x, y]);
     const delivered = (): boolean => this.pending() === 0 && this.stalled === 0 && this.sides.every((pair, ci) => done(ci, pair));
     if (!(await this.run(delivered, this.clock.now() + 120_000))) {
       const detail = this.sides.map(([x, y], ci) => `conn ${ci}: ${x.sock?.state}/${y.sock?.state} a->b ${y.readLen}/${x.written}+${x.pending}${x.ended ? ` fin ${y.endSeen ? 'seen' : 'not seen'}` : ''} b->a ${x.readLen}/${y.written}+${y.pending}${y.ended ? ` fin ${x.endSeen ? 'seen' : 'not seen'}` : ''}`).join('; ');
@@ -598,7 +591,7 @@ class World {
     }
     // A quiet period: nothing more arrives (no late duplicate) at a living end (a dead host's
     // own ends, in the same process, may go on among themselves).
-    const readLens = (): string => this.sides.map(([x, y], ci) => `${this.isDead(this.s.conns[ci]![0]) ? '-' : x.readLen},${this.isDead(this.s.conns[ci]![1]) ? '-' : y.readLen}`).join(';');
+    const readLens = (): string => this.sides.map(([x, y], ci) => `${this.endDead(ci, 0) ? '-' : x.readLen},${this.endDead(ci, 1) ? '-' : y.readLen}`).join(';');
     const lengths = readLens();
     await this.run(() => false, this.clock.now() + 5000);
     if (readLens() !== lengths) fail('bytes arrived after the quiet period began');
@@ -642,8 +635,8 @@ class World {
     }
     if (!(await this.run(() => this.pending() === 0, this.clock.now() + 60_000))) fail('closes did not finish within 60 s');
     for (const [ci, [x, y]] of this.sides.entries()) {
-      if (this.deadConn(ci) || this.unopened.has(ci)) continue;
-      if (x.sock!.state !== 'CLOSED' || y.sock!.state !== 'CLOSED') fail(`conn ${ci}: ${x.sock!.state}/${y.sock!.state} after both closed`);
+      if (this.connCut(ci) || this.unopened.has(ci)) continue;
+      if (stateOf(x) !== 'CLOSED' || stateOf(y) !== 'CLOSED') fail(`conn ${ci}: ${stateOf(x)}/${stateOf(y)} after both closed`);
     }
     if (this.errors.length > 0) fail(`errors: ${this.errors.join('; ')}`);
     this.event('done');
@@ -672,6 +665,24 @@ class World {
   private isDead(a: number): boolean {
     return this.dead.has(this.where[a]!);
   }
+
+  /**
+   * Whether end `si` of connection `ci` died: its agent's host died, or the end was closing on a
+   * host that died before its close finished. (A closing end stays behind when its agent moves on,
+   * to finish its close; if that host dies first, its CLS may never reach the peer, which then
+   * learns only that its peer is gone: FERRY_ERR_PEER_UNREACHABLE.)
+   */
+  private endDead(ci: number, si: 0 | 1): boolean {
+    return this.isDead(this.s.conns[ci]![si]) || this.closeCut.has(`${ci}/${si}`);
+  }
+
+  /** Whether a connection has an end that died ({@link endDead}). */
+  private connCut(ci: number): boolean {
+    return this.endDead(ci, 0) || this.endDead(ci, 1);
+  }
+
+  /** Closing ends (`conn/side`) whose host died before their close finished. */
+  private readonly closeCut = new Set<string>();
 
   /** Whether a connection has an end on a host that died. */
   private deadConn(ci: number): boolean {
@@ -713,8 +724,8 @@ class World {
       this.event(`c${ci}${si} error ${code}`);
       // A dead host's sockets do not matter; the living end of a connection to one fails with
       // the peer unreachable (or closed, for a write waiting for room when it failed).
-      if (this.isDead(this.s.conns[ci]![si])) return;
-      if (this.deadConn(ci) && DEAD_PEER_CODES.includes(code)) return;
+      if (this.endDead(ci, si)) return;
+      if (this.connCut(ci) && DEAD_PEER_CODES.includes(code)) return;
       // A closed connection fails a write still waiting for room (CONNECTION_CLOSED), and an
       // object a move detached fails its close's end() (SOCKET_MOVED); nothing else.
       if (this.closed.has(ci) && code === 'FERRY_ERR_CONNECTION_CLOSED') {
@@ -823,10 +834,8 @@ class World {
       case 'close': {
         const side = this.sides[op.conn]![op.side];
         if (side.closeOn || side.sock!.state === 'CLOSED') return this.event('close skipped: closed');
-        const peerAgent = this.s.conns[op.conn]![op.side === 0 ? 1 : 0];
         const peerSide = this.sides[op.conn]![op.side === 0 ? 1 : 0];
         if (AVOID_CLOSE_ON_BLOCKED_WRITER && !peerSide.closeOn && (peerSide.pending > 0 || peerSide.blocked !== undefined || (peerSide.sock?.writableLength ?? 0) > 0)) return this.event('close skipped: AVOID_CLOSE_ON_BLOCKED_WRITER');
-        if (AVOID_CLS_GIVE_UP && (this.moving[peerAgent] || side.sock!.endpoint.peer.ip !== this.hosts[this.where[peerAgent]!]!.ip)) return this.event('close skipped: AVOID_CLS_GIVE_UP');
         this.closed.add(op.conn);
         // What the application had not handed over yet it now never writes.
         side.pending = 0;
@@ -873,10 +882,6 @@ class World {
   private move(op: Extract<Op, { kind: 'move' }>): void {
     for (const a of op.agents) {
       if (this.moving[a]) continue;
-      if (AVOID_CLS_GIVE_UP && this.peerOfClose(a)) {
-        this.event(`move a${a} skipped: AVOID_CLS_GIVE_UP`);
-        continue;
-      }
       const from = this.where[a]!;
       const to = op.to === from ? (op.to + 1) % this.s.hosts : op.to;
       if (this.dead.has(from) || this.dead.has(to) || this.crashWaiting) {
@@ -911,6 +916,7 @@ class World {
   private closeSide(ci: number, si: 0 | 1, sock: AgentSocket): void {
     const side = this.sides[ci]![si];
     side.closeOn = sock;
+    side.closeHost = this.where[this.s.conns[ci]![si]]!;
     const t = this.clock.now();
     this.track(
       sock.close(CLOSE_ACK_WAIT_MS).then(() => {
@@ -1046,14 +1052,10 @@ class World {
     }
     this.crashWaiting = false;
     this.dead.add(op.host);
+    for (const [ci, pair] of this.sides.entries()) for (const [si, side] of pair.entries()) if (side.closeHost === op.host && side.closeOn && side.closeOn.state !== 'CLOSED') this.closeCut.add(`${ci}/${si}`);
     this.recorders[op.host]!.dead = true;
     this.streams.hostDown(this.hosts[op.host]!.ip, op.how, op.ms);
     this.event(`host ${op.host} died (${op.how})`);
-  }
-
-  /** Whether agent `a` is the peer of a close still in progress (see {@link AVOID_CLS_GIVE_UP}). */
-  private peerOfClose(a: number): boolean {
-    return this.s.conns.some(([p, q], ci) => this.sides[ci]!.some((side, si) => (si === 0 ? q : p) === a && side.closeOn !== undefined && side.closeOn.state !== 'CLOSED'));
   }
 
   /** After a move of agent `a` (done or rolled back): its sockets wherever it lives now. */
@@ -1079,6 +1081,12 @@ class World {
         const sock = socks.find((x) => x.connectionId === this.connIds[ci]);
         const side = this.sides[ci]![si];
         if (!sock) {
+          // Carried, and closed at the destination by the peer's CLS before we looked.
+          if (this.closed.has(ci) && side.sock!.endpoint.detached) {
+            side.closedAway = true;
+            this.event(`c${ci}${si} closed at the destination before it was adopted`);
+            continue;
+          }
           // A connection closing when its agent left stays behind to finish its close.
           if (!(this.closed.has(ci) || this.deadConn(ci)) || !['CLOSE_SENT', 'CLOSE_ACKED', 'CLOSED'].includes(side.sock!.state)) this.errors.push(`conn ${ci} side ${si}: not carried with agent ${a} (${side.sock!.state})`);
           continue;
@@ -1105,7 +1113,14 @@ async function settle(): Promise<void> {
   await new Promise((r) => setImmediate(r));
 }
 
-/** Shrunk schedules of the bug {@link AVOID_CLS_GIVE_UP} avoids (each fails with the flag false). */
+/**
+ * Shrunk schedules of a fixed bug (they failed before the fix): a CLS that got no CLS_ACK within
+ * its four tries was given up, and the closing end ended CLOSED while the peer was never told.
+ * Sent to the peer's old address (the peer had moved), it was refused PEER_MOVING and the peer
+ * resumed for nothing until its reconnect limit (40022); lost under 30 % control loss while the
+ * peer waited for the closer to resume it, the peer stayed SUSPENDED for good (70085). A CLS is
+ * now retried, following the peer's location, until the reconnect limit (connection/core/closing.ts).
+ */
 export const CLOSE_BUG_SCHEDULES: Schedule[] = [
   { seed: 40022, hosts: 4, agents: 2, security: false, conns: [[0, 1], [0, 1]], loss: 0.05, ops: [{ at: 161.0648936764337, kind: 'move', agents: [1], to: 2, via: 'direct' }, { at: 184.72805025614798, kind: 'move', agents: [0], to: 2, via: 'direct' }, { at: 198.99555855290964, kind: 'close', conn: 0, side: 1 }] },
   { seed: 70085, hosts: 3, agents: 4, security: false, conns: [[0, 1], [1, 2], [2, 3], [3, 0]], loss: 0.3, ops: [{ at: 45.07553064264357, kind: 'suspend', conn: 0, side: 0 }, { at: 52.63539790082723, kind: 'suspend', conn: 2, side: 0 }, { at: 93.13920165970922, kind: 'move', agents: [2], to: 1, via: 'direct' }, { at: 115.62908789049834, kind: 'reset', link: 601, ms: 0 }, { at: 142.51996714971028, kind: 'close', conn: 1, side: 1 }, { at: 163.08379252348095, kind: 'move', agents: [0, 3], to: 2, via: 'direct' }] },

@@ -10,3 +10,4 @@ export * from './recovery.js';
 export * from './path.js';
 export * from './kept-socket.js';
 export * from './connection-core.js';
+export * from './closing.js';

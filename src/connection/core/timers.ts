@@ -17,6 +17,8 @@ export type TimerName =
   | 'resume_deadline'
   /** The next automatic resume attempt (backoff). */
   | 'resume_retry'
+  /** The next try of a CLS the peer has not acknowledged (backoff). */
+  | 'close_retry'
   /** A drained socket kept for a resume on it is closed then (slot: the socket). */
   | 'kept_socket'
   /** Our in-band RESUME on the kept socket falls back to a RES datagram then (slot: the socket). */

@@ -76,7 +76,7 @@ test('TimerTable: nextExpired sees what handling an earlier expiry cancelled', (
 });
 
 test('TimerTable: matches a model of named deadlines under random sets, cancels and expiries', () => {
-  const names: TimerName[] = ['handshake', 'resume_deadline', 'resume_retry', 'kept_socket', 'resume_offer', 'drain', 'hello'];
+  const names: TimerName[] = ['handshake', 'resume_deadline', 'resume_retry', 'close_retry', 'kept_socket', 'resume_offer', 'drain', 'hello'];
   const op = fc.oneof(
     fc.record({ kind: fc.constant('set' as const), name: fc.constantFrom(...names), slot: fc.integer({ min: 0, max: 3 }), at: fc.integer({ min: 0, max: 100 }) }),
     fc.record({ kind: fc.constant('cancel' as const), name: fc.constantFrom(...names), slot: fc.integer({ min: 0, max: 3 }) }),
