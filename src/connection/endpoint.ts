@@ -55,6 +55,9 @@ import { signResume, verifyResumeProof, type LocationProof } from './resume-proo
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
 import { CloseRetry, ControlAuth, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, controlTypeName, proofWantedPadding, unmappedIp, type CoreCommand, type CoreInit, type Expiry, type TimerName } from './core/index.js';
 
+/** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
+const RES_CANCELLED = new FerryError('FERRY_ERR_ABORTED', 'RES cancelled: the connection moved on');
+
 /** What an endpoint needs from its host. */
 export interface EndpointEnv {
   readonly clock: Clock;
@@ -1862,7 +1865,8 @@ export class Endpoint extends EventEmitter {
 
   /** Our RES, if one is out, is over: stop retransmitting it and ignore its answer. */
   private cancelRes(): void {
-    this.resPending?.abort.abort();
+    // With a reason: abort() without one builds a DOMException (and its stack) at every cancel.
+    this.resPending?.abort.abort(RES_CANCELLED);
     this.resPending = undefined;
   }
 
