@@ -7,6 +7,12 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { makeSchedule, runSchedule } from './world.js';
 import type { WorkerReport } from './pool.js';
 
+// No stack traces in this thread: the product builds FerryErrors on ordinary paths (a refused or
+// cancelled control request, an error reply), and capturing the stack is most of their cost.
+// Nothing reads a stack here; a failing seed is shrunk and replayed in the main thread, which
+// keeps them.
+Error.stackTraceLimit = 0;
+
 const { seed, runs, shared, keepGoing } = workerData as { seed: number; runs: number; shared: Int32Array; keepGoing: boolean };
 for (;;) {
   if (!keepGoing && Atomics.load(shared, 1) !== 0) break;
