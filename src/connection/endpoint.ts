@@ -530,6 +530,19 @@ export class Endpoint extends EventEmitter {
       case 'handshake':
         // Client (in-band open): no CONNECT_ACK in time. Server: the client never confirmed.
         if (this.role === 'client') return this.openFailed(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no CONNECT_ACK'));
+        if (this.opening?.open && !this.handshakeExtended) {
+          // The open's socket is still up but nothing verified on it. If this process did not run
+          // for a while (stopped, or its machine slept: the deadline then fires before the input
+          // that queued meanwhile is read), the client may be ESTABLISHED with its confirmation on
+          // the way (found by the simulator: a clock jump across the deadline). One more handshake
+          // time, once: a silent socket then holds its half-open slot at most twice as long.
+          this.handshakeExtended = true;
+          this.log.info('handshake_deadline_extended', { lateMs: Math.round(this.env.clock.now() - e.at) });
+          return this.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
+        }
+        // A half-open that took the client's RES as its confirmation, and whose resume did not
+        // finish: it is never handed to the agent, so it ends here.
+        if (this.state !== 'CONNECT_ACKED') return this.destroy(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', `the open did not complete (${this.state})`));
         return this.fireIfDefined('timeout');
       case 'resume_deadline':
         this.log.info('resume_deadline', { state: this.state });
@@ -729,10 +742,22 @@ export class Endpoint extends EventEmitter {
   private openingLost(ds: DataSocket, err: FerryError | undefined): void {
     if (ds !== this.opening) return;
     this.opening = undefined;
-    if (err) this.env.refused?.(err.code);
-    this.closedError ??= err ?? new FerryError('FERRY_ERR_CONNECTION_CLOSED', 'the client left before CONNECT_CONFIRM');
+    if (!err) {
+      // The socket died without a refusal. The client may have sent its CONNECT_CONFIRM, and be
+      // ESTABLISHED: it then resumes, and its RES, under the connection key, confirms the key
+      // (CONNECT_ACKED x recv_res). So the half-open stays until its handshake deadline. Dropped
+      // at once, the client's resumes were answered UNKNOWN_CONNECTION until its reconnect limit
+      // (found by the simulator, and by the tunnel's open cut: docs/TUNNEL.md).
+      this.log.info('open_socket_lost', { state: this.state });
+      return;
+    }
+    this.env.refused?.(err.code);
+    this.closedError ??= err;
     this.fireIfDefined('close');
   }
+
+  /** The server's handshake deadline was given more time once (its open's socket was still up). */
+  private handshakeExtended = false;
 
   /** The UDP CONNECT request of an open, while it may still be pending. */
   private connectRequest: AbortController | undefined;
@@ -1954,7 +1979,11 @@ export class Endpoint extends EventEmitter {
         this.cancelResumeTimer();
       }
     }
+    const halfOpen = this.state === 'CONNECT_ACKED';
     this.fire(event);
+    // The client's RES confirmed the key of a half-open (its socket died before the CONNECT_CONFIRM
+    // arrived): the resume that completes the open gets a whole handshake time.
+    if (halfOpen && m.type === MessageType.RES) this.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
     if (resumeAfter && this.state === 'SUSPENDED') {
       // A moving peer is found again through the location service (it registers when it lands).
       if (m.reason & 1) this.recovery.peerMoving();

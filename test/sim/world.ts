@@ -65,17 +65,6 @@ export interface Schedule {
 const BUDGET = 64 * 1024;
 
 /**
- * Known bug, avoided until fixed: an open whose server half dies before the client's
- * CONNECT_CONFIRM is processed (its data socket black-holed, or a clock jump past its handshake
- * limit) leaves the client ESTABLISHED and the server without the connection: the client's
- * resumes are answered UNKNOWN_CONNECTION until its reconnect limit, and no end is ever
- * delivered to the server (seeds 71698 and 73308, {@link OPEN_FAULT_SCHEDULES}; the same cause as
- * the open cut right after CONNECT_CONFIRM in docs/TUNNEL.md). While true, no link fault and no
- * clock jump starts while an open is in progress (traced). Set it to false to replay it.
- */
-export const AVOID_FAULT_DURING_OPEN = true;
-
-/**
  * Fixed, kept as a switch: when the peer closed gracefully while this end had a write waiting for
  * room, AgentSocket failed that write with CONNECTION_CLOSED at once, which destroyed the stream,
  * and the bytes the peer sent before its close, received but not yet read, were lost (seed
@@ -910,7 +899,6 @@ class World {
       case 'open':
         return this.open(op.conn);
       case 'jump':
-        if (AVOID_FAULT_DURING_OPEN && this.opening > 0) return this.event('jump skipped: AVOID_FAULT_DURING_OPEN');
         this.jumped += op.ms;
         return this.clock.jump(op.ms);
       case 'lag':
@@ -926,7 +914,6 @@ class World {
         return;
       }
       default: {
-        if (AVOID_FAULT_DURING_OPEN && this.opening > 0) return this.event('link fault skipped: AVOID_FAULT_DURING_OPEN');
         this.linkFaults++;
         const live = this.streams.links.filter((l) => l.live);
         if (live.length === 0) return;
@@ -1206,7 +1193,15 @@ export const CLOSE_BUG_SCHEDULES: Schedule[] = [
   { seed: 70085, hosts: 3, agents: 4, security: false, conns: [[0, 1], [1, 2], [2, 3], [3, 0]], loss: 0.3, ops: [{ at: 45.07553064264357, kind: 'suspend', conn: 0, side: 0 }, { at: 52.63539790082723, kind: 'suspend', conn: 2, side: 0 }, { at: 93.13920165970922, kind: 'move', agents: [2], to: 1, via: 'direct' }, { at: 115.62908789049834, kind: 'reset', link: 601, ms: 0 }, { at: 142.51996714971028, kind: 'close', conn: 1, side: 1 }, { at: 163.08379252348095, kind: 'move', agents: [0, 3], to: 2, via: 'direct' }] },
 ];
 
-/** The shrunk schedule of what {@link AVOID_FAULT_DURING_OPEN} avoids (it fails with the flag false). */
+/**
+ * Shrunk schedules of a fixed bug (they failed before the fix): an open whose server half lost its
+ * socket (black-holed, then reset) before the client's CONNECT_CONFIRM arrived (71698), or whose
+ * handshake deadline a clock jump made fire before the confirmation was read (73308), was dropped
+ * by the server while the client was ESTABLISHED: the client's resumes were answered
+ * UNKNOWN_CONNECTION until its reconnect limit. The server now keeps the half-open until its
+ * deadline (given its time once more when it fires late), and the client's RES confirms the key
+ * (CONNECT_ACKED x recv_res, connection/state-machine.ts).
+ */
 export const OPEN_FAULT_SCHEDULES: Schedule[] = [
   { seed: 71698, hosts: 2, agents: 3, security: false, conns: [[0, 1], [1, 2], [2, 0], [2, 1]], loss: 0.3, ops: [{ at: 102.06286501931027, kind: 'move', agents: [1], to: 1, via: 'direct' }, { at: 102.08125203708187, kind: 'open', conn: 3 }, { at: 158.92000373802148, kind: 'blackhole', link: 551, ms: 1514 }] },
   { seed: 73308, hosts: 2, agents: 3, security: true, conns: [[0, 1], [1, 0], [0, 2]], loss: 0.05, ops: [{ at: 5.560548548819497, kind: 'open', conn: 2 }, { at: 7.890402271877974, kind: 'jump', ms: 7848 }] },
