@@ -162,6 +162,8 @@ export class Endpoint extends EventEmitter {
    * callback of an earlier attempt cannot act (no "round" counters to bump).
    */
   private dialing: number | undefined;
+  /** A resume exchange acknowledged while {@link dialing} was an earlier one's: dial again if that fails. */
+  private redial = false;
   private susPending: number | undefined;
   private resPending: { id: number; abort: AbortController } | undefined;
   private lookupPending: number | undefined;
@@ -870,6 +872,11 @@ export class Endpoint extends EventEmitter {
       this.log.info('dial_failed', { code: err?.code, detail: err?.message });
       // A connection that was established (the open's own dial) recovers by itself.
       if (this.state === 'ESTABLISHED') this.autoResume = true;
+      if (this.redial && (this.state === 'RES_SENT' || this.state === 'RES_ACKED')) {
+        this.log.info('redial', { detail: 'the failed dial was an earlier exchange\'s' });
+        return this.dialResume();
+      }
+      this.redial = false;
       this.fireIfDefined('socket_lost');
     };
     const ds: DataSocket = new DataSocket(
@@ -910,7 +917,18 @@ export class Endpoint extends EventEmitter {
   }
 
   private dialResume(): void {
-    if (this.dialing !== undefined || this.data) return;
+    if (this.data) return;
+    if (this.dialing !== undefined) {
+      // A dial of an earlier exchange is still out. It may succeed (any proven socket will do),
+      // but if it fails (the peer refused it in the state it was in then, e.g. SUSPENDED by a SUS
+      // that crossed the earlier RES), that failure is not this exchange's: dial again then.
+      // Taken as this exchange's socket_lost, it left the dialer SUSPENDED (its user had
+      // suspended: no retry of its own) and the peer waiting in RES_SENT for a dial that never
+      // came, until the reconnect limit closed both.
+      this.redial = true;
+      return;
+    }
+    this.redial = false;
     const target = this.path.dialTarget();
     let sock: StreamSocket;
     try {
