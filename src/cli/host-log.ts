@@ -46,6 +46,10 @@ export function describeEvent(level: LogLevel, event: string, f: LogFields): str
       return `rendezvous ${String(f.rendezvous)} does not answer (${why()}); asking again every ${Number(f.retryMs) / 1000} s; until it answers, agents cannot be launched or land here`;
     case 'rendezvous_answers':
       return `rendezvous ${String(f.rendezvous)} answers`;
+    case 'address_changed':
+      return `address changed from ${String(f.from)} to ${String(f.to)}: ${String(f.sockets)} connection(s) resume from it, agents register there again`;
+    case 'address_gone':
+      return `address ${String(f.address)} is gone; waiting for another`;
     case 'admin_refused':
       return undefined; // the operator's command prints it, with its causes
     default:

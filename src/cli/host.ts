@@ -11,6 +11,7 @@ import { AdminServer, AgentRuntime, type AgentExit, CodeStore, Host, channelHost
 import { Identity, parseId } from '../identity/index.js';
 import { MemoryStore, RendezvousClient, RendezvousServer } from '../location/index.js';
 import { FerryError, limit, type Logger } from '../util/index.js';
+import { hostAddress } from './host-address.js';
 import { LogFile, hostLogger } from './host-log.js';
 
 export const HOST_HELP = `ferry host — run a host: one UDP control port, one TCP redirector port, agents
@@ -24,6 +25,10 @@ Usage: ferry host [options]
   --key FILE              host key (32-byte Ed25519 seed, hex); created if missing
                           (default DATA-DIR/host.key)
   --ip IP                 address to bind both ports (default 127.0.0.1)
+  --ip auto               a roaming host (a laptop): bind every address, register the host's
+                          external IPv4 address, and when it changes (polled every 200 ms,
+                          ADDRESS_POLL_MS) re-register its agents there and resume every
+                          connection from the new one (use an external --rendezvous)
   --control-port N        UDP control port (default 0: any free port)
   --redirector-port N     TCP redirector port (default 0)
   --rendezvous IP:PORT[,IP:PORT…]
@@ -157,7 +162,9 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
   const identity = await loadOrCreateKey(String(values.key ?? join(dataDir, 'host.key')), fail);
   // Agent lines and lifecycle events always; the full structured log with --verbose.
   const log: Logger = hostLogger({ verbose: Boolean(values.verbose), file: new LogFile(join(dataDir, 'host.log')) });
-  const ip = String(values.ip ?? '127.0.0.1');
+  // A roaming host (--ip auto) binds the wildcard and follows its address once it runs.
+  const address = hostAddress(typeof values.ip === 'string' ? values.ip : undefined, '127.0.0.1', log, fail);
+  const { ip } = address;
   let policy: HostPolicy | undefined;
   if (typeof values.policy === 'string') {
     try {
@@ -171,18 +178,20 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
   let rendezvous = typeof values.rendezvous === 'string' ? values.rendezvous : undefined;
   if (!rendezvous) {
     const store = await MemoryStore.open({ snapshotFile: join(dataDir, 'rendezvous.json') });
-    embedded = await RendezvousServer.start({ host: ip, port: port('rendezvous-port'), store, logger: log });
-    rendezvous = embedded.address;
+    embedded = await RendezvousServer.start({ host: address.bind, port: port('rendezvous-port'), store, logger: log });
+    // A roaming host's embedded rendezvous is bound to the wildcard: name it by the address now.
+    rendezvous = address.roaming ? `${ip}:${embedded.address.slice(embedded.address.lastIndexOf(':') + 1)}` : embedded.address;
   }
   const [first, ...alternates] = rendezvous.split(',').map((a) => a.trim());
   if (!first || alternates.some((a) => a === '')) fail(`--rendezvous takes IP:PORT[,IP:PORT…], got '${rendezvous}'`);
-  const location = await RendezvousClient.connect({ server: first, alternates, host: ip, signer: identity, logger: log });
+  const location = await RendezvousClient.connect({ server: first, alternates, ...(address.roaming ? {} : { host: ip }), signer: identity, logger: log });
   let host: Host;
   try {
     host = await Host.start({
       location,
       identity,
-      ip,
+      ip: address.bind,
+      advertise: ip,
       controlPort: port('control-port'),
       redirectorPort: port('redirector-port'),
       security: !values['no-security'],
@@ -229,7 +238,9 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
     };
   }
   const admin = await AdminServer.start(host, port('admin-port'), log, ext);
-  const facts = { host: host.id, control: host.controlAddress, redirector: `${ip}:${host.redirectorPort}`, rendezvous, admin: admin.url, pid: process.pid };
+  // As peers are told at start (a roaming host is bound to the wildcard).
+  const control = address.roaming ? `${ip}:${host.controlAddress.slice(host.controlAddress.lastIndexOf(':') + 1)}` : host.controlAddress;
+  const facts = { host: host.id, control, redirector: `${ip}:${host.redirectorPort}`, rendezvous, admin: admin.url, pid: process.pid };
   await writeFile(join(dataDir, 'admin.token'), admin.token, { mode: 0o600 });
   await chmod(join(dataDir, 'admin.token'), 0o600);
   await writeFile(join(dataDir, 'host.json.tmp'), JSON.stringify(facts, null, 2));
@@ -240,11 +251,13 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
-  process.stdout.write(`ferry host ready: id=${host.id} control=${facts.control} redirector=${facts.redirector} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} admin=${admin.url}\n`);
+  address.follow(host);
+  process.stdout.write(`ferry host ready: id=${host.id} control=${facts.control} redirector=${facts.redirector} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} admin=${admin.url}${address.roaming ? ' roaming' : ''}\n`);
   let stopping = false;
   void probeRendezvous(location, rendezvous, log, () => stopping).then(() => registerSelf(host, log, () => stopping));
   await stopped;
   stopping = true;
+  address.stop();
 
   await admin.close();
   await runtime?.close();

@@ -4,10 +4,11 @@
  * no logic of its own (docs/TUNNEL.md).
  */
 import { parseArgs } from 'node:util';
-import { AddressWatch, Host, TunnelEnd, parseTcpAddress, type TcpAddress } from '../host/index.js';
+import { Host, TunnelEnd, parseTcpAddress, type TcpAddress } from '../host/index.js';
 import { Identity, type AgentId } from '../identity/index.js';
 import { MemoryStore, RendezvousClient, RendezvousServer } from '../location/index.js';
 import { createLogger, limit, type Logger } from '../util/index.js';
+import { hostAddress } from './host-address.js';
 import { loadOrCreateKey } from './host.js';
 
 /** Usage text of `ferry tunnel`. */
@@ -130,13 +131,10 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
   const log: Logger = createLogger(values.verbose ? 'info' : 'warn', { tunnel: agent.id.slice(0, 8) });
   const hostLog: Logger = values.verbose ? log : createLogger('error');
   // A roaming end binds the wildcard and follows its address (docs/TUNNEL.md "A host that changes
-  // its address"); the watch is started once the host exists.
-  let host: Host | undefined;
-  const roaming = values.ip === 'auto';
-  const watch = roaming ? new AddressWatch((next) => host?.changeAddress(next), { logger: hostLog }) : undefined;
-  if (watch && watch.current === undefined) fail('tunnel: --ip auto: this host has no external IPv4 address');
-  const ip = watch ? watch.current! : String(values.ip ?? '127.0.0.1');
-  const bindIp = roaming ? '0.0.0.0' : ip;
+  // its address"), once the host exists.
+  const address = hostAddress(typeof values.ip === 'string' ? values.ip : undefined, '127.0.0.1', hostLog, fail);
+  const { ip, roaming } = address;
+  const bindIp = address.bind;
   let embedded: RendezvousServer | undefined;
   let rendezvous = typeof values.rendezvous === 'string' ? values.rendezvous : undefined;
   if (!rendezvous) {
@@ -150,6 +148,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
   const advertisePort = values['advertise-port'] === undefined ? undefined : Number(values['advertise-port']);
   if (advertisePort !== undefined && (!Number.isInteger(advertisePort) || advertisePort < 1 || advertisePort > 65535)) fail(`--advertise-port must be a port number (1-65535), got '${String(values['advertise-port'])}'`);
   const hostKey = Identity.generate();
+  let host: Host;
   const location = await RendezvousClient.connect({ server: rendezvous, ...(roaming ? {} : { host: ip }), signer: hostKey, logger: hostLog });
   try {
     host = await Host.start({ location, identity: hostKey, ip: bindIp, advertise: ip, ...(advertisePort ? { advertiseRedirectorPort: advertisePort } : {}), security: !values['no-security'], logger: hostLog, name: `tunnel-${agent.id.slice(0, 8)}` });
@@ -172,7 +171,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
     process.once('SIGTERM', () => resolve());
   });
   const budgetKiB = Math.round((limit('SEND_BUDGET_BYTES') + limit('RECEIVE_WINDOW_BYTES') + 4 * 64 * 1024) / 1024);
-  watch?.start();
+  address.follow(host);
   const common = `host=${host.id} control=${host.controlAddress} redirector=${ip}:${host.listeningRedirectorPort} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} security=${values['no-security'] ? 'plain' : 'sealed'} budget=${limit('TUNNEL_MAX_STREAMS')}x${budgetKiB}KiB${advertisePort ? ` advertised-port=${advertisePort}` : ''}${roaming ? ' roaming' : ''}`;
   let what: string;
   try {
@@ -180,7 +179,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
     else if (listen) what = `connect peer=${peer} listen=${listen.host}:${await end.forward(listen, peer!)}`;
     else what = `connect peer=${peer} remote-listen=${remoteListen!.host}:${await end.reverse(remoteListen!, peer!, to!)} to=${to!.host}:${to!.port}`;
   } catch (err) {
-    watch?.stop();
+    address.stop();
     await end.close();
     await host.close();
     location.close();
@@ -189,7 +188,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
   }
   process.stdout.write(`ferry tunnel ready: agent=${agent.id} ${what} ${common}\n`);
   await stopped;
-  watch?.stop();
+  address.stop();
   await end.close();
   await host.close();
   location.close();

@@ -17,6 +17,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ChildLines } from '../helpers/child-lines.js';
 import { netnsAvailable, NetnsLab } from '../helpers/netns.js';
 import { poll } from '../helpers/processes.js';
 import type { PeerResult } from '../helpers/tcp-sha-peer.js';
@@ -27,41 +28,6 @@ const MiB = 1024 * 1024;
 /** Each way: 64 KiB every 20 ms (3.2 MiB/s), so the change lands mid-stream and a stall shows as a gap. */
 const TOTAL = 12 * MiB;
 const PACE = ['--chunk', String(64 * 1024), '--every', '20'];
-
-/** A child's stdout lines and stderr, collected from the start. */
-class Out {
-  lines: string[] = [];
-  err = '';
-  private buf = '';
-  constructor(readonly child: ChildProcess) {
-    child.stdout!.on('data', (c: Buffer) => {
-      this.buf += c.toString();
-      const parts = this.buf.split('\n');
-      this.buf = parts.pop()!;
-      this.lines.push(...parts);
-    });
-    child.stderr!.on('data', (c: Buffer) => (this.err += c.toString()));
-  }
-  /** The n-th (from 0) line matching `re`, waited for (bounded). */
-  wait(re: RegExp, ms: number, n = 0): Promise<RegExpExecArray> {
-    return poll(
-      () => this.lines.map((l) => re.exec(l)).filter((m) => m !== null)[n],
-      ms,
-      () => `no line ${n} matching ${re}; stdout tail: ${this.lines.slice(-5).join(' | ')}; stderr tail: ${this.err.slice(-1500)}`,
-    );
-  }
-  results(): PeerResult[] {
-    return this.lines.filter((l) => l.startsWith('result ')).map((l) => JSON.parse(l.slice(7)) as PeerResult);
-  }
-  /** The JSON log lines on stderr with this event. */
-  events(event: string): Array<Record<string, unknown>> {
-    return this.err
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .filter((o) => o.event === event);
-  }
-}
 
 /**
  * When bytes flowed again after the change at `t0`: the end of the longest arrival gap that ends
@@ -87,22 +53,22 @@ test('tunnel: each end\'s host changes its address mid-stream; the tunnel resume
     assert.equal(id.code, 0, id.stderr);
     const connectAgent = id.stdout.trim();
 
-    const rv = new Out(lab.spawnNode(0, [MAIN, 'rendezvous', '--host', lab.ips[0]!, '--port', '0']));
+    const rv = new ChildLines(lab.spawnNode(0, [MAIN, 'rendezvous', '--host', lab.ips[0]!, '--port', '0']));
     const rvAddr = (await rv.wait(/^ferry rendezvous ready on (\S+:\d+) /, 10_000))[1]!;
-    const spawnPeer = (i: number, args: string[]): Out => {
+    const spawnPeer = (i: number, args: string[]): ChildLines => {
       const child = lab.spawnNode(i, [PEER, ...args], { stdin: 'pipe' });
       peers.push(child);
-      return new Out(child);
+      return new ChildLines(child);
     };
     const target = spawnPeer(1, ['target', '--bytes', String(TOTAL), ...PACE]);
     const targetPort = (await target.wait(/^listening (\d+)$/, 10_000))[1]!;
 
-    const serve = new Out(lab.spawnNode(1, [MAIN, 'tunnel', 'serve', '--key', join(dir, 'serve.key'), '--to', `127.0.0.1:${targetPort}`, '--allow', connectAgent, '--ip', 'auto', '--rendezvous', rvAddr, '--verbose']));
+    const serve = new ChildLines(lab.spawnNode(1, [MAIN, 'tunnel', 'serve', '--key', join(dir, 'serve.key'), '--to', `127.0.0.1:${targetPort}`, '--allow', connectAgent, '--ip', 'auto', '--rendezvous', rvAddr, '--verbose']));
     const ready = await serve.wait(/^ferry tunnel ready: agent=([0-9a-f]{32}) .*redirector=([0-9.]+):\d+ .* roaming$/, 10_000);
     const serveAgent = ready[1]!;
     const before = lab.ips[1]!;
     assert.equal(ready[2], before, 'the roaming end registers its namespace address');
-    const connect = new Out(lab.spawnNode(2, [MAIN, 'tunnel', 'connect', serveAgent, '--key', join(dir, 'connect.key'), '--rendezvous', rvAddr, '--listen', '127.0.0.1:0', '--ip', 'auto', '--verbose']));
+    const connect = new ChildLines(lab.spawnNode(2, [MAIN, 'tunnel', 'connect', serveAgent, '--key', join(dir, 'connect.key'), '--rendezvous', rvAddr, '--listen', '127.0.0.1:0', '--ip', 'auto', '--verbose']));
     const listenPort = (await connect.wait(/^ferry tunnel ready: .* listen=127\.0\.0\.1:(\d+) /, 10_000))[1]!;
 
     const client = spawnPeer(2, ['client', '--port', listenPort, '--bytes', String(TOTAL), ...PACE]);
@@ -164,7 +130,7 @@ test('tunnel: each end\'s host changes its address mid-stream; the tunnel resume
 });
 
 /** Bytes a peer has received so far, from its last progress line. */
-function progressOf(o: Out): number {
+function progressOf(o: ChildLines): number {
   for (let i = o.lines.length - 1; i >= 0; i--) {
     const m = /^progress sent=\d+ received=(\d+)/.exec(o.lines[i]!);
     if (m) return Number(m[1]);
