@@ -6,13 +6,9 @@
 // --agent-key, says what to do.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { issueCredential } from '../../src/agent/index.js';
-import { credentialToText } from '../../src/host/index.js';
-import { Identity } from '../../src/identity/index.js';
-import { allowAll, fixture } from '../helpers/agents.js';
+import { launchDir } from '../helpers/launch-files.js';
 import { Processes, freeUdpPort, poll, stop } from '../helpers/processes.js';
 
 const procs = new Processes();
@@ -25,22 +21,18 @@ after(async () => {
 const HOST_READY = /^ferry host ready: /m;
 
 test('one agent, one host: a second launch is refused, --replace fences the old copy; a dead rendezvous leaves nothing running', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'ferry-one-host-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const owner = Identity.generate();
-  const agent = Identity.generate();
-  const code = fixture('echo.mjs');
-  await writeFile(join(dir, 'policy.json'), JSON.stringify(allowAll(owner)));
-  await writeFile(join(dir, 'echo.mjs'), code);
-  await writeFile(join(dir, 'echo.cred'), credentialToText(issueCredential(owner, { agent, code, rights: { listen: true } })));
-  await writeFile(join(dir, 'echo.key'), agent.seed().toString('hex'));
+  const work = await launchDir('ferry-one-host-');
+  cleanups.push(() => work.remove());
+  const { dir } = work;
+  const echo = await work.agentFiles('echo.mjs', { rights: { listen: true } });
+  const { agent } = echo;
   const [h1, h2, h3, h4] = ['h1', 'h2', 'h3', 'h4'].map((x) => join(dir, x)) as [string, string, string, string];
   const launch = (data: string, ...extra: string[]): ReturnType<Processes['run']> =>
-    procs.run(['launch', join(dir, 'echo.mjs'), '--credential', join(dir, 'echo.cred'), '--agent-key', join(dir, 'echo.key'), '--data-dir', data, ...extra]);
+    procs.run(['launch', ...echo.args, '--data-dir', data, ...extra]);
 
-  const host1 = await procs.start(['host', '--data-dir', h1, '--policy', join(dir, 'policy.json')], HOST_READY);
+  const host1 = await procs.start(['host', '--data-dir', h1, '--policy', work.policy], HOST_READY);
   const { rendezvous } = JSON.parse(await readFile(join(h1, 'host.json'), 'utf8')) as { rendezvous: string };
-  const host2 = await procs.start(['host', '--data-dir', h2, '--policy', join(dir, 'policy.json'), '--rendezvous', rendezvous], HOST_READY);
+  const host2 = await procs.start(['host', '--data-dir', h2, '--policy', work.policy, '--rendezvous', rendezvous], HOST_READY);
 
   assert.equal((await launch(h1)).code, 0);
   const twice = await launch(h2);
@@ -58,7 +50,7 @@ test('one agent, one host: a second launch is refused, --replace fences the old 
   assert.deepEqual(await procs.lsIds(h2), [agent.id], 'the agent runs on h2 only');
 
   // A host whose rendezvous does not answer says so; a launch there fails and is rolled back.
-  const host3 = await procs.start(['host', '--data-dir', h3, '--policy', join(dir, 'policy.json'), '--rendezvous', `127.0.0.1:${await freeUdpPort()}`], HOST_READY);
+  const host3 = await procs.start(['host', '--data-dir', h3, '--policy', work.policy, '--rendezvous', `127.0.0.1:${await freeUdpPort()}`], HOST_READY);
   await poll(() => /rendezvous \S+ does not answer/.exec(host3.out()), 20_000, () => host3.out());
   const lost = await launch(h3, '--replace');
   assert.equal(lost.code, 1, lost.out);
@@ -70,7 +62,7 @@ test('one agent, one host: a second launch is refused, --replace fences the old 
   const noPolicy = await launch(h4);
   assert.equal(noPolicy.code, 1);
   assert.match(noPolicy.err, /restart it with --policy FILE/);
-  const noKey = await procs.run(['launch', join(dir, 'echo.mjs'), '--credential', join(dir, 'echo.cred'), '--data-dir', h1]);
+  const noKey = await procs.run(['launch', ...echo.args.slice(0, 3), '--data-dir', h1]);
   assert.equal(noKey.code, 2);
   assert.match(noKey.err, /launch needs --agent-key FILE/);
 

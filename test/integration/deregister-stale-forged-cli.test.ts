@@ -7,13 +7,13 @@
 // DEREGISTER sent again after the agent was registered anew (replayed) removes nothing.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Identity, freshChain } from '../../src/identity/index.js';
-import { RendezvousClient, registrationDigest, type LocationEntry } from '../../src/location/index.js';
+import { Identity } from '../../src/identity/index.js';
+import { registrationDigest } from '../../src/location/index.js';
 import { startRedisServer } from '../../src/testing/index.js';
-import { isFerryError, type ErrorCode } from '../../src/util/index.js';
 import { ControlChannel } from '../../src/control/index.js';
 import { LocationMessageType as T, deregisterSigned, encodeDeregister } from '../../src/wire/index.js';
-import { Processes, stop, type Proc } from '../helpers/processes.js';
+import { Processes, stop } from '../helpers/processes.js';
+import { RendezvousClients, locationEntry, refusedWith as code, startRendezvousNodes } from '../helpers/rendezvous.js';
 
 const procs = new Processes();
 const cleanups: Array<() => unknown> = [];
@@ -21,34 +21,19 @@ after(async () => {
   procs.killAll();
   for (const f of cleanups.splice(0).reverse()) await f();
 });
-const code = (c: ErrorCode) => (err: unknown): boolean => isFerryError(err, c);
-const RV_READY = /ferry rendezvous ready on (\S+):(\d+) /;
 
 /** The DEREGISTER story against `nodes` (addresses serving one directory). */
 async function story(nodes: [string, string]): Promise<void> {
   const [A, B] = nodes;
-  const clients: RendezvousClient[] = [];
-  const via = async (server: string, signer?: Identity): Promise<RendezvousClient> => {
-    const c = await RendezvousClient.connect({ server, cacheTtlMs: 0, ...(signer ? { signer } : {}) });
-    clients.push(c);
-    return c;
-  };
-  cleanups.push(() => clients.forEach((c) => c.close()));
+  const clients = new RendezvousClients();
+  cleanups.push(() => clients.closeAll());
+  const via = (server: string, signer?: Identity): ReturnType<RendezvousClients['via']> => clients.via(server, signer);
   const raw = await ControlChannel.bind({ host: '127.0.0.1', port: 0 });
   cleanups.push(() => raw.close());
 
   const agent = Identity.generate();
   const [h1, h2, mallory] = [Identity.generate(), Identity.generate(), Identity.generate()];
-  const entry = (h: Identity, epoch: number, at = Date.now()): LocationEntry => ({
-    agent: agent.id,
-    hostId: h.id,
-    ip: '127.0.0.1',
-    controlPort: 4000 + epoch,
-    redirectorPort: 5000,
-    epoch,
-    agentKey: agent.publicRaw,
-    chain: freshChain(agent, h.publicRaw, epoch, at),
-  });
+  const entry = (h: Identity, epoch: number, at = Date.now()): ReturnType<typeof locationEntry> => locationEntry(agent, h, epoch, { controlPort: 4000 + epoch, at });
   const served = async (): Promise<(string | number | undefined)[][]> => Promise.all(nodes.map(async (n) => ((e) => [e?.hostId, e?.epoch])(await (await via(n)).lookup(agent.id))));
 
   const old = entry(h1, 1);
@@ -80,17 +65,15 @@ async function story(nodes: [string, string]): Promise<void> {
 }
 
 test('stale, forged and replayed DEREGISTERs are refused by a memory-store rendezvous, and the holder\'s removes the entry', { timeout: 60_000 }, async () => {
-  const rv = await procs.start(['rendezvous', '--port', '0'], RV_READY);
-  const at = `${rv.ready[1]}:${rv.ready[2]}`;
-  await story([at, at]);
-  assert.equal(await stop(rv), 0, rv.err());
+  const { nodes, addresses } = await startRendezvousNodes(procs, 1);
+  await story([addresses[0]!, addresses[0]!]);
+  assert.equal(await stop(nodes[0]!), 0, nodes[0]!.err());
 });
 
 test('the same against two rendezvous nodes over one Redis: refused at every node, removed at every node', { timeout: 60_000 }, async () => {
   const redis = await startRedisServer();
   cleanups.push(() => redis.destroy());
-  const nodes: Proc[] = [];
-  for (let i = 0; i < 2; i++) nodes.push(await procs.start(['rendezvous', '--port', '0', '--store', redis.url], RV_READY));
-  await story(nodes.map((n) => `${n.ready[1]}:${n.ready[2]}`) as [string, string]);
+  const { nodes, addresses } = await startRendezvousNodes(procs, 2, redis.url);
+  await story(addresses as [string, string]);
   for (const n of nodes) assert.equal(await stop(n), 0, n.err());
 });

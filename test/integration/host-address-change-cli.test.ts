@@ -10,13 +10,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { issueCredential } from '../../src/agent/index.js';
-import { credentialToText } from '../../src/host/index.js';
-import { Identity, type AgentId } from '../../src/identity/index.js';
-import { agentLogTexts, allowAll, fixture } from '../helpers/agents.js';
+import type { AgentId } from '../../src/identity/index.js';
+import { agentLogTexts } from '../helpers/agents.js';
+import { launchDir } from '../helpers/launch-files.js';
 import { ChildLines } from '../helpers/child-lines.js';
 import { netnsAvailable, NetnsLab } from '../helpers/netns.js';
 import { FERRY_MAIN, poll } from '../helpers/processes.js';
@@ -29,19 +26,14 @@ test('ferry host --ip auto: the host changes its address mid-stream; its agent\'
     assert.notEqual(process.getuid?.(), 0, 'netns unavailable although root');
     return;
   }
-  const dir = await mkdtemp(join(tmpdir(), 'ferry-host-roam-'));
+  const work = await launchDir('ferry-host-roam-');
+  const { dir } = work;
   const lab = NetnsLab.create(3);
   const procs: ChildLines[] = [];
   try {
-    const owner = Identity.generate();
-    await writeFile(join(dir, 'policy.json'), JSON.stringify(allowAll(owner)));
     const agentFiles = async (name: string, tag: string): Promise<{ id: AgentId; args: string[] }> => {
-      const agent = Identity.generate();
-      const code = fixture(name);
-      await writeFile(join(dir, `${tag}.mjs`), code);
-      await writeFile(join(dir, `${tag}.cred`), credentialToText(issueCredential(owner, { agent, code, rights: { listen: true, connect: '*' } })) + '\n');
-      await writeFile(join(dir, `${tag}.key`), agent.seed().toString('hex') + '\n', { mode: 0o600 });
-      return { id: agent.id, args: [join(dir, `${tag}.mjs`), '--credential', join(dir, `${tag}.cred`), '--agent-key', join(dir, `${tag}.key`)] };
+      const f = await work.agentFiles(name, { name: tag, rights: { listen: true, connect: '*' } });
+      return { id: f.agent.id, args: f.args };
     };
     const spawn = (i: number, args: string[]): ChildLines => {
       const p = new ChildLines(lab.spawnNode(i, [FERRY_MAIN, ...args]));
@@ -52,8 +44,8 @@ test('ferry host --ip auto: the host changes its address mid-stream; its agent\'
     const rv = spawn(0, ['rendezvous', '--host', lab.ips[0]!, '--port', '0']);
     const rvAddr = (await rv.wait(/^ferry rendezvous ready on (\S+:\d+) /, 10_000))[1]!;
     const data = [join(dir, 'h1'), join(dir, 'h2')] as const;
-    const roaming = spawn(1, ['host', '--data-dir', data[0], '--ip', 'auto', '--rendezvous', rvAddr, '--policy', join(dir, 'policy.json'), '--verbose']);
-    const fixed = spawn(2, ['host', '--data-dir', data[1], '--ip', lab.ips[2]!, '--rendezvous', rvAddr, '--policy', join(dir, 'policy.json'), '--verbose']);
+    const roaming = spawn(1, ['host', '--data-dir', data[0], '--ip', 'auto', '--rendezvous', rvAddr, '--policy', work.policy, '--verbose']);
+    const fixed = spawn(2, ['host', '--data-dir', data[1], '--ip', lab.ips[2]!, '--rendezvous', rvAddr, '--policy', work.policy, '--verbose']);
     const before = lab.ips[1]!;
     const ready = await roaming.wait(/^ferry host ready: .* control=(\S+) redirector=(\S+) .* roaming$/, 10_000);
     assert.ok(ready[1]!.startsWith(`${before}:`) && ready[2]!.startsWith(`${before}:`), `the roaming host names its namespace address: ${ready[0]}`);
@@ -105,6 +97,6 @@ test('ferry host --ip auto: the host changes its address mid-stream; its agent\'
     }
   } finally {
     lab.destroy();
-    await rm(dir, { recursive: true, force: true });
+    await work.remove();
   }
 });

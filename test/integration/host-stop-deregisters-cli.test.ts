@@ -8,14 +8,10 @@
 // what applies.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { issueCredential } from '../../src/agent/index.js';
-import { credentialToText } from '../../src/host/index.js';
-import { Identity } from '../../src/identity/index.js';
-import { allowAll, fixture } from '../helpers/agents.js';
+import { launchDir, type LaunchFiles } from '../helpers/launch-files.js';
 import { Processes, kill, poll, stop } from '../helpers/processes.js';
+import { startRendezvousNodes } from '../helpers/rendezvous.js';
 
 const procs = new Processes();
 const cleanups: Array<() => Promise<void>> = [];
@@ -27,26 +23,16 @@ after(async () => {
 const HOST_READY = /^ferry host ready: id=([0-9a-f]{32}) /m;
 
 test('a finished, stopped or gracefully stopped agent is deregistered and launches elsewhere; a killed host still needs --replace', { timeout: 120_000 }, async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'ferry-dereg-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const owner = Identity.generate();
-  await writeFile(join(dir, 'policy.json'), JSON.stringify(allowAll(owner)));
-  const agentFiles = async (name: string, fixtureName: string, rights: Record<string, unknown>): Promise<{ agent: Identity; args: string[] }> => {
-    const agent = Identity.generate();
-    const code = fixture(fixtureName);
-    await writeFile(join(dir, `${name}.mjs`), code);
-    await writeFile(join(dir, `${name}.cred`), credentialToText(issueCredential(owner, { agent, code, rights })));
-    await writeFile(join(dir, `${name}.key`), agent.seed().toString('hex'));
-    return { agent, args: [join(dir, `${name}.mjs`), '--credential', join(dir, `${name}.cred`), '--agent-key', join(dir, `${name}.key`)] };
-  };
-  const echo = await agentFiles('echo', 'echo.mjs', { listen: true });
-  const once = await agentFiles('once', 'finish-soon.mjs', {});
-  const launch = (files: { args: string[] }, data: string, ...extra: string[]): ReturnType<Processes['run']> => procs.run(['launch', ...files.args, '--data-dir', data, ...extra]);
+  const work = await launchDir('ferry-dereg-');
+  cleanups.push(() => work.remove());
+  const { dir } = work;
+  const echo = await work.agentFiles('echo.mjs', { rights: { listen: true } });
+  const once = await work.agentFiles('finish-soon.mjs', { name: 'once', rights: {} });
+  const launch = (files: LaunchFiles, data: string, ...extra: string[]): ReturnType<Processes['run']> => procs.run(['launch', ...files.args, '--data-dir', data, ...extra]);
 
-  const rv = await procs.start(['rendezvous', '--port', '0'], /ferry rendezvous ready on (\S+):(\d+) /);
-  const rendezvous = `${rv.ready[1]}:${rv.ready[2]}`;
+  const { nodes: [rv], addresses: [rendezvous] } = await startRendezvousNodes(procs, 1);
   const [d1, d2, d3] = ['h1', 'h2', 'h3'].map((x) => join(dir, x)) as [string, string, string];
-  const start = (d: string): ReturnType<Processes['start']> => procs.start(['host', '--data-dir', d, '--policy', join(dir, 'policy.json'), '--rendezvous', rendezvous], HOST_READY);
+  const start = (d: string): ReturnType<Processes['start']> => procs.start(['host', '--data-dir', d, '--policy', work.policy, '--rendezvous', rendezvous!], HOST_READY);
   const h1 = await start(d1);
   const h2 = await start(d2);
   const h3 = await start(d3);
@@ -86,5 +72,5 @@ test('a finished, stopped or gracefully stopped agent is deregistered and launch
   assert.equal(replaced.code, 0, replaced.err);
 
   assert.equal(await stop(h1), 0, h1.err());
-  assert.equal(await stop(rv), 0, rv.err());
+  assert.equal(await stop(rv!), 0, rv!.err());
 });

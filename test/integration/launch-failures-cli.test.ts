@@ -7,13 +7,8 @@
 // an agent (`ferry ls` lists it as stopped), and stopping an unknown agent says so.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { issueCredential } from '../../src/agent/index.js';
-import { credentialToText } from '../../src/host/index.js';
-import { Identity } from '../../src/identity/index.js';
-import { allowAll, fixture } from '../helpers/agents.js';
+import { launchDir, type LaunchFiles } from '../helpers/launch-files.js';
 import { Processes, poll, stop } from '../helpers/processes.js';
 
 const procs = new Processes();
@@ -26,19 +21,15 @@ after(async () => {
 const HOST_READY = /^ferry host ready: /m;
 
 test('launch failures, results, logs, stop and move errors reach the operator', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'ferry-failures-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const owner = Identity.generate();
-  await writeFile(join(dir, 'policy.json'), JSON.stringify(allowAll(owner)));
+  const work = await launchDir('ferry-failures-');
+  cleanups.push(() => work.remove());
+  const { dir } = work;
   /** Write module, key and credential for a fixture; returns the ferry launch arguments. */
-  const prepare = async (name: string, agent = Identity.generate()): Promise<{ agent: Identity; args: string[] }> => {
-    const code = fixture(name);
-    await writeFile(join(dir, name), code);
-    await writeFile(join(dir, `${name}.cred`), credentialToText(issueCredential(owner, { agent, code, rights: { listen: true, connect: '*' } })));
-    await writeFile(join(dir, `${name}.key`), agent.seed().toString('hex'));
-    return { agent, args: ['launch', join(dir, name), '--credential', join(dir, `${name}.cred`), '--agent-key', join(dir, `${name}.key`), '--data-dir', join(dir, 'h')] };
+  const prepare = async (name: string, agent?: LaunchFiles['agent']): Promise<{ agent: LaunchFiles['agent']; args: string[] }> => {
+    const files = await work.agentFiles(name, { rights: { listen: true, connect: '*' }, ...(agent ? { agent } : {}) });
+    return { agent: files.agent, args: ['launch', ...files.args, '--data-dir', join(dir, 'h')] };
   };
-  const host = await procs.start(['host', '--data-dir', join(dir, 'h'), '--policy', join(dir, 'policy.json')], HOST_READY);
+  const host = await procs.start(['host', '--data-dir', join(dir, 'h'), '--policy', work.policy], HOST_READY);
   const ferry = (args: string[]): ReturnType<Processes['run']> => procs.run(args);
   const h = join(dir, 'h');
 

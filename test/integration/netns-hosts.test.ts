@@ -10,14 +10,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { issueCredential } from '../../src/agent/index.js';
-import { credentialToText } from '../../src/host/index.js';
-import { Identity, type AgentId } from '../../src/identity/index.js';
-import { agentLogTexts, allowAll, fixture, sleep } from '../helpers/agents.js';
+import type { AgentId } from '../../src/identity/index.js';
+import { agentLogTexts, sleep } from '../helpers/agents.js';
+import { launchDir } from '../helpers/launch-files.js';
 import { lineMatching, netnsAvailable, NetnsLab } from '../helpers/netns.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -32,19 +29,14 @@ test('hosts in their own network namespaces: stream across two moves through a r
     assert.notEqual(process.getuid?.(), 0, 'netns unavailable although root');
     return;
   }
-  const dir = await mkdtemp(join(tmpdir(), 'ferry-netns-'));
+  const work = await launchDir('ferry-netns-');
+  const { dir } = work;
   const lab = NetnsLab.create(3);
   const hosts: ChildProcess[] = [];
   try {
-    const owner = Identity.generate();
-    await writeFile(join(dir, 'policy.json'), JSON.stringify(allowAll(owner)));
     const agentFiles = async (name: string, tag: string): Promise<{ id: AgentId; args: string[] }> => {
-      const agent = Identity.generate();
-      const code = fixture(name);
-      await writeFile(join(dir, `${tag}.mjs`), code);
-      await writeFile(join(dir, `${tag}.cred`), credentialToText(issueCredential(owner, { agent, code, rights: { listen: true, connect: '*' } })) + '\n');
-      await writeFile(join(dir, `${tag}.key`), agent.seed().toString('hex') + '\n', { mode: 0o600 });
-      return { id: agent.id, args: [join(dir, `${tag}.mjs`), '--credential', join(dir, `${tag}.cred`), '--agent-key', join(dir, `${tag}.key`)] };
+      const f = await work.agentFiles(name, { name: tag, rights: { listen: true, connect: '*' } });
+      return { id: f.agent.id, args: f.args };
     };
     const ferry = async (i: number, args: string[]): Promise<{ code: number; out: string; err: string }> => {
       const r = await lab.runNode(i, [MAIN, ...args]);
@@ -60,7 +52,7 @@ test('hosts in their own network namespaces: stream across two moves through a r
     const errs = ['', '', ''];
     await Promise.all(
       [0, 1, 2].map(async (i) => {
-        const h = lab.spawnNode(i, [MAIN, 'host', '--data-dir', data[i]!, '--ip', lab.ips[i]!, '--rendezvous', rvAddr, '--policy', join(dir, 'policy.json'), '--verbose']);
+        const h = lab.spawnNode(i, [MAIN, 'host', '--data-dir', data[i]!, '--ip', lab.ips[i]!, '--rendezvous', rvAddr, '--policy', work.policy, '--verbose']);
         hosts.push(h);
         h.stderr!.on('data', (c: Buffer) => (errs[i] += c.toString()));
         const m = await lineMatching(h, /^ferry host ready: .* control=(\S+) redirector=(\S+) /);
@@ -132,6 +124,6 @@ test('hosts in their own network namespaces: stream across two moves through a r
   } finally {
     for (const h of hosts) if (h.exitCode === null && h.signalCode === null) h.kill('SIGKILL');
     lab.destroy();
-    await rm(dir, { recursive: true, force: true });
+    await work.remove();
   }
 });

@@ -7,13 +7,12 @@
 // and a newer proven registration through C is then served by A.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Identity, freshChain } from '../../src/identity/index.js';
-import { RendezvousClient, type LocationEntry } from '../../src/location/index.js';
+import { Identity } from '../../src/identity/index.js';
 import { startRedisServer } from '../../src/testing/index.js';
-import { isFerryError, type ErrorCode } from '../../src/util/index.js';
 import { ControlChannel } from '../../src/control/index.js';
 import { LocationMessageType as T, encodeRegister, registerSigned } from '../../src/wire/index.js';
-import { Processes, stop, type Proc } from '../helpers/processes.js';
+import { Processes, stop } from '../helpers/processes.js';
+import { RendezvousClients, locationEntry, refusedWith as code, startRendezvousNodes } from '../helpers/rendezvous.js';
 
 const procs = new Processes();
 const cleanups: Array<() => unknown> = [];
@@ -21,35 +20,20 @@ after(async () => {
   procs.killAll();
   for (const f of cleanups.splice(0).reverse()) await f();
 });
-const code = (c: ErrorCode) => (err: unknown): boolean => isFerryError(err, c);
 
 // Bounded: a hang fails the file instead of stalling the run.
 test('a stale or forged registration through one rendezvous node is refused, and the others keep serving the true entry', { timeout: 120_000 }, async () => {
   const redis = await startRedisServer();
   cleanups.push(() => redis.destroy());
-  const nodes: Proc[] = [];
-  for (let i = 0; i < 3; i++) nodes.push(await procs.start(['rendezvous', '--port', '0', '--store', redis.url], /ferry rendezvous ready on (\S+):(\d+) /));
-  const [A, B, C] = nodes.map((n) => `${n.ready[1]}:${n.ready[2]}`) as [string, string, string];
-  const clients: RendezvousClient[] = [];
-  const via = async (server: string, signer?: Identity): Promise<RendezvousClient> => {
-    const c = await RendezvousClient.connect({ server, cacheTtlMs: 0, ...(signer ? { signer } : {}) });
-    clients.push(c);
-    return c;
-  };
-  cleanups.push(() => clients.forEach((c) => c.close()));
+  const { nodes, addresses } = await startRendezvousNodes(procs, 3, redis.url);
+  const [A, B, C] = addresses as [string, string, string];
+  const clients = new RendezvousClients();
+  cleanups.push(() => clients.closeAll());
+  const via = (server: string, signer?: Identity): ReturnType<RendezvousClients['via']> => clients.via(server, signer);
 
   const agent = Identity.generate();
   const [h1, h2, mallory] = [Identity.generate(), Identity.generate(), Identity.generate()];
-  const entry = (h: Identity, epoch: number, controlPort = 4000, chainKey: Identity = agent): LocationEntry => ({
-    agent: agent.id,
-    hostId: h.id,
-    ip: '127.0.0.1',
-    controlPort,
-    redirectorPort: 5000,
-    epoch,
-    agentKey: agent.publicRaw,
-    chain: freshChain(chainKey, h.publicRaw, epoch, Date.now()),
-  });
+  const entry = (h: Identity, epoch: number, controlPort = 4000, chainKey: Identity = agent): ReturnType<typeof locationEntry> => locationEntry(agent, h, epoch, { controlPort, chainKey });
 
   await (await via(A, h1)).register(entry(h1, 5));
   for (const n of [B, C]) assert.equal((await (await via(n)).lookup(agent.id))?.hostId, h1.id);
