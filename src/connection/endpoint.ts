@@ -1488,7 +1488,7 @@ export class Endpoint extends EventEmitter {
     if (this.detached) throw movedError();
     if (this.state === 'CLOSED') return;
     if (this.state !== 'CLOSE_SENT' && this.state !== 'CLOSE_ACKED') this.fire('close');
-    await this.until(() => this.state === 'CLOSED').catch(() => {});
+    await this.until(() => this.state === 'CLOSED', false, true).catch(() => {});
   }
 
   /** Abortive close with an error for the local application. */
@@ -1504,9 +1504,12 @@ export class Endpoint extends EventEmitter {
   /**
    * Resolve once `pred` holds (checked on every state change, finished drain and close); reject
    * if the endpoint closes first. `settled`: judge only between transitions, never halfway through
-   * a row (its 'state' event comes before its actions, e.g. before a drain starts).
+   * a row (its 'state' event comes before its actions, e.g. before a drain starts). A close that
+   * has begun (CLOSE_SENT, CLOSE_ACKED) rejects at once unless `toClosed` (close() waits for
+   * CLOSED): a close may take up to the reconnect limit to reach its peer, and nothing else
+   * (a suspend, a resume, a move's preparation) waits for it.
    */
-  private until(pred: () => boolean, settled = false): Promise<void> {
+  private until(pred: () => boolean, settled = false, toClosed = false): Promise<void> {
     if (!(settled && this.firing) && pred()) return Promise.resolve();
     return new Promise((resolve, reject) => {
       let queued = false;
@@ -1527,7 +1530,7 @@ export class Endpoint extends EventEmitter {
         } else if (this.detached) {
           cleanup();
           reject(movedError());
-        } else if (this.state === 'CLOSED') {
+        } else if (this.state === 'CLOSED' || (!toClosed && (this.state === 'CLOSE_SENT' || this.state === 'CLOSE_ACKED'))) {
           cleanup();
           reject(this.closedError ?? new FerryError('FERRY_ERR_CONNECTION_CLOSED'));
         }
@@ -1546,7 +1549,8 @@ export class Endpoint extends EventEmitter {
       this.on('detached', check);
       this.on('moving', check);
       this.on('superseded', check);
-      if (settled && this.firing) check();
+      // Already closing (or halfway through a row): judged now (queued, when settled).
+      check();
     });
   }
 
@@ -1784,10 +1788,12 @@ export class Endpoint extends EventEmitter {
 
   private sendCls(): void {
     this.cancelResumeTimer();
-    // A SUS still out (a close while suspending) is over: its late failure must not end the close
-    // as a CLS timeout (found by the simulator once CLS was retried: the SUS of a move, refused
-    // PEER_MOVING, closed the connection before its CLS reached the peer).
+    // A SUS or RES still out (a close while suspending, or after a resume that fell back to
+    // SUSPENDED) is over: its late failure must not end the close as a CLS timeout (found by the
+    // simulator once CLS was retried: a SUS of a move, and a RES, refused PEER_MOVING, closed the
+    // connection before its CLS reached the peer).
     this.susPending = undefined;
+    this.cancelRes();
     // Giving up on an unreachable peer: one CLS, in case it comes back, then closed. Any other
     // close is retried, following the peer, until the reconnect limit (core/closing.ts).
     const unreachable = this.closedError?.code === 'FERRY_ERR_PEER_UNREACHABLE';

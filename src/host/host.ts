@@ -774,10 +774,12 @@ export class Host {
         await ep.prepareMove();
       }),
     );
-    // A connection that closed meanwhile has nothing to carry; any other failure aborts the
-    // detach: the endpoints already suspended resume here and the agent stays reachable.
+    // A connection that closed, or began to close, meanwhile has nothing to carry (it stays here
+    // to finish its close, which may take up to the reconnect limit: the move does not wait for
+    // it); any other failure aborts the detach: the endpoints already suspended resume here and
+    // the agent stays reachable.
     const closing = (st: string): boolean => st === 'CLOSED' || st === 'CLOSE_SENT' || st === 'CLOSE_ACKED';
-    const failed = prepared.find((r, i) => r.status === 'rejected' && live[i]![0].state !== 'CLOSED' && !isFerryError(r.reason, 'FERRY_ERR_CONNECTION_CLOSED'));
+    const failed = prepared.find((r, i) => r.status === 'rejected' && !closing(live[i]![0].state) && !isFerryError(r.reason, 'FERRY_ERR_CONNECTION_CLOSED'));
     // Every live endpoint is SUSPENDED now or closing: one that runs on would be left behind on a
     // host its agent leaves (the endpoint holds resumes during a move, so this is a bug if seen).
     const astray = live.find(([ep]) => ep.state !== 'SUSPENDED' && !closing(ep.state));

@@ -863,7 +863,7 @@ class World {
         return this.track(
           p,
           `${op.kind} c${op.conn}${op.side}`,
-          (code) => (code === 'FERRY_ERR_SOCKET_MOVED' && sock.endpoint.detached) || (code === 'FERRY_ERR_SUPERSEDED' && op.kind === 'resume' && side.suspends !== suspends) || (code === 'FERRY_ERR_CONNECTION_CLOSED' && this.closed.has(op.conn)) || (this.deadConn(op.conn) && DEAD_PEER_CODES.includes(code)),
+          (code) => (code === 'FERRY_ERR_SOCKET_MOVED' && sock.endpoint.detached) || (code === 'FERRY_ERR_SUPERSEDED' && op.kind === 'resume' && side.suspends !== suspends) || (code === 'FERRY_ERR_CONNECTION_CLOSED' && this.closed.has(op.conn)) || (this.connCut(op.conn) && DEAD_PEER_CODES.includes(code)),
           this.s.conns[op.conn]![op.side],
         );
       }
