@@ -29,6 +29,8 @@ export interface DataSocketHandlers {
 }
 
 const AEAD_TAG = 16;
+/** Frames up to this size are joined into one buffer before the write (see writeParts). */
+const SMALL_FRAME_BYTES = 4096;
 
 /** One data socket, framed and (after the HELLO exchange) sealed. */
 export class DataSocket {
@@ -155,13 +157,21 @@ export class DataSocket {
   }
 
   private writeParts(parts: Buffer[]): boolean {
+    let total = 0;
+    for (const p of parts) total += p.length;
+    this.bytesOut += total;
+    // A small frame is copied into one buffer: one plain write costs less than the stream's
+    // corked writev of its parts (a request/response message is small, and its cost per message
+    // is what bounds it). A large one stays in its parts, one writev: no payload copy.
+    if (total <= SMALL_FRAME_BYTES) {
+      const ok = this.socket.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts, total));
+      if (!ok) this.blocked = true;
+      return ok;
+    }
     // cork/uncork turns the parts into one writev syscall: the frame goes out whole.
     this.socket.cork();
     let ok = true;
-    for (const p of parts) {
-      this.bytesOut += p.length;
-      ok = this.socket.write(p);
-    }
+    for (const p of parts) ok = this.socket.write(p);
     this.socket.uncork();
     if (!ok) this.blocked = true;
     return ok;

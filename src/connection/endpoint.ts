@@ -188,6 +188,8 @@ export class Endpoint extends EventEmitter {
   /** Carrying out the core's commands (an event fired meanwhile waits in the core for its turn). */
   private firing = false;
   private ackScheduled = false;
+  /** A delayed ACK (ACK_DELAY_MS): one ACK for however much small DATA arrives meanwhile. */
+  private ackTimer: TimerHandle | undefined;
   private pumpScheduled = false;
   private advertised = 0;
   private moving = false;
@@ -1114,8 +1116,8 @@ export class Endpoint extends EventEmitter {
       case FrameType.DATA: {
         const n = this.recv.onData(f.offset, f.payload);
         if (n > 0) this.emit('readable');
-        // A duplicate is acknowledged too: its sender is behind on what we have.
-        this.scheduleAck(ds);
+        // A duplicate is acknowledged too (at once): its sender is behind on what we have.
+        this.scheduleAck(ds, n === 0);
         return;
       }
       case FrameType.ACK: {
@@ -1126,7 +1128,7 @@ export class Endpoint extends EventEmitter {
       }
       case FrameType.FIN:
         this.recv.onFin(f.offset);
-        this.scheduleAck(ds);
+        this.scheduleAck(ds, true);
         this.emit('readable');
         return;
       case FrameType.SUSPEND:
@@ -1199,7 +1201,27 @@ export class Endpoint extends EventEmitter {
     this.fireIfDefined('socket_lost');
   }
 
-  private scheduleAck(ds: DataSocket): void {
+  /**
+   * Acknowledge what arrived. Little of it, with room left in the peer's window: after
+   * ACK_DELAY_MS, one ACK for everything that came meanwhile, so request/response traffic does
+   * not pay a sealed ACK frame, a write and a wake-up of the peer per exchange (that cost, not
+   * bandwidth, bounded pipelined traffic through a tunnel). A FIN, a duplicate (`now`),
+   * ACK_NOW_BYTES unacknowledged or a peer down to half its credit: at the end of this turn, as
+   * before, so bulk transfers and window growth do not wait.
+   */
+  private scheduleAck(ds: DataSocket, now = false): void {
+    const due = now || this.recv.received - this.announced >= limit('ACK_NOW_BYTES') || this.recv.edge - this.recv.received < this.credit / 2;
+    if (!due) {
+      if (!this.ackTimer && !this.ackScheduled) {
+        this.ackTimer = this.env.clock.setTimer(limit('ACK_DELAY_MS'), () => {
+          this.ackTimer = undefined;
+          // On the socket carrying the connection now (a resume may have replaced `ds`).
+          const to = this.data ?? ds;
+          if (to.open) this.sendAck(to);
+        });
+      }
+      return;
+    }
     if (this.ackScheduled) return;
     this.ackScheduled = true;
     this.deferred(() => {
@@ -1212,6 +1234,8 @@ export class Endpoint extends EventEmitter {
     // Once our DRAIN or SUSPEND is out, the socket takes no more frames from us: the offsets stay
     // unannounced (what arrived after our DRAIN is restated on the next socket or the reuse).
     if (!ds.open || ds.drainSent) return;
+    this.ackTimer?.cancel();
+    this.ackTimer = undefined;
     const edge = this.announceEdge();
     this.advertised = edge;
     this.announced = this.recv.received;
