@@ -48,6 +48,22 @@ Options:
   --verbose               every host log line on stderr (default: tunnel warnings only)
   -h, --help              this text
 
+Examples (as ssh -L 6380:127.0.0.1:6379 server, for a Redis next to the server):
+  laptop$ ferry tunnel id --key c.key            # prints CLIENT_ID
+  server$ ferry tunnel serve --key s.key --to 127.0.0.1:6379 --allow CLIENT_ID \\
+              --ip SERVER_IP --rendezvous-port 7400   # prints its agent id, SERVE_ID
+  laptop$ ferry tunnel connect SERVE_ID --key c.key --rendezvous SERVER_IP:7400 \\
+              --listen 127.0.0.1:6380 --ip auto
+  laptop$ redis-cli -p 6380                       # survives cuts and the laptop changing networks
+As ssh -R 8080:127.0.0.1:3000 server (the serve end run with --allow-remote-listen):
+  laptop$ ferry tunnel connect SERVE_ID --key c.key --rendezvous SERVER_IP:7400 \\
+              --remote-listen 127.0.0.1:8080 --to 127.0.0.1:3000
+
+Exit status: 0 after SIGINT/SIGTERM; 2 when it cannot start: a bad option, a --listen address
+that is in use or does not resolve (FERRY_ERR_TUNNEL_LISTEN), a peer that refuses -R
+(FERRY_ERR_TUNNEL_REFUSED); 1 on any other error, such as a rendezvous that does not answer
+(FERRY_ERR_CONTROL_TIMEOUT). Either way one line on stderr names the code.
+
 Prints one line "ferry tunnel ready: …" on stdout when it serves; warnings (a refused target, a
 reset, a denied agent) are JSON lines on stderr, each with a stable code. SIGINT/SIGTERM stop it.`;
 
@@ -184,7 +200,8 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
     await host.close();
     location.close();
     await embedded?.close();
-    fail(`tunnel: ${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);
+    const code = (err as { code?: string }).code;
+    fail(`tunnel: ${code ? `${code}: ` : ''}${(err as Error).message}`);
   }
   process.stdout.write(`ferry tunnel ready: agent=${agent.id} ${what} ${common}\n`);
   await stopped;

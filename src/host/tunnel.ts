@@ -178,9 +178,13 @@ export class TunnelEnd {
     this.servers.add(srv);
     srv.once('close', () => this.servers.delete(srv));
     return new Promise((resolve, reject) => {
-      srv.once('error', reject);
+      const failed = (err: Error): void => {
+        this.servers.delete(srv);
+        reject(listenError(at, err));
+      };
+      srv.once('error', failed);
       srv.listen({ host: at.host, port: at.port, backlog: limit('TUNNEL_MAX_STREAMS') }, () => {
-        srv.off('error', reject);
+        srv.off('error', failed);
         srv.on('error', (err) => this.gate.warn('tunnel_listen_error', { code: 'FERRY_ERR_TUNNEL_TARGET', errno: (err as NodeJS.ErrnoException).code }));
         resolve((srv.address() as { port: number }).port);
       });
@@ -339,7 +343,7 @@ export class TunnelEnd {
       port = await this.listenTcp(p, (tcp) => this.openStream(tcp, peer));
     } catch (err) {
       this.listensOf.set(peer, (this.listensOf.get(peer) ?? 1) - 1);
-      this.gate.warn('tunnel_listen_failed', { code: 'FERRY_ERR_TUNNEL_REFUSED', peer, listen: `${p.host}:${p.port}`, errno: (err as NodeJS.ErrnoException).code });
+      this.gate.warn('tunnel_listen_failed', { code: 'FERRY_ERR_TUNNEL_REFUSED', peer, listen: `${p.host}:${p.port}`, errno: ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code });
       fs.end(encodeTunnelPreamble({ kind: TunnelKind.REFUSED, reason: TunnelRefusal.CANNOT_BIND }));
       return;
     }
@@ -437,4 +441,20 @@ export function readPreamble(fs: AgentSocket, timeoutMs?: number): Promise<{ pre
     fs.once('end', onEnd);
     fs.once('close', onEnd);
   });
+}
+
+/** Why a listen failed, as an operator reads it, by errno. */
+const LISTEN_FAILURES: Record<string, string> = {
+  EADDRINUSE: 'the port is in use',
+  EADDRNOTAVAIL: 'not an address of this host',
+  ENOTFOUND: 'the name does not resolve',
+  EAI_AGAIN: 'the name does not resolve (yet)',
+  EACCES: 'permission denied (ports below 1024 need privileges)',
+};
+
+/** A failed listen on `at` as a FerryError (FERRY_ERR_TUNNEL_LISTEN); the errno stays in its cause. */
+function listenError(at: TcpAddress, err: Error): FerryError {
+  const errno = (err as NodeJS.ErrnoException).code;
+  const why = (errno && LISTEN_FAILURES[errno]) ?? err.message;
+  return new FerryError('FERRY_ERR_TUNNEL_LISTEN', `cannot listen on ${at.host}:${at.port}: ${why}${errno ? ` (${errno})` : ''}`, { cause: err });
 }

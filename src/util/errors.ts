@@ -91,6 +91,7 @@ export const ERRORS = {
   FERRY_ERR_TUNNEL_TARGET: { wire: 0, by: 'local', summary: 'A tunnel end could not reach its TCP target (refused, unreachable, timed out) or the target reset the stream; the tunnelled connection is aborted and the client at the other end is reset.' },
   FERRY_ERR_TUNNEL_RESET: { wire: 0, by: 'peer', summary: 'A tunnelled stream was aborted: the TCP client or target at one end reset it, or the tunnel end there could not reach its target; the TCP socket at this end is reset in turn.' },
   FERRY_ERR_TUNNEL_REFUSED: { wire: 0, by: 'peer', summary: 'The peer tunnel end refused a reverse listen (-R): not allowed there, or it cannot bind the address.' },
+  FERRY_ERR_TUNNEL_LISTEN: { wire: 0, by: 'local', summary: 'A tunnel end could not listen on its --listen address: the port is in use, the address is not one of this host, the name does not resolve, or the port needs privileges; the tunnel does not start (the cause names the errno).' },
   // --- location service (src/location/, docs/PROTOCOL.md §12) ---------------------------
   FERRY_ERR_REGISTRATION_UNPROVEN: { wire: 60, by: 'peer', summary: 'A location registration carries no delegation chain, and this rendezvous requires one (or the agent\'s location was proven before).' },
   FERRY_ERR_REGISTRATION_MISMATCH: { wire: 61, by: 'peer', summary: 'A registration\'s chain names another host than the entry (last subject), or another epoch than the entry\'s.' },
