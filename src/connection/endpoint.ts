@@ -1825,15 +1825,22 @@ export class Endpoint extends EventEmitter {
     this.sendClsDatagram();
   }
 
-  /** One CLS (a fresh counter each time), to where the peer is now. */
-  private sendClsDatagram(): void {
+  /**
+   * One CLS (a fresh counter each time), to where the peer is now, or once to `to`, an address a
+   * RES came from. That one is only a candidate (PROTOCOL.md §8.4: a relayed RES can name any
+   * source), so it gets at most AMPLIFICATION_FACTOR sends (85 B each; the RES that named it was
+   * at least as long) and the retries go back to the peer's proven or located address.
+   */
+  private sendClsDatagram(to?: string): void {
     const id = ++this.lastRequestId;
     this.clsPending = id;
     const { body, counter } = this.nextControl(MessageType.CLS, { reason: this.aborting || this.closedError ? 1 : 0 });
     const retry = this.closeRetry;
-    const to = (this.clsTarget = this.closeTo ?? addr(this.peer));
+    const proven = addr(this.peer);
+    const target = (this.clsTarget = to ?? proven);
+    const tries = target === proven ? 4 : limit('AMPLIFICATION_FACTOR');
     this.env
-      .request(to, MessageType.CLS, body, retry ? { maxTries: 4 } : { maxTries: 1, timeoutMs: 200 })
+      .request(target, MessageType.CLS, body, retry ? { maxTries: tries } : { maxTries: 1, timeoutMs: 200 })
       .then((reply) => {
         if (this.clsPending !== id) return;
         this.checkReply(reply, MessageType.CLS_ACK, counter);
@@ -1858,18 +1865,19 @@ export class Endpoint extends EventEmitter {
 
   /**
    * The peer resumes from `from` (its RES authenticated and fresh) while our CLS has no answer:
-   * that is where it is, whatever the location service still says (it lags, or the peer moved
-   * since the CLS left). The CLS goes there now; the refusal of the RES alone is not
-   * authenticated, so the peer could not take it as our close.
+   * that is likely where it is, whatever the location service still says (it lags, or the peer
+   * moved since the CLS left). One CLS goes there now; the refusal of the RES alone is not
+   * authenticated, so the peer could not take it as our close. Only that one: the RES's source
+   * is not proven (an on-path relay of a genuine RES can name any address), so the retries go to
+   * the proven or located address, and each further RES from the peer sends one more there.
    */
   private closeTowards(from: string): void {
     if (!this.closeRetry) return;
-    this.closeTo = from;
     if (this.clsPending !== undefined && this.clsTarget === from) return;
     this.clearDeadline('close_retry');
     this.lookupPending = undefined;
     this.closeLookup = undefined;
-    this.sendClsDatagram();
+    this.sendClsDatagram(from);
   }
 
   /** `close_retry`: look the peer up first if the last answer said so, then send the CLS again. */
@@ -1885,8 +1893,6 @@ export class Endpoint extends EventEmitter {
       if (this.lookupPending !== id || this.state !== 'CLOSE_SENT') return;
       this.lookupPending = undefined;
       const moved = this.path.located(loc);
-      // A newer location than the one a RES came from: the peer moved on since.
-      if (moved) this.closeTo = undefined;
       if (!retry.located(moved)) {
         // UNKNOWN_CONNECTION from where the peer is: it holds the connection no more.
         this.log.info('close_peer_forgot', {});
@@ -1902,8 +1908,6 @@ export class Endpoint extends EventEmitter {
   private closeRetry: CloseRetry | undefined;
   /** The next CLS try first looks the peer up, waiting up to this long for a newer location. */
   private closeLookup: number | undefined;
-  /** Where the peer's last RES came from, while our CLS is unanswered: the CLS goes there. */
-  private closeTo: string | undefined;
   /** Where the CLS in flight went. */
   private clsTarget: string | undefined;
 
