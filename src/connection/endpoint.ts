@@ -1818,10 +1818,14 @@ export class Endpoint extends EventEmitter {
     // connection before its CLS reached the peer).
     this.susPending = undefined;
     this.cancelRes();
-    // Giving up on an unreachable peer: one CLS, in case it comes back, then closed. Any other
-    // close is retried, following the peer, until the reconnect limit (core/closing.ts).
-    const unreachable = this.closedError?.code === 'FERRY_ERR_PEER_UNREACHABLE';
-    this.closeRetry = unreachable ? undefined : new CloseRetry({ reconnectLimitMs: this.env.reconnectLimitMs });
+    // Giving up on an unreachable peer: one CLS, in case it comes back, then closed. So is a
+    // half-open whose client confirmed by RES but never finished the resume (handshake deadline):
+    // never handed to the agent, it must not hold its entry and its source's half-open slot,
+    // sending CLS, until the reconnect limit on a stranger's word. Any other close is retried,
+    // following the peer, until the reconnect limit (core/closing.ts).
+    const code = this.closedError?.code;
+    const once = code === 'FERRY_ERR_PEER_UNREACHABLE' || code === 'FERRY_ERR_HANDSHAKE_TIMEOUT';
+    this.closeRetry = once ? undefined : new CloseRetry({ reconnectLimitMs: this.env.reconnectLimitMs });
     this.sendClsDatagram();
   }
 
