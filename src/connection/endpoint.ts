@@ -1522,6 +1522,23 @@ export class Endpoint extends EventEmitter {
     this.aborting = true;
     if (this.state !== 'CLOSE_SENT' && this.state !== 'CLOSE_ACKED') this.fire('close');
   }
+  /**
+   * The host is stopping (its control channel is closed): a close still retrying its CLS ends
+   * now, CLOSED with `err`, instead of waiting out its backoff or a lookup, which outlived the
+   * host by up to PEER_MOVE_WAIT_MS and then failed on the closed channel. Any other state is
+   * ended by {@link destroy} and the control requests the closed channel aborted.
+   */
+  stop(err: FerryError): void {
+    if (this.state !== 'CLOSE_SENT' || this.detached) return;
+    this.closedError ??= err;
+    this.closeRetry = undefined;
+    this.clsPending = undefined;
+    this.closeLookup = undefined;
+    this.lookupPending = undefined;
+    this.clearDeadline('close_retry');
+    this.fireIfDefined('timeout');
+  }
+
   /** destroy() was called: CLS carries reason 1 (abort) and the peer reports PEER_ABORTED. */
   private aborting = false;
 

@@ -1558,6 +1558,10 @@ export class Host {
     // instead of waiting out their reconnect limit.
     await new Promise((r) => setTimeout(r, 20));
     this.control.close();
+    // A close that was retrying its CLS (between tries, or waiting on the location service for a
+    // peer in transit) ends with the host: nothing of it runs on after close() returns.
+    const stopped = new FerryError('FERRY_ERR_ABORTED', 'host closed');
+    for (const ep of [...this.endpoints.values()]) ep.stop(stopped);
     await this.redirector.close();
   }
 }
