@@ -4,6 +4,9 @@
  *
  * - throughput of one TCP connection, 64 KiB and 1 MiB messages: sealed tunnel over `ssh -L`,
  *   plain tunnel over direct TCP (bytes pushed from this process to a drain in this process);
+ * - the bound of the topology: two minimal Node relay processes in a row (what the two tunnel
+ *   ends cost if they only copied), in the throughput and redis figures, each tunnel figure also
+ *   as a ratio over it;
  * - `redis-benchmark -P 16` (SET and GET, 4 clients) operations per second through the sealed
  *   tunnel, over direct and over `ssh -L`;
  * - the time from a cut of the data path (every Ferry data socket reset, as the tests do) to the
@@ -94,6 +97,25 @@ async function tunnel(dir: string, to: number, plain: boolean, tag: string): Pro
   };
 }
 
+/** A minimal relay: one Node process piping each accepted TCP connection to 127.0.0.1:PORT (argv), noDelay both sides. */
+const RELAY = `const net = require('node:net'); const to = Number(process.argv[1]);
+net.createServer({ noDelay: true }, (c) => { const t = net.connect({ port: to, host: '127.0.0.1', noDelay: true });
+  c.pipe(t); t.pipe(c); c.on('error', () => t.destroy()); t.on('error', () => c.destroy()); })
+  .listen(0, '127.0.0.1', function () { console.log('relay port=' + this.address().port); });`;
+
+/**
+ * The bound a tunnel's topology allows on this machine: two {@link RELAY} processes in a row to
+ * 127.0.0.1:`to`, as the two tunnel ends are, doing nothing but copy (no framing, no crypto, no
+ * acknowledgements). Resolves with the first relay's port.
+ */
+async function relayPair(to: number, stops: (() => void)[]): Promise<number> {
+  const far = await startUntil(process.execPath, ['-e', RELAY, String(to)], /relay port=(\d+)/);
+  stops.push(() => far.child.kill('SIGKILL'));
+  const near = await startUntil(process.execPath, ['-e', RELAY, far.m[1]!], /relay port=(\d+)/);
+  stops.push(() => near.child.kill('SIGKILL'));
+  return Number(near.m[1]);
+}
+
 /** An sshd here and `ssh -N -L` through it to 127.0.0.1:`to`; resolves with the forwarded port. */
 async function sshForward(dir: string, to: number, stops: (() => void)[]): Promise<number> {
   for (const key of ['host', 'user']) await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, key)]);
@@ -162,6 +184,7 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
     const plain = await tunnel(dir, drainPort, true, 'plain');
     stops.push(plain.stop);
     const ssh = await sshForward(dir, drainPort, stops);
+    const relay = await relayPair(drainPort, stops);
 
     const trials = ctx.quick ? 1 : 5;
     const maxBytes = ctx.quick ? 8 * 1048576 : 256 * 1048576;
@@ -170,7 +193,7 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
       const msg = randomBytes(size);
       const label = size === 65536 ? '64 KiB' : '1 MiB';
       const fig: Record<string, number> = {};
-      for (const [system, port] of [['tcp', drainPort], ['ssh-L', ssh], ['tunnel-plain', plain.listenPort], ['tunnel-sealed', sealed.listenPort]] as const) {
+      for (const [system, port] of [['tcp', drainPort], ['ssh-L', ssh], ['relay', relay], ['tunnel-plain', plain.listenPort], ['tunnel-sealed', sealed.listenPort]] as const) {
         ctx.progress(`tunnel: throughput ${system} ${label}`);
         fig[system] = await throughput(port, [], next, msg, maxBytes, ms, trials);
       }
@@ -178,6 +201,8 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
       rows.push({ id: `tunnel/ssh-L/${size}`, system: 'ssh-L', what: `ssh -L (OpenSSH), ${label} messages`, unit: 'MiB/s', value: fig['ssh-L']!, messageBytes: size });
       rows.push({ id: `tunnel/ferry-plain/${size}`, system: 'ferry-plain', what: `plain tunnel, ${label} messages`, unit: 'MiB/s', value: fig['tunnel-plain']!, messageBytes: size, baseline: `tunnel/tcp/${size}`, ratio: ratio(fig['tunnel-plain'], fig.tcp)! });
       rows.push({ id: `tunnel/ferry-sealed/${size}`, system: 'ferry-sealed', what: `sealed tunnel, ${label} messages`, unit: 'MiB/s', value: fig['tunnel-sealed']!, messageBytes: size, baseline: `tunnel/ssh-L/${size}`, ratio: ratio(fig['tunnel-sealed'], fig['ssh-L'])! });
+      rows.push({ id: `tunnel/relay/${size}`, system: 'relay', what: `two minimal Node relay processes (the bound), ${label} messages`, unit: 'MiB/s', value: fig.relay!, messageBytes: size, baseline: `tunnel/tcp/${size}`, ratio: ratio(fig.relay, fig.tcp)! });
+      rows.push({ id: `tunnel/ferry-plain/${size}/vs-relay`, system: 'ferry-plain', what: `plain tunnel over the relay pair, ${label} messages`, unit: 'MiB/s', value: fig['tunnel-plain']!, messageBytes: size, baseline: `tunnel/relay/${size}`, ratio: ratio(fig['tunnel-plain'], fig.relay)! });
     }
 
     // redis-benchmark -P 16: a redis-server of its own, reached direct, through ssh -L, through the sealed tunnel.
@@ -186,9 +211,10 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
     const redisSealed = await tunnel(dir, redis.port, false, 'redis');
     stops.push(redisSealed.stop);
     const redisSsh = await sshForward(await mkdtemp(join(dir, 'ssh2-')), redis.port, stops);
+    const redisRelay = await relayPair(redis.port, stops);
     const n = ctx.quick ? 5000 : 200_000;
     const ops: Record<string, number> = {};
-    for (const [system, port] of [['direct', redis.port], ['ssh-L', redisSsh], ['tunnel', redisSealed.listenPort]] as const) {
+    for (const [system, port] of [['direct', redis.port], ['ssh-L', redisSsh], ['relay', redisRelay], ['tunnel', redisSealed.listenPort]] as const) {
       ctx.progress(`tunnel: redis-benchmark ${system}`);
       const r = await run('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-P', '16', '-c', '4', '-n', String(n), '-t', 'set,get', '-q']);
       if (r.code !== 0) throw new Error(`redis-benchmark ${system}: ${r.err}`);
@@ -197,6 +223,8 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
     rows.push({ id: 'tunnel/redis/direct', system: 'tcp', what: 'redis-benchmark -P 16 (SET, GET) ops/s, direct', unit: 'count', value: ops.direct! });
     rows.push({ id: 'tunnel/redis/ssh-L', system: 'ssh-L', what: 'redis-benchmark -P 16 ops/s through ssh -L', unit: 'count', value: ops['ssh-L']! });
     rows.push({ id: 'tunnel/redis/ferry-sealed', system: 'ferry-sealed', what: 'redis-benchmark -P 16 ops/s through the sealed tunnel, over direct', unit: 'count', value: ops.tunnel!, baseline: 'tunnel/redis/direct', ratio: ratio(ops.tunnel, ops.direct)! });
+    rows.push({ id: 'tunnel/redis/relay', system: 'relay', what: 'redis-benchmark -P 16 ops/s through two minimal Node relays (the bound), over direct', unit: 'count', value: ops.relay!, baseline: 'tunnel/redis/direct', ratio: ratio(ops.relay, ops.direct)! });
+    rows.push({ id: 'tunnel/redis/ferry-sealed/vs-relay', system: 'ferry-sealed', what: 'redis-benchmark -P 16 ops/s through the sealed tunnel, over the relay pair', unit: 'count', value: ops.tunnel!, baseline: 'tunnel/redis/relay', ratio: ratio(ops.tunnel, ops.relay)! });
     rows.push({ id: 'tunnel/redis/ferry-sealed/vs-ssh', system: 'ferry-sealed', what: 'redis-benchmark -P 16 ops/s through the sealed tunnel, over ssh -L', unit: 'count', value: ops.tunnel!, baseline: 'tunnel/redis/ssh-L', ratio: ratio(ops.tunnel, ops['ssh-L'])! });
 
     // Time from a cut to the next echoed byte, and the RTT, through the sealed tunnel to an echo.
