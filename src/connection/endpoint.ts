@@ -188,8 +188,8 @@ export class Endpoint extends EventEmitter {
   /** Carrying out the core's commands (an event fired meanwhile waits in the core for its turn). */
   private firing = false;
   private ackScheduled = false;
-  /** A delayed ACK (ACK_DELAY_MS): one ACK for however much small DATA arrives meanwhile. */
-  private ackTimer: TimerHandle | undefined;
+  /** The socket the small DATA of a delayed ACK came on (its fallback if no socket carries the connection). */
+  private ackOn: DataSocket | undefined;
   private pumpScheduled = false;
   private advertised = 0;
   private moving = false;
@@ -576,6 +576,12 @@ export class Endpoint extends EventEmitter {
       case 'hello':
         this.dials.get(e.slot)?.(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no HELLO_ACK'));
         return;
+      case 'ack': {
+        const to = this.data ?? this.ackOn;
+        this.ackOn = undefined;
+        if (to?.open) this.sendAck(to);
+        return;
+      }
     }
   }
 
@@ -1212,13 +1218,11 @@ export class Endpoint extends EventEmitter {
   private scheduleAck(ds: DataSocket, now = false): void {
     const due = now || this.recv.received - this.announced >= limit('ACK_NOW_BYTES') || this.recv.edge - this.recv.received < this.credit / 2;
     if (!due) {
-      if (!this.ackTimer && !this.ackScheduled) {
-        this.ackTimer = this.env.clock.setTimer(limit('ACK_DELAY_MS'), () => {
-          this.ackTimer = undefined;
-          // On the socket carrying the connection now (a resume may have replaced `ds`).
-          const to = this.data ?? ds;
-          if (to.open) this.sendAck(to);
-        });
+      // A deadline of the connection (not of `ds`): it acknowledges on the socket carrying the
+      // connection when it expires (a resume may have replaced `ds`).
+      if (!this.core.hasDeadline('ack') && !this.ackScheduled) {
+        this.ackOn = ds;
+        this.setDeadline('ack', limit('ACK_DELAY_MS'));
       }
       return;
     }
@@ -1234,8 +1238,7 @@ export class Endpoint extends EventEmitter {
     // Once our DRAIN or SUSPEND is out, the socket takes no more frames from us: the offsets stay
     // unannounced (what arrived after our DRAIN is restated on the next socket or the reuse).
     if (!ds.open || ds.drainSent) return;
-    this.ackTimer?.cancel();
-    this.ackTimer = undefined;
+    this.clearDeadline('ack');
     const edge = this.announceEdge();
     this.advertised = edge;
     this.announced = this.recv.received;

@@ -26,7 +26,9 @@ export type TimerName =
   /** A drain, or an in-band SUSPEND, ends then without the peer's DRAIN (slot: the socket). */
   | 'drain'
   /** A dialed data socket's HELLO_ACK must have arrived by then (slot: the socket). */
-  | 'hello';
+  | 'hello'
+  /** A delayed ACK (ACK_DELAY_MS): one ACK for the small DATA that arrived meanwhile. */
+  | 'ack';
 
 /** A deadline that passed: its name and the socket slot it belongs to (0: the connection's own). */
 export interface Expiry<N extends string = TimerName> {
