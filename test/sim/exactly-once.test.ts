@@ -117,7 +117,11 @@ test('simulated schedules: exactly once, quiet, settled, closed', { timeout: Mat
  * confirmation was on its way (2006824); and two simulator faults, an end a move carried that the
  * peer's CLS closed before the application took its new object (46589), and a resume pending at
  * the peer of a closing end whose host then died, which may fail PEER_UNREACHABLE (3744).
- * 302844 (an open's end never found, still moving) failed before 2196's fix too.
+ * 302844 (an open's end never found, still moving) failed before 2196's fix too. 20001719 (a
+ * simulator fix): a clock jump of 5.1 s carried an open past its handshake limit after the server
+ * half's socket died, so the server dropped its half-open while the client was ESTABLISHED, and the
+ * client end failed PEER_UNREACHABLE at its reconnect limit: allowed now (as TCP resets a client
+ * whose final ACK found no SYN_RECEIVED), and the application opens again.
  */
 const REGRESSIONS: Schedule[] = [
   { seed: 7087, hosts: 3, agents: 3, security: false, conns: [[0, 1], [1, 2], [2, 0]], loss: 0.05, ops: [{ at: 15.980949872173369, kind: 'blackhole', link: 662, ms: 564 }, { at: 115.70683447178453, kind: 'write', conn: 1, side: 1, n: 1598 }, { at: 150.61431004665792, kind: 'move', agents: [1], to: 2, via: 'direct' }, { at: 173.27266896609217, kind: 'write', conn: 2, side: 1, n: 91925 }] },
@@ -144,6 +148,7 @@ const REGRESSIONS: Schedule[] = [
   { seed: 46589, hosts: 4, agents: 4, security: true, conns: [[0, 1], [1, 2], [2, 3], [3, 0], [1, 0]], loss: 0.05, ops: [{ at: 31.08524449914694, kind: 'move', agents: [1], to: 1, via: 'channel' }, { at: 79.08422910911031, kind: 'close', conn: 1, side: 1 }] },
   // Not shrunk: an open whose ends were not found (an end still moving), fixed with 2196's fix.
   makeSchedule(302844),
+  makeSchedule(20001719),
   { seed: 3744, hosts: 3, agents: 2, security: true, conns: [[0, 1], [1, 0]], loss: 0.3, ops: [{ at: 10.22772861784324, kind: 'move', agents: [1], to: 0, via: 'direct' }, { at: 13.372084711678326, kind: 'resume', conn: 0, side: 0 }, { at: 14.69030463276431, kind: 'crash', host: 1, how: 'process', ms: 2807 }, { at: 25.318203364731744, kind: 'close', conn: 0, side: 1 }] },
 ];
 

@@ -78,6 +78,8 @@ const DEAD_PEER_CODES = ['FERRY_ERR_PEER_UNREACHABLE', 'FERRY_ERR_CONNECTION_CLO
 
 /** How an open may fail while its ends move: none yet (each would be judged when seen). */
 const OPEN_FAILURES: string[] = [];
+/** What the client end of an open whose server half-open expired (see pausedPastOpen) may fail with. */
+const RESET_OPEN_CODES = ['FERRY_ERR_PEER_UNREACHABLE', 'FERRY_ERR_UNKNOWN_CONNECTION'];
 
 /** How long a close waits for the acknowledgement of its last byte before it sends CLS anyway. */
 const CLOSE_ACK_WAIT_MS = 10_000;
@@ -393,6 +395,12 @@ class World {
   private linkFaults = 0;
   /** Milliseconds the clock jumped so far. */
   private jumped = 0;
+  /** Every jump: when it began, and how far. */
+  private readonly jumps: { at: number; ms: number }[] = [];
+  /** When each connection's latest open began. */
+  private readonly openedAt = new Map<number, number>();
+  /** Opens whose client end failed, allowed, before the server end appeared: opened again. */
+  private readonly reopen = new Set<number>();
   /** Moves begun, per agent. */
   private readonly moveCount: number[] = [];
   /** Opens whose both ends are not found yet. */
@@ -900,6 +908,7 @@ class World {
         return this.open(op.conn);
       case 'jump':
         this.jumped += op.ms;
+        this.jumps.push({ at: this.clock.now(), ms: op.ms });
         return this.clock.jump(op.ms);
       case 'lag':
         return this.location.lag(op.ms);
@@ -999,6 +1008,7 @@ class World {
     // A lagging location service may still send the open to where the peer was.
     const peerWasMoving = this.moving[b] || this.location.stale(this.ids[b]!.id);
     const [t0, jumped0, faults0] = [this.clock.now(), this.jumped, this.linkFaults];
+    this.openedAt.set(ci, t0);
     const p = this.hosts[this.where[a]!]!.connect(this.ids[a]!.id, this.ids[b]!.id);
     const settled = p.then(
       (sock) => {
@@ -1054,10 +1064,30 @@ class World {
       if (!this.unopened.has(ci)) return;
       const code = isFerryError(err) ? err.code : err.message;
       this.event(`open ${ci}: an end failed ${code} before both were found`);
-      if (!(this.deadConn(ci) && DEAD_PEER_CODES.includes(code))) this.errors.push(`conn ${ci}: an end failed ${code} before both ends were found`);
+      if (this.deadConn(ci) && DEAD_PEER_CODES.includes(code)) return;
+      // The client end of an open whose server half-open expired in a pause (see pausedPastOpen)
+      // fails with a typed code once its resumes reach its limit; the application opens again.
+      if (this.pausedPastOpen(ci) && RESET_OPEN_CODES.includes(code) && sock.endpoint.role === 'client') {
+        this.reopen.add(ci);
+        return;
+      }
+      this.errors.push(`conn ${ci}: an end failed ${code} before both ends were found`);
     });
   }
   private readonly guarded = new WeakSet<AgentSocket>();
+
+  /**
+   * Whether a clock jump carried the latest open of `ci` past its handshake limit: the server
+   * keeps a half-open HANDSHAKE_TIMEOUT_MS (its deadline fires as the process wakes, before the
+   * client's confirmation or RES is read), so it may have dropped it while the client is
+   * ESTABLISHED, as a TCP server drops a SYN_RECEIVED whose final ACK came too late.
+   */
+  private pausedPastOpen(ci: number): boolean {
+    const t0 = this.openedAt.get(ci);
+    if (t0 === undefined) return false;
+    const end = t0 + limit('HANDSHAKE_TIMEOUT_MS');
+    return this.jumps.some((j) => j.at >= t0 && j.at < end && j.at + j.ms >= end);
+  }
 
   private findEnds(ci: number, tries: number): void {
     const [a, b] = this.s.conns[ci]!;
@@ -1065,6 +1095,14 @@ class World {
     if (this.isDead(a) || this.isDead(b)) {
       this.opening--;
       return this.event(`open ${ci} abandoned: dead host`);
+    }
+    if (this.reopen.delete(ci)) {
+      this.event(`open ${ci}: the client end failed after the server half-open expired in a pause; open again`);
+      this.clock.setTimer(50, () => {
+        this.opening--;
+        this.open(ci);
+      });
+      return;
     }
     if (!this.moving[a] && !this.moving[b]) {
       const ends = [find(a), find(b)] as const;
@@ -1080,7 +1118,10 @@ class World {
         return;
       }
     }
-    if (tries >= 2000) {
+    // The server half-open may have expired in a pause; then the client end must fail (typed) by
+    // its reconnect limit, and guard() sees that.
+    const limitTries = this.pausedPastOpen(ci) ? 2000 + (limit('RECONNECT_LIMIT_MS') + 10_000) / 5 : 2000;
+    if (tries >= limitTries) {
       this.opening--;
       this.errors.push(`conn ${ci}: opened, but its ends were not found within 10 s (${this.moving[a] || this.moving[b] ? 'an end still moving' : 'gone'})`);
       return;
