@@ -8,12 +8,18 @@ import { allRows } from './run.js';
 import type { OpenResult } from './lib/latency.js';
 import { fmt, type Row } from './lib/stats.js';
 
-/** The baseline's system, for short labels (`open/netns/tls/open` → `tls`). */
-const baselineSystem = (r: Row): string => r.baseline?.split('/').filter((x) => x !== 'netns')[1] ?? '';
+/** The baseline's system, for short labels (`open/netns/tls/open` → `tls`, `tunnel/redis/relay` → `redis relay`). */
+const baselineSystem = (r: Row): string => {
+  const parts = r.baseline?.split('/').filter((x) => x !== 'netns') ?? [];
+  return parts[1] === 'redis' ? `redis ${parts[2] ?? ''}` : (parts[1] ?? '');
+};
+
+/** The range of a ratio measured in rounds, e.g. ` (0.81–1.12 over 5 rounds)`; empty otherwise. */
+const rangeText = (r: Row): string => (r.ratioRange ? ` (${fmt(r.ratioRange.min)}–${fmt(r.ratioRange.max)} over ${r.ratioRange.rounds} rounds)` : '');
 
 const rowLine = (r: Row): string[] => {
   const s = r.summary;
-  return [r.id, s ? fmt(s.p50) : fmt(r.value), s ? fmt(s.p90) : '', s ? fmt(s.p99) : '', r.unit, r.ratio !== undefined ? `${fmt(r.ratio)}× ${baselineSystem(r)}` : '', r.note ?? ''];
+  return [r.id, s ? fmt(s.p50) : fmt(r.value), s ? fmt(s.p90) : '', s ? fmt(s.p99) : '', r.unit, r.ratio !== undefined ? `${fmt(r.ratio)}× ${baselineSystem(r)}${rangeText(r)}` : '', r.note ?? ''];
 };
 
 /** `open --netns` beside loopback: p50 of each system's open and close, and the run's ratios. */
@@ -91,7 +97,7 @@ export function renderMarkdown(r: BenchResult): string {
     out.push(md(['row', 'what', 'p50 / value', 'p90', 'p99', 'unit', 'vs baseline', 'note']), md(['---', '---', '---:', '---:', '---:', '---', '---:', '---']));
     for (const row of s.rows) {
       const x = row.summary;
-      out.push(md([`\`${row.id}\``, row.what, x ? fmt(x.p50) : fmt(row.value), x ? fmt(x.p90) : '', x ? fmt(x.p99) : '', row.unit, row.ratio !== undefined ? `${fmt(row.ratio)}× \`${row.baseline}\`` : '', row.note ?? '']));
+      out.push(md([`\`${row.id}\``, row.what, x ? fmt(x.p50) : fmt(row.value), x ? fmt(x.p90) : '', x ? fmt(x.p99) : '', row.unit, row.ratio !== undefined ? `${fmt(row.ratio)}× \`${row.baseline}\`${rangeText(row)}` : '', row.note ?? '']));
     }
     out.push('');
     // The text table's trailing empty column (it keeps the last figures right-aligned) is dropped here.

@@ -4,6 +4,8 @@ export interface BenchContext {
   readonly quick: boolean;
   /** `open` also measures between two network namespaces (`--netns`; needs root). */
   readonly netns?: boolean;
+  /** Rounds of interleaved trials where a suite measures in rounds (`--rounds`; tunnel). */
+  readonly rounds?: number;
   /** Update the progress line on stderr (rate-limited unless `force`). */
   progress(line: string, force?: boolean): void;
 }

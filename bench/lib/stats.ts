@@ -36,6 +36,11 @@ export interface Row {
   /** The id of the baseline row measured in the same run, and Ferry over baseline. */
   baseline?: string;
   ratio?: number;
+  /**
+   * Rows measured in interleaved rounds (bench/lib/rounds.ts): `value` is the median over rounds,
+   * `ratio` the median of the per-round ratios, and this their range over `rounds` rounds.
+   */
+  ratioRange?: { min: number; max: number; rounds: number };
   note?: string;
 }
 

@@ -2,13 +2,18 @@
  * `tunnel`: `ferry tunnel` (serve and connect as processes, as a user runs them) against direct
  * TCP and OpenSSH's `ssh -L` to an sshd started here, in one run (docs/TUNNEL.md):
  *
- * - throughput of one TCP connection, 64 KiB and 1 MiB messages: sealed tunnel over `ssh -L`,
- *   plain tunnel over direct TCP (bytes pushed from this process to a drain in this process);
- * - the bound of the topology: two minimal Node relay processes in a row (what the two tunnel
- *   ends cost if they only copied), in the throughput and redis figures, each tunnel figure also
- *   as a ratio over it;
- * - `redis-benchmark -P 16` (SET and GET, 4 clients) operations per second through the sealed
- *   tunnel, over direct and over `ssh -L`;
+ * - in interleaved rounds (bench/lib/rounds.ts; `--rounds`, default 5): each round one trial of
+ *   every path (direct, the relay pair, plain tunnel, sealed tunnel, `ssh -L`) per workload, in a
+ *   rotating order, every path set up once and reused. The workloads: one TCP connection's
+ *   throughput in 64 KiB and 1 MiB messages (bytes pushed from this process to a drain in this
+ *   process), and `redis-benchmark -P 16` (SET and GET, 4 clients) to a redis-server. Each ratio
+ *   (sealed over `ssh -L`, plain over direct, tunnel over the relay pair...) is the median of the
+ *   per-round ratios, with their range: a change of the machine's load between systems moved
+ *   the ratios of a suite that measured each system in turn by up to 4 ×;
+ * - the relay pair is the bound of the topology: two minimal Node relay processes in a row (what
+ *   the two tunnel ends cost if they only copied);
+ * - with FERRY_BENCH_ACK_NOW=1, a plain and a sealed tunnel whose ends acknowledge every DATA at
+ *   once (ack-now.ts) join the rounds: the delayed ACK measured against its absence;
  * - the time from a cut of the data path (every Ferry data socket reset, as the tests do) to the
  *   next echoed byte, p50, with the round-trip time through the tunnel in the same run;
  * - memory (RSS of both tunnel processes) per idle tunnelled connection, with 1000 of them;
@@ -28,11 +33,20 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freeTcpPort, startRedisServer } from '../../src/testing/index.js';
 import type { BenchContext } from '../lib/context.js';
-import { ratio, sleep, summarize, type Row, type SuiteResult } from '../lib/stats.js';
+import { sleep, summarize, type Row, type SuiteResult } from '../lib/stats.js';
+import { roundRatio, rotation, runRounds, systemSpread, type Workload } from '../lib/rounds.js';
 import { drainDuplex, pushDuplex, transfer } from '../lib/systems.js';
 import { addressChangeRows } from './tunnel-roam.js';
 
 const FERRY = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+/** Preloaded (`node --import`) into the tunnel ends of the `-ack-now` systems: see ack-now.ts. */
+const ACK_NOW = fileURLToPath(new URL('../lib/ack-now.js', import.meta.url));
+
+/** The paths a round measures, each to the drain and to redis-server. */
+type TunnelSystem = 'tcp' | 'relay' | 'tunnel-plain' | 'tunnel-sealed' | 'ssh-L' | 'tunnel-plain-ack-now' | 'tunnel-sealed-ack-now';
+
+/** Workload names of the rounds, in words. */
+const WORKLOAD_LABEL: Record<string, string> = { '65536': '64 KiB messages', '1048576': '1 MiB messages', redis: 'redis-benchmark -P 16' };
 
 function run(cmd: string, args: string[], timeoutMs = 120_000): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve, reject) => {
@@ -76,15 +90,20 @@ async function waitPort(port: number, ms = 15_000): Promise<void> {
   }
 }
 
+const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+
 const rssKiB = async (pid: number): Promise<number> => Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]);
 
-/** A serving and a connecting tunnel end to 127.0.0.1:`to`; the connecting end listens on `listenPort`. */
-async function tunnel(dir: string, to: number, plain: boolean, tag: string): Promise<{ listenPort: number; ports: number[]; pids: number[]; stop(): void }> {
+/**
+ * A serving and a connecting tunnel end to 127.0.0.1:`to`; the connecting end listens on
+ * `listenPort`. `nodeArgs` go to both processes' `node` before the CLI (a bench-only preload).
+ */
+async function tunnel(dir: string, to: number, plain: boolean, tag: string, nodeArgs: string[] = []): Promise<{ listenPort: number; ports: number[]; pids: number[]; stop(): void }> {
   const sec = plain ? ['--no-security'] : [];
   const id = (await run(process.execPath, [FERRY, 'tunnel', 'id', '--key', join(dir, `${tag}-c.key`)])).out.trim();
   const ready = /ferry tunnel ready: agent=([0-9a-f]{32}) .*redirector=[0-9.]+:(\d+) rendezvous=([0-9.]+:\d+)/;
-  const serve = await startUntil(process.execPath, [FERRY, 'tunnel', 'serve', '--key', join(dir, `${tag}-s.key`), '--to', `127.0.0.1:${to}`, '--allow', id, ...sec], ready);
-  const connect = await startUntil(process.execPath, [FERRY, 'tunnel', 'connect', serve.m[1]!, '--key', join(dir, `${tag}-c.key`), '--rendezvous', serve.m[3]!, '--listen', '127.0.0.1:0', ...sec], ready);
+  const serve = await startUntil(process.execPath, [...nodeArgs, FERRY, 'tunnel', 'serve', '--key', join(dir, `${tag}-s.key`), '--to', `127.0.0.1:${to}`, '--allow', id, ...sec], ready);
+  const connect = await startUntil(process.execPath, [...nodeArgs, FERRY, 'tunnel', 'connect', serve.m[1]!, '--key', join(dir, `${tag}-c.key`), '--rendezvous', serve.m[3]!, '--listen', '127.0.0.1:0', ...sec], ready);
   const listenPort = Number(/listen=127\.0\.0\.1:(\d+)/.exec(connect.m[0])![1]);
   return {
     listenPort,
@@ -132,23 +151,19 @@ async function sshForward(dir: string, to: number, stops: (() => void)[]): Promi
   return local;
 }
 
-/** Push bytes through `port` to the drain; MiB/s of the median trial, verified. */
-async function throughput(port: number, drains: Socket[] & { next?: () => Promise<Socket> }, next: () => Promise<Socket>, msg: Buffer, maxBytes: number, ms: number, trials: number): Promise<number> {
-  const results: number[] = [];
-  for (let i = 0; i < trials; i++) {
-    const c = netConnect({ port, host: '127.0.0.1', noDelay: true });
-    await once(c, 'connect');
-    const recv = drainDuplex(await next());
-    const t0 = performance.now();
-    const sent = await pushDuplex(c, msg, maxBytes, t0 + ms);
-    const { bytes, end } = await recv;
-    if (bytes !== sent) throw new Error(`tunnel bench: sent ${sent}, drain got ${bytes}`);
-    c.destroy();
-    results.push(transfer(bytes, t0, end).mibps);
-    await sleep(100);
-  }
-  results.sort((a, b) => a - b);
-  return results[Math.floor(results.length / 2)]!;
+/** One transfer: push `msg` through `port` to the drain until `maxBytes` or `ms`; MiB/s, verified. */
+async function pushOnce(port: number, next: () => Promise<Socket>, msg: Buffer, maxBytes: number, ms: number): Promise<number> {
+  const c = netConnect({ port, host: '127.0.0.1', noDelay: true });
+  await once(c, 'connect');
+  const recv = drainDuplex(await next());
+  const t0 = performance.now();
+  const sent = await pushDuplex(c, msg, maxBytes, t0 + ms);
+  const { bytes, end } = await recv;
+  if (bytes !== sent) throw new Error(`tunnel bench: sent ${sent}, drain got ${bytes}`);
+  c.destroy();
+  // The closed connections' last segments and the tunnel ends' teardown finish before the next trial.
+  await sleep(100);
+  return transfer(bytes, t0, end).mibps;
 }
 
 function redisOps(out: string): number {
@@ -178,54 +193,112 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
     const drainPort = (drain.address() as AddressInfo).port;
     const next = (): Promise<Socket> => (queue.length > 0 ? Promise.resolve(queue.shift()!) : new Promise((r) => waiters.push(r)));
 
-    ctx.progress('tunnel: starting tunnels and ssh -L', true);
-    const sealed = await tunnel(dir, drainPort, false, 'sealed');
-    stops.push(sealed.stop);
-    const plain = await tunnel(dir, drainPort, true, 'plain');
-    stops.push(plain.stop);
-    const ssh = await sshForward(dir, drainPort, stops);
-    const relay = await relayPair(drainPort, stops);
-
-    const trials = ctx.quick ? 1 : 5;
-    const maxBytes = ctx.quick ? 8 * 1048576 : 256 * 1048576;
-    const ms = ctx.quick ? 250 : 2000;
-    for (const size of [64 * 1024, 1048576]) {
-      const msg = randomBytes(size);
-      const label = size === 65536 ? '64 KiB' : '1 MiB';
-      const fig: Record<string, number> = {};
-      for (const [system, port] of [['tcp', drainPort], ['ssh-L', ssh], ['relay', relay], ['tunnel-plain', plain.listenPort], ['tunnel-sealed', sealed.listenPort]] as const) {
-        ctx.progress(`tunnel: throughput ${system} ${label}`);
-        fig[system] = await throughput(port, [], next, msg, maxBytes, ms, trials);
-      }
-      rows.push({ id: `tunnel/tcp/${size}`, system: 'tcp', what: `direct TCP, ${label} messages`, unit: 'MiB/s', value: fig.tcp!, messageBytes: size });
-      rows.push({ id: `tunnel/ssh-L/${size}`, system: 'ssh-L', what: `ssh -L (OpenSSH), ${label} messages`, unit: 'MiB/s', value: fig['ssh-L']!, messageBytes: size });
-      rows.push({ id: `tunnel/ferry-plain/${size}`, system: 'ferry-plain', what: `plain tunnel, ${label} messages`, unit: 'MiB/s', value: fig['tunnel-plain']!, messageBytes: size, baseline: `tunnel/tcp/${size}`, ratio: ratio(fig['tunnel-plain'], fig.tcp)! });
-      rows.push({ id: `tunnel/ferry-sealed/${size}`, system: 'ferry-sealed', what: `sealed tunnel, ${label} messages`, unit: 'MiB/s', value: fig['tunnel-sealed']!, messageBytes: size, baseline: `tunnel/ssh-L/${size}`, ratio: ratio(fig['tunnel-sealed'], fig['ssh-L'])! });
-      rows.push({ id: `tunnel/relay/${size}`, system: 'relay', what: `two minimal Node relay processes (the bound), ${label} messages`, unit: 'MiB/s', value: fig.relay!, messageBytes: size, baseline: `tunnel/tcp/${size}`, ratio: ratio(fig.relay, fig.tcp)! });
-      rows.push({ id: `tunnel/ferry-plain/${size}/vs-relay`, system: 'ferry-plain', what: `plain tunnel over the relay pair, ${label} messages`, unit: 'MiB/s', value: fig['tunnel-plain']!, messageBytes: size, baseline: `tunnel/relay/${size}`, ratio: ratio(fig['tunnel-plain'], fig.relay)! });
-    }
-
-    // redis-benchmark -P 16: a redis-server of its own, reached direct, through ssh -L, through the sealed tunnel.
+    ctx.progress('tunnel: starting tunnels, relays, ssh -L and redis-server', true);
+    const ackNow = process.env.FERRY_BENCH_ACK_NOW === '1';
+    // Each path is set up once and reused by every round: a round then costs only its trials.
     const redis = await startRedisServer();
     stops.push(() => void redis.destroy());
-    const redisSealed = await tunnel(dir, redis.port, false, 'redis');
-    stops.push(redisSealed.stop);
-    const redisSsh = await sshForward(await mkdtemp(join(dir, 'ssh2-')), redis.port, stops);
-    const redisRelay = await relayPair(redis.port, stops);
-    const n = ctx.quick ? 5000 : 200_000;
-    const ops: Record<string, number> = {};
-    for (const [system, port] of [['direct', redis.port], ['ssh-L', redisSsh], ['relay', redisRelay], ['tunnel', redisSealed.listenPort]] as const) {
-      ctx.progress(`tunnel: redis-benchmark ${system}`);
-      const r = await run('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-P', '16', '-c', '4', '-n', String(n), '-t', 'set,get', '-q']);
-      if (r.code !== 0) throw new Error(`redis-benchmark ${system}: ${r.err}`);
-      ops[system] = Math.round(redisOps(r.out));
+    const toDrain: Partial<Record<TunnelSystem, number>> = { tcp: drainPort };
+    const toRedis: Partial<Record<TunnelSystem, number>> = { tcp: redis.port };
+    for (const [target, ports, tag] of [
+      [drainPort, toDrain, 'drain'],
+      [redis.port, toRedis, 'redis'],
+    ] as const) {
+      for (const [system, plainTunnel, preload] of [
+        ['tunnel-plain', true, false],
+        ['tunnel-sealed', false, false],
+        ...(ackNow
+          ? ([
+              ['tunnel-plain-ack-now', true, true],
+              ['tunnel-sealed-ack-now', false, true],
+            ] as const)
+          : []),
+      ] as const) {
+        const t = await tunnel(dir, target, plainTunnel, `${tag}-${system}`, preload ? ['--import', ACK_NOW] : []);
+        stops.push(t.stop);
+        ports[system] = t.listenPort;
+      }
+      ports['ssh-L'] = await sshForward(await mkdtemp(join(dir, `ssh-${tag}-`)), target, stops);
+      ports.relay = await relayPair(target, stops);
     }
-    rows.push({ id: 'tunnel/redis/direct', system: 'tcp', what: 'redis-benchmark -P 16 (SET, GET) ops/s, direct', unit: 'count', value: ops.direct! });
-    rows.push({ id: 'tunnel/redis/ssh-L', system: 'ssh-L', what: 'redis-benchmark -P 16 ops/s through ssh -L', unit: 'count', value: ops['ssh-L']! });
-    rows.push({ id: 'tunnel/redis/ferry-sealed', system: 'ferry-sealed', what: 'redis-benchmark -P 16 ops/s through the sealed tunnel, over direct', unit: 'count', value: ops.tunnel!, baseline: 'tunnel/redis/direct', ratio: ratio(ops.tunnel, ops.direct)! });
-    rows.push({ id: 'tunnel/redis/relay', system: 'relay', what: 'redis-benchmark -P 16 ops/s through two minimal Node relays (the bound), over direct', unit: 'count', value: ops.relay!, baseline: 'tunnel/redis/direct', ratio: ratio(ops.relay, ops.direct)! });
-    rows.push({ id: 'tunnel/redis/ferry-sealed/vs-relay', system: 'ferry-sealed', what: 'redis-benchmark -P 16 ops/s through the sealed tunnel, over the relay pair', unit: 'count', value: ops.tunnel!, baseline: 'tunnel/redis/relay', ratio: ratio(ops.tunnel, ops.relay)! });
-    rows.push({ id: 'tunnel/redis/ferry-sealed/vs-ssh', system: 'ferry-sealed', what: 'redis-benchmark -P 16 ops/s through the sealed tunnel, over ssh -L', unit: 'count', value: ops.tunnel!, baseline: 'tunnel/redis/ssh-L', ratio: ratio(ops.tunnel, ops['ssh-L'])! });
+    const systems: TunnelSystem[] = ['tcp', 'relay', 'tunnel-plain', 'tunnel-sealed', 'ssh-L', ...(ackNow ? (['tunnel-plain-ack-now', 'tunnel-sealed-ack-now'] as const) : [])];
+
+    const rounds = ctx.rounds ?? (ctx.quick ? 2 : 5);
+    const maxBytes = ctx.quick ? 8 * 1048576 : 256 * 1048576;
+    const ms = ctx.quick ? 250 : 1500;
+    const requests = ctx.quick ? 5000 : 50_000;
+    const redisOnce = async (port: number, n: number): Promise<number> => {
+      const r = await run('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-P', '16', '-c', '4', '-n', String(n), '-t', 'set,get', '-q']);
+      if (r.code !== 0) throw new Error(`redis-benchmark on port ${port}: ${r.err}`);
+      return Math.round(redisOps(r.out));
+    };
+    const sizes = [65536, 1048576] as const;
+    const workloads = (warm: boolean): Workload[] => [
+      ...sizes.map((size) => {
+        const msg = randomBytes(size);
+        return { name: String(size), systems, trial: (sys: string) => pushOnce(toDrain[sys as TunnelSystem]!, next, msg, warm ? 8 * 1048576 : maxBytes, warm ? 250 : ms) };
+      }),
+      { name: 'redis', systems, trial: (sys: string) => redisOnce(toRedis[sys as TunnelSystem]!, warm ? 5000 : requests) },
+    ];
+    // One short unkept round first: the tunnel processes' code is cold (JIT) and their first
+    // connections allocate what later ones reuse.
+    // (Quick runs are a smoke test: they skip it.)
+    if (!ctx.quick) {
+      ctx.progress('tunnel: warm-up round', true);
+      await runRounds(workloads(true), 1, (s) => ctx.progress(`tunnel: warm-up: ${WORKLOAD_LABEL[s.workload]} through ${s.system}`));
+    }
+    const started = performance.now();
+    const figures = await runRounds(workloads(false), rounds, (s) => {
+      const left = s.done === 0 ? '' : `, about ${Math.ceil((((performance.now() - started) / s.done) * (s.trials - s.done)) / 1000)} s left`;
+      ctx.progress(`tunnel: round ${s.round + 1}/${s.rounds}: ${WORKLOAD_LABEL[s.workload]} through ${s.system} (trial ${s.done + 1}/${s.trials}${left})`, s.workload === '65536' && s.system === rotation(systems, s.round)[0]);
+    });
+    info.rounds = rounds;
+    info.systems = systems;
+    info.ackNow = ackNow;
+    info.figures = Object.fromEntries(figures);
+    info.trial = { maxBytes, ms, redisRequests: requests };
+
+    const row = (id: string, system: string, what: string, unit: Row['unit'], workload: string, sys: TunnelSystem, baseline?: { id: string; sys: TunnelSystem }, extra: Partial<Row> = {}): Row => {
+      const per = figures.get(workload)!;
+      const r: Row = { id, system, what, unit, value: Math.round(systemSpread(per, sys).median * 10) / 10, ...extra };
+      if (baseline) {
+        const q = roundRatio(per, sys, baseline.sys);
+        r.baseline = baseline.id;
+        r.ratio = r3(q.median);
+        r.ratioRange = { min: r3(q.min), max: r3(q.max), rounds: q.n };
+      }
+      return r;
+    };
+    for (const size of sizes) {
+      const w = String(size);
+      const label = WORKLOAD_LABEL[w]!;
+      const b = (sys: TunnelSystem, id: string): { id: string; sys: TunnelSystem } => ({ id: `tunnel/${id}/${size}`, sys });
+      const m = { messageBytes: size };
+      rows.push(row(`tunnel/tcp/${size}`, 'tcp', `direct TCP, ${label}`, 'MiB/s', w, 'tcp', undefined, m));
+      rows.push(row(`tunnel/ssh-L/${size}`, 'ssh-L', `ssh -L (OpenSSH), ${label}`, 'MiB/s', w, 'ssh-L', undefined, m));
+      rows.push(row(`tunnel/ferry-plain/${size}`, 'ferry-plain', `plain tunnel, ${label}`, 'MiB/s', w, 'tunnel-plain', b('tcp', 'tcp'), m));
+      rows.push(row(`tunnel/ferry-sealed/${size}`, 'ferry-sealed', `sealed tunnel, ${label}`, 'MiB/s', w, 'tunnel-sealed', b('ssh-L', 'ssh-L'), m));
+      rows.push(row(`tunnel/relay/${size}`, 'relay', `two minimal Node relay processes (the bound), ${label}`, 'MiB/s', w, 'relay', b('tcp', 'tcp'), m));
+      rows.push(row(`tunnel/ferry-plain/${size}/vs-relay`, 'ferry-plain', `plain tunnel over the relay pair, ${label}`, 'MiB/s', w, 'tunnel-plain', b('relay', 'relay'), m));
+      rows.push(row(`tunnel/ferry-sealed/${size}/vs-relay`, 'ferry-sealed', `sealed tunnel over the relay pair, ${label}`, 'MiB/s', w, 'tunnel-sealed', b('relay', 'relay'), m));
+      if (ackNow) {
+        rows.push(row(`tunnel/ferry-plain-ack-now/${size}`, 'ferry-plain', `plain tunnel with every ACK at once (ACK_NOW_BYTES 0), over the delayed ACK, ${label}`, 'MiB/s', w, 'tunnel-plain-ack-now', b('tunnel-plain', 'ferry-plain'), m));
+        rows.push(row(`tunnel/ferry-sealed-ack-now/${size}`, 'ferry-sealed', `sealed tunnel with every ACK at once (ACK_NOW_BYTES 0), over the delayed ACK, ${label}`, 'MiB/s', w, 'tunnel-sealed-ack-now', b('tunnel-sealed', 'ferry-sealed'), m));
+      }
+    }
+    const rb = (sys: TunnelSystem, id: string): { id: string; sys: TunnelSystem } => ({ id: `tunnel/redis/${id}`, sys });
+    const what = 'redis-benchmark -P 16 (SET, GET) ops/s';
+    rows.push(row('tunnel/redis/direct', 'tcp', `${what}, direct`, 'count', 'redis', 'tcp'));
+    rows.push(row('tunnel/redis/ssh-L', 'ssh-L', `${what} through ssh -L`, 'count', 'redis', 'ssh-L'));
+    rows.push(row('tunnel/redis/ferry-sealed', 'ferry-sealed', `${what} through the sealed tunnel, over direct`, 'count', 'redis', 'tunnel-sealed', rb('tcp', 'direct')));
+    rows.push(row('tunnel/redis/ferry-plain', 'ferry-plain', `${what} through the plain tunnel, over direct`, 'count', 'redis', 'tunnel-plain', rb('tcp', 'direct')));
+    rows.push(row('tunnel/redis/relay', 'relay', `${what} through two minimal Node relays (the bound), over direct`, 'count', 'redis', 'relay', rb('tcp', 'direct')));
+    rows.push(row('tunnel/redis/ferry-sealed/vs-relay', 'ferry-sealed', `${what} through the sealed tunnel, over the relay pair`, 'count', 'redis', 'tunnel-sealed', rb('relay', 'relay')));
+    rows.push(row('tunnel/redis/ferry-sealed/vs-ssh', 'ferry-sealed', `${what} through the sealed tunnel, over ssh -L`, 'count', 'redis', 'tunnel-sealed', rb('ssh-L', 'ssh-L')));
+    if (ackNow) {
+      rows.push(row('tunnel/redis/ferry-plain-ack-now', 'ferry-plain', `${what} through the plain tunnel with every ACK at once, over the delayed ACK`, 'count', 'redis', 'tunnel-plain-ack-now', rb('tunnel-plain', 'ferry-plain')));
+      rows.push(row('tunnel/redis/ferry-sealed-ack-now', 'ferry-sealed', `${what} through the sealed tunnel with every ACK at once, over the delayed ACK`, 'count', 'redis', 'tunnel-sealed-ack-now', rb('tunnel-sealed', 'ferry-sealed')));
+    }
 
     // Time from a cut to the next echoed byte, and the RTT, through the sealed tunnel to an echo.
     const echo = createServer({ noDelay: true }, (s) => s.pipe(s));

@@ -20,12 +20,23 @@ Bench options:
                             the time from a serving host changing its address to bytes flowing
                             again (rows tunnel/ferry-sealed/address-change-*). Needs root and
                             iproute2; not with --suite without open or tunnel
+  --rounds N                tunnel: measure in N rounds, each one trial of every path (direct,
+                            relay pair, plain and sealed tunnel, ssh -L) per workload (64 KiB,
+                            1 MiB, redis-benchmark -P 16) in a rotating order; each ratio is the
+                            median of the per-round ratios, with their range (default 5, about
+                            4 minutes for the suite; quick 2); not with --suite without tunnel
   --json                    end the output with one JSON object holding every figure
   --out DIR                 also write DIR/bench.json, DIR/REPORT.md and SVG charts
   -h, --help                this text
 
+Environment: FERRY_BENCH_ACK_NOW=1 adds to every tunnel round a plain and a sealed tunnel whose
+ends acknowledge every DATA at once (the delayed ACK off), with rows '-ack-now' over the default.
+
 Exit status: 0 unless a suite failed or a Ferry figure is missing (never for a slow figure);
 2 for bad arguments, or --netns where namespaces cannot be made.`;
+
+/** Most `--rounds`: at about 45 s a round, 100 is over an hour already. */
+const MAX_ROUNDS = 100;
 
 const SUITE_NAMES = ['open', 'breakdown', 'suspend-resume', 'throughput', 'migration', 'scale', 'directory', 'tunnel'] as const;
 
@@ -39,6 +50,7 @@ export async function benchMain(args: string[], fail: (msg: string) => never): P
         suite: { type: 'string', multiple: true },
         quick: { type: 'boolean' },
         netns: { type: 'boolean' },
+        rounds: { type: 'string' },
         json: { type: 'boolean' },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -61,6 +73,12 @@ export async function benchMain(args: string[], fail: (msg: string) => never): P
       return 2;
     }
   }
+  let rounds: number | undefined;
+  if (values.rounds !== undefined) {
+    rounds = Number(values.rounds);
+    if (!/^\d+$/.test(values.rounds) || rounds < 1 || rounds > MAX_ROUNDS) fail(`--rounds must be a whole number from 1 to ${MAX_ROUNDS}, got '${values.rounds}'`);
+    if (values.suite && !values.suite.includes('tunnel')) fail('--rounds sets the rounds of the tunnel suite: add --suite tunnel (or run all suites)');
+  }
   let runner: typeof import('../../bench/run.js');
   try {
     runner = await import('../../bench/run.js');
@@ -71,6 +89,7 @@ export async function benchMain(args: string[], fail: (msg: string) => never): P
   const result = await runner.runBench({
     quick: Boolean(values.quick),
     netns: Boolean(values.netns),
+    ...(rounds !== undefined ? { rounds } : {}),
     ...(values.suite ? { suites: values.suite as (typeof SUITE_NAMES)[number][] } : {}),
     ...(values.out ? { out: values.out } : {}),
   });
