@@ -11,24 +11,17 @@
  * flow, never which.
  */
 import { EventEmitter } from 'node:events';
-import { deriveSessionKeys, equalBytes, type AgentId, type ConnectionKeys, type Identity, type SessionKeys } from '../identity/index.js';
+import { deriveSessionKeys, equalBytes, type AgentId, type ConnectionKeys, type Identity } from '../identity/index.js';
 import { FerryError, errorFromWire, isFerryError, limit, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
 import { formatAddress, parseAddress } from '../control/index.js';
 import {
-  CONNECT_ACK_FRAME_HEAD_BYTES,
   FrameType,
   MessageType,
   NONCE_BYTES,
   RESUME_FLAG_PROOF,
   RESUME_FLAG_PROOF_WANTED,
   connectAckFramePrefix,
-  decodeConnectAck,
-  decodeConnectAckFrame,
-  decodeConnectConfirmFrame,
-  decodeFrameBody,
   encodeConnControl,
-  encodeConnectConfirm,
-  encodeConnectConfirmFrame,
   type ConnControl,
   type Connect,
   type ConnectFrame,
@@ -49,11 +42,10 @@ import {
   helloAckMac,
   helloMac,
   verifyClientFinished,
-  type ClientHello,
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { CloseRetry, ControlAuth, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, controlTypeName, proofWantedPadding, unmappedIp, type CoreCommand, type CoreInit, type Expiry, type TimerName } from './core/index.js';
+import { CloseRetry, ControlAuth, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, controlTypeName, proofWantedPadding, unmappedIp, type CoreCommand, type CoreInit, type Expiry, type OpenCommand, type OpenCrypto, type TimerName } from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
 const RES_CANCELLED = new FerryError('FERRY_ERR_ABORTED', 'RES cancelled: the connection moved on');
@@ -196,16 +188,12 @@ export class Endpoint extends EventEmitter {
   /** The application's last suspend or resume while a move was being prepared (it wins at landing). */
   private moveWish: 'resume' | 'suspend' | undefined;
   private closedError: FerryError | undefined;
-  /** Client: the CONNECT in flight. Server: transcript hash until the client confirms. */
-  private clientHello: ClientHello | undefined;
-  private transcript: Buffer | undefined;
+  /** Control-channel open: the data socket dialled ahead at `open()`, until the open dials. */
   private predial: StreamSocket | undefined;
-  /** In-band open: the socket the handshake runs on, until it is attached (or the open fails). */
+  /** In-band open: the socket the handshake runs on (the core's open slot), until it is attached (or the open fails). */
   private opening: DataSocket | undefined;
-  /** In-band open: the AEAD keys of that socket, from the handshake (security on). */
-  private openKeys: SessionKeys | undefined;
-  /** This endpoint opens (client) or was opened (server) in-band. */
-  private inband = false;
+  /** The CONNECT request of a control-channel open, aborted if the connection ends first. */
+  private connectRequest: AbortController | undefined;
   private suspendReason = 0;
   private parked: { sock: StreamSocket; hello: Hello; rest: Buffer } | undefined;
   /** Last time the endpoint entered SUSPENDED or ESTABLISHED, for metrics. */
@@ -316,22 +304,26 @@ export class Endpoint extends EventEmitter {
 
   // ------------------------------------------------------------------ construction
 
+  /** The open's cryptography (handshake.ts), injected into the core's open. */
+  private static readonly crypto: OpenCrypto = { acceptConnectAck, clientFinished, verifyClientFinished };
+
   /** A client endpoint about to open a connection to `peerAgent` at `peer`. */
   static client(env: EndpointEnv, local: Identity, peerAgent: AgentId, peer: PeerLocator, clientHalf: Buffer): Endpoint {
     const ep = new Endpoint(
       env,
       Endpoint.newCore(env, { state: 'CLOSED', role: 'client', localAgent: local.id, peerAgent, connectionId: Buffer.concat([clientHalf, Buffer.alloc(8)]), peer, secure: env.security }),
     );
-    ep.inband = env.inbandOpen !== false;
-    ep.clientHello = buildConnect({
+    const inband = env.inbandOpen !== false;
+    const hello = buildConnect({
       secure: env.security,
       clientHalf,
       client: local,
       toAgent: peerAgent,
       redirectorPort: env.redirectorPort,
       window: ep.recv.announce(Endpoint.firstWindow(env)),
-      inbandControlPort: ep.inband ? env.controlPort : undefined,
+      inbandControlPort: inband ? env.controlPort : undefined,
     });
+    ep.core.open.startClient({ inband, hello, crypto: Endpoint.crypto });
     return ep;
   }
 
@@ -341,28 +333,9 @@ export class Endpoint extends EventEmitter {
    */
   static server(env: EndpointEnv, local: Identity, connect: Connect, connectBody: Buffer, from: string, serverHalf: Buffer): { endpoint: Endpoint; reply: Buffer } {
     const { ip, port } = splitAddr(from);
-    const cid = Buffer.concat([connect.clientHalf, serverHalf]);
-    const window = Endpoint.firstWindow(env);
-    const ack = buildConnectAck({ connect, connectBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window });
-    const ep = new Endpoint(
-      env,
-      Endpoint.newCore(env, {
-        state: 'LISTEN',
-        role: 'server',
-        localAgent: local.id,
-        peerAgent: connect.fromAgent.toString('hex') as AgentId,
-        connectionId: cid,
-        peer: { ip, controlPort: port, redirectorPort: connect.redirectorPort, epoch: 0 },
-        secure: connect.secure,
-        keys: ack.keys,
-      }),
-    );
-    ep.send.peerLimit = connect.window;
-    ep.recv.announce(window);
-    ep.settleBudget();
-    ep.transcript = ack.transcript;
-    ep.fire('recv_connect');
-    ep.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
+    const { ep, ack } = Endpoint.halfOpen(env, local, connect, serverHalf, { ip, controlPort: port }, (window) => buildConnectAck({ connect, connectBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window }));
+    ep.core.open.startServer({ inband: false, transcript: ack.transcript, crypto: Endpoint.crypto }, env.clock.now());
+    ep.rearm();
     return { endpoint: ep, reply: ack.body };
   }
 
@@ -375,12 +348,33 @@ export class Endpoint extends EventEmitter {
   static serverInband(env: EndpointEnv, local: Identity, c: ConnectFrame, frameBody: Buffer, sock: StreamSocket, serverHalf: Buffer): Endpoint {
     const connect = c.connect;
     const prefix = connectAckFramePrefix(env.controlPort);
-    const cid = Buffer.concat([connect.clientHalf, serverHalf]);
     // The client's IP is the TCP peer's (the handshake proved it); its control port is in the
     // frame, under the transcript hash (so under both signatures' and MACs' cover).
-    const ip = unmappedIp(sock.remoteAddress ?? '');
+    const where = { ip: unmappedIp(sock.remoteAddress ?? ''), controlPort: c.controlPort };
+    const { ep, ack } = Endpoint.halfOpen(env, local, connect, serverHalf, where, (window) =>
+      buildConnectAck({ connect, connectBody: frameBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window, ackPrefix: prefix }),
+    );
+    // Until the CONNECT_CONFIRM verifies, the socket has proved nothing: frames keep the
+    // redirector's first-frame bound.
+    const slot = ++ep.lastSlot;
+    const ds = ep.openingSocket(sock, slot);
+    ep.core.open.startServer({ inband: true, transcript: ack.transcript, openKeys: ack.open, slot, crypto: Endpoint.crypto }, env.clock.now());
+    ep.rearm();
+    ds.sendRaw(Buffer.concat([prefix, ack.body]));
+    return ep;
+  }
+
+  /** The server end of a verified CONNECT, CONNECT_ACKED, before its open starts. */
+  private static halfOpen<A extends { keys: ConnectionKeys | undefined }>(
+    env: EndpointEnv,
+    local: Identity,
+    connect: Connect,
+    serverHalf: Buffer,
+    from: { ip: string; controlPort: number },
+    buildAck: (window: number) => A,
+  ): { ep: Endpoint; ack: A } {
     const window = Endpoint.firstWindow(env);
-    const ack = buildConnectAck({ connect, connectBody: frameBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window, ackPrefix: prefix });
+    const ack = buildAck(window);
     const ep = new Endpoint(
       env,
       Endpoint.newCore(env, {
@@ -388,34 +382,42 @@ export class Endpoint extends EventEmitter {
         role: 'server',
         localAgent: local.id,
         peerAgent: connect.fromAgent.toString('hex') as AgentId,
-        connectionId: cid,
-        peer: { ip, controlPort: c.controlPort, redirectorPort: connect.redirectorPort, epoch: 0 },
+        connectionId: Buffer.concat([connect.clientHalf, serverHalf]),
+        peer: { ...from, redirectorPort: connect.redirectorPort, epoch: 0 },
         secure: connect.secure,
         keys: ack.keys,
       }),
     );
-    ep.inband = true;
     ep.send.peerLimit = connect.window;
     ep.recv.announce(window);
     ep.settleBudget();
-    ep.transcript = ack.transcript;
-    ep.openKeys = ack.open;
     ep.fire('recv_connect');
-    ep.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
-    // Until the CONNECT_CONFIRM verifies, the socket has proved nothing: frames keep the
-    // redirector's first-frame bound.
-    const ds: DataSocket = new DataSocket(sock, { frame: () => {}, close: (err) => ep.openingLost(ds, err), writable: () => {} }, ep.log, {
-      maxFrameBytes: limit('HANDOFF_FRAME_BYTES'),
-      raw: (body) => ep.onConfirmFrame(ds, body),
-    });
-    ep.opening = ds;
-    ds.sendRaw(Buffer.concat([prefix, ack.body]));
-    return ep;
+    return { ep, ack };
   }
 
-  /** In-band server: read what followed the CONNECT (the host has indexed the endpoint). */
-  startInband(rest: Buffer): void {
-    this.opening?.feed(rest);
+  /**
+   * The socket an in-band open runs on, as socket slot S until it is attached: its frames are the
+   * open's raw frames, its close the open's loss (both inputs of the core's open naming S).
+   */
+  private openingSocket(sock: StreamSocket, slot: number, dialError?: () => Error | undefined): DataSocket {
+    const ds: DataSocket = new DataSocket(
+      sock,
+      {
+        frame: () => {},
+        close: (err) => {
+          if (this.opening === ds) this.opening = undefined;
+          const e = dialError?.();
+          this.runOpen(this.core.open.openingClosed(slot, err, e && { code: (e as NodeJS.ErrnoException).code, message: e.message }));
+        },
+        writable: () => {},
+      },
+      this.log,
+      // The peer has proved nothing until its CONNECT_ACK or CONNECT_CONFIRM verifies: the redirector's bound.
+      { maxFrameBytes: limit('HANDOFF_FRAME_BYTES'), raw: (body) => this.runOpen(this.core.open.openingFrame(slot, body)) },
+    );
+    this.slotIds.set(ds, slot);
+    this.opening = ds;
+    return ds;
   }
 
   /** Rebuild a moved endpoint from its checkpoint (state SUSPENDED); call {@link start} after indexing. */
@@ -532,22 +534,7 @@ export class Endpoint extends EventEmitter {
   private onExpiry(e: Expiry): void {
     switch (e.name) {
       case 'handshake':
-        // Client (in-band open): no CONNECT_ACK in time. Server: the client never confirmed.
-        if (this.role === 'client') return this.openFailed(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no CONNECT_ACK'));
-        if (this.opening?.open && !this.handshakeExtended) {
-          // The open's socket is still up but nothing verified on it. If this process did not run
-          // for a while (stopped, or its machine slept: the deadline then fires before the input
-          // that queued meanwhile is read), the client may be ESTABLISHED with its confirmation on
-          // the way (found by the simulator: a clock jump across the deadline). One more handshake
-          // time, once: a silent socket then holds its half-open slot at most twice as long.
-          this.handshakeExtended = true;
-          this.log.info('handshake_deadline_extended', { lateMs: Math.round(this.env.clock.now() - e.at) });
-          return this.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
-        }
-        // A half-open that took the client's RES as its confirmation, and whose resume did not
-        // finish: it is never handed to the agent, so it ends here.
-        if (this.state !== 'CONNECT_ACKED') return this.destroy(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', `the open did not complete (${this.state})`));
-        return this.fireIfDefined('timeout');
+        return this.runOpen(this.core.open.handshakeExpired(e, this.env.clock.now(), this.opening?.open === true));
       case 'resume_deadline':
         this.log.info('resume_deadline', { state: this.state });
         // Silence, as a CONTROL_TIMEOUT of the RES: ask the location service before the next
@@ -588,11 +575,11 @@ export class Endpoint extends EventEmitter {
   private act(action: string): void {
     switch (action) {
       case 'send_connect':
-        return this.sendConnect();
+        return this.runOpen(this.core.open.sendConnect(this.env.clock.now(), () => ++this.lastSlot));
       case 'send_confirm':
-        return this.sendConfirm();
+        return this.runOpen(this.core.open.sendConfirm());
       case 'dial':
-        return this.dialOpen();
+        return this.runOpen(this.core.open.dial());
       case 'send_sus':
         return this.sendSus();
       case 'send_res':
@@ -645,207 +632,115 @@ export class Endpoint extends EventEmitter {
       };
       this.once('established', established);
       this.once('closed', closed);
-      if (!this.inband) {
-        // Overlap the TCP connect to the peer's redirector with the handshake's round trip.
-        this.predial = this.env.dial(this.peer.ip, this.peer.redirectorPort);
-        this.predial.on('error', () => {});
-      }
-      this.fire('connect');
+      this.runOpen(this.core.open.begin());
     });
   }
 
-  /**
-   * In-band open, client side: dial the peer's redirector and send CONNECT as the socket's first
-   * frame (Node holds it until the TCP handshake completes); CONNECT_ACK or REJECT comes back on
-   * the same socket, within HANDSHAKE_TIMEOUT_MS.
-   */
-  private sendConnectInband(): void {
-    const hello = this.clientHello!;
-    const { ip, redirectorPort } = this.peer;
-    let dialError: Error | undefined;
-    const fail = (err: FerryError): void => this.openFailed(err);
-    let sock: StreamSocket;
-    try {
-      sock = this.env.dial(ip, redirectorPort);
-    } catch (err) {
-      queueMicrotask(() => fail(new FerryError('FERRY_ERR_PEER_UNREACHABLE', `cannot dial ${formatAddress(ip, redirectorPort)}: ${String(err)}`)));
-      return;
-    }
-    sock.on('error', (e) => (dialError = e));
-    this.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
-    const ds: DataSocket = new DataSocket(
-      sock,
-      {
-        frame: () => {},
-        close: (err) => {
-          if (ds !== this.opening) return;
+  /** Carry out what the core's open decided, in order (core/open.ts). */
+  private runOpen(commands: readonly OpenCommand[]): void {
+    for (const c of commands) {
+      switch (c.kind) {
+        case 'open_dial': {
+          let dialError: Error | undefined;
+          let sock: StreamSocket;
+          // The handshake deadline the core set is armed before anything the dial starts.
+          this.rearm();
+          try {
+            sock = this.env.dial(c.ip, c.port);
+          } catch (err) {
+            queueMicrotask(() => this.runOpen(this.core.open.dialFailed(c.slot, err)));
+            break;
+          }
+          sock.on('error', (e) => (dialError = e));
+          this.openingSocket(sock, c.slot, () => dialError).sendRaw(c.first);
+          break;
+        }
+        case 'open_request': {
+          // Called off when the connection ends first (an aborted open): else the CONNECT would go
+          // on being retransmitted to a peer that does not answer, for nothing, until its tries ran out.
+          this.connectRequest = new AbortController();
+          this.env
+            .request(c.to, c.type, c.body, { signal: this.connectRequest.signal })
+            .then((reply) => this.runOpen(this.core.open.connectAnswered(c.id, reply)))
+            .catch((err: unknown) => this.runOpen(this.core.open.connectFailed(c.id, err)));
+          break;
+        }
+        case 'open_predial':
+          this.predial = this.env.dial(c.ip, c.port);
+          this.predial.on('error', () => {});
+          break;
+        case 'open_dial_data': {
+          const sock = this.predial ?? this.env.dial(c.ip, c.port);
+          this.predial = undefined;
+          this.runDial(sock, 'open', ZERO_CHALLENGE, undefined);
+          break;
+        }
+        case 'open_send_raw':
+          if (this.opening && this.slotOf(this.opening) === c.slot) this.opening.sendRaw(c.bytes);
+          break;
+        case 'open_oneway':
+          this.env.oneway(c.to, c.type, c.body);
+          break;
+        case 'open_attach': {
+          const ds = this.opening;
+          if (!ds || this.slotOf(ds) !== c.slot) break;
           this.opening = undefined;
-          const why = dialError ? `: ${(dialError as NodeJS.ErrnoException).code ?? dialError.message}` : '';
-          fail(err ?? new FerryError('FERRY_ERR_PEER_UNREACHABLE', `the socket to ${formatAddress(ip, redirectorPort)} closed before CONNECT_ACK${why}`));
-        },
-        writable: () => {},
-      },
-      this.log,
-      // The server has proved nothing until its CONNECT_ACK verifies: the redirector's bound.
-      { maxFrameBytes: limit('HANDOFF_FRAME_BYTES'), raw: (body) => this.onConnectReply(body, fail) },
-    );
-    this.opening = ds;
-    ds.sendRaw(hello.body);
-  }
-
-  /** In-band open, client side: the open failed with `err` (once; later failures change nothing). */
-  private openFailed(err: FerryError): void {
-    if (this.state !== 'CONNECT_SENT') return;
-    this.closedError = err;
-    this.log.warn('open_failed', { code: err.code, detail: err.message });
-    this.fire('timeout');
-  }
-
-  /** In-band open, client side: the server's first frame, CONNECT_ACK or REJECT. */
-  private onConnectReply(body: Buffer, fail: (err: FerryError) => void): void {
-    if (this.state !== 'CONNECT_SENT') throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `frame type ${body[0]} after CONNECT_ACK`);
-    const hello = this.clientHello!;
-    try {
-      if (body[0] === FrameType.REJECT) {
-        const f = decodeFrameBody(body);
-        if (f.type !== FrameType.REJECT) throw new FerryError('FERRY_ERR_INTERNAL', 'REJECT');
-        throw errorFromWire(f.wireCode, f.detail);
+          if (c.keys) ds.setKeys(c.keys.send, c.keys.receive);
+          ds.endRaw();
+          // Both ends start at offset 0 and know each other's window from CONNECT / CONNECT_ACK.
+          this.attach(ds, 0, this.send.peerLimit, false);
+          break;
+        }
+        case 'open_destroy_socket':
+          if (this.opening && this.slotOf(this.opening) === c.slot) {
+            this.opening.destroy();
+            this.opening = undefined;
+          }
+          break;
+        case 'open_indexed':
+          this.env.indexed(this);
+          break;
+        case 'open_failed':
+          this.closedError = c.err;
+          this.log.warn('open_failed', { code: c.err.code, detail: c.err.message });
+          this.fire('timeout');
+          break;
+        case 'open_refused':
+          this.env.refused?.(c.err.code);
+          this.closedError ??= c.err;
+          break;
+        case 'fire':
+          if (c.ifAccepted) this.fireIfDefined(c.event);
+          else this.fire(c.event);
+          break;
+        case 'destroy':
+          this.destroy(c.err);
+          break;
+        case 'log':
+          this.log.info(c.event, c.fields);
+          break;
       }
-      const { controlPort, ack } = decodeConnectAckFrame(body);
-      const { keys, transcript, open } = acceptConnectAck({ hello, ack, expectedServer: this.peerAgent, ackPrefix: body.subarray(0, CONNECT_ACK_FRAME_HEAD_BYTES) });
-      this.keys = keys;
-      this.openKeys = open;
-      this.transcript = transcript;
-      this.connectionId = Buffer.concat([hello.message.clientHalf, ack.serverHalf]);
-      this.send.peerLimit = ack.window;
-      // The server's own word for its ports, under its signature (TH), replaces the location's.
-      this.path.opened({ controlPort, redirectorPort: ack.redirectorPort });
-      this.env.indexed(this);
-    } catch (err) {
-      const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
-      this.opening?.destroy();
-      this.opening = undefined;
-      return fail(e);
     }
-    this.fire('recv_connect_ack');
+    this.rearm();
   }
 
-  /** In-band open, server side: the client's first frame after our CONNECT_ACK. Throws to refuse. */
-  private onConfirmFrame(ds: DataSocket, body: Buffer): void {
-    if (this.state !== 'CONNECT_ACKED' || ds !== this.opening) throw new FerryError(rejectionFor(this.state, 'recv_confirm'), `CONNECT_CONFIRM in state ${this.state}`);
-    const mac = decodeConnectConfirmFrame(body);
-    if (!verifyClientFinished(this.keys, this.transcript!, mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'client key confirmation failed');
-    this.opening = undefined;
-    this.attachOpening(ds);
+  /** In-band server: read what followed the CONNECT (the host has indexed the endpoint). */
+  startInband(rest: Buffer): void {
+    this.opening?.feed(rest);
   }
 
-  /** In-band open: the handshake's socket becomes the data socket, sealed with the open's keys. */
-  private attachOpening(ds: DataSocket): void {
-    if (this.openKeys) ds.setKeys(this.role === 'client' ? this.openKeys.c2s : this.openKeys.s2c, this.role === 'client' ? this.openKeys.s2c : this.openKeys.c2s);
-    this.openKeys = undefined;
-    ds.endRaw();
-    // Both ends start at offset 0 and know each other's window from CONNECT / CONNECT_ACK.
-    this.attach(ds, 0, this.send.peerLimit, false);
-  }
-
-  /** In-band open, server side: the socket died (or was refused) before the client confirmed. */
-  private openingLost(ds: DataSocket, err: FerryError | undefined): void {
-    if (ds !== this.opening) return;
-    this.opening = undefined;
-    if (!err) {
-      // The socket died without a refusal. The client may have sent its CONNECT_CONFIRM, and be
-      // ESTABLISHED: it then resumes, and its RES, under the connection key, confirms the key
-      // (CONNECT_ACKED x recv_res). So the half-open stays until its handshake deadline. Dropped
-      // at once, the client's resumes were answered UNKNOWN_CONNECTION until its reconnect limit
-      // (found by the simulator, and by the tunnel's open cut: docs/TUNNEL.md).
-      this.log.info('open_socket_lost', { state: this.state });
-      return;
-    }
-    this.env.refused?.(err.code);
-    this.closedError ??= err;
-    this.fireIfDefined('close');
-  }
-
-  /** The server's handshake deadline was given more time once (its open's socket was still up). */
-  private handshakeExtended = false;
-
-  /** The UDP CONNECT request of an open, while it may still be pending. */
-  private connectRequest: AbortController | undefined;
-
-  private sendConnect(): void {
-    if (this.inband) return this.sendConnectInband();
-    const hello = this.clientHello!;
-    // Called off when the connection ends first (an aborted open): else the CONNECT would go on
-    // being retransmitted to a peer that does not answer, for nothing, until its tries ran out.
-    this.connectRequest = new AbortController();
-    this.env
-      .request(addr(this.peer), MessageType.CONNECT, hello.body, { signal: this.connectRequest.signal })
-      .then((reply) => {
-        if (this.state !== 'CONNECT_SENT') return;
-        if (reply.type !== MessageType.CONNECT_ACK) throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', `reply type ${reply.type} to CONNECT`);
-        const ack = decodeConnectAck(reply.body);
-        const { keys, transcript } = acceptConnectAck({ hello, ack, expectedServer: this.peerAgent });
-        this.keys = keys;
-        this.transcript = transcript;
-        this.connectionId = Buffer.concat([hello.message.clientHalf, ack.serverHalf]);
-        this.send.peerLimit = ack.window;
-        this.path.opened({ controlPort: this.peer.controlPort, redirectorPort: ack.redirectorPort });
-        this.env.indexed(this);
-        this.fire('recv_connect_ack');
-      })
-      .catch((err: unknown) => {
-        if (this.state !== 'CONNECT_SENT') return;
-        this.closedError = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
-        this.log.warn('open_failed', { code: this.closedError.code, detail: this.closedError.message });
-        this.fire('timeout');
-      });
-  }
-
-  private sendConfirm(): void {
-    if (this.inband) {
-      this.opening!.sendRaw(encodeConnectConfirmFrame(clientFinished(this.keys, this.transcript!)));
-      return;
-    }
-    this.env.oneway(addr(this.peer), MessageType.CONNECT_CONFIRM, encodeConnectConfirm({ connectionId: this.connectionId, mac: clientFinished(this.keys, this.transcript!) }));
-  }
-
-  /** Server: the client's CONNECT_CONFIRM arrived. */
+  /** Server: the client's CONNECT_CONFIRM datagram arrived. Throws the typed error to answer. */
   handleConfirm(mac: Buffer): void {
-    // An in-band open is confirmed on its own socket, never by datagram.
-    if (this.inband) throw new FerryError('FERRY_ERR_ILLEGAL_TRANSITION', 'CONNECT_CONFIRM datagram for an in-band open');
-    if (!this.transcript) {
-      // Already confirmed by the open HELLO, and the transcript was dropped: nothing left to do.
-      if (this.state === 'ESTABLISHED') return;
-      throw new FerryError(rejectionFor(this.state, 'recv_confirm'));
-    }
-    if (!verifyClientFinished(this.keys, this.transcript, mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'client key confirmation failed');
-    if (this.state === 'CONNECT_ACKED' || this.state === 'ESTABLISHED') this.fire('recv_confirm');
-    else throw new FerryError(rejectionFor(this.state, 'recv_confirm'));
-  }
-
-  private dialOpen(): void {
-    if (this.inband) {
-      const ds = this.opening!;
-      this.opening = undefined;
-      return this.attachOpening(ds);
-    }
-    const sock = this.predial ?? this.env.dial(this.peer.ip, this.peer.redirectorPort);
-    this.predial = undefined;
-    this.runDial(sock, 'open', ZERO_CHALLENGE, undefined);
+    this.runOpen(this.core.open.confirmDatagram(mac));
   }
 
   private onEstablished(): void {
-    this.clearDeadline('handshake');
+    this.core.open.established(this.hadSocket);
+    this.rearm();
     // Resumed (perhaps through the peer's crossing RES): our own RES, if still retransmitting,
     // must stop. Its fresh counter would otherwise reach the peer later and tear the new data
     // socket down again (found by the simulator: a RES that arrived 0.9 s after the resume).
     this.cancelRes();
-    // The handshake's secrets and transcript are not needed once both sides confirmed: drop them
-    // (memory per idle connection, and the ephemeral private key should not outlive the open).
-    if (this.hadSocket) {
-      this.clientHello = undefined;
-      this.transcript = undefined;
-    }
     this.recovery.established();
     // Resumed: the peer accepted our location (or did not need a proof of it), and we its.
     this.path.resumed();
@@ -957,7 +852,7 @@ export class Endpoint extends EventEmitter {
     const fields = { kind: hello.kind, connectionId: hello.connectionId, dialerRole: hello.dialerRole, dialerNonce: hello.dialerNonce, challenge: hello.challenge, received: hello.received, limit: hello.limit };
     if (this.keys && !equalBytes(helloMac(this.keys, fields), hello.mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'HELLO MAC');
     if (hello.kind === 'open') {
-      const ok = !this.inband && this.role === 'server' && (this.state === 'CONNECT_ACKED' || (this.state === 'ESTABLISHED' && !this.hadSocket));
+      const ok = !this.core.open.inband && this.role === 'server' && (this.state === 'CONNECT_ACKED' || (this.state === 'ESTABLISHED' && !this.hadSocket));
       if (!ok) throw new FerryError(rejectionFor(this.state, 'socket_ready'), `open HELLO in state ${this.state}`);
     } else {
       if (this.state !== 'RES_SENT' && this.state !== 'RES_ACKED') throw new FerryError(rejectionFor(this.state, 'socket_ready'), `resume HELLO in state ${this.state}`);
@@ -1009,10 +904,7 @@ export class Endpoint extends EventEmitter {
       writable: () => this.pump(),
     });
     this.fire('socket_ready');
-    if (this.state === 'ESTABLISHED') {
-      this.clientHello = undefined;
-      if (this.role === 'client') this.transcript = undefined;
-    }
+    if (this.state === 'ESTABLISHED') this.core.open.socketEstablished();
     if (this.data === ds) {
       if (initialAck) this.sendAck(ds);
       else this.advertised = this.recv.edge;
@@ -2160,7 +2052,7 @@ export class Endpoint extends EventEmitter {
     this.predial?.destroy();
     this.opening?.destroy();
     this.opening = undefined;
-    this.openKeys = undefined;
+    this.core.open.ended();
     this.closedError ??= err;
     this.core.clearDeadlines();
     this.rearm();

@@ -25,7 +25,6 @@ import {
   x25519,
   type AgentId,
   type ConnectionKeys,
-  type EphemeralKey,
   type SessionKeys,
   type Identity,
 } from '../identity/index.js';
@@ -52,13 +51,9 @@ const SERVER_FIN = Buffer.from('ferry/1 server finished');
 const CLIENT_FIN = Buffer.from('ferry/1 client finished');
 const ZERO_MAC = Buffer.alloc(32);
 
-/** The client's view of an open in progress. */
-export interface ClientHello {
-  /** The bytes that open the transcript: the CONNECT body, or (in-band) the whole CONNECT frame body. */
-  readonly body: Buffer;
-  readonly message: Connect;
-  readonly ephemeral: EphemeralKey | undefined;
-}
+// The client's view of an open in progress is the open's (core/open.ts): it holds it until both confirmed.
+import type { ClientHello } from './core/open.js';
+export type { ClientHello } from './core/open.js';
 
 /** Build a CONNECT (signed when secure). */
 export function buildConnect(a: {

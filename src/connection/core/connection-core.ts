@@ -18,7 +18,8 @@
  *
  * It also owns what the connection is, the state a move carries: its id, role, agents and keys,
  * the send and receive buffers, the control counters ({@link ControlAuth}), the peer's addresses
- * and proofs ({@link PathValidation}) and the recovery bookkeeping ({@link Recovery}), so that
+ * and proofs ({@link PathValidation}), the recovery bookkeeping ({@link Recovery}) and the open
+ * ({@link OpenHandshake}, which a move never carries: a move waits for the open to end), so that
  * {@link ConnectionCore.checkpoint} and {@link ConnectionCore.fromCheckpoint} are the whole of
  * what a move writes and reads.
  */
@@ -29,6 +30,7 @@ import { decodeEndpointCheckpoint, type EndpointCheckpoint, type PeerLocator, ty
 import { ReceiveBuffer, SendBuffer } from '../data-path.js';
 import { lookup, type Action, type Event, type State } from '../state-machine.js';
 import { ControlAuth } from './control-auth.js';
+import { OpenHandshake } from './open.js';
 import { PathValidation } from './path.js';
 import { Recovery } from './recovery.js';
 import { TimerTable, type Expiry, type TimerName } from './timers.js';
@@ -89,6 +91,8 @@ export class ConnectionCore {
   readonly path: PathValidation;
   /** Resume backoff, lookups and the reconnect limit. */
   readonly recovery: Recovery;
+  /** The open: its steps, its socket or request, the handshake deadline's rules. */
+  readonly open: OpenHandshake;
 
   constructor(init: CoreInit) {
     this.current = init.state;
@@ -103,6 +107,7 @@ export class ConnectionCore {
     this.auth = new ControlAuth(init.counters ?? {});
     this.path = new PathValidation({ peer: init.peer, proven: init.proven, peerEpoch: init.peerEpoch, random: init.random });
     this.recovery = new Recovery({ reconnectLimitMs: init.reconnectLimitMs });
+    this.open = new OpenHandshake(this);
   }
 
   /**

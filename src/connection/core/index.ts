@@ -11,3 +11,4 @@ export * from './path.js';
 export * from './kept-socket.js';
 export * from './connection-core.js';
 export * from './closing.js';
+export * from './open.js';

@@ -1,0 +1,398 @@
+/**
+ * The open of one connection end, sans I/O: what it sends at each step, what a CONNECT_ACK, a
+ * REJECT, a CONNECT_CONFIRM or a lost opening socket leads to, the handshake deadline's rules, and
+ * which typed error a failed open ends with. Each input returns the {@link OpenCommand}s for the
+ * adapter (`endpoint.ts`) to carry out, in order; deadlines go into the core's timer table.
+ *
+ * Two ways to open (docs/PROTOCOL.md §5): in-band (default), CONNECT as the first frame of a TCP
+ * socket to the peer's redirector, CONNECT_ACK back on it, CONNECT_CONFIRM as the client's next
+ * frame, and that socket becomes the data socket; or by control datagram, a CONNECT request, a
+ * one-way CONNECT_CONFIRM and a data socket dialled with an open HELLO. An answer names the
+ * request id or the socket slot it answers: one that does not name the outstanding one changes
+ * nothing, so no late callback of an earlier attempt can act.
+ *
+ * The cryptography (signatures, X25519, MACs over the transcript) comes in as {@link OpenCrypto}
+ * (handshake.ts): the core owns no key generation and no random source of its own.
+ */
+import type { ConnectionKeys, EphemeralKey, SessionKeys, AgentId } from '../../identity/index.js';
+import { FerryError, errorFromWire, isFerryError, limit } from '../../util/index.js';
+import { formatAddress } from '../../control/index.js';
+import {
+  CONNECT_ACK_FRAME_HEAD_BYTES,
+  FrameType,
+  MessageType,
+  decodeConnectAck,
+  decodeConnectAckFrame,
+  decodeConnectConfirmFrame,
+  decodeFrameBody,
+  encodeConnectConfirm,
+  encodeConnectConfirmFrame,
+  type Connect,
+  type ConnectAck,
+} from '../../wire/index.js';
+import { rejectionFor, type Event } from '../state-machine.js';
+import type { ConnectionCore } from './connection-core.js';
+import type { Expiry } from './timers.js';
+
+/** The client's view of an open in progress (built by handshake.ts `buildConnect`). */
+export interface ClientHello {
+  /** The bytes that open the transcript: the CONNECT body, or (in-band) the whole CONNECT frame body. */
+  readonly body: Buffer;
+  readonly message: Connect;
+  readonly ephemeral: EphemeralKey | undefined;
+}
+
+/** What the server's CONNECT_ACK gives the client once it verified. */
+export interface AcceptedAck {
+  readonly keys: ConnectionKeys | undefined;
+  readonly transcript: Buffer;
+  readonly open: SessionKeys | undefined;
+}
+
+/** The open's cryptography, injected (handshake.ts): pure functions of their inputs. */
+export interface OpenCrypto {
+  /** Verify a CONNECT_ACK against our CONNECT (identity, signature, key confirmation); throws a typed error. */
+  acceptConnectAck(a: { hello: ClientHello; ack: ConnectAck; expectedServer: AgentId; ackPrefix?: Buffer | undefined }): AcceptedAck;
+  /** The client's key confirmation over the transcript. */
+  clientFinished(keys: ConnectionKeys | undefined, transcript: Buffer): Buffer;
+  /** Whether `mac` is the client's key confirmation. */
+  verifyClientFinished(keys: ConnectionKeys | undefined, transcript: Buffer, mac: Buffer): boolean;
+}
+
+/** What the adapter must do for the open, in order. */
+export type OpenCommand =
+  /** In-band client: dial `ip:port` (a redirector); the socket is slot `slot`; send `first` on it raw. A dial that throws is input {@link OpenHandshake.dialFailed} on a later turn. */
+  | { readonly kind: 'open_dial'; readonly slot: number; readonly ip: string; readonly port: number; readonly first: Buffer }
+  /** Control-channel client: the CONNECT request `id`; its answer is {@link OpenHandshake.connectAnswered} or {@link OpenHandshake.connectFailed} naming `id`. */
+  | { readonly kind: 'open_request'; readonly id: number; readonly to: string; readonly type: number; readonly body: Buffer }
+  /** Control-channel client, at `open()`: dial the peer's redirector ahead (the TCP connect overlaps the handshake's round trip). */
+  | { readonly kind: 'open_predial'; readonly ip: string; readonly port: number }
+  /** Control-channel client: dial the open's data socket (the one dialled ahead at `open()` if any). */
+  | { readonly kind: 'open_dial_data'; readonly ip: string; readonly port: number }
+  /** Send a raw open frame on socket slot `slot`. */
+  | { readonly kind: 'open_send_raw'; readonly slot: number; readonly bytes: Buffer }
+  /** A one-way control datagram. */
+  | { readonly kind: 'open_oneway'; readonly to: string; readonly type: number; readonly body: Buffer }
+  /** Socket slot `slot` becomes the data socket (offsets 0, sealed with `keys` when secure). */
+  | { readonly kind: 'open_attach'; readonly slot: number; readonly keys: { readonly send: Buffer; readonly receive: Buffer } | undefined }
+  /** Destroy socket slot `slot` (no close callback follows). */
+  | { readonly kind: 'open_destroy_socket'; readonly slot: number }
+  /** The connection id is known now (the client's, after CONNECT_ACK): index it. */
+  | { readonly kind: 'open_indexed' }
+  /** Client: the open failed with `err` (it ends CLOSED with it: `timeout` of CONNECT_SENT). */
+  | { readonly kind: 'open_failed'; readonly err: FerryError }
+  /** Server: the opening socket was refused with `err` (count it; the half-open closes with it). */
+  | { readonly kind: 'open_refused'; readonly err: FerryError }
+  /** Hand `event` to the table (`ifAccepted`: only if the state still accepts it, else it is stale). */
+  | { readonly kind: 'fire'; readonly event: Event; readonly ifAccepted: boolean }
+  /** End the connection at once with `err`. */
+  | { readonly kind: 'destroy'; readonly err: FerryError }
+  /** Log `event` at info (what the open decided that has no other trace). */
+  | { readonly kind: 'log'; readonly event: string; readonly fields: Record<string, unknown> };
+
+/** How the client end opens. */
+export interface ClientOpen {
+  readonly inband: boolean;
+  readonly hello: ClientHello;
+  readonly crypto: OpenCrypto;
+}
+
+/** The server end of a verified CONNECT. */
+export interface ServerOpen {
+  readonly inband: boolean;
+  /** The transcript hash, until the client confirms. */
+  readonly transcript: Buffer;
+  /** In-band, security on: the open socket's AEAD keys. */
+  readonly openKeys?: SessionKeys | undefined;
+  /** In-band: the socket slot the CONNECT came on (our CONNECT_ACK goes out on it). */
+  readonly slot?: number | undefined;
+  readonly crypto: OpenCrypto;
+}
+
+const HANDSHAKE_TIMEOUT = (): number => limit('HANDSHAKE_TIMEOUT_MS');
+
+const typed = (err: unknown): FerryError => (isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err)));
+
+/** The open of one connection end (a moved end has none: it was ESTABLISHED when it left). */
+export class OpenHandshake {
+  private inbandOpen = false;
+  private crypto: OpenCrypto | undefined;
+  /** Client: the CONNECT in flight (its ephemeral key is dropped once both sides confirmed). */
+  private hello: ClientHello | undefined;
+  /** The transcript hash, until the key confirmation is no longer needed. */
+  private transcript: Buffer | undefined;
+  /** In-band: the AEAD keys of the open's socket, until it is attached. */
+  private openKeys: SessionKeys | undefined;
+  /** In-band: the slot of the socket the handshake runs on, until attached or lost. */
+  private opening: number | undefined;
+  /** In-band client: where the opening socket was dialled (for the error that names it). */
+  private dialedTo = '';
+  /** Control-channel client: the CONNECT request's id. */
+  private request: number | undefined;
+  private lastRequest = 0;
+  /** The server's handshake deadline was given more time once (its open's socket was still up). */
+  private extended = false;
+
+  constructor(private readonly core: ConnectionCore) {}
+
+  /** This end opens (client) or was opened (server) in-band. */
+  get inband(): boolean {
+    return this.inbandOpen;
+  }
+
+  /** In-band: the slot of the socket the handshake still runs on, if any. */
+  get openingSlot(): number | undefined {
+    return this.opening;
+  }
+
+  /** A client end about to open. */
+  startClient(o: ClientOpen): void {
+    this.inbandOpen = o.inband;
+    this.hello = o.hello;
+    this.crypto = o.crypto;
+  }
+
+  /**
+   * A server end for a verified CONNECT, in CONNECT_ACKED (the adapter fired `recv_connect`): the
+   * client must confirm within HANDSHAKE_TIMEOUT_MS.
+   */
+  startServer(o: ServerOpen, now: number): void {
+    this.inbandOpen = o.inband;
+    this.transcript = o.transcript;
+    this.openKeys = o.openKeys;
+    this.opening = o.slot;
+    this.crypto = o.crypto;
+    this.core.setDeadline('handshake', now + HANDSHAKE_TIMEOUT());
+  }
+
+  /**
+   * The application's `open()`: a control-channel open dials the data socket ahead, overlapping
+   * the TCP connect with the handshake's round trip; then the table's `connect`.
+   */
+  begin(): OpenCommand[] {
+    const out: OpenCommand[] = [];
+    if (!this.inbandOpen) out.push({ kind: 'open_predial', ip: this.core.path.peer.ip, port: this.core.path.peer.redirectorPort });
+    out.push({ kind: 'fire', event: 'connect', ifAccepted: false });
+    return out;
+  }
+
+  /**
+   * `send_connect`. In-band: dial the peer's redirector with CONNECT as the socket's first frame
+   * (Node holds it until the TCP handshake completes); CONNECT_ACK or REJECT comes back on it
+   * within HANDSHAKE_TIMEOUT_MS. Otherwise the CONNECT request (retransmitted by the channel).
+   * `newSlot`: a fresh socket slot (in-band: the socket's).
+   */
+  sendConnect(now: number, newSlot: () => number): OpenCommand[] {
+    const hello = this.hello!;
+    const { ip, redirectorPort, controlPort } = this.core.path.peer;
+    if (this.inbandOpen) {
+      const slot = newSlot();
+      this.opening = slot;
+      this.dialedTo = formatAddress(ip, redirectorPort);
+      this.core.setDeadline('handshake', now + HANDSHAKE_TIMEOUT());
+      return [{ kind: 'open_dial', slot, ip, port: redirectorPort, first: hello.body }];
+    }
+    this.request = ++this.lastRequest;
+    return [{ kind: 'open_request', id: this.request, to: formatAddress(ip, controlPort), type: MessageType.CONNECT, body: hello.body }];
+  }
+
+  /** In-band client: the dial of `slot` threw (`err`): the peer is unreachable. */
+  dialFailed(slot: number, err: unknown): OpenCommand[] {
+    if (slot !== this.opening) return [];
+    this.opening = undefined;
+    return this.failed(new FerryError('FERRY_ERR_PEER_UNREACHABLE', `cannot dial ${this.dialedTo}: ${String(err)}`));
+  }
+
+  /** Control-channel client: CONNECT request `id` was answered. */
+  connectAnswered(id: number, reply: { type: number; body: Buffer }): OpenCommand[] {
+    if (!this.answers(id)) return [];
+    try {
+      if (reply.type !== MessageType.CONNECT_ACK) throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', `reply type ${reply.type} to CONNECT`);
+      const ack = decodeConnectAck(reply.body);
+      this.acceptAck(ack, this.crypto!.acceptConnectAck({ hello: this.hello!, ack, expectedServer: this.core.peerAgent }), this.core.path.peer.controlPort);
+    } catch (err) {
+      return this.connectFailed(id, err);
+    }
+    return [{ kind: 'open_indexed' }, { kind: 'fire', event: 'recv_connect_ack', ifAccepted: false }];
+  }
+
+  /** Control-channel client: CONNECT request `id` failed (tries exhausted, refused, or what its answer led to threw). */
+  connectFailed(id: number, err: unknown): OpenCommand[] {
+    if (!this.answers(id)) return [];
+    return [{ kind: 'open_failed', err: typed(err) }];
+  }
+
+  /** Whether an answer to request `id` still counts: it is the CONNECT, and the open still waits for it. */
+  private answers(id: number): boolean {
+    return id === this.request && this.core.state === 'CONNECT_SENT';
+  }
+
+  /**
+   * A raw frame on the opening socket `slot`: the client's CONNECT_ACK or REJECT, the server's
+   * CONNECT_CONFIRM. Throws a typed error to refuse the frame (the socket then closes with it).
+   */
+  openingFrame(slot: number, body: Buffer): OpenCommand[] {
+    return this.core.role === 'client' ? this.connectReply(slot, body) : this.confirmFrame(slot, body);
+  }
+
+  private connectReply(slot: number, body: Buffer): OpenCommand[] {
+    if (this.core.state !== 'CONNECT_SENT' || slot !== this.opening) throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `frame type ${body[0]} after CONNECT_ACK`);
+    try {
+      if (body[0] === FrameType.REJECT) {
+        const f = decodeFrameBody(body);
+        if (f.type !== FrameType.REJECT) throw new FerryError('FERRY_ERR_INTERNAL', 'REJECT');
+        throw errorFromWire(f.wireCode, f.detail);
+      }
+      const { controlPort, ack } = decodeConnectAckFrame(body);
+      const accepted = this.crypto!.acceptConnectAck({ hello: this.hello!, ack, expectedServer: this.core.peerAgent, ackPrefix: body.subarray(0, CONNECT_ACK_FRAME_HEAD_BYTES) });
+      this.openKeys = accepted.open;
+      // The server's own word for its control port, under its signature (TH), replaces the location's.
+      this.acceptAck(ack, accepted, controlPort);
+    } catch (err) {
+      this.opening = undefined;
+      return [{ kind: 'open_destroy_socket', slot }, ...this.failed(typed(err))];
+    }
+    return [{ kind: 'open_indexed' }, { kind: 'fire', event: 'recv_connect_ack', ifAccepted: false }];
+  }
+
+  /** The server's CONNECT_ACK verified: the connection's keys, id, the peer's window and ports. */
+  private acceptAck(ack: ConnectAck, accepted: AcceptedAck, controlPort: number): void {
+    this.core.keys = accepted.keys;
+    this.transcript = accepted.transcript;
+    this.core.connectionId = Buffer.concat([this.hello!.message.clientHalf, ack.serverHalf]);
+    this.core.send.peerLimit = ack.window;
+    this.core.path.opened({ controlPort, redirectorPort: ack.redirectorPort });
+  }
+
+  /** In-band server: the client's first frame after our CONNECT_ACK must be its confirmation. */
+  private confirmFrame(slot: number, body: Buffer): OpenCommand[] {
+    const state = this.core.state;
+    if (state !== 'CONNECT_ACKED' || slot !== this.opening) throw new FerryError(rejectionFor(state, 'recv_confirm'), `CONNECT_CONFIRM in state ${state}`);
+    const mac = decodeConnectConfirmFrame(body);
+    if (!this.crypto!.verifyClientFinished(this.core.keys, this.transcript!, mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'client key confirmation failed');
+    this.opening = undefined;
+    return [this.attach(slot)];
+  }
+
+  /**
+   * The opening socket `slot` closed (`err`: why, if it was refused; `dialError`: the error the
+   * dial reported, if any). Client: the open fails. Server: see below.
+   */
+  openingClosed(slot: number, err: FerryError | undefined, dialError?: { code?: string | undefined; message: string }): OpenCommand[] {
+    if (slot !== this.opening) return [];
+    this.opening = undefined;
+    if (this.core.role === 'client') {
+      const why = dialError ? `: ${dialError.code ?? dialError.message}` : '';
+      return this.failed(err ?? new FerryError('FERRY_ERR_PEER_UNREACHABLE', `the socket to ${this.dialedTo} closed before CONNECT_ACK${why}`));
+    }
+    if (!err) {
+      // The socket died without a refusal. The client may have sent its CONNECT_CONFIRM, and be
+      // ESTABLISHED: it then resumes, and its RES, under the connection key, confirms the key
+      // (CONNECT_ACKED x recv_res). So the half-open stays until its handshake deadline. Dropped
+      // at once, the client's resumes were answered UNKNOWN_CONNECTION until its reconnect limit
+      // (found by the simulator, and by the tunnel's open cut: docs/TUNNEL.md).
+      return [{ kind: 'log', event: 'open_socket_lost', fields: { state: this.core.state } }];
+    }
+    return [
+      { kind: 'open_refused', err },
+      { kind: 'fire', event: 'close', ifAccepted: true },
+    ];
+  }
+
+  /** `send_confirm`: the client's key confirmation, on the open's socket or as a datagram. */
+  sendConfirm(): OpenCommand[] {
+    const mac = this.crypto!.clientFinished(this.core.keys, this.transcript!);
+    if (this.inbandOpen) return [{ kind: 'open_send_raw', slot: this.opening!, bytes: encodeConnectConfirmFrame(mac) }];
+    return [{ kind: 'open_oneway', to: formatAddress(this.core.path.peer.ip, this.core.path.peer.controlPort), type: MessageType.CONNECT_CONFIRM, body: encodeConnectConfirm({ connectionId: this.core.connectionId, mac }) }];
+  }
+
+  /** `dial`: in-band, the handshake's socket becomes the data socket; otherwise dial it. */
+  dial(): OpenCommand[] {
+    if (!this.inbandOpen) return [{ kind: 'open_dial_data', ip: this.core.path.peer.ip, port: this.core.path.peer.redirectorPort }];
+    const slot = this.opening!;
+    this.opening = undefined;
+    return [this.attach(slot)];
+  }
+
+  /** The open's socket becomes the data socket, sealed with the open's keys (each end sends under its own direction's). */
+  private attach(slot: number): OpenCommand {
+    const k = this.openKeys;
+    this.openKeys = undefined;
+    const keys = k && (this.core.role === 'client' ? { send: k.c2s, receive: k.s2c } : { send: k.s2c, receive: k.c2s });
+    return { kind: 'open_attach', slot, keys };
+  }
+
+  /**
+   * Server: the client's CONNECT_CONFIRM datagram (its MAC). Throws the typed error to answer
+   * (an in-band open is confirmed on its own socket, never by datagram).
+   */
+  confirmDatagram(mac: Buffer): OpenCommand[] {
+    const state = this.core.state;
+    if (this.inbandOpen) throw new FerryError('FERRY_ERR_ILLEGAL_TRANSITION', 'CONNECT_CONFIRM datagram for an in-band open');
+    if (!this.transcript) {
+      // Already confirmed by the open HELLO, and the transcript was dropped: nothing left to do.
+      if (state === 'ESTABLISHED') return [];
+      throw new FerryError(rejectionFor(state, 'recv_confirm'));
+    }
+    if (!this.crypto!.verifyClientFinished(this.core.keys, this.transcript, mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'client key confirmation failed');
+    if (state === 'CONNECT_ACKED' || state === 'ESTABLISHED') return [{ kind: 'fire', event: 'recv_confirm', ifAccepted: false }];
+    throw new FerryError(rejectionFor(state, 'recv_confirm'));
+  }
+
+  /**
+   * The `handshake` deadline passed (`socketUp`: the opening socket is still usable).
+   * Client (in-band open): no CONNECT_ACK in time. Server: the client never confirmed.
+   */
+  handshakeExpired(e: Expiry, now: number, socketUp: boolean): OpenCommand[] {
+    if (this.core.role === 'client') return this.failed(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no CONNECT_ACK'));
+    if (socketUp && this.opening !== undefined && !this.extended) {
+      // The open's socket is still up but nothing verified on it. If this process did not run
+      // for a while (stopped, or its machine slept: the deadline then fires before the input
+      // that queued meanwhile is read), the client may be ESTABLISHED with its confirmation on
+      // the way (found by the simulator: a clock jump across the deadline). One more handshake
+      // time, once: a silent socket then holds its half-open slot at most twice as long.
+      this.extended = true;
+      this.core.setDeadline('handshake', now + HANDSHAKE_TIMEOUT());
+      return [{ kind: 'log', event: 'handshake_deadline_extended', fields: { lateMs: Math.round(now - e.at) } }];
+    }
+    // A half-open that took the client's RES as its confirmation, and whose resume did not
+    // finish: it is never handed to the agent, so it ends here.
+    const state = this.core.state;
+    if (state !== 'CONNECT_ACKED') return [{ kind: 'destroy', err: new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', `the open did not complete (${state})`) }];
+    return [{ kind: 'fire', event: 'timeout', ifAccepted: true }];
+  }
+
+  /**
+   * A data socket was attached and the state is ESTABLISHED: the CONNECT is no longer needed,
+   * nor (client) the transcript; the server keeps it for a CONNECT_CONFIRM still on its way.
+   */
+  socketEstablished(): void {
+    this.hello = undefined;
+    if (this.core.role === 'client') this.transcript = undefined;
+  }
+
+  /**
+   * `established`: the open (or a resume) completed; the handshake deadline goes. Once a data
+   * socket was had, both sides confirmed: the handshake's secrets and transcript go (memory per
+   * idle connection, and the ephemeral private key should not outlive the open).
+   */
+  established(hadSocket: boolean): void {
+    this.core.cancelDeadline('handshake');
+    if (!hadSocket) return;
+    this.hello = undefined;
+    this.transcript = undefined;
+  }
+
+  /** The connection ended: nothing of the open is left to act on. */
+  ended(): void {
+    this.opening = undefined;
+    this.openKeys = undefined;
+    this.request = undefined;
+  }
+
+  /** The open failed with `err`, if it is still the client's open in progress (once; later failures change nothing). */
+  private failed(err: FerryError): OpenCommand[] {
+    if (this.core.state !== 'CONNECT_SENT') return [];
+    return [{ kind: 'open_failed', err }];
+  }
+}

@@ -1,0 +1,401 @@
+/**
+ * The open of a connection end (core/open.ts) under a ManualClock, with the real handshake
+ * cryptography and no socket: what each step sends and where, what a CONNECT_ACK, a REJECT, a
+ * CONNECT_CONFIRM or a lost opening socket leads to, that an answer naming another request or
+ * socket slot changes nothing, the handshake deadline's rules (the client fails at it; the
+ * server's half-open is extended once while its socket is up; a half-open that took the client's
+ * RES ends at it), and which typed error each failure carries.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConnectionCore, type OpenCommand, type OpenCrypto } from '../../../../src/connection/core/index.js';
+import { acceptConnectAck, buildConnect, buildConnectAck, clientFinished, verifyClientFinished, type ClientHello } from '../../../../src/connection/handshake.js';
+import { ReceiveBuffer, SendBuffer } from '../../../../src/connection/data-path.js';
+import type { State } from '../../../../src/connection/state-machine.js';
+import { Identity } from '../../../../src/identity/index.js';
+import { FerryError, ManualClock, limit } from '../../../../src/util/index.js';
+import { FrameType, MessageType, connectAckFramePrefix, decodeConnectConfirm, decodeConnectConfirmFrame, encodeConnectAckFrame, encodeConnectConfirmFrame, encodeFrameBody } from '../../../../src/wire/index.js';
+
+const crypto: OpenCrypto = { acceptConnectAck, clientFinished, verifyClientFinished };
+const HANDSHAKE_MS = limit('HANDSHAKE_TIMEOUT_MS');
+const CLIENT = Identity.generate();
+const SERVER = Identity.generate();
+const CLIENT_HALF = Buffer.alloc(8, 0xc1);
+const SERVER_HALF = Buffer.alloc(8, 0x5e);
+/** Where the client found the server (its location entry). */
+const SERVER_AT = { ip: '10.0.0.2', controlPort: 4000, redirectorPort: 4001, epoch: 0 };
+/** The server's own word for its ports, in its CONNECT_ACK. */
+const SERVER_CONTROL_PORT = 4100;
+const SERVER_REDIRECTOR_PORT = 4101;
+
+function newCore(role: 'client' | 'server', state: State, secure: boolean, keys?: ReturnType<typeof buildConnectAck>['keys']): ConnectionCore {
+  return new ConnectionCore({
+    state,
+    role,
+    localAgent: role === 'client' ? CLIENT.id : SERVER.id,
+    peerAgent: role === 'client' ? SERVER.id : CLIENT.id,
+    connectionId: role === 'client' ? Buffer.concat([CLIENT_HALF, Buffer.alloc(8)]) : Buffer.concat([CLIENT_HALF, SERVER_HALF]),
+    secure,
+    peer: role === 'client' ? { ...SERVER_AT } : { ip: '10.0.0.1', controlPort: 3000, redirectorPort: 3001, epoch: 0 },
+    send: new SendBuffer(1 << 16),
+    recv: new ReceiveBuffer(1 << 16),
+    keys,
+    reconnectLimitMs: 30_000,
+    random: (n) => Buffer.alloc(n, 7),
+  });
+}
+
+/** Apply every queued event of `core` (the adapter's fire), returning the table's actions. */
+function apply(core: ConnectionCore, now: number): string[] {
+  const acts: string[] = [];
+  for (let c = core.poll(now); c; c = core.poll(now)) if (c.kind === 'act') acts.push(c.action);
+  return acts;
+}
+
+/** A client end in CONNECT_SENT that has sent its CONNECT: the core, its CONNECT and the commands `send_connect` gave. */
+function clientOpening(clock: ManualClock, inband: boolean, secure = true): { core: ConnectionCore; hello: ClientHello; sent: OpenCommand[] } {
+  const core = newCore('client', 'CLOSED', secure);
+  const hello = buildConnect({ secure, clientHalf: CLIENT_HALF, client: CLIENT, toAgent: SERVER.id, redirectorPort: 3001, window: 1 << 16, inbandControlPort: inband ? 3000 : undefined });
+  core.open.startClient({ inband, hello, crypto });
+  const begun = core.open.begin();
+  assert.deepEqual(begun.at(-1), { kind: 'fire', event: 'connect', ifAccepted: false });
+  core.handle('connect');
+  assert.deepEqual(apply(core, clock.now()), ['send_connect']);
+  let slots = 10;
+  const sent = core.open.sendConnect(clock.now(), () => ++slots);
+  return { core, hello, sent };
+}
+
+/** The server's answer to `hello` (in-band: the whole CONNECT_ACK frame body). */
+function answer(hello: ClientHello, inband: boolean, window = 32_768): ReturnType<typeof buildConnectAck> & { frame: Buffer } {
+  const ackPrefix = inband ? connectAckFramePrefix(SERVER_CONTROL_PORT) : undefined;
+  const ack = buildConnectAck({ connect: hello.message, connectBody: hello.body, serverHalf: SERVER_HALF, server: SERVER, redirectorPort: SERVER_REDIRECTOR_PORT, window, ackPrefix });
+  return { ...ack, frame: encodeConnectAckFrame(SERVER_CONTROL_PORT, ack.body) };
+}
+
+/** A server end in CONNECT_ACKED for the client's CONNECT, its open started at `clock.now()`. */
+function serverHalfOpen(clock: ManualClock, inband: boolean, secure = true): { core: ConnectionCore; hello: ClientHello; ack: ReturnType<typeof answer> } {
+  const hello = buildConnect({ secure, clientHalf: CLIENT_HALF, client: CLIENT, toAgent: SERVER.id, redirectorPort: 3001, window: 1 << 16, inbandControlPort: inband ? 3000 : undefined });
+  const ack = answer(hello, inband);
+  const core = newCore('server', 'LISTEN', secure, ack.keys);
+  core.handle('recv_connect');
+  apply(core, clock.now());
+  core.open.startServer({ inband, transcript: ack.transcript, openKeys: ack.open, slot: inband ? 5 : undefined, crypto }, clock.now());
+  return { core, hello, ack };
+}
+
+function failedWith(cmds: OpenCommand[]): FerryError {
+  const f = cmds.find((c) => c.kind === 'open_failed');
+  assert.ok(f && f.kind === 'open_failed', `expected open_failed, got ${JSON.stringify(cmds.map((c) => c.kind))}`);
+  return f.err;
+}
+
+function throwsCode(fn: () => unknown, code: string): void {
+  assert.throws(fn, (e: unknown) => e instanceof FerryError && e.code === code);
+}
+
+test('open, in-band client: CONNECT goes as the first frame of a dial to the peer\'s redirector, with a handshake deadline', () => {
+  const clock = new ManualClock();
+  clock.advance(1000);
+  const { core, hello, sent } = clientOpening(clock, true);
+  assert.deepEqual(sent, [{ kind: 'open_dial', slot: 11, ip: SERVER_AT.ip, port: SERVER_AT.redirectorPort, first: hello.body }]);
+  assert.equal(core.open.openingSlot, 11);
+  assert.equal(core.nextDeadline(), 1000 + HANDSHAKE_MS);
+  // No open dials ahead in-band: the CONNECT's own socket is the data socket.
+  assert.deepEqual(core.open.begin().map((c) => c.kind), ['fire']);
+});
+
+test('open, control-channel client: dials ahead, then the CONNECT request to the peer\'s control port, with no deadline of its own', () => {
+  const clock = new ManualClock();
+  const { core, hello, sent } = clientOpening(clock, false);
+  assert.deepEqual(core.open.begin()[0], { kind: 'open_predial', ip: SERVER_AT.ip, port: SERVER_AT.redirectorPort });
+  assert.deepEqual(sent, [{ kind: 'open_request', id: 1, to: '10.0.0.2:4000', type: MessageType.CONNECT, body: hello.body }]);
+  // The request's tries bound it: a second deadline would fail an open the channel still retries.
+  assert.equal(core.nextDeadline(), undefined);
+});
+
+test('open, control-channel client: a verified CONNECT_ACK sets keys, id, window and ports, then indexes and confirms', () => {
+  const clock = new ManualClock();
+  const { core, hello } = clientOpening(clock, false);
+  const ack = answer(hello, false, 12_345);
+  const cmds = core.open.connectAnswered(1, { type: MessageType.CONNECT_ACK, body: ack.body });
+  assert.deepEqual(cmds, [{ kind: 'open_indexed' }, { kind: 'fire', event: 'recv_connect_ack', ifAccepted: false }]);
+  assert.deepEqual(core.connectionId, Buffer.concat([CLIENT_HALF, SERVER_HALF]));
+  assert.ok(core.keys && ack.keys && core.keys.master.equals(ack.keys.master), 'the keys both ends derived');
+  assert.equal(core.send.peerLimit, 12_345);
+  // A datagram open keeps the control port it sent to; the redirector port is the server's word.
+  assert.deepEqual(core.path.peer, { ...SERVER_AT, redirectorPort: SERVER_REDIRECTOR_PORT });
+  core.handle('recv_connect_ack');
+  assert.deepEqual(apply(core, 0), ['send_confirm', 'dial', 'established']);
+  // send_confirm: the client's MAC over the transcript, as a one-way datagram to the control port.
+  const [confirm] = core.open.sendConfirm();
+  assert.ok(confirm && confirm.kind === 'open_oneway');
+  assert.equal(confirm.to, '10.0.0.2:4000');
+  assert.equal(confirm.type, MessageType.CONNECT_CONFIRM);
+  const c = decodeConnectConfirm(confirm.body);
+  assert.deepEqual(c.connectionId, core.connectionId);
+  assert.ok(verifyClientFinished(ack.keys, ack.transcript, c.mac));
+  // dial: the data socket, dialled (or the one dialled ahead) to the redirector port the server named.
+  assert.deepEqual(core.open.dial(), [{ kind: 'open_dial_data', ip: SERVER_AT.ip, port: SERVER_REDIRECTOR_PORT }]);
+});
+
+test('open, control-channel client: an answer to another request, or after the open moved on, changes nothing', () => {
+  const clock = new ManualClock();
+  const { core, hello } = clientOpening(clock, false);
+  const ack = answer(hello, false);
+  assert.deepEqual(core.open.connectAnswered(2, { type: MessageType.CONNECT_ACK, body: ack.body }), []);
+  assert.deepEqual(core.open.connectFailed(2, new FerryError('FERRY_ERR_CONTROL_TIMEOUT')), []);
+  assert.deepEqual(core.connectionId, Buffer.concat([CLIENT_HALF, Buffer.alloc(8)]), 'nothing taken from a stale answer');
+  core.handle('close');
+  apply(core, 0);
+  assert.equal(core.state, 'CLOSED');
+  assert.deepEqual(core.open.connectAnswered(1, { type: MessageType.CONNECT_ACK, body: ack.body }), []);
+  assert.deepEqual(core.open.connectFailed(1, new FerryError('FERRY_ERR_CONTROL_TIMEOUT')), []);
+});
+
+test('open, control-channel client: a wrong reply type, a forged ACK or the request\'s failure fail the open, typed', () => {
+  const clock = new ManualClock();
+  {
+    const { core, hello } = clientOpening(clock, false);
+    const ack = answer(hello, false);
+    assert.equal(failedWith(core.open.connectAnswered(1, { type: MessageType.SUS, body: ack.body })).code, 'FERRY_ERR_MALFORMED_DATAGRAM');
+  }
+  {
+    const { core, hello } = clientOpening(clock, false);
+    // An ACK signed by someone else than the agent asked for.
+    const forged = buildConnectAck({ connect: hello.message, connectBody: hello.body, serverHalf: SERVER_HALF, server: Identity.generate(), redirectorPort: 1, window: 1 });
+    assert.equal(failedWith(core.open.connectAnswered(1, { type: MessageType.CONNECT_ACK, body: forged.body })).code, 'FERRY_ERR_IDENTITY_MISMATCH');
+    assert.equal(core.keys, undefined);
+  }
+  {
+    const { core } = clientOpening(clock, false);
+    assert.equal(failedWith(core.open.connectFailed(1, new FerryError('FERRY_ERR_NOT_LISTENING'))).code, 'FERRY_ERR_NOT_LISTENING');
+  }
+  {
+    const { core } = clientOpening(clock, false);
+    // Whatever else failed is still a typed error.
+    assert.equal(failedWith(core.open.connectFailed(1, new Error('boom'))).code, 'FERRY_ERR_INTERNAL');
+  }
+});
+
+test('open, in-band client: the CONNECT_ACK frame names the server\'s control port; confirm and data socket stay on the opening slot', () => {
+  const clock = new ManualClock();
+  const { core, hello } = clientOpening(clock, true);
+  const ack = answer(hello, true);
+  assert.deepEqual(core.open.openingFrame(11, ack.frame), [{ kind: 'open_indexed' }, { kind: 'fire', event: 'recv_connect_ack', ifAccepted: false }]);
+  assert.deepEqual(core.path.peer, { ...SERVER_AT, controlPort: SERVER_CONTROL_PORT, redirectorPort: SERVER_REDIRECTOR_PORT });
+  core.handle('recv_connect_ack');
+  apply(core, clock.now());
+  const [confirm] = core.open.sendConfirm();
+  assert.ok(confirm && confirm.kind === 'open_send_raw');
+  assert.equal(confirm.slot, 11);
+  assert.ok(verifyClientFinished(ack.keys, ack.transcript, decodeConnectConfirmFrame(confirm.bytes)), 'a CONNECT_CONFIRM frame with the client\'s key confirmation');
+  // The opening socket becomes the data socket, the client sending under c2s.
+  assert.deepEqual(core.open.dial(), [{ kind: 'open_attach', slot: 11, keys: { send: ack.open!.c2s, receive: ack.open!.s2c } }]);
+  assert.equal(core.open.openingSlot, undefined);
+  core.open.established(true);
+  assert.equal(core.nextDeadline(), undefined, 'established: the handshake deadline is gone');
+});
+
+test('open, in-band client: a REJECT fails the open with its code and drops the socket; a frame after the ACK or from another slot is refused', () => {
+  const clock = new ManualClock();
+  {
+    const { core } = clientOpening(clock, true);
+    const reject = encodeFrameBody({ type: FrameType.REJECT, wireCode: 22, detail: 'no server socket' });
+    const cmds = core.open.openingFrame(11, reject);
+    assert.deepEqual(cmds[0], { kind: 'open_destroy_socket', slot: 11 });
+    assert.equal(failedWith(cmds).code, 'FERRY_ERR_NOT_LISTENING');
+    assert.equal(core.open.openingSlot, undefined);
+  }
+  {
+    const { core, hello } = clientOpening(clock, true);
+    throwsCode(() => core.open.openingFrame(12, answer(hello, true).frame), 'FERRY_ERR_MALFORMED_FRAME');
+    core.open.openingFrame(11, answer(hello, true).frame);
+    core.handle('recv_connect_ack');
+    apply(core, 0);
+    throwsCode(() => core.open.openingFrame(11, answer(hello, true).frame), 'FERRY_ERR_MALFORMED_FRAME');
+  }
+  {
+    // A bad key confirmation from the server: BAD_MAC, and the socket goes.
+    const { core, hello } = clientOpening(clock, true);
+    const frame = answer(hello, true).frame;
+    frame[frame.length - 1]! ^= 1;
+    const cmds = core.open.openingFrame(11, frame);
+    assert.equal(cmds[0]?.kind, 'open_destroy_socket');
+    assert.equal(failedWith(cmds).code, 'FERRY_ERR_BAD_MAC');
+  }
+});
+
+test('open, in-band client: a socket that closes, or a dial that throws, before the ACK fails the open once, naming where and why', () => {
+  const clock = new ManualClock();
+  {
+    const { core } = clientOpening(clock, true);
+    assert.deepEqual(core.open.openingClosed(12, undefined), [], 'another slot');
+    const err = failedWith(core.open.openingClosed(11, undefined, { code: 'ECONNREFUSED', message: 'connect ECONNREFUSED' }));
+    assert.equal(err.code, 'FERRY_ERR_PEER_UNREACHABLE');
+    assert.match(err.message, /10\.0\.0\.2:4001 closed before CONNECT_ACK: ECONNREFUSED/);
+    assert.deepEqual(core.open.openingClosed(11, undefined), [], 'once');
+  }
+  {
+    const { core } = clientOpening(clock, true);
+    // Closed with the reason the socket gave (a frame it refused).
+    assert.equal(failedWith(core.open.openingClosed(11, new FerryError('FERRY_ERR_FRAME_TOO_LARGE'))).code, 'FERRY_ERR_FRAME_TOO_LARGE');
+  }
+  {
+    const { core } = clientOpening(clock, true);
+    const err = failedWith(core.open.dialFailed(11, new Error('EINVAL')));
+    assert.equal(err.code, 'FERRY_ERR_PEER_UNREACHABLE');
+    assert.match(err.message, /cannot dial 10\.0\.0\.2:4001: Error: EINVAL/);
+    assert.deepEqual(core.open.dialFailed(11, new Error('again')), []);
+  }
+});
+
+test('open, client: the handshake deadline fails the open HANDSHAKE_TIMEOUT, only while it is still opening', () => {
+  const clock = new ManualClock();
+  const { core } = clientOpening(clock, true);
+  clock.advance(HANDSHAKE_MS - 1);
+  assert.equal(core.handleTimeout(clock.now()), undefined);
+  clock.advance(1);
+  const e = core.handleTimeout(clock.now());
+  assert.equal(e?.name, 'handshake');
+  assert.equal(failedWith(core.open.handshakeExpired(e!, clock.now(), true)).code, 'FERRY_ERR_HANDSHAKE_TIMEOUT');
+  core.handle('close');
+  apply(core, 0);
+  assert.deepEqual(core.open.handshakeExpired(e!, clock.now(), true), []);
+});
+
+test('open, in-band server: the client\'s CONNECT_CONFIRM on the opening slot attaches it under s2c; a bad one or another slot is refused', () => {
+  const clock = new ManualClock();
+  const { core, ack } = serverHalfOpen(clock, true);
+  assert.equal(core.nextDeadline(), HANDSHAKE_MS, 'the client must confirm within a handshake time');
+  const mac = clientFinished(ack.keys, ack.transcript);
+  const frame = encodeConnectConfirmFrame(mac);
+  throwsCode(() => core.open.openingFrame(6, frame), 'FERRY_ERR_ILLEGAL_TRANSITION');
+  const bad = Buffer.from(frame);
+  bad[5]! ^= 1;
+  throwsCode(() => core.open.openingFrame(5, bad), 'FERRY_ERR_BAD_MAC');
+  assert.deepEqual(core.open.openingFrame(5, frame), [{ kind: 'open_attach', slot: 5, keys: { send: ack.open!.s2c, receive: ack.open!.c2s } }]);
+  // Confirmed on its socket: a second confirmation (or one by datagram) is refused.
+  throwsCode(() => core.open.openingFrame(5, frame), 'FERRY_ERR_ILLEGAL_TRANSITION');
+  throwsCode(() => core.open.confirmDatagram(mac), 'FERRY_ERR_ILLEGAL_TRANSITION');
+});
+
+test('open, in-band: a client and a server core complete the handshake with each other, each sealing under the other\'s receive key', () => {
+  const clock = new ManualClock();
+  const { core: client, hello } = clientOpening(clock, true);
+  const server = newCore('server', 'LISTEN', true);
+  const ack = answer(hello, true);
+  server.keys = ack.keys;
+  server.handle('recv_connect');
+  apply(server, 0);
+  server.open.startServer({ inband: true, transcript: ack.transcript, openKeys: ack.open, slot: 1, crypto }, clock.now());
+  client.open.openingFrame(11, ack.frame);
+  client.handle('recv_connect_ack');
+  apply(client, 0);
+  const [confirm] = client.open.sendConfirm();
+  assert.ok(confirm && confirm.kind === 'open_send_raw');
+  const [serverAttach] = server.open.openingFrame(1, confirm.bytes);
+  const [clientAttach] = client.open.dial();
+  assert.ok(serverAttach?.kind === 'open_attach' && clientAttach?.kind === 'open_attach');
+  assert.deepEqual(serverAttach.keys?.send, clientAttach.keys?.receive);
+  assert.deepEqual(serverAttach.keys?.receive, clientAttach.keys?.send);
+});
+
+test('open, server: the half-open\'s deadline is extended once while its socket is up, then it times out', () => {
+  const clock = new ManualClock();
+  const { core } = serverHalfOpen(clock, true);
+  clock.advance(HANDSHAKE_MS + 250);
+  const first = core.handleTimeout(clock.now())!;
+  assert.deepEqual(core.open.handshakeExpired(first, clock.now(), true), [{ kind: 'log', event: 'handshake_deadline_extended', fields: { lateMs: 250 } }]);
+  assert.equal(core.nextDeadline(), clock.now() + HANDSHAKE_MS, 'one more handshake time, from now');
+  clock.advance(HANDSHAKE_MS);
+  const second = core.handleTimeout(clock.now())!;
+  assert.deepEqual(core.open.handshakeExpired(second, clock.now(), true), [{ kind: 'fire', event: 'timeout', ifAccepted: true }], 'only once');
+  assert.equal(core.nextDeadline(), undefined);
+});
+
+test('open, server: a half-open whose socket is gone is not extended (nor a control-channel one)', () => {
+  const clock = new ManualClock();
+  for (const inband of [true, false]) {
+    const { core } = serverHalfOpen(clock, inband);
+    clock.advance(HANDSHAKE_MS);
+    const e = core.handleTimeout(clock.now())!;
+    // Control-channel: no opening socket at all, whatever the adapter says.
+    assert.deepEqual(core.open.handshakeExpired(e, clock.now(), !inband), [{ kind: 'fire', event: 'timeout', ifAccepted: true }]);
+  }
+});
+
+test('open, server: a half-open that took the client\'s RES and whose resume did not finish ends at its deadline, typed', () => {
+  const clock = new ManualClock();
+  const { core } = serverHalfOpen(clock, true);
+  core.open.openingClosed(5, undefined);
+  core.handle('recv_res');
+  apply(core, clock.now());
+  assert.equal(core.state, 'RES_ACKED');
+  clock.advance(HANDSHAKE_MS);
+  const e = core.handleTimeout(clock.now())!;
+  const [c] = core.open.handshakeExpired(e, clock.now(), false);
+  assert.ok(c && c.kind === 'destroy');
+  assert.equal(c.err.code, 'FERRY_ERR_HANDSHAKE_TIMEOUT');
+  assert.match(c.err.message, /RES_ACKED/);
+});
+
+test('open, in-band server: an opening socket lost without a refusal keeps the half-open; a refusal closes it with that error', () => {
+  const clock = new ManualClock();
+  {
+    const { core } = serverHalfOpen(clock, true);
+    assert.deepEqual(core.open.openingClosed(5, undefined), [{ kind: 'log', event: 'open_socket_lost', fields: { state: 'CONNECT_ACKED' } }]);
+    assert.equal(core.nextDeadline(), HANDSHAKE_MS, 'it waits for the client\'s RES until its deadline');
+    assert.equal(core.open.openingSlot, undefined);
+  }
+  {
+    const { core } = serverHalfOpen(clock, true);
+    const err = new FerryError('FERRY_ERR_MALFORMED_FRAME', 'junk');
+    assert.deepEqual(core.open.openingClosed(4, err), [], 'another slot');
+    assert.deepEqual(core.open.openingClosed(5, err), [
+      { kind: 'open_refused', err },
+      { kind: 'fire', event: 'close', ifAccepted: true },
+    ]);
+  }
+});
+
+test('open, control-channel server: the CONNECT_CONFIRM datagram confirms once it verifies; in-band or after the transcript went it does not', () => {
+  const clock = new ManualClock();
+  const { core, ack } = serverHalfOpen(clock, false);
+  const mac = clientFinished(ack.keys, ack.transcript);
+  throwsCode(() => core.open.confirmDatagram(Buffer.alloc(32)), 'FERRY_ERR_BAD_MAC');
+  assert.deepEqual(core.open.confirmDatagram(mac), [{ kind: 'fire', event: 'recv_confirm', ifAccepted: false }]);
+  core.handle('recv_confirm');
+  apply(core, 0);
+  // Confirmed before its data socket came: the transcript stays (a repeat still verifies).
+  core.open.established(false);
+  assert.equal(core.nextDeadline(), undefined);
+  assert.deepEqual(core.open.confirmDatagram(mac), [{ kind: 'fire', event: 'recv_confirm', ifAccepted: false }]);
+  throwsCode(() => core.open.confirmDatagram(Buffer.alloc(32)), 'FERRY_ERR_BAD_MAC');
+  // The server keeps the transcript when its data socket attaches (a CONFIRM may still come)...
+  core.open.socketEstablished();
+  throwsCode(() => core.open.confirmDatagram(Buffer.alloc(32)), 'FERRY_ERR_BAD_MAC');
+  // ...and drops it once established with a socket: a late CONFIRM is then answered by nothing.
+  core.open.established(true);
+  assert.deepEqual(core.open.confirmDatagram(Buffer.alloc(32)), []);
+});
+
+test('open, control-channel server: a CONNECT_CONFIRM outside the open is refused with the state\'s rejection', () => {
+  const clock = new ManualClock();
+  const { core, ack } = serverHalfOpen(clock, false);
+  core.handle('close');
+  apply(core, 0);
+  throwsCode(() => core.open.confirmDatagram(clientFinished(ack.keys, ack.transcript)), 'FERRY_ERR_CONNECTION_CLOSED');
+  const other = serverHalfOpen(clock, false);
+  other.core.open.established(true);
+  throwsCode(() => other.core.open.confirmDatagram(Buffer.alloc(32)), 'FERRY_ERR_ILLEGAL_TRANSITION');
+});
+
+test('open, control-channel client, security off: the confirmation is all zeros (nothing to prove without keys)', () => {
+  const clock = new ManualClock();
+  const { core, hello } = clientOpening(clock, false, false);
+  core.open.connectAnswered(1, { type: MessageType.CONNECT_ACK, body: answer(hello, false).body });
+  const [confirm] = core.open.sendConfirm();
+  assert.ok(confirm && confirm.kind === 'open_oneway');
+  assert.deepEqual(decodeConnectConfirm(confirm.body).mac, Buffer.alloc(32));
+});
