@@ -20,7 +20,6 @@ import {
   NONCE_BYTES,
   RESUME_FLAG_PROOF,
   RESUME_FLAG_PROOF_WANTED,
-  connectAckFramePrefix,
   encodeConnControl,
   type ConnControl,
   type Connect,
@@ -45,7 +44,7 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { CloseRetry, ControlAuth, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, controlTypeName, proofWantedPadding, unmappedIp, type CoreCommand, type CoreInit, type Expiry, type OpenCommand, type OpenCrypto, type TimerName } from './core/index.js';
+import { CloseRetry, ControlAuth, serverEnd, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, controlTypeName, proofWantedPadding, unmappedIp, type CoreCommand, type CoreInit, type Expiry, type OpenCommand, type OpenCrypto, type ServerOpen, type TimerName } from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
 const RES_CANCELLED = new FerryError('FERRY_ERR_ABORTED', 'RES cancelled: the connection moved on');
@@ -269,17 +268,9 @@ export class Endpoint extends EventEmitter {
     return this.core.connectionId;
   }
 
-  private set connectionId(id: Buffer) {
-    this.core.connectionId = id;
-  }
-
   /** The connection's keys (security on), once the handshake derived them. */
   get keys(): ConnectionKeys | undefined {
     return this.core.keys;
-  }
-
-  private set keys(k: ConnectionKeys | undefined) {
-    this.core.keys = k;
   }
 
   /** The peer's address: where control requests go and (without a proven candidate) where we dial. */
@@ -305,7 +296,7 @@ export class Endpoint extends EventEmitter {
   // ------------------------------------------------------------------ construction
 
   /** The open's cryptography (handshake.ts), injected into the core's open. */
-  private static readonly crypto: OpenCrypto = { acceptConnectAck, clientFinished, verifyClientFinished };
+  private static readonly crypto: OpenCrypto = { buildConnect, buildConnectAck, acceptConnectAck, clientFinished, verifyClientFinished };
 
   /** A client endpoint about to open a connection to `peerAgent` at `peer`. */
   static client(env: EndpointEnv, local: Identity, peerAgent: AgentId, peer: PeerLocator, clientHalf: Buffer): Endpoint {
@@ -313,17 +304,8 @@ export class Endpoint extends EventEmitter {
       env,
       Endpoint.newCore(env, { state: 'CLOSED', role: 'client', localAgent: local.id, peerAgent, connectionId: Buffer.concat([clientHalf, Buffer.alloc(8)]), peer, secure: env.security }),
     );
-    const inband = env.inbandOpen !== false;
-    const hello = buildConnect({
-      secure: env.security,
-      clientHalf,
-      client: local,
-      toAgent: peerAgent,
-      redirectorPort: env.redirectorPort,
-      window: ep.recv.announce(Endpoint.firstWindow(env)),
-      inbandControlPort: inband ? env.controlPort : undefined,
-    });
-    ep.core.open.startClient({ inband, hello, crypto: Endpoint.crypto });
+    const window = ep.recv.announce(Endpoint.firstWindow(env));
+    ep.core.open.startClient({ inband: env.inbandOpen !== false, client: local, redirectorPort: env.redirectorPort, controlPort: env.controlPort, window, crypto: Endpoint.crypto });
     return ep;
   }
 
@@ -333,10 +315,9 @@ export class Endpoint extends EventEmitter {
    */
   static server(env: EndpointEnv, local: Identity, connect: Connect, connectBody: Buffer, from: string, serverHalf: Buffer): { endpoint: Endpoint; reply: Buffer } {
     const { ip, port } = splitAddr(from);
-    const { ep, ack } = Endpoint.halfOpen(env, local, connect, serverHalf, { ip, controlPort: port }, (window) => buildConnectAck({ connect, connectBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window }));
-    ep.core.open.startServer({ inband: false, transcript: ack.transcript, crypto: Endpoint.crypto }, env.clock.now());
-    ep.rearm();
-    return { endpoint: ep, reply: ack.body };
+    const ep = new Endpoint(env, Endpoint.newCore(env, { ...serverEnd(connect, serverHalf, { ip, controlPort: port }), localAgent: local.id }));
+    const reply = ep.startServer({ connect, connectBody, server: local });
+    return { endpoint: ep, reply };
   }
 
   /**
@@ -346,53 +327,24 @@ export class Endpoint extends EventEmitter {
    * {@link startInband} with the bytes read past the CONNECT.
    */
   static serverInband(env: EndpointEnv, local: Identity, c: ConnectFrame, frameBody: Buffer, sock: StreamSocket, serverHalf: Buffer): Endpoint {
-    const connect = c.connect;
-    const prefix = connectAckFramePrefix(env.controlPort);
     // The client's IP is the TCP peer's (the handshake proved it); its control port is in the
     // frame, under the transcript hash (so under both signatures' and MACs' cover).
-    const where = { ip: unmappedIp(sock.remoteAddress ?? ''), controlPort: c.controlPort };
-    const { ep, ack } = Endpoint.halfOpen(env, local, connect, serverHalf, where, (window) =>
-      buildConnectAck({ connect, connectBody: frameBody, serverHalf, server: local, redirectorPort: env.redirectorPort, window, ackPrefix: prefix }),
-    );
+    const from = { ip: unmappedIp(sock.remoteAddress ?? ''), controlPort: c.controlPort };
+    const ep = new Endpoint(env, Endpoint.newCore(env, { ...serverEnd(c.connect, serverHalf, from), localAgent: local.id }));
+    const slot = ++ep.lastSlot;
+    const reply = ep.startServer({ connect: c.connect, connectBody: frameBody, server: local, inband: { controlPort: env.controlPort, slot } });
     // Until the CONNECT_CONFIRM verifies, the socket has proved nothing: frames keep the
     // redirector's first-frame bound.
-    const slot = ++ep.lastSlot;
-    const ds = ep.openingSocket(sock, slot);
-    ep.core.open.startServer({ inband: true, transcript: ack.transcript, openKeys: ack.open, slot, crypto: Endpoint.crypto }, env.clock.now());
-    ep.rearm();
-    ds.sendRaw(Buffer.concat([prefix, ack.body]));
+    ep.openingSocket(sock, slot).sendRaw(reply);
     return ep;
   }
 
-  /** The server end of a verified CONNECT, CONNECT_ACKED, before its open starts. */
-  private static halfOpen<A extends { keys: ConnectionKeys | undefined }>(
-    env: EndpointEnv,
-    local: Identity,
-    connect: Connect,
-    serverHalf: Buffer,
-    from: { ip: string; controlPort: number },
-    buildAck: (window: number) => A,
-  ): { ep: Endpoint; ack: A } {
-    const window = Endpoint.firstWindow(env);
-    const ack = buildAck(window);
-    const ep = new Endpoint(
-      env,
-      Endpoint.newCore(env, {
-        state: 'LISTEN',
-        role: 'server',
-        localAgent: local.id,
-        peerAgent: connect.fromAgent.toString('hex') as AgentId,
-        connectionId: Buffer.concat([connect.clientHalf, serverHalf]),
-        peer: { ...from, redirectorPort: connect.redirectorPort, epoch: 0 },
-        secure: connect.secure,
-        keys: ack.keys,
-      }),
-    );
-    ep.send.peerLimit = connect.window;
-    ep.recv.announce(window);
-    ep.settleBudget();
-    ep.fire('recv_connect');
-    return { ep, ack };
+  /** Server: the core's open answers the CONNECT; CONNECT_ACKED, the handshake deadline armed. Returns the CONNECT_ACK. */
+  private startServer(o: Pick<ServerOpen, 'connect' | 'connectBody' | 'server' | 'inband'>): Buffer {
+    const reply = this.core.open.startServer({ ...o, redirectorPort: this.env.redirectorPort, window: Endpoint.firstWindow(this.env), crypto: Endpoint.crypto }, this.env.clock.now());
+    this.settleBudget();
+    this.fire('recv_connect');
+    return reply;
   }
 
   /**

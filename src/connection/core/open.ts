@@ -14,13 +14,15 @@
  * The cryptography (signatures, X25519, MACs over the transcript) comes in as {@link OpenCrypto}
  * (handshake.ts): the core owns no key generation and no random source of its own.
  */
-import type { ConnectionKeys, EphemeralKey, SessionKeys, AgentId } from '../../identity/index.js';
+import type { AgentId, ConnectionKeys, EphemeralKey, Identity, SessionKeys } from '../../identity/index.js';
 import { FerryError, errorFromWire, isFerryError, limit } from '../../util/index.js';
 import { formatAddress } from '../../control/index.js';
 import {
+  CONNECTION_ID_BYTES,
   CONNECT_ACK_FRAME_HEAD_BYTES,
   FrameType,
   MessageType,
+  connectAckFramePrefix,
   decodeConnectAck,
   decodeConnectAckFrame,
   decodeConnectConfirmFrame,
@@ -31,7 +33,7 @@ import {
   type ConnectAck,
 } from '../../wire/index.js';
 import { rejectionFor, type Event } from '../state-machine.js';
-import type { ConnectionCore } from './connection-core.js';
+import type { ConnectionCore, CoreInit } from './connection-core.js';
 import type { Expiry } from './timers.js';
 
 /** The client's view of an open in progress (built by handshake.ts `buildConnect`). */
@@ -49,8 +51,15 @@ export interface AcceptedAck {
   readonly open: SessionKeys | undefined;
 }
 
-/** The open's cryptography, injected (handshake.ts): pure functions of their inputs. */
+/**
+ * The open's cryptography, injected (handshake.ts). Building a CONNECT or CONNECT_ACK draws an
+ * ephemeral key (randomness the core has none of); the rest are pure functions of their inputs.
+ */
 export interface OpenCrypto {
+  /** A CONNECT (signed when secure); in-band (`inbandControlPort`), its body is the CONNECT frame's. */
+  buildConnect(a: { secure: boolean; clientHalf: Buffer; client: Identity; toAgent: AgentId; redirectorPort: number; window: number; inbandControlPort?: number | undefined }): ClientHello;
+  /** The server's CONNECT_ACK to a verified CONNECT, with the keys and transcript hash it fixes. */
+  buildConnectAck(a: { connect: Connect; connectBody: Buffer; serverHalf: Buffer; server: Identity; redirectorPort: number; window: number; ackPrefix?: Buffer | undefined }): AcceptedAck & { readonly body: Buffer };
   /** Verify a CONNECT_ACK against our CONNECT (identity, signature, key confirmation); throws a typed error. */
   acceptConnectAck(a: { hello: ClientHello; ack: ConnectAck; expectedServer: AgentId; ackPrefix?: Buffer | undefined }): AcceptedAck;
   /** The client's key confirmation over the transcript. */
@@ -92,22 +101,47 @@ export type OpenCommand =
 
 /** How the client end opens. */
 export interface ClientOpen {
+  /** In-band (CONNECT as the first frame of a socket to the peer's redirector), or by control datagram. */
   readonly inband: boolean;
-  readonly hello: ClientHello;
+  readonly client: Identity;
+  /** Announced in the CONNECT: our redirector port, our control port (in-band), our first window. */
+  readonly redirectorPort: number;
+  readonly controlPort: number;
+  readonly window: number;
   readonly crypto: OpenCrypto;
 }
 
 /** The server end of a verified CONNECT. */
 export interface ServerOpen {
-  readonly inband: boolean;
-  /** The transcript hash, until the client confirms. */
-  readonly transcript: Buffer;
-  /** In-band, security on: the open socket's AEAD keys. */
-  readonly openKeys?: SessionKeys | undefined;
-  /** In-band: the socket slot the CONNECT came on (our CONNECT_ACK goes out on it). */
-  readonly slot?: number | undefined;
+  readonly connect: Connect;
+  /** The bytes the client's transcript starts with (the CONNECT body, or the in-band frame body). */
+  readonly connectBody: Buffer;
+  readonly server: Identity;
+  /** Announced in the CONNECT_ACK: our redirector port and first window. */
+  readonly redirectorPort: number;
+  readonly window: number;
+  /** In-band: our control port (in the CONNECT_ACK frame) and the slot of the socket the CONNECT came on. */
+  readonly inband?: { readonly controlPort: number; readonly slot: number } | undefined;
   readonly crypto: OpenCrypto;
 }
+
+/**
+ * The server end a verified CONNECT makes (LISTEN, until the adapter fires `recv_connect`):
+ * `from` is the client's IP and control port (in-band: the TCP peer's IP, the port in the frame).
+ */
+export function serverEnd(connect: Connect, serverHalf: Buffer, from: { ip: string; controlPort: number }): Pick<CoreInit, 'state' | 'role' | 'peerAgent' | 'connectionId' | 'peer' | 'secure'> {
+  return {
+    state: 'LISTEN',
+    role: 'server',
+    peerAgent: connect.fromAgent.toString('hex') as AgentId,
+    connectionId: Buffer.concat([connect.clientHalf, serverHalf]),
+    peer: { ...from, redirectorPort: connect.redirectorPort, epoch: 0 },
+    secure: connect.secure,
+  };
+}
+
+/** Each end picks half of the connection id: the client in its CONNECT, the server in its CONNECT_ACK. */
+const HALF = CONNECTION_ID_BYTES / 2;
 
 const HANDSHAKE_TIMEOUT = (): number => limit('HANDSHAKE_TIMEOUT_MS');
 
@@ -145,24 +179,40 @@ export class OpenHandshake {
     return this.opening;
   }
 
-  /** A client end about to open. */
+  /** A client end about to open: its CONNECT (the connection id holds our half so far). */
   startClient(o: ClientOpen): void {
     this.inbandOpen = o.inband;
-    this.hello = o.hello;
     this.crypto = o.crypto;
+    this.hello = o.crypto.buildConnect({
+      secure: this.core.secure,
+      clientHalf: Buffer.from(this.core.connectionId.subarray(0, HALF)),
+      client: o.client,
+      toAgent: this.core.peerAgent,
+      redirectorPort: o.redirectorPort,
+      window: o.window,
+      inbandControlPort: o.inband ? o.controlPort : undefined,
+    });
   }
 
   /**
-   * A server end for a verified CONNECT, in CONNECT_ACKED (the adapter fired `recv_connect`): the
-   * client must confirm within HANDSHAKE_TIMEOUT_MS.
+   * A server end for a verified CONNECT: the connection's keys and the client's window, and the
+   * CONNECT_ACK to answer with (the reply datagram's body; in-band, the frame to send on the
+   * CONNECT's socket). The client must confirm within HANDSHAKE_TIMEOUT_MS.
    */
-  startServer(o: ServerOpen, now: number): void {
-    this.inbandOpen = o.inband;
-    this.transcript = o.transcript;
-    this.openKeys = o.openKeys;
-    this.opening = o.slot;
+  startServer(o: ServerOpen, now: number): Buffer {
+    // In-band, the frame's prefix (type and our control port) enters the transcript too.
+    const prefix = o.inband && connectAckFramePrefix(o.inband.controlPort);
+    const ack = o.crypto.buildConnectAck({ connect: o.connect, connectBody: o.connectBody, serverHalf: Buffer.from(this.core.connectionId.subarray(HALF)), server: o.server, redirectorPort: o.redirectorPort, window: o.window, ackPrefix: prefix || undefined });
+    this.inbandOpen = o.inband !== undefined;
     this.crypto = o.crypto;
+    this.core.keys = ack.keys;
+    this.core.send.peerLimit = o.connect.window;
+    this.core.recv.announce(o.window);
+    this.transcript = ack.transcript;
+    this.openKeys = ack.open;
+    this.opening = o.inband?.slot;
     this.core.setDeadline('handshake', now + HANDSHAKE_TIMEOUT());
+    return prefix ? Buffer.concat([prefix, ack.body]) : ack.body;
   }
 
   /**

@@ -8,15 +8,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConnectionCore, type OpenCommand, type OpenCrypto } from '../../../../src/connection/core/index.js';
+import { ConnectionCore, serverEnd, type OpenCommand, type OpenCrypto } from '../../../../src/connection/core/index.js';
 import { acceptConnectAck, buildConnect, buildConnectAck, clientFinished, verifyClientFinished, type ClientHello } from '../../../../src/connection/handshake.js';
 import { ReceiveBuffer, SendBuffer } from '../../../../src/connection/data-path.js';
 import type { State } from '../../../../src/connection/state-machine.js';
-import { Identity } from '../../../../src/identity/index.js';
+import { Identity, idFromBytes } from '../../../../src/identity/index.js';
 import { FerryError, ManualClock, limit } from '../../../../src/util/index.js';
-import { FrameType, MessageType, connectAckFramePrefix, decodeConnectConfirm, decodeConnectConfirmFrame, encodeConnectAckFrame, encodeConnectConfirmFrame, encodeFrameBody } from '../../../../src/wire/index.js';
+import { FrameType, MessageType, connectAckFramePrefix, decodeConnect, decodeConnectAck, decodeConnectAckFrame, decodeConnectConfirm, decodeConnectFrame, decodeConnectConfirmFrame, encodeConnectAckFrame, encodeConnectConfirmFrame, encodeFrameBody } from '../../../../src/wire/index.js';
 
-const crypto: OpenCrypto = { acceptConnectAck, clientFinished, verifyClientFinished };
+const crypto: OpenCrypto = { buildConnect, buildConnectAck, acceptConnectAck, clientFinished, verifyClientFinished };
 const HANDSHAKE_MS = limit('HANDSHAKE_TIMEOUT_MS');
 const CLIENT = Identity.generate();
 const SERVER = Identity.generate();
@@ -28,7 +28,7 @@ const SERVER_AT = { ip: '10.0.0.2', controlPort: 4000, redirectorPort: 4001, epo
 const SERVER_CONTROL_PORT = 4100;
 const SERVER_REDIRECTOR_PORT = 4101;
 
-function newCore(role: 'client' | 'server', state: State, secure: boolean, keys?: ReturnType<typeof buildConnectAck>['keys']): ConnectionCore {
+function newCore(role: 'client' | 'server', state: State, secure: boolean): ConnectionCore {
   return new ConnectionCore({
     state,
     role,
@@ -39,7 +39,6 @@ function newCore(role: 'client' | 'server', state: State, secure: boolean, keys?
     peer: role === 'client' ? { ...SERVER_AT } : { ip: '10.0.0.1', controlPort: 3000, redirectorPort: 3001, epoch: 0 },
     send: new SendBuffer(1 << 16),
     recv: new ReceiveBuffer(1 << 16),
-    keys,
     reconnectLimitMs: 30_000,
     random: (n) => Buffer.alloc(n, 7),
   });
@@ -52,11 +51,16 @@ function apply(core: ConnectionCore, now: number): string[] {
   return acts;
 }
 
-/** A client end in CONNECT_SENT that has sent its CONNECT: the core, its CONNECT and the commands `send_connect` gave. */
+/**
+ * A client end in CONNECT_SENT that has sent its CONNECT: the core, the CONNECT it built (kept
+ * from the injected crypto, for the test's server to answer) and the commands `send_connect` gave.
+ */
 function clientOpening(clock: ManualClock, inband: boolean, secure = true): { core: ConnectionCore; hello: ClientHello; sent: OpenCommand[] } {
   const core = newCore('client', 'CLOSED', secure);
-  const hello = buildConnect({ secure, clientHalf: CLIENT_HALF, client: CLIENT, toAgent: SERVER.id, redirectorPort: 3001, window: 1 << 16, inbandControlPort: inband ? 3000 : undefined });
-  core.open.startClient({ inband, hello, crypto });
+  const built: ClientHello[] = [];
+  const keeping: OpenCrypto = { ...crypto, buildConnect: (a) => built[built.push(buildConnect(a)) - 1]! };
+  core.open.startClient({ inband, client: CLIENT, redirectorPort: 3001, controlPort: 3000, window: 1 << 16, crypto: keeping });
+  const hello = built[0]!;
   const begun = core.open.begin();
   assert.deepEqual(begun.at(-1), { kind: 'fire', event: 'connect', ifAccepted: false });
   core.handle('connect');
@@ -66,21 +70,39 @@ function clientOpening(clock: ManualClock, inband: boolean, secure = true): { co
   return { core, hello, sent };
 }
 
-/** The server's answer to `hello` (in-band: the whole CONNECT_ACK frame body). */
+/** The server's answer to `hello`, built by the test (in-band: also the whole CONNECT_ACK frame body). */
 function answer(hello: ClientHello, inband: boolean, window = 32_768): ReturnType<typeof buildConnectAck> & { frame: Buffer } {
   const ackPrefix = inband ? connectAckFramePrefix(SERVER_CONTROL_PORT) : undefined;
   const ack = buildConnectAck({ connect: hello.message, connectBody: hello.body, serverHalf: SERVER_HALF, server: SERVER, redirectorPort: SERVER_REDIRECTOR_PORT, window, ackPrefix });
   return { ...ack, frame: encodeConnectAckFrame(SERVER_CONTROL_PORT, ack.body) };
 }
 
-/** A server end in CONNECT_ACKED for the client's CONNECT, its open started at `clock.now()`. */
-function serverHalfOpen(clock: ManualClock, inband: boolean, secure = true): { core: ConnectionCore; hello: ClientHello; ack: ReturnType<typeof answer> } {
-  const hello = buildConnect({ secure, clientHalf: CLIENT_HALF, client: CLIENT, toAgent: SERVER.id, redirectorPort: 3001, window: 1 << 16, inbandControlPort: inband ? 3000 : undefined });
-  const ack = answer(hello, inband);
-  const core = newCore('server', 'LISTEN', secure, ack.keys);
+/** A server core for `hello` as the adapter builds one (its open started at `clock.now()`), and the CONNECT_ACK it answered with. */
+function serverFor(clock: ManualClock, hello: ClientHello, inband: boolean): { core: ConnectionCore; reply: Buffer } {
+  const core = new ConnectionCore({
+    ...serverEnd(hello.message, SERVER_HALF, { ip: '10.0.0.1', controlPort: 3000 }),
+    localAgent: SERVER.id,
+    send: new SendBuffer(1 << 16),
+    recv: new ReceiveBuffer(1 << 16),
+    reconnectLimitMs: 30_000,
+    random: (n) => Buffer.alloc(n, 7),
+  });
+  const reply = core.open.startServer(
+    { connect: hello.message, connectBody: hello.body, server: SERVER, redirectorPort: SERVER_REDIRECTOR_PORT, window: 32_768, inband: inband ? { controlPort: SERVER_CONTROL_PORT, slot: 5 } : undefined, crypto },
+    clock.now(),
+  );
   core.handle('recv_connect');
   apply(core, clock.now());
-  core.open.startServer({ inband, transcript: ack.transcript, openKeys: ack.open, slot: inband ? 5 : undefined, crypto }, clock.now());
+  return { core, reply };
+}
+
+/** A server end in CONNECT_ACKED for a client's CONNECT; `ack`: what the client derived from its CONNECT_ACK. */
+function serverHalfOpen(clock: ManualClock, inband: boolean, secure = true): { core: ConnectionCore; hello: ClientHello; ack: ReturnType<typeof acceptConnectAck> } {
+  const hello = buildConnect({ secure, clientHalf: CLIENT_HALF, client: CLIENT, toAgent: SERVER.id, redirectorPort: 3001, window: 1 << 16, inbandControlPort: inband ? 3000 : undefined });
+  const { core, reply } = serverFor(clock, hello, inband);
+  const ack = inband
+    ? acceptConnectAck({ hello, ack: decodeConnectAckFrame(reply).ack, expectedServer: SERVER.id, ackPrefix: reply.subarray(0, 3) })
+    : acceptConnectAck({ hello, ack: decodeConnectAck(reply), expectedServer: SERVER.id });
   return { core, hello, ack };
 }
 
@@ -93,6 +115,59 @@ function failedWith(cmds: OpenCommand[]): FerryError {
 function throwsCode(fn: () => unknown, code: string): void {
   assert.throws(fn, (e: unknown) => e instanceof FerryError && e.code === code);
 }
+
+test('open, client: the CONNECT names both agents, our half of the id, our ports and first window (in-band: in a frame with our control port)', () => {
+  const clock = new ManualClock();
+  for (const inband of [true, false]) {
+    const { hello, sent } = clientOpening(clock, inband);
+    const [c] = sent;
+    const bytes = c?.kind === 'open_dial' ? c.first : c?.kind === 'open_request' ? c.body : Buffer.alloc(0);
+    assert.deepEqual(bytes, hello.body);
+    const connect = inband ? decodeConnectFrame(bytes).connect : decodeConnect(bytes);
+    if (inband) assert.equal(decodeConnectFrame(bytes).controlPort, 3000);
+    assert.deepEqual(connect.clientHalf, CLIENT_HALF);
+    assert.equal(idFromBytes(connect.fromAgent), CLIENT.id);
+    assert.equal(idFromBytes(connect.toAgent), SERVER.id);
+    assert.equal(connect.redirectorPort, 3001);
+    assert.equal(connect.window, 1 << 16);
+    assert.equal(connect.secure, true);
+  }
+});
+
+test('open, server: a verified CONNECT makes a LISTEN end for the client\'s agent and address, and its CONNECT_ACK fixes keys, window and deadline', () => {
+  const clock = new ManualClock();
+  clock.advance(500);
+  const hello = buildConnect({ secure: true, clientHalf: CLIENT_HALF, client: CLIENT, toAgent: SERVER.id, redirectorPort: 3001, window: 20_000, inbandControlPort: 3000 });
+  const end = serverEnd(hello.message, SERVER_HALF, { ip: '10.0.0.1', controlPort: 3000 });
+  assert.deepEqual(end, {
+    state: 'LISTEN',
+    role: 'server',
+    peerAgent: CLIENT.id,
+    connectionId: Buffer.concat([CLIENT_HALF, SERVER_HALF]),
+    peer: { ip: '10.0.0.1', controlPort: 3000, redirectorPort: 3001, epoch: 0 },
+    secure: true,
+  });
+  const { core, reply } = serverFor(clock, hello, true);
+  assert.equal(core.state, 'CONNECT_ACKED');
+  // In-band: the frame names our control port, and its prefix is under the transcript (else the client's check fails).
+  const frame = decodeConnectAckFrame(reply);
+  assert.equal(frame.controlPort, SERVER_CONTROL_PORT);
+  assert.deepEqual(frame.ack.serverHalf, SERVER_HALF);
+  assert.equal(frame.ack.redirectorPort, SERVER_REDIRECTOR_PORT);
+  assert.equal(frame.ack.window, 32_768);
+  const accepted = acceptConnectAck({ hello, ack: frame.ack, expectedServer: SERVER.id, ackPrefix: reply.subarray(0, 3) });
+  assert.ok(core.keys && accepted.keys && core.keys.master.equals(accepted.keys.master));
+  assert.equal(core.send.peerLimit, 20_000, 'the client\'s window, from its CONNECT');
+  assert.equal(core.recv.edge, 32_768, 'the window we announced');
+  assert.equal(core.nextDeadline(), 500 + HANDSHAKE_MS);
+  assert.equal(core.open.openingSlot, 5);
+  // By datagram: the bare CONNECT_ACK body.
+  const udp = buildConnect({ secure: true, clientHalf: CLIENT_HALF, client: CLIENT, toAgent: SERVER.id, redirectorPort: 3001, window: 20_000 });
+  const plain = serverFor(clock, udp, false);
+  assert.doesNotThrow(() => acceptConnectAck({ hello: udp, ack: decodeConnectAck(plain.reply), expectedServer: SERVER.id }));
+  assert.equal(plain.core.open.openingSlot, undefined);
+  assert.equal(plain.core.open.inband, false);
+});
 
 test('open, in-band client: CONNECT goes as the first frame of a dial to the peer\'s redirector, with a handshake deadline', () => {
   const clock = new ManualClock();
@@ -283,18 +358,13 @@ test('open, in-band server: the client\'s CONNECT_CONFIRM on the opening slot at
 test('open, in-band: a client and a server core complete the handshake with each other, each sealing under the other\'s receive key', () => {
   const clock = new ManualClock();
   const { core: client, hello } = clientOpening(clock, true);
-  const server = newCore('server', 'LISTEN', true);
-  const ack = answer(hello, true);
-  server.keys = ack.keys;
-  server.handle('recv_connect');
-  apply(server, 0);
-  server.open.startServer({ inband: true, transcript: ack.transcript, openKeys: ack.open, slot: 1, crypto }, clock.now());
-  client.open.openingFrame(11, ack.frame);
+  const { core: server, reply } = serverFor(clock, hello, true);
+  client.open.openingFrame(11, reply);
   client.handle('recv_connect_ack');
   apply(client, 0);
   const [confirm] = client.open.sendConfirm();
   assert.ok(confirm && confirm.kind === 'open_send_raw');
-  const [serverAttach] = server.open.openingFrame(1, confirm.bytes);
+  const [serverAttach] = server.open.openingFrame(5, confirm.bytes);
   const [clientAttach] = client.open.dial();
   assert.ok(serverAttach?.kind === 'open_attach' && clientAttach?.kind === 'open_attach');
   assert.deepEqual(serverAttach.keys?.send, clientAttach.keys?.receive);
