@@ -432,8 +432,10 @@ export class Host {
    * answers again after it did not.
    */
   async registerSelf(): Promise<void> {
+    this.location.invalidate?.(this.id as unknown as AgentId);
     const cur = await this.location.lookup(this.id as unknown as AgentId);
-    const epoch = Math.max(Math.floor(this.wallClock() / 1000), (cur?.epoch ?? 0) + 1);
+    const removed = cur ? 0 : (this.location.removedEpoch?.(this.id as unknown as AgentId) ?? 0);
+    const epoch = Math.max(Math.floor(this.wallClock() / 1000), Math.max(cur?.epoch ?? 0, removed) + 1);
     this.selfRegistered = true;
     // From now on the directory check also keeps this entry (registered again if lost or refused).
     this.scheduleFenceCheck();
@@ -481,7 +483,9 @@ export class Host {
       if (cur && cur.hostId !== this.id && !opts.replace) {
         throw new FerryError('FERRY_ERR_AGENT_ELSEWHERE', `agent ${identity.id} is registered on host ${cur.hostId} (${cur.ip}:${cur.redirectorPort}, epoch ${cur.epoch}); an agent never runs on two hosts: stop it there, or launch with replace to stop that copy`);
       }
-      const epoch = (cur?.epoch ?? 0) + 1;
+      // Above an epoch deregistered last, too: the rendezvous refuses anything at or below it (a
+      // REGISTER of the agent's previous life, replayed, must not outbid this one).
+      const epoch = Math.max(cur?.epoch ?? 0, cur ? 0 : (this.location.removedEpoch?.(identity.id) ?? 0)) + 1;
       const at = this.advertised;
       rec.chain = await this.publish(identity, epoch, at);
       rec.registered = rec.chain;

@@ -31,6 +31,7 @@ import {
   decodeDeregisterAck,
   decodeLanded,
   decodeLocation,
+  decodeLocationAnswer,
   decodeRegisterAck,
   decodeRegisterPartAck,
   decodeRelayAck,
@@ -148,6 +149,8 @@ function expectType(reply: ControlReply, type: number, what: string): Buffer {
 export class RendezvousClient implements LocationService {
   private readonly cache: LookupCache;
   private readonly inflight = new Map<AgentId, Promise<LocationEntry | undefined>>();
+  /** Epochs deregistered last, as the latest LOOKUP that found no entry said (a launch registers above). */
+  private readonly removed = new Map<AgentId, number>();
   private readonly waiters = new Map<string, Waiter>();
   private readonly pollMs: number;
   private readonly watchPadding: number;
@@ -260,6 +263,7 @@ export class RendezvousClient implements LocationService {
       throw err;
     }
     this.cache.set(entryOf(fields), this.clock.now());
+    this.removed.delete(entry.agent);
   }
 
   /**
@@ -289,6 +293,15 @@ export class RendezvousClient implements LocationService {
   async lookup(agent: AgentId): Promise<LocationEntry | undefined> {
     this.open();
     return this.cache.get(agent, this.clock.now()) ?? this.fetch(agent);
+  }
+
+  /**
+   * The epoch of `agent`'s entry deregistered last, as the latest LOOKUP that asked the rendezvous
+   * said (undefined: none, or an entry was found). A launch registers above it: the rendezvous
+   * refuses anything at or below as a replay (PROTOCOL.md §12.2.1).
+   */
+  removedEpoch(agent: AgentId): number | undefined {
+    return this.removed.get(agent);
   }
 
   /** Forget the cached location of `agent` (a caller found it wrong). */
@@ -388,7 +401,12 @@ export class RendezvousClient implements LocationService {
     let p = this.inflight.get(agent);
     if (!p) {
       p = this.request(T.LOOKUP, encodeLookup(agent))
-        .then((reply) => this.learn(agent, decodeLocation(expectType(reply, T.LOCATION, 'LOOKUP'))))
+        .then((reply) => {
+          const a = decodeLocationAnswer(expectType(reply, T.LOCATION, 'LOOKUP'));
+          this.removed.delete(agent);
+          if (a.removed !== undefined) setBounded(this.removed, agent, a.removed, limit('LOCATION_CACHE_ENTRIES'));
+          return this.learn(agent, a.record);
+        })
         .finally(() => this.inflight.delete(agent));
       this.inflight.set(agent, p);
     }

@@ -17,7 +17,8 @@
  *   is `FERRY_ERR_DIRECTORY_UNAVAILABLE`: commands are never queued while disconnected, so a
  *   refused registration was not stored later behind the host's back.
  *
- * Keys (PREFIX defaults to `ferry`): `PREFIX:a:AGENT` the entry (stored-entry.ts), `PREFIX:n` the
+ * Keys (PREFIX defaults to `ferry`): `PREFIX:a:AGENT` the entry (stored-entry.ts), `PREFIX:t:AGENT`
+ * its tombstone (the last deregistered epoch, with a TTL), `PREFIX:n` the
  * number of agents, `PREFIX:dir` a random marker of this directory (a flush removes it, and nodes
  * that read it gone drop their caches), channel `PREFIX:changes`.
  */
@@ -84,15 +85,18 @@ redis.call('PUBLISH', ARGV[4], ARGV[5] .. ARGV[1])
 return {1}`;
 
 /**
- * KEYS: entry, count. ARGV: epoch, channel, message, host id (16 raw bytes). Returns 1 if removed:
- * only when the stored entry is still that host's at that epoch (a compare-and-delete, so a stale
- * deregistration cannot remove a newer registration).
+ * KEYS: entry, count, tombstone. ARGV: epoch, channel, message, host id (16 raw bytes), tombstone
+ * lifetime (ms). Returns 1 if removed: only when the stored entry is still that host's at that
+ * epoch (a compare-and-delete, so a stale deregistration cannot remove a newer registration). The
+ * removed epoch is kept as the agent's tombstone in the same step, so no node ever reads the entry
+ * gone without it.
  */
 const REMOVE_SCRIPT = `
 local cur = redis.call('GET', KEYS[1])
 if not cur or string.byte(cur, 1) ~= ${STORED_ENTRY_VERSION} or struct.unpack('>I4', cur, 2) ~= tonumber(ARGV[1]) then return 0 end
 if string.sub(cur, ${STORED_ENTRY_HOST_OFFSET + 1}, ${STORED_ENTRY_HOST_OFFSET + ID_BYTES}) ~= ARGV[4] then return 0 end
 redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[5])
 redis.call('DECR', KEYS[2])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1`;
@@ -322,11 +326,20 @@ export class RedisStore implements LocationStore {
     this.tag.copy(msg, 1);
     idToBytes(agent).copy(msg, 1 + TAG_BYTES);
     msg.writeUInt32BE(epoch, 1 + TAG_BYTES + ID_BYTES);
-    const n = (await this.script(this.scripts.remove, [this.keyOf(agent), this.countKey], [String(epoch), this.channel, msg, idToBytes(hostId)])) as number;
+    const n = (await this.script(this.scripts.remove, [this.keyOf(agent), this.countKey, this.tombstoneOf(agent)], [String(epoch), this.channel, msg, idToBytes(hostId), String(limit('LOCATION_TOMBSTONE_TTL_MS'))])) as number;
     // Removed, or not there to remove: either way a cached copy may no longer be served.
     if (n === 1) this.forget(agent, epoch);
     else this.cache.delete(agent);
     return n === 1;
+  }
+
+  async removedEpoch(agent: AgentId): Promise<number | undefined> {
+    // Not cached: read only for a LOOKUP or REGISTER of an agent with no entry.
+    const v = (await this.command(['GET', this.tombstoneOf(agent)])) as Buffer | null;
+    if (v === null) return undefined;
+    const epoch = Number(v.toString());
+    if (!Number.isInteger(epoch) || epoch < 0 || epoch > 0xffff_ffff) throw new FerryError('FERRY_ERR_DIRECTORY_UNAVAILABLE', `tombstone of ${agent} is not an epoch`);
+    return epoch;
   }
 
   /** Agents in the directory (the script's counter: one O(1) read). */
@@ -371,6 +384,11 @@ export class RedisStore implements LocationStore {
 
   private keyOf(agent: AgentId): string {
     return `${this.prefix}:a:${agent}`;
+  }
+
+  /** The agent's tombstone: its last deregistered epoch, expiring with Redis's own PX. */
+  private tombstoneOf(agent: AgentId): string {
+    return `${this.prefix}:t:${agent}`;
   }
 
   private attach(): void {

@@ -230,6 +230,13 @@ export class RendezvousServer {
   private async register(reg: Register, from: string): Promise<ControlAnswer> {
     const current = await this.store.get(reg.agent);
     if (current && sameRegistration(reg, current)) return this.reregister(reg, current, from);
+    if (!current) {
+      // A REGISTER seen on the wire before the agent was deregistered, replayed: it would name
+      // the host the agent left, or outbid the agent launched again elsewhere (which that host
+      // then fences). Cheap, before any signature: the tombstone's epoch is the floor.
+      const removed = await this.store.removedEpoch(reg.agent);
+      if (removed !== undefined && reg.epoch <= removed) throw new FerryError('FERRY_ERR_STALE_EPOCH', `epoch ${reg.epoch} ≤ ${removed}, deregistered for ${reg.agent}`);
+    }
     const entry = checkRegistration(reg, current, this.now(), { requireChains: this.requireChains, ...(this.options.chainPolicy ? { chain: this.options.chainPolicy } : {}) });
     const out = await this.store.put(entry);
     // Another registration won the compare-and-set between our read and write.
@@ -295,7 +302,9 @@ export class RendezvousServer {
   private async lookup(req: ControlMessage): Promise<ControlAnswer> {
     const agent = decodeLookup(req.body);
     this.stats.lookups++;
-    return { type: T.LOCATION, body: encodeLocation(await this.store.get(agent)) };
+    const e = await this.store.get(agent);
+    // No entry: a launch must know the epoch last deregistered, to register above it.
+    return { type: T.LOCATION, body: encodeLocation(e, e ? undefined : await this.store.removedEpoch(agent)) };
   }
 
   private async watch(req: ControlMessage): Promise<ControlAnswer> {

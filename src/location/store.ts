@@ -10,7 +10,7 @@
  * compare-and-set (Redis: one Lua script comparing the stored epoch, or WATCH/MULTI/EXEC).
  */
 import { open, readFile, rename, rm } from 'node:fs/promises';
-import { FerryError, limit, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
+import { FerryError, limit, setBounded, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
 import { decodeChain, encodeChain, parseId, type AgentId } from '../identity/index.js';
 import { canonicalIp } from '../wire/index.js';
 import type { LocationEntry } from './table.js';
@@ -54,6 +54,12 @@ export interface LocationStore {
    * if it was dropped. The caller has verified the deregistration (registration.ts).
    */
   remove(agent: AgentId, epoch: number, hostId: string): Promise<boolean>;
+  /**
+   * The epoch of the agent's entry last removed by {@link remove}, while a REGISTER seen before the
+   * removal could still verify (a tombstone, LOCATION_TOMBSTONE_TTL_MS); undefined when there is
+   * none. Registrations at or below it are replays (PROTOCOL.md §12.2.1).
+   */
+  removedEpoch(agent: AgentId): Promise<number | undefined>;
   /**
    * Changes made by other users of the same directory (shared stores only; a store only this
    * process writes has none). Returns the unsubscribe function.
@@ -107,6 +113,11 @@ const SNAPSHOT_VERSION = 1;
  */
 export class MemoryStore implements LocationStore {
   private readonly entries = new Map<AgentId, LocationEntry>();
+  /**
+   * Deregistered epochs (tombstones), oldest first, each until its deadline on `clock`. Not in
+   * the snapshot: a restarted rendezvous forgets them, as it forgets nothing else it must keep.
+   */
+  private readonly tombstones = new Map<AgentId, { epoch: number; until: number }>();
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly intervalMs: number;
@@ -176,8 +187,19 @@ export class MemoryStore implements LocationStore {
     const cur = this.entries.get(agent);
     if (cur?.epoch !== epoch || cur.hostId !== hostId) return false;
     this.entries.delete(agent);
+    // Re-inserted so the map stays oldest first for setBounded's eviction.
+    this.tombstones.delete(agent);
+    setBounded(this.tombstones, agent, { epoch, until: this.clock.now() + limit('LOCATION_TOMBSTONE_TTL_MS') }, limit('LOCATION_TOMBSTONE_MAX_ENTRIES'));
     this.changed();
     return true;
+  }
+
+  async removedEpoch(agent: AgentId): Promise<number | undefined> {
+    const t = this.tombstones.get(agent);
+    if (!t) return undefined;
+    if (t.until > this.clock.now()) return t.epoch;
+    this.tombstones.delete(agent);
+    return undefined;
   }
 
   async *list(): AsyncIterable<LocationEntry> {

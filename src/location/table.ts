@@ -59,6 +59,11 @@ export interface LocationService {
   deregister?(entry: HeldEntry, options?: RegisterOptions): Promise<boolean>;
   /** The current location, if any. */
   lookup(agent: AgentId): Promise<LocationEntry | undefined>;
+  /**
+   * The epoch of `agent`'s entry removed last by a deregistration, as the latest {@link lookup}
+   * that found none learned it (a service that keeps tombstones): a launch registers above it.
+   */
+  removedEpoch?(agent: AgentId): number | undefined;
   /** Forget a cached location of `agent`, so the next lookup asks (a service that caches). */
   invalidate?(agent: AgentId): void;
   /**

@@ -509,29 +509,51 @@ export function decodeLookup(body: Buffer): AgentId {
   return agent;
 }
 
+/** `found` of a LOCATION body: no entry, an entry, or no entry since a deregistration at an epoch. */
+const FOUND_NONE = 0;
+const FOUND_RECORD = 1;
+const FOUND_REMOVED = 2;
+
 /**
- * Encode a LOCATION body: `u8 found` (0 or 1), then the record when found. At most 58 bytes
- * (66 with the header), under 3x a 24-byte LOOKUP datagram: the anti-amplification rule holds
- * without padding.
+ * Encode a LOCATION body: `u8 found`, then the record when found (1); with no record, `removed`
+ * (the epoch of the agent's last deregistered entry, while the rendezvous keeps it) as found 2
+ * and a u32. At most 58 bytes (66 with the header), under 3x a 24-byte LOOKUP datagram: the
+ * anti-amplification rule holds without padding.
  */
-export function encodeLocation(rec: LocationRecord | undefined): Buffer {
-  const w = new Writer().u8(rec ? 1 : 0);
-  if (rec) writeRecord(w, rec);
-  return w.finish();
+export function encodeLocation(rec: LocationRecord | undefined, removed?: number): Buffer {
+  if (rec) {
+    const w = new Writer().u8(FOUND_RECORD);
+    writeRecord(w, rec);
+    return w.finish();
+  }
+  return removed === undefined ? new Writer().u8(FOUND_NONE).finish() : new Writer().u8(FOUND_REMOVED).u32(removed).finish();
 }
 
-function readLocation(r: Reader): LocationRecord | undefined {
+/** A decoded LOCATION body: the record, or none and maybe the epoch deregistered last. */
+export interface LocationAnswer {
+  readonly record: LocationRecord | undefined;
+  readonly removed: number | undefined;
+}
+
+function readLocation(r: Reader): LocationAnswer {
   const found = r.u8('found');
-  if (found > 1) throw new FerryError(M, `LOCATION found byte ${found}`);
-  return found ? readRecord(r) : undefined;
+  if (found === FOUND_RECORD) return { record: readRecord(r), removed: undefined };
+  if (found === FOUND_REMOVED) return { record: undefined, removed: r.u32('removed') };
+  if (found !== FOUND_NONE) throw new FerryError(M, `LOCATION found byte ${found}`);
+  return { record: undefined, removed: undefined };
 }
 
-/** Decode a LOCATION body. */
+/** Decode a LOCATION body: the record, if any. */
 export function decodeLocation(body: Buffer): LocationRecord | undefined {
+  return decodeLocationAnswer(body).record;
+}
+
+/** Decode a LOCATION body with the deregistered epoch it may carry instead of a record. */
+export function decodeLocationAnswer(body: Buffer): LocationAnswer {
   const r = new Reader(body, M);
-  const rec = readLocation(r);
+  const a = readLocation(r);
   r.end('LOCATION');
-  return rec;
+  return a;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -600,7 +622,7 @@ export function decodeWatchAck(body: Buffer): WatchAck {
   const r = new Reader(body, M);
   const ttlMs = r.u32('ttlMs');
   const notifications = r.u8('notifications');
-  const current = readLocation(r);
+  const current = readLocation(r).record;
   r.end('WATCH_ACK');
   return { ttlMs, notifications, current };
 }

@@ -3,8 +3,9 @@
 // RendezvousClients signing as host keys. An agent registered by h1 moves to h2 (through the other
 // node). h1's late DEREGISTER of its old entry is refused (NOT_HOLDER); a forged one naming h2
 // (h2's key, another signature) and one with another key claiming h2 are refused; every node
-// still serves h2's entry. Then h2's own DEREGISTER removes it at every node, and the same
-// DEREGISTER sent again after the agent was registered anew (replayed) removes nothing.
+// still serves h2's entry. Then h2's own DEREGISTER removes it at every node; its epoch stays as a
+// tombstone (no registration at or below it through any node), and the same DEREGISTER sent again
+// after the agent was registered anew above it (replayed) removes nothing.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Identity } from '../../src/identity/index.js';
@@ -56,12 +57,15 @@ async function story(nodes: [string, string]): Promise<void> {
   let now = await served();
   for (const end = Date.now() + 5000; now.some(([h]) => h !== undefined) && Date.now() < end; ) now = await served();
   assert.deepEqual(now, [[undefined, undefined], [undefined, undefined]]);
-  // Registered anew at the same host and epoch: the earlier DEREGISTER, replayed, removes nothing.
-  await (await via(B, h2)).register(entry(h2, 2, Date.now() + 1000));
+  // The removed epoch is a tombstone at every node: nothing at or below it registers again
+  // through either (a REGISTER replayed from before the removal could not be told apart).
+  for (const n of nodes) await assert.rejects((await via(n, h2)).register(entry(h2, 2, Date.now() + 1000)), code('FERRY_ERR_STALE_EPOCH'));
+  // Registered anew above it: the earlier DEREGISTER, replayed, removes nothing.
+  await (await via(B, h2)).register(entry(h2, 3, Date.now() + 1000));
   const replayer = await ControlChannel.bind({ host: '127.0.0.1', port: 0 });
   cleanups.push(() => replayer.close());
   await assert.rejects(replayer.request(B, T.DEREGISTER, genuine), code('FERRY_ERR_NOT_HOLDER'));
-  assert.deepEqual(await served(), [[h2.id, 2], [h2.id, 2]]);
+  assert.deepEqual(await served(), [[h2.id, 3], [h2.id, 3]]);
 }
 
 test('stale, forged and replayed DEREGISTERs are refused by a memory-store rendezvous, and the holder\'s removes the entry', { timeout: 60_000 }, async () => {

@@ -22,6 +22,7 @@ import {
   decodeDeregisterAck,
   decodeLanded,
   decodeLocation,
+  decodeLocationAnswer,
   decodeLookup,
   decodeRegister,
   decodeRegisterAck,
@@ -285,7 +286,16 @@ test('LOOKUP/LOCATION: round trip, strictness, LOCATION within 3x of LOOKUP', ()
   const rec: LocationRecord = { agent: agent.id, hostId: host(0).id, ip: '2001:db8::1', controlPort: 1, redirectorPort: 2, epoch: 3 };
   strict(encodeLocation(rec), decodeLocation);
   strict(encodeLocation(undefined), decodeLocation);
+  // No entry since a deregistration: found 2 and the epoch (a launch registers above it).
+  for (const removed of [0, 7, 0xffff_ffff]) {
+    const body = encodeLocation(undefined, removed);
+    assert.deepEqual(decodeLocationAnswer(body), { record: undefined, removed });
+    assert.equal(decodeLocation(body), undefined);
+    strict(body, decodeLocationAnswer);
+  }
+  assert.deepEqual(decodeLocationAnswer(encodeLocation(rec, 9)), { record: rec, removed: undefined }, 'a record wins over a tombstone');
   assert.throws(() => decodeLocation(Buffer.of(2)), MALFORMED);
+  assert.throws(() => decodeLocation(Buffer.of(3, 0, 0, 0, 0)), MALFORMED);
 });
 
 test('WATCH/WATCH_ACK/LANDED/UNWATCH: round trip, padding rules, budget arithmetic', () => {

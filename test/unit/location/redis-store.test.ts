@@ -98,6 +98,9 @@ describe('RedisStore', () => {
     assert.equal(await b!.remove(agent.id, 4, host(0).id), false);
     assert.equal(await a!.get(agent.id), undefined);
     assert.equal(await a!.count(), 0);
+    // The removed epoch stays as the agent's tombstone, seen by every node, expiring in Redis.
+    assert.equal(await a!.removedEpoch(agent.id), 4);
+    assert.equal(await b!.removedEpoch(otherAgent.id), undefined);
     // Gone, a lower epoch may register again (a fresh start of the agent).
     assert.equal((await a!.put(provenEntry(host(1), 1))).stored, true);
   });

@@ -146,12 +146,18 @@ describe('rendezvous over loopback', () => {
     assert.equal(srv.stats.deregistered, 1);
     const fresh = await raw();
     assert.equal((await fresh.request(srv.address, T.DEREGISTER, genuine)).body[0], 0);
-    // Registered again at the same host and epoch (a new registration): the old DEREGISTER, replayed, is refused.
-    await h1.register(provenEntry(host(1), 2, T0 + 5000));
+    // The deregistered epoch is a tombstone: LOOKUP says so, and nothing at or below it registers
+    // again, not even a fresh chain at the same host and epoch (a replay could not be told apart).
+    assert.equal(await h1.lookup(agent.id), undefined);
+    assert.equal(h1.removedEpoch(agent.id), 2);
+    await assert.rejects(h1.register(provenEntry(host(1), 2, T0 + 5000)), ferry('FERRY_ERR_STALE_EPOCH'));
+    // Registered again above it: the old DEREGISTER, replayed, is refused.
+    await h1.register(provenEntry(host(1), 3, T0 + 5000));
+    assert.equal(h1.removedEpoch(agent.id), undefined, 'an entry again: no tombstone to report');
     await assert.rejects((await raw()).request(srv.address, T.DEREGISTER, genuine), ferry('FERRY_ERR_NOT_HOLDER'));
     assert.equal((await srv.store.get(agent.id))?.hostId, host(1).id, 'the replay removed nothing');
     const refused = log.lines.filter((l) => l.event === 'rendezvous.refused').map((l) => l.fields.code);
-    assert.deepEqual(refused, ['FERRY_ERR_NOT_HOLDER', 'FERRY_ERR_BAD_SIGNATURE', 'FERRY_ERR_IDENTITY_MISMATCH', 'FERRY_ERR_NOT_HOLDER']);
+    assert.deepEqual(refused, ['FERRY_ERR_NOT_HOLDER', 'FERRY_ERR_BAD_SIGNATURE', 'FERRY_ERR_IDENTITY_MISMATCH', 'FERRY_ERR_STALE_EPOCH', 'FERRY_ERR_NOT_HOLDER']);
   });
 
   it("accepts a host's own registration (empty chain, its key) and refuses another key or signer for that id", async () => {

@@ -11,7 +11,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryStore, type LocationEntry } from '../../../src/location/index.js';
-import { ManualClock } from '../../../src/util/index.js';
+import { ManualClock, limit } from '../../../src/util/index.js';
 import { agent, ferry, host, otherAgent, provenEntry } from './fixtures.js';
 
 async function tmp(): Promise<{ dir: string; file: string; done(): Promise<void> }> {
@@ -46,6 +46,22 @@ test('put stores only newer epochs; a full store refuses new agents, not updates
   assert.equal(await s.remove(otherAgent.id, 3, host(1).id), false);
   await s.close();
   await assert.rejects(s.put(bare(9)), ferry('FERRY_ERR_ABORTED'));
+});
+
+test('a deregistration leaves a tombstone with its epoch, for LOCATION_TOMBSTONE_TTL_MS, bounded', async () => {
+  const clock = new ManualClock();
+  const s = await MemoryStore.open({ clock });
+  assert.equal(await s.removedEpoch(otherAgent.id), undefined);
+  await s.put(bare(3));
+  assert.equal(await s.remove(otherAgent.id, 2, host(1).id), false);
+  assert.equal(await s.removedEpoch(otherAgent.id), undefined, 'a refused removal leaves none');
+  assert.equal(await s.remove(otherAgent.id, 3, host(1).id), true);
+  assert.equal(await s.removedEpoch(otherAgent.id), 3);
+  clock.advance(limit('LOCATION_TOMBSTONE_TTL_MS') - 1);
+  assert.equal(await s.removedEpoch(otherAgent.id), 3);
+  clock.advance(1);
+  assert.equal(await s.removedEpoch(otherAgent.id), undefined, 'expired: no REGISTER from before it verifies any more');
+  await s.close();
 });
 
 test('snapshot: every field survives a reopen; written atomically (no temporary file left)', async () => {
