@@ -38,7 +38,8 @@ Usage: ferry host [options]
   --rendezvous-port N     port of the embedded rendezvous (default 0)
   --policy FILE           host policy (JSON, see docs/AGENTS.md): runs the agent runtime, so
                           agents with code can be launched here ('ferry launch') and migrate
-                          here; without it, no agents with code (deny all)
+                          here; without it, no agents with code (deny all). Agents
+                          without code never land here by migration
   --no-security           plain handshakes and frames (to measure the cost of security)
   --admin-port N          operator endpoint on 127.0.0.1 (default 0)
   --verbose               also the full structured log (JSON lines) on stderr
@@ -195,6 +196,9 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
       controlPort: port('control-port'),
       redirectorPort: port('redirector-port'),
       security: !values['no-security'],
+      // Only agents with code run here: one without, arriving from any host key, is refused
+      // (nothing else would vouch for it or for the connections its checkpoint names).
+      landOnlyAgentsWithCode: true,
       logger: log,
       ...(fault && faultName ? { migrationFault: (side: 'source' | 'destination', step: number, after?: boolean) => (side === fault.side && step === fault.step && !!after === fault.after ? freezeForTest(faultName) : undefined) } : {}),
       ...(typeof values.name === 'string' ? { name: values.name } : {}),

@@ -75,6 +75,15 @@ export interface HostOptions {
   /** Which source hosts may migrate agents here (default: any host that authenticates). */
   acceptMigrationFrom?: (source: HostId) => boolean;
   /**
+   * Over the migration channel, land only agents with code, each admitted by the runtime
+   * (credential and policy): an agent without code is refused FERRY_ERR_REFUSED at the DELEGATE
+   * step. Any host key can open a channel, and an agent without code is checked by nothing, so a
+   * stranger could otherwise plant agents whose checkpointed connections this host resumes
+   * towards any address it names, and fill this host with checkpoint parts. `ferry host` sets it
+   * (it runs only agents with code); default false (in-process moves, tests).
+   */
+  landOnlyAgentsWithCode?: boolean;
+  /**
    * Fault injection for tests: called at each migration step (before that side sends or awaits it),
    * and on the source once more with `after` set once COMMITTED has arrived. Returning 'cut' cuts
    * the channel there. `ferry host` can also freeze the whole process at two of these points, for
@@ -1125,6 +1134,8 @@ export class Host {
       const d = decodeDelegateStep((await ch.recv([MigrationStep.DELEGATE])).payload);
       fault(MigrationStep.DELEGATE);
       const group = d.agents.map(({ agent: agentId, agentKey, epoch, chain, admission }) => {
+        // Cheap, before the chain: nothing but the runtime's admission vouches for an arriving agent.
+        if (admission === undefined && this.opts.landOnlyAgentsWithCode) throw new FerryError('FERRY_ERR_REFUSED', `agent ${agentId} has no code: this host lands only agents with code, admitted by its policy`);
         const rep = verifyChain(agentId, agentKey, chain, this.wallClock());
         if (rep.subjectId !== this.id || rep.epoch !== epoch) throw new FerryError('FERRY_ERR_CHAIN_BROKEN', 'the delegation does not name this host at this epoch');
         if (this.agents.has(agentId)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `agent ${agentId} already lives here`);
