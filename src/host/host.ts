@@ -287,6 +287,11 @@ export class Host {
    */
   private readonly handoffs = new SourceSlots<StreamSocket>(limit('MAX_PENDING_HANDOFFS'), limit('PENDING_HANDOFFS_PER_SOURCE'));
   /**
+   * Incoming migration channels by remote address, from their MIG_HELLO until their socket
+   * closes: a channel leaves `handoffs` at its first frame, and any host key may open one.
+   */
+  private readonly migrations = new SourceSlots<StreamSocket>(limit('MAX_INCOMING_MIGRATIONS'), limit('INCOMING_MIGRATIONS_PER_SOURCE'));
+  /**
    * The address dials leave from (the one both ports are bound to; none for a wildcard), and
    * which destinations the kernel dials from it by itself (no bind needed).
    */
@@ -1518,6 +1523,7 @@ export class Host {
         timer.cancel();
         settled();
         if (isMigrationHello(body)) {
+          this.admitMigration(sock, source);
           void this.acceptMigration(sock, Buffer.from(body), decoder.takeRest());
           return;
         }
@@ -1536,6 +1542,21 @@ export class Host {
     };
     sock.on('data', onData);
     sock.on('error', () => sock.destroy());
+  }
+
+  /** An incoming migration channel takes a slot of its source address until its socket closes. */
+  private admitMigration(sock: StreamSocket, source: string): void {
+    const slot = this.migrations.admit(source, sock);
+    if (!slot.admitted) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'no incoming migrations allowed');
+    sock.once('close', () => this.migrations.release(source, sock));
+    if (slot.evicted) {
+      // The idlest channel of the address holding the most makes room: one address cannot hold
+      // the host's memory, whatever it opens. Its move rolls back at its source.
+      this.countRefusal('FERRY_ERR_LIMIT_EXCEEDED');
+      this.log.refused('migration_evicted', { code: 'FERRY_ERR_LIMIT_EXCEEDED', remote: sourceOf(slot.evicted), from: source });
+      slot.evicted.destroy();
+    }
+    sock.on('data', () => this.migrations.touch(source, sock));
   }
 
   private handoff(sock: StreamSocket, hello: Hello, rest: Buffer): void {
