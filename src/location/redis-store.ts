@@ -17,8 +17,9 @@
  *   is `FERRY_ERR_DIRECTORY_UNAVAILABLE`: commands are never queued while disconnected, so a
  *   refused registration was not stored later behind the host's back.
  *
- * Keys (PREFIX defaults to `ferry`): `PREFIX:a:AGENT` the entry (stored-entry.ts), `PREFIX:t:AGENT`
- * its tombstone (the last deregistered epoch, with a TTL), `PREFIX:n` the
+ * Keys (PREFIX defaults to `ferry`): `PREFIX:a:AGENT` the entry (stored-entry.ts), `PREFIX:t` and
+ * `PREFIX:to` the tombstones (each agent's last deregistered epoch and when, and the same agents
+ * by time, at most LOCATION_STORE_TOMBSTONE_MAX_ENTRIES), `PREFIX:n` the
  * number of agents, `PREFIX:dir` a random marker of this directory (a flush removes it, and nodes
  * that read it gone drop their caches), channel `PREFIX:changes`.
  */
@@ -39,6 +40,10 @@ export interface RedisStoreOptions {
   readonly prefix?: string;
   /** Most agents (default LOCATION_STORE_MAX_ENTRIES). */
   readonly maxEntries?: number;
+  /** Most tombstones kept (default LOCATION_STORE_TOMBSTONE_MAX_ENTRIES); the oldest go first. */
+  readonly maxTombstones?: number;
+  /** How long a tombstone holds, ms (default LOCATION_TOMBSTONE_TTL_MS). */
+  readonly tombstoneTtlMs?: number;
   /** Per-command deadline, ms (default LOCATION_STORE_TIMEOUT_MS). */
   readonly timeoutMs?: number;
   /** Entries cached while subscribed (default LOCATION_STORE_CACHE_ENTRIES; 0 disables). */
@@ -84,22 +89,45 @@ redis.call('SET', KEYS[1], ARGV[1])
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. ARGV[1])
 return {1}`;
 
+/** Redis's own clock in ms, so that every node ages tombstones alike. */
+const REDIS_NOW_MS = `local t = redis.call('TIME')
+local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
 /**
- * KEYS: entry, count, tombstone. ARGV: epoch, channel, message, host id (16 raw bytes), tombstone
- * lifetime (ms). Returns 1 if removed: only when the stored entry is still that host's at that
- * epoch (a compare-and-delete, so a stale deregistration cannot remove a newer registration). The
- * removed epoch is kept as the agent's tombstone in the same step, so no node ever reads the entry
- * gone without it.
+ * KEYS: entry, count, tombstone hash, tombstone order. ARGV: epoch, channel, message, host id (16
+ * raw bytes), agent id, most tombstones. Returns 1 if removed: only when the stored entry is still
+ * that host's at that epoch (a compare-and-delete, so a stale deregistration cannot remove a newer
+ * registration). The removed epoch is kept as the agent's tombstone ("epoch:ms" in the hash, the
+ * agent in a sorted set by time) in the same step, so no node ever reads the entry gone without
+ * it; beyond the most, the oldest tombstones go.
  */
 const REMOVE_SCRIPT = `
 local cur = redis.call('GET', KEYS[1])
 if not cur or string.byte(cur, 1) ~= ${STORED_ENTRY_VERSION} or struct.unpack('>I4', cur, 2) ~= tonumber(ARGV[1]) then return 0 end
 if string.sub(cur, ${STORED_ENTRY_HOST_OFFSET + 1}, ${STORED_ENTRY_HOST_OFFSET + ID_BYTES}) ~= ARGV[4] then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[5])
+${REDIS_NOW_MS}
+redis.call('HSET', KEYS[3], ARGV[5], ARGV[1] .. ':' .. nowMs)
+redis.call('ZADD', KEYS[4], nowMs, ARGV[5])
+while redis.call('ZCARD', KEYS[4]) > tonumber(ARGV[6]) do
+  local old = redis.call('ZPOPMIN', KEYS[4])
+  redis.call('HDEL', KEYS[3], old[1])
+end
 redis.call('DECR', KEYS[2])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1`;
+
+/**
+ * KEYS: tombstone hash. ARGV: agent id, tombstone lifetime (ms). Returns the agent's tombstone
+ * epoch while it is younger than the lifetime, else nil.
+ */
+const TOMBSTONE_SCRIPT = `
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return false end
+local sep = string.find(v, ':', 1, true)
+${REDIS_NOW_MS}
+if tonumber(string.sub(v, sep + 1)) + tonumber(ARGV[2]) <= nowMs then return false end
+return tonumber(string.sub(v, 1, sep - 1))`;
 
 interface Script {
   readonly text: string;
@@ -143,6 +171,8 @@ export class RedisStore implements LocationStore {
   private closed = false;
   private readonly prefix: string;
   private readonly maxEntries: number;
+  private readonly maxTombstones: number;
+  private readonly tombstoneTtlMs: number;
   private readonly timeoutMs: number;
   private readonly cacheEntries: number;
   private readonly log: Logger;
@@ -153,7 +183,7 @@ export class RedisStore implements LocationStore {
   private constructor(
     private readonly client: Client,
     private readonly sub: Client,
-    private readonly scripts: { put: Script; remove: Script },
+    private readonly scripts: { put: Script; remove: Script; tombstone: Script },
     blobString: number,
     /** The URL without credentials, for messages. */
     readonly where: string,
@@ -161,6 +191,8 @@ export class RedisStore implements LocationStore {
   ) {
     this.prefix = options.prefix ?? 'ferry';
     this.maxEntries = options.maxEntries ?? limit('LOCATION_STORE_MAX_ENTRIES');
+    this.maxTombstones = options.maxTombstones ?? limit('LOCATION_STORE_TOMBSTONE_MAX_ENTRIES');
+    this.tombstoneTtlMs = options.tombstoneTtlMs ?? limit('LOCATION_TOMBSTONE_TTL_MS');
     this.timeoutMs = options.timeoutMs ?? limit('LOCATION_STORE_TIMEOUT_MS');
     this.cacheEntries = options.cacheEntries ?? limit('LOCATION_STORE_CACHE_ENTRIES');
     this.log = options.logger ?? silentLogger;
@@ -200,7 +232,7 @@ export class RedisStore implements LocationStore {
       });
     const client = make();
     const sub = make();
-    const scripts = { put: { text: PUT_SCRIPT, sha: sha1(PUT_SCRIPT) }, remove: { text: REMOVE_SCRIPT, sha: sha1(REMOVE_SCRIPT) } };
+    const scripts = { put: { text: PUT_SCRIPT, sha: sha1(PUT_SCRIPT) }, remove: { text: REMOVE_SCRIPT, sha: sha1(REMOVE_SCRIPT) }, tombstone: { text: TOMBSTONE_SCRIPT, sha: sha1(TOMBSTONE_SCRIPT) } };
     const store = new RedisStore(client, sub, scripts, RESP_TYPES.BLOB_STRING, where, options);
     store.attach();
     const deadline = new Promise<never>((_, reject) => {
@@ -326,7 +358,7 @@ export class RedisStore implements LocationStore {
     this.tag.copy(msg, 1);
     idToBytes(agent).copy(msg, 1 + TAG_BYTES);
     msg.writeUInt32BE(epoch, 1 + TAG_BYTES + ID_BYTES);
-    const n = (await this.script(this.scripts.remove, [this.keyOf(agent), this.countKey, this.tombstoneOf(agent)], [String(epoch), this.channel, msg, idToBytes(hostId), String(limit('LOCATION_TOMBSTONE_TTL_MS'))])) as number;
+    const n = (await this.script(this.scripts.remove, [this.keyOf(agent), this.countKey, this.tombstonesKey, this.tombstoneOrderKey], [String(epoch), this.channel, msg, idToBytes(hostId), agent, String(this.maxTombstones)])) as number;
     // Removed, or not there to remove: either way a cached copy may no longer be served.
     if (n === 1) this.forget(agent, epoch);
     else this.cache.delete(agent);
@@ -335,11 +367,10 @@ export class RedisStore implements LocationStore {
 
   async removedEpoch(agent: AgentId): Promise<number | undefined> {
     // Not cached: read only for a LOOKUP or REGISTER of an agent with no entry.
-    const v = (await this.command(['GET', this.tombstoneOf(agent)])) as Buffer | null;
+    const v = (await this.script(this.scripts.tombstone, [this.tombstonesKey], [agent, String(this.tombstoneTtlMs)])) as number | null;
     if (v === null) return undefined;
-    const epoch = Number(v.toString());
-    if (!Number.isInteger(epoch) || epoch < 0 || epoch > 0xffff_ffff) throw new FerryError('FERRY_ERR_DIRECTORY_UNAVAILABLE', `tombstone of ${agent} is not an epoch`);
-    return epoch;
+    if (!Number.isInteger(v) || v < 0 || v > 0xffff_ffff) throw new FerryError('FERRY_ERR_DIRECTORY_CORRUPT', `tombstone of ${agent} is not an epoch`);
+    return v;
   }
 
   /** Agents in the directory (the script's counter: one O(1) read). */
@@ -386,9 +417,14 @@ export class RedisStore implements LocationStore {
     return `${this.prefix}:a:${agent}`;
   }
 
-  /** The agent's tombstone: its last deregistered epoch, expiring with Redis's own PX. */
-  private tombstoneOf(agent: AgentId): string {
-    return `${this.prefix}:t:${agent}`;
+  /** Tombstones: agent id -> "epoch:removed at (Redis ms)". */
+  private get tombstonesKey(): string {
+    return `${this.prefix}:t`;
+  }
+
+  /** The same agents by removal time, oldest first: evicted beyond the most. */
+  private get tombstoneOrderKey(): string {
+    return `${this.prefix}:to`;
   }
 
   private attach(): void {

@@ -83,6 +83,8 @@ export interface MemoryStoreOptions {
   readonly snapshotIntervalMs?: number;
   /** Most agents held (default LOCATION_MAX_ENTRIES). */
   readonly maxEntries?: number;
+  /** Most tombstones kept (default LOCATION_TOMBSTONE_MAX_ENTRIES); the oldest go first. */
+  readonly maxTombstones?: number;
   /** Monotonic clock for the coalescing timer (default: the system clock). */
   readonly clock?: Clock;
   readonly logger?: Logger;
@@ -122,6 +124,7 @@ export class MemoryStore implements LocationStore {
   private readonly log: Logger;
   private readonly intervalMs: number;
   private readonly maxEntries: number;
+  private readonly maxTombstones: number;
   private dirty = false;
   private timer: TimerHandle | undefined;
   /** The write in progress; never rejects (errors are reported to the flush that started it). */
@@ -137,6 +140,7 @@ export class MemoryStore implements LocationStore {
     this.log = options.logger ?? silentLogger;
     this.intervalMs = options.snapshotIntervalMs ?? limit('LOCATION_SNAPSHOT_INTERVAL_MS');
     this.maxEntries = options.maxEntries ?? limit('LOCATION_MAX_ENTRIES');
+    this.maxTombstones = options.maxTombstones ?? limit('LOCATION_TOMBSTONE_MAX_ENTRIES');
   }
 
   /**
@@ -189,7 +193,7 @@ export class MemoryStore implements LocationStore {
     this.entries.delete(agent);
     // Re-inserted so the map stays oldest first for setBounded's eviction.
     this.tombstones.delete(agent);
-    setBounded(this.tombstones, agent, { epoch, until: this.clock.now() + limit('LOCATION_TOMBSTONE_TTL_MS') }, limit('LOCATION_TOMBSTONE_MAX_ENTRIES'));
+    setBounded(this.tombstones, agent, { epoch, until: this.clock.now() + limit('LOCATION_TOMBSTONE_TTL_MS') }, this.maxTombstones);
     this.changed();
     return true;
   }

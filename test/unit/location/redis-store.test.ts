@@ -98,11 +98,30 @@ describe('RedisStore', () => {
     assert.equal(await b!.remove(agent.id, 4, host(0).id), false);
     assert.equal(await a!.get(agent.id), undefined);
     assert.equal(await a!.count(), 0);
-    // The removed epoch stays as the agent's tombstone, seen by every node, expiring in Redis.
+    // The removed epoch stays as the agent's tombstone, seen by every node.
     assert.equal(await a!.removedEpoch(agent.id), 4);
     assert.equal(await b!.removedEpoch(otherAgent.id), undefined);
     // Gone, a lower epoch may register again (a fresh start of the agent).
     assert.equal((await a!.put(provenEntry(host(1), 1))).stored, true);
+  });
+
+  it('tombstones are bounded: beyond the most, the oldest removal is forgotten first', async () => {
+    const [a, b] = await nodes(2, { maxTombstones: 2 });
+    const third = Identity.fromSeed(Buffer.alloc(32, 78));
+    for (const who of [agent, otherAgent, third]) {
+      await a!.put(provenEntry(host(0), 5, undefined, who));
+      assert.equal(await b!.remove(who.id, 5, host(0).id), true);
+    }
+    assert.equal(await a!.removedEpoch(agent.id), undefined, 'the oldest was dropped');
+    assert.equal(await a!.removedEpoch(otherAgent.id), 5);
+    assert.equal(await b!.removedEpoch(third.id), 5);
+    // And they age by Redis's clock: past their lifetime they answer nothing.
+    const [c] = await nodes(1, { tombstoneTtlMs: 50 });
+    await c!.put(provenEntry(host(0), 6));
+    assert.equal(await c!.remove(agent.id, 6, host(0).id), true);
+    assert.equal(await c!.removedEpoch(agent.id), 6);
+    await sleep(100);
+    assert.equal(await c!.removedEpoch(agent.id), undefined);
   });
 
   it('a full directory refuses new agents, not updates of known ones', async () => {

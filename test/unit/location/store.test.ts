@@ -62,6 +62,14 @@ test('a deregistration leaves a tombstone with its epoch, for LOCATION_TOMBSTONE
   clock.advance(1);
   assert.equal(await s.removedEpoch(otherAgent.id), undefined, 'expired: no REGISTER from before it verifies any more');
   await s.close();
+  // Bounded: beyond the most, the oldest removal is forgotten first.
+  const small = await MemoryStore.open({ clock, maxTombstones: 2 });
+  for (const who of [agent, otherAgent, host(5)]) {
+    await small.put(provenEntry(host(0), 5, undefined, who));
+    assert.equal(await small.remove(who.id, 5, host(0).id), true);
+  }
+  assert.deepEqual(await Promise.all([agent, otherAgent, host(5)].map((w) => small.removedEpoch(w.id))), [undefined, 5, 5]);
+  await small.close();
 });
 
 test('snapshot: every field survives a reopen; written atomically (no temporary file left)', async () => {
