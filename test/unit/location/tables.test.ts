@@ -96,16 +96,28 @@ test('uploads: in-order fragments reassemble; gaps, duplicates and disagreements
   assert.throws(() => u.part(0, 'a:1', part(0, Buffer.alloc(6))), ferry('FERRY_ERR_UPLOAD_BROKEN'));
 });
 
-test('uploads: bounded in number and lifetime', () => {
-  const u = new UploadTable({ maxUploads: 2, ttlMs: 100 });
-  u.part(0, 'a:1', part(0, Buffer.alloc(6), { uploadId: tok(1) }));
-  u.part(10, 'a:1', part(0, Buffer.alloc(6), { uploadId: tok(2) }));
-  assert.throws(() => u.part(20, 'a:1', part(0, Buffer.alloc(6), { uploadId: tok(3) })), ferry('FERRY_ERR_LIMIT_EXCEEDED'));
-  // At 100 the first has expired: its next fragment is unknown, and there is room for a new one.
-  assert.throws(() => u.part(100, 'a:1', part(1, Buffer.alloc(4), { uploadId: tok(1) })), ferry('FERRY_ERR_UPLOAD_BROKEN'));
-  assert.equal(u.part(100, 'a:1', part(0, Buffer.alloc(6), { uploadId: tok(3) })), undefined);
-  assert.ok(u.part(105, 'a:1', part(1, Buffer.alloc(4), { uploadId: tok(2) })));
-  assert.equal(u.size, 1);
+test('uploads: bounded in number, per source address and in lifetime', () => {
+  const u = new UploadTable({ maxUploads: 3, perSource: 2, ttlMs: 100 });
+  const first = (now: number, from: string, id: number): Buffer | undefined => u.part(now, from, part(0, Buffer.alloc(6), { uploadId: tok(id) }));
+  const second = (now: number, from: string, id: number): Buffer | undefined => u.part(now, from, part(1, Buffer.alloc(4), { uploadId: tok(id) }));
+  first(0, 'a:1', 1);
+  first(10, 'a:2', 2);
+  // A third from the same address (any port) takes that address's own idlest upload.
+  assert.equal(first(20, 'a:3', 3), undefined);
+  assert.equal(u.size, 2);
+  assert.throws(() => second(21, 'a:1', 1), ferry('FERRY_ERR_UPLOAD_BROKEN'));
+  // Another address gets in beside them; with the table full, a newcomer takes the idlest upload
+  // of the address holding the most (a's, not b's).
+  first(30, 'b:1', 4);
+  assert.equal(u.size, 3);
+  first(40, 'c:1', 5);
+  assert.equal(u.size, 3);
+  assert.throws(() => second(41, 'a:2', 2), ferry('FERRY_ERR_UPLOAD_BROKEN'));
+  assert.ok(second(42, 'b:1', 4), "b's upload completes");
+  // At 120 the upload started at 20 has expired: its next fragment is unknown.
+  assert.throws(() => second(120, 'a:3', 3), ferry('FERRY_ERR_UPLOAD_BROKEN'));
+  assert.ok(second(125, 'c:1', 5));
+  assert.equal(u.size, 0);
 });
 
 const agentNo = (i: number): AgentId => idFromBytes(Buffer.alloc(16, 0).fill(i & 0xff, 0, 1).fill((i >> 8) & 0xff, 1, 2));
