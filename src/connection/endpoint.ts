@@ -18,14 +18,12 @@ import {
   FrameType,
   MessageType,
   NONCE_BYTES,
-  RESUME_FLAG_PROOF,
-  RESUME_FLAG_PROOF_WANTED,
-  encodeConnControl,
   type ConnControl,
   type Connect,
   type ConnectFrame,
   type Frame,
   type Hello,
+  type ResumeProof,
   type Role,
 } from '../wire/index.js';
 import { SendBuffer, ReceiveBuffer } from './data-path.js';
@@ -44,7 +42,29 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { CloseRetry, ControlAuth, serverEnd, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, controlTypeName, proofWantedPadding, unmappedIp, type CoreCommand, type CoreInit, type Expiry, type OpenCommand, type OpenCrypto, type ServerOpen, type TimerName } from './core/index.js';
+import {
+  ControlRequests,
+  serverEnd,
+  PathValidation,
+  keepsSocket,
+  keptFrameVerdict,
+  Recovery,
+  ConnectionCore,
+  decideIncoming,
+  unmappedIp,
+  type ControlCommand,
+  type ControlOutcome,
+  type CoreCommand,
+  type CoreInit,
+  type Expiry,
+  type IncomingProofs,
+  type LookupCommand,
+  type OpenCommand,
+  type OpenCrypto,
+  type RequestCommand,
+  type ServerOpen,
+  type TimerName,
+} from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
 const RES_CANCELLED = new FerryError('FERRY_ERR_ABORTED', 'RES cancelled: the connection moved on');
@@ -105,8 +125,6 @@ export interface EndpointEnv {
 const ZERO_CHALLENGE = Buffer.alloc(NONCE_BYTES);
 /** Largest DATA payload per frame (read once: pump() asks for it on every frame). */
 const MAX_FRAME_PAYLOAD = limit('MAX_FRAME_PAYLOAD');
-/** Tries for a SUS before a move: a peer that does not answer fast is itself moving. */
-const MOVE_SUSPEND_TRIES = 4;
 
 function addr(p: { ip: string; controlPort: number }): string {
   return formatAddress(p.ip, p.controlPort);
@@ -148,19 +166,20 @@ export class Endpoint extends EventEmitter {
   private announced = -1;
   private hadSocket = false;
   /**
-   * The outstanding dial (its socket slot), SUS and RES (their request ids) and location lookup:
-   * an answer is taken only while the one it answers is still the outstanding one, so a late
-   * callback of an earlier attempt cannot act (no "round" counters to bump).
+   * The outstanding dial (its socket slot): an answer is taken only while the one it answers is
+   * still the outstanding one, so a late callback of an earlier attempt cannot act (no "round"
+   * counters to bump). Our SUS, RES, CLS and lookups are tracked the same way, by request id, in
+   * {@link control}.
    */
   private dialing: number | undefined;
   /** A resume exchange acknowledged while {@link dialing} was an earlier one's: dial again if that fails. */
   private redial = false;
-  private susPending: number | undefined;
-  private resPending: { id: number; abort: AbortController } | undefined;
-  private lookupPending: number | undefined;
-  private lastRequestId = 0;
-  /** Our control counters, the peer's replay window and the cached reply (the core's). */
-  private readonly auth: ControlAuth;
+  /** Our outstanding control requests and lookups, and the retries of our close (core/control-requests.ts). */
+  private readonly control: ControlRequests;
+  /** How the peer's SUS/RES/CLS gets its proofs checked and ours signed (core/control-incoming.ts). */
+  private readonly incoming: { readonly redirectorPort: number; readonly proofs: IncomingProofs };
+  /** The abort of the RES request in flight (its request id): a cancel of that id aborts it. */
+  private resAbort: { id: number; ac: AbortController } | undefined;
   private autoResume = false;
   /** Resume backoff, lookups and the reconnect limit (the core's). */
   private readonly recovery: Recovery;
@@ -223,8 +242,14 @@ export class Endpoint extends EventEmitter {
     this.send = core.send;
     this.recv = core.recv;
     this.path = core.path;
-    this.auth = core.auth;
     this.recovery = core.recovery;
+    const verifyProof = (m: ConnControl, peerEpoch: number): number => this.verifyProof(m, peerEpoch);
+    this.control = new ControlRequests(core, { redirectorPort: env.redirectorPort, reconnectLimitMs: env.reconnectLimitMs, verifyProof });
+    const prover = (): ((ack: ConnControl) => ResumeProof) | undefined => {
+      const p = this.ownProof();
+      return p && ((ack) => signResume(ack, p));
+    };
+    this.incoming = { redirectorPort: env.redirectorPort, proofs: { verify: verifyProof, prover } };
     this.log = env.logger.child({ conn: this.idText, role: core.role });
     // Connections opened to us count against their source address too (a stranger's fresh keys
     // cost nothing; its address does); those our agents open, against the host and agent only.
@@ -1017,7 +1042,7 @@ export class Endpoint extends EventEmitter {
           // The peer drains only once it has our SUS (or is suspending itself): its DRAIN is as
           // good as the SUS_ACK, which is usually still behind it. Suspended now; the SUS_ACK,
           // when it comes, is stale (no longer the outstanding SUS).
-          this.susPending = undefined;
+          this.control.forgetSus();
           this.fire('recv_sus_ack');
           this.countSuspend();
         } else if (ds === this.data) {
@@ -1378,11 +1403,8 @@ export class Endpoint extends EventEmitter {
   stop(err: FerryError): void {
     if (this.state !== 'CLOSE_SENT' || this.detached) return;
     this.closedError ??= err;
-    this.closeRetry = undefined;
-    this.clsPending = undefined;
-    this.closeLookup = undefined;
-    this.lookupPending = undefined;
-    this.clearDeadline('close_retry');
+    this.control.stopClose();
+    this.rearm();
     this.fireIfDefined('timeout');
   }
 
@@ -1444,36 +1466,6 @@ export class Endpoint extends EventEmitter {
 
   // ------------------------------------------------------------------ suspend / resume / close
 
-  /**
-   * Our next control request, MAC'd: it takes the next counter, so it must be sent before any
-   * other is built (a RES with a proof is built by the batch signer's flush and sent in the same
-   * synchronous run). `proved`: a proof will follow (the flag is under the MAC).
-   */
-  private controlMessage(type: ConnControl['type'], extra: { reason?: number; challenge?: Buffer; proved?: boolean; wantProof?: boolean } = {}): ConnControl {
-    return this.auth.request(this.keys, {
-      type,
-      connectionId: this.connectionId,
-      senderRole: this.role,
-      reason: (extra.reason ?? 0) | (extra.proved ? RESUME_FLAG_PROOF : 0) | (extra.wantProof ? RESUME_FLAG_PROOF_WANTED : 0),
-      redirectorPort: type === MessageType.RES ? this.env.redirectorPort : 0,
-      challenge: extra.challenge ?? ZERO_CHALLENGE,
-    });
-  }
-
-  /** The body of a control request; a RES that asks for a proof is padded to pay for it. */
-  private controlBody(msg: ConnControl): Buffer {
-    const body = encodeConnControl(msg);
-    // Asking for a proof pays for it: the RES_ACK that carries one must stay within 3x (§8.4).
-    const pad = proofWantedPadding(body.length, (msg.reason & RESUME_FLAG_PROOF_WANTED) !== 0);
-    return pad > 0 ? Buffer.concat([body, Buffer.alloc(pad)]) : body;
-  }
-
-  /** A SUS or CLS, built and encoded. */
-  private nextControl(type: ConnControl['type'], extra: { reason?: number } = {}): { body: Buffer; counter: number } {
-    const msg = this.controlMessage(type, extra);
-    return { body: this.controlBody(msg), counter: msg.counter };
-  }
-
   /** This host's proof for our agent, if it has one that fits a RES (else the peer refuses). */
   private ownProof(): LocationProof | undefined {
     if (!this.keys) return undefined;
@@ -1486,36 +1478,64 @@ export class Endpoint extends EventEmitter {
     return p;
   }
 
-  private wallNow(): number {
-    return (this.env.wallClock ?? Date.now)();
+  /** Verify a location proof from the peer (delegation validity is wall-clock time). */
+  private verifyProof(m: ConnControl, peerEpoch: number): number {
+    return verifyResumeProof(m, this.peerAgent, peerEpoch, (this.env.wallClock ?? Date.now)()).epoch;
   }
 
-  /**
-   * A RES from `from`: a proof is required unless it comes from where the peer last proved itself
-   * (a plain suspend/resume). A proof that is present is always checked. Throws the refusal code;
-   * nothing has changed then (the counter is not recorded). Returns the proven epoch, if any.
-   */
-  private checkResProof(m: ConnControl, from: string): number | undefined {
-    const { ip, port } = splitAddr(from);
-    const here = { ip, controlPort: port, redirectorPort: m.redirectorPort };
-    if (!this.path.resProofNeeded(this.keys !== undefined, here, m.proof !== undefined)) return undefined;
-    const rep = verifyResumeProof(m, this.peerAgent, this.path.peerEpoch, this.wallNow());
-    this.path.proofAccepted(rep.epoch, here);
-    return rep.epoch;
+  /** The reason our CLS carries: 1 when the connection is destroyed or failed (the peer reports PEER_ABORTED). */
+  private get clsReason(): number {
+    return this.aborting || this.closedError ? 1 : 0;
   }
 
-  /** The RES_ACK to a RES that went to `target`; `wanted`: the RES asked for a proof. */
-  private checkResAckProof(m: ConnControl, target: PeerLocator, wanted: boolean): void {
-    const here = { ip: target.ip, controlPort: target.controlPort, redirectorPort: m.redirectorPort };
-    if (!this.path.resAckProofNeeded(this.keys !== undefined, here, m.proof !== undefined, wanted)) return;
-    const rep = verifyResumeProof(m, this.peerAgent, this.path.peerEpoch, this.wallNow());
-    this.path.proofAccepted(rep.epoch, here);
-    target.epoch = Math.max(target.epoch, rep.epoch);
+  /** Carry out what the control requests decided (core/control-requests.ts), in order. */
+  private carry(c: ControlCommand | undefined): void {
+    if (c?.kind === 'request') return this.request(c);
+    if (c?.kind === 'lookup') return void this.lookUp(c);
+    if (c?.kind === 'cancel' && this.resAbort?.id === c.id) {
+      // With a reason: abort() without one builds a DOMException (and its stack) at every cancel.
+      this.resAbort.ac.abort(RES_CANCELLED);
+      this.resAbort = undefined;
+    }
   }
 
-  /** Verify a reply to one of our requests: type, MAC, and the echoed counter. */
-  private checkReply(reply: { type: number; body: Buffer }, type: number, counter: number): ConnControl {
-    return this.auth.checkReply(this.keys, reply, { type, counter, connectionId: this.connectionId });
+  /** Send request `c`; its reply or failure goes back to the core with its id (a stale one changes nothing). */
+  private request(c: RequestCommand): void {
+    let opts: { maxTries?: number; timeoutMs?: number; signal?: AbortSignal } = c.opts;
+    if (c.cancellable) {
+      const ac = new AbortController();
+      this.resAbort = { id: c.id, ac };
+      opts = { signal: ac.signal, ...c.opts };
+    }
+    const sent = this.env
+      .request(c.to, c.type, c.body, opts)
+      .then((reply) => this.onOutcome(this.control.replied(c.id, reply, this.env.clock.now())))
+      .catch((err: unknown) => this.onOutcome(this.control.failed(c.id, err, this.env.clock.now())));
+    if (c.purpose === 'sus') void sent.finally(() => this.countSuspend());
+  }
+
+  /** A lookup of the peer before a resume or CLS try; the answer goes back with its id. */
+  private async lookUp(c: LookupCommand): Promise<void> {
+    const loc = await this.env.locate(c.agent, c.newerThan, c.waitMs);
+    this.onOutcome(this.control.located(c.id, loc, this.moving, this.clsReason));
+  }
+
+  private onOutcome(o: ControlOutcome): void {
+    if (o.refused) this.env.refused?.(o.refused.code);
+    if (o.log) this.log[o.log.level](o.log.event, o.log.fields);
+    if (o.refused) this.dropParked();
+    for (const c of o.commands ?? []) this.carry(c);
+    this.rearm();
+    if (!o.event) return;
+    this.fireIfDefined(o.event);
+    if (o.resAcked) {
+      const parked = this.parked;
+      this.parked = undefined;
+      if (parked) {
+        if (this.state === 'RES_SENT' || this.state === 'RES_ACKED') this.finishHello(parked.sock, parked.hello, parked.rest);
+        else parked.sock.destroy();
+      }
+    }
   }
 
   /**
@@ -1527,7 +1547,7 @@ export class Endpoint extends EventEmitter {
   private sendSus(): void {
     const ds = this.data;
     if (this.suspendReason === 0 && !this.moving && ds && ds.open && this.state === 'SUS_SENT') {
-      this.susPending = undefined;
+      this.control.forgetSus();
       this.data = undefined;
       this.announced = this.recv.received;
       if (ds.send({ type: FrameType.SUSPEND, received: this.recv.received }) || ds.open) {
@@ -1542,25 +1562,7 @@ export class Endpoint extends EventEmitter {
   }
 
   private sendSusDatagram(): void {
-    const id = ++this.lastRequestId;
-    this.susPending = id;
-    const { body, counter } = this.nextControl(MessageType.SUS, { reason: this.suspendReason });
-    const opts = this.suspendReason === 1 ? { maxTries: MOVE_SUSPEND_TRIES } : {};
-    this.env
-      .request(addr(this.peer), MessageType.SUS, body, opts)
-      .then((reply) => {
-        this.checkReply(reply, MessageType.SUS_ACK, counter);
-        if (this.susPending !== id) return;
-        this.susPending = undefined;
-        this.fireIfDefined('recv_sus_ack');
-      })
-      .catch((err: unknown) => {
-        if (this.susPending !== id) return;
-        this.susPending = undefined;
-        this.log.info('suspend_unanswered', { code: isFerryError(err) ? err.code : String(err) });
-        this.fireIfDefined('timeout');
-      })
-      .finally(() => this.countSuspend());
+    this.request(this.control.suspend(this.suspendReason));
   }
 
   private countSuspend(): void {
@@ -1595,194 +1597,40 @@ export class Endpoint extends EventEmitter {
     this.sendResDatagram();
   }
 
+  /**
+   * The RES datagram. One from a new location carries the proof that this host speaks for our
+   * agent; proven RES are signed together: one host signature for every RES this host sends in
+   * this turn (PROTOCOL.md §4.4). Such a RES is built at the flush, with its counter, and sent in
+   * the same run, so nothing else of ours can take a counter in between.
+   */
   private sendResDatagram(): void {
-    const id = ++this.lastRequestId;
-    const ac = new AbortController();
-    this.resPending = { id, abort: ac };
-    const target = this.peer;
-    // A RES from a new location carries the proof that this host speaks for our agent; one to a
-    // location where the peer has not proven itself asks for the peer's (docs/DELEGATION.md).
     const proof = this.path.mustProve ? this.ownProof() : undefined;
-    const wantProof = this.path.wantsProof(this.keys !== undefined, target);
-    this.path.resSent(wantProof);
-    const challenge = this.path.issueChallenge();
-    if (!proof) return this.requestRes(id, ac, target, this.controlMessage(MessageType.RES, { challenge, wantProof }));
-    // Proven RES are signed together: one host signature for every RES this host sends in this
-    // turn (PROTOCOL.md §4.4). The message is built at the flush, with its counter, and sent in
-    // the same run, so nothing else of ours can take a counter in between.
-    let res: ConnControl | undefined;
+    const res = this.control.resume(proof !== undefined);
+    if (!proof) {
+      res.build();
+      return this.request(res.request(undefined, this.env.clock.now()));
+    }
     proof.signer.enqueue({
       chain: proof.chain,
-      build: () => {
-        // Cancelled or superseded while waiting for the flush: build nothing.
-        if (this.resPending?.id !== id || this.state !== 'RES_SENT') return undefined;
-        return (res = this.controlMessage(MessageType.RES, { challenge, proved: true, wantProof }));
-      },
-      send: (p) => this.requestRes(id, ac, target, { ...res!, proof: p }),
+      build: () => res.build(),
+      send: (p) => this.request(res.request(p, this.env.clock.now())),
       fail: (err) => {
         this.log.warn('resume_unsent', { code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: String(err) });
-        if (this.resPending?.id === id) this.fireIfDefined('timeout');
+        if (this.control.resCurrent(res.id)) this.fireIfDefined('timeout');
       },
     });
   }
 
-  /** Send our RES `msg` (request `id`) to `target` at once, and act on its answer while it is the outstanding one. */
-  private requestRes(id: number, ac: AbortController, target: PeerLocator, msg: ConnControl): void {
-    const proved = msg.proof !== undefined;
-    const wantProof = (msg.reason & RESUME_FLAG_PROOF_WANTED) !== 0;
-    const body = this.controlBody(msg);
-    const opts: { signal: AbortSignal; maxTries: number; timeoutMs?: number } = { signal: ac.signal, maxTries: 5 };
-    const timeoutMs = this.recovery.requestTimeout(this.env.clock.now());
-    if (timeoutMs !== undefined) opts.timeoutMs = timeoutMs;
-    this.env
-      .request(addr(target), MessageType.RES, body, opts)
-      .then((reply) => {
-        if (this.resPending?.id !== id) return;
-        const m = this.checkReply(reply, MessageType.RES_ACK, msg.counter);
-        try {
-          this.checkResAckProof(m, target, wantProof);
-        } catch (err) {
-          // The location that answered cannot prove it speaks for the peer: refused here, logged
-          // once; this attempt ends as if unanswered and the next one asks the location service.
-          const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
-          this.recovery.proofRefused(e);
-          this.env.refused?.(e.code);
-          this.log.warn('resume_refused', { code: e.code, detail: e.message, from: addr(target) });
-          this.dropParked();
-          this.fireIfDefined('timeout');
-          return;
-        }
-        // The peer answered from `target`: that is where it is now.
-        this.path.resAckReceived(target, m.redirectorPort, m.challenge, proved);
-        this.fireIfDefined('recv_res_ack');
-        const parked = this.parked;
-        this.parked = undefined;
-        if (parked) {
-          if (this.state === 'RES_SENT' || this.state === 'RES_ACKED') this.finishHello(parked.sock, parked.hello, parked.rest);
-          else parked.sock.destroy();
-        }
-      })
-      .catch((err: unknown) => {
-        if (this.resPending?.id !== id) return;
-        const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
-        if (e.code === 'FERRY_ERR_ABORTED') return;
-        // A refused proof is kept to fail with at the limit; the peer elsewhere, or silent: the
-        // next try asks the location service first (core/recovery.ts).
-        this.recovery.resumeFailed(e);
-        this.log.info('resume_unanswered', { code: e.code });
-        this.fireIfDefined('timeout');
-      });
-  }
-
+  /** `send_cls`: whatever else is out is over; the CLS, retried until acknowledged (core/control-requests.ts). */
   private sendCls(): void {
-    this.cancelResumeTimer();
-    // A SUS or RES still out (a close while suspending, or after a resume that fell back to
-    // SUSPENDED) is over: its late failure must not end the close as a CLS timeout (found by the
-    // simulator once CLS was retried: a SUS of a move, and a RES, refused PEER_MOVING, closed the
-    // connection before its CLS reached the peer).
-    this.susPending = undefined;
-    this.cancelRes();
-    // Giving up on an unreachable peer: one CLS, in case it comes back, then closed. So is a
-    // half-open whose client confirmed by RES but never finished the resume (handshake deadline):
-    // never handed to the agent, it must not hold its entry and its source's half-open slot,
-    // sending CLS, until the reconnect limit on a stranger's word. Any other close is retried,
-    // following the peer, until the reconnect limit (core/closing.ts).
-    const code = this.closedError?.code;
-    const once = code === 'FERRY_ERR_PEER_UNREACHABLE' || code === 'FERRY_ERR_HANDSHAKE_TIMEOUT';
-    this.closeRetry = once ? undefined : new CloseRetry({ reconnectLimitMs: this.env.reconnectLimitMs });
-    this.sendClsDatagram();
+    for (const c of this.control.close(this.closedError?.code, this.clsReason)) this.carry(c);
   }
 
-  /**
-   * One CLS (a fresh counter each time), to where the peer is now, or once to `to`, an address a
-   * RES came from. That one is only a candidate (PROTOCOL.md §8.4: a relayed RES can name any
-   * source), so it gets at most AMPLIFICATION_FACTOR sends (85 B each; the RES that named it was
-   * at least as long) and the retries go back to the peer's proven or located address.
-   */
-  private sendClsDatagram(to?: string): void {
-    const id = ++this.lastRequestId;
-    this.clsPending = id;
-    const { body, counter } = this.nextControl(MessageType.CLS, { reason: this.aborting || this.closedError ? 1 : 0 });
-    const retry = this.closeRetry;
-    const proven = addr(this.peer);
-    const target = (this.clsTarget = to ?? proven);
-    const tries = target === proven ? 4 : limit('AMPLIFICATION_FACTOR');
-    this.env
-      .request(target, MessageType.CLS, body, retry ? { maxTries: tries } : { maxTries: 1, timeoutMs: 200 })
-      .then((reply) => {
-        if (this.clsPending !== id) return;
-        this.checkReply(reply, MessageType.CLS_ACK, counter);
-        this.clsPending = undefined;
-        this.fireIfDefined('recv_cls_ack');
-      })
-      .catch((err: unknown) => {
-        if (this.clsPending !== id) return;
-        this.clsPending = undefined;
-        const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
-        const d = retry && this.state === 'CLOSE_SENT' ? retry.failed(e, this.env.clock.now()) : undefined;
-        if (d?.kind === 'retry') {
-          this.log.info('close_unanswered', { code: e.code, retryMs: d.delayMs });
-          this.closeLookup = d.lookup ? d.lookupWaitMs : undefined;
-          this.setDeadline('close_retry', d.delayMs);
-          return;
-        }
-        if (retry) this.log.info('close_given_up', { code: e.code, why: d?.why });
-        this.fireIfDefined('timeout');
-      });
-  }
-
-  /**
-   * The peer resumes from `from` (its RES authenticated and fresh) while our CLS has no answer:
-   * that is likely where it is, whatever the location service still says (it lags, or the peer
-   * moved since the CLS left). One CLS goes there now; the refusal of the RES alone is not
-   * authenticated, so the peer could not take it as our close. Only that one: the RES's source
-   * is not proven (an on-path relay of a genuine RES can name any address), so the retries go to
-   * the proven or located address, and each further RES from the peer sends one more there.
-   */
-  private closeTowards(from: string): void {
-    if (!this.closeRetry) return;
-    if (this.clsPending !== undefined && this.clsTarget === from) return;
-    this.clearDeadline('close_retry');
-    this.lookupPending = undefined;
-    this.closeLookup = undefined;
-    this.sendClsDatagram(from);
-  }
-
-  /** `close_retry`: look the peer up first if the last answer said so, then send the CLS again. */
-  private async closeLater(): Promise<void> {
-    const retry = this.closeRetry;
-    if (this.state !== 'CLOSE_SENT' || !retry) return;
-    const waitMs = this.closeLookup;
-    this.closeLookup = undefined;
-    if (waitMs !== undefined) {
-      const id = ++this.lastRequestId;
-      this.lookupPending = id;
-      const loc = await this.env.locate(this.peerAgent, this.peer.epoch, waitMs);
-      if (this.lookupPending !== id || this.state !== 'CLOSE_SENT') return;
-      this.lookupPending = undefined;
-      const moved = this.path.located(loc);
-      if (!retry.located(moved)) {
-        // UNKNOWN_CONNECTION from where the peer is: it holds the connection no more.
-        this.log.info('close_peer_forgot', {});
-        this.fireIfDefined('timeout');
-        return;
-      }
-    }
-    this.sendClsDatagram();
-  }
-  /** The CLS in flight (its request id): only its answer acts. */
-  private clsPending: number | undefined;
-  /** The retries of our close (none: one CLS to an unreachable peer). */
-  private closeRetry: CloseRetry | undefined;
-  /** The next CLS try first looks the peer up, waiting up to this long for a newer location. */
-  private closeLookup: number | undefined;
-  /** Where the CLS in flight went. */
-  private clsTarget: string | undefined;
-
+  /** `schedule_resume`: the next automatic resume attempt, or give up and close. */
   private scheduleResume(): void {
     if (!this.autoResume || this.moving) return;
     const now = this.env.clock.now();
-    const d = this.recovery.next(now);
+    const d = this.control.scheduleResume(now);
     if (d.kind === 'give_up') {
       this.closedError = d.error;
       this.log.warn('peer_unreachable', { ms: Math.round(d.brokenMs), code: d.error.code });
@@ -1790,34 +1638,34 @@ export class Endpoint extends EventEmitter {
       return;
     }
     if (this.resumeStarted === 0) this.resumeStarted = now;
-    // A lookup of an earlier attempt still in flight is not this attempt's.
-    this.lookupPending = undefined;
-    this.setDeadline('resume_retry', d.delayMs);
+    this.rearm();
   }
 
+  /**
+   * `resume_retry`: look the peer up first if the last answer said so, then resume. Async, as the
+   * lookup's answer is: whatever it throws is a rejection, never an exception in the clock timer.
+   */
   private async resumeLater(): Promise<void> {
     if (this.state !== 'SUSPENDED' || this.moving) return;
-    if (this.recovery.lookupNeeded) {
-      const id = ++this.lastRequestId;
-      this.lookupPending = id;
-      const loc = await this.env.locate(this.peerAgent, this.peer.epoch, this.recovery.lookupWait(this.env.clock.now()));
-      if (this.lookupPending !== id || this.state !== 'SUSPENDED' || this.moving) return;
-      this.lookupPending = undefined;
-      this.recovery.located(this.path.located(loc));
-    }
-    this.fire('resume');
+    const lookup = this.control.resumeDue(this.env.clock.now());
+    if (lookup) await this.lookUp(lookup);
+    else this.fire('resume');
+  }
+
+  /** `close_retry`: look the peer up first if the last answer said so, then send the CLS again. */
+  private async closeLater(): Promise<void> {
+    const c = this.control.closeRetryDue(this.clsReason);
+    if (c?.kind === 'lookup') await this.lookUp(c);
+    else this.carry(c);
   }
 
   /** Our RES, if one is out, is over: stop retransmitting it and ignore its answer. */
   private cancelRes(): void {
-    // With a reason: abort() without one builds a DOMException (and its stack) at every cancel.
-    this.resPending?.abort.abort(RES_CANCELLED);
-    this.resPending = undefined;
+    this.carry(this.control.cancelRes());
   }
 
   private cancelResumeTimer(): void {
-    this.lookupPending = undefined;
-    this.clearDeadline('resume_retry');
+    if (this.control.stopResumeRetry()) this.rearm();
   }
 
   private cancelTimers(): void {
@@ -1825,93 +1673,42 @@ export class Endpoint extends EventEmitter {
     this.clearDeadline('resume_deadline');
     this.clearDeadline('handshake');
     this.cancelRes();
-    this.susPending = undefined;
+    this.control.forgetSus();
   }
 
   /**
    * A SUS, RES or CLS from the peer (already decoded). Returns the reply body, or throws the
-   * typed error to send back. Order matters: MAC first (forgeries change nothing), then the
-   * counter (replays change nothing), then the transition table.
+   * typed error to send back (core/control-incoming.ts decides which, in the order that makes
+   * forgeries and replays change nothing).
    */
   handleControl(m: ConnControl, from: string): Buffer {
-    const admission = this.auth.admit(this.keys, m, from);
-    if (admission.kind === 'retransmission') {
-      if (admission.reply instanceof FerryError) throw admission.reply;
-      return admission.reply;
+    const d = decideIncoming(this.core, this.control, m, from, { moving: this.moving, resumePending: this.resumeCalls > 0, clsReason: this.clsReason }, this.incoming);
+    // The decision may have stopped our resume retry or close retry.
+    this.rearm();
+    if (d.kind === 'answer') return d.reply;
+    if (d.kind === 'refuse') {
+      for (const c of d.commands) this.carry(c);
+      throw d.error;
     }
-    // A RES from a new location must prove that its host speaks for the peer agent. Checked before
-    // the counter is recorded: a refused RES changes nothing, not even the replay window.
-    const provenEpoch = m.type === MessageType.RES ? this.checkResProof(m, from) : undefined;
-    this.auth.accept(m);
-    const remember = (reply: Buffer | FerryError): void => this.auth.remember(m, from, reply);
-    if (this.moving && m.type === MessageType.RES) {
-      const e = new FerryError('FERRY_ERR_PEER_MOVING', 'endpoint is moving');
-      remember(e);
-      throw e;
-    }
-    const event: Event = m.type === MessageType.SUS ? 'recv_sus' : m.type === MessageType.RES ? 'recv_res' : 'recv_cls';
-    if (m.type !== MessageType.SUS && m.type !== MessageType.RES && m.type !== MessageType.CLS) {
-      throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', `unexpected request type ${m.type}`);
-    }
-    if (!this.core.accepts(event)) {
-      const e = new FerryError(rejectionFor(this.state, event), `${controlTypeName(m.type)} in state ${this.state}`);
-      remember(e);
-      if (m.type === MessageType.RES && this.state === 'CLOSE_SENT') this.closeTowards(from);
-      throw e;
-    }
-    let challenge: Buffer = ZERO_CHALLENGE;
-    if (m.type === MessageType.RES) {
-      // Authenticated and fresh, but another address is only a candidate until a HELLO proves it.
-      this.path.resReceived(splitAddr(from), m.redirectorPort, m.challenge, provenEpoch);
-      challenge = this.path.issueChallenge();
+    if (d.type === MessageType.RES && this.resumeStarted === 0) this.resumeStarted = this.env.clock.now();
+    if (d.peerAborted) this.closedError ??= new FerryError('FERRY_ERR_PEER_ABORTED', 'the peer destroyed the connection');
+    if (d.type === MessageType.SUS && this.state === 'ESTABLISHED') this.suspendStarted = this.env.clock.now();
+    if (d.dropKept) this.dropKept('SUS datagram');
+    if (d.stopAutoResume) {
+      this.autoResume = false;
       this.cancelResumeTimer();
-      if (this.resumeStarted === 0) this.resumeStarted = this.env.clock.now();
     }
-    if (m.type === MessageType.CLS && m.reason === 1) this.closedError ??= new FerryError('FERRY_ERR_PEER_ABORTED', 'the peer destroyed the connection');
-    const replyType = m.type === MessageType.SUS ? MessageType.SUS_ACK : m.type === MessageType.RES ? MessageType.RES_ACK : MessageType.CLS_ACK;
-    // A RES that asks for our proof (it reached us at a location the peer has not verified) gets it.
-    const proof = m.type === MessageType.RES && m.reason & RESUME_FLAG_PROOF_WANTED ? this.ownProof() : undefined;
-    const ack = this.auth.reply(this.keys, {
-      type: replyType as ConnControl['type'],
-      connectionId: this.connectionId,
-      senderRole: this.role,
-      counter: m.counter,
-      reason: proof ? RESUME_FLAG_PROOF : 0,
-      redirectorPort: m.type === MessageType.RES ? this.env.redirectorPort : 0,
-      challenge,
-    });
-    if (proof) ack.proof = signResume(ack, proof);
-    const reply = encodeConnControl(ack);
-    remember(reply);
-    if (m.type === MessageType.SUS && this.state === 'ESTABLISHED') this.suspendStarted = this.env.clock.now();
-    // An application resume() still pending when the peer's SUS crosses it is not dropped: the
-    // suspend happens (acknowledged below), then our resume goes on, as if called right after it.
-    // Without this both ends sat SUSPENDED with the resume() pending for ever (seen after both
-    // ends moved: both were resuming, so a user suspend there went by datagram and crossed a RES).
-    const resumeAfter = m.type === MessageType.SUS && this.resumeCalls > 0;
-    if (m.type === MessageType.SUS) {
-      // The peer's SUS is newer than anything it sent on the kept socket (an in-band RESUME carries
-      // no counter): no reuse after it, and no automatic resume of ours that the peer has
-      // overtaken. It resumes when it wants to (a moving peer, when it lands).
-      this.dropKept('SUS datagram');
-      if (!resumeAfter && (this.state === 'SUSPENDED' || (m.reason & 1) === 0)) {
-        this.autoResume = false;
-        this.cancelResumeTimer();
-      }
-    }
-    const halfOpen = this.state === 'CONNECT_ACKED';
-    this.fire(event);
-    // The client's RES confirmed the key of a half-open (its socket died before the CONNECT_CONFIRM
-    // arrived): the resume that completes the open gets a whole handshake time.
-    if (halfOpen && m.type === MessageType.RES) this.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
-    if (resumeAfter && this.state === 'SUSPENDED') {
+    this.fire(d.event);
+    // The resume that completes a half-open gets a whole handshake time.
+    if (d.halfOpen) this.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
+    if (d.resumeAfter && this.state === 'SUSPENDED') {
       // A moving peer is found again through the location service (it registers when it lands).
-      if (m.reason & 1) this.recovery.peerMoving();
+      if (d.peerMoving) this.recovery.peerMoving();
       this.autoResume = true;
       this.scheduleResume();
     }
     if (this.state === 'CLOSE_ACKED') queueMicrotask(() => this.fireIfDefined('drained'));
-    return reply;
+    return d.reply;
   }
 
   // ------------------------------------------------------------------ moves

@@ -12,3 +12,5 @@ export * from './kept-socket.js';
 export * from './connection-core.js';
 export * from './closing.js';
 export * from './open.js';
+export * from './control-requests.js';
+export * from './control-incoming.js';

@@ -1,0 +1,438 @@
+/**
+ * Our control requests under a ManualClock, with no socket, timer or promise: what a SUS, RES and
+ * CLS carry (counter, reason, challenge, proof wanted or carried, padding, tries), that only the
+ * outstanding request's answer acts (a superseded, cancelled or forgotten one changes nothing),
+ * what a reply, a failure or a bad reply comes to, the resume retry and its lookup, and the close:
+ * everything else out is over, one CLS or retries with lookups, CLS towards a resuming peer's
+ * source, and the host stopping.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConnectionCore, ControlRequests, CLS_ONCE_TIMEOUT_MS, CLS_TRIES, MOVE_SUSPEND_TRIES, RES_TRIES, type ControlHooks, type CoreInit, type RequestCommand } from '../../../../src/connection/core/index.js';
+import { ReceiveBuffer, SendBuffer } from '../../../../src/connection/data-path.js';
+import type { State } from '../../../../src/connection/state-machine.js';
+import { Identity, connectionKeysFromMaster, freshChain, type AgentId, type ConnectionKeys } from '../../../../src/identity/index.js';
+import { FerryError, ManualClock, isFerryError, limit, type ErrorCode } from '../../../../src/util/index.js';
+import {
+  DATAGRAM_HEADER_BYTES,
+  MessageType,
+  RESUME_FLAG_PROOF,
+  RESUME_FLAG_PROOF_WANTED,
+  RESUME_PROOF_WANTED_MIN_DATAGRAM,
+  decodeConnControl,
+  encodeConnControl,
+  type ConnControl,
+  type ResumeProof,
+} from '../../../../src/wire/index.js';
+import { ControlAuth } from '../../../../src/connection/core/index.js';
+
+const KEYS: ConnectionKeys = connectionKeysFromMaster(Buffer.alloc(32, 7));
+const PEER = '127.0.0.1:1000';
+const LIMIT_MS = 30_000;
+
+function coreIn(state: State, extra: Partial<CoreInit> = {}): ConnectionCore {
+  let n = 0;
+  return new ConnectionCore({
+    state,
+    role: 'client',
+    localAgent: 'a'.repeat(32) as AgentId,
+    peerAgent: 'b'.repeat(32) as AgentId,
+    connectionId: Buffer.alloc(16, 1),
+    secure: false,
+    peer: { ip: '127.0.0.1', controlPort: 1000, redirectorPort: 1001, epoch: 0 },
+    send: new SendBuffer(1 << 16),
+    recv: new ReceiveBuffer(1 << 16),
+    reconnectLimitMs: LIMIT_MS,
+    // Distinct challenges, so a test can tell which one a message carries.
+    random: (k) => Buffer.alloc(k, ++n),
+    ...extra,
+  });
+}
+
+function requestsOf(core: ConnectionCore, hooks: Partial<ControlHooks> = {}): ControlRequests {
+  return new ControlRequests(core, { redirectorPort: 2001, reconnectLimitMs: LIMIT_MS, verifyProof: () => assert.fail('no proof expected'), ...hooks });
+}
+
+/** What the request carries, decoded as the peer would. */
+function sent(c: RequestCommand): ConnControl {
+  return decodeConnControl(c.body, c.type);
+}
+
+/** The peer's reply to `c` (`type` its reply type), MAC'd under `keys`, as the peer's ControlAuth builds it. */
+function replyTo(c: RequestCommand, type: ConnControl['type'], keys: ConnectionKeys | undefined, extra: Partial<ConnControl> = {}): { type: number; body: Buffer } {
+  const m = sent(c);
+  const head = { type, connectionId: m.connectionId, senderRole: 'server' as const, counter: m.counter, reason: 0, redirectorPort: 0, challenge: Buffer.alloc(16, 0xee), ...extra };
+  const r = new ControlAuth().reply(keys, head);
+  if (extra.proof) r.proof = extra.proof;
+  return { type, body: encodeConnControl(r) };
+}
+
+const err = (code: ErrorCode): FerryError => new FerryError(code);
+
+test('SUS: each takes the next counter; a move suspend tries MOVE_SUSPEND_TRIES times, a user one the channel default', () => {
+  const core = coreIn('SUS_SENT');
+  const r = requestsOf(core);
+  const user = r.suspend(0);
+  assert.equal(user.to, PEER);
+  assert.equal(user.type, MessageType.SUS);
+  assert.deepEqual(user.opts, {});
+  assert.equal(user.cancellable, false);
+  assert.equal(sent(user).counter, 1);
+  assert.equal(sent(user).reason, 0);
+  const move = r.suspend(1);
+  assert.deepEqual(move.opts, { maxTries: MOVE_SUSPEND_TRIES });
+  assert.equal(sent(move).counter, 2);
+  assert.equal(sent(move).reason, 1);
+  assert.equal(core.auth.sent, 2);
+});
+
+test('SUS: its SUS_ACK fires recv_sus_ack once; a later answer, or one to a superseded SUS, changes nothing', () => {
+  const core = coreIn('SUS_SENT');
+  const r = requestsOf(core);
+  const first = r.suspend(0);
+  const second = r.suspend(0);
+  assert.deepEqual(r.replied(first.id, replyTo(first, MessageType.SUS_ACK, undefined), 0), {}, 'the first SUS is no longer the outstanding one');
+  assert.deepEqual(r.replied(second.id, replyTo(second, MessageType.SUS_ACK, undefined), 0), { event: 'recv_sus_ack' });
+  assert.deepEqual(r.replied(second.id, replyTo(second, MessageType.SUS_ACK, undefined), 0), {}, 'answered already');
+  assert.deepEqual(r.failed(second.id, err('FERRY_ERR_CONTROL_TIMEOUT'), 0), {});
+});
+
+test('SUS: no answer, or a reply that does not verify, ends the suspend as a timeout; one answered in-band is forgotten', () => {
+  const core = coreIn('SUS_SENT', { keys: KEYS, secure: true });
+  const r = requestsOf(core);
+  const a = r.suspend(0);
+  assert.deepEqual(r.failed(a.id, err('FERRY_ERR_CONTROL_TIMEOUT'), 0), { log: { level: 'info', event: 'suspend_unanswered', fields: { code: 'FERRY_ERR_CONTROL_TIMEOUT' } }, event: 'timeout' });
+  const b = r.suspend(0);
+  // A reply under another key (forged or mangled): as if unanswered, with its code.
+  const forged = replyTo(b, MessageType.SUS_ACK, connectionKeysFromMaster(Buffer.alloc(32, 9)));
+  assert.deepEqual(r.replied(b.id, forged, 0), { log: { level: 'info', event: 'suspend_unanswered', fields: { code: 'FERRY_ERR_BAD_MAC' } }, event: 'timeout' });
+  // A reply echoing another counter does not answer it either.
+  const c = r.suspend(0);
+  const wrong = replyTo(r.suspend(0), MessageType.SUS_ACK, KEYS);
+  r.forgetSus();
+  assert.deepEqual(r.replied(c.id, wrong, 0), {}, 'forgotten: nothing acts');
+  const d = r.suspend(0);
+  assert.equal(r.replied(d.id, wrong, 0).event, 'timeout', 'a reply with the wrong counter is refused');
+});
+
+test('RES: carries a fresh path challenge and the redirector port; tries RES_TRIES times and may be cancelled', () => {
+  const core = coreIn('RES_SENT');
+  const r = requestsOf(core);
+  const plan = r.resume(false);
+  const m = plan.build()!;
+  const c = plan.request(undefined, 0);
+  assert.equal(c.type, MessageType.RES);
+  assert.equal(c.to, PEER);
+  assert.deepEqual(c.opts, { maxTries: RES_TRIES }, 'not broken: no bound of its own');
+  assert.equal(c.cancellable, true);
+  assert.deepEqual(sent(c).challenge, m.challenge);
+  assert.notDeepEqual(m.challenge, Buffer.alloc(16), 'a fresh challenge, redeemable by the HELLO');
+  assert.equal(sent(c).redirectorPort, 2001);
+  assert.equal(sent(c).reason, 0);
+  assert.equal(c.body.length, encodeConnControl(m).length, 'no proof wanted: no padding');
+});
+
+test('RES: while broken, one RES may not outlive the reconnect limit', () => {
+  const clock = new ManualClock();
+  const core = coreIn('RES_SENT');
+  const r = requestsOf(core);
+  core.recovery.next(clock.now()); // broken from 0
+  clock.advance(LIMIT_MS - 1000);
+  const plan = r.resume(false);
+  plan.build();
+  assert.deepEqual(plan.request(undefined, clock.now()).opts, { maxTries: RES_TRIES, timeoutMs: 1000 });
+});
+
+test('RES: to where the peer has not proven itself (security on), it asks for a proof and is padded to pay for it', () => {
+  const core = coreIn('RES_SENT', { keys: KEYS, secure: true, proven: { ip: '127.0.0.1', controlPort: 999, redirectorPort: 1001 } });
+  const r = requestsOf(core);
+  const plan = r.resume(false);
+  plan.build();
+  const c = plan.request(undefined, 0);
+  assert.equal(sent(c).reason & RESUME_FLAG_PROOF_WANTED, RESUME_FLAG_PROOF_WANTED);
+  assert.equal(c.body.length, RESUME_PROOF_WANTED_MIN_DATAGRAM - DATAGRAM_HEADER_BYTES);
+  assert.equal(core.path.awaitingProof, true, 'a resume HELLO waits for the proof');
+});
+
+test('RES: a proved one is built at the flush only while it is still this resume (RES_SENT, not superseded), flagged, with its proof', () => {
+  const core = coreIn('RES_SENT');
+  const r = requestsOf(core);
+  const old = r.resume(true);
+  const plan = r.resume(true);
+  assert.equal(old.build(), undefined, 'superseded');
+  const m = plan.build()!;
+  assert.equal(m.reason & RESUME_FLAG_PROOF, RESUME_FLAG_PROOF);
+  const proof = aProof();
+  const c = plan.request(proof, 0);
+  assert.ok(sent(c).proof, 'the proof travels');
+  const late = coreIn('SUSPENDED');
+  assert.equal(requestsOf(late).resume(true).build(), undefined, 'the resume fell back to SUSPENDED before the flush');
+  const cancelled = r.resume(true);
+  assert.deepEqual(r.cancelRes(), { kind: 'cancel', id: cancelled.id });
+  assert.equal(cancelled.build(), undefined, 'cancelled before the flush');
+  assert.equal(r.resCurrent(cancelled.id), false);
+});
+
+test('RES: its RES_ACK fires recv_res_ack and tells where the peer is; after a cancel nothing acts', () => {
+  const core = coreIn('RES_SENT');
+  const r = requestsOf(core);
+  const plan = r.resume(false);
+  plan.build();
+  const c = plan.request(undefined, 0);
+  assert.deepEqual(r.replied(c.id, replyTo(c, MessageType.RES_ACK, undefined, { redirectorPort: 3003 }), 0), { event: 'recv_res_ack', resAcked: true });
+  assert.equal(core.path.peer.redirectorPort, 3003);
+  assert.deepEqual(core.path.peerChallenge, Buffer.alloc(16, 0xee), 'the HELLO echoes the peer\'s challenge');
+  const again = r.resume(false);
+  again.build();
+  const c2 = again.request(undefined, 0);
+  assert.deepEqual(r.cancelRes(), { kind: 'cancel', id: c2.id });
+  assert.equal(r.cancelRes(), undefined, 'nothing out any more');
+  assert.deepEqual(r.replied(c2.id, replyTo(c2, MessageType.RES_ACK, undefined), 0), {});
+  assert.deepEqual(r.failed(c2.id, err('FERRY_ERR_PEER_MOVING'), 0), {});
+  assert.equal(core.recovery.lookupNeeded, false, 'a cancelled RES\'s failure teaches nothing');
+});
+
+test('RES: a failure ends the attempt (timeout) and tells recovery; our own abort does nothing', () => {
+  const core = coreIn('RES_SENT');
+  const r = requestsOf(core);
+  const plan = r.resume(false);
+  plan.build();
+  const c = plan.request(undefined, 0);
+  assert.deepEqual(r.failed(c.id, err('FERRY_ERR_ABORTED'), 0), {});
+  assert.equal(core.recovery.lookupNeeded, false);
+  assert.deepEqual(r.failed(c.id, err('FERRY_ERR_PEER_MOVING'), 0), { log: { level: 'info', event: 'resume_unanswered', fields: { code: 'FERRY_ERR_PEER_MOVING' } }, event: 'timeout' });
+  assert.equal(core.recovery.lookupNeeded, true, 'the next try asks the location service');
+  // A reply that does not match its request is as if unanswered.
+  const p2 = r.resume(false);
+  p2.build();
+  const c2 = p2.request(undefined, 0);
+  assert.equal(r.replied(c2.id, replyTo(c2, MessageType.SUS_ACK as ConnControl['type'], undefined), 0).event, 'timeout');
+});
+
+test('RES_ACK: a wanted proof that is missing, or one that does not verify, is refused: timeout, kept to fail with, looked up', () => {
+  const core = coreIn('RES_SENT', { keys: KEYS, secure: true, proven: { ip: '127.0.0.1', controlPort: 999, redirectorPort: 1001 } });
+  const refusal = new FerryError('FERRY_ERR_CHAIN_EXPIRED', 'expired');
+  const r = requestsOf(core, {
+    verifyProof: () => {
+      throw refusal;
+    },
+  });
+  const plan = r.resume(false);
+  plan.build();
+  const c = plan.request(undefined, 0);
+  const missing = r.replied(c.id, replyTo(c, MessageType.RES_ACK, KEYS), 0);
+  assert.equal(missing.event, 'timeout');
+  assert.ok(isFerryError(missing.refused, 'FERRY_ERR_RESUME_UNPROVEN'));
+  assert.equal(missing.log?.event, 'resume_refused');
+  assert.equal(missing.log?.fields['from'], PEER);
+  assert.equal(core.recovery.proofRefusal?.code, 'FERRY_ERR_RESUME_UNPROVEN');
+  assert.equal(core.recovery.lookupNeeded, true);
+  const p2 = r.resume(false);
+  p2.build();
+  const c2 = p2.request(undefined, 0);
+  const bad = r.replied(c2.id, replyTo(c2, MessageType.RES_ACK, KEYS, { reason: RESUME_FLAG_PROOF, proof: aProof() }), 0);
+  assert.equal(bad.refused, refusal);
+  assert.equal(core.recovery.proofRefusal, refusal);
+});
+
+test('RES_ACK: a proof that verifies records its epoch and location: the peer proved itself there', () => {
+  const core = coreIn('RES_SENT', { keys: KEYS, secure: true, proven: { ip: '127.0.0.1', controlPort: 999, redirectorPort: 1001 } });
+  const seen: number[] = [];
+  const r = requestsOf(core, {
+    verifyProof: (_m, peerEpoch) => {
+      seen.push(peerEpoch);
+      return 7;
+    },
+  });
+  const plan = r.resume(false);
+  plan.build();
+  const c = plan.request(undefined, 0);
+  const o = r.replied(c.id, replyTo(c, MessageType.RES_ACK, KEYS, { reason: RESUME_FLAG_PROOF, redirectorPort: 1001, proof: aProof() }), 0);
+  assert.deepEqual(o, { event: 'recv_res_ack', resAcked: true });
+  assert.deepEqual(seen, [0], 'verified against the highest epoch accepted so far');
+  assert.equal(core.path.peerEpoch, 7);
+  assert.equal(core.path.peer.epoch, 7);
+  assert.deepEqual(core.path.proven, { ip: '127.0.0.1', controlPort: 1000, redirectorPort: 1001 });
+});
+
+test('resume retry: backoff into the timer table, give up past the reconnect limit; a lookup of an earlier attempt is forgotten', () => {
+  const clock = new ManualClock();
+  const core = coreIn('SUSPENDED');
+  const r = requestsOf(core);
+  const d = r.scheduleResume(clock.now());
+  assert.deepEqual(d, { kind: 'retry', delayMs: limit('RESUME_RETRY_MS'), lookup: false });
+  assert.equal(core.nextDeadline(), limit('RESUME_RETRY_MS'));
+  clock.advance(limit('RESUME_RETRY_MS'));
+  assert.deepEqual(core.handleTimeout(clock.now()), { name: 'resume_retry', slot: 0, at: limit('RESUME_RETRY_MS') });
+  assert.equal(r.resumeDue(clock.now()), undefined, 'nothing to look up: resume now');
+  // The peer is said to be moving: the next try first looks it up, waiting for it to land.
+  core.recovery.resumeFailed(err('FERRY_ERR_PEER_MOVING'));
+  r.scheduleResume(clock.now());
+  const lookup = r.resumeDue(clock.now())!;
+  assert.deepEqual({ ...lookup, id: 0 }, { kind: 'lookup', id: 0, agent: 'b'.repeat(32), newerThan: 0, waitMs: limit('PEER_MOVE_WAIT_MS') });
+  r.scheduleResume(clock.now());
+  assert.deepEqual(r.located(lookup.id, undefined, false, 0), {}, 'an earlier attempt\'s lookup');
+  clock.advance(LIMIT_MS + 1);
+  const gone = r.scheduleResume(clock.now());
+  assert.equal(gone.kind, 'give_up');
+});
+
+test('resume retry: the lookup\'s answer resumes, only while SUSPENDED, not moving, and not stopped', () => {
+  const core = coreIn('SUSPENDED');
+  const r = requestsOf(core);
+  core.recovery.resumeFailed(err('FERRY_ERR_UNKNOWN_CONNECTION'));
+  const moved = { ip: '10.0.0.9', controlPort: 5000, redirectorPort: 5001, epoch: 2 };
+  const l = r.resumeDue(0)!;
+  assert.deepEqual(r.located(l.id, moved, true, 0), {}, 'moving: the resume waits for the destination');
+  assert.deepEqual(r.located(l.id, moved, false, 0), { event: 'resume' });
+  assert.equal(core.path.peer, moved, 'the next RES goes where the location service said');
+  assert.equal(core.recovery.lookupNeeded, false);
+  assert.deepEqual(r.located(l.id, moved, false, 0), {}, 'answered once');
+  core.recovery.resumeFailed(err('FERRY_ERR_UNKNOWN_CONNECTION'));
+  const l2 = r.resumeDue(0)!;
+  core.setDeadline('resume_retry', 50);
+  assert.equal(r.stopResumeRetry(), true);
+  assert.equal(core.hasDeadline('resume_retry'), false);
+  assert.deepEqual(r.located(l2.id, undefined, false, 0), {}, 'stopped: its lookup is forgotten');
+});
+
+test('close: a RES still out is cancelled first, a SUS forgotten, the resume retry stopped; the CLS carries the reason', () => {
+  const core = coreIn('CLOSE_SENT');
+  const r = requestsOf(core);
+  const sus = r.suspend(0);
+  const plan = r.resume(false);
+  plan.build();
+  const res = plan.request(undefined, 0);
+  core.setDeadline('resume_retry', 100);
+  const out = r.close(undefined, 1);
+  assert.equal(out.length, 2);
+  assert.deepEqual(out[0], { kind: 'cancel', id: res.id });
+  const cls = out[1] as RequestCommand;
+  assert.equal(cls.kind, 'request');
+  assert.equal(cls.type, MessageType.CLS);
+  assert.equal(sent(cls).reason, 1);
+  assert.equal(cls.to, PEER);
+  assert.deepEqual(cls.opts, { maxTries: CLS_TRIES });
+  assert.equal(core.hasDeadline('resume_retry'), false);
+  assert.deepEqual(r.failed(sus.id, err('FERRY_ERR_CONTROL_TIMEOUT'), 0), {}, 'the SUS\'s late failure does not end the close');
+  assert.deepEqual(r.replied(cls.id, replyTo(cls, MessageType.CLS_ACK, undefined), 0), { event: 'recv_cls_ack' });
+});
+
+test('close: giving up on an unreachable peer, or a half-open, sends one short CLS and no retries', () => {
+  for (const code of ['FERRY_ERR_PEER_UNREACHABLE', 'FERRY_ERR_HANDSHAKE_TIMEOUT'] as const) {
+    const core = coreIn('CLOSE_SENT');
+    const r = requestsOf(core);
+    const [cls] = r.close(code, 1) as RequestCommand[];
+    assert.deepEqual(cls!.opts, { maxTries: 1, timeoutMs: CLS_ONCE_TIMEOUT_MS });
+    assert.deepEqual(r.failed(cls!.id, err('FERRY_ERR_CONTROL_TIMEOUT'), 0), { event: 'timeout' });
+    assert.equal(core.hasDeadline('close_retry'), false);
+    assert.deepEqual(r.closeTowards('10.0.0.5:7000', 1), [], 'no retries: no CLS towards a resuming peer either');
+  }
+});
+
+test('close: a CLS the peer did not acknowledge is retried under ManualClock, following the peer through the location service', () => {
+  const clock = new ManualClock();
+  const core = coreIn('CLOSE_SENT');
+  const r = requestsOf(core);
+  const [first] = r.close(undefined, 0) as RequestCommand[];
+  // Silence: retried with backoff after a lookup that does not wait.
+  const o = r.failed(first!.id, err('FERRY_ERR_CONTROL_TIMEOUT'), clock.now());
+  assert.deepEqual(o, { log: { level: 'info', event: 'close_unanswered', fields: { code: 'FERRY_ERR_CONTROL_TIMEOUT', retryMs: 0 } } });
+  assert.equal(core.nextDeadline(), 0);
+  assert.equal(core.handleTimeout(clock.now())?.name, 'close_retry');
+  const lookup = r.closeRetryDue(0);
+  assert.equal(lookup?.kind, 'lookup');
+  const moved = { ip: '10.0.0.9', controlPort: 5000, redirectorPort: 5001, epoch: 3 };
+  const again = r.located(lookup!.id, moved, false, 0).commands?.[0] as RequestCommand;
+  assert.equal(again.to, '10.0.0.9:5000', 'sent again where the peer is now');
+  assert.equal(sent(again).counter, sent(first!).counter + 1, 'a fresh counter each time');
+  // The peer says it holds no such connection, and is where the lookup says: the close is done.
+  r.failed(again.id, err('FERRY_ERR_UNKNOWN_CONNECTION'), clock.now());
+  const l2 = r.closeRetryDue(0)!;
+  assert.equal(l2.kind, 'lookup');
+  assert.deepEqual(r.located(l2.id, moved, false, 0), { log: { level: 'info', event: 'close_peer_forgot', fields: {} }, event: 'timeout' });
+});
+
+test('close: an answer that says the close cannot happen ends it; so does the reconnect limit', () => {
+  const clock = new ManualClock();
+  const core = coreIn('CLOSE_SENT');
+  const r = requestsOf(core);
+  const [cls] = r.close(undefined, 0) as RequestCommand[];
+  assert.deepEqual(r.failed(cls!.id, err('FERRY_ERR_CONNECTION_CLOSED'), clock.now()), {
+    log: { level: 'info', event: 'close_given_up', fields: { code: 'FERRY_ERR_CONNECTION_CLOSED', why: 'FERRY_ERR_CONNECTION_CLOSED' } },
+    event: 'timeout',
+  });
+  const core2 = coreIn('CLOSE_SENT');
+  const r2 = requestsOf(core2);
+  let [c] = r2.close(undefined, 0) as RequestCommand[];
+  // A bad reply is as if unanswered: backoff, no lookup.
+  r2.failed(c!.id, err('FERRY_ERR_BAD_MAC'), clock.now());
+  for (;;) {
+    const at = core2.nextDeadline()!;
+    clock.advance(at - clock.now());
+    assert.equal(core2.handleTimeout(clock.now())?.name, 'close_retry');
+    c = r2.closeRetryDue(0) as RequestCommand;
+    assert.equal(c.kind, 'request', 'no lookup after a bad reply');
+    const o = r2.failed(c.id, err('FERRY_ERR_BAD_MAC'), clock.now());
+    if (o.event) {
+      assert.equal(o.event, 'timeout');
+      assert.match(String(o.log?.fields['why']), /no CLS_ACK within/);
+      assert.ok(clock.now() > LIMIT_MS, 'not before the reconnect limit');
+      break;
+    }
+  }
+  assert.equal(core2.hasDeadline('close_retry'), false);
+});
+
+test('close: a CLS failing after the close ended another way (no longer CLOSE_SENT) is not retried', () => {
+  const core = coreIn('CLOSE_SENT');
+  const r = requestsOf(core);
+  const [cls] = r.close(undefined, 0) as RequestCommand[];
+  core.handle('timeout');
+  while (core.poll(0));
+  assert.equal(core.state, 'CLOSED');
+  assert.deepEqual(r.failed(cls!.id, err('FERRY_ERR_CONTROL_TIMEOUT'), 0), {
+    log: { level: 'info', event: 'close_given_up', fields: { code: 'FERRY_ERR_CONTROL_TIMEOUT', why: undefined } },
+    event: 'timeout',
+  });
+  assert.equal(core.hasDeadline('close_retry'), false);
+});
+
+test('closeTowards: one CLS to the source of a resuming peer\'s RES (AMPLIFICATION_FACTOR tries), not again while it is out', () => {
+  const core = coreIn('CLOSE_SENT');
+  const r = requestsOf(core);
+  const [first] = r.close(undefined, 0) as RequestCommand[];
+  r.failed(first!.id, err('FERRY_ERR_PEER_MOVING'), 0);
+  assert.equal(core.hasDeadline('close_retry'), true);
+  const [towards] = r.closeTowards('10.0.0.5:7000', 0) as RequestCommand[];
+  assert.equal(towards!.to, '10.0.0.5:7000');
+  assert.deepEqual(towards!.opts, { maxTries: limit('AMPLIFICATION_FACTOR') });
+  assert.equal(core.hasDeadline('close_retry'), false, 'the backoff stops: this CLS replaces it');
+  assert.deepEqual(r.closeTowards('10.0.0.5:7000', 0), [], 'that one is still out');
+  assert.equal(r.closeTowards('10.0.0.6:7000', 0).length, 1, 'another source gets one');
+  const retry = r.closeRetryDue(0) as RequestCommand;
+  assert.equal(retry.kind, 'request', 'the PEER_MOVING lookup was dropped: a due retry sends at once');
+  assert.equal(retry.to, PEER, 'retries go to the proven or located address');
+});
+
+test('stopClose: the host stops: no retry, no lookup, and the CLS\'s answer changes nothing', () => {
+  const core = coreIn('CLOSE_SENT');
+  const r = requestsOf(core);
+  const [cls] = r.close(undefined, 0) as RequestCommand[];
+  r.failed(cls!.id, err('FERRY_ERR_PEER_MOVING'), 0);
+  const l = r.closeRetryDue(0)!;
+  const [towards] = r.closeTowards('10.0.0.5:7000', 0) as RequestCommand[];
+  core.setDeadline('close_retry', 10);
+  r.stopClose();
+  assert.equal(core.hasDeadline('close_retry'), false);
+  assert.equal(r.closeRetryDue(0), undefined);
+  assert.deepEqual(r.replied(towards!.id, replyTo(towards!, MessageType.CLS_ACK, undefined), 0), {});
+  assert.deepEqual(r.located(l.id, undefined, false, 0), {});
+});
+
+/** A location proof whose content the injected verifier decides on. */
+function aProof(): ResumeProof {
+  const agent = Identity.generate();
+  const host = Identity.generate();
+  return { hostKey: host.publicRaw, chain: freshChain(agent, host.publicRaw, 1, Date.now()), treeSize: 1, leafIndex: 0, path: [], signature: Buffer.alloc(64, 5) };
+}
