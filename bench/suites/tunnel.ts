@@ -26,6 +26,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -182,6 +183,17 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
   const stops: (() => void)[] = [];
   const dir = await mkdtemp(join(tmpdir(), 'ferry-bench-tunnel-'));
   const info: Record<string, unknown> = {};
+  // If the bench dies of an uncaught error, `finally` does not run: stop the processes started
+  // here anyway (about 30 of them: tunnel ends, relays, sshd, ssh, redis-server), which would
+  // otherwise outlive it, and remove their keys.
+  const stopAll = (): void => {
+    for (const s of stops.splice(0).reverse()) s();
+  };
+  const onExit = (): void => {
+    stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
   try {
     // The drain: every accepted socket is handed to whoever waits for the next one.
     const queue: Socket[] = [];
@@ -393,7 +405,8 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
     }
     return { rows, info };
   } finally {
-    for (const s of stops.reverse()) s();
+    process.off('exit', onExit);
+    stopAll();
     await rm(dir, { recursive: true, force: true });
   }
 }
