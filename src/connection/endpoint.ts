@@ -28,8 +28,8 @@ import {
 } from '../wire/index.js';
 import { SendBuffer, ReceiveBuffer } from './data-path.js';
 import type { EndpointCheckpoint, PeerLocator } from './checkpoint.js';
-import type { ReceiveAccount, ReceiveBudget } from './receive-budget.js';
-import { DataSocket, type StreamSocket } from './data-socket.js';
+import type { ReceiveBudget } from './receive-budget.js';
+import { DataSocket, type DataSocketHandlers, type StreamSocket } from './data-socket.js';
 import {
   acceptConnectAck,
   buildConnect,
@@ -65,6 +65,7 @@ import {
   type ServerOpen,
   type TimerName,
 } from './core/index.js';
+import { drainVerdict, keepsDrained, mayPump, type AckStep, type DataFlow, type DrainVerdict } from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
 const RES_CANCELLED = new FerryError('FERRY_ERR_ABORTED', 'RES cancelled: the connection moved on');
@@ -162,8 +163,6 @@ export class Endpoint extends EventEmitter {
   private reuse: DataSocket | undefined;
   /** The reuse was the peer's RESUME that we accept: `reuse_socket` answers RESUME_ACK first. */
   private reuseAnswer = false;
-  /** The `received` we last stated to the peer on the current socket (ACK, DRAIN). */
-  private announced = -1;
   private hadSocket = false;
   /**
    * The outstanding dial (its socket slot): an answer is taken only while the one it answers is
@@ -197,11 +196,9 @@ export class Endpoint extends EventEmitter {
   private readonly dials = new Map<number, (err: FerryError | undefined) => void>();
   /** Carrying out the core's commands (an event fired meanwhile waits in the core for its turn). */
   private firing = false;
-  private ackScheduled = false;
   /** The socket the small DATA of a delayed ACK came on (its fallback if no socket carries the connection). */
   private ackOn: DataSocket | undefined;
   private pumpScheduled = false;
-  private advertised = 0;
   private moving = false;
   /** The application's last suspend or resume while a move was being prepared (it wins at landing). */
   private moveWish: 'resume' | 'suspend' | undefined;
@@ -219,16 +216,8 @@ export class Endpoint extends EventEmitter {
   private suspendStarted = 0;
   private resumeStarted = 0;
   private readonly log: Logger;
-  /** This connection's charge in the host's receive budget, until its bytes are consumed or dropped. */
-  private account: ReceiveAccount | undefined;
-  /** Bytes read from this endpoint that the reader still holds (its stream buffer): still charged. */
-  private heldAbove = 0;
-  /**
-   * The window this connection offers beyond what was delivered: with a receive budget it starts
-   * at the floor and doubles each time the peer used more than half of what it had, up to the
-   * whole window, so an idle connection holds no more than the floor of the budget.
-   */
-  private credit = 0;
+  /** Offsets, acknowledgements and credit of the data path (the core's). */
+  private readonly flow: DataFlow;
 
   private constructor(
     private readonly env: EndpointEnv,
@@ -250,11 +239,11 @@ export class Endpoint extends EventEmitter {
       return p && ((ack) => signResume(ack, p));
     };
     this.incoming = { redirectorPort: env.redirectorPort, proofs: { verify: verifyProof, prover } };
+    this.flow = core.flow;
     this.log = env.logger.child({ conn: this.idText, role: core.role });
     // Connections opened to us count against their source address too (a stranger's fresh keys
     // cost nothing; its address does); those our agents open, against the host and agent only.
-    this.account = env.receiveBudget?.open(core.localAgent, core.role === 'server' ? core.path.peer.ip : undefined);
-    this.credit = Math.min(this.recv.window, this.account ? this.account.floor : this.recv.window);
+    this.flow.useBudget(env.receiveBudget?.open(core.localAgent, core.role === 'server' ? core.path.peer.ip : undefined));
   }
 
   /** A new connection end's core (no checkpoint: counters at 0). */
@@ -541,9 +530,11 @@ export class Endpoint extends EventEmitter {
         this.dials.get(e.slot)?.(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no HELLO_ACK'));
         return;
       case 'ack': {
+        // The delayed ACK goes on the socket carrying the connection (a resume may have replaced
+        // the one the DATA came on), else on that one.
         const to = this.data ?? this.ackOn;
         this.ackOn = undefined;
-        if (to?.open) this.sendAck(to);
+        if (to) this.sendAck(to);
         return;
       }
     }
@@ -863,30 +854,28 @@ export class Endpoint extends EventEmitter {
     ds.feed(rest);
   }
 
+  /** `ds` carries the connection from now on, the sender rewound to the peer's stated offset. */
   private attach(ds: DataSocket, peerReceived: number, peerLimit: number, initialAck = true): void {
-    const before = this.send.sent;
-    const ackedBefore = this.send.acked;
-    this.send.rewind(peerReceived, peerLimit);
-    this.stats.bytesReplayed += Math.max(0, before - this.send.sent);
-    // The peer's stated offset may acknowledge bytes no ACK had: a write() waiting for room
-    // (backpressure) is released here, or it would wait for ever (found by the simulator).
-    if (this.send.acked > ackedBefore) this.emit('room');
+    const r = this.flow.rewind(peerReceived, peerLimit);
+    this.stats.bytesReplayed += r.replayed;
+    if (r.room) this.emit('room');
     this.data = ds;
     this.hadSocket = true;
     this.stats.sockets++;
-    this.advertised = this.recv.edge;
-    ds.setHandlers({
-      frame: (f) => this.onFrame(ds, f),
-      close: (err) => this.onSocketClosed(ds, err),
-      writable: () => this.pump(),
-    });
+    this.flow.advertiseEdge();
+    ds.setHandlers(this.carrying(ds));
     this.fire('socket_ready');
     if (this.state === 'ESTABLISHED') this.core.open.socketEstablished();
     if (this.data === ds) {
       if (initialAck) this.sendAck(ds);
-      else this.advertised = this.recv.edge;
+      else this.flow.advertiseEdge();
       this.pump();
     }
+  }
+
+  /** The handlers of a socket carrying the connection. */
+  private carrying(ds: DataSocket): DataSocketHandlers {
+    return { frame: (f) => this.onFrame(ds, f), close: (err) => this.onSocketClosed(ds, err), writable: () => this.pump() };
   }
 
   /**
@@ -902,16 +891,10 @@ export class Endpoint extends EventEmitter {
     if (!ds) return;
     if (this.data) this.dropSocket();
     this.dialing = undefined;
-    const before = this.send.sent;
-    this.send.rewind(this.send.acked, this.send.peerLimit);
-    this.stats.bytesReplayed += Math.max(0, before - this.send.sent);
+    this.stats.bytesReplayed += this.flow.rewindToAcked();
     this.data = ds;
     this.stats.reused++;
-    ds.reuse({
-      frame: (f) => this.onFrame(ds, f),
-      close: (err) => this.onSocketClosed(ds, err),
-      writable: () => this.pump(),
-    });
+    ds.reuse(this.carrying(ds));
     if (this.reuseAnswer) {
       // RESUME_ACK goes before anything else we send on it: the peer switches on it.
       this.reuseAnswer = false;
@@ -989,73 +972,63 @@ export class Endpoint extends EventEmitter {
   private onFrame(ds: DataSocket, f: Frame): void {
     switch (f.type) {
       case FrameType.DATA: {
-        const n = this.recv.onData(f.offset, f.payload);
+        const n = this.flow.deliver(f.offset, f.payload);
         if (n > 0) this.emit('readable');
-        // A duplicate is acknowledged too (at once): its sender is behind on what we have.
-        this.scheduleAck(ds, n === 0);
-        return;
+        return this.ackStep(ds, this.flow.dataAck(n));
       }
-      case FrameType.ACK: {
-        const freed = this.send.onAck(f.received, f.limit);
-        if (freed > 0) this.emit('room');
-        this.pump();
-        return;
-      }
+      case FrameType.ACK:
+        if (this.flow.acked(f.received, f.limit)) this.emit('room');
+        return this.pump();
       case FrameType.FIN:
-        this.recv.onFin(f.offset);
-        this.scheduleAck(ds, true);
+        this.ackStep(ds, this.flow.fin(f.offset));
         this.emit('readable');
         return;
       case FrameType.SUSPEND:
       case FrameType.DRAIN:
-        // The peer stops sending on this socket. Its final ack frees what it received.
-        this.send.onAck(f.received, this.send.peerLimit);
+        this.flow.peerDrained(f.received);
         this.emit('room');
-        if (ds === this.inbandSus && this.state === 'SUS_SENT') {
-          // Our in-band SUSPEND answered by the peer's DRAIN (or crossed by its own SUSPEND): both
-          // DRAINs are on the socket, quiet both ways; keep it. That is the suspend acknowledged.
-          this.inbandSus = undefined;
-          this.draining.delete(ds);
-          this.clearDeadline('drain', this.slotOf(ds));
-          this.keep(ds);
-          this.fire('recv_sus_ack');
-          this.countSuspend();
-        } else if (f.type === FrameType.SUSPEND && ds === this.data && this.state === 'ESTABLISHED' && !this.moving) {
-          // The peer suspends in-band: as a SUS (ACKED by our DRAIN, which the drain sends), and
-          // its SUSPEND was its DRAIN too, so the drain ends at once with the socket kept.
-          // (Deferred when it was held on a socket being reused, inside a transition.)
-          const run = (): void => {
-            if (ds !== this.data || this.state !== 'ESTABLISHED' || this.moving) return;
-            this.suspendStarted = this.env.clock.now();
-            this.fire('recv_sus');
-            this.finishDrain(ds, true);
-          };
-          if (this.firing) queueMicrotask(run);
-          else run();
-        } else if (ds === this.data && this.state === 'SUS_SENT' && !this.moving) {
-          // Our SUS reached the peer and it drained first: answer with our own DRAIN (our final
-          // ack on this session) and keep the socket, quiet both ways now, for the resume.
-          this.data = undefined;
-          this.announced = this.recv.received;
-          ds.send({ type: FrameType.DRAIN, received: this.recv.received });
-          this.keep(ds);
-          // The peer drains only once it has our SUS (or is suspending itself): its DRAIN is as
-          // good as the SUS_ACK, which is usually still behind it. Suspended now; the SUS_ACK,
-          // when it comes, is stale (no longer the outstanding SUS).
-          this.control.forgetSus();
-          this.fire('recv_sus_ack');
-          this.countSuspend();
-        } else if (ds === this.data) {
-          // Peer suspended without our SUS reaching us (it never waits for a moving peer).
-          this.data = undefined;
-          ds.destroy();
-          this.fireIfDefined('socket_lost');
-        } else {
-          this.finishDrain(ds, true);
-        }
-        return;
+        return this.onDrainFrame(ds, drainVerdict(f.type, ds === this.inbandSus, ds === this.data, this.state, this.moving));
       default:
         throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `unexpected frame type ${f.type} on an established socket`);
+    }
+  }
+
+  /** Carry out what the peer's DRAIN or SUSPEND on `ds` comes to (core/data.ts `drainVerdict`). */
+  private onDrainFrame(ds: DataSocket, verdict: DrainVerdict): void {
+    switch (verdict) {
+      case 'suspend_acked':
+        this.inbandSus = undefined;
+        this.draining.delete(ds);
+        this.clearDeadline('drain', this.slotOf(ds));
+        this.keep(ds);
+        this.fire('recv_sus_ack');
+        return this.countSuspend();
+      case 'peer_suspends': {
+        // Deferred when it was held on a socket being reused, inside a transition.
+        const run = (): void => {
+          if (ds !== this.data || this.state !== 'ESTABLISHED' || this.moving) return;
+          this.suspendStarted = this.env.clock.now();
+          this.fire('recv_sus');
+          this.finishDrain(ds, true);
+        };
+        if (this.firing) queueMicrotask(run);
+        else run();
+        return;
+      }
+      case 'answer_drain':
+        this.data = undefined;
+        ds.send(this.flow.drain());
+        this.keep(ds);
+        // Suspended now; the SUS_ACK, when it comes, is stale (no longer the outstanding SUS).
+        this.control.forgetSus();
+        this.fire('recv_sus_ack');
+        return this.countSuspend();
+      case 'socket_lost':
+        this.data = undefined;
+        ds.destroy();
+        return this.fireIfDefined('socket_lost');
+      case 'drain_done':
+        return this.finishDrain(ds, true);
     }
   }
 
@@ -1076,86 +1049,41 @@ export class Endpoint extends EventEmitter {
     this.fireIfDefined('socket_lost');
   }
 
-  /**
-   * Acknowledge what arrived. Little of it, with room left in the peer's window: after
-   * ACK_DELAY_MS, one ACK for everything that came meanwhile, so request/response traffic does
-   * not pay a sealed ACK frame, a write and a wake-up of the peer per exchange (that cost, not
-   * bandwidth, bounded pipelined traffic through a tunnel). A FIN, a duplicate (`now`),
-   * ACK_NOW_BYTES unacknowledged or a peer down to half its credit: at the end of this turn, as
-   * before, so bulk transfers and window growth do not wait.
-   */
-  private scheduleAck(ds: DataSocket, now = false): void {
-    const due = now || this.recv.received - this.announced >= limit('ACK_NOW_BYTES') || this.recv.edge - this.recv.received < this.credit / 2;
-    if (!due) {
-      // A deadline of the connection (not of `ds`): it acknowledges on the socket carrying the
-      // connection when it expires (a resume may have replaced `ds`).
-      if (!this.core.hasDeadline('ack') && !this.ackScheduled) {
-        this.ackOn = ds;
-        this.setDeadline('ack', limit('ACK_DELAY_MS'));
-      }
-      return;
+  /** Arrange the ACK of what arrived on `ds` as the core decided (core/data.ts `AckStep`). */
+  private ackStep(ds: DataSocket, step: AckStep): void {
+    if (step === 'delay') {
+      this.ackOn = ds;
+      this.flow.armAck(this.env.clock.now());
+      this.rearm();
+    } else if (step === 'turn') {
+      this.deferred(() => {
+        this.flow.turnEnded();
+        this.sendAck(ds);
+      });
     }
-    if (this.ackScheduled) return;
-    this.ackScheduled = true;
-    this.deferred(() => {
-      this.ackScheduled = false;
-      if (ds.open) this.sendAck(ds);
-    });
   }
 
   private sendAck(ds: DataSocket): void {
-    // Once our DRAIN or SUSPEND is out, the socket takes no more frames from us: the offsets stay
-    // unannounced (what arrived after our DRAIN is restated on the next socket or the reuse).
+    // Once our DRAIN or SUSPEND is out, the socket takes no more frames from us.
     if (!ds.open || ds.drainSent) return;
-    this.clearDeadline('ack');
-    const edge = this.announceEdge();
-    this.advertised = edge;
-    this.announced = this.recv.received;
-    ds.send({ type: FrameType.ACK, received: this.recv.received, limit: edge });
+    ds.send(this.flow.ack());
+    this.rearm();
   }
 
   // ------------------------------------------------------------------ receive budget
 
-  /** The edge this connection may announce now: its credit, as far as the budget allows. */
-  private grantable(): number {
-    const a = this.account;
-    if (!a) return this.recv.limit;
-    const consumed = this.recv.delivered - this.heldAbove;
-    return Math.max(this.recv.edge, Math.min(this.recv.delivered + this.credit, consumed + a.charge + Math.max(0, a.room())));
-  }
-
-  /** Announce as far as the window and the budget allow (the edge never goes back). */
+  /** Announce as far as the window and the budget allow (core/data.ts). */
   private announceEdge(): number {
-    // The peer used more than half of what it had: it has use for more.
-    if (this.recv.edge - this.recv.received < this.credit / 2) this.credit = Math.min(this.recv.window, this.credit * 2);
-    this.settleBudget();
-    const edge = this.recv.announce(this.grantable());
-    this.settleBudget();
-    return edge;
+    return this.flow.announceEdge();
   }
 
-  /**
-   * Charge what this connection holds and lets its peer send: from what the reader consumed up
-   * to the announced edge, at least the floor while open. Once closed nothing more can arrive:
-   * it is charged what is left unread, and gives its charge back once that is read.
-   */
   private settleBudget(): void {
-    const a = this.account;
-    if (!a) return;
-    const consumed = this.recv.delivered - this.heldAbove;
-    if (this.closedDone) {
-      const left = this.recv.received - consumed;
-      if (left > 0) a.set(left);
-      else this.releaseBudget();
-      return;
-    }
-    a.set(Math.max(a.floor, this.recv.edge - consumed));
+    this.flow.settleBudget();
   }
 
   /** Give this connection's charge back: its bytes left this host (moved, or dropped unread). */
   releaseBudget(): void {
-    this.account?.close();
-    this.account = undefined;
+    this.flow.releaseBudget();
   }
 
   /**
@@ -1163,17 +1091,11 @@ export class Endpoint extends EventEmitter {
    * it lets go of them. Room that frees reopens the peer's window.
    */
   holding(bytes: number): void {
-    if (bytes === this.heldAbove) return;
-    this.heldAbove = bytes;
-    this.settleBudget();
-    this.maybeReopen();
+    if (this.flow.hold(bytes)) this.maybeReopen();
   }
 
-  /** Reopen the peer's window when it grew by a quarter window, or by more than the peer has left. */
   private maybeReopen(): void {
-    if (!this.data) return;
-    const gain = this.grantable() - this.advertised;
-    if (gain > 0 && (gain >= this.recv.window / 4 || gain >= this.advertised - this.recv.received)) this.sendAck(this.data);
+    if (this.data && this.flow.reopenDue()) this.sendAck(this.data);
   }
 
   private deferred(fn: () => void): void {
@@ -1198,7 +1120,7 @@ export class Endpoint extends EventEmitter {
 
   private pump(): void {
     const ds = this.data;
-    if (!ds || !ds.open || this.state !== 'ESTABLISHED') return;
+    if (!ds || !ds.open || !mayPump(this.state)) return;
     // A socket whose session key runs out stops reading as open and ends itself (DataSocket.seal);
     // what was framed for it is sent again on the next socket, from the peer's received offset.
     while (ds.open && !ds.blocked) {
@@ -1206,9 +1128,9 @@ export class Endpoint extends EventEmitter {
       if (!f) break;
       ds.sendData(f.offset, f.parts, f.length);
     }
-    if (ds.open && !ds.blocked && this.send.finDue) {
-      ds.send({ type: FrameType.FIN, offset: this.send.fin! });
-      this.send.finSent = true;
+    if (ds.open && !ds.blocked) {
+      const fin = this.flow.finDue();
+      if (fin) ds.send(fin);
     }
   }
 
@@ -1221,8 +1143,7 @@ export class Endpoint extends EventEmitter {
     }
     this.draining.add(ds);
     // No TCP FIN: once the peer's DRAIN has come back, the socket may be kept for the resume.
-    this.announced = this.recv.received;
-    ds.send({ type: FrameType.DRAIN, received: this.recv.received });
+    ds.send(this.flow.drain());
     this.setDeadline('drain', limit('DRAIN_TIMEOUT_MS'), this.slotOf(ds));
   }
 
@@ -1238,7 +1159,7 @@ export class Endpoint extends EventEmitter {
       if (this.state === 'SUS_SENT') this.sendSusDatagram();
       return;
     }
-    if (peerDrained && ds.open && !this.moving && (this.state === 'SUS_ACKED' || this.state === 'SUSPENDED')) this.keep(ds);
+    if (keepsDrained(peerDrained, ds.open, this.moving, this.state)) this.keep(ds);
     else ds.destroy();
     this.fireIfDefined('drained');
     this.emit('drained');
@@ -1271,12 +1192,9 @@ export class Endpoint extends EventEmitter {
 
   /** Take up to `max` received bytes for the application. */
   read(max: number): Buffer | undefined {
-    const b = this.recv.take(max);
-    if (!b) return b;
     // The reader holds what it took until it says otherwise (holding()).
-    this.heldAbove += b.length;
-    this.settleBudget();
-    this.maybeReopen();
+    const b = this.flow.read(max);
+    if (b) this.maybeReopen();
     return b;
   }
 
@@ -1549,8 +1467,7 @@ export class Endpoint extends EventEmitter {
     if (this.suspendReason === 0 && !this.moving && ds && ds.open && this.state === 'SUS_SENT') {
       this.control.forgetSus();
       this.data = undefined;
-      this.announced = this.recv.received;
-      if (ds.send({ type: FrameType.SUSPEND, received: this.recv.received }) || ds.open) {
+      if (ds.send(this.flow.suspend()) || ds.open) {
         this.inbandSus = ds;
         this.draining.add(ds);
         this.setDeadline('drain', limit('DRAIN_TIMEOUT_MS'), this.slotOf(ds));
@@ -1787,6 +1704,7 @@ export class Endpoint extends EventEmitter {
   private teardown(err: FerryError | undefined): void {
     if (this.closedDone) return;
     this.closedDone = true;
+    this.flow.close();
     this.connectRequest?.abort();
     this.cancelTimers();
     this.dropSocket();

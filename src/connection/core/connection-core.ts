@@ -18,8 +18,9 @@
  *
  * It also owns what the connection is, the state a move carries: its id, role, agents and keys,
  * the send and receive buffers, the control counters ({@link ControlAuth}), the peer's addresses
- * and proofs ({@link PathValidation}), the recovery bookkeeping ({@link Recovery}) and the open
- * ({@link OpenHandshake}, which a move never carries: a move waits for the open to end), so that
+ * and proofs ({@link PathValidation}), the recovery bookkeeping ({@link Recovery}), the data
+ * path's offsets and credit ({@link DataFlow}) and the open ({@link OpenHandshake}, which a move
+ * never carries: a move waits for the open to end), so that
  * {@link ConnectionCore.checkpoint} and {@link ConnectionCore.fromCheckpoint} are the whole of
  * what a move writes and reads.
  */
@@ -32,6 +33,7 @@ import { lookup, type Action, type Event, type State } from '../state-machine.js
 import { ControlAuth } from './control-auth.js';
 import { OpenHandshake } from './open.js';
 import { PathValidation } from './path.js';
+import { DataFlow } from './data.js';
 import { Recovery } from './recovery.js';
 import { TimerTable, type Expiry, type TimerName } from './timers.js';
 
@@ -91,6 +93,8 @@ export class ConnectionCore {
   readonly path: PathValidation;
   /** Resume backoff, lookups and the reconnect limit. */
   readonly recovery: Recovery;
+  /** Offsets, acknowledgements (the delayed ACK) and credit of the data path. */
+  readonly flow: DataFlow;
   /** The open: its steps, its socket or request, the handshake deadline's rules. */
   readonly open: OpenHandshake;
 
@@ -107,6 +111,7 @@ export class ConnectionCore {
     this.auth = new ControlAuth(init.counters ?? {});
     this.path = new PathValidation({ peer: init.peer, proven: init.proven, peerEpoch: init.peerEpoch, random: init.random });
     this.recovery = new Recovery({ reconnectLimitMs: init.reconnectLimitMs });
+    this.flow = new DataFlow(init.send, init.recv, this.timers);
     this.open = new OpenHandshake(this);
   }
 

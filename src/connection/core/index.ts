@@ -9,6 +9,7 @@ export * from './control-auth.js';
 export * from './recovery.js';
 export * from './path.js';
 export * from './kept-socket.js';
+export * from './data.js';
 export * from './connection-core.js';
 export * from './closing.js';
 export * from './open.js';

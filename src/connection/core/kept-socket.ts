@@ -34,3 +34,12 @@ export function keptFrameVerdict(frameType: number, state: State, moving: boolea
   if ((frameType === FrameType.RESUME_ACK || frameType === FrameType.RESUME) && state === 'RES_SENT' && offered) return { kind: 'resume_accepted' };
   return { kind: 'refuse', fallback: offered && state === 'RES_SENT' };
 }
+
+/**
+ * Whether a drain that ended leaves its socket kept for a resume on it: only when the peer's DRAIN
+ * came (quiet both ways), the socket is still up, no move is being prepared (a move carries no
+ * socket) and the connection is suspending or suspended.
+ */
+export function keepsDrained(peerDrained: boolean, open: boolean, moving: boolean, state: State): boolean {
+  return peerDrained && open && !moving && (state === 'SUS_ACKED' || state === 'SUSPENDED');
+}
