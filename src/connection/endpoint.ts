@@ -727,7 +727,7 @@ export class Endpoint extends EventEmitter {
     const slot = ++this.lastSlot;
     this.dialing = slot;
     const nonce = fresh(NONCE_BYTES);
-    const fields = { kind, connectionId: this.connectionId, dialerRole: this.role, dialerNonce: nonce, challenge, received: this.recv.received, limit: this.announceEdge() };
+    const fields = { kind, connectionId: this.connectionId, dialerRole: this.role, dialerNonce: nonce, challenge, received: this.recv.received, limit: this.flow.announceEdge() };
     let settled = false;
     const settle = (): void => {
       settled = true;
@@ -842,7 +842,7 @@ export class Endpoint extends EventEmitter {
     if (this.data) this.dropSocket();
     this.dialing = undefined;
     const acceptorNonce = fresh(NONCE_BYTES);
-    const ackFields = { acceptorNonce, received: this.recv.received, limit: this.announceEdge() };
+    const ackFields = { acceptorNonce, received: this.recv.received, limit: this.flow.announceEdge() };
     const ds = new DataSocket(sock, { frame: () => {}, close: () => {}, writable: () => {} }, this.log);
     ds.send({ type: FrameType.HELLO_ACK, ...ackFields, mac: helloAckMac(this.keys, ackFields, hello.dialerNonce) });
     if (this.keys) {
@@ -1071,11 +1071,6 @@ export class Endpoint extends EventEmitter {
   }
 
   // ------------------------------------------------------------------ receive budget
-
-  /** Announce as far as the window and the budget allow (core/data.ts). */
-  private announceEdge(): number {
-    return this.flow.announceEdge();
-  }
 
   private settleBudget(): void {
     this.flow.settleBudget();

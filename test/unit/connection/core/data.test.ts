@@ -14,7 +14,8 @@ import { ManualClock, limit, type TimerHandle } from '../../../../src/util/index
 import { STATES } from '../../../../src/connection/index.js';
 import { ReceiveBuffer, SendBuffer } from '../../../../src/connection/data-path.js';
 import { ReceiveBudget } from '../../../../src/connection/receive-budget.js';
-import { DataFlow, TimerTable, drainVerdict, keepsDrained, mayPump, type AckStep } from '../../../../src/connection/core/index.js';
+import { ConnectionCore, DataFlow, TimerTable, drainVerdict, keepsDrained, mayPump, type AckStep } from '../../../../src/connection/core/index.js';
+import type { AgentId } from '../../../../src/identity/index.js';
 
 const DELAY = limit('ACK_DELAY_MS');
 const NOW_BYTES = limit('ACK_NOW_BYTES');
@@ -303,4 +304,35 @@ test('without a receive budget the whole window is announced at once', () => {
   const recv = new ReceiveBuffer(300_000);
   const flow = new DataFlow(new SendBuffer(1 << 20), recv, new TimerTable());
   assert.deepEqual(flow.ack(), { type: FrameType.ACK, received: 0, limit: 300_000 });
+});
+
+test('the delayed ACK is a deadline of the ConnectionCore: its next deadline, expired by handleTimeout, cleared with the others', () => {
+  const core = new ConnectionCore({
+    state: 'ESTABLISHED',
+    role: 'client',
+    localAgent: 'a'.repeat(32) as AgentId,
+    peerAgent: 'b'.repeat(32) as AgentId,
+    connectionId: Buffer.alloc(16, 1),
+    secure: false,
+    peer: { ip: '127.0.0.1', controlPort: 1000, redirectorPort: 1001, epoch: 0 },
+    send: new SendBuffer(1 << 16),
+    recv: new ReceiveBuffer(1 << 16),
+    reconnectLimitMs: 30_000,
+    random: (n) => Buffer.alloc(n, 7),
+  });
+  const flow = core.flow;
+  flow.ack();
+  assert.equal(flow.dataAck(flow.deliver(0, Buffer.alloc(10))), 'delay');
+  flow.armAck(1000);
+  assert.equal(core.nextDeadline(), 1000 + DELAY);
+  assert.equal(flow.dataAck(flow.deliver(10, Buffer.alloc(10))), 'none', 'armed: the next small DATA rides on it');
+  assert.equal(core.handleTimeout(1000 + DELAY - 1), undefined);
+  assert.deepEqual(core.handleTimeout(1000 + DELAY), { name: 'ack', slot: 0, at: 1000 + DELAY });
+  assert.deepEqual(flow.ack(), { type: FrameType.ACK, received: 20, limit: 1 << 16 });
+  // A checkpoint or a close clears it with every other deadline.
+  flow.deliver(20, Buffer.alloc(10));
+  flow.armAck(2000);
+  core.clearDeadlines();
+  assert.equal(core.nextDeadline(), undefined);
+  assert.equal(flow.dataAck(flow.deliver(30, Buffer.alloc(10))), 'delay', 'cleared: the next one arms it again');
 });
