@@ -42,29 +42,7 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
-import {
-  ControlRequests,
-  serverEnd,
-  PathValidation,
-  keepsSocket,
-  keptFrameVerdict,
-  Recovery,
-  ConnectionCore,
-  decideIncoming,
-  unmappedIp,
-  type ControlCommand,
-  type ControlOutcome,
-  type CoreCommand,
-  type CoreInit,
-  type Expiry,
-  type IncomingProofs,
-  type LookupCommand,
-  type OpenCommand,
-  type OpenCrypto,
-  type RequestCommand,
-  type ServerOpen,
-  type TimerName,
-} from './core/index.js';
+import { ControlRequests, serverEnd, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, decideIncoming, unmappedIp, type ControlCommand, type ControlOutcome, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
 import { drainVerdict, keepsDrained, mayPump, type AckStep, type DataFlow, type DrainVerdict } from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
@@ -232,7 +210,8 @@ export class Endpoint extends EventEmitter {
     this.recv = core.recv;
     this.path = core.path;
     this.recovery = core.recovery;
-    const verifyProof = (m: ConnControl, peerEpoch: number): number => this.verifyProof(m, peerEpoch);
+    // Delegation validity is wall-clock time.
+    const verifyProof = (m: ConnControl, peerEpoch: number): number => verifyResumeProof(m, this.peerAgent, peerEpoch, (this.env.wallClock ?? Date.now)()).epoch;
     this.control = new ControlRequests(core, { redirectorPort: env.redirectorPort, reconnectLimitMs: env.reconnectLimitMs, verifyProof });
     const prover = (): ((ack: ConnControl) => ResumeProof) | undefined => {
       const p = this.ownProof();
@@ -502,12 +481,7 @@ export class Endpoint extends EventEmitter {
       case 'handshake':
         return this.runOpen(this.core.open.handshakeExpired(e, this.env.clock.now(), this.opening?.open === true));
       case 'resume_deadline':
-        this.log.info('resume_deadline', { state: this.state });
-        // Silence, as a CONTROL_TIMEOUT of the RES: ask the location service before the next
-        // try (the RES's own failure, of a cancelled round, is never acted on). Without this a
-        // peer that moved while its old host went silent was retried there to the limit.
-        this.recovery.resumeFailed(new FerryError('FERRY_ERR_CONTROL_TIMEOUT', 'no data socket before the resume deadline'));
-        return this.fireIfDefined('timeout');
+        return this.onOutcome(this.control.resumeDeadline());
       case 'resume_retry':
         void this.resumeLater();
         return;
@@ -1389,11 +1363,6 @@ export class Endpoint extends EventEmitter {
     }
     if (!p) this.log.info('resume_no_proof', { agent: this.localAgent });
     return p;
-  }
-
-  /** Verify a location proof from the peer (delegation validity is wall-clock time). */
-  private verifyProof(m: ConnControl, peerEpoch: number): number {
-    return verifyResumeProof(m, this.peerAgent, peerEpoch, (this.env.wallClock ?? Date.now)()).epoch;
   }
 
   /** The reason our CLS carries: 1 when the connection is destroyed or failed (the peer reports PEER_ABORTED). */

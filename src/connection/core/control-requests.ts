@@ -278,6 +278,18 @@ export class ControlRequests {
     return this.lookUp('resume', recovery.lookupWait(now));
   }
 
+  /**
+   * `resume_deadline`: a resume left SUSPENDED without its data socket proven in time. Silence,
+   * as a CONTROL_TIMEOUT of the RES: the next try asks the location service first (the RES's own
+   * failure, of a cancelled attempt, is never acted on). Without this a peer that moved while its
+   * old host went silent was retried there until the reconnect limit.
+   */
+  resumeDeadline(): ControlOutcome {
+    const log: LogLine = { level: 'info', event: 'resume_deadline', fields: { state: this.core.state } };
+    this.core.recovery.resumeFailed(new FerryError('FERRY_ERR_CONTROL_TIMEOUT', 'no data socket before the resume deadline'));
+    return { log, event: 'timeout' };
+  }
+
   /** No resume is due any more (ours or the peer's began, a suspend, a close): forget the retry and its lookup. Returns whether a retry was set. */
   stopResumeRetry(): boolean {
     this.lookup = undefined;

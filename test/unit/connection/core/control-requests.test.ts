@@ -277,6 +277,22 @@ test('resume retry: backoff into the timer table, give up past the reconnect lim
   assert.equal(gone.kind, 'give_up');
 });
 
+test('resume deadline: under ManualClock, a resume without its data socket in time ends as silence: timeout, and the next try looks the peer up', () => {
+  const clock = new ManualClock();
+  const core = coreIn('SUSPENDED');
+  const r = requestsOf(core);
+  core.handle('resume');
+  while (core.poll(clock.now()));
+  assert.equal(core.state, 'RES_SENT');
+  clock.advance(limit('HANDSHAKE_TIMEOUT_MS'));
+  assert.equal(core.handleTimeout(clock.now())?.name, 'resume_deadline');
+  assert.equal(core.recovery.lookupNeeded, false);
+  assert.deepEqual(r.resumeDeadline(), { log: { level: 'info', event: 'resume_deadline', fields: { state: 'RES_SENT' } }, event: 'timeout' });
+  assert.equal(core.recovery.lookupNeeded, true, 'silence: the location service is asked before the next try');
+  core.recovery.next(clock.now());
+  assert.equal(r.resumeDue(clock.now())?.waitMs, 0, 'silence says nothing of a move: the lookup does not wait for a newer location');
+});
+
 test('resume retry: the lookup\'s answer resumes, only while SUSPENDED, not moving, and not stopped', () => {
   const core = coreIn('SUSPENDED');
   const r = requestsOf(core);
