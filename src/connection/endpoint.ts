@@ -1398,7 +1398,15 @@ export class Endpoint extends EventEmitter {
 
   /** A lookup of the peer before a resume or CLS try; the answer goes back with its id. */
   private async lookUp(c: LookupCommand): Promise<void> {
-    const loc = await this.env.locate(c.agent, c.newerThan, c.waitMs);
+    let loc: PeerLocator | undefined;
+    try {
+      loc = await this.env.locate(c.agent, c.newerThan, c.waitMs);
+    } catch (err) {
+      // A location service that fails (unreachable, its store down) is a lookup without an
+      // answer: the try goes where the peer was last known, as after a lookup that found nothing.
+      // Never a rejection nobody handles (the callers are timers), which would end the process.
+      this.log.info('lookup_failed', { code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: err instanceof Error ? err.message : String(err) });
+    }
     this.onOutcome(this.control.located(c.id, loc, this.moving, this.clsReason));
   }
 
