@@ -424,6 +424,11 @@ export class ControlRequests {
       const e = asFerry(err);
       // Cancelled by us: the state moved on, nothing to do.
       if (e.code === 'FERRY_ERR_ABORTED') return NOTHING;
+      // The peer has not seen us prove where we are (an on-path attacker may have made it take
+      // our proof from its own address, and stop wanting one from us): our next RES carries a
+      // proof. Without this a resume of ours alone was refused to the reconnect limit. A forged
+      // refusal costs only a proof on our next RES.
+      if (e.code === 'FERRY_ERR_RESUME_UNPROVEN') this.core.path.proveOurLocation();
       // A refused proof is kept to fail with at the limit; the peer elsewhere, or silent: the
       // next try asks the location service first (core/recovery.ts).
       this.core.recovery.resumeFailed(e);

@@ -209,6 +209,22 @@ test('RES: a failure ends the attempt (timeout) and tells recovery; our own abor
   assert.equal(r.replied(c2.id, replyTo(c2, MessageType.SUS_ACK as ConnControl['type'], undefined), 0).event, 'timeout');
 });
 
+test('RES: refused RESUME_UNPROVEN by the peer, the next RES carries our location proof', () => {
+  const core = coreIn('RES_SENT');
+  const r = requestsOf(core);
+  const plan = r.resume(false);
+  plan.build();
+  const c = plan.request(undefined, 0);
+  assert.equal(core.path.mustProve, false);
+  assert.equal(r.failed(c.id, err('FERRY_ERR_PEER_MOVING'), 0).event, 'timeout');
+  assert.equal(core.path.mustProve, false, 'another refusal asks for no proof');
+  const p2 = r.resume(false);
+  p2.build();
+  const c2 = p2.request(undefined, 0);
+  assert.equal(r.failed(c2.id, err('FERRY_ERR_RESUME_UNPROVEN'), 0).event, 'timeout');
+  assert.equal(core.path.mustProve, true, 'the next RES proves where we are');
+});
+
 test('RES_ACK: a wanted proof that is missing, or one that does not verify, is refused: timeout, kept to fail with, looked up', () => {
   const core = coreIn('RES_SENT', { keys: KEYS, secure: true, proven: { ip: '127.0.0.1', controlPort: 999, redirectorPort: 1001 } });
   const refusal = new FerryError('FERRY_ERR_CHAIN_EXPIRED', 'expired');
