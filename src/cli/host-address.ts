@@ -15,8 +15,11 @@ export interface HostAddress {
   readonly bind: string;
   /** `--ip auto`. */
   readonly roaming: boolean;
-  /** Follow this host's address from now on (nothing unless roaming). */
-  follow(host: Host): void;
+  /**
+   * Follow this host's address from now on (nothing unless roaming); `changed` is told each new
+   * address once the host took it (to rewrite what the process published, such as host.json).
+   */
+  follow(host: Host, changed?: (ip: string) => void): void;
   /** Stop following (before the host closes). */
   stop(): void;
 }
@@ -31,15 +34,24 @@ export function hostAddress(flag: string | undefined, fallback: string, logger: 
     return { ip, bind: ip, roaming: false, follow: () => undefined, stop: () => undefined };
   }
   let host: Host | undefined;
-  const watch = new AddressWatch((next) => host?.changeAddress(next), { logger });
+  let told: ((ip: string) => void) | undefined;
+  const watch = new AddressWatch(
+    (next) => {
+      if (!host) return;
+      host.changeAddress(next);
+      told?.(next);
+    },
+    { logger },
+  );
   const ip = watch.current;
   if (ip === undefined) fail('--ip auto: this host has no external IPv4 address');
   return {
     ip,
     bind: '0.0.0.0',
     roaming: true,
-    follow(h: Host): void {
+    follow(h: Host, changed?: (ip: string) => void): void {
       host = h;
+      told = changed;
       watch.start();
     },
     stop(): void {

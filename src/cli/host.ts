@@ -243,19 +243,30 @@ export async function hostMain(argv: string[], fail: Fail): Promise<number> {
   }
   const admin = await AdminServer.start(host, port('admin-port'), log, ext);
   // As peers are told at start (a roaming host is bound to the wildcard).
-  const control = address.roaming ? `${ip}:${host.controlAddress.slice(host.controlAddress.lastIndexOf(':') + 1)}` : host.controlAddress;
-  const facts = { host: host.id, control, redirector: `${ip}:${host.redirectorPort}`, rendezvous, admin: admin.url, pid: process.pid };
+  const factsAt = (at: string): { host: string; control: string; redirector: string; rendezvous: string; admin: string; pid: number } => {
+    const control = address.roaming ? `${at}:${host.controlAddress.slice(host.controlAddress.lastIndexOf(':') + 1)}` : host.controlAddress;
+    return { host: host.id, control, redirector: `${at}:${host.redirectorPort}`, rendezvous, admin: admin.url, pid: process.pid };
+  };
+  // Written whole, then renamed: a reader never sees half a file.
+  const publish = async (f: ReturnType<typeof factsAt>): Promise<void> => {
+    await writeFile(join(dataDir, 'host.json.tmp'), JSON.stringify(f, null, 2));
+    await rename(join(dataDir, 'host.json.tmp'), join(dataDir, 'host.json'));
+  };
+  const facts = factsAt(ip);
   await writeFile(join(dataDir, 'admin.token'), admin.token, { mode: 0o600 });
   await chmod(join(dataDir, 'admin.token'), 0o600);
-  await writeFile(join(dataDir, 'host.json.tmp'), JSON.stringify(facts, null, 2));
-  await rename(join(dataDir, 'host.json.tmp'), join(dataDir, 'host.json'));
+  await publish(facts);
   // Listen for the stop signals before announcing readiness: until a listener exists, SIGTERM
   // keeps its default action and would kill the process without the graceful shutdown.
   const stopped = new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
-  address.follow(host);
+  // A roaming host's new address goes into host.json too, or 'ferry migrate --to-dir' would send
+  // agents to the address it left.
+  address.follow(host, (next) => {
+    publish(factsAt(next)).catch((err: unknown) => log.warn('host_json_not_written', { detail: (err as Error).message }));
+  });
   process.stdout.write(`ferry host ready: id=${host.id} control=${facts.control} redirector=${facts.redirector} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} admin=${admin.url}${address.roaming ? ' roaming' : ''}\n`);
   let stopping = false;
   void probeRendezvous(location, rendezvous, log, () => stopping).then(() => registerSelf(host, log, () => stopping));

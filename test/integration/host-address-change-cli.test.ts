@@ -10,6 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AgentId } from '../../src/identity/index.js';
 import { agentLogTexts } from '../helpers/agents.js';
@@ -89,6 +90,9 @@ test('ferry host --ip auto: the host changes its address mid-stream; its agent\'
     const status = await lab.runNode(1, [FERRY_MAIN, 'ls', '--json', '--data-dir', data[0]]);
     assert.equal(status.code, 0, status.stderr);
     assert.ok((JSON.parse(status.stdout) as { redirector: string }).redirector.startsWith(`${after}:`), status.stdout);
+    // And so does what it published in its data directory ('ferry migrate --to-dir' reads it).
+    const facts = JSON.parse(await readFile(join(data[0]!, 'host.json'), 'utf8')) as { control: string; redirector: string };
+    assert.ok(facts.redirector.startsWith(`${after}:`) && facts.control.startsWith(`${after}:`), JSON.stringify(facts));
 
     for (const p of [procs[1]!, procs[2]!, procs[0]!]) {
       const exited = once(p.child, 'exit') as Promise<[number | null]>;
