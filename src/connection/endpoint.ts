@@ -1403,9 +1403,11 @@ export class Endpoint extends EventEmitter {
       loc = await this.env.locate(c.agent, c.newerThan, c.waitMs);
     } catch (err) {
       // A location service that fails (unreachable, its store down) is a lookup without an
-      // answer: the try goes where the peer was last known, as after a lookup that found nothing.
-      // Never a rejection nobody handles (the callers are timers), which would end the process.
+      // answer (the host paces failed lookups): a resume tries where the peer was last known, a
+      // close sends its CLS again. Never a rejection nobody handles (the callers are timers),
+      // which would end the process.
       this.log.info('lookup_failed', { code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: err instanceof Error ? err.message : String(err) });
+      return this.onOutcome(this.control.lookupFailed(c.id, this.moving, this.clsReason));
     }
     this.onOutcome(this.control.located(c.id, loc, this.moving, this.clsReason));
   }

@@ -368,7 +368,16 @@ export class Host {
         return s;
       },
       locate: async (agent, newerThan, waitMs) => {
-        const e = await this.location.watch(agent, newerThan, waitMs);
+        let e;
+        try {
+          e = await this.location.watch(agent, newerThan, waitMs);
+        } catch (err) {
+          // A failed lookup answers no sooner than a watch that found nothing (at least
+          // LOOKUP_FAILED_PAUSE_MS): a resume or close looking up through a directory that fails
+          // at once would otherwise send a RES or CLS and a lookup every round trip.
+          await new Promise<void>((r) => this.clock.setTimer(Math.max(waitMs, limit('LOOKUP_FAILED_PAUSE_MS')), r));
+          throw err;
+        }
         return e ? { ip: e.ip, controlPort: e.controlPort, redirectorPort: e.redirectorPort, epoch: e.epoch } : undefined;
       },
       indexed: (ep) => this.endpoints.set(key(ep.connectionId, ep.role), ep),

@@ -37,6 +37,7 @@ export const LIMITS = {
   HELLO_TIMEOUT_MS: { value: 5000, unit: 'ms', why: 'The redirector closes a TCP socket that names no connection within this.' },
   DRAIN_TIMEOUT_MS: { value: 1000, unit: 'ms', why: 'On suspend, how long to wait for the peer\'s DRAIN (or end of stream) before closing the data socket anyway (offsets make it safe); also how long an in-band SUSPEND or RESUME waits for its answer before falling back to the SUS / RES datagram.' },
   KEPT_SOCKET_MS: { value: 30_000, unit: 'ms', why: 'How long a data socket drained by a suspend is kept for a resume on it (no new TCP connection, no HELLO); closed after that, and a later resume dials.' },
+  LOOKUP_FAILED_PAUSE_MS: { value: 1000, unit: 'ms', why: 'A location lookup of a resume or close that fails (the directory unreachable or its store down) is reported no sooner than this (or its watch time): the retries against a failing directory go at most once per this, not once per round trip.' },
   RECONNECT_LIMIT_MS: { value: 30_000, unit: 'ms', why: 'A broken connection retries resume this long before failing with FERRY_ERR_PEER_UNREACHABLE.' },
   RESUME_RETRY_MS: { value: 50, unit: 'ms', why: 'First pause between resume attempts after a failure; doubles up to CONTROL_MAX_RTO_MS.' },
   PEER_MOVE_WAIT_MS: { value: 10_000, unit: 'ms', why: 'How long a resuming end waits for a peer in transit to land before it keeps retrying normally.' },

@@ -53,6 +53,14 @@ export class CloseRetry {
     return { kind: 'retry', delayMs: d.delayMs, lookup: d.lookup, lookupWaitMs: this.unknown ? 0 : this.recovery.lookupWait(now) };
   }
 
+  /**
+   * The lookup failed (the location service unreachable): it said nothing, so an UNKNOWN_CONNECTION
+   * before it proves nothing either; the CLS goes again where it went.
+   */
+  lookupFailed(): void {
+    this.recovery.located(false);
+  }
+
   /** The lookup answered: `moved` when it named another location. Returns whether to send the CLS again. */
   located(moved: boolean): boolean {
     this.recovery.located(moved);

@@ -454,6 +454,23 @@ export class ControlRequests {
    * Lookup `id` answered with `loc` (undefined: nothing newer). `moving`: the host is preparing a
    * move of this end (a resume waits for the destination). `reason`: a CLS sent now carries it.
    */
+  lookupFailed(id: number, moving: boolean, reason: number): ControlOutcome {
+    const l = this.lookup;
+    if (l?.id !== id) return NOTHING;
+    // A resume tries where the peer was, as after a lookup that found nothing newer.
+    if (l.purpose === 'resume') return this.located(id, undefined, moving, reason);
+    const retry = this.closeRetry;
+    if (this.core.state !== 'CLOSE_SENT' || !retry) return NOTHING;
+    this.lookup = undefined;
+    // Not "the peer forgot": a failed lookup does not say where the peer is. The CLS goes again.
+    retry.lookupFailed();
+    return { commands: [this.sendCls(reason)] };
+  }
+
+  /**
+   * Lookup `id` answered with `loc` (undefined: nothing newer). `moving`: the host is preparing a
+   * move of this end (a resume waits for the destination). `reason`: a CLS sent now carries it.
+   */
   located(id: number, loc: PeerLocator | undefined, moving: boolean, reason: number): ControlOutcome {
     const l = this.lookup;
     if (l?.id !== id) return NOTHING;

@@ -385,6 +385,31 @@ test('close: a CLS the peer did not acknowledge is retried under ManualClock, fo
   assert.deepEqual(r.located(l2.id, moved, false, 0), { log: { level: 'info', event: 'close_peer_forgot', fields: {} }, event: 'timeout' });
 });
 
+test('close: a lookup that failed after UNKNOWN_CONNECTION does not end the close; the CLS goes again', () => {
+  const clock = new ManualClock();
+  const core = coreIn('CLOSE_SENT');
+  const r = requestsOf(core);
+  const [first] = r.close(undefined, 0) as RequestCommand[];
+  r.failed(first!.id, err('FERRY_ERR_UNKNOWN_CONNECTION'), clock.now());
+  const l = r.closeRetryDue(0)!;
+  assert.equal(l.kind, 'lookup');
+  const o = r.lookupFailed(l.id, false, 0);
+  assert.equal(o.event, undefined, 'the close is not over');
+  const again = o.commands?.[0] as RequestCommand;
+  assert.equal(again.kind, 'request');
+  assert.equal(again.to, first!.to, 'sent again where it went');
+  assert.equal(sent(again).type, MessageType.CLS);
+  assert.deepEqual(r.lookupFailed(l.id, false, 0), {}, 'a stale failure changes nothing');
+  // A resume's failed lookup tries where the peer was, as a lookup that found nothing newer.
+  const core2 = coreIn('SUSPENDED');
+  const r2 = requestsOf(core2);
+  core2.recovery.resumeFailed(err('FERRY_ERR_PEER_MOVING'));
+  const l2 = r2.resumeDue(0);
+  assert.equal(l2?.kind, 'lookup');
+  assert.deepEqual(r2.lookupFailed(l2!.id, false, 0), { event: 'resume' });
+  assert.equal(core2.recovery.lookupNeeded, false);
+});
+
 test('close: an answer that says the close cannot happen ends it; so does the reconnect limit', () => {
   const clock = new ManualClock();
   const core = coreIn('CLOSE_SENT');
