@@ -544,6 +544,9 @@ export class Endpoint extends EventEmitter {
       case 'checkpoint':
         this.cancelTimers();
         this.dropKept('moved');
+        // This object is dead once checkpointed: none of its deadlines (a delayed ACK, a socket's
+        // drain or HELLO) may fire on it; the clock timer goes with them (fire() re-arms).
+        this.core.clearDeadlines();
         return;
       case 'established':
         return this.onEstablished();
