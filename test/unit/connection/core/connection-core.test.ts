@@ -13,24 +13,8 @@ import { EVENTS, STATES, lookup, type Event, type State } from '../../../../src/
 import { ReceiveBuffer, SendBuffer } from '../../../../src/connection/data-path.js';
 import type { AgentId } from '../../../../src/identity/index.js';
 import { limit } from '../../../../src/util/index.js';
+import { coreIn } from './fixtures.js';
 
-/** A core in `state` (a client's, plain, fresh buffers). */
-function coreIn(state: State, extra: Partial<CoreInit> = {}): ConnectionCore {
-  return new ConnectionCore({
-    state,
-    role: 'client',
-    localAgent: 'a'.repeat(32) as AgentId,
-    peerAgent: 'b'.repeat(32) as AgentId,
-    connectionId: Buffer.alloc(16, 1),
-    secure: false,
-    peer: { ip: '127.0.0.1', controlPort: 1000, redirectorPort: 1001, epoch: 0 },
-    send: new SendBuffer(1 << 16),
-    recv: new ReceiveBuffer(1 << 16),
-    reconnectLimitMs: 30_000,
-    random: (n) => Buffer.alloc(n, 7),
-    ...extra,
-  });
-}
 
 /** Every command the core gives out at `now`. */
 function drain(core: ConnectionCore, now = 0): CoreCommand[] {

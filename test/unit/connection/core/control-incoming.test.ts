@@ -14,6 +14,7 @@ import type { State } from '../../../../src/connection/state-machine.js';
 import { Identity, connectionKeysFromMaster, freshChain, type AgentId, type ConnectionKeys } from '../../../../src/identity/index.js';
 import { FerryError, ManualClock, isFerryError, type ErrorCode } from '../../../../src/util/index.js';
 import { MessageType, RESUME_FLAG_PROOF, RESUME_FLAG_PROOF_WANTED, decodeConnControl, type ConnControl, type ResumeProof } from '../../../../src/wire/index.js';
+import { coreIn as baseCore, countingRandom } from './fixtures.js';
 
 const KEYS: ConnectionKeys = connectionKeysFromMaster(Buffer.alloc(32, 7));
 const CID = Buffer.alloc(16, 1);
@@ -23,21 +24,7 @@ const CTX: IncomingContext = { moving: false, resumePending: false, clsReason: 0
 const NO_PROOFS: IncomingProofs = { verify: () => assert.fail('no proof to verify'), prover: () => assert.fail('no proof to give') };
 
 function coreIn(state: State, extra: Partial<CoreInit> = {}): ConnectionCore {
-  let n = 0;
-  return new ConnectionCore({
-    state,
-    role: 'server',
-    localAgent: 'a'.repeat(32) as AgentId,
-    peerAgent: 'b'.repeat(32) as AgentId,
-    connectionId: CID,
-    secure: extra.keys !== undefined,
-    peer: { ip: '127.0.0.1', controlPort: 1000, redirectorPort: 1001, epoch: 0 },
-    send: new SendBuffer(1 << 16),
-    recv: new ReceiveBuffer(1 << 16),
-    reconnectLimitMs: 30_000,
-    random: (k) => Buffer.alloc(k, 0x40 + ++n),
-    ...extra,
-  });
+  return baseCore(state, { role: 'server', connectionId: CID, secure: extra.keys !== undefined, random: countingRandom(0x41), ...extra });
 }
 
 /** The peer's request (client's role), MAC'd under `keys`. */

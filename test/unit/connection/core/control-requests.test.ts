@@ -13,6 +13,7 @@ import { ReceiveBuffer, SendBuffer } from '../../../../src/connection/data-path.
 import type { State } from '../../../../src/connection/state-machine.js';
 import { Identity, connectionKeysFromMaster, freshChain, type AgentId, type ConnectionKeys } from '../../../../src/identity/index.js';
 import { FerryError, ManualClock, isFerryError, limit, type ErrorCode } from '../../../../src/util/index.js';
+import { coreIn as baseCore, countingRandom } from './fixtures.js';
 import {
   DATAGRAM_HEADER_BYTES,
   MessageType,
@@ -31,22 +32,8 @@ const PEER = '127.0.0.1:1000';
 const LIMIT_MS = 30_000;
 
 function coreIn(state: State, extra: Partial<CoreInit> = {}): ConnectionCore {
-  let n = 0;
-  return new ConnectionCore({
-    state,
-    role: 'client',
-    localAgent: 'a'.repeat(32) as AgentId,
-    peerAgent: 'b'.repeat(32) as AgentId,
-    connectionId: Buffer.alloc(16, 1),
-    secure: false,
-    peer: { ip: '127.0.0.1', controlPort: 1000, redirectorPort: 1001, epoch: 0 },
-    send: new SendBuffer(1 << 16),
-    recv: new ReceiveBuffer(1 << 16),
-    reconnectLimitMs: LIMIT_MS,
-    // Distinct challenges, so a test can tell which one a message carries.
-    random: (k) => Buffer.alloc(k, ++n),
-    ...extra,
-  });
+  // Distinct challenges, so a test can tell which one a message carries.
+  return baseCore(state, { reconnectLimitMs: LIMIT_MS, random: countingRandom(), ...extra });
 }
 
 function requestsOf(core: ConnectionCore, hooks: Partial<ControlHooks> = {}): ControlRequests {

@@ -15,7 +15,7 @@ import { STATES } from '../../../../src/connection/index.js';
 import { ReceiveBuffer, SendBuffer } from '../../../../src/connection/data-path.js';
 import { ReceiveBudget } from '../../../../src/connection/receive-budget.js';
 import { ConnectionCore, DataFlow, TimerTable, drainVerdict, keepsDrained, mayPump, type AckStep } from '../../../../src/connection/core/index.js';
-import type { AgentId } from '../../../../src/identity/index.js';
+import { coreIn } from './fixtures.js';
 
 const DELAY = limit('ACK_DELAY_MS');
 const NOW_BYTES = limit('ACK_NOW_BYTES');
@@ -307,19 +307,7 @@ test('without a receive budget the whole window is announced at once', () => {
 });
 
 test('the delayed ACK is a deadline of the ConnectionCore: its next deadline, expired by handleTimeout, cleared with the others', () => {
-  const core = new ConnectionCore({
-    state: 'ESTABLISHED',
-    role: 'client',
-    localAgent: 'a'.repeat(32) as AgentId,
-    peerAgent: 'b'.repeat(32) as AgentId,
-    connectionId: Buffer.alloc(16, 1),
-    secure: false,
-    peer: { ip: '127.0.0.1', controlPort: 1000, redirectorPort: 1001, epoch: 0 },
-    send: new SendBuffer(1 << 16),
-    recv: new ReceiveBuffer(1 << 16),
-    reconnectLimitMs: 30_000,
-    random: (n) => Buffer.alloc(n, 7),
-  });
+  const core = coreIn('ESTABLISHED');
   const flow = core.flow;
   flow.ack();
   assert.equal(flow.dataAck(flow.deliver(0, Buffer.alloc(10))), 'delay');
