@@ -11,7 +11,7 @@ import { ControlChannel, parseAddress, type ControlMessage, type DatagramSocketL
 import { AgentServerSocket, AgentSocket, Endpoint, ReceiveBudget, decodeEndpointCheckpoint, ResumeSigner, type EndpointCheckpoint, type ReceiveBudgetLimits, type EndpointEnv, type LocationProof, type PeerLocator, type StreamSocket } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
 import type { HeldEntry, LocationEntry, LocationService } from '../location/index.js';
-import { ERRORS, FerryError, SourceSlots, abortedError, isAbortError, isFerryError, limit, onAbort, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
+import { ERRORS, FerryError, KeyedGate, SourceSlots, abortedError, isAbortError, isFerryError, limit, onAbort, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
 import { FrameDecoder, FrameType, MessageType, OpenFrameType, decodeConnControl, decodeConnect, decodeConnectConfirm, decodeConnectFrame, decodeFrameBody, encodeFrame, type Connect, type Hello } from '../wire/index.js';
 import { verifyConnect } from '../connection/index.js';
 import { createHash } from 'node:crypto';
@@ -279,6 +279,8 @@ export class Host {
    * valid CONNECTs from fresh keys takes slots from its own address first (HALF_OPEN_PER_SOURCE).
    */
   private readonly halfOpen = new SourceSlots<Endpoint>(limit('MAX_HALF_OPEN'), limit('HALF_OPEN_PER_SOURCE'));
+  /** Our opens in flight per peer host (OPENS_IN_FLIGHT_PER_PEER); the rest wait their turn. */
+  private readonly opensInFlight = new KeyedGate(limit('OPENS_IN_FLIGHT_PER_PEER'), limit('OPENS_WAITING_PER_PEER'));
   private readonly opts: HostOptions;
   private readonly wallClock: () => number;
   /**
@@ -736,6 +738,20 @@ export class Host {
     const loc = await this.location.lookup(to);
     if (signal?.aborted) throw aborted();
     if (!loc) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `no location for agent ${to}`);
+    // At most OPENS_IN_FLIGHT_PER_PEER opens towards one peer host at once; the rest wait here
+    // (not yet an endpoint, so no handshake time runs while waiting).
+    const leave = await this.opensInFlight.enter(`${loc.ip}:${loc.controlPort}`, `connect to ${to}`, signal);
+    try {
+      return await this.openTo(a, from, to, loc, signal);
+    } finally {
+      leave();
+    }
+  }
+
+  /** The open of {@link connect} once it has its place among the opens in flight to `loc`'s host. */
+  private async openTo(a: AgentRecord, from: AgentId, to: AgentId, loc: LocationEntry, signal: AbortSignal | undefined): Promise<AgentSocket> {
+    const aborted = (): FerryError => abortedError(`connect to ${to}`, signal);
+    if (signal?.aborted) throw aborted();
     if (this.endpoints.size >= limit('MAX_CONNECTIONS')) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', 'connection table full');
     if (!this.receiveBudget.canOpen(from, undefined)) throw new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `receive budget of agent ${from} is spent`);
     // A move of the agent began during the lookup: as for one begun before the call (agent()),

@@ -8,3 +8,4 @@ export * from './heap.js';
 export * from './source-slots.js';
 export * from './log-limit.js';
 export * from './abort.js';
+export * from './keyed-gate.js';
