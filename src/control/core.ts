@@ -79,6 +79,8 @@ export interface ControlLimits {
   readonly maxInFlightPerPeer: number;
   /** Incoming requests delivered and not yet answered. */
   readonly maxIncoming: number;
+  /** Of those, from one source IP (ports are free to pick). */
+  readonly maxIncomingPerSource: number;
   /** Cached replies (and remembered one-way ids) for duplicate suppression. */
   readonly replyCacheEntries: number;
   /** How long a cached reply, or an unanswered incoming request, is kept, ms. */
@@ -96,6 +98,7 @@ function defaultLimits(): ControlLimits {
     maxPending: limit('CONTROL_MAX_PENDING'),
     maxInFlightPerPeer: limit('CONTROL_MAX_IN_FLIGHT_PER_PEER'),
     maxIncoming: limit('CONTROL_MAX_INCOMING'),
+    maxIncomingPerSource: limit('CONTROL_INCOMING_PER_SOURCE'),
     replyCacheEntries: limit('CONTROL_REPLY_CACHE_ENTRIES'),
     replyCacheTtlMs: limit('CONTROL_REPLY_CACHE_TTL_MS'),
     rttPeers: limit('CONTROL_RTT_PEERS'),
@@ -327,6 +330,12 @@ function keyOf(from: string, requestId: number): string {
   return `${requestId}@${from}`;
 }
 
+/** The IP of an `ip:port` address (the port is the text after the last colon). */
+function sourceIp(from: string): string {
+  const i = from.lastIndexOf(':');
+  return i < 0 ? from : from.slice(0, i);
+}
+
 function checkType(type: number): void {
   // TYPE_ERROR is reserved for error replies (see replyError); 0 is never valid.
   if (!Number.isInteger(type) || type < 1 || type >= TYPE_ERROR) {
@@ -360,6 +369,8 @@ export class ControlCore {
   /** Insertion order is age order, so the oldest entry is first (eviction and TTL). */
   private readonly cache = new Map<string, CacheEntry>();
   private readonly incoming = new Map<string, InProgress>();
+  /** How many of {@link incoming} each source IP holds (an IP is absent at 0). */
+  private readonly incomingBySource = new Map<string, number>();
   private readonly counters: ControlStats = {
     sent: 0,
     queued: 0,
@@ -486,6 +497,7 @@ export class ControlCore {
     this.flights.clear();
     this.heap.clear();
     this.incoming.clear();
+    this.incomingBySource.clear();
     return events;
   }
 
@@ -552,8 +564,23 @@ export class ControlCore {
       });
       return out;
     }
+    const source = sourceIp(from);
+    const held = this.incomingBySource.get(source) ?? 0;
+    if (held >= this.limits.maxIncomingPerSource) {
+      // One source IP may hold only its share, so a flood from one address (any ports) cannot
+      // fill the table and have every other sender's requests dropped.
+      this.counters.dropped++;
+      out.events.push({
+        kind: 'dropped',
+        from,
+        requestId,
+        error: new FerryError('FERRY_ERR_LIMIT_EXCEEDED', `${held} control requests in progress from ${source} (limit ${this.limits.maxIncomingPerSource})`),
+      });
+      return out;
+    }
     const request: IncomingRequest = { from, requestId, type, body };
     this.incoming.set(key, { at: now, request });
+    this.incomingBySource.set(source, held + 1);
     if (type === LocationMessageType.PATH_CHALLENGE) {
       this.answerPathChallenge(now, request, out);
       return out;
@@ -781,7 +808,7 @@ export class ControlCore {
     const entry = this.incoming.get(key);
     if (!entry || entry.request !== request) return undefined;
     const datagram = encodeDatagram({ type, flags: FLAG_REPLY, requestId: request.requestId }, body);
-    this.incoming.delete(key);
+    this.forgetIncoming(key, request.from);
     this.remember(key, { at: now, reply: datagram });
     this.counters.sent++;
     return { to: request.from, datagram };
@@ -806,8 +833,17 @@ export class ControlCore {
     }
     for (const [k, e] of this.incoming) {
       if (e.at > cutoff) break;
-      this.incoming.delete(k);
+      this.forgetIncoming(k, e.request.from);
     }
+  }
+
+  /** An incoming request is over (answered or expired): it no longer counts for its source. */
+  private forgetIncoming(key: string, from: string): void {
+    if (!this.incoming.delete(key)) return;
+    const source = sourceIp(from);
+    const held = (this.incomingBySource.get(source) ?? 1) - 1;
+    if (held > 0) this.incomingBySource.set(source, held);
+    else this.incomingBySource.delete(source);
   }
 
   private peer(address: string): PeerRtt {

@@ -346,6 +346,23 @@ describe('ControlCore: responder', () => {
     only(s.onDatagram(2, CLIENT, requestBytes(3)).events, 'request');
   });
 
+  it('drops requests of a source IP holding maxIncomingPerSource, any port; other sources still get in', () => {
+    const s = core({ maxIncoming: 8, maxIncomingPerSource: 3 });
+    const flood = (port: number, id: number) => s.onDatagram(0, `127.0.0.2:${port}`, requestBytes(id));
+    const held = [1, 2, 3].map((id) => only(flood(4000 + id, id).events, 'request').request);
+    const dropped = flood(5000, 9); // a fresh port is the same source
+    assert.equal(dropped.sends.length, 0);
+    assert.match(only(dropped.events, 'dropped').error.message, /from 127\.0\.0\.2 /);
+    only(s.onDatagram(0, CLIENT, requestBytes(1)).events, 'request'); // another IP is not held back
+    only(s.onDatagram(0, '[::1]:7000', requestBytes(1)).events, 'request');
+    s.reply(1, held[0]!, 4, Buffer.alloc(0));
+    only(flood(5000, 9).events, 'request'); // an answered request frees the source's place
+    only(flood(5001, 10).events, 'dropped');
+    // Expired requests free their places too.
+    only(s.onDatagram(40_000, '127.0.0.2:6000', requestBytes(11)).events, 'request');
+    assert.equal(s.incomingCount, 1);
+  });
+
   it('delivers one-way messages once, never replies to them', () => {
     const c = core();
     const s = core();
