@@ -104,9 +104,19 @@ interface SnapshotEntry {
   chain?: string;
 }
 
-/** Snapshot file format marker and version. */
+/** The JSON form of one tombstone in a snapshot file: how long it still holds when written. */
+interface SnapshotTombstone {
+  agent: string;
+  epoch: number;
+  remainingMs: number;
+}
+
+/**
+ * Snapshot file format marker and version. Version 2 adds the tombstones; a version 1 file (no
+ * tombstones) is still read.
+ */
 const SNAPSHOT_FORMAT = 'ferry-rendezvous-snapshot';
-const SNAPSHOT_VERSION = 1;
+const SNAPSHOT_VERSION = 2;
 
 /**
  * The in-memory directory of one rendezvous process, optionally backed by a snapshot file so a
@@ -116,8 +126,11 @@ const SNAPSHOT_VERSION = 1;
 export class MemoryStore implements LocationStore {
   private readonly entries = new Map<AgentId, LocationEntry>();
   /**
-   * Deregistered epochs (tombstones), oldest first, each until its deadline on `clock`. Not in
-   * the snapshot: a restarted rendezvous forgets them, as it forgets nothing else it must keep.
+   * Deregistered epochs (tombstones), oldest first, each until its deadline on `clock`. In the
+   * snapshot with the time each still holds, counted again from the restart (the time the
+   * rendezvous was down is added: a tombstone held longer only refuses replays longer, since a
+   * genuine registration after a deregistration carries a newer epoch). Without them a restart
+   * would let a REGISTER captured before a DEREGISTER be replayed.
    */
   private readonly tombstones = new Map<AgentId, { epoch: number; until: number }>();
   private readonly clock: Clock;
@@ -281,7 +294,10 @@ export class MemoryStore implements LocationStore {
       if (e.chain) s.chain = encodeChain(e.chain).toString('hex');
       entries.push(s);
     }
-    return JSON.stringify({ format: SNAPSHOT_FORMAT, v: SNAPSHOT_VERSION, entries }) + '\n';
+    const now = this.clock.now();
+    const tombstones: SnapshotTombstone[] = [];
+    for (const [agent, t] of this.tombstones) if (t.until > now) tombstones.push({ agent, epoch: t.epoch, remainingMs: Math.ceil(t.until - now) });
+    return JSON.stringify({ format: SNAPSHOT_FORMAT, v: SNAPSHOT_VERSION, entries, tombstones }) + '\n';
   }
 
   /** Temporary file in the same directory, fsync, then rename: a reader sees the old file or the new, never half. */
@@ -326,9 +342,9 @@ export class MemoryStore implements LocationStore {
     } catch (err) {
       throw unreadable(`not JSON (${(err as Error).message})`, err);
     }
-    const d = doc as { format?: unknown; v?: unknown; entries?: unknown };
+    const d = doc as { format?: unknown; v?: unknown; entries?: unknown; tombstones?: unknown };
     if (typeof d !== 'object' || d === null || d.format !== SNAPSHOT_FORMAT) throw unreadable('not a Ferry rendezvous snapshot');
-    if (d.v !== SNAPSHOT_VERSION) throw unreadable(`version ${String(d.v)}, expected ${SNAPSHOT_VERSION}`);
+    if (d.v !== 1 && d.v !== SNAPSHOT_VERSION) throw unreadable(`version ${String(d.v)}, expected 1 or ${SNAPSHOT_VERSION}`);
     if (!Array.isArray(d.entries)) throw unreadable('no entries array');
     if (d.entries.length > this.maxEntries) throw unreadable(`${d.entries.length} entries exceed ${this.maxEntries}`);
     d.entries.forEach((raw: unknown, i: number) => {
@@ -341,11 +357,40 @@ export class MemoryStore implements LocationStore {
       if (this.entries.has(e.agent)) throw unreadable(`entry ${i}: agent ${e.agent} appears twice`);
       this.entries.set(e.agent, e);
     });
-    this.log.info('location.snapshot_loaded', { file, agents: this.entries.size });
+    if (d.v === SNAPSHOT_VERSION) {
+      if (!Array.isArray(d.tombstones)) throw unreadable('no tombstones array');
+      if (d.tombstones.length > this.maxTombstones) throw unreadable(`${d.tombstones.length} tombstones exceed ${this.maxTombstones}`);
+      const now = this.clock.now();
+      d.tombstones.forEach((raw: unknown, i: number) => {
+        let t: { agent: AgentId; epoch: number; remainingMs: number };
+        try {
+          t = parseSnapshotTombstone(raw);
+        } catch (err) {
+          throw unreadable(`tombstone ${i}: ${(err as Error).message}`, err);
+        }
+        if (this.tombstones.has(t.agent)) throw unreadable(`tombstone ${i}: agent ${t.agent} appears twice`);
+        this.tombstones.set(t.agent, { epoch: t.epoch, until: now + t.remainingMs });
+      });
+    }
+    this.log.info('location.snapshot_loaded', { file, agents: this.entries.size, tombstones: this.tombstones.size });
   }
 }
 
 const HEX = /^(?:[0-9a-f]{2})*$/;
+
+/** One snapshot tombstone, checked as strictly as an entry (its time left at most the tombstone lifetime). */
+function parseSnapshotTombstone(raw: unknown): { agent: AgentId; epoch: number; remainingMs: number } {
+  const bad = (why: string): FerryError => new FerryError('FERRY_ERR_INVALID_ARGUMENT', why);
+  if (typeof raw !== 'object' || raw === null) throw bad('not an object');
+  const o = raw as Record<string, unknown>;
+  if (typeof o.agent !== 'string') throw bad('agent is not a string');
+  const int = (k: string, min: number, max: number): number => {
+    const v = o[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw bad(`${k} is not an integer in ${min}..${max}`);
+    return v;
+  };
+  return { agent: parseId(o.agent), epoch: int('epoch', 0, 0xffff_ffff), remainingMs: int('remainingMs', 1, limit('LOCATION_TOMBSTONE_TTL_MS')) };
+}
 
 /** One snapshot entry, checked as strictly as a wire message (the file may have been edited). */
 function parseSnapshotEntry(raw: unknown): LocationEntry {

@@ -126,6 +126,7 @@ test('snapshot: missing file is empty; corrupt, foreign, duplicate or unwritable
     for (const text of [
       'not json',
       JSON.stringify({ format: 'something else', v: 1, entries: [] }),
+      JSON.stringify({ format: 'ferry-rendezvous-snapshot', v: 3, entries: [], tombstones: [] }),
       JSON.stringify({ format: 'ferry-rendezvous-snapshot', v: 2, entries: [] }),
       doc([{ ...good, ip: 'example.org' }]),
       doc([{ ...good, controlPort: 0 }]),
@@ -142,6 +143,54 @@ test('snapshot: missing file is empty; corrupt, foreign, duplicate or unwritable
     await writeFile(t.file, doc([good, { ...good, agent: otherAgent.id }]));
     await assert.rejects(MemoryStore.open({ snapshotFile: t.file, maxEntries: 1 }), bad);
     await assert.rejects(MemoryStore.open({ snapshotFile: join(t.dir, 'no', 'such', 'dir.json') }), bad);
+  } finally {
+    await t.done();
+  }
+});
+
+test('snapshot: tombstones survive a reopen with the time they had left; a version 1 file still reads', async () => {
+  const t = await tmp();
+  try {
+    const clock = new ManualClock();
+    const s = await MemoryStore.open({ snapshotFile: t.file, clock });
+    await s.put(provenEntry(host(0), 7));
+    assert.equal(await s.remove(agent.id, 7, host(0).id), true);
+    clock.advance(1000);
+    await s.close();
+    // A new process: its clock starts again; the tombstone holds for the time it had left.
+    const clock2 = new ManualClock();
+    const again = await MemoryStore.open({ snapshotFile: t.file, clock: clock2 });
+    assert.equal(await again.removedEpoch(agent.id), 7, 'a REGISTER captured before the DEREGISTER is still refused after the restart');
+    clock2.advance(limit('LOCATION_TOMBSTONE_TTL_MS') - 1001);
+    assert.equal(await again.removedEpoch(agent.id), 7);
+    clock2.advance(1001);
+    assert.equal(await again.removedEpoch(agent.id), undefined, 'expired within its whole lifetime');
+    await again.close();
+
+    const good = { agent: agent.id, hostId: host(0).id, ip: '127.0.0.1', controlPort: 1, redirectorPort: 2, epoch: 1 };
+    await writeFile(t.file, JSON.stringify({ format: 'ferry-rendezvous-snapshot', v: 1, entries: [good] }));
+    const v1 = await MemoryStore.open({ snapshotFile: t.file });
+    assert.equal(v1.size, 1);
+    assert.equal(await v1.removedEpoch(agent.id), undefined);
+    await v1.close();
+
+    const bad = ferry('FERRY_ERR_SNAPSHOT_UNREADABLE');
+    const tomb = { agent: otherAgent.id, epoch: 3, remainingMs: 1000 };
+    const doc = (tombstones: unknown): string => JSON.stringify({ format: 'ferry-rendezvous-snapshot', v: 2, entries: [], tombstones });
+    for (const text of [
+      doc(undefined),
+      doc([{ ...tomb, agent: 'short' }]),
+      doc([{ ...tomb, epoch: 2 ** 32 }]),
+      doc([{ ...tomb, remainingMs: 0 }]),
+      doc([{ ...tomb, remainingMs: limit('LOCATION_TOMBSTONE_TTL_MS') + 1 }]),
+      doc([tomb, tomb]),
+      doc(['x']),
+    ]) {
+      await writeFile(t.file, text);
+      await assert.rejects(MemoryStore.open({ snapshotFile: t.file }), bad, text.slice(0, 90));
+    }
+    await writeFile(t.file, doc([tomb, { ...tomb, agent: agent.id }]));
+    await assert.rejects(MemoryStore.open({ snapshotFile: t.file, maxTombstones: 1 }), bad);
   } finally {
     await t.done();
   }
