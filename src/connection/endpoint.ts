@@ -29,7 +29,8 @@ import {
 import { SendBuffer, ReceiveBuffer } from './data-path.js';
 import type { EndpointCheckpoint, PeerLocator } from './checkpoint.js';
 import type { ReceiveBudget } from './receive-budget.js';
-import { DataSocket, type DataSocketHandlers, type StreamSocket } from './data-socket.js';
+import type { DataSocket, StreamSocket } from './data-socket.js';
+import { SocketSlots } from './adapters/socket-slots.js';
 import {
   acceptConnectAck,
   buildConnect,
@@ -43,7 +44,7 @@ import {
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
 import { ControlRequests, serverEnd, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, decideIncoming, unmappedIp, type ControlCommand, type ControlOutcome, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
-import { drainVerdict, keepsDrained, mayPump, type AckStep, type DataFlow, type DrainVerdict } from './core/index.js';
+import { drainVerdict, keepsDrained, type AckStep, type DataFlow, type DrainVerdict } from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
 const RES_CANCELLED = new FerryError('FERRY_ERR_ABORTED', 'RES cancelled: the connection moved on');
@@ -102,8 +103,6 @@ export interface EndpointEnv {
 }
 
 const ZERO_CHALLENGE = Buffer.alloc(NONCE_BYTES);
-/** Largest DATA payload per frame (read once: pump() asks for it on every frame). */
-const MAX_FRAME_PAYLOAD = limit('MAX_FRAME_PAYLOAD');
 
 function addr(p: { ip: string; controlPort: number }): string {
   return formatAddress(p.ip, p.controlPort);
@@ -124,21 +123,25 @@ export class Endpoint extends EventEmitter {
   readonly recv: ReceiveBuffer;
   /** The peer's address and candidate, path challenges, location proofs (the core's). */
   private readonly path: PathValidation;
-  private data: DataSocket | undefined;
-  private draining = new Set<DataSocket>();
+  /** The data sockets by slot, and the write pump (adapters/socket-slots.ts). */
+  private readonly sockets: SocketSlots;
+  /** The slot carrying the connection. */
+  private data: number | undefined;
+  /** Slots draining (our DRAIN or in-band SUSPEND out, the peer's awaited). */
+  private readonly draining = new Set<number>();
   /**
    * The data socket a suspend drained, kept for a resume on it: both ends sent DRAIN on it and
    * received the other's, so the session is quiet in both directions. While kept, only the
    * in-band resume's RESUME / RESUME_ACK may arrive on it (anything else closes it). Kept only while
    * suspending, SUSPENDED, or in the RESUME that offers it; dropped on anything else.
    */
-  private kept: DataSocket | undefined;
+  private kept: number | undefined;
   /** The socket our in-band SUSPEND went out on, while its answer (the peer's DRAIN) is awaited. */
-  private inbandSus: DataSocket | undefined;
+  private inbandSus: number | undefined;
   /** The kept socket our outstanding RESUME offered ('resume_offer' bounds the wait for its answer). */
-  private offered: DataSocket | undefined;
+  private offered: number | undefined;
   /** A reuse both ends agreed on, for the `reuse_socket` action. */
-  private reuse: DataSocket | undefined;
+  private reuse: number | undefined;
   /** The reuse was the peer's RESUME that we accept: `reuse_socket` answers RESUME_ACK first. */
   private reuseAnswer = false;
   private hadSocket = false;
@@ -167,16 +170,14 @@ export class Endpoint extends EventEmitter {
   private clockTimer: TimerHandle | undefined;
   /** When {@link clockTimer} fires (it may fire before the next deadline: it then re-arms). */
   private clockAt: number | undefined;
-  /** Socket slots: a number per data socket, so a deadline names the socket it belongs to. */
-  private readonly slotIds = new WeakMap<DataSocket, number>();
+  /** The last socket slot given out: a number per data socket, so a deadline names the socket it belongs to. */
   private lastSlot = 0;
   /** Dials waiting for their HELLO_ACK, by slot: how each one fails. */
   private readonly dials = new Map<number, (err: FerryError | undefined) => void>();
   /** Carrying out the core's commands (an event fired meanwhile waits in the core for its turn). */
   private firing = false;
   /** The socket the small DATA of a delayed ACK came on (its fallback if no socket carries the connection). */
-  private ackOn: DataSocket | undefined;
-  private pumpScheduled = false;
+  private ackOn: number | undefined;
   private moving = false;
   /** The application's last suspend or resume while a move was being prepared (it wins at landing). */
   private moveWish: 'resume' | 'suspend' | undefined;
@@ -184,7 +185,7 @@ export class Endpoint extends EventEmitter {
   /** Control-channel open: the data socket dialled ahead at `open()`, until the open dials. */
   private predial: StreamSocket | undefined;
   /** In-band open: the socket the handshake runs on (the core's open slot), until it is attached (or the open fails). */
-  private opening: DataSocket | undefined;
+  private opening: number | undefined;
   /** The CONNECT request of a control-channel open, aborted if the connection ends first. */
   private connectRequest: AbortController | undefined;
   private suspendReason = 0;
@@ -220,6 +221,10 @@ export class Endpoint extends EventEmitter {
     this.incoming = { redirectorPort: env.redirectorPort, proofs: { verify: verifyProof, prover } };
     this.flow = core.flow;
     this.log = env.logger.child({ conn: this.idText, role: core.role });
+    this.sockets = new SocketSlots(
+      { log: this.log, flow: this.flow, carrier: () => this.data, state: () => this.core.state, defer: (fn) => this.deferred(fn) },
+      { frame: (slot, f) => this.onFrame(slot, f), keptFrame: (slot, f) => this.onKeptFrame(slot, f), closed: (slot, err) => this.onSocketClosed(slot, err) },
+    );
     // Connections opened to us count against their source address too (a stranger's fresh keys
     // cost nothing; its address does); those our agents open, against the host and agent only.
     this.flow.useBudget(env.receiveBudget?.open(core.localAgent, core.role === 'server' ? core.path.peer.ip : undefined));
@@ -345,23 +350,17 @@ export class Endpoint extends EventEmitter {
    * open's raw frames, its close the open's loss (both inputs of the core's open naming S).
    */
   private openingSocket(sock: StreamSocket, slot: number, dialError?: () => Error | undefined): DataSocket {
-    const ds: DataSocket = new DataSocket(
+    const ds = this.sockets.opening(
+      slot,
       sock,
-      {
-        frame: () => {},
-        close: (err) => {
-          if (this.opening === ds) this.opening = undefined;
-          const e = dialError?.();
-          this.runOpen(this.core.open.openingClosed(slot, err, e && { code: (e as NodeJS.ErrnoException).code, message: e.message }));
-        },
-        writable: () => {},
+      (body) => this.runOpen(this.core.open.openingFrame(slot, body)),
+      (err) => {
+        if (this.opening === slot) this.opening = undefined;
+        const e = dialError?.();
+        this.runOpen(this.core.open.openingClosed(slot, err, e && { code: (e as NodeJS.ErrnoException).code, message: e.message }));
       },
-      this.log,
-      // The peer has proved nothing until its CONNECT_ACK or CONNECT_CONFIRM verifies: the redirector's bound.
-      { maxFrameBytes: limit('HANDOFF_FRAME_BYTES'), raw: (body) => this.runOpen(this.core.open.openingFrame(slot, body)) },
     );
-    this.slotIds.set(ds, slot);
-    this.opening = ds;
+    this.opening = slot;
     return ds;
   }
 
@@ -414,7 +413,7 @@ export class Endpoint extends EventEmitter {
       case 'transition':
         // A resume that is over no longer waits for the proof its parked HELLO needed.
         if (!(c.to === 'RES_SENT' || c.to === 'RES_ACKED')) this.dropParked();
-        if (this.kept && !keepsSocket(c.from, c.to)) this.dropKept('state');
+        if (this.kept !== undefined && !keepsSocket(c.from, c.to)) this.dropKept('state');
         if (c.from === 'SUS_SENT') this.inbandSus = undefined;
         this.emit('state', c.to, c.from);
         return;
@@ -431,16 +430,6 @@ export class Endpoint extends EventEmitter {
   }
 
   // ------------------------------------------------------------------ the one timer
-
-  /** The slot of a data socket (assigned on first use). */
-  private slotOf(ds: DataSocket): number {
-    let s = this.slotIds.get(ds);
-    if (s === undefined) {
-      s = ++this.lastSlot;
-      this.slotIds.set(ds, s);
-    }
-    return s;
-  }
 
   /** Set deadline `name` (of socket slot `slot`) `ms` from now. */
   private setDeadline(name: TimerName, ms: number, slot = 0): void {
@@ -479,7 +468,7 @@ export class Endpoint extends EventEmitter {
   private onExpiry(e: Expiry): void {
     switch (e.name) {
       case 'handshake':
-        return this.runOpen(this.core.open.handshakeExpired(e, this.env.clock.now(), this.opening?.open === true));
+        return this.runOpen(this.core.open.handshakeExpired(e, this.env.clock.now(), this.sockets.isOpen(this.opening)));
       case 'resume_deadline':
         return this.onOutcome(this.control.resumeDeadline());
       case 'resume_retry':
@@ -489,16 +478,16 @@ export class Endpoint extends EventEmitter {
         void this.closeLater();
         return;
       case 'kept_socket':
-        if (this.kept && this.slotOf(this.kept) === e.slot) this.dropKept('expired');
+        if (this.kept === e.slot) this.dropKept('expired');
         return;
       case 'resume_offer':
-        if (!this.offered || this.slotOf(this.offered) !== e.slot || this.state !== 'RES_SENT') return;
+        if (this.offered !== e.slot || this.state !== 'RES_SENT') return;
         this.log.info('resume_offer_unanswered', {});
         this.dropKept('unanswered');
         this.sendResDatagram();
         return;
       case 'drain':
-        for (const ds of this.draining) if (this.slotOf(ds) === e.slot) return this.finishDrain(ds);
+        if (this.draining.has(e.slot)) this.finishDrain(e.slot);
         return;
       case 'hello':
         this.dials.get(e.slot)?.(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no HELLO_ACK'));
@@ -508,7 +497,7 @@ export class Endpoint extends EventEmitter {
         // the one the DATA came on), else on that one.
         const to = this.data ?? this.ackOn;
         this.ackOn = undefined;
-        if (to) this.sendAck(to);
+        this.sendAck(to);
         return;
       }
     }
@@ -621,24 +610,24 @@ export class Endpoint extends EventEmitter {
           break;
         }
         case 'open_send_raw':
-          if (this.opening && this.slotOf(this.opening) === c.slot) this.opening.sendRaw(c.bytes);
+          if (this.opening === c.slot) this.sockets.socket(c.slot)?.sendRaw(c.bytes);
           break;
         case 'open_oneway':
           this.env.oneway(c.to, c.type, c.body);
           break;
         case 'open_attach': {
-          const ds = this.opening;
-          if (!ds || this.slotOf(ds) !== c.slot) break;
+          const ds = this.sockets.socket(this.opening);
+          if (!ds || this.opening !== c.slot) break;
           this.opening = undefined;
           if (c.keys) ds.setKeys(c.keys.send, c.keys.receive);
           ds.endRaw();
           // Both ends start at offset 0 and know each other's window from CONNECT / CONNECT_ACK.
-          this.attach(ds, 0, this.send.peerLimit, false);
+          this.attach(c.slot, 0, this.send.peerLimit, false);
           break;
         }
         case 'open_destroy_socket':
-          if (this.opening && this.slotOf(this.opening) === c.slot) {
-            this.opening.destroy();
+          if (this.opening !== undefined && this.opening === c.slot) {
+            this.sockets.destroy(c.slot);
             this.opening = undefined;
           }
           break;
@@ -671,7 +660,7 @@ export class Endpoint extends EventEmitter {
 
   /** In-band server: read what followed the CONNECT (the host has indexed the endpoint). */
   startInband(rest: Buffer): void {
-    this.opening?.feed(rest);
+    this.sockets.socket(this.opening)?.feed(rest);
   }
 
   /** Server: the client's CONNECT_CONFIRM datagram arrived. Throws the typed error to answer. */
@@ -695,7 +684,7 @@ export class Endpoint extends EventEmitter {
       this.resumeStarted = 0;
     }
     this.emit('established');
-    this.schedulePump();
+    this.sockets.schedulePump();
   }
 
   // ------------------------------------------------------------------ data sockets
@@ -714,7 +703,7 @@ export class Endpoint extends EventEmitter {
     const fail = (err: FerryError | undefined): void => {
       if (settled) return;
       settle();
-      ds.destroy();
+      this.sockets.destroy(slot);
       if (this.dialing !== slot) return;
       this.dialing = undefined;
       this.log.info('dial_failed', { code: err?.code, detail: err?.message });
@@ -727,36 +716,30 @@ export class Endpoint extends EventEmitter {
       this.redial = false;
       this.fireIfDefined('socket_lost');
     };
-    const ds: DataSocket = new DataSocket(
-      sock,
-      {
-        frame: (f: Frame) => {
-          if (settled) return;
-          if (f.type === FrameType.REJECT) return fail(errorFromWire(f.wireCode, `redirector: ${f.detail}`));
-          if (f.type !== FrameType.HELLO_ACK) return fail(new FerryError('FERRY_ERR_MALFORMED_FRAME', 'expected HELLO_ACK'));
-          const expect = helloAckMac(this.keys, { acceptorNonce: f.acceptorNonce, received: f.received, limit: f.limit }, nonce);
-          if (this.keys && !equalBytes(expect, f.mac)) return fail(new FerryError('FERRY_ERR_BAD_MAC', 'HELLO_ACK MAC'));
-          settle();
-          if (this.dialing !== slot) return ds.destroy();
-          this.dialing = undefined;
-          // A suspend (the application's or a move's) that began while this resume dial was out
-          // wins: the socket is not adopted. Adopted in SUS_SENT it stayed live through the move,
-          // acknowledging bytes the checkpoint did not carry (found by the simulator, seed 83473).
-          if (kind === 'resume' && this.state !== 'RES_SENT' && this.state !== 'RES_ACKED') return ds.destroy();
-          if (this.keys) {
-            const s = deriveSessionKeys(this.keys.master, nonce, f.acceptorNonce);
-            ds.setKeys(this.role === 'client' ? s.c2s : s.s2c, this.role === 'client' ? s.s2c : s.c2s);
-          }
-          // The acceptor answered our nonce under the connection key at this address: validated.
-          if (target) this.path.dialAnswered(target);
-          this.attach(ds, f.received, f.limit);
-        },
-        close: (err) => fail(err),
-        writable: () => {},
+    const ds = this.sockets.dialed(slot, sock, {
+      frame: (f: Frame) => {
+        if (settled) return;
+        if (f.type === FrameType.REJECT) return fail(errorFromWire(f.wireCode, `redirector: ${f.detail}`));
+        if (f.type !== FrameType.HELLO_ACK) return fail(new FerryError('FERRY_ERR_MALFORMED_FRAME', 'expected HELLO_ACK'));
+        const expect = helloAckMac(this.keys, { acceptorNonce: f.acceptorNonce, received: f.received, limit: f.limit }, nonce);
+        if (this.keys && !equalBytes(expect, f.mac)) return fail(new FerryError('FERRY_ERR_BAD_MAC', 'HELLO_ACK MAC'));
+        settle();
+        if (this.dialing !== slot) return this.sockets.destroy(slot);
+        this.dialing = undefined;
+        // A suspend (the application's or a move's) that began while this resume dial was out
+        // wins: the socket is not adopted. Adopted in SUS_SENT it stayed live through the move,
+        // acknowledging bytes the checkpoint did not carry (found by the simulator, seed 83473).
+        if (kind === 'resume' && this.state !== 'RES_SENT' && this.state !== 'RES_ACKED') return this.sockets.destroy(slot);
+        if (this.keys) {
+          const s = deriveSessionKeys(this.keys.master, nonce, f.acceptorNonce);
+          ds.setKeys(this.role === 'client' ? s.c2s : s.s2c, this.role === 'client' ? s.s2c : s.c2s);
+        }
+        // The acceptor answered our nonce under the connection key at this address: validated.
+        if (target) this.path.dialAnswered(target);
+        this.attach(slot, f.received, f.limit);
       },
-      this.log,
-    );
-    this.slotIds.set(ds, slot);
+      closed: (err) => fail(err),
+    });
     if (!settled) {
       this.dials.set(slot, fail);
       this.setDeadline('hello', limit('HELLO_TIMEOUT_MS'), slot);
@@ -765,7 +748,7 @@ export class Endpoint extends EventEmitter {
   }
 
   private dialResume(): void {
-    if (this.data) return;
+    if (this.data !== undefined) return;
     if (this.dialing !== undefined) {
       // A dial of an earlier exchange is still out. It may succeed (any proven socket will do),
       // but if it fails (the peer refused it in the state it was in then, e.g. SUSPENDED by a SUS
@@ -816,43 +799,39 @@ export class Endpoint extends EventEmitter {
   }
 
   private finishHello(sock: StreamSocket, hello: Hello, rest: Buffer): void {
-    if (this.data) this.dropSocket();
+    if (this.data !== undefined) this.dropSocket();
     this.dialing = undefined;
     const acceptorNonce = fresh(NONCE_BYTES);
     const ackFields = { acceptorNonce, received: this.recv.received, limit: this.flow.announceEdge() };
-    const ds = new DataSocket(sock, { frame: () => {}, close: () => {}, writable: () => {} }, this.log);
+    const slot = ++this.lastSlot;
+    const ds = this.sockets.accepted(slot, sock);
     ds.send({ type: FrameType.HELLO_ACK, ...ackFields, mac: helloAckMac(this.keys, ackFields, hello.dialerNonce) });
     if (this.keys) {
       const s = deriveSessionKeys(this.keys.master, hello.dialerNonce, acceptorNonce);
       ds.setKeys(this.role === 'client' ? s.c2s : s.s2c, this.role === 'client' ? s.s2c : s.c2s);
     }
     if (hello.kind === 'resume') this.path.helloAccepted(sock.remoteAddress);
-    this.attach(ds, hello.received, hello.limit);
+    this.attach(slot, hello.received, hello.limit);
     ds.feed(rest);
   }
 
-  /** `ds` carries the connection from now on, the sender rewound to the peer's stated offset. */
-  private attach(ds: DataSocket, peerReceived: number, peerLimit: number, initialAck = true): void {
+  /** Slot `slot` carries the connection from now on, the sender rewound to the peer's stated offset. */
+  private attach(slot: number, peerReceived: number, peerLimit: number, initialAck = true): void {
     const r = this.flow.rewind(peerReceived, peerLimit);
     this.stats.bytesReplayed += r.replayed;
     if (r.room) this.emit('room');
-    this.data = ds;
+    this.data = slot;
     this.hadSocket = true;
     this.stats.sockets++;
     this.flow.advertiseEdge();
-    ds.setHandlers(this.carrying(ds));
+    this.sockets.carry(slot);
     this.fire('socket_ready');
     if (this.state === 'ESTABLISHED') this.core.open.socketEstablished();
-    if (this.data === ds) {
-      if (initialAck) this.sendAck(ds);
+    if (this.data === slot) {
+      if (initialAck) this.sendAck(slot);
       else this.flow.advertiseEdge();
-      this.pump();
+      this.sockets.pump();
     }
-  }
-
-  /** The handlers of a socket carrying the connection. */
-  private carrying(ds: DataSocket): DataSocketHandlers {
-    return { frame: (f) => this.onFrame(ds, f), close: (err) => this.onSocketClosed(ds, err), writable: () => this.pump() };
   }
 
   /**
@@ -863,37 +842,33 @@ export class Endpoint extends EventEmitter {
    * answers RESUME_ACK first; the stream's frames follow it.
    */
   private reuseSocket(): void {
-    const ds = this.reuse;
+    const slot = this.reuse;
     this.reuse = undefined;
-    if (!ds) return;
-    if (this.data) this.dropSocket();
+    if (slot === undefined) return;
+    if (this.data !== undefined) this.dropSocket();
     this.dialing = undefined;
     this.stats.bytesReplayed += this.flow.rewindToAcked();
-    this.data = ds;
+    this.data = slot;
     this.stats.reused++;
-    ds.reuse(this.carrying(ds));
+    this.sockets.reuse(slot);
     if (this.reuseAnswer) {
       // RESUME_ACK goes before anything else we send on it: the peer switches on it.
       this.reuseAnswer = false;
-      ds.send({ type: FrameType.RESUME_ACK });
+      this.sockets.send(slot, { type: FrameType.RESUME_ACK });
     }
-    if (this.data !== ds) return;
+    if (this.data !== slot) return;
     // Always restate our offsets: DATA the peer had in flight under our SUSPEND arrived after our
     // DRAIN, and the peer rewinds to the DRAIN's offset until it hears otherwise.
-    this.sendAck(ds);
-    this.pump();
+    this.sendAck(slot);
+    this.sockets.pump();
   }
 
   /** Keep a drained socket (both DRAINs crossed on it) for a resume on it, for a while. */
-  private keep(ds: DataSocket): void {
-    if (this.kept) this.dropKept('replaced');
-    ds.setHandlers({
-      frame: (f) => this.onKeptFrame(ds, f),
-      close: (err) => this.onSocketClosed(ds, err),
-      writable: () => {},
-    });
-    this.kept = ds;
-    this.setDeadline('kept_socket', limit('KEPT_SOCKET_MS'), this.slotOf(ds));
+  private keep(slot: number): void {
+    if (this.kept !== undefined) this.dropKept('replaced');
+    this.sockets.keep(slot);
+    this.kept = slot;
+    this.setDeadline('kept_socket', limit('KEPT_SOCKET_MS'), slot);
   }
 
   /**
@@ -902,21 +877,21 @@ export class Endpoint extends EventEmitter {
    * (accepted) or its crossing RESUME (both want it: as good as an acceptance both ways). Anything
    * else, or a RESUME we cannot take (moving), closes it: the peer then resumes by datagram.
    */
-  private onKeptFrame(ds: DataSocket, f: Frame): void {
-    if (ds !== this.kept) return ds.destroy();
-    const verdict = keptFrameVerdict(f.type, this.state, this.moving, this.offered === ds);
+  private onKeptFrame(slot: number, f: Frame): void {
+    if (slot !== this.kept) return this.sockets.destroy(slot);
+    const verdict = keptFrameVerdict(f.type, this.state, this.moving, this.offered === slot);
     if (verdict.kind === 'peer_resumes') {
       this.takeKept();
       this.cancelResumeTimer();
       if (this.resumeStarted === 0) this.resumeStarted = this.env.clock.now();
-      this.reuse = ds;
+      this.reuse = slot;
       this.reuseAnswer = true;
       this.fire('recv_res_reuse');
       return;
     }
     if (verdict.kind === 'resume_accepted') {
       this.takeKept();
-      this.reuse = ds;
+      this.reuse = slot;
       this.fire('recv_res_ack_reuse');
       return;
     }
@@ -927,10 +902,10 @@ export class Endpoint extends EventEmitter {
 
   /** The kept socket leaves the kept role (to be reused): no timers, no offer. */
   private takeKept(): void {
-    for (const ds of [this.kept, this.offered]) {
-      if (!ds) continue;
-      this.clearDeadline('kept_socket', this.slotOf(ds));
-      this.clearDeadline('resume_offer', this.slotOf(ds));
+    for (const slot of [this.kept, this.offered]) {
+      if (slot === undefined) continue;
+      this.clearDeadline('kept_socket', slot);
+      this.clearDeadline('resume_offer', slot);
     }
     this.kept = undefined;
     this.offered = undefined;
@@ -938,55 +913,55 @@ export class Endpoint extends EventEmitter {
 
   /** Close the kept socket (the next resume dials). */
   private dropKept(why: string): void {
-    const ds = this.kept;
+    const slot = this.kept;
     this.takeKept();
-    if (ds) {
+    if (slot !== undefined) {
       this.log.debug('kept_socket_dropped', { why });
-      ds.destroy();
+      this.sockets.destroy(slot);
     }
   }
 
-  private onFrame(ds: DataSocket, f: Frame): void {
+  private onFrame(slot: number, f: Frame): void {
     switch (f.type) {
       case FrameType.DATA: {
         const n = this.flow.deliver(f.offset, f.payload);
         if (n > 0) this.emit('readable');
-        return this.ackStep(ds, this.flow.dataAck(n));
+        return this.ackStep(slot, this.flow.dataAck(n));
       }
       case FrameType.ACK:
         if (this.flow.acked(f.received, f.limit)) this.emit('room');
-        return this.pump();
+        return this.sockets.pump();
       case FrameType.FIN:
-        this.ackStep(ds, this.flow.fin(f.offset));
+        this.ackStep(slot, this.flow.fin(f.offset));
         this.emit('readable');
         return;
       case FrameType.SUSPEND:
       case FrameType.DRAIN:
         this.flow.peerDrained(f.received);
         this.emit('room');
-        return this.onDrainFrame(ds, drainVerdict(f.type, ds === this.inbandSus, ds === this.data, this.state, this.moving));
+        return this.onDrainFrame(slot, drainVerdict(f.type, slot === this.inbandSus, slot === this.data, this.state, this.moving));
       default:
         throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `unexpected frame type ${f.type} on an established socket`);
     }
   }
 
-  /** Carry out what the peer's DRAIN or SUSPEND on `ds` comes to (core/data.ts `drainVerdict`). */
-  private onDrainFrame(ds: DataSocket, verdict: DrainVerdict): void {
+  /** Carry out what the peer's DRAIN or SUSPEND on `slot` comes to (core/data.ts `drainVerdict`). */
+  private onDrainFrame(slot: number, verdict: DrainVerdict): void {
     switch (verdict) {
       case 'suspend_acked':
         this.inbandSus = undefined;
-        this.draining.delete(ds);
-        this.clearDeadline('drain', this.slotOf(ds));
-        this.keep(ds);
+        this.draining.delete(slot);
+        this.clearDeadline('drain', slot);
+        this.keep(slot);
         this.fire('recv_sus_ack');
         return this.countSuspend();
       case 'peer_suspends': {
         // Deferred when it was held on a socket being reused, inside a transition.
         const run = (): void => {
-          if (ds !== this.data || this.state !== 'ESTABLISHED' || this.moving) return;
+          if (slot !== this.data || this.state !== 'ESTABLISHED' || this.moving) return;
           this.suspendStarted = this.env.clock.now();
           this.fire('recv_sus');
-          this.finishDrain(ds, true);
+          this.finishDrain(slot, true);
         };
         if (this.firing) queueMicrotask(run);
         else run();
@@ -994,57 +969,55 @@ export class Endpoint extends EventEmitter {
       }
       case 'answer_drain':
         this.data = undefined;
-        ds.send(this.flow.drain());
-        this.keep(ds);
+        this.sockets.send(slot, this.flow.drain());
+        this.keep(slot);
         // Suspended now; the SUS_ACK, when it comes, is stale (no longer the outstanding SUS).
         this.control.forgetSus();
         this.fire('recv_sus_ack');
         return this.countSuspend();
       case 'socket_lost':
         this.data = undefined;
-        ds.destroy();
+        this.sockets.destroy(slot);
         return this.fireIfDefined('socket_lost');
       case 'drain_done':
-        return this.finishDrain(ds, true);
+        return this.finishDrain(slot, true);
     }
   }
 
-  private onSocketClosed(ds: DataSocket, err: FerryError | undefined): void {
-    if (this.draining.has(ds)) return this.finishDrain(ds);
-    if (ds === this.kept) {
-      const offered = this.offered === ds && this.state === 'RES_SENT';
+  private onSocketClosed(slot: number, err: FerryError | undefined): void {
+    if (this.draining.has(slot)) return this.finishDrain(slot);
+    if (slot === this.kept) {
+      const offered = this.offered === slot && this.state === 'RES_SENT';
       this.takeKept();
       this.log.debug('kept_socket_lost', { code: err?.code, state: this.state });
       // Our RESUME was out on it (declined by a close, or the socket died): resume by datagram.
       if (offered) this.sendResDatagram();
       return;
     }
-    if (ds !== this.data) return;
+    if (slot !== this.data) return;
     this.data = undefined;
     this.log.info('data_socket_lost', { code: err?.code, state: this.state });
     if (this.state === 'ESTABLISHED') this.autoResume = true;
     this.fireIfDefined('socket_lost');
   }
 
-  /** Arrange the ACK of what arrived on `ds` as the core decided (core/data.ts `AckStep`). */
-  private ackStep(ds: DataSocket, step: AckStep): void {
+  /** Arrange the ACK of what arrived on `slot` as the core decided (core/data.ts `AckStep`). */
+  private ackStep(slot: number, step: AckStep): void {
     if (step === 'delay') {
-      this.ackOn = ds;
+      this.ackOn = slot;
       this.flow.armAck(this.env.clock.now());
       this.rearm();
     } else if (step === 'turn') {
       this.deferred(() => {
         this.flow.turnEnded();
-        this.sendAck(ds);
+        this.sendAck(slot);
       });
     }
   }
 
-  private sendAck(ds: DataSocket): void {
-    // Once our DRAIN or SUSPEND is out, the socket takes no more frames from us.
-    if (!ds.open || ds.drainSent) return;
-    ds.send(this.flow.ack());
-    this.rearm();
+  /** Our ACK on `slot`, if it still takes frames from us. */
+  private sendAck(slot: number | undefined): void {
+    if (this.sockets.sendAck(slot)) this.rearm();
   }
 
   // ------------------------------------------------------------------ receive budget
@@ -1067,7 +1040,7 @@ export class Endpoint extends EventEmitter {
   }
 
   private maybeReopen(): void {
-    if (this.data && this.flow.reopenDue()) this.sendAck(this.data);
+    if (this.data !== undefined && this.flow.reopenDue()) this.sendAck(this.data);
   }
 
   private deferred(fn: () => void): void {
@@ -1080,68 +1053,42 @@ export class Endpoint extends EventEmitter {
     return this.env.clock;
   }
 
-  private schedulePump(): void {
-    if (this.pumpScheduled) return;
-    this.pumpScheduled = true;
-    // Deferred to the end of the tick so that many small writes coalesce into one frame.
-    this.deferred(() => {
-      this.pumpScheduled = false;
-      this.pump();
-    });
-  }
-
-  private pump(): void {
-    const ds = this.data;
-    if (!ds || !ds.open || !mayPump(this.state)) return;
-    // A socket whose session key runs out stops reading as open and ends itself (DataSocket.seal);
-    // what was framed for it is sent again on the next socket, from the peer's received offset.
-    while (ds.open && !ds.blocked) {
-      const f = this.send.nextFrame(MAX_FRAME_PAYLOAD);
-      if (!f) break;
-      ds.sendData(f.offset, f.parts, f.length);
-    }
-    if (ds.open && !ds.blocked) {
-      const fin = this.flow.finDue();
-      if (fin) ds.send(fin);
-    }
-  }
-
   private drainSocket(): void {
-    const ds = this.data;
+    const slot = this.data;
     this.data = undefined;
-    if (!ds || !ds.open) {
+    if (!this.sockets.isOpen(slot)) {
       queueMicrotask(() => this.fireIfDefined('drained'));
       return;
     }
-    this.draining.add(ds);
+    this.draining.add(slot!);
     // No TCP FIN: once the peer's DRAIN has come back, the socket may be kept for the resume.
-    ds.send(this.flow.drain());
-    this.setDeadline('drain', limit('DRAIN_TIMEOUT_MS'), this.slotOf(ds));
+    this.sockets.send(slot, this.flow.drain());
+    this.setDeadline('drain', limit('DRAIN_TIMEOUT_MS'), slot);
   }
 
   /** A drain ended: `peerDrained` when the peer's DRAIN came (the socket may then be kept). */
-  private finishDrain(ds: DataSocket, peerDrained = false): void {
-    if (!this.draining.delete(ds)) return;
-    this.clearDeadline('drain', this.slotOf(ds));
-    if (ds === this.inbandSus) {
+  private finishDrain(slot: number, peerDrained = false): void {
+    if (!this.draining.delete(slot)) return;
+    this.clearDeadline('drain', slot);
+    if (slot === this.inbandSus) {
       // Our in-band SUSPEND went unanswered (the socket died, or no DRAIN in DRAIN_TIMEOUT_MS):
       // suspend over the control channel instead, which never waits for the peer past its tries.
       this.inbandSus = undefined;
-      ds.destroy();
+      this.sockets.destroy(slot);
       if (this.state === 'SUS_SENT') this.sendSusDatagram();
       return;
     }
-    if (keepsDrained(peerDrained, ds.open, this.moving, this.state)) this.keep(ds);
-    else ds.destroy();
+    if (keepsDrained(peerDrained, this.sockets.isOpen(slot), this.moving, this.state)) this.keep(slot);
+    else this.sockets.destroy(slot);
     this.fireIfDefined('drained');
     this.emit('drained');
   }
 
   private dropSocket(): void {
-    const ds = this.data;
+    const slot = this.data;
     this.data = undefined;
     this.dialing = undefined;
-    ds?.destroy();
+    this.sockets.destroy(slot);
   }
 
   // ------------------------------------------------------------------ application side
@@ -1151,7 +1098,7 @@ export class Endpoint extends EventEmitter {
     if (this.detached) throw movedError();
     if (this.state === 'CLOSED' || this.state === 'CLOSE_SENT' || this.state === 'CLOSE_ACKED') throw new FerryError('FERRY_ERR_CONNECTION_CLOSED');
     this.send.append(buf);
-    this.schedulePump();
+    this.sockets.schedulePump();
     return this.send.hasRoom;
   }
 
@@ -1159,7 +1106,7 @@ export class Endpoint extends EventEmitter {
   end(): void {
     if (this.detached) throw movedError();
     this.send.end();
-    this.schedulePump();
+    this.sockets.schedulePump();
   }
 
   /** Take up to `max` received bytes for the application. */
@@ -1441,16 +1388,16 @@ export class Endpoint extends EventEmitter {
    */
   private sendSus(): void {
     const ds = this.data;
-    if (this.suspendReason === 0 && !this.moving && ds && ds.open && this.state === 'SUS_SENT') {
+    if (this.suspendReason === 0 && !this.moving && ds !== undefined && this.sockets.isOpen(ds) && this.state === 'SUS_SENT') {
       this.control.forgetSus();
       this.data = undefined;
-      if (ds.send(this.flow.suspend()) || ds.open) {
+      if (this.sockets.send(ds, this.flow.suspend()) || this.sockets.isOpen(ds)) {
         this.inbandSus = ds;
         this.draining.add(ds);
-        this.setDeadline('drain', limit('DRAIN_TIMEOUT_MS'), this.slotOf(ds));
+        this.setDeadline('drain', limit('DRAIN_TIMEOUT_MS'), ds);
         return;
       }
-      ds.destroy();
+      this.sockets.destroy(ds);
     }
     this.sendSusDatagram();
   }
@@ -1477,17 +1424,17 @@ export class Endpoint extends EventEmitter {
   private sendRes(): void {
     const offer = this.kept;
     const wantProof = this.path.wantsProof(this.keys !== undefined);
-    if (offer && offer.open && !this.path.mustProve && !wantProof && !this.moving) {
+    if (offer !== undefined && this.sockets.isOpen(offer) && !this.path.mustProve && !wantProof && !this.moving) {
       // A RES of an earlier attempt, if any is still out, is not this attempt's: stop it (its
       // fresh counter reaching the peer later would only tear down what this attempt builds).
       this.cancelRes();
       this.offered = offer;
       this.path.stopAwaiting();
-      offer.send({ type: FrameType.RESUME });
-      this.setDeadline('resume_offer', limit('DRAIN_TIMEOUT_MS'), this.slotOf(offer));
+      this.sockets.send(offer, { type: FrameType.RESUME });
+      this.setDeadline('resume_offer', limit('DRAIN_TIMEOUT_MS'), offer);
       return;
     }
-    if (this.kept) this.dropKept('not offered');
+    if (this.kept !== undefined) this.dropKept('not offered');
     this.sendResDatagram();
   }
 
@@ -1658,23 +1605,15 @@ export class Endpoint extends EventEmitter {
     if (this.state === 'CLOSED' || this.detached) return false;
     if (this.keys) this.path.proveOurLocation();
     let dropped = this.breakDataSocket();
-    if (this.opening?.open) {
-      // The raw socket, so that its close reaches the open (DataSocket.destroy() reports nothing).
-      this.opening.socket.destroy();
-      dropped = true;
-    }
+    // The raw socket, so that its close reaches the open (a slot's destroy reports nothing).
+    if (this.sockets.cut(this.opening, false)) dropped = true;
     return dropped;
   }
 
   /** Fault injection (tests, demo): reset the current data socket as a network cut would. */
   breakDataSocket(): boolean {
     let n = 0;
-    for (const ds of [this.data, this.kept]) {
-      if (!ds || !ds.open) continue;
-      if (ds.socket.resetAndDestroy) ds.socket.resetAndDestroy();
-      else ds.socket.destroy();
-      n++;
-    }
+    for (const slot of [this.data, this.kept]) if (this.sockets.cut(slot, true)) n++;
     return n > 0;
   }
 
@@ -1687,14 +1626,14 @@ export class Endpoint extends EventEmitter {
     this.dropSocket();
     // Dials still waiting for their HELLO_ACK end now (no timer outlives the connection).
     for (const fail of [...this.dials.values()]) fail(undefined);
-    for (const ds of this.draining) ds.destroy();
+    for (const slot of this.draining) this.sockets.destroy(slot);
     this.draining.clear();
     this.dropKept('closed');
-    this.reuse?.destroy();
+    this.sockets.destroy(this.reuse);
     this.reuse = undefined;
     this.dropParked();
     this.predial?.destroy();
-    this.opening?.destroy();
+    this.sockets.destroy(this.opening);
     this.opening = undefined;
     this.core.open.ended();
     this.closedError ??= err;

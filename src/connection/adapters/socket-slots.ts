@@ -1,0 +1,190 @@
+/**
+ * The data sockets of one connection end, by socket slot: the mechanism under the rules of
+ * `core/`. The core names sockets by slot number only ("send frame F on slot S", "close slot S",
+ * "keep slot S"); this holds the map from those numbers to {@link DataSocket} objects, builds the
+ * socket objects (the in-band open's, a dialled one, an accepted one), binds their handlers so
+ * that every frame and close comes back as an input naming its slot, and runs the write pump:
+ * DATA and FIN from the send buffer onto the socket carrying the connection, many small writes
+ * coalesced into one frame at the end of the turn.
+ *
+ * A slot that is gone (destroyed here, or closed under us) has no socket: a command or deadline
+ * naming it finds nothing to do, so no late callback of an earlier socket can act.
+ */
+import type { Logger } from '../../util/index.js';
+import { limit } from '../../util/index.js';
+import type { Frame } from '../../wire/index.js';
+import { mayPump, type DataFlow } from '../core/index.js';
+import { DataSocket, type DataSocketHandlers, type StreamSocket } from '../data-socket.js';
+import type { FerryError } from '../../util/index.js';
+import type { State } from '../state-machine.js';
+
+/** Largest DATA payload per frame (read once: the pump asks for it on every frame). */
+const MAX_FRAME_PAYLOAD = limit('MAX_FRAME_PAYLOAD');
+
+/** What the sockets report, each naming its slot (the endpoint hands them to the rules). */
+export interface SlotInputs {
+  /** A frame on a socket carrying the connection. */
+  frame(slot: number, f: Frame): void;
+  /** A frame on the socket kept after a suspend. */
+  keptFrame(slot: number, f: Frame): void;
+  /** A carrying or kept socket closed (`err`: why, when a peer's bad input or an error ended it). */
+  closed(slot: number, err: FerryError | undefined): void;
+}
+
+/** What the pump and the ACKs need from the connection end. */
+export interface SlotsHost {
+  readonly log: Logger;
+  /** Offsets, acknowledgements and credit (the core's): the frames to send come from here. */
+  readonly flow: DataFlow;
+  /** The slot carrying the connection now, if any. */
+  carrier(): number | undefined;
+  state(): State;
+  /** Run `fn` after the current turn, once the I/O it started has been queued. */
+  defer(fn: () => void): void;
+}
+
+/** The slot-to-socket map of one connection end, and its write pump. */
+export class SocketSlots {
+  private readonly sockets = new Map<number, DataSocket>();
+  private pumpScheduled = false;
+
+  constructor(
+    private readonly host: SlotsHost,
+    private readonly inputs: SlotInputs,
+  ) {}
+
+  /** The socket of `slot`, if it is still there. */
+  socket(slot: number | undefined): DataSocket | undefined {
+    return slot === undefined ? undefined : this.sockets.get(slot);
+  }
+
+  /** Whether `slot` has a socket that is still usable. */
+  isOpen(slot: number | undefined): boolean {
+    return this.socket(slot)?.open === true;
+  }
+
+  /**
+   * The socket of an in-band open (slot `slot` until it is attached): its frames go to `raw`
+   * undecoded, its close to `closed`. Until the peer's CONNECT_ACK or CONNECT_CONFIRM verifies
+   * it has proved nothing: frames keep the redirector's first-frame bound.
+   */
+  opening(slot: number, sock: StreamSocket, raw: (body: Buffer) => void, closed: (err: FerryError | undefined) => void): DataSocket {
+    const ds = new DataSocket(sock, { frame: () => {}, close: (err) => this.gone(slot, () => closed(err)), writable: () => {} }, this.host.log, {
+      maxFrameBytes: limit('HANDOFF_FRAME_BYTES'),
+      raw,
+    });
+    this.sockets.set(slot, ds);
+    return ds;
+  }
+
+  /** A socket we dialled (slot `slot`), waiting for the acceptor's first frame: frames and close go to `on`. */
+  dialed(slot: number, sock: StreamSocket, on: { frame(f: Frame): void; closed(err: FerryError | undefined): void }): DataSocket {
+    const ds = new DataSocket(sock, { frame: (f) => on.frame(f), close: (err) => this.gone(slot, () => on.closed(err)), writable: () => {} }, this.host.log);
+    this.sockets.set(slot, ds);
+    return ds;
+  }
+
+  /** A socket handed to us (slot `slot`) after its HELLO: silent until it is attached. */
+  accepted(slot: number, sock: StreamSocket): DataSocket {
+    const ds = new DataSocket(sock, { frame: () => {}, close: () => this.gone(slot, () => {}), writable: () => {} }, this.host.log);
+    this.sockets.set(slot, ds);
+    return ds;
+  }
+
+  /** Slot `slot` carries the connection: its frames and close are inputs, its drain pumps. */
+  carry(slot: number): void {
+    this.socket(slot)?.setHandlers(this.carrying(slot));
+  }
+
+  /** Slot `slot`, kept after a suspend, carries the stream on (same keys, counters going on). */
+  reuse(slot: number): void {
+    this.socket(slot)?.reuse(this.carrying(slot));
+  }
+
+  /** Slot `slot` is kept after a suspend: its frames are the kept socket's inputs. */
+  keep(slot: number): void {
+    this.socket(slot)?.setHandlers({
+      frame: (f) => this.inputs.keptFrame(slot, f),
+      close: (err) => this.gone(slot, () => this.inputs.closed(slot, err)),
+      writable: () => {},
+    });
+  }
+
+  private carrying(slot: number): DataSocketHandlers {
+    return { frame: (f) => this.inputs.frame(slot, f), close: (err) => this.gone(slot, () => this.inputs.closed(slot, err)), writable: () => this.pump() };
+  }
+
+  /** The socket of `slot` closed under us: its input runs, then the slot is forgotten. */
+  private gone(slot: number, then: () => void): void {
+    try {
+      then();
+    } finally {
+      this.sockets.delete(slot);
+    }
+  }
+
+  /** Send control frame `f` on `slot`; false when the slot is gone or TCP asks us to wait. */
+  send(slot: number | undefined, f: Frame): boolean {
+    return this.socket(slot)?.send(f) ?? false;
+  }
+
+  /** Close `slot` now (no input follows) and forget it. */
+  destroy(slot: number | undefined): void {
+    if (slot === undefined) return;
+    const ds = this.sockets.get(slot);
+    if (!ds) return;
+    this.sockets.delete(slot);
+    ds.destroy();
+  }
+
+  /**
+   * Reset the connection under `slot` as a network cut would: the raw socket, so that its close
+   * comes back as the slot's input (a {@link destroy} reports nothing). Returns whether it was open.
+   */
+  cut(slot: number | undefined, reset: boolean): boolean {
+    const ds = this.socket(slot);
+    if (!ds || !ds.open) return false;
+    if (reset && ds.socket.resetAndDestroy) ds.socket.resetAndDestroy();
+    else ds.socket.destroy();
+    return true;
+  }
+
+  /**
+   * The ACK (from {@link DataFlow.ack}) on `slot`, if it still takes frames from us: once our DRAIN
+   * or SUSPEND is out, what arrived after it is restated on the next socket. Returns whether sent.
+   */
+  sendAck(slot: number | undefined): boolean {
+    const ds = this.socket(slot);
+    if (!ds || !ds.open || ds.drainSent) return false;
+    ds.send(this.host.flow.ack());
+    return true;
+  }
+
+  /** Pump at the end of the turn, so that many small writes coalesce into one frame. */
+  schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    this.host.defer(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  /** Write DATA (and the FIN once due) on the socket carrying the connection until TCP asks us to wait. */
+  pump(): void {
+    const ds = this.socket(this.host.carrier());
+    if (!ds || !ds.open || !mayPump(this.host.state())) return;
+    const send = this.host.flow.send;
+    // A socket whose session key runs out stops reading as open and ends itself (DataSocket.seal);
+    // what was framed for it is sent again on the next socket, from the peer's received offset.
+    while (ds.open && !ds.blocked) {
+      const f = send.nextFrame(MAX_FRAME_PAYLOAD);
+      if (!f) break;
+      ds.sendData(f.offset, f.parts, f.length);
+    }
+    if (ds.open && !ds.blocked) {
+      const fin = this.host.flow.finDue();
+      if (fin) ds.send(fin);
+    }
+  }
+}
