@@ -16,7 +16,6 @@ import { FerryError, errorFromWire, isFerryError, limit, type Clock, type ErrorC
 import { formatAddress, parseAddress } from '../control/index.js';
 import {
   FrameType,
-  MessageType,
   NONCE_BYTES,
   type ConnControl,
   type Connect,
@@ -43,7 +42,7 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { ControlRequests, serverEnd, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, decideIncoming, unmappedIp, type ControlCommand, type ControlOutcome, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
+import { ControlRequests, serverEnd, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, decideIncoming, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type ControlOutcome, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
 import { drainVerdict, keepsDrained, type AckStep, type DataFlow, type DrainVerdict } from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
@@ -160,7 +159,8 @@ export class Endpoint extends EventEmitter {
   private readonly incoming: { readonly redirectorPort: number; readonly proofs: IncomingProofs };
   /** The abort of the RES request in flight (its request id): a cancel of that id aborts it. */
   private resAbort: { id: number; ac: AbortController } | undefined;
-  private autoResume = false;
+  /** What the application and the host want of the connection, and how our SUS/RES go out (the core's). */
+  private readonly intent: ResumeIntent;
   /** Resume backoff, lookups and the reconnect limit (the core's). */
   private readonly recovery: Recovery;
   /**
@@ -178,22 +178,15 @@ export class Endpoint extends EventEmitter {
   private firing = false;
   /** The socket the small DATA of a delayed ACK came on (its fallback if no socket carries the connection). */
   private ackOn: number | undefined;
-  private moving = false;
-  /** The application's last suspend or resume while a move was being prepared (it wins at landing). */
-  private moveWish: 'resume' | 'suspend' | undefined;
-  private closedError: FerryError | undefined;
   /** Control-channel open: the data socket dialled ahead at `open()`, until the open dials. */
   private predial: StreamSocket | undefined;
   /** In-band open: the socket the handshake runs on (the core's open slot), until it is attached (or the open fails). */
   private opening: number | undefined;
   /** The CONNECT request of a control-channel open, aborted if the connection ends first. */
   private connectRequest: AbortController | undefined;
-  private suspendReason = 0;
   private parked: { sock: StreamSocket; hello: Hello; rest: Buffer } | undefined;
   /** Last time the endpoint entered SUSPENDED or ESTABLISHED, for metrics. */
   stats = { suspends: 0, resumes: 0, sockets: 0, reused: 0, bytesReplayed: 0, lastSuspendMs: 0, lastResumeMs: 0 };
-  private suspendStarted = 0;
-  private resumeStarted = 0;
   private readonly log: Logger;
   /** Offsets, acknowledgements and credit of the data path (the core's). */
   private readonly flow: DataFlow;
@@ -211,6 +204,7 @@ export class Endpoint extends EventEmitter {
     this.recv = core.recv;
     this.path = core.path;
     this.recovery = core.recovery;
+    this.intent = core.intent;
     // Delegation validity is wall-clock time.
     const verifyProof = (m: ConnControl, peerEpoch: number): number => verifyResumeProof(m, this.peerAgent, peerEpoch, (this.env.wallClock ?? Date.now)()).epoch;
     this.control = new ControlRequests(core, { redirectorPort: env.redirectorPort, reconnectLimitMs: env.reconnectLimitMs, verifyProof });
@@ -291,6 +285,20 @@ export class Endpoint extends EventEmitter {
     return this.closedError;
   }
 
+  /** The error the connection ends with (the intent's: it decides our CLS's reason). */
+  private get closedError(): FerryError | undefined {
+    return this.intent.closedError;
+  }
+
+  private set closedError(err: FerryError | undefined) {
+    this.intent.closedError = err;
+  }
+
+  /** Whether a move of this end is being prepared (the intent's). */
+  private get moving(): boolean {
+    return this.intent.moving;
+  }
+
   // ------------------------------------------------------------------ construction
 
   /** The open's cryptography (handshake.ts), injected into the core's open. */
@@ -366,9 +374,7 @@ export class Endpoint extends EventEmitter {
 
   /** Rebuild a moved endpoint from its checkpoint (state SUSPENDED); call {@link start} after indexing. */
   static fromCheckpoint(env: EndpointEnv, input: EndpointCheckpoint): Endpoint {
-    const { core, resume } = ConnectionCore.fromCheckpoint(input, { reconnectLimitMs: env.reconnectLimitMs, random: fresh });
-    const ep = new Endpoint(env, core);
-    ep.autoResume = resume;
+    const ep = new Endpoint(env, ConnectionCore.fromCheckpoint(input, { reconnectLimitMs: env.reconnectLimitMs, random: fresh }));
     // What it carries is charged here whatever the budget says: the move was admitted.
     ep.settleBudget();
     ep.hadSocket = true;
@@ -377,10 +383,7 @@ export class Endpoint extends EventEmitter {
 
   /** After a checkpoint is attached and indexed: resume at once if the endpoint was live. */
   start(): void {
-    if (this.autoResume && this.state === 'SUSPENDED') {
-      this.resumeStarted = this.env.clock.now();
-      this.fire('resume');
-    }
+    if (this.intent.start(this.env.clock.now())) this.fire('resume');
   }
 
   // ------------------------------------------------------------------ the table
@@ -678,10 +681,10 @@ export class Endpoint extends EventEmitter {
     this.recovery.established();
     // Resumed: the peer accepted our location (or did not need a proof of it), and we its.
     this.path.resumed();
-    if (this.resumeStarted > 0) {
+    const resumeMs = this.intent.resumeMeasured(this.env.clock.now());
+    if (resumeMs !== undefined) {
       this.stats.resumes++;
-      this.stats.lastResumeMs = this.env.clock.now() - this.resumeStarted;
-      this.resumeStarted = 0;
+      this.stats.lastResumeMs = resumeMs;
     }
     this.emit('established');
     this.sockets.schedulePump();
@@ -708,7 +711,7 @@ export class Endpoint extends EventEmitter {
       this.dialing = undefined;
       this.log.info('dial_failed', { code: err?.code, detail: err?.message });
       // A connection that was established (the open's own dial) recovers by itself.
-      if (this.state === 'ESTABLISHED') this.autoResume = true;
+      this.intent.socketLost();
       if (this.redial && (this.state === 'RES_SENT' || this.state === 'RES_ACKED')) {
         this.log.info('redial', { detail: 'the failed dial was an earlier exchange\'s' });
         return this.dialResume();
@@ -883,7 +886,7 @@ export class Endpoint extends EventEmitter {
     if (verdict.kind === 'peer_resumes') {
       this.takeKept();
       this.cancelResumeTimer();
-      if (this.resumeStarted === 0) this.resumeStarted = this.env.clock.now();
+      this.intent.peerResumes(this.env.clock.now());
       this.reuse = slot;
       this.reuseAnswer = true;
       this.fire('recv_res_reuse');
@@ -959,7 +962,7 @@ export class Endpoint extends EventEmitter {
         // Deferred when it was held on a socket being reused, inside a transition.
         const run = (): void => {
           if (slot !== this.data || this.state !== 'ESTABLISHED' || this.moving) return;
-          this.suspendStarted = this.env.clock.now();
+          this.intent.peerSuspends(this.env.clock.now());
           this.fire('recv_sus');
           this.finishDrain(slot, true);
         };
@@ -997,7 +1000,7 @@ export class Endpoint extends EventEmitter {
     if (slot !== this.data) return;
     this.data = undefined;
     this.log.info('data_socket_lost', { code: err?.code, state: this.state });
-    if (this.state === 'ESTABLISHED') this.autoResume = true;
+    this.intent.socketLost();
     this.fireIfDefined('socket_lost');
   }
 
@@ -1120,43 +1123,21 @@ export class Endpoint extends EventEmitter {
   /** Suspend: resolves once SUSPENDED and the data socket is drained. */
   async suspend(reason: 'user' | 'move' = 'user'): Promise<void> {
     if (this.detached) throw movedError();
-    // A user suspend during a move's preparation joins the move's suspend (reason stays "move")
-    // and is what the destination honours: the connection lands suspended.
-    this.suspendReason = reason === 'move' || this.moving ? 1 : 0;
-    if (reason === 'user') {
-      // The later call wins: a resume() still pending here settles with FERRY_ERR_SUPERSEDED.
-      this.userSuspends++;
-      this.emit('superseded');
-      this.autoResume = false;
-      if (this.moving) this.moveWish = 'suspend';
-    }
+    const step = this.intent.suspend(reason, this.env.clock.now());
+    // The later call wins: a resume() still pending here settles with FERRY_ERR_SUPERSEDED.
+    if (reason === 'user') this.emit('superseded');
     this.cancelResumeTimer();
-    if (this.state === 'RES_SENT' || this.state === 'RES_ACKED' || this.state === 'ESTABLISHED') {
-      this.suspendStarted = this.env.clock.now();
-      this.fire('suspend');
-    } else if (this.state !== 'SUS_SENT' && this.state !== 'SUS_ACKED' && this.state !== 'SUSPENDED') {
-      throw new FerryError(rejectionFor(this.state, 'suspend'), `cannot suspend in state ${this.state}`);
-    }
-    // Done once SUSPENDED with the drain finished, or once the connection has been suspended
-    // (SUSPENDED, or SUS_ACKED: the peer's suspend, which ours joined) and the peer already
-    // resumed it (either end may resume: the suspend did happen). Waiting only for the first would
-    // hang when a peer's RES arrives while a drain is still running, ours or the peer's: from
-    // SUS_ACKED that RES leads to RES_ACKED without ever passing SUSPENDED.
-    // Judged between transitions only: SUS_SENT -> SUSPENDED announces SUSPENDED before its drain
-    // has started, and a resume right after would find no socket kept to offer.
-    const suspending = (st: State): boolean => st === 'SUS_SENT' || st === 'SUS_ACKED' || st === 'SUSPENDED';
-    let reached = false;
-    const observe = (): void => {
-      if (this.state === 'SUSPENDED' || this.state === 'SUS_ACKED') reached = true;
-    };
+    if (step.kind === 'suspend') this.fire('suspend');
+    else if (step.kind === 'refuse') throw step.error;
+    // Judged between transitions only (core/intent.ts `SuspendWatch`): SUS_SENT -> SUSPENDED
+    // announces SUSPENDED before its drain has started, and a resume right after would find no
+    // socket kept to offer.
+    const watch = new SuspendWatch();
+    const observe = (): void => watch.observe(this.state);
     observe();
     this.on('state', observe);
     try {
-      await this.until(() => {
-        observe();
-        if (this.state === 'SUSPENDED' && this.draining.size === 0) return true;
-        return reached && !suspending(this.state);
-      }, true);
+      await this.until(() => watch.done(this.state, this.draining.size), true);
     } finally {
       this.off('state', observe);
     }
@@ -1170,48 +1151,24 @@ export class Endpoint extends EventEmitter {
    * once this object is detached (or goes on here if the move is cancelled).
    */
   async resume(): Promise<void> {
-    this.resumeCalls++;
+    const call = this.intent.resumeCalled();
     try {
-      await this.resumeLoop();
+      await this.resumeLoop(call);
     } finally {
-      this.resumeCalls--;
+      this.intent.resumeSettled();
     }
   }
-  /** Application resume() calls not yet settled: a peer's SUS that crosses them does not cancel them. */
-  private resumeCalls = 0;
-  /** Application suspend() calls so far: a resume() pending across one is superseded by it. */
-  private userSuspends = 0;
 
-  private async resumeLoop(): Promise<void> {
-    const suspends = this.userSuspends;
-    const superseded = (): boolean => this.userSuspends !== suspends;
+  /** Resume() `call` turn by turn as the intent decides (core/intent.ts `ResumeStep`), waiting between turns. */
+  private async resumeLoop(call: number): Promise<void> {
     for (;;) {
       if (this.detached) throw movedError();
-      if (superseded()) throw new FerryError('FERRY_ERR_SUPERSEDED', 'suspend() was called while this resume was pending');
-      if (this.state === 'ESTABLISHED') return;
-      if (this.moving) {
-        this.moveWish = 'resume';
-        this.autoResume = true;
-        await this.until(() => !this.moving || this.state === 'ESTABLISHED' || superseded());
-        continue;
-      }
-      this.autoResume = true;
-      if (this.state === 'SUS_SENT' || this.state === 'SUS_ACKED') {
-        // Finish the suspend first; resuming is then an ordinary SUSPENDED -> RES_SENT (unless a
-        // move began meanwhile: then the loop above holds the resume for the destination).
-        await this.until(() => (this.state !== 'SUS_SENT' && this.state !== 'SUS_ACKED') || this.moving || superseded());
-        continue;
-      }
-      if (this.state === 'SUSPENDED') {
-        this.resumeStarted = this.env.clock.now();
-        // The application asks now: the reconnect limit counts from here.
-        this.recovery.userResume();
-        this.fire('resume');
-      } else if (this.state !== 'RES_SENT' && this.state !== 'RES_ACKED') {
-        throw new FerryError(rejectionFor(this.state, 'resume'), `cannot resume in state ${this.state}`);
-      }
-      // A move that overtakes this resume (RES_SENT -> SUS_SENT) hands it to the loop above.
-      await this.until(() => this.state === 'ESTABLISHED' || this.moving || superseded());
+      const step = this.intent.resumeStep(call, this.env.clock.now());
+      if (step.kind === 'done') return;
+      if (step.kind === 'refuse') throw step.error;
+      if (step.kind === 'resume') this.fire('resume');
+      const wait = step.kind === 'resume' ? 'wait_resume' : step.kind;
+      await this.until(() => this.intent.resumeWaitOver(wait, call));
     }
   }
 
@@ -1220,16 +1177,13 @@ export class Endpoint extends EventEmitter {
     // The connection lives at the destination now: closing this object must not send a CLS.
     if (this.detached) throw movedError();
     if (this.state === 'CLOSED') return;
-    if (this.state !== 'CLOSE_SENT' && this.state !== 'CLOSE_ACKED') this.fire('close');
+    if (this.intent.close()) this.fire('close');
     await this.until(() => this.state === 'CLOSED', false, true).catch(() => {});
   }
 
   /** Abortive close with an error for the local application. */
   destroy(err?: FerryError): void {
-    if (this.state === 'CLOSED' || this.detached) return;
-    this.closedError ??= err;
-    this.aborting = true;
-    if (this.state !== 'CLOSE_SENT' && this.state !== 'CLOSE_ACKED') this.fire('close');
+    if (!this.detached && this.intent.destroy(err)) this.fire('close');
   }
   /**
    * The host is stopping (its control channel is closed): a close still retrying its CLS ends
@@ -1238,15 +1192,11 @@ export class Endpoint extends EventEmitter {
    * ended by {@link destroy} and the control requests the closed channel aborted.
    */
   stop(err: FerryError): void {
-    if (this.state !== 'CLOSE_SENT' || this.detached) return;
-    this.closedError ??= err;
+    if (this.detached || !this.intent.stop(err)) return;
     this.control.stopClose();
     this.rearm();
     this.fireIfDefined('timeout');
   }
-
-  /** destroy() was called: CLS carries reason 1 (abort) and the peer reports PEER_ABORTED. */
-  private aborting = false;
 
   /**
    * Resolve once `pred` holds (checked on every state change, finished drain and close); reject
@@ -1317,7 +1267,7 @@ export class Endpoint extends EventEmitter {
 
   /** The reason our CLS carries: 1 when the connection is destroyed or failed (the peer reports PEER_ABORTED). */
   private get clsReason(): number {
-    return this.aborting || this.closedError ? 1 : 0;
+    return this.intent.clsReason;
   }
 
   /** Carry out what the control requests decided (core/control-requests.ts), in order. */
@@ -1388,7 +1338,7 @@ export class Endpoint extends EventEmitter {
    */
   private sendSus(): void {
     const ds = this.data;
-    if (this.suspendReason === 0 && !this.moving && ds !== undefined && this.sockets.isOpen(ds) && this.state === 'SUS_SENT') {
+    if (ds !== undefined && this.intent.suspendInBand(this.sockets.isOpen(ds))) {
       this.control.forgetSus();
       this.data = undefined;
       if (this.sockets.send(ds, this.flow.suspend()) || this.sockets.isOpen(ds)) {
@@ -1403,15 +1353,14 @@ export class Endpoint extends EventEmitter {
   }
 
   private sendSusDatagram(): void {
-    this.request(this.control.suspend(this.suspendReason));
+    this.request(this.control.suspend(this.intent.susReason));
   }
 
   private countSuspend(): void {
-    if (this.state === 'SUSPENDED' && this.suspendStarted > 0) {
-      this.stats.suspends++;
-      this.stats.lastSuspendMs = this.env.clock.now() - this.suspendStarted;
-      this.suspendStarted = 0;
-    }
+    const ms = this.intent.suspendMeasured(this.env.clock.now());
+    if (ms === undefined) return;
+    this.stats.suspends++;
+    this.stats.lastSuspendMs = ms;
   }
 
   /**
@@ -1423,8 +1372,7 @@ export class Endpoint extends EventEmitter {
    */
   private sendRes(): void {
     const offer = this.kept;
-    const wantProof = this.path.wantsProof(this.keys !== undefined);
-    if (offer !== undefined && this.sockets.isOpen(offer) && !this.path.mustProve && !wantProof && !this.moving) {
+    if (offer !== undefined && this.intent.resumeInBand(this.sockets.isOpen(offer))) {
       // A RES of an earlier attempt, if any is still out, is not this attempt's: stop it (its
       // fresh counter reaching the peer later would only tear down what this attempt builds).
       this.cancelRes();
@@ -1469,17 +1417,11 @@ export class Endpoint extends EventEmitter {
 
   /** `schedule_resume`: the next automatic resume attempt, or give up and close. */
   private scheduleResume(): void {
-    if (!this.autoResume || this.moving) return;
-    const now = this.env.clock.now();
-    const d = this.control.scheduleResume(now);
+    const d = this.intent.scheduleResume(this.control, this.env.clock.now());
     if (d.kind === 'give_up') {
-      this.closedError = d.error;
       this.log.warn('peer_unreachable', { ms: Math.round(d.brokenMs), code: d.error.code });
       this.fire('close');
-      return;
-    }
-    if (this.resumeStarted === 0) this.resumeStarted = now;
-    this.rearm();
+    } else if (d.kind === 'scheduled') this.rearm();
   }
 
   /**
@@ -1487,10 +1429,9 @@ export class Endpoint extends EventEmitter {
    * lookup's answer is: whatever it throws is a rejection, never an exception in the clock timer.
    */
   private async resumeLater(): Promise<void> {
-    if (this.state !== 'SUSPENDED' || this.moving) return;
-    const lookup = this.control.resumeDue(this.env.clock.now());
-    if (lookup) await this.lookUp(lookup);
-    else this.fire('resume');
+    const due = this.intent.resumeDue(this.control, this.env.clock.now());
+    if (due === 'resume') this.fire('resume');
+    else if (due) await this.lookUp(due);
   }
 
   /** `close_retry`: look the peer up first if the last answer said so, then send the CLS again. */
@@ -1523,7 +1464,7 @@ export class Endpoint extends EventEmitter {
    * forgeries and replays change nothing).
    */
   handleControl(m: ConnControl, from: string): Buffer {
-    const d = decideIncoming(this.core, this.control, m, from, { moving: this.moving, resumePending: this.resumeCalls > 0, clsReason: this.clsReason }, this.incoming);
+    const d = decideIncoming(this.core, this.control, m, from, this.intent.incomingContext(), this.incoming);
     // The decision may have stopped our resume retry or close retry.
     this.rearm();
     if (d.kind === 'answer') return d.reply;
@@ -1531,23 +1472,13 @@ export class Endpoint extends EventEmitter {
       for (const c of d.commands) this.carry(c);
       throw d.error;
     }
-    if (d.type === MessageType.RES && this.resumeStarted === 0) this.resumeStarted = this.env.clock.now();
-    if (d.peerAborted) this.closedError ??= new FerryError('FERRY_ERR_PEER_ABORTED', 'the peer destroyed the connection');
-    if (d.type === MessageType.SUS && this.state === 'ESTABLISHED') this.suspendStarted = this.env.clock.now();
+    this.intent.incomingAccepted(d, this.env.clock.now());
     if (d.dropKept) this.dropKept('SUS datagram');
-    if (d.stopAutoResume) {
-      this.autoResume = false;
-      this.cancelResumeTimer();
-    }
+    if (d.stopAutoResume) this.cancelResumeTimer();
     this.fire(d.event);
     // The resume that completes a half-open gets a whole handshake time.
     if (d.halfOpen) this.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
-    if (d.resumeAfter && this.state === 'SUSPENDED') {
-      // A moving peer is found again through the location service (it registers when it lands).
-      if (d.peerMoving) this.recovery.peerMoving();
-      this.autoResume = true;
-      this.scheduleResume();
-    }
+    if (this.intent.resumeAfterIncoming(d)) this.scheduleResume();
     if (this.state === 'CLOSE_ACKED') queueMicrotask(() => this.fireIfDefined('drained'));
     return d.reply;
   }
@@ -1556,23 +1487,17 @@ export class Endpoint extends EventEmitter {
 
   /** Bring the endpoint to SUSPENDED for a move; incoming RES are answered PEER_MOVING meanwhile. */
   async prepareMove(): Promise<void> {
-    this.moving = true;
-    this.moveWish = undefined;
+    const resumeWanted = this.intent.prepareMove();
     this.emit('moving');
-    const resumeWanted = this.autoResume || this.state === 'ESTABLISHED' || this.state === 'RES_SENT' || this.state === 'RES_ACKED';
     this.cancelResumeTimer();
-    if (this.state === 'CONNECT_SENT' || this.state === 'CONNECT_ACKED') await this.until(() => this.state === 'ESTABLISHED');
+    if (this.intent.moveWaitsForOpen) await this.until(() => this.state === 'ESTABLISHED');
     if (this.state !== 'SUSPENDED' || this.draining.size > 0) await this.suspend('move');
-    // The application's own suspend or resume during the preparation decides (it set autoResume);
-    // otherwise the connection lands as it was.
-    if (this.moveWish === undefined) this.autoResume = resumeWanted;
+    this.intent.movePrepared(resumeWanted);
   }
 
   /** Abandon a prepared move (rollback): the endpoint resumes where it is. */
   cancelMove(): void {
-    this.moving = false;
-    this.moveWish = undefined;
-    if (this.autoResume && this.state === 'SUSPENDED') this.fire('resume');
+    if (this.intent.cancelMove()) this.fire('resume');
     this.emit('moving');
   }
 
@@ -1584,7 +1509,7 @@ export class Endpoint extends EventEmitter {
   /** Take the checkpoint of a SUSPENDED endpoint; this object is dead afterwards. */
   checkpoint(): EndpointCheckpoint {
     this.fire('detach');
-    const cp = this.core.checkpoint(this.autoResume);
+    const cp = this.core.checkpoint();
     // Its bytes travel in the checkpoint: charged at the destination now.
     this.releaseBudget();
     this.detached = true;

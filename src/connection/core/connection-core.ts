@@ -34,6 +34,7 @@ import { ControlAuth } from './control-auth.js';
 import { OpenHandshake } from './open.js';
 import { PathValidation } from './path.js';
 import { DataFlow } from './data.js';
+import { ResumeIntent } from './intent.js';
 import { Recovery } from './recovery.js';
 import { TimerTable, type Expiry, type TimerName } from './timers.js';
 
@@ -97,6 +98,8 @@ export class ConnectionCore {
   readonly flow: DataFlow;
   /** The open: its steps, its socket or request, the handshake deadline's rules. */
   readonly open: OpenHandshake;
+  /** What the application and the host want of the connection (resume by itself, a move's wish), and how our SUS/RES go out. */
+  readonly intent: ResumeIntent;
 
   constructor(init: CoreInit) {
     this.current = init.state;
@@ -113,15 +116,16 @@ export class ConnectionCore {
     this.recovery = new Recovery({ reconnectLimitMs: init.reconnectLimitMs });
     this.flow = new DataFlow(init.send, init.recv, this.timers);
     this.open = new OpenHandshake(this);
+    this.intent = new ResumeIntent(this);
   }
 
   /**
    * A moved connection end, rebuilt from its checkpoint, SUSPENDED. The checkpoint came from
    * another host: it is checked field by field (FERRY_ERR_MALFORMED_CHECKPOINT,
-   * FERRY_ERR_UNSUPPORTED_VERSION), never trusted through its type. `resume`: whether the end was
-   * live when it left (the adapter resumes it once indexed).
+   * FERRY_ERR_UNSUPPORTED_VERSION), never trusted through its type. Whether the end was live when
+   * it left lands as its intent's `autoResume` (the adapter resumes it once indexed).
    */
-  static fromCheckpoint(input: EndpointCheckpoint, o: { reconnectLimitMs: number; random: (n: number) => Buffer }): { core: ConnectionCore; resume: boolean } {
+  static fromCheckpoint(input: EndpointCheckpoint, o: { reconnectLimitMs: number; random: (n: number) => Buffer }): ConnectionCore {
     const cp = decodeEndpointCheckpoint(input);
     const send = new SendBuffer(cp.sendBudget, cp.send.acked, Buffer.from(cp.send.data, 'base64'));
     send.restoreFin(cp.send.fin ?? undefined);
@@ -146,15 +150,16 @@ export class ConnectionCore {
     });
     // Landed (possibly on another host): the next RES proves that this host speaks for the agent.
     if (core.keys) core.path.proveOurLocation();
-    return { core, resume: cp.resume };
+    core.intent.autoResume = cp.resume;
+    return core;
   }
 
   /**
-   * What a move carries of this end (taken SUSPENDED, after `detach`). `resume`: whether it lands
-   * live. Only a proven peer address travels: an unproven candidate is learned again from the
-   * peer's RES or the location service after the move.
+   * What a move carries of this end (taken SUSPENDED, after `detach`); its `resume` is the
+   * intent's `autoResume`: whether it lands live. Only a proven peer address travels: an unproven
+   * candidate is learned again from the peer's RES or the location service after the move.
    */
-  checkpoint(resume: boolean): EndpointCheckpoint {
+  checkpoint(): EndpointCheckpoint {
     const s = this.send.snapshot();
     const r = this.recv.snapshot();
     return {
@@ -172,7 +177,7 @@ export class ConnectionCore {
       peer: { ...this.path.peer },
       sendBudget: this.send.budget,
       receiveWindow: this.recv.window,
-      resume,
+      resume: this.intent.autoResume,
       proven: { ...this.path.proven },
       peerEpoch: this.path.peerEpoch,
     };

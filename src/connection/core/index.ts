@@ -15,3 +15,4 @@ export * from './closing.js';
 export * from './open.js';
 export * from './control-requests.js';
 export * from './control-incoming.js';
+export * from './intent.js';

@@ -149,13 +149,15 @@ test('ConnectionCore: checkpoint() and fromCheckpoint() carry the whole connecti
   core.recv.announce(1 << 16);
   core.recv.onData(0, Buffer.from('not read yet'));
   core.recv.onFin(12);
-  const cp = core.checkpoint(true);
+  core.intent.autoResume = true;
+  const cp = core.checkpoint();
+  assert.equal(cp.resume, true, "the intent's wish to resume travels");
   assert.equal(cp.controlCounter, 2);
   assert.equal(cp.peerCounter, 5);
-  const { core: landed, resume } = ConnectionCore.fromCheckpoint(JSON.parse(JSON.stringify(cp)), { reconnectLimitMs: 30_000, random: (n) => Buffer.alloc(n) });
-  assert.equal(resume, true);
+  const landed = ConnectionCore.fromCheckpoint(JSON.parse(JSON.stringify(cp)), { reconnectLimitMs: 30_000, random: (n) => Buffer.alloc(n) });
+  assert.equal(landed.intent.autoResume, true, 'it lands wanting to resume');
   assert.equal(landed.state, 'SUSPENDED');
-  assert.deepEqual(landed.checkpoint(true), cp, 'what lands is what left, field for field');
+  assert.deepEqual(landed.checkpoint(), cp, 'what lands is what left, field for field');
   assert.deepEqual(landed.send.snapshot(), { acked: 0, data: Buffer.from('unacked bytes'), fin: 13 });
   assert.deepEqual(landed.recv.take(100), Buffer.from('not read yet'));
   assert.equal(landed.recv.ended, true);
@@ -164,7 +166,7 @@ test('ConnectionCore: checkpoint() and fromCheckpoint() carry the whole connecti
 });
 
 test('ConnectionCore.fromCheckpoint: a checkpoint from another host is checked, never trusted through its type', () => {
-  const cp = coreIn('SUSPENDED').checkpoint(false);
+  const cp = coreIn('SUSPENDED').checkpoint();
   const bad = (o: unknown, code: string): void => {
     assert.throws(() => ConnectionCore.fromCheckpoint(o as never, { reconnectLimitMs: 1, random: (n) => Buffer.alloc(n) }), (e: { code?: string }) => e.code === code);
   };
