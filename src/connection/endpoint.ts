@@ -1176,8 +1176,9 @@ export class Endpoint extends EventEmitter {
   async close(): Promise<void> {
     // The connection lives at the destination now: closing this object must not send a CLS.
     if (this.detached) throw movedError();
-    if (this.state === 'CLOSED') return;
-    if (this.intent.close()) this.fire('close');
+    const step = this.intent.close();
+    if (step === 'done') return;
+    if (step === 'close') this.fire('close');
     await this.until(() => this.state === 'CLOSED', false, true).catch(() => {});
   }
 
@@ -1256,13 +1257,9 @@ export class Endpoint extends EventEmitter {
   /** This host's proof for our agent, if it has one that fits a RES (else the peer refuses). */
   private ownProof(): LocationProof | undefined {
     if (!this.keys) return undefined;
-    const p = this.env.locationProof?.(this.localAgent);
-    if (p && p.chain.length > limit('RESUME_PROOF_MAX_LINKS')) {
-      this.log.warn('resume_proof_too_long', { links: p.chain.length });
-      return undefined;
-    }
-    if (!p) this.log.info('resume_no_proof', { agent: this.localAgent });
-    return p;
+    const { proof, log } = this.intent.fittingProof(this.env.locationProof?.(this.localAgent));
+    if (log) this.log[log.level](log.event, log.fields);
+    return proof;
   }
 
   /** The reason our CLS carries: 1 when the connection is destroyed or failed (the peer reports PEER_ABORTED). */
@@ -1373,13 +1370,10 @@ export class Endpoint extends EventEmitter {
   private sendRes(): void {
     const offer = this.kept;
     if (offer !== undefined && this.intent.resumeInBand(this.sockets.isOpen(offer))) {
-      // A RES of an earlier attempt, if any is still out, is not this attempt's: stop it (its
-      // fresh counter reaching the peer later would only tear down what this attempt builds).
-      this.cancelRes();
+      this.carry(this.intent.resumeOffered(this.control, offer, this.env.clock.now()));
       this.offered = offer;
-      this.path.stopAwaiting();
       this.sockets.send(offer, { type: FrameType.RESUME });
-      this.setDeadline('resume_offer', limit('DRAIN_TIMEOUT_MS'), offer);
+      this.rearm();
       return;
     }
     if (this.kept !== undefined) this.dropKept('not offered');
@@ -1491,7 +1485,7 @@ export class Endpoint extends EventEmitter {
     this.emit('moving');
     this.cancelResumeTimer();
     if (this.intent.moveWaitsForOpen) await this.until(() => this.state === 'ESTABLISHED');
-    if (this.state !== 'SUSPENDED' || this.draining.size > 0) await this.suspend('move');
+    if (this.intent.moveSuspends(this.draining.size)) await this.suspend('move');
     this.intent.movePrepared(resumeWanted);
   }
 

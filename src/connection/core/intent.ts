@@ -15,12 +15,12 @@
  * Also the suspend and resume metrics' start times (when the SUS or the resume began), so the
  * adapter's `stats` get the durations from here.
  */
-import { FerryError } from '../../util/index.js';
+import { FerryError, limit } from '../../util/index.js';
 import { MessageType } from '../../wire/index.js';
 import { rejectionFor, type State } from '../state-machine.js';
 import type { ConnectionCore } from './connection-core.js';
 import type { IncomingContext, IncomingDecision } from './control-incoming.js';
-import type { ControlRequests, LookupCommand } from './control-requests.js';
+import type { CancelCommand, ControlRequests, LogLine, LookupCommand } from './control-requests.js';
 import type { RecoveryDecision } from './recovery.js';
 
 /** Our SUS's reason: 1 when suspending to move (the peer then resumes us through the location service). */
@@ -206,9 +206,10 @@ export class ResumeIntent {
     return state === 'ESTABLISHED' || this.preparing;
   }
 
-  /** close(): whether to fire `close` (not when a close has begun; CLOSED is the adapter's early return). */
-  close(): boolean {
-    return !closing(this.core.state);
+  /** close(): `done` when CLOSED, `wait` for a close that has begun, else `close` (fire it, then wait). */
+  close(): 'done' | 'wait' | 'close' {
+    const state = this.core.state;
+    return state === 'CLOSED' ? 'done' : closing(state) ? 'wait' : 'close';
   }
 
   /** destroy(`err`): an abortive close (our CLS says abort). Returns whether to fire `close`. */
@@ -216,7 +217,7 @@ export class ResumeIntent {
     if (this.core.state === 'CLOSED') return false;
     this.closedError ??= err;
     this.aborting = true;
-    return this.close();
+    return !closing(this.core.state);
   }
 
   /** The host is stopping: a close still retrying its CLS ends now with `err`. Returns whether to end it (fire `timeout`). */
@@ -245,6 +246,11 @@ export class ResumeIntent {
   get moveWaitsForOpen(): boolean {
     const state = this.core.state;
     return state === 'CONNECT_SENT' || state === 'CONNECT_ACKED';
+  }
+
+  /** Whether the move's preparation must suspend (or wait for a drain still running, `draining` sockets). */
+  moveSuspends(draining: number): boolean {
+    return this.core.state !== 'SUSPENDED' || draining > 0;
   }
 
   /**
@@ -296,6 +302,20 @@ export class ResumeIntent {
   }
 
   /**
+   * Our RESUME goes out in-band on the kept socket, slot `slot` ({@link resumeInBand}): a RES of an
+   * earlier attempt, if any is still out, is not this attempt's (its fresh counter reaching the
+   * peer later would only tear down what this attempt builds): returned to cancel. No resume HELLO
+   * waits for a proof, and the peer's answer is awaited until DRAIN_TIMEOUT_MS (the slot's
+   * `resume_offer` deadline; past it, the RES datagram).
+   */
+  resumeOffered(control: ControlRequests, slot: number, now: number): CancelCommand | undefined {
+    const cancel = control.cancelRes();
+    this.core.path.stopAwaiting();
+    this.core.setDeadline('resume_offer', now + limit('DRAIN_TIMEOUT_MS'), slot);
+    return cancel;
+  }
+
+  /**
    * `schedule_resume`: the next automatic resume attempt (its `resume_retry` deadline set), or give
    * up (the connection closes with the error, kept here), or nothing: no automatic resume is wanted,
    * or a move is being prepared (the destination resumes).
@@ -318,6 +338,17 @@ export class ResumeIntent {
   resumeDue(control: ControlRequests, now: number): LookupCommand | 'resume' | undefined {
     if (this.core.state !== 'SUSPENDED' || this.preparing) return undefined;
     return control.resumeDue(now) ?? 'resume';
+  }
+
+  /**
+   * The proof our RES carries: `p`, this host's for our agent (undefined: it has none), if it fits
+   * a RES; one past RESUME_PROOF_MAX_LINKS links would only be refused by the peer. With the line
+   * to log when there is none to send.
+   */
+  fittingProof<P extends { readonly chain: readonly unknown[] }>(p: P | undefined): { readonly proof: P | undefined; readonly log?: LogLine } {
+    if (p && p.chain.length > limit('RESUME_PROOF_MAX_LINKS')) return { proof: undefined, log: { level: 'warn', event: 'resume_proof_too_long', fields: { links: p.chain.length } } };
+    if (!p) return { proof: undefined, log: { level: 'info', event: 'resume_no_proof', fields: { agent: this.core.localAgent } } };
+    return { proof: p };
   }
 
   // ---------------------------------------------------------------- what happened

@@ -7,10 +7,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ControlRequests, SuspendWatch, type AcceptedIncoming, type ConnectionCore, type CoreInit, type ResumeStep } from '../../../../src/connection/core/index.js';
+import { ControlRequests, SuspendWatch, type AcceptedIncoming, type ConnectionCore, type CoreInit, type Expiry, type ResumeStep } from '../../../../src/connection/core/index.js';
 import type { Event, State } from '../../../../src/connection/state-machine.js';
 import { connectionKeysFromMaster } from '../../../../src/identity/index.js';
-import { FerryError } from '../../../../src/util/index.js';
+import { FerryError, limit } from '../../../../src/util/index.js';
 import { MessageType } from '../../../../src/wire/index.js';
 import { coreIn } from './fixtures.js';
 
@@ -144,10 +144,49 @@ test('intent: a cancelled move resumes here only when SUSPENDED and wanted; a la
   assert.equal(landed.intent.resumeMeasured(35), 25, 'the resume is measured from the start');
 });
 
-test('intent: a move waits for an open to finish before suspending', () => {
+test('intent: a move waits for an open to finish, then suspends unless SUSPENDED with no drain running', () => {
   assert.equal(at('CONNECT_SENT').intent.moveWaitsForOpen, true);
   assert.equal(at('CONNECT_ACKED').intent.moveWaitsForOpen, true);
   assert.equal(at('ESTABLISHED').intent.moveWaitsForOpen, false);
+  assert.equal(at('ESTABLISHED').intent.moveSuspends(0), true);
+  assert.equal(at('SUS_ACKED').intent.moveSuspends(0), true);
+  assert.equal(at('SUSPENDED').intent.moveSuspends(1), true, 'a drain still running is waited for');
+  assert.equal(at('SUSPENDED').intent.moveSuspends(0), false);
+});
+
+test('intent: a RESUME offered on the kept socket ends the RES of an earlier attempt, waits for no proof, and is bounded by its slot\'s resume_offer deadline', () => {
+  const core = at('SUSPENDED');
+  const control = requestsOf(core);
+  const earlier = control.resume(false);
+  earlier.build();
+  drive(core, 'resume');
+  core.path.resSent(true);
+  assert.equal(core.path.awaitingProof, true, 'as if the earlier RES had asked for the peer\'s proof');
+  const cancel = core.intent.resumeOffered(control, 7, 1000);
+  assert.deepEqual(cancel, { kind: 'cancel', id: earlier.id });
+  assert.equal(control.resCurrent(earlier.id), false);
+  assert.equal(core.path.awaitingProof, false, 'no resume HELLO waits for a proof');
+  const due = (now: number): Expiry[] => {
+    const out: Expiry[] = [];
+    for (let e = core.handleTimeout(now); e; e = core.handleTimeout(now)) if (e.name === 'resume_offer') out.push(e);
+    return out;
+  };
+  assert.deepEqual(due(999 + limit('DRAIN_TIMEOUT_MS')), []);
+  assert.deepEqual(due(1000 + limit('DRAIN_TIMEOUT_MS')), [{ name: 'resume_offer', slot: 7, at: 1000 + limit('DRAIN_TIMEOUT_MS') }]);
+  assert.equal(core.intent.resumeOffered(control, 7, 1000), undefined, 'no RES out: nothing to cancel');
+});
+
+test('intent: our RES carries this host\'s proof only if it has one that fits (at most RESUME_PROOF_MAX_LINKS links)', () => {
+  const core = at('SUSPENDED');
+  const fits = { chain: new Array<number>(limit('RESUME_PROOF_MAX_LINKS')).fill(0) };
+  assert.deepEqual(core.intent.fittingProof(fits), { proof: fits });
+  const long = { chain: new Array<number>(limit('RESUME_PROOF_MAX_LINKS') + 1).fill(0) };
+  const tooLong = core.intent.fittingProof(long);
+  assert.equal(tooLong.proof, undefined);
+  assert.equal(tooLong.log?.event, 'resume_proof_too_long');
+  const none = core.intent.fittingProof(undefined);
+  assert.equal(none.proof, undefined);
+  assert.equal(none.log?.event, 'resume_no_proof');
 });
 
 test('intent: resume() turn by turn: done, finish the suspend first, resume from SUSPENDED, wait for one under way, refused elsewhere', () => {
@@ -251,11 +290,12 @@ test('intent: resume_retry resumes now, or looks the peer up first, only while S
   assert.equal(at('RES_SENT').intent.resumeDue(requestsOf(at('RES_SENT')), 0), undefined, 'not SUSPENDED');
 });
 
-test('intent: close() fires close unless a close began; destroy() marks the abort and keeps the first error', () => {
-  assert.equal(at('ESTABLISHED').intent.close(), true);
-  assert.equal(at('SUSPENDED').intent.close(), true);
-  assert.equal(at('CLOSE_SENT').intent.close(), false);
-  assert.equal(at('CLOSE_ACKED').intent.close(), false);
+test('intent: close() fires close unless a close began (then waits) or ended; destroy() marks the abort and keeps the first error', () => {
+  assert.equal(at('ESTABLISHED').intent.close(), 'close');
+  assert.equal(at('SUSPENDED').intent.close(), 'close');
+  assert.equal(at('CLOSE_SENT').intent.close(), 'wait');
+  assert.equal(at('CLOSE_ACKED').intent.close(), 'wait');
+  assert.equal(at('CLOSED').intent.close(), 'done');
   const core = at('ESTABLISHED');
   const first = new FerryError('FERRY_ERR_INTERNAL', 'first');
   assert.equal(core.intent.clsReason, 0);
