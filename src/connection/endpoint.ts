@@ -42,7 +42,7 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { ControlRequests, serverEnd, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, decideIncoming, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type ControlOutcome, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
+import { ControlRequests, serverEnd, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, decideIncoming, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type ControlOutcome, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
 import { drainVerdict, keepsDrained, type AckStep, type DataFlow, type DrainVerdict } from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
@@ -171,7 +171,6 @@ export class Endpoint extends EventEmitter {
   /** When {@link clockTimer} fires (it may fire before the next deadline: it then re-arms). */
   private clockAt: number | undefined;
   /** The last socket slot given out: a number per data socket, so a deadline names the socket it belongs to. */
-  private lastSlot = 0;
   /** Dials waiting for their HELLO_ACK, by slot: how each one fails. */
   private readonly dials = new Map<number, (err: FerryError | undefined) => void>();
   /** Carrying out the core's commands (an event fired meanwhile waits in the core for its turn). */
@@ -337,7 +336,7 @@ export class Endpoint extends EventEmitter {
     // frame, under the transcript hash (so under both signatures' and MACs' cover).
     const from = { ip: unmappedIp(sock.remoteAddress ?? ''), controlPort: c.controlPort };
     const ep = new Endpoint(env, Endpoint.newCore(env, { ...serverEnd(c.connect, serverHalf, from), localAgent: local.id }));
-    const slot = ++ep.lastSlot;
+    const slot = ep.core.newSlot();
     const reply = ep.startServer({ connect: c.connect, connectBody: frameBody, server: local, inband: { controlPort: env.controlPort, slot } });
     // Until the CONNECT_CONFIRM verifies, the socket has proved nothing: frames keep the
     // redirector's first-frame bound.
@@ -361,11 +360,15 @@ export class Endpoint extends EventEmitter {
     const ds = this.sockets.opening(
       slot,
       sock,
-      (body) => this.runOpen(this.core.open.openingFrame(slot, body)),
+      (body) => {
+        this.core.openingFrame(slot, body);
+        this.drive();
+      },
       (err) => {
         if (this.opening === slot) this.opening = undefined;
         const e = dialError?.();
-        this.runOpen(this.core.open.openingClosed(slot, err, e && { code: (e as NodeJS.ErrnoException).code, message: e.message }));
+        this.core.openingClosed(slot, err, e && { code: (e as NodeJS.ErrnoException).code, message: e.message });
+        this.drive();
       },
     );
     this.opening = slot;
@@ -391,10 +394,22 @@ export class Endpoint extends EventEmitter {
   /** Hand `event` to the core and carry out what it decides, unless already doing so (then it waits its turn). */
   private fire(event: Event): void {
     this.core.handle(event);
+    this.drive();
+  }
+
+  /**
+   * Carry out the core's commands until it has none, unless a row's command is being carried out
+   * (then what was queued comes out after it, in the same run). An input's command runs outside
+   * any row: an event it fires is applied at once, before it goes on (core/connection-core.ts
+   * `inRow`).
+   */
+  private drive(): void {
     if (this.firing) return;
-    this.firing = true;
     try {
-      for (let c = this.core.poll(this.env.clock.now()); c; c = this.core.poll(this.env.clock.now())) this.carryOut(c);
+      for (let c = this.core.poll(this.env.clock.now()); c; c = this.core.poll(this.env.clock.now())) {
+        this.firing = this.core.inRow;
+        this.carryOut(c);
+      }
     } finally {
       this.firing = false;
       this.rearm();
@@ -422,6 +437,90 @@ export class Endpoint extends EventEmitter {
         return;
       case 'act':
         return this.act(c.action);
+      case 'open_dial': {
+        let dialError: Error | undefined;
+        let sock: StreamSocket;
+        // The handshake deadline the core set is armed before anything the dial starts.
+        this.rearm();
+        try {
+          sock = this.env.dial(c.ip, c.port);
+        } catch (err) {
+          queueMicrotask(() => {
+            this.core.openDialFailed(c.slot, err);
+            this.drive();
+          });
+          return;
+        }
+        sock.on('error', (e) => (dialError = e));
+        this.openingSocket(sock, c.slot, () => dialError).sendRaw(c.first);
+        return;
+      }
+      case 'open_request': {
+        // Called off when the connection ends first (an aborted open): else the CONNECT would go
+        // on being retransmitted to a peer that does not answer, for nothing, until its tries ran out.
+        this.connectRequest = new AbortController();
+        this.env
+          .request(c.to, c.type, c.body, { signal: this.connectRequest.signal })
+          .then((reply) => {
+            this.core.connectAnswered(c.id, reply);
+            this.drive();
+          })
+          .catch((err: unknown) => {
+            this.core.connectFailed(c.id, err);
+            this.drive();
+          });
+        return;
+      }
+      case 'open_predial':
+        this.predial = this.env.dial(c.ip, c.port);
+        this.predial.on('error', () => {});
+        return;
+      case 'open_dial_data': {
+        const sock = this.predial ?? this.env.dial(c.ip, c.port);
+        this.predial = undefined;
+        this.runDial(sock, 'open', ZERO_CHALLENGE, undefined);
+        return;
+      }
+      case 'open_send_raw':
+        if (this.opening === c.slot) this.sockets.socket(c.slot)?.sendRaw(c.bytes);
+        return;
+      case 'open_oneway':
+        this.env.oneway(c.to, c.type, c.body);
+        return;
+      case 'open_attach': {
+        const ds = this.sockets.socket(this.opening);
+        if (!ds || this.opening !== c.slot) return;
+        this.opening = undefined;
+        if (c.keys) ds.setKeys(c.keys.send, c.keys.receive);
+        ds.endRaw();
+        // Both ends start at offset 0 and know each other's window from CONNECT / CONNECT_ACK.
+        this.attach(c.slot, 0, this.send.peerLimit, false);
+        return;
+      }
+      case 'open_destroy_socket':
+        if (this.opening !== undefined && this.opening === c.slot) {
+          this.sockets.destroy(c.slot);
+          this.opening = undefined;
+        }
+        return;
+      case 'open_indexed':
+        this.env.indexed(this);
+        return;
+      case 'open_failed':
+        this.closedError = c.err;
+        this.log.warn('open_failed', { code: c.err.code, detail: c.err.message });
+        this.fire('timeout');
+        return;
+      case 'open_refused':
+        this.env.refused?.(c.err.code);
+        this.closedError ??= c.err;
+        return;
+      case 'destroy':
+        this.destroy(c.err);
+        return;
+      case 'log':
+        this.log.info(c.event, c.fields);
+        return;
     }
   }
 
@@ -471,7 +570,8 @@ export class Endpoint extends EventEmitter {
   private onExpiry(e: Expiry): void {
     switch (e.name) {
       case 'handshake':
-        return this.runOpen(this.core.open.handshakeExpired(e, this.env.clock.now(), this.sockets.isOpen(this.opening)));
+        this.core.handshakeExpired(e, this.env.clock.now(), this.sockets.isOpen(this.opening));
+        return this.drive();
       case 'resume_deadline':
         return this.onOutcome(this.control.resumeDeadline());
       case 'resume_retry':
@@ -508,12 +608,6 @@ export class Endpoint extends EventEmitter {
 
   private act(action: string): void {
     switch (action) {
-      case 'send_connect':
-        return this.runOpen(this.core.open.sendConnect(this.env.clock.now(), () => ++this.lastSlot));
-      case 'send_confirm':
-        return this.runOpen(this.core.open.sendConfirm());
-      case 'dial':
-        return this.runOpen(this.core.open.dial());
       case 'send_sus':
         return this.sendSus();
       case 'send_res':
@@ -569,96 +663,9 @@ export class Endpoint extends EventEmitter {
       };
       this.once('established', established);
       this.once('closed', closed);
-      this.runOpen(this.core.open.begin());
+      this.core.beginOpen();
+      this.drive();
     });
-  }
-
-  /** Carry out what the core's open decided, in order (core/open.ts). */
-  private runOpen(commands: readonly OpenCommand[]): void {
-    for (const c of commands) {
-      switch (c.kind) {
-        case 'open_dial': {
-          let dialError: Error | undefined;
-          let sock: StreamSocket;
-          // The handshake deadline the core set is armed before anything the dial starts.
-          this.rearm();
-          try {
-            sock = this.env.dial(c.ip, c.port);
-          } catch (err) {
-            queueMicrotask(() => this.runOpen(this.core.open.dialFailed(c.slot, err)));
-            break;
-          }
-          sock.on('error', (e) => (dialError = e));
-          this.openingSocket(sock, c.slot, () => dialError).sendRaw(c.first);
-          break;
-        }
-        case 'open_request': {
-          // Called off when the connection ends first (an aborted open): else the CONNECT would go
-          // on being retransmitted to a peer that does not answer, for nothing, until its tries ran out.
-          this.connectRequest = new AbortController();
-          this.env
-            .request(c.to, c.type, c.body, { signal: this.connectRequest.signal })
-            .then((reply) => this.runOpen(this.core.open.connectAnswered(c.id, reply)))
-            .catch((err: unknown) => this.runOpen(this.core.open.connectFailed(c.id, err)));
-          break;
-        }
-        case 'open_predial':
-          this.predial = this.env.dial(c.ip, c.port);
-          this.predial.on('error', () => {});
-          break;
-        case 'open_dial_data': {
-          const sock = this.predial ?? this.env.dial(c.ip, c.port);
-          this.predial = undefined;
-          this.runDial(sock, 'open', ZERO_CHALLENGE, undefined);
-          break;
-        }
-        case 'open_send_raw':
-          if (this.opening === c.slot) this.sockets.socket(c.slot)?.sendRaw(c.bytes);
-          break;
-        case 'open_oneway':
-          this.env.oneway(c.to, c.type, c.body);
-          break;
-        case 'open_attach': {
-          const ds = this.sockets.socket(this.opening);
-          if (!ds || this.opening !== c.slot) break;
-          this.opening = undefined;
-          if (c.keys) ds.setKeys(c.keys.send, c.keys.receive);
-          ds.endRaw();
-          // Both ends start at offset 0 and know each other's window from CONNECT / CONNECT_ACK.
-          this.attach(c.slot, 0, this.send.peerLimit, false);
-          break;
-        }
-        case 'open_destroy_socket':
-          if (this.opening !== undefined && this.opening === c.slot) {
-            this.sockets.destroy(c.slot);
-            this.opening = undefined;
-          }
-          break;
-        case 'open_indexed':
-          this.env.indexed(this);
-          break;
-        case 'open_failed':
-          this.closedError = c.err;
-          this.log.warn('open_failed', { code: c.err.code, detail: c.err.message });
-          this.fire('timeout');
-          break;
-        case 'open_refused':
-          this.env.refused?.(c.err.code);
-          this.closedError ??= c.err;
-          break;
-        case 'fire':
-          if (c.ifAccepted) this.fireIfDefined(c.event);
-          else this.fire(c.event);
-          break;
-        case 'destroy':
-          this.destroy(c.err);
-          break;
-        case 'log':
-          this.log.info(c.event, c.fields);
-          break;
-      }
-    }
-    this.rearm();
   }
 
   /** In-band server: read what followed the CONNECT (the host has indexed the endpoint). */
@@ -668,7 +675,8 @@ export class Endpoint extends EventEmitter {
 
   /** Server: the client's CONNECT_CONFIRM datagram arrived. Throws the typed error to answer. */
   handleConfirm(mac: Buffer): void {
-    this.runOpen(this.core.open.confirmDatagram(mac));
+    this.core.confirmDatagram(mac);
+    this.drive();
   }
 
   private onEstablished(): void {
@@ -693,7 +701,7 @@ export class Endpoint extends EventEmitter {
   // ------------------------------------------------------------------ data sockets
 
   private runDial(sock: StreamSocket, kind: 'open' | 'resume', challenge: Buffer, target: PeerLocator | undefined): void {
-    const slot = ++this.lastSlot;
+    const slot = this.core.newSlot();
     this.dialing = slot;
     const nonce = fresh(NONCE_BYTES);
     const fields = { kind, connectionId: this.connectionId, dialerRole: this.role, dialerNonce: nonce, challenge, received: this.recv.received, limit: this.flow.announceEdge() };
@@ -806,7 +814,7 @@ export class Endpoint extends EventEmitter {
     this.dialing = undefined;
     const acceptorNonce = fresh(NONCE_BYTES);
     const ackFields = { acceptorNonce, received: this.recv.received, limit: this.flow.announceEdge() };
-    const slot = ++this.lastSlot;
+    const slot = this.core.newSlot();
     const ds = this.sockets.accepted(slot, sock);
     ds.send({ type: FrameType.HELLO_ACK, ...ackFields, mac: helloAckMac(this.keys, ackFields, hello.dialerNonce) });
     if (this.keys) {

@@ -25,13 +25,13 @@
  * what a move writes and reads.
  */
 import { connectionKeysFromMaster, type AgentId, type ConnectionKeys } from '../../identity/index.js';
-import { limit } from '../../util/index.js';
+import { limit, type FerryError } from '../../util/index.js';
 import type { Role } from '../../wire/index.js';
 import { decodeEndpointCheckpoint, type EndpointCheckpoint, type PeerLocator, type ProvenLocation } from '../checkpoint.js';
 import { ReceiveBuffer, SendBuffer } from '../data-path.js';
 import { lookup, type Action, type Event, type State } from '../state-machine.js';
 import { ControlAuth } from './control-auth.js';
-import { OpenHandshake } from './open.js';
+import { OpenHandshake, type OpenCommand } from './open.js';
 import { PathValidation } from './path.js';
 import { DataFlow } from './data.js';
 import { ResumeIntent } from './intent.js';
@@ -60,6 +60,9 @@ export interface CoreInit {
   readonly random: (n: number) => Buffer;
 }
 
+/** What the open asks of the adapter (its `fire` is the core's own: the event is queued here). */
+export type OpenEffect = Exclude<OpenCommand, { readonly kind: 'fire' }>;
+
 /** What the adapter must do, from {@link ConnectionCore.poll}. */
 export type CoreCommand =
   /** The state changed (`from` ≠ `to`): tell listeners, drop what the new state does not keep. */
@@ -67,7 +70,15 @@ export type CoreCommand =
   /** Carry out one action of the row just applied. */
   | { readonly kind: 'act'; readonly action: Action }
   /** A queued event the state no longer accepted: nothing changed (for the debug log). */
-  | { readonly kind: 'stale'; readonly event: Event; readonly state: State };
+  | { readonly kind: 'stale'; readonly event: Event; readonly state: State }
+  /** What the open decided (core/open.ts): dial, send, attach or destroy a socket slot, fail. */
+  | OpenEffect;
+
+/** A command waiting in the queue, and whether it belongs to a row of the table (else to an input). */
+interface Queued {
+  readonly c: CoreCommand;
+  readonly row: boolean;
+}
 
 /** Whether a state is part of a resume (the new data socket is being set up). */
 const resuming = (s: State): boolean => s === 'RES_SENT' || s === 'RES_ACKED';
@@ -77,7 +88,10 @@ export class ConnectionCore {
   private current: State;
   private readonly timers = new TimerTable();
   private readonly events: Event[] = [];
-  private readonly out: CoreCommand[] = [];
+  private readonly out: Queued[] = [];
+  /** Whether the command {@link poll} gave out last belongs to a row (see {@link inRow}). */
+  private polledRow = true;
+  private lastSlot = 0;
   readonly role: Role;
   readonly localAgent: AgentId;
   readonly peerAgent: AgentId;
@@ -201,21 +215,118 @@ export class ConnectionCore {
   /**
    * The next command, or undefined when there is nothing left to do. When the commands of the
    * last event are all out, the next queued event is applied at `now`: its row's transition, then
-   * its actions.
+   * its actions. An action the core decides itself (the open's steps: `send_connect`,
+   * `send_confirm`, `dial`) is decided when its turn comes, after the row's earlier commands were
+   * carried out, and what it comes to goes out in its place.
    */
   poll(now: number): CoreCommand | undefined {
-    while (this.out.length === 0) {
-      const event = this.events.shift();
-      if (event === undefined) return undefined;
-      this.apply(event, now);
+    for (;;) {
+      while (this.out.length === 0) {
+        const event = this.events.shift();
+        if (event === undefined) return undefined;
+        this.apply(event, now);
+      }
+      const q = this.out.shift()!;
+      const step = q.c.kind === 'act' ? this.openStep(q.c.action, now) : undefined;
+      if (step) {
+        this.queueOpen(step, true, true);
+        continue;
+      }
+      this.polledRow = q.row;
+      return q.c;
     }
-    return this.out.shift();
+  }
+
+  /**
+   * Whether the command {@link poll} gave out last belongs to a row of the table (its transition,
+   * its actions, what the core's own actions came to), or else to an input (an answer, a frame,
+   * an expiry). An event that an input's command hands in is applied at once, before that
+   * command goes on; one handed in during a row's command waits for the row's end.
+   */
+  get inRow(): boolean {
+    return this.polledRow;
+  }
+
+  /** A new socket slot: a command and the input that answers it name the same socket by it. */
+  newSlot(): number {
+    return ++this.lastSlot;
+  }
+
+  /** What an open step of the table comes to (undefined: not the core's to decide). */
+  private openStep(action: Action, now: number): readonly OpenCommand[] | undefined {
+    switch (action) {
+      case 'send_connect':
+        return this.open.sendConnect(now, () => this.newSlot());
+      case 'send_confirm':
+        return this.open.sendConfirm();
+      case 'dial':
+        return this.open.dial();
+      default:
+        return undefined;
+    }
+  }
+
+  /**
+   * Queue what the open decided: its commands (a row's, ahead of the queue, in place of the action;
+   * an input's, behind it), and the event it hands to the table (applied once the queue is out,
+   * stale if the state no longer accepts it then).
+   */
+  private queueOpen(commands: readonly OpenCommand[], row: boolean, front = false): void {
+    const q: Queued[] = [];
+    for (const c of commands) {
+      if (c.kind === 'fire') this.handle(c.event);
+      else q.push({ c, row });
+    }
+    if (front) this.out.unshift(...q);
+    else this.out.push(...q);
+  }
+
+  // ---------------------------------------------------------------- the open's inputs
+
+  /** The application's `open()` (core/open.ts `begin`). */
+  beginOpen(): void {
+    this.queueOpen(this.open.begin(), false);
+  }
+
+  /** In-band client: the dial of slot `slot` threw `err`. */
+  openDialFailed(slot: number, err: unknown): void {
+    this.queueOpen(this.open.dialFailed(slot, err), false);
+  }
+
+  /** Control-channel client: CONNECT request `id` was answered. */
+  connectAnswered(id: number, reply: { type: number; body: Buffer }): void {
+    this.queueOpen(this.open.connectAnswered(id, reply), false);
+  }
+
+  /** Control-channel client: CONNECT request `id` failed. */
+  connectFailed(id: number, err: unknown): void {
+    this.queueOpen(this.open.connectFailed(id, err), false);
+  }
+
+  /** A raw frame on the opening socket `slot`; throws the typed error that refuses it. */
+  openingFrame(slot: number, body: Buffer): void {
+    this.queueOpen(this.open.openingFrame(slot, body), false);
+  }
+
+  /** The opening socket `slot` closed (`err`: refused with it; `dialError`: what the dial reported). */
+  openingClosed(slot: number, err: FerryError | undefined, dialError?: { code?: string | undefined; message: string }): void {
+    this.queueOpen(this.open.openingClosed(slot, err, dialError), false);
+  }
+
+  /** Server: the client's CONNECT_CONFIRM datagram; throws the typed error to answer. */
+  confirmDatagram(mac: Buffer): void {
+    this.queueOpen(this.open.confirmDatagram(mac), false);
+  }
+
+  /** The `handshake` deadline passed (`socketUp`: the opening socket is still usable). */
+  handshakeExpired(e: Expiry, now: number, socketUp: boolean): void {
+    this.queueOpen(this.open.handshakeExpired(e, now, socketUp), false);
   }
 
   private apply(event: Event, now: number): void {
     const row = lookup(this.current, event);
     if (!row) {
-      this.out.push({ kind: 'stale', event, state: this.current });
+      this.out.push({ c: { kind: 'stale', event, state: this.current }, row: true });
       return;
     }
     const from = this.current;
@@ -226,9 +337,9 @@ export class ConnectionCore {
       // Without this, an end waiting for the peer's dial would wait forever if that dial failed.
       if (resuming(row.to) && !resuming(from)) this.timers.set('resume_deadline', now + limit('HANDSHAKE_TIMEOUT_MS'));
       else if (!resuming(row.to)) this.timers.cancel('resume_deadline');
-      this.out.push({ kind: 'transition', event, from, to: row.to });
+      this.out.push({ c: { kind: 'transition', event, from, to: row.to }, row: true });
     }
-    for (const action of row.actions) this.out.push({ kind: 'act', action });
+    for (const action of row.actions) this.out.push({ c: { kind: 'act', action }, row: true });
   }
 
   /**

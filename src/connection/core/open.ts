@@ -1,8 +1,10 @@
 /**
  * The open of one connection end, sans I/O: what it sends at each step, what a CONNECT_ACK, a
  * REJECT, a CONNECT_CONFIRM or a lost opening socket leads to, the handshake deadline's rules, and
- * which typed error a failed open ends with. Each input returns the {@link OpenCommand}s for the
- * adapter (`endpoint.ts`) to carry out, in order; deadlines go into the core's timer table.
+ * which typed error a failed open ends with. Each input returns the {@link OpenCommand}s, which the core
+ * queues for the adapter (`endpoint.ts`) to carry out in order (`ConnectionCore.poll`; the core
+ * calls the steps `sendConnect`, `sendConfirm` and `dial` itself when their actions' turn comes);
+ * deadlines go into the core's timer table.
  *
  * Two ways to open (docs/PROTOCOL.md §5): in-band (default), CONNECT as the first frame of a TCP
  * socket to the peer's redirector, CONNECT_ACK back on it, CONNECT_CONFIRM as the client's next

@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConnectionCore, serverEnd, type OpenCommand, type OpenCrypto } from '../../../../src/connection/core/index.js';
+import { ConnectionCore, serverEnd, type CoreCommand, type OpenCommand, type OpenCrypto, type OpenEffect } from '../../../../src/connection/core/index.js';
 import { acceptConnectAck, buildConnect, buildConnectAck, clientFinished, verifyClientFinished, type ClientHello } from '../../../../src/connection/handshake.js';
 import { ReceiveBuffer, SendBuffer } from '../../../../src/connection/data-path.js';
 import type { State } from '../../../../src/connection/state-machine.js';
@@ -44,11 +44,21 @@ function newCore(role: 'client' | 'server', state: State, secure: boolean): Conn
   });
 }
 
-/** Apply every queued event of `core` (the adapter's fire), returning the table's actions. */
+/** Every command `core` gives out at `now` (the adapter's drive). */
+function drain(core: ConnectionCore, now: number): CoreCommand[] {
+  const out: CoreCommand[] = [];
+  for (let c = core.poll(now); c; c = core.poll(now)) out.push(c);
+  return out;
+}
+
+/** Apply every queued event of `core`: the table's actions, and (by kind) what the core's own open steps came to. */
 function apply(core: ConnectionCore, now: number): string[] {
-  const acts: string[] = [];
-  for (let c = core.poll(now); c; c = core.poll(now)) if (c.kind === 'act') acts.push(c.action);
-  return acts;
+  return drain(core, now).flatMap((c) => (c.kind === 'act' ? [c.action] : c.kind === 'transition' || c.kind === 'stale' ? [] : [c.kind]));
+}
+
+/** The open's commands among `cmds`. */
+function openCommands(cmds: readonly CoreCommand[]): OpenCommand[] {
+  return cmds.filter((c): c is OpenEffect => c.kind !== 'act' && c.kind !== 'transition' && c.kind !== 'stale');
 }
 
 /**
@@ -63,11 +73,13 @@ function clientOpening(clock: ManualClock, inband: boolean, secure = true): { co
   const hello = built[0]!;
   const begun = core.open.begin();
   assert.deepEqual(begun.at(-1), { kind: 'fire', event: 'connect', ifAccepted: false });
+  // The adapter's earlier sockets: the open's is slot 11.
+  for (let i = 0; i < 10; i++) core.newSlot();
   core.handle('connect');
-  assert.deepEqual(apply(core, clock.now()), ['send_connect']);
-  let slots = 10;
-  const sent = core.open.sendConnect(clock.now(), () => ++slots);
-  return { core, hello, sent };
+  // send_connect is the core's own step: what it decided comes out in its place.
+  const sent = drain(core, clock.now());
+  assert.deepEqual(sent[0], { kind: 'transition', event: 'connect', from: 'CLOSED', to: 'CONNECT_SENT' });
+  return { core, hello, sent: openCommands(sent.slice(1)) };
 }
 
 /** The server's answer to `hello`, built by the test (in-band: also the whole CONNECT_ACK frame body). */
@@ -201,9 +213,10 @@ test('open, control-channel client: a verified CONNECT_ACK sets keys, id, window
   // A datagram open keeps the control port it sent to; the redirector port is the server's word.
   assert.deepEqual(core.path.peer, { ...SERVER_AT, redirectorPort: SERVER_REDIRECTOR_PORT });
   core.handle('recv_connect_ack');
-  assert.deepEqual(apply(core, 0), ['send_confirm', 'dial', 'established']);
+  const steps = drain(core, 0);
+  assert.deepEqual(steps.map((c) => (c.kind === 'act' ? c.action : c.kind)), ['transition', 'open_oneway', 'open_dial_data', 'established']);
   // send_confirm: the client's MAC over the transcript, as a one-way datagram to the control port.
-  const [confirm] = core.open.sendConfirm();
+  const confirm = steps[1];
   assert.ok(confirm && confirm.kind === 'open_oneway');
   assert.equal(confirm.to, '10.0.0.2:4000');
   assert.equal(confirm.type, MessageType.CONNECT_CONFIRM);
@@ -211,7 +224,7 @@ test('open, control-channel client: a verified CONNECT_ACK sets keys, id, window
   assert.deepEqual(c.connectionId, core.connectionId);
   assert.ok(verifyClientFinished(ack.keys, ack.transcript, c.mac));
   // dial: the data socket, dialled (or the one dialled ahead) to the redirector port the server named.
-  assert.deepEqual(core.open.dial(), [{ kind: 'open_dial_data', ip: SERVER_AT.ip, port: SERVER_REDIRECTOR_PORT }]);
+  assert.deepEqual(steps[2], { kind: 'open_dial_data', ip: SERVER_AT.ip, port: SERVER_REDIRECTOR_PORT });
 });
 
 test('open, control-channel client: an answer to another request, or after the open moved on, changes nothing', () => {
@@ -260,13 +273,12 @@ test('open, in-band client: the CONNECT_ACK frame names the server\'s control po
   assert.deepEqual(core.open.openingFrame(11, ack.frame), [{ kind: 'open_indexed' }, { kind: 'fire', event: 'recv_connect_ack', ifAccepted: false }]);
   assert.deepEqual(core.path.peer, { ...SERVER_AT, controlPort: SERVER_CONTROL_PORT, redirectorPort: SERVER_REDIRECTOR_PORT });
   core.handle('recv_connect_ack');
-  apply(core, clock.now());
-  const [confirm] = core.open.sendConfirm();
+  const [confirm, attach] = openCommands(drain(core, clock.now()));
   assert.ok(confirm && confirm.kind === 'open_send_raw');
   assert.equal(confirm.slot, 11);
   assert.ok(verifyClientFinished(ack.keys, ack.transcript, decodeConnectConfirmFrame(confirm.bytes)), 'a CONNECT_CONFIRM frame with the client\'s key confirmation');
   // The opening socket becomes the data socket, the client sending under c2s.
-  assert.deepEqual(core.open.dial(), [{ kind: 'open_attach', slot: 11, keys: { send: ack.open!.c2s, receive: ack.open!.s2c } }]);
+  assert.deepEqual(attach, { kind: 'open_attach', slot: 11, keys: { send: ack.open!.c2s, receive: ack.open!.s2c } });
   assert.equal(core.open.openingSlot, undefined);
   core.open.established(true);
   assert.equal(core.nextDeadline(), undefined, 'established: the handshake deadline is gone');
@@ -361,11 +373,9 @@ test('open, in-band: a client and a server core complete the handshake with each
   const { core: server, reply } = serverFor(clock, hello, true);
   client.open.openingFrame(11, reply);
   client.handle('recv_connect_ack');
-  apply(client, 0);
-  const [confirm] = client.open.sendConfirm();
+  const [confirm, clientAttach] = openCommands(drain(client, 0));
   assert.ok(confirm && confirm.kind === 'open_send_raw');
   const [serverAttach] = server.open.openingFrame(5, confirm.bytes);
-  const [clientAttach] = client.open.dial();
   assert.ok(serverAttach?.kind === 'open_attach' && clientAttach?.kind === 'open_attach');
   assert.deepEqual(serverAttach.keys?.send, clientAttach.keys?.receive);
   assert.deepEqual(serverAttach.keys?.receive, clientAttach.keys?.send);
@@ -468,4 +478,55 @@ test('open, control-channel client, security off: the confirmation is all zeros 
   const [confirm] = core.open.sendConfirm();
   assert.ok(confirm && confirm.kind === 'open_oneway');
   assert.deepEqual(decodeConnectConfirm(confirm.body).mac, Buffer.alloc(32));
+});
+
+test('open, through the core\'s queue: an input\'s commands come out first, outside any row; the event it hands in follows as a row, the core\'s own steps in their actions\' places', () => {
+  const clock = new ManualClock();
+  // The application's open(): dial ahead (an input's command), then the table's connect.
+  const fresh = newCore('client', 'CLOSED', true);
+  fresh.open.startClient({ inband: false, client: CLIENT, redirectorPort: 3001, controlPort: 3000, window: 1 << 16, crypto });
+  fresh.beginOpen();
+  const seen: [string, boolean][] = [];
+  for (let c = fresh.poll(0); c; c = fresh.poll(0)) seen.push([c.kind === 'act' ? c.action : c.kind, fresh.inRow]);
+  assert.deepEqual(seen, [['open_predial', false], ['transition', true], ['open_request', true]]);
+  // A verified CONNECT_ACK: indexed first, then the row of recv_connect_ack, its steps as commands.
+  const { core, hello } = clientOpening(clock, false);
+  core.connectAnswered(1, { type: MessageType.CONNECT_ACK, body: answer(hello, false).body });
+  assert.equal(core.state, 'CONNECT_SENT', 'the event waits until the input\'s commands are out');
+  const first = core.poll(0);
+  assert.deepEqual([first, core.inRow], [{ kind: 'open_indexed' }, false]);
+  const rest: [string, boolean][] = [];
+  for (let c = core.poll(0); c; c = core.poll(0)) rest.push([c.kind === 'act' ? c.action : c.kind, core.inRow]);
+  assert.deepEqual(rest, [['transition', true], ['open_oneway', true], ['open_dial_data', true], ['established', true]]);
+  // A stale answer queues nothing.
+  core.connectFailed(1, new FerryError('FERRY_ERR_CONTROL_TIMEOUT'));
+  assert.equal(core.poll(0), undefined);
+});
+
+test('open, through the core\'s queue: a step is decided when its turn comes, after the row\'s earlier commands were carried out', () => {
+  const clock = new ManualClock();
+  const core = newCore('client', 'CLOSED', true);
+  core.open.startClient({ inband: true, client: CLIENT, redirectorPort: 3001, controlPort: 3000, window: 1 << 16, crypto });
+  core.handle('connect');
+  assert.equal(core.poll(0)?.kind, 'transition');
+  assert.equal(core.nextDeadline(), undefined, 'send_connect not decided yet');
+  // The adapter carried out the transition meanwhile; the dial's deadline counts from the step's turn.
+  const dial = core.poll(40);
+  assert.ok(dial?.kind === 'open_dial');
+  assert.equal(core.nextDeadline(), 40 + HANDSHAKE_MS);
+  // The handshake deadline passes: the failure is an input's command, its timeout a row after it.
+  clock.advance(40 + HANDSHAKE_MS);
+  core.handshakeExpired(core.handleTimeout(clock.now())!, clock.now(), true);
+  const failed = core.poll(clock.now());
+  assert.ok(failed?.kind === 'open_failed' && !core.inRow);
+  assert.equal(failed.err.code, 'FERRY_ERR_HANDSHAKE_TIMEOUT');
+  // A server's refused opening socket: counted (an input's), then the close the table applies (stale if closed meanwhile).
+  const { core: server } = serverHalfOpen(clock, true);
+  const err = new FerryError('FERRY_ERR_MALFORMED_FRAME', 'junk');
+  server.handle('timeout');
+  server.openingClosed(5, err);
+  assert.deepEqual(drain(server, clock.now()).map((c) => c.kind), ['open_refused', 'transition', 'act', 'stale']);
+  // A refused CONNECT_CONFIRM queues nothing: the error is the answer.
+  throwsCode(() => server.confirmDatagram(Buffer.alloc(32)), 'FERRY_ERR_ILLEGAL_TRANSITION');
+  assert.equal(server.poll(clock.now()), undefined);
 });
