@@ -42,7 +42,7 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { ControlRequests, serverEnd, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, decideIncoming, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type ControlOutcome, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
+import { ControlRequests, serverEnd, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, decideIncoming, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
 import { drainVerdict, keepsDrained, type AckStep, type DataFlow, type DrainVerdict } from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
@@ -102,6 +102,11 @@ export interface EndpointEnv {
 }
 
 const ZERO_CHALLENGE = Buffer.alloc(NONCE_BYTES);
+
+/** How an endpoint checks the location proof a RES_ACK carries: delegation validity is wall-clock time. */
+function proofVerifier(env: EndpointEnv): (m: ConnControl, peerAgent: AgentId, peerEpoch: number) => number {
+  return (m, peerAgent, peerEpoch) => verifyResumeProof(m, peerAgent, peerEpoch, (env.wallClock ?? Date.now)()).epoch;
+}
 
 function addr(p: { ip: string; controlPort: number }): string {
   return formatAddress(p.ip, p.controlPort);
@@ -204,9 +209,9 @@ export class Endpoint extends EventEmitter {
     this.path = core.path;
     this.recovery = core.recovery;
     this.intent = core.intent;
-    // Delegation validity is wall-clock time.
-    const verifyProof = (m: ConnControl, peerEpoch: number): number => verifyResumeProof(m, this.peerAgent, peerEpoch, (this.env.wallClock ?? Date.now)()).epoch;
-    this.control = new ControlRequests(core, { redirectorPort: env.redirectorPort, reconnectLimitMs: env.reconnectLimitMs, verifyProof });
+    this.control = core.control;
+    const verify = proofVerifier(env);
+    const verifyProof = (m: ConnControl, peerEpoch: number): number => verify(m, this.peerAgent, peerEpoch);
     const prover = (): ((ack: ConnControl) => ResumeProof) | undefined => {
       const p = this.ownProof();
       return p && ((ack) => signResume(ack, p));
@@ -225,7 +230,12 @@ export class Endpoint extends EventEmitter {
 
   /** A new connection end's core (no checkpoint: counters at 0). */
   private static newCore(env: EndpointEnv, init: Omit<CoreInit, 'send' | 'recv' | 'reconnectLimitMs' | 'random'>): ConnectionCore {
-    return new ConnectionCore({ ...init, send: new SendBuffer(env.sendBudget), recv: new ReceiveBuffer(env.receiveWindow), reconnectLimitMs: env.reconnectLimitMs, random: fresh });
+    return new ConnectionCore({ ...init, ...Endpoint.coreEnv(env), send: new SendBuffer(env.sendBudget), recv: new ReceiveBuffer(env.receiveWindow) });
+  }
+
+  /** What every core of this host is given: limits, randomness, our redirector port, the proof verifier. */
+  private static coreEnv(env: EndpointEnv): Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof'> {
+    return { reconnectLimitMs: env.reconnectLimitMs, random: fresh, redirectorPort: env.redirectorPort, verifyProof: proofVerifier(env) };
   }
 
   /** The window a new connection announces in its CONNECT or CONNECT_ACK: the floor of the budget. */
@@ -377,7 +387,7 @@ export class Endpoint extends EventEmitter {
 
   /** Rebuild a moved endpoint from its checkpoint (state SUSPENDED); call {@link start} after indexing. */
   static fromCheckpoint(env: EndpointEnv, input: EndpointCheckpoint): Endpoint {
-    const ep = new Endpoint(env, ConnectionCore.fromCheckpoint(input, { reconnectLimitMs: env.reconnectLimitMs, random: fresh }));
+    const ep = new Endpoint(env, ConnectionCore.fromCheckpoint(input, Endpoint.coreEnv(env)));
     // What it carries is charged here whatever the budget says: the move was admitted.
     ep.settleBudget();
     ep.hadSocket = true;
@@ -519,8 +529,33 @@ export class Endpoint extends EventEmitter {
         this.destroy(c.err);
         return;
       case 'log':
-        this.log.info(c.event, c.fields);
+        this.log[c.level](c.event, c.fields);
         return;
+      case 'request':
+        return this.request(c);
+      case 'lookup':
+        return void this.lookUp(c);
+      case 'cancel':
+        if (this.resAbort?.id === c.id) {
+          // With a reason: abort() without one builds a DOMException (and its stack) at every cancel.
+          this.resAbort.ac.abort(RES_CANCELLED);
+          this.resAbort = undefined;
+        }
+        return;
+      case 'count_refusal':
+        this.env.refused?.(c.err.code);
+        return;
+      case 'drop_parked_hello':
+        return this.dropParked();
+      case 'take_parked_hello': {
+        const parked = this.parked;
+        this.parked = undefined;
+        if (parked) {
+          if (this.state === 'RES_SENT' || this.state === 'RES_ACKED') this.finishHello(parked.sock, parked.hello, parked.rest);
+          else parked.sock.destroy();
+        }
+        return;
+      }
     }
   }
 
@@ -573,7 +608,10 @@ export class Endpoint extends EventEmitter {
         this.core.handshakeExpired(e, this.env.clock.now(), this.sockets.isOpen(this.opening));
         return this.drive();
       case 'resume_deadline':
-        return this.onOutcome(this.control.resumeDeadline());
+        this.core.resumeDeadlinePassed();
+        // The clock timer goes to the next deadline before the timeout is applied (as it went).
+        this.rearm();
+        return this.drive();
       case 'resume_retry':
         void this.resumeLater();
         return;
@@ -612,8 +650,6 @@ export class Endpoint extends EventEmitter {
         return this.sendSus();
       case 'send_res':
         return this.sendRes();
-      case 'cancel_res':
-        return this.cancelRes();
       case 'dial_if_dialer':
         if (this.isDialer) this.dialResume();
         return;
@@ -1275,15 +1311,9 @@ export class Endpoint extends EventEmitter {
     return this.intent.clsReason;
   }
 
-  /** Carry out what the control requests decided (core/control-requests.ts), in order. */
+  /** Carry out, now, what the control requests decided (core/control-requests.ts). */
   private carry(c: ControlCommand | undefined): void {
-    if (c?.kind === 'request') return this.request(c);
-    if (c?.kind === 'lookup') return void this.lookUp(c);
-    if (c?.kind === 'cancel' && this.resAbort?.id === c.id) {
-      // With a reason: abort() without one builds a DOMException (and its stack) at every cancel.
-      this.resAbort.ac.abort(RES_CANCELLED);
-      this.resAbort = undefined;
-    }
+    if (c) this.carryOut(c);
   }
 
   /** Send request `c`; its reply or failure goes back to the core with its id (a stale one changes nothing). */
@@ -1296,8 +1326,14 @@ export class Endpoint extends EventEmitter {
     }
     const sent = this.env
       .request(c.to, c.type, c.body, opts)
-      .then((reply) => this.onOutcome(this.control.replied(c.id, reply, this.env.clock.now())))
-      .catch((err: unknown) => this.onOutcome(this.control.failed(c.id, err, this.env.clock.now())));
+      .then((reply) => {
+        this.core.replied(c.id, reply, this.env.clock.now());
+        this.drive();
+      })
+      .catch((err: unknown) => {
+        this.core.requestFailed(c.id, err, this.env.clock.now());
+        this.drive();
+      });
     if (c.purpose === 'sus') void sent.finally(() => this.countSuspend());
   }
 
@@ -1312,27 +1348,11 @@ export class Endpoint extends EventEmitter {
       // close sends its CLS again. Never a rejection nobody handles (the callers are timers),
       // which would end the process.
       this.log.info('lookup_failed', { code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: err instanceof Error ? err.message : String(err) });
-      return this.onOutcome(this.control.lookupFailed(c.id, this.moving, this.clsReason));
+      this.core.lookupFailed(c.id, this.moving, this.clsReason);
+      return this.drive();
     }
-    this.onOutcome(this.control.located(c.id, loc, this.moving, this.clsReason));
-  }
-
-  private onOutcome(o: ControlOutcome): void {
-    if (o.refused) this.env.refused?.(o.refused.code);
-    if (o.log) this.log[o.log.level](o.log.event, o.log.fields);
-    if (o.refused) this.dropParked();
-    for (const c of o.commands ?? []) this.carry(c);
-    this.rearm();
-    if (!o.event) return;
-    this.fireIfDefined(o.event);
-    if (o.resAcked) {
-      const parked = this.parked;
-      this.parked = undefined;
-      if (parked) {
-        if (this.state === 'RES_SENT' || this.state === 'RES_ACKED') this.finishHello(parked.sock, parked.hello, parked.rest);
-        else parked.sock.destroy();
-      }
-    }
+    this.core.located(c.id, loc, this.moving, this.clsReason);
+    this.drive();
   }
 
   /**

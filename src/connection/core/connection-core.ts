@@ -25,12 +25,13 @@
  * what a move writes and reads.
  */
 import { connectionKeysFromMaster, type AgentId, type ConnectionKeys } from '../../identity/index.js';
-import { limit, type FerryError } from '../../util/index.js';
-import type { Role } from '../../wire/index.js';
+import { FerryError, limit } from '../../util/index.js';
+import type { ConnControl, Role } from '../../wire/index.js';
 import { decodeEndpointCheckpoint, type EndpointCheckpoint, type PeerLocator, type ProvenLocation } from '../checkpoint.js';
 import { ReceiveBuffer, SendBuffer } from '../data-path.js';
 import { lookup, type Action, type Event, type State } from '../state-machine.js';
 import { ControlAuth } from './control-auth.js';
+import { ControlRequests, type ControlCommand, type ControlOutcome, type LogLine } from './control-requests.js';
 import { OpenHandshake, type OpenCommand } from './open.js';
 import { PathValidation } from './path.js';
 import { DataFlow } from './data.js';
@@ -58,10 +59,23 @@ export interface CoreInit {
   readonly reconnectLimitMs: number;
   /** `n` random bytes (path challenges): injected, the core has no source of its own. */
   readonly random: (n: number) => Buffer;
+  /** Our redirector port, announced in our RES (0 when unknown: a test's core). */
+  readonly redirectorPort?: number | undefined;
+  /**
+   * Verify the location proof `m` carries for `peerAgent`, against the highest epoch accepted;
+   * returns its epoch, throws the refusal. Injected (signatures, the wall clock); without it every
+   * proof is refused.
+   */
+  readonly verifyProof?: ((m: ConnControl, peerAgent: AgentId, peerEpoch: number) => number) | undefined;
 }
 
-/** What the open asks of the adapter (its `fire` is the core's own: the event is queued here). */
-export type OpenEffect = Exclude<OpenCommand, { readonly kind: 'fire' }>;
+/** A core given no proof verifier refuses every proof. */
+const NO_VERIFIER = (): number => {
+  throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', 'no proof verifier');
+};
+
+/** What the open asks of the adapter (its `fire` is the core's own: the event is queued here; its `log` is a {@link CoreCommand} `log`). */
+export type OpenEffect = Exclude<OpenCommand, { readonly kind: 'fire' | 'log' }>;
 
 /** What the adapter must do, from {@link ConnectionCore.poll}. */
 export type CoreCommand =
@@ -72,7 +86,17 @@ export type CoreCommand =
   /** A queued event the state no longer accepted: nothing changed (for the debug log). */
   | { readonly kind: 'stale'; readonly event: Event; readonly state: State }
   /** What the open decided (core/open.ts): dial, send, attach or destroy a socket slot, fail. */
-  | OpenEffect;
+  | OpenEffect
+  /** Our control requests (core/control-requests.ts): send request N, cancel it, look the peer up. */
+  | ControlCommand
+  /** Log a line the core decided is worth saying. */
+  | ({ readonly kind: 'log' } & LogLine)
+  /** Count a refusal decided here (the host's counters): a RES_ACK whose proof did not verify. */
+  | { readonly kind: 'count_refusal'; readonly err: FerryError }
+  /** The resume HELLO held for the peer's proof is dropped (the proof was refused). */
+  | { readonly kind: 'drop_parked_hello' }
+  /** Our RES_ACK's proof verified: the resume HELLO held for it goes on if the state still resumes, else it goes. */
+  | { readonly kind: 'take_parked_hello' };
 
 /** A command waiting in the queue, and whether it belongs to a row of the table (else to an input). */
 interface Queued {
@@ -89,6 +113,8 @@ export class ConnectionCore {
   private readonly timers = new TimerTable();
   private readonly events: Event[] = [];
   private readonly out: Queued[] = [];
+  /** Commands that wait until everything queued before them, and all it led to, is out. */
+  private readonly afterAll: Queued[] = [];
   /** Whether the command {@link poll} gave out last belongs to a row (see {@link inRow}). */
   private polledRow = true;
   private lastSlot = 0;
@@ -114,6 +140,8 @@ export class ConnectionCore {
   readonly open: OpenHandshake;
   /** What the application and the host want of the connection (resume by itself, a move's wish), and how our SUS/RES go out. */
   readonly intent: ResumeIntent;
+  /** Our outstanding SUS, RES, CLS and lookups, and the retries of our close. */
+  readonly control: ControlRequests;
 
   constructor(init: CoreInit) {
     this.current = init.state;
@@ -131,6 +159,8 @@ export class ConnectionCore {
     this.flow = new DataFlow(init.send, init.recv, this.timers);
     this.open = new OpenHandshake(this);
     this.intent = new ResumeIntent(this);
+    const verify = init.verifyProof ?? NO_VERIFIER;
+    this.control = new ControlRequests(this, { redirectorPort: init.redirectorPort ?? 0, reconnectLimitMs: init.reconnectLimitMs, verifyProof: (m, epoch) => verify(m, this.peerAgent, epoch) });
   }
 
   /**
@@ -139,7 +169,7 @@ export class ConnectionCore {
    * FERRY_ERR_UNSUPPORTED_VERSION), never trusted through its type. Whether the end was live when
    * it left lands as its intent's `autoResume` (the adapter resumes it once indexed).
    */
-  static fromCheckpoint(input: EndpointCheckpoint, o: { reconnectLimitMs: number; random: (n: number) => Buffer }): ConnectionCore {
+  static fromCheckpoint(input: EndpointCheckpoint, o: Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof'>): ConnectionCore {
     const cp = decodeEndpointCheckpoint(input);
     const send = new SendBuffer(cp.sendBudget, cp.send.acked, Buffer.from(cp.send.data, 'base64'));
     send.restoreFin(cp.send.fin ?? undefined);
@@ -161,6 +191,8 @@ export class ConnectionCore {
       counters: { sent: cp.controlCounter, received: cp.peerCounter },
       reconnectLimitMs: o.reconnectLimitMs,
       random: o.random,
+      redirectorPort: o.redirectorPort,
+      verifyProof: o.verifyProof,
     });
     // Landed (possibly on another host): the next RES proves that this host speaks for the agent.
     if (core.keys) core.path.proveOurLocation();
@@ -215,22 +247,32 @@ export class ConnectionCore {
   /**
    * The next command, or undefined when there is nothing left to do. When the commands of the
    * last event are all out, the next queued event is applied at `now`: its row's transition, then
-   * its actions. An action the core decides itself (the open's steps: `send_connect`,
-   * `send_confirm`, `dial`) is decided when its turn comes, after the row's earlier commands were
-   * carried out, and what it comes to goes out in its place.
+   * its actions. An action the core decides itself (the open's steps `send_connect`,
+   * `send_confirm` and `dial`; `cancel_res`) is decided when its turn comes, after the row's
+   * earlier commands were carried out, and what it comes to goes out in its place. Commands that
+   * wait for everything before them (the parked HELLO an answer frees) come out last.
    */
   poll(now: number): CoreCommand | undefined {
     for (;;) {
       while (this.out.length === 0) {
         const event = this.events.shift();
-        if (event === undefined) return undefined;
-        this.apply(event, now);
+        if (event !== undefined) this.apply(event, now);
+        else if (this.afterAll.length > 0) this.out.push(this.afterAll.shift()!);
+        else return undefined;
       }
       const q = this.out.shift()!;
-      const step = q.c.kind === 'act' ? this.openStep(q.c.action, now) : undefined;
-      if (step) {
-        this.queueOpen(step, true, true);
-        continue;
+      if (q.c.kind === 'act') {
+        const step = this.openStep(q.c.action, now);
+        if (step) {
+          this.queueOpen(step, true, true);
+          continue;
+        }
+        if (q.c.action === 'cancel_res') {
+          // Our RES, if one is out, is over: its cancel goes out in the action's place.
+          const cancel = this.control.cancelRes();
+          if (cancel) this.out.unshift({ c: cancel, row: true });
+          continue;
+        }
       }
       this.polledRow = q.row;
       return q.c;
@@ -275,10 +317,55 @@ export class ConnectionCore {
     const q: Queued[] = [];
     for (const c of commands) {
       if (c.kind === 'fire') this.handle(c.event);
+      else if (c.kind === 'log') q.push({ c: { kind: 'log', level: 'info', event: c.event, fields: c.fields }, row });
       else q.push({ c, row });
     }
     if (front) this.out.unshift(...q);
     else this.out.push(...q);
+  }
+
+  // ---------------------------------------------------------------- our control requests' inputs
+
+  /**
+   * Queue what an answer to one of our requests comes to (core/control-requests.ts
+   * `ControlOutcome`), in its order: the refusal to count, the line to log, the held HELLO to drop,
+   * the commands, then the event (stale if the state no longer accepts it); the held HELLO a
+   * verified proof frees goes on once that event and all it led to are applied.
+   */
+  private queueOutcome(o: ControlOutcome): void {
+    const push = (c: CoreCommand): void => void this.out.push({ c, row: false });
+    if (o.refused) push({ kind: 'count_refusal', err: o.refused });
+    if (o.log) push({ kind: 'log', ...o.log });
+    if (o.refused) push({ kind: 'drop_parked_hello' });
+    for (const c of o.commands ?? []) push(c);
+    if (!o.event) return;
+    this.handle(o.event);
+    if (o.resAcked) this.afterAll.push({ c: { kind: 'take_parked_hello' }, row: false });
+  }
+
+  /** The reply to our request `id` arrived at `now`. */
+  replied(id: number, reply: { type: number; body: Buffer }, now: number): void {
+    this.queueOutcome(this.control.replied(id, reply, now));
+  }
+
+  /** Our request `id` failed with `err` (no answer, a refusal, aborted) at `now`. */
+  requestFailed(id: number, err: unknown, now: number): void {
+    this.queueOutcome(this.control.failed(id, err, now));
+  }
+
+  /** Lookup `id` answered `loc` (undefined: nothing newer). `moving`: a move of this end is being prepared; `reason`: a CLS sent now carries it. */
+  located(id: number, loc: PeerLocator | undefined, moving: boolean, reason: number): void {
+    this.queueOutcome(this.control.located(id, loc, moving, reason));
+  }
+
+  /** Lookup `id` failed (the location service did not answer). */
+  lookupFailed(id: number, moving: boolean, reason: number): void {
+    this.queueOutcome(this.control.lookupFailed(id, moving, reason));
+  }
+
+  /** The `resume_deadline` passed: the resume's data socket was not proven in time. */
+  resumeDeadlinePassed(): void {
+    this.queueOutcome(this.control.resumeDeadline());
   }
 
   // ---------------------------------------------------------------- the open's inputs

@@ -1,9 +1,10 @@
 /**
  * Our control requests (SUS, RES, CLS) and the location lookups between tries, sans I/O: what
  * each one carries (counter, reason, path challenge, proof wanted or carried, padding), which one
- * is outstanding, and what its answer comes to. The adapter carries out the commands (send this
- * request, cancel it, look this agent up) and hands each result back with the id of the command
- * it answers; an answer whose id is no longer the outstanding one changes nothing, so a late
+ * is outstanding, and what its answer comes to. The core owns it (`ConnectionCore.control`) and
+ * queues its commands and outcomes in its `poll()`; the adapter carries out the commands (send this
+ * request, cancel it, look this agent up) and hands each result back through the core's inputs
+ * (`replied`, `requestFailed`, `located`, `lookupFailed`) with the id of the command it answers; an answer whose id is no longer the outstanding one changes nothing, so a late
  * callback of an earlier attempt cannot act (no "round" counters).
  *
  * What stays in the adapter: signing a proof (the host's batch signer) and verifying one

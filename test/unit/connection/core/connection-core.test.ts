@@ -52,9 +52,9 @@ test('ConnectionCore: an event handed in while a command is carried out waits fo
   assert.equal(core.state, 'RES_SENT');
   assert.deepEqual(core.poll(0), { kind: 'act', action: 'send_res' });
   assert.equal(core.state, 'RES_SENT', 'the send_res action runs in the state it was decided in');
+  // cancel_res is the core's own: no RES was built here, so it comes to nothing.
   assert.deepEqual(drain(core), [
     { kind: 'transition', event: 'recv_cls', from: 'RES_SENT', to: 'CLOSE_ACKED' },
-    { kind: 'act', action: 'cancel_res' },
     { kind: 'act', action: 'ack_cls' },
     { kind: 'act', action: 'drop_socket' },
   ]);
@@ -144,7 +144,8 @@ test('ConnectionCore: any sequence of events follows the table exactly, and a re
         }
         const want: CoreCommand[] = [];
         if (row.to !== model) want.push({ kind: 'transition', event: e, from: model, to: row.to });
-        for (const action of row.actions) want.push({ kind: 'act', action });
+        // cancel_res is the core's own, and no RES is ever out here: it comes to nothing.
+        for (const action of row.actions) if (action !== 'cancel_res') want.push({ kind: 'act', action });
         assert.deepEqual(cmds, want);
         model = row.to;
         assert.equal(core.state, model);

@@ -480,3 +480,75 @@ function aProof(): ResumeProof {
   const host = Identity.generate();
   return { hostKey: host.publicRaw, chain: freshChain(agent, host.publicRaw, 1, Date.now()), treeSize: 1, leafIndex: 0, path: [], signature: Buffer.alloc(64, 5) };
 }
+
+/** Every command `core` gives out at `now`, with whether it belongs to a row (else to an input). */
+function drainRows(core: ConnectionCore, now = 0): [string, boolean][] {
+  const out: [string, boolean][] = [];
+  for (let c = core.poll(now); c; c = core.poll(now)) out.push([c.kind === 'act' ? c.action : c.kind === 'transition' ? `${c.from}->${c.to}` : c.kind, core.inRow]);
+  return out;
+}
+
+test('through the core\'s queue: a refused RES_ACK proof is counted, logged and drops the held HELLO, outside any row, before the timeout\'s row (which cancels the RES)', () => {
+  const refusal = new FerryError('FERRY_ERR_CHAIN_EXPIRED', 'expired');
+  const core = coreIn('RES_SENT', {
+    keys: KEYS,
+    secure: true,
+    proven: { ip: '127.0.0.1', controlPort: 999, redirectorPort: 1001 },
+    verifyProof: () => {
+      throw refusal;
+    },
+  });
+  const plan = core.control.resume(false);
+  plan.build();
+  const c = plan.request(undefined, 0);
+  core.replied(c.id, replyTo(c, MessageType.RES_ACK, KEYS, { reason: RESUME_FLAG_PROOF, proof: aProof() }), 0);
+  const first = core.poll(0);
+  assert.ok(first?.kind === 'count_refusal' && first.err === refusal && !core.inRow);
+  assert.deepEqual(drainRows(core), [
+    ['log', false],
+    ['drop_parked_hello', false],
+    ['RES_SENT->SUSPENDED', true],
+    ['cancel', true],
+    ['schedule_resume', true],
+  ]);
+});
+
+test('through the core\'s queue: a verified RES_ACK frees the held HELLO only after its event and every event handed in meanwhile were applied', () => {
+  const core = coreIn('RES_SENT', { keys: KEYS, secure: true, proven: { ip: '127.0.0.1', controlPort: 999, redirectorPort: 1001 }, verifyProof: () => 7 });
+  const plan = core.control.resume(false);
+  plan.build();
+  const c = plan.request(undefined, 0);
+  core.replied(c.id, replyTo(c, MessageType.RES_ACK, KEYS, { reason: RESUME_FLAG_PROOF, redirectorPort: 1001, proof: aProof() }), 0);
+  assert.deepEqual(core.poll(0), { kind: 'act', action: 'dial_if_dialer' });
+  // While the dial is being decided, the application suspends: that row comes first.
+  core.handle('suspend');
+  const rest = drainRows(core);
+  assert.deepEqual(rest, [
+    ['RES_SENT->SUS_SENT', true],
+    ['cancel', true],
+    ['send_sus', true],
+    ['take_parked_hello', false],
+  ]);
+  // An answer to a request no longer out queues nothing.
+  core.requestFailed(c.id + 1, new FerryError('FERRY_ERR_CONTROL_TIMEOUT'), 0);
+  assert.equal(core.poll(0), undefined);
+});
+
+test('through the core\'s queue: the resume deadline, a lookup\'s answer and cancel_res come out as commands', () => {
+  const core = coreIn('RES_SENT');
+  core.resumeDeadlinePassed();
+  assert.deepEqual(drainRows(core), [
+    ['log', false],
+    ['RES_SENT->SUSPENDED', true],
+    ['schedule_resume', true],
+  ], 'no RES out: cancel_res comes to nothing');
+  // The next try looks the peer up first; its answer resumes (the event's row).
+  const d = core.control.scheduleResume(0);
+  assert.equal(d.kind, 'retry');
+  const lookup = core.control.resumeDue(0);
+  assert.ok(lookup);
+  core.located(lookup.id, { ip: '127.0.0.2', controlPort: 1000, redirectorPort: 1001, epoch: 3 }, false, 0);
+  assert.deepEqual(drainRows(core)[0], ['SUSPENDED->RES_SENT', true]);
+  core.lookupFailed(lookup.id, false, 0);
+  assert.equal(core.poll(0), undefined, 'answered already');
+});
