@@ -14,6 +14,9 @@
  *   the two tunnel ends cost if they only copied);
  * - with FERRY_BENCH_ACK_NOW=1, a plain and a sealed tunnel whose ends acknowledge every DATA at
  *   once (ack-now.ts) join the rounds: the delayed ACK measured against its absence;
+ * - with FERRY_BENCH_TUNNEL_BASELINE=DIR (the root of another build of Ferry, with its dist/), a
+ *   plain and a sealed tunnel run by that build's CLI join the rounds: a change measured against
+ *   the code before it in the same rounds, so the machine's load meets both alike;
  * - the time from a cut of the data path (every Ferry data socket reset, as the tests do) to the
  *   next echoed byte, p50, with the round-trip time through the tunnel in the same run;
  * - memory (RSS of both tunnel processes) per idle tunnelled connection, with 1000 of them;
@@ -44,7 +47,7 @@ const FERRY = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const ACK_NOW = fileURLToPath(new URL('../lib/ack-now.js', import.meta.url));
 
 /** The paths a round measures, each to the drain and to redis-server. */
-type TunnelSystem = 'tcp' | 'relay' | 'tunnel-plain' | 'tunnel-sealed' | 'ssh-L' | 'tunnel-plain-ack-now' | 'tunnel-sealed-ack-now';
+type TunnelSystem = 'tcp' | 'relay' | 'tunnel-plain' | 'tunnel-sealed' | 'ssh-L' | 'tunnel-plain-ack-now' | 'tunnel-sealed-ack-now' | 'tunnel-plain-baseline' | 'tunnel-sealed-baseline';
 
 /** Workload names of the rounds, in words. */
 const WORKLOAD_LABEL: Record<string, string> = { '65536': '64 KiB messages', '1048576': '1 MiB messages', redis: 'redis-benchmark -P 16' };
@@ -100,14 +103,15 @@ const rssKiB = async (pid: number): Promise<number> => Number(/VmRSS:\s+(\d+)/.e
 
 /**
  * A serving and a connecting tunnel end to 127.0.0.1:`to`; the connecting end listens on
- * `listenPort`. `nodeArgs` go to both processes' `node` before the CLI (a bench-only preload).
+ * `listenPort`. `nodeArgs` go to both processes' `node` before the CLI (a bench-only preload);
+ * `cli` is the CLI to run (another build's, for a baseline).
  */
-async function tunnel(dir: string, to: number, plain: boolean, tag: string, nodeArgs: string[] = []): Promise<{ listenPort: number; ports: number[]; pids: number[]; output(): string; stop(): void }> {
+async function tunnel(dir: string, to: number, plain: boolean, tag: string, nodeArgs: string[] = [], cli = FERRY): Promise<{ listenPort: number; ports: number[]; pids: number[]; output(): string; stop(): void }> {
   const sec = plain ? ['--no-security'] : [];
-  const id = (await run(process.execPath, [FERRY, 'tunnel', 'id', '--key', join(dir, `${tag}-c.key`)])).out.trim();
+  const id = (await run(process.execPath, [cli, 'tunnel', 'id', '--key', join(dir, `${tag}-c.key`)])).out.trim();
   const ready = /ferry tunnel ready: agent=([0-9a-f]{32}) .*redirector=[0-9.]+:(\d+) rendezvous=([0-9.]+:\d+)/;
-  const serve = await startUntil(process.execPath, [...nodeArgs, FERRY, 'tunnel', 'serve', '--key', join(dir, `${tag}-s.key`), '--to', `127.0.0.1:${to}`, '--allow', id, ...sec], ready);
-  const connect = await startUntil(process.execPath, [...nodeArgs, FERRY, 'tunnel', 'connect', serve.m[1]!, '--key', join(dir, `${tag}-c.key`), '--rendezvous', serve.m[3]!, '--listen', '127.0.0.1:0', ...sec], ready);
+  const serve = await startUntil(process.execPath, [...nodeArgs, cli, 'tunnel', 'serve', '--key', join(dir, `${tag}-s.key`), '--to', `127.0.0.1:${to}`, '--allow', id, ...sec], ready);
+  const connect = await startUntil(process.execPath, [...nodeArgs, cli, 'tunnel', 'connect', serve.m[1]!, '--key', join(dir, `${tag}-c.key`), '--rendezvous', serve.m[3]!, '--listen', '127.0.0.1:0', ...sec], ready);
   const listenPort = Number(/listen=127\.0\.0\.1:(\d+)/.exec(connect.m[0])![1]);
   return {
     listenPort,
@@ -211,6 +215,9 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
 
     ctx.progress('tunnel: starting tunnels, relays, ssh -L and redis-server', true);
     const ackNow = process.env.FERRY_BENCH_ACK_NOW === '1';
+    const baselineDir = process.env.FERRY_BENCH_TUNNEL_BASELINE;
+    const baselineCli = baselineDir ? join(baselineDir, 'dist', 'src', 'cli', 'main.js') : undefined;
+    if (baselineCli) await readFile(baselineCli).catch(() => Promise.reject(new Error(`FERRY_BENCH_TUNNEL_BASELINE: no ${baselineCli} (build that tree first)`)));
     // Each path is set up once and reused by every round: a round then costs only its trials.
     const redis = await startRedisServer();
     stops.push(() => void redis.destroy());
@@ -220,24 +227,38 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
       [drainPort, toDrain, 'drain'],
       [redis.port, toRedis, 'redis'],
     ] as const) {
-      for (const [system, plainTunnel, preload] of [
-        ['tunnel-plain', true, false],
-        ['tunnel-sealed', false, false],
+      for (const [system, plainTunnel, preload, cli] of [
+        ['tunnel-plain', true, false, FERRY],
+        ['tunnel-sealed', false, false, FERRY],
         ...(ackNow
           ? ([
-              ['tunnel-plain-ack-now', true, true],
-              ['tunnel-sealed-ack-now', false, true],
+              ['tunnel-plain-ack-now', true, true, FERRY],
+              ['tunnel-sealed-ack-now', false, true, FERRY],
+            ] as const)
+          : []),
+        ...(baselineCli
+          ? ([
+              ['tunnel-plain-baseline', true, false, baselineCli],
+              ['tunnel-sealed-baseline', false, false, baselineCli],
             ] as const)
           : []),
       ] as const) {
-        const t = await tunnel(dir, target, plainTunnel, `${tag}-${system}`, preload ? ['--import', ACK_NOW] : []);
+        const t = await tunnel(dir, target, plainTunnel, `${tag}-${system}`, preload ? ['--import', ACK_NOW] : [], cli);
         stops.push(t.stop);
         ports[system] = t.listenPort;
       }
       ports['ssh-L'] = await sshForward(await mkdtemp(join(dir, `ssh-${tag}-`)), target, stops);
       ports.relay = await relayPair(target, stops);
     }
-    const systems: TunnelSystem[] = ['tcp', 'relay', 'tunnel-plain', 'tunnel-sealed', 'ssh-L', ...(ackNow ? (['tunnel-plain-ack-now', 'tunnel-sealed-ack-now'] as const) : [])];
+    const systems: TunnelSystem[] = [
+      'tcp',
+      'relay',
+      'tunnel-plain',
+      'tunnel-sealed',
+      'ssh-L',
+      ...(ackNow ? (['tunnel-plain-ack-now', 'tunnel-sealed-ack-now'] as const) : []),
+      ...(baselineCli ? (['tunnel-plain-baseline', 'tunnel-sealed-baseline'] as const) : []),
+    ];
 
     const rounds = ctx.rounds ?? (ctx.quick ? 2 : 5);
     const maxBytes = ctx.quick ? 8 * 1048576 : 256 * 1048576;
@@ -271,6 +292,7 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
     info.rounds = rounds;
     info.systems = systems;
     info.ackNow = ackNow;
+    if (baselineDir) info.baseline = baselineDir;
     info.figures = Object.fromEntries(figures);
     info.trial = { maxBytes, ms, redisRequests: requests };
 
@@ -301,6 +323,14 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
         rows.push(row(`tunnel/ferry-plain-ack-now/${size}`, 'ferry-plain', `plain tunnel with every ACK at once (ACK_NOW_BYTES 0), over the delayed ACK, ${label}`, 'MiB/s', w, 'tunnel-plain-ack-now', b('tunnel-plain', 'ferry-plain'), m));
         rows.push(row(`tunnel/ferry-sealed-ack-now/${size}`, 'ferry-sealed', `sealed tunnel with every ACK at once (ACK_NOW_BYTES 0), over the delayed ACK, ${label}`, 'MiB/s', w, 'tunnel-sealed-ack-now', b('tunnel-sealed', 'ferry-sealed'), m));
       }
+      if (baselineCli) {
+        // Baseline over this build (as every other ratio here, the second system is the base):
+        // the rows read "this build over the baseline build".
+        rows.push(row(`tunnel/ferry-plain/${size}/vs-baseline`, 'ferry-plain', `plain tunnel of this build over the baseline build's, ${label}`, 'MiB/s', w, 'tunnel-plain', b('tunnel-plain-baseline', 'ferry-plain-baseline'), m));
+        rows.push(row(`tunnel/ferry-sealed/${size}/vs-baseline`, 'ferry-sealed', `sealed tunnel of this build over the baseline build's, ${label}`, 'MiB/s', w, 'tunnel-sealed', b('tunnel-sealed-baseline', 'ferry-sealed-baseline'), m));
+        rows.push(row(`tunnel/ferry-sealed-baseline/${size}`, 'ferry-sealed', `sealed tunnel of the baseline build, over ssh -L, ${label}`, 'MiB/s', w, 'tunnel-sealed-baseline', b('ssh-L', 'ssh-L'), m));
+        rows.push(row(`tunnel/ferry-plain-baseline/${size}`, 'ferry-plain', `plain tunnel of the baseline build, over direct TCP, ${label}`, 'MiB/s', w, 'tunnel-plain-baseline', b('tcp', 'tcp'), m));
+      }
     }
     const rb = (sys: TunnelSystem, id: string): { id: string; sys: TunnelSystem } => ({ id: `tunnel/redis/${id}`, sys });
     const what = 'redis-benchmark -P 16 (SET, GET) ops/s';
@@ -314,6 +344,11 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
     if (ackNow) {
       rows.push(row('tunnel/redis/ferry-plain-ack-now', 'ferry-plain', `${what} through the plain tunnel with every ACK at once, over the delayed ACK`, 'count', 'redis', 'tunnel-plain-ack-now', rb('tunnel-plain', 'ferry-plain')));
       rows.push(row('tunnel/redis/ferry-sealed-ack-now', 'ferry-sealed', `${what} through the sealed tunnel with every ACK at once, over the delayed ACK`, 'count', 'redis', 'tunnel-sealed-ack-now', rb('tunnel-sealed', 'ferry-sealed')));
+    }
+    if (baselineCli) {
+      rows.push(row('tunnel/redis/ferry-sealed/vs-baseline', 'ferry-sealed', `${what} through the sealed tunnel of this build, over the baseline build's`, 'count', 'redis', 'tunnel-sealed', rb('tunnel-sealed-baseline', 'ferry-sealed-baseline')));
+      rows.push(row('tunnel/redis/ferry-plain/vs-baseline', 'ferry-plain', `${what} through the plain tunnel of this build, over the baseline build's`, 'count', 'redis', 'tunnel-plain', rb('tunnel-plain-baseline', 'ferry-plain-baseline')));
+      rows.push(row('tunnel/redis/ferry-sealed-baseline/vs-ssh', 'ferry-sealed', `${what} through the sealed tunnel of the baseline build, over ssh -L`, 'count', 'redis', 'tunnel-sealed-baseline', rb('ssh-L', 'ssh-L')));
     }
 
     // Time from a cut to the next echoed byte, and the RTT, through the sealed tunnel to an echo.

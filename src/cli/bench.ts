@@ -31,6 +31,9 @@ Bench options:
 
 Environment: FERRY_BENCH_ACK_NOW=1 adds to every tunnel round a plain and a sealed tunnel whose
 ends acknowledge every DATA at once (the delayed ACK off), with rows '-ack-now' over the default.
+FERRY_BENCH_TUNNEL_BASELINE=DIR (the root of another built tree of Ferry) adds to every tunnel
+round a plain and a sealed tunnel run by that tree's CLI, with rows 'vs-baseline' (this build
+over that one) and the baseline's own ratios.
 
 Exit status: 0 unless a suite failed or a Ferry figure is missing (never for a slow figure);
 2 for bad arguments, or --netns where namespaces cannot be made.`;

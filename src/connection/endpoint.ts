@@ -1056,8 +1056,7 @@ export class Endpoint extends EventEmitter {
       this.rearm();
     } else if (step === 'turn') {
       this.deferred(() => {
-        this.flow.turnEnded();
-        this.sendAck(slot);
+        if (this.flow.turnEnded() || slot !== this.data) this.sendAck(slot);
       });
     }
   }

@@ -94,8 +94,9 @@ export class DataFlow {
   private advertised = 0;
   /**
    * The window this connection offers beyond what was delivered: with a receive budget it starts
-   * at the floor and doubles each time the peer used more than half of what it had, up to the
-   * whole window, so an idle connection holds no more than the floor of the budget.
+   * at the floor and doubles each time the peer used more than half of what it had (or sent a
+   * quarter of it between two ACKs), up to the whole window, so an idle connection holds no more
+   * than the floor of the budget.
    */
   private credit: number;
   /** Bytes read from this end that the reader still holds (its stream buffer): still charged. */
@@ -161,9 +162,16 @@ export class DataFlow {
     this.timers.set('ack', now + limit('ACK_DELAY_MS'));
   }
 
-  /** The turn of a pending ACK ended: the adapter sends {@link ack} on its socket if it still takes frames. */
-  turnEnded(): void {
+  /**
+   * The turn of a pending ACK ended: returns whether the adapter should still send {@link ack}
+   * (on its socket, if that still takes frames). Not when an ACK went during the turn: a window
+   * reopened by a read ({@link reopenDue}) already said everything, and a second ACK was a second
+   * sealed frame, write and wake-up of the peer per DATA frame of a bulk transfer.
+   */
+  turnEnded(): boolean {
+    const due = this.ackTurn;
     this.ackTurn = false;
+    return due;
   }
 
   /** The peer's ACK: returns whether it freed room in the send buffer (a writer waits for it). */
@@ -185,6 +193,8 @@ export class DataFlow {
    */
   ack(): Ack {
     this.timers.cancel('ack');
+    // It covers the ACK pending at the end of this turn.
+    this.ackTurn = false;
     const edge = this.announceEdge();
     this.advertised = edge;
     this.announced = this.recv.received;
@@ -251,8 +261,13 @@ export class DataFlow {
 
   /** Announce as far as the window and the budget allow (the edge never goes back). */
   announceEdge(): number {
-    // The peer used more than half of what it had: it has use for more.
-    if (this.recv.edge - this.recv.received < this.credit / 2) this.credit = Math.min(this.recv.window, this.credit * 2);
+    // The peer used more than half of what it had, or sent a quarter of its credit since our last
+    // ACK: it has use for more. (The second: a receiver that keeps up reopens the window every
+    // quarter credit, so the peer never got below half, and the credit of a bulk transfer stayed
+    // at 256 KiB: an ACK every 64 KiB.)
+    if (this.recv.edge - this.recv.received < this.credit / 2 || (this.announced >= 0 && this.recv.received - this.announced >= this.credit / 4)) {
+      this.credit = Math.min(this.recv.window, this.credit * 2);
+    }
     this.settleBudget();
     const edge = this.recv.announce(this.grantable());
     this.settleBudget();
@@ -306,11 +321,17 @@ export class DataFlow {
   }
 
   /**
-   * Whether to reopen the peer's window now (an {@link ack}): it can grow by a quarter window, or
-   * by more than the peer has left.
+   * Whether to reopen the peer's window now (an {@link ack}): it can grow by a quarter of the credit
+   * (at most a quarter window), or, once the reader has taken everything that arrived, by more than
+   * the peer has left. Not at every read of a peer short of window: a bulk sender that the
+   * receiver cannot keep up with always is, and an ACK per read (64 KiB) cost the receiver a
+   * sealed frame and a write, and the sender a wake-up, per DATA frame. While bytes wait for the
+   * reader, its next read asks again (and reading them all grants the whole credit), so the peer
+   * still never waits for an ACK that does not come.
    */
   reopenDue(): boolean {
     const gain = this.grantable() - this.advertised;
-    return gain > 0 && (gain >= this.recv.window / 4 || gain >= this.advertised - this.recv.received);
+    if (gain <= 0) return false;
+    return gain >= Math.min(this.recv.window, this.credit) / 4 || (this.recv.queued === 0 && gain >= this.advertised - this.recv.received);
   }
 }

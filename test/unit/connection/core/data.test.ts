@@ -32,11 +32,37 @@ class Receiver {
   private timer: TimerHandle | undefined;
   private received = 0;
 
-  constructor(window = 1 << 20) {
+  constructor(window = 1 << 20, budget?: ReceiveBudget) {
     this.recv = new ReceiveBuffer(window);
     this.flow = new DataFlow(new SendBuffer(1 << 20), this.recv, this.timers);
+    if (budget) this.flow.useBudget(budget.open('a', undefined));
     // A socket's first words announce our edge (as attach's first ACK does); not counted.
     this.flow.ack();
+  }
+
+  /**
+   * The reader takes up to `max` bytes (all by default) and lets go of them, as the endpoint's
+   * read() and holding() do: each may reopen the peer's window at once. Returns the bytes taken.
+   */
+  read(max = Infinity): number {
+    let took = 0;
+    while (took < max) {
+      const b = this.flow.read(Math.min(64 * 1024, max - took));
+      if (!b) break;
+      took += b.length;
+      this.reopen();
+    }
+    if (this.flow.hold(0)) this.reopen();
+    return took;
+  }
+
+  private reopen(): void {
+    if (this.flow.reopenDue()) this.sendAck();
+  }
+
+  /** The edge the peer was last told (its send limit). */
+  get peerLimit(): number {
+    return this.acks.at(-1)?.ack.limit ?? this.recv.edge;
   }
 
   /** A DATA frame of `bytes` at the next offset (or `offset`): its AckStep. */
@@ -60,12 +86,11 @@ class Receiver {
     return s;
   }
 
-  /** The turn ends: a turn's ACK goes now. */
+  /** The turn ends: a turn's ACK goes now, unless an ACK during the turn covered it. */
   endTurn(): void {
     if (!this.turnAck) return;
     this.turnAck = false;
-    this.flow.turnEnded();
-    this.sendAck();
+    if (this.flow.turnEnded()) this.sendAck();
   }
 
   private sendAck(): void {
@@ -180,6 +205,70 @@ test('delayed ACK: a peer down to half its credit is acknowledged in its turn (t
   assert.notEqual(first.i % DELAY, 0, 'not a delayed ACK\'s time');
   assert.ok(r.acks.some((a) => a.at === first!.i && a.ack.received === first!.received), 'acknowledged in that turn');
   assert.ok(r.acks.filter((a) => a.at < first!.i).every((a) => a.at % DELAY === 0), 'before it, only delayed ACKs');
+});
+
+/**
+ * A bulk sender that sends what the receiver's last ACK allows, in frames of up to `frame` bytes,
+ * one per turn, and a reader that reads `readPerTurn()` bytes after each frame, in its turn or (with
+ * `readLater`) in the next; until `total` bytes were delivered. Fails if the sender ever waits with nothing the reader could still read and no ACK to come.
+ */
+function bulk(r: Receiver, total: number, frame: number, readPerTurn: () => number, readLater = false): { turns: number } {
+  let sent = r.recv.received;
+  let turns = 0;
+  while (r.recv.delivered < total) {
+    turns++;
+    const n = Math.min(frame, r.peerLimit - sent, total - sent);
+    if (n > 0) {
+      r.data(n, sent);
+      sent += n;
+    }
+    if (readLater) r.endTurn();
+    // The reader reads in the turn the DATA arrived in (as a piped stream does), or in a later one.
+    r.read(readPerTurn());
+    r.endTurn();
+    if (sent < total && r.peerLimit === sent && r.recv.queued === 0) {
+      // Nothing left to read and no credit: only the delayed ACK could still come (it must not be needed).
+      assert.fail(`stalled at ${sent}: credit ${r.peerLimit - sent}, nothing queued, turn ${turns}`);
+    }
+  }
+  return { turns };
+}
+
+test('bulk through a reader that keeps up: the credit grows to the whole window, one ACK per quarter of it', () => {
+  const window = 1 << 20;
+  const floor = 4096;
+  const budget = new ReceiveBudget({ host: 64 << 20, perAgent: 64 << 20, perSource: 64 << 20, floor });
+  const r = new Receiver(window, budget);
+  const total = 32 << 20;
+  bulk(r, total, 64 * 1024, () => Infinity);
+  // The credit a bulk peer gets: the whole window (it stayed at a quarter of it, 256 KiB, while
+  // the reader's reopening every 64 KiB kept the peer above half its credit).
+  assert.equal(Math.max(...r.acks.map((a) => a.ack.limit - a.ack.received)), window);
+  // Past the growth (the first MiB), one ACK per quarter window: not one per 64 KiB frame, and
+  // no second ACK at the end of a turn that a reopen already covered.
+  const late = r.acks.filter((a) => a.ack.received >= 1 << 20);
+  assert.ok(late.length <= ((total - (1 << 20)) / (window / 4)) * 1.1, `${late.length} ACKs for ${(total - (1 << 20)) >> 20} MiB`);
+  assert.ok(r.acks.every((a) => a.at === 0), 'none waited for the delayed ACK');
+});
+
+test('bulk through a slow reader in small reads, with a budget to spare or a tight one, never leaves the sender waiting for an ACK that does not come', () => {
+  let seed = 12345;
+  const random = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (const window of [64 * 1024, 1 << 20]) {
+    for (const floor of [4096, 16 * 1024]) {
+      // A host budget with room to spare, and one so tight that the window can never grow by a
+      // quarter of the credit: the reader that has taken everything must reopen what it can.
+      for (const host of [64 << 20, 96 * 1024]) {
+        const budget = new ReceiveBudget({ host, perAgent: 64 << 20, perSource: 64 << 20, floor });
+        const r = new Receiver(window, budget);
+        // Reads of 0 to 48 KiB a turn, against frames of up to 64 KiB: the reader falls behind.
+        for (const readLater of [false, true]) {
+          const { turns } = bulk(r, r.recv.delivered + (4 << 20), 64 * 1024, () => Math.floor(random() * 48 * 1024), readLater);
+          assert.ok(turns > 0);
+        }
+      }
+    }
+  }
 });
 
 test('DATA below the receive offset is never delivered; an overlap delivers only what is new', () => {
