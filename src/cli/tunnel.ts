@@ -4,6 +4,7 @@
  * no logic of its own (docs/TUNNEL.md).
  */
 import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
 import { Host, TunnelEnd, parseTcpAddress, type TcpAddress } from '../host/index.js';
 import { Identity, type AgentId } from '../identity/index.js';
 import { MemoryStore, RendezvousClient, RendezvousServer } from '../location/index.js';
@@ -69,6 +70,21 @@ reset, a denied agent) are JSON lines on stderr, each with a stable code. SIGINT
 
 type Fail = (msg: string) => never;
 
+/**
+ * A tunnel end's heap is small (about 8 MB live) while bytes stream through it: every TCP read and
+ * every AEAD call allocates a fresh buffer, so V8 scavenges every 32 MiB of them, and its
+ * incremental marking, which starts long before the old generation's limit, then ran a full
+ * mark-compact every 30-60 MiB carried, marking on every spare thread: about a quarter of a sealed
+ * tunnel end's CPU (docs/BENCHMARKS.md, 2026-12-06). Without incremental marking a full
+ * collection runs only when the old generation reaches its limit (about once per 500 MiB here),
+ * in one pause (31-70 ms at a load average of 18 on two cores; the incremental cycles' own final
+ * pauses were 3-80 ms there). Set at start, before any connection (v8.setFlagsFromString; V8
+ * reads the flag whenever marking could start).
+ */
+function tuneHeapForRelaying(): void {
+  setFlagsFromString('--no-incremental-marking');
+}
+
 /** Run `ferry tunnel`; resolves with the exit status after a signal. */
 export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
   const [mode, ...rest] = argv;
@@ -77,6 +93,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
     return 0;
   }
   if (mode !== 'serve' && mode !== 'connect' && mode !== 'id') fail(`tunnel: unknown mode '${mode}' (serve, connect or id)`);
+  if (mode !== 'id') tuneHeapForRelaying();
   let values: Record<string, string | boolean | string[] | undefined>;
   let positionals: string[];
   try {
