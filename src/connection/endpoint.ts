@@ -1271,9 +1271,11 @@ export class Endpoint extends EventEmitter {
         } else if (this.detached) {
           cleanup();
           reject(movedError());
-        } else if (this.state === 'CLOSED' || (!toClosed && (this.state === 'CLOSE_SENT' || this.state === 'CLOSE_ACKED'))) {
+        } else {
+          const err = this.intent.waitFails(toClosed);
+          if (!err) return;
           cleanup();
-          reject(this.closedError ?? new FerryError('FERRY_ERR_CONNECTION_CLOSED'));
+          reject(err);
         }
       };
       const cleanup = (): void => {

@@ -227,6 +227,18 @@ export class ResumeIntent {
     return true;
   }
 
+  /**
+   * Whether a wait of the application's (a suspend(), a resume(), a move's preparation) fails now,
+   * and with what: once CLOSED, or once a close has begun unless `toClosed` (close() waits for
+   * CLOSED; a close may take up to the reconnect limit to reach its peer, and nothing else waits
+   * for it). With the error the connection ends with, else FERRY_ERR_CONNECTION_CLOSED.
+   */
+  waitFails(toClosed: boolean): FerryError | undefined {
+    const state = this.core.state;
+    if (state !== 'CLOSED' && (toClosed || !closing(state))) return undefined;
+    return this.closedError ?? new FerryError('FERRY_ERR_CONNECTION_CLOSED');
+  }
+
   // ---------------------------------------------------------------- moves
 
   /**

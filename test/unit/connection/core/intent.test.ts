@@ -373,3 +373,14 @@ test('intent: a suspend is done once SUSPENDED and drained, or once it was suspe
   assert.equal(crossed.done('RES_ACKED', 1), true, 'suspended, then the peer resumed it');
   assert.equal(new SuspendWatch().done('RES_ACKED', 0), false, 'never suspended');
 });
+
+test('intent: an application\'s wait fails once CLOSED, or once a close began unless it waits for CLOSED, with the connection\'s error', () => {
+  assert.equal(at('SUSPENDED').intent.waitFails(false), undefined);
+  assert.equal(at('CLOSE_SENT').intent.waitFails(true), undefined, 'close() waits for CLOSED');
+  assert.equal(at('CLOSE_ACKED').intent.waitFails(false)?.code, 'FERRY_ERR_CONNECTION_CLOSED');
+  const closed = at('CLOSED');
+  assert.equal(closed.intent.waitFails(true)?.code, 'FERRY_ERR_CONNECTION_CLOSED');
+  const err = new FerryError('FERRY_ERR_PEER_UNREACHABLE');
+  closed.intent.closedError = err;
+  assert.equal(closed.intent.waitFails(false), err);
+});
