@@ -291,21 +291,7 @@ export class Endpoint extends EventEmitter {
 
   /** The error the connection ended with, if any. */
   get error(): FerryError | undefined {
-    return this.closedError;
-  }
-
-  /** The error the connection ends with (the intent's: it decides our CLS's reason). */
-  private get closedError(): FerryError | undefined {
     return this.intent.closedError;
-  }
-
-  private set closedError(err: FerryError | undefined) {
-    this.intent.closedError = err;
-  }
-
-  /** Whether a move of this end is being prepared (the intent's). */
-  private get moving(): boolean {
-    return this.intent.moving;
   }
 
   // ------------------------------------------------------------------ construction
@@ -517,13 +503,13 @@ export class Endpoint extends EventEmitter {
         this.env.indexed(this);
         return;
       case 'open_failed':
-        this.closedError = c.err;
+        this.intent.closedError = c.err;
         this.log.warn('open_failed', { code: c.err.code, detail: c.err.message });
         this.fire('timeout');
         return;
       case 'open_refused':
         this.env.refused?.(c.err.code);
-        this.closedError ??= c.err;
+        this.intent.closedError ??= c.err;
         return;
       case 'destroy':
         this.destroy(c.err);
@@ -673,9 +659,9 @@ export class Endpoint extends EventEmitter {
       case 'established':
         return this.onEstablished();
       case 'fail':
-        return this.teardown(this.closedError ?? new FerryError('FERRY_ERR_ABORTED', 'open aborted'));
+        return this.teardown(this.intent.closedError ?? new FerryError('FERRY_ERR_ABORTED', 'open aborted'));
       case 'closed':
-        return this.teardown(this.closedError);
+        return this.teardown(this.intent.closedError);
       // Replies (send_connect_ack, ack_sus, ack_res, ack_cls) are built by the message handlers.
       default:
         return;
@@ -926,7 +912,7 @@ export class Endpoint extends EventEmitter {
    */
   private onKeptFrame(slot: number, f: Frame): void {
     if (slot !== this.kept) return this.sockets.destroy(slot);
-    const verdict = keptFrameVerdict(f.type, this.state, this.moving, this.offered === slot);
+    const verdict = keptFrameVerdict(f.type, this.state, this.intent.moving, this.offered === slot);
     if (verdict.kind === 'peer_resumes') {
       this.takeKept();
       this.cancelResumeTimer();
@@ -986,7 +972,7 @@ export class Endpoint extends EventEmitter {
       case FrameType.DRAIN:
         this.flow.peerDrained(f.received);
         this.emit('room');
-        return this.onDrainFrame(slot, drainVerdict(f.type, slot === this.inbandSus, slot === this.data, this.state, this.moving));
+        return this.onDrainFrame(slot, drainVerdict(f.type, slot === this.inbandSus, slot === this.data, this.state, this.intent.moving));
       default:
         throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `unexpected frame type ${f.type} on an established socket`);
     }
@@ -1005,7 +991,7 @@ export class Endpoint extends EventEmitter {
       case 'peer_suspends': {
         // Deferred when it was held on a socket being reused, inside a transition.
         const run = (): void => {
-          if (slot !== this.data || this.state !== 'ESTABLISHED' || this.moving) return;
+          if (slot !== this.data || this.state !== 'ESTABLISHED' || this.intent.moving) return;
           this.intent.peerSuspends(this.env.clock.now());
           this.fire('recv_sus');
           this.finishDrain(slot, true);
@@ -1124,7 +1110,7 @@ export class Endpoint extends EventEmitter {
       if (this.state === 'SUS_SENT') this.sendSusDatagram();
       return;
     }
-    if (keepsDrained(peerDrained, this.sockets.isOpen(slot), this.moving, this.state)) this.keep(slot);
+    if (keepsDrained(peerDrained, this.sockets.isOpen(slot), this.intent.moving, this.state)) this.keep(slot);
     else this.sockets.destroy(slot);
     this.fireIfDefined('drained');
     this.emit('drained');
@@ -1307,11 +1293,6 @@ export class Endpoint extends EventEmitter {
     return proof;
   }
 
-  /** The reason our CLS carries: 1 when the connection is destroyed or failed (the peer reports PEER_ABORTED). */
-  private get clsReason(): number {
-    return this.intent.clsReason;
-  }
-
   /** Carry out, now, what the control requests decided (core/control-requests.ts). */
   private carry(c: ControlCommand | undefined): void {
     if (c) this.carryOut(c);
@@ -1349,10 +1330,10 @@ export class Endpoint extends EventEmitter {
       // close sends its CLS again. Never a rejection nobody handles (the callers are timers),
       // which would end the process.
       this.log.info('lookup_failed', { code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: err instanceof Error ? err.message : String(err) });
-      this.core.lookupFailed(c.id, this.moving, this.clsReason);
+      this.core.lookupFailed(c.id);
       return this.drive();
     }
-    this.core.located(c.id, loc, this.moving, this.clsReason);
+    this.core.located(c.id, loc);
     this.drive();
   }
 
@@ -1399,7 +1380,7 @@ export class Endpoint extends EventEmitter {
   private sendRes(): void {
     const offer = this.kept;
     if (offer !== undefined && this.intent.resumeInBand(this.sockets.isOpen(offer))) {
-      this.carry(this.intent.resumeOffered(this.control, offer, this.env.clock.now()));
+      this.carry(this.intent.resumeOffered(offer, this.env.clock.now()));
       this.offered = offer;
       this.sockets.send(offer, { type: FrameType.RESUME });
       this.rearm();
@@ -1435,12 +1416,12 @@ export class Endpoint extends EventEmitter {
 
   /** `send_cls`: whatever else is out is over; the CLS, retried until acknowledged (core/control-requests.ts). */
   private sendCls(): void {
-    for (const c of this.control.close(this.closedError?.code, this.clsReason)) this.carry(c);
+    for (const c of this.control.close()) this.carry(c);
   }
 
   /** `schedule_resume`: the next automatic resume attempt, or give up and close. */
   private scheduleResume(): void {
-    const d = this.intent.scheduleResume(this.control, this.env.clock.now());
+    const d = this.intent.scheduleResume(this.env.clock.now());
     if (d.kind === 'give_up') {
       this.log.warn('peer_unreachable', { ms: Math.round(d.brokenMs), code: d.error.code });
       this.fire('close');
@@ -1452,14 +1433,14 @@ export class Endpoint extends EventEmitter {
    * lookup's answer is: whatever it throws is a rejection, never an exception in the clock timer.
    */
   private async resumeLater(): Promise<void> {
-    const due = this.intent.resumeDue(this.control, this.env.clock.now());
+    const due = this.intent.resumeDue(this.env.clock.now());
     if (due === 'resume') this.fire('resume');
     else if (due) await this.lookUp(due);
   }
 
   /** `close_retry`: look the peer up first if the last answer said so, then send the CLS again. */
   private async closeLater(): Promise<void> {
-    const c = this.control.closeRetryDue(this.clsReason);
+    const c = this.control.closeRetryDue();
     if (c?.kind === 'lookup') await this.lookUp(c);
     else this.carry(c);
   }
@@ -1526,7 +1507,7 @@ export class Endpoint extends EventEmitter {
 
   /** Whether the endpoint is being prepared for a move (suspended, answering PEER_MOVING). */
   get isMoving(): boolean {
-    return this.moving;
+    return this.intent.moving;
   }
 
   /** Take the checkpoint of a SUSPENDED endpoint; this object is dead afterwards. */
@@ -1584,12 +1565,12 @@ export class Endpoint extends EventEmitter {
     this.sockets.destroy(this.opening);
     this.opening = undefined;
     this.core.open.ended();
-    this.closedError ??= err;
+    this.intent.closedError ??= err;
     this.core.clearDeadlines();
     this.rearm();
     this.env.released(this);
     this.settleBudget();
-    this.emit('closed', this.closedError);
+    this.emit('closed', this.intent.closedError);
   }
   private closedDone = false;
 }

@@ -353,14 +353,14 @@ export class ConnectionCore {
     this.queueOutcome(this.control.failed(id, err, now));
   }
 
-  /** Lookup `id` answered `loc` (undefined: nothing newer). `moving`: a move of this end is being prepared; `reason`: a CLS sent now carries it. */
-  located(id: number, loc: PeerLocator | undefined, moving: boolean, reason: number): void {
-    this.queueOutcome(this.control.located(id, loc, moving, reason));
+  /** Lookup `id` answered `loc` (undefined: nothing newer). */
+  located(id: number, loc: PeerLocator | undefined): void {
+    this.queueOutcome(this.control.located(id, loc));
   }
 
   /** Lookup `id` failed (the location service did not answer). */
-  lookupFailed(id: number, moving: boolean, reason: number): void {
-    this.queueOutcome(this.control.lookupFailed(id, moving, reason));
+  lookupFailed(id: number): void {
+    this.queueOutcome(this.control.lookupFailed(id));
   }
 
   /** The `resume_deadline` passed: the resume's data socket was not proven in time. */

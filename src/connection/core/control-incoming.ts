@@ -29,8 +29,6 @@ export interface IncomingContext {
   readonly moving: boolean;
   /** An application resume() is pending (a SUS crossing it does not cancel it). */
   readonly resumePending: boolean;
-  /** The reason a CLS of ours sent now carries (1: abort). */
-  readonly clsReason: number;
 }
 
 /** Proofs, injected: the core neither signs nor verifies. */
@@ -132,7 +130,7 @@ export function decideIncoming(
     const e = new FerryError(rejectionFor(state, event), `${controlTypeName(m.type)} in state ${state}`);
     remember(e);
     // A closing end sends the source of a peer's RES one CLS (core/control-requests.ts).
-    return refuse(e, m.type === MessageType.RES && state === 'CLOSE_SENT' ? requests.closeTowards(from, ctx.clsReason) : []);
+    return refuse(e, m.type === MessageType.RES && state === 'CLOSE_SENT' ? requests.closeTowards(from) : []);
   }
   let challenge: Buffer = ZERO_CHALLENGE;
   if (m.type === MessageType.RES) {

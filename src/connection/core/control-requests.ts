@@ -11,7 +11,7 @@
  * (injected as {@link ControlHooks.verifyProof}), the sockets, and the application's promises.
  * Deadlines go into the core's timer table (`resume_retry`, `close_retry`).
  */
-import { FerryError, isFerryError, limit, type ErrorCode } from '../../util/index.js';
+import { FerryError, isFerryError, limit } from '../../util/index.js';
 import { formatAddress } from '../../control/index.js';
 import type { AgentId } from '../../identity/index.js';
 import { MessageType, NONCE_BYTES, RESUME_FLAG_PROOF, RESUME_FLAG_PROOF_WANTED, encodeConnControl, type ConnControl, type ResumeProof } from '../../wire/index.js';
@@ -307,13 +307,14 @@ export class ControlRequests {
 
   /**
    * `send_cls`: whatever SUS, RES or resume retry is out is over (its late failure must not end
-   * the close as a CLS timeout). `closedWith`: the code the connection is closing with. Giving up
+   * the close as a CLS timeout). The code the connection is closing with (the intent's) decides: giving up
    * on an unreachable peer, or a half-open whose client confirmed by RES but never finished the
    * resume: one CLS, in case it comes back (never handed to the agent, a half-open must not hold
    * its entry until the reconnect limit on a stranger's word). Any other close is retried,
    * following the peer, until the reconnect limit (core/closing.ts).
    */
-  close(closedWith: ErrorCode | undefined, reason: number): ControlCommand[] {
+  close(): ControlCommand[] {
+    const closedWith = this.core.intent.closedError?.code;
     this.stopResumeRetry();
     this.sus = undefined;
     const out: ControlCommand[] = [];
@@ -321,7 +322,7 @@ export class ControlRequests {
     if (cancel) out.push(cancel);
     const once = closedWith === 'FERRY_ERR_PEER_UNREACHABLE' || closedWith === 'FERRY_ERR_HANDSHAKE_TIMEOUT';
     this.closeRetry = once ? undefined : new CloseRetry({ reconnectLimitMs: this.hooks.reconnectLimitMs });
-    out.push(this.sendCls(reason));
+    out.push(this.sendCls());
     return out;
   }
 
@@ -329,11 +330,12 @@ export class ControlRequests {
    * One CLS (a fresh counter each time), to where the peer is now, or once to `to`, an address a
    * RES came from. That one is only a candidate (PROTOCOL.md §8.4: a relayed RES can name any
    * source), so it gets at most AMPLIFICATION_FACTOR sends (85 B each; the RES that named it was
-   * at least as long) and the retries go back to the peer's proven or located address.
+   * at least as long) and the retries go back to the peer's proven or located address. Its reason
+   * is the intent's at the time it is sent (1: the connection was destroyed or failed).
    */
-  private sendCls(reason: number, to?: string): RequestCommand {
+  private sendCls(to?: string): RequestCommand {
     const id = ++this.lastId;
-    const msg = this.message(MessageType.CLS, { reason });
+    const msg = this.message(MessageType.CLS, { reason: this.core.intent.clsReason });
     const retry = this.closeRetry;
     const proven = formatAddress(this.core.path.peer.ip, this.core.path.peer.controlPort);
     const target = to ?? proven;
@@ -350,21 +352,21 @@ export class ControlRequests {
    * authenticated, so the peer could not take it as our close. Only that one: the retries go to
    * the proven or located address, and each further RES from the peer sends one more there.
    */
-  closeTowards(from: string, reason: number): ControlCommand[] {
+  closeTowards(from: string): ControlCommand[] {
     if (!this.closeRetry) return [];
     if (this.cls !== undefined && this.cls.target === from) return [];
     this.core.cancelDeadline('close_retry');
     this.lookup = undefined;
     this.closeLookup = undefined;
-    return [this.sendCls(reason, from)];
+    return [this.sendCls(from)];
   }
 
   /** `close_retry` (CLOSE_SENT): look the peer up first if the last answer said so, else send the CLS again. */
-  closeRetryDue(reason: number): ControlCommand | undefined {
+  closeRetryDue(): ControlCommand | undefined {
     if (this.core.state !== 'CLOSE_SENT' || !this.closeRetry) return undefined;
     const waitMs = this.closeLookup;
     this.closeLookup = undefined;
-    return waitMs !== undefined ? this.lookUp('close', waitMs) : this.sendCls(reason);
+    return waitMs !== undefined ? this.lookUp('close', waitMs) : this.sendCls();
   }
 
   /** The host is stopping: the close ends now, without further tries or lookups. */
@@ -451,32 +453,29 @@ export class ControlRequests {
     return NOTHING;
   }
 
-  /**
-   * Lookup `id` answered with `loc` (undefined: nothing newer). `moving`: the host is preparing a
-   * move of this end (a resume waits for the destination). `reason`: a CLS sent now carries it.
-   */
-  lookupFailed(id: number, moving: boolean, reason: number): ControlOutcome {
+  /** Lookup `id` failed (the location service did not answer). */
+  lookupFailed(id: number): ControlOutcome {
     const l = this.lookup;
     if (l?.id !== id) return NOTHING;
     // A resume tries where the peer was, as after a lookup that found nothing newer.
-    if (l.purpose === 'resume') return this.located(id, undefined, moving, reason);
+    if (l.purpose === 'resume') return this.located(id, undefined);
     const retry = this.closeRetry;
     if (this.core.state !== 'CLOSE_SENT' || !retry) return NOTHING;
     this.lookup = undefined;
     // Not "the peer forgot": a failed lookup does not say where the peer is. The CLS goes again.
     retry.lookupFailed();
-    return { commands: [this.sendCls(reason)] };
+    return { commands: [this.sendCls()] };
   }
 
   /**
-   * Lookup `id` answered with `loc` (undefined: nothing newer). `moving`: the host is preparing a
-   * move of this end (a resume waits for the destination). `reason`: a CLS sent now carries it.
+   * Lookup `id` answered with `loc` (undefined: nothing newer). While the host prepares a move of
+   * this end (the intent's), a resume waits for the destination.
    */
-  located(id: number, loc: PeerLocator | undefined, moving: boolean, reason: number): ControlOutcome {
+  located(id: number, loc: PeerLocator | undefined): ControlOutcome {
     const l = this.lookup;
     if (l?.id !== id) return NOTHING;
     if (l.purpose === 'resume') {
-      if (this.core.state !== 'SUSPENDED' || moving) return NOTHING;
+      if (this.core.state !== 'SUSPENDED' || this.core.intent.moving) return NOTHING;
       this.lookup = undefined;
       this.core.recovery.located(this.core.path.located(loc));
       return { event: 'resume' };
@@ -488,6 +487,6 @@ export class ControlRequests {
       // UNKNOWN_CONNECTION from where the peer is: it holds the connection no more.
       return { log: { level: 'info', event: 'close_peer_forgot', fields: {} }, event: 'timeout' };
     }
-    return { commands: [this.sendCls(reason)] };
+    return { commands: [this.sendCls()] };
   }
 }

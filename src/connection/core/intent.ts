@@ -20,7 +20,7 @@ import { MessageType } from '../../wire/index.js';
 import { rejectionFor, type State } from '../state-machine.js';
 import type { ConnectionCore } from './connection-core.js';
 import type { IncomingContext, IncomingDecision } from './control-incoming.js';
-import type { CancelCommand, ControlRequests, LogLine, LookupCommand } from './control-requests.js';
+import type { CancelCommand, LogLine, LookupCommand } from './control-requests.js';
 import type { RecoveryDecision } from './recovery.js';
 
 /** Our SUS's reason: 1 when suspending to move (the peer then resumes us through the location service). */
@@ -125,7 +125,7 @@ export class ResumeIntent {
 
   /** What the peer's requests are decided with (core/control-incoming.ts). */
   incomingContext(): IncomingContext {
-    return { moving: this.preparing, resumePending: this.resumeCalls > 0, clsReason: this.clsReason };
+    return { moving: this.preparing, resumePending: this.resumeCalls > 0 };
   }
 
   // ---------------------------------------------------------------- the application's calls
@@ -320,8 +320,8 @@ export class ResumeIntent {
    * waits for a proof, and the peer's answer is awaited until DRAIN_TIMEOUT_MS (the slot's
    * `resume_offer` deadline; past it, the RES datagram).
    */
-  resumeOffered(control: ControlRequests, slot: number, now: number): CancelCommand | undefined {
-    const cancel = control.cancelRes();
+  resumeOffered(slot: number, now: number): CancelCommand | undefined {
+    const cancel = this.core.control.cancelRes();
     this.core.path.stopAwaiting();
     this.core.setDeadline('resume_offer', now + limit('DRAIN_TIMEOUT_MS'), slot);
     return cancel;
@@ -332,9 +332,9 @@ export class ResumeIntent {
    * up (the connection closes with the error, kept here), or nothing: no automatic resume is wanted,
    * or a move is being prepared (the destination resumes).
    */
-  scheduleResume(control: ControlRequests, now: number): ScheduleOutcome {
+  scheduleResume(now: number): ScheduleOutcome {
     if (!this.autoResume || this.preparing) return { kind: 'none' };
-    const d = control.scheduleResume(now);
+    const d = this.core.control.scheduleResume(now);
     if (d.kind === 'give_up') {
       this.closedError = d.error;
       return d;
@@ -347,9 +347,9 @@ export class ResumeIntent {
    * `resume_retry`: undefined (nothing: no longer SUSPENDED, or moving), the lookup to make first,
    * or `resume`: fire it now.
    */
-  resumeDue(control: ControlRequests, now: number): LookupCommand | 'resume' | undefined {
+  resumeDue(now: number): LookupCommand | 'resume' | undefined {
     if (this.core.state !== 'SUSPENDED' || this.preparing) return undefined;
-    return control.resumeDue(now) ?? 'resume';
+    return this.core.control.resumeDue(now) ?? 'resume';
   }
 
   /**

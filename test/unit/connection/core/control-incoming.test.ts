@@ -20,7 +20,7 @@ const KEYS: ConnectionKeys = connectionKeysFromMaster(Buffer.alloc(32, 7));
 const CID = Buffer.alloc(16, 1);
 const PEER = '127.0.0.1:1000';
 const ELSEWHERE = '10.0.0.5:7000';
-const CTX: IncomingContext = { moving: false, resumePending: false, clsReason: 0 };
+const CTX: IncomingContext = { moving: false, resumePending: false };
 const NO_PROOFS: IncomingProofs = { verify: () => assert.fail('no proof to verify'), prover: () => assert.fail('no proof to give') };
 
 function coreIn(state: State, extra: Partial<CoreInit> = {}): ConnectionCore {
@@ -124,9 +124,10 @@ test('incoming: a request the state does not take is refused with the table\'s c
 
 test('incoming: a RES while our CLS is unanswered is refused, and one CLS goes to its source', () => {
   const s = setup('CLOSE_SENT');
-  const [cls] = s.requests.close(undefined, 0) as RequestCommand[];
+  s.core.intent.destroy(undefined);
+  const [cls] = s.requests.close() as RequestCommand[];
   s.requests.failed(cls!.id, new FerryError('FERRY_ERR_CONTROL_TIMEOUT'), 0);
-  const d = s.decide(req(MessageType.RES, 1, undefined), ELSEWHERE, { clsReason: 1 });
+  const d = s.decide(req(MessageType.RES, 1, undefined), ELSEWHERE);
   refusedWith(d, 'FERRY_ERR_CONNECTION_CLOSED');
   const towards = d.kind === 'refuse' ? (d.commands[0] as RequestCommand) : undefined;
   assert.equal(towards?.to, ELSEWHERE);

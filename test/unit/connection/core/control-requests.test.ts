@@ -274,7 +274,7 @@ test('resume retry: backoff into the timer table, give up past the reconnect lim
   const lookup = r.resumeDue(clock.now())!;
   assert.deepEqual({ ...lookup, id: 0 }, { kind: 'lookup', id: 0, agent: 'b'.repeat(32), newerThan: 0, waitMs: limit('PEER_MOVE_WAIT_MS') });
   r.scheduleResume(clock.now());
-  assert.deepEqual(r.located(lookup.id, undefined, false, 0), {}, 'an earlier attempt\'s lookup');
+  assert.deepEqual(r.located(lookup.id, undefined), {}, 'an earlier attempt\'s lookup');
   clock.advance(LIMIT_MS + 1);
   const gone = r.scheduleResume(clock.now());
   assert.equal(gone.kind, 'give_up');
@@ -302,20 +302,22 @@ test('resume retry: the lookup\'s answer resumes, only while SUSPENDED, not movi
   core.recovery.resumeFailed(err('FERRY_ERR_UNKNOWN_CONNECTION'));
   const moved = { ip: '10.0.0.9', controlPort: 5000, redirectorPort: 5001, epoch: 2 };
   const l = r.resumeDue(0)!;
-  assert.deepEqual(r.located(l.id, moved, true, 0), {}, 'moving: the resume waits for the destination');
-  assert.deepEqual(r.located(l.id, moved, false, 0), { event: 'resume' });
+  core.intent.prepareMove();
+  assert.deepEqual(r.located(l.id, moved), {}, 'moving: the resume waits for the destination');
+  core.intent.cancelMove();
+  assert.deepEqual(r.located(l.id, moved), { event: 'resume' });
   assert.equal(core.path.peer, moved, 'the next RES goes where the location service said');
   assert.equal(core.recovery.lookupNeeded, false);
-  assert.deepEqual(r.located(l.id, moved, false, 0), {}, 'answered once');
+  assert.deepEqual(r.located(l.id, moved), {}, 'answered once');
   core.recovery.resumeFailed(err('FERRY_ERR_UNKNOWN_CONNECTION'));
   const l2 = r.resumeDue(0)!;
   core.setDeadline('resume_retry', 50);
   assert.equal(r.stopResumeRetry(), true);
   assert.equal(core.hasDeadline('resume_retry'), false);
-  assert.deepEqual(r.located(l2.id, undefined, false, 0), {}, 'stopped: its lookup is forgotten');
+  assert.deepEqual(r.located(l2.id, undefined), {}, 'stopped: its lookup is forgotten');
 });
 
-test('close: a RES still out is cancelled first, a SUS forgotten, the resume retry stopped; the CLS carries the reason', () => {
+test('close: a RES still out is cancelled first, a SUS forgotten, the resume retry stopped; the CLS carries the intent\'s reason', () => {
   const core = coreIn('CLOSE_SENT');
   const r = requestsOf(core);
   const sus = r.suspend(0);
@@ -323,7 +325,8 @@ test('close: a RES still out is cancelled first, a SUS forgotten, the resume ret
   plan.build();
   const res = plan.request(undefined, 0);
   core.setDeadline('resume_retry', 100);
-  const out = r.close(undefined, 1);
+  core.intent.destroy(undefined);
+  const out = r.close();
   assert.equal(out.length, 2);
   assert.deepEqual(out[0], { kind: 'cancel', id: res.id });
   const cls = out[1] as RequestCommand;
@@ -341,11 +344,13 @@ test('close: giving up on an unreachable peer, or a half-open, sends one short C
   for (const code of ['FERRY_ERR_PEER_UNREACHABLE', 'FERRY_ERR_HANDSHAKE_TIMEOUT'] as const) {
     const core = coreIn('CLOSE_SENT');
     const r = requestsOf(core);
-    const [cls] = r.close(code, 1) as RequestCommand[];
+    core.intent.closedError = new FerryError(code);
+    const [cls] = r.close() as RequestCommand[];
+    assert.equal(sent(cls!).reason, 1, 'a failed connection\'s CLS says abort');
     assert.deepEqual(cls!.opts, { maxTries: 1, timeoutMs: CLS_ONCE_TIMEOUT_MS });
     assert.deepEqual(r.failed(cls!.id, err('FERRY_ERR_CONTROL_TIMEOUT'), 0), { event: 'timeout' });
     assert.equal(core.hasDeadline('close_retry'), false);
-    assert.deepEqual(r.closeTowards('10.0.0.5:7000', 1), [], 'no retries: no CLS towards a resuming peer either');
+    assert.deepEqual(r.closeTowards('10.0.0.5:7000'), [], 'no retries: no CLS towards a resuming peer either');
   }
 });
 
@@ -353,47 +358,47 @@ test('close: a CLS the peer did not acknowledge is retried under ManualClock, fo
   const clock = new ManualClock();
   const core = coreIn('CLOSE_SENT');
   const r = requestsOf(core);
-  const [first] = r.close(undefined, 0) as RequestCommand[];
+  const [first] = r.close() as RequestCommand[];
   // Silence: retried with backoff after a lookup that does not wait.
   const o = r.failed(first!.id, err('FERRY_ERR_CONTROL_TIMEOUT'), clock.now());
   assert.deepEqual(o, { log: { level: 'info', event: 'close_unanswered', fields: { code: 'FERRY_ERR_CONTROL_TIMEOUT', retryMs: 0 } } });
   assert.equal(core.nextDeadline(), 0);
   assert.equal(core.handleTimeout(clock.now())?.name, 'close_retry');
-  const lookup = r.closeRetryDue(0);
+  const lookup = r.closeRetryDue();
   assert.equal(lookup?.kind, 'lookup');
   const moved = { ip: '10.0.0.9', controlPort: 5000, redirectorPort: 5001, epoch: 3 };
-  const again = r.located(lookup!.id, moved, false, 0).commands?.[0] as RequestCommand;
+  const again = r.located(lookup!.id, moved).commands?.[0] as RequestCommand;
   assert.equal(again.to, '10.0.0.9:5000', 'sent again where the peer is now');
   assert.equal(sent(again).counter, sent(first!).counter + 1, 'a fresh counter each time');
   // The peer says it holds no such connection, and is where the lookup says: the close is done.
   r.failed(again.id, err('FERRY_ERR_UNKNOWN_CONNECTION'), clock.now());
-  const l2 = r.closeRetryDue(0)!;
+  const l2 = r.closeRetryDue()!;
   assert.equal(l2.kind, 'lookup');
-  assert.deepEqual(r.located(l2.id, moved, false, 0), { log: { level: 'info', event: 'close_peer_forgot', fields: {} }, event: 'timeout' });
+  assert.deepEqual(r.located(l2.id, moved), { log: { level: 'info', event: 'close_peer_forgot', fields: {} }, event: 'timeout' });
 });
 
 test('close: a lookup that failed after UNKNOWN_CONNECTION does not end the close; the CLS goes again', () => {
   const clock = new ManualClock();
   const core = coreIn('CLOSE_SENT');
   const r = requestsOf(core);
-  const [first] = r.close(undefined, 0) as RequestCommand[];
+  const [first] = r.close() as RequestCommand[];
   r.failed(first!.id, err('FERRY_ERR_UNKNOWN_CONNECTION'), clock.now());
-  const l = r.closeRetryDue(0)!;
+  const l = r.closeRetryDue()!;
   assert.equal(l.kind, 'lookup');
-  const o = r.lookupFailed(l.id, false, 0);
+  const o = r.lookupFailed(l.id);
   assert.equal(o.event, undefined, 'the close is not over');
   const again = o.commands?.[0] as RequestCommand;
   assert.equal(again.kind, 'request');
   assert.equal(again.to, first!.to, 'sent again where it went');
   assert.equal(sent(again).type, MessageType.CLS);
-  assert.deepEqual(r.lookupFailed(l.id, false, 0), {}, 'a stale failure changes nothing');
+  assert.deepEqual(r.lookupFailed(l.id), {}, 'a stale failure changes nothing');
   // A resume's failed lookup tries where the peer was, as a lookup that found nothing newer.
   const core2 = coreIn('SUSPENDED');
   const r2 = requestsOf(core2);
   core2.recovery.resumeFailed(err('FERRY_ERR_PEER_MOVING'));
   const l2 = r2.resumeDue(0);
   assert.equal(l2?.kind, 'lookup');
-  assert.deepEqual(r2.lookupFailed(l2!.id, false, 0), { event: 'resume' });
+  assert.deepEqual(r2.lookupFailed(l2!.id), { event: 'resume' });
   assert.equal(core2.recovery.lookupNeeded, false);
 });
 
@@ -401,21 +406,21 @@ test('close: an answer that says the close cannot happen ends it; so does the re
   const clock = new ManualClock();
   const core = coreIn('CLOSE_SENT');
   const r = requestsOf(core);
-  const [cls] = r.close(undefined, 0) as RequestCommand[];
+  const [cls] = r.close() as RequestCommand[];
   assert.deepEqual(r.failed(cls!.id, err('FERRY_ERR_CONNECTION_CLOSED'), clock.now()), {
     log: { level: 'info', event: 'close_given_up', fields: { code: 'FERRY_ERR_CONNECTION_CLOSED', why: 'FERRY_ERR_CONNECTION_CLOSED' } },
     event: 'timeout',
   });
   const core2 = coreIn('CLOSE_SENT');
   const r2 = requestsOf(core2);
-  let [c] = r2.close(undefined, 0) as RequestCommand[];
+  let [c] = r2.close() as RequestCommand[];
   // A bad reply is as if unanswered: backoff, no lookup.
   r2.failed(c!.id, err('FERRY_ERR_BAD_MAC'), clock.now());
   for (;;) {
     const at = core2.nextDeadline()!;
     clock.advance(at - clock.now());
     assert.equal(core2.handleTimeout(clock.now())?.name, 'close_retry');
-    c = r2.closeRetryDue(0) as RequestCommand;
+    c = r2.closeRetryDue() as RequestCommand;
     assert.equal(c.kind, 'request', 'no lookup after a bad reply');
     const o = r2.failed(c.id, err('FERRY_ERR_BAD_MAC'), clock.now());
     if (o.event) {
@@ -431,7 +436,7 @@ test('close: an answer that says the close cannot happen ends it; so does the re
 test('close: a CLS failing after the close ended another way (no longer CLOSE_SENT) is not retried', () => {
   const core = coreIn('CLOSE_SENT');
   const r = requestsOf(core);
-  const [cls] = r.close(undefined, 0) as RequestCommand[];
+  const [cls] = r.close() as RequestCommand[];
   core.handle('timeout');
   while (core.poll(0));
   assert.equal(core.state, 'CLOSED');
@@ -445,16 +450,16 @@ test('close: a CLS failing after the close ended another way (no longer CLOSE_SE
 test('closeTowards: one CLS to the source of a resuming peer\'s RES (AMPLIFICATION_FACTOR tries), not again while it is out', () => {
   const core = coreIn('CLOSE_SENT');
   const r = requestsOf(core);
-  const [first] = r.close(undefined, 0) as RequestCommand[];
+  const [first] = r.close() as RequestCommand[];
   r.failed(first!.id, err('FERRY_ERR_PEER_MOVING'), 0);
   assert.equal(core.hasDeadline('close_retry'), true);
-  const [towards] = r.closeTowards('10.0.0.5:7000', 0) as RequestCommand[];
+  const [towards] = r.closeTowards('10.0.0.5:7000') as RequestCommand[];
   assert.equal(towards!.to, '10.0.0.5:7000');
   assert.deepEqual(towards!.opts, { maxTries: limit('AMPLIFICATION_FACTOR') });
   assert.equal(core.hasDeadline('close_retry'), false, 'the backoff stops: this CLS replaces it');
-  assert.deepEqual(r.closeTowards('10.0.0.5:7000', 0), [], 'that one is still out');
-  assert.equal(r.closeTowards('10.0.0.6:7000', 0).length, 1, 'another source gets one');
-  const retry = r.closeRetryDue(0) as RequestCommand;
+  assert.deepEqual(r.closeTowards('10.0.0.5:7000'), [], 'that one is still out');
+  assert.equal(r.closeTowards('10.0.0.6:7000').length, 1, 'another source gets one');
+  const retry = r.closeRetryDue() as RequestCommand;
   assert.equal(retry.kind, 'request', 'the PEER_MOVING lookup was dropped: a due retry sends at once');
   assert.equal(retry.to, PEER, 'retries go to the proven or located address');
 });
@@ -462,16 +467,16 @@ test('closeTowards: one CLS to the source of a resuming peer\'s RES (AMPLIFICATI
 test('stopClose: the host stops: no retry, no lookup, and the CLS\'s answer changes nothing', () => {
   const core = coreIn('CLOSE_SENT');
   const r = requestsOf(core);
-  const [cls] = r.close(undefined, 0) as RequestCommand[];
+  const [cls] = r.close() as RequestCommand[];
   r.failed(cls!.id, err('FERRY_ERR_PEER_MOVING'), 0);
-  const l = r.closeRetryDue(0)!;
-  const [towards] = r.closeTowards('10.0.0.5:7000', 0) as RequestCommand[];
+  const l = r.closeRetryDue()!;
+  const [towards] = r.closeTowards('10.0.0.5:7000') as RequestCommand[];
   core.setDeadline('close_retry', 10);
   r.stopClose();
   assert.equal(core.hasDeadline('close_retry'), false);
-  assert.equal(r.closeRetryDue(0), undefined);
+  assert.equal(r.closeRetryDue(), undefined);
   assert.deepEqual(r.replied(towards!.id, replyTo(towards!, MessageType.CLS_ACK, undefined), 0), {});
-  assert.deepEqual(r.located(l.id, undefined, false, 0), {});
+  assert.deepEqual(r.located(l.id, undefined), {});
 });
 
 /** A location proof whose content the injected verifier decides on. */
@@ -547,8 +552,8 @@ test('through the core\'s queue: the resume deadline, a lookup\'s answer and can
   assert.equal(d.kind, 'retry');
   const lookup = core.control.resumeDue(0);
   assert.ok(lookup);
-  core.located(lookup.id, { ip: '127.0.0.2', controlPort: 1000, redirectorPort: 1001, epoch: 3 }, false, 0);
+  core.located(lookup.id, { ip: '127.0.0.2', controlPort: 1000, redirectorPort: 1001, epoch: 3 });
   assert.deepEqual(drainRows(core)[0], ['SUSPENDED->RES_SENT', true]);
-  core.lookupFailed(lookup.id, false, 0);
+  core.lookupFailed(lookup.id);
   assert.equal(core.poll(0), undefined, 'answered already');
 });

@@ -7,18 +7,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ControlRequests, SuspendWatch, type AcceptedIncoming, type ConnectionCore, type CoreInit, type Expiry, type ResumeStep } from '../../../../src/connection/core/index.js';
+import { SuspendWatch, type AcceptedIncoming, type ConnectionCore, type CoreInit, type Expiry, type ResumeStep } from '../../../../src/connection/core/index.js';
 import type { Event, State } from '../../../../src/connection/state-machine.js';
 import { connectionKeysFromMaster } from '../../../../src/identity/index.js';
 import { FerryError, limit } from '../../../../src/util/index.js';
 import { MessageType } from '../../../../src/wire/index.js';
 import { coreIn } from './fixtures.js';
 
-const LIMIT_MS = 30_000;
+const LIMIT_MS = 30_000; // the fixture's reconnect limit
 
-function requestsOf(core: ConnectionCore): ControlRequests {
-  return new ControlRequests(core, { redirectorPort: 2001, reconnectLimitMs: LIMIT_MS, verifyProof: () => assert.fail('no proof expected') });
-}
 
 /** Apply `event` to completion (the adapter's part is not under test here). */
 function drive(core: ConnectionCore, event: Event): void {
@@ -118,7 +115,7 @@ test('intent: a resume() during a move\'s preparation waits for the move and is 
   assert.equal(core.intent.resumeWaitOver('wait_move', call), false, 'held while the move is prepared');
   core.intent.movePrepared(wanted);
   assert.equal(core.intent.autoResume, true, 'lands live');
-  assert.deepEqual(core.intent.incomingContext(), { moving: true, resumePending: true, clsReason: 0 });
+  assert.deepEqual(core.intent.incomingContext(), { moving: true, resumePending: true });
   // Cancelled: the resume goes on here.
   assert.equal(core.intent.cancelMove(), true, 'rollback resumes here');
   assert.equal(core.intent.resumeWaitOver('wait_move', call), true);
@@ -156,13 +153,13 @@ test('intent: a move waits for an open to finish, then suspends unless SUSPENDED
 
 test('intent: a RESUME offered on the kept socket ends the RES of an earlier attempt, waits for no proof, and is bounded by its slot\'s resume_offer deadline', () => {
   const core = at('SUSPENDED');
-  const control = requestsOf(core);
+  const control = core.control;
   const earlier = control.resume(false);
   earlier.build();
   drive(core, 'resume');
   core.path.resSent(true);
   assert.equal(core.path.awaitingProof, true, 'as if the earlier RES had asked for the peer\'s proof');
-  const cancel = core.intent.resumeOffered(control, 7, 1000);
+  const cancel = core.intent.resumeOffered(7, 1000);
   assert.deepEqual(cancel, { kind: 'cancel', id: earlier.id });
   assert.equal(control.resCurrent(earlier.id), false);
   assert.equal(core.path.awaitingProof, false, 'no resume HELLO waits for a proof');
@@ -173,7 +170,7 @@ test('intent: a RESUME offered on the kept socket ends the RES of an earlier att
   };
   assert.deepEqual(due(999 + limit('DRAIN_TIMEOUT_MS')), []);
   assert.deepEqual(due(1000 + limit('DRAIN_TIMEOUT_MS')), [{ name: 'resume_offer', slot: 7, at: 1000 + limit('DRAIN_TIMEOUT_MS') }]);
-  assert.equal(core.intent.resumeOffered(control, 7, 1000), undefined, 'no RES out: nothing to cancel');
+  assert.equal(core.intent.resumeOffered(7, 1000), undefined, 'no RES out: nothing to cancel');
 });
 
 test('intent: our RES carries this host\'s proof only if it has one that fits (at most RESUME_PROOF_MAX_LINKS links)', () => {
@@ -217,8 +214,7 @@ test('intent: resume() turn by turn: done, finish the suspend first, resume from
 test('intent: a resume() from SUSPENDED counts the reconnect limit from now', () => {
   const core = at('SUSPENDED');
   core.intent.autoResume = true;
-  const control = requestsOf(core);
-  assert.equal(core.intent.scheduleResume(control, 0).kind, 'scheduled');
+  assert.equal(core.intent.scheduleResume(0).kind, 'scheduled');
   assert.equal(core.recovery.requestTimeout(20_000), 10_000, 'broken since 0');
   core.intent.resumeStep(core.intent.resumeCalled(), 20_000);
   assert.equal(core.recovery.requestTimeout(20_000), undefined, 'the limit starts over');
@@ -251,16 +247,15 @@ test('intent: our RESUME goes in-band on an open kept socket only with no proof 
 
 test('intent: schedule_resume does nothing unless an automatic resume is wanted and no move is prepared', () => {
   const core = at('SUSPENDED');
-  const control = requestsOf(core);
-  assert.deepEqual(core.intent.scheduleResume(control, 0), { kind: 'none' });
+  assert.deepEqual(core.intent.scheduleResume(0), { kind: 'none' });
   assert.equal(core.nextDeadline(), undefined);
   core.intent.autoResume = true;
   core.intent.prepareMove();
-  assert.deepEqual(core.intent.scheduleResume(control, 0), { kind: 'none' });
+  assert.deepEqual(core.intent.scheduleResume(0), { kind: 'none' });
   core.intent.cancelMove();
-  assert.deepEqual(core.intent.scheduleResume(control, 100), { kind: 'scheduled' });
+  assert.deepEqual(core.intent.scheduleResume(100), { kind: 'scheduled' });
   assert.ok(core.hasDeadline('resume_retry'));
-  assert.deepEqual(core.intent.scheduleResume(control, 120), { kind: 'scheduled' }, 'the next attempt');
+  assert.deepEqual(core.intent.scheduleResume(120), { kind: 'scheduled' }, 'the next attempt');
   drive(core, 'resume');
   drive(core, 'socket_ready');
   assert.equal(core.intent.resumeMeasured(150), 50, 'the resume is measured from the first schedule');
@@ -269,10 +264,9 @@ test('intent: schedule_resume does nothing unless an automatic resume is wanted 
 test('intent: schedule_resume past the reconnect limit gives up with PEER_UNREACHABLE, and our CLS then says abort', () => {
   const core = at('SUSPENDED');
   core.intent.autoResume = true;
-  const control = requestsOf(core);
-  assert.equal(core.intent.scheduleResume(control, 0).kind, 'scheduled');
+  assert.equal(core.intent.scheduleResume(0).kind, 'scheduled');
   assert.equal(core.intent.clsReason, 0);
-  const d = core.intent.scheduleResume(control, LIMIT_MS + 1);
+  const d = core.intent.scheduleResume(LIMIT_MS + 1);
   assert.equal(d.kind, 'give_up');
   assert.equal(core.intent.closedError?.code, 'FERRY_ERR_PEER_UNREACHABLE');
   assert.equal(core.intent.clsReason, 1);
@@ -280,14 +274,13 @@ test('intent: schedule_resume past the reconnect limit gives up with PEER_UNREAC
 
 test('intent: resume_retry resumes now, or looks the peer up first, only while SUSPENDED and not moving', () => {
   const core = at('SUSPENDED');
-  const control = requestsOf(core);
-  assert.equal(core.intent.resumeDue(control, 0), 'resume');
+  assert.equal(core.intent.resumeDue(0), 'resume');
   core.recovery.peerMoving();
-  const lookup = core.intent.resumeDue(control, 0);
+  const lookup = core.intent.resumeDue(0);
   assert.equal(typeof lookup === 'object' && lookup.kind, 'lookup');
   core.intent.prepareMove();
-  assert.equal(core.intent.resumeDue(control, 0), undefined, 'moving');
-  assert.equal(at('RES_SENT').intent.resumeDue(requestsOf(at('RES_SENT')), 0), undefined, 'not SUSPENDED');
+  assert.equal(core.intent.resumeDue(0), undefined, 'moving');
+  assert.equal(at('RES_SENT').intent.resumeDue(0), undefined, 'not SUSPENDED');
 });
 
 test('intent: close() fires close unless a close began (then waits) or ended; destroy() marks the abort and keeps the first error', () => {
