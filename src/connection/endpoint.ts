@@ -175,10 +175,9 @@ export class Endpoint extends EventEmitter {
   private clockTimer: TimerHandle | undefined;
   /** When {@link clockTimer} fires (it may fire before the next deadline: it then re-arms). */
   private clockAt: number | undefined;
-  /** The last socket slot given out: a number per data socket, so a deadline names the socket it belongs to. */
   /** Dials waiting for their HELLO_ACK, by slot: how each one fails. */
   private readonly dials = new Map<number, (err: FerryError | undefined) => void>();
-  /** Carrying out the core's commands (an event fired meanwhile waits in the core for its turn). */
+  /** Carrying out a row's command (an event fired meanwhile waits in the core for its turn; core/connection-core.ts `inRow`). */
   private firing = false;
   /** The socket the small DATA of a delayed ACK came on (its fallback if no socket carries the connection). */
   private ackOn: number | undefined;
@@ -418,6 +417,7 @@ export class Endpoint extends EventEmitter {
     else this.log.debug('stale_event', { event, state: this.state });
   }
 
+  /** Carry out one command of the core: the one dispatch, for the table's rows and every input alike. */
   private carryOut(c: CoreCommand): void {
     switch (c.kind) {
       case 'stale':
@@ -641,8 +641,6 @@ export class Endpoint extends EventEmitter {
         return;
       case 'reuse_socket':
         return this.reuseSocket();
-      case 'send_cls':
-        return this.sendCls();
       case 'drain':
         return this.drainSocket();
       case 'drop_socket':
@@ -650,7 +648,7 @@ export class Endpoint extends EventEmitter {
       case 'schedule_resume':
         return this.scheduleResume();
       case 'checkpoint':
-        this.cancelTimers();
+        // Our requests and their deadlines were stopped by the core (its cancel came first).
         this.dropKept('moved');
         // This object is dead once checkpointed: none of its deadlines (a delayed ACK, a socket's
         // drain or HELLO) may fire on it; the clock timer goes with them (fire() re-arms).
@@ -702,15 +700,9 @@ export class Endpoint extends EventEmitter {
   }
 
   private onEstablished(): void {
+    // The core did its part first: our RES cancelled, recovery and path told (core/connection-core.ts `decide`).
     this.core.open.established(this.hadSocket);
     this.rearm();
-    // Resumed (perhaps through the peer's crossing RES): our own RES, if still retransmitting,
-    // must stop. Its fresh counter would otherwise reach the peer later and tear the new data
-    // socket down again (found by the simulator: a RES that arrived 0.9 s after the resume).
-    this.cancelRes();
-    this.recovery.established();
-    // Resumed: the peer accepted our location (or did not need a proof of it), and we its.
-    this.path.resumed();
     const resumeMs = this.intent.resumeMeasured(this.env.clock.now());
     if (resumeMs !== undefined) {
       this.stats.resumes++;
@@ -1414,11 +1406,6 @@ export class Endpoint extends EventEmitter {
     });
   }
 
-  /** `send_cls`: whatever else is out is over; the CLS, retried until acknowledged (core/control-requests.ts). */
-  private sendCls(): void {
-    for (const c of this.control.close()) this.carry(c);
-  }
-
   /** `schedule_resume`: the next automatic resume attempt, or give up and close. */
   private scheduleResume(): void {
     const d = this.intent.scheduleResume(this.env.clock.now());
@@ -1445,21 +1432,8 @@ export class Endpoint extends EventEmitter {
     else this.carry(c);
   }
 
-  /** Our RES, if one is out, is over: stop retransmitting it and ignore its answer. */
-  private cancelRes(): void {
-    this.carry(this.control.cancelRes());
-  }
-
   private cancelResumeTimer(): void {
     if (this.control.stopResumeRetry()) this.rearm();
-  }
-
-  private cancelTimers(): void {
-    this.cancelResumeTimer();
-    this.clearDeadline('resume_deadline');
-    this.clearDeadline('handshake');
-    this.cancelRes();
-    this.control.forgetSus();
   }
 
   /**
@@ -1551,7 +1525,7 @@ export class Endpoint extends EventEmitter {
     this.closedDone = true;
     this.flow.close();
     this.connectRequest?.abort();
-    this.cancelTimers();
+    this.carry(this.core.stopRequests());
     this.dropSocket();
     // Dials still waiting for their HELLO_ACK end now (no timer outlives the connection).
     for (const fail of [...this.dials.values()]) fail(undefined);

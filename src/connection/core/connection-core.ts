@@ -69,6 +69,9 @@ export interface CoreInit {
   readonly verifyProof?: ((m: ConnControl, peerAgent: AgentId, peerEpoch: number) => number) | undefined;
 }
 
+/** A command that may not be, as a list. */
+const optional = (c: CoreCommand | undefined): CoreCommand[] => (c ? [c] : []);
+
 /** A core given no proof verifier refuses every proof. */
 const NO_VERIFIER = (): number => {
   throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', 'no proof verifier');
@@ -102,6 +105,8 @@ export type CoreCommand =
 interface Queued {
   readonly c: CoreCommand;
   readonly row: boolean;
+  /** An action the core already decided its part of (it goes out as it is). */
+  readonly decided?: boolean;
 }
 
 /** Whether a state is part of a resume (the new data socket is being set up). */
@@ -261,16 +266,10 @@ export class ConnectionCore {
         else return undefined;
       }
       const q = this.out.shift()!;
-      if (q.c.kind === 'act') {
-        const step = this.openStep(q.c.action, now);
-        if (step) {
-          this.queueOpen(step, true, true);
-          continue;
-        }
-        if (q.c.action === 'cancel_res') {
-          // Our RES, if one is out, is over: its cancel goes out in the action's place.
-          const cancel = this.control.cancelRes();
-          if (cancel) this.out.unshift({ c: cancel, row: true });
+      if (q.c.kind === 'act' && !q.decided) {
+        const own = this.decide(q.c.action, now);
+        if (own) {
+          this.out.unshift(...own.map((c) => ({ c, row: true, decided: true })));
           continue;
         }
       }
@@ -294,34 +293,70 @@ export class ConnectionCore {
     return ++this.lastSlot;
   }
 
-  /** What an open step of the table comes to (undefined: not the core's to decide). */
-  private openStep(action: Action, now: number): readonly OpenCommand[] | undefined {
+  /**
+   * What an action of the table the core decides (wholly or its part) comes to, in the action's
+   * place: the open's steps; `cancel_res` and `send_cls` (our requests); `established` and
+   * `checkpoint`, whose part in our requests, recovery and path comes first, the action itself
+   * (the adapter's part) after. Undefined: the adapter's action.
+   */
+  private decide(action: Action, now: number): CoreCommand[] | undefined {
     switch (action) {
       case 'send_connect':
-        return this.open.sendConnect(now, () => this.newSlot());
+        return this.fromOpen(this.open.sendConnect(now, () => this.newSlot()));
       case 'send_confirm':
-        return this.open.sendConfirm();
+        return this.fromOpen(this.open.sendConfirm());
       case 'dial':
-        return this.open.dial();
+        return this.fromOpen(this.open.dial());
+      case 'cancel_res':
+        // Our RES, if one is out, is over.
+        return optional(this.control.cancelRes());
+      case 'send_cls':
+        // Whatever else is out is over; the CLS, retried until acknowledged.
+        return this.control.close();
+      case 'established': {
+        // Resumed (perhaps through the peer's crossing RES): our own RES, if still retransmitting,
+        // must stop. Its fresh counter would otherwise reach the peer later and tear the new data
+        // socket down again (found by the simulator: a RES that arrived 0.9 s after the resume).
+        const cancel = this.control.cancelRes();
+        this.recovery.established();
+        // Resumed: the peer accepted our location (or did not need a proof of it), and we its.
+        this.path.resumed();
+        return [...optional(cancel), { kind: 'act', action }];
+      }
+      case 'checkpoint':
+        return [...optional(this.stopRequests()), { kind: 'act', action }];
       default:
         return undefined;
     }
   }
 
   /**
-   * Queue what the open decided: its commands (a row's, ahead of the queue, in place of the action;
-   * an input's, behind it), and the event it hands to the table (applied once the queue is out,
-   * stale if the state no longer accepts it then).
+   * Nothing of ours is outstanding any more (the end is checkpointed or closed): no resume retry,
+   * resume or handshake deadline, SUS or RES. Returns the RES's cancel, if one was out.
    */
-  private queueOpen(commands: readonly OpenCommand[], row: boolean, front = false): void {
-    const q: Queued[] = [];
+  stopRequests(): ControlCommand | undefined {
+    this.control.stopResumeRetry();
+    this.timers.cancel('resume_deadline');
+    this.timers.cancel('handshake');
+    const cancel = this.control.cancelRes();
+    this.control.forgetSus();
+    return cancel;
+  }
+
+  /** The open's commands as the core's: its `fire` is queued here (stale if not accepted when applied), its `log` is a log line. */
+  private fromOpen(commands: readonly OpenCommand[]): CoreCommand[] {
+    const out: CoreCommand[] = [];
     for (const c of commands) {
       if (c.kind === 'fire') this.handle(c.event);
-      else if (c.kind === 'log') q.push({ c: { kind: 'log', level: 'info', event: c.event, fields: c.fields }, row });
-      else q.push({ c, row });
+      else if (c.kind === 'log') out.push({ kind: 'log', level: 'info', event: c.event, fields: c.fields });
+      else out.push(c);
     }
-    if (front) this.out.unshift(...q);
-    else this.out.push(...q);
+    return out;
+  }
+
+  /** Queue what the open decided on an input: its commands behind the queue, its event for the table. */
+  private queueOpen(commands: readonly OpenCommand[]): void {
+    for (const c of this.fromOpen(commands)) this.out.push({ c, row: false });
   }
 
   // ---------------------------------------------------------------- our control requests' inputs
@@ -372,42 +407,42 @@ export class ConnectionCore {
 
   /** The application's `open()` (core/open.ts `begin`). */
   beginOpen(): void {
-    this.queueOpen(this.open.begin(), false);
+    this.queueOpen(this.open.begin());
   }
 
   /** In-band client: the dial of slot `slot` threw `err`. */
   openDialFailed(slot: number, err: unknown): void {
-    this.queueOpen(this.open.dialFailed(slot, err), false);
+    this.queueOpen(this.open.dialFailed(slot, err));
   }
 
   /** Control-channel client: CONNECT request `id` was answered. */
   connectAnswered(id: number, reply: { type: number; body: Buffer }): void {
-    this.queueOpen(this.open.connectAnswered(id, reply), false);
+    this.queueOpen(this.open.connectAnswered(id, reply));
   }
 
   /** Control-channel client: CONNECT request `id` failed. */
   connectFailed(id: number, err: unknown): void {
-    this.queueOpen(this.open.connectFailed(id, err), false);
+    this.queueOpen(this.open.connectFailed(id, err));
   }
 
   /** A raw frame on the opening socket `slot`; throws the typed error that refuses it. */
   openingFrame(slot: number, body: Buffer): void {
-    this.queueOpen(this.open.openingFrame(slot, body), false);
+    this.queueOpen(this.open.openingFrame(slot, body));
   }
 
   /** The opening socket `slot` closed (`err`: refused with it; `dialError`: what the dial reported). */
   openingClosed(slot: number, err: FerryError | undefined, dialError?: { code?: string | undefined; message: string }): void {
-    this.queueOpen(this.open.openingClosed(slot, err, dialError), false);
+    this.queueOpen(this.open.openingClosed(slot, err, dialError));
   }
 
   /** Server: the client's CONNECT_CONFIRM datagram; throws the typed error to answer. */
   confirmDatagram(mac: Buffer): void {
-    this.queueOpen(this.open.confirmDatagram(mac), false);
+    this.queueOpen(this.open.confirmDatagram(mac));
   }
 
   /** The `handshake` deadline passed (`socketUp`: the opening socket is still usable). */
   handshakeExpired(e: Expiry, now: number, socketUp: boolean): void {
-    this.queueOpen(this.open.handshakeExpired(e, now, socketUp), false);
+    this.queueOpen(this.open.handshakeExpired(e, now, socketUp));
   }
 
   private apply(event: Event, now: number): void {

@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConnectionCore, ControlRequests, CLS_ONCE_TIMEOUT_MS, CLS_TRIES, MOVE_SUSPEND_TRIES, RES_TRIES, type ControlHooks, type CoreInit, type RequestCommand } from '../../../../src/connection/core/index.js';
+import { ConnectionCore, ControlRequests, CLS_ONCE_TIMEOUT_MS, CLS_TRIES, MOVE_SUSPEND_TRIES, RES_TRIES, type ControlHooks, type CoreCommand, type CoreInit, type RequestCommand } from '../../../../src/connection/core/index.js';
 import { ReceiveBuffer, SendBuffer } from '../../../../src/connection/data-path.js';
 import type { State } from '../../../../src/connection/state-machine.js';
 import { Identity, connectionKeysFromMaster, freshChain, type AgentId, type ConnectionKeys } from '../../../../src/identity/index.js';
@@ -557,3 +557,47 @@ test('through the core\'s queue: the resume deadline, a lookup\'s answer and can
   core.lookupFailed(lookup.id);
   assert.equal(core.poll(0), undefined, 'answered already');
 });
+
+test('through the core\'s queue: send_cls, established and checkpoint are decided by the core, a RES still out cancelled first', () => {
+  // send_cls: the RES out is cancelled, then the CLS goes (carrying the abort reason once the intent has an error).
+  const closing = coreIn('RES_SENT');
+  const res = closing.control.resume(false);
+  res.build();
+  const r = res.request(undefined, 0);
+  closing.intent.closedError = new FerryError('FERRY_ERR_PEER_UNREACHABLE');
+  closing.handle('close');
+  const out = drainCommands(closing);
+  assert.deepEqual(out.map((c) => c.kind), ['transition', 'cancel', 'request']);
+  assert.deepEqual(out[1], { kind: 'cancel', id: r.id });
+  const cls = out[2];
+  assert.ok(cls?.kind === 'request' && cls.type === MessageType.CLS);
+  assert.equal(sent(cls).reason, 1);
+  assert.deepEqual(cls.opts, { maxTries: 1, timeoutMs: CLS_ONCE_TIMEOUT_MS }, 'given up on an unreachable peer: one short CLS');
+  // established: the RES out is cancelled, recovery and path told, then the adapter's part.
+  const resuming = coreIn('RES_ACKED');
+  const plan = resuming.control.resume(false);
+  plan.build();
+  const c = plan.request(undefined, 0);
+  resuming.recovery.resumeFailed(err('FERRY_ERR_CONTROL_TIMEOUT'));
+  resuming.path.proveOurLocation();
+  resuming.handle('socket_ready');
+  assert.deepEqual(drainCommands(resuming).slice(1), [{ kind: 'cancel', id: c.id }, { kind: 'act', action: 'established' }]);
+  assert.equal(resuming.recovery.lookupNeeded, false, 'recovery knows it resumed');
+  assert.equal(resuming.path.mustProve, false, 'the peer accepted where we are');
+  assert.equal(resuming.control.resCurrent(c.id), false);
+  // checkpoint: no retry, deadline, SUS or RES left, then the adapter's part.
+  const moving = coreIn('SUSPENDED');
+  const p2 = moving.control.resume(false);
+  moving.control.scheduleResume(0);
+  moving.setDeadline('handshake', 50);
+  moving.setDeadline('resume_deadline', 60);
+  moving.handle('detach');
+  assert.deepEqual(drainCommands(moving), [{ kind: 'cancel', id: p2.id }, { kind: 'act', action: 'checkpoint' }]);
+  assert.equal(moving.nextDeadline(), undefined, 'the resume retry, handshake and resume deadlines are gone');
+});
+
+function drainCommands(core: ConnectionCore): CoreCommand[] {
+  const out: CoreCommand[] = [];
+  for (let c = core.poll(0); c; c = core.poll(0)) out.push(c);
+  return out;
+}
