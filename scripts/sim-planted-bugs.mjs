@@ -37,9 +37,9 @@ const BUGS = [
   },
   {
     name: '(d) the resume tie-break (who dials) inverted at the client end',
-    file: 'connection/endpoint.js',
-    from: 'return this.localAgent < this.peerAgent ||',
-    to: "return (this.role === 'client' ? this.localAgent > this.peerAgent : this.localAgent < this.peerAgent) ||",
+    file: 'connection/core/slots.js',
+    from: 'return c.localAgent < c.peerAgent ||',
+    to: "return (c.role === 'client' ? c.localAgent > c.peerAgent : c.localAgent < c.peerAgent) ||",
   },
 ];
 

@@ -11,8 +11,8 @@
  * flow, never which.
  */
 import { EventEmitter } from 'node:events';
-import { deriveSessionKeys, equalBytes, type AgentId, type ConnectionKeys, type Identity } from '../identity/index.js';
-import { FerryError, errorFromWire, isFerryError, limit, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
+import { type AgentId, type ConnectionKeys, type Identity } from '../identity/index.js';
+import { FerryError, isFerryError, limit, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
 import { formatAddress, parseAddress } from '../control/index.js';
 import {
   FrameType,
@@ -42,8 +42,8 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { ControlRequests, serverEnd, PathValidation, keepsSocket, keptFrameVerdict, Recovery, ConnectionCore, decideIncoming, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
-import { drainVerdict, keepsDrained, type AckStep, type DataFlow, type DrainVerdict } from './core/index.js';
+import { ControlRequests, serverEnd, PathValidation, Recovery, ConnectionCore, decideIncoming, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
+import { DataSlots, type AckStep, type DataFlow, type HelloCrypto, type SlotCommand } from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
 const RES_CANCELLED = new FerryError('FERRY_ERR_ABORTED', 'RES cancelled: the connection moved on');
@@ -127,37 +127,13 @@ export class Endpoint extends EventEmitter {
   readonly recv: ReceiveBuffer;
   /** The peer's address and candidate, path challenges, location proofs (the core's). */
   private readonly path: PathValidation;
-  /** The data sockets by slot, and the write pump (adapters/socket-slots.ts). */
+  /**
+   * The data sockets' rules by slot number: which carries the connection, which drain, the kept
+   * one, the dials and the HELLOs (core/slots.ts).
+   */
+  private readonly slots: DataSlots;
+  /** The sockets behind the slots, and the write pump (adapters/socket-slots.ts). */
   private readonly sockets: SocketSlots;
-  /** The slot carrying the connection. */
-  private data: number | undefined;
-  /** Slots draining (our DRAIN or in-band SUSPEND out, the peer's awaited). */
-  private readonly draining = new Set<number>();
-  /**
-   * The data socket a suspend drained, kept for a resume on it: both ends sent DRAIN on it and
-   * received the other's, so the session is quiet in both directions. While kept, only the
-   * in-band resume's RESUME / RESUME_ACK may arrive on it (anything else closes it). Kept only while
-   * suspending, SUSPENDED, or in the RESUME that offers it; dropped on anything else.
-   */
-  private kept: number | undefined;
-  /** The socket our in-band SUSPEND went out on, while its answer (the peer's DRAIN) is awaited. */
-  private inbandSus: number | undefined;
-  /** The kept socket our outstanding RESUME offered ('resume_offer' bounds the wait for its answer). */
-  private offered: number | undefined;
-  /** A reuse both ends agreed on, for the `reuse_socket` action. */
-  private reuse: number | undefined;
-  /** The reuse was the peer's RESUME that we accept: `reuse_socket` answers RESUME_ACK first. */
-  private reuseAnswer = false;
-  private hadSocket = false;
-  /**
-   * The outstanding dial (its socket slot): an answer is taken only while the one it answers is
-   * still the outstanding one, so a late callback of an earlier attempt cannot act (no "round"
-   * counters to bump). Our SUS, RES, CLS and lookups are tracked the same way, by request id, in
-   * {@link control}.
-   */
-  private dialing: number | undefined;
-  /** A resume exchange acknowledged while {@link dialing} was an earlier one's: dial again if that fails. */
-  private redial = false;
   /** Our outstanding control requests and lookups, and the retries of our close (core/control-requests.ts). */
   private readonly control: ControlRequests;
   /** How the peer's SUS/RES/CLS gets its proofs checked and ours signed (core/control-incoming.ts). */
@@ -175,19 +151,10 @@ export class Endpoint extends EventEmitter {
   private clockTimer: TimerHandle | undefined;
   /** When {@link clockTimer} fires (it may fire before the next deadline: it then re-arms). */
   private clockAt: number | undefined;
-  /** Dials waiting for their HELLO_ACK, by slot: how each one fails. */
-  private readonly dials = new Map<number, (err: FerryError | undefined) => void>();
   /** Carrying out a row's command (an event fired meanwhile waits in the core for its turn; core/connection-core.ts `inRow`). */
   private firing = false;
-  /** The socket the small DATA of a delayed ACK came on (its fallback if no socket carries the connection). */
-  private ackOn: number | undefined;
-  /** Control-channel open: the data socket dialled ahead at `open()`, until the open dials. */
-  private predial: StreamSocket | undefined;
-  /** In-band open: the socket the handshake runs on (the core's open slot), until it is attached (or the open fails). */
-  private opening: number | undefined;
   /** The CONNECT request of a control-channel open, aborted if the connection ends first. */
   private connectRequest: AbortController | undefined;
-  private parked: { sock: StreamSocket; hello: Hello; rest: Buffer } | undefined;
   /** Last time the endpoint entered SUSPENDED or ESTABLISHED, for metrics. */
   stats = { suspends: 0, resumes: 0, sockets: 0, reused: 0, bytesReplayed: 0, lastSuspendMs: 0, lastResumeMs: 0 };
   private readonly log: Logger;
@@ -218,8 +185,9 @@ export class Endpoint extends EventEmitter {
     this.incoming = { redirectorPort: env.redirectorPort, proofs: { verify: verifyProof, prover } };
     this.flow = core.flow;
     this.log = env.logger.child({ conn: this.idText, role: core.role });
+    this.slots = new DataSlots(core, Endpoint.helloCrypto, fresh);
     this.sockets = new SocketSlots(
-      { log: this.log, flow: this.flow, carrier: () => this.data, state: () => this.core.state, defer: (fn) => this.deferred(fn) },
+      { log: this.log, flow: this.flow, carrier: () => this.slots.data, state: () => this.core.state, defer: (fn) => this.deferred(fn) },
       { frame: (slot, f) => this.onFrame(slot, f), keptFrame: (slot, f) => this.onKeptFrame(slot, f), closed: (slot, err) => this.onSocketClosed(slot, err) },
     );
     // Connections opened to us count against their source address too (a stranger's fresh keys
@@ -283,9 +251,9 @@ export class Endpoint extends EventEmitter {
     return this.connectionId.toString('hex');
   }
 
-  /** Whether this end opens data sockets after a resume: the lower AgentId (the client on a tie). */
+  /** Whether this end opens data sockets after a resume (core/slots.ts: the lower AgentId, the client on a tie). */
   get isDialer(): boolean {
-    return this.localAgent < this.peerAgent || (this.localAgent === this.peerAgent && this.role === 'client');
+    return this.slots.isDialer;
   }
 
   /** The error the connection ended with, if any. */
@@ -294,6 +262,9 @@ export class Endpoint extends EventEmitter {
   }
 
   // ------------------------------------------------------------------ construction
+
+  /** The HELLO's MACs (handshake.ts), injected into the core's slots. */
+  private static readonly helloCrypto: HelloCrypto = { helloMac, helloAckMac };
 
   /** The open's cryptography (handshake.ts), injected into the core's open. */
   private static readonly crypto: OpenCrypto = { buildConnect, buildConnectAck, acceptConnectAck, clientFinished, verifyClientFinished };
@@ -360,13 +331,13 @@ export class Endpoint extends EventEmitter {
         this.drive();
       },
       (err) => {
-        if (this.opening === slot) this.opening = undefined;
+        if (this.slots.opening === slot) this.slots.opening = undefined;
         const e = dialError?.();
         this.core.openingClosed(slot, err, e && { code: (e as NodeJS.ErrnoException).code, message: e.message });
         this.drive();
       },
     );
-    this.opening = slot;
+    this.slots.opening = slot;
     return ds;
   }
 
@@ -375,7 +346,7 @@ export class Endpoint extends EventEmitter {
     const ep = new Endpoint(env, ConnectionCore.fromCheckpoint(input, Endpoint.coreEnv(env)));
     // What it carries is charged here whatever the budget says: the move was admitted.
     ep.settleBudget();
-    ep.hadSocket = true;
+    ep.slots.hadSocket = true;
     return ep;
   }
 
@@ -425,10 +396,9 @@ export class Endpoint extends EventEmitter {
         this.log.debug('stale_event', { event: c.event, state: c.state });
         return;
       case 'transition':
-        // A resume that is over no longer waits for the proof its parked HELLO needed.
-        if (!(c.to === 'RES_SENT' || c.to === 'RES_ACKED')) this.dropParked();
-        if (this.kept !== undefined && !keepsSocket(c.from, c.to)) this.dropKept('state');
-        if (c.from === 'SUS_SENT') this.inbandSus = undefined;
+        // A resume that is over no longer waits for the proof its parked HELLO needed; a kept
+        // socket the new state does not keep is dropped (core/slots.ts).
+        this.runSlots(this.slots.transition(c.from, c.to));
         this.emit('state', c.to, c.from);
         return;
       case 'act':
@@ -468,25 +438,23 @@ export class Endpoint extends EventEmitter {
         return;
       }
       case 'open_predial':
-        this.predial = this.env.dial(c.ip, c.port);
-        this.predial.on('error', () => {});
+        this.sockets.predialed(this.env.dial(c.ip, c.port));
         return;
       case 'open_dial_data': {
-        const sock = this.predial ?? this.env.dial(c.ip, c.port);
-        this.predial = undefined;
+        const sock = this.sockets.takePredial() ?? this.env.dial(c.ip, c.port);
         this.runDial(sock, 'open', ZERO_CHALLENGE, undefined);
         return;
       }
       case 'open_send_raw':
-        if (this.opening === c.slot) this.sockets.socket(c.slot)?.sendRaw(c.bytes);
+        if (this.slots.opening === c.slot) this.sockets.socket(c.slot)?.sendRaw(c.bytes);
         return;
       case 'open_oneway':
         this.env.oneway(c.to, c.type, c.body);
         return;
       case 'open_attach': {
-        const ds = this.sockets.socket(this.opening);
-        if (!ds || this.opening !== c.slot) return;
-        this.opening = undefined;
+        const ds = this.sockets.socket(this.slots.opening);
+        if (!ds || this.slots.opening !== c.slot) return;
+        this.slots.opening = undefined;
         if (c.keys) ds.setKeys(c.keys.send, c.keys.receive);
         ds.endRaw();
         // Both ends start at offset 0 and know each other's window from CONNECT / CONNECT_ACK.
@@ -494,9 +462,9 @@ export class Endpoint extends EventEmitter {
         return;
       }
       case 'open_destroy_socket':
-        if (this.opening !== undefined && this.opening === c.slot) {
+        if (this.slots.opening !== undefined && this.slots.opening === c.slot) {
           this.sockets.destroy(c.slot);
-          this.opening = undefined;
+          this.slots.opening = undefined;
         }
         return;
       case 'open_indexed':
@@ -533,23 +501,14 @@ export class Endpoint extends EventEmitter {
         return;
       case 'drop_parked_hello':
         return this.dropParked();
-      case 'take_parked_hello': {
-        const parked = this.parked;
-        this.parked = undefined;
-        if (parked) {
-          if (this.state === 'RES_SENT' || this.state === 'RES_ACKED') this.finishHello(parked.sock, parked.hello, parked.rest);
-          else parked.sock.destroy();
-        }
-        return;
-      }
+      case 'take_parked_hello':
+        return this.unpark();
     }
   }
 
   /** Forget a resume HELLO held for a proof (the resume it belonged to is over). */
   private dropParked(): void {
-    this.path.stopAwaiting();
-    this.parked?.sock.destroy();
-    this.parked = undefined;
+    this.runSlots(this.slots.dropParked());
   }
 
   // ------------------------------------------------------------------ the one timer
@@ -591,7 +550,7 @@ export class Endpoint extends EventEmitter {
   private onExpiry(e: Expiry): void {
     switch (e.name) {
       case 'handshake':
-        this.core.handshakeExpired(e, this.env.clock.now(), this.sockets.isOpen(this.opening));
+        this.core.handshakeExpired(e, this.env.clock.now(), this.sockets.isOpen(this.slots.opening));
         return this.drive();
       case 'resume_deadline':
         this.core.resumeDeadlinePassed();
@@ -605,26 +564,18 @@ export class Endpoint extends EventEmitter {
         void this.closeLater();
         return;
       case 'kept_socket':
-        if (this.kept === e.slot) this.dropKept('expired');
-        return;
+        return this.runSlots(this.slots.keptExpired(e.slot));
       case 'resume_offer':
-        if (this.offered !== e.slot || this.state !== 'RES_SENT') return;
-        this.log.info('resume_offer_unanswered', {});
-        this.dropKept('unanswered');
-        this.sendResDatagram();
-        return;
+        return this.runSlots(this.slots.offerExpired(e.slot));
       case 'drain':
-        if (this.draining.has(e.slot)) this.finishDrain(e.slot);
-        return;
+        return this.runSlots(this.slots.drainExpired(e.slot, this.sockets.isOpen(e.slot), this.intent.moving));
       case 'hello':
-        this.dials.get(e.slot)?.(new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no HELLO_ACK'));
+        if (this.slots.isDialing(e.slot)) this.runSlots(this.slots.dialFailed(e.slot, new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no HELLO_ACK')));
         return;
       case 'ack': {
         // The delayed ACK goes on the socket carrying the connection (a resume may have replaced
         // the one the DATA came on), else on that one.
-        const to = this.data ?? this.ackOn;
-        this.ackOn = undefined;
-        this.sendAck(to);
+        this.sendAck(this.slots.ackTarget());
         return;
       }
     }
@@ -690,7 +641,7 @@ export class Endpoint extends EventEmitter {
 
   /** In-band server: read what followed the CONNECT (the host has indexed the endpoint). */
   startInband(rest: Buffer): void {
-    this.sockets.socket(this.opening)?.feed(rest);
+    this.sockets.socket(this.slots.opening)?.feed(rest);
   }
 
   /** Server: the client's CONNECT_CONFIRM datagram arrived. Throws the typed error to answer. */
@@ -701,7 +652,7 @@ export class Endpoint extends EventEmitter {
 
   private onEstablished(): void {
     // The core did its part first: our RES cancelled, recovery and path told (core/connection-core.ts `decide`).
-    this.core.open.established(this.hadSocket);
+    this.core.open.established(this.slots.hadSocket);
     this.rearm();
     const resumeMs = this.intent.resumeMeasured(this.env.clock.now());
     if (resumeMs !== undefined) {
@@ -714,77 +665,100 @@ export class Endpoint extends EventEmitter {
 
   // ------------------------------------------------------------------ data sockets
 
-  private runDial(sock: StreamSocket, kind: 'open' | 'resume', challenge: Buffer, target: PeerLocator | undefined): void {
-    const slot = this.core.newSlot();
-    this.dialing = slot;
-    const nonce = fresh(NONCE_BYTES);
-    const fields = { kind, connectionId: this.connectionId, dialerRole: this.role, dialerNonce: nonce, challenge, received: this.recv.received, limit: this.flow.announceEdge() };
-    let settled = false;
-    const settle = (): void => {
-      settled = true;
-      this.dials.delete(slot);
-      this.clearDeadline('hello', slot);
-    };
-    const fail = (err: FerryError | undefined): void => {
-      if (settled) return;
-      settle();
-      this.sockets.destroy(slot);
-      if (this.dialing !== slot) return;
-      this.dialing = undefined;
-      this.log.info('dial_failed', { code: err?.code, detail: err?.message });
-      // A connection that was established (the open's own dial) recovers by itself.
-      this.intent.socketLost();
-      if (this.redial && (this.state === 'RES_SENT' || this.state === 'RES_ACKED')) {
-        this.log.info('redial', { detail: 'the failed dial was an earlier exchange\'s' });
-        return this.dialResume();
-      }
-      this.redial = false;
-      this.fireIfDefined('socket_lost');
-    };
-    const ds = this.sockets.dialed(slot, sock, {
-      frame: (f: Frame) => {
-        if (settled) return;
-        if (f.type === FrameType.REJECT) return fail(errorFromWire(f.wireCode, `redirector: ${f.detail}`));
-        if (f.type !== FrameType.HELLO_ACK) return fail(new FerryError('FERRY_ERR_MALFORMED_FRAME', 'expected HELLO_ACK'));
-        const expect = helloAckMac(this.keys, { acceptorNonce: f.acceptorNonce, received: f.received, limit: f.limit }, nonce);
-        if (this.keys && !equalBytes(expect, f.mac)) return fail(new FerryError('FERRY_ERR_BAD_MAC', 'HELLO_ACK MAC'));
-        settle();
-        if (this.dialing !== slot) return this.sockets.destroy(slot);
-        this.dialing = undefined;
-        // A suspend (the application's or a move's) that began while this resume dial was out
-        // wins: the socket is not adopted. Adopted in SUS_SENT it stayed live through the move,
-        // acknowledging bytes the checkpoint did not carry (found by the simulator, seed 83473).
-        if (kind === 'resume' && this.state !== 'RES_SENT' && this.state !== 'RES_ACKED') return this.sockets.destroy(slot);
-        if (this.keys) {
-          const s = deriveSessionKeys(this.keys.master, nonce, f.acceptorNonce);
-          ds.setKeys(this.role === 'client' ? s.c2s : s.s2c, this.role === 'client' ? s.s2c : s.c2s);
+  /** Carry out what the core's slots decided (core/slots.ts), in order. */
+  private runSlots(commands: readonly SlotCommand[]): void {
+    for (const c of commands) {
+      switch (c.kind) {
+        case 'send':
+          this.sockets.send(c.slot, c.frame);
+          break;
+        case 'close':
+          this.sockets.destroy(c.slot);
+          break;
+        case 'keep':
+          this.sockets.keep(c.slot);
+          break;
+        case 'deadline':
+          this.setDeadline(c.name, c.ms, c.slot);
+          break;
+        case 'clear':
+          this.clearDeadline(c.name, c.slot);
+          break;
+        case 'fire':
+          if (c.ifAccepted) this.fireIfDefined(c.event);
+          else this.fire(c.event);
+          break;
+        case 'resume_by_datagram':
+          this.sendResDatagram();
+          break;
+        case 'suspend_by_datagram':
+          this.sendSusDatagram();
+          break;
+        case 'forget_sus':
+          this.control.forgetSus();
+          break;
+        case 'suspend_counted':
+          this.countSuspend();
+          break;
+        case 'peer_resumes':
+          this.cancelResumeTimer();
+          this.intent.peerResumes(this.env.clock.now());
+          break;
+        case 'peer_suspends': {
+          const slot = c.slot;
+          // Deferred when it was held on a socket being reused, inside a transition.
+          const run = (): void => {
+            if (!this.slots.peerSuspendsNow(slot, this.intent.moving)) return;
+            this.intent.peerSuspends(this.env.clock.now());
+            this.fire('recv_sus');
+            this.finishDrain(slot, true);
+          };
+          if (this.firing) queueMicrotask(run);
+          else run();
+          break;
         }
-        // The acceptor answered our nonce under the connection key at this address: validated.
-        if (target) this.path.dialAnswered(target);
-        this.attach(slot, f.received, f.limit);
-      },
-      closed: (err) => fail(err),
-    });
-    if (!settled) {
-      this.dials.set(slot, fail);
-      this.setDeadline('hello', limit('HELLO_TIMEOUT_MS'), slot);
+        case 'auto_resume':
+          this.intent.socketLost();
+          break;
+        case 'dial_resume':
+          this.dialResume();
+          break;
+        case 'drained':
+          this.emit('drained');
+          break;
+        case 'close_parked':
+          this.sockets.dropParked();
+          break;
+        case 'log':
+          this.log[c.level](c.event, c.fields);
+          break;
+      }
     }
-    ds.send({ type: FrameType.HELLO, ...fields, mac: helloMac(this.keys, fields) });
   }
 
+  /** Dial a data socket (the open's, or our resume's to `target`); its HELLO goes first. */
+  private runDial(sock: StreamSocket, kind: 'open' | 'resume', challenge: Buffer, target: PeerLocator | undefined): void {
+    const d = this.slots.dial(kind, challenge, target);
+    const slot = d.slot;
+    this.sockets.dialed(slot, sock, {
+      frame: (f: Frame) => {
+        const a = this.slots.dialAnswer(slot, f);
+        if (a.kind === 'ignore') return;
+        if (a.kind === 'fail') return this.runSlots(this.slots.dialFailed(slot, a.err));
+        this.clearDeadline('hello', slot);
+        if (a.kind === 'close') return this.sockets.destroy(slot);
+        if (a.keys) this.sockets.socket(slot)?.setKeys(a.keys.send, a.keys.receive);
+        this.attach(slot, a.received, a.limit);
+      },
+      closed: (err) => this.runSlots(this.slots.dialFailed(slot, err)),
+    });
+    this.runSlots([d.deadline]);
+    this.sockets.send(slot, d.hello);
+  }
+
+  /** `dial_if_dialer` (the dialer's side), or a dial again: our resume's data socket, to the peer's dial target. */
   private dialResume(): void {
-    if (this.data !== undefined) return;
-    if (this.dialing !== undefined) {
-      // A dial of an earlier exchange is still out. It may succeed (any proven socket will do),
-      // but if it fails (the peer refused it in the state it was in then, e.g. SUSPENDED by a SUS
-      // that crossed the earlier RES), that failure is not this exchange's: dial again then.
-      // Taken as this exchange's socket_lost, it left the dialer SUSPENDED (its user had
-      // suspended: no retry of its own) and the peer waiting in RES_SENT for a dial that never
-      // came, until the reconnect limit closed both.
-      this.redial = true;
-      return;
-    }
-    this.redial = false;
+    if (!this.slots.mayDialResume()) return;
     const target = this.path.dialTarget();
     let sock: StreamSocket;
     try {
@@ -802,42 +776,32 @@ export class Endpoint extends EventEmitter {
    * Throws a FerryError when the HELLO is refused; the redirector then sends REJECT.
    */
   acceptHello(sock: StreamSocket, hello: Hello, rest: Buffer): void {
-    const fields = { kind: hello.kind, connectionId: hello.connectionId, dialerRole: hello.dialerRole, dialerNonce: hello.dialerNonce, challenge: hello.challenge, received: hello.received, limit: hello.limit };
-    if (this.keys && !equalBytes(helloMac(this.keys, fields), hello.mac)) throw new FerryError('FERRY_ERR_BAD_MAC', 'HELLO MAC');
-    if (hello.kind === 'open') {
-      const ok = !this.core.open.inband && this.role === 'server' && (this.state === 'CONNECT_ACKED' || (this.state === 'ESTABLISHED' && !this.hadSocket));
-      if (!ok) throw new FerryError(rejectionFor(this.state, 'socket_ready'), `open HELLO in state ${this.state}`);
-    } else {
-      if (this.state !== 'RES_SENT' && this.state !== 'RES_ACKED') throw new FerryError(rejectionFor(this.state, 'socket_ready'), `resume HELLO in state ${this.state}`);
-      // Path validation: the dialer must echo a challenge we issued in RES or RES_ACK.
-      this.path.redeemChallenge(hello.challenge);
-      // We asked the peer's new location for a proof and its RES_ACK has not been verified yet (the
-      // dial can overtake it): the MAC keys alone do not resume the connection. Hold the socket.
-      if (this.path.awaitingProof) {
-        this.parked?.sock.destroy();
-        this.parked = { sock, hello, rest };
-        this.log.info('resume_hello_parked', { remote: sock.remoteAddress });
-        return;
-      }
+    if (this.slots.hello(hello).kind === 'park') {
+      this.sockets.park(sock, rest);
+      this.log.info('resume_hello_parked', { remote: sock.remoteAddress });
+      return;
     }
     this.finishHello(sock, hello, rest);
   }
 
+  /** Answer `hello` on `sock` (HELLO_ACK) and attach it as a new slot. */
   private finishHello(sock: StreamSocket, hello: Hello, rest: Buffer): void {
-    if (this.data !== undefined) this.dropSocket();
-    this.dialing = undefined;
-    const acceptorNonce = fresh(NONCE_BYTES);
-    const ackFields = { acceptorNonce, received: this.recv.received, limit: this.flow.announceEdge() };
-    const slot = this.core.newSlot();
-    const ds = this.sockets.accepted(slot, sock);
-    ds.send({ type: FrameType.HELLO_ACK, ...ackFields, mac: helloAckMac(this.keys, ackFields, hello.dialerNonce) });
-    if (this.keys) {
-      const s = deriveSessionKeys(this.keys.master, hello.dialerNonce, acceptorNonce);
-      ds.setKeys(this.role === 'client' ? s.c2s : s.s2c, this.role === 'client' ? s.s2c : s.c2s);
-    }
-    if (hello.kind === 'resume') this.path.helloAccepted(sock.remoteAddress);
-    this.attach(slot, hello.received, hello.limit);
+    this.runSlots(this.slots.dropSocket());
+    const a = this.slots.answerHello(hello, sock.remoteAddress);
+    const ds = this.sockets.accepted(a.slot, sock);
+    ds.send(a.frame);
+    if (a.keys) ds.setKeys(a.keys.send, a.keys.receive);
+    this.attach(a.slot, a.received, a.limit);
     ds.feed(rest);
+  }
+
+  /** The resume HELLO held for a proof, now that the proof verified: answered if still resuming. */
+  private unpark(): void {
+    const hello = this.slots.takeParked();
+    const p = this.sockets.unpark();
+    if (!p) return;
+    if (hello && (this.state === 'RES_SENT' || this.state === 'RES_ACKED')) this.finishHello(p.sock, hello, p.rest);
+    else p.sock.destroy();
   }
 
   /** Slot `slot` carries the connection from now on, the sender rewound to the peer's stated offset. */
@@ -845,14 +809,13 @@ export class Endpoint extends EventEmitter {
     const r = this.flow.rewind(peerReceived, peerLimit);
     this.stats.bytesReplayed += r.replayed;
     if (r.room) this.emit('room');
-    this.data = slot;
-    this.hadSocket = true;
+    this.slots.attached(slot);
     this.stats.sockets++;
     this.flow.advertiseEdge();
     this.sockets.carry(slot);
     this.fire('socket_ready');
     if (this.state === 'ESTABLISHED') this.core.open.socketEstablished();
-    if (this.data === slot) {
+    if (this.slots.data === slot) {
       if (initialAck) this.sendAck(slot);
       else this.flow.advertiseEdge();
       this.sockets.pump();
@@ -867,83 +830,29 @@ export class Endpoint extends EventEmitter {
    * answers RESUME_ACK first; the stream's frames follow it.
    */
   private reuseSocket(): void {
-    const slot = this.reuse;
-    this.reuse = undefined;
-    if (slot === undefined) return;
-    if (this.data !== undefined) this.dropSocket();
-    this.dialing = undefined;
+    const r = this.slots.takeReuse();
+    if (!r) return;
+    this.runSlots(r.replaced);
     this.stats.bytesReplayed += this.flow.rewindToAcked();
-    this.data = slot;
     this.stats.reused++;
-    this.sockets.reuse(slot);
-    if (this.reuseAnswer) {
-      // RESUME_ACK goes before anything else we send on it: the peer switches on it.
-      this.reuseAnswer = false;
-      this.sockets.send(slot, { type: FrameType.RESUME_ACK });
-    }
-    if (this.data !== slot) return;
+    this.sockets.reuse(r.slot);
+    // RESUME_ACK goes before anything else we send on it: the peer switches on it.
+    if (r.answer) this.sockets.send(r.slot, { type: FrameType.RESUME_ACK });
+    if (this.slots.data !== r.slot) return;
     // Always restate our offsets: DATA the peer had in flight under our SUSPEND arrived after our
     // DRAIN, and the peer rewinds to the DRAIN's offset until it hears otherwise.
-    this.sendAck(slot);
+    this.sendAck(r.slot);
     this.sockets.pump();
   }
 
-  /** Keep a drained socket (both DRAINs crossed on it) for a resume on it, for a while. */
-  private keep(slot: number): void {
-    if (this.kept !== undefined) this.dropKept('replaced');
-    this.sockets.keep(slot);
-    this.kept = slot;
-    this.setDeadline('kept_socket', limit('KEPT_SOCKET_MS'), slot);
-  }
-
-  /**
-   * A frame on the kept socket. The peer may only resume on it: RESUME while we are SUSPENDED (we
-   * accept: RESUME_ACK and the stream goes on), or, while our own RESUME is out on it, RESUME_ACK
-   * (accepted) or its crossing RESUME (both want it: as good as an acceptance both ways). Anything
-   * else, or a RESUME we cannot take (moving), closes it: the peer then resumes by datagram.
-   */
+  /** A frame on the kept socket (core/slots.ts `keptFrame`: only the in-band resume may arrive). */
   private onKeptFrame(slot: number, f: Frame): void {
-    if (slot !== this.kept) return this.sockets.destroy(slot);
-    const verdict = keptFrameVerdict(f.type, this.state, this.intent.moving, this.offered === slot);
-    if (verdict.kind === 'peer_resumes') {
-      this.takeKept();
-      this.cancelResumeTimer();
-      this.intent.peerResumes(this.env.clock.now());
-      this.reuse = slot;
-      this.reuseAnswer = true;
-      this.fire('recv_res_reuse');
-      return;
-    }
-    if (verdict.kind === 'resume_accepted') {
-      this.takeKept();
-      this.reuse = slot;
-      this.fire('recv_res_ack_reuse');
-      return;
-    }
-    this.log.info('kept_socket_refused', { type: f.type, state: this.state });
-    this.dropKept('unexpected frame');
-    if (verdict.fallback) this.sendResDatagram();
-  }
-
-  /** The kept socket leaves the kept role (to be reused): no timers, no offer. */
-  private takeKept(): void {
-    for (const slot of [this.kept, this.offered]) {
-      if (slot === undefined) continue;
-      this.clearDeadline('kept_socket', slot);
-      this.clearDeadline('resume_offer', slot);
-    }
-    this.kept = undefined;
-    this.offered = undefined;
+    this.runSlots(this.slots.keptFrame(slot, f.type, this.intent.moving));
   }
 
   /** Close the kept socket (the next resume dials). */
   private dropKept(why: string): void {
-    const slot = this.kept;
-    this.takeKept();
-    if (slot !== undefined) {
-      this.log.debug('kept_socket_dropped', { why });
-      this.sockets.destroy(slot);
-    }
+    this.runSlots(this.slots.dropKept(why));
   }
 
   private onFrame(slot: number, f: Frame): void {
@@ -964,77 +873,25 @@ export class Endpoint extends EventEmitter {
       case FrameType.DRAIN:
         this.flow.peerDrained(f.received);
         this.emit('room');
-        return this.onDrainFrame(slot, drainVerdict(f.type, slot === this.inbandSus, slot === this.data, this.state, this.intent.moving));
+        return this.runSlots(this.slots.peerDrain(slot, f.type, this.sockets.isOpen(slot), this.intent.moving));
       default:
         throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `unexpected frame type ${f.type} on an established socket`);
     }
   }
 
-  /** Carry out what the peer's DRAIN or SUSPEND on `slot` comes to (core/data.ts `drainVerdict`). */
-  private onDrainFrame(slot: number, verdict: DrainVerdict): void {
-    switch (verdict) {
-      case 'suspend_acked':
-        this.inbandSus = undefined;
-        this.draining.delete(slot);
-        this.clearDeadline('drain', slot);
-        this.keep(slot);
-        this.fire('recv_sus_ack');
-        return this.countSuspend();
-      case 'peer_suspends': {
-        // Deferred when it was held on a socket being reused, inside a transition.
-        const run = (): void => {
-          if (slot !== this.data || this.state !== 'ESTABLISHED' || this.intent.moving) return;
-          this.intent.peerSuspends(this.env.clock.now());
-          this.fire('recv_sus');
-          this.finishDrain(slot, true);
-        };
-        if (this.firing) queueMicrotask(run);
-        else run();
-        return;
-      }
-      case 'answer_drain':
-        this.data = undefined;
-        this.sockets.send(slot, this.flow.drain());
-        this.keep(slot);
-        // Suspended now; the SUS_ACK, when it comes, is stale (no longer the outstanding SUS).
-        this.control.forgetSus();
-        this.fire('recv_sus_ack');
-        return this.countSuspend();
-      case 'socket_lost':
-        this.data = undefined;
-        this.sockets.destroy(slot);
-        return this.fireIfDefined('socket_lost');
-      case 'drain_done':
-        return this.finishDrain(slot, true);
-    }
-  }
-
   private onSocketClosed(slot: number, err: FerryError | undefined): void {
-    if (this.draining.has(slot)) return this.finishDrain(slot);
-    if (slot === this.kept) {
-      const offered = this.offered === slot && this.state === 'RES_SENT';
-      this.takeKept();
-      this.log.debug('kept_socket_lost', { code: err?.code, state: this.state });
-      // Our RESUME was out on it (declined by a close, or the socket died): resume by datagram.
-      if (offered) this.sendResDatagram();
-      return;
-    }
-    if (slot !== this.data) return;
-    this.data = undefined;
-    this.log.info('data_socket_lost', { code: err?.code, state: this.state });
-    this.intent.socketLost();
-    this.fireIfDefined('socket_lost');
+    this.runSlots(this.slots.closed(slot, err, this.sockets.isOpen(slot), this.intent.moving));
   }
 
   /** Arrange the ACK of what arrived on `slot` as the core decided (core/data.ts `AckStep`). */
   private ackStep(slot: number, step: AckStep): void {
     if (step === 'delay') {
-      this.ackOn = slot;
+      this.slots.ackArranged(slot, step);
       this.flow.armAck(this.env.clock.now());
       this.rearm();
     } else if (step === 'turn') {
       this.deferred(() => {
-        if (this.flow.turnEnded() || slot !== this.data) this.sendAck(slot);
+        if (this.flow.turnEnded() || slot !== this.slots.data) this.sendAck(slot);
       });
     }
   }
@@ -1064,7 +921,7 @@ export class Endpoint extends EventEmitter {
   }
 
   private maybeReopen(): void {
-    if (this.data !== undefined && this.flow.reopenDue()) this.sendAck(this.data);
+    if (this.slots.data !== undefined && this.flow.reopenDue()) this.sendAck(this.slots.data);
   }
 
   private deferred(fn: () => void): void {
@@ -1077,42 +934,20 @@ export class Endpoint extends EventEmitter {
     return this.env.clock;
   }
 
+  /** `drain`: our DRAIN on the carrying socket; without a live one the drain is over at once. */
   private drainSocket(): void {
-    const slot = this.data;
-    this.data = undefined;
-    if (!this.sockets.isOpen(slot)) {
-      queueMicrotask(() => this.fireIfDefined('drained'));
-      return;
-    }
-    this.draining.add(slot!);
-    // No TCP FIN: once the peer's DRAIN has come back, the socket may be kept for the resume.
-    this.sockets.send(slot, this.flow.drain());
-    this.setDeadline('drain', limit('DRAIN_TIMEOUT_MS'), slot);
+    const c = this.slots.drain(this.sockets.isOpen(this.slots.data));
+    if (c) return this.runSlots(c);
+    queueMicrotask(() => this.fireIfDefined('drained'));
   }
 
   /** A drain ended: `peerDrained` when the peer's DRAIN came (the socket may then be kept). */
   private finishDrain(slot: number, peerDrained = false): void {
-    if (!this.draining.delete(slot)) return;
-    this.clearDeadline('drain', slot);
-    if (slot === this.inbandSus) {
-      // Our in-band SUSPEND went unanswered (the socket died, or no DRAIN in DRAIN_TIMEOUT_MS):
-      // suspend over the control channel instead, which never waits for the peer past its tries.
-      this.inbandSus = undefined;
-      this.sockets.destroy(slot);
-      if (this.state === 'SUS_SENT') this.sendSusDatagram();
-      return;
-    }
-    if (keepsDrained(peerDrained, this.sockets.isOpen(slot), this.intent.moving, this.state)) this.keep(slot);
-    else this.sockets.destroy(slot);
-    this.fireIfDefined('drained');
-    this.emit('drained');
+    this.runSlots(this.slots.drainEnded(slot, peerDrained, this.sockets.isOpen(slot), this.intent.moving));
   }
 
   private dropSocket(): void {
-    const slot = this.data;
-    this.data = undefined;
-    this.dialing = undefined;
-    this.sockets.destroy(slot);
+    this.runSlots(this.slots.dropSocket());
   }
 
   // ------------------------------------------------------------------ application side
@@ -1158,7 +993,7 @@ export class Endpoint extends EventEmitter {
     observe();
     this.on('state', observe);
     try {
-      await this.until(() => watch.done(this.state, this.draining.size), true);
+      await this.until(() => watch.done(this.state, this.slots.draining.size), true);
     } finally {
       this.off('state', observe);
     }
@@ -1336,16 +1171,11 @@ export class Endpoint extends EventEmitter {
    * the SUS datagram.
    */
   private sendSus(): void {
-    const ds = this.data;
+    const ds = this.slots.data;
     if (ds !== undefined && this.intent.suspendInBand(this.sockets.isOpen(ds))) {
       this.control.forgetSus();
-      this.data = undefined;
-      if (this.sockets.send(ds, this.flow.suspend()) || this.sockets.isOpen(ds)) {
-        this.inbandSus = ds;
-        this.draining.add(ds);
-        this.setDeadline('drain', limit('DRAIN_TIMEOUT_MS'), ds);
-        return;
-      }
+      this.slots.suspendInband();
+      if (this.sockets.send(ds, this.flow.suspend()) || this.sockets.isOpen(ds)) return this.runSlots(this.slots.suspendSent(ds));
       this.sockets.destroy(ds);
     }
     this.sendSusDatagram();
@@ -1370,15 +1200,14 @@ export class Endpoint extends EventEmitter {
    * datagram and a new data socket. Otherwise the RES datagram at once.
    */
   private sendRes(): void {
-    const offer = this.kept;
+    const offer = this.slots.kept;
     if (offer !== undefined && this.intent.resumeInBand(this.sockets.isOpen(offer))) {
       this.carry(this.intent.resumeOffered(offer, this.env.clock.now()));
-      this.offered = offer;
-      this.sockets.send(offer, { type: FrameType.RESUME });
+      this.runSlots(this.slots.offerResume());
       this.rearm();
       return;
     }
-    if (this.kept !== undefined) this.dropKept('not offered');
+    if (this.slots.kept !== undefined) this.dropKept('not offered');
     this.sendResDatagram();
   }
 
@@ -1469,7 +1298,7 @@ export class Endpoint extends EventEmitter {
     this.emit('moving');
     this.cancelResumeTimer();
     if (this.intent.moveWaitsForOpen) await this.until(() => this.state === 'ESTABLISHED');
-    if (this.intent.moveSuspends(this.draining.size)) await this.suspend('move');
+    if (this.intent.moveSuspends(this.slots.draining.size)) await this.suspend('move');
     this.intent.movePrepared(resumeWanted);
   }
 
@@ -1509,14 +1338,14 @@ export class Endpoint extends EventEmitter {
     if (this.keys) this.path.proveOurLocation();
     let dropped = this.breakDataSocket();
     // The raw socket, so that its close reaches the open (a slot's destroy reports nothing).
-    if (this.sockets.cut(this.opening, false)) dropped = true;
+    if (this.sockets.cut(this.slots.opening, false)) dropped = true;
     return dropped;
   }
 
   /** Fault injection (tests, demo): reset the current data socket as a network cut would. */
   breakDataSocket(): boolean {
     let n = 0;
-    for (const slot of [this.data, this.kept]) if (this.sockets.cut(slot, true)) n++;
+    for (const slot of [this.slots.data, this.slots.kept]) if (this.sockets.cut(slot, true)) n++;
     return n > 0;
   }
 
@@ -1526,18 +1355,11 @@ export class Endpoint extends EventEmitter {
     this.flow.close();
     this.connectRequest?.abort();
     this.carry(this.core.stopRequests());
-    this.dropSocket();
-    // Dials still waiting for their HELLO_ACK end now (no timer outlives the connection).
-    for (const fail of [...this.dials.values()]) fail(undefined);
-    for (const slot of this.draining) this.sockets.destroy(slot);
-    this.draining.clear();
-    this.dropKept('closed');
-    this.sockets.destroy(this.reuse);
-    this.reuse = undefined;
-    this.dropParked();
-    this.predial?.destroy();
-    this.sockets.destroy(this.opening);
-    this.opening = undefined;
+    // Every slot closes; dials still waiting for their HELLO_ACK end now (no timer outlives the connection).
+    this.runSlots(this.slots.ended());
+    this.sockets.dropPredial();
+    this.sockets.destroy(this.slots.opening);
+    this.slots.opening = undefined;
     this.core.open.ended();
     this.intent.closedError ??= err;
     this.core.clearDeadlines();

@@ -47,6 +47,10 @@ export interface SlotsHost {
 export class SocketSlots {
   private readonly sockets = new Map<number, DataSocket>();
   private pumpScheduled = false;
+  /** The socket of a resume HELLO held for the peer's proof, and what was read past the HELLO. */
+  private parked: { sock: StreamSocket; rest: Buffer } | undefined;
+  /** Control-channel open: the data socket dialled ahead at `open()`, until the open dials. */
+  private predial: StreamSocket | undefined;
 
   constructor(
     private readonly host: SlotsHost,
@@ -89,6 +93,43 @@ export class SocketSlots {
     const ds = new DataSocket(sock, { frame: () => {}, close: () => this.gone(slot, () => {}), writable: () => {} }, this.host.log);
     this.sockets.set(slot, ds);
     return ds;
+  }
+
+  /** Hold `sock` (a resume HELLO's, not yet a slot) until the peer's proof verifies; one held before closes. */
+  park(sock: StreamSocket, rest: Buffer): void {
+    this.parked?.sock.destroy();
+    this.parked = { sock, rest };
+  }
+
+  /** The held socket, taken. */
+  unpark(): { sock: StreamSocket; rest: Buffer } | undefined {
+    const p = this.parked;
+    this.parked = undefined;
+    return p;
+  }
+
+  /** Close the held socket, if any. */
+  dropParked(): void {
+    this.parked?.sock.destroy();
+    this.parked = undefined;
+  }
+
+  /** Keep `sock`, dialled ahead of the control-channel open's data socket (its errors are the open's, later). */
+  predialed(sock: StreamSocket): void {
+    this.predial = sock;
+    sock.on('error', () => {});
+  }
+
+  /** The socket dialled ahead, taken (undefined: none). */
+  takePredial(): StreamSocket | undefined {
+    const s = this.predial;
+    this.predial = undefined;
+    return s;
+  }
+
+  /** Close the socket dialled ahead, if it was never used (the open ended first). */
+  dropPredial(): void {
+    this.predial?.destroy();
   }
 
   /** Slot `slot` carries the connection: its frames and close are inputs, its drain pumps. */

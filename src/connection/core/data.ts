@@ -3,8 +3,9 @@
  * SUSPEND comes to, when and with what offsets we acknowledge (the delayed ACK, PROTOCOL.md §7.1),
  * what a new data socket starts from (the rewind to the offset the peer states), how much credit
  * we announce within the host's receive budget, and the FIN's turn. The bytes themselves stay in
- * {@link SendBuffer} and {@link ReceiveBuffer}; the adapter (`endpoint.ts`) owns the sockets, the
- * write loop and its coalescing, and sends the frames this returns on the socket they belong to.
+ * {@link SendBuffer} and {@link ReceiveBuffer}; the sockets are named by slot (`slots.ts`), and the adapter
+ * (`adapters/socket-slots.ts`) owns them, the write loop and its coalescing, and sends the frames
+ * this returns on the slot they belong to.
  *
  * Exactly-once rests on two rules kept here and in the buffers: a new socket rewinds the sender to
  * the offset the peer says it received (never past what it acknowledged), and the receiver drops

@@ -16,3 +16,4 @@ export * from './open.js';
 export * from './control-requests.js';
 export * from './control-incoming.js';
 export * from './intent.js';
+export * from './slots.js';

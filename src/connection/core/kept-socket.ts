@@ -2,7 +2,7 @@
  * The kept socket's rules: after a suspend in which both ends sent DRAIN on the data socket and
  * received the other's, the socket is quiet both ways and may be kept for a resume on it (in-band
  * RESUME / RESUME_ACK, no new TCP connection, no dial). Which transitions keep it, and what a frame
- * arriving on it comes to. Pure: the endpoint asks and carries the verdict out.
+ * arriving on it comes to. Pure: `slots.ts` asks, and its commands carry the verdict out.
  */
 import { FrameType } from '../../wire/index.js';
 import type { State } from '../state-machine.js';
