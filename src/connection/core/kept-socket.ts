@@ -2,10 +2,14 @@
  * The kept socket's rules: after a suspend in which both ends sent DRAIN on the data socket and
  * received the other's, the socket is quiet both ways and may be kept for a resume on it (in-band
  * RESUME / RESUME_ACK, no new TCP connection, no dial). Which transitions keep it, and what a frame
- * arriving on it comes to. Pure: `slots.ts` asks, and its commands carry the verdict out.
+ * arriving on it comes to, and the kept socket's life by slot number ({@link KeptSocket}, part of
+ * `slots.ts`'s {@link DataSlots}).
  */
+import { limit, type FerryError } from '../../util/index.js';
 import { FrameType } from '../../wire/index.js';
 import type { State } from '../state-machine.js';
+import type { ConnectionCore } from './connection-core.js';
+import type { DataSlots, SlotCommand } from './slots.js';
 
 /**
  * Whether a kept socket survives the transition: while suspending and suspended, and into the
@@ -42,4 +46,139 @@ export function keptFrameVerdict(frameType: number, state: State, moving: boolea
  */
 export function keepsDrained(peerDrained: boolean, open: boolean, moving: boolean, state: State): boolean {
   return peerDrained && open && !moving && (state === 'SUS_ACKED' || state === 'SUSPENDED');
+}
+
+/**
+ * The kept socket of one connection end, by slot number, and the reuse agreed on it: kept after a
+ * drained suspend for KEPT_SOCKET_MS, offered by our in-band RESUME (`resume_offer` bounds the
+ * wait for its answer), taken for a reuse by the peer's RESUME or its RESUME_ACK, dropped by a
+ * transition that does not keep it ({@link keepsSocket}), by its deadline or by a stray frame. Part
+ * of {@link DataSlots}; its inputs append {@link SlotCommand}s to `out`, in order.
+ */
+export class KeptSocket {
+  /** The kept slot. While kept, only the in-band resume's RESUME / RESUME_ACK may arrive on it. */
+  slot: number | undefined;
+  /** The kept slot our outstanding RESUME offered. */
+  offered: number | undefined;
+  /** A reuse both ends agreed on, for the `reuse_socket` action. */
+  private reuse: number | undefined;
+  /** The reuse was the peer's RESUME that we accept: `reuse_socket` answers RESUME_ACK first. */
+  private reuseAnswer = false;
+
+  constructor(private readonly core: ConnectionCore) {}
+
+  /** Keep drained `slot` (both DRAINs crossed on it) for a resume on it, for KEPT_SOCKET_MS; one kept before is dropped. */
+  keep(slot: number, out: SlotCommand[]): void {
+    if (this.slot !== undefined) this.drop('replaced', out);
+    out.push({ kind: 'keep', slot });
+    this.slot = slot;
+    out.push({ kind: 'deadline', name: 'kept_socket', slot, ms: limit('KEPT_SOCKET_MS') });
+  }
+
+  /** The kept socket leaves the kept role (to be reused, or gone): no deadlines, no offer. */
+  private take(out: SlotCommand[]): void {
+    for (const slot of [this.slot, this.offered]) {
+      if (slot === undefined) continue;
+      out.push({ kind: 'clear', name: 'kept_socket', slot }, { kind: 'clear', name: 'resume_offer', slot });
+    }
+    this.slot = undefined;
+    this.offered = undefined;
+  }
+
+  /** Close the kept socket, if any (the next resume dials). */
+  drop(why: string, out: SlotCommand[]): SlotCommand[] {
+    const slot = this.slot;
+    this.take(out);
+    if (slot !== undefined) out.push({ kind: 'log', level: 'debug', event: 'kept_socket_dropped', fields: { why } }, { kind: 'close', slot });
+    return out;
+  }
+
+  /**
+   * Our resume goes in-band on the kept socket (intent.ts `resumeInBand` chose it, and
+   * `resumeOffered` set its `resume_offer` deadline): RESUME on it, offered until the peer answers
+   * or the deadline passes.
+   */
+  offer(): SlotCommand[] {
+    const slot = this.slot;
+    if (slot === undefined) return [];
+    this.offered = slot;
+    return [{ kind: 'send', slot, frame: { type: FrameType.RESUME } }];
+  }
+
+  /**
+   * A frame on the kept socket ({@link keptFrameVerdict}): the peer's RESUME taken for a reuse
+   * (we answer RESUME_ACK), our RESUME accepted, or the socket closed, falling back to the RES
+   * datagram when our RESUME was out on it. A frame on a slot that is not the kept one closes it.
+   */
+  frame(slot: number, type: number, moving: boolean): SlotCommand[] {
+    if (slot !== this.slot) return [{ kind: 'close', slot }];
+    const state = this.core.state;
+    const verdict = keptFrameVerdict(type, state, moving, this.offered === slot);
+    const out: SlotCommand[] = [];
+    if (verdict.kind === 'peer_resumes') {
+      this.take(out);
+      this.reuse = slot;
+      this.reuseAnswer = true;
+      out.push({ kind: 'peer_resumes' }, { kind: 'fire', event: 'recv_res_reuse', ifAccepted: false });
+      return out;
+    }
+    if (verdict.kind === 'resume_accepted') {
+      this.take(out);
+      this.reuse = slot;
+      out.push({ kind: 'fire', event: 'recv_res_ack_reuse', ifAccepted: false });
+      return out;
+    }
+    out.push({ kind: 'log', level: 'info', event: 'kept_socket_refused', fields: { type, state } });
+    this.drop('unexpected frame', out);
+    if (verdict.fallback) out.push({ kind: 'resume_by_datagram' });
+    return out;
+  }
+
+  /** Deadline `kept_socket` of `slot` passed: the kept socket closes (if it is still that one). */
+  expired(slot: number): SlotCommand[] {
+    return this.slot === slot ? this.drop('expired', []) : [];
+  }
+
+  /** Deadline `resume_offer` of `slot` passed: our RESUME on it went unanswered; resume by datagram. */
+  offerExpired(slot: number): SlotCommand[] {
+    if (this.offered !== slot || this.core.state !== 'RES_SENT') return [];
+    const out: SlotCommand[] = [{ kind: 'log', level: 'info', event: 'resume_offer_unanswered', fields: {} }];
+    this.drop('unanswered', out);
+    out.push({ kind: 'resume_by_datagram' });
+    return out;
+  }
+
+  /** `slot` closed under us: if it was the kept one it is forgotten (our RESUME out on it falls back to the RES datagram). Returns whether it was. */
+  closed(slot: number, err: FerryError | undefined, out: SlotCommand[]): boolean {
+    if (slot !== this.slot) return false;
+    const state = this.core.state;
+    const offered = this.offered === slot && state === 'RES_SENT';
+    this.take(out);
+    out.push({ kind: 'log', level: 'debug', event: 'kept_socket_lost', fields: { code: err?.code, state } });
+    // Our RESUME was out on it (declined by a close, or the socket died): resume by datagram.
+    if (offered) out.push({ kind: 'resume_by_datagram' });
+    return true;
+  }
+
+  /** The state went `from` → `to`: a kept socket the new state does not keep is dropped. */
+  transition(from: State, to: State, out: SlotCommand[]): void {
+    if (this.slot !== undefined && !keepsSocket(from, to)) this.drop('state', out);
+  }
+
+  /** The reuse agreed on (`answer`: ours is the acceptance, RESUME_ACK first), taken once. */
+  takeReuse(): { slot: number; answer: boolean } | undefined {
+    const slot = this.reuse;
+    this.reuse = undefined;
+    if (slot === undefined) return undefined;
+    const answer = this.reuseAnswer;
+    this.reuseAnswer = false;
+    return { slot, answer };
+  }
+
+  /** The connection ended: the kept socket and one agreed for a reuse close. */
+  ended(out: SlotCommand[]): void {
+    this.drop('closed', out);
+    if (this.reuse !== undefined) out.push({ kind: 'close', slot: this.reuse });
+    this.reuse = undefined;
+  }
 }

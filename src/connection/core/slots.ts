@@ -18,7 +18,7 @@ import type { PeerLocator } from '../checkpoint.js';
 import { rejectionFor, type Event, type State } from '../state-machine.js';
 import type { ConnectionCore } from './connection-core.js';
 import { drainVerdict, type AckStep, type DrainVerdict } from './data.js';
-import { keepsDrained, keepsSocket, keptFrameVerdict } from './kept-socket.js';
+import { KeptSocket, keepsDrained } from './kept-socket.js';
 import type { TimerName } from './timers.js';
 
 /** The HELLO's cryptography (handshake.ts), injected: MACs under the connection's control key. */
@@ -112,19 +112,11 @@ export class DataSlots {
   readonly draining = new Set<number>();
   /**
    * The data socket a suspend drained, kept for a resume on it: both ends sent DRAIN on it and
-   * received the other's, so the session is quiet in both directions. While kept, only the
-   * in-band resume's RESUME / RESUME_ACK may arrive on it (anything else closes it). Kept only while
-   * suspending, SUSPENDED, or in the RESUME that offers it; dropped on anything else.
+   * received the other's, so the session is quiet in both directions (core/kept-socket.ts).
    */
-  kept: number | undefined;
+  private readonly keptSocket: KeptSocket;
   /** The socket our in-band SUSPEND went out on, while its answer (the peer's DRAIN) is awaited. */
   inbandSus: number | undefined;
-  /** The kept socket our outstanding RESUME offered ('resume_offer' bounds the wait for its answer). */
-  offered: number | undefined;
-  /** A reuse both ends agreed on, for the `reuse_socket` action. */
-  private reuse: number | undefined;
-  /** The reuse was the peer's RESUME that we accept: `reuse_socket` answers RESUME_ACK first. */
-  private reuseAnswer = false;
   /** A socket carried the connection once (a checkpoint's end had one at its source). */
   hadSocket = false;
   /**
@@ -147,7 +139,9 @@ export class DataSlots {
     private readonly core: ConnectionCore,
     private readonly crypto: HelloCrypto,
     private readonly random: (n: number) => Buffer,
-  ) {}
+  ) {
+    this.keptSocket = new KeptSocket(core);
+  }
 
   /** A new slot number (a socket about to exist), from the core's one sequence of slots. */
   next(): number {
@@ -156,86 +150,39 @@ export class DataSlots {
 
   // ------------------------------------------------------------------ the kept socket
 
-  /** Keep drained `slot` (both DRAINs crossed on it) for a resume on it, for KEPT_SOCKET_MS. */
-  private keep(slot: number, out: SlotCommand[]): void {
-    if (this.kept !== undefined) this.dropKept('replaced', out);
-    out.push({ kind: 'keep', slot });
-    this.kept = slot;
-    out.push({ kind: 'deadline', name: 'kept_socket', slot, ms: limit('KEPT_SOCKET_MS') });
+  /** The kept slot (core/kept-socket.ts). */
+  get kept(): number | undefined {
+    return this.keptSocket.slot;
   }
 
-  /** The kept socket leaves the kept role (to be reused, or gone): no deadlines, no offer. */
-  private takeKept(out: SlotCommand[]): void {
-    for (const slot of [this.kept, this.offered]) {
-      if (slot === undefined) continue;
-      out.push({ kind: 'clear', name: 'kept_socket', slot }, { kind: 'clear', name: 'resume_offer', slot });
-    }
-    this.kept = undefined;
-    this.offered = undefined;
+  /** The kept slot our outstanding RESUME offered. */
+  get offered(): number | undefined {
+    return this.keptSocket.offered;
   }
 
   /** Close the kept socket, if any (the next resume dials). */
-  dropKept(why: string, out: SlotCommand[] = []): SlotCommand[] {
-    const slot = this.kept;
-    this.takeKept(out);
-    if (slot !== undefined) out.push({ kind: 'log', level: 'debug', event: 'kept_socket_dropped', fields: { why } }, { kind: 'close', slot });
-    return out;
+  dropKept(why: string): SlotCommand[] {
+    return this.keptSocket.drop(why, []);
   }
 
-  /**
-   * Our resume goes in-band on the kept socket (intent.ts `resumeInBand` chose it, and
-   * `resumeOffered` set its `resume_offer` deadline): RESUME on it, offered until the peer answers
-   * or the deadline passes.
-   */
+  /** Our resume goes in-band: RESUME on the kept socket (core/kept-socket.ts `KeptSocket.offer`). */
   offerResume(): SlotCommand[] {
-    const slot = this.kept;
-    if (slot === undefined) return [];
-    this.offered = slot;
-    return [{ kind: 'send', slot, frame: { type: FrameType.RESUME } }];
+    return this.keptSocket.offer();
   }
 
-  /**
-   * A frame on the kept socket. The peer may only resume on it: RESUME while we are SUSPENDED (we
-   * accept: RESUME_ACK and the stream goes on), or, while our own RESUME is out on it, RESUME_ACK
-   * (accepted) or its crossing RESUME (both want it). Anything else, or a RESUME we cannot take
-   * (moving), closes it: the peer then resumes by datagram (and we too if our RESUME was out on it).
-   */
+  /** A frame on the kept socket (core/kept-socket.ts `KeptSocket.frame`). */
   keptFrame(slot: number, type: number, moving: boolean): SlotCommand[] {
-    if (slot !== this.kept) return [{ kind: 'close', slot }];
-    const state = this.core.state;
-    const verdict = keptFrameVerdict(type, state, moving, this.offered === slot);
-    const out: SlotCommand[] = [];
-    if (verdict.kind === 'peer_resumes') {
-      this.takeKept(out);
-      this.reuse = slot;
-      this.reuseAnswer = true;
-      out.push({ kind: 'peer_resumes' }, { kind: 'fire', event: 'recv_res_reuse', ifAccepted: false });
-      return out;
-    }
-    if (verdict.kind === 'resume_accepted') {
-      this.takeKept(out);
-      this.reuse = slot;
-      out.push({ kind: 'fire', event: 'recv_res_ack_reuse', ifAccepted: false });
-      return out;
-    }
-    out.push({ kind: 'log', level: 'info', event: 'kept_socket_refused', fields: { type, state } });
-    this.dropKept('unexpected frame', out);
-    if (verdict.fallback) out.push({ kind: 'resume_by_datagram' });
-    return out;
+    return this.keptSocket.frame(slot, type, moving);
   }
 
-  /** Deadline `kept_socket` of `slot` passed: the kept socket closes (if it is still that one). */
+  /** Deadline `kept_socket` of `slot` passed. */
   keptExpired(slot: number): SlotCommand[] {
-    return this.kept === slot ? this.dropKept('expired') : [];
+    return this.keptSocket.expired(slot);
   }
 
-  /** Deadline `resume_offer` of `slot` passed: our RESUME on it went unanswered; resume by datagram. */
+  /** Deadline `resume_offer` of `slot` passed. */
   offerExpired(slot: number): SlotCommand[] {
-    if (this.offered !== slot || this.core.state !== 'RES_SENT') return [];
-    const out: SlotCommand[] = [{ kind: 'log', level: 'info', event: 'resume_offer_unanswered', fields: {} }];
-    this.dropKept('unanswered', out);
-    out.push({ kind: 'resume_by_datagram' });
-    return out;
+    return this.keptSocket.offerExpired(slot);
   }
 
   /**
@@ -244,14 +191,11 @@ export class DataSlots {
    * (RESUME_ACK goes before anything else we send on it: the peer switches on it).
    */
   takeReuse(): { slot: number; replaced: SlotCommand[]; answer: boolean } | undefined {
-    const slot = this.reuse;
-    this.reuse = undefined;
-    if (slot === undefined) return undefined;
+    const r = this.keptSocket.takeReuse();
+    if (!r) return undefined;
     const replaced = this.dropSocket();
-    this.data = slot;
-    const answer = this.reuseAnswer;
-    this.reuseAnswer = false;
-    return { slot, replaced, answer };
+    this.data = r.slot;
+    return { slot: r.slot, replaced, answer: r.answer };
   }
 
   // ------------------------------------------------------------------ drains
@@ -306,7 +250,7 @@ export class DataSlots {
       if (this.core.state === 'SUS_SENT') out.push({ kind: 'suspend_by_datagram' });
       return out;
     }
-    if (keepsDrained(peerDrained, open, moving, this.core.state)) this.keep(slot, out);
+    if (keepsDrained(peerDrained, open, moving, this.core.state)) this.keptSocket.keep(slot, out);
     else out.push({ kind: 'close', slot });
     out.push({ kind: 'fire', event: 'drained', ifAccepted: true }, { kind: 'drained' });
     return out;
@@ -325,7 +269,7 @@ export class DataSlots {
   transition(from: State, to: State): SlotCommand[] {
     const out: SlotCommand[] = [];
     if (!(to === 'RES_SENT' || to === 'RES_ACKED')) this.dropParked(out);
-    if (this.kept !== undefined && !keepsSocket(from, to)) this.dropKept('state', out);
+    this.keptSocket.transition(from, to, out);
     if (from === 'SUS_SENT') this.inbandSus = undefined;
     return out;
   }
@@ -342,7 +286,7 @@ export class DataSlots {
         this.inbandSus = undefined;
         this.draining.delete(slot);
         out.push({ kind: 'clear', name: 'drain', slot });
-        this.keep(slot, out);
+        this.keptSocket.keep(slot, out);
         out.push({ kind: 'fire', event: 'recv_sus_ack', ifAccepted: false }, { kind: 'suspend_counted' });
         return out;
       case 'peer_suspends':
@@ -350,7 +294,7 @@ export class DataSlots {
       case 'answer_drain':
         this.data = undefined;
         out.push({ kind: 'send', slot, frame: this.core.flow.drain() });
-        this.keep(slot, out);
+        this.keptSocket.keep(slot, out);
         // Suspended now; the SUS_ACK, when it comes, is stale (no longer the outstanding SUS).
         out.push({ kind: 'forget_sus' }, { kind: 'fire', event: 'recv_sus_ack', ifAccepted: false }, { kind: 'suspend_counted' });
         return out;
@@ -377,18 +321,11 @@ export class DataSlots {
   closed(slot: number, err: FerryError | undefined, open: boolean, moving: boolean): SlotCommand[] {
     if (this.draining.has(slot)) return this.drainEnded(slot, false, open, moving);
     const state = this.core.state;
-    if (slot === this.kept) {
-      const offered = this.offered === slot && state === 'RES_SENT';
-      const out: SlotCommand[] = [];
-      this.takeKept(out);
-      out.push({ kind: 'log', level: 'debug', event: 'kept_socket_lost', fields: { code: err?.code, state } });
-      // Our RESUME was out on it (declined by a close, or the socket died): resume by datagram.
-      if (offered) out.push({ kind: 'resume_by_datagram' });
-      return out;
-    }
+    const out: SlotCommand[] = [];
+    if (this.keptSocket.closed(slot, err, out)) return out;
     if (slot !== this.data) return [];
     this.data = undefined;
-    const out: SlotCommand[] = [{ kind: 'log', level: 'info', event: 'data_socket_lost', fields: { code: err?.code, state } }];
+    out.push({ kind: 'log', level: 'info', event: 'data_socket_lost', fields: { code: err?.code, state } });
     if (state === 'ESTABLISHED') out.push({ kind: 'auto_resume' });
     out.push({ kind: 'fire', event: 'socket_lost', ifAccepted: true });
     return out;
@@ -411,9 +348,7 @@ export class DataSlots {
     for (const slot of [...this.dials.keys()]) out.push(...this.dialFailed(slot, undefined));
     for (const slot of this.draining) out.push({ kind: 'close', slot });
     this.draining.clear();
-    this.dropKept('closed', out);
-    if (this.reuse !== undefined) out.push({ kind: 'close', slot: this.reuse });
-    this.reuse = undefined;
+    this.keptSocket.ended(out);
     this.dropParked(out);
     return out;
   }
