@@ -17,6 +17,23 @@ export async function startHosts(n: number, opts: Partial<HostOptions> = {}): Pr
   return { hosts, location, close: async () => void (await Promise.all(hosts.map((h) => h.close()))) };
 }
 
+/**
+ * Hosts started one by one on a shared location service and logger, each with its own options
+ * (a short reconnect limit, a tapped control socket), remembered in `hosts` so the test closes
+ * them all.
+ */
+export function hostStarter(location: HostOptions['location'], logger: HostOptions['logger']): { hosts: Host[]; start(name: string, opts?: Partial<HostOptions>): Promise<Host> } {
+  const hosts: Host[] = [];
+  return {
+    hosts,
+    start: async (name, opts = {}) => {
+      const h = await Host.start({ location, name, logger, ...opts });
+      hosts.push(h);
+      return h;
+    },
+  };
+}
+
 /** Deterministic test bytes: the stream of (seed, offset) so any slice can be checked. */
 export function pattern(seed: number, offset: number, length: number): Buffer {
   const b = Buffer.allocUnsafe(length);

@@ -7,10 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AgentId } from '../../src/identity/index.js';
-import { Host, type HostOptions } from '../../src/host/index.js';
 import { MemoryLocationTable, type LocationEntry } from '../../src/location/index.js';
 import { FerryError, MemoryLogger } from '../../src/util/index.js';
-import { waitFor } from '../helpers/harness.js';
+import { hostStarter, waitFor } from '../helpers/harness.js';
 import { Link, Tap } from '../helpers/attacker.js';
 
 /** A location table whose lookups can be made to fail. */
@@ -29,15 +28,10 @@ class FailingLocation extends MemoryLocationTable {
 test('a location service that fails during a resume is no answer, not a crash', async () => {
   const location = new FailingLocation();
   const log = new MemoryLogger();
-  const hosts: Host[] = [];
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
   process.on('unhandledRejection', onUnhandled);
-  const start = async (name: string, opts: Partial<HostOptions> = {}): Promise<Host> => {
-    const h = await Host.start({ location, name, logger: log, ...opts });
-    hosts.push(h);
-    return h;
-  };
+  const { hosts, start } = hostStarter(location, log);
   let tap: Tap | undefined;
   try {
     const client = await start('client', { reconnectLimitMs: 8000 });

@@ -7,21 +7,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AgentSocket } from '../../src/connection/index.js';
-import { Host, type HostOptions } from '../../src/host/index.js';
 import { MemoryLocationTable } from '../../src/location/index.js';
 import { FerryError, MemoryLogger } from '../../src/util/index.js';
-import { waitFor } from '../helpers/harness.js';
+import { hostStarter, waitFor } from '../helpers/harness.js';
 import { Link, Tap } from '../helpers/attacker.js';
 
 test('a vanished peer host ends the connection with PEER_UNREACHABLE; others are unaffected', async () => {
   const location = new MemoryLocationTable();
   const log = new MemoryLogger();
-  const hosts: Host[] = [];
-  const start = async (name: string, opts: Partial<HostOptions> = {}): Promise<Host> => {
-    const h = await Host.start({ location, name, logger: log, ...opts });
-    hosts.push(h);
-    return h;
-  };
+  const { hosts, start } = hostStarter(location, log);
   let tap: Tap | undefined;
   try {
     const client = await start('client', { reconnectLimitMs: 1500 });
