@@ -405,6 +405,25 @@ test('open, server: a half-open whose socket is gone is not extended (nor a cont
   }
 });
 
+test('open, server: a half-open whose socket was lost without a refusal is extended once, so the client\'s RES can still confirm it', () => {
+  const clock = new ManualClock();
+  const { core } = serverHalfOpen(clock, true);
+  clock.advance(HANDSHAKE_MS - 8); // a pause used up most of the handshake time
+  core.open.openingClosed(5, undefined);
+  clock.advance(8);
+  const first = core.handleTimeout(clock.now())!;
+  assert.deepEqual(core.open.handshakeExpired(first, clock.now(), false), [{ kind: 'log', event: 'handshake_deadline_extended', fields: { lateMs: 0 } }]);
+  assert.equal(core.nextDeadline(), clock.now() + HANDSHAKE_MS, 'one more handshake time for the client\'s RES');
+  clock.advance(50);
+  core.handle('recv_res');
+  apply(core, clock.now());
+  assert.equal(core.state, 'RES_ACKED', 'the RES 50 ms later confirms the half-open');
+  clock.advance(HANDSHAKE_MS - 50);
+  const second = core.handleTimeout(clock.now())!;
+  const [c] = core.open.handshakeExpired(second, clock.now(), false);
+  assert.ok(c && c.kind === 'destroy', 'only once: a resume that did not finish ends it');
+});
+
 test('open, server: a half-open that took the client\'s RES and whose resume did not finish ends at its deadline, typed', () => {
   const clock = new ManualClock();
   const { core } = serverHalfOpen(clock, true);
