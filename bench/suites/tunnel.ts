@@ -317,6 +317,9 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
       rows.push(row(`tunnel/ferry-plain/${size}`, 'ferry-plain', `plain tunnel, ${label}`, 'MiB/s', w, 'tunnel-plain', b('tcp', 'tcp'), m));
       rows.push(row(`tunnel/ferry-sealed/${size}`, 'ferry-sealed', `sealed tunnel, ${label}`, 'MiB/s', w, 'tunnel-sealed', b('ssh-L', 'ssh-L'), m));
       rows.push(row(`tunnel/relay/${size}`, 'relay', `two minimal Node relay processes (the bound), ${label}`, 'MiB/s', w, 'relay', b('tcp', 'tcp'), m));
+      // What OpenSSH's own relay pair (C, sealed) reaches over direct TCP in the same rounds: the
+      // plain tunnel's goal over direct TCP is to be read against it and the Node relay pair.
+      rows.push(row(`tunnel/ssh-L/${size}/vs-tcp`, 'ssh-L', `ssh -L (OpenSSH) over direct TCP, ${label}`, 'MiB/s', w, 'ssh-L', b('tcp', 'tcp'), m));
       rows.push(row(`tunnel/ferry-plain/${size}/vs-relay`, 'ferry-plain', `plain tunnel over the relay pair, ${label}`, 'MiB/s', w, 'tunnel-plain', b('relay', 'relay'), m));
       rows.push(row(`tunnel/ferry-sealed/${size}/vs-relay`, 'ferry-sealed', `sealed tunnel over the relay pair, ${label}`, 'MiB/s', w, 'tunnel-sealed', b('relay', 'relay'), m));
       if (ackNow) {
@@ -338,6 +341,7 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
     rows.push(row('tunnel/redis/ssh-L', 'ssh-L', `${what} through ssh -L`, 'count', 'redis', 'ssh-L'));
     rows.push(row('tunnel/redis/ferry-sealed', 'ferry-sealed', `${what} through the sealed tunnel, over direct`, 'count', 'redis', 'tunnel-sealed', rb('tcp', 'direct')));
     rows.push(row('tunnel/redis/ferry-plain', 'ferry-plain', `${what} through the plain tunnel, over direct`, 'count', 'redis', 'tunnel-plain', rb('tcp', 'direct')));
+    rows.push(row('tunnel/redis/ssh-L/vs-direct', 'ssh-L', `${what} through ssh -L, over direct`, 'count', 'redis', 'ssh-L', rb('tcp', 'direct')));
     rows.push(row('tunnel/redis/relay', 'relay', `${what} through two minimal Node relays (the bound), over direct`, 'count', 'redis', 'relay', rb('tcp', 'direct')));
     rows.push(row('tunnel/redis/ferry-sealed/vs-relay', 'ferry-sealed', `${what} through the sealed tunnel, over the relay pair`, 'count', 'redis', 'tunnel-sealed', rb('relay', 'relay')));
     rows.push(row('tunnel/redis/ferry-sealed/vs-ssh', 'ferry-sealed', `${what} through the sealed tunnel, over ssh -L`, 'count', 'redis', 'tunnel-sealed', rb('ssh-L', 'ssh-L')));
