@@ -543,7 +543,9 @@ export class Endpoint extends EventEmitter {
     this.clockTimer = undefined;
     this.clockAt = undefined;
     const e = this.core.handleTimeout(this.env.clock.now());
+    // Undefined: none due, or one the core acted on itself (its commands wait in poll()).
     if (e) this.onExpiry(e);
+    else this.drive();
     this.rearm();
   }
 
@@ -552,17 +554,6 @@ export class Endpoint extends EventEmitter {
       case 'handshake':
         this.core.handshakeExpired(e, this.env.clock.now(), this.sockets.isOpen(this.slots.opening));
         return this.drive();
-      case 'resume_deadline':
-        this.core.resumeDeadlinePassed();
-        // The clock timer goes to the next deadline before the timeout is applied (as it went).
-        this.rearm();
-        return this.drive();
-      case 'resume_retry':
-        void this.resumeLater();
-        return;
-      case 'close_retry':
-        void this.closeLater();
-        return;
       case 'kept_socket':
         return this.runSlots(this.slots.keptExpired(e.slot));
       case 'resume_offer':
@@ -596,8 +587,6 @@ export class Endpoint extends EventEmitter {
         return this.drainSocket();
       case 'drop_socket':
         return this.dropSocket();
-      case 'schedule_resume':
-        return this.scheduleResume();
       case 'checkpoint':
         // Our requests and their deadlines were stopped by the core (its cancel came first).
         this.dropKept('moved');
@@ -1235,32 +1224,6 @@ export class Endpoint extends EventEmitter {
     });
   }
 
-  /** `schedule_resume`: the next automatic resume attempt, or give up and close. */
-  private scheduleResume(): void {
-    const d = this.intent.scheduleResume(this.env.clock.now());
-    if (d.kind === 'give_up') {
-      this.log.warn('peer_unreachable', { ms: Math.round(d.brokenMs), code: d.error.code });
-      this.fire('close');
-    } else if (d.kind === 'scheduled') this.rearm();
-  }
-
-  /**
-   * `resume_retry`: look the peer up first if the last answer said so, then resume. Async, as the
-   * lookup's answer is: whatever it throws is a rejection, never an exception in the clock timer.
-   */
-  private async resumeLater(): Promise<void> {
-    const due = this.intent.resumeDue(this.env.clock.now());
-    if (due === 'resume') this.fire('resume');
-    else if (due) await this.lookUp(due);
-  }
-
-  /** `close_retry`: look the peer up first if the last answer said so, then send the CLS again. */
-  private async closeLater(): Promise<void> {
-    const c = this.control.closeRetryDue();
-    if (c?.kind === 'lookup') await this.lookUp(c);
-    else this.carry(c);
-  }
-
   private cancelResumeTimer(): void {
     if (this.control.stopResumeRetry()) this.rearm();
   }
@@ -1285,7 +1248,9 @@ export class Endpoint extends EventEmitter {
     this.fire(d.event);
     // The resume that completes a half-open gets a whole handshake time.
     if (d.halfOpen) this.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
-    if (this.intent.resumeAfterIncoming(d)) this.scheduleResume();
+    // A SUS that crossed an application resume(): our resume goes on (core/connection-core.ts).
+    this.core.incomingApplied(d, this.env.clock.now());
+    this.drive();
     if (this.state === 'CLOSE_ACKED') queueMicrotask(() => this.fireIfDefined('drained'));
     return d.reply;
   }

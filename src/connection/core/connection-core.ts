@@ -35,7 +35,7 @@ import { ControlRequests, type ControlCommand, type ControlOutcome, type LogLine
 import { OpenHandshake, type OpenCommand } from './open.js';
 import { PathValidation } from './path.js';
 import { DataFlow } from './data.js';
-import { ResumeIntent } from './intent.js';
+import { ResumeIntent, type AcceptedIncoming } from './intent.js';
 import { Recovery } from './recovery.js';
 import { TimerTable, type Expiry, type TimerName } from './timers.js';
 
@@ -325,9 +325,23 @@ export class ConnectionCore {
       }
       case 'checkpoint':
         return [...optional(this.stopRequests()), { kind: 'act', action }];
+      case 'schedule_resume':
+        return this.scheduleResume(now);
       default:
         return undefined;
     }
+  }
+
+  /**
+   * `schedule_resume`: the next automatic resume attempt (its `resume_retry` deadline set, which
+   * {@link handleTimeout} acts on), nothing (no automatic resume wanted, or moving), or give up:
+   * the line to log, and `close` queued (the connection closes with the intent's error).
+   */
+  private scheduleResume(now: number): CoreCommand[] {
+    const d = this.intent.scheduleResume(now);
+    if (d.kind !== 'give_up') return [];
+    this.handle('close');
+    return [{ kind: 'log', level: 'warn', event: 'peer_unreachable', fields: { ms: Math.round(d.brokenMs), code: d.error.code } }];
   }
 
   /**
@@ -403,6 +417,16 @@ export class ConnectionCore {
     this.queueOutcome(this.control.resumeDeadline());
   }
 
+  /**
+   * The peer's request was accepted (`d`) and its event applied: if it left us SUSPENDED across an
+   * application resume(), our resume goes on (`schedule_resume`, as an input: a give-up's `close`
+   * is applied at once).
+   */
+  incomingApplied(d: AcceptedIncoming, now: number): void {
+    if (!this.intent.resumeAfterIncoming(d)) return;
+    for (const c of this.scheduleResume(now)) this.out.push({ c, row: false });
+  }
+
   // ---------------------------------------------------------------- the open's inputs
 
   /** The application's `open()` (core/open.ts `begin`). */
@@ -465,11 +489,34 @@ export class ConnectionCore {
   }
 
   /**
-   * The clock reached `now`: the earliest deadline due, removed, for the adapter to act on (one
-   * at a time: acting on it may set or cancel others), or undefined when none is due.
+   * The clock reached `now`: the earliest deadline due, removed (one at a time: acting on it may
+   * set or cancel others). The core's own (`resume_deadline`, `resume_retry`, `close_retry`) it acts on itself: what they
+   * come to is queued for {@link poll} and undefined is returned, as when none is due. The
+   * others (a socket's, the open's) are returned for the adapter to act on.
    */
   handleTimeout(now: number): Expiry | undefined {
-    return this.timers.nextExpired(now);
+    const e = this.timers.nextExpired(now);
+    if (!e) return undefined;
+    switch (e.name) {
+      case 'resume_deadline':
+        this.resumeDeadlinePassed();
+        return undefined;
+      case 'resume_retry': {
+        // Look the peer up first if the last answer said so, then resume (nothing: no longer SUSPENDED, or moving).
+        const due = this.intent.resumeDue(now);
+        if (due === 'resume') this.handle('resume');
+        else if (due) this.out.push({ c: due, row: false });
+        return undefined;
+      }
+      case 'close_retry': {
+        // Look the peer up first if the last answer said so, else send the CLS again (nothing: the close ended).
+        const c = this.control.closeRetryDue();
+        if (c) this.out.push({ c, row: false });
+        return undefined;
+      }
+      default:
+        return e;
+    }
   }
 
   /** When the adapter's one clock timer should next fire, if any deadline is set. */

@@ -95,7 +95,7 @@ test('ConnectionCore: the resume deadline is set on leaving SUSPENDED for a resu
   assert.equal(core.handleTimeout(1e9), undefined);
 });
 
-test('ConnectionCore: an expired resume deadline comes out once; the adapter\'s own deadlines share the table', () => {
+test('ConnectionCore: an expired resume deadline is acted on once, by the core; the adapter\'s own deadlines share the table and come out to it', () => {
   const core = coreIn('SUSPENDED');
   const hs = limit('HANDSHAKE_TIMEOUT_MS');
   core.setDeadline('hello', 50, 4);
@@ -103,8 +103,11 @@ test('ConnectionCore: an expired resume deadline comes out once; the adapter\'s 
   drain(core, 0);
   assert.equal(core.nextDeadline(), 50);
   assert.deepEqual(core.handleTimeout(hs), { name: 'hello', slot: 4, at: 50 });
-  assert.deepEqual(core.handleTimeout(hs), { name: 'resume_deadline', slot: 0, at: hs });
+  assert.equal(core.handleTimeout(hs), undefined, 'the resume deadline is the core\'s: not handed out');
+  assert.deepEqual(drain(core, hs).map((c) => c.kind), ['log', 'transition'], 'its timeout is applied: RES_SENT -> SUSPENDED');
+  assert.equal(core.state, 'SUSPENDED');
   assert.equal(core.handleTimeout(hs), undefined, 'each deadline expires once');
+  assert.equal(core.poll(hs), undefined);
   assert.equal(core.hasDeadline('resume_deadline'), false);
   core.setDeadline('drain', 10, 2);
   assert.equal(core.cancelDeadline('drain', 2), true);
@@ -145,8 +148,9 @@ test('ConnectionCore: any sequence of events follows the table exactly, and a re
         }
         const want: CoreCommand[] = [];
         if (row.to !== model) want.push({ kind: 'transition', event: e, from: model, to: row.to });
-        // cancel_res is the core's own, and no RES is ever out here: it comes to nothing.
-        for (const action of row.actions) if (action !== 'cancel_res') want.push({ kind: 'act', action });
+        // cancel_res is the core's own, and no RES is ever out here: it comes to nothing; so does
+        // schedule_resume (also the core's), as no automatic resume is wanted here.
+        for (const action of row.actions) if (action !== 'cancel_res' && action !== 'schedule_resume') want.push({ kind: 'act', action });
         assert.deepEqual(cmds, want);
         model = row.to;
         assert.equal(core.state, model);
