@@ -43,7 +43,10 @@ Options:
                           forward or proxy
   --allow AGENT_ID        (serve) an agent that may open streams here; repeat, or comma-separate
   --allow-any             (serve) any agent may (with --no-security anyone at all)
-  --allow-remote-listen   (serve) allowed agents may also ask this end to listen (-R)
+  --allow-remote-listen   (serve) allowed agents may also ask this end to listen (-R): on a
+                          loopback address, port 0 or 1024 and up, at most 16 per agent
+  --gateway-ports         (serve) such a listener may bind any address of this host, not only
+                          loopback (ssh's GatewayPorts yes)
   --no-security           plain handshakes and frames: no signatures, no sealing; peer ids are
                           then claims, not proofs (both ends must say it)
   --verbose               every host log line on stderr (default: tunnel warnings only)
@@ -108,6 +111,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
         allow: { type: 'string', multiple: true },
         'allow-any': { type: 'boolean' },
         'allow-remote-listen': { type: 'boolean' },
+        'gateway-ports': { type: 'boolean' },
         rendezvous: { type: 'string' },
         'rendezvous-port': { type: 'string' },
         ip: { type: 'string' },
@@ -158,7 +162,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
     if (!listen === !remoteListen) fail('tunnel connect: give exactly one of --listen HOST:PORT (as ssh -L) or --remote-listen HOST:PORT with --to (as ssh -R)');
     if (remoteListen && !to) fail('tunnel connect: --remote-listen needs --to HOST:PORT (where the clients it brings back are dialled here)');
     if (listen && to) fail('tunnel connect: --to goes with --remote-listen (with --listen the serving end holds the target)');
-    if (allowList.length > 0 || values['allow-any'] || values['allow-remote-listen']) fail('tunnel connect: --allow… options belong to tunnel serve (connect only talks to the agent it names)');
+    if (allowList.length > 0 || values['allow-any'] || values['allow-remote-listen'] || values['gateway-ports']) fail('tunnel connect: --allow… and --gateway-ports belong to tunnel serve (connect only talks to the agent it names)');
   }
 
   const log: Logger = createLogger(values.verbose ? 'info' : 'warn', { tunnel: agent.id.slice(0, 8) });
@@ -197,6 +201,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
     ...(mode === 'serve' ? { to: to! } : {}),
     allow: mode === 'serve' ? (id) => Boolean(values['allow-any']) || allowed.has(id) : () => false,
     allowRemoteListen: Boolean(values['allow-remote-listen']),
+    gatewayPorts: Boolean(values['gateway-ports']),
     logger: log,
   });
   const stopped = new Promise<void>((resolve) => {
@@ -208,7 +213,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
   const common = `host=${host.id} control=${host.controlAddress} redirector=${ip}:${host.listeningRedirectorPort} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} security=${values['no-security'] ? 'plain' : 'sealed'} budget=${limit('TUNNEL_MAX_STREAMS')}x${budgetKiB}KiB${advertisePort ? ` advertised-port=${advertisePort}` : ''}${roaming ? ' roaming' : ''}`;
   let what: string;
   try {
-    if (mode === 'serve') what = `serve to=${to!.host}:${to!.port} allow=${values['allow-any'] ? 'any' : allowList.join(',')}${values['allow-remote-listen'] ? ' remote-listen' : ''}`;
+    if (mode === 'serve') what = `serve to=${to!.host}:${to!.port} allow=${values['allow-any'] ? 'any' : allowList.join(',')}${values['allow-remote-listen'] ? ' remote-listen' : ''}${values['gateway-ports'] ? ' gateway-ports' : ''}`;
     else if (listen) what = `connect peer=${peer} listen=${listen.host}:${await end.forward(listen, peer!)}`;
     else what = `connect peer=${peer} remote-listen=${remoteListen!.host}:${await end.reverse(remoteListen!, peer!, to!)} to=${to!.host}:${to!.port}`;
   } catch (err) {

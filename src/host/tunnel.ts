@@ -16,7 +16,7 @@
  * Ferry send budget, which stops reading from the writer's TCP socket. A reset or a refused
  * target at one end aborts the Ferry connection, and the other end resets its TCP socket.
  */
-import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { BlockList, createServer, isIP, connect as netConnect, type Server, type Socket } from 'node:net';
 import type { AgentId, Identity } from '../identity/index.js';
 import type { AgentServerSocket, AgentSocket } from '../connection/index.js';
 import { decodeTunnelPreamble, encodeTunnelPreamble, TunnelKind, TunnelRefusal, TUNNEL_PREAMBLE_MAX, type TunnelPreamble } from '../wire/index.js';
@@ -51,6 +51,11 @@ export interface TunnelEndOptions {
   allow: (peer: AgentId) => boolean;
   /** Whether allowed peers may ask this end to listen (reverse tunnels); default false. */
   allowRemoteListen?: boolean;
+  /**
+   * Whether a peer's reverse listener may bind any address of this host (ssh's GatewayPorts
+   * yes); default false: loopback addresses only.
+   */
+  gatewayPorts?: boolean;
   logger: Logger;
 }
 
@@ -94,8 +99,10 @@ export class TunnelEnd {
   private readonly servers = new Set<Server>();
   /** Peers this end asked to listen (reverse): their STREAMs are dialled to this target. */
   private readonly reverseTargets = new Map<AgentId, TcpAddress>();
-  /** Reverse listeners opened here for a peer, per peer. */
+  /** Reverse listeners opened (or being opened) here for a peer, per peer with any. */
   private readonly listensOf = new Map<AgentId, number>();
+  /** Reverse listeners opened (or being opened) here for all peers together. */
+  private listens = 0;
   private readonly streams = new Set<{ tcp: Socket; fs: AgentSocket }>();
   private readonly gate: LogGate;
   private closed = false;
@@ -125,8 +132,8 @@ export class TunnelEnd {
   }
 
   /** Forward (`ssh -L`): listen on `listen`; each client becomes a STREAM to `peer`. Resolves with the bound port. */
-  forward(listen: TcpAddress, peer: AgentId): Promise<number> {
-    return this.listenTcp(listen, (tcp) => this.openStream(tcp, peer));
+  async forward(listen: TcpAddress, peer: AgentId): Promise<number> {
+    return boundPort(await this.listenTcp(listen, (tcp) => this.openStream(tcp, peer)));
   }
 
   /**
@@ -173,7 +180,7 @@ export class TunnelEnd {
     this.opts.host.removeAgent(this.agentId);
   }
 
-  private listenTcp(at: TcpAddress, onClient: (tcp: Socket) => void): Promise<number> {
+  private listenTcp(at: TcpAddress, onClient: (tcp: Socket) => void): Promise<Server> {
     const srv = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, onClient);
     this.servers.add(srv);
     srv.once('close', () => this.servers.delete(srv));
@@ -186,7 +193,7 @@ export class TunnelEnd {
       srv.listen({ host: at.host, port: at.port, backlog: limit('TUNNEL_MAX_STREAMS') }, () => {
         srv.off('error', failed);
         srv.on('error', (err) => this.gate.warn('tunnel_listen_error', { code: 'FERRY_ERR_TUNNEL_TARGET', errno: (err as NodeJS.ErrnoException).code }));
-        resolve((srv.address() as { port: number }).port);
+        resolve(srv);
       });
     });
   }
@@ -331,30 +338,44 @@ export class TunnelEnd {
   /** A LISTEN from an allowed peer: bind, answer, and tunnel each client back as a STREAM. */
   private async onListen(fs: AgentSocket, peer: AgentId, p: { host: string; port: number }): Promise<void> {
     const n = this.listensOf.get(peer) ?? 0;
-    if (!this.opts.allowRemoteListen || n >= limit('TUNNEL_LISTENS_PER_PEER')) {
+    const why = !this.opts.allowRemoteListen
+      ? 'remote listen not allowed'
+      : (listenRefusal(p, Boolean(this.opts.gatewayPorts)) ?? (n >= limit('TUNNEL_LISTENS_PER_PEER') ? 'TUNNEL_LISTENS_PER_PEER' : this.listens >= limit('TUNNEL_LISTENS_MAX') ? 'TUNNEL_LISTENS_MAX' : undefined));
+    if (why) {
       this.stats.denied++;
-      this.gate.warn('tunnel_denied', { code: 'FERRY_ERR_TUNNEL_DENIED', peer, listen: `${p.host}:${p.port}`, why: this.opts.allowRemoteListen ? 'TUNNEL_LISTENS_PER_PEER' : 'remote listen not allowed' });
+      this.gate.warn('tunnel_denied', { code: 'FERRY_ERR_TUNNEL_DENIED', peer, listen: `${p.host}:${p.port}`, why });
       fs.end(encodeTunnelPreamble({ kind: TunnelKind.REFUSED, reason: TunnelRefusal.NOT_ALLOWED }));
       return;
     }
     this.listensOf.set(peer, n + 1);
-    let port: number;
+    this.listens++;
+    let held = true;
+    let srv: Server | undefined;
+    const release = (): void => {
+      if (!held) return;
+      held = false;
+      this.listens--;
+      const left = (this.listensOf.get(peer) ?? 1) - 1;
+      if (left > 0) this.listensOf.set(peer, left);
+      else this.listensOf.delete(peer);
+      srv?.close();
+    };
+    // The listener lives as long as the connection that asked for it. Listening before the bind
+    // is done: a connection aborted while the bind is under way would otherwise leave a listener,
+    // and its place, for good (a peer aborting LISTENs in a loop filled the host with them).
+    fs.once('close', release);
+    const at = { host: p.host === 'localhost' ? '127.0.0.1' : p.host, port: p.port };
     try {
-      port = await this.listenTcp(p, (tcp) => this.openStream(tcp, peer));
+      srv = await this.listenTcp(at, (tcp) => this.openStream(tcp, peer));
     } catch (err) {
-      this.listensOf.set(peer, (this.listensOf.get(peer) ?? 1) - 1);
+      release();
       this.gate.warn('tunnel_listen_failed', { code: 'FERRY_ERR_TUNNEL_REFUSED', peer, listen: `${p.host}:${p.port}`, errno: ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code });
       fs.end(encodeTunnelPreamble({ kind: TunnelKind.REFUSED, reason: TunnelRefusal.CANNOT_BIND }));
       return;
     }
-    const srv = [...this.servers].find((s) => (s.address() as { port: number } | null)?.port === port);
-    fs.write(encodeTunnelPreamble({ kind: TunnelKind.LISTENING, port }));
+    if (!held) return void srv.close();
+    fs.write(encodeTunnelPreamble({ kind: TunnelKind.LISTENING, port: boundPort(srv) }));
     fs.resume();
-    // The listener lives as long as the connection that asked for it.
-    fs.once('close', () => {
-      this.listensOf.set(peer, (this.listensOf.get(peer) ?? 1) - 1);
-      srv?.close();
-    });
   }
 
   /**
@@ -441,6 +462,32 @@ export function readPreamble(fs: AgentSocket, timeoutMs?: number): Promise<{ pre
     fs.once('end', onEnd);
     fs.once('close', onEnd);
   });
+}
+
+/** Loopback addresses: where a peer's reverse listener may bind without gateway ports. */
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/**
+ * Why a peer's LISTEN for `p` is refused before anything is bound, or undefined. As sshd does
+ * for a remote forward: no privileged port (TUNNEL_LISTEN_MIN_PORT; a tunnel end run as root
+ * would otherwise take ssh's or a web server's port for a peer), and loopback only unless the
+ * operator said `gatewayPorts`. Only IP addresses and "localhost" are taken: a name would make
+ * this end run a DNS lookup for a peer's string.
+ */
+function listenRefusal(p: { host: string; port: number }, gatewayPorts: boolean): string | undefined {
+  if (p.port !== 0 && p.port < limit('TUNNEL_LISTEN_MIN_PORT')) return `privileged port (below TUNNEL_LISTEN_MIN_PORT ${limit('TUNNEL_LISTEN_MIN_PORT')})`;
+  if (p.host === 'localhost') return undefined;
+  const family = isIP(p.host);
+  if (family === 0) return 'not an IP address';
+  if (!gatewayPorts && !LOOPBACK.check(p.host, family === 4 ? 'ipv4' : 'ipv6')) return 'not a loopback address (gateway ports not allowed)';
+  return undefined;
+}
+
+/** The port a listening server bound. */
+function boundPort(srv: Server): number {
+  return (srv.address() as { port: number }).port;
 }
 
 /** Why a listen failed, as an operator reads it, by errno. */

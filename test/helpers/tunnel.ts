@@ -14,6 +14,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Host } from '../../src/host/index.js';
+import { Identity } from '../../src/identity/index.js';
+import { RendezvousClient } from '../../src/location/index.js';
 import { Processes, stop, type Proc } from './processes.js';
 
 /** Two tunnel ends and where they are. */
@@ -276,4 +279,23 @@ export function runProgram(cmd: string, args: string[], opts: { timeoutMs?: numb
       resolve({ code, signal, stdout, stderr });
     });
   });
+}
+
+/**
+ * A peer of a tunnel end written against the Ferry library in the test process: one host on the
+ * rendezvous at `rendezvous`, with `agents` (identities a serving end may name in --allow) on it.
+ * It speaks the tunnel preamble itself, so it can send what a `ferry tunnel connect` never would.
+ */
+export async function startPeerHost(rendezvous: string, agents: Identity[]): Promise<{ host: Host; close(): Promise<void> }> {
+  const hostKey = Identity.generate();
+  const location = await RendezvousClient.connect({ server: rendezvous, host: '127.0.0.1', signer: hostKey });
+  const host = await Host.start({ location, identity: hostKey, ip: '127.0.0.1' });
+  for (const a of agents) await host.addAgent(a);
+  return {
+    host,
+    close: async () => {
+      await host.close();
+      location.close();
+    },
+  };
 }
