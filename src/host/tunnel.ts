@@ -200,12 +200,18 @@ export class TunnelEnd {
 
   /** A local client arrived: open its Ferry connection to `peer`, send STREAM, splice. */
   private openStream(tcp: Socket, peer: AgentId): void {
-    let gone = false;
-    const onEarly = (): void => {
-      gone = true;
-    };
+    // A client that resets before its open is done is gone: its open is dropped, also while it
+    // waits among the host's opens towards the peer (OPENS_IN_FLIGHT_PER_PEER at a time), so that
+    // clients that connect and reset at once cost the serving end no open and no target
+    // connection, and the clients after them do not wait behind their opens.
+    const gone = new AbortController();
+    const onEarly = (): void => gone.abort();
     tcp.on('error', onEarly);
     tcp.once('close', onEarly);
+    // A paused socket reads nothing, so its reset would go unseen until the splice. Reading into
+    // the socket's own buffer (at most its highWaterMark, 16 KiB, then the kernel's; the bytes
+    // wait there for the splice, none is sent before ACCEPTED) lets the reset be seen at once.
+    tcp.read(0);
     if (this.stats.active >= limit('TUNNEL_MAX_STREAMS')) {
       this.stats.denied++;
       this.gate.warn('tunnel_stream_refused', { code: 'FERRY_ERR_LIMIT_EXCEEDED', limit: 'TUNNEL_MAX_STREAMS' });
@@ -213,12 +219,12 @@ export class TunnelEnd {
       return;
     }
     this.stats.active++;
-    this.openStreamWithRetry(peer).then(
+    this.openStreamWithRetry(peer, gone.signal).then(
       ({ fs, rest }) => {
         tcp.off('error', onEarly);
         tcp.off('close', onEarly);
         this.stats.active--;
-        if (gone || this.closed) {
+        if (gone.signal.aborted || this.closed) {
           fs.destroy();
           tcp.destroy();
           return;
@@ -227,6 +233,7 @@ export class TunnelEnd {
       },
       (err: unknown) => {
         this.stats.active--;
+        if (gone.signal.aborted) return void tcp.destroy();
         this.stats.reset++;
         this.gate.warn('tunnel_open_failed', { peer, code: (err as FerryError).code ?? 'FERRY_ERR_INTERNAL', detail: (err as Error).message });
         tcp.resetAndDestroy();
@@ -242,12 +249,12 @@ export class TunnelEnd {
    * again, backing off from RESUME_RETRY_MS to CONTROL_MAX_RTO_MS, for up to RECONNECT_LIMIT_MS:
    * what an established connection's resume would also wait. A refusal is not retried.
    */
-  private openStreamWithRetry(peer: AgentId): Promise<{ fs: AgentSocket; rest: Buffer }> {
+  private openStreamWithRetry(peer: AgentId, signal: AbortSignal): Promise<{ fs: AgentSocket; rest: Buffer }> {
     return this.retryOpen(
       async () => {
         let fs: AgentSocket | undefined;
         try {
-          fs = await this.opts.host.connect(this.agentId, peer);
+          fs = await this.opts.host.connect(this.agentId, peer, { signal });
           fs.on('error', () => {});
           fs.write(encodeTunnelPreamble({ kind: TunnelKind.STREAM }));
           const { preamble, rest } = await readPreamble(fs, limit('TUNNEL_ACCEPT_TIMEOUT_MS'));
@@ -259,6 +266,7 @@ export class TunnelEnd {
         }
       },
       (code) => this.opts.logger.info('tunnel_open_retry', { peer, code }),
+      signal,
     );
   }
 
@@ -270,9 +278,9 @@ export class TunnelEnd {
   /**
    * Run `attempt` until it succeeds, fails with a code not in RETRY_OPEN, the tunnel closes, or the
    * next pause would pass RECONNECT_LIMIT_MS; pauses back off from RESUME_RETRY_MS to
-   * CONTROL_MAX_RTO_MS. `onRetry` hears each retried failure's code.
+   * CONTROL_MAX_RTO_MS. `onRetry` hears each retried failure's code; `signal` ends the tries.
    */
-  private async retryOpen<T>(attempt: () => Promise<T>, onRetry?: (code: ErrorCode | undefined) => void): Promise<T> {
+  private async retryOpen<T>(attempt: () => Promise<T>, onRetry?: (code: ErrorCode | undefined) => void, signal?: AbortSignal): Promise<T> {
     const deadline = Date.now() + limit('RECONNECT_LIMIT_MS');
     let pause = limit('RESUME_RETRY_MS');
     for (;;) {
@@ -280,7 +288,7 @@ export class TunnelEnd {
         return await attempt();
       } catch (err) {
         const code = (err as FerryError).code;
-        if (this.closed || !RETRY_OPEN.has(code) || Date.now() + pause > deadline) throw err;
+        if (this.closed || signal?.aborted || !RETRY_OPEN.has(code) || Date.now() + pause > deadline) throw err;
         onRetry?.(code);
       }
       await new Promise((r) => setTimeout(r, pause));
