@@ -201,8 +201,8 @@ export class Endpoint extends EventEmitter {
   }
 
   /** What every core of this host is given: limits, randomness, our redirector port, the proof verifier. */
-  private static coreEnv(env: EndpointEnv): Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof'> {
-    return { reconnectLimitMs: env.reconnectLimitMs, random: fresh, redirectorPort: env.redirectorPort, verifyProof: proofVerifier(env) };
+  private static coreEnv(env: EndpointEnv): Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof'> {
+    return { reconnectLimitMs: env.reconnectLimitMs, random: fresh, redirectorPort: env.redirectorPort, verifyProof: proofVerifier(env), ownProof: (agent) => env.locationProof?.(agent) };
   }
 
   /** The window a new connection announces in its CONNECT or CONNECT_ACK: the floor of the budget. */
@@ -503,6 +503,8 @@ export class Endpoint extends EventEmitter {
         return this.dropParked();
       case 'take_parked_hello':
         return this.unpark();
+      case 'sign_res':
+        return this.signRes(c.id);
     }
   }
 
@@ -1200,26 +1202,29 @@ export class Endpoint extends EventEmitter {
     this.sendResDatagram();
   }
 
-  /**
-   * The RES datagram. One from a new location carries the proof that this host speaks for our
-   * agent; proven RES are signed together: one host signature for every RES this host sends in
-   * this turn (PROTOCOL.md §4.4). Such a RES is built at the flush, with its counter, and sent in
-   * the same run, so nothing else of ours can take a counter in between.
-   */
+  /** The RES datagram, as the core decides it (core/connection-core.ts `resumeByDatagram`), carried out now. */
   private sendResDatagram(): void {
-    const proof = this.path.mustProve ? this.ownProof() : undefined;
-    const res = this.control.resume(proof !== undefined);
-    if (!proof) {
-      res.build();
-      return this.request(res.request(undefined, this.env.clock.now()));
-    }
+    for (const c of this.core.resumeByDatagram(this.env.clock.now())) this.carryOut(c);
+  }
+
+  /**
+   * `sign_res`: our RES `id` goes with this host's location proof, signed by the host's batch
+   * signer at its flush with every RES this host sends in this turn (PROTOCOL.md §4.4). The RES
+   * is built then by the core, and what comes of it goes back to the core with its id.
+   */
+  private signRes(id: number): void {
+    const proof = this.env.locationProof?.(this.localAgent);
+    if (!proof) return this.core.resUnsigned(id, new FerryError('FERRY_ERR_RESUME_UNPROVEN', 'no location proof'));
     proof.signer.enqueue({
       chain: proof.chain,
-      build: () => res.build(),
-      send: (p) => this.request(res.request(p, this.env.clock.now())),
+      build: () => this.core.resToSign(id),
+      send: (p) => {
+        this.core.resSigned(id, p, this.env.clock.now());
+        this.drive();
+      },
       fail: (err) => {
-        this.log.warn('resume_unsent', { code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: String(err) });
-        if (this.control.resCurrent(res.id)) this.fireIfDefined('timeout');
+        this.core.resUnsigned(id, err);
+        this.drive();
       },
     });
   }

@@ -25,13 +25,13 @@
  * what a move writes and reads.
  */
 import { connectionKeysFromMaster, type AgentId, type ConnectionKeys } from '../../identity/index.js';
-import { FerryError, limit } from '../../util/index.js';
-import type { ConnControl, Role } from '../../wire/index.js';
+import { FerryError, isFerryError, limit } from '../../util/index.js';
+import type { ConnControl, ResumeProof, Role } from '../../wire/index.js';
 import { decodeEndpointCheckpoint, type EndpointCheckpoint, type PeerLocator, type ProvenLocation } from '../checkpoint.js';
 import { ReceiveBuffer, SendBuffer } from '../data-path.js';
 import { lookup, type Action, type Event, type State } from '../state-machine.js';
 import { ControlAuth } from './control-auth.js';
-import { ControlRequests, type ControlCommand, type ControlOutcome, type LogLine } from './control-requests.js';
+import { ControlRequests, type ControlCommand, type ControlOutcome, type LogLine, type ResPlan } from './control-requests.js';
 import { OpenHandshake, type OpenCommand } from './open.js';
 import { PathValidation } from './path.js';
 import { DataFlow } from './data.js';
@@ -67,6 +67,17 @@ export interface CoreInit {
    * proof is refused.
    */
   readonly verifyProof?: ((m: ConnControl, peerAgent: AgentId, peerEpoch: number) => number) | undefined;
+  /**
+   * This host's location proof for `agent` (its delegation chain; undefined: it has none), which
+   * a RES from a new location carries. Injected: the chain is the host's, and so is the batch
+   * signer that signs it (the core asks for that through `sign_res`); without it no RES is proved.
+   */
+  readonly ownProof?: ((agent: AgentId) => OwnProof | undefined) | undefined;
+}
+
+/** What the core sees of this host's location proof for our agent: its chain, to check that it fits a RES. */
+export interface OwnProof {
+  readonly chain: readonly unknown[];
 }
 
 /** A command that may not be, as a list. */
@@ -99,7 +110,14 @@ export type CoreCommand =
   /** The resume HELLO held for the peer's proof is dropped (the proof was refused). */
   | { readonly kind: 'drop_parked_hello' }
   /** Our RES_ACK's proof verified: the resume HELLO held for it goes on if the state still resumes, else it goes. */
-  | { readonly kind: 'take_parked_hello' };
+  | { readonly kind: 'take_parked_hello' }
+  /**
+   * Our RES `id` carries this host's location proof: hand it to the host's batch signer, which
+   * builds it at its flush ({@link ConnectionCore.resToSign}) and signs it with every RES this
+   * host sends in this turn; the signature comes back as {@link ConnectionCore.resSigned}, a
+   * failure as {@link ConnectionCore.resUnsigned}.
+   */
+  | { readonly kind: 'sign_res'; readonly id: number };
 
 /** A command waiting in the queue, and whether it belongs to a row of the table (else to an input). */
 interface Queued {
@@ -147,6 +165,13 @@ export class ConnectionCore {
   readonly intent: ResumeIntent;
   /** Our outstanding SUS, RES, CLS and lookups, and the retries of our close. */
   readonly control: ControlRequests;
+  /** This host's location proof for an agent (injected). */
+  private readonly ownProof: (agent: AgentId) => OwnProof | undefined;
+  /**
+   * Our proved RES handed to the batch signer and not yet sent or failed, by request id: one per
+   * resume attempt, each gone at the flush (built and sent, failed, or over before it was built).
+   */
+  private readonly signing = new Map<number, ResPlan>();
 
   constructor(init: CoreInit) {
     this.current = init.state;
@@ -166,6 +191,7 @@ export class ConnectionCore {
     this.intent = new ResumeIntent(this);
     const verify = init.verifyProof ?? NO_VERIFIER;
     this.control = new ControlRequests(this, { redirectorPort: init.redirectorPort ?? 0, reconnectLimitMs: init.reconnectLimitMs, verifyProof: (m, epoch) => verify(m, this.peerAgent, epoch) });
+    this.ownProof = init.ownProof ?? (() => undefined);
   }
 
   /**
@@ -174,7 +200,7 @@ export class ConnectionCore {
    * FERRY_ERR_UNSUPPORTED_VERSION), never trusted through its type. Whether the end was live when
    * it left lands as its intent's `autoResume` (the adapter resumes it once indexed).
    */
-  static fromCheckpoint(input: EndpointCheckpoint, o: Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof'>): ConnectionCore {
+  static fromCheckpoint(input: EndpointCheckpoint, o: Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof'>): ConnectionCore {
     const cp = decodeEndpointCheckpoint(input);
     const send = new SendBuffer(cp.sendBudget, cp.send.acked, Buffer.from(cp.send.data, 'base64'));
     send.restoreFin(cp.send.fin ?? undefined);
@@ -198,6 +224,7 @@ export class ConnectionCore {
       random: o.random,
       redirectorPort: o.redirectorPort,
       verifyProof: o.verifyProof,
+      ownProof: o.ownProof,
     });
     // Landed (possibly on another host): the next RES proves that this host speaks for the agent.
     if (core.keys) core.path.proveOurLocation();
@@ -410,6 +437,59 @@ export class ConnectionCore {
   /** Lookup `id` failed (the location service did not answer). */
   lookupFailed(id: number): void {
     this.queueOutcome(this.control.lookupFailed(id));
+  }
+
+  // ---------------------------------------------------------------- our RES datagram
+
+  /**
+   * Our RES datagram (`send_res` without a kept socket to offer it on, or that offer's fallback):
+   * the commands to carry out now, in order. One from a new location (security on, the peer has
+   * not seen us prove where we are) carries this host's proof for our agent if it has one that
+   * fits (else the line saying why, and the RES goes unproved). A proved RES is signed with every
+   * RES this host sends in this turn (PROTOCOL.md §4.4): `sign_res` hands it to the batch signer,
+   * which builds it at its flush ({@link resToSign}), with its counter, and sends it in the same
+   * run ({@link resSigned}), so nothing else of ours can take a counter in between.
+   */
+  resumeByDatagram(now: number): CoreCommand[] {
+    const out: CoreCommand[] = [];
+    let proved = false;
+    if (this.path.mustProve && this.keys) {
+      const fit = this.intent.fittingProof(this.ownProof(this.localAgent));
+      if (fit.log) out.push({ kind: 'log', ...fit.log });
+      proved = fit.proof !== undefined;
+    }
+    const res = this.control.resume(proved);
+    if (!proved) {
+      res.build();
+      out.push(res.request(undefined, now));
+      return out;
+    }
+    this.signing.set(res.id, res);
+    out.push({ kind: 'sign_res', id: res.id });
+    return out;
+  }
+
+  /** The batch signer's flush: RES `id`, built now with its counter, to sign; undefined when its resume is over (nothing is signed or sent). */
+  resToSign(id: number): ConnControl | undefined {
+    const m = this.signing.get(id)?.build();
+    if (!m) this.signing.delete(id);
+    return m;
+  }
+
+  /** RES `id` was signed (`proof`) at `now`: it goes out, queued for {@link poll}. */
+  resSigned(id: number, proof: ResumeProof, now: number): void {
+    const plan = this.signing.get(id);
+    if (!plan) return;
+    this.signing.delete(id);
+    this.out.push({ c: plan.request(proof, now), row: false });
+  }
+
+  /** RES `id` could not be built, signed or sent (`err`): logged; if it is still our RES, the attempt ends as unanswered (`timeout`). */
+  resUnsigned(id: number, err: unknown): void {
+    this.signing.delete(id);
+    const log: LogLine = { level: 'warn', event: 'resume_unsent', fields: { code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: String(err) } };
+    this.out.push({ c: { kind: 'log', ...log }, row: false });
+    if (this.control.resCurrent(id)) this.handle('timeout');
   }
 
   /** The `resume_deadline` passed: the resume's data socket was not proven in time. */
