@@ -71,28 +71,6 @@ export interface TunnelStats {
   denied: number;
 }
 
-/** At most TUNNEL_LOG_LINES_PER_S lines per event; the rest counted into the next line. */
-class LogGate {
-  private readonly windows = new Map<string, { start: number; lines: number; dropped: number }>();
-  constructor(private readonly log: Logger) {}
-  warn(event: string, fields: Record<string, unknown>): void {
-    const now = Date.now();
-    let w = this.windows.get(event);
-    if (!w || now - w.start >= 1000) {
-      const dropped = w?.dropped ?? 0;
-      w = { start: now, lines: 0, dropped: 0 };
-      this.windows.set(event, w);
-      if (dropped > 0) fields = { ...fields, suppressed: dropped };
-    }
-    if (w.lines >= limit('TUNNEL_LOG_LINES_PER_S')) {
-      w.dropped++;
-      return;
-    }
-    w.lines++;
-    this.log.warn(event, fields);
-  }
-}
-
 /** One tunnel end: the agent, its listeners, and the streams it splices. */
 export class TunnelEnd {
   readonly stats: TunnelStats = { active: 0, opened: 0, reset: 0, denied: 0 };
@@ -104,14 +82,12 @@ export class TunnelEnd {
   /** Reverse listeners opened (or being opened) here for all peers together. */
   private listens = 0;
   private readonly streams = new Set<{ tcp: Socket; fs: AgentSocket }>();
-  private readonly gate: LogGate;
   private closed = false;
 
   private constructor(
     private readonly opts: TunnelEndOptions,
     private readonly server: AgentServerSocket,
   ) {
-    this.gate = new LogGate(opts.logger);
     server.on('connection', (fs: AgentSocket) => this.onFerry(fs));
   }
 
@@ -124,6 +100,15 @@ export class TunnelEnd {
   static async start(opts: TunnelEndOptions): Promise<TunnelEnd> {
     await opts.host.addAgent(opts.agent, { replace: true });
     return new TunnelEnd(opts, opts.host.listen(opts.agent.id));
+  }
+
+  /**
+   * A warning a peer, a client or a target can cause once per connection, so a flood of them
+   * could flood the log: written through the logger's refusal limit, per (code, peer agent),
+   * the rest counted in one `log.suppressed` line per window (util/log-limit.ts).
+   */
+  private warn(event: string, fields: Record<string, unknown> & { code: string }): void {
+    this.opts.logger.refused(event, typeof fields.peer === 'string' ? { ...fields, from: fields.peer } : fields);
   }
 
   /** The tunnel agent's id (what the other end names). */
@@ -162,7 +147,7 @@ export class TunnelEnd {
     }
     fs.once('close', () => {
       if (this.reverseTargets.get(peer) === to) this.reverseTargets.delete(peer);
-      if (!this.closed) this.gate.warn('tunnel_reverse_ended', { peer, code: fs.errored ? ((fs.errored as FerryError).code ?? 'FERRY_ERR_CONNECTION_CLOSED') : 'FERRY_ERR_CONNECTION_CLOSED' });
+      if (!this.closed) this.warn('tunnel_reverse_ended', { peer, code: fs.errored ? ((fs.errored as FerryError).code ?? 'FERRY_ERR_CONNECTION_CLOSED') : 'FERRY_ERR_CONNECTION_CLOSED' });
     });
     fs.resume();
     return reply.preamble.port;
@@ -192,7 +177,7 @@ export class TunnelEnd {
       srv.once('error', failed);
       srv.listen({ host: at.host, port: at.port, backlog: limit('TUNNEL_MAX_STREAMS') }, () => {
         srv.off('error', failed);
-        srv.on('error', (err) => this.gate.warn('tunnel_listen_error', { code: 'FERRY_ERR_TUNNEL_TARGET', errno: (err as NodeJS.ErrnoException).code }));
+        srv.on('error', (err) => this.warn('tunnel_listen_error', { code: 'FERRY_ERR_TUNNEL_TARGET', errno: (err as NodeJS.ErrnoException).code }));
         resolve(srv);
       });
     });
@@ -214,7 +199,7 @@ export class TunnelEnd {
     tcp.read(0);
     if (this.stats.active >= limit('TUNNEL_MAX_STREAMS')) {
       this.stats.denied++;
-      this.gate.warn('tunnel_stream_refused', { code: 'FERRY_ERR_LIMIT_EXCEEDED', limit: 'TUNNEL_MAX_STREAMS' });
+      this.warn('tunnel_stream_refused', { code: 'FERRY_ERR_LIMIT_EXCEEDED', limit: 'TUNNEL_MAX_STREAMS' });
       tcp.resetAndDestroy();
       return;
     }
@@ -235,7 +220,7 @@ export class TunnelEnd {
         this.stats.active--;
         if (gone.signal.aborted) return void tcp.destroy();
         this.stats.reset++;
-        this.gate.warn('tunnel_open_failed', { peer, code: (err as FerryError).code ?? 'FERRY_ERR_INTERNAL', detail: (err as Error).message });
+        this.warn('tunnel_open_failed', { peer, code: (err as FerryError).code ?? 'FERRY_ERR_INTERNAL', detail: (err as Error).message });
         tcp.resetAndDestroy();
       },
     );
@@ -321,7 +306,7 @@ export class TunnelEnd {
 
   private deny(fs: AgentSocket, code: ErrorCode, fields: Record<string, unknown>): void {
     this.stats.denied++;
-    this.gate.warn('tunnel_denied', { code, ...fields });
+    this.warn('tunnel_denied', { code, ...fields });
     fs.destroy(new FerryError(code));
   }
 
@@ -332,7 +317,7 @@ export class TunnelEnd {
     const failed = (err: NodeJS.ErrnoException): void => {
       this.stats.active--;
       this.stats.reset++;
-      this.gate.warn('tunnel_target_failed', { code: 'FERRY_ERR_TUNNEL_TARGET', errno: err.code, target: `${to.host}:${to.port}`, peer });
+      this.warn('tunnel_target_failed', { code: 'FERRY_ERR_TUNNEL_TARGET', errno: err.code, target: `${to.host}:${to.port}`, peer });
       fs.destroy(new FerryError('FERRY_ERR_TUNNEL_TARGET', `${to.host}:${to.port}: ${err.code ?? err.message}`));
     };
     tcp.once('error', failed);
@@ -351,7 +336,7 @@ export class TunnelEnd {
       : (listenRefusal(p, Boolean(this.opts.gatewayPorts)) ?? (n >= limit('TUNNEL_LISTENS_PER_PEER') ? 'TUNNEL_LISTENS_PER_PEER' : this.listens >= limit('TUNNEL_LISTENS_MAX') ? 'TUNNEL_LISTENS_MAX' : undefined));
     if (why) {
       this.stats.denied++;
-      this.gate.warn('tunnel_denied', { code: 'FERRY_ERR_TUNNEL_DENIED', peer, listen: `${p.host}:${p.port}`, why });
+      this.warn('tunnel_denied', { code: 'FERRY_ERR_TUNNEL_DENIED', peer, listen: `${p.host}:${p.port}`, why });
       fs.end(encodeTunnelPreamble({ kind: TunnelKind.REFUSED, reason: TunnelRefusal.NOT_ALLOWED }));
       return;
     }
@@ -377,7 +362,7 @@ export class TunnelEnd {
       srv = await this.listenTcp(at, (tcp) => this.openStream(tcp, peer));
     } catch (err) {
       release();
-      this.gate.warn('tunnel_listen_failed', { code: 'FERRY_ERR_TUNNEL_REFUSED', peer, listen: `${p.host}:${p.port}`, errno: ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code });
+      this.warn('tunnel_listen_failed', { code: 'FERRY_ERR_TUNNEL_REFUSED', peer, listen: `${p.host}:${p.port}`, errno: ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code });
       fs.end(encodeTunnelPreamble({ kind: TunnelKind.REFUSED, reason: TunnelRefusal.CANNOT_BIND }));
       return;
     }
@@ -404,14 +389,14 @@ export class TunnelEnd {
       if (aborted) return;
       aborted = true;
       this.stats.reset++;
-      this.gate.warn('tunnel_tcp_reset', { code: 'FERRY_ERR_TUNNEL_RESET', errno: err.code, peer: fs.remoteAgent });
+      this.warn('tunnel_tcp_reset', { code: 'FERRY_ERR_TUNNEL_RESET', errno: err.code, peer: fs.remoteAgent });
       fs.destroy(new FerryError('FERRY_ERR_TUNNEL_RESET', `TCP socket: ${err.code ?? err.message}`));
     });
     fs.on('error', (err: FerryError) => {
       if (aborted) return;
       aborted = true;
       this.stats.reset++;
-      this.gate.warn('tunnel_stream_reset', { code: err.code ?? 'FERRY_ERR_TUNNEL_RESET', peer: fs.remoteAgent, connection: fs.connectionId });
+      this.warn('tunnel_stream_reset', { code: err.code ?? 'FERRY_ERR_TUNNEL_RESET', peer: fs.remoteAgent, connection: fs.connectionId });
       tcp.resetAndDestroy();
     });
     // A TCP socket that closes without an error after its FIN exchange is done; one that closes
