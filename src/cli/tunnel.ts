@@ -86,7 +86,29 @@ type Fail = (msg: string) => never;
  */
 function tuneHeapForRelaying(): void {
   setFlagsFromString('--no-incremental-marking');
+  keepFreedMemory();
 }
+
+/**
+ * Bytes through a tunnel end live in buffers outside V8's heap (a 64 KiB one per TCP read, one per
+ * AEAD call), which glibc's malloc hands out from the top of its heap. Each collection frees tens
+ * of MiB of them at once, and glibc gives free memory at the top back to the kernel as soon as
+ * more than its trim threshold (128 KiB at start) is free: the next MiBs carried then touch fresh
+ * pages, each a page fault and a page zeroed by the kernel. A sealed tunnel end took 20-60 such
+ * faults per MiB carried, and its system time per byte was about twice that of `ssh`
+ * (docs/BENCHMARKS.md). glibc raises its mmap threshold to the size of a block it had mmapped
+ * once that block is freed, and its trim threshold to twice that (mallopt(3), "dynamic mmap
+ * threshold"). Node offers no mallopt, so one such block is allocated here and dropped: V8
+ * frees it at its first collection (about 0.2 s after start, before the tunnel is ready).
+ * Afterwards the heap keeps up to 32 MiB free for reuse (0-3 faults per MiB), and blocks under
+ * 16 MiB come from the heap instead of an mmap each. Elsewhere than glibc it changes nothing.
+ */
+function keepFreedMemory(): void {
+  void Buffer.allocUnsafeSlow(KEPT_FREE_BLOCK_BYTES);
+}
+
+/** The block {@link keepFreedMemory} frees: under glibc's largest dynamic mmap threshold (32 MiB), well over the 128 KiB start. */
+const KEPT_FREE_BLOCK_BYTES = 16 * 1024 * 1024;
 
 /** Run `ferry tunnel`; resolves with the exit status after a signal. */
 export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
