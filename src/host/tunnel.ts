@@ -312,19 +312,35 @@ export class TunnelEnd {
 
   /** A STREAM arrived: dial the target; once connected, splice; if it fails, abort. */
   private dialTarget(fs: AgentSocket, to: TcpAddress, rest: Buffer, peer: AgentId): void {
+    // Its 'close' may have passed already: the STREAM and the peer's abort came in one read.
+    if (fs.destroyed) return;
     this.stats.active++;
     const tcp = netConnect({ host: to.host, port: to.port, allowHalfOpen: true, noDelay: true });
-    const failed = (err: NodeJS.ErrnoException): void => {
+    let dialling = true;
+    const settle = (): boolean => {
+      if (!dialling) return false;
+      dialling = false;
       this.stats.active--;
+      fs.off('close', abandon);
+      return true;
+    };
+    // A peer that aborts while the target is dialled (a STREAM then an abort, in a loop) gets
+    // the dial stopped: before, the target connection was spliced to a connection already
+    // closed, stayed open for good and held a place of TUNNEL_MAX_STREAMS.
+    const abandon = (): void => {
+      // A reset, not a FIN: the kernel may have connected already, and a FIN would leave a
+      // half-open target waiting for more (resetAndDestroy waits for the connect if need be).
+      if (settle()) tcp.resetAndDestroy();
+    };
+    fs.once('close', abandon);
+    tcp.once('error', (err: NodeJS.ErrnoException) => {
+      if (!settle()) return;
       this.stats.reset++;
       this.warn('tunnel_target_failed', { code: 'FERRY_ERR_TUNNEL_TARGET', errno: err.code, target: `${to.host}:${to.port}`, peer });
       fs.destroy(new FerryError('FERRY_ERR_TUNNEL_TARGET', `${to.host}:${to.port}: ${err.code ?? err.message}`));
-    };
-    tcp.once('error', failed);
+    });
     tcp.once('connect', () => {
-      tcp.off('error', failed);
-      this.stats.active--;
-      this.splice(tcp, fs, rest);
+      if (settle()) this.splice(tcp, fs, rest);
     });
   }
 
@@ -376,6 +392,13 @@ export class TunnelEnd {
    * both ways (allowHalfOpen on both), a reset or abort on either side resets the other.
    */
   private splice(tcp: Socket, fs: AgentSocket, head: Buffer): void {
+    // A Ferry connection aborted before the splice (its 'close' may be past, and no handler below
+    // would ever fire): the TCP side is reset at once, not left open for good.
+    if (fs.destroyed) {
+      this.stats.reset++;
+      tcp.resetAndDestroy();
+      return;
+    }
     const entry = { tcp, fs };
     this.streams.add(entry);
     this.stats.opened++;
