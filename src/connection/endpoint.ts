@@ -12,7 +12,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { type AgentId, type ConnectionKeys, type Identity } from '../identity/index.js';
-import { FerryError, isFerryError, limit, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
+import { FerryError, isFerryError, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
 import { formatAddress, parseAddress } from '../control/index.js';
 import {
   FrameType,
@@ -42,7 +42,7 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { ControlRequests, serverEnd, PathValidation, Recovery, ConnectionCore, decideIncoming, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
+import { ControlRequests, serverEnd, PathValidation, Recovery, ConnectionCore, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
 import { DataSlots, type AckStep, type DataFlow, type HelloCrypto, type SlotCommand } from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
@@ -505,6 +505,8 @@ export class Endpoint extends EventEmitter {
         return this.unpark();
       case 'sign_res':
         return this.signRes(c.id);
+      case 'ended':
+        return this.teardown(c.err);
     }
   }
 
@@ -598,10 +600,6 @@ export class Endpoint extends EventEmitter {
         return;
       case 'established':
         return this.onEstablished();
-      case 'fail':
-        return this.teardown(this.intent.closedError ?? new FerryError('FERRY_ERR_ABORTED', 'open aborted'));
-      case 'closed':
-        return this.teardown(this.intent.closedError);
       // Replies (send_connect_ack, ack_sus, ack_res, ack_cls) are built by the message handlers.
       default:
         return;
@@ -973,7 +971,8 @@ export class Endpoint extends EventEmitter {
     const step = this.intent.suspend(reason, this.env.clock.now());
     // The later call wins: a resume() still pending here settles with FERRY_ERR_SUPERSEDED.
     if (reason === 'user') this.emit('superseded');
-    this.cancelResumeTimer();
+    // The intent stopped the resume retry.
+    this.rearm();
     if (step.kind === 'suspend') this.fire('suspend');
     else if (step.kind === 'refuse') throw step.error;
     // Judged between transitions only (core/intent.ts `SuspendWatch`): SUS_SENT -> SUSPENDED
@@ -1239,7 +1238,7 @@ export class Endpoint extends EventEmitter {
    * forgeries and replays change nothing).
    */
   handleControl(m: ConnControl, from: string): Buffer {
-    const d = decideIncoming(this.core, this.control, m, from, this.intent.incomingContext(), this.incoming);
+    const d = this.core.incoming(m, from, this.env.clock.now(), this.incoming.proofs);
     // The decision may have stopped our resume retry or close retry.
     this.rearm();
     if (d.kind === 'answer') return d.reply;
@@ -1247,13 +1246,9 @@ export class Endpoint extends EventEmitter {
       for (const c of d.commands) this.carry(c);
       throw d.error;
     }
-    this.intent.incomingAccepted(d, this.env.clock.now());
     if (d.dropKept) this.dropKept('SUS datagram');
-    if (d.stopAutoResume) this.cancelResumeTimer();
     this.fire(d.event);
-    // The resume that completes a half-open gets a whole handshake time.
-    if (d.halfOpen) this.setDeadline('handshake', limit('HANDSHAKE_TIMEOUT_MS'));
-    // A SUS that crossed an application resume(): our resume goes on (core/connection-core.ts).
+    // A half-open's handshake time, our resume after a crossing SUS (core/connection-core.ts).
     this.core.incomingApplied(d, this.env.clock.now());
     this.drive();
     if (this.state === 'CLOSE_ACKED') queueMicrotask(() => this.fireIfDefined('drained'));
@@ -1266,7 +1261,8 @@ export class Endpoint extends EventEmitter {
   async prepareMove(): Promise<void> {
     const resumeWanted = this.intent.prepareMove();
     this.emit('moving');
-    this.cancelResumeTimer();
+    // The intent stopped the resume retry.
+    this.rearm();
     if (this.intent.moveWaitsForOpen) await this.until(() => this.state === 'ESTABLISHED');
     if (this.intent.moveSuspends(this.slots.draining.size)) await this.suspend('move');
     this.intent.movePrepared(resumeWanted);
@@ -1319,26 +1315,20 @@ export class Endpoint extends EventEmitter {
     return n > 0;
   }
 
+  /** `ended`: the core did its part (core/connection-core.ts `end`); every socket closes, the host forgets us, the application hears `err`. */
   private teardown(err: FerryError | undefined): void {
-    if (this.closedDone) return;
-    this.closedDone = true;
-    this.flow.close();
     this.connectRequest?.abort();
-    this.carry(this.core.stopRequests());
     // Every slot closes; dials still waiting for their HELLO_ACK end now (no timer outlives the connection).
     this.runSlots(this.slots.ended());
     this.sockets.dropPredial();
     this.sockets.destroy(this.slots.opening);
     this.slots.opening = undefined;
-    this.core.open.ended();
-    this.intent.closedError ??= err;
     this.core.clearDeadlines();
     this.rearm();
     this.env.released(this);
     this.settleBudget();
-    this.emit('closed', this.intent.closedError);
+    this.emit('closed', err);
   }
-  private closedDone = false;
 }
 
 /** The typed error of a call on an endpoint whose connection moved on with its agent. */

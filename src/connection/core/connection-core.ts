@@ -36,6 +36,7 @@ import { OpenHandshake, type OpenCommand } from './open.js';
 import { PathValidation } from './path.js';
 import { DataFlow } from './data.js';
 import { ResumeIntent, type AcceptedIncoming } from './intent.js';
+import { decideIncoming, type IncomingDecision, type IncomingProofs } from './control-incoming.js';
 import { Recovery } from './recovery.js';
 import { TimerTable, type Expiry, type TimerName } from './timers.js';
 
@@ -112,6 +113,12 @@ export type CoreCommand =
   /** Our RES_ACK's proof verified: the resume HELLO held for it goes on if the state still resumes, else it goes. */
   | { readonly kind: 'take_parked_hello' }
   /**
+   * The connection ended (`fail` or `closed`), with `err` (undefined: a clean close): nothing of
+   * ours is outstanding any more (a RES still out was cancelled just before); the adapter closes
+   * every socket, forgets the connection and tells the application. Once.
+   */
+  | { readonly kind: 'ended'; readonly err: FerryError | undefined }
+  /**
    * Our RES `id` carries this host's location proof: hand it to the host's batch signer, which
    * builds it at its flush ({@link ConnectionCore.resToSign}) and signs it with every RES this
    * host sends in this turn; the signature comes back as {@link ConnectionCore.resSigned}, a
@@ -165,6 +172,8 @@ export class ConnectionCore {
   readonly intent: ResumeIntent;
   /** Our outstanding SUS, RES, CLS and lookups, and the retries of our close. */
   readonly control: ControlRequests;
+  /** Our redirector port, announced in our RES and RES_ACK. */
+  private readonly redirectorPort: number;
   /** This host's location proof for an agent (injected). */
   private readonly ownProof: (agent: AgentId) => OwnProof | undefined;
   /**
@@ -172,6 +181,8 @@ export class ConnectionCore {
    * resume attempt, each gone at the flush (built and sent, failed, or over before it was built).
    */
   private readonly signing = new Map<number, ResPlan>();
+  /** The connection ended (`fail` or `closed` carried out). */
+  private over = false;
 
   constructor(init: CoreInit) {
     this.current = init.state;
@@ -192,6 +203,7 @@ export class ConnectionCore {
     const verify = init.verifyProof ?? NO_VERIFIER;
     this.control = new ControlRequests(this, { redirectorPort: init.redirectorPort ?? 0, reconnectLimitMs: init.reconnectLimitMs, verifyProof: (m, epoch) => verify(m, this.peerAgent, epoch) });
     this.ownProof = init.ownProof ?? (() => undefined);
+    this.redirectorPort = init.redirectorPort ?? 0;
   }
 
   /**
@@ -354,9 +366,30 @@ export class ConnectionCore {
         return [...optional(this.stopRequests()), { kind: 'act', action }];
       case 'schedule_resume':
         return this.scheduleResume(now);
+      case 'fail':
+        // An open that fails ends with its typed error, or as aborted.
+        return this.end(this.intent.closedError ?? new FerryError('FERRY_ERR_ABORTED', 'open aborted'));
+      case 'closed':
+        return this.end(this.intent.closedError);
       default:
         return undefined;
     }
+  }
+
+  /**
+   * `fail` or `closed`: the connection ends with `err` (the intent keeps the first error). Its
+   * data path takes nothing more, our requests stop (the RES still out is cancelled first), the
+   * open has nothing left to act on; then `ended` for the adapter's part. Once: a second end
+   * comes to nothing.
+   */
+  private end(err: FerryError | undefined): CoreCommand[] {
+    if (this.over) return [];
+    this.over = true;
+    this.flow.close();
+    const cancel = this.stopRequests();
+    this.open.ended();
+    this.intent.closedError ??= err;
+    return [...optional(cancel), { kind: 'ended', err: this.intent.closedError }];
   }
 
   /**
@@ -498,11 +531,28 @@ export class ConnectionCore {
   }
 
   /**
-   * The peer's request was accepted (`d`) and its event applied: if it left us SUSPENDED across an
+   * The peer's SUS, RES or CLS `m` (decoded) from `from` at `now`: the decision (core/control-incoming.ts
+   * `decideIncoming`: the reply, a retransmission's reply, or the refusal with the CLS it may
+   * send), the proofs checked and signed through `proofs`. An accepted request tells the intent
+   * (metrics, the peer's abort) and ends our automatic resume if the peer overtook it; the adapter
+   * then drops the kept socket if `dropKept`, applies `event`, and calls {@link incomingApplied}.
+   */
+  incoming(m: ConnControl, from: string, now: number, proofs: IncomingProofs): IncomingDecision {
+    const d = decideIncoming(this, this.control, m, from, this.intent.incomingContext(), { redirectorPort: this.redirectorPort, proofs });
+    if (d.kind !== 'accept') return d;
+    this.intent.incomingAccepted(d, now);
+    if (d.stopAutoResume) this.control.stopResumeRetry();
+    return d;
+  }
+
+  /**
+   * The peer's accepted request (`d`) had its event applied: a RES that confirmed a half-open gets
+   * a whole handshake time for the resume it starts; if a SUS left us SUSPENDED across an
    * application resume(), our resume goes on (`schedule_resume`, as an input: a give-up's `close`
    * is applied at once).
    */
   incomingApplied(d: AcceptedIncoming, now: number): void {
+    if (d.halfOpen) this.timers.set('handshake', now + limit('HANDSHAKE_TIMEOUT_MS'));
     if (!this.intent.resumeAfterIncoming(d)) return;
     for (const c of this.scheduleResume(now)) this.out.push({ c, row: false });
   }

@@ -134,9 +134,12 @@ export class ResumeIntent {
    * suspend(): `user` (the application's) or `move` (the host's, preparing a move). A user suspend
    * during a move's preparation joins the move's suspend (its reason stays "move") and is what the
    * destination honours: the connection lands suspended. A user suspend supersedes any resume()
-   * pending (the later call wins) and ends the automatic resume.
+   * pending (the later call wins) and ends the automatic resume. Any suspend stops the resume
+   * retry (and forgets its lookup).
    */
   suspend(reason: 'user' | 'move', now: number): SuspendStep {
+    // No automatic resume goes on across a suspend.
+    this.core.control.stopResumeRetry();
     this.suspendReason = reason === 'move' || this.preparing ? SUS_REASON_MOVE : 0;
     if (reason === 'user') {
       this.userSuspends++;
@@ -243,13 +246,16 @@ export class ResumeIntent {
 
   /**
    * The host prepares a move of this end: it suspends (the adapter waits for an open to finish
-   * first), answers RES with PEER_MOVING meanwhile and starts no resume. Returns whether the
+   * first), answers RES with PEER_MOVING meanwhile and starts no resume (its resume retry
+   * stops). Returns whether the
    * connection was live or resuming (it then lands live, unless the application decides otherwise
    * meanwhile): hand it to {@link movePrepared}.
    */
   prepareMove(): boolean {
     this.preparing = true;
     this.moveWish = undefined;
+    // The destination resumes: no retry here.
+    this.core.control.stopResumeRetry();
     const state = this.core.state;
     return this.autoResume || state === 'ESTABLISHED' || resuming(state);
   }

@@ -544,7 +544,7 @@ test('open, through the core\'s queue: a step is decided when its turn comes, af
   const err = new FerryError('FERRY_ERR_MALFORMED_FRAME', 'junk');
   server.handle('timeout');
   server.openingClosed(5, err);
-  assert.deepEqual(drain(server, clock.now()).map((c) => c.kind), ['open_refused', 'transition', 'act', 'stale']);
+  assert.deepEqual(drain(server, clock.now()).map((c) => c.kind), ['open_refused', 'transition', 'ended', 'stale']);
   // A refused CONNECT_CONFIRM queues nothing: the error is the answer.
   throwsCode(() => server.confirmDatagram(Buffer.alloc(32)), 'FERRY_ERR_ILLEGAL_TRANSITION');
   assert.equal(server.poll(clock.now()), undefined);

@@ -95,7 +95,9 @@ test('resume_retry: nothing once no longer SUSPENDED, or while a move is being p
   const clock = new ManualClock();
   const core = lostSocket(clock);
   core.intent.prepareMove();
-  assert.equal(fireNext(core, clock), undefined);
+  assert.equal(core.hasDeadline('resume_retry'), false, 'a move\'s preparation stops the retry');
+  core.setDeadline('resume_retry', clock.now());
+  assert.equal(core.handleTimeout(clock.now()), undefined);
   assert.deepEqual(drain(core, clock.now()), [], 'moving: the destination resumes');
   const other = lostSocket(clock);
   other.handle('close');

@@ -1,0 +1,137 @@
+/**
+ * What the core decides around the end of a connection and the peer's requests, with no socket,
+ * timer or promise: `fail` and `closed` come out once as `ended` with the connection's error (an
+ * aborted open's own when it has none), after the RES still out is cancelled and every request
+ * and deadline of ours is stopped; the peer's accepted request, through the core, tells the intent
+ * and stops the automatic resume it overtook, a RES that confirms a half-open gives the resume a
+ * whole handshake time; and a suspend or a move's preparation stops the resume retry.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { controlMac, type ConnectionCore, type CoreCommand, type IncomingProofs, type OpenCrypto } from '../../../../src/connection/core/index.js';
+import type { Identity } from '../../../../src/identity/index.js';
+import { FerryError, limit } from '../../../../src/util/index.js';
+import { MessageType, type Connect, type ConnControl } from '../../../../src/wire/index.js';
+import { coreIn } from './fixtures.js';
+
+const NO_PROOFS: IncomingProofs = { verify: () => assert.fail('no proof to verify'), prover: () => assert.fail('no proof to give') };
+const PEER = '127.0.0.1:1000';
+
+function drain(core: ConnectionCore, now = 0): CoreCommand[] {
+  const out: CoreCommand[] = [];
+  for (let c = core.poll(now); c; c = core.poll(now)) out.push(c);
+  return out;
+}
+
+/** The peer's request (plain: no keys), as the client sends it. */
+function req(type: ConnControl['type'], counter: number, reason = 0): ConnControl {
+  const head = { type, connectionId: Buffer.alloc(16, 1), senderRole: 'client' as const, counter, reason, redirectorPort: 1001, challenge: Buffer.alloc(16, 0x99) };
+  return { ...head, mac: controlMac(undefined, head) };
+}
+
+test('end: an open that fails ends ABORTED unless it has its own error; the error a close carries is kept', () => {
+  const opening = coreIn('CONNECT_SENT');
+  opening.handle('close');
+  const out = drain(opening);
+  assert.equal(out.length, 2);
+  const ended = out[1]!;
+  assert.ok(ended.kind === 'ended');
+  assert.equal(ended.err?.code, 'FERRY_ERR_ABORTED');
+  assert.equal(opening.intent.closedError, ended.err, 'the intent keeps it');
+  const timedOut = coreIn('CONNECT_SENT');
+  timedOut.intent.closedError = new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT');
+  timedOut.handle('timeout');
+  assert.deepEqual(drain(timedOut)[1], { kind: 'ended', err: timedOut.intent.closedError });
+  // A clean close: no error.
+  const closing = coreIn('CLOSE_SENT');
+  closing.handle('recv_cls_ack');
+  assert.deepEqual(drain(closing).map((c) => c.kind), ['transition', 'act', 'ended']);
+  assert.equal(closing.intent.closedError, undefined);
+});
+
+/** An open's cryptography that builds placeholders: these tests check the end, not the handshake. */
+const STUB_CRYPTO: OpenCrypto = {
+  buildConnect: () => ({ body: Buffer.alloc(4), message: { clientHalf: Buffer.alloc(8) } as Connect, ephemeral: undefined }),
+  buildConnectAck: () => assert.fail('a client builds no CONNECT_ACK'),
+  acceptConnectAck: () => assert.fail('no CONNECT_ACK here'),
+  clientFinished: () => Buffer.alloc(32),
+  verifyClientFinished: () => false,
+};
+
+test('end: once; an end after the end comes to nothing', () => {
+  const core = coreIn('CLOSED');
+  core.open.startClient({ inband: false, client: { id: 'a'.repeat(32) } as Identity, redirectorPort: 2001, controlPort: 2000, window: 1 << 16, crypto: STUB_CRYPTO });
+  for (const n of [1, 0]) {
+    core.handle('connect');
+    drain(core);
+    core.handle('close');
+    assert.equal(drain(core).filter((c) => c.kind === 'ended').length, n);
+    assert.equal(core.state, 'CLOSED');
+  }
+});
+
+test('end: the RES still out is cancelled before ended; no retry, resume or handshake deadline of ours is left', () => {
+  const core = coreIn('CLOSE_ACKED');
+  const res = core.control.resume(false);
+  res.build();
+  core.control.scheduleResume(0);
+  core.setDeadline('handshake', 50);
+  core.setDeadline('resume_deadline', 60);
+  core.handle('drained');
+  assert.deepEqual(drain(core), [
+    { kind: 'transition', event: 'drained', from: 'CLOSE_ACKED', to: 'CLOSED' },
+    { kind: 'cancel', id: res.id },
+    { kind: 'ended', err: undefined },
+  ]);
+  assert.equal(core.nextDeadline(), undefined);
+});
+
+test('incoming, through the core: a SUS the peer sent while we were SUSPENDED stops our resume retry; the intent hears of it', () => {
+  const core = coreIn('SUSPENDED');
+  core.intent.autoResume = true;
+  core.control.scheduleResume(0);
+  assert.equal(core.hasDeadline('resume_retry'), true);
+  const d = core.incoming(req(MessageType.SUS, 1), PEER, 5, NO_PROOFS);
+  assert.ok(d.kind === 'accept' && d.stopAutoResume);
+  assert.equal(core.hasDeadline('resume_retry'), false, 'the peer overtook our resume');
+  assert.equal(core.intent.autoResume, false);
+  // A CLS that aborts: the connection will end PEER_ABORTED.
+  const cls = core.incoming(req(MessageType.CLS, 2, 1), PEER, 6, NO_PROOFS);
+  assert.equal(cls.kind, 'accept');
+  assert.equal(core.intent.closedError?.code, 'FERRY_ERR_PEER_ABORTED');
+});
+
+test('incoming, through the core: a RES that confirms a half-open gives the resume a whole handshake time from then', () => {
+  const core = coreIn('CONNECT_ACKED', { role: 'server' });
+  core.setDeadline('handshake', 10);
+  const d = core.incoming(req(MessageType.RES, 1), PEER, 100, NO_PROOFS);
+  assert.ok(d.kind === 'accept' && d.halfOpen);
+  core.handle(d.event);
+  drain(core, 100);
+  core.incomingApplied(d, 100);
+  // The resume's own deadline (set by the transition) aside, the handshake's was moved to then.
+  core.cancelDeadline('resume_deadline');
+  assert.equal(core.hasDeadline('handshake'), true);
+  assert.equal(core.nextDeadline(), 100 + limit('HANDSHAKE_TIMEOUT_MS'));
+  // Not a half-open: no handshake deadline.
+  const live = coreIn('SUSPENDED');
+  const r = live.incoming(req(MessageType.RES, 1), PEER, 100, NO_PROOFS);
+  assert.ok(r.kind === 'accept' && !r.halfOpen);
+  live.incomingApplied(r, 100);
+  assert.equal(live.hasDeadline('handshake'), false);
+});
+
+test('a suspend, or a move\'s preparation, stops the resume retry and forgets its lookup', () => {
+  for (const stop of [(c: ConnectionCore) => c.intent.suspend('user', 0), (c: ConnectionCore) => c.intent.suspend('move', 0), (c: ConnectionCore) => c.intent.prepareMove()]) {
+    const core = coreIn('SUSPENDED');
+    core.intent.autoResume = true;
+    core.recovery.resumeFailed(new FerryError('FERRY_ERR_PEER_MOVING'));
+    core.control.scheduleResume(0);
+    const lookup = core.control.resumeDue(0)!;
+    assert.equal(lookup.kind, 'lookup');
+    stop(core);
+    assert.equal(core.hasDeadline('resume_retry'), false);
+    core.located(lookup.id, undefined);
+    assert.equal(core.poll(0), undefined, 'its lookup\'s answer changes nothing');
+  }
+});
