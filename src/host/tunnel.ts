@@ -79,6 +79,8 @@ export class TunnelEnd {
   private readonly reverseTargets = new Map<AgentId, TcpAddress>();
   /** Reverse listeners opened (or being opened) here for a peer, per peer with any. */
   private readonly listensOf = new Map<AgentId, number>();
+  /** Streams each peer has this end carry (accepted STREAMs whose connection is open), per peer with any. */
+  private readonly streamsOf = new Map<AgentId, number>();
   /** Reverse listeners opened (or being opened) here for all peers together. */
   private listens = 0;
   private readonly streams = new Set<{ tcp: Socket; fs: AgentSocket }>();
@@ -294,6 +296,7 @@ export class TunnelEnd {
           const to = reverseTo ?? (this.opts.allow(peer) ? this.opts.to : undefined);
           if (!to) return this.deny(fs, 'FERRY_ERR_TUNNEL_DENIED', { peer, why: 'no target for this peer' });
           if (this.stats.active >= limit('TUNNEL_MAX_STREAMS')) return this.deny(fs, 'FERRY_ERR_LIMIT_EXCEEDED', { peer, limit: 'TUNNEL_MAX_STREAMS' });
+          if (!this.holdStreamOf(peer, fs)) return this.deny(fs, 'FERRY_ERR_LIMIT_EXCEEDED', { peer, limit: 'TUNNEL_STREAMS_PER_PEER' });
           fs.write(encodeTunnelPreamble({ kind: TunnelKind.ACCEPTED }));
           return this.dialTarget(fs, to, rest, peer);
         }
@@ -302,6 +305,29 @@ export class TunnelEnd {
       },
       (err: unknown) => this.deny(fs, (err as FerryError).code ?? 'FERRY_ERR_MALFORMED_FRAME', { peer, detail: (err as Error).message }),
     );
+  }
+
+  /**
+   * Take one of `peer`'s TUNNEL_STREAMS_PER_PEER places for the stream on `fs`, until `fs`
+   * closes; false when it holds them all, so one allowed peer cannot take every place of
+   * TUNNEL_MAX_STREAMS from the others.
+   */
+  private holdStreamOf(peer: AgentId, fs: AgentSocket): boolean {
+    const n = this.streamsOf.get(peer) ?? 0;
+    if (n >= limit('TUNNEL_STREAMS_PER_PEER')) return false;
+    this.streamsOf.set(peer, n + 1);
+    let held = true;
+    const release = (): void => {
+      if (!held) return;
+      held = false;
+      const left = (this.streamsOf.get(peer) ?? 1) - 1;
+      if (left > 0) this.streamsOf.set(peer, left);
+      else this.streamsOf.delete(peer);
+    };
+    fs.once('close', release);
+    // Its 'close' may be past already (a STREAM and an abort in one read).
+    if (fs.destroyed) release();
+    return true;
   }
 
   private deny(fs: AgentSocket, code: ErrorCode, fields: Record<string, unknown>): void {

@@ -285,11 +285,12 @@ export function runProgram(cmd: string, args: string[], opts: { timeoutMs?: numb
  * A peer of a tunnel end written against the Ferry library in the test process: one host on the
  * rendezvous at `rendezvous`, with `agents` (identities a serving end may name in --allow) on it.
  * It speaks the tunnel preamble itself, so it can send what a `ferry tunnel connect` never would.
+ * `plain` is `--no-security` (cheap handshakes, for tests that open many connections).
  */
-export async function startPeerHost(rendezvous: string, agents: Identity[]): Promise<{ host: Host; close(): Promise<void> }> {
+export async function startPeerHost(rendezvous: string, agents: Identity[], opts: { plain?: boolean } = {}): Promise<{ host: Host; close(): Promise<void> }> {
   const hostKey = Identity.generate();
   const location = await RendezvousClient.connect({ server: rendezvous, host: '127.0.0.1', signer: hostKey });
-  const host = await Host.start({ location, identity: hostKey, ip: '127.0.0.1' });
+  const host = await Host.start({ location, identity: hostKey, ip: '127.0.0.1', security: !opts.plain });
   for (const a of agents) await host.addAgent(a);
   return {
     host,
