@@ -136,8 +136,6 @@ export class Endpoint extends EventEmitter {
   private readonly sockets: SocketSlots;
   /** Our outstanding control requests and lookups, and the retries of our close (core/control-requests.ts). */
   private readonly control: ControlRequests;
-  /** How the peer's SUS/RES/CLS gets its proofs checked and ours signed (core/control-incoming.ts). */
-  private readonly incoming: { readonly redirectorPort: number; readonly proofs: IncomingProofs };
   /** The abort of the RES request in flight (its request id): a cancel of that id aborts it. */
   private resAbort: { id: number; ac: AbortController } | undefined;
   /** What the application and the host want of the connection, and how our SUS/RES go out (the core's). */
@@ -176,13 +174,6 @@ export class Endpoint extends EventEmitter {
     this.recovery = core.recovery;
     this.intent = core.intent;
     this.control = core.control;
-    const verify = proofVerifier(env);
-    const verifyProof = (m: ConnControl, peerEpoch: number): number => verify(m, this.peerAgent, peerEpoch);
-    const prover = (): ((ack: ConnControl) => ResumeProof) | undefined => {
-      const p = this.ownProof();
-      return p && ((ack) => signResume(ack, p));
-    };
-    this.incoming = { redirectorPort: env.redirectorPort, proofs: { verify: verifyProof, prover } };
     this.flow = core.flow;
     this.log = env.logger.child({ conn: this.idText, role: core.role });
     this.slots = new DataSlots(core, Endpoint.helloCrypto, fresh);
@@ -201,8 +192,19 @@ export class Endpoint extends EventEmitter {
   }
 
   /** What every core of this host is given: limits, randomness, our redirector port, the proof verifier. */
-  private static coreEnv(env: EndpointEnv): Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof'> {
-    return { reconnectLimitMs: env.reconnectLimitMs, random: fresh, redirectorPort: env.redirectorPort, verifyProof: proofVerifier(env), ownProof: (agent) => env.locationProof?.(agent) };
+  private static coreEnv(env: EndpointEnv): Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof' | 'signAck'> {
+    return {
+      reconnectLimitMs: env.reconnectLimitMs,
+      random: fresh,
+      redirectorPort: env.redirectorPort,
+      verifyProof: proofVerifier(env),
+      ownProof: (agent) => env.locationProof?.(agent),
+      signAck: (agent, ack) => {
+        const p = env.locationProof?.(agent);
+        if (!p) throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', 'no location proof');
+        return signResume(ack, p);
+      },
+    };
   }
 
   /** The window a new connection announces in its CONNECT or CONNECT_ACK: the floor of the budget. */
@@ -1039,10 +1041,7 @@ export class Endpoint extends EventEmitter {
    * ended by {@link destroy} and the control requests the closed channel aborted.
    */
   stop(err: FerryError): void {
-    if (this.detached || !this.intent.stop(err)) return;
-    this.control.stopClose();
-    this.rearm();
-    this.fireIfDefined('timeout');
+    if (!this.detached && this.core.stop(err)) this.drive();
   }
 
   /**
@@ -1101,14 +1100,6 @@ export class Endpoint extends EventEmitter {
   }
 
   // ------------------------------------------------------------------ suspend / resume / close
-
-  /** This host's proof for our agent, if it has one that fits a RES (else the peer refuses). */
-  private ownProof(): LocationProof | undefined {
-    if (!this.keys) return undefined;
-    const { proof, log } = this.intent.fittingProof(this.env.locationProof?.(this.localAgent));
-    if (log) this.log[log.level](log.event, log.fields);
-    return proof;
-  }
 
   /** Carry out, now, what the control requests decided (core/control-requests.ts). */
   private carry(c: ControlCommand | undefined): void {
@@ -1238,7 +1229,7 @@ export class Endpoint extends EventEmitter {
    * forgeries and replays change nothing).
    */
   handleControl(m: ConnControl, from: string): Buffer {
-    const d = this.core.incoming(m, from, this.env.clock.now(), this.incoming.proofs);
+    const d = this.core.incoming(m, from, this.env.clock.now());
     // The decision may have stopped our resume retry or close retry.
     this.rearm();
     if (d.kind === 'answer') return d.reply;

@@ -74,6 +74,12 @@ export interface CoreInit {
    * signer that signs it (the core asks for that through `sign_res`); without it no RES is proved.
    */
   readonly ownProof?: ((agent: AgentId) => OwnProof | undefined) | undefined;
+  /**
+   * Sign our RES_ACK `ack` (flagged as proved) with this host's proof for `agent`, at once: a
+   * batch of one, as the reply goes back in the same call. Injected: the host's key signs. Asked
+   * only when {@link ownProof} gave a proof that fits a RES_ACK.
+   */
+  readonly signAck?: ((agent: AgentId, ack: ConnControl) => ResumeProof) | undefined;
 }
 
 /** What the core sees of this host's location proof for our agent: its chain, to check that it fits a RES. */
@@ -174,6 +180,8 @@ export class ConnectionCore {
   readonly control: ControlRequests;
   /** Our redirector port, announced in our RES and RES_ACK. */
   private readonly redirectorPort: number;
+  /** How the peer's RES has its proof checked and our RES_ACK gets ours (core/control-incoming.ts). */
+  private readonly proofs: IncomingProofs;
   /** This host's location proof for an agent (injected). */
   private readonly ownProof: (agent: AgentId) => OwnProof | undefined;
   /**
@@ -203,6 +211,8 @@ export class ConnectionCore {
     const verify = init.verifyProof ?? NO_VERIFIER;
     this.control = new ControlRequests(this, { redirectorPort: init.redirectorPort ?? 0, reconnectLimitMs: init.reconnectLimitMs, verifyProof: (m, epoch) => verify(m, this.peerAgent, epoch) });
     this.ownProof = init.ownProof ?? (() => undefined);
+    const signAck = init.signAck;
+    this.proofs = { verify: (m, epoch) => verify(m, this.peerAgent, epoch), prover: () => this.ackProver(signAck) };
     this.redirectorPort = init.redirectorPort ?? 0;
   }
 
@@ -212,7 +222,7 @@ export class ConnectionCore {
    * FERRY_ERR_UNSUPPORTED_VERSION), never trusted through its type. Whether the end was live when
    * it left lands as its intent's `autoResume` (the adapter resumes it once indexed).
    */
-  static fromCheckpoint(input: EndpointCheckpoint, o: Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof'>): ConnectionCore {
+  static fromCheckpoint(input: EndpointCheckpoint, o: Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof' | 'signAck'>): ConnectionCore {
     const cp = decodeEndpointCheckpoint(input);
     const send = new SendBuffer(cp.sendBudget, cp.send.acked, Buffer.from(cp.send.data, 'base64'));
     send.restoreFin(cp.send.fin ?? undefined);
@@ -237,6 +247,7 @@ export class ConnectionCore {
       redirectorPort: o.redirectorPort,
       verifyProof: o.verifyProof,
       ownProof: o.ownProof,
+      signAck: o.signAck,
     });
     // Landed (possibly on another host): the next RES proves that this host speaks for the agent.
     if (core.keys) core.path.proveOurLocation();
@@ -472,6 +483,17 @@ export class ConnectionCore {
     this.queueOutcome(this.control.lookupFailed(id));
   }
 
+  /**
+   * The host is stopping (its control channel closed): a close still retrying its CLS ends now,
+   * CLOSED with `err` (the intent's), without further tries or lookups. Returns whether it did.
+   */
+  stop(err: FerryError): boolean {
+    if (!this.intent.stop(err)) return false;
+    this.control.stopClose();
+    this.handle('timeout');
+    return true;
+  }
+
   // ---------------------------------------------------------------- our RES datagram
 
   /**
@@ -533,16 +555,30 @@ export class ConnectionCore {
   /**
    * The peer's SUS, RES or CLS `m` (decoded) from `from` at `now`: the decision (core/control-incoming.ts
    * `decideIncoming`: the reply, a retransmission's reply, or the refusal with the CLS it may
-   * send), the proofs checked and signed through `proofs`. An accepted request tells the intent
+   * send), a RES's proof checked with the injected verifier and our RES_ACK's signed with the
+   * injected `signAck` when it is asked for and this host has one that fits. An accepted request tells the intent
    * (metrics, the peer's abort) and ends our automatic resume if the peer overtook it; the adapter
    * then drops the kept socket if `dropKept`, applies `event`, and calls {@link incomingApplied}.
    */
-  incoming(m: ConnControl, from: string, now: number, proofs: IncomingProofs): IncomingDecision {
-    const d = decideIncoming(this, this.control, m, from, this.intent.incomingContext(), { redirectorPort: this.redirectorPort, proofs });
+  incoming(m: ConnControl, from: string, now: number): IncomingDecision {
+    const d = decideIncoming(this, this.control, m, from, this.intent.incomingContext(), { redirectorPort: this.redirectorPort, proofs: this.proofs });
     if (d.kind !== 'accept') return d;
     this.intent.incomingAccepted(d, now);
     if (d.stopAutoResume) this.control.stopResumeRetry();
     return d;
+  }
+
+  /**
+   * A RES that asks for our proof: how our RES_ACK is signed, if this host has a proof for our
+   * agent that fits (security on); else undefined (the RES_ACK goes unproved) and the line saying
+   * why, queued for {@link poll}.
+   */
+  private ackProver(signAck: CoreInit['signAck']): ((ack: ConnControl) => ResumeProof) | undefined {
+    if (!this.keys) return undefined;
+    const fit = this.intent.fittingProof(this.ownProof(this.localAgent));
+    if (fit.log) this.out.push({ c: { kind: 'log', ...fit.log }, row: false });
+    if (!fit.proof || !signAck) return undefined;
+    return (ack) => signAck(this.localAgent, ack);
   }
 
   /**

@@ -8,13 +8,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { controlMac, type ConnectionCore, type CoreCommand, type IncomingProofs, type OpenCrypto } from '../../../../src/connection/core/index.js';
-import type { Identity } from '../../../../src/identity/index.js';
+import { controlMac, type ConnectionCore, type CoreCommand, type CoreInit, type OpenCrypto, type OwnProof } from '../../../../src/connection/core/index.js';
+import { Identity, connectionKeysFromMaster, freshChain, type ConnectionKeys } from '../../../../src/identity/index.js';
 import { FerryError, limit } from '../../../../src/util/index.js';
-import { MessageType, type Connect, type ConnControl } from '../../../../src/wire/index.js';
+import { MessageType, RESUME_FLAG_PROOF, RESUME_FLAG_PROOF_WANTED, decodeConnControl, type Connect, type ConnControl, type ResumeProof } from '../../../../src/wire/index.js';
 import { coreIn } from './fixtures.js';
 
-const NO_PROOFS: IncomingProofs = { verify: () => assert.fail('no proof to verify'), prover: () => assert.fail('no proof to give') };
 const PEER = '127.0.0.1:1000';
 
 function drain(core: ConnectionCore, now = 0): CoreCommand[] {
@@ -23,10 +22,10 @@ function drain(core: ConnectionCore, now = 0): CoreCommand[] {
   return out;
 }
 
-/** The peer's request (plain: no keys), as the client sends it. */
-function req(type: ConnControl['type'], counter: number, reason = 0): ConnControl {
+/** The peer's request, as the client sends it, MAC'd under `keys` (none: plain). */
+function req(type: ConnControl['type'], counter: number, reason = 0, keys?: ConnectionKeys): ConnControl {
   const head = { type, connectionId: Buffer.alloc(16, 1), senderRole: 'client' as const, counter, reason, redirectorPort: 1001, challenge: Buffer.alloc(16, 0x99) };
-  return { ...head, mac: controlMac(undefined, head) };
+  return { ...head, mac: controlMac(keys, head) };
 }
 
 test('end: an open that fails ends ABORTED unless it has its own error; the error a close carries is kept', () => {
@@ -91,12 +90,12 @@ test('incoming, through the core: a SUS the peer sent while we were SUSPENDED st
   core.intent.autoResume = true;
   core.control.scheduleResume(0);
   assert.equal(core.hasDeadline('resume_retry'), true);
-  const d = core.incoming(req(MessageType.SUS, 1), PEER, 5, NO_PROOFS);
+  const d = core.incoming(req(MessageType.SUS, 1), PEER, 5);
   assert.ok(d.kind === 'accept' && d.stopAutoResume);
   assert.equal(core.hasDeadline('resume_retry'), false, 'the peer overtook our resume');
   assert.equal(core.intent.autoResume, false);
   // A CLS that aborts: the connection will end PEER_ABORTED.
-  const cls = core.incoming(req(MessageType.CLS, 2, 1), PEER, 6, NO_PROOFS);
+  const cls = core.incoming(req(MessageType.CLS, 2, 1), PEER, 6);
   assert.equal(cls.kind, 'accept');
   assert.equal(core.intent.closedError?.code, 'FERRY_ERR_PEER_ABORTED');
 });
@@ -104,7 +103,7 @@ test('incoming, through the core: a SUS the peer sent while we were SUSPENDED st
 test('incoming, through the core: a RES that confirms a half-open gives the resume a whole handshake time from then', () => {
   const core = coreIn('CONNECT_ACKED', { role: 'server' });
   core.setDeadline('handshake', 10);
-  const d = core.incoming(req(MessageType.RES, 1), PEER, 100, NO_PROOFS);
+  const d = core.incoming(req(MessageType.RES, 1), PEER, 100);
   assert.ok(d.kind === 'accept' && d.halfOpen);
   core.handle(d.event);
   drain(core, 100);
@@ -115,7 +114,7 @@ test('incoming, through the core: a RES that confirms a half-open gives the resu
   assert.equal(core.nextDeadline(), 100 + limit('HANDSHAKE_TIMEOUT_MS'));
   // Not a half-open: no handshake deadline.
   const live = coreIn('SUSPENDED');
-  const r = live.incoming(req(MessageType.RES, 1), PEER, 100, NO_PROOFS);
+  const r = live.incoming(req(MessageType.RES, 1), PEER, 100);
   assert.ok(r.kind === 'accept' && !r.halfOpen);
   live.incomingApplied(r, 100);
   assert.equal(live.hasDeadline('handshake'), false);
@@ -134,4 +133,71 @@ test('a suspend, or a move\'s preparation, stops the resume retry and forgets it
     core.located(lookup.id, undefined);
     assert.equal(core.poll(0), undefined, 'its lookup\'s answer changes nothing');
   }
+});
+
+const KEYS: ConnectionKeys = connectionKeysFromMaster(Buffer.alloc(32, 9));
+/** A stand-in for the host's signature over a real chain: the core only puts it in the RES_ACK. */
+const HOST = Identity.generate();
+const SIGNED: ResumeProof = { hostKey: HOST.publicRaw, chain: freshChain(Identity.generate(), HOST.publicRaw, 1, Date.now()), treeSize: 1, leafIndex: 0, path: [], signature: Buffer.alloc(64, 2) };
+
+/** A secure core (the peer proven where it is) whose host has `proof` for our agent; the RES_ACKs it signs. */
+function proving(proof: OwnProof | undefined, extra: Partial<CoreInit> = {}): { core: ConnectionCore; signed: ConnControl[] } {
+  const signed: ConnControl[] = [];
+  const core = coreIn('SUSPENDED', {
+    role: 'server',
+    keys: KEYS,
+    secure: true,
+    proven: { ip: '127.0.0.1', controlPort: 1000, redirectorPort: 1001 },
+    ownProof: () => proof,
+    signAck: (agent, ack) => {
+      assert.equal(agent, 'a'.repeat(32), 'our agent\'s proof');
+      signed.push(ack);
+      return SIGNED;
+    },
+    ...extra,
+  });
+  return { core, signed };
+}
+
+test('incoming, through the core: a RES that asks for our proof gets it signed by the injected signer when the host has one that fits; else plain, and the line says why', () => {
+  const { core, signed } = proving({ chain: [0, 0] });
+  const d = core.incoming(req(MessageType.RES, 1, RESUME_FLAG_PROOF_WANTED, KEYS), PEER, 5);
+  assert.equal(d.kind, 'accept');
+  const ack = decodeConnControl((d as { reply: Buffer }).reply, MessageType.RES_ACK);
+  assert.equal(ack.reason, RESUME_FLAG_PROOF);
+  assert.deepEqual(ack.proof?.signature, SIGNED.signature);
+  assert.equal(signed.length, 1);
+  assert.equal(signed[0]!.reason, RESUME_FLAG_PROOF, 'flagged before signing');
+  assert.equal(core.poll(5), undefined, 'nothing to say');
+  for (const [proof, event] of [
+    [undefined, 'resume_no_proof'],
+    [{ chain: new Array<number>(limit('RESUME_PROOF_MAX_LINKS') + 1).fill(0) }, 'resume_proof_too_long'],
+  ] as const) {
+    const p = proving(proof);
+    const plain = p.core.incoming(req(MessageType.RES, 1, RESUME_FLAG_PROOF_WANTED, KEYS), PEER, 5);
+    assert.equal(decodeConnControl((plain as { reply: Buffer }).reply, MessageType.RES_ACK).reason, 0);
+    assert.deepEqual(p.signed, [], 'nothing signed');
+    const said = p.core.poll(5);
+    assert.ok(said?.kind === 'log' && said.event === event);
+  }
+  // A RES that does not ask: no proof is looked for.
+  const quiet = proving(undefined, { ownProof: () => assert.fail('not asked') });
+  assert.equal(quiet.core.incoming(req(MessageType.RES, 1, 0, KEYS), PEER, 5).kind, 'accept');
+});
+
+test('stop: the host stopping ends a close still retrying (CLOSED, ended with its error, no more tries); elsewhere nothing', () => {
+  const core = coreIn('ESTABLISHED');
+  core.handle('close');
+  const cls = drain(core).find((c) => c.kind === 'request');
+  assert.ok(cls?.kind === 'request');
+  const err = new FerryError('FERRY_ERR_CONNECTION_CLOSED');
+  assert.equal(core.stop(err), true);
+  const out = drain(core);
+  assert.equal(core.state, 'CLOSED');
+  assert.deepEqual(out.at(-1), { kind: 'ended', err });
+  core.requestFailed(cls.id, new FerryError('FERRY_ERR_CONTROL_TIMEOUT'), 0);
+  assert.equal(core.poll(0), undefined, 'the CLS\'s late failure changes nothing');
+  const live = coreIn('ESTABLISHED');
+  assert.equal(live.stop(err), false);
+  assert.equal(live.poll(0), undefined);
 });
