@@ -116,7 +116,10 @@ function splitAddr(a: string): { ip: string; port: number } {
   return parseAddress(a);
 }
 
-/** Events emitted: 'state' (to, from), 'readable', 'room', 'established', 'closed' (err?). */
+/**
+ * Events emitted: 'state' (to, from), 'readable', 'room', 'established', 'confirmed' (a half-open
+ * whose key the client's RES confirmed: opened, but resuming), 'closed' (err?).
+ */
 export class Endpoint extends EventEmitter {
   /**
    * The state, the events waiting to be applied, the deadlines, and what a move carries: ids,
@@ -602,6 +605,10 @@ export class Endpoint extends EventEmitter {
         return;
       case 'established':
         return this.onEstablished();
+      case 'confirmed':
+        // The host hands the connection to its agent (host.ts adoptHalfOpen), resuming.
+        this.emit('confirmed');
+        return;
       // Replies (send_connect_ack, ack_sus, ack_res, ack_cls) are built by the message handlers.
       default:
         return;

@@ -83,6 +83,7 @@ export type Action =
   | 'schedule_resume'
   | 'checkpoint'
   | 'established'
+  | 'confirmed'
   | 'fail'
   | 'closed';
 
@@ -111,7 +112,7 @@ export const TRANSITIONS: readonly Transition[] = [
   t('LISTEN', 'close', 'CLOSED', [], 'server socket closed'),
   t('CONNECT_ACKED', 'recv_confirm', 'ESTABLISHED', ['established'], 'client key confirmation verified'),
   t('CONNECT_ACKED', 'socket_ready', 'ESTABLISHED', ['established'], 'the open HELLO carries the same confirmation'),
-  t('CONNECT_ACKED', 'recv_res', 'RES_ACKED', ['ack_res', 'dial_if_dialer'], 'the client is ESTABLISHED but its socket died before its confirmation arrived: its RES, under the connection key, is the key confirmation, and the resume\'s data socket completes the open'),
+  t('CONNECT_ACKED', 'recv_res', 'RES_ACKED', ['ack_res', 'dial_if_dialer', 'confirmed'], 'the client is ESTABLISHED but its socket died before its confirmation arrived: its RES, under the connection key, is the key confirmation: the open is complete (the connection goes to the agent) and resumes as any other'),
   t('CONNECT_ACKED', 'timeout', 'CLOSED', ['fail'], 'half-open expired without confirmation'),
   t('CONNECT_ACKED', 'close', 'CLOSED', ['fail'], 'half-open dropped by the host'),
   // established

@@ -252,15 +252,17 @@ interface AgentRecord {
 
 const key = (cid: Buffer | string, role: 'client' | 'server'): string => `${typeof cid === 'string' ? cid : cid.toString('hex')}/${role}`;
 const other = (r: 'client' | 'server'): 'client' | 'server' => (r === 'client' ? 'server' : 'client');
-/** Resolves once an opening endpoint is established or closed. */
+/** Resolves once an opening endpoint is established, confirmed (opened, resuming) or closed. */
 const settled = (ep: Endpoint): Promise<void> =>
   new Promise((resolve) => {
     const end = (): void => {
       ep.off('established', end);
+      ep.off('confirmed', end);
       ep.off('closed', end);
       resolve();
     };
     ep.once('established', end);
+    ep.once('confirmed', end);
     ep.once('closed', end);
   });
 
@@ -1466,7 +1468,11 @@ export class Host {
       a.opening?.delete(endpoint);
     };
     (a.opening ??= new Set()).add(endpoint);
-    endpoint.once('established', () => {
+    // Opened when established, or when the client's RES confirmed the key (the connection then
+    // resumes in the agent's hands, as any other whose socket died): whichever comes first.
+    const opened = (): void => {
+      endpoint.off('established', opened);
+      endpoint.off('confirmed', opened);
       done();
       const sock = new AgentSocket(endpoint);
       a.sockets.set(endpoint, sock);
@@ -1477,7 +1483,9 @@ export class Host {
         sock.on('error', () => {});
         void endpoint.close();
       }
-    });
+    };
+    endpoint.on('established', opened);
+    endpoint.on('confirmed', opened);
     endpoint.once('closed', done);
   }
 

@@ -124,6 +124,9 @@ test('simulated schedules: exactly once, quiet, settled, closed', { timeout: Mat
  * whose final ACK found no SYN_RECEIVED), and the application opens again. 50088801: a jump that
  * ended 7 ms before a half-open's deadline, then a reset of its socket, left the client's RES no
  * time to confirm it: the server dropped it while the client was ESTABLISHED (fixed in core/open.ts).
+ * 80062219: the same after the client's RES had confirmed the half-open, whose resume a pause and
+ * lost datagrams held past the handshake deadline; a half-open the RES confirms is now opened (it
+ * goes to the agent and resumes as any other connection).
  */
 const REGRESSIONS: Schedule[] = [
   { seed: 7087, hosts: 3, agents: 3, security: false, conns: [[0, 1], [1, 2], [2, 0]], loss: 0.05, ops: [{ at: 15.980949872173369, kind: 'blackhole', link: 662, ms: 564 }, { at: 115.70683447178453, kind: 'write', conn: 1, side: 1, n: 1598 }, { at: 150.61431004665792, kind: 'move', agents: [1], to: 2, via: 'direct' }, { at: 173.27266896609217, kind: 'write', conn: 2, side: 1, n: 91925 }] },
@@ -155,6 +158,10 @@ const REGRESSIONS: Schedule[] = [
   // socket 7 ms before the deadline, so the client's RES could not come in time (50088801, shrunk):
   // such a half-open is now given one more handshake time (core/open.ts).
   { seed: 50088801, hosts: 4, agents: 3, security: false, conns: [[0, 1], [1, 2], [2, 0], [2, 1]], loss: 0.3, ops: [{ at: 79.65247537847608, kind: 'move', agents: [2], to: 0, via: 'channel' }, { at: 81.46526603400707, kind: 'open', conn: 3 }, { at: 105.19034874276258, kind: 'jump', ms: 4989 }, { at: 135.6903843123, kind: 'move', agents: [1], to: 3, via: 'channel' }, { at: 184.81761825853027, kind: 'reset', link: 486, ms: 0 }] },
+  // A pause of 4,707 ms left a half-open 235 ms after the client's RES had confirmed it, too little
+  // for the resume under 30 % loss: it was dropped at its handshake deadline, and the client,
+  // ESTABLISHED, failed PEER_ABORTED (80062219, shrunk). A confirmed half-open is now opened.
+  { seed: 80062219, hosts: 3, agents: 2, security: true, conns: [[0, 1], [0, 1]], loss: 0.3, ops: [{ at: 41.175882366718724, kind: 'suspend', conn: 0, side: 1 }, { at: 128.1994220390916, kind: 'move', agents: [0], to: 1, via: 'direct' }, { at: 134.74713016860187, kind: 'open', conn: 1 }, { at: 138.9063249444589, kind: 'cut', link: 225, ms: 0 }, { at: 192.945411473047, kind: 'jump', ms: 4707 }] },
   { seed: 3744, hosts: 3, agents: 2, security: true, conns: [[0, 1], [1, 0]], loss: 0.3, ops: [{ at: 10.22772861784324, kind: 'move', agents: [1], to: 0, via: 'direct' }, { at: 13.372084711678326, kind: 'resume', conn: 0, side: 0 }, { at: 14.69030463276431, kind: 'crash', host: 1, how: 'process', ms: 2807 }, { at: 25.318203364731744, kind: 'close', conn: 0, side: 1 }] },
 ];
 

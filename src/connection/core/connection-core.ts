@@ -375,6 +375,11 @@ export class ConnectionCore {
       }
       case 'checkpoint':
         return [...optional(this.stopRequests()), { kind: 'act', action }];
+      case 'confirmed':
+        // A half-open that took the client's RES (the key confirmation): the open is complete,
+        // its handshake deadline goes; the resume's own deadline and recovery apply from now.
+        this.open.confirmedByRes();
+        return [{ kind: 'act', action }];
       case 'schedule_resume':
         return this.scheduleResume(now);
       case 'fail':
@@ -582,13 +587,11 @@ export class ConnectionCore {
   }
 
   /**
-   * The peer's accepted request (`d`) had its event applied: a RES that confirmed a half-open gets
-   * a whole handshake time for the resume it starts; if a SUS left us SUSPENDED across an
+   * The peer's accepted request (`d`) had its event applied: if a SUS left us SUSPENDED across an
    * application resume(), our resume goes on (`schedule_resume`, as an input: a give-up's `close`
    * is applied at once).
    */
   incomingApplied(d: AcceptedIncoming, now: number): void {
-    if (d.halfOpen) this.timers.set('handshake', now + limit('HANDSHAKE_TIMEOUT_MS'));
     if (!this.intent.resumeAfterIncoming(d)) return;
     for (const c of this.scheduleResume(now)) this.out.push({ c, row: false });
   }

@@ -50,7 +50,6 @@ export interface IncomingProofs {
  *   `stopAutoResume` (before the event): no resume of ours the peer overtook;
  *   `dropKept` (before): the peer's SUS is newer than anything it sent on the kept socket;
  *   `peerAborted`: the connection ends PEER_ABORTED;
- *   `halfOpen` (after): the client's RES confirmed a half-open: a whole handshake time for the resume;
  *   `resumeAfter` (after, if then SUSPENDED): the peer's SUS crossed an application resume(),
  *   which goes on now (`peerMoving`: find the peer through the location service).
  */
@@ -65,7 +64,6 @@ export type IncomingDecision =
       readonly stopAutoResume: boolean;
       readonly dropKept: boolean;
       readonly peerAborted: boolean;
-      readonly halfOpen: boolean;
       readonly resumeAfter: boolean;
       readonly peerMoving: boolean;
     };
@@ -170,7 +168,6 @@ export function decideIncoming(
     stopAutoResume,
     dropKept: m.type === MessageType.SUS,
     peerAborted: m.type === MessageType.CLS && m.reason === CLS_ABORT,
-    halfOpen: m.type === MessageType.RES && state === 'CONNECT_ACKED',
     resumeAfter,
     peerMoving: resumeAfter && (m.reason & SUS_TO_MOVE) !== 0,
   };

@@ -59,6 +59,7 @@ const ACTIONS = [
   'schedule_resume',
   'checkpoint',
   'established',
+  'confirmed',
   'fail',
   'closed',
 ] as const satisfies readonly Action[];

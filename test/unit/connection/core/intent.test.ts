@@ -32,7 +32,7 @@ function at(state: State, extra: Partial<CoreInit> = {}): ConnectionCore {
 /** The peer's accepted request, with every follow-up off unless `o` sets it. */
 function accepted(type: number, o: Partial<AcceptedIncoming> = {}): AcceptedIncoming {
   const event: Event = type === MessageType.SUS ? 'recv_sus' : type === MessageType.RES ? 'recv_res' : 'recv_cls';
-  return { kind: 'accept', type, event, reply: Buffer.alloc(0), stopAutoResume: false, dropKept: false, peerAborted: false, halfOpen: false, resumeAfter: false, peerMoving: false, ...o };
+  return { kind: 'accept', type, event, reply: Buffer.alloc(0), stopAutoResume: false, dropKept: false, peerAborted: false, resumeAfter: false, peerMoving: false, ...o };
 }
 
 test('intent: a suspend() starts from live or resuming states, joins one under way, and is refused elsewhere with the table\'s code', () => {

@@ -154,7 +154,7 @@ test('a socket\'s deadline and the handshake are still the adapter\'s: handleTim
 
 /** An accepted SUS of the peer that crossed an application resume() (core/control-incoming.ts). */
 function crossingSus(peerMoving: boolean): AcceptedIncoming {
-  return { kind: 'accept', type: MessageType.SUS, event: 'recv_sus', reply: Buffer.alloc(0), stopAutoResume: false, dropKept: true, peerAborted: false, halfOpen: false, resumeAfter: true, peerMoving };
+  return { kind: 'accept', type: MessageType.SUS, event: 'recv_sus', reply: Buffer.alloc(0), stopAutoResume: false, dropKept: true, peerAborted: false, resumeAfter: true, peerMoving };
 }
 
 test('incomingApplied: a peer\'s SUS that crossed a resume() and left us SUSPENDED schedules our resume; giving up closes at once', () => {
