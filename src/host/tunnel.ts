@@ -179,7 +179,7 @@ export class TunnelEnd {
       srv.once('error', failed);
       srv.listen({ host: at.host, port: at.port, backlog: limit('TUNNEL_MAX_STREAMS') }, () => {
         srv.off('error', failed);
-        srv.on('error', (err) => this.warn('tunnel_listen_error', { code: 'FERRY_ERR_TUNNEL_TARGET', errno: (err as NodeJS.ErrnoException).code }));
+        srv.on('error', (err) => this.warn('tunnel_listen_error', { code: 'FERRY_ERR_TUNNEL_LISTEN', errno: (err as NodeJS.ErrnoException).code }));
         resolve(srv);
       });
     });
