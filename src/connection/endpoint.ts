@@ -179,7 +179,7 @@ export class Endpoint extends EventEmitter {
     this.control = core.control;
     this.flow = core.flow;
     this.log = env.logger.child({ conn: this.idText, role: core.role });
-    this.slots = new DataSlots(core, Endpoint.helloCrypto, fresh);
+    this.slots = core.slots;
     this.sockets = new SocketSlots(
       { log: this.log, flow: this.flow, carrier: () => this.slots.data, state: () => this.core.state, defer: (fn) => this.deferred(fn) },
       { frame: (slot, f) => this.onFrame(slot, f), keptFrame: (slot, f) => this.onKeptFrame(slot, f), closed: (slot, err) => this.onSocketClosed(slot, err) },
@@ -195,13 +195,14 @@ export class Endpoint extends EventEmitter {
   }
 
   /** What every core of this host is given: limits, randomness, our redirector port, the proof verifier. */
-  private static coreEnv(env: EndpointEnv): Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof' | 'signAck'> {
+  private static coreEnv(env: EndpointEnv): Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof' | 'signAck' | 'helloCrypto'> {
     return {
       reconnectLimitMs: env.reconnectLimitMs,
       random: fresh,
       redirectorPort: env.redirectorPort,
       verifyProof: proofVerifier(env),
       ownProof: (agent) => env.locationProof?.(agent),
+      helloCrypto: Endpoint.helloCrypto,
       signAck: (agent, ack) => {
         const p = env.locationProof?.(agent);
         if (!p) throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', 'no location proof');
@@ -351,7 +352,6 @@ export class Endpoint extends EventEmitter {
     const ep = new Endpoint(env, ConnectionCore.fromCheckpoint(input, Endpoint.coreEnv(env)));
     // What it carries is charged here whatever the budget says: the move was admitted.
     ep.settleBudget();
-    ep.slots.hadSocket = true;
     return ep;
   }
 
@@ -512,6 +512,63 @@ export class Endpoint extends EventEmitter {
         return this.signRes(c.id);
       case 'ended':
         return this.teardown(c.err);
+      // What the data sockets' rules decided (core/slots.ts).
+      case 'send':
+        this.sockets.send(c.slot, c.frame);
+        return;
+      case 'close':
+        this.sockets.destroy(c.slot);
+        return;
+      case 'keep':
+        this.sockets.keep(c.slot);
+        return;
+      case 'deadline':
+        this.setDeadline(c.name, c.ms, c.slot);
+        return;
+      case 'clear':
+        this.clearDeadline(c.name, c.slot);
+        return;
+      case 'resume_by_datagram':
+        this.sendResDatagram();
+        return;
+      case 'suspend_by_datagram':
+        this.sendSusDatagram();
+        return;
+      case 'forget_sus':
+        this.control.forgetSus();
+        return;
+      case 'suspend_counted':
+        this.countSuspend();
+        return;
+      case 'peer_resumes':
+        this.cancelResumeTimer();
+        this.intent.peerResumes(this.env.clock.now());
+        return;
+      case 'peer_suspends': {
+        const slot = c.slot;
+        // Deferred when it was held on a socket being reused, inside a transition.
+        const run = (): void => {
+          if (!this.slots.peerSuspendsNow(slot, this.intent.moving)) return;
+          this.intent.peerSuspends(this.env.clock.now());
+          this.fire('recv_sus');
+          this.finishDrain(slot, true);
+        };
+        if (this.firing) queueMicrotask(run);
+        else run();
+        return;
+      }
+      case 'auto_resume':
+        this.intent.socketLost();
+        return;
+      case 'dial_resume':
+        this.dialResume();
+        return;
+      case 'drained':
+        this.emit('drained');
+        return;
+      case 'close_parked':
+        this.sockets.dropParked();
+        return;
     }
   }
 
@@ -564,14 +621,11 @@ export class Endpoint extends EventEmitter {
         this.core.handshakeExpired(e, this.env.clock.now(), this.sockets.isOpen(this.slots.opening));
         return this.drive();
       case 'kept_socket':
-        return this.runSlots(this.slots.keptExpired(e.slot));
       case 'resume_offer':
-        return this.runSlots(this.slots.offerExpired(e.slot));
       case 'drain':
-        return this.runSlots(this.slots.drainExpired(e.slot, this.sockets.isOpen(e.slot), this.intent.moving));
       case 'hello':
-        if (this.slots.isDialing(e.slot)) this.runSlots(this.slots.dialFailed(e.slot, new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no HELLO_ACK')));
-        return;
+        this.core.slotDeadlinePassed(e, this.sockets.isOpen(e.slot));
+        return this.drive();
       case 'ack': {
         // The delayed ACK goes on the socket carrying the connection (a resume may have replaced
         // the one the DATA came on), else on that one.
@@ -663,74 +717,16 @@ export class Endpoint extends EventEmitter {
 
   // ------------------------------------------------------------------ data sockets
 
-  /** Carry out what the core's slots decided (core/slots.ts), in order. */
+  /**
+   * Carry out, now and in order, what the data sockets' rules returned to a direct call
+   * (core/slots.ts): an event is handed to the table as {@link fire} does, the rest as the core's
+   * commands.
+   */
   private runSlots(commands: readonly SlotCommand[]): void {
     for (const c of commands) {
-      switch (c.kind) {
-        case 'send':
-          this.sockets.send(c.slot, c.frame);
-          break;
-        case 'close':
-          this.sockets.destroy(c.slot);
-          break;
-        case 'keep':
-          this.sockets.keep(c.slot);
-          break;
-        case 'deadline':
-          this.setDeadline(c.name, c.ms, c.slot);
-          break;
-        case 'clear':
-          this.clearDeadline(c.name, c.slot);
-          break;
-        case 'fire':
-          if (c.ifAccepted) this.fireIfDefined(c.event);
-          else this.fire(c.event);
-          break;
-        case 'resume_by_datagram':
-          this.sendResDatagram();
-          break;
-        case 'suspend_by_datagram':
-          this.sendSusDatagram();
-          break;
-        case 'forget_sus':
-          this.control.forgetSus();
-          break;
-        case 'suspend_counted':
-          this.countSuspend();
-          break;
-        case 'peer_resumes':
-          this.cancelResumeTimer();
-          this.intent.peerResumes(this.env.clock.now());
-          break;
-        case 'peer_suspends': {
-          const slot = c.slot;
-          // Deferred when it was held on a socket being reused, inside a transition.
-          const run = (): void => {
-            if (!this.slots.peerSuspendsNow(slot, this.intent.moving)) return;
-            this.intent.peerSuspends(this.env.clock.now());
-            this.fire('recv_sus');
-            this.finishDrain(slot, true);
-          };
-          if (this.firing) queueMicrotask(run);
-          else run();
-          break;
-        }
-        case 'auto_resume':
-          this.intent.socketLost();
-          break;
-        case 'dial_resume':
-          this.dialResume();
-          break;
-        case 'drained':
-          this.emit('drained');
-          break;
-        case 'close_parked':
-          this.sockets.dropParked();
-          break;
-        case 'log':
-          this.log[c.level](c.event, c.fields);
-          break;
-      }
+      if (c.kind !== 'fire') this.carryOut(c);
+      else if (c.ifAccepted) this.fireIfDefined(c.event);
+      else this.fire(c.event);
     }
   }
 
@@ -742,16 +738,22 @@ export class Endpoint extends EventEmitter {
       frame: (f: Frame) => {
         const a = this.slots.dialAnswer(slot, f);
         if (a.kind === 'ignore') return;
-        if (a.kind === 'fail') return this.runSlots(this.slots.dialFailed(slot, a.err));
+        if (a.kind === 'fail') return this.dialFailed(slot, a.err);
         this.clearDeadline('hello', slot);
         if (a.kind === 'close') return this.sockets.destroy(slot);
         if (a.keys) this.sockets.socket(slot)?.setKeys(a.keys.send, a.keys.receive);
         this.attach(slot, a.received, a.limit);
       },
-      closed: (err) => this.runSlots(this.slots.dialFailed(slot, err)),
+      closed: (err) => this.dialFailed(slot, err),
     });
     this.runSlots([d.deadline]);
     this.sockets.send(slot, d.hello);
+  }
+
+  /** Our dial on `slot` failed: what that comes to is the core's (core/slots.ts `dialFailed`). */
+  private dialFailed(slot: number, err: FerryError | undefined): void {
+    this.core.dialFailed(slot, err);
+    this.drive();
   }
 
   /** `dial_if_dialer` (the dialer's side), or a dial again: our resume's data socket, to the peer's dial target. */
@@ -845,7 +847,8 @@ export class Endpoint extends EventEmitter {
 
   /** A frame on the kept socket (core/slots.ts `keptFrame`: only the in-band resume may arrive). */
   private onKeptFrame(slot: number, f: Frame): void {
-    this.runSlots(this.slots.keptFrame(slot, f.type, this.intent.moving));
+    this.core.keptFrame(slot, f.type);
+    this.drive();
   }
 
   /** Close the kept socket (the next resume dials). */
@@ -878,7 +881,8 @@ export class Endpoint extends EventEmitter {
   }
 
   private onSocketClosed(slot: number, err: FerryError | undefined): void {
-    this.runSlots(this.slots.closed(slot, err, this.sockets.isOpen(slot), this.intent.moving));
+    this.core.socketClosed(slot, err, this.sockets.isOpen(slot));
+    this.drive();
   }
 
   /** Arrange the ACK of what arrived on `slot` as the core decided (core/data.ts `AckStep`). */

@@ -38,6 +38,7 @@ import { DataFlow } from './data.js';
 import { ResumeIntent, type AcceptedIncoming } from './intent.js';
 import { decideIncoming, type IncomingDecision, type IncomingProofs } from './control-incoming.js';
 import { Recovery } from './recovery.js';
+import { DataSlots, type HelloCrypto, type SlotCommand } from './slots.js';
 import { TimerTable, type Expiry, type TimerName } from './timers.js';
 
 /** What a connection end starts from (a new open, or a checkpoint). */
@@ -80,6 +81,8 @@ export interface CoreInit {
    * only when {@link ownProof} gave a proof that fits a RES_ACK.
    */
   readonly signAck?: ((agent: AgentId, ack: ConnControl) => ResumeProof) | undefined;
+  /** The HELLO's MACs (handshake.ts), injected; without them every HELLO we build or check fails. */
+  readonly helloCrypto?: HelloCrypto | undefined;
 }
 
 /** What the core sees of this host's location proof for our agent: its chain, to check that it fits a RES. */
@@ -93,6 +96,16 @@ const optional = (c: CoreCommand | undefined): CoreCommand[] => (c ? [c] : []);
 /** A core given no proof verifier refuses every proof. */
 const NO_VERIFIER = (): number => {
   throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', 'no proof verifier');
+};
+
+/** A core given no HELLO cryptography can neither build nor check a HELLO. */
+const NO_HELLO_CRYPTO: HelloCrypto = {
+  helloMac: () => {
+    throw new FerryError('FERRY_ERR_INTERNAL', 'no HELLO cryptography');
+  },
+  helloAckMac: () => {
+    throw new FerryError('FERRY_ERR_INTERNAL', 'no HELLO cryptography');
+  },
 };
 
 /** What the open asks of the adapter (its `fire` is the core's own: the event is queued here; its `log` is a {@link CoreCommand} `log`). */
@@ -110,6 +123,11 @@ export type CoreCommand =
   | OpenEffect
   /** Our control requests (core/control-requests.ts): send request N, cancel it, look the peer up. */
   | ControlCommand
+  /**
+   * What the data sockets' rules decided (core/slots.ts `SlotCommand`): send frame F on slot S,
+   * close or keep slot S, a slot's deadline… Their `fire` is the core's own: it never comes out.
+   */
+  | Exclude<SlotCommand, { readonly kind: 'fire' | 'log' }>
   /** Log a line the core decided is worth saying. */
   | ({ readonly kind: 'log' } & LogLine)
   /** Count a refusal decided here (the host's counters): a RES_ACK whose proof did not verify. */
@@ -134,7 +152,8 @@ export type CoreCommand =
 
 /** A command waiting in the queue, and whether it belongs to a row of the table (else to an input). */
 interface Queued {
-  readonly c: CoreCommand;
+  /** A command; or an event a data socket's input or a row hands to the table (applied in its turn, never given out). */
+  readonly c: CoreCommand | Extract<SlotCommand, { readonly kind: 'fire' }>;
   readonly row: boolean;
   /** An action the core already decided its part of (it goes out as it is). */
   readonly decided?: boolean;
@@ -151,8 +170,15 @@ export class ConnectionCore {
   private readonly out: Queued[] = [];
   /** Commands that wait until everything queued before them, and all it led to, is out. */
   private readonly afterAll: Queued[] = [];
+  /**
+   * Commands of an input set aside while an event one of them fired is applied, with everything
+   * it leads to (the innermost last): an input's event is applied at once, before it goes on.
+   */
+  private readonly setAside: Queued[][] = [];
   /** Whether the command {@link poll} gave out last belongs to a row (see {@link inRow}). */
   private polledRow = true;
+  /** Whether {@link poll} ran dry last: nothing it gave out is being carried out any more. */
+  private idle = true;
   private lastSlot = 0;
   readonly role: Role;
   readonly localAgent: AgentId;
@@ -191,6 +217,8 @@ export class ConnectionCore {
   private readonly signing = new Map<number, ResPlan>();
   /** The connection ended (`fail` or `closed` carried out). */
   private over = false;
+  /** The data sockets' rules by slot number: carrying, draining, kept, dialled, the HELLOs. */
+  readonly slots: DataSlots;
 
   constructor(init: CoreInit) {
     this.current = init.state;
@@ -214,6 +242,7 @@ export class ConnectionCore {
     const signAck = init.signAck;
     this.proofs = { verify: (m, epoch) => verify(m, this.peerAgent, epoch), prover: () => this.ackProver(signAck) };
     this.redirectorPort = init.redirectorPort ?? 0;
+    this.slots = new DataSlots(this, init.helloCrypto ?? NO_HELLO_CRYPTO, init.random);
   }
 
   /**
@@ -222,7 +251,7 @@ export class ConnectionCore {
    * FERRY_ERR_UNSUPPORTED_VERSION), never trusted through its type. Whether the end was live when
    * it left lands as its intent's `autoResume` (the adapter resumes it once indexed).
    */
-  static fromCheckpoint(input: EndpointCheckpoint, o: Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof' | 'signAck'>): ConnectionCore {
+  static fromCheckpoint(input: EndpointCheckpoint, o: Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof' | 'signAck' | 'helloCrypto'>): ConnectionCore {
     const cp = decodeEndpointCheckpoint(input);
     const send = new SendBuffer(cp.sendBudget, cp.send.acked, Buffer.from(cp.send.data, 'base64'));
     send.restoreFin(cp.send.fin ?? undefined);
@@ -248,10 +277,13 @@ export class ConnectionCore {
       verifyProof: o.verifyProof,
       ownProof: o.ownProof,
       signAck: o.signAck,
+      helloCrypto: o.helloCrypto,
     });
     // Landed (possibly on another host): the next RES proves that this host speaks for the agent.
     if (core.keys) core.path.proveOurLocation();
     core.intent.autoResume = cp.resume;
+    // A socket carried the connection at its source: an open HELLO is no longer taken.
+    core.slots.hadSocket = true;
     return core;
   }
 
@@ -313,9 +345,28 @@ export class ConnectionCore {
         const event = this.events.shift();
         if (event !== undefined) this.apply(event, now);
         else if (this.afterAll.length > 0) this.out.push(this.afterAll.shift()!);
-        else return undefined;
+        else if (this.setAside.length > 0) this.out.push(...this.setAside.pop()!);
+        else {
+          // Nothing is being carried out any more: an input now is nobody's row.
+          this.idle = true;
+          return undefined;
+        }
       }
       const q = this.out.shift()!;
+      this.idle = false;
+      if (q.c.kind === 'fire') {
+        const { event, ifAccepted } = q.c;
+        if (ifAccepted && !this.accepts(event)) {
+          // An event that went stale before its turn (its state passed): nothing changes.
+          this.polledRow = q.row;
+          return { kind: 'stale', event, state: this.current };
+        }
+        // An input's event is applied at once, with all it leads to, before the input goes on;
+        // a row's waits for the row's end.
+        if (!q.row) this.setAside.push(this.out.splice(0));
+        this.handle(event);
+        continue;
+      }
       if (q.c.kind === 'act' && !q.decided) {
         const own = this.decide(q.c.action, now);
         if (own) {
@@ -447,6 +498,56 @@ export class ConnectionCore {
   /** Queue what the open decided on an input: its commands behind the queue, its event for the table. */
   private queueOpen(commands: readonly OpenCommand[]): void {
     for (const c of this.fromOpen(commands)) this.out.push({ c, row: false });
+  }
+
+  // ---------------------------------------------------------------- the data sockets' inputs
+
+  /**
+   * Queue what a data socket's input comes to (core/slots.ts), ahead of anything queued: the
+   * adapter carries it out at once. An event among them is applied when its turn comes, with
+   * all it leads to, before the commands after it; unless the input came while a row's command
+   * was being carried out (a socket that reported synchronously): then its commands are that
+   * row's, and the event waits for the row's end like any other.
+   */
+  private queueSlots(commands: readonly SlotCommand[]): void {
+    const row = !this.idle && this.polledRow;
+    this.out.unshift(...commands.map((c) => ({ c, row })));
+  }
+
+  /**
+   * Deadline `e` of a data socket passed (`kept_socket`, `resume_offer`, `drain` or `hello`);
+   * `open`: whether its socket is still usable. One of a slot that left that role does nothing.
+   */
+  slotDeadlinePassed(e: Expiry, open: boolean): void {
+    const s = this.slots;
+    switch (e.name) {
+      case 'kept_socket':
+        return this.queueSlots(s.keptExpired(e.slot));
+      case 'resume_offer':
+        return this.queueSlots(s.offerExpired(e.slot));
+      case 'drain':
+        return this.queueSlots(s.drainExpired(e.slot, open, this.intent.moving));
+      case 'hello':
+        if (s.isDialing(e.slot)) this.queueSlots(s.dialFailed(e.slot, new FerryError('FERRY_ERR_HANDSHAKE_TIMEOUT', 'no HELLO_ACK')));
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** A frame of type `type` on the socket kept after a suspend, `slot` (core/kept-socket.ts `KeptSocket.frame`). */
+  keptFrame(slot: number, type: number): void {
+    this.queueSlots(this.slots.keptFrame(slot, type, this.intent.moving));
+  }
+
+  /** The data socket of `slot` closed under us (`err`: why; `open`: whether the adapter still finds it usable). */
+  socketClosed(slot: number, err: FerryError | undefined, open: boolean): void {
+    this.queueSlots(this.slots.closed(slot, err, open, this.intent.moving));
+  }
+
+  /** Our dial on `slot` failed (`err`: why, the socket's close or the acceptor's refusal). */
+  dialFailed(slot: number, err: FerryError | undefined): void {
+    this.queueSlots(this.slots.dialFailed(slot, err));
   }
 
   // ---------------------------------------------------------------- our control requests' inputs
