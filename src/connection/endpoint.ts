@@ -184,6 +184,7 @@ export class Endpoint extends EventEmitter {
       { log: this.log, flow: this.flow, carrier: () => this.slots.data, state: () => this.core.state, defer: (fn) => this.deferred(fn) },
       { frame: (slot, f) => this.onFrame(slot, f), keptFrame: (slot, f) => this.onKeptFrame(slot, f), closed: (slot, err) => this.onSocketClosed(slot, err) },
     );
+    core.bindSockets(this.sockets);
     // Connections opened to us count against their source address too (a stranger's fresh keys
     // cost nothing; its address does); those our agents open, against the host and agent only.
     this.flow.useBudget(env.receiveBudget?.open(core.localAgent, core.role === 'server' ? core.path.peer.ip : undefined));
@@ -401,9 +402,7 @@ export class Endpoint extends EventEmitter {
         this.log.debug('stale_event', { event: c.event, state: c.state });
         return;
       case 'transition':
-        // A resume that is over no longer waits for the proof its parked HELLO needed; a kept
-        // socket the new state does not keep is dropped (core/slots.ts).
-        this.runSlots(this.slots.transition(c.from, c.to));
+        // What the new state no longer keeps of the data sockets went first (core/slots.ts).
         this.emit('state', c.to, c.from);
         return;
       case 'act':
@@ -560,9 +559,15 @@ export class Endpoint extends EventEmitter {
       case 'auto_resume':
         this.intent.socketLost();
         return;
-      case 'dial_resume':
-        this.dialResume();
+      case 'resume_dial':
+        return this.dialResume(c.target, c.challenge);
+      case 'reuse':
+        return this.reuseSocket(c.slot, c.answer);
+      case 'fire_later': {
+        const event = c.event;
+        queueMicrotask(() => this.fireIfDefined(event));
         return;
+      }
       case 'drained':
         this.emit('drained');
         return;
@@ -641,15 +646,6 @@ export class Endpoint extends EventEmitter {
         return this.sendSus();
       case 'send_res':
         return this.sendRes();
-      case 'dial_if_dialer':
-        if (this.isDialer) this.dialResume();
-        return;
-      case 'reuse_socket':
-        return this.reuseSocket();
-      case 'drain':
-        return this.drainSocket();
-      case 'drop_socket':
-        return this.dropSocket();
       case 'checkpoint':
         // Our requests and their deadlines were stopped by the core (its cancel came first).
         this.dropKept('moved');
@@ -724,7 +720,10 @@ export class Endpoint extends EventEmitter {
    */
   private runSlots(commands: readonly SlotCommand[]): void {
     for (const c of commands) {
-      if (c.kind !== 'fire') this.carryOut(c);
+      if (c.kind === 'dial_resume') {
+        const dial = this.core.resumeDial();
+        if (dial) this.carryOut(dial);
+      } else if (c.kind !== 'fire') this.carryOut(c);
       else if (c.ifAccepted) this.fireIfDefined(c.event);
       else this.fire(c.event);
     }
@@ -756,10 +755,8 @@ export class Endpoint extends EventEmitter {
     this.drive();
   }
 
-  /** `dial_if_dialer` (the dialer's side), or a dial again: our resume's data socket, to the peer's dial target. */
-  private dialResume(): void {
-    if (!this.slots.mayDialResume()) return;
-    const target = this.path.dialTarget();
+  /** Our resume's data socket (`dial_if_dialer`, the dialer's side, or a dial again), to the peer's dial target. */
+  private dialResume(target: PeerLocator, challenge: Buffer): void {
     let sock: StreamSocket;
     try {
       sock = this.env.dial(target.ip, target.redirectorPort);
@@ -768,7 +765,7 @@ export class Endpoint extends EventEmitter {
       queueMicrotask(() => this.fireIfDefined('socket_lost'));
       return;
     }
-    this.runDial(sock, 'resume', this.path.peerChallenge, target);
+    this.runDial(sock, 'resume', challenge, target);
   }
 
   /**
@@ -823,25 +820,22 @@ export class Endpoint extends EventEmitter {
   }
 
   /**
-   * `reuse_socket`: both ends agreed (RESUME and RESUME_ACK, or crossing RESUMEs) to carry the
+   * `reuse` (the core took the reuse of `reuse_socket`): both ends agreed (RESUME and RESUME_ACK, or crossing RESUMEs) to carry the
    * stream on again on the socket they kept after the suspend. The socket keeps its session keys and frame counters
    * (one TCP stream, one unbroken AEAD sequence: no nonce repeats). The sender rewinds to what the
    * peer last acknowledged (its DRAIN at least); an ACK restates our offsets. The accepting end
    * answers RESUME_ACK first; the stream's frames follow it.
    */
-  private reuseSocket(): void {
-    const r = this.slots.takeReuse();
-    if (!r) return;
-    this.runSlots(r.replaced);
+  private reuseSocket(slot: number, answer: boolean): void {
     this.stats.bytesReplayed += this.flow.rewindToAcked();
     this.stats.reused++;
-    this.sockets.reuse(r.slot);
+    this.sockets.reuse(slot);
     // RESUME_ACK goes before anything else we send on it: the peer switches on it.
-    if (r.answer) this.sockets.send(r.slot, { type: FrameType.RESUME_ACK });
-    if (this.slots.data !== r.slot) return;
+    if (answer) this.sockets.send(slot, { type: FrameType.RESUME_ACK });
+    if (this.slots.data !== slot) return;
     // Always restate our offsets: DATA the peer had in flight under our SUSPEND arrived after our
     // DRAIN, and the peer rewinds to the DRAIN's offset until it hears otherwise.
-    this.sendAck(r.slot);
+    this.sendAck(slot);
     this.sockets.pump();
   }
 
@@ -936,21 +930,11 @@ export class Endpoint extends EventEmitter {
     return this.env.clock;
   }
 
-  /** `drain`: our DRAIN on the carrying socket; without a live one the drain is over at once. */
-  private drainSocket(): void {
-    const c = this.slots.drain(this.sockets.isOpen(this.slots.data));
-    if (c) return this.runSlots(c);
-    queueMicrotask(() => this.fireIfDefined('drained'));
-  }
-
   /** A drain ended: `peerDrained` when the peer's DRAIN came (the socket may then be kept). */
   private finishDrain(slot: number, peerDrained = false): void {
     this.runSlots(this.slots.drainEnded(slot, peerDrained, this.sockets.isOpen(slot), this.intent.moving));
   }
 
-  private dropSocket(): void {
-    this.runSlots(this.slots.dropSocket());
-  }
 
   // ------------------------------------------------------------------ application side
 

@@ -108,6 +108,15 @@ const NO_HELLO_CRYPTO: HelloCrypto = {
   },
 };
 
+/** What the core may ask of the adapter's data sockets. */
+export interface SocketView {
+  /** Whether the socket of `slot` is still usable (not closed, reset or spent). */
+  isOpen(slot: number | undefined): boolean;
+}
+
+/** Before the adapter binds its sockets: none is usable. */
+const NO_SOCKETS: SocketView = { isOpen: () => false };
+
 /** What the open asks of the adapter (its `fire` is the core's own: the event is queued here; its `log` is a {@link CoreCommand} `log`). */
 export type OpenEffect = Exclude<OpenCommand, { readonly kind: 'fire' | 'log' }>;
 
@@ -127,7 +136,7 @@ export type CoreCommand =
    * What the data sockets' rules decided (core/slots.ts `SlotCommand`): send frame F on slot S,
    * close or keep slot S, a slot's deadline… Their `fire` is the core's own: it never comes out.
    */
-  | Exclude<SlotCommand, { readonly kind: 'fire' | 'log' }>
+  | Exclude<SlotCommand, { readonly kind: 'fire' | 'log' | 'dial_resume' }>
   /** Log a line the core decided is worth saying. */
   | ({ readonly kind: 'log' } & LogLine)
   /** Count a refusal decided here (the host's counters): a RES_ACK whose proof did not verify. */
@@ -153,7 +162,7 @@ export type CoreCommand =
 /** A command waiting in the queue, and whether it belongs to a row of the table (else to an input). */
 interface Queued {
   /** A command; or an event a data socket's input or a row hands to the table (applied in its turn, never given out). */
-  readonly c: CoreCommand | Extract<SlotCommand, { readonly kind: 'fire' }>;
+  readonly c: CoreCommand | Extract<SlotCommand, { readonly kind: 'fire' | 'dial_resume' }>;
   readonly row: boolean;
   /** An action the core already decided its part of (it goes out as it is). */
   readonly decided?: boolean;
@@ -219,6 +228,8 @@ export class ConnectionCore {
   private over = false;
   /** The data sockets' rules by slot number: carrying, draining, kept, dialled, the HELLOs. */
   readonly slots: DataSlots;
+  /** The adapter's sockets, asked whether one is still usable ({@link bindSockets}). */
+  private sockets: SocketView = NO_SOCKETS;
 
   constructor(init: CoreInit) {
     this.current = init.state;
@@ -316,6 +327,20 @@ export class ConnectionCore {
     };
   }
 
+  /**
+   * Our resume's dial, decided when its turn comes: none while a dial of an earlier exchange is
+   * still out (it dials again if that one fails) or a socket carries the connection already.
+   */
+  resumeDial(): Extract<CoreCommand, { readonly kind: 'resume_dial' }> | undefined {
+    if (!this.slots.mayDialResume()) return undefined;
+    return { kind: 'resume_dial', target: this.path.dialTarget(), challenge: this.path.peerChallenge };
+  }
+
+  /** The adapter's sockets: the core asks them whether a slot's socket is still usable when it decides. */
+  bindSockets(view: SocketView): void {
+    this.sockets = view;
+  }
+
   /** The state (as of the last event applied). */
   get state(): State {
     return this.current;
@@ -367,6 +392,12 @@ export class ConnectionCore {
         this.handle(event);
         continue;
       }
+      if (q.c.kind === 'dial_resume') {
+        const dial = this.resumeDial();
+        if (!dial) continue;
+        this.polledRow = q.row;
+        return dial;
+      }
       if (q.c.kind === 'act' && !q.decided) {
         const own = this.decide(q.c.action, now);
         if (own) {
@@ -400,7 +431,7 @@ export class ConnectionCore {
    * `checkpoint`, whose part in our requests, recovery and path comes first, the action itself
    * (the adapter's part) after. Undefined: the adapter's action.
    */
-  private decide(action: Action, now: number): CoreCommand[] | undefined {
+  private decide(action: Action, now: number): Queued['c'][] | undefined {
     switch (action) {
       case 'send_connect':
         return this.fromOpen(this.open.sendConnect(now, () => this.newSlot()));
@@ -438,6 +469,18 @@ export class ConnectionCore {
         return this.end(this.intent.closedError ?? new FerryError('FERRY_ERR_ABORTED', 'open aborted'));
       case 'closed':
         return this.end(this.intent.closedError);
+      // The data sockets' part of the table (core/slots.ts).
+      case 'drop_socket':
+        return this.slots.dropSocket();
+      case 'drain':
+        // Without a live socket the drain is over at once, on a later turn.
+        return this.slots.drain(this.sockets.isOpen(this.slots.data)) ?? [{ kind: 'fire_later', event: 'drained' }];
+      case 'reuse_socket': {
+        const r = this.slots.takeReuse();
+        return r ? [...r.replaced, { kind: 'reuse', slot: r.slot, answer: r.answer }] : [];
+      }
+      case 'dial_if_dialer':
+        return this.slots.isDialer ? [{ kind: 'dial_resume' }] : [];
       default:
         return undefined;
     }
@@ -748,6 +791,9 @@ export class ConnectionCore {
     const from = this.current;
     this.current = row.to;
     if (from !== row.to) {
+      // A resume that is over no longer waits for the proof its parked HELLO needed; a kept
+      // socket the new state does not keep is dropped (core/slots.ts), before listeners hear of it.
+      for (const c of this.slots.transition(from, row.to)) this.out.push({ c, row: true });
       // A resume must finish (its data socket proven) within HANDSHAKE_TIMEOUT_MS of leaving
       // SUSPENDED; otherwise the adapter's `timeout` returns to SUSPENDED and the resumer retries.
       // Without this, an end waiting for the peer's dial would wait forever if that dial failed.

@@ -55,8 +55,14 @@ export type SlotCommand =
   | { readonly kind: 'forget_sus' }
   /** Our suspend is acknowledged (the peer's DRAIN on the socket): count it. */
   | { readonly kind: 'suspend_counted' }
-  /** Our resume dials again (the failed dial was an earlier exchange's). */
+  /** Our resume dials (again, when the failed dial was an earlier exchange's), if it still may ({@link DataSlots.mayDialResume}, decided in its turn). */
   | { readonly kind: 'dial_resume' }
+  /** Dial the data socket of our resume to `target`, its HELLO echoing the peer's `challenge`. */
+  | { readonly kind: 'resume_dial'; readonly target: PeerLocator; readonly challenge: Buffer }
+  /** `slot`, kept after a suspend, carries the stream on again (`answer`: RESUME_ACK goes first on it). */
+  | { readonly kind: 'reuse'; readonly slot: number; readonly answer: boolean }
+  /** Hand `event` to the table on a later turn (a drain with no live socket to drain is over then). */
+  | { readonly kind: 'fire_later'; readonly event: Event }
   /** Close the socket of the resume HELLO held for a proof, if any. */
   | { readonly kind: 'close_parked' }
   /** The peer resumes on the kept socket: our own resume retry stops, the resume is timed from now. */
@@ -512,11 +518,11 @@ export class DataSlots {
     return h;
   }
 
-  /** Forget a resume HELLO held for a proof (the resume it belonged to is over, or its proof was refused). */
+  /** Forget a resume HELLO held for a proof (the resume it belonged to is over, or its proof was refused); its socket closes. */
   dropParked(out: SlotCommand[] = []): SlotCommand[] {
     this.core.path.stopAwaiting();
+    if (this.parked) out.push({ kind: 'close_parked' });
     this.parked = undefined;
-    out.push({ kind: 'close_parked' });
     return out;
   }
 

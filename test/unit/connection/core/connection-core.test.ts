@@ -27,19 +27,14 @@ function drain(core: ConnectionCore, now = 0): CoreCommand[] {
 test('ConnectionCore: an event gives its transition, then its actions in the table\'s order', () => {
   const core = coreIn('ESTABLISHED');
   core.handle('recv_res');
-  assert.deepEqual(drain(core), [
-    { kind: 'transition', event: 'recv_res', from: 'ESTABLISHED', to: 'RES_ACKED' },
-    { kind: 'act', action: 'drop_socket' },
-    { kind: 'act', action: 'ack_res' },
-    { kind: 'act', action: 'dial_if_dialer' },
-  ]);
+  // drop_socket and dial_if_dialer are the core's (core/slots.ts): no socket carries the
+  // connection here, so there is none to drop; this end is the dialer, so its resume dials.
+  const dial = { kind: 'resume_dial', target: core.path.dialTarget(), challenge: core.path.peerChallenge };
+  assert.deepEqual(drain(core), [{ kind: 'transition', event: 'recv_res', from: 'ESTABLISHED', to: 'RES_ACKED' }, { kind: 'act', action: 'ack_res' }, dial]);
   assert.equal(core.state, 'RES_ACKED');
   // A row that stays in its state gives its actions and no transition.
   core.handle('recv_res');
-  assert.deepEqual(drain(core), [
-    { kind: 'act', action: 'ack_res' },
-    { kind: 'act', action: 'dial_if_dialer' },
-  ]);
+  assert.deepEqual(drain(core), [{ kind: 'act', action: 'ack_res' }, dial]);
 });
 
 test('ConnectionCore: an event handed in while a command is carried out waits for every command of the current event', () => {
@@ -53,10 +48,10 @@ test('ConnectionCore: an event handed in while a command is carried out waits fo
   assert.deepEqual(core.poll(0), { kind: 'act', action: 'send_res' });
   assert.equal(core.state, 'RES_SENT', 'the send_res action runs in the state it was decided in');
   // cancel_res is the core's own: no RES was built here, so it comes to nothing.
+  // drop_socket is the core's: no socket carries the connection, so it comes to nothing.
   assert.deepEqual(drain(core), [
     { kind: 'transition', event: 'recv_cls', from: 'RES_SENT', to: 'CLOSE_ACKED' },
     { kind: 'act', action: 'ack_cls' },
-    { kind: 'act', action: 'drop_socket' },
   ]);
 });
 
@@ -118,7 +113,18 @@ test('ConnectionCore: an expired resume deadline is acted on once, by the core; 
 });
 
 /** What the core's own steps come to in a control-channel open with no RES out: their command, and the action it stands for. */
-const OPEN_STEP_KINDS: Record<string, 'send_connect' | 'send_confirm' | 'dial' | 'send_cls' | undefined> = { open_request: 'send_connect', open_oneway: 'send_confirm', open_dial_data: 'dial', request: 'send_cls' };
+/**
+ * The actions the core decides, by the command each comes to here: the open's steps, the CLS, and
+ * the data sockets' (with no socket: a drain is over on a later turn; this end is the dialer).
+ */
+const OPEN_STEP_KINDS: Record<string, 'send_connect' | 'send_confirm' | 'dial' | 'send_cls' | 'drain' | 'dial_if_dialer' | undefined> = {
+  open_request: 'send_connect',
+  open_oneway: 'send_confirm',
+  open_dial_data: 'dial',
+  request: 'send_cls',
+  fire_later: 'drain',
+  resume_dial: 'dial_if_dialer',
+};
 const STUB_CLIENT = { id: 'a'.repeat(32) } as Identity;
 /** An open's cryptography that builds placeholders: the property checks the table, not the handshake. */
 const STUB_CRYPTO: OpenCrypto = {
@@ -152,10 +158,11 @@ test('ConnectionCore: any sequence of events follows the table exactly, and a re
         const want: CoreCommand[] = [];
         if (row.to !== model) want.push({ kind: 'transition', event: e, from: model, to: row.to });
         // cancel_res is the core's own, and no RES is ever out here: it comes to nothing; so does
-        // schedule_resume (also the core's), as no automatic resume is wanted here.
+        // schedule_resume (also the core's), as no automatic resume is wanted here; and so do
+        // drop_socket and reuse_socket, with no socket carrying the connection or agreed for a reuse.
         // The connection ends once: a later fail or closed comes to nothing.
         for (const action of row.actions) {
-          if (action === 'cancel_res' || action === 'schedule_resume') continue;
+          if (['cancel_res', 'schedule_resume', 'drop_socket', 'reuse_socket'].includes(action)) continue;
           if (action === 'fail' || action === 'closed') {
             if (ended) continue;
             ended = true;

@@ -256,6 +256,7 @@ test('slots: a resume HELLO must echo a challenge we issued; one overtaking the 
   assert.deepEqual(slots.hello({ ...base, kind: 'resume', challenge: c2 }), { kind: 'park' });
   assert.ok(slots.takeParked());
   assert.equal(slots.takeParked(), undefined);
+  assert.deepEqual(slots.dropParked(), [], 'no HELLO held: no socket to close');
   const s = slotsIn('SUSPENDED');
   assert.throws(() => s.slots.hello({ ...base, kind: 'resume', challenge: Buffer.alloc(16) }), (e: unknown) => isFerryError(e) && e.code !== 'FERRY_ERR_INTERNAL');
   const o = slotsIn('RES_SENT');
@@ -273,8 +274,15 @@ test('slots: the delayed ACK goes on the carrying socket, else on the one its DA
 });
 
 test('slots: the end of the connection closes every slot: the carrying one, a waiting dial, the draining and kept ones, a parked HELLO', () => {
-  const { slots } = slotsIn('SUSPENDED');
+  const { core, slots } = slotsIn('SUSPENDED');
   const k = kept(slots);
+  // Resuming (the kept socket stays), a HELLO overtakes the proof we asked for and is parked.
+  core.handle('resume');
+  while (core.poll(0));
+  assert.equal(core.state, 'RES_SENT');
+  core.path.resSent(true);
+  const hello = { type: FrameType.HELLO, kind: 'resume', connectionId: core.connectionId, dialerRole: 'server', dialerNonce: Buffer.alloc(16, 2), challenge: core.path.issueChallenge(), received: 0, limit: 1000, mac: Buffer.alloc(32) } as const;
+  assert.deepEqual(slots.hello(hello), { kind: 'park' });
   const d = slots.dial('resume', Buffer.alloc(16), undefined);
   const c = carrying(slots);
   const out = kinds(slots.ended());
