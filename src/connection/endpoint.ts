@@ -509,6 +509,9 @@ export class Endpoint extends EventEmitter {
         return this.unpark();
       case 'sign_res':
         return this.signRes(c.id);
+      case 'send_suspend':
+        // What came of the send goes back at once: its commands come next.
+        return this.core.suspendFrameSent(c.slot, this.sockets.send(c.slot, c.frame));
       case 'ended':
         return this.teardown(c.err);
       // What the data sockets' rules decided (core/slots.ts).
@@ -642,10 +645,6 @@ export class Endpoint extends EventEmitter {
 
   private act(action: string): void {
     switch (action) {
-      case 'send_sus':
-        return this.sendSus();
-      case 'send_res':
-        return this.sendRes();
       case 'checkpoint':
         // Our requests and their deadlines were stopped by the core (its cancel came first).
         this.dropKept('moved');
@@ -1140,25 +1139,8 @@ export class Endpoint extends EventEmitter {
     this.drive();
   }
 
-  /**
-   * `send_sus`. A user suspend on a live data socket goes in-band: a SUSPEND frame (sealed when
-   * secure: the AEAD sequence is its replay protection, no control counter or MAC) that is also our
-   * DRAIN; the peer's DRAIN answers it. A move-time suspend, or one without a live socket, sends
-   * the SUS datagram.
-   */
-  private sendSus(): void {
-    const ds = this.slots.data;
-    if (ds !== undefined && this.intent.suspendInBand(this.sockets.isOpen(ds))) {
-      this.control.forgetSus();
-      this.slots.suspendInband();
-      if (this.sockets.send(ds, this.flow.suspend()) || this.sockets.isOpen(ds)) return this.runSlots(this.slots.suspendSent(ds));
-      this.sockets.destroy(ds);
-    }
-    this.sendSusDatagram();
-  }
-
   private sendSusDatagram(): void {
-    this.request(this.control.suspend(this.intent.susReason));
+    this.request(this.core.suspendByDatagram());
   }
 
   private countSuspend(): void {
@@ -1166,25 +1148,6 @@ export class Endpoint extends EventEmitter {
     if (ms === undefined) return;
     this.stats.suspends++;
     this.stats.lastSuspendMs = ms;
-  }
-
-  /**
-   * `send_res`. With a kept socket and no move on either side (no proof either way), resume on it
-   * in-band: a RESUME frame (sealed when secure, the AEAD counter its replay protection; no control
-   * counter, MAC or path challenge: the socket is already proven). The peer answers RESUME_ACK and
-   * goes on on it, or closes it; a close, or no answer in DRAIN_TIMEOUT_MS, falls back to a RES
-   * datagram and a new data socket. Otherwise the RES datagram at once.
-   */
-  private sendRes(): void {
-    const offer = this.slots.kept;
-    if (offer !== undefined && this.intent.resumeInBand(this.sockets.isOpen(offer))) {
-      this.carry(this.intent.resumeOffered(offer, this.env.clock.now()));
-      this.runSlots(this.slots.offerResume());
-      this.rearm();
-      return;
-    }
-    if (this.slots.kept !== undefined) this.dropKept('not offered');
-    this.sendResDatagram();
   }
 
   /** The RES datagram, as the core decides it (core/connection-core.ts `resumeByDatagram`), carried out now. */

@@ -26,12 +26,12 @@
  */
 import { connectionKeysFromMaster, type AgentId, type ConnectionKeys } from '../../identity/index.js';
 import { FerryError, isFerryError, limit } from '../../util/index.js';
-import type { ConnControl, ResumeProof, Role } from '../../wire/index.js';
+import type { ConnControl, Frame, ResumeProof, Role } from '../../wire/index.js';
 import { decodeEndpointCheckpoint, type EndpointCheckpoint, type PeerLocator, type ProvenLocation } from '../checkpoint.js';
 import { ReceiveBuffer, SendBuffer } from '../data-path.js';
 import { lookup, type Action, type Event, type State } from '../state-machine.js';
 import { ControlAuth } from './control-auth.js';
-import { ControlRequests, type ControlCommand, type ControlOutcome, type LogLine, type ResPlan } from './control-requests.js';
+import { ControlRequests, type ControlCommand, type ControlOutcome, type LogLine, type RequestCommand, type ResPlan } from './control-requests.js';
 import { OpenHandshake, type OpenCommand } from './open.js';
 import { PathValidation } from './path.js';
 import { DataFlow } from './data.js';
@@ -157,7 +157,12 @@ export type CoreCommand =
    * host sends in this turn; the signature comes back as {@link ConnectionCore.resSigned}, a
    * failure as {@link ConnectionCore.resUnsigned}.
    */
-  | { readonly kind: 'sign_res'; readonly id: number };
+  | { readonly kind: 'sign_res'; readonly id: number }
+  /**
+   * Our in-band SUSPEND `frame` goes on slot `slot` (which no longer carries the connection): what
+   * came of the send goes back at once as {@link ConnectionCore.suspendFrameSent}.
+   */
+  | { readonly kind: 'send_suspend'; readonly slot: number; readonly frame: Frame };
 
 /** A command waiting in the queue, and whether it belongs to a row of the table (else to an input). */
 interface Queued {
@@ -464,6 +469,10 @@ export class ConnectionCore {
         return [{ kind: 'act', action }];
       case 'schedule_resume':
         return this.scheduleResume(now);
+      case 'send_sus':
+        return this.sendSus();
+      case 'send_res':
+        return this.sendRes(now);
       case 'fail':
         // An open that fails ends with its typed error, or as aborted.
         return this.end(this.intent.closedError ?? new FerryError('FERRY_ERR_ABORTED', 'open aborted'));
@@ -484,6 +493,57 @@ export class ConnectionCore {
       default:
         return undefined;
     }
+  }
+
+  /**
+   * `send_sus`. A user suspend on a live data socket goes in-band (the intent decides): a SUSPEND
+   * frame on it (sealed when secure: the AEAD sequence is its replay protection, no control counter
+   * or MAC) that is also our DRAIN; the peer's DRAIN answers it. A move's suspend, or one without a
+   * live socket, sends the SUS datagram.
+   */
+  private sendSus(): CoreCommand[] {
+    const ds = this.slots.data;
+    if (ds !== undefined && this.intent.suspendInBand(this.sockets.isOpen(ds))) {
+      this.control.forgetSus();
+      this.slots.suspendInband();
+      return [{ kind: 'send_suspend', slot: ds, frame: this.flow.suspend() }];
+    }
+    return [this.suspendByDatagram()];
+  }
+
+  /** Our SUS datagram, with the intent's reason. */
+  suspendByDatagram(): RequestCommand {
+    return this.control.suspend(this.intent.susReason);
+  }
+
+  /**
+   * Our in-band SUSPEND on `slot` was handed to the socket (`sent`: it took it). Sent, or the
+   * socket still up: the peer's DRAIN is awaited (the slot's `drain` deadline). Else the socket is
+   * dead: it closes, and the SUS datagram goes instead. Queued ahead of anything: carried out now.
+   */
+  suspendFrameSent(slot: number, sent: boolean): void {
+    const cs: Queued['c'][] = sent || this.sockets.isOpen(slot) ? this.slots.suspendSent(slot) : [{ kind: 'close', slot }, this.suspendByDatagram()];
+    const row = this.polledRow;
+    this.out.unshift(...cs.map((c) => ({ c, row })));
+  }
+
+  /**
+   * `send_res`. With a kept socket and no move on either side (no proof either way: the intent
+   * decides), resume on it in-band: a RESUME frame (sealed when secure, the AEAD counter its replay
+   * protection; no control counter, MAC or path challenge: the socket is already proven). The peer
+   * answers RESUME_ACK and goes on on it, or closes it; a close, or no answer in DRAIN_TIMEOUT_MS,
+   * falls back to a RES datagram and a new data socket. Otherwise the kept socket, if any, goes and
+   * the RES datagram at once.
+   */
+  private sendRes(now: number): Queued['c'][] {
+    const offer = this.slots.kept;
+    if (offer !== undefined && this.intent.resumeInBand(this.sockets.isOpen(offer))) {
+      return [...optional(this.intent.resumeOffered(offer, now)), ...this.slots.offerResume()];
+    }
+    const out: Queued['c'][] = [];
+    if (offer !== undefined) out.push(...this.slots.dropKept('not offered'));
+    out.push(...this.resumeByDatagram(now));
+    return out;
   }
 
   /**

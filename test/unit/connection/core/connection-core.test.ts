@@ -45,12 +45,15 @@ test('ConnectionCore: an event handed in while a command is carried out waits fo
   // Carrying out the transition, the adapter learns the peer closed: queued, not applied yet.
   core.handle('recv_cls');
   assert.equal(core.state, 'RES_SENT');
-  assert.deepEqual(core.poll(0), { kind: 'act', action: 'send_res' });
+  // send_res is the core's: no kept socket, so the RES datagram, decided in the state it was queued in.
+  const res = core.poll(0);
+  assert.ok(res?.kind === 'request' && res.type === MessageType.RES);
   assert.equal(core.state, 'RES_SENT', 'the send_res action runs in the state it was decided in');
-  // cancel_res is the core's own: no RES was built here, so it comes to nothing.
+  // cancel_res is the core's own: the RES is cancelled.
   // drop_socket is the core's: no socket carries the connection, so it comes to nothing.
   assert.deepEqual(drain(core), [
     { kind: 'transition', event: 'recv_cls', from: 'RES_SENT', to: 'CLOSE_ACKED' },
+    { kind: 'cancel', id: res.id },
     { kind: 'act', action: 'ack_cls' },
   ]);
 });
@@ -99,7 +102,7 @@ test('ConnectionCore: an expired resume deadline is acted on once, by the core; 
   assert.equal(core.nextDeadline(), 50);
   assert.deepEqual(core.handleTimeout(hs), { name: 'hello', slot: 4, at: 50 });
   assert.equal(core.handleTimeout(hs), undefined, 'the resume deadline is the core\'s: not handed out');
-  assert.deepEqual(drain(core, hs).map((c) => c.kind), ['log', 'transition'], 'its timeout is applied: RES_SENT -> SUSPENDED');
+  assert.deepEqual(drain(core, hs).map((c) => c.kind), ['log', 'transition', 'cancel'], 'its timeout is applied: RES_SENT -> SUSPENDED, the RES cancelled');
   assert.equal(core.state, 'SUSPENDED');
   assert.equal(core.handleTimeout(hs), undefined, 'each deadline expires once');
   assert.equal(core.poll(hs), undefined);
@@ -114,17 +117,18 @@ test('ConnectionCore: an expired resume deadline is acted on once, by the core; 
 
 /** What the core's own steps come to in a control-channel open with no RES out: their command, and the action it stands for. */
 /**
- * The actions the core decides, by the command each comes to here: the open's steps, the CLS, and
+ * The actions the core decides, by the command each comes to here: the open's steps, and
  * the data sockets' (with no socket: a drain is over on a later turn; this end is the dialer).
  */
 const OPEN_STEP_KINDS: Record<string, 'send_connect' | 'send_confirm' | 'dial' | 'send_cls' | 'drain' | 'dial_if_dialer' | undefined> = {
   open_request: 'send_connect',
   open_oneway: 'send_confirm',
   open_dial_data: 'dial',
-  request: 'send_cls',
   fire_later: 'drain',
   resume_dial: 'dial_if_dialer',
 };
+/** Our requests, by message type, and the action each stands for (no socket here: never in-band). */
+const REQUEST_ACTIONS: Record<number, 'send_sus' | 'send_res' | 'send_cls'> = { [MessageType.SUS]: 'send_sus', [MessageType.RES]: 'send_res', [MessageType.CLS]: 'send_cls' };
 const STUB_CLIENT = { id: 'a'.repeat(32) } as Identity;
 /** An open's cryptography that builds placeholders: the property checks the table, not the handshake. */
 const STUB_CRYPTO: OpenCrypto = {
@@ -149,7 +153,11 @@ test('ConnectionCore: any sequence of events follows the table exactly, and a re
         // The open's steps come out as what the core decided for them (control-channel open), and
         // the end (`fail`, `closed`) as `ended`, named here by the row's action.
         const end = lookup(model, e)?.actions.find((a) => a === 'fail' || a === 'closed');
-        const cmds = drain(core, now).map((c) => (OPEN_STEP_KINDS[c.kind] ? { kind: 'act', action: OPEN_STEP_KINDS[c.kind] } : c.kind === 'ended' ? { kind: 'act', action: end } : c));
+        // Our SUS, RES and CLS requests stand for send_sus, send_res and send_cls; the cancels of a
+        // RES still out are checked by control-requests.test.ts.
+        const cmds = drain(core, now)
+          .filter((c) => c.kind !== 'cancel')
+          .map((c) => (c.kind === 'request' ? { kind: 'act', action: REQUEST_ACTIONS[c.type] } : OPEN_STEP_KINDS[c.kind] ? { kind: 'act', action: OPEN_STEP_KINDS[c.kind] } : c.kind === 'ended' ? { kind: 'act', action: end } : c));
         const row = lookup(model, e);
         if (!row) {
           assert.deepEqual(cmds, [{ kind: 'stale', event: e, state: model }]);

@@ -540,11 +540,11 @@ test('through the core\'s queue: a verified RES_ACK frees the held HELLO only af
   assert.deepEqual(rest, [
     ['RES_SENT->SUS_SENT', true],
     ['cancel', true],
-    ['send_sus', true],
+    ['request', true],
     ['take_parked_hello', false],
   ]);
   // An answer to a request no longer out queues nothing.
-  core.requestFailed(c.id + 1, new FerryError('FERRY_ERR_CONTROL_TIMEOUT'), 0);
+  core.requestFailed(c.id + 100, new FerryError('FERRY_ERR_CONTROL_TIMEOUT'), 0);
   assert.equal(core.poll(0), undefined);
 });
 

@@ -154,9 +154,9 @@ test('intent: a move waits for an open to finish, then suspends unless SUSPENDED
 test('intent: a RESUME offered on the kept socket ends the RES of an earlier attempt, waits for no proof, and is bounded by its slot\'s resume_offer deadline', () => {
   const core = at('SUSPENDED');
   const control = core.control;
-  const earlier = control.resume(false);
-  earlier.build();
   drive(core, 'resume');
+  // The resume's RES datagram (no kept socket) is the earlier attempt's RES here.
+  const earlier = { id: [...Array(10).keys()].find((id) => control.resCurrent(id))! };
   core.path.resSent(true);
   assert.equal(core.path.awaitingProof, true, 'as if the earlier RES had asked for the peer\'s proof');
   const cancel = core.intent.resumeOffered(7, 1000);

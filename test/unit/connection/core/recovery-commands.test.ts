@@ -52,7 +52,7 @@ test('schedule_resume: the core sets the resume retry itself; when it is due, ha
   assert.equal(core.handleTimeout(clock.now()), undefined);
   assert.deepEqual(drain(core, clock.now()), [], 'not due yet');
   assert.equal(fireNext(core, clock), undefined, 'the core\'s own deadline: not handed out');
-  assert.deepEqual(drain(core, clock.now()), ['SUSPENDED->RES_SENT', 'send_res']);
+  assert.deepEqual(drain(core, clock.now()), ['SUSPENDED->RES_SENT', 'request']);
   assert.equal(core.hasDeadline('resume_retry'), false);
 });
 
@@ -79,7 +79,7 @@ test('resume_retry: after an answer saying the peer is elsewhere, the lookup goe
   core.handle('resume');
   drain(core, clock.now());
   core.handle('timeout');
-  assert.deepEqual(drain(core, clock.now()), ['RES_SENT->SUSPENDED']);
+  assert.deepEqual(drain(core, clock.now()), ['RES_SENT->SUSPENDED', 'cancel'], 'the RES the resume sent is cancelled');
   assert.equal(fireNext(core, clock), undefined);
   const out = commands(core, clock.now());
   assert.equal(out.length, 1);
@@ -87,7 +87,7 @@ test('resume_retry: after an answer saying the peer is elsewhere, the lookup goe
   assert.ok(lookup.kind === 'lookup' && !core.inRow);
   assert.equal(lookup.waitMs, limit('PEER_MOVE_WAIT_MS'), 'a moving peer is waited for');
   core.located(lookup.id, { ip: '10.0.0.2', controlPort: 7000, redirectorPort: 7001, epoch: 4 });
-  assert.deepEqual(drain(core, clock.now()), ['SUSPENDED->RES_SENT', 'send_res']);
+  assert.deepEqual(drain(core, clock.now()), ['SUSPENDED->RES_SENT', 'request']);
   assert.equal(core.path.peer.ip, '10.0.0.2');
 });
 
@@ -113,12 +113,12 @@ test('schedule_resume past the reconnect limit gives up: the line is logged, the
   drain(core, clock.now());
   core.handle('timeout');
   const out = commands(core, clock.now());
-  assert.deepEqual(out.map((c) => (c.kind === 'transition' ? `${c.from}->${c.to}` : c.kind)), ['RES_SENT->SUSPENDED', 'log', 'SUSPENDED->CLOSE_SENT', 'request']);
-  const log = out[1];
+  assert.deepEqual(out.map((c) => (c.kind === 'transition' ? `${c.from}->${c.to}` : c.kind)), ['RES_SENT->SUSPENDED', 'cancel', 'log', 'SUSPENDED->CLOSE_SENT', 'request']);
+  const log = out[2];
   assert.ok(log?.kind === 'log' && log.level === 'warn' && log.event === 'peer_unreachable');
   assert.equal(log.fields['code'], 'FERRY_ERR_PEER_UNREACHABLE');
   assert.equal(core.intent.closedError?.code, 'FERRY_ERR_PEER_UNREACHABLE');
-  const cls = out[3] as RequestCommand;
+  const cls = out[4] as RequestCommand;
   assert.equal(cls.type, MessageType.CLS);
   assert.equal(cls.opts.maxTries, 1, 'one CLS to an unreachable peer');
 });
