@@ -313,17 +313,8 @@ export class TunnelEnd {
    * TUNNEL_MAX_STREAMS from the others.
    */
   private holdStreamOf(peer: AgentId, fs: AgentSocket): boolean {
-    const n = this.streamsOf.get(peer) ?? 0;
-    if (n >= limit('TUNNEL_STREAMS_PER_PEER')) return false;
-    this.streamsOf.set(peer, n + 1);
-    let held = true;
-    const release = (): void => {
-      if (!held) return;
-      held = false;
-      const left = (this.streamsOf.get(peer) ?? 1) - 1;
-      if (left > 0) this.streamsOf.set(peer, left);
-      else this.streamsOf.delete(peer);
-    };
+    const release = takePlace(this.streamsOf, peer, limit('TUNNEL_STREAMS_PER_PEER'));
+    if (!release) return false;
     fs.once('close', release);
     // Its 'close' may be past already (a STREAM and an abort in one read).
     if (fs.destroyed) release();
@@ -382,7 +373,8 @@ export class TunnelEnd {
       fs.end(encodeTunnelPreamble({ kind: TunnelKind.REFUSED, reason: TunnelRefusal.NOT_ALLOWED }));
       return;
     }
-    this.listensOf.set(peer, n + 1);
+    // Below TUNNEL_LISTENS_PER_PEER: checked above.
+    const releasePlace = takePlace(this.listensOf, peer, limit('TUNNEL_LISTENS_PER_PEER'))!;
     this.listens++;
     let held = true;
     let srv: Server | undefined;
@@ -390,9 +382,7 @@ export class TunnelEnd {
       if (!held) return;
       held = false;
       this.listens--;
-      const left = (this.listensOf.get(peer) ?? 1) - 1;
-      if (left > 0) this.listensOf.set(peer, left);
-      else this.listensOf.delete(peer);
+      releasePlace();
       srv?.close();
     };
     // The listener lives as long as the connection that asked for it. Listening before the bind
@@ -504,6 +494,24 @@ export function readPreamble(fs: AgentSocket, timeoutMs?: number): Promise<{ pre
     fs.once('end', onEnd);
     fs.once('close', onEnd);
   });
+}
+
+/**
+ * Take one of `key`'s places in `counts` unless it holds `max`: returns the release (which acts
+ * once), or undefined when `key` holds them all. A peer's streams and reverse listeners.
+ */
+function takePlace<K>(counts: Map<K, number>, key: K, max: number): (() => void) | undefined {
+  const n = counts.get(key) ?? 0;
+  if (n >= max) return undefined;
+  counts.set(key, n + 1);
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    const left = (counts.get(key) ?? 1) - 1;
+    if (left > 0) counts.set(key, left);
+    else counts.delete(key);
+  };
 }
 
 /** Loopback addresses: where a peer's reverse listener may bind without gateway ports. */

@@ -130,6 +130,7 @@ export class SocketSlots {
   /** Close the socket dialled ahead, if it was never used (the open ended first). */
   dropPredial(): void {
     this.predial?.destroy();
+    this.predial = undefined;
   }
 
   /** Slot `slot` carries the connection: its frames and close are inputs, its drain pumps. */
