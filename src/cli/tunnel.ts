@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
-import { Host, TunnelEnd, parseTcpAddress, type TcpAddress } from '../host/index.js';
+import { Host, TunnelEnd, parseTcpAddress, sendBudgetOf, type TcpAddress } from '../host/index.js';
 import { Identity, type AgentId } from '../identity/index.js';
 import { MemoryStore, RendezvousClient, RendezvousServer } from '../location/index.js';
 import { createLogger, limit, type Logger } from '../util/index.js';
@@ -49,6 +49,11 @@ Options:
                           loopback (ssh's GatewayPorts yes)
   --no-security           plain handshakes and frames: no signatures, no sealing; peer ids are
                           then claims, not proofs (both ends must say it)
+  --send-budget SIZE      most bytes this end's streams together hold for their peers, sent
+                          and not yet acknowledged (a peer's streams a quarter of it, each stream
+                          at least 64 KiB); a stream beyond its share stops reading its TCP side
+                          until its peer acknowledges. SIZE in bytes, or with KiB, MiB or GiB
+                          (default 256MiB)
   --verbose               every host log line on stderr (default: tunnel warnings only)
   -h, --help              this text
 
@@ -67,6 +72,8 @@ Exit status: 0 after SIGINT/SIGTERM; 2 when it cannot start: a bad option, a --l
 that is in use or does not resolve (FERRY_ERR_TUNNEL_LISTEN), a peer that refuses -R
 (FERRY_ERR_TUNNEL_REFUSED); 1 on any other error, such as a rendezvous that does not answer
 (FERRY_ERR_CONTROL_TIMEOUT). Either way one line on stderr names the code.
+SIGUSR2 prints one line of counters on stdout ('ferry tunnel stats: active=… held=…'),
+as dd does on SIGUSR1 (which Node keeps for its debugger).
 
 Prints one line "ferry tunnel ready: …" on stdout when it serves; warnings (a refused target, a
 reset, a denied agent) are JSON lines on stderr, each with a stable code. SIGINT/SIGTERM stop it.`;
@@ -84,6 +91,13 @@ type Fail = (msg: string) => never;
  * pauses were 3-80 ms there). Set at start, before any connection (v8.setFlagsFromString; V8
  * reads the flag whenever marking could start).
  */
+/** "65536", "64KiB", "256MiB", "1GiB" in bytes; undefined if not such a size. */
+export function parseSize(text: string): number | undefined {
+  const m = /^(\d{1,12})(KiB|MiB|GiB)?$/.exec(text);
+  if (!m) return undefined;
+  return Number(m[1]) * (m[2] === 'GiB' ? 1024 ** 3 : m[2] === 'MiB' ? 1024 ** 2 : m[2] === 'KiB' ? 1024 : 1);
+}
+
 function tuneHeapForRelaying(): void {
   setFlagsFromString('--no-incremental-marking');
   keepFreedMemory();
@@ -139,6 +153,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
         ip: { type: 'string' },
         'advertise-port': { type: 'string' },
         'no-security': { type: 'boolean' },
+        'send-budget': { type: 'string' },
         verbose: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -206,6 +221,11 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
   // to whichever host runs it (docs/DELEGATION.md).
   const advertisePort = values['advertise-port'] === undefined ? undefined : Number(values['advertise-port']);
   if (advertisePort !== undefined && (!Number.isInteger(advertisePort) || advertisePort < 1 || advertisePort > 65535)) fail(`--advertise-port must be a port number (1-65535), got '${String(values['advertise-port'])}'`);
+  let sendBudget: number | undefined;
+  if (typeof values['send-budget'] === 'string') {
+    sendBudget = parseSize(values['send-budget']);
+    if (sendBudget === undefined || sendBudget < 1024 * 1024) fail(`--send-budget must be a size of at least 1MiB (bytes, or with KiB, MiB or GiB), got '${values['send-budget']}'`);
+  }
   const hostKey = Identity.generate();
   let host: Host;
   const location = await RendezvousClient.connect({ server: rendezvous, ...(roaming ? {} : { host: ip }), signer: hostKey, logger: hostLog });
@@ -224,15 +244,21 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
     allow: mode === 'serve' ? (id) => Boolean(values['allow-any']) || allowed.has(id) : () => false,
     allowRemoteListen: Boolean(values['allow-remote-listen']),
     gatewayPorts: Boolean(values['gateway-ports']),
+    ...(sendBudget ? { sendBudget: sendBudgetOf(sendBudget) } : {}),
     logger: log,
   });
+  const printStats = (): void => {
+    const st = end.stats;
+    process.stdout.write(`ferry tunnel stats: active=${st.active} opened=${st.opened} reset=${st.reset} denied=${st.denied} held=${st.held} starved=${st.starved}\n`);
+  };
+  process.on('SIGUSR2', printStats);
   const stopped = new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
   const budgetKiB = Math.round((limit('SEND_BUDGET_BYTES') + limit('RECEIVE_WINDOW_BYTES') + 4 * 64 * 1024) / 1024);
   address.follow(host);
-  const common = `host=${host.id} control=${host.controlAddress} redirector=${ip}:${host.listeningRedirectorPort} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} security=${values['no-security'] ? 'plain' : 'sealed'} budget=${limit('TUNNEL_MAX_STREAMS')}x${budgetKiB}KiB${advertisePort ? ` advertised-port=${advertisePort}` : ''}${roaming ? ' roaming' : ''}`;
+  const common = `host=${host.id} control=${host.controlAddress} redirector=${ip}:${host.listeningRedirectorPort} rendezvous=${rendezvous}${embedded ? ' (embedded)' : ''} security=${values['no-security'] ? 'plain' : 'sealed'} budget=${limit('TUNNEL_MAX_STREAMS')}x${budgetKiB}KiB send-budget=${Math.round((sendBudget ?? limit('TUNNEL_SEND_BUDGET_BYTES')) / 1024)}KiB${advertisePort ? ` advertised-port=${advertisePort}` : ''}${roaming ? ' roaming' : ''}`;
   let what: string;
   try {
     if (mode === 'serve') what = `serve to=${to!.host}:${to!.port} allow=${values['allow-any'] ? 'any' : allowList.join(',')}${values['allow-remote-listen'] ? ' remote-listen' : ''}${values['gateway-ports'] ? ' gateway-ports' : ''}`;
@@ -249,6 +275,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
   }
   process.stdout.write(`ferry tunnel ready: agent=${agent.id} ${what} ${common}\n`);
   await stopped;
+  process.off('SIGUSR2', printStats);
   address.stop();
   await end.close();
   await host.close();

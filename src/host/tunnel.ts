@@ -22,6 +22,7 @@ import type { AgentServerSocket, AgentSocket } from '../connection/index.js';
 import { decodeTunnelPreamble, encodeTunnelPreamble, TunnelKind, TunnelRefusal, TUNNEL_PREAMBLE_MAX, type TunnelPreamble } from '../wire/index.js';
 import { FerryError, limit, type ErrorCode, type Logger } from '../util/index.js';
 import type { Host } from './host.js';
+import { SendBudget, type SendBudgetLimits } from './tunnel-budget.js';
 
 /** Open failures a cut path or a moving peer causes: worth another try. */
 const RETRY_OPEN = new Set<string>(['FERRY_ERR_PEER_UNREACHABLE', 'FERRY_ERR_HANDSHAKE_TIMEOUT', 'FERRY_ERR_CONTROL_TIMEOUT', 'FERRY_ERR_PEER_MOVING', 'FERRY_ERR_UNKNOWN_CONNECTION']);
@@ -56,7 +57,18 @@ export interface TunnelEndOptions {
    * yes); default false: loopback addresses only.
    */
   gatewayPorts?: boolean;
+  /**
+   * What all streams of this end together may hold for their peers, sent and not yet
+   * acknowledged (host/tunnel-budget.ts); default TUNNEL_SEND_BUDGET_BYTES, a peer's share
+   * TUNNEL_SEND_BUDGET_PER_PEER_BYTES, a stream's floor TUNNEL_STREAM_SEND_FLOOR_BYTES.
+   */
+  sendBudget?: Partial<SendBudgetLimits>;
   logger: Logger;
+}
+
+/** The send budget of `ferry tunnel --send-budget SIZE`: the pool SIZE, a peer's share a quarter of it. */
+export function sendBudgetOf(max: number): SendBudgetLimits {
+  return { max, perPeer: Math.floor(max / 4), floor: limit('TUNNEL_STREAM_SEND_FLOOR_BYTES') };
 }
 
 /** Counters of one tunnel end. */
@@ -69,11 +81,15 @@ export interface TunnelStats {
   reset: number;
   /** Ferry connections refused (agent not allowed, malformed preamble, limit). */
   denied: number;
+  /** Bytes the streams hold for their peers now (sent, not yet acknowledged). */
+  held: number;
+  /** Streams whose TCP side waits for room in the send budget now. */
+  starved: number;
 }
 
 /** One tunnel end: the agent, its listeners, and the streams it splices. */
 export class TunnelEnd {
-  readonly stats: TunnelStats = { active: 0, opened: 0, reset: 0, denied: 0 };
+  private readonly counts = { active: 0, opened: 0, reset: 0, denied: 0 };
   private readonly servers = new Set<Server>();
   /** Peers this end asked to listen (reverse): their STREAMs are dialled to this target. */
   private readonly reverseTargets = new Map<AgentId, TcpAddress>();
@@ -85,12 +101,26 @@ export class TunnelEnd {
   private listens = 0;
   private readonly streams = new Set<{ tcp: Socket; fs: AgentSocket }>();
   private closed = false;
+  /** What the streams hold for their peers, against one pool (host/tunnel-budget.ts). */
+  private readonly budget: SendBudget;
+  /** Streams whose TCP side is paused for want of room in the pool, oldest first, each with its retry. */
+  private readonly starved = new Map<object, () => boolean>();
 
   private constructor(
     private readonly opts: TunnelEndOptions,
     private readonly server: AgentServerSocket,
   ) {
+    this.budget = new SendBudget({
+      max: opts.sendBudget?.max ?? limit('TUNNEL_SEND_BUDGET_BYTES'),
+      perPeer: opts.sendBudget?.perPeer ?? limit('TUNNEL_SEND_BUDGET_PER_PEER_BYTES'),
+      floor: opts.sendBudget?.floor ?? limit('TUNNEL_STREAM_SEND_FLOOR_BYTES'),
+    });
     server.on('connection', (fs: AgentSocket) => this.onFerry(fs));
+  }
+
+  /** Counters of this end, and what its streams hold now. */
+  get stats(): TunnelStats {
+    return { ...this.counts, held: this.budget.held, starved: this.starved.size };
   }
 
   /**
@@ -199,18 +229,18 @@ export class TunnelEnd {
     // the socket's own buffer (at most its highWaterMark, 16 KiB, then the kernel's; the bytes
     // wait there for the splice, none is sent before ACCEPTED) lets the reset be seen at once.
     tcp.read(0);
-    if (this.stats.active >= limit('TUNNEL_MAX_STREAMS')) {
-      this.stats.denied++;
+    if (this.counts.active >= limit('TUNNEL_MAX_STREAMS')) {
+      this.counts.denied++;
       this.warn('tunnel_stream_refused', { code: 'FERRY_ERR_LIMIT_EXCEEDED', limit: 'TUNNEL_MAX_STREAMS' });
       tcp.resetAndDestroy();
       return;
     }
-    this.stats.active++;
+    this.counts.active++;
     this.openStreamWithRetry(peer, gone.signal).then(
       ({ fs, rest }) => {
         tcp.off('error', onEarly);
         tcp.off('close', onEarly);
-        this.stats.active--;
+        this.counts.active--;
         if (gone.signal.aborted || this.closed) {
           fs.destroy();
           tcp.destroy();
@@ -219,9 +249,9 @@ export class TunnelEnd {
         this.splice(tcp, fs, rest);
       },
       (err: unknown) => {
-        this.stats.active--;
+        this.counts.active--;
         if (gone.signal.aborted) return void tcp.destroy();
-        this.stats.reset++;
+        this.counts.reset++;
         this.warn('tunnel_open_failed', { peer, code: (err as FerryError).code ?? 'FERRY_ERR_INTERNAL', detail: (err as Error).message });
         tcp.resetAndDestroy();
       },
@@ -295,7 +325,7 @@ export class TunnelEnd {
         if (preamble.kind === TunnelKind.STREAM) {
           const to = reverseTo ?? (this.opts.allow(peer) ? this.opts.to : undefined);
           if (!to) return this.deny(fs, 'FERRY_ERR_TUNNEL_DENIED', { peer, why: 'no target for this peer' });
-          if (this.stats.active >= limit('TUNNEL_MAX_STREAMS')) return this.deny(fs, 'FERRY_ERR_LIMIT_EXCEEDED', { peer, limit: 'TUNNEL_MAX_STREAMS' });
+          if (this.counts.active >= limit('TUNNEL_MAX_STREAMS')) return this.deny(fs, 'FERRY_ERR_LIMIT_EXCEEDED', { peer, limit: 'TUNNEL_MAX_STREAMS' });
           if (!this.holdStreamOf(peer, fs)) return this.deny(fs, 'FERRY_ERR_LIMIT_EXCEEDED', { peer, limit: 'TUNNEL_STREAMS_PER_PEER' });
           fs.write(encodeTunnelPreamble({ kind: TunnelKind.ACCEPTED }));
           return this.dialTarget(fs, to, rest, peer);
@@ -322,7 +352,7 @@ export class TunnelEnd {
   }
 
   private deny(fs: AgentSocket, code: ErrorCode, fields: Record<string, unknown>): void {
-    this.stats.denied++;
+    this.counts.denied++;
     this.warn('tunnel_denied', { code, ...fields });
     fs.destroy(new FerryError(code));
   }
@@ -331,13 +361,13 @@ export class TunnelEnd {
   private dialTarget(fs: AgentSocket, to: TcpAddress, rest: Buffer, peer: AgentId): void {
     // Its 'close' may have passed already: the STREAM and the peer's abort came in one read.
     if (fs.destroyed) return;
-    this.stats.active++;
+    this.counts.active++;
     const tcp = netConnect({ host: to.host, port: to.port, allowHalfOpen: true, noDelay: true });
     let dialling = true;
     const settle = (): boolean => {
       if (!dialling) return false;
       dialling = false;
-      this.stats.active--;
+      this.counts.active--;
       fs.off('close', abandon);
       return true;
     };
@@ -352,7 +382,7 @@ export class TunnelEnd {
     fs.once('close', abandon);
     tcp.once('error', (err: NodeJS.ErrnoException) => {
       if (!settle()) return;
-      this.stats.reset++;
+      this.counts.reset++;
       this.warn('tunnel_target_failed', { code: 'FERRY_ERR_TUNNEL_TARGET', errno: err.code, target: `${to.host}:${to.port}`, peer });
       fs.destroy(new FerryError('FERRY_ERR_TUNNEL_TARGET', `${to.host}:${to.port}: ${err.code ?? err.message}`));
     });
@@ -368,7 +398,7 @@ export class TunnelEnd {
       ? 'remote listen not allowed'
       : (listenRefusal(p, Boolean(this.opts.gatewayPorts)) ?? (n >= limit('TUNNEL_LISTENS_PER_PEER') ? 'TUNNEL_LISTENS_PER_PEER' : this.listens >= limit('TUNNEL_LISTENS_MAX') ? 'TUNNEL_LISTENS_MAX' : undefined));
     if (why) {
-      this.stats.denied++;
+      this.counts.denied++;
       this.warn('tunnel_denied', { code: 'FERRY_ERR_TUNNEL_DENIED', peer, listen: `${p.host}:${p.port}`, why });
       fs.end(encodeTunnelPreamble({ kind: TunnelKind.REFUSED, reason: TunnelRefusal.NOT_ALLOWED }));
       return;
@@ -411,30 +441,30 @@ export class TunnelEnd {
     // A Ferry connection aborted before the splice (its 'close' may be past, and no handler below
     // would ever fire): the TCP side is reset at once, not left open for good.
     if (fs.destroyed) {
-      this.stats.reset++;
+      this.counts.reset++;
       tcp.resetAndDestroy();
       return;
     }
     const entry = { tcp, fs };
     this.streams.add(entry);
-    this.stats.opened++;
-    this.stats.active++;
+    this.counts.opened++;
+    this.counts.active++;
     let aborted = false;
     const done = (): void => {
       if (!this.streams.delete(entry)) return;
-      this.stats.active--;
+      this.counts.active--;
     };
     tcp.on('error', (err: NodeJS.ErrnoException) => {
       if (aborted) return;
       aborted = true;
-      this.stats.reset++;
+      this.counts.reset++;
       this.warn('tunnel_tcp_reset', { code: 'FERRY_ERR_TUNNEL_RESET', errno: err.code, peer: fs.remoteAgent });
       fs.destroy(new FerryError('FERRY_ERR_TUNNEL_RESET', `TCP socket: ${err.code ?? err.message}`));
     });
     fs.on('error', (err: FerryError) => {
       if (aborted) return;
       aborted = true;
-      this.stats.reset++;
+      this.counts.reset++;
       this.warn('tunnel_stream_reset', { code: err.code ?? 'FERRY_ERR_TUNNEL_RESET', peer: fs.remoteAgent, connection: fs.connectionId });
       tcp.resetAndDestroy();
     });
@@ -449,9 +479,77 @@ export class TunnelEnd {
       if (!tcp.destroyed && fs.errored) tcp.resetAndDestroy();
     });
     if (head.length > 0) tcp.write(head);
-    tcp.pipe(fs);
+    this.feed(entry, tcp, fs);
     fs.pipe(tcp);
     tcp.resume();
+  }
+
+  /**
+   * Read `tcp` into `fs` (as `tcp.pipe(fs)`, FIN included), within the send budget: its TCP side
+   * pauses when `fs` has no room (until 'drain') or when what it holds for the peer, sent and not
+   * acknowledged, is beyond its floor and the pool or its peer's share is used up (until the
+   * peer's acknowledgements, or another stream, give room back). The other direction needs no
+   * budget: what arrives is bounded by the host's receive budget (RECEIVE_BUDGET_BYTES).
+   */
+  private feed(entry: object, tcp: Socket, fs: AgentSocket): void {
+    const peer = fs.remoteAgent;
+    const ep = fs.endpoint;
+    /** `fs.write` said no: waiting for 'drain'. */
+    let full = false;
+    const account = (): boolean => {
+      const r = this.budget.update(entry, peer, fs.writableLength + ep.send.unacked);
+      if (r.freed) this.retryStarved(entry);
+      return r.mayRead;
+    };
+    /** Resume the TCP side if it may read now; returns whether it did. */
+    const retry = (): boolean => {
+      if (full || tcp.destroyed || fs.destroyed || !this.budget.mayReadNow(entry)) return false;
+      this.starved.delete(entry);
+      tcp.resume();
+      return true;
+    };
+    const starve = (): void => {
+      this.starved.set(entry, retry);
+      tcp.pause();
+    };
+    tcp.on('data', (chunk: Buffer) => {
+      if (fs.destroyed || fs.writableEnded) return;
+      if (!fs.write(chunk)) {
+        full = true;
+        tcp.pause();
+      }
+      if (!account() && !full) starve();
+    });
+    fs.on('drain', () => {
+      full = false;
+      if (account()) retry();
+      else starve();
+    });
+    // An acknowledgement freed bytes of this stream: the pool's room may let it, or another, read.
+    const onRoom = (): void => {
+      if (account() && this.starved.has(entry)) retry();
+    };
+    ep.on('room', onRoom);
+    tcp.on('end', () => {
+      if (!fs.destroyed) fs.end();
+    });
+    fs.once('close', () => {
+      ep.off('room', onRoom);
+      this.starved.delete(entry);
+      if (this.budget.release(entry)) this.retryStarved(entry);
+    });
+  }
+
+  /**
+   * The pool got room back: resume starved streams, oldest first, about one read (64 KiB) per
+   * stream while the pool has room, so that a burst of resumes overshoots it by little.
+   */
+  private retryStarved(except: object): void {
+    let room = this.budget.limits.max - this.budget.pooled;
+    for (const [entry, retry] of this.starved) {
+      if (room <= 0) return;
+      if (entry !== except && retry()) room -= 64 * 1024;
+    }
   }
 }
 
