@@ -50,7 +50,7 @@ Options:
   --no-security           plain handshakes and frames: no signatures, no sealing; peer ids are
                           then claims, not proofs (both ends must say it)
   --send-budget SIZE      most bytes this end's streams together hold for their peers, sent
-                          and not yet acknowledged (a peer's streams a quarter of it, each stream
+                          and not yet acknowledged (the streams with one peer address a quarter of it, each stream
                           at least 64 KiB); a stream beyond its share stops reading its TCP side
                           until its peer acknowledges. SIZE in bytes, or with KiB, MiB or GiB
                           (default 256MiB)

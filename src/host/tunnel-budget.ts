@@ -5,7 +5,8 @@
  * which keeps each byte until the peer acknowledges it (up to SEND_BUDGET_BYTES per connection).
  * A peer that never reads makes the end hold that much per stream: at TUNNEL_MAX_STREAMS, gigabytes.
  * So a stream may always hold a small floor, and beyond it draws from one pool per tunnel end,
- * of which one peer may take a share. A stream that may not hold more stops reading its TCP side
+ * of which the streams with one source (the peer's host address: keys are free, addresses are
+ * not) may take a share. A stream that may not hold more stops reading its TCP side
  * until its peer acknowledges bytes, or another stream gives room back.
  *
  * No I/O here: the splice reports what each stream holds and pauses or resumes its TCP side as
@@ -16,21 +17,21 @@
 export interface SendBudgetLimits {
   /** The pool all streams draw from beyond their floor. */
   max: number;
-  /** Of the pool, what the streams of one peer may take together. */
-  perPeer: number;
+  /** Of the pool, what the streams with one source (peer address) may take together. */
+  perSource: number;
   /** What every stream may hold whatever the pool says (so none is starved for good). */
   floor: number;
 }
 
 interface Charge {
-  peer: string;
+  source: string;
   /** What the stream holds. */
   held: number;
   /** Of it, what is drawn from the pool (above the floor). */
   drawn: number;
 }
 
-/** Per tunnel end: what each stream holds, what the pool and each peer's share have left. */
+/** Per tunnel end: what each stream holds, what the pool and each source's share have left. */
 export class SendBudget {
   private readonly streams = new Map<object, Charge>();
   private readonly drawnBy = new Map<string, number>();
@@ -40,21 +41,21 @@ export class SendBudget {
   constructor(readonly limits: SendBudgetLimits) {}
 
   /**
-   * Stream `stream` of `peer` holds `held` bytes now. Returns whether it may read more: while
-   * below its floor, or while the pool and its peer's share both have room (a read then adds at
+   * Stream `stream` with source `source` holds `held` bytes now. Returns whether it may read
+   * more: while below its floor, or while the pool and its source's share both have room (a read then adds at
    * most one chunk beyond them). Returns, as `freed`, whether the pool got room back.
    */
-  update(stream: object, peer: string, held: number): { mayRead: boolean; freed: boolean } {
+  update(stream: object, source: string, held: number): { mayRead: boolean; freed: boolean } {
     let c = this.streams.get(stream);
     if (!c) {
-      c = { peer, held: 0, drawn: 0 };
+      c = { source, held: 0, drawn: 0 };
       this.streams.set(stream, c);
     }
     const drawn = Math.max(0, held - this.limits.floor);
     const delta = drawn - c.drawn;
     this.heldAll += held - c.held;
     c.held = held;
-    if (delta !== 0) this.draw(c.peer, delta);
+    if (delta !== 0) this.draw(c.source, delta);
     c.drawn = drawn;
     return { mayRead: this.mayRead(c), freed: delta < 0 };
   }
@@ -71,7 +72,7 @@ export class SendBudget {
     if (!c) return false;
     this.streams.delete(stream);
     this.heldAll -= c.held;
-    if (c.drawn > 0) this.draw(c.peer, -c.drawn);
+    if (c.drawn > 0) this.draw(c.source, -c.drawn);
     return c.drawn > 0;
   }
 
@@ -87,13 +88,13 @@ export class SendBudget {
 
   private mayRead(c: Charge): boolean {
     if (c.held < this.limits.floor) return true;
-    return this.drawn < this.limits.max && (this.drawnBy.get(c.peer) ?? 0) < this.limits.perPeer;
+    return this.drawn < this.limits.max && (this.drawnBy.get(c.source) ?? 0) < this.limits.perSource;
   }
 
-  private draw(peer: string, delta: number): void {
+  private draw(source: string, delta: number): void {
     this.drawn += delta;
-    const left = (this.drawnBy.get(peer) ?? 0) + delta;
-    if (left > 0) this.drawnBy.set(peer, left);
-    else this.drawnBy.delete(peer);
+    const left = (this.drawnBy.get(source) ?? 0) + delta;
+    if (left > 0) this.drawnBy.set(source, left);
+    else this.drawnBy.delete(source);
   }
 }

@@ -60,15 +60,15 @@ export interface TunnelEndOptions {
   /**
    * What all streams of this end together may hold for their peers, sent and not yet
    * acknowledged (host/tunnel-budget.ts); default TUNNEL_SEND_BUDGET_BYTES, a peer's share
-   * TUNNEL_SEND_BUDGET_PER_PEER_BYTES, a stream's floor TUNNEL_STREAM_SEND_FLOOR_BYTES.
+   * TUNNEL_SEND_BUDGET_PER_SOURCE_BYTES (the streams with one peer address), a stream's floor TUNNEL_STREAM_SEND_FLOOR_BYTES.
    */
   sendBudget?: Partial<SendBudgetLimits>;
   logger: Logger;
 }
 
-/** The send budget of `ferry tunnel --send-budget SIZE`: the pool SIZE, a peer's share a quarter of it. */
+/** The send budget of `ferry tunnel --send-budget SIZE`: the pool SIZE, a source's share a quarter of it. */
 export function sendBudgetOf(max: number): SendBudgetLimits {
-  return { max, perPeer: Math.floor(max / 4), floor: limit('TUNNEL_STREAM_SEND_FLOOR_BYTES') };
+  return { max, perSource: Math.floor(max / 4), floor: limit('TUNNEL_STREAM_SEND_FLOOR_BYTES') };
 }
 
 /** Counters of one tunnel end. */
@@ -112,7 +112,7 @@ export class TunnelEnd {
   ) {
     this.budget = new SendBudget({
       max: opts.sendBudget?.max ?? limit('TUNNEL_SEND_BUDGET_BYTES'),
-      perPeer: opts.sendBudget?.perPeer ?? limit('TUNNEL_SEND_BUDGET_PER_PEER_BYTES'),
+      perSource: opts.sendBudget?.perSource ?? limit('TUNNEL_SEND_BUDGET_PER_SOURCE_BYTES'),
       floor: opts.sendBudget?.floor ?? limit('TUNNEL_STREAM_SEND_FLOOR_BYTES'),
     });
     server.on('connection', (fs: AgentSocket) => this.onFerry(fs));
@@ -487,17 +487,18 @@ export class TunnelEnd {
   /**
    * Read `tcp` into `fs` (as `tcp.pipe(fs)`, FIN included), within the send budget: its TCP side
    * pauses when `fs` has no room (until 'drain') or when what it holds for the peer, sent and not
-   * acknowledged, is beyond its floor and the pool or its peer's share is used up (until the
+   * acknowledged, is beyond its floor and the pool or its source's share is used up (until the
    * peer's acknowledgements, or another stream, give room back). The other direction needs no
    * budget: what arrives is bounded by the host's receive budget (RECEIVE_BUDGET_BYTES).
    */
   private feed(entry: object, tcp: Socket, fs: AgentSocket): void {
-    const peer = fs.remoteAgent;
     const ep = fs.endpoint;
+    // The share is the peer host's address's: with --allow-any, agent ids are free to make.
+    const source = ep.peer.ip;
     /** `fs.write` said no: waiting for 'drain'. */
     let full = false;
     const account = (): boolean => {
-      const r = this.budget.update(entry, peer, fs.writableLength + ep.send.unacked);
+      const r = this.budget.update(entry, source, fs.writableLength + ep.send.unacked);
       if (r.freed) this.retryStarved(entry);
       return r.mayRead;
     };

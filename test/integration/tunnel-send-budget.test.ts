@@ -1,15 +1,17 @@
 // Scenario: a tunnel end's send budget across its streams. Through `ferry tunnel serve
-// --send-budget 4MiB` and `ferry tunnel connect` processes (sealed), 20 local clients connect and
-// never read while the target writes to each without end. The serving end's streams together
-// hold no more than the budget allows (a quarter of it for one peer, plus each stream's floor and
-// one read each), where before each held a whole SEND_BUDGET_BYTES (20 MiB together); its TCP
-// sides wait ('starved'). An honest client of the same peer still gets 256 KiB each way whole
+// --send-budget 16MiB --allow-any` and two `ferry tunnel connect` processes (sealed; two agent
+// ids, one address), 10 local clients of each connect and never read while the target writes to
+// each without end. The serving end's streams together hold no more than the budget allows: a
+// quarter of it for the one source address (the two agents share it: ids are free to make), plus
+// each stream's floor and a read or two each. Before, each held a whole SEND_BUDGET_BYTES (20 MiB
+// together); its TCP sides wait ('starved'). An honest client still gets 256 KiB each way whole
 // (its floor keeps it moving), and once the silent clients go, the serving end holds nothing.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { limit } from '../../src/util/index.js';
 import { sleep } from '../helpers/agents.js';
+import { join } from 'node:path';
 import { Processes, type Proc } from '../helpers/processes.js';
 import { exchange, startTunnelPair } from '../helpers/tunnel.js';
 
@@ -23,7 +25,7 @@ after(async () => {
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const SILENT = 20;
-const BUDGET = 4 * MiB;
+const BUDGET = 16 * MiB;
 const FLOOR = limit('TUNNEL_STREAM_SEND_FLOOR_BYTES');
 /** One read of a TCP socket, the most a stream takes in beyond what it was allowed. */
 const READ = 64 * KiB;
@@ -71,13 +73,17 @@ test('tunnel: the serving end holds its send budget across streams whose readers
   });
   await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
   cleanups.push(() => new Promise<void>((r) => target.close(() => r())));
-  const pair = await startTunnelPair(procs, `127.0.0.1:${(target.address() as AddressInfo).port}`, { serveArgs: ['--send-budget', '4MiB'] });
+  const pair = await startTunnelPair(procs, `127.0.0.1:${(target.address() as AddressInfo).port}`, { serveArgs: ['--send-budget', '16MiB', '--allow-any'] });
   cleanups.push(() => pair.close());
-  assert.match(pair.serve.out(), /ferry tunnel ready: .* send-budget=4096KiB/);
+  assert.match(pair.serve.out(), /ferry tunnel ready: .* send-budget=16384KiB/);
+  // A second connecting end: another agent on the same address.
+  const second = await procs.start(['tunnel', 'connect', pair.serveAgent, '--key', join(pair.dir, 'second.key'), '--rendezvous', pair.rendezvous, '--listen', '127.0.0.1:0'], /^ferry tunnel ready: .*listen=127\.0\.0\.1:(\d+)/m);
+  cleanups.push(() => second.child.kill('SIGKILL'));
+  const ports = [pair.listenPort, Number(second.ready[1])];
 
   const silent: Socket[] = [];
   for (let i = 0; i < SILENT; i++) {
-    const c = netConnect({ host: '127.0.0.1', port: pair.listenPort });
+    const c = netConnect({ host: '127.0.0.1', port: ports[i % 2]! });
     c.pause();
     c.on('error', () => {});
     c.write('s');
@@ -95,7 +101,7 @@ test('tunnel: the serving end holds its send budget across streams whose readers
   assert.equal(total(), last, 'the writers stopped');
 
   const held = await statsOf(pair.serve);
-  // One peer: a quarter of the pool, every stream its floor, and one read beyond each.
+  // One source: a quarter of the pool, every stream its floor, and two reads beyond each.
   const bound = BUDGET / 4 + SILENT * (FLOOR + 2 * READ);
   console.log(`${SILENT} silent streams: the serving end holds ${(held.held / MiB).toFixed(2)} MiB (bound ${(bound / MiB).toFixed(2)} MiB; without a budget ${SILENT} x ${limit('SEND_BUDGET_BYTES') / MiB} MiB), ${held.starved} starved`);
   assert.equal(held.active, SILENT);

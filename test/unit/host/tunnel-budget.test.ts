@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { SendBudget } from '../../../src/host/tunnel-budget.js';
 
 const KiB = 1024;
-const limits = { max: 1024 * KiB, perPeer: 512 * KiB, floor: 64 * KiB };
+const limits = { max: 1024 * KiB, perSource: 512 * KiB, floor: 64 * KiB };
 
 test('a stream below its floor may always read, whatever the pool holds', () => {
   const b = new SendBudget(limits);
@@ -17,18 +17,18 @@ test('a stream below its floor may always read, whatever the pool holds', () => 
   assert.equal(b.held, 2048 * KiB + 64 * KiB);
 });
 
-test('one peer takes at most its share of the pool; another peer still draws from it', () => {
+test('the streams of one source take at most its share of the pool; another source still draws from it', () => {
   const b = new SendBudget(limits);
   const s = [{}, {}, {}];
   assert.equal(b.update(s[0]!, 'a', 64 * KiB + 300 * KiB).mayRead, true);
-  assert.equal(b.update(s[1]!, 'a', 64 * KiB + 212 * KiB).mayRead, false, "peer a's share (512 KiB) is used up");
-  assert.equal(b.mayReadNow(s[0]!), false, 'for every stream of a');
-  assert.equal(b.update(s[2]!, 'b', 64 * KiB + 100 * KiB).mayRead, true, 'peer b draws from what is left');
+  assert.equal(b.update(s[1]!, 'a', 64 * KiB + 212 * KiB).mayRead, false, "source a's share (512 KiB) is used up");
+  assert.equal(b.mayReadNow(s[0]!), false, 'for every stream of source a');
+  assert.equal(b.update(s[2]!, 'b', 64 * KiB + 100 * KiB).mayRead, true, 'source b draws from what is left');
   assert.equal(b.pooled, 612 * KiB);
 });
 
-test('the pool as a whole is bounded across peers', () => {
-  const b = new SendBudget({ max: 256 * KiB, perPeer: 256 * KiB, floor: 0 });
+test('the pool as a whole is bounded across sources', () => {
+  const b = new SendBudget({ max: 256 * KiB, perSource: 256 * KiB, floor: 0 });
   const x = {};
   const y = {};
   assert.equal(b.update(x, 'a', 200 * KiB).mayRead, true);
@@ -61,5 +61,5 @@ test('a stream that ends gives back all it held; an unknown one changes nothing'
   assert.equal(b.pooled, 0);
   assert.equal(b.held, 32 * KiB);
   assert.equal(b.mayReadNow(x), false, 'an ended stream reads nothing');
-  assert.equal(b.update(y, 'a', 64 * KiB + 511 * KiB).mayRead, true, "peer a's share is whole again");
+  assert.equal(b.update(y, 'a', 64 * KiB + 511 * KiB).mayRead, true, "source a's share is whole again");
 });
