@@ -625,15 +625,6 @@ export class Endpoint extends EventEmitter {
 
   private onExpiry(e: Expiry): void {
     switch (e.name) {
-      case 'handshake':
-        this.core.handshakeExpired(e, this.env.clock.now(), this.sockets.isOpen(this.slots.opening));
-        return this.drive();
-      case 'kept_socket':
-      case 'resume_offer':
-      case 'drain':
-      case 'hello':
-        this.core.slotDeadlinePassed(e, this.sockets.isOpen(e.slot));
-        return this.drive();
       case 'ack': {
         // The delayed ACK goes on the socket carrying the connection (a resume may have replaced
         // the one the DATA came on), else on that one.

@@ -866,9 +866,10 @@ export class ConnectionCore {
 
   /**
    * The clock reached `now`: the earliest deadline due, removed (one at a time: acting on it may
-   * set or cancel others). The core's own (`resume_deadline`, `resume_retry`, `close_retry`) it acts on itself: what they
-   * come to is queued for {@link poll} and undefined is returned, as when none is due. The
-   * others (a socket's, the open's) are returned for the adapter to act on.
+   * set or cancel others). The core acts on it itself: what it comes to is queued for {@link poll}
+   * and undefined is returned, as when none is due; a data socket's and the open's ask the bound
+   * sockets ({@link bindSockets}) whether their socket is still up. Only the delayed `ack` is
+   * returned for the adapter to act on.
    */
   handleTimeout(now: number): Expiry | undefined {
     const e = this.timers.nextExpired(now);
@@ -890,6 +891,16 @@ export class ConnectionCore {
         if (c) this.out.push({ c, row: false });
         return undefined;
       }
+      case 'handshake':
+        // The open's (core/open.ts): whether its socket is still up is the adapter's to say.
+        this.handshakeExpired(e, now, this.sockets.isOpen(this.open.openingSlot));
+        return undefined;
+      case 'kept_socket':
+      case 'resume_offer':
+      case 'drain':
+      case 'hello':
+        this.slotDeadlinePassed(e, this.sockets.isOpen(e.slot));
+        return undefined;
       default:
         return e;
     }

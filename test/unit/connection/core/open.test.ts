@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConnectionCore, serverEnd, type CoreCommand, type OpenCommand, type OpenCrypto, type OpenEffect } from '../../../../src/connection/core/index.js';
+import { ConnectionCore, serverEnd, type CoreCommand, type Expiry, type OpenCommand, type OpenCrypto, type OpenEffect } from '../../../../src/connection/core/index.js';
 import { acceptConnectAck, buildConnect, buildConnectAck, clientFinished, verifyClientFinished, type ClientHello } from '../../../../src/connection/handshake.js';
 import { ReceiveBuffer, SendBuffer } from '../../../../src/connection/data-path.js';
 import type { State } from '../../../../src/connection/state-machine.js';
@@ -116,6 +116,17 @@ function serverHalfOpen(clock: ManualClock, inband: boolean, secure = true): { c
     ? acceptConnectAck({ hello, ack: decodeConnectAckFrame(reply).ack, expectedServer: SERVER.id, ackPrefix: reply.subarray(0, 3) })
     : acceptConnectAck({ hello, ack: decodeConnectAck(reply), expectedServer: SERVER.id });
   return { core, hello, ack };
+}
+
+/**
+ * The handshake deadline of `core` is due at `now`: taken out of the table as the core's
+ * handleTimeout does, for a test of the open's own rule (`handshakeExpired`).
+ */
+function handshakeDue(core: ConnectionCore, now: number): Expiry {
+  const at = core.nextDeadline();
+  assert.ok(core.hasDeadline('handshake') && at !== undefined && at <= now, `the handshake deadline is due at ${now}`);
+  core.cancelDeadline('handshake');
+  return { name: 'handshake', slot: 0, at };
 }
 
 function failedWith(cmds: OpenCommand[]): FerryError {
@@ -343,12 +354,11 @@ test('open, client: the handshake deadline fails the open HANDSHAKE_TIMEOUT, onl
   clock.advance(HANDSHAKE_MS - 1);
   assert.equal(core.handleTimeout(clock.now()), undefined);
   clock.advance(1);
-  const e = core.handleTimeout(clock.now());
-  assert.equal(e?.name, 'handshake');
-  assert.equal(failedWith(core.open.handshakeExpired(e!, clock.now(), true)).code, 'FERRY_ERR_HANDSHAKE_TIMEOUT');
+  const e = handshakeDue(core, clock.now());
+  assert.equal(failedWith(core.open.handshakeExpired(e, clock.now(), true)).code, 'FERRY_ERR_HANDSHAKE_TIMEOUT');
   core.handle('close');
   apply(core, 0);
-  assert.deepEqual(core.open.handshakeExpired(e!, clock.now(), true), []);
+  assert.deepEqual(core.open.handshakeExpired(e, clock.now(), true), []);
 });
 
 test('open, in-band server: the client\'s CONNECT_CONFIRM on the opening slot attaches it under s2c; a bad one or another slot is refused', () => {
@@ -385,13 +395,28 @@ test('open, server: the half-open\'s deadline is extended once while its socket 
   const clock = new ManualClock();
   const { core } = serverHalfOpen(clock, true);
   clock.advance(HANDSHAKE_MS + 250);
-  const first = core.handleTimeout(clock.now())!;
+  const first = handshakeDue(core, clock.now());
   assert.deepEqual(core.open.handshakeExpired(first, clock.now(), true), [{ kind: 'log', event: 'handshake_deadline_extended', fields: { lateMs: 250 } }]);
   assert.equal(core.nextDeadline(), clock.now() + HANDSHAKE_MS, 'one more handshake time, from now');
   clock.advance(HANDSHAKE_MS);
-  const second = core.handleTimeout(clock.now())!;
+  const second = handshakeDue(core, clock.now());
   assert.deepEqual(core.open.handshakeExpired(second, clock.now(), true), [{ kind: 'fire', event: 'timeout', ifAccepted: true }], 'only once');
   assert.equal(core.nextDeadline(), undefined);
+});
+
+test('open, server: the core acts on the handshake deadline itself, asking the bound sockets whether the opening socket is up', () => {
+  const clock = new ManualClock();
+  const up = new Set<number>([5]);
+  const { core } = serverHalfOpen(clock, true);
+  core.bindSockets({ isOpen: (slot) => slot !== undefined && up.has(slot) });
+  clock.advance(HANDSHAKE_MS);
+  assert.equal(core.handleTimeout(clock.now()), undefined);
+  assert.deepEqual(drain(core, clock.now()).map((c) => c.kind === 'log' && c.event), ['handshake_deadline_extended'], 'slot 5 is up: one more handshake time');
+  up.delete(5);
+  clock.advance(HANDSHAKE_MS);
+  assert.equal(core.handleTimeout(clock.now()), undefined);
+  assert.deepEqual(apply(core, clock.now()), ['ended'], 'extended once: the half-open times out');
+  assert.equal(core.state, 'CLOSED');
 });
 
 test('open, server: a half-open whose socket is gone is not extended (nor a control-channel one)', () => {
@@ -399,7 +424,7 @@ test('open, server: a half-open whose socket is gone is not extended (nor a cont
   for (const inband of [true, false]) {
     const { core } = serverHalfOpen(clock, inband);
     clock.advance(HANDSHAKE_MS);
-    const e = core.handleTimeout(clock.now())!;
+    const e = handshakeDue(core, clock.now());
     // Control-channel: no opening socket at all, whatever the adapter says.
     assert.deepEqual(core.open.handshakeExpired(e, clock.now(), !inband), [{ kind: 'fire', event: 'timeout', ifAccepted: true }]);
   }
@@ -411,7 +436,7 @@ test('open, server: a half-open whose socket was lost without a refusal is exten
   clock.advance(HANDSHAKE_MS - 8); // a pause used up most of the handshake time
   core.open.openingClosed(5, undefined);
   clock.advance(8);
-  const first = core.handleTimeout(clock.now())!;
+  const first = handshakeDue(core, clock.now());
   assert.deepEqual(core.open.handshakeExpired(first, clock.now(), false), [{ kind: 'log', event: 'handshake_deadline_extended', fields: { lateMs: 0 } }]);
   assert.equal(core.nextDeadline(), clock.now() + HANDSHAKE_MS, 'one more handshake time for the client\'s RES');
   clock.advance(50);
@@ -425,10 +450,10 @@ test('open, server: a half-open whose extended deadline passes unconfirmed times
   const { core } = serverHalfOpen(clock, true);
   core.open.openingClosed(5, undefined);
   clock.advance(HANDSHAKE_MS);
-  const first = core.handleTimeout(clock.now())!;
+  const first = handshakeDue(core, clock.now());
   assert.equal(core.open.handshakeExpired(first, clock.now(), false)[0]?.kind, 'log');
   clock.advance(HANDSHAKE_MS);
-  const second = core.handleTimeout(clock.now())!;
+  const second = handshakeDue(core, clock.now());
   assert.deepEqual(core.open.handshakeExpired(second, clock.now(), false), [{ kind: 'fire', event: 'timeout', ifAccepted: true }]);
 });
 
@@ -443,8 +468,8 @@ test('open, server: a half-open that took the client\'s RES is opened (confirmed
   // Seed 80062219: before, the handshake deadline ended it here and the client, ESTABLISHED, failed PEER_ABORTED.
   for (let i = 0; i < 10 && core.state === 'RES_ACKED'; i++) {
     clock.advance(HANDSHAKE_MS / 4);
-    const e = core.handleTimeout(clock.now());
-    assert.notEqual(e?.name, 'handshake');
+    assert.equal(core.hasDeadline('handshake'), false);
+    core.handleTimeout(clock.now());
     apply(core, clock.now());
   }
   assert.equal(core.state, 'SUSPENDED', 'the resume\'s deadline passed: suspended, waiting for the next RES');
@@ -549,7 +574,7 @@ test('open, through the core\'s queue: a step is decided when its turn comes, af
   assert.equal(core.nextDeadline(), 40 + HANDSHAKE_MS);
   // The handshake deadline passes: the failure is an input's command, its timeout a row after it.
   clock.advance(40 + HANDSHAKE_MS);
-  core.handshakeExpired(core.handleTimeout(clock.now())!, clock.now(), true);
+  assert.equal(core.handleTimeout(clock.now()), undefined, 'the core acts on the handshake deadline itself');
   const failed = core.poll(clock.now());
   assert.ok(failed?.kind === 'open_failed' && !core.inRow);
   assert.equal(failed.err.code, 'FERRY_ERR_HANDSHAKE_TIMEOUT');

@@ -143,13 +143,39 @@ test('close_retry: the CLS goes again when its deadline is due, a fresh request 
   assert.deepEqual(drain(core, clock.now()), [], 'closed: no CLS after the close ended');
 });
 
-test('a socket\'s deadline and the handshake are still the adapter\'s: handleTimeout hands them out', () => {
-  const core = coreIn('ESTABLISHED');
-  core.setDeadline('drain', 5, 3);
-  core.setDeadline('handshake', 6);
-  assert.deepEqual(core.handleTimeout(10), { name: 'drain', slot: 3, at: 5 });
-  assert.deepEqual(core.handleTimeout(10), { name: 'handshake', slot: 0, at: 6 });
-  assert.equal(core.poll(10), undefined);
+test('handleTimeout acts on a data socket\'s deadlines and the handshake itself, asking the bound sockets whether theirs is up; only the delayed ACK comes out', () => {
+  // A kept socket whose deadline passes is dropped (it is still the kept one).
+  const kept = coreIn('SUSPENDED');
+  const slot = kept.newSlot();
+  kept.slots.attached(slot);
+  kept.slots.drain(true);
+  kept.slots.drainEnded(slot, true, true, false);
+  assert.equal(kept.slots.kept, slot);
+  kept.setDeadline('kept_socket', 5, slot);
+  assert.equal(kept.handleTimeout(10), undefined);
+  assert.deepEqual(drain(kept, 10), ['clear', 'clear', 'log', 'close']);
+  assert.equal(kept.slots.kept, undefined);
+  // A drain: the socket kept only if the adapter's socket is still up (it says no here: closed).
+  const up = new Set<number>();
+  const draining = coreIn('SUSPENDED');
+  draining.bindSockets({ isOpen: (s) => s !== undefined && up.has(s) });
+  const d = draining.newSlot();
+  draining.slots.attached(d);
+  draining.slots.drain(true);
+  draining.setDeadline('drain', 5, d);
+  assert.equal(draining.handleTimeout(10), undefined);
+  assert.deepEqual(drain(draining, 10), ['clear', 'close', 'drained']);
+  assert.equal(draining.slots.kept, undefined, 'its socket closed, not kept');
+  // The handshake of a server half-open (its rules: open.test.ts).
+  const half = coreIn('CONNECT_ACKED', { role: 'server' });
+  half.setDeadline('handshake', 6);
+  assert.equal(half.handleTimeout(10), undefined);
+  assert.deepEqual(drain(half, 10), ['CONNECT_ACKED->CLOSED', 'ended'], 'no opening socket: the half-open times out');
+  // The delayed ACK is still the adapter's.
+  const ack = coreIn('ESTABLISHED');
+  ack.setDeadline('ack', 3);
+  assert.deepEqual(ack.handleTimeout(10), { name: 'ack', slot: 0, at: 3 });
+  assert.equal(ack.poll(10), undefined);
 });
 
 /** An accepted SUS of the peer that crossed an application resume() (core/control-incoming.ts). */
