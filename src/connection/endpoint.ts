@@ -43,7 +43,7 @@ import {
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
 import { ControlRequests, serverEnd, PathValidation, Recovery, ConnectionCore, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
-import { DataSlots, type AckStep, type DataFlow, type HelloCrypto, type SlotCommand } from './core/index.js';
+import { DataSlots, type AckStep, type DataFlow, type DialCommand, type HelloCrypto, type SlotCommand } from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
 const RES_CANCELLED = new FerryError('FERRY_ERR_ABORTED', 'RES cancelled: the connection moved on');
@@ -100,8 +100,6 @@ export interface EndpointEnv {
   /** A refusal decided inside the endpoint (a RES_ACK's proof), for the host's counters. */
   refused?(code: ErrorCode): void;
 }
-
-const ZERO_CHALLENGE = Buffer.alloc(NONCE_BYTES);
 
 /** How an endpoint checks the location proof a RES_ACK carries: delegation validity is wall-clock time. */
 function proofVerifier(env: EndpointEnv): (m: ConnControl, peerAgent: AgentId, peerEpoch: number) => number {
@@ -407,24 +405,11 @@ export class Endpoint extends EventEmitter {
         return;
       case 'act':
         return this.act(c.action);
-      case 'open_dial': {
-        let dialError: Error | undefined;
-        let sock: StreamSocket;
-        // The handshake deadline the core set is armed before anything the dial starts.
-        this.rearm();
-        try {
-          sock = this.env.dial(c.ip, c.port);
-        } catch (err) {
-          queueMicrotask(() => {
-            this.core.openDialFailed(c.slot, err);
-            this.drive();
-          });
-          return;
-        }
-        sock.on('error', (e) => (dialError = e));
-        this.openingSocket(sock, c.slot, () => dialError).sendRaw(c.first);
-        return;
-      }
+      case 'dial':
+        return this.dial(c);
+      case 'attach':
+        if (c.keys) this.sockets.socket(c.slot)?.setKeys(c.keys.send, c.keys.receive);
+        return this.attach(c.slot, c.received, c.limit);
       case 'open_request': {
         // Called off when the connection ends first (an aborted open): else the CONNECT would go
         // on being retransmitted to a peer that does not answer, for nothing, until its tries ran out.
@@ -439,14 +424,6 @@ export class Endpoint extends EventEmitter {
             this.core.connectFailed(c.id, err);
             this.drive();
           });
-        return;
-      }
-      case 'open_predial':
-        this.sockets.predialed(this.env.dial(c.ip, c.port));
-        return;
-      case 'open_dial_data': {
-        const sock = this.sockets.takePredial() ?? this.env.dial(c.ip, c.port);
-        this.runDial(sock, 'open', ZERO_CHALLENGE, undefined);
         return;
       }
       case 'open_send_raw':
@@ -562,8 +539,6 @@ export class Endpoint extends EventEmitter {
       case 'auto_resume':
         this.intent.socketLost();
         return;
-      case 'resume_dial':
-        return this.dialResume(c.target, c.challenge);
       case 'reuse':
         return this.reuseSocket(c.slot, c.answer);
       case 'fire_later': {
@@ -719,43 +694,43 @@ export class Endpoint extends EventEmitter {
     }
   }
 
-  /** Dial a data socket (the open's, or our resume's to `target`); its HELLO goes first. */
-  private runDial(sock: StreamSocket, kind: 'open' | 'resume', challenge: Buffer, target: PeerLocator | undefined): void {
-    const d = this.slots.dial(kind, challenge, target);
-    const slot = d.slot;
-    this.sockets.dialed(slot, sock, {
-      frame: (f: Frame) => {
-        const a = this.slots.dialAnswer(slot, f);
-        if (a.kind === 'ignore') return;
-        if (a.kind === 'fail') return this.dialFailed(slot, a.err);
-        this.clearDeadline('hello', slot);
-        if (a.kind === 'close') return this.sockets.destroy(slot);
-        if (a.keys) this.sockets.socket(slot)?.setKeys(a.keys.send, a.keys.receive);
-        this.attach(slot, a.received, a.limit);
-      },
-      closed: (err) => this.dialFailed(slot, err),
-    });
-    this.runSlots([d.deadline]);
-    this.sockets.send(slot, d.hello);
-  }
-
-  /** Our dial on `slot` failed: what that comes to is the core's (core/slots.ts `dialFailed`). */
-  private dialFailed(slot: number, err: FerryError | undefined): void {
-    this.core.dialFailed(slot, err);
-    this.drive();
-  }
-
-  /** Our resume's data socket (`dial_if_dialer`, the dialer's side, or a dial again), to the peer's dial target. */
-  private dialResume(target: PeerLocator, challenge: Buffer): void {
+  /**
+   * `dial`: socket slot `c.slot` to `c.ip:c.port` (the one dialled ahead for it, if any). What
+   * came of it goes back to the core at once (`dialStarted`), a throw on a later turn
+   * (`dialThrew`); the socket's frames and close are inputs naming the slot.
+   */
+  private dial(c: DialCommand): void {
+    const slot = c.slot;
     let sock: StreamSocket;
+    let dialError: Error | undefined;
+    // The deadlines the core set are armed before anything the dial starts.
+    this.rearm();
     try {
-      sock = this.env.dial(target.ip, target.redirectorPort);
+      sock = this.sockets.takePredial(slot) ?? this.env.dial(c.ip, c.port);
     } catch (err) {
-      this.log.info('dial_failed', { detail: String(err) });
-      queueMicrotask(() => this.fireIfDefined('socket_lost'));
+      queueMicrotask(() => {
+        this.core.dialThrew(slot, err);
+        this.drive();
+      });
       return;
     }
-    this.runDial(sock, 'resume', challenge, target);
+    if (c.ahead) return this.sockets.predialed(slot, sock);
+    if (c.first) {
+      sock.on('error', (e) => (dialError = e));
+      this.openingSocket(sock, slot, () => dialError).sendRaw(c.first);
+    } else {
+      this.sockets.dialed(slot, sock, {
+        frame: (f: Frame) => this.input(() => this.core.dialFrame(slot, f)),
+        closed: (err) => this.input(() => this.core.dialFailed(slot, err)),
+      });
+    }
+    this.core.dialStarted(slot);
+  }
+
+  /** Hand an input to the core and carry out what it comes to. */
+  private input(give: () => void): void {
+    give();
+    this.drive();
   }
 
   /**

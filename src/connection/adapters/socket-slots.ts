@@ -49,8 +49,8 @@ export class SocketSlots {
   private pumpScheduled = false;
   /** The socket of a resume HELLO held for the peer's proof, and what was read past the HELLO. */
   private parked: { sock: StreamSocket; rest: Buffer } | undefined;
-  /** Control-channel open: the data socket dialled ahead at `open()`, until the open dials. */
-  private predial: StreamSocket | undefined;
+  /** Control-channel open: the data socket dialled ahead at `open()` for its slot, until the open dials that slot. */
+  private predial: { slot: number; sock: StreamSocket } | undefined;
 
   constructor(
     private readonly host: SlotsHost,
@@ -114,22 +114,23 @@ export class SocketSlots {
     this.parked = undefined;
   }
 
-  /** Keep `sock`, dialled ahead of the control-channel open's data socket (its errors are the open's, later). */
-  predialed(sock: StreamSocket): void {
-    this.predial = sock;
+  /** Keep `sock`, dialled ahead for slot `slot` (the control-channel open's data socket: its errors are the open's, later). */
+  predialed(slot: number, sock: StreamSocket): void {
+    this.predial = { slot, sock };
     sock.on('error', () => {});
   }
 
-  /** The socket dialled ahead, taken (undefined: none). */
-  takePredial(): StreamSocket | undefined {
-    const s = this.predial;
+  /** The socket dialled ahead for `slot`, taken (undefined: none). */
+  takePredial(slot: number): StreamSocket | undefined {
+    const p = this.predial;
+    if (p?.slot !== slot) return undefined;
     this.predial = undefined;
-    return s;
+    return p.sock;
   }
 
   /** Close the socket dialled ahead, if it was never used (the open ended first). */
   dropPredial(): void {
-    this.predial?.destroy();
+    this.predial?.sock.destroy();
     this.predial = undefined;
   }
 

@@ -38,7 +38,7 @@ import { DataFlow } from './data.js';
 import { ResumeIntent, type AcceptedIncoming } from './intent.js';
 import { decideIncoming, type IncomingDecision, type IncomingProofs } from './control-incoming.js';
 import { Recovery } from './recovery.js';
-import { DataSlots, type HelloCrypto, type SlotCommand } from './slots.js';
+import { DataSlots, type DialCommand, type HelloCrypto, type SlotCommand } from './slots.js';
 import { TimerTable, type Expiry, type TimerName } from './timers.js';
 
 /** What a connection end starts from (a new open, or a checkpoint). */
@@ -334,11 +334,13 @@ export class ConnectionCore {
 
   /**
    * Our resume's dial, decided when its turn comes: none while a dial of an earlier exchange is
-   * still out (it dials again if that one fails) or a socket carries the connection already.
+   * still out (it dials again if that one fails) or a socket carries the connection already; else
+   * to the peer's dial target, its HELLO echoing the peer's challenge.
    */
-  resumeDial(): Extract<CoreCommand, { readonly kind: 'resume_dial' }> | undefined {
+  resumeDial(): DialCommand | undefined {
     if (!this.slots.mayDialResume()) return undefined;
-    return { kind: 'resume_dial', target: this.path.dialTarget(), challenge: this.path.peerChallenge };
+    const target = this.path.dialTarget();
+    return this.slots.askDial('resume', this.path.peerChallenge, target, { ip: target.ip, port: target.redirectorPort });
   }
 
   /** The adapter's sockets: the core asks them whether a slot's socket is still usable when it decides. */
@@ -489,6 +491,7 @@ export class ConnectionCore {
         return r ? [...r.replaced, { kind: 'reuse', slot: r.slot, answer: r.answer }] : [];
       }
       case 'dial_if_dialer':
+        // Decided in its turn (core/slots.ts `mayDialResume`).
         return this.slots.isDialer ? [{ kind: 'dial_resume' }] : [];
       default:
         return undefined;
@@ -653,6 +656,29 @@ export class ConnectionCore {
     this.queueSlots(this.slots.dialFailed(slot, err));
   }
 
+  /** A frame on our dial `slot`, the acceptor's answer to its HELLO (core/slots.ts `dialFrame`). */
+  dialFrame(slot: number, f: Frame): void {
+    this.queueSlots(this.slots.dialFrame(slot, f));
+  }
+
+  /**
+   * The adapter carried out `dial` of `slot`: the socket exists. What that comes to (a data
+   * socket's HELLO and its deadline) goes out next, ahead of anything queued: carried out now.
+   */
+  dialStarted(slot: number): void {
+    const row = this.polledRow;
+    this.out.unshift(...this.slots.dialStarted(slot).map((c) => ({ c, row })));
+  }
+
+  /**
+   * The adapter's `dial` of `slot` threw `err` (reported on a later turn): the in-band open's
+   * fails the open (core/open.ts `dialFailed`); a data socket's is lost (core/slots.ts `dialThrew`).
+   */
+  dialThrew(slot: number, err: unknown): void {
+    if (slot === this.open.openingSlot) return this.queueOpen(this.open.dialFailed(slot, err));
+    this.queueSlots(this.slots.dialThrew(slot, err));
+  }
+
   // ---------------------------------------------------------------- our control requests' inputs
 
   /**
@@ -805,11 +831,6 @@ export class ConnectionCore {
   /** The application's `open()` (core/open.ts `begin`). */
   beginOpen(): void {
     this.queueOpen(this.open.begin());
-  }
-
-  /** In-band client: the dial of slot `slot` threw `err`. */
-  openDialFailed(slot: number, err: unknown): void {
-    this.queueOpen(this.open.dialFailed(slot, err));
   }
 
   /** Control-channel client: CONNECT request `id` was answered. */

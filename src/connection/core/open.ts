@@ -37,6 +37,7 @@ import {
 import { rejectionFor, type Event } from '../state-machine.js';
 import type { ConnectionCore, CoreInit } from './connection-core.js';
 import type { Expiry } from './timers.js';
+import { ZERO_CHALLENGE, type DialCommand } from './slots.js';
 
 /** The client's view of an open in progress (built by handshake.ts `buildConnect`). */
 export interface ClientHello {
@@ -72,14 +73,15 @@ export interface OpenCrypto {
 
 /** What the adapter must do for the open, in order. */
 export type OpenCommand =
-  /** In-band client: dial `ip:port` (a redirector); the socket is slot `slot`; send `first` on it raw. A dial that throws is input {@link OpenHandshake.dialFailed} on a later turn. */
-  | { readonly kind: 'open_dial'; readonly slot: number; readonly ip: string; readonly port: number; readonly first: Buffer }
+  /**
+   * In-band client: dial `ip:port` (a redirector) as slot `slot`, sending `first` on it raw (a dial
+   * that throws is input {@link OpenHandshake.dialFailed} on a later turn). Control-channel client:
+   * at `open()`, dial the peer's redirector `ahead` (the TCP connect overlaps the handshake's round
+   * trip); at `dial`, the open's data socket, on that slot (core/slots.ts `askDial`).
+   */
+  | DialCommand
   /** Control-channel client: the CONNECT request `id`; its answer is {@link OpenHandshake.connectAnswered} or {@link OpenHandshake.connectFailed} naming `id`. */
   | { readonly kind: 'open_request'; readonly id: number; readonly to: string; readonly type: number; readonly body: Buffer }
-  /** Control-channel client, at `open()`: dial the peer's redirector ahead (the TCP connect overlaps the handshake's round trip). */
-  | { readonly kind: 'open_predial'; readonly ip: string; readonly port: number }
-  /** Control-channel client: dial the open's data socket (the one dialled ahead at `open()` if any). */
-  | { readonly kind: 'open_dial_data'; readonly ip: string; readonly port: number }
   /** Send a raw open frame on socket slot `slot`. */
   | { readonly kind: 'open_send_raw'; readonly slot: number; readonly bytes: Buffer }
   /** A one-way control datagram. */
@@ -163,6 +165,8 @@ export class OpenHandshake {
   private opening: number | undefined;
   /** In-band client: where the opening socket was dialled (for the error that names it). */
   private dialedTo = '';
+  /** Control-channel client: the slot of the data socket dialled ahead at `open()`, until the open dials it. */
+  private ahead: number | undefined;
   /** Control-channel client: the CONNECT request's id. */
   private request: number | undefined;
   private lastRequest = 0;
@@ -225,7 +229,10 @@ export class OpenHandshake {
    */
   begin(): OpenCommand[] {
     const out: OpenCommand[] = [];
-    if (!this.inbandOpen) out.push({ kind: 'open_predial', ip: this.core.path.peer.ip, port: this.core.path.peer.redirectorPort });
+    if (!this.inbandOpen) {
+      this.ahead = this.core.newSlot();
+      out.push({ kind: 'dial', slot: this.ahead, ip: this.core.path.peer.ip, port: this.core.path.peer.redirectorPort, ahead: true });
+    }
     out.push({ kind: 'fire', event: 'connect', ifAccepted: false });
     return out;
   }
@@ -244,7 +251,7 @@ export class OpenHandshake {
       this.opening = slot;
       this.dialedTo = formatAddress(ip, redirectorPort);
       this.core.setDeadline('handshake', now + HANDSHAKE_TIMEOUT());
-      return [{ kind: 'open_dial', slot, ip, port: redirectorPort, first: hello.body }];
+      return [{ kind: 'dial', slot, ip, port: redirectorPort, first: hello.body }];
     }
     this.request = ++this.lastRequest;
     return [{ kind: 'open_request', id: this.request, to: formatAddress(ip, controlPort), type: MessageType.CONNECT, body: hello.body }];
@@ -363,9 +370,13 @@ export class OpenHandshake {
     return [{ kind: 'open_oneway', to: formatAddress(this.core.path.peer.ip, this.core.path.peer.controlPort), type: MessageType.CONNECT_CONFIRM, body: encodeConnectConfirm({ connectionId: this.core.connectionId, mac }) }];
   }
 
-  /** `dial`: in-band, the handshake's socket becomes the data socket; otherwise dial it. */
+  /** `dial`: in-band, the handshake's socket becomes the data socket; otherwise dial it (the socket dialled ahead, if any), its HELLO echoing no challenge. */
   dial(): OpenCommand[] {
-    if (!this.inbandOpen) return [{ kind: 'open_dial_data', ip: this.core.path.peer.ip, port: this.core.path.peer.redirectorPort }];
+    if (!this.inbandOpen) {
+      const slot = this.ahead;
+      this.ahead = undefined;
+      return [this.core.slots.askDial('open', ZERO_CHALLENGE, undefined, { ip: this.core.path.peer.ip, port: this.core.path.peer.redirectorPort }, slot)];
+    }
     const slot = this.opening!;
     this.opening = undefined;
     return [this.attach(slot)];
@@ -458,6 +469,7 @@ export class OpenHandshake {
   /** The connection ended: nothing of the open is left to act on. */
   ended(): void {
     this.opening = undefined;
+    this.ahead = undefined;
     this.openKeys = undefined;
     this.request = undefined;
   }

@@ -33,6 +33,28 @@ export interface SocketKeys {
   readonly receive: Buffer;
 }
 
+/** A challenge of zeros: the open's HELLO echoes none (a resume's echoes the peer's). */
+export const ZERO_CHALLENGE = Buffer.alloc(NONCE_BYTES);
+
+/**
+ * Dial `ip:port` as socket slot `slot`. The adapter takes the socket dialled ahead for `slot`, if
+ * any, else dials; once the socket exists it says so at once ({@link ConnectionCore.dialStarted}:
+ * a data socket's HELLO comes next), and a dial that throws is reported on a later turn
+ * ({@link ConnectionCore.dialThrew}). `first`: the in-band open's socket, whose frames are the
+ * open's raw frames and which sends `first` raw at once; `ahead`: only dial, the socket waits for
+ * a later `dial` of the same slot (the control-channel open's data socket, dialled at `open()`).
+ * Otherwise a data socket whose frames are the answer to our HELLO ({@link ConnectionCore.dialFrame})
+ * and whose close fails the dial ({@link ConnectionCore.dialFailed}).
+ */
+export interface DialCommand {
+  readonly kind: 'dial';
+  readonly slot: number;
+  readonly ip: string;
+  readonly port: number;
+  readonly first?: Buffer | undefined;
+  readonly ahead?: true | undefined;
+}
+
 /** What the endpoint must do about the data sockets, in order. */
 export type SlotCommand =
   /** Send control frame `frame` on `slot`. */
@@ -57,8 +79,10 @@ export type SlotCommand =
   | { readonly kind: 'suspend_counted' }
   /** Our resume dials (again, when the failed dial was an earlier exchange's), if it still may ({@link DataSlots.mayDialResume}, decided in its turn). */
   | { readonly kind: 'dial_resume' }
-  /** Dial the data socket of our resume to `target`, its HELLO echoing the peer's `challenge`. */
-  | { readonly kind: 'resume_dial'; readonly target: PeerLocator; readonly challenge: Buffer }
+  /** Dial a data socket (our resume's, or the control-channel open's). */
+  | DialCommand
+  /** Slot `slot` (a dial the acceptor answered) carries the connection: set `keys` on it, then attach it at the peer's stated offsets. */
+  | { readonly kind: 'attach'; readonly slot: number; readonly keys: SocketKeys | undefined; readonly received: number; readonly limit: number }
   /** `slot`, kept after a suspend, carries the stream on again (`answer`: RESUME_ACK goes first on it). */
   | { readonly kind: 'reuse'; readonly slot: number; readonly answer: boolean }
   /** Hand `event` to the table on a later turn (a drain with no live socket to drain is over then). */
@@ -75,6 +99,13 @@ export type SlotCommand =
   | { readonly kind: 'drained' }
   /** For the log. */
   | { readonly kind: 'log'; readonly level: 'debug' | 'info'; readonly event: string; readonly fields: Record<string, unknown> };
+
+/** A dial asked of the adapter, until its socket exists: what its HELLO will say. */
+interface AskedDial {
+  readonly kind: 'open' | 'resume';
+  readonly challenge: Buffer;
+  readonly target: PeerLocator | undefined;
+}
 
 /** A dial that waits for its HELLO_ACK. */
 interface PendingDial {
@@ -132,6 +163,8 @@ export class DataSlots {
   dialing: number | undefined;
   /** A resume exchange acknowledged while {@link dialing} was an earlier one's: dial again if that fails. */
   private redial = false;
+  /** Dials asked of the adapter whose socket does not exist yet, by slot. */
+  private readonly asked = new Map<number, AskedDial>();
   /** Dials waiting for their HELLO_ACK, by slot. */
   private readonly dials = new Map<number, PendingDial>();
   /** The slot the small DATA of a delayed ACK came on (its fallback if no socket carries the connection). */
@@ -354,6 +387,7 @@ export class DataSlots {
     for (const slot of [...this.dials.keys()]) out.push(...this.dialFailed(slot, undefined));
     for (const slot of this.draining) out.push({ kind: 'close', slot });
     this.draining.clear();
+    this.asked.clear();
     this.keptSocket.ended(out);
     this.dropParked(out);
     return out;
@@ -376,12 +410,50 @@ export class DataSlots {
   // ------------------------------------------------------------------ dials and HELLOs
 
   /**
-   * Dial a data socket (`open`: the control-channel open's; `resume`: ours after a resume, to
-   * `target`, echoing the peer's `challenge`): the new slot and its HELLO (our received offset and
-   * window edge, a fresh nonce, the MAC). The HELLO_ACK must arrive within HELLO_TIMEOUT_MS.
+   * Ask the adapter to dial a data socket to `to` as slot `slot` (a new one unless given: the
+   * socket dialled ahead for it): `open`, the control-channel open's; `resume`, ours after a
+   * resume, to `target`, echoing the peer's `challenge`. Its HELLO is built once the socket exists
+   * ({@link dialStarted}).
    */
-  dial(kind: 'open' | 'resume', challenge: Buffer, target: PeerLocator | undefined): { slot: number; hello: Frame; deadline: SlotCommand } {
-    const slot = this.next();
+  askDial(kind: 'open' | 'resume', challenge: Buffer, target: PeerLocator | undefined, to: { ip: string; port: number }, slot = this.next()): DialCommand {
+    this.asked.set(slot, { kind, challenge, target });
+    return { kind: 'dial', slot, ip: to.ip, port: to.port };
+  }
+
+  /**
+   * The adapter dialled slot `slot`: if it is a data socket we asked for, it is the outstanding
+   * dial now, and its HELLO goes out (its HELLO_ACK deadline first). Nothing for another slot.
+   */
+  dialStarted(slot: number): SlotCommand[] {
+    const a = this.asked.get(slot);
+    if (!a) return [];
+    this.asked.delete(slot);
+    const d = this.dial(a.kind, a.challenge, a.target, slot);
+    return [d.deadline, { kind: 'send', slot, frame: d.hello }];
+  }
+
+  /**
+   * The adapter's dial of data socket `slot` threw (`err`, reported on a later turn): no socket,
+   * no HELLO. The resume's socket is lost (`socket_lost`, if the state still takes it); the open's
+   * is lost as a failed dial's (a connection ESTABLISHED resumes by itself).
+   */
+  dialThrew(slot: number, err: unknown): SlotCommand[] {
+    const a = this.asked.get(slot);
+    if (!a) return [];
+    this.asked.delete(slot);
+    const out: SlotCommand[] = [{ kind: 'log', level: 'info', event: 'dial_failed', fields: { detail: String(err) } }];
+    if (a.kind === 'open' && this.core.state === 'ESTABLISHED') out.push({ kind: 'auto_resume' });
+    out.push({ kind: 'fire', event: 'socket_lost', ifAccepted: true });
+    return out;
+  }
+
+  /**
+   * Dial a data socket (`open`: the control-channel open's; `resume`: ours after a resume, to
+   * `target`, echoing the peer's `challenge`) as slot `slot` (a new one unless given): it is the
+   * outstanding dial, and its HELLO (our received offset and window edge, a fresh nonce, the MAC)
+   * must be answered within HELLO_TIMEOUT_MS.
+   */
+  dial(kind: 'open' | 'resume', challenge: Buffer, target: PeerLocator | undefined, slot = this.next()): { slot: number; hello: Frame; deadline: SlotCommand } {
     this.dialing = slot;
     const nonce = this.random(NONCE_BYTES);
     const c = this.core;
@@ -415,6 +487,20 @@ export class DataSlots {
     }
     this.redial = false;
     return true;
+  }
+
+  /**
+   * A frame on our dial `slot` (the acceptor's answer to our HELLO): what it comes to, in order
+   * ({@link dialAnswer}): nothing, the dial failed, or its HELLO deadline cleared and the socket
+   * closed (no longer wanted) or attached.
+   */
+  dialFrame(slot: number, f: Frame): SlotCommand[] {
+    const a = this.dialAnswer(slot, f);
+    if (a.kind === 'ignore') return [];
+    if (a.kind === 'fail') return this.dialFailed(slot, a.err);
+    const clear: SlotCommand = { kind: 'clear', name: 'hello', slot };
+    if (a.kind === 'close') return [clear, { kind: 'close', slot }];
+    return [clear, { kind: 'attach', slot, keys: a.keys, received: a.received, limit: a.limit }];
   }
 
   /** The frame that answers our HELLO on `slot`. */

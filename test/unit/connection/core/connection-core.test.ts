@@ -29,12 +29,13 @@ test('ConnectionCore: an event gives its transition, then its actions in the tab
   core.handle('recv_res');
   // drop_socket and dial_if_dialer are the core's (core/slots.ts): no socket carries the
   // connection here, so there is none to drop; this end is the dialer, so its resume dials.
-  const dial = { kind: 'resume_dial', target: core.path.dialTarget(), challenge: core.path.peerChallenge };
-  assert.deepEqual(drain(core), [{ kind: 'transition', event: 'recv_res', from: 'ESTABLISHED', to: 'RES_ACKED' }, { kind: 'act', action: 'ack_res' }, dial]);
+  const to = core.path.dialTarget();
+  const dial = (slot: number): CoreCommand => ({ kind: 'dial', slot, ip: to.ip, port: to.redirectorPort });
+  assert.deepEqual(drain(core), [{ kind: 'transition', event: 'recv_res', from: 'ESTABLISHED', to: 'RES_ACKED' }, { kind: 'act', action: 'ack_res' }, dial(1)]);
   assert.equal(core.state, 'RES_ACKED');
-  // A row that stays in its state gives its actions and no transition.
+  // A row that stays in its state gives its actions and no transition (the adapter did not dial: it may again).
   core.handle('recv_res');
-  assert.deepEqual(drain(core), [{ kind: 'act', action: 'ack_res' }, dial]);
+  assert.deepEqual(drain(core), [{ kind: 'act', action: 'ack_res' }, dial(2)]);
 });
 
 test('ConnectionCore: an event handed in while a command is carried out waits for every command of the current event', () => {
@@ -123,9 +124,7 @@ test('ConnectionCore: an expired resume deadline is acted on once, by the core; 
 const OPEN_STEP_KINDS: Record<string, 'send_connect' | 'send_confirm' | 'dial' | 'send_cls' | 'drain' | 'dial_if_dialer' | undefined> = {
   open_request: 'send_connect',
   open_oneway: 'send_confirm',
-  open_dial_data: 'dial',
   fire_later: 'drain',
-  resume_dial: 'dial_if_dialer',
 };
 /** Our requests, by message type, and the action each stands for (no socket here: never in-band). */
 const REQUEST_ACTIONS: Record<number, 'send_sus' | 'send_res' | 'send_cls'> = { [MessageType.SUS]: 'send_sus', [MessageType.RES]: 'send_res', [MessageType.CLS]: 'send_cls' };
@@ -157,7 +156,7 @@ test('ConnectionCore: any sequence of events follows the table exactly, and a re
         // RES still out are checked by control-requests.test.ts.
         const cmds = drain(core, now)
           .filter((c) => c.kind !== 'cancel')
-          .map((c) => (c.kind === 'request' ? { kind: 'act', action: REQUEST_ACTIONS[c.type] } : OPEN_STEP_KINDS[c.kind] ? { kind: 'act', action: OPEN_STEP_KINDS[c.kind] } : c.kind === 'ended' ? { kind: 'act', action: end } : c));
+          .map((c) => (c.kind === 'request' ? { kind: 'act', action: REQUEST_ACTIONS[c.type] } : c.kind === 'dial' ? { kind: 'act', action: lookup(model, e)?.actions.includes('dial') ? 'dial' : 'dial_if_dialer' } : OPEN_STEP_KINDS[c.kind] ? { kind: 'act', action: OPEN_STEP_KINDS[c.kind] } : c.kind === 'ended' ? { kind: 'act', action: end } : c));
         const row = lookup(model, e);
         if (!row) {
           assert.deepEqual(cmds, [{ kind: 'stale', event: e, state: model }]);

@@ -533,7 +533,7 @@ test('through the core\'s queue: a verified RES_ACK frees the held HELLO only af
   const c = plan.request(undefined, 0);
   core.replied(c.id, replyTo(c, MessageType.RES_ACK, KEYS, { reason: RESUME_FLAG_PROOF, redirectorPort: 1001, proof: aProof() }), 0);
   // dial_if_dialer is the core's: this end is the dialer, its resume dials.
-  assert.equal(core.poll(0)?.kind, 'resume_dial');
+  assert.equal(core.poll(0)?.kind, 'dial');
   // While the dial is being carried out, the application suspends: that row comes first.
   core.handle('suspend');
   const rest = drainRows(core);

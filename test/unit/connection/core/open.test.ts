@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConnectionCore, serverEnd, type CoreCommand, type Expiry, type OpenCommand, type OpenCrypto, type OpenEffect } from '../../../../src/connection/core/index.js';
-import { acceptConnectAck, buildConnect, buildConnectAck, clientFinished, verifyClientFinished, type ClientHello } from '../../../../src/connection/handshake.js';
+import { acceptConnectAck, buildConnect, buildConnectAck, clientFinished, helloAckMac, helloMac, verifyClientFinished, type ClientHello } from '../../../../src/connection/handshake.js';
 import { ReceiveBuffer, SendBuffer } from '../../../../src/connection/data-path.js';
 import type { State } from '../../../../src/connection/state-machine.js';
 import { Identity, idFromBytes } from '../../../../src/identity/index.js';
@@ -41,6 +41,7 @@ function newCore(role: 'client' | 'server', state: State, secure: boolean): Conn
     recv: new ReceiveBuffer(1 << 16),
     reconnectLimitMs: 30_000,
     random: (n) => Buffer.alloc(n, 7),
+    helloCrypto: { helloMac, helloAckMac },
   });
 }
 
@@ -144,7 +145,7 @@ test('open, client: the CONNECT names both agents, our half of the id, our ports
   for (const inband of [true, false]) {
     const { hello, sent } = clientOpening(clock, inband);
     const [c] = sent;
-    const bytes = c?.kind === 'open_dial' ? c.first : c?.kind === 'open_request' ? c.body : Buffer.alloc(0);
+    const bytes = c?.kind === 'dial' ? c.first! : c?.kind === 'open_request' ? c.body : Buffer.alloc(0);
     assert.deepEqual(bytes, hello.body);
     const connect = inband ? decodeConnectFrame(bytes).connect : decodeConnect(bytes);
     if (inband) assert.equal(decodeConnectFrame(bytes).controlPort, 3000);
@@ -196,7 +197,7 @@ test('open, in-band client: CONNECT goes as the first frame of a dial to the pee
   const clock = new ManualClock();
   clock.advance(1000);
   const { core, hello, sent } = clientOpening(clock, true);
-  assert.deepEqual(sent, [{ kind: 'open_dial', slot: 11, ip: SERVER_AT.ip, port: SERVER_AT.redirectorPort, first: hello.body }]);
+  assert.deepEqual(sent, [{ kind: 'dial', slot: 11, ip: SERVER_AT.ip, port: SERVER_AT.redirectorPort, first: hello.body }]);
   assert.equal(core.open.openingSlot, 11);
   assert.equal(core.nextDeadline(), 1000 + HANDSHAKE_MS);
   // No open dials ahead in-band: the CONNECT's own socket is the data socket.
@@ -206,7 +207,9 @@ test('open, in-band client: CONNECT goes as the first frame of a dial to the pee
 test('open, control-channel client: dials ahead, then the CONNECT request to the peer\'s control port, with no deadline of its own', () => {
   const clock = new ManualClock();
   const { core, hello, sent } = clientOpening(clock, false);
-  assert.deepEqual(core.open.begin()[0], { kind: 'open_predial', ip: SERVER_AT.ip, port: SERVER_AT.redirectorPort });
+  const ahead = core.open.begin()[0];
+  assert.ok(ahead?.kind === 'dial' && ahead.ahead === true);
+  assert.deepEqual([ahead.ip, ahead.port, ahead.first], [SERVER_AT.ip, SERVER_AT.redirectorPort, undefined], 'dialled ahead: nothing sent yet');
   assert.deepEqual(sent, [{ kind: 'open_request', id: 1, to: '10.0.0.2:4000', type: MessageType.CONNECT, body: hello.body }]);
   // The request's tries bound it: a second deadline would fail an open the channel still retries.
   assert.equal(core.nextDeadline(), undefined);
@@ -225,7 +228,7 @@ test('open, control-channel client: a verified CONNECT_ACK sets keys, id, window
   assert.deepEqual(core.path.peer, { ...SERVER_AT, redirectorPort: SERVER_REDIRECTOR_PORT });
   core.handle('recv_connect_ack');
   const steps = drain(core, 0);
-  assert.deepEqual(steps.map((c) => (c.kind === 'act' ? c.action : c.kind)), ['transition', 'open_oneway', 'open_dial_data', 'established']);
+  assert.deepEqual(steps.map((c) => (c.kind === 'act' ? c.action : c.kind)), ['transition', 'open_oneway', 'dial', 'established']);
   // send_confirm: the client's MAC over the transcript, as a one-way datagram to the control port.
   const confirm = steps[1];
   assert.ok(confirm && confirm.kind === 'open_oneway');
@@ -235,7 +238,15 @@ test('open, control-channel client: a verified CONNECT_ACK sets keys, id, window
   assert.deepEqual(c.connectionId, core.connectionId);
   assert.ok(verifyClientFinished(ack.keys, ack.transcript, c.mac));
   // dial: the data socket, dialled (or the one dialled ahead) to the redirector port the server named.
-  assert.deepEqual(steps[2], { kind: 'open_dial_data', ip: SERVER_AT.ip, port: SERVER_REDIRECTOR_PORT });
+  const dial = steps[2];
+  assert.ok(dial?.kind === 'dial');
+  assert.deepEqual([dial.ip, dial.port, dial.first, dial.ahead], [SERVER_AT.ip, SERVER_REDIRECTOR_PORT, undefined, undefined]);
+  // Its HELLO is built once the adapter has the socket: an open HELLO, echoing no challenge.
+  core.dialStarted(dial.slot);
+  const [deadline, ours] = drain(core, 0);
+  assert.deepEqual(deadline, { kind: 'deadline', name: 'hello', slot: dial.slot, ms: limit('HELLO_TIMEOUT_MS') });
+  assert.ok(ours?.kind === 'send' && ours.slot === dial.slot && ours.frame.type === FrameType.HELLO && ours.frame.kind === 'open');
+  assert.deepEqual(ours.frame.challenge, Buffer.alloc(16));
 });
 
 test('open, control-channel client: an answer to another request, or after the open moved on, changes nothing', () => {
@@ -546,7 +557,7 @@ test('open, through the core\'s queue: an input\'s commands come out first, outs
   fresh.beginOpen();
   const seen: [string, boolean][] = [];
   for (let c = fresh.poll(0); c; c = fresh.poll(0)) seen.push([c.kind === 'act' ? c.action : c.kind, fresh.inRow]);
-  assert.deepEqual(seen, [['open_predial', false], ['transition', true], ['open_request', true]]);
+  assert.deepEqual(seen, [['dial', false], ['transition', true], ['open_request', true]]);
   // A verified CONNECT_ACK: indexed first, then the row of recv_connect_ack, its steps as commands.
   const { core, hello } = clientOpening(clock, false);
   core.connectAnswered(1, { type: MessageType.CONNECT_ACK, body: answer(hello, false).body });
@@ -555,7 +566,7 @@ test('open, through the core\'s queue: an input\'s commands come out first, outs
   assert.deepEqual([first, core.inRow], [{ kind: 'open_indexed' }, false]);
   const rest: [string, boolean][] = [];
   for (let c = core.poll(0); c; c = core.poll(0)) rest.push([c.kind === 'act' ? c.action : c.kind, core.inRow]);
-  assert.deepEqual(rest, [['transition', true], ['open_oneway', true], ['open_dial_data', true], ['established', true]]);
+  assert.deepEqual(rest, [['transition', true], ['open_oneway', true], ['dial', true], ['established', true]]);
   // A stale answer queues nothing.
   core.connectFailed(1, new FerryError('FERRY_ERR_CONTROL_TIMEOUT'));
   assert.equal(core.poll(0), undefined);
@@ -570,7 +581,7 @@ test('open, through the core\'s queue: a step is decided when its turn comes, af
   assert.equal(core.nextDeadline(), undefined, 'send_connect not decided yet');
   // The adapter carried out the transition meanwhile; the dial's deadline counts from the step's turn.
   const dial = core.poll(40);
-  assert.ok(dial?.kind === 'open_dial');
+  assert.ok(dial?.kind === 'dial' && dial.first !== undefined);
   assert.equal(core.nextDeadline(), 40 + HANDSHAKE_MS);
   // The handshake deadline passes: the failure is an input's command, its timeout a row after it.
   clock.advance(40 + HANDSHAKE_MS);

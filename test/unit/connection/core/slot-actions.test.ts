@@ -9,6 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FrameType } from '../../../../src/wire/index.js';
+import { limit } from '../../../../src/util/index.js';
 import type { AgentId } from '../../../../src/identity/index.js';
 import type { ConnectionCore, CoreCommand, CoreInit, HelloCrypto } from '../../../../src/connection/core/index.js';
 import type { State } from '../../../../src/connection/state-machine.js';
@@ -82,17 +83,23 @@ test('slot actions: dial_if_dialer dials at the dialer to the peer\'s dial targe
   const c = core('SUSPENDED');
   c.handle('recv_res');
   const out = drain(c);
-  assert.deepEqual(out.map(show), ['SUSPENDED->RES_ACKED', 'act:ack_res', 'resume_dial']);
-  const dial = out[2] as Extract<CoreCommand, { kind: 'resume_dial' }>;
-  assert.deepEqual(dial.target, c.path.dialTarget());
-  assert.deepEqual(dial.challenge, c.path.peerChallenge);
-  // The adapter dialled: that dial is out. A retransmitted RES dials nothing more...
-  const d = c.slots.dial('resume', dial.challenge, dial.target);
+  const dial = out[2] as Extract<CoreCommand, { kind: 'dial' }>;
+  assert.deepEqual(out.map(show), ['SUSPENDED->RES_ACKED', 'act:ack_res', `dial:${dial.slot}`]);
+  const target = c.path.dialTarget();
+  assert.deepEqual([dial.ip, dial.port, dial.first, dial.ahead], [target.ip, target.redirectorPort, undefined, undefined]);
+  // The adapter dialled: that dial is out, its HELLO echoing the peer's challenge...
+  c.dialStarted(dial.slot);
+  const [deadline, hello] = drain(c);
+  assert.deepEqual(deadline, { kind: 'deadline', name: 'hello', slot: dial.slot, ms: limit('HELLO_TIMEOUT_MS') });
+  assert.ok(hello?.kind === 'send' && hello.frame.type === FrameType.HELLO && hello.frame.kind === 'resume');
+  assert.deepEqual(hello.frame.challenge, c.path.peerChallenge);
+  const d = { slot: dial.slot };
+  // ...and a retransmitted RES dials nothing more...
   c.handle('recv_res');
   assert.deepEqual(shown(c), ['act:ack_res']);
   // ...but if that earlier dial fails, the resume dials again (core/slots.ts `redial`).
   c.dialFailed(d.slot, undefined);
-  assert.deepEqual(shown(c), [`clear:${d.slot}`, `close:${d.slot}`, 'log:dial_failed', 'log:redial', 'resume_dial']);
+  assert.deepEqual(shown(c), [`clear:${d.slot}`, `close:${d.slot}`, 'log:dial_failed', 'log:redial', `dial:${d.slot + 1}`]);
   const other = core('SUSPENDED', [], { localAgent: 'c'.repeat(32) as AgentId });
   other.handle('recv_res');
   assert.deepEqual(shown(other), ['SUSPENDED->RES_ACKED', 'act:ack_res'], 'the higher AgentId waits for the peer\'s dial');
