@@ -158,6 +158,11 @@ export class DataFlow {
     return 'turn';
   }
 
+  /** Whether a delayed ACK is waiting for its deadline (DATA we send may carry it along). */
+  get ackDelayed(): boolean {
+    return this.timers.has('ack');
+  }
+
   /** Arm the delayed ACK (a deadline of the connection, not of a socket) ACK_DELAY_MS after `now`. */
   armAck(now: number): void {
     this.timers.set('ack', now + limit('ACK_DELAY_MS'));

@@ -153,3 +153,38 @@ test('socket slots: an ACK goes only on a slot that still takes frames from us (
   await w.settle();
   assert.deepEqual(w.peerFrames.map((f) => f.type), [FrameType.ACK, FrameType.DRAIN]);
 });
+
+test('socket slots: a delayed ACK rides along with the DATA pumped before its deadline, in front of it, and is not sent again', async () => {
+  const w = await world();
+  await w.dial(1);
+  w.set.carrier = 1;
+  // Our window, announced (as our HELLO would), then a little DATA from the peer.
+  w.core.flow.ack();
+  w.core.flow.deliver(0, Buffer.from('request'));
+  w.core.flow.armAck(w.clock.now());
+  assert.equal(w.core.flow.ackDelayed, true);
+  w.core.send.append(Buffer.from('response'));
+  w.slots.pump();
+  assert.equal(w.core.flow.ackDelayed, false, 'the delayed ACK went with the DATA');
+  await w.settle();
+  assert.deepEqual(w.peerFrames.map((f) => f.type), [FrameType.ACK, FrameType.DATA]);
+  assert.equal((w.peerFrames[0] as { received: number }).received, 7, 'it acknowledges what arrived');
+});
+
+test('socket slots: a delayed ACK waits for its deadline when there is no DATA to carry it, or once our DRAIN is out', async () => {
+  const w = await world();
+  await w.dial(1);
+  w.set.carrier = 1;
+  // Our window, announced (as our HELLO would), then a little DATA from the peer.
+  w.core.flow.ack();
+  w.core.flow.deliver(0, Buffer.from('request'));
+  w.core.flow.armAck(w.clock.now());
+  w.slots.pump();
+  assert.equal(w.core.flow.ackDelayed, true, 'nothing to send: the ACK waits');
+  assert.equal(w.slots.send(1, { type: FrameType.DRAIN, received: 7 }), true);
+  w.core.send.append(Buffer.from('late'));
+  w.slots.pump();
+  assert.equal(w.core.flow.ackDelayed, true, 'nothing goes after our DRAIN');
+  await w.settle();
+  assert.deepEqual(w.peerFrames.map((f) => f.type), [FrameType.DRAIN]);
+});
