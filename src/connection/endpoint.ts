@@ -407,9 +407,13 @@ export class Endpoint extends EventEmitter {
         return this.act(c.action);
       case 'dial':
         return this.dial(c);
+      case 'accept':
+        return this.sockets.accept(c.slot, c.frame);
       case 'attach':
         if (c.keys) this.sockets.socket(c.slot)?.setKeys(c.keys.send, c.keys.receive);
-        return this.attach(c.slot, c.received, c.limit);
+        this.attach(c.slot, c.received, c.limit);
+        // A socket handed over after its HELLO reads what came after it.
+        return this.sockets.feedRest(c.slot);
       case 'open_request': {
         // Called off when the connection ends first (an aborted open): else the CONNECT would go
         // on being retransmitted to a peer that does not answer, for nothing, until its tries ran out.
@@ -480,10 +484,6 @@ export class Endpoint extends EventEmitter {
       case 'count_refusal':
         this.env.refused?.(c.err.code);
         return;
-      case 'drop_parked_hello':
-        return this.dropParked();
-      case 'take_parked_hello':
-        return this.unpark();
       case 'sign_res':
         return this.signRes(c.id);
       case 'send_suspend':
@@ -549,15 +549,7 @@ export class Endpoint extends EventEmitter {
       case 'drained':
         this.emit('drained');
         return;
-      case 'close_parked':
-        this.sockets.dropParked();
-        return;
     }
-  }
-
-  /** Forget a resume HELLO held for a proof (the resume it belonged to is over). */
-  private dropParked(): void {
-    this.runSlots(this.slots.dropParked());
   }
 
   // ------------------------------------------------------------------ the one timer
@@ -734,36 +726,14 @@ export class Endpoint extends EventEmitter {
   }
 
   /**
-   * The redirector handed us a socket whose first frame is `hello` (already decoded).
-   * Throws a FerryError when the HELLO is refused; the redirector then sends REJECT.
+   * The redirector handed us a socket whose first frame is `hello` (already decoded), `rest` read
+   * past it. Throws a FerryError when the HELLO is refused; the redirector then sends REJECT.
+   * Otherwise the socket is the slot the core names, held unread until the core answers it.
    */
   acceptHello(sock: StreamSocket, hello: Hello, rest: Buffer): void {
-    if (this.slots.hello(hello).kind === 'park') {
-      this.sockets.park(sock, rest);
-      this.log.info('resume_hello_parked', { remote: sock.remoteAddress });
-      return;
-    }
-    this.finishHello(sock, hello, rest);
-  }
-
-  /** Answer `hello` on `sock` (HELLO_ACK) and attach it as a new slot. */
-  private finishHello(sock: StreamSocket, hello: Hello, rest: Buffer): void {
-    this.runSlots(this.slots.dropSocket());
-    const a = this.slots.answerHello(hello, sock.remoteAddress);
-    const ds = this.sockets.accepted(a.slot, sock);
-    ds.send(a.frame);
-    if (a.keys) ds.setKeys(a.keys.send, a.keys.receive);
-    this.attach(a.slot, a.received, a.limit);
-    ds.feed(rest);
-  }
-
-  /** The resume HELLO held for a proof, now that the proof verified: answered if still resuming. */
-  private unpark(): void {
-    const hello = this.slots.takeParked();
-    const p = this.sockets.unpark();
-    if (!p) return;
-    if (hello && (this.state === 'RES_SENT' || this.state === 'RES_ACKED')) this.finishHello(p.sock, hello, p.rest);
-    else p.sock.destroy();
+    const slot = this.core.helloArrived(hello, sock.remoteAddress);
+    this.sockets.handed(slot, sock, rest);
+    this.drive();
   }
 
   /** Slot `slot` carries the connection from now on, the sender rewound to the peer's stated offset. */

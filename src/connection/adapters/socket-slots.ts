@@ -47,8 +47,14 @@ export interface SlotsHost {
 export class SocketSlots {
   private readonly sockets = new Map<number, DataSocket>();
   private pumpScheduled = false;
-  /** The socket of a resume HELLO held for the peer's proof, and what was read past the HELLO. */
-  private parked: { sock: StreamSocket; rest: Buffer } | undefined;
+  /**
+   * Sockets the redirector handed us after a HELLO, by slot, with what it read past the HELLO:
+   * held unread (no listener: what arrives waits in the socket) until the core answers the HELLO
+   * ({@link accept}) or closes the slot (a HELLO held for the peer's proof that went nowhere).
+   */
+  private readonly handedOver = new Map<number, { sock: StreamSocket; rest: Buffer }>();
+  /** What was read past the HELLO of an answered slot, for it to read once attached ({@link feedRest}). */
+  private readonly rest = new Map<number, Buffer>();
   /** Control-channel open: the data socket dialled ahead at `open()` for its slot, until the open dials that slot. */
   private predial: { slot: number; sock: StreamSocket } | undefined;
 
@@ -88,6 +94,20 @@ export class SocketSlots {
     return ds;
   }
 
+  /** Hold `sock`, handed to us after its HELLO (`rest`: read past it), unread as slot `slot`. */
+  handed(slot: number, sock: StreamSocket, rest: Buffer): void {
+    this.handedOver.set(slot, { sock, rest });
+  }
+
+  /** The handed-over socket of `slot` answers its HELLO with `frame`: silent until it is attached (then it reads {@link feedRest}). */
+  accept(slot: number, frame: Frame): void {
+    const h = this.handedOver.get(slot);
+    if (!h) return;
+    this.handedOver.delete(slot);
+    this.rest.set(slot, h.rest);
+    this.accepted(slot, h.sock).send(frame);
+  }
+
   /** A socket handed to us (slot `slot`) after its HELLO: silent until it is attached. */
   accepted(slot: number, sock: StreamSocket): DataSocket {
     const ds = new DataSocket(sock, { frame: () => {}, close: () => this.gone(slot, () => {}), writable: () => {} }, this.host.log);
@@ -95,23 +115,17 @@ export class SocketSlots {
     return ds;
   }
 
-  /** Hold `sock` (a resume HELLO's, not yet a slot) until the peer's proof verifies; one held before closes. */
-  park(sock: StreamSocket, rest: Buffer): void {
-    this.parked?.sock.destroy();
-    this.parked = { sock, rest };
+  /** An answered slot, attached: it reads what came after its HELLO. */
+  feedRest(slot: number): void {
+    const rest = this.rest.get(slot);
+    if (rest === undefined) return;
+    this.rest.delete(slot);
+    this.socket(slot)?.feed(rest);
   }
 
-  /** The held socket, taken. */
-  unpark(): { sock: StreamSocket; rest: Buffer } | undefined {
-    const p = this.parked;
-    this.parked = undefined;
-    return p;
-  }
-
-  /** Close the held socket, if any. */
-  dropParked(): void {
-    this.parked?.sock.destroy();
-    this.parked = undefined;
+  /** Where the socket of `slot` (handed over or in use) comes from. */
+  remoteAddress(slot: number): string | undefined {
+    return (this.handedOver.get(slot)?.sock ?? this.socket(slot)?.socket)?.remoteAddress;
   }
 
   /** Keep `sock`, dialled ahead for slot `slot` (the control-channel open's data socket: its errors are the open's, later). */
@@ -174,6 +188,13 @@ export class SocketSlots {
   /** Close `slot` now (no input follows) and forget it. */
   destroy(slot: number | undefined): void {
     if (slot === undefined) return;
+    const h = this.handedOver.get(slot);
+    if (h) {
+      this.handedOver.delete(slot);
+      h.sock.destroy();
+      return;
+    }
+    this.rest.delete(slot);
     const ds = this.sockets.get(slot);
     if (!ds) return;
     this.sockets.delete(slot);

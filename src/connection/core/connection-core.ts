@@ -26,7 +26,7 @@
  */
 import { connectionKeysFromMaster, type AgentId, type ConnectionKeys } from '../../identity/index.js';
 import { FerryError, isFerryError, limit } from '../../util/index.js';
-import type { ConnControl, Frame, ResumeProof, Role } from '../../wire/index.js';
+import type { ConnControl, Frame, Hello, ResumeProof, Role } from '../../wire/index.js';
 import { decodeEndpointCheckpoint, type EndpointCheckpoint, type PeerLocator, type ProvenLocation } from '../checkpoint.js';
 import { ReceiveBuffer, SendBuffer } from '../data-path.js';
 import { lookup, type Action, type Event, type State } from '../state-machine.js';
@@ -112,10 +112,12 @@ const NO_HELLO_CRYPTO: HelloCrypto = {
 export interface SocketView {
   /** Whether the socket of `slot` is still usable (not closed, reset or spent). */
   isOpen(slot: number | undefined): boolean;
+  /** Where the socket of `slot` comes from (its peer's address), if it says. */
+  remoteAddress(slot: number): string | undefined;
 }
 
 /** Before the adapter binds its sockets: none is usable. */
-const NO_SOCKETS: SocketView = { isOpen: () => false };
+const NO_SOCKETS: SocketView = { isOpen: () => false, remoteAddress: () => undefined };
 
 /** What the open asks of the adapter (its `fire` is the core's own: the event is queued here; its `log` is a {@link CoreCommand} `log`). */
 export type OpenEffect = Exclude<OpenCommand, { readonly kind: 'fire' | 'log' }>;
@@ -141,10 +143,6 @@ export type CoreCommand =
   | ({ readonly kind: 'log' } & LogLine)
   /** Count a refusal decided here (the host's counters): a RES_ACK whose proof did not verify. */
   | { readonly kind: 'count_refusal'; readonly err: FerryError }
-  /** The resume HELLO held for the peer's proof is dropped (the proof was refused). */
-  | { readonly kind: 'drop_parked_hello' }
-  /** Our RES_ACK's proof verified: the resume HELLO held for it goes on if the state still resumes, else it goes. */
-  | { readonly kind: 'take_parked_hello' }
   /**
    * The connection ended (`fail` or `closed`), with `err` (undefined: a clean close): nothing of
    * ours is outstanding any more (a RES still out was cancelled just before); the adapter closes
@@ -164,10 +162,17 @@ export type CoreCommand =
    */
   | { readonly kind: 'send_suspend'; readonly slot: number; readonly frame: Frame };
 
+/**
+ * What is decided only when its turn comes, then goes out as the commands it came to: our resume's
+ * dial (core/slots.ts `mayDialResume`), and the resume HELLO held for the peer's proof, dropped
+ * (the proof was refused) or taken (it verified: answered if the state still resumes, else closed).
+ */
+type InTurn = Extract<SlotCommand, { readonly kind: 'dial_resume' }> | { readonly kind: 'drop_parked_hello' } | { readonly kind: 'take_parked_hello' };
+
 /** A command waiting in the queue, and whether it belongs to a row of the table (else to an input). */
 interface Queued {
-  /** A command; or an event a data socket's input or a row hands to the table (applied in its turn, never given out). */
-  readonly c: CoreCommand | Extract<SlotCommand, { readonly kind: 'fire' | 'dial_resume' }>;
+  /** A command; or an event a data socket's input or a row hands to the table (applied in its turn, never given out); or what is decided in its turn. */
+  readonly c: CoreCommand | Extract<SlotCommand, { readonly kind: 'fire' }> | InTurn;
   readonly row: boolean;
   /** An action the core already decided its part of (it goes out as it is). */
   readonly decided?: boolean;
@@ -343,6 +348,18 @@ export class ConnectionCore {
     return this.slots.askDial('resume', this.path.peerChallenge, target, { ip: target.ip, port: target.redirectorPort });
   }
 
+  /** What `c` comes to, decided now that its turn came. */
+  private inTurn(c: InTurn): Queued['c'][] {
+    switch (c.kind) {
+      case 'dial_resume':
+        return optional(this.resumeDial());
+      case 'drop_parked_hello':
+        return this.slots.dropParked();
+      case 'take_parked_hello':
+        return this.slots.unpark((slot) => this.sockets.remoteAddress(slot));
+    }
+  }
+
   /** The adapter's sockets: the core asks them whether a slot's socket is still usable when it decides. */
   bindSockets(view: SocketView): void {
     this.sockets = view;
@@ -399,11 +416,10 @@ export class ConnectionCore {
         this.handle(event);
         continue;
       }
-      if (q.c.kind === 'dial_resume') {
-        const dial = this.resumeDial();
-        if (!dial) continue;
-        this.polledRow = q.row;
-        return dial;
+      if (q.c.kind === 'dial_resume' || q.c.kind === 'drop_parked_hello' || q.c.kind === 'take_parked_hello') {
+        const row = q.row;
+        this.out.unshift(...this.inTurn(q.c).map((c) => ({ c, row })));
+        continue;
       }
       if (q.c.kind === 'act' && !q.decided) {
         const own = this.decide(q.c.action, now);
@@ -656,6 +672,18 @@ export class ConnectionCore {
     this.queueSlots(this.slots.dialFailed(slot, err));
   }
 
+  /**
+   * The peer's HELLO `h` (decoded) on a socket the redirector handed us from `remote`: throws the
+   * typed refusal (the redirector answers REJECT); else returns the slot the socket is from now on,
+   * and queues what it comes to (core/slots.ts `handed`: answered and attached, or held unread
+   * for the peer's proof).
+   */
+  helloArrived(h: Hello, remote: string | undefined): number {
+    const slot = this.newSlot();
+    this.queueSlots(this.slots.handed(h, slot, remote));
+    return slot;
+  }
+
   /** A frame on our dial `slot`, the acceptor's answer to its HELLO (core/slots.ts `dialFrame`). */
   dialFrame(slot: number, f: Frame): void {
     this.queueSlots(this.slots.dialFrame(slot, f));
@@ -688,7 +716,7 @@ export class ConnectionCore {
    * verified proof frees goes on once that event and all it led to are applied.
    */
   private queueOutcome(o: ControlOutcome): void {
-    const push = (c: CoreCommand): void => void this.out.push({ c, row: false });
+    const push = (c: Queued['c']): void => void this.out.push({ c, row: false });
     if (o.refused) push({ kind: 'count_refusal', err: o.refused });
     if (o.log) push({ kind: 'log', ...o.log });
     if (o.refused) push({ kind: 'drop_parked_hello' });

@@ -81,14 +81,14 @@ export type SlotCommand =
   | { readonly kind: 'dial_resume' }
   /** Dial a data socket (our resume's, or the control-channel open's). */
   | DialCommand
-  /** Slot `slot` (a dial the acceptor answered) carries the connection: set `keys` on it, then attach it at the peer's stated offsets. */
+  /** Slot `slot` (a dial the acceptor answered, or a HELLO we answered) carries the connection: set `keys` on it, then attach it at the peer's stated offsets (then it reads what came after the HELLO). */
   | { readonly kind: 'attach'; readonly slot: number; readonly keys: SocketKeys | undefined; readonly received: number; readonly limit: number }
   /** `slot`, kept after a suspend, carries the stream on again (`answer`: RESUME_ACK goes first on it). */
   | { readonly kind: 'reuse'; readonly slot: number; readonly answer: boolean }
   /** Hand `event` to the table on a later turn (a drain with no live socket to drain is over then). */
   | { readonly kind: 'fire_later'; readonly event: Event }
-  /** Close the socket of the resume HELLO held for a proof, if any. */
-  | { readonly kind: 'close_parked' }
+  /** Slot `slot`, a socket the redirector handed us after the peer's HELLO, answers it: send `frame` (HELLO_ACK) on it; its `attach` follows. */
+  | { readonly kind: 'accept'; readonly slot: number; readonly frame: Frame }
   /** The peer resumes on the kept socket: our own resume retry stops, the resume is timed from now. */
   | { readonly kind: 'peer_resumes' }
   /** The peer suspends in-band on the carrying socket: `recv_sus` and the end of our drain, once nothing else is being applied. */
@@ -171,8 +171,8 @@ export class DataSlots {
   private ackOn: number | undefined;
   /** In-band open: the slot the handshake runs on, until it is attached (or the open fails). */
   opening: number | undefined;
-  /** A resume HELLO held for the peer's proof (its socket is the adapter's). */
-  private parked: Hello | undefined;
+  /** A resume HELLO held for the peer's proof, and the slot of its socket (the adapter's, held unread). */
+  private parked: { hello: Hello; slot: number } | undefined;
 
   constructor(
     private readonly core: ConnectionCore,
@@ -573,41 +573,69 @@ export class DataSlots {
       c.path.redeemChallenge(h.challenge);
       // We asked the peer's new location for a proof and its RES_ACK has not been verified yet (the
       // dial can overtake it): the MAC keys alone do not resume the connection. Hold the socket.
-      if (c.path.awaitingProof) {
-        this.parked = h;
-        return { kind: 'park' };
-      }
+      if (c.path.awaitingProof) return { kind: 'park' };
     }
     return { kind: 'answer' };
   }
 
   /**
-   * Answer HELLO `h` (from `remote`): a new slot carries the connection (after {@link dropSocket}
-   * of the one carrying it), HELLO_ACK with our offsets, a fresh nonce and the MAC over the
-   * peer's. A resume HELLO (its challenge redeemed) proves a candidate address at `remote`.
+   * The peer's HELLO `h` on a socket the redirector handed us (from `remote`), which is slot
+   * `slot` from now on ({@link hello} throws the refusal): answered, or held unread until
+   * the peer's proof verifies (a HELLO held before is dropped, its socket closed).
    */
-  answerHello(h: Hello, remote: string | undefined): HelloAnswer {
+  handed(h: Hello, slot: number, remote: string | undefined): SlotCommand[] {
+    if (this.hello(h).kind === 'answer') return this.answer(h, slot, remote);
+    const out: SlotCommand[] = [];
+    if (this.parked) out.push({ kind: 'close', slot: this.parked.slot });
+    this.parked = { hello: h, slot };
+    out.push({ kind: 'log', level: 'info', event: 'resume_hello_parked', fields: { remote } });
+    return out;
+  }
+
+  /**
+   * The HELLO held for the peer's proof, now that the proof verified: answered if the state still
+   * resumes, else its socket closes. `remote`: where its socket comes from now.
+   */
+  unpark(remote: (slot: number) => string | undefined): SlotCommand[] {
+    const p = this.parked;
+    this.parked = undefined;
+    if (!p) return [];
+    if (this.core.state === 'RES_SENT' || this.core.state === 'RES_ACKED') return this.answer(p.hello, p.slot, remote(p.slot));
+    return [{ kind: 'close', slot: p.slot }];
+  }
+
+  /** Answer HELLO `h` on `slot`: the carrying socket closes ({@link dropSocket}), HELLO_ACK goes on `slot`, which is attached. */
+  private answer(h: Hello, slot: number, remote: string | undefined): SlotCommand[] {
+    const out = this.dropSocket();
+    const a = this.answerHello(h, remote, slot);
+    out.push({ kind: 'accept', slot, frame: a.frame }, { kind: 'attach', slot, keys: a.keys, received: a.received, limit: a.limit });
+    return out;
+  }
+
+  /**
+   * Answer HELLO `h` (from `remote`) on slot `slot` (a new one unless given): HELLO_ACK with our
+   * offsets, a fresh nonce and the MAC over the peer's. A resume HELLO (its challenge redeemed)
+   * proves a candidate address at `remote`.
+   */
+  answerHello(h: Hello, remote: string | undefined, slot = this.next()): HelloAnswer {
     const c = this.core;
     const acceptorNonce = this.random(NONCE_BYTES);
     const ackFields = { acceptorNonce, received: c.recv.received, limit: c.flow.announceEdge() };
-    const slot = this.next();
     const frame: Frame = { type: FrameType.HELLO_ACK, ...ackFields, mac: this.crypto.helloAckMac(c.keys, ackFields, h.dialerNonce) };
     const keys = c.keys && this.sessionKeys(c.keys, h.dialerNonce, acceptorNonce);
     if (h.kind === 'resume') c.path.helloAccepted(remote);
     return { slot, keys, frame, received: h.received, limit: h.limit };
   }
 
-  /** The parked HELLO, taken (its proof verified, or the resume it belonged to is over). */
-  takeParked(): Hello | undefined {
-    const h = this.parked;
-    this.parked = undefined;
-    return h;
+  /** Whether a HELLO is held for the peer's proof. */
+  get holdsHello(): boolean {
+    return this.parked !== undefined;
   }
 
   /** Forget a resume HELLO held for a proof (the resume it belonged to is over, or its proof was refused); its socket closes. */
   dropParked(out: SlotCommand[] = []): SlotCommand[] {
     this.core.path.stopAwaiting();
-    if (this.parked) out.push({ kind: 'close_parked' });
+    if (this.parked) out.push({ kind: 'close', slot: this.parked.slot });
     this.parked = undefined;
     return out;
   }

@@ -16,6 +16,7 @@ import { FerryError, ManualClock, isFerryError, limit, type ErrorCode } from '..
 import { coreIn as baseCore, countingRandom } from './fixtures.js';
 import {
   DATAGRAM_HEADER_BYTES,
+  FrameType,
   MessageType,
   RESUME_FLAG_PROOF,
   RESUME_FLAG_PROOF_WANTED,
@@ -55,6 +56,18 @@ function replyTo(c: RequestCommand, type: ConnControl['type'], keys: ConnectionK
 }
 
 const err = (code: ErrorCode): FerryError => new FerryError(code);
+
+/** A resume HELLO that overtook the proof our RES asked for, held (parked) on slot 9; returns that slot. */
+function holdHello(core: ConnectionCore): number {
+  core.path.resSent(true);
+  const hello = { type: FrameType.HELLO, kind: 'resume', connectionId: core.connectionId, dialerRole: 'server', dialerNonce: Buffer.alloc(16, 2), challenge: core.path.issueChallenge(), received: 0, limit: 1000, mac: Buffer.alloc(32) } as const;
+  assert.deepEqual(core.slots.handed(hello, 9, undefined).map((c) => c.kind), ['log']);
+  assert.equal(core.slots.holdsHello, true);
+  return 9;
+}
+
+/** Zero MACs: the HELLO's cryptography of these tests. */
+const helloCrypto = { helloMac: () => Buffer.alloc(32), helloAckMac: () => Buffer.alloc(32) };
 
 /**
  * Deadline `name` of `core` is due at `now`: taken out of the table, as the core's handleTimeout
@@ -511,7 +524,9 @@ test('through the core\'s queue: a refused RES_ACK proof is counted, logged and 
     verifyProof: () => {
       throw refusal;
     },
+    helloCrypto,
   });
+  const held = holdHello(core);
   const plan = core.control.resume(false);
   plan.build();
   const c = plan.request(undefined, 0);
@@ -520,14 +535,16 @@ test('through the core\'s queue: a refused RES_ACK proof is counted, logged and 
   assert.ok(first?.kind === 'count_refusal' && first.err === refusal && !core.inRow);
   assert.deepEqual(drainRows(core), [
     ['log', false],
-    ['drop_parked_hello', false],
+    ['close', false],
     ['RES_SENT->SUSPENDED', true],
     ['cancel', true],
   ]);
+  assert.equal(core.slots.holdsHello, false, `the held HELLO's socket (slot ${held}) closed`);
 });
 
 test('through the core\'s queue: a verified RES_ACK frees the held HELLO only after its event and every event handed in meanwhile were applied', () => {
-  const core = coreIn('RES_SENT', { keys: KEYS, secure: true, proven: { ip: '127.0.0.1', controlPort: 999, redirectorPort: 1001 }, verifyProof: () => 7 });
+  const core = coreIn('RES_SENT', { keys: KEYS, secure: true, proven: { ip: '127.0.0.1', controlPort: 999, redirectorPort: 1001 }, verifyProof: () => 7, helloCrypto });
+  holdHello(core);
   const plan = core.control.resume(false);
   plan.build();
   const c = plan.request(undefined, 0);
@@ -537,15 +554,34 @@ test('through the core\'s queue: a verified RES_ACK frees the held HELLO only af
   // While the dial is being carried out, the application suspends: that row comes first.
   core.handle('suspend');
   const rest = drainRows(core);
+  // Leaving the resume drops the held HELLO (its socket closes just before the transition): when
+  // the verified proof's turn comes last, there is nothing left to take.
   assert.deepEqual(rest, [
+    ['close', true],
     ['RES_SENT->SUS_SENT', true],
     ['cancel', true],
     ['request', true],
-    ['take_parked_hello', false],
   ]);
+  assert.equal(core.slots.holdsHello, false);
   // An answer to a request no longer out queues nothing.
   core.requestFailed(c.id + 100, new FerryError('FERRY_ERR_CONTROL_TIMEOUT'), 0);
   assert.equal(core.poll(0), undefined);
+});
+
+test('through the core\'s queue: a verified RES_ACK answers the held HELLO last, on its slot, if still resuming: HELLO_ACK, attach', () => {
+  const core = coreIn('RES_SENT', { keys: KEYS, secure: true, proven: { ip: '127.0.0.1', controlPort: 999, redirectorPort: 1001 }, verifyProof: () => 7, helloCrypto });
+  const asked: number[] = [];
+  core.bindSockets({ isOpen: () => true, remoteAddress: (slot) => (asked.push(slot), '10.0.0.9') });
+  const held = holdHello(core);
+  const plan = core.control.resume(false);
+  plan.build();
+  const c = plan.request(undefined, 0);
+  core.replied(c.id, replyTo(c, MessageType.RES_ACK, KEYS, { reason: RESUME_FLAG_PROOF, redirectorPort: 1001, proof: aProof() }), 0);
+  const out: CoreCommand[] = [];
+  for (let x = core.poll(0); x; x = core.poll(0)) out.push(x);
+  assert.deepEqual(out.slice(-2).map((x) => [x.kind, 'slot' in x ? x.slot : undefined]), [['accept', held], ['attach', held]]);
+  assert.equal(core.slots.holdsHello, false);
+  assert.deepEqual(asked, [held], 'where its socket comes from, asked when it is answered');
 });
 
 test('through the core\'s queue: the resume deadline, a lookup\'s answer and cancel_res come out as commands', () => {

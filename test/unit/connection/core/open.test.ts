@@ -419,7 +419,7 @@ test('open, server: the core acts on the handshake deadline itself, asking the b
   const clock = new ManualClock();
   const up = new Set<number>([5]);
   const { core } = serverHalfOpen(clock, true);
-  core.bindSockets({ isOpen: (slot) => slot !== undefined && up.has(slot) });
+  core.bindSockets({ isOpen: (slot) => slot !== undefined && up.has(slot) , remoteAddress: () => undefined });
   clock.advance(HANDSHAKE_MS);
   assert.equal(core.handleTimeout(clock.now()), undefined);
   assert.deepEqual(drain(core, clock.now()).map((c) => c.kind === 'log' && c.event), ['handshake_deadline_extended'], 'slot 5 is up: one more handshake time');

@@ -158,7 +158,7 @@ test('handleTimeout acts on a data socket\'s deadlines and the handshake itself,
   // A drain: the socket kept only if the adapter's socket is still up (it says no here: closed).
   const up = new Set<number>();
   const draining = coreIn('SUSPENDED');
-  draining.bindSockets({ isOpen: (s) => s !== undefined && up.has(s) });
+  draining.bindSockets({ isOpen: (s) => s !== undefined && up.has(s) , remoteAddress: () => undefined });
   const d = draining.newSlot();
   draining.slots.attached(d);
   draining.slots.drain(true);

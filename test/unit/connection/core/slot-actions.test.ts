@@ -20,7 +20,7 @@ const helloCrypto: HelloCrypto = { helloMac: () => Buffer.alloc(32), helloAckMac
 /** A core in `state` whose sockets in `open` are usable. */
 function core(state: State, open: number[] = [], extra: Partial<CoreInit> = {}): ConnectionCore {
   const c = coreIn(state, { helloCrypto, ...extra });
-  c.bindSockets({ isOpen: (slot) => slot !== undefined && open.includes(slot) });
+  c.bindSockets({ isOpen: (slot) => slot !== undefined && open.includes(slot) , remoteAddress: () => undefined });
   return c;
 }
 

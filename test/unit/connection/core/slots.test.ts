@@ -254,8 +254,12 @@ test('slots: a resume HELLO must echo a challenge we issued; one overtaking the 
   core.path.resSent(true);
   const c2 = core.path.issueChallenge();
   assert.deepEqual(slots.hello({ ...base, kind: 'resume', challenge: c2 }), { kind: 'park' });
-  assert.ok(slots.takeParked());
-  assert.equal(slots.takeParked(), undefined);
+  assert.equal(slots.holdsHello, false, 'the verdict holds nothing');
+  // Handed over on slot 9: held for the proof; a second one replaces it, its socket closed.
+  assert.deepEqual(kinds(slots.handed({ ...base, kind: 'resume', challenge: core.path.issueChallenge() }, 9, '10.0.0.9')), ['log:resume_hello_parked']);
+  assert.deepEqual(kinds(slots.handed({ ...base, kind: 'resume', challenge: core.path.issueChallenge() }, 10, '10.0.0.9')), ['close:9', 'log:resume_hello_parked']);
+  assert.equal(slots.holdsHello, true);
+  assert.deepEqual(kinds(slots.dropParked()), ['close:10']);
   assert.deepEqual(slots.dropParked(), [], 'no HELLO held: no socket to close');
   const s = slotsIn('SUSPENDED');
   assert.throws(() => s.slots.hello({ ...base, kind: 'resume', challenge: Buffer.alloc(16) }), (e: unknown) => isFerryError(e) && e.code !== 'FERRY_ERR_INTERNAL');
@@ -282,12 +286,12 @@ test('slots: the end of the connection closes every slot: the carrying one, a wa
   assert.equal(core.state, 'RES_SENT');
   core.path.resSent(true);
   const hello = { type: FrameType.HELLO, kind: 'resume', connectionId: core.connectionId, dialerRole: 'server', dialerNonce: Buffer.alloc(16, 2), challenge: core.path.issueChallenge(), received: 0, limit: 1000, mac: Buffer.alloc(32) } as const;
-  assert.deepEqual(slots.hello(hello), { kind: 'park' });
+  assert.deepEqual(kinds(slots.handed(hello, 42, undefined)), ['log:resume_hello_parked']);
   const d = slots.dial('resume', Buffer.alloc(16), undefined);
   const c = carrying(slots);
   const out = kinds(slots.ended());
   for (const s of [c, d.slot, k]) assert.ok(out.includes(`close:${s}`), `slot ${s} closes: ${out.join(' ')}`);
-  assert.ok(out.includes('close_parked'));
+  assert.ok(out.includes('close:42'), 'the parked HELLO\'s socket');
   assert.equal(slots.data, undefined);
   assert.equal(slots.kept, undefined);
   assert.equal(slots.isDialing(d.slot), false);

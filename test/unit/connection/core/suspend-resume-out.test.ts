@@ -19,7 +19,7 @@ const helloCrypto: HelloCrypto = { helloMac: () => Buffer.alloc(32), helloAckMac
 /** A core in `state` whose sockets are usable as `open` says. */
 function core(state: State, open: (slot: number | undefined) => boolean): ConnectionCore {
   const c = coreIn(state, { helloCrypto });
-  c.bindSockets({ isOpen: open });
+  c.bindSockets({ isOpen: open, remoteAddress: () => undefined });
   return c;
 }
 
