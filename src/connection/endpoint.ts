@@ -336,13 +336,11 @@ export class Endpoint extends EventEmitter {
         this.drive();
       },
       (err) => {
-        if (this.slots.opening === slot) this.slots.opening = undefined;
         const e = dialError?.();
         this.core.openingClosed(slot, err, e && { code: (e as NodeJS.ErrnoException).code, message: e.message });
         this.drive();
       },
     );
-    this.slots.opening = slot;
     return ds;
   }
 
@@ -431,15 +429,14 @@ export class Endpoint extends EventEmitter {
         return;
       }
       case 'open_send_raw':
-        if (this.slots.opening === c.slot) this.sockets.socket(c.slot)?.sendRaw(c.bytes);
+        this.sockets.socket(c.slot)?.sendRaw(c.bytes);
         return;
       case 'open_oneway':
         this.env.oneway(c.to, c.type, c.body);
         return;
       case 'open_attach': {
-        const ds = this.sockets.socket(this.slots.opening);
-        if (!ds || this.slots.opening !== c.slot) return;
-        this.slots.opening = undefined;
+        const ds = this.sockets.socket(c.slot);
+        if (!ds) return;
         if (c.keys) ds.setKeys(c.keys.send, c.keys.receive);
         ds.endRaw();
         // Both ends start at offset 0 and know each other's window from CONNECT / CONNECT_ACK.
@@ -447,10 +444,7 @@ export class Endpoint extends EventEmitter {
         return;
       }
       case 'open_destroy_socket':
-        if (this.slots.opening !== undefined && this.slots.opening === c.slot) {
-          this.sockets.destroy(c.slot);
-          this.slots.opening = undefined;
-        }
+        this.sockets.destroy(c.slot);
         return;
       case 'open_indexed':
         this.env.indexed(this);
@@ -543,7 +537,7 @@ export class Endpoint extends EventEmitter {
         return this.reuseSocket(c.slot, c.answer);
       case 'fire_later': {
         const event = c.event;
-        queueMicrotask(() => this.fireIfDefined(event));
+        queueMicrotask(() => this.input(() => this.core.later(event)));
         return;
       }
       case 'drained':
@@ -603,13 +597,6 @@ export class Endpoint extends EventEmitter {
 
   private act(action: string): void {
     switch (action) {
-      case 'checkpoint':
-        // Our requests and their deadlines were stopped by the core (its cancel came first).
-        this.dropKept('moved');
-        // This object is dead once checkpointed: none of its deadlines (a delayed ACK, a socket's
-        // drain or HELLO) may fire on it; the clock timer goes with them (fire() re-arms).
-        this.core.clearDeadlines();
-        return;
       case 'established':
         return this.onEstablished();
       case 'confirmed':
@@ -646,7 +633,7 @@ export class Endpoint extends EventEmitter {
 
   /** In-band server: read what followed the CONNECT (the host has indexed the endpoint). */
   startInband(rest: Buffer): void {
-    this.sockets.socket(this.slots.opening)?.feed(rest);
+    this.sockets.socket(this.core.open.openingSlot)?.feed(rest);
   }
 
   /** Server: the client's CONNECT_CONFIRM datagram arrived. Throws the typed error to answer. */
@@ -778,11 +765,6 @@ export class Endpoint extends EventEmitter {
   private onKeptFrame(slot: number, f: Frame): void {
     this.core.keptFrame(slot, f.type);
     this.drive();
-  }
-
-  /** Close the kept socket (the next resume dials). */
-  private dropKept(why: string): void {
-    this.runSlots(this.slots.dropKept(why));
   }
 
   private onFrame(slot: number, f: Frame): void {
@@ -1131,7 +1113,6 @@ export class Endpoint extends EventEmitter {
       for (const c of d.commands) this.carry(c);
       throw d.error;
     }
-    if (d.dropKept) this.dropKept('SUS datagram');
     this.fire(d.event);
     // A half-open's handshake time, our resume after a crossing SUS (core/connection-core.ts).
     this.core.incomingApplied(d, this.env.clock.now());
@@ -1179,36 +1160,28 @@ export class Endpoint extends EventEmitter {
 
   /**
    * Our host's address changed (a roaming host). The data socket, and a kept one, left from an
-   * address that is gone and would stall without an error: they are dropped (a lost socket, so
-   * the connection resumes), and our next RES carries a location proof, since it comes from an
-   * address where the peer has not seen us prove ourselves (§8.4). An in-band open still in its
-   * handshake fails (the opener opens again). Returns whether a socket was dropped.
+   * address that is gone and would stall without an error: they are cut (a lost socket, so the
+   * connection resumes), and an in-band open still in its handshake fails (the opener opens
+   * again); which, and our next RES's proof, are the core's (`addressChanged`). Returns whether a
+   * socket was dropped.
    */
   addressChanged(): boolean {
-    if (this.state === 'CLOSED' || this.detached) return false;
-    if (this.keys) this.path.proveOurLocation();
-    let dropped = this.breakDataSocket();
-    // The raw socket, so that its close reaches the open (a slot's destroy reports nothing).
-    if (this.sockets.cut(this.slots.opening, false)) dropped = true;
+    if (this.detached) return false;
+    let dropped = false;
+    for (const c of this.core.addressChanged()) if (this.sockets.cut(c.slot, c.reset)) dropped = true;
     return dropped;
   }
 
-  /** Fault injection (tests, demo): reset the current data socket as a network cut would. */
+  /** Fault injection (tests, demo): reset the current data socket (and a kept one) as a network cut would. */
   breakDataSocket(): boolean {
     let n = 0;
-    for (const slot of [this.slots.data, this.slots.kept]) if (this.sockets.cut(slot, true)) n++;
+    for (const slot of this.slots.live()) if (this.sockets.cut(slot, true)) n++;
     return n > 0;
   }
 
-  /** `ended`: the core did its part (core/connection-core.ts `end`); every socket closes, the host forgets us, the application hears `err`. */
+  /** `ended`: the core did its part (core/connection-core.ts `end`: our requests stopped, every socket closed, no deadline left); the host forgets us, the application hears `err`. */
   private teardown(err: FerryError | undefined): void {
     this.connectRequest?.abort();
-    // Every slot closes; dials still waiting for their HELLO_ACK end now (no timer outlives the connection).
-    this.runSlots(this.slots.ended());
-    this.sockets.dropPredial();
-    this.sockets.destroy(this.slots.opening);
-    this.slots.opening = undefined;
-    this.core.clearDeadlines();
     this.rearm();
     this.env.released(this);
     this.settleBudget();

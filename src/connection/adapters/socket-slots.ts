@@ -194,6 +194,7 @@ export class SocketSlots {
       h.sock.destroy();
       return;
     }
+    if (this.predial?.slot === slot) return this.dropPredial();
     this.rest.delete(slot);
     const ds = this.sockets.get(slot);
     if (!ds) return;

@@ -360,6 +360,29 @@ export class ConnectionCore {
     }
   }
 
+  /**
+   * An event a command deferred to a later turn (`fire_later`) is handed in now: applied if the
+   * state still takes it, else it comes out as `stale`.
+   */
+  later(event: Event): void {
+    this.queueSlots([{ kind: 'fire', event, ifAccepted: true }]);
+  }
+
+  /**
+   * Our host's address changed (a roaming host): the sockets to cut, as a network cut would (so
+   * that their closes come back as inputs): the carrying and kept ones reset, the in-band open's
+   * raw socket closed (the open fails). Our next RES from the new address carries a location proof
+   * (the peer has not seen us prove ourselves there, PROTOCOL.md §8.4). Nothing once CLOSED.
+   */
+  addressChanged(): { slot: number; reset: boolean }[] {
+    if (this.current === 'CLOSED') return [];
+    if (this.keys) this.path.proveOurLocation();
+    const cuts = this.slots.live().map((slot) => ({ slot, reset: true }));
+    const opening = this.open.openingSlot;
+    if (opening !== undefined) cuts.push({ slot: opening, reset: false });
+    return cuts;
+  }
+
   /** The adapter's sockets: the core asks them whether a slot's socket is still usable when it decides. */
   bindSockets(view: SocketView): void {
     this.sockets = view;
@@ -478,8 +501,15 @@ export class ConnectionCore {
         this.path.resumed();
         return [...optional(cancel), { kind: 'act', action }];
       }
-      case 'checkpoint':
-        return [...optional(this.stopRequests()), { kind: 'act', action }];
+      case 'checkpoint': {
+        // Our requests stop; the kept socket closes (a move carries no socket); this end is dead
+        // once checkpointed: none of its deadlines (a delayed ACK, a socket's drain or HELLO) may
+        // fire on it.
+        const cancel = this.stopRequests();
+        const kept = this.slots.dropKept('moved');
+        this.timers.clear();
+        return [...optional(cancel), ...kept, { kind: 'act', action }];
+      }
       case 'confirmed':
         // A half-open that took the client's RES (the key confirmation): the open is complete,
         // its handshake deadline goes; the resume's own deadline and recovery apply from now.
@@ -567,18 +597,21 @@ export class ConnectionCore {
 
   /**
    * `fail` or `closed`: the connection ends with `err` (the intent keeps the first error). Its
-   * data path takes nothing more, our requests stop (the RES still out is cancelled first), the
-   * open has nothing left to act on; then `ended` for the adapter's part. Once: a second end
-   * comes to nothing.
+   * data path takes nothing more, our requests stop (the RES still out is cancelled first), every
+   * socket closes (the data sockets' slots, the dials still waiting for their HELLO_ACK, then the
+   * open's socket dialled ahead and its opening one, if any), no deadline is left (no timer
+   * outlives the connection); then `ended` for the adapter's part. Once: a second end comes to
+   * nothing.
    */
-  private end(err: FerryError | undefined): CoreCommand[] {
+  private end(err: FerryError | undefined): Queued['c'][] {
     if (this.over) return [];
     this.over = true;
     this.flow.close();
     const cancel = this.stopRequests();
-    this.open.ended();
+    const closes = [...this.slots.ended(), ...this.open.ended().map((slot): SlotCommand => ({ kind: 'close', slot }))];
+    this.timers.clear();
     this.intent.closedError ??= err;
-    return [...optional(cancel), { kind: 'ended', err: this.intent.closedError }];
+    return [...optional(cancel), ...closes, { kind: 'ended', err: this.intent.closedError }];
   }
 
   /**
@@ -828,6 +861,8 @@ export class ConnectionCore {
     if (d.kind !== 'accept') return d;
     this.intent.incomingAccepted(d, now);
     if (d.stopAutoResume) this.control.stopResumeRetry();
+    // The kept socket goes first (a SUS datagram: the peer resumes on a new socket), ahead of the event.
+    if (d.dropKept) this.queueSlots(this.slots.dropKept('SUS datagram'));
     return d;
   }
 

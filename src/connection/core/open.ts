@@ -466,12 +466,14 @@ export class OpenHandshake {
     this.core.cancelDeadline('handshake');
   }
 
-  /** The connection ended: nothing of the open is left to act on. */
-  ended(): void {
+  /** The connection ended: nothing of the open is left to act on. Returns the slots of its sockets still open (the one dialled ahead and never used, the opening one), to close. */
+  ended(): number[] {
+    const open = [this.ahead, this.opening].filter((s): s is number => s !== undefined);
     this.opening = undefined;
     this.ahead = undefined;
     this.openKeys = undefined;
     this.request = undefined;
+    return open;
   }
 
   /** The open failed with `err`, if it is still the client's open in progress (once; later failures change nothing). */

@@ -169,8 +169,6 @@ export class DataSlots {
   private readonly dials = new Map<number, PendingDial>();
   /** The slot the small DATA of a delayed ACK came on (its fallback if no socket carries the connection). */
   private ackOn: number | undefined;
-  /** In-band open: the slot the handshake runs on, until it is attached (or the open fails). */
-  opening: number | undefined;
   /** A resume HELLO held for the peer's proof, and the slot of its socket (the adapter's, held unread). */
   private parked: { hello: Hello; slot: number } | undefined;
 
@@ -368,6 +366,11 @@ export class DataSlots {
     if (state === 'ESTABLISHED') out.push({ kind: 'auto_resume' });
     out.push({ kind: 'fire', event: 'socket_lost', ifAccepted: true });
     return out;
+  }
+
+  /** The slots a network cut would take: the carrying one and the kept one, if any. */
+  live(): number[] {
+    return [this.data, this.kept].filter((s): s is number => s !== undefined);
   }
 
   /** `drop_socket`: the carrying socket closes (a dial still out is no longer awaited). */
