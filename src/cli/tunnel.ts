@@ -224,7 +224,7 @@ export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {
   let sendBudget: number | undefined;
   if (typeof values['send-budget'] === 'string') {
     sendBudget = parseSize(values['send-budget']);
-    if (sendBudget === undefined || sendBudget < 1024 * 1024) fail(`--send-budget must be a size of at least 1MiB (bytes, or with KiB, MiB or GiB), got '${values['send-budget']}'`);
+    if (sendBudget === undefined || sendBudget < 1024 ** 2 || sendBudget > 1024 ** 4) fail(`--send-budget must be a size from 1MiB to 1024GiB (bytes, or with KiB, MiB or GiB), got '${values['send-budget']}'`);
   }
   const hostKey = Identity.generate();
   let host: Host;

@@ -4,8 +4,9 @@
 // address that is not this host's each exit 2 at once with one stderr line naming
 // FERRY_ERR_TUNNEL_LISTEN and why (in use, does not resolve, not an address of this host). A
 // reverse listen (-R) on a port in use at the serving end exits 2 with FERRY_ERR_TUNNEL_REFUSED,
-// and the serving end logs one tunnel_listen_failed line with the errno. The running ends are
-// unharmed, and `ferry tunnel --help` shows ssh-style examples and the exit statuses.
+// and the serving end logs one tunnel_listen_failed line with the errno. A --send-budget that is
+// not a size from 1 MiB to 1024 GiB exits 2 with one line. The running ends are unharmed, and
+// `ferry tunnel --help` shows ssh-style examples and the exit statuses.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -52,6 +53,14 @@ test('tunnel connect: a --listen in use, unresolvable or not ours, and a -R in u
     // The ends that run are unharmed.
     assert.equal(pair.serve.child.exitCode, null);
     assert.equal(pair.connect.child.exitCode, null);
+
+    // A send budget that is not a size, too small or too large: exit 2 at once, one line.
+    for (const size of ['12', '0x10', '5TiB', '2048GiB', '']) {
+      const r = await procs.run(['tunnel', 'serve', '--key', join(pair.dir, 'other.key'), '--to', '127.0.0.1:9', '--allow-any', '--send-budget', size]);
+      assert.equal(r.code, 2, `--send-budget '${size}': ${r.err}`);
+      assert.equal(r.out, '', 'no ready line');
+      assert.match(r.err, new RegExp(`^ferry: --send-budget must be a size from 1MiB to 1024GiB .*, got '${size}'$`, 'm'));
+    }
 
     const help = await procs.run(['tunnel', '--help']);
     assert.equal(help.code, 0);
