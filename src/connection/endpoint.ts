@@ -42,8 +42,8 @@ import {
 } from './handshake.js';
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { ControlRequests, serverEnd, PathValidation, Recovery, ConnectionCore, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type CoreCommand, type CoreInit, type Expiry, type IncomingProofs, type LookupCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
-import { DataSlots, type AckStep, type DataFlow, type DialCommand, type HelloCrypto, type SlotCommand } from './core/index.js';
+import { ControlRequests, serverEnd, PathValidation, Recovery, ConnectionCore, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type CoreCommand, type CoreInit, type IncomingProofs, type LookupCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
+import { DataSlots, type ConnectionStats, type DataFlow, type DialCommand, type HelloCrypto, type SlotCommand } from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
 const RES_CANCELLED = new FerryError('FERRY_ERR_ABORTED', 'RES cancelled: the connection moved on');
@@ -154,8 +154,6 @@ export class Endpoint extends EventEmitter {
   private firing = false;
   /** The CONNECT request of a control-channel open, aborted if the connection ends first. */
   private connectRequest: AbortController | undefined;
-  /** Last time the endpoint entered SUSPENDED or ESTABLISHED, for metrics. */
-  stats = { suspends: 0, resumes: 0, sockets: 0, reused: 0, bytesReplayed: 0, lastSuspendMs: 0, lastResumeMs: 0 };
   private readonly log: Logger;
   /** Offsets, acknowledgements and credit of the data path (the core's). */
   private readonly flow: DataFlow;
@@ -213,6 +211,11 @@ export class Endpoint extends EventEmitter {
   /** The window a new connection announces in its CONNECT or CONNECT_ACK: the floor of the budget. */
   private static firstWindow(env: EndpointEnv): number {
     return Math.min(env.receiveWindow, env.receiveBudget?.limits.floor ?? env.receiveWindow);
+  }
+
+  /** What this end counted, for metrics: sockets, reuses, bytes replayed, suspends and resumes with their times (the core's). */
+  get stats(): ConnectionStats {
+    return this.core.stats;
   }
 
   /** The connection's state (one of the 12 of the transition table). */
@@ -518,23 +521,41 @@ export class Endpoint extends EventEmitter {
         this.intent.peerResumes(this.env.clock.now());
         return;
       case 'peer_suspends': {
+        // Held while a row is carried out (a SUSPEND on a socket being reused, inside a transition): its turn comes later.
         const slot = c.slot;
-        // Deferred when it was held on a socket being reused, inside a transition.
-        const run = (): void => {
-          if (!this.slots.peerSuspendsNow(slot, this.intent.moving)) return;
-          this.intent.peerSuspends(this.env.clock.now());
-          this.fire('recv_sus');
-          this.finishDrain(slot, true);
-        };
-        if (this.firing) queueMicrotask(run);
-        else run();
+        queueMicrotask(() => {
+          this.core.peerSuspends(slot, this.env.clock.now());
+          this.drive();
+        });
         return;
       }
       case 'auto_resume':
         this.intent.socketLost();
         return;
       case 'reuse':
-        return this.reuseSocket(c.slot, c.answer);
+        this.sockets.reuse(c.slot);
+        return;
+      // The data path (core/data-inputs.ts).
+      case 'notify':
+        this.emit(c.event);
+        return;
+      case 'send_ack':
+        if (this.sockets.sendAck(c.slot)) this.rearm();
+        return;
+      case 'ack_at_turn_end': {
+        const slot = c.slot;
+        this.deferred(() => {
+          this.core.turnEnded(slot);
+          this.drive();
+        });
+        return;
+      }
+      case 'pump':
+        this.sockets.pump();
+        return;
+      case 'carry':
+        this.sockets.carry(c.slot);
+        return;
       case 'fire_later': {
         const event = c.event;
         queueMicrotask(() => this.input(() => this.core.later(event)));
@@ -577,28 +598,21 @@ export class Endpoint extends EventEmitter {
   private onClock(): void {
     this.clockTimer = undefined;
     this.clockAt = undefined;
-    const e = this.core.handleTimeout(this.env.clock.now());
-    // Undefined: none due, or one the core acted on itself (its commands wait in poll()).
-    if (e) this.onExpiry(e);
-    else this.drive();
+    // The core acts on it itself (nothing, if none is due): its commands wait in poll().
+    this.core.handleTimeout(this.env.clock.now());
+    this.drive();
     this.rearm();
-  }
-
-  private onExpiry(e: Expiry): void {
-    switch (e.name) {
-      case 'ack': {
-        // The delayed ACK goes on the socket carrying the connection (a resume may have replaced
-        // the one the DATA came on), else on that one.
-        this.sendAck(this.slots.ackTarget());
-        return;
-      }
-    }
   }
 
   private act(action: string): void {
     switch (action) {
       case 'established':
-        return this.onEstablished();
+        // The core did its part first (our RES cancelled, recovery, path and the open told, the
+        // resume timed): the clock follows the deadlines before listeners hear.
+        this.rearm();
+        this.emit('established');
+        this.sockets.schedulePump();
+        return;
       case 'confirmed':
         // The host hands the connection to its agent (host.ts adoptHalfOpen), resuming.
         this.emit('confirmed');
@@ -640,19 +654,6 @@ export class Endpoint extends EventEmitter {
   handleConfirm(mac: Buffer): void {
     this.core.confirmDatagram(mac);
     this.drive();
-  }
-
-  private onEstablished(): void {
-    // The core did its part first: our RES cancelled, recovery and path told (core/connection-core.ts `decide`).
-    this.core.open.established(this.slots.hadSocket);
-    this.rearm();
-    const resumeMs = this.intent.resumeMeasured(this.env.clock.now());
-    if (resumeMs !== undefined) {
-      this.stats.resumes++;
-      this.stats.lastResumeMs = resumeMs;
-    }
-    this.emit('established');
-    this.sockets.schedulePump();
   }
 
   // ------------------------------------------------------------------ data sockets
@@ -723,42 +724,14 @@ export class Endpoint extends EventEmitter {
     this.drive();
   }
 
-  /** Slot `slot` carries the connection from now on, the sender rewound to the peer's stated offset. */
-  private attach(slot: number, peerReceived: number, peerLimit: number, initialAck = true): void {
-    const r = this.flow.rewind(peerReceived, peerLimit);
-    this.stats.bytesReplayed += r.replayed;
-    if (r.room) this.emit('room');
-    this.slots.attached(slot);
-    this.stats.sockets++;
-    this.flow.advertiseEdge();
-    this.sockets.carry(slot);
-    this.fire('socket_ready');
-    if (this.state === 'ESTABLISHED') this.core.open.socketEstablished();
-    if (this.slots.data === slot) {
-      if (initialAck) this.sendAck(slot);
-      else this.flow.advertiseEdge();
-      this.sockets.pump();
-    }
-  }
-
   /**
-   * `reuse` (the core took the reuse of `reuse_socket`): both ends agreed (RESUME and RESUME_ACK, or crossing RESUMEs) to carry the
-   * stream on again on the socket they kept after the suspend. The socket keeps its session keys and frame counters
-   * (one TCP stream, one unbroken AEAD sequence: no nonce repeats). The sender rewinds to what the
-   * peer last acknowledged (its DRAIN at least); an ACK restates our offsets. The accepting end
-   * answers RESUME_ACK first; the stream's frames follow it.
+   * Slot `slot` carries the connection from now on, the sender rewound to the peer's stated offset
+   * (`initialAck` false: the in-band open's socket, whose window stands as announced); what that
+   * comes to is the core's (core/data-inputs.ts `attach`).
    */
-  private reuseSocket(slot: number, answer: boolean): void {
-    this.stats.bytesReplayed += this.flow.rewindToAcked();
-    this.stats.reused++;
-    this.sockets.reuse(slot);
-    // RESUME_ACK goes before anything else we send on it: the peer switches on it.
-    if (answer) this.sockets.send(slot, { type: FrameType.RESUME_ACK });
-    if (this.slots.data !== slot) return;
-    // Always restate our offsets: DATA the peer had in flight under our SUSPEND arrived after our
-    // DRAIN, and the peer rewinds to the DRAIN's offset until it hears otherwise.
-    this.sendAck(slot);
-    this.sockets.pump();
+  private attach(slot: number, peerReceived: number, peerLimit: number, initialAck = true): void {
+    this.core.attach(slot, peerReceived, peerLimit, initialAck);
+    this.drive();
   }
 
   /** A frame on the kept socket (core/slots.ts `keptFrame`: only the in-band resume may arrive). */
@@ -767,51 +740,15 @@ export class Endpoint extends EventEmitter {
     this.drive();
   }
 
+  /** A frame on the carrying socket `slot` (a bad one throws its typed error: the socket ends with it). */
   private onFrame(slot: number, f: Frame): void {
-    switch (f.type) {
-      case FrameType.DATA: {
-        const n = this.flow.deliver(f.offset, f.payload);
-        if (n > 0) this.emit('readable');
-        return this.ackStep(slot, this.flow.dataAck(n));
-      }
-      case FrameType.ACK:
-        if (this.flow.acked(f.received, f.limit)) this.emit('room');
-        return this.sockets.pump();
-      case FrameType.FIN:
-        this.ackStep(slot, this.flow.fin(f.offset));
-        this.emit('readable');
-        return;
-      case FrameType.SUSPEND:
-      case FrameType.DRAIN:
-        this.flow.peerDrained(f.received);
-        this.emit('room');
-        return this.runSlots(this.slots.peerDrain(slot, f.type, this.sockets.isOpen(slot), this.intent.moving));
-      default:
-        throw new FerryError('FERRY_ERR_MALFORMED_FRAME', `unexpected frame type ${f.type} on an established socket`);
-    }
+    this.core.frame(slot, f);
+    this.drive();
   }
 
   private onSocketClosed(slot: number, err: FerryError | undefined): void {
     this.core.socketClosed(slot, err, this.sockets.isOpen(slot));
     this.drive();
-  }
-
-  /** Arrange the ACK of what arrived on `slot` as the core decided (core/data.ts `AckStep`). */
-  private ackStep(slot: number, step: AckStep): void {
-    if (step === 'delay') {
-      this.slots.ackArranged(slot, step);
-      this.flow.armAck(this.env.clock.now());
-      this.rearm();
-    } else if (step === 'turn') {
-      this.deferred(() => {
-        if (this.flow.turnEnded() || slot !== this.slots.data) this.sendAck(slot);
-      });
-    }
-  }
-
-  /** Our ACK on `slot`, if it still takes frames from us. */
-  private sendAck(slot: number | undefined): void {
-    if (this.sockets.sendAck(slot)) this.rearm();
   }
 
   // ------------------------------------------------------------------ receive budget
@@ -830,11 +767,9 @@ export class Endpoint extends EventEmitter {
    * it lets go of them. Room that frees reopens the peer's window.
    */
   holding(bytes: number): void {
-    if (this.flow.hold(bytes)) this.maybeReopen();
-  }
-
-  private maybeReopen(): void {
-    if (this.slots.data !== undefined && this.flow.reopenDue()) this.sendAck(this.slots.data);
+    // Its ACK, if the peer's window reopens, goes at once (the reader may call during a row).
+    const ack = this.core.holding(bytes);
+    if (ack) this.carryOut(ack);
   }
 
   private deferred(fn: () => void): void {
@@ -845,11 +780,6 @@ export class Endpoint extends EventEmitter {
   /** The endpoint's clock (the host's). */
   get clock(): Clock {
     return this.env.clock;
-  }
-
-  /** A drain ended: `peerDrained` when the peer's DRAIN came (the socket may then be kept). */
-  private finishDrain(slot: number, peerDrained = false): void {
-    this.runSlots(this.slots.drainEnded(slot, peerDrained, this.sockets.isOpen(slot), this.intent.moving));
   }
 
 
@@ -873,10 +803,11 @@ export class Endpoint extends EventEmitter {
 
   /** Take up to `max` received bytes for the application. */
   read(max: number): Buffer | undefined {
-    // The reader holds what it took until it says otherwise (holding()).
-    const b = this.flow.read(max);
-    if (b) this.maybeReopen();
-    return b;
+    // The reader holds what it took until it says otherwise (holding()); the ACK that reopens the
+    // peer's window, if due, goes at once.
+    const r = this.core.read(max);
+    if (r.ack) this.carryOut(r.ack);
+    return r.bytes;
   }
 
   /** Suspend: resolves once SUSPENDED and the data socket is drained. */
@@ -1062,10 +993,7 @@ export class Endpoint extends EventEmitter {
   }
 
   private countSuspend(): void {
-    const ms = this.intent.suspendMeasured(this.env.clock.now());
-    if (ms === undefined) return;
-    this.stats.suspends++;
-    this.stats.lastSuspendMs = ms;
+    this.core.suspendCounted(this.env.clock.now());
   }
 
   /** The RES datagram, as the core decides it (core/connection-core.ts `resumeByDatagram`), carried out now. */

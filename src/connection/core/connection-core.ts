@@ -35,6 +35,7 @@ import { ControlRequests, type ControlCommand, type ControlOutcome, type LogLine
 import { OpenHandshake, type OpenCommand } from './open.js';
 import { PathValidation } from './path.js';
 import { DataFlow } from './data.js';
+import { DataInputs, type ConnectionStats, type SendAck } from './data-inputs.js';
 import { ResumeIntent, type AcceptedIncoming } from './intent.js';
 import { decideIncoming, type IncomingDecision, type IncomingProofs } from './control-incoming.js';
 import { Recovery } from './recovery.js';
@@ -160,7 +161,30 @@ export type CoreCommand =
    * Our in-band SUSPEND `frame` goes on slot `slot` (which no longer carries the connection): what
    * came of the send goes back at once as {@link ConnectionCore.suspendFrameSent}.
    */
-  | { readonly kind: 'send_suspend'; readonly slot: number; readonly frame: Frame };
+  | { readonly kind: 'send_suspend'; readonly slot: number; readonly frame: Frame }
+  /** Tell the application's listeners: bytes are readable, or the send buffer has room. */
+  | { readonly kind: 'notify'; readonly event: 'readable' | 'room' }
+  /** Our ACK (the data path's, built as it goes) on `slot`, if that socket still takes frames from us. */
+  | { readonly kind: 'send_ack'; readonly slot: number }
+  /** At the end of this turn, once the I/O it started is queued: hand {@link ConnectionCore.turnEnded} `slot` back. */
+  | { readonly kind: 'ack_at_turn_end'; readonly slot: number }
+  /** Write DATA (and the FIN once due) on the socket carrying the connection, until TCP asks us to wait. */
+  | { readonly kind: 'pump' }
+  /** `slot` carries the connection from now on: its frames are {@link ConnectionCore.frame}, its close {@link ConnectionCore.socketClosed}. */
+  | { readonly kind: 'carry'; readonly slot: number };
+
+/**
+ * A decision taken when its turn comes in the queue, since it must see what the commands before it
+ * did (a listener told of readable bytes may have read them; an event applied): what it comes to
+ * goes out in its place.
+ */
+export interface DecideStep {
+  readonly kind: 'decide';
+  then(now: number): readonly QueuedStep[];
+}
+
+/** What waits in the core's queue: a command, an event for the table, the resume's dial or a decision for its turn. */
+export type QueuedStep = CoreCommand | Extract<SlotCommand, { readonly kind: 'fire' }> | InTurn | DecideStep;
 
 /**
  * What is decided only when its turn comes, then goes out as the commands it came to: our resume's
@@ -171,8 +195,8 @@ type InTurn = Extract<SlotCommand, { readonly kind: 'dial_resume' }> | { readonl
 
 /** A command waiting in the queue, and whether it belongs to a row of the table (else to an input). */
 interface Queued {
-  /** A command; or an event a data socket's input or a row hands to the table (applied in its turn, never given out); or what is decided in its turn. */
-  readonly c: CoreCommand | Extract<SlotCommand, { readonly kind: 'fire' }> | InTurn;
+  /** A command; or an event a data socket's input or a row hands to the table, the resume's dial, a decision (each in its turn, never given out as such). */
+  readonly c: QueuedStep;
   readonly row: boolean;
   /** An action the core already decided its part of (it goes out as it is). */
   readonly decided?: boolean;
@@ -240,6 +264,8 @@ export class ConnectionCore {
   readonly slots: DataSlots;
   /** The adapter's sockets, asked whether one is still usable ({@link bindSockets}). */
   private sockets: SocketView = NO_SOCKETS;
+  /** What frames, the attach, the reuse, the reader and the ACK's turn come to (core/data-inputs.ts). */
+  private readonly dataIn: DataInputs;
 
   constructor(init: CoreInit) {
     this.current = init.state;
@@ -264,6 +290,17 @@ export class ConnectionCore {
     this.proofs = { verify: (m, epoch) => verify(m, this.peerAgent, epoch), prover: () => this.ackProver(signAck) };
     this.redirectorPort = init.redirectorPort ?? 0;
     this.slots = new DataSlots(this, init.helloCrypto ?? NO_HELLO_CRYPTO, init.random);
+    this.dataIn = new DataInputs(this);
+  }
+
+  /** What this end counted (sockets, reuses, bytes replayed, suspends and resumes with their times). */
+  get stats(): ConnectionStats {
+    return this.dataIn.stats;
+  }
+
+  /** Whether the adapter's socket of `slot` is still usable (asked when a decision needs it). */
+  socketUsable(slot: number | undefined): boolean {
+    return this.sockets.isOpen(slot);
   }
 
   /**
@@ -439,6 +476,17 @@ export class ConnectionCore {
         this.handle(event);
         continue;
       }
+      if (q.c.kind === 'decide') {
+        const steps = q.c.then(now);
+        this.out.unshift(...steps.map((c) => ({ c, row: q.row })));
+        continue;
+      }
+      if (q.c.kind === 'peer_suspends' && !q.row) {
+        // Outside a row the peer's SUSPEND is taken now; inside one it waits for a later
+        // microtask (the adapter hands it back as peerSuspends), once the row is over.
+        this.out.unshift(...this.dataIn.peerSuspends(q.c.slot, now).map((c) => ({ c, row: false })));
+        continue;
+      }
       if (q.c.kind === 'dial_resume' || q.c.kind === 'drop_parked_hello' || q.c.kind === 'take_parked_hello') {
         const row = q.row;
         this.out.unshift(...this.inTurn(q.c).map((c) => ({ c, row })));
@@ -477,7 +525,7 @@ export class ConnectionCore {
    * `checkpoint`, whose part in our requests, recovery and path comes first, the action itself
    * (the adapter's part) after. Undefined: the adapter's action.
    */
-  private decide(action: Action, now: number): Queued['c'][] | undefined {
+  private decide(action: Action, now: number): QueuedStep[] | undefined {
     switch (action) {
       case 'send_connect':
         return this.fromOpen(this.open.sendConnect(now, () => this.newSlot()));
@@ -499,6 +547,8 @@ export class ConnectionCore {
         this.recovery.established();
         // Resumed: the peer accepted our location (or did not need a proof of it), and we its.
         this.path.resumed();
+        // The open's part, the resume timed; the adapter then re-arms its clock and tells listeners.
+        this.dataIn.established(now);
         return [...optional(cancel), { kind: 'act', action }];
       }
       case 'checkpoint': {
@@ -534,7 +584,7 @@ export class ConnectionCore {
         return this.slots.drain(this.sockets.isOpen(this.slots.data)) ?? [{ kind: 'fire_later', event: 'drained' }];
       case 'reuse_socket': {
         const r = this.slots.takeReuse();
-        return r ? [...r.replaced, { kind: 'reuse', slot: r.slot, answer: r.answer }] : [];
+        return r ? [...r.replaced, ...this.dataIn.reuse(r.slot, r.answer)] : [];
       }
       case 'dial_if_dialer':
         // Decided in its turn (core/slots.ts `mayDialResume`).
@@ -664,7 +714,7 @@ export class ConnectionCore {
    * was being carried out (a socket that reported synchronously): then its commands are that
    * row's, and the event waits for the row's end like any other.
    */
-  private queueSlots(commands: readonly SlotCommand[]): void {
+  private queueSlots(commands: readonly (SlotCommand | QueuedStep)[]): void {
     const row = !this.idle && this.polledRow;
     this.out.unshift(...commands.map((c) => ({ c, row })));
   }
@@ -690,7 +740,57 @@ export class ConnectionCore {
     }
   }
 
-  /** A frame of type `type` on the socket kept after a suspend, `slot` (core/kept-socket.ts `KeptSocket.frame`). */
+  // ---------------------------------------------------------------- the data path's inputs (core/data-inputs.ts)
+
+  /**
+   * Frame `f` on `slot`, the socket carrying the connection: what it delivers, acknowledges or ends
+   * is taken now (a frame that has no place here throws the typed error that ends the socket), and
+   * what it comes to is queued ahead of anything, as a data socket's input (core/data-inputs.ts
+   * `frame`).
+   */
+  frame(slot: number, f: Frame): void {
+    this.queueSlots(this.dataIn.frame(slot, f));
+  }
+
+  /**
+   * Slot `slot` carries the connection from now on (our dial's HELLO_ACK, the peer's HELLO, or the
+   * in-band open's socket, `initialAck` false: its window stands as the open announced it), the
+   * peer's stated offsets `peerReceived` and `peerLimit`: the rewind, the slot carried,
+   * `socket_ready`, then our offsets restated and the pump (core/data-inputs.ts `attach`).
+   */
+  attach(slot: number, peerReceived: number, peerLimit: number, initialAck: boolean): void {
+    this.queueSlots(this.dataIn.attach(slot, peerReceived, peerLimit, initialAck));
+  }
+
+  /** The turn in which an ACK on `slot` was arranged (`ack_at_turn_end`) ended. */
+  turnEnded(slot: number): void {
+    this.queueSlots(this.dataIn.turnEnded(slot));
+  }
+
+  /** The peer's in-band SUSPEND on `slot`, held while a row was carried out (`peer_suspends`), now at `now`. */
+  peerSuspends(slot: number, now: number): void {
+    this.queueSlots(this.dataIn.peerSuspends(slot, now));
+  }
+
+  /**
+   * The reader takes up to `max` bytes; `ack`, if the peer's window reopens, is to be carried out
+   * at once (a reader may call while a row is carried out, and its ACK does not wait for the row).
+   */
+  read(max: number): { readonly bytes: Buffer | undefined; readonly ack: SendAck | undefined } {
+    return this.dataIn.read(max);
+  }
+
+  /** The reader holds `bytes` of what it read: the ACK that reopens the peer's window, if room freed, to carry out at once. */
+  holding(bytes: number): SendAck | undefined {
+    return this.dataIn.holding(bytes);
+  }
+
+  /** Our suspend was acknowledged (its SUS answered or failed, or the peer's DRAIN): counted at `now`. */
+  suspendCounted(now: number): void {
+    this.dataIn.suspendCounted(now);
+  }
+
+    /** A frame of type `type` on the socket kept after a suspend, `slot` (core/kept-socket.ts `KeptSocket.frame`). */
   keptFrame(slot: number, type: number): void {
     this.queueSlots(this.slots.keptFrame(slot, type, this.intent.moving));
   }
@@ -950,43 +1050,44 @@ export class ConnectionCore {
 
   /**
    * The clock reached `now`: the earliest deadline due, removed (one at a time: acting on it may
-   * set or cancel others). The core acts on it itself: what it comes to is queued for {@link poll}
-   * and undefined is returned, as when none is due; a data socket's and the open's ask the bound
-   * sockets ({@link bindSockets}) whether their socket is still up. Only the delayed `ack` is
-   * returned for the adapter to act on.
+   * set or cancel others). The core acts on every deadline itself: what it comes to is queued for
+   * {@link poll}; a data socket's and the open's ask the bound sockets ({@link bindSockets})
+   * whether their socket is still up.
    */
-  handleTimeout(now: number): Expiry | undefined {
+  handleTimeout(now: number): void {
     const e = this.timers.nextExpired(now);
-    if (!e) return undefined;
+    if (!e) return;
     switch (e.name) {
       case 'resume_deadline':
         this.resumeDeadlinePassed();
-        return undefined;
+        return;
       case 'resume_retry': {
         // Look the peer up first if the last answer said so, then resume (nothing: no longer SUSPENDED, or moving).
         const due = this.intent.resumeDue(now);
         if (due === 'resume') this.handle('resume');
         else if (due) this.out.push({ c: due, row: false });
-        return undefined;
+        return;
       }
       case 'close_retry': {
         // Look the peer up first if the last answer said so, else send the CLS again (nothing: the close ended).
         const c = this.control.closeRetryDue();
         if (c) this.out.push({ c, row: false });
-        return undefined;
+        return;
       }
       case 'handshake':
         // The open's (core/open.ts): whether its socket is still up is the adapter's to say.
         this.handshakeExpired(e, now, this.sockets.isOpen(this.open.openingSlot));
-        return undefined;
+        return;
       case 'kept_socket':
       case 'resume_offer':
       case 'drain':
       case 'hello':
         this.slotDeadlinePassed(e, this.sockets.isOpen(e.slot));
-        return undefined;
-      default:
-        return e;
+        return;
+      case 'ack':
+        // The delayed ACK: on the carrying socket, else on the one its DATA came on.
+        for (const c of this.dataIn.ackExpired()) this.out.push({ c, row: false });
+        return;
     }
   }
 

@@ -34,8 +34,9 @@ export type AckStep =
   /** Nothing: an ACK already pending (this turn's, or the delayed one) covers it. */
   | 'none'
   /**
-   * Little arrived and the peer has credit left: arm the delayed ACK ({@link DataFlow.armAck}).
-   * When it expires the ACK goes on the socket carrying the connection, else on this one.
+   * Little arrived and the peer has credit left: arm the delayed ACK, a deadline of the connection
+   * ACK_DELAY_MS away (core/data-inputs.ts). When it expires the ACK goes on the socket carrying
+   * the connection, else on this one.
    */
   | 'delay'
   /** At the end of this turn, on this socket (a FIN, a duplicate, bulk, a peer short of credit). */
@@ -103,7 +104,7 @@ export class DataFlow {
   /** Bytes read from this end that the reader still holds (its stream buffer): still charged. */
   private held = 0;
   private account: BudgetAccount | undefined;
-  /** An ACK at the end of this turn is pending (the adapter deferred it). */
+  /** An ACK at the end of this turn is pending (the adapter deferred it: `ack_at_turn_end`). */
   private ackTurn = false;
   /** The connection closed: nothing more can arrive; only what is left unread stays charged. */
   private closed = false;
@@ -161,11 +162,6 @@ export class DataFlow {
   /** Whether a delayed ACK is waiting for its deadline (DATA we send may carry it along). */
   get ackDelayed(): boolean {
     return this.timers.has('ack');
-  }
-
-  /** Arm the delayed ACK (a deadline of the connection, not of a socket) ACK_DELAY_MS after `now`. */
-  armAck(now: number): void {
-    this.timers.set('ack', now + limit('ACK_DELAY_MS'));
   }
 
   /**

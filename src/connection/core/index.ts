@@ -10,6 +10,7 @@ export * from './recovery.js';
 export * from './path.js';
 export * from './kept-socket.js';
 export * from './data.js';
+export * from './data-inputs.js';
 export * from './connection-core.js';
 export * from './closing.js';
 export * from './open.js';

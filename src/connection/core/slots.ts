@@ -83,15 +83,19 @@ export type SlotCommand =
   | DialCommand
   /** Slot `slot` (a dial the acceptor answered, or a HELLO we answered) carries the connection: set `keys` on it, then attach it at the peer's stated offsets (then it reads what came after the HELLO). */
   | { readonly kind: 'attach'; readonly slot: number; readonly keys: SocketKeys | undefined; readonly received: number; readonly limit: number }
-  /** `slot`, kept after a suspend, carries the stream on again (`answer`: RESUME_ACK goes first on it). */
-  | { readonly kind: 'reuse'; readonly slot: number; readonly answer: boolean }
+  /** `slot`, kept after a suspend, carries the stream on again: its frames are the carrying socket's, sending allowed again. */
+  | { readonly kind: 'reuse'; readonly slot: number }
   /** Hand `event` to the table on a later turn (a drain with no live socket to drain is over then). */
   | { readonly kind: 'fire_later'; readonly event: Event }
   /** Slot `slot`, a socket the redirector handed us after the peer's HELLO, answers it: send `frame` (HELLO_ACK) on it; its `attach` follows. */
   | { readonly kind: 'accept'; readonly slot: number; readonly frame: Frame }
   /** The peer resumes on the kept socket: our own resume retry stops, the resume is timed from now. */
   | { readonly kind: 'peer_resumes' }
-  /** The peer suspends in-band on the carrying socket: `recv_sus` and the end of our drain, once nothing else is being applied. */
+  /**
+   * The peer suspends in-band on the carrying socket: `recv_sus` and the end of our drain, once
+   * nothing else is being applied (the core takes it at once outside a row; inside one it comes
+   * out, and the adapter hands it back as `ConnectionCore.peerSuspends` on a later microtask).
+   */
   | { readonly kind: 'peer_suspends'; readonly slot: number }
   /** The connection lost its carrying socket while ESTABLISHED: it resumes by itself. */
   | { readonly kind: 'auto_resume' }

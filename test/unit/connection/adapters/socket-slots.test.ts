@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryStreamNetwork, seededRandom, type MemoryStreamSocket } from '../../../../src/testing/index.js';
-import { ManualClock, silentLogger, type FerryError } from '../../../../src/util/index.js';
+import { ManualClock, limit, silentLogger, type FerryError } from '../../../../src/util/index.js';
 import { FrameType, type Frame } from '../../../../src/wire/index.js';
 import { SocketSlots } from '../../../../src/connection/adapters/socket-slots.js';
 import { DataSocket } from '../../../../src/connection/data-socket.js';
@@ -161,7 +161,7 @@ test('socket slots: a delayed ACK rides along with the DATA pumped before its de
   // Our window, announced (as our HELLO would), then a little DATA from the peer.
   w.core.flow.ack();
   w.core.flow.deliver(0, Buffer.from('request'));
-  w.core.flow.armAck(w.clock.now());
+  w.core.setDeadline('ack', w.clock.now() + limit('ACK_DELAY_MS'));
   assert.equal(w.core.flow.ackDelayed, true);
   w.core.send.append(Buffer.from('response'));
   w.slots.pump();
@@ -178,7 +178,7 @@ test('socket slots: a delayed ACK waits for its deadline when there is no DATA t
   // Our window, announced (as our HELLO would), then a little DATA from the peer.
   w.core.flow.ack();
   w.core.flow.deliver(0, Buffer.from('request'));
-  w.core.flow.armAck(w.clock.now());
+  w.core.setDeadline('ack', w.clock.now() + limit('ACK_DELAY_MS'));
   w.slots.pump();
   assert.equal(w.core.flow.ackDelayed, true, 'nothing to send: the ACK waits');
   assert.equal(w.slots.send(1, { type: FrameType.DRAIN, received: 7 }), true);

@@ -171,11 +171,13 @@ test('handleTimeout acts on a data socket\'s deadlines and the handshake itself,
   half.setDeadline('handshake', 6);
   assert.equal(half.handleTimeout(10), undefined);
   assert.deepEqual(drain(half, 10), ['CONNECT_ACKED->CLOSED', 'ended'], 'no opening socket: the half-open times out');
-  // The delayed ACK is still the adapter's.
+  // The delayed ACK too (its rules: data-inputs.test.ts): on the carrying socket.
   const ack = coreIn('ESTABLISHED');
+  const carrying = ack.newSlot();
+  ack.slots.attached(carrying);
   ack.setDeadline('ack', 3);
-  assert.deepEqual(ack.handleTimeout(10), { name: 'ack', slot: 0, at: 3 });
-  assert.equal(ack.poll(10), undefined);
+  assert.equal(ack.handleTimeout(10), undefined);
+  assert.deepEqual(ack.poll(10), { kind: 'send_ack', slot: carrying });
 });
 
 /** An accepted SUS of the peer that crossed an application resume() (core/control-incoming.ts). */
