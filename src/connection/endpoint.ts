@@ -320,9 +320,9 @@ export class Endpoint extends EventEmitter {
 
   /** Server: the core's open answers the CONNECT; CONNECT_ACKED, the handshake deadline armed. Returns the CONNECT_ACK. */
   private startServer(o: Pick<ServerOpen, 'connect' | 'connectBody' | 'server' | 'inband'>): Buffer {
-    const reply = this.core.open.startServer({ ...o, redirectorPort: this.env.redirectorPort, window: Endpoint.firstWindow(this.env), crypto: Endpoint.crypto }, this.env.clock.now());
+    const reply = this.core.startServer({ ...o, redirectorPort: this.env.redirectorPort, window: Endpoint.firstWindow(this.env), crypto: Endpoint.crypto }, this.env.clock.now());
     this.settleBudget();
-    this.fire('recv_connect');
+    this.drive();
     return reply;
   }
 
@@ -446,20 +446,8 @@ export class Endpoint extends EventEmitter {
         this.attach(c.slot, 0, this.send.peerLimit, false);
         return;
       }
-      case 'open_destroy_socket':
-        this.sockets.destroy(c.slot);
-        return;
       case 'open_indexed':
         this.env.indexed(this);
-        return;
-      case 'open_failed':
-        this.intent.closedError = c.err;
-        this.log.warn('open_failed', { code: c.err.code, detail: c.err.message });
-        this.fire('timeout');
-        return;
-      case 'open_refused':
-        this.env.refused?.(c.err.code);
-        this.intent.closedError ??= c.err;
         return;
       case 'destroy':
         this.destroy(c.err);

@@ -32,7 +32,7 @@ import { ReceiveBuffer, SendBuffer } from '../data-path.js';
 import { lookup, type Action, type Event, type State } from '../state-machine.js';
 import { ControlAuth } from './control-auth.js';
 import { ControlRequests, type ControlCommand, type ControlOutcome, type LogLine, type RequestCommand, type ResPlan } from './control-requests.js';
-import { OpenHandshake, type OpenCommand } from './open.js';
+import { OpenHandshake, type OpenCommand, type ServerOpen } from './open.js';
 import { PathValidation } from './path.js';
 import { DataFlow } from './data.js';
 import { DataInputs, type ConnectionStats, type SendAck } from './data-inputs.js';
@@ -121,7 +121,7 @@ export interface SocketView {
 const NO_SOCKETS: SocketView = { isOpen: () => false, remoteAddress: () => undefined };
 
 /** What the open asks of the adapter (its `fire` is the core's own: the event is queued here; its `log` is a {@link CoreCommand} `log`). */
-export type OpenEffect = Exclude<OpenCommand, { readonly kind: 'fire' | 'log' }>;
+export type OpenEffect = Exclude<OpenCommand, { readonly kind: 'fire' | 'log' | 'open_failed' | 'open_refused' }>;
 
 /** What the adapter must do, from {@link ConnectionCore.poll}. */
 export type CoreCommand =
@@ -191,7 +191,14 @@ export type QueuedStep = CoreCommand | Extract<SlotCommand, { readonly kind: 'fi
  * dial (core/slots.ts `mayDialResume`), and the resume HELLO held for the peer's proof, dropped
  * (the proof was refused) or taken (it verified: answered if the state still resumes, else closed).
  */
-type InTurn = Extract<SlotCommand, { readonly kind: 'dial_resume' }> | { readonly kind: 'drop_parked_hello' } | { readonly kind: 'take_parked_hello' };
+type InTurn =
+  | Extract<SlotCommand, { readonly kind: 'dial_resume' }>
+  | { readonly kind: 'drop_parked_hello' }
+  | { readonly kind: 'take_parked_hello' }
+  /** The client's open failed (core/open.ts): it ends CLOSED with `err` (logged), through `timeout` of CONNECT_SENT. */
+  | Extract<OpenCommand, { readonly kind: 'open_failed' }>
+  /** The server's opening socket was refused with `err`: counted, kept as the error the half-open closes with. */
+  | Extract<OpenCommand, { readonly kind: 'open_refused' }>;
 
 /** A command waiting in the queue, and whether it belongs to a row of the table (else to an input). */
 interface Queued {
@@ -394,6 +401,14 @@ export class ConnectionCore {
         return this.slots.dropParked();
       case 'take_parked_hello':
         return this.slots.unpark((slot) => this.sockets.remoteAddress(slot));
+      case 'open_failed':
+        // The `timeout` is applied once what is queued before it is out, as any event handed in (stale if the open ended meanwhile).
+        this.intent.closedError = c.err;
+        this.handle('timeout');
+        return [{ kind: 'log', level: 'warn', event: 'open_failed', fields: { code: c.err.code, detail: c.err.message } }];
+      case 'open_refused':
+        this.intent.closedError ??= c.err;
+        return [{ kind: 'count_refusal', err: c.err }];
     }
   }
 
@@ -487,7 +502,7 @@ export class ConnectionCore {
         this.out.unshift(...this.dataIn.peerSuspends(q.c.slot, now).map((c) => ({ c, row: false })));
         continue;
       }
-      if (q.c.kind === 'dial_resume' || q.c.kind === 'drop_parked_hello' || q.c.kind === 'take_parked_hello') {
+      if (q.c.kind === 'dial_resume' || q.c.kind === 'drop_parked_hello' || q.c.kind === 'take_parked_hello' || q.c.kind === 'open_failed' || q.c.kind === 'open_refused') {
         const row = q.row;
         this.out.unshift(...this.inTurn(q.c).map((c) => ({ c, row })));
         continue;
@@ -690,8 +705,8 @@ export class ConnectionCore {
   }
 
   /** The open's commands as the core's: its `fire` is queued here (stale if not accepted when applied), its `log` is a log line. */
-  private fromOpen(commands: readonly OpenCommand[]): CoreCommand[] {
-    const out: CoreCommand[] = [];
+  private fromOpen(commands: readonly OpenCommand[]): Queued['c'][] {
+    const out: Queued['c'][] = [];
     for (const c of commands) {
       if (c.kind === 'fire') this.handle(c.event);
       else if (c.kind === 'log') out.push({ kind: 'log', level: 'info', event: c.event, fields: c.fields });
@@ -990,6 +1005,13 @@ export class ConnectionCore {
   }
 
   // ---------------------------------------------------------------- the open's inputs
+
+  /** Server: a verified CONNECT (core/open.ts `startServer`): returns the CONNECT_ACK; `recv_connect` takes the end to CONNECT_ACKED. */
+  startServer(o: ServerOpen, now: number): Buffer {
+    const reply = this.open.startServer(o, now);
+    this.handle('recv_connect');
+    return reply;
+  }
 
   /** The application's `open()` (core/open.ts `begin`). */
   beginOpen(): void {

@@ -37,7 +37,7 @@ import {
 import { rejectionFor, type Event } from '../state-machine.js';
 import type { ConnectionCore, CoreInit } from './connection-core.js';
 import type { Expiry } from './timers.js';
-import { ZERO_CHALLENGE, type DialCommand } from './slots.js';
+import { ZERO_CHALLENGE, type DialCommand, type SlotCommand } from './slots.js';
 
 /** The client's view of an open in progress (built by handshake.ts `buildConnect`). */
 export interface ClientHello {
@@ -88,8 +88,8 @@ export type OpenCommand =
   | { readonly kind: 'open_oneway'; readonly to: string; readonly type: number; readonly body: Buffer }
   /** Socket slot `slot` becomes the data socket (offsets 0, sealed with `keys` when secure). */
   | { readonly kind: 'open_attach'; readonly slot: number; readonly keys: { readonly send: Buffer; readonly receive: Buffer } | undefined }
-  /** Destroy socket slot `slot` (no close callback follows). */
-  | { readonly kind: 'open_destroy_socket'; readonly slot: number }
+  /** Close socket slot `slot` (no close callback follows): a data socket's `close` (core/slots.ts). */
+  | Extract<SlotCommand, { readonly kind: 'close' }>
   /** The connection id is known now (the client's, after CONNECT_ACK): index it. */
   | { readonly kind: 'open_indexed' }
   /** Client: the open failed with `err` (it ends CLOSED with it: `timeout` of CONNECT_SENT). */
@@ -311,7 +311,7 @@ export class OpenHandshake {
       this.acceptAck(ack, accepted, controlPort);
     } catch (err) {
       this.opening = undefined;
-      return [{ kind: 'open_destroy_socket', slot }, ...this.failed(typed(err))];
+      return [{ kind: 'close', slot }, ...this.failed(typed(err))];
     }
     return [{ kind: 'open_indexed' }, { kind: 'fire', event: 'recv_connect_ack', ifAccepted: false }];
   }

@@ -100,12 +100,13 @@ function serverFor(clock: ManualClock, hello: ClientHello, inband: boolean): { c
     reconnectLimitMs: 30_000,
     random: (n) => Buffer.alloc(n, 7),
   });
-  const reply = core.open.startServer(
+  // The core's startServer: the open answers the CONNECT, and recv_connect takes the end to CONNECT_ACKED.
+  const reply = core.startServer(
     { connect: hello.message, connectBody: hello.body, server: SERVER, redirectorPort: SERVER_REDIRECTOR_PORT, window: 32_768, inband: inband ? { controlPort: SERVER_CONTROL_PORT, slot: 5 } : undefined, crypto },
     clock.now(),
   );
-  core.handle('recv_connect');
   apply(core, clock.now());
+  assert.equal(core.state, 'CONNECT_ACKED');
   return { core, reply };
 }
 
@@ -312,7 +313,7 @@ test('open, in-band client: a REJECT fails the open with its code and drops the 
     const { core } = clientOpening(clock, true);
     const reject = encodeFrameBody({ type: FrameType.REJECT, wireCode: 22, detail: 'no server socket' });
     const cmds = core.open.openingFrame(11, reject);
-    assert.deepEqual(cmds[0], { kind: 'open_destroy_socket', slot: 11 });
+    assert.deepEqual(cmds[0], { kind: 'close', slot: 11 });
     assert.equal(failedWith(cmds).code, 'FERRY_ERR_NOT_LISTENING');
     assert.equal(core.open.openingSlot, undefined);
   }
@@ -330,7 +331,7 @@ test('open, in-band client: a REJECT fails the open with its code and drops the 
     const frame = answer(hello, true).frame;
     frame[frame.length - 1]! ^= 1;
     const cmds = core.open.openingFrame(11, frame);
-    assert.equal(cmds[0]?.kind, 'open_destroy_socket');
+    assert.equal(cmds[0]?.kind, 'close');
     assert.equal(failedWith(cmds).code, 'FERRY_ERR_BAD_MAC');
   }
 });
@@ -587,15 +588,21 @@ test('open, through the core\'s queue: a step is decided when its turn comes, af
   // The handshake deadline passes: the failure is an input's command, its timeout a row after it.
   clock.advance(40 + HANDSHAKE_MS);
   assert.equal(core.handleTimeout(clock.now()), undefined, 'the core acts on the handshake deadline itself');
+  // The core carries out the open's failure itself: the error kept, the line logged, then the timeout's row.
   const failed = core.poll(clock.now());
-  assert.ok(failed?.kind === 'open_failed' && !core.inRow);
-  assert.equal(failed.err.code, 'FERRY_ERR_HANDSHAKE_TIMEOUT');
+  assert.ok(failed?.kind === 'log' && failed.level === 'warn' && failed.event === 'open_failed' && !core.inRow);
+  assert.equal(core.intent.closedError?.code, 'FERRY_ERR_HANDSHAKE_TIMEOUT');
+  const timeout = drain(core, clock.now());
+  assert.deepEqual(timeout.map((c) => c.kind), ['transition', 'close', 'ended'], 'the opening socket closes at the end');
+  assert.deepEqual([timeout[0]?.kind === 'transition' && timeout[0].to, timeout[2]?.kind === 'ended' && timeout[2].err?.code], ['CLOSED', 'FERRY_ERR_HANDSHAKE_TIMEOUT']);
   // A server's refused opening socket: counted (an input's), then the close the table applies (stale if closed meanwhile).
   const { core: server } = serverHalfOpen(clock, true);
   const err = new FerryError('FERRY_ERR_MALFORMED_FRAME', 'junk');
   server.handle('timeout');
   server.openingClosed(5, err);
-  assert.deepEqual(drain(server, clock.now()).map((c) => c.kind), ['open_refused', 'transition', 'ended', 'stale']);
+  const refused = drain(server, clock.now());
+  assert.deepEqual(refused.map((c) => c.kind), ['count_refusal', 'transition', 'ended', 'stale']);
+  assert.equal(refused[2]?.kind === 'ended' && refused[2].err, err, 'the half-open closes with the refusal');
   // A refused CONNECT_CONFIRM queues nothing: the error is the answer.
   throwsCode(() => server.confirmDatagram(Buffer.alloc(32)), 'FERRY_ERR_ILLEGAL_TRANSITION');
   assert.equal(server.poll(clock.now()), undefined);
