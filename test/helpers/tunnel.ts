@@ -249,6 +249,85 @@ export function exchange(s: Socket, bytes: number, endFirst: boolean, errors: Er
 
 
 /** What a program run to its end printed, and how it ended. */
+/**
+ * A TCP target that writes to each client without end, as fast as `write()` and 'drain' let it,
+ * counting what it wrote per connection: the first byte a client sends says which it is, 's' for
+ * one that never reads (the target writes to it), 'h' for the honest one (kept, paused, as
+ * `honest.socket`). For the tests of what readers that never read cost a tunnel end.
+ */
+export class EndlessWriter {
+  readonly written = new Map<Socket, number>();
+  readonly honest: { socket?: Socket } = {};
+  private readonly server: Server;
+
+  private constructor(server: Server) {
+    this.server = server;
+  }
+
+  static async start(): Promise<EndlessWriter> {
+    const chunk = Buffer.alloc(64 * 1024, 0x5a);
+    const w = new EndlessWriter(
+      createServer({ allowHalfOpen: true }, (s) => {
+        s.on('error', () => {});
+        s.once('data', (first: Buffer) => {
+          if (first[0] === 0x68) {
+            s.pause();
+            w.honest.socket = s;
+            return;
+          }
+          w.written.set(s, 0);
+          const pump = (): void => {
+            while (!s.destroyed) {
+              w.written.set(s, w.written.get(s)! + chunk.length);
+              if (!s.write(chunk)) return void s.once('drain', pump);
+            }
+          };
+          pump();
+        });
+      }),
+    );
+    await new Promise<void>((r) => w.server.listen(0, '127.0.0.1', r));
+    return w;
+  }
+
+  /** "127.0.0.1:PORT", for `--to`. */
+  get address(): string {
+    return `127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  /** What it wrote to all connections together. */
+  get total(): number {
+    return [...this.written.values()].reduce((a, b) => a + b, 0);
+  }
+
+  /** `n` clients of the local listeners `ports` (in turn) that say 's' and never read. */
+  static silentClients(ports: number[], n: number): Socket[] {
+    const silent: Socket[] = [];
+    for (let i = 0; i < n; i++) {
+      const c = netConnect({ host: '127.0.0.1', port: ports[i % ports.length]! });
+      c.pause();
+      c.on('error', () => {});
+      c.write('s');
+      silent.push(c);
+    }
+    return silent;
+  }
+
+  /** Until `n` connections arrived and none made progress for a whole second (at most a minute); returns the total. */
+  async untilStopped(n: number): Promise<number> {
+    let last = -1;
+    for (let t = 0; t < 60 && (this.written.size < n || this.total !== last); t++) {
+      last = this.total;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    return last;
+  }
+
+  close(): Promise<void> {
+    return new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
 export interface ProgramResult {
   code: number | null;
   signal: NodeJS.Signals | null;

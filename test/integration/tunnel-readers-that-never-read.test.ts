@@ -8,11 +8,11 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { limit } from '../../src/util/index.js';
 import { sleep } from '../helpers/agents.js';
 import { Processes, type Proc } from '../helpers/processes.js';
-import { exchange, startTunnelPair } from '../helpers/tunnel.js';
+import { EndlessWriter, exchange, startTunnelPair } from '../helpers/tunnel.js';
 
 const procs = new Processes();
 const cleanups: Array<() => unknown> = [];
@@ -31,50 +31,18 @@ const KERNEL = 3 * 8 * MiB;
 const rssOf = (p: Proc): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p.child.pid}/status`, 'utf8'))![1]) * 1024;
 
 test('tunnel: clients that never read stop an endless target writer, bounded at both ends; another client is unharmed', { timeout: 120_000 }, async () => {
-  // The first byte a client sends says which it is: 's' never reads, 'h' is the honest one.
-  const written = new Map<Socket, number>();
-  const honest: { socket?: Socket } = {};
-  const chunk = Buffer.alloc(64 * 1024, 0x5a);
-  const target = createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => {});
-    s.once('data', (first: Buffer) => {
-      if (first[0] === 0x68) {
-        s.pause();
-        honest.socket = s;
-        return;
-      }
-      written.set(s, 0);
-      const pump = (): void => {
-        while (!s.destroyed) {
-          written.set(s, written.get(s)! + chunk.length);
-          if (!s.write(chunk)) return void s.once('drain', pump);
-        }
-      };
-      pump();
-    });
-  });
-  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
-  cleanups.push(() => new Promise<void>((r) => target.close(() => r())));
-  const pair = await startTunnelPair(procs, `127.0.0.1:${(target.address() as AddressInfo).port}`);
+  const target = await EndlessWriter.start();
+  cleanups.push(() => target.close());
+  const { written, honest } = target;
+  const pair = await startTunnelPair(procs, target.address);
   cleanups.push(() => pair.close());
   const before = [rssOf(pair.serve), rssOf(pair.connect)];
 
-  const silent: Socket[] = [];
-  for (let i = 0; i < SILENT; i++) {
-    const c = netConnect({ host: '127.0.0.1', port: pair.listenPort });
-    c.pause();
-    c.on('error', () => {});
-    c.write('s');
-    silent.push(c);
-  }
+  const silent = EndlessWriter.silentClients([pair.listenPort], SILENT);
   cleanups.push(() => silent.forEach((c) => c.destroy()));
-  const total = (): number => [...written.values()].reduce((a, b) => a + b, 0);
+  const total = (): number => target.total;
   // Until every writer made no progress for a whole second.
-  let last = -1;
-  for (let t = 0; t < 60 && (written.size < SILENT || total() !== last); t++) {
-    last = total();
-    await sleep(1000);
-  }
+  const last = await target.untilStopped(SILENT);
   assert.equal(written.size, SILENT, 'every silent client reached the target');
   assert.equal(total(), last, 'the writers stopped');
   const most = Math.max(...written.values());

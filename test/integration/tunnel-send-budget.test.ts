@@ -8,12 +8,12 @@
 // (its floor keeps it moving), and once the silent clients go, the serving end holds nothing.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { limit } from '../../src/util/index.js';
 import { sleep } from '../helpers/agents.js';
 import { join } from 'node:path';
 import { Processes, type Proc } from '../helpers/processes.js';
-import { exchange, startTunnelPair } from '../helpers/tunnel.js';
+import { EndlessWriter, exchange, startTunnelPair } from '../helpers/tunnel.js';
 
 const procs = new Processes();
 const cleanups: Array<() => unknown> = [];
@@ -49,31 +49,10 @@ async function statsOf(p: Proc): Promise<Stats> {
 }
 
 test('tunnel: the serving end holds its send budget across streams whose readers never read; an honest stream still flows', { timeout: 120_000 }, async () => {
-  const written = new Map<Socket, number>();
-  const honest: { socket?: Socket } = {};
-  const chunk = Buffer.alloc(64 * KiB, 0x5a);
-  // The first byte a client sends says which it is: 's' never reads, 'h' is the honest one.
-  const target = createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => {});
-    s.once('data', (first: Buffer) => {
-      if (first[0] === 0x68) {
-        s.pause();
-        honest.socket = s;
-        return;
-      }
-      written.set(s, 0);
-      const pump = (): void => {
-        while (!s.destroyed) {
-          written.set(s, written.get(s)! + chunk.length);
-          if (!s.write(chunk)) return void s.once('drain', pump);
-        }
-      };
-      pump();
-    });
-  });
-  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
-  cleanups.push(() => new Promise<void>((r) => target.close(() => r())));
-  const pair = await startTunnelPair(procs, `127.0.0.1:${(target.address() as AddressInfo).port}`, { serveArgs: ['--send-budget', '16MiB', '--allow-any'] });
+  const target = await EndlessWriter.start();
+  cleanups.push(() => target.close());
+  const { written, honest } = target;
+  const pair = await startTunnelPair(procs, target.address, { serveArgs: ['--send-budget', '16MiB', '--allow-any'] });
   cleanups.push(() => pair.close());
   assert.match(pair.serve.out(), /ferry tunnel ready: .* send-budget=16384KiB/);
   // A second connecting end: another agent on the same address.
@@ -81,24 +60,12 @@ test('tunnel: the serving end holds its send budget across streams whose readers
   cleanups.push(() => second.child.kill('SIGKILL'));
   const ports = [pair.listenPort, Number(second.ready[1])];
 
-  const silent: Socket[] = [];
-  for (let i = 0; i < SILENT; i++) {
-    const c = netConnect({ host: '127.0.0.1', port: ports[i % 2]! });
-    c.pause();
-    c.on('error', () => {});
-    c.write('s');
-    silent.push(c);
-  }
+  const silent = EndlessWriter.silentClients(ports, SILENT);
   cleanups.push(() => silent.forEach((c) => c.destroy()));
   // Until every writer made no progress for a whole second.
-  const total = (): number => [...written.values()].reduce((a, b) => a + b, 0);
-  let last = -1;
-  for (let t = 0; t < 60 && (written.size < SILENT || total() !== last); t++) {
-    last = total();
-    await sleep(1000);
-  }
+  const last = await target.untilStopped(SILENT);
   assert.equal(written.size, SILENT, 'every silent client reached the target');
-  assert.equal(total(), last, 'the writers stopped');
+  assert.equal(target.total, last, 'the writers stopped');
 
   const held = await statsOf(pair.serve);
   // One source: a quarter of the pool, every stream its floor, and two reads beyond each.

@@ -154,7 +154,8 @@ test('socket slots: an ACK goes only on a slot that still takes frames from us (
   assert.deepEqual(w.peerFrames.map((f) => f.type), [FrameType.ACK, FrameType.DRAIN]);
 });
 
-test('socket slots: a delayed ACK rides along with the DATA pumped before its deadline, in front of it, and is not sent again', async () => {
+/** Slot 1 carries the connection: our window announced (as our HELLO would), 7 bytes of DATA from the peer, their ACK delayed. */
+async function delayedAck(): Promise<World> {
   const w = await world();
   await w.dial(1);
   w.set.carrier = 1;
@@ -162,6 +163,11 @@ test('socket slots: a delayed ACK rides along with the DATA pumped before its de
   w.core.flow.ack();
   w.core.flow.deliver(0, Buffer.from('request'));
   w.core.setDeadline('ack', w.clock.now() + limit('ACK_DELAY_MS'));
+  return w;
+}
+
+test('socket slots: a delayed ACK rides along with the DATA pumped before its deadline, in front of it, and is not sent again', async () => {
+  const w = await delayedAck();
   assert.equal(w.core.flow.ackDelayed, true);
   w.core.send.append(Buffer.from('response'));
   w.slots.pump();
@@ -172,13 +178,7 @@ test('socket slots: a delayed ACK rides along with the DATA pumped before its de
 });
 
 test('socket slots: a delayed ACK waits for its deadline when there is no DATA to carry it, or once our DRAIN is out', async () => {
-  const w = await world();
-  await w.dial(1);
-  w.set.carrier = 1;
-  // Our window, announced (as our HELLO would), then a little DATA from the peer.
-  w.core.flow.ack();
-  w.core.flow.deliver(0, Buffer.from('request'));
-  w.core.setDeadline('ack', w.clock.now() + limit('ACK_DELAY_MS'));
+  const w = await delayedAck();
   w.slots.pump();
   assert.equal(w.core.flow.ackDelayed, true, 'nothing to send: the ACK waits');
   assert.equal(w.slots.send(1, { type: FrameType.DRAIN, received: 7 }), true);
