@@ -43,7 +43,7 @@ import {
 import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
 import { rejectionFor, transition, type Event, type State } from './state-machine.js';
 import { ControlRequests, serverEnd, PathValidation, Recovery, ConnectionCore, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type CoreCommand, type CoreInit, type IncomingProofs, type LookupCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
-import { DataSlots, type ConnectionStats, type DataFlow, type DialCommand, type HelloCrypto, type SlotCommand } from './core/index.js';
+import { DataSlots, type ConnectionStats, type DataFlow, type DialCommand, type HelloCrypto } from './core/index.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
 const RES_CANCELLED = new FerryError('FERRY_ERR_ABORTED', 'RES cancelled: the connection moved on');
@@ -387,12 +387,6 @@ export class Endpoint extends EventEmitter {
     }
   }
 
-  /** Fire an internal event that may have gone stale (its state passed): dropped if undefined. */
-  private fireIfDefined(event: Event): void {
-    if (this.core.accepts(event)) this.fire(event);
-    else this.log.debug('stale_event', { event, state: this.state });
-  }
-
   /** Carry out one command of the core: the one dispatch, for the table's rows and every input alike. */
   private carryOut(c: CoreCommand): void {
     switch (c.kind) {
@@ -645,22 +639,6 @@ export class Endpoint extends EventEmitter {
   }
 
   // ------------------------------------------------------------------ data sockets
-
-  /**
-   * Carry out, now and in order, what the data sockets' rules returned to a direct call
-   * (core/slots.ts): an event is handed to the table as {@link fire} does, the rest as the core's
-   * commands.
-   */
-  private runSlots(commands: readonly SlotCommand[]): void {
-    for (const c of commands) {
-      if (c.kind === 'dial_resume') {
-        const dial = this.core.resumeDial();
-        if (dial) this.carryOut(dial);
-      } else if (c.kind !== 'fire') this.carryOut(c);
-      else if (c.ifAccepted) this.fireIfDefined(c.event);
-      else this.fire(c.event);
-    }
-  }
 
   /**
    * `dial`: socket slot `c.slot` to `c.ip:c.port` (the one dialled ahead for it, if any). What
@@ -1033,7 +1011,7 @@ export class Endpoint extends EventEmitter {
     // A half-open's handshake time, our resume after a crossing SUS (core/connection-core.ts).
     this.core.incomingApplied(d, this.env.clock.now());
     this.drive();
-    if (this.state === 'CLOSE_ACKED') queueMicrotask(() => this.fireIfDefined('drained'));
+    if (this.state === 'CLOSE_ACKED') queueMicrotask(() => this.input(() => this.core.later('drained')));
     return d.reply;
   }
 
