@@ -399,7 +399,19 @@ export class Endpoint extends EventEmitter {
         this.emit('state', c.to, c.from);
         return;
       case 'act':
-        return this.act(c.action);
+        // The replies (send_connect_ack, ack_sus, ack_res, ack_cls) are built by the message
+        // handlers; every other action is decided by the core and comes out as its commands.
+        return;
+      case 'established':
+        // The clock follows the deadlines (the handshake's went) before listeners hear.
+        this.rearm();
+        this.emit('established');
+        this.sockets.schedulePump();
+        return;
+      case 'confirmed':
+        // The host hands the connection to its agent (host.ts adoptHalfOpen), resuming.
+        this.emit('confirmed');
+        return;
       case 'dial':
         return this.dial(c);
       case 'accept':
@@ -584,25 +596,6 @@ export class Endpoint extends EventEmitter {
     this.core.handleTimeout(this.env.clock.now());
     this.drive();
     this.rearm();
-  }
-
-  private act(action: string): void {
-    switch (action) {
-      case 'established':
-        // The core did its part first (our RES cancelled, recovery, path and the open told, the
-        // resume timed): the clock follows the deadlines before listeners hear.
-        this.rearm();
-        this.emit('established');
-        this.sockets.schedulePump();
-        return;
-      case 'confirmed':
-        // The host hands the connection to its agent (host.ts adoptHalfOpen), resuming.
-        this.emit('confirmed');
-        return;
-      // Replies (send_connect_ack, ack_sus, ack_res, ack_cls) are built by the message handlers.
-      default:
-        return;
-    }
   }
 
   // ------------------------------------------------------------------ open

@@ -171,7 +171,15 @@ export type CoreCommand =
   /** Write DATA (and the FIN once due) on the socket carrying the connection, until TCP asks us to wait. */
   | { readonly kind: 'pump' }
   /** `slot` carries the connection from now on: its frames are {@link ConnectionCore.frame}, its close {@link ConnectionCore.socketClosed}. */
-  | { readonly kind: 'carry'; readonly slot: number };
+  | { readonly kind: 'carry'; readonly slot: number }
+  /**
+   * The table's `established`, the core's part done (our RES cancelled; recovery, path and the
+   * open told; the resume timed): the clock follows the deadlines (the handshake's went), then
+   * listeners hear 'established', and the pump runs at the end of the turn.
+   */
+  | { readonly kind: 'established' }
+  /** The table's `confirmed` (a half-open the client's RES confirmed, its handshake deadline gone): listeners hear it (the host hands the connection to its agent, resuming). */
+  | { readonly kind: 'confirmed' };
 
 /**
  * A decision taken when its turn comes in the queue, since it must see what the commands before it
@@ -564,7 +572,7 @@ export class ConnectionCore {
         this.path.resumed();
         // The open's part, the resume timed; the adapter then re-arms its clock and tells listeners.
         this.dataIn.established(now);
-        return [...optional(cancel), { kind: 'act', action }];
+        return [...optional(cancel), { kind: 'established' }];
       }
       case 'checkpoint': {
         // Our requests stop; the kept socket closes (a move carries no socket); this end is dead
@@ -579,7 +587,7 @@ export class ConnectionCore {
         // A half-open that took the client's RES (the key confirmation): the open is complete,
         // its handshake deadline goes; the resume's own deadline and recovery apply from now.
         this.open.confirmedByRes();
-        return [{ kind: 'act', action }];
+        return [{ kind: 'confirmed' }];
       case 'schedule_resume':
         return this.scheduleResume(now);
       case 'send_sus':

@@ -153,14 +153,15 @@ test('ConnectionCore: any sequence of events follows the table exactly, and a re
       for (const e of events) {
         now += 7;
         core.handle(e);
-        // The open's steps come out as what the core decided for them (control-channel open), and
-        // the end (`fail`, `closed`) as `ended`, named here by the row's action.
+        // The open's steps come out as what the core decided for them (control-channel open), the
+        // end (`fail`, `closed`) as `ended`, named here by the row's action, and `established`
+        // and `confirmed` as commands of their own.
         const end = lookup(model, e)?.actions.find((a) => a === 'fail' || a === 'closed');
         // Our SUS, RES and CLS requests stand for send_sus, send_res and send_cls; the cancels of a
         // RES still out are checked by control-requests.test.ts.
         const cmds = drain(core, now)
           .filter((c) => c.kind !== 'cancel')
-          .map((c) => (c.kind === 'request' ? { kind: 'act', action: REQUEST_ACTIONS[c.type] } : c.kind === 'dial' ? { kind: 'act', action: lookup(model, e)?.actions.includes('dial') ? 'dial' : 'dial_if_dialer' } : OPEN_STEP_KINDS[c.kind] ? { kind: 'act', action: OPEN_STEP_KINDS[c.kind] } : c.kind === 'ended' ? { kind: 'act', action: end } : c));
+          .map((c) => (c.kind === 'request' ? { kind: 'act', action: REQUEST_ACTIONS[c.type] } : c.kind === 'dial' ? { kind: 'act', action: lookup(model, e)?.actions.includes('dial') ? 'dial' : 'dial_if_dialer' } : OPEN_STEP_KINDS[c.kind] ? { kind: 'act', action: OPEN_STEP_KINDS[c.kind] } : c.kind === 'ended' ? { kind: 'act', action: end } : c.kind === 'established' || c.kind === 'confirmed' ? { kind: 'act', action: c.kind } : c));
         const row = lookup(model, e);
         if (!row) {
           assert.deepEqual(cmds, [{ kind: 'stale', event: e, state: model }]);

@@ -625,7 +625,7 @@ test('through the core\'s queue: send_cls, established and checkpoint are decide
   resuming.recovery.resumeFailed(err('FERRY_ERR_CONTROL_TIMEOUT'));
   resuming.path.proveOurLocation();
   resuming.handle('socket_ready');
-  assert.deepEqual(drainCommands(resuming).slice(1), [{ kind: 'cancel', id: c.id }, { kind: 'act', action: 'established' }]);
+  assert.deepEqual(drainCommands(resuming).slice(1), [{ kind: 'cancel', id: c.id }, { kind: 'established' }]);
   assert.equal(resuming.recovery.lookupNeeded, false, 'recovery knows it resumed');
   assert.equal(resuming.path.mustProve, false, 'the peer accepted where we are');
   assert.equal(resuming.control.resCurrent(c.id), false);

@@ -135,7 +135,7 @@ test('slot inputs: the peer\'s RESUME on the kept socket is taken for a reuse: t
   const out = drain(c);
   assert.deepEqual(out.slice(0, 3), [`clear:${slot}`, `clear:${slot}`, 'peer_resumes']);
   assert.equal(out[3], 'SUSPENDED->ESTABLISHED');
-  assert.deepEqual(out.slice(4), ['act:ack_res', `reuse:${slot}`, `send:${slot}`, `send_ack:${slot}`, 'pump', 'act:established']);
+  assert.deepEqual(out.slice(4), ['act:ack_res', `reuse:${slot}`, `send:${slot}`, `send_ack:${slot}`, 'pump', 'established']);
   // A stray frame on a slot that is not the kept one closes it.
   c.keptFrame(slot + 5, FrameType.RESUME);
   assert.deepEqual(drain(c), [`close:${slot + 5}`]);
