@@ -162,6 +162,11 @@ const REGRESSIONS: Schedule[] = [
   // for the resume under 30 % loss: it was dropped at its handshake deadline, and the client,
   // ESTABLISHED, failed PEER_ABORTED (80062219, shrunk). A confirmed half-open is now opened.
   { seed: 80062219, hosts: 3, agents: 2, security: true, conns: [[0, 1], [0, 1]], loss: 0.3, ops: [{ at: 41.175882366718724, kind: 'suspend', conn: 0, side: 1 }, { at: 128.1994220390916, kind: 'move', agents: [0], to: 1, via: 'direct' }, { at: 134.74713016860187, kind: 'open', conn: 1 }, { at: 138.9063249444589, kind: 'cut', link: 225, ms: 0 }, { at: 192.945411473047, kind: 'jump', ms: 4707 }] },
+  // A SUS that the peer's host refused (PEER_MOVING: the agent was leaving) kept its counter
+  // unspent; replayed after the move rolled back, it suspended the peer, whose DRAIN reached our
+  // end ESTABLISHED: the socket is lost, but our own earlier suspend() had ended the automatic
+  // resume, so neither end resumed (90074548, shrunk). A socket lost that way now resumes (core/slots.ts).
+  { seed: 90074548, hosts: 4, agents: 3, security: true, conns: [[0, 1], [1, 2], [2, 0]], loss: 0.3, ops: [{ at: 96.94985912181437, kind: 'move', agents: [1], to: 2, via: 'channel' }, { at: 117.17574858572334, kind: 'suspend', conn: 1, side: 1 }, { at: 172.61021103244275, kind: 'blackhole', link: 85, ms: 2937 }, { at: 460.7109544845298, kind: 'reset', link: 867, ms: 0 }, { at: 483.3408976206556, kind: 'replay', host: 2, pick: 861 }] },
   { seed: 3744, hosts: 3, agents: 2, security: true, conns: [[0, 1], [1, 0]], loss: 0.3, ops: [{ at: 10.22772861784324, kind: 'move', agents: [1], to: 0, via: 'direct' }, { at: 13.372084711678326, kind: 'resume', conn: 0, side: 0 }, { at: 14.69030463276431, kind: 'crash', host: 1, how: 'process', ms: 2807 }, { at: 25.318203364731744, kind: 'close', conn: 0, side: 1 }] },
 ];
 

@@ -341,7 +341,11 @@ export class DataSlots {
         return out;
       case 'socket_lost':
         this.data = undefined;
-        return [{ kind: 'close', slot }, { kind: 'fire', event: 'socket_lost', ifAccepted: true }];
+        // Lost under a live connection, as by a socket close (closed()): it recovers by itself,
+        // whatever an earlier suspend() said (the connection has been resumed since).
+        if (this.core.state === 'ESTABLISHED') out.push({ kind: 'auto_resume' });
+        out.push({ kind: 'close', slot }, { kind: 'fire', event: 'socket_lost', ifAccepted: true });
+        return out;
       case 'drain_done':
         return this.drainEnded(slot, true, open, moving);
     }

@@ -115,6 +115,18 @@ test('slots: the peer draining first while our SUS is out is answered with our D
   assert.equal(e.peerSuspendsNow(s3, true), false, 'a move began meanwhile');
 });
 
+test('slots: the peer\'s DRAIN on a live connection\'s socket loses it, and the connection resumes by itself as after any loss', () => {
+  // The peer took a stale SUS of ours (one its host had refused, replayed later) and drained: an
+  // earlier suspend() of ours must not leave the connection SUSPENDED with neither end resuming.
+  const { slots } = slotsIn('ESTABLISHED');
+  const slot = carrying(slots);
+  assert.deepEqual(kinds(slots.peerDrain(slot, FrameType.DRAIN, true, false)), ['auto_resume', `close:${slot}`, 'fire:socket_lost']);
+  assert.equal(slots.data, undefined);
+  const m = slotsIn('ESTABLISHED').slots;
+  const s2 = carrying(m);
+  assert.deepEqual(kinds(m.peerDrain(s2, FrameType.SUSPEND, true, true)), ['auto_resume', `close:${s2}`, 'fire:socket_lost'], 'a SUSPEND while moving');
+});
+
 test('slots: a closed carrying socket is lost (an ESTABLISHED connection resumes by itself); a close of a slot in no role changes nothing', () => {
   const { slots } = slotsIn('ESTABLISHED');
   const slot = carrying(slots);
