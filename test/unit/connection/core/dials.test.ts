@@ -10,7 +10,7 @@ import { FerryError, limit } from '../../../../src/util/index.js';
 import { FrameType, type Frame } from '../../../../src/wire/index.js';
 import type { ConnectionCore, CoreCommand, HelloCrypto } from '../../../../src/connection/core/index.js';
 import type { State } from '../../../../src/connection/state-machine.js';
-import { coreIn } from './fixtures.js';
+import { coreIn, pollAll } from './fixtures.js';
 
 /** Zero MACs, as handshake.ts gives without keys. */
 const helloCrypto: HelloCrypto = { helloMac: () => Buffer.alloc(32), helloAckMac: () => Buffer.alloc(32) };
@@ -19,11 +19,6 @@ function core(state: State): ConnectionCore {
   return coreIn(state, { helloCrypto });
 }
 
-function drain(c: ConnectionCore, now = 0): CoreCommand[] {
-  const out: CoreCommand[] = [];
-  for (let x = c.poll(now); x; x = c.poll(now)) out.push(x);
-  return out;
-}
 
 function show(c: CoreCommand): string {
   if (c.kind === 'transition') return `${c.from}->${c.to}`;
@@ -34,13 +29,13 @@ function show(c: CoreCommand): string {
   return 'slot' in c && typeof c.slot === 'number' ? `${c.kind}:${c.slot}` : c.kind;
 }
 
-const shown = (c: ConnectionCore): string[] => drain(c).map(show);
+const shown = (c: ConnectionCore): string[] => pollAll(c).map(show);
 
 /** A resume in RES_ACKED at the dialer: the `dial` its row asked for. */
 function resumeDial(): { c: ConnectionCore; slot: number } {
   const c = core('SUSPENDED');
   c.handle('recv_res');
-  const dial = drain(c).find((x): x is Extract<CoreCommand, { kind: 'dial' }> => x.kind === 'dial');
+  const dial = pollAll(c).find((x): x is Extract<CoreCommand, { kind: 'dial' }> => x.kind === 'dial');
   assert.ok(dial, 'the dialer dials');
   return { c, slot: dial.slot };
 }
@@ -52,7 +47,7 @@ test('dials: the socket exists (dialStarted): its HELLO deadline, then the HELLO
   c.dialStarted(slot + 10);
   assert.deepEqual(shown(c), [], 'no dial asked on that slot');
   c.dialStarted(slot);
-  const [deadline, hello] = drain(c);
+  const [deadline, hello] = pollAll(c);
   assert.deepEqual(deadline, { kind: 'deadline', name: 'hello', slot, ms: limit('HELLO_TIMEOUT_MS') });
   assert.ok(hello?.kind === 'send' && hello.slot === slot && hello.frame.type === FrameType.HELLO);
   assert.equal(c.slots.dialing, slot, 'the outstanding dial');
@@ -63,9 +58,9 @@ test('dials: the socket exists (dialStarted): its HELLO deadline, then the HELLO
 test('dials: the acceptor\'s HELLO_ACK clears the deadline and attaches the slot at its offsets; a later frame does nothing; a REJECT fails the dial', () => {
   const { c, slot } = resumeDial();
   c.dialStarted(slot);
-  drain(c);
+  pollAll(c);
   c.dialFrame(slot, ackFrame);
-  assert.deepEqual(drain(c), [
+  assert.deepEqual(pollAll(c), [
     { kind: 'clear', name: 'hello', slot },
     { kind: 'attach', slot, keys: undefined, received: 5, limit: 1000 },
   ]);
@@ -74,7 +69,7 @@ test('dials: the acceptor\'s HELLO_ACK clears the deadline and attaches the slot
 
   const r = resumeDial();
   r.c.dialStarted(r.slot);
-  drain(r.c);
+  pollAll(r.c);
   r.c.dialFrame(r.slot, { type: FrameType.REJECT, wireCode: 0, detail: 'no' } as Frame);
   assert.deepEqual(shown(r.c), [`clear:${r.slot}`, `close:${r.slot}`, 'log:dial_failed', 'RES_ACKED->SUSPENDED']);
 });
@@ -82,9 +77,9 @@ test('dials: the acceptor\'s HELLO_ACK clears the deadline and attaches the slot
 test('dials: a HELLO_ACK of a dial a suspend overtook closes the socket instead of attaching it', () => {
   const { c, slot } = resumeDial();
   c.dialStarted(slot);
-  drain(c);
+  pollAll(c);
   c.handle('suspend');
-  drain(c);
+  pollAll(c);
   assert.equal(c.state, 'SUS_SENT');
   c.dialFrame(slot, ackFrame);
   assert.deepEqual(shown(c), [`clear:${slot}`, `close:${slot}`]);
@@ -100,7 +95,7 @@ test('dials: a resume dial that threw loses the resume\'s socket (socket_lost, i
   // Once the resume is over, the lost socket changes nothing.
   const late = resumeDial();
   late.c.handle('close');
-  drain(late.c);
+  pollAll(late.c);
   assert.equal(late.c.state, 'CLOSE_SENT');
   late.c.dialThrew(late.slot, new Error('EINVAL'));
   assert.deepEqual(shown(late.c), ['log:dial_failed']);

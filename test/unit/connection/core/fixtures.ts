@@ -3,7 +3,7 @@
  * connection in `state`, with fresh 64 KiB buffers and a 30 s reconnect limit. `extra` overrides
  * any field (role, keys, connection id, random…).
  */
-import { ConnectionCore, type CoreInit } from '../../../../src/connection/core/index.js';
+import { ConnectionCore, type CoreCommand, type CoreInit } from '../../../../src/connection/core/index.js';
 import { ReceiveBuffer, SendBuffer } from '../../../../src/connection/data-path.js';
 import type { State } from '../../../../src/connection/state-machine.js';
 import type { AgentId } from '../../../../src/identity/index.js';
@@ -30,4 +30,11 @@ export function coreIn(state: State, extra: Partial<CoreInit> = {}): ConnectionC
 export function countingRandom(first = 1): (n: number) => Buffer {
   let fill = first - 1;
   return (n) => Buffer.alloc(n, ++fill);
+}
+
+/** Every command the core has for us at `now`, in order (what the adapter's drive loop carries out). */
+export function pollAll(c: ConnectionCore, now = 0): CoreCommand[] {
+  const out: CoreCommand[] = [];
+  for (let x = c.poll(now); x; x = c.poll(now)) out.push(x);
+  return out;
 }

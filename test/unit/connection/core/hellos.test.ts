@@ -12,7 +12,7 @@ import { isFerryError } from '../../../../src/util/index.js';
 import { FrameType, type Hello } from '../../../../src/wire/index.js';
 import type { ConnectionCore, CoreCommand, HelloCrypto } from '../../../../src/connection/core/index.js';
 import type { State } from '../../../../src/connection/state-machine.js';
-import { coreIn } from './fixtures.js';
+import { coreIn, pollAll } from './fixtures.js';
 
 const helloCrypto: HelloCrypto = { helloMac: () => Buffer.alloc(32), helloAckMac: () => Buffer.alloc(32) };
 
@@ -23,11 +23,6 @@ function core(state: State): ConnectionCore {
   return c;
 }
 
-function drain(c: ConnectionCore, now = 0): CoreCommand[] {
-  const out: CoreCommand[] = [];
-  for (let x = c.poll(now); x; x = c.poll(now)) out.push(x);
-  return out;
-}
 
 function show(c: CoreCommand): string {
   if (c.kind === 'transition') return `${c.from}->${c.to}`;
@@ -45,7 +40,7 @@ test('hellos: a resume HELLO while resuming closes the carrying socket, answers 
   const old = c.newSlot();
   c.slots.attached(old);
   const slot = c.helloArrived(resumeHello(c), '10.0.0.7');
-  const out = drain(c);
+  const out = pollAll(c);
   assert.deepEqual(out.map(show), [`close:${old}`, `accept:${slot}`, `attach:${slot}`]);
   const accept = out[1];
   assert.ok(accept?.kind === 'accept' && accept.frame.type === FrameType.HELLO_ACK);
@@ -56,16 +51,16 @@ test('hellos: a resume HELLO while resuming closes the carrying socket, answers 
 test('hellos: a HELLO the state does not take is refused, typed, and queues nothing', () => {
   const c = core('SUSPENDED');
   assert.throws(() => c.helloArrived(resumeHello(c), '10.0.0.7'), (e: unknown) => isFerryError(e) && e.code !== 'FERRY_ERR_INTERNAL');
-  assert.deepEqual(drain(c), []);
+  assert.deepEqual(pollAll(c), []);
 });
 
 test('hellos: one that overtook the proof we asked for is held; a second replaces it, the first one\'s socket closed', () => {
   const c = core('RES_SENT');
   c.path.resSent(true);
   const first = c.helloArrived(resumeHello(c), '10.0.0.7');
-  assert.deepEqual(drain(c).map(show), ['log:resume_hello_parked']);
+  assert.deepEqual(pollAll(c).map(show), ['log:resume_hello_parked']);
   c.helloArrived(resumeHello(c), '10.0.0.7');
-  assert.deepEqual(drain(c).map(show), [`close:${first}`, 'log:resume_hello_parked']);
+  assert.deepEqual(pollAll(c).map(show), [`close:${first}`, 'log:resume_hello_parked']);
   assert.equal(c.slots.holdsHello, true);
   // (The verified proof answers it in its turn: control-requests.test.ts.)
 });
@@ -74,8 +69,8 @@ test('hellos: the held HELLO goes with the resume: a transition out of it closes
   const c = core('RES_SENT');
   c.path.resSent(true);
   const held = c.helloArrived(resumeHello(c), '10.0.0.7');
-  drain(c);
+  pollAll(c);
   c.handle('timeout');
-  assert.deepEqual(drain(c).map(show).slice(0, 2), [`close:${held}`, 'RES_SENT->SUSPENDED']);
+  assert.deepEqual(pollAll(c).map(show).slice(0, 2), [`close:${held}`, 'RES_SENT->SUSPENDED']);
   assert.equal(c.slots.holdsHello, false);
 });

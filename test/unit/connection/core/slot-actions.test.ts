@@ -13,7 +13,7 @@ import { limit } from '../../../../src/util/index.js';
 import type { AgentId } from '../../../../src/identity/index.js';
 import type { ConnectionCore, CoreCommand, CoreInit, HelloCrypto } from '../../../../src/connection/core/index.js';
 import type { State } from '../../../../src/connection/state-machine.js';
-import { coreIn } from './fixtures.js';
+import { coreIn, pollAll } from './fixtures.js';
 
 const helloCrypto: HelloCrypto = { helloMac: () => Buffer.alloc(32), helloAckMac: () => Buffer.alloc(32) };
 
@@ -24,11 +24,6 @@ function core(state: State, open: number[] = [], extra: Partial<CoreInit> = {}):
   return c;
 }
 
-function drain(c: ConnectionCore, now = 0): CoreCommand[] {
-  const out: CoreCommand[] = [];
-  for (let x = c.poll(now); x; x = c.poll(now)) out.push(x);
-  return out;
-}
 
 function show(c: CoreCommand): string {
   if (c.kind === 'transition') return `${c.from}->${c.to}`;
@@ -39,7 +34,7 @@ function show(c: CoreCommand): string {
   return 'slot' in c && typeof c.slot === 'number' ? `${c.kind}:${c.slot}` : c.kind;
 }
 
-const shown = (c: ConnectionCore): string[] => drain(c).map(show);
+const shown = (c: ConnectionCore): string[] => pollAll(c).map(show);
 
 /** Slot `slot` carries the connection (as after a dial answered). */
 function carry(c: ConnectionCore): number {
@@ -82,14 +77,14 @@ test('slot actions: drop_socket closes the carrying slot; with none it comes to 
 test('slot actions: dial_if_dialer dials at the dialer to the peer\'s dial target with its challenge; never at the other end, nor twice while a dial is out', () => {
   const c = core('SUSPENDED');
   c.handle('recv_res');
-  const out = drain(c);
+  const out = pollAll(c);
   const dial = out[2] as Extract<CoreCommand, { kind: 'dial' }>;
   assert.deepEqual(out.map(show), ['SUSPENDED->RES_ACKED', 'act:ack_res', `dial:${dial.slot}`]);
   const target = c.path.dialTarget();
   assert.deepEqual([dial.ip, dial.port, dial.first, dial.ahead], [target.ip, target.redirectorPort, undefined, undefined]);
   // The adapter dialled: that dial is out, its HELLO echoing the peer's challenge...
   c.dialStarted(dial.slot);
-  const [deadline, hello] = drain(c);
+  const [deadline, hello] = pollAll(c);
   assert.deepEqual(deadline, { kind: 'deadline', name: 'hello', slot: dial.slot, ms: limit('HELLO_TIMEOUT_MS') });
   assert.ok(hello?.kind === 'send' && hello.frame.type === FrameType.HELLO && hello.frame.kind === 'resume');
   assert.deepEqual(hello.frame.challenge, c.path.peerChallenge);
@@ -109,14 +104,14 @@ test('slot actions: reuse_socket carries the stream on on the kept slot; the pee
   const c = core('SUS_ACKED', [1]);
   const slot = carry(c);
   c.slots.drain(true);
-  drain(c);
+  pollAll(c);
   c.slots.drainEnded(slot, true, true, false);
   c.handle('drained');
-  drain(c);
+  pollAll(c);
   assert.equal(c.state, 'SUSPENDED');
   assert.equal(c.slots.kept, slot);
   c.keptFrame(slot, FrameType.RESUME);
-  const out = drain(c);
+  const out = pollAll(c);
   // The socket carries again, our RESUME_ACK first on it, then our offsets restated and the pump.
   const at = out.findIndex((x) => x.kind === 'reuse');
   assert.deepEqual(out.slice(at, at + 4), [{ kind: 'reuse', slot }, { kind: 'send', slot, frame: { type: FrameType.RESUME_ACK } }, { kind: 'send_ack', slot }, { kind: 'pump' }]);
@@ -124,7 +119,7 @@ test('slot actions: reuse_socket carries the stream on on the kept slot; the pee
   assert.equal(c.slots.kept, undefined);
   // Once taken, a reuse_socket finds nothing (a second RESUME_ACK never goes).
   c.handle('recv_res_ack_reuse');
-  assert.equal(drain(c).find((x) => x.kind === 'reuse'), undefined);
+  assert.equal(pollAll(c).find((x) => x.kind === 'reuse'), undefined);
 });
 
 test('slot actions: a transition that does not keep the kept socket closes it before the transition comes out', () => {

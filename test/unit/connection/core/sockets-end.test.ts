@@ -11,7 +11,7 @@ import { controlMac, type ConnectionCore, type CoreCommand, type HelloCrypto, ty
 import { connectionKeysFromMaster, type Identity } from '../../../../src/identity/index.js';
 import { MessageType, type Connect, type ConnControl } from '../../../../src/wire/index.js';
 import type { State } from '../../../../src/connection/state-machine.js';
-import { coreIn } from './fixtures.js';
+import { coreIn, pollAll } from './fixtures.js';
 
 const helloCrypto: HelloCrypto = { helloMac: () => Buffer.alloc(32), helloAckMac: () => Buffer.alloc(32) };
 
@@ -28,11 +28,6 @@ function core(state: State): ConnectionCore {
   return coreIn(state, { helloCrypto });
 }
 
-function drain(c: ConnectionCore, now = 0): CoreCommand[] {
-  const out: CoreCommand[] = [];
-  for (let x = c.poll(now); x; x = c.poll(now)) out.push(x);
-  return out;
-}
 
 function show(c: CoreCommand): string {
   if (c.kind === 'transition') return `${c.from}->${c.to}`;
@@ -42,7 +37,7 @@ function show(c: CoreCommand): string {
   return 'slot' in c && typeof c.slot === 'number' ? `${c.kind}:${c.slot}` : c.kind;
 }
 
-const shown = (c: ConnectionCore, now = 0): string[] => drain(c, now).map(show);
+const shown = (c: ConnectionCore, now = 0): string[] => pollAll(c, now).map(show);
 
 /** A slot kept after a drained suspend (both DRAINs crossed on it). */
 function keep(c: ConnectionCore): number {
@@ -75,7 +70,7 @@ test('sockets at the end: a control-channel open\'s socket dialled ahead closes 
   const ahead = core('CLOSED');
   ahead.open.startClient({ inband: false, client: { id: 'a'.repeat(32) } as Identity, redirectorPort: 2001, controlPort: 2000, window: 1 << 16, crypto: STUB_CRYPTO });
   ahead.beginOpen();
-  const dialled = drain(ahead).find((x) => x.kind === 'dial');
+  const dialled = pollAll(ahead).find((x) => x.kind === 'dial');
   assert.ok(dialled?.kind === 'dial' && dialled.ahead);
   ahead.handle('close');
   assert.deepEqual(shown(ahead).slice(-2), [`close:${dialled.slot}`, 'ended']);
@@ -83,12 +78,12 @@ test('sockets at the end: a control-channel open\'s socket dialled ahead closes 
   const inband = core('CLOSED');
   inband.open.startClient({ inband: true, client: { id: 'a'.repeat(32) } as Identity, redirectorPort: 2001, controlPort: 2000, window: 1 << 16, crypto: STUB_CRYPTO });
   inband.beginOpen();
-  const opening = drain(inband).find((x) => x.kind === 'dial');
+  const opening = pollAll(inband).find((x) => x.kind === 'dial');
   assert.ok(opening?.kind === 'dial' && opening.first);
   inband.handle('close');
   assert.deepEqual(shown(inband).slice(-2), [`close:${opening.slot}`, 'ended']);
   inband.handle('closed' as never);
-  assert.deepEqual(drain(inband).filter((x) => x.kind === 'close' || x.kind === 'ended'), [], 'once');
+  assert.deepEqual(pollAll(inband).filter((x) => x.kind === 'close' || x.kind === 'ended'), [], 'once');
 });
 
 test('sockets at a checkpoint: the kept socket closes before the action, and no deadline is left', () => {
@@ -127,7 +122,7 @@ test('sockets on an address change: the carrying and kept ones reset, the in-ban
   const inband = core('CLOSED');
   inband.open.startClient({ inband: true, client: { id: 'a'.repeat(32) } as Identity, redirectorPort: 2001, controlPort: 2000, window: 1 << 16, crypto: STUB_CRYPTO });
   inband.beginOpen();
-  const opening = drain(inband).find((x) => x.kind === 'dial');
+  const opening = pollAll(inband).find((x) => x.kind === 'dial');
   assert.ok(opening?.kind === 'dial');
   assert.deepEqual(inband.addressChanged(), [{ slot: opening.slot, reset: false }]);
   assert.deepEqual(core('CLOSED').addressChanged(), []);

@@ -8,11 +8,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ConnectionCore, CoreCommand, HelloCrypto } from '../../../../src/connection/core/index.js';
+import type { ConnectionCore, HelloCrypto } from '../../../../src/connection/core/index.js';
 import type { State } from '../../../../src/connection/state-machine.js';
 import { limit } from '../../../../src/util/index.js';
 import { FrameType, MessageType, decodeConnControl } from '../../../../src/wire/index.js';
-import { coreIn } from './fixtures.js';
+import { coreIn, pollAll } from './fixtures.js';
 
 const helloCrypto: HelloCrypto = { helloMac: () => Buffer.alloc(32), helloAckMac: () => Buffer.alloc(32) };
 
@@ -23,11 +23,6 @@ function core(state: State, open: (slot: number | undefined) => boolean): Connec
   return c;
 }
 
-function drain(c: ConnectionCore, now = 0): CoreCommand[] {
-  const out: CoreCommand[] = [];
-  for (let x = c.poll(now); x; x = c.poll(now)) out.push(x);
-  return out;
-}
 
 /** A slot that carries the connection. */
 function carrying(c: ConnectionCore): number {
@@ -41,13 +36,13 @@ test('send_sus: a user suspend on a live socket goes in-band; sent, its drain is
   const slot = carrying(c);
   assert.equal(c.intent.suspend('user', 0).kind, 'suspend');
   c.handle('suspend');
-  const out = drain(c);
+  const out = pollAll(c);
   assert.equal(out.length, 2);
   const send = out[1]!;
   assert.ok(send.kind === 'send_suspend' && send.slot === slot && send.frame.type === FrameType.SUSPEND);
   assert.equal(c.slots.data, undefined, 'the slot no longer carries the connection');
   c.suspendFrameSent(slot, true);
-  assert.deepEqual(drain(c), [{ kind: 'deadline', name: 'drain', slot, ms: limit('DRAIN_TIMEOUT_MS') }]);
+  assert.deepEqual(pollAll(c), [{ kind: 'deadline', name: 'drain', slot, ms: limit('DRAIN_TIMEOUT_MS') }]);
   assert.equal(c.slots.draining.has(slot), true);
 });
 
@@ -57,11 +52,11 @@ test('send_sus: an in-band SUSPEND the socket did not take, on a socket that die
   const slot = carrying(c);
   c.intent.suspend('user', 0);
   c.handle('suspend');
-  const send = drain(c).at(-1);
+  const send = pollAll(c).at(-1);
   assert.ok(send?.kind === 'send_suspend');
   up = false;
   c.suspendFrameSent(slot, false);
-  const out = drain(c);
+  const out = pollAll(c);
   assert.deepEqual(out[0], { kind: 'close', slot });
   const sus = out[1];
   assert.ok(sus?.kind === 'request' && sus.type === MessageType.SUS);
@@ -71,9 +66,9 @@ test('send_sus: an in-band SUSPEND the socket did not take, on a socket that die
   const s2 = carrying(d);
   d.intent.suspend('user', 0);
   d.handle('suspend');
-  drain(d);
+  pollAll(d);
   d.suspendFrameSent(s2, false);
-  assert.equal(drain(d)[0]?.kind, 'deadline');
+  assert.equal(pollAll(d)[0]?.kind, 'deadline');
 });
 
 test('send_sus: a move\'s suspend, or one without a usable socket, is the SUS datagram (a move\'s says so: reason 1)', () => {
@@ -81,7 +76,7 @@ test('send_sus: a move\'s suspend, or one without a usable socket, is the SUS da
   carrying(moving);
   moving.intent.suspend('move', 0);
   moving.handle('suspend');
-  const out = drain(moving);
+  const out = pollAll(moving);
   const sus = out[1];
   assert.ok(sus?.kind === 'request' && sus.type === MessageType.SUS);
   assert.equal(decodeConnControl(sus.body, sus.type).reason, 1);
@@ -91,7 +86,7 @@ test('send_sus: a move\'s suspend, or one without a usable socket, is the SUS da
   dead.intent.suspend('user', 0);
   dead.handle('suspend');
   assert.deepEqual(
-    drain(dead).map((c) => c.kind),
+    pollAll(dead).map((c) => c.kind),
     ['transition', 'request'],
   );
 });
@@ -109,7 +104,7 @@ function keptCore(open: (slot: number | undefined) => boolean): { c: ConnectionC
 test('send_res: with a usable kept socket and nothing to prove, RESUME is offered on it, the offer bounded by its resume_offer deadline', () => {
   const { c, slot } = keptCore(() => true);
   c.handle('resume');
-  const out = drain(c, 100);
+  const out = pollAll(c, 100);
   assert.deepEqual(out.slice(1), [{ kind: 'send', slot, frame: { type: FrameType.RESUME } }]);
   assert.equal(c.slots.offered, slot);
   assert.equal(c.hasDeadline('resume_offer', slot), true);
@@ -118,7 +113,7 @@ test('send_res: with a usable kept socket and nothing to prove, RESUME is offere
 test('send_res: a kept socket that is no longer usable, or a proof due, drops it and sends the RES datagram', () => {
   const { c, slot } = keptCore((s) => s !== slot);
   c.handle('resume');
-  const out = drain(c, 100);
+  const out = pollAll(c, 100);
   const kinds = out.map((x) => x.kind);
   assert.deepEqual(kinds.slice(1), ['clear', 'clear', 'log', 'close', 'request']);
   assert.deepEqual(out[4], { kind: 'close', slot });
@@ -129,7 +124,7 @@ test('send_res: a kept socket that is no longer usable, or a proof due, drops it
   const bare = core('SUSPENDED', () => true);
   bare.handle('resume');
   assert.deepEqual(
-    drain(bare).map((x) => x.kind),
+    pollAll(bare).map((x) => x.kind),
     ['transition', 'request'],
   );
 });
