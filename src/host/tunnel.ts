@@ -97,6 +97,8 @@ export class TunnelEnd {
   private readonly listensOf = new Map<AgentId, number>();
   /** Streams each peer has this end carry (accepted STREAMs whose connection is open), per peer with any. */
   private readonly streamsOf = new Map<AgentId, number>();
+  /** The same, per source address (the peer host's): agent ids are free to make, addresses are not. */
+  private readonly streamsFrom = new Map<string, number>();
   /** Reverse listeners opened (or being opened) here for all peers together. */
   private listens = 0;
   private readonly streams = new Set<{ tcp: Socket; fs: AgentSocket }>();
@@ -326,7 +328,8 @@ export class TunnelEnd {
           const to = reverseTo ?? (this.opts.allow(peer) ? this.opts.to : undefined);
           if (!to) return this.deny(fs, 'FERRY_ERR_TUNNEL_DENIED', { peer, why: 'no target for this peer' });
           if (this.counts.active >= limit('TUNNEL_MAX_STREAMS')) return this.deny(fs, 'FERRY_ERR_LIMIT_EXCEEDED', { peer, limit: 'TUNNEL_MAX_STREAMS' });
-          if (!this.holdStreamOf(peer, fs)) return this.deny(fs, 'FERRY_ERR_LIMIT_EXCEEDED', { peer, limit: 'TUNNEL_STREAMS_PER_PEER' });
+          const refused = this.holdStream(peer, fs);
+          if (refused) return this.deny(fs, 'FERRY_ERR_LIMIT_EXCEEDED', { peer, source: fs.endpoint.peer.ip, limit: refused });
           fs.write(encodeTunnelPreamble({ kind: TunnelKind.ACCEPTED }));
           return this.dialTarget(fs, to, rest, peer);
         }
@@ -338,17 +341,27 @@ export class TunnelEnd {
   }
 
   /**
-   * Take one of `peer`'s TUNNEL_STREAMS_PER_PEER places for the stream on `fs`, until `fs`
-   * closes; false when it holds them all, so one allowed peer cannot take every place of
-   * TUNNEL_MAX_STREAMS from the others.
+   * Take one of `peer`'s TUNNEL_STREAMS_PER_PEER places and one of its source address's
+   * TUNNEL_STREAMS_PER_SOURCE places for the stream on `fs`, until `fs` closes, so that neither
+   * one allowed peer nor one machine (with --allow-any, keys are free) can take every place of
+   * TUNNEL_MAX_STREAMS from the others. Returns the limit that refused it, if one did.
    */
-  private holdStreamOf(peer: AgentId, fs: AgentSocket): boolean {
-    const release = takePlace(this.streamsOf, peer, limit('TUNNEL_STREAMS_PER_PEER'));
-    if (!release) return false;
+  private holdStream(peer: AgentId, fs: AgentSocket): 'TUNNEL_STREAMS_PER_PEER' | 'TUNNEL_STREAMS_PER_SOURCE' | undefined {
+    const ofPeer = takePlace(this.streamsOf, peer, limit('TUNNEL_STREAMS_PER_PEER'));
+    if (!ofPeer) return 'TUNNEL_STREAMS_PER_PEER';
+    const fromSource = takePlace(this.streamsFrom, fs.endpoint.peer.ip, limit('TUNNEL_STREAMS_PER_SOURCE'));
+    if (!fromSource) {
+      ofPeer();
+      return 'TUNNEL_STREAMS_PER_SOURCE';
+    }
+    const release = (): void => {
+      ofPeer();
+      fromSource();
+    };
     fs.once('close', release);
     // Its 'close' may be past already (a STREAM and an abort in one read).
     if (fs.destroyed) release();
-    return true;
+    return undefined;
   }
 
   private deny(fs: AgentSocket, code: ErrorCode, fields: Record<string, unknown>): void {

@@ -366,10 +366,12 @@ export function runProgram(cmd: string, args: string[], opts: { timeoutMs?: numb
  * It speaks the tunnel preamble itself, so it can send what a `ferry tunnel connect` never would.
  * `plain` is `--no-security` (cheap handshakes, for tests that open many connections).
  */
-export async function startPeerHost(rendezvous: string, agents: Identity[], opts: { plain?: boolean } = {}): Promise<{ host: Host; close(): Promise<void> }> {
+export async function startPeerHost(rendezvous: string, agents: Identity[], opts: { plain?: boolean; ip?: string } = {}): Promise<{ host: Host; close(): Promise<void> }> {
   const hostKey = Identity.generate();
-  const location = await RendezvousClient.connect({ server: rendezvous, host: '127.0.0.1', signer: hostKey });
-  const host = await Host.start({ location, identity: hostKey, ip: '127.0.0.1', security: !opts.plain });
+  // Another loopback address (127.0.0.2…) is another source to the tunnel end: the host binds and dials from it.
+  const ip = opts.ip ?? '127.0.0.1';
+  const location = await RendezvousClient.connect({ server: rendezvous, host: ip, signer: hostKey });
+  const host = await Host.start({ location, identity: hostKey, ip, security: !opts.plain });
   for (const a of agents) await host.addAgent(a);
   return {
     host,
