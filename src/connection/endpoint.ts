@@ -1,8 +1,10 @@
 /**
- * One end of a connection: the state machine's adapter. It owns the endpoint's buffers, keys,
- * counters and current data socket, applies the transition table, and performs the actions the
- * table names. Sockets, control requests and location lookups come from the host through
- * {@link EndpointEnv}, so this layer never touches `node:net` or `node:dgram`.
+ * One end of a connection: the adapter of its {@link ConnectionCore}, which decides everything
+ * (the state, the table's actions, the data path, the sockets' rules, our requests). This hands
+ * the core its inputs, carries out the commands its `poll()` gives out, holds the one clock timer
+ * set from its next deadline, and keeps the promise API. Sockets, control requests and location
+ * lookups come from the host through {@link EndpointEnv}, so this layer never touches `node:net`
+ * or `node:dgram`.
  *
  * Exactly-once rests on three facts kept here: the sender keeps every byte until the peer's
  * cumulative ack covers it; every new data socket starts with both sides stating how far they
@@ -11,108 +13,23 @@
  * flow, never which.
  */
 import { EventEmitter } from 'node:events';
-import { type AgentId, type ConnectionKeys, type Identity } from '../identity/index.js';
-import { FerryError, isFerryError, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
-import { formatAddress, parseAddress } from '../control/index.js';
-import {
-  FrameType,
-  NONCE_BYTES,
-  type ConnControl,
-  type Connect,
-  type ConnectFrame,
-  type Frame,
-  type Hello,
-  type ResumeProof,
-  type Role,
-} from '../wire/index.js';
-import { SendBuffer, ReceiveBuffer } from './data-path.js';
+import type { AgentId, ConnectionKeys, Identity } from '../identity/index.js';
+import { FerryError, isFerryError, type Clock, type Logger, type TimerHandle } from '../util/index.js';
+import { parseAddress } from '../control/index.js';
+import type { ConnControl, Connect, ConnectFrame, Frame, Hello, Role } from '../wire/index.js';
+import type { SendBuffer, ReceiveBuffer } from './data-path.js';
 import type { EndpointCheckpoint, PeerLocator } from './checkpoint.js';
-import type { ReceiveBudget } from './receive-budget.js';
 import type { DataSocket, StreamSocket } from './data-socket.js';
 import { SocketSlots } from './adapters/socket-slots.js';
-import {
-  acceptConnectAck,
-  buildConnect,
-  buildConnectAck,
-  clientFinished,
-  fresh,
-  helloAckMac,
-  helloMac,
-  verifyClientFinished,
-} from './handshake.js';
-import { signResume, verifyResumeProof, type LocationProof } from './resume-proof.js';
-import { rejectionFor, transition, type Event, type State } from './state-machine.js';
-import { ControlRequests, serverEnd, PathValidation, Recovery, ConnectionCore, SuspendWatch, type ResumeIntent, unmappedIp, type ControlCommand, type CoreCommand, type CoreInit, type IncomingProofs, type LookupCommand, type OpenCrypto, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
-import { DataSlots, type ConnectionStats, type DataFlow, type DialCommand, type HelloCrypto } from './core/index.js';
+import { coreEnv, firstWindow, newCore, OPEN_CRYPTO, type EndpointEnv } from './adapters/endpoint-env.js';
+import type { Event, State } from './state-machine.js';
+import { serverEnd, ConnectionCore, SuspendWatch, unmappedIp, type ControlCommand, type CoreCommand, type LookupCommand, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
+import type { ConnectionStats, DialCommand } from './core/index.js';
+
+export type { EndpointEnv } from './adapters/endpoint-env.js';
 
 /** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
 const RES_CANCELLED = new FerryError('FERRY_ERR_ABORTED', 'RES cancelled: the connection moved on');
-
-/** What an endpoint needs from its host. */
-export interface EndpointEnv {
-  readonly clock: Clock;
-  readonly logger: Logger;
-  /** Security on: signed handshake, MACs, sealed frames. */
-  readonly security: boolean;
-  /** This host's redirector port, announced in CONNECT and RES. */
-  readonly redirectorPort: number;
-  /** This host's control (UDP) port, announced in the in-band CONNECT and CONNECT_ACK. */
-  readonly controlPort: number;
-  /**
-   * Open in-band (default): CONNECT as the first frame of the TCP socket to the peer's redirector,
-   * CONNECT_ACK back on it, CONNECT_CONFIRM as the client's next frame, and that socket is the
-   * data socket. False: the control-channel open (UDP CONNECT, then a HELLO on the data socket).
-   */
-  readonly inbandOpen?: boolean;
-  readonly sendBudget: number;
-  readonly receiveWindow: number;
-  /**
-   * The host's receive budget: what every connection here holds and lets its peer send, per host,
-   * agent and source address (receive-budget.ts). Absent: each window is simply `receiveWindow`.
-   */
-  readonly receiveBudget?: ReceiveBudget;
-  readonly reconnectLimitMs: number;
-  /** A control request to `to` ("ip:port"); rejects with a FerryError. */
-  request(to: string, type: number, body: Buffer, opts?: { maxTries?: number; signal?: AbortSignal; timeoutMs?: number }): Promise<{ type: number; body: Buffer; from: string }>;
-  /** A one-way control datagram. */
-  oneway(to: string, type: number, body: Buffer): void;
-  /** Open a TCP socket to a redirector. */
-  dial(ip: string, port: number): StreamSocket;
-  /** The agent's location, waiting up to `waitMs` for an epoch newer than `newerThan`. */
-  locate(agent: AgentId, newerThan: number, waitMs: number): Promise<PeerLocator | undefined>;
-  /** The connection id became known (client, after CONNECT_ACK): index it. */
-  indexed(ep: Endpoint): void;
-  /** The endpoint closed: forget it. */
-  released(ep: Endpoint): void;
-  /** Wall clock (Unix ms) for delegation validity (default Date.now); never the monotonic clock. */
-  readonly wallClock?: () => number;
-  /**
-   * Run `fn` after the current turn, once the I/O it started has been queued (default
-   * `setImmediate`): write coalescing and delayed ACKs. The simulator defers on its virtual clock.
-   */
-  readonly defer?: (fn: () => void) => void;
-  /**
-   * The proof that this host speaks for `agent` (its delegation chain, and the host's batch signer
-   * with its key), sent in a RES from a new location and in a RES_ACK that is asked for one.
-   * Undefined: cannot prove.
-   */
-  locationProof?(agent: AgentId): LocationProof | undefined;
-  /** A refusal decided inside the endpoint (a RES_ACK's proof), for the host's counters. */
-  refused?(code: ErrorCode): void;
-}
-
-/** How an endpoint checks the location proof a RES_ACK carries: delegation validity is wall-clock time. */
-function proofVerifier(env: EndpointEnv): (m: ConnControl, peerAgent: AgentId, peerEpoch: number) => number {
-  return (m, peerAgent, peerEpoch) => verifyResumeProof(m, peerAgent, peerEpoch, (env.wallClock ?? Date.now)()).epoch;
-}
-
-function addr(p: { ip: string; controlPort: number }): string {
-  return formatAddress(p.ip, p.controlPort);
-}
-
-function splitAddr(a: string): { ip: string; port: number } {
-  return parseAddress(a);
-}
 
 /**
  * Events emitted: 'state' (to, from), 'readable', 'room', 'established', 'confirmed' (a half-open
@@ -126,23 +43,14 @@ export class Endpoint extends EventEmitter {
   private readonly core: ConnectionCore;
   readonly send: SendBuffer;
   readonly recv: ReceiveBuffer;
-  /** The peer's address and candidate, path challenges, location proofs (the core's). */
-  private readonly path: PathValidation;
-  /**
-   * The data sockets' rules by slot number: which carries the connection, which drain, the kept
-   * one, the dials and the HELLOs (core/slots.ts).
-   */
-  private readonly slots: DataSlots;
-  /** The sockets behind the slots, and the write pump (adapters/socket-slots.ts). */
+  readonly role: Role;
+  readonly localAgent: AgentId;
+  readonly peerAgent: AgentId;
+  readonly secure: boolean;
+  /** The sockets behind the core's socket slots, and the write pump (adapters/socket-slots.ts). */
   private readonly sockets: SocketSlots;
-  /** Our outstanding control requests and lookups, and the retries of our close (core/control-requests.ts). */
-  private readonly control: ControlRequests;
   /** The abort of the RES request in flight (its request id): a cancel of that id aborts it. */
   private resAbort: { id: number; ac: AbortController } | undefined;
-  /** What the application and the host want of the connection, and how our SUS/RES go out (the core's). */
-  private readonly intent: ResumeIntent;
-  /** Resume backoff, lookups and the reconnect limit (the core's). */
-  private readonly recovery: Recovery;
   /**
    * The one clock timer, set from the core's next deadline (every deadline of the connection is
    * in the core's timer table; an expiry names the socket slot it belongs to).
@@ -155,8 +63,6 @@ export class Endpoint extends EventEmitter {
   /** The CONNECT request of a control-channel open, aborted if the connection ends first. */
   private connectRequest: AbortController | undefined;
   private readonly log: Logger;
-  /** Offsets, acknowledgements and credit of the data path (the core's). */
-  private readonly flow: DataFlow;
 
   private constructor(
     private readonly env: EndpointEnv,
@@ -169,48 +75,24 @@ export class Endpoint extends EventEmitter {
     this.core = core;
     this.send = core.send;
     this.recv = core.recv;
-    this.path = core.path;
-    this.recovery = core.recovery;
-    this.intent = core.intent;
-    this.control = core.control;
-    this.flow = core.flow;
+    this.role = core.role;
+    this.localAgent = core.localAgent;
+    this.peerAgent = core.peerAgent;
+    this.secure = core.secure;
     this.log = env.logger.child({ conn: this.idText, role: core.role });
-    this.slots = core.slots;
+    // Every frame and close of a socket comes back as the core's input naming its slot.
     this.sockets = new SocketSlots(
-      { log: this.log, flow: this.flow, carrier: () => this.slots.data, state: () => this.core.state, defer: (fn) => this.deferred(fn) },
-      { frame: (slot, f) => this.onFrame(slot, f), keptFrame: (slot, f) => this.onKeptFrame(slot, f), closed: (slot, err) => this.onSocketClosed(slot, err) },
+      { log: this.log, flow: core.flow, carrier: () => core.slots.data, state: () => core.state, defer: (fn) => this.deferred(fn) },
+      {
+        frame: (slot, f) => this.input(() => core.frame(slot, f)),
+        keptFrame: (slot, f) => this.input(() => core.keptFrame(slot, f.type)),
+        closed: (slot, err) => this.input(() => core.socketClosed(slot, err, this.sockets.isOpen(slot))),
+      },
     );
     core.bindSockets(this.sockets);
     // Connections opened to us count against their source address too (a stranger's fresh keys
     // cost nothing; its address does); those our agents open, against the host and agent only.
-    this.flow.useBudget(env.receiveBudget?.open(core.localAgent, core.role === 'server' ? core.path.peer.ip : undefined));
-  }
-
-  /** A new connection end's core (no checkpoint: counters at 0). */
-  private static newCore(env: EndpointEnv, init: Omit<CoreInit, 'send' | 'recv' | 'reconnectLimitMs' | 'random'>): ConnectionCore {
-    return new ConnectionCore({ ...init, ...Endpoint.coreEnv(env), send: new SendBuffer(env.sendBudget), recv: new ReceiveBuffer(env.receiveWindow) });
-  }
-
-  /** What every core of this host is given: limits, randomness, our redirector port, the proof verifier. */
-  private static coreEnv(env: EndpointEnv): Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof' | 'signAck' | 'helloCrypto'> {
-    return {
-      reconnectLimitMs: env.reconnectLimitMs,
-      random: fresh,
-      redirectorPort: env.redirectorPort,
-      verifyProof: proofVerifier(env),
-      ownProof: (agent) => env.locationProof?.(agent),
-      helloCrypto: Endpoint.helloCrypto,
-      signAck: (agent, ack) => {
-        const p = env.locationProof?.(agent);
-        if (!p) throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', 'no location proof');
-        return signResume(ack, p);
-      },
-    };
-  }
-
-  /** The window a new connection announces in its CONNECT or CONNECT_ACK: the floor of the budget. */
-  private static firstWindow(env: EndpointEnv): number {
-    return Math.min(env.receiveWindow, env.receiveBudget?.limits.floor ?? env.receiveWindow);
+    core.flow.useBudget(env.receiveBudget?.open(core.localAgent, core.role === 'server' ? core.path.peer.ip : undefined));
   }
 
   /** What this end counted, for metrics: sockets, reuses, bytes replayed, suspends and resumes with their times (the core's). */
@@ -221,22 +103,6 @@ export class Endpoint extends EventEmitter {
   /** The connection's state (one of the 12 of the transition table). */
   get state(): State {
     return this.core.state;
-  }
-
-  get role(): Role {
-    return this.core.role;
-  }
-
-  get localAgent(): AgentId {
-    return this.core.localAgent;
-  }
-
-  get peerAgent(): AgentId {
-    return this.core.peerAgent;
-  }
-
-  get secure(): boolean {
-    return this.core.secure;
   }
 
   /** The connection id (the client's half and zeros until the server's half is known). */
@@ -251,7 +117,7 @@ export class Endpoint extends EventEmitter {
 
   /** The peer's address: where control requests go and (without a proven candidate) where we dial. */
   get peer(): PeerLocator {
-    return this.path.peer;
+    return this.core.path.peer;
   }
 
   /** The connection id in hex. */
@@ -261,30 +127,21 @@ export class Endpoint extends EventEmitter {
 
   /** Whether this end opens data sockets after a resume (core/slots.ts: the lower AgentId, the client on a tie). */
   get isDialer(): boolean {
-    return this.slots.isDialer;
+    return this.core.slots.isDialer;
   }
 
   /** The error the connection ended with, if any. */
   get error(): FerryError | undefined {
-    return this.intent.closedError;
+    return this.core.intent.closedError;
   }
 
   // ------------------------------------------------------------------ construction
 
-  /** The HELLO's MACs (handshake.ts), injected into the core's slots. */
-  private static readonly helloCrypto: HelloCrypto = { helloMac, helloAckMac };
-
-  /** The open's cryptography (handshake.ts), injected into the core's open. */
-  private static readonly crypto: OpenCrypto = { buildConnect, buildConnectAck, acceptConnectAck, clientFinished, verifyClientFinished };
-
   /** A client endpoint about to open a connection to `peerAgent` at `peer`. */
   static client(env: EndpointEnv, local: Identity, peerAgent: AgentId, peer: PeerLocator, clientHalf: Buffer): Endpoint {
-    const ep = new Endpoint(
-      env,
-      Endpoint.newCore(env, { state: 'CLOSED', role: 'client', localAgent: local.id, peerAgent, connectionId: Buffer.concat([clientHalf, Buffer.alloc(8)]), peer, secure: env.security }),
-    );
-    const window = ep.recv.announce(Endpoint.firstWindow(env));
-    ep.core.open.startClient({ inband: env.inbandOpen !== false, client: local, redirectorPort: env.redirectorPort, controlPort: env.controlPort, window, crypto: Endpoint.crypto });
+    const ep = new Endpoint(env, newCore(env, { state: 'CLOSED', role: 'client', localAgent: local.id, peerAgent, connectionId: Buffer.concat([clientHalf, Buffer.alloc(8)]), peer, secure: env.security }));
+    const window = ep.recv.announce(firstWindow(env));
+    ep.core.open.startClient({ inband: env.inbandOpen !== false, client: local, redirectorPort: env.redirectorPort, controlPort: env.controlPort, window, crypto: OPEN_CRYPTO });
     return ep;
   }
 
@@ -293,8 +150,8 @@ export class Endpoint extends EventEmitter {
    * CONNECT_ACK body to reply with.
    */
   static server(env: EndpointEnv, local: Identity, connect: Connect, connectBody: Buffer, from: string, serverHalf: Buffer): { endpoint: Endpoint; reply: Buffer } {
-    const { ip, port } = splitAddr(from);
-    const ep = new Endpoint(env, Endpoint.newCore(env, { ...serverEnd(connect, serverHalf, { ip, controlPort: port }), localAgent: local.id }));
+    const { ip, port } = parseAddress(from);
+    const ep = new Endpoint(env, newCore(env, { ...serverEnd(connect, serverHalf, { ip, controlPort: port }), localAgent: local.id }));
     const reply = ep.startServer({ connect, connectBody, server: local });
     return { endpoint: ep, reply };
   }
@@ -309,7 +166,7 @@ export class Endpoint extends EventEmitter {
     // The client's IP is the TCP peer's (the handshake proved it); its control port is in the
     // frame, under the transcript hash (so under both signatures' and MACs' cover).
     const from = { ip: unmappedIp(sock.remoteAddress ?? ''), controlPort: c.controlPort };
-    const ep = new Endpoint(env, Endpoint.newCore(env, { ...serverEnd(c.connect, serverHalf, from), localAgent: local.id }));
+    const ep = new Endpoint(env, newCore(env, { ...serverEnd(c.connect, serverHalf, from), localAgent: local.id }));
     const slot = ep.core.newSlot();
     const reply = ep.startServer({ connect: c.connect, connectBody: frameBody, server: local, inband: { controlPort: env.controlPort, slot } });
     // Until the CONNECT_CONFIRM verifies, the socket has proved nothing: frames keep the
@@ -320,8 +177,8 @@ export class Endpoint extends EventEmitter {
 
   /** Server: the core's open answers the CONNECT; CONNECT_ACKED, the handshake deadline armed. Returns the CONNECT_ACK. */
   private startServer(o: Pick<ServerOpen, 'connect' | 'connectBody' | 'server' | 'inband'>): Buffer {
-    const reply = this.core.startServer({ ...o, redirectorPort: this.env.redirectorPort, window: Endpoint.firstWindow(this.env), crypto: Endpoint.crypto }, this.env.clock.now());
-    this.settleBudget();
+    const reply = this.core.startServer({ ...o, redirectorPort: this.env.redirectorPort, window: firstWindow(this.env), crypto: OPEN_CRYPTO }, this.env.clock.now());
+    this.core.flow.settleBudget();
     this.drive();
     return reply;
   }
@@ -331,33 +188,28 @@ export class Endpoint extends EventEmitter {
    * open's raw frames, its close the open's loss (both inputs of the core's open naming S).
    */
   private openingSocket(sock: StreamSocket, slot: number, dialError?: () => Error | undefined): DataSocket {
-    const ds = this.sockets.opening(
+    return this.sockets.opening(
       slot,
       sock,
-      (body) => {
-        this.core.openingFrame(slot, body);
-        this.drive();
-      },
+      (body) => this.input(() => this.core.openingFrame(slot, body)),
       (err) => {
         const e = dialError?.();
-        this.core.openingClosed(slot, err, e && { code: (e as NodeJS.ErrnoException).code, message: e.message });
-        this.drive();
+        this.input(() => this.core.openingClosed(slot, err, e && { code: (e as NodeJS.ErrnoException).code, message: e.message }));
       },
     );
-    return ds;
   }
 
   /** Rebuild a moved endpoint from its checkpoint (state SUSPENDED); call {@link start} after indexing. */
   static fromCheckpoint(env: EndpointEnv, input: EndpointCheckpoint): Endpoint {
-    const ep = new Endpoint(env, ConnectionCore.fromCheckpoint(input, Endpoint.coreEnv(env)));
+    const ep = new Endpoint(env, ConnectionCore.fromCheckpoint(input, coreEnv(env)));
     // What it carries is charged here whatever the budget says: the move was admitted.
-    ep.settleBudget();
+    ep.core.flow.settleBudget();
     return ep;
   }
 
   /** After a checkpoint is attached and indexed: resume at once if the endpoint was live. */
   start(): void {
-    if (this.intent.start(this.env.clock.now())) this.fire('resume');
+    if (this.core.intent.start(this.env.clock.now())) this.fire('resume');
   }
 
   // ------------------------------------------------------------------ the table
@@ -505,14 +357,14 @@ export class Endpoint extends EventEmitter {
         this.sendSusDatagram();
         return;
       case 'forget_sus':
-        this.control.forgetSus();
+        this.core.control.forgetSus();
         return;
       case 'suspend_counted':
         this.countSuspend();
         return;
       case 'peer_resumes':
         this.cancelResumeTimer();
-        this.intent.peerResumes(this.env.clock.now());
+        this.core.intent.peerResumes(this.env.clock.now());
         return;
       case 'peer_suspends': {
         // Held while a row is carried out (a SUSPEND on a socket being reused, inside a transition): its turn comes later.
@@ -524,7 +376,7 @@ export class Endpoint extends EventEmitter {
         return;
       }
       case 'auto_resume':
-        this.intent.socketLost();
+        this.core.intent.socketLost();
         return;
       case 'reuse':
         this.sockets.reuse(c.slot);
@@ -693,32 +545,11 @@ export class Endpoint extends EventEmitter {
     this.drive();
   }
 
-  /** A frame on the kept socket (core/slots.ts `keptFrame`: only the in-band resume may arrive). */
-  private onKeptFrame(slot: number, f: Frame): void {
-    this.core.keptFrame(slot, f.type);
-    this.drive();
-  }
-
-  /** A frame on the carrying socket `slot` (a bad one throws its typed error: the socket ends with it). */
-  private onFrame(slot: number, f: Frame): void {
-    this.core.frame(slot, f);
-    this.drive();
-  }
-
-  private onSocketClosed(slot: number, err: FerryError | undefined): void {
-    this.core.socketClosed(slot, err, this.sockets.isOpen(slot));
-    this.drive();
-  }
-
   // ------------------------------------------------------------------ receive budget
-
-  private settleBudget(): void {
-    this.flow.settleBudget();
-  }
 
   /** Give this connection's charge back: its bytes left this host (moved, or dropped unread). */
   releaseBudget(): void {
-    this.flow.releaseBudget();
+    this.core.flow.releaseBudget();
   }
 
   /**
@@ -772,7 +603,7 @@ export class Endpoint extends EventEmitter {
   /** Suspend: resolves once SUSPENDED and the data socket is drained. */
   async suspend(reason: 'user' | 'move' = 'user'): Promise<void> {
     if (this.detached) throw movedError();
-    const step = this.intent.suspend(reason, this.env.clock.now());
+    const step = this.core.intent.suspend(reason, this.env.clock.now());
     // The later call wins: a resume() still pending here settles with FERRY_ERR_SUPERSEDED.
     if (reason === 'user') this.emit('superseded');
     // The intent stopped the resume retry.
@@ -787,7 +618,7 @@ export class Endpoint extends EventEmitter {
     observe();
     this.on('state', observe);
     try {
-      await this.until(() => watch.done(this.state, this.slots.draining.size), true);
+      await this.until(() => watch.done(this.state, this.core.slots.draining.size), true);
     } finally {
       this.off('state', observe);
     }
@@ -801,11 +632,11 @@ export class Endpoint extends EventEmitter {
    * once this object is detached (or goes on here if the move is cancelled).
    */
   async resume(): Promise<void> {
-    const call = this.intent.resumeCalled();
+    const call = this.core.intent.resumeCalled();
     try {
       await this.resumeLoop(call);
     } finally {
-      this.intent.resumeSettled();
+      this.core.intent.resumeSettled();
     }
   }
 
@@ -813,12 +644,12 @@ export class Endpoint extends EventEmitter {
   private async resumeLoop(call: number): Promise<void> {
     for (;;) {
       if (this.detached) throw movedError();
-      const step = this.intent.resumeStep(call, this.env.clock.now());
+      const step = this.core.intent.resumeStep(call, this.env.clock.now());
       if (step.kind === 'done') return;
       if (step.kind === 'refuse') throw step.error;
       if (step.kind === 'resume') this.fire('resume');
       const wait = step.kind === 'resume' ? 'wait_resume' : step.kind;
-      await this.until(() => this.intent.resumeWaitOver(wait, call));
+      await this.until(() => this.core.intent.resumeWaitOver(wait, call));
     }
   }
 
@@ -826,7 +657,7 @@ export class Endpoint extends EventEmitter {
   async close(): Promise<void> {
     // The connection lives at the destination now: closing this object must not send a CLS.
     if (this.detached) throw movedError();
-    const step = this.intent.close();
+    const step = this.core.intent.close();
     if (step === 'done') return;
     if (step === 'close') this.fire('close');
     await this.until(() => this.state === 'CLOSED', false, true).catch(() => {});
@@ -834,7 +665,7 @@ export class Endpoint extends EventEmitter {
 
   /** Abortive close with an error for the local application. */
   destroy(err?: FerryError): void {
-    if (!this.detached && this.intent.destroy(err)) this.fire('close');
+    if (!this.detached && this.core.intent.destroy(err)) this.fire('close');
   }
   /**
    * The host is stopping (its control channel is closed): a close still retrying its CLS ends
@@ -876,7 +707,7 @@ export class Endpoint extends EventEmitter {
           cleanup();
           reject(movedError());
         } else {
-          const err = this.intent.waitFails(toClosed);
+          const err = this.core.intent.waitFails(toClosed);
           if (!err) return;
           cleanup();
           reject(err);
@@ -983,7 +814,7 @@ export class Endpoint extends EventEmitter {
   }
 
   private cancelResumeTimer(): void {
-    if (this.control.stopResumeRetry()) this.rearm();
+    if (this.core.control.stopResumeRetry()) this.rearm();
   }
 
   /**
@@ -1012,24 +843,24 @@ export class Endpoint extends EventEmitter {
 
   /** Bring the endpoint to SUSPENDED for a move; incoming RES are answered PEER_MOVING meanwhile. */
   async prepareMove(): Promise<void> {
-    const resumeWanted = this.intent.prepareMove();
+    const resumeWanted = this.core.intent.prepareMove();
     this.emit('moving');
     // The intent stopped the resume retry.
     this.rearm();
-    if (this.intent.moveWaitsForOpen) await this.until(() => this.state === 'ESTABLISHED');
-    if (this.intent.moveSuspends(this.slots.draining.size)) await this.suspend('move');
-    this.intent.movePrepared(resumeWanted);
+    if (this.core.intent.moveWaitsForOpen) await this.until(() => this.state === 'ESTABLISHED');
+    if (this.core.intent.moveSuspends(this.core.slots.draining.size)) await this.suspend('move');
+    this.core.intent.movePrepared(resumeWanted);
   }
 
   /** Abandon a prepared move (rollback): the endpoint resumes where it is. */
   cancelMove(): void {
-    if (this.intent.cancelMove()) this.fire('resume');
+    if (this.core.intent.cancelMove()) this.fire('resume');
     this.emit('moving');
   }
 
   /** Whether the endpoint is being prepared for a move (suspended, answering PEER_MOVING). */
   get isMoving(): boolean {
-    return this.intent.moving;
+    return this.core.intent.moving;
   }
 
   /** Take the checkpoint of a SUSPENDED endpoint; this object is dead afterwards. */
@@ -1062,7 +893,7 @@ export class Endpoint extends EventEmitter {
   /** Fault injection (tests, demo): reset the current data socket (and a kept one) as a network cut would. */
   breakDataSocket(): boolean {
     let n = 0;
-    for (const slot of this.slots.live()) if (this.sockets.cut(slot, true)) n++;
+    for (const slot of this.core.slots.live()) if (this.sockets.cut(slot, true)) n++;
     return n > 0;
   }
 
@@ -1071,7 +902,7 @@ export class Endpoint extends EventEmitter {
     this.connectRequest?.abort();
     this.rearm();
     this.env.released(this);
-    this.settleBudget();
+    this.core.flow.settleBudget();
     this.emit('closed', err);
   }
 }

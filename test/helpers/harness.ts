@@ -88,8 +88,8 @@ export async function connectedPair(net: { hosts: Host[] }): Promise<[AgentSocke
 
 /** An endpoint's attached data socket and the one it keeps after a suspend (test-only reach into the internals). */
 export function dataSocketsOf(ep: Endpoint): { data: DataSocket | undefined; kept: DataSocket | undefined } {
-  const inside = ep as unknown as { slots: { data: number | undefined; kept: number | undefined }; sockets: { socket(slot: number | undefined): DataSocket | undefined } };
-  return { data: inside.sockets.socket(inside.slots.data), kept: inside.sockets.socket(inside.slots.kept) };
+  const inside = ep as unknown as { core: { slots: { data: number | undefined; kept: number | undefined } }; sockets: { socket(slot: number | undefined): DataSocket | undefined } };
+  return { data: inside.sockets.socket(inside.core.slots.data), kept: inside.sockets.socket(inside.core.slots.kept) };
 }
 
 /** Assert `ds` is there (`what`), then make its frames and close reach the endpoint `ms` late, as when its TCP events queue behind UDP ones. */

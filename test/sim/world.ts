@@ -644,7 +644,7 @@ class World {
         for (const [ci, pair] of this.sides.entries()) for (const [si, sd] of pair.entries()) {
           if (!sd.sock) continue;
           const ep = sd.sock!.endpoint as unknown as Record<string, unknown> & { send: Record<string, unknown>; recv: Record<string, unknown> };
-          console.log(`conn ${ci} side ${si}`, ep.state, 'send', { acked: ep.send.acked, sent: ep.send.sent, written: ep.send.written, peerLimit: ep.send.peerLimit }, 'recv', { received: ep.recv.received, delivered: ep.recv.delivered, limit: ep.recv.limit, queued: ep.recv.queued }, 'advertised', ep.advertised, 'data', (ep.slots as { data?: number }).data, (ep.sockets as { isOpen(slot: unknown): boolean }).isOpen((ep.slots as { data?: number }).data), 'paused', sd.sock!.isPaused(), 'readableLength', sd.sock!.readableLength);
+          console.log(`conn ${ci} side ${si}`, ep.state, 'send', { acked: ep.send.acked, sent: ep.send.sent, written: ep.send.written, peerLimit: ep.send.peerLimit }, 'recv', { received: ep.recv.received, delivered: ep.recv.delivered, limit: ep.recv.limit, queued: ep.recv.queued }, 'advertised', ep.advertised, 'data', (ep.core as { slots: { data?: number } }).slots.data, (ep.sockets as { isOpen(slot: unknown): boolean }).isOpen((ep.core as { slots: { data?: number } }).slots.data), 'paused', sd.sock!.isPaused(), 'readableLength', sd.sock!.readableLength);
         }
       }
       fail(`not delivered within 120 s of the end: ${detail}`);
