@@ -14,22 +14,20 @@
  */
 import { EventEmitter } from 'node:events';
 import type { AgentId, ConnectionKeys, Identity } from '../identity/index.js';
-import { FerryError, isFerryError, type Clock, type Logger, type TimerHandle } from '../util/index.js';
+import { FerryError, type Clock, type Logger, type TimerHandle } from '../util/index.js';
 import { parseAddress } from '../control/index.js';
 import type { ConnControl, Connect, ConnectFrame, Frame, Hello, Role } from '../wire/index.js';
 import type { SendBuffer, ReceiveBuffer } from './data-path.js';
 import type { EndpointCheckpoint, PeerLocator } from './checkpoint.js';
 import type { DataSocket, StreamSocket } from './data-socket.js';
 import { SocketSlots } from './adapters/socket-slots.js';
+import { ControlIO } from './adapters/control-io.js';
 import { coreEnv, firstWindow, newCore, OPEN_CRYPTO, type EndpointEnv } from './adapters/endpoint-env.js';
 import type { Event, State } from './state-machine.js';
-import { serverEnd, ConnectionCore, SuspendWatch, unmappedIp, type ControlCommand, type CoreCommand, type LookupCommand, type RequestCommand, type ServerOpen, type TimerName } from './core/index.js';
+import { serverEnd, ConnectionCore, SuspendWatch, unmappedIp, type CoreCommand, type ServerOpen, type TimerName } from './core/index.js';
 import type { ConnectionStats, DialCommand } from './core/index.js';
 
 export type { EndpointEnv } from './adapters/endpoint-env.js';
-
-/** Why a RES still out is cancelled (the request's rejection is ignored: the state moved on). */
-const RES_CANCELLED = new FerryError('FERRY_ERR_ABORTED', 'RES cancelled: the connection moved on');
 
 /**
  * Events emitted: 'state' (to, from), 'readable', 'room', 'established', 'confirmed' (a half-open
@@ -49,8 +47,8 @@ export class Endpoint extends EventEmitter {
   readonly secure: boolean;
   /** The sockets behind the core's socket slots, and the write pump (adapters/socket-slots.ts). */
   private readonly sockets: SocketSlots;
-  /** The abort of the RES request in flight (its request id): a cancel of that id aborts it. */
-  private resAbort: { id: number; ac: AbortController } | undefined;
+  /** Our control requests, lookups and RES signatures in flight (adapters/control-io.ts). */
+  private readonly requests: ControlIO;
   /**
    * The one clock timer, set from the core's next deadline (every deadline of the connection is
    * in the core's timer table; an expiry names the socket slot it belongs to).
@@ -60,8 +58,6 @@ export class Endpoint extends EventEmitter {
   private clockAt: number | undefined;
   /** Carrying out a row's command (an event fired meanwhile waits in the core for its turn; core/connection-core.ts `inRow`). */
   private firing = false;
-  /** The CONNECT request of a control-channel open, aborted if the connection ends first. */
-  private connectRequest: AbortController | undefined;
   private readonly log: Logger;
 
   private constructor(
@@ -90,6 +86,7 @@ export class Endpoint extends EventEmitter {
       },
     );
     core.bindSockets(this.sockets);
+    this.requests = new ControlIO(env, core, () => env.clock.now(), () => this.drive());
     // Connections opened to us count against their source address too (a stranger's fresh keys
     // cost nothing; its address does); those our agents open, against the host and agent only.
     core.flow.useBudget(env.receiveBudget?.open(core.localAgent, core.role === 'server' ? core.path.peer.ip : undefined));
@@ -273,22 +270,6 @@ export class Endpoint extends EventEmitter {
         this.attach(c.slot, c.received, c.limit);
         // A socket handed over after its HELLO reads what came after it.
         return this.sockets.feedRest(c.slot);
-      case 'open_request': {
-        // Called off when the connection ends first (an aborted open): else the CONNECT would go
-        // on being retransmitted to a peer that does not answer, for nothing, until its tries ran out.
-        this.connectRequest = new AbortController();
-        this.env
-          .request(c.to, c.type, c.body, { signal: this.connectRequest.signal })
-          .then((reply) => {
-            this.core.connectAnswered(c.id, reply);
-            this.drive();
-          })
-          .catch((err: unknown) => {
-            this.core.connectFailed(c.id, err);
-            this.drive();
-          });
-        return;
-      }
       case 'open_send_raw':
         this.sockets.socket(c.slot)?.sendRaw(c.bytes);
         return;
@@ -314,21 +295,13 @@ export class Endpoint extends EventEmitter {
         this.log[c.level](c.event, c.fields);
         return;
       case 'request':
-        return this.request(c);
       case 'lookup':
-        return void this.lookUp(c);
       case 'cancel':
-        if (this.resAbort?.id === c.id) {
-          // With a reason: abort() without one builds a DOMException (and its stack) at every cancel.
-          this.resAbort.ac.abort(RES_CANCELLED);
-          this.resAbort = undefined;
-        }
-        return;
+      case 'sign_res':
+        return this.requests.carryOut(c);
       case 'count_refusal':
         this.env.refused?.(c.err.code);
         return;
-      case 'sign_res':
-        return this.signRes(c.id);
       case 'send_suspend':
         // What came of the send goes back at once: its commands come next.
         return this.core.suspendFrameSent(c.slot, this.sockets.send(c.slot, c.frame));
@@ -350,22 +323,6 @@ export class Endpoint extends EventEmitter {
       case 'clear':
         this.clearDeadline(c.name, c.slot);
         return;
-      case 'resume_by_datagram':
-        this.sendResDatagram();
-        return;
-      case 'suspend_by_datagram':
-        this.sendSusDatagram();
-        return;
-      case 'forget_sus':
-        this.core.control.forgetSus();
-        return;
-      case 'suspend_counted':
-        this.countSuspend();
-        return;
-      case 'peer_resumes':
-        this.cancelResumeTimer();
-        this.core.intent.peerResumes(this.env.clock.now());
-        return;
       case 'peer_suspends': {
         // Held while a row is carried out (a SUSPEND on a socket being reused, inside a transition): its turn comes later.
         const slot = c.slot;
@@ -375,9 +332,6 @@ export class Endpoint extends EventEmitter {
         });
         return;
       }
-      case 'auto_resume':
-        this.core.intent.socketLost();
-        return;
       case 'reuse':
         this.sockets.reuse(c.slot);
         return;
@@ -732,90 +686,7 @@ export class Endpoint extends EventEmitter {
     });
   }
 
-  // ------------------------------------------------------------------ suspend / resume / close
-
-  /** Carry out, now, what the control requests decided (core/control-requests.ts). */
-  private carry(c: ControlCommand | undefined): void {
-    if (c) this.carryOut(c);
-  }
-
-  /** Send request `c`; its reply or failure goes back to the core with its id (a stale one changes nothing). */
-  private request(c: RequestCommand): void {
-    let opts: { maxTries?: number; timeoutMs?: number; signal?: AbortSignal } = c.opts;
-    if (c.cancellable) {
-      const ac = new AbortController();
-      this.resAbort = { id: c.id, ac };
-      opts = { signal: ac.signal, ...c.opts };
-    }
-    const sent = this.env
-      .request(c.to, c.type, c.body, opts)
-      .then((reply) => {
-        this.core.replied(c.id, reply, this.env.clock.now());
-        this.drive();
-      })
-      .catch((err: unknown) => {
-        this.core.requestFailed(c.id, err, this.env.clock.now());
-        this.drive();
-      });
-    if (c.purpose === 'sus') void sent.finally(() => this.countSuspend());
-  }
-
-  /** A lookup of the peer before a resume or CLS try; the answer goes back with its id. */
-  private async lookUp(c: LookupCommand): Promise<void> {
-    let loc: PeerLocator | undefined;
-    try {
-      loc = await this.env.locate(c.agent, c.newerThan, c.waitMs);
-    } catch (err) {
-      // A location service that fails (unreachable, its store down) is a lookup without an
-      // answer (the host paces failed lookups): a resume tries where the peer was last known, a
-      // close sends its CLS again. Never a rejection nobody handles (the callers are timers),
-      // which would end the process.
-      this.log.info('lookup_failed', { code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: err instanceof Error ? err.message : String(err) });
-      this.core.lookupFailed(c.id);
-      return this.drive();
-    }
-    this.core.located(c.id, loc);
-    this.drive();
-  }
-
-  private sendSusDatagram(): void {
-    this.request(this.core.suspendByDatagram());
-  }
-
-  private countSuspend(): void {
-    this.core.suspendCounted(this.env.clock.now());
-  }
-
-  /** The RES datagram, as the core decides it (core/connection-core.ts `resumeByDatagram`), carried out now. */
-  private sendResDatagram(): void {
-    for (const c of this.core.resumeByDatagram(this.env.clock.now())) this.carryOut(c);
-  }
-
-  /**
-   * `sign_res`: our RES `id` goes with this host's location proof, signed by the host's batch
-   * signer at its flush with every RES this host sends in this turn (PROTOCOL.md §4.4). The RES
-   * is built then by the core, and what comes of it goes back to the core with its id.
-   */
-  private signRes(id: number): void {
-    const proof = this.env.locationProof?.(this.localAgent);
-    if (!proof) return this.core.resUnsigned(id, new FerryError('FERRY_ERR_RESUME_UNPROVEN', 'no location proof'));
-    proof.signer.enqueue({
-      chain: proof.chain,
-      build: () => this.core.resToSign(id),
-      send: (p) => {
-        this.core.resSigned(id, p, this.env.clock.now());
-        this.drive();
-      },
-      fail: (err) => {
-        this.core.resUnsigned(id, err);
-        this.drive();
-      },
-    });
-  }
-
-  private cancelResumeTimer(): void {
-    if (this.core.control.stopResumeRetry()) this.rearm();
-  }
+  // ------------------------------------------------------------------ the peer's requests
 
   /**
    * A SUS, RES or CLS from the peer (already decoded). Returns the reply body, or throws the
@@ -823,19 +694,11 @@ export class Endpoint extends EventEmitter {
    * forgeries and replays change nothing).
    */
   handleControl(m: ConnControl, from: string): Buffer {
-    const d = this.core.incoming(m, from, this.env.clock.now());
+    const d = this.core.peerRequest(m, from, this.env.clock.now());
     // The decision may have stopped our resume retry or close retry.
     this.rearm();
-    if (d.kind === 'answer') return d.reply;
-    if (d.kind === 'refuse') {
-      for (const c of d.commands) this.carry(c);
-      throw d.error;
-    }
-    this.fire(d.event);
-    // A half-open's handshake time, our resume after a crossing SUS (core/connection-core.ts).
-    this.core.incomingApplied(d, this.env.clock.now());
     this.drive();
-    if (this.state === 'CLOSE_ACKED') queueMicrotask(() => this.input(() => this.core.later('drained')));
+    if (d.kind === 'refuse') throw d.error;
     return d.reply;
   }
 
@@ -899,7 +762,6 @@ export class Endpoint extends EventEmitter {
 
   /** `ended`: the core did its part (core/connection-core.ts `end`: our requests stopped, every socket closed, no deadline left); the host forgets us, the application hears `err`. */
   private teardown(err: FerryError | undefined): void {
-    this.connectRequest?.abort();
     this.rearm();
     this.env.released(this);
     this.core.flow.settleBudget();

@@ -139,7 +139,7 @@ export type CoreCommand =
    * What the data sockets' rules decided (core/slots.ts `SlotCommand`): send frame F on slot S,
    * close or keep slot S, a slot's deadline… Their `fire` is the core's own: it never comes out.
    */
-  | Exclude<SlotCommand, { readonly kind: 'fire' | 'log' | 'dial_resume' }>
+  | Exclude<SlotCommand, { readonly kind: 'fire' | 'log' | InTurn['kind'] }>
   /** Log a line the core decided is worth saying. */
   | ({ readonly kind: 'log' } & LogLine)
   /** Count a refusal decided here (the host's counters): a RES_ACK whose proof did not verify. */
@@ -196,17 +196,24 @@ export type QueuedStep = CoreCommand | Extract<SlotCommand, { readonly kind: 'fi
 
 /**
  * What is decided only when its turn comes, then goes out as the commands it came to: our resume's
- * dial (core/slots.ts `mayDialResume`), and the resume HELLO held for the peer's proof, dropped
- * (the proof was refused) or taken (it verified: answered if the state still resumes, else closed).
+ * dial (core/slots.ts `mayDialResume`), the resume HELLO held for the peer's proof, dropped (the
+ * proof was refused) or taken (it verified: answered if the state still resumes, else closed), and
+ * the core's own part of what the data sockets' rules decided (our SUS forgotten, our suspend
+ * counted, the peer resuming on the kept socket, the resume wanted after a lost socket, our SUS or
+ * RES datagram built).
  */
 type InTurn =
-  | Extract<SlotCommand, { readonly kind: 'dial_resume' }>
+  | Extract<SlotCommand, { readonly kind: 'dial_resume' | 'forget_sus' | 'suspend_counted' | 'peer_resumes' | 'auto_resume' | 'resume_by_datagram' | 'suspend_by_datagram' }>
   | { readonly kind: 'drop_parked_hello' }
   | { readonly kind: 'take_parked_hello' }
   /** The client's open failed (core/open.ts): it ends CLOSED with `err` (logged), through `timeout` of CONNECT_SENT. */
   | Extract<OpenCommand, { readonly kind: 'open_failed' }>
   /** The server's opening socket was refused with `err`: counted, kept as the error the half-open closes with. */
   | Extract<OpenCommand, { readonly kind: 'open_refused' }>;
+
+/** The kinds of {@link InTurn}: never given out as such. */
+const IN_TURN: ReadonlySet<string> = new Set<InTurn['kind']>(['dial_resume', 'drop_parked_hello', 'take_parked_hello', 'open_failed', 'open_refused', 'forget_sus', 'suspend_counted', 'peer_resumes', 'auto_resume', 'resume_by_datagram', 'suspend_by_datagram']);
+const isInTurn = (c: QueuedStep): c is InTurn => IN_TURN.has(c.kind);
 
 /** A command waiting in the queue, and whether it belongs to a row of the table (else to an input). */
 interface Queued {
@@ -238,6 +245,8 @@ export class ConnectionCore {
   /** Whether {@link poll} ran dry last: nothing it gave out is being carried out any more. */
   private idle = true;
   private lastSlot = 0;
+  /** The last id given to one of our requests or lookups (core/control-requests.ts, the open's CONNECT). */
+  private lastRequest = 0;
   readonly role: Role;
   readonly localAgent: AgentId;
   readonly peerAgent: AgentId;
@@ -400,8 +409,8 @@ export class ConnectionCore {
     return this.slots.askDial('resume', this.path.peerChallenge, target, { ip: target.ip, port: target.redirectorPort });
   }
 
-  /** What `c` comes to, decided now that its turn came. */
-  private inTurn(c: InTurn): Queued['c'][] {
+  /** What `c` comes to, decided at `now` that its turn came. */
+  private inTurn(c: InTurn, now: number): Queued['c'][] {
     switch (c.kind) {
       case 'dial_resume':
         return optional(this.resumeDial());
@@ -417,6 +426,25 @@ export class ConnectionCore {
       case 'open_refused':
         this.intent.closedError ??= c.err;
         return [{ kind: 'count_refusal', err: c.err }];
+      case 'forget_sus':
+        this.control.forgetSus();
+        return [];
+      case 'suspend_counted':
+        this.dataIn.suspendCounted(now);
+        return [];
+      case 'peer_resumes':
+        // Our resume retry stops (its deadline cleared as a command: the adapter's clock follows
+        // it at once, as the timer would otherwise fire early for nothing); the resume is timed.
+        this.control.forgetLookup();
+        this.intent.peerResumes(now);
+        return [{ kind: 'clear', name: 'resume_retry', slot: 0 }];
+      case 'auto_resume':
+        this.intent.socketLost();
+        return [];
+      case 'resume_by_datagram':
+        return this.resumeByDatagram(now);
+      case 'suspend_by_datagram':
+        return [this.suspendByDatagram()];
     }
   }
 
@@ -510,9 +538,9 @@ export class ConnectionCore {
         this.out.unshift(...this.dataIn.peerSuspends(q.c.slot, now).map((c) => ({ c, row: false })));
         continue;
       }
-      if (q.c.kind === 'dial_resume' || q.c.kind === 'drop_parked_hello' || q.c.kind === 'take_parked_hello' || q.c.kind === 'open_failed' || q.c.kind === 'open_refused') {
+      if (isInTurn(q.c)) {
         const row = q.row;
-        this.out.unshift(...this.inTurn(q.c).map((c) => ({ c, row })));
+        this.out.unshift(...this.inTurn(q.c, now).map((c) => ({ c, row })));
         continue;
       }
       if (q.c.kind === 'act' && !q.decided) {
@@ -540,6 +568,11 @@ export class ConnectionCore {
   /** A new socket slot: a command and the input that answers it name the same socket by it. */
   newSlot(): number {
     return ++this.lastSlot;
+  }
+
+  /** A new request id (a request or lookup of ours, the open's CONNECT): its answer names it. */
+  newRequestId(): number {
+    return ++this.lastRequest;
   }
 
   /**
@@ -681,10 +714,12 @@ export class ConnectionCore {
     this.over = true;
     this.flow.close();
     const cancel = this.stopRequests();
+    // The control-channel open's CONNECT, if still out, stops too (after the sockets close).
+    const connect = this.open.connectRequest;
     const closes = [...this.slots.ended(), ...this.open.ended().map((slot): SlotCommand => ({ kind: 'close', slot }))];
     this.timers.clear();
     this.intent.closedError ??= err;
-    return [...optional(cancel), ...closes, { kind: 'ended', err: this.intent.closedError }];
+    return [...optional(cancel), ...closes, ...(connect !== undefined ? [{ kind: 'cancel', id: connect } as const] : []), { kind: 'ended', err: this.intent.closedError }];
   }
 
   /**
@@ -882,14 +917,28 @@ export class ConnectionCore {
     if (o.resAcked) this.afterAll.push({ c: { kind: 'take_parked_hello' }, row: false });
   }
 
-  /** The reply to our request `id` arrived at `now`. */
+  /** The reply to our request `id` (the open's CONNECT, or a SUS, RES or CLS) arrived at `now`. */
   replied(id: number, reply: { type: number; body: Buffer }, now: number): void {
+    if (id === this.open.connectRequest) return this.connectAnswered(id, reply);
     this.queueOutcome(this.control.replied(id, reply, now));
+    this.susSettled(id);
   }
 
   /** Our request `id` failed with `err` (no answer, a refusal, aborted) at `now`. */
   requestFailed(id: number, err: unknown, now: number): void {
+    if (id === this.open.connectRequest) return this.connectFailed(id, err);
     this.queueOutcome(this.control.failed(id, err, now));
+    this.susSettled(id);
+  }
+
+  /**
+   * Request `id` settled: if it was one of our SUS (outstanding or forgotten), the suspend is
+   * counted once all its answer led to is applied (SUSPENDED by then, if it is acknowledged).
+   */
+  private susSettled(id: number): void {
+    if (!this.control.susSettled(id)) return;
+    const count: DecideStep = { kind: 'decide', then: (now) => (this.dataIn.suspendCounted(now), []) };
+    this.afterAll.push({ c: count, row: false });
   }
 
   /** Lookup `id` answered `loc` (undefined: nothing newer). */
@@ -897,8 +946,12 @@ export class ConnectionCore {
     this.queueOutcome(this.control.located(id, loc));
   }
 
-  /** Lookup `id` failed (the location service did not answer). */
-  lookupFailed(id: number): void {
+  /**
+   * Lookup `id` failed: the location service did not answer (`err`: why, logged). A lookup without
+   * an answer: a resume tries where the peer was last known, a close sends its CLS again.
+   */
+  lookupFailed(id: number, err?: unknown): void {
+    if (err !== undefined) this.out.push({ c: { kind: 'log', level: 'info', event: 'lookup_failed', fields: { code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: err instanceof Error ? err.message : String(err) } }, row: false });
     this.queueOutcome(this.control.lookupFailed(id));
   }
 
@@ -1010,6 +1063,32 @@ export class ConnectionCore {
   incomingApplied(d: AcceptedIncoming, now: number): void {
     if (!this.intent.resumeAfterIncoming(d)) return;
     for (const c of this.scheduleResume(now)) this.out.push({ c, row: false });
+  }
+
+  /**
+   * The peer's SUS, RES or CLS `m` as an input: decided ({@link incoming}), and what it comes to
+   * queued for {@link poll}. Refused: the commands the refusal sends (a CLS towards a resuming
+   * peer). Accepted: its event; once that and all it led to are applied, {@link incomingApplied};
+   * once that is out too, a connection the peer's CLS left CLOSE_ACKED has its drain over on a
+   * later turn (`fire_later` drained: applied if the state still takes it, else stale). Returns
+   * the decision: the reply to send back, or the refusal to throw.
+   */
+  peerRequest(m: ConnControl, from: string, now: number): IncomingDecision {
+    const d = this.incoming(m, from, now);
+    if (d.kind === 'refuse') for (const c of d.commands) this.out.push({ c, row: false });
+    if (d.kind !== 'accept') return d;
+    this.handle(d.event);
+    const closeAcked: DecideStep = { kind: 'decide', then: () => (this.current === 'CLOSE_ACKED' ? [{ kind: 'fire_later', event: 'drained' }] : []) };
+    const applied: DecideStep = {
+      kind: 'decide',
+      then: (t) => {
+        this.incomingApplied(d, t);
+        this.afterAll.push({ c: closeAcked, row: false });
+        return [];
+      },
+    };
+    this.afterAll.push({ c: applied, row: false });
+    return d;
   }
 
   // ---------------------------------------------------------------- the open's inputs

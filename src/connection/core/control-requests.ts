@@ -32,8 +32,8 @@ export const CLS_TRIES = 4;
 /** The one CLS to an unreachable peer, or a half-open given up: one try, this long. */
 export const CLS_ONCE_TIMEOUT_MS = 200;
 
-/** Which of our requests a command or an answer belongs to. */
-export type RequestPurpose = 'sus' | 'res' | 'cls';
+/** Which of our requests a command or an answer belongs to (`connect`: the control-channel open's CONNECT, core/open.ts). */
+export type RequestPurpose = 'sus' | 'res' | 'cls' | 'connect';
 
 /** Send control request `type` with `body` to `to`; its answer comes back as {@link ControlRequests.replied} or {@link ControlRequests.failed} with `id`. */
 export interface RequestCommand {
@@ -45,11 +45,11 @@ export interface RequestCommand {
   readonly body: Buffer;
   /** The request's options (absent: the channel's defaults). */
   readonly opts: { readonly maxTries?: number; readonly timeoutMs?: number };
-  /** It may be cancelled by a later {@link CancelCommand} (a RES): give it an abort signal. */
+  /** It may be cancelled by a later {@link CancelCommand} (a RES, the CONNECT): give it an abort signal. */
   readonly cancellable: boolean;
 }
 
-/** Stop request `id` (a RES that is over): no more retransmissions; its answer is ignored. */
+/** Stop request `id` (a RES that is over, the CONNECT of an open that ended): no more retransmissions; its answer is ignored. */
 export interface CancelCommand {
   readonly kind: 'cancel';
   readonly id: number;
@@ -137,8 +137,9 @@ function asFerry(err: unknown): FerryError {
 
 /** The outstanding SUS, RES, CLS and lookup of one connection end, and the retries of its close. */
 export class ControlRequests {
-  private lastId = 0;
   private sus: Sus | undefined;
+  /** Our SUS requests not settled yet, even one forgotten since: each is counted when it settles ({@link susSettled}). */
+  private readonly susOut = new Set<number>();
   private res: Res | undefined;
   private cls: Cls | undefined;
   private lookup: { readonly id: number; readonly purpose: 'resume' | 'close' } | undefined;
@@ -186,11 +187,20 @@ export class ControlRequests {
 
   /** Our SUS datagram (`reason` 1: to move, which tries only {@link MOVE_SUSPEND_TRIES} times). */
   suspend(reason: number): RequestCommand {
-    const id = ++this.lastId;
+    const id = this.core.newRequestId();
     const msg = this.message(MessageType.SUS, { reason });
     this.sus = { id, counter: msg.counter };
+    this.susOut.add(id);
     const opts = reason === 1 ? { maxTries: MOVE_SUSPEND_TRIES } : {};
     return { kind: 'request', id, purpose: 'sus', to: formatAddress(this.core.path.peer.ip, this.core.path.peer.controlPort), type: MessageType.SUS, body: ControlRequests.body(msg), opts, cancellable: false };
+  }
+
+  /**
+   * Whether request `id`, answered or failed now, was one of our SUS (the suspend is then counted
+   * once what its answer led to is applied, whether or not it was still the outstanding one).
+   */
+  susSettled(id: number): boolean {
+    return this.susOut.delete(id);
   }
 
   /** Our SUS, if one is out, is over (answered in-band, cancelled by a resume or close): its answer is ignored. */
@@ -207,7 +217,7 @@ export class ControlRequests {
    */
   resume(proved: boolean): ResPlan {
     const path = this.core.path;
-    const id = ++this.lastId;
+    const id = this.core.newRequestId();
     const target = path.peer;
     const wantProof = path.wantsProof(this.core.keys !== undefined, target);
     path.resSent(wantProof);
@@ -293,12 +303,17 @@ export class ControlRequests {
 
   /** No resume is due any more (ours or the peer's began, a suspend, a close): forget the retry and its lookup. Returns whether a retry was set. */
   stopResumeRetry(): boolean {
-    this.lookup = undefined;
+    this.forgetLookup();
     return this.core.cancelDeadline('resume_retry');
   }
 
+  /** The lookup in flight, if any, is no longer wanted: its answer changes nothing. */
+  forgetLookup(): void {
+    this.lookup = undefined;
+  }
+
   private lookUp(purpose: 'resume' | 'close', waitMs: number): LookupCommand {
-    const id = ++this.lastId;
+    const id = this.core.newRequestId();
     this.lookup = { id, purpose };
     return { kind: 'lookup', id, agent: this.core.peerAgent, newerThan: this.core.path.peer.epoch, waitMs };
   }
@@ -334,7 +349,7 @@ export class ControlRequests {
    * is the intent's at the time it is sent (1: the connection was destroyed or failed).
    */
   private sendCls(to?: string): RequestCommand {
-    const id = ++this.lastId;
+    const id = this.core.newRequestId();
     const msg = this.message(MessageType.CLS, { reason: this.core.intent.clsReason });
     const retry = this.closeRetry;
     const proven = formatAddress(this.core.path.peer.ip, this.core.path.peer.controlPort);

@@ -37,6 +37,7 @@ import {
 import { rejectionFor, type Event } from '../state-machine.js';
 import type { ConnectionCore, CoreInit } from './connection-core.js';
 import type { Expiry } from './timers.js';
+import type { RequestCommand } from './control-requests.js';
 import { ZERO_CHALLENGE, type DialCommand, type SlotCommand } from './slots.js';
 
 /** The client's view of an open in progress (built by handshake.ts `buildConnect`). */
@@ -80,8 +81,8 @@ export type OpenCommand =
    * trip); at `dial`, the open's data socket, on that slot (core/slots.ts `askDial`).
    */
   | DialCommand
-  /** Control-channel client: the CONNECT request `id`; its answer is {@link OpenHandshake.connectAnswered} or {@link OpenHandshake.connectFailed} naming `id`. */
-  | { readonly kind: 'open_request'; readonly id: number; readonly to: string; readonly type: number; readonly body: Buffer }
+  /** Control-channel client: the CONNECT request (cancellable: the open may end first); its answer is {@link OpenHandshake.connectAnswered} or {@link OpenHandshake.connectFailed} naming its id. */
+  | RequestCommand
   /** Send a raw open frame on socket slot `slot`. */
   | { readonly kind: 'open_send_raw'; readonly slot: number; readonly bytes: Buffer }
   /** A one-way control datagram. */
@@ -169,7 +170,6 @@ export class OpenHandshake {
   private ahead: number | undefined;
   /** Control-channel client: the CONNECT request's id. */
   private request: number | undefined;
-  private lastRequest = 0;
   /** The server's handshake deadline was given more time once (its open's socket was still up). */
   private extended = false;
   /** Server: the opening socket died without a refusal while the half-open waited for the confirmation. */
@@ -253,8 +253,8 @@ export class OpenHandshake {
       this.core.setDeadline('handshake', now + HANDSHAKE_TIMEOUT());
       return [{ kind: 'dial', slot, ip, port: redirectorPort, first: hello.body }];
     }
-    this.request = ++this.lastRequest;
-    return [{ kind: 'open_request', id: this.request, to: formatAddress(ip, controlPort), type: MessageType.CONNECT, body: hello.body }];
+    this.request = this.core.newRequestId();
+    return [{ kind: 'request', id: this.request, purpose: 'connect', to: formatAddress(ip, controlPort), type: MessageType.CONNECT, body: hello.body, opts: {}, cancellable: true }];
   }
 
   /** In-band client: the dial of `slot` threw (`err`): the peer is unreachable. */
@@ -274,12 +274,15 @@ export class OpenHandshake {
     } catch (err) {
       return this.connectFailed(id, err);
     }
+    // Settled: nothing of it is left to cancel.
+    this.request = undefined;
     return [{ kind: 'open_indexed' }, { kind: 'fire', event: 'recv_connect_ack', ifAccepted: false }];
   }
 
   /** Control-channel client: CONNECT request `id` failed (tries exhausted, refused, or what its answer led to threw). */
   connectFailed(id: number, err: unknown): OpenCommand[] {
     if (!this.answers(id)) return [];
+    this.request = undefined;
     return [{ kind: 'open_failed', err: typed(err) }];
   }
 
@@ -464,6 +467,11 @@ export class OpenHandshake {
    */
   confirmedByRes(): void {
     this.core.cancelDeadline('handshake');
+  }
+
+  /** Control-channel client: the CONNECT request's id, until it settles or the open ends (a CONNECT still out is then cancelled). */
+  get connectRequest(): number | undefined {
+    return this.request;
   }
 
   /** The connection ended: nothing of the open is left to act on. Returns the slots of its sockets still open (the one dialled ahead and never used, the opening one), to close. */

@@ -126,12 +126,11 @@ test('ConnectionCore: an expired resume deadline is acted on once, by the core; 
  * the data sockets' (with no socket: a drain is over on a later turn; this end is the dialer).
  */
 const OPEN_STEP_KINDS: Record<string, 'send_connect' | 'send_confirm' | 'dial' | 'send_cls' | 'drain' | 'dial_if_dialer' | undefined> = {
-  open_request: 'send_connect',
   open_oneway: 'send_confirm',
   fire_later: 'drain',
 };
 /** Our requests, by message type, and the action each stands for (no socket here: never in-band). */
-const REQUEST_ACTIONS: Record<number, 'send_sus' | 'send_res' | 'send_cls'> = { [MessageType.SUS]: 'send_sus', [MessageType.RES]: 'send_res', [MessageType.CLS]: 'send_cls' };
+const REQUEST_ACTIONS: Record<number, 'send_sus' | 'send_res' | 'send_cls' | 'send_connect'> = { [MessageType.SUS]: 'send_sus', [MessageType.RES]: 'send_res', [MessageType.CLS]: 'send_cls', [MessageType.CONNECT]: 'send_connect' };
 const STUB_CLIENT = { id: 'a'.repeat(32) } as Identity;
 /** An open's cryptography that builds placeholders: the property checks the table, not the handshake. */
 const STUB_CRYPTO: OpenCrypto = {

@@ -645,3 +645,49 @@ function drainCommands(core: ConnectionCore): CoreCommand[] {
   for (let c = core.poll(0); c; c = core.poll(0)) out.push(c);
   return out;
 }
+
+test('through the core\'s queue: our SUS that settles is counted once all its answer led to is applied (SUSPENDED by then); one forgotten meanwhile too, once', () => {
+  const core = coreIn('ESTABLISHED');
+  core.intent.suspend('move', 100);
+  core.handle('suspend');
+  const sus = drainCommands(core).find((c) => c.kind === 'request');
+  assert.ok(sus?.kind === 'request' && sus.type === MessageType.SUS);
+  core.replied(sus.id, replyTo(sus, MessageType.SUS_ACK, undefined), 130);
+  // recv_sus_ack's row (SUSPENDED) comes out first; the count is taken after it, at 130.
+  assert.deepEqual(drainRows(core, 130).map(([k]) => k), ['SUS_SENT->SUSPENDED', 'fire_later']);
+  assert.equal(core.stats.suspends, 1);
+  assert.equal(core.stats.lastSuspendMs, 30);
+  // A SUS forgotten (the peer drained first) still counts when it settles: the suspend it measured is over once.
+  const again = coreIn('ESTABLISHED');
+  again.intent.suspend('move', 10);
+  again.handle('suspend');
+  const s2 = drainCommands(again).find((c) => c.kind === 'request');
+  assert.ok(s2?.kind === 'request');
+  again.control.forgetSus();
+  again.handle('recv_sus_ack');
+  drainCommands(again);
+  assert.equal(again.stats.suspends, 0, 'not counted before it settles');
+  again.requestFailed(s2.id, err('FERRY_ERR_CONTROL_TIMEOUT'), 40);
+  assert.deepEqual(drainRows(again, 40), [], 'forgotten: nothing acts');
+  assert.equal(again.stats.suspends, 1);
+  assert.equal(again.stats.lastSuspendMs, 30);
+  again.requestFailed(s2.id, err('FERRY_ERR_CONTROL_TIMEOUT'), 50);
+  drainRows(again, 50);
+  assert.equal(again.stats.suspends, 1, 'once');
+});
+
+test('through the core\'s queue: a lookup the location service failed is logged (its code), then answered as one that found nothing', () => {
+  const core = coreIn('SUSPENDED');
+  core.intent.autoResume = true;
+  core.recovery.resumeFailed(err('FERRY_ERR_PEER_MOVING'));
+  core.control.scheduleResume(0);
+  const lookup = core.control.resumeDue(0);
+  assert.ok(lookup);
+  core.lookupFailed(lookup.id, err('FERRY_ERR_DIRECTORY_UNAVAILABLE'));
+  const out = drainCommands(core);
+  assert.deepEqual(out[0], { kind: 'log', level: 'info', event: 'lookup_failed', fields: { code: 'FERRY_ERR_DIRECTORY_UNAVAILABLE', detail: err('FERRY_ERR_DIRECTORY_UNAVAILABLE').message } });
+  assert.deepEqual(out[1], { kind: 'transition', event: 'resume', from: 'SUSPENDED', to: 'RES_SENT' });
+  // Whatever failed, the line names a code.
+  core.lookupFailed(99, new Error('boom'));
+  assert.deepEqual(drainCommands(core), [{ kind: 'log', level: 'info', event: 'lookup_failed', fields: { code: 'FERRY_ERR_INTERNAL', detail: 'boom' } }]);
+});

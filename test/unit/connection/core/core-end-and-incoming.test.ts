@@ -197,3 +197,58 @@ test('stop: the host stopping ends a close still retrying (CLOSED, ended with it
   assert.equal(live.stop(err), false);
   assert.equal(live.poll(0), undefined);
 });
+
+/** What `core` gives out, as short strings (`act:` actions, `from->to` transitions). */
+const shown = (core: ConnectionCore, now = 0): string[] => drain(core, now).map((c) => (c.kind === 'act' ? `act:${c.action}` : c.kind === 'transition' ? `${c.from}->${c.to}` : c.kind === 'fire_later' ? `fire_later:${c.event}` : c.kind));
+
+test('peerRequest: the peer\'s CLS is applied as an input; once all it led to is out, CLOSE_ACKED has its drain over on a later turn (fire_later), last', () => {
+  const core = coreIn('SUSPENDED');
+  const d = core.peerRequest(req(MessageType.CLS, 1), PEER, 5);
+  assert.equal(d.kind, 'accept');
+  assert.deepEqual(shown(core, 5), ['SUSPENDED->CLOSE_ACKED', 'act:ack_cls', 'fire_later:drained']);
+  assert.equal(core.state, 'CLOSE_ACKED');
+  core.later('drained');
+  assert.deepEqual(shown(core, 6), ['CLOSE_ACKED->CLOSED', 'ended']);
+  // Not CLOSE_ACKED afterwards (a SUS while SUSPENDED), no drain handed back.
+  const sus = coreIn('SUSPENDED');
+  sus.peerRequest(req(MessageType.SUS, 1), PEER, 5);
+  assert.ok(!shown(sus, 5).some((s) => s.startsWith('fire_later')));
+});
+
+test('peerRequest: a RES that confirms a half-open: its row first, then (incomingApplied) the resume\'s time; a retransmission is answered and queues nothing; a refusal queues what it sends', () => {
+  const core = coreIn('CONNECT_ACKED', { role: 'server' });
+  core.setDeadline('handshake', 10);
+  const d = core.peerRequest(req(MessageType.RES, 1), PEER, 5);
+  assert.equal(d.kind, 'accept');
+  assert.equal(core.state, 'CONNECT_ACKED', 'applied when polled');
+  const out = shown(core, 5);
+  assert.equal(out[0], 'CONNECT_ACKED->RES_ACKED');
+  assert.ok(out.includes('confirmed'));
+  assert.equal(core.hasDeadline('handshake'), false);
+  assert.equal(core.hasDeadline('resume_deadline'), true);
+  // The same RES again: answered from the cache, nothing applied.
+  const again = core.peerRequest(req(MessageType.RES, 1), PEER, 6);
+  assert.equal(again.kind, 'answer');
+  assert.deepEqual(drain(core, 6), []);
+  // A RES towards an end that is closing: refused, with the CLS it sends towards the peer's source queued.
+  const closing = coreIn('ESTABLISHED');
+  closing.handle('close');
+  drain(closing);
+  const refused = closing.peerRequest(req(MessageType.RES, 1), '127.0.0.1:2000', 7);
+  assert.equal(refused.kind, 'refuse');
+  const cls = drain(closing, 7);
+  assert.equal(cls.length, 1);
+  assert.ok(cls[0]?.kind === 'request' && cls[0].type === MessageType.CLS && cls[0].to === '127.0.0.1:2000');
+});
+
+test('peerRequest: a SUS crossing an application resume() that left us SUSPENDED: our resume goes on, decided after the SUS\'s row (incomingApplied)', () => {
+  const core = coreIn('RES_SENT');
+  core.intent.resumeCalled();
+  core.intent.autoResume = true;
+  const d = core.peerRequest(req(MessageType.SUS, 1), PEER, 5);
+  assert.ok(d.kind === 'accept' && d.resumeAfter);
+  assert.equal(core.hasDeadline('resume_retry'), false, 'decided once the SUS is applied, not before');
+  drain(core, 5);
+  assert.equal(core.state, 'SUSPENDED');
+  assert.equal(core.hasDeadline('resume_retry'), true, 'our resume goes on');
+});

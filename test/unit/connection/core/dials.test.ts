@@ -107,5 +107,8 @@ test('dials: the control-channel open\'s data dial that threw leaves an ESTABLIS
   const dial = c.slots.askDial('open', Buffer.alloc(16), undefined, { ip: '10.0.0.2', port: 9 });
   assert.deepEqual(dial, { kind: 'dial', slot: dial.slot, ip: '10.0.0.2', port: 9 });
   c.dialThrew(dial.slot, new FerryError('FERRY_ERR_INVALID_ARGUMENT'));
-  assert.deepEqual(shown(c), ['log:dial_failed', 'auto_resume', 'ESTABLISHED->SUSPENDED']);
+  // The core wants the resume itself (auto_resume, in its turn): the row's schedule_resume sets the retry.
+  assert.deepEqual(shown(c), ['log:dial_failed', 'ESTABLISHED->SUSPENDED']);
+  assert.equal(c.intent.autoResume, true);
+  assert.ok(c.hasDeadline('resume_retry'));
 });

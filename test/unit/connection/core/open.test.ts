@@ -146,7 +146,7 @@ test('open, client: the CONNECT names both agents, our half of the id, our ports
   for (const inband of [true, false]) {
     const { hello, sent } = clientOpening(clock, inband);
     const [c] = sent;
-    const bytes = c?.kind === 'dial' ? c.first! : c?.kind === 'open_request' ? c.body : Buffer.alloc(0);
+    const bytes = c?.kind === 'dial' ? c.first! : c?.kind === 'request' ? c.body : Buffer.alloc(0);
     assert.deepEqual(bytes, hello.body);
     const connect = inband ? decodeConnectFrame(bytes).connect : decodeConnect(bytes);
     if (inband) assert.equal(decodeConnectFrame(bytes).controlPort, 3000);
@@ -211,7 +211,8 @@ test('open, control-channel client: dials ahead, then the CONNECT request to the
   const ahead = core.open.begin()[0];
   assert.ok(ahead?.kind === 'dial' && ahead.ahead === true);
   assert.deepEqual([ahead.ip, ahead.port, ahead.first], [SERVER_AT.ip, SERVER_AT.redirectorPort, undefined], 'dialled ahead: nothing sent yet');
-  assert.deepEqual(sent, [{ kind: 'open_request', id: 1, to: '10.0.0.2:4000', type: MessageType.CONNECT, body: hello.body }]);
+  assert.deepEqual(sent, [{ kind: 'request', id: 1, purpose: 'connect', to: '10.0.0.2:4000', type: MessageType.CONNECT, body: hello.body, opts: {}, cancellable: true }]);
+  assert.equal(core.open.connectRequest, 1);
   // The request's tries bound it: a second deadline would fail an open the channel still retries.
   assert.equal(core.nextDeadline(), undefined);
 });
@@ -559,7 +560,7 @@ test('open, through the core\'s queue: an input\'s commands come out first, outs
   fresh.beginOpen();
   const seen: [string, boolean][] = [];
   for (let c = fresh.poll(0); c; c = fresh.poll(0)) seen.push([c.kind === 'act' ? c.action : c.kind, fresh.inRow]);
-  assert.deepEqual(seen, [['dial', false], ['transition', true], ['open_request', true]]);
+  assert.deepEqual(seen, [['dial', false], ['transition', true], ['request', true]]);
   // A verified CONNECT_ACK: indexed first, then the row of recv_connect_ack, its steps as commands.
   const { core, hello } = clientOpening(clock, false);
   core.connectAnswered(1, { type: MessageType.CONNECT_ACK, body: answer(hello, false).body });
@@ -606,4 +607,42 @@ test('open, through the core\'s queue: a step is decided when its turn comes, af
   // A refused CONNECT_CONFIRM queues nothing: the error is the answer.
   throwsCode(() => server.confirmDatagram(Buffer.alloc(32)), 'FERRY_ERR_ILLEGAL_TRANSITION');
   assert.equal(server.poll(clock.now()), undefined);
+});
+
+test('open, control-channel client: the CONNECT is one of our requests: its reply, given to the core by its id, is the open\'s; a reply to another id is not', () => {
+  const clock = new ManualClock();
+  const { core, hello, sent } = clientOpening(clock, false);
+  const connect = sent[0];
+  assert.ok(connect?.kind === 'request' && connect.purpose === 'connect' && connect.cancellable);
+  core.replied(connect.id + 1, { type: MessageType.CONNECT_ACK, body: answer(hello, false).body }, 0);
+  assert.deepEqual(drain(core, 0), [], 'no request of ours has that id');
+  core.replied(connect.id, { type: MessageType.CONNECT_ACK, body: answer(hello, false).body }, 0);
+  assert.deepEqual(drain(core, 0).map((c) => (c.kind === 'act' ? c.action : c.kind)), ['open_indexed', 'transition', 'open_oneway', 'dial', 'established']);
+  assert.equal(core.state, 'ESTABLISHED');
+  // Its failure, the same way: a CONNECT refused by the peer fails the open with the peer's code.
+  const other = clientOpening(clock, false);
+  const id = (other.sent[0] as { id: number }).id;
+  other.core.requestFailed(id, new FerryError('FERRY_ERR_NOT_LISTENING'), 0);
+  drain(other.core, 0);
+  assert.equal(other.core.state, 'CLOSED');
+  assert.equal(other.core.intent.closedError?.code, 'FERRY_ERR_NOT_LISTENING');
+});
+
+test('open, control-channel client: a connection that ends while its CONNECT is out cancels the CONNECT, after its sockets close and before ended', () => {
+  const clock = new ManualClock();
+  const { core, sent } = clientOpening(clock, false);
+  const id = (sent[0] as { id: number }).id;
+  // The open's data socket dialled ahead (slot 12) and never taken.
+  core.open.begin();
+  core.handle('close');
+  const out = drain(core, 0).map((c) => (c.kind === 'cancel' ? `cancel:${c.id}` : c.kind));
+  assert.deepEqual(out.slice(-3), ['close', `cancel:${id}`, 'ended']);
+  assert.equal(core.open.connectRequest, undefined);
+  // Answered before the end: nothing left to cancel.
+  const answered = clientOpening(clock, false);
+  const aid = (answered.sent[0] as { id: number }).id;
+  answered.core.replied(aid, { type: MessageType.CONNECT_ACK, body: answer(answered.hello, false).body }, 0);
+  drain(answered.core, 0);
+  answered.core.handle('close');
+  assert.ok(drain(answered.core, 0).every((c) => c.kind !== 'cancel' || c.id !== aid));
 });

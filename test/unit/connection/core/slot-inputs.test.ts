@@ -77,10 +77,12 @@ test('slot inputs: the carrying socket closed while ESTABLISHED resumes by itsel
   c.socketClosed(slot + 1, undefined, false);
   assert.deepEqual(drain(c), []);
   c.socketClosed(slot, new FerryError('FERRY_ERR_MALFORMED_FRAME'), false);
-  // (The row's schedule_resume is the core's: with no adapter to carry out auto_resume, no
-  // automatic resume is wanted here and it comes to nothing.)
-  assert.deepEqual(drain(c), ['log:data_socket_lost', 'auto_resume', 'ESTABLISHED->SUSPENDED']);
+  // The core wants the resume (auto_resume, taken in its turn, before the row): the row's
+  // schedule_resume then sets the retry's deadline.
+  assert.deepEqual(drain(c), ['log:data_socket_lost', 'ESTABLISHED->SUSPENDED']);
   assert.equal(c.slots.data, undefined);
+  assert.equal(c.intent.autoResume, true);
+  assert.ok(c.hasDeadline('resume_retry'));
 });
 
 test('slot inputs: an input\'s commands go ahead of what is queued; one that comes during a row\'s command belongs to the row, its event after the row', () => {
@@ -133,7 +135,8 @@ test('slot inputs: the peer\'s RESUME on the kept socket is taken for a reuse: t
   assert.equal(c.slots.kept, slot);
   c.keptFrame(slot, FrameType.RESUME);
   const out = drain(c);
-  assert.deepEqual(out.slice(0, 3), [`clear:${slot}`, `clear:${slot}`, 'peer_resumes']);
+  // The peer's resume (core's own, in its turn): our retry's deadline cleared by the adapter (slot 0).
+  assert.deepEqual(out.slice(0, 3), [`clear:${slot}`, `clear:${slot}`, 'clear:0']);
   assert.equal(out[3], 'SUSPENDED->ESTABLISHED');
   assert.deepEqual(out.slice(4), ['act:ack_res', `reuse:${slot}`, `send:${slot}`, `send_ack:${slot}`, 'pump', 'established']);
   // A stray frame on a slot that is not the kept one closes it.
