@@ -8,10 +8,10 @@ import { allRows } from './run.js';
 import type { OpenResult } from './lib/latency.js';
 import { fmt, type Row } from './lib/stats.js';
 
-/** The baseline's system, for short labels (`open/netns/tls/open` → `tls`, `tunnel/redis/relay` → `redis relay`). */
+/** The baseline's system, for short labels (`open/netns/tls/open` → `tls`, `tunnel/redis/relay` → `redis relay`, `tunnel/rtt/relay` → `rtt relay`). */
 const baselineSystem = (r: Row): string => {
   const parts = r.baseline?.split('/').filter((x) => x !== 'netns') ?? [];
-  return parts[1] === 'redis' ? `redis ${parts[2] ?? ''}` : (parts[1] ?? '');
+  return parts[1] === 'redis' || parts[1] === 'rtt' ? `${parts[1]} ${parts[2] ?? ''}` : (parts[1] ?? '');
 };
 
 /** The range of a ratio measured in rounds, e.g. ` (0.81–1.12 over 5 rounds)`; empty otherwise. */

@@ -75,6 +75,8 @@ const RATIO_SOURCES = {
   tunnelPlain1mVsTcp: ['tunnel', 'tunnel/ferry-plain/1048576'],
   tunnelRedisVsDirect: ['tunnel', 'tunnel/redis/ferry-sealed'],
   tunnelRedisVsSsh: ['tunnel', 'tunnel/redis/ferry-sealed/vs-ssh'],
+  tunnelRttSealedVsRelay: ['tunnel', 'tunnel/rtt/ferry-sealed'],
+  tunnelRttSealedVsSsh: ['tunnel', 'tunnel/rtt/ferry-sealed/vs-ssh'],
 } as const satisfies Record<string, readonly [SuiteName, string]>;
 
 /** Where each absolute figure comes from (the row's p50 or value). */

@@ -18,7 +18,7 @@
  *   plain and a sealed tunnel run by that build's CLI join the rounds: a change measured against
  *   the code before it in the same rounds, so the machine's load meets both alike;
  * - the time from a cut of the data path (every Ferry data socket reset, as the tests do) to the
- *   next echoed byte, p50, with the round-trip time through the tunnel in the same run;
+ *   next echoed byte, p50, with the round-trip time through that tunnel in the same run;
  * - memory (RSS of both tunnel processes) per idle tunnelled connection, with 1000 of them;
  * - with `--netns` (root): the time from the serving host changing its address to the next echoed
  *   byte, beside the RTT of the same run (tunnel-roam.ts).
@@ -50,7 +50,10 @@ const ACK_NOW = fileURLToPath(new URL('../lib/ack-now.js', import.meta.url));
 type TunnelSystem = 'tcp' | 'relay' | 'tunnel-plain' | 'tunnel-sealed' | 'ssh-L' | 'tunnel-plain-ack-now' | 'tunnel-sealed-ack-now' | 'tunnel-plain-baseline' | 'tunnel-sealed-baseline';
 
 /** Workload names of the rounds, in words. */
-const WORKLOAD_LABEL: Record<string, string> = { '65536': '64 KiB messages', '1048576': '1 MiB messages', redis: 'redis-benchmark -P 16' };
+const WORKLOAD_LABEL: Record<string, string> = { '65536': '64 KiB messages', '1048576': '1 MiB messages', redis: 'redis-benchmark -P 16', rtt: 'one-byte round trips' };
+
+/** Pings before a round-trip trial's kept ones: the connection's first exchanges (a tunnel's open, cold code) are not its round trip. */
+const RTT_WARM_PINGS = 20;
 
 function run(cmd: string, args: string[], timeoutMs = 120_000): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve, reject) => {
@@ -181,6 +184,34 @@ function redisOps(out: string): number {
   return rates.reduce((a, b) => a + b, 0) / rates.length;
 }
 
+/** One byte to an echo and back on `c`: ms. */
+async function ping(c: Socket): Promise<number> {
+  const t0 = performance.now();
+  c.write('x');
+  await once(c, 'data');
+  return performance.now() - t0;
+}
+
+/**
+ * One round-trip trial: a new connection through `port` to the echo, {@link RTT_WARM_PINGS} pings,
+ * then `n` kept (appended to `keep`); the p50 of those, ms.
+ */
+async function rttOnce(port: number, n: number, keep?: number[]): Promise<number> {
+  const c = netConnect({ port, host: '127.0.0.1', noDelay: true });
+  try {
+    await once(c, 'connect');
+    const xs: number[] = [];
+    for (let i = 0; i < RTT_WARM_PINGS + n; i++) {
+      const ms = await ping(c);
+      if (i >= RTT_WARM_PINGS) xs.push(ms);
+    }
+    keep?.push(...xs);
+    return summarize(xs).p50;
+  } finally {
+    c.destroy();
+  }
+}
+
 /** Run the suite. */
 export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
   const rows: Row[] = [];
@@ -212,6 +243,16 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
     stops.push(() => drain.close());
     const drainPort = (drain.address() as AddressInfo).port;
     const next = (): Promise<Socket> => (queue.length > 0 ? Promise.resolve(queue.shift()!) : new Promise((r) => waiters.push(r)));
+    // The echo: the round trips of the rounds and the cuts after them.
+    const echo = createServer({ noDelay: true }, (s) => {
+      // A client that resets (a tunnel end's reset after a failed open) ends only its echo.
+      s.on('error', () => s.destroy());
+      s.pipe(s);
+    });
+    echo.listen(0, '127.0.0.1');
+    await once(echo, 'listening');
+    stops.push(() => echo.close());
+    const echoPort = (echo.address() as AddressInfo).port;
 
     ctx.progress('tunnel: starting tunnels, relays, ssh -L and redis-server', true);
     const ackNow = process.env.FERRY_BENCH_ACK_NOW === '1';
@@ -223,9 +264,11 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
     stops.push(() => void redis.destroy());
     const toDrain: Partial<Record<TunnelSystem, number>> = { tcp: drainPort };
     const toRedis: Partial<Record<TunnelSystem, number>> = { tcp: redis.port };
+    const toEcho: Partial<Record<TunnelSystem, number>> = { tcp: echoPort };
     for (const [target, ports, tag] of [
       [drainPort, toDrain, 'drain'],
       [redis.port, toRedis, 'redis'],
+      [echoPort, toEcho, 'echo'],
     ] as const) {
       for (const [system, plainTunnel, preload, cli] of [
         ['tunnel-plain', true, false, FERRY],
@@ -269,6 +312,9 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
       if (r.code !== 0) throw new Error(`redis-benchmark on port ${port}: ${r.err}`);
       return Math.round(redisOps(r.out));
     };
+    const pings = ctx.quick ? 50 : 200;
+    /** Every kept round trip, by system (the rounds' pings, not the warm-up's). */
+    const rttSamples = new Map<TunnelSystem, number[]>(systems.map((sys) => [sys, []]));
     const sizes = [65536, 1048576] as const;
     const workloads = (warm: boolean): Workload[] => [
       ...sizes.map((size) => {
@@ -276,6 +322,7 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
         return { name: String(size), systems, trial: (sys: string) => pushOnce(toDrain[sys as TunnelSystem]!, next, msg, warm ? 8 * 1048576 : maxBytes, warm ? 250 : ms) };
       }),
       { name: 'redis', systems, trial: (sys: string) => redisOnce(toRedis[sys as TunnelSystem]!, warm ? 5000 : requests) },
+      { name: 'rtt', systems, trial: (sys: string) => rttOnce(toEcho[sys as TunnelSystem]!, warm ? 20 : pings, warm ? undefined : rttSamples.get(sys as TunnelSystem)) },
     ];
     // One short unkept round first: the tunnel processes' code is cold (JIT) and their first
     // connections allocate what later ones reuse.
@@ -294,7 +341,7 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
     info.ackNow = ackNow;
     if (baselineDir) info.baseline = baselineDir;
     info.figures = Object.fromEntries(figures);
-    info.trial = { maxBytes, ms, redisRequests: requests };
+    info.trial = { maxBytes, ms, redisRequests: requests, pings };
 
     const row = (id: string, system: string, what: string, unit: Row['unit'], workload: string, sys: TunnelSystem, baseline?: { id: string; sys: TunnelSystem }, extra: Partial<Row> = {}): Row => {
       const per = figures.get(workload)!;
@@ -355,28 +402,49 @@ export async function runTunnel(ctx: BenchContext): Promise<SuiteResult> {
       rows.push(row('tunnel/redis/ferry-sealed-baseline/vs-ssh', 'ferry-sealed', `${what} through the sealed tunnel of the baseline build, over ssh -L`, 'count', 'redis', 'tunnel-sealed-baseline', rb('ssh-L', 'ssh-L')));
     }
 
-    // Time from a cut to the next echoed byte, and the RTT, through the sealed tunnel to an echo.
-    const echo = createServer({ noDelay: true }, (s) => s.pipe(s));
-    echo.listen(0, '127.0.0.1');
-    await once(echo, 'listening');
-    stops.push(() => echo.close());
-    const echoTunnel = await tunnel(dir, (echo.address() as AddressInfo).port, false, 'echo');
+    // One byte's round trip through each path, in the same rounds: the p50 (p90, p99) of every kept
+    // ping, and each ratio the median of the per-round ratios of the trials' p50s (below 1: faster
+    // than the path it is over). What a request/response exchange costs the two middle processes.
+    const rttRow = (id: string, system: string, what: string, sys: TunnelSystem, base?: { id: string; sys: TunnelSystem }): Row => {
+      const r: Row = { id, system, what: `round trip of one byte ${what}`, unit: 'ms', summary: summarize(rttSamples.get(sys)!) };
+      if (base) {
+        const q = roundRatio(figures.get('rtt')!, sys, base.sys);
+        r.baseline = base.id;
+        r.ratio = r3(q.median);
+        r.ratioRange = { min: r3(q.min), max: r3(q.max), rounds: q.n };
+      }
+      return r;
+    };
+    const rr = (sys: TunnelSystem, id: string): { id: string; sys: TunnelSystem } => ({ id: `tunnel/rtt/${id}`, sys });
+    rows.push(rttRow('tunnel/rtt/direct', 'tcp', 'direct', 'tcp'));
+    rows.push(rttRow('tunnel/rtt/relay', 'relay', 'through two minimal Node relays (the bound), over direct', 'relay', rr('tcp', 'direct')));
+    rows.push(rttRow('tunnel/rtt/ssh-L', 'ssh-L', 'through ssh -L, over the relay pair', 'ssh-L', rr('relay', 'relay')));
+    rows.push(rttRow('tunnel/rtt/ferry-plain', 'ferry-plain', 'through the plain tunnel, over the relay pair', 'tunnel-plain', rr('relay', 'relay')));
+    rows.push(rttRow('tunnel/rtt/ferry-sealed', 'ferry-sealed', 'through the sealed tunnel, over the relay pair', 'tunnel-sealed', rr('relay', 'relay')));
+    rows.push(rttRow('tunnel/rtt/ferry-sealed/vs-ssh', 'ferry-sealed', 'through the sealed tunnel, over ssh -L', 'tunnel-sealed', rr('ssh-L', 'ssh-L')));
+    if (ackNow) {
+      rows.push(rttRow('tunnel/rtt/ferry-plain-ack-now', 'ferry-plain', 'through the plain tunnel with every ACK at once, over the delayed ACK', 'tunnel-plain-ack-now', rr('tunnel-plain', 'ferry-plain')));
+      rows.push(rttRow('tunnel/rtt/ferry-sealed-ack-now', 'ferry-sealed', 'through the sealed tunnel with every ACK at once, over the delayed ACK', 'tunnel-sealed-ack-now', rr('tunnel-sealed', 'ferry-sealed')));
+    }
+    if (baselineCli) {
+      rows.push(rttRow('tunnel/rtt/ferry-sealed/vs-baseline', 'ferry-sealed', "through the sealed tunnel of this build, over the baseline build's", 'tunnel-sealed', rr('tunnel-sealed-baseline', 'ferry-sealed-baseline')));
+      rows.push(rttRow('tunnel/rtt/ferry-plain/vs-baseline', 'ferry-plain', "through the plain tunnel of this build, over the baseline build's", 'tunnel-plain', rr('tunnel-plain-baseline', 'ferry-plain-baseline')));
+      rows.push(rttRow('tunnel/rtt/ferry-sealed-baseline', 'ferry-sealed', 'through the sealed tunnel of the baseline build, over the relay pair', 'tunnel-sealed-baseline', rr('relay', 'relay')));
+    }
+
+    // Time from a cut to the next echoed byte, and the RTT, through a sealed tunnel of its own to
+    // the echo (its data sockets are cut: the rounds' tunnels stay whole).
+    const echoTunnel = await tunnel(dir, echoPort, false, 'echo-cut');
     stops.push(echoTunnel.stop);
     const c = netConnect({ port: echoTunnel.listenPort, host: '127.0.0.1', noDelay: true });
     await once(c, 'connect');
-    const ping = async (): Promise<number> => {
-      const t0 = performance.now();
-      c.write('x');
-      await once(c, 'data');
-      return performance.now() - t0;
-    };
-    for (let i = 0; i < 20; i++) await ping();
+    for (let i = 0; i < RTT_WARM_PINGS; i++) await ping(c);
     const rtts: number[] = [];
     const recoveries: number[] = [];
     const cuts = ctx.quick ? 3 : 30;
     for (let i = 0; i < cuts; i++) {
       ctx.progress(`tunnel: cut ${i + 1}/${cuts}`);
-      for (let j = 0; j < 10; j++) rtts.push(await ping());
+      for (let j = 0; j < 10; j++) rtts.push(await ping(c));
       const t0 = performance.now();
       await new Promise<void>((resolve, reject) => execFile('ss', ['-K', '-t', '-n', '(', 'sport', '=', `:${echoTunnel.ports[0]}`, 'or', 'dport', '=', `:${echoTunnel.ports[0]}`, ')'], (err) => (err ? reject(err) : resolve())));
       c.write('x');
