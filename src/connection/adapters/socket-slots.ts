@@ -240,13 +240,11 @@ export class SocketSlots {
     const ds = this.socket(this.host.carrier());
     if (!ds || !ds.open || !mayPump(this.host.state())) return;
     const send = this.host.flow.send;
-    // A delayed ACK rides along with DATA we send now, in the same write: request/response
-    // traffic then pays no write and no wake-up of the peer for it.
-    const piggyback = this.host.flow.ackDelayed && send.sent < send.written && send.sent < send.peerLimit && !ds.drainSent;
-    if (piggyback) {
-      ds.socket.cork?.();
-      ds.send(this.host.flow.ack());
-    }
+    // A delayed ACK does not ride along with the DATA sent here: it waits for its deadline
+    // (ACK_DELAY_MS) and then covers every exchange of that time. On a sealed connection each
+    // frame costs an AEAD operation at each end (a cipher set up per frame), and an ACK in front
+    // of every response cost request/response traffic a fifth more CPU than the ACK write per
+    // ACK_DELAY_MS it saved (docs/BENCHMARKS.md, redis -P 16 through the tunnel).
     // A socket whose session key runs out stops reading as open and ends itself (DataSocket.seal);
     // what was framed for it is sent again on the next socket, from the peer's received offset.
     while (ds.open && !ds.blocked) {
@@ -254,7 +252,6 @@ export class SocketSlots {
       if (!f) break;
       ds.sendData(f.offset, f.parts, f.length);
     }
-    if (piggyback) ds.socket.uncork?.();
     if (ds.open && !ds.blocked) {
       const fin = this.host.flow.finDue();
       if (fin) ds.send(fin);

@@ -159,7 +159,7 @@ export class DataFlow {
     return 'turn';
   }
 
-  /** Whether a delayed ACK is waiting for its deadline (DATA we send may carry it along). */
+  /** Whether a delayed ACK is waiting for its deadline (DATA we send does not carry it: it goes alone, then). */
   get ackDelayed(): boolean {
     return this.timers.has('ack');
   }

@@ -166,18 +166,19 @@ async function delayedAck(): Promise<World> {
   return w;
 }
 
-test('socket slots: a delayed ACK rides along with the DATA pumped before its deadline, in front of it, and is not sent again', async () => {
+test('socket slots: a delayed ACK does not ride along with the DATA pumped before its deadline: the DATA goes alone, the ACK waits for its deadline', async () => {
   const w = await delayedAck();
   assert.equal(w.core.flow.ackDelayed, true);
   w.core.send.append(Buffer.from('response'));
   w.slots.pump();
-  assert.equal(w.core.flow.ackDelayed, false, 'the delayed ACK went with the DATA');
+  assert.equal(w.core.flow.ackDelayed, true, 'the delayed ACK still waits for its deadline');
   await w.settle();
-  assert.deepEqual(w.peerFrames.map((f) => f.type), [FrameType.ACK, FrameType.DATA]);
-  assert.equal((w.peerFrames[0] as { received: number }).received, 7, 'it acknowledges what arrived');
+  // One frame, not two: on a sealed connection an ACK in front of every response is an AEAD
+  // operation more at each end per exchange.
+  assert.deepEqual(w.peerFrames.map((f) => f.type), [FrameType.DATA]);
 });
 
-test('socket slots: a delayed ACK waits for its deadline when there is no DATA to carry it, or once our DRAIN is out', async () => {
+test('socket slots: a delayed ACK waits for its deadline when there is nothing to send, and nothing goes once our DRAIN is out', async () => {
   const w = await delayedAck();
   w.slots.pump();
   assert.equal(w.core.flow.ackDelayed, true, 'nothing to send: the ACK waits');
