@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Compare the CPU time per MiB of bulk transfers between built trees of Ferry, in alternating
-// rounds. On a shared machine a transfer's rate moves by 2-4 x between trials (other processes
+// Compare the CPU time per MiB of bulk transfers (or per open) between built trees of Ferry, in
+// alternating rounds. On a shared machine a transfer's rate moves by 2-4 x between trials (other processes
 // take the cores), so `bench-compare.mjs` resolves a factor of about 1.5 at a load average of 10;
 // the CPU time a transfer costs moves far less, and what one build costs more than another shows
 // round after round. Each figure is a median over rounds; each build is also set against the first
@@ -11,7 +11,12 @@
 //                       CPU of the process (every thread) and of its main thread, per MiB
 //     --mode tunnel     a `ferry tunnel serve` and `connect` process pair per tree, bytes pushed
 //                       from here through it to a drain here: CPU of each tunnel end per MiB
-//     --sealed          AEAD on (default: plain)
+//     --mode open       both ends in one process, as `ferry bench --suite open`: `--opens N`
+//                       connections opened and closed one after another (after a warm-up of
+//                       200), CPU of the process and of its main thread per open + close, the
+//                       open's and the close's p50 in ms; the rate is opens + closes per second
+//     --sealed          AEAD on (default: plain); with --mode open: security on
+//     --opens N         open mode: opens per trial (default 1000)
 //     --size BYTES      message size (default 65536)
 //     --mib N           MiB per trial (default 256)
 //     --trials N        inproc: timed trials per process, median taken (default 3)
@@ -79,6 +84,40 @@ async function child(root, sealed, size, bytes, trials) {
   process.exit(0);
 }
 
+// ------------------------------------------------------------------ child: one tree, opens
+
+/** Run in a child process: open and close `n` connections between two hosts of tree `root`, one at a time. */
+async function openChild(root, secure, n) {
+  const L = await import(pathToFileURL(join(root, 'dist/bench/lib/systems.js')).href);
+  const p = await L.ferryPair(secure);
+  p.server.on('connection', (s) => (s.on('error', () => {}), s.resume()));
+  const thread = `/proc/self/task/${process.pid}/stat`;
+  const once = async () => {
+    const t0 = performance.now();
+    const s = L.sink(await p.hosts[0].connect(p.a.id, p.b.id));
+    const t1 = performance.now();
+    await s.close();
+    return [t1 - t0, performance.now() - t1];
+  };
+  for (let i = 0; i < 200; i++) await once();
+  const opens = [];
+  const closes = [];
+  const cpu0 = process.cpuUsage();
+  const main0 = cpuMs(thread);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const [o, c] = await once();
+    opens.push(o);
+    closes.push(c);
+  }
+  const wall = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  const mainMs = cpuMs(thread) - main0;
+  await p.close();
+  console.log(JSON.stringify({ mibps: n / (wall / 1000), cpu: (cpu.user + cpu.system) / 1000 / n, main: mainMs / n, openP50: median(opens), closeP50: median(closes) }));
+  process.exit(0);
+}
+
 // ------------------------------------------------------------------ tunnel pairs
 
 function startUntil(args, re) {
@@ -118,6 +157,7 @@ const { values, positionals } = parseArgs({
     size: { type: 'string', default: '65536' },
     mib: { type: 'string', default: '256' },
     trials: { type: 'string', default: '3' },
+    opens: { type: 'string', default: '1000' },
     rounds: { type: 'string', default: '6' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -126,9 +166,11 @@ const size = Number(values.size);
 const bytes = Number(values.mib) * 1048576;
 const trials = Number(values.trials);
 const rounds = Number(values.rounds);
+const opens = Number(values.opens);
+if (values.child && values.mode === 'open') await openChild(positionals[0], values.sealed, opens);
 if (values.child) await child(positionals[0], values.sealed, size, bytes, trials);
-if (values.help || positionals.length === 0 || !['inproc', 'tunnel'].includes(values.mode) || ![size, bytes, trials, rounds].every((n) => Number.isInteger(n) && n > 0)) {
-  console.log('usage: node scripts/cpu-compare.mjs [--mode inproc|tunnel] [--sealed] [--size BYTES] [--mib N] [--trials N] [--rounds N] DIR...');
+if (values.help || positionals.length === 0 || !['inproc', 'tunnel', 'open'].includes(values.mode) || ![size, bytes, trials, rounds, opens].every((n) => Number.isInteger(n) && n > 0)) {
+  console.log('usage: node scripts/cpu-compare.mjs [--mode inproc|tunnel|open] [--sealed] [--size BYTES] [--mib N] [--trials N] [--opens N] [--rounds N] DIR...');
   process.exit(values.help ? 0 : 2);
 }
 const roots = positionals.map((d) => resolve(d));
@@ -140,9 +182,9 @@ const cleanup = [];
 try {
   /** One trial of tree `i`; returns { mibps, cpu, ... } in ms of CPU per MiB. */
   let trialOf;
-  if (values.mode === 'inproc') {
+  if (values.mode === 'inproc' || values.mode === 'open') {
     trialOf = async (i) => {
-      const args = [SELF, '--child', roots[i], '--size', String(size), '--mib', String(values.mib), '--trials', String(trials), ...(values.sealed ? ['--sealed'] : [])];
+      const args = [SELF, '--child', '--mode', values.mode, roots[i], '--size', String(size), '--mib', String(values.mib), '--trials', String(trials), '--opens', String(opens), ...(values.sealed ? ['--sealed'] : [])];
       const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
       if (r.status !== 0) throw new Error(`${roots[i]}: ${r.stderr.slice(-2000)}`);
       return JSON.parse(r.stdout.trim().split('\n').pop());
@@ -198,20 +240,23 @@ try {
       const i = (k + r) % roots.length;
       results[i].push(await trialOf(i));
     }
-    process.stderr.write(`cpu-compare: round ${r + 1}/${rounds}: ${roots.map((x, i) => `${label(x)} ${results[i][r].cpu.toFixed(2)} ms/MiB, ${results[i][r].mibps.toFixed(0)} MiB/s`).join('; ')}; load ${loadavg()[0].toFixed(1)}\n`);
+    process.stderr.write(`cpu-compare: round ${r + 1}/${rounds}: ${roots.map((x, i) => `${label(x)} ${results[i][r].cpu.toFixed(values.mode === 'open' ? 3 : 2)} ms/${values.mode === 'open' ? 'open' : 'MiB'}, ${results[i][r].mibps.toFixed(0)} ${values.mode === 'open' ? 'opens/s' : 'MiB/s'}`).join('; ')}; load ${loadavg()[0].toFixed(1)}\n`);
   }
 } finally {
   for (const c of cleanup.reverse()) c();
 }
 
 const keys = Object.keys(results[0][0]).filter((k) => k !== 'mibps');
-console.log(`cpu-compare: mode ${values.mode}, ${values.sealed ? 'sealed' : 'plain'}, ${size}-byte messages, ${rounds} rounds of ${values.mib} MiB${values.mode === 'inproc' ? ` (median of ${trials} trials)` : ''}; load average ${load0.toFixed(1)} -> ${loadavg()[0].toFixed(1)}`);
-console.log(`CPU in ms per MiB (${keys.join(', ')}), MiB/s; medians over rounds. Per round against ${label(roots[0])}: median (range, rounds above 1)`);
+const per = values.mode === 'open' ? 'open + close' : 'MiB';
+const rate = values.mode === 'open' ? 'opens/s' : 'MiB/s';
+const what = values.mode === 'open' ? `${rounds} rounds of ${opens} opens` : `${size}-byte messages, ${rounds} rounds of ${values.mib} MiB${values.mode === 'inproc' ? ` (median of ${trials} trials)` : ''}`;
+console.log(`cpu-compare: mode ${values.mode}, ${values.sealed ? 'sealed' : 'plain'}, ${what}; load average ${load0.toFixed(1)} -> ${loadavg()[0].toFixed(1)}`);
+console.log(`CPU in ms per ${per} (${keys.join(', ')}${values.mode === 'open' ? '; openP50 and closeP50: latency in ms' : ''}), ${rate}; medians over rounds. Per round against ${label(roots[0])}: median (range, rounds above 1)`);
 const spread = (xs) => `${median(xs).toFixed(3)} (${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)}, ${xs.filter((x) => x > 1).length}/${xs.length})`;
 for (const [i, root] of roots.entries()) {
   const rs = results[i];
   const own = keys.map((k) => `${k} ${median(rs.map((x) => x[k])).toFixed(3)}`).join(', ');
-  const vs = i === 0 ? '' : `   cpu ${spread(rs.map((x, j) => x.cpu / results[0][j].cpu))}, MiB/s ${spread(rs.map((x, j) => x.mibps / results[0][j].mibps))}`;
-  console.log(`${label(root)}: ${own}, ${median(rs.map((x) => x.mibps)).toFixed(0)} MiB/s${vs}`);
+  const vs = i === 0 ? '' : `   cpu ${spread(rs.map((x, j) => x.cpu / results[0][j].cpu))}, ${rate} ${spread(rs.map((x, j) => x.mibps / results[0][j].mibps))}${values.mode === 'open' ? `, openP50 ${spread(rs.map((x, j) => x.openP50 / results[0][j].openP50))}` : ''}`;
+  console.log(`${label(root)}: ${own}, ${median(rs.map((x) => x.mibps)).toFixed(0)} ${rate}${vs}`);
 }
 process.exit(0);
