@@ -13,10 +13,11 @@
  * without eph_C's private key. An id is the hash of the key that signs, so a key that does not
  * hash to the claimed AgentId is refused before the signature is checked.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import {
   deriveOpenKeys,
   equalBytes,
+  freshBytes,
   generateEphemeral,
   hmac,
   idOfPublicKey,
@@ -190,5 +191,5 @@ export function helloAckMac(keys: ConnectionKeys | undefined, a: Omit<HelloAck, 
 
 /** A fresh random value (nonces, challenges, id halves). */
 export function fresh(n: number): Buffer {
-  return randomBytes(n);
+  return freshBytes(n);
 }

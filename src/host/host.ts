@@ -6,7 +6,6 @@
  * Moves detach an agent's endpoints into a checkpoint here and attach them on another host.
  */
 import { createServer, connect as netConnect, type Server } from 'node:net';
-import { randomBytes } from 'node:crypto';
 import { ControlChannel, parseAddress, type ControlMessage, type DatagramSocketLike } from '../control/index.js';
 import { AgentServerSocket, AgentSocket, Endpoint, ReceiveBudget, decodeEndpointCheckpoint, ResumeSigner, type EndpointCheckpoint, type ReceiveBudgetLimits, type EndpointEnv, type LocationProof, type PeerLocator, type StreamSocket } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
@@ -15,7 +14,7 @@ import { ERRORS, FerryError, KeyedGate, SourceSlots, abortedError, isAbortError,
 import { FrameDecoder, FrameType, MessageType, OpenFrameType, decodeConnControl, decodeConnect, decodeConnectConfirm, decodeConnectFrame, decodeFrameBody, encodeFrame, type Connect, type Hello } from '../wire/index.js';
 import { verifyConnect } from '../connection/index.js';
 import { createHash } from 'node:crypto';
-import { freshChain, parseId, verifyChain, type DelegationChain } from '../identity/index.js';
+import { freshBytes, freshChain, parseId, verifyChain, type DelegationChain } from '../identity/index.js';
 import {
   MigrationStep,
   decodeAbortStep,
@@ -761,7 +760,7 @@ export class Host {
     // before the move is waited for by it (`dialing`) and travels with the agent.
     if (a.moving || this.agents.get(from) !== a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${from} is not on this host (it is moving)`);
     const peer: PeerLocator = { ip: loc.ip, controlPort: loc.controlPort, redirectorPort: loc.redirectorPort, epoch: loc.epoch };
-    const ep = Endpoint.client(this.env, a.identity, to, peer, randomBytes(8));
+    const ep = Endpoint.client(this.env, a.identity, to, peer, freshBytes(8));
     // Not indexed until the peer answers: an address change must still reach its open.
     this.clientOpens.add(ep);
     let dialed!: () => void;
@@ -1428,8 +1427,8 @@ export class Host {
   }
 
   private freshServerHalf(clientHalf: Buffer): Buffer {
-    let serverHalf = randomBytes(8);
-    while (this.endpoints.has(key(Buffer.concat([clientHalf, serverHalf]), 'server'))) serverHalf = randomBytes(8);
+    let serverHalf = freshBytes(8);
+    while (this.endpoints.has(key(Buffer.concat([clientHalf, serverHalf]), 'server'))) serverHalf = freshBytes(8);
     return serverHalf;
   }
 

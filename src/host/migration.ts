@@ -10,11 +10,12 @@
  *   S signs "ferry/1 migration source" || TH || Sig_D and MACs under confirmClient.
  * Then every frame is AES-256-GCM sealed with per-direction keys from the two nonces.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import {
   deriveConnectionKeys,
   deriveSessionKeys,
   equalBytes,
+  freshBytes,
   generateEphemeral,
   hmac,
   idOfPublicKey,
@@ -197,7 +198,7 @@ export class MigrationChannel {
 
   private static async sourceHandshake(ch: MigrationChannel, self: Identity, expect: HostId | undefined): Promise<MigrationChannel> {
     const eph = generateEphemeral();
-    const nonceS = randomBytes(NONCE_BYTES);
+    const nonceS = freshBytes(NONCE_BYTES);
     const hello = encodeMigHello({ sourceHostKey: self.publicRaw, ephemeral: eph.publicRaw, nonce: nonceS });
     ch.writeFrame(hello);
     const ack = decodeMigHelloAck(await ch.next());
@@ -238,7 +239,7 @@ export class MigrationChannel {
   private static async destinationHandshake(ch: MigrationChannel, helloBody: Buffer, self: Identity): Promise<MigrationChannel> {
     const hello = decodeMigHello(helloBody);
     const eph = generateEphemeral();
-    const nonceD = randomBytes(NONCE_BYTES);
+    const nonceD = freshBytes(NONCE_BYTES);
     const head = { destinationHostKey: self.publicRaw, ephemeral: eph.publicRaw, nonce: nonceD };
     const th = createHash('sha256').update(helloBody).update(migHelloAckHead(head)).digest();
     const keys = deriveConnectionKeys(x25519(eph.privateKey, hello.ephemeral), Buffer.concat([hello.nonce, nonceD]), th);
