@@ -16,15 +16,16 @@ import { EventEmitter } from 'node:events';
 import type { AgentId, ConnectionKeys, Identity } from '../identity/index.js';
 import { FerryError, type Clock, type Logger, type TimerHandle } from '../util/index.js';
 import { parseAddress } from '../control/index.js';
-import type { ConnControl, Connect, ConnectFrame, Frame, Hello, Role } from '../wire/index.js';
+import type { ConnControl, Connect, ConnectFrame, Hello, Role } from '../wire/index.js';
 import type { SendBuffer, ReceiveBuffer } from './data-path.js';
 import type { EndpointCheckpoint, PeerLocator } from './checkpoint.js';
-import type { DataSocket, StreamSocket } from './data-socket.js';
+import type { StreamSocket } from './data-socket.js';
 import { SocketSlots } from './adapters/socket-slots.js';
 import { ControlIO } from './adapters/control-io.js';
+import { waitUntil } from './adapters/waits.js';
 import { coreEnv, firstWindow, newCore, OPEN_CRYPTO, type EndpointEnv } from './adapters/endpoint-env.js';
 import type { Event, State } from './state-machine.js';
-import { serverEnd, ConnectionCore, SuspendWatch, unmappedIp, type CoreCommand, type ServerOpen, type TimerName } from './core/index.js';
+import { serverEnd, ConnectionCore, dueAt, SuspendWatch, unmappedIp, type CoreCommand, type Deferred, type ServerOpen } from './core/index.js';
 import type { ConnectionStats, DialCommand } from './core/index.js';
 
 export type { EndpointEnv } from './adapters/endpoint-env.js';
@@ -77,14 +78,7 @@ export class Endpoint extends EventEmitter {
     this.secure = core.secure;
     this.log = env.logger.child({ conn: this.idText, role: core.role });
     // Every frame and close of a socket comes back as the core's input naming its slot.
-    this.sockets = new SocketSlots(
-      { log: this.log, flow: core.flow, carrier: () => core.slots.data, state: () => core.state, defer: (fn) => this.deferred(fn) },
-      {
-        frame: (slot, f) => this.input(() => core.frame(slot, f)),
-        keptFrame: (slot, f) => this.input(() => core.keptFrame(slot, f.type)),
-        closed: (slot, err) => this.input(() => core.socketClosed(slot, err, this.sockets.isOpen(slot))),
-      },
-    );
+    this.sockets = new SocketSlots({ log: this.log, flow: core.flow, carrier: () => core.slots.data, state: () => core.state, defer: (fn) => this.deferred(fn), drive: () => this.drive() }, core);
     core.bindSockets(this.sockets);
     this.requests = new ControlIO(env, core, () => env.clock.now(), () => this.drive());
     // Connections opened to us count against their source address too (a stranger's fresh keys
@@ -168,7 +162,7 @@ export class Endpoint extends EventEmitter {
     const reply = ep.startServer({ connect: c.connect, connectBody: frameBody, server: local, inband: { controlPort: env.controlPort, slot } });
     // Until the CONNECT_CONFIRM verifies, the socket has proved nothing: frames keep the
     // redirector's first-frame bound.
-    ep.openingSocket(sock, slot).sendRaw(reply);
+    ep.sockets.opening(slot, sock).sendRaw(reply);
     return ep;
   }
 
@@ -178,22 +172,6 @@ export class Endpoint extends EventEmitter {
     this.core.flow.settleBudget();
     this.drive();
     return reply;
-  }
-
-  /**
-   * The socket an in-band open runs on, as socket slot S until it is attached: its frames are the
-   * open's raw frames, its close the open's loss (both inputs of the core's open naming S).
-   */
-  private openingSocket(sock: StreamSocket, slot: number, dialError?: () => Error | undefined): DataSocket {
-    return this.sockets.opening(
-      slot,
-      sock,
-      (body) => this.input(() => this.core.openingFrame(slot, body)),
-      (err) => {
-        const e = dialError?.();
-        this.input(() => this.core.openingClosed(slot, err, e && { code: (e as NodeJS.ErrnoException).code, message: e.message }));
-      },
-    );
   }
 
   /** Rebuild a moved endpoint from its checkpoint (state SUSPENDED); call {@link start} after indexing. */
@@ -267,7 +245,7 @@ export class Endpoint extends EventEmitter {
         return this.sockets.accept(c.slot, c.frame);
       case 'attach':
         if (c.keys) this.sockets.socket(c.slot)?.setKeys(c.keys.send, c.keys.receive);
-        this.attach(c.slot, c.received, c.limit);
+        this.input(() => this.core.attach(c.slot, c.received, c.limit, true));
         // A socket handed over after its HELLO reads what came after it.
         return this.sockets.feedRest(c.slot);
       case 'open_send_raw':
@@ -281,9 +259,9 @@ export class Endpoint extends EventEmitter {
         if (!ds) return;
         if (c.keys) ds.setKeys(c.keys.send, c.keys.receive);
         ds.endRaw();
-        // Both ends start at offset 0 and know each other's window from CONNECT / CONNECT_ACK.
-        this.attach(c.slot, 0, this.send.peerLimit, false);
-        return;
+        // Both ends start at offset 0 and know each other's window from CONNECT / CONNECT_ACK
+        // (the window stands as announced: no ACK restates it).
+        return this.input(() => this.core.attach(c.slot, 0, this.send.peerLimit, false));
       }
       case 'open_indexed':
         this.env.indexed(this);
@@ -312,29 +290,17 @@ export class Endpoint extends EventEmitter {
         this.sockets.send(c.slot, c.frame);
         return;
       case 'close':
-        this.sockets.destroy(c.slot);
-        return;
+        return this.sockets.destroy(c.slot);
       case 'keep':
-        this.sockets.keep(c.slot);
-        return;
+        return this.sockets.keep(c.slot);
       case 'deadline':
-        this.setDeadline(c.name, c.ms, c.slot);
-        return;
+        this.core.setDeadline(c.name, this.env.clock.now() + c.ms, c.slot);
+        return this.rearm();
       case 'clear':
-        this.clearDeadline(c.name, c.slot);
+        if (this.core.cancelDeadline(c.name, c.slot)) this.rearm();
         return;
-      case 'peer_suspends': {
-        // Held while a row is carried out (a SUSPEND on a socket being reused, inside a transition): its turn comes later.
-        const slot = c.slot;
-        queueMicrotask(() => {
-          this.core.peerSuspends(slot, this.env.clock.now());
-          this.drive();
-        });
-        return;
-      }
       case 'reuse':
-        this.sockets.reuse(c.slot);
-        return;
+        return this.sockets.reuse(c.slot);
       // The data path (core/data-inputs.ts).
       case 'notify':
         this.emit(c.event);
@@ -342,42 +308,29 @@ export class Endpoint extends EventEmitter {
       case 'send_ack':
         if (this.sockets.sendAck(c.slot)) this.rearm();
         return;
-      case 'ack_at_turn_end': {
-        const slot = c.slot;
-        this.deferred(() => {
-          this.core.turnEnded(slot);
-          this.drive();
-        });
-        return;
-      }
       case 'pump':
-        this.sockets.pump();
-        return;
+        return this.sockets.pump();
       case 'carry':
-        this.sockets.carry(c.slot);
-        return;
-      case 'fire_later': {
-        const event = c.event;
-        queueMicrotask(() => this.input(() => this.core.later(event)));
-        return;
-      }
+        return this.sockets.carry(c.slot);
       case 'drained':
         this.emit('drained');
         return;
+      // Held for a later turn (the peer's SUSPEND inside a row, an event, the turn's ACK): handed back when due.
+      case 'peer_suspends':
+      case 'fire_later':
+      case 'ack_at_turn_end':
+        return this.later(c);
     }
   }
 
+  /** Hand `c` back to the core when it is due (core/connection-core.ts `dueAt`): the adapter's one way of deferring. */
+  private later(c: Deferred): void {
+    const back = (): void => this.input(() => this.core.deferredDue(c, this.env.clock.now()));
+    if (dueAt(c) === 'turn') this.deferred(back);
+    else queueMicrotask(back);
+  }
+
   // ------------------------------------------------------------------ the one timer
-
-  /** Set deadline `name` (of socket slot `slot`) `ms` from now. */
-  private setDeadline(name: TimerName, ms: number, slot = 0): void {
-    this.core.setDeadline(name, this.env.clock.now() + ms, slot);
-    this.rearm();
-  }
-
-  private clearDeadline(name: TimerName, slot = 0): void {
-    if (this.core.cancelDeadline(name, slot)) this.rearm();
-  }
 
   /**
    * Keep the one clock timer at the next deadline. A timer already due earlier is left alone: it
@@ -398,10 +351,8 @@ export class Endpoint extends EventEmitter {
   private onClock(): void {
     this.clockTimer = undefined;
     this.clockAt = undefined;
-    // The core acts on it itself (nothing, if none is due): its commands wait in poll().
-    this.core.handleTimeout(this.env.clock.now());
-    this.drive();
-    this.rearm();
+    // The core acts on it itself (nothing, if none is due); the drive re-arms the clock.
+    this.input(() => this.core.handleTimeout(this.env.clock.now()));
   }
 
   // ------------------------------------------------------------------ open
@@ -421,8 +372,7 @@ export class Endpoint extends EventEmitter {
       };
       this.once('established', established);
       this.once('closed', closed);
-      this.core.beginOpen();
-      this.drive();
+      this.input(() => this.core.beginOpen());
     });
   }
 
@@ -433,8 +383,7 @@ export class Endpoint extends EventEmitter {
 
   /** Server: the client's CONNECT_CONFIRM datagram arrived. Throws the typed error to answer. */
   handleConfirm(mac: Buffer): void {
-    this.core.confirmDatagram(mac);
-    this.drive();
+    this.input(() => this.core.confirmDatagram(mac));
   }
 
   // ------------------------------------------------------------------ data sockets
@@ -447,28 +396,17 @@ export class Endpoint extends EventEmitter {
   private dial(c: DialCommand): void {
     const slot = c.slot;
     let sock: StreamSocket;
-    let dialError: Error | undefined;
     // The deadlines the core set are armed before anything the dial starts.
     this.rearm();
     try {
       sock = this.sockets.takePredial(slot) ?? this.env.dial(c.ip, c.port);
     } catch (err) {
-      queueMicrotask(() => {
-        this.core.dialThrew(slot, err);
-        this.drive();
-      });
-      return;
+      return queueMicrotask(() => this.input(() => this.core.dialThrew(slot, err)));
     }
     if (c.ahead) return this.sockets.predialed(slot, sock);
-    if (c.first) {
-      sock.on('error', (e) => (dialError = e));
-      this.openingSocket(sock, slot, () => dialError).sendRaw(c.first);
-    } else {
-      this.sockets.dialed(slot, sock, {
-        frame: (f: Frame) => this.input(() => this.core.dialFrame(slot, f)),
-        closed: (err) => this.input(() => this.core.dialFailed(slot, err)),
-      });
-    }
+    // The in-band open's socket, its first frame the CONNECT; or a data socket, its HELLO to come.
+    if (c.first) this.sockets.opening(slot, sock, true).sendRaw(c.first);
+    else this.sockets.dialed(slot, sock);
     this.core.dialStarted(slot);
   }
 
@@ -486,16 +424,6 @@ export class Endpoint extends EventEmitter {
   acceptHello(sock: StreamSocket, hello: Hello, rest: Buffer): void {
     const slot = this.core.helloArrived(hello, sock.remoteAddress);
     this.sockets.handed(slot, sock, rest);
-    this.drive();
-  }
-
-  /**
-   * Slot `slot` carries the connection from now on, the sender rewound to the peer's stated offset
-   * (`initialAck` false: the in-band open's socket, whose window stands as announced); what that
-   * comes to is the core's (core/data-inputs.ts `attach`).
-   */
-  private attach(slot: number, peerReceived: number, peerLimit: number, initialAck = true): void {
-    this.core.attach(slot, peerReceived, peerLimit, initialAck);
     this.drive();
   }
 
@@ -525,7 +453,6 @@ export class Endpoint extends EventEmitter {
   get clock(): Clock {
     return this.env.clock;
   }
-
 
   // ------------------------------------------------------------------ application side
 
@@ -640,50 +567,7 @@ export class Endpoint extends EventEmitter {
    * (a suspend, a resume, a move's preparation) waits for it.
    */
   private until(pred: () => boolean, settled = false, toClosed = false): Promise<void> {
-    if (!(settled && this.firing) && pred()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      let queued = false;
-      const check = (): void => {
-        if (settled && this.firing) {
-          if (!queued) {
-            queued = true;
-            queueMicrotask(() => {
-              queued = false;
-              check();
-            });
-          }
-          return;
-        }
-        if (pred()) {
-          cleanup();
-          resolve();
-        } else if (this.detached) {
-          cleanup();
-          reject(movedError());
-        } else {
-          const err = this.core.intent.waitFails(toClosed);
-          if (!err) return;
-          cleanup();
-          reject(err);
-        }
-      };
-      const cleanup = (): void => {
-        this.off('state', check);
-        this.off('drained', check);
-        this.off('closed', check);
-        this.off('detached', check);
-        this.off('moving', check);
-        this.off('superseded', check);
-      };
-      this.on('state', check);
-      this.on('drained', check);
-      this.on('closed', check);
-      this.on('detached', check);
-      this.on('moving', check);
-      this.on('superseded', check);
-      // Already closing (or halfway through a row): judged now (queued, when settled).
-      check();
-    });
+    return waitUntil(this, pred, { busy: () => settled && this.firing, fails: () => (this.detached ? movedError() : this.core.intent.waitFails(toClosed)) });
   }
 
   // ------------------------------------------------------------------ the peer's requests

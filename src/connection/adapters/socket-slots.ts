@@ -21,14 +21,25 @@ import type { State } from '../state-machine.js';
 /** Largest DATA payload per frame (read once: the pump asks for it on every frame). */
 const MAX_FRAME_PAYLOAD = limit('MAX_FRAME_PAYLOAD');
 
-/** What the sockets report, each naming its slot (the endpoint hands them to the rules). */
+/**
+ * The inputs the sockets' events are, each naming its slot: the connection core's
+ * (core/connection-core.ts), which the host's `drive` then carries out.
+ */
 export interface SlotInputs {
   /** A frame on a socket carrying the connection. */
   frame(slot: number, f: Frame): void;
-  /** A frame on the socket kept after a suspend. */
-  keptFrame(slot: number, f: Frame): void;
-  /** A carrying or kept socket closed (`err`: why, when a peer's bad input or an error ended it). */
-  closed(slot: number, err: FerryError | undefined): void;
+  /** A frame of type `type` on the socket kept after a suspend. */
+  keptFrame(slot: number, type: number): void;
+  /** A carrying or kept socket closed (`err`: why, when a peer's bad input or an error ended it; `open`: whether it still looks usable). */
+  socketClosed(slot: number, err: FerryError | undefined, open: boolean): void;
+  /** A frame on our dialled socket, the acceptor's answer to its HELLO. */
+  dialFrame(slot: number, f: Frame): void;
+  /** Our dialled socket closed before it carried the connection. */
+  dialFailed(slot: number, err: FerryError | undefined): void;
+  /** A raw frame on an in-band open's socket (it throws the typed error that refuses it). */
+  openingFrame(slot: number, body: Buffer): void;
+  /** An in-band open's socket closed (`dialError`: what our dial of it reported). */
+  openingClosed(slot: number, err: FerryError | undefined, dialError?: { code?: string | undefined; message: string }): void;
 }
 
 /** What the pump and the ACKs need from the connection end. */
@@ -41,6 +52,8 @@ export interface SlotsHost {
   state(): State;
   /** Run `fn` after the current turn, once the I/O it started has been queued. */
   defer(fn: () => void): void;
+  /** Carry out what an input came to (the endpoint's drive loop). */
+  drive(): void;
 }
 
 /** The slot-to-socket map of one connection end, and its write pump. */
@@ -73,23 +86,40 @@ export class SocketSlots {
     return this.socket(slot)?.open === true;
   }
 
+  /** Hand an input to the core and carry out what it comes to. */
+  private input(give: () => void): void {
+    give();
+    this.host.drive();
+  }
+
   /**
-   * The socket of an in-band open (slot `slot` until it is attached): its frames go to `raw`
-   * undecoded, its close to `closed`. Until the peer's CONNECT_ACK or CONNECT_CONFIRM verifies
-   * it has proved nothing: frames keep the redirector's first-frame bound.
+   * The socket of an in-band open (slot `slot` until it is attached): its frames are the open's
+   * raw frames, undecoded, its close the open's loss (`dialled`: ours, whose error it reports).
+   * Until the peer's CONNECT_ACK or CONNECT_CONFIRM verifies it has proved nothing: frames keep
+   * the redirector's first-frame bound.
    */
-  opening(slot: number, sock: StreamSocket, raw: (body: Buffer) => void, closed: (err: FerryError | undefined) => void): DataSocket {
+  opening(slot: number, sock: StreamSocket, dialled = false): DataSocket {
+    let dialError: NodeJS.ErrnoException | undefined;
+    if (dialled) sock.on('error', (e) => (dialError = e));
+    const closed = (err: FerryError | undefined): void => {
+      const e = dialError;
+      this.input(() => this.inputs.openingClosed(slot, err, e && { code: e.code, message: e.message }));
+    };
     const ds = new DataSocket(sock, { frame: () => {}, close: (err) => this.gone(slot, () => closed(err)), writable: () => {} }, this.host.log, {
       maxFrameBytes: limit('HANDOFF_FRAME_BYTES'),
-      raw,
+      raw: (body) => this.input(() => this.inputs.openingFrame(slot, body)),
     });
     this.sockets.set(slot, ds);
     return ds;
   }
 
-  /** A socket we dialled (slot `slot`), waiting for the acceptor's first frame: frames and close go to `on`. */
-  dialed(slot: number, sock: StreamSocket, on: { frame(f: Frame): void; closed(err: FerryError | undefined): void }): DataSocket {
-    const ds = new DataSocket(sock, { frame: (f) => on.frame(f), close: (err) => this.gone(slot, () => on.closed(err)), writable: () => {} }, this.host.log);
+  /** A socket we dialled (slot `slot`), waiting for the acceptor's first frame. */
+  dialed(slot: number, sock: StreamSocket): DataSocket {
+    const ds = new DataSocket(
+      sock,
+      { frame: (f) => this.input(() => this.inputs.dialFrame(slot, f)), close: (err) => this.gone(slot, () => this.input(() => this.inputs.dialFailed(slot, err))), writable: () => {} },
+      this.host.log,
+    );
     this.sockets.set(slot, ds);
     return ds;
   }
@@ -161,14 +191,19 @@ export class SocketSlots {
   /** Slot `slot` is kept after a suspend: its frames are the kept socket's inputs. */
   keep(slot: number): void {
     this.socket(slot)?.setHandlers({
-      frame: (f) => this.inputs.keptFrame(slot, f),
-      close: (err) => this.gone(slot, () => this.inputs.closed(slot, err)),
+      frame: (f) => this.input(() => this.inputs.keptFrame(slot, f.type)),
+      close: (err) => this.gone(slot, () => this.closed(slot, err)),
       writable: () => {},
     });
   }
 
   private carrying(slot: number): DataSocketHandlers {
-    return { frame: (f) => this.inputs.frame(slot, f), close: (err) => this.gone(slot, () => this.inputs.closed(slot, err)), writable: () => this.pump() };
+    return { frame: (f) => this.input(() => this.inputs.frame(slot, f)), close: (err) => this.gone(slot, () => this.closed(slot, err)), writable: () => this.pump() };
+  }
+
+  /** A carrying or kept socket closed: the input, with whether the socket still looks usable (asked before it is forgotten). */
+  private closed(slot: number, err: FerryError | undefined): void {
+    this.input(() => this.inputs.socketClosed(slot, err, this.isOpen(slot)));
   }
 
   /** The socket of `slot` closed under us: its input runs, then the slot is forgotten. */

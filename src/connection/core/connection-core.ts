@@ -182,6 +182,23 @@ export type CoreCommand =
   | { readonly kind: 'confirmed' };
 
 /**
+ * A command the adapter hands back to the core on a later turn ({@link ConnectionCore.deferredDue}),
+ * when {@link dueAt} says: an event whose turn comes later (`fire_later`), the peer's in-band
+ * SUSPEND held while a row was carried out (`peer_suspends`), the end of the turn an ACK waits for
+ * (`ack_at_turn_end`).
+ */
+export type Deferred = Extract<CoreCommand, { readonly kind: 'fire_later' | 'peer_suspends' | 'ack_at_turn_end' }>;
+
+/**
+ * When a {@link Deferred} command is due: `microtask`, as soon as the call that gave it out is over
+ * (the row that held it has ended; an event goes after everything queued with it), or `turn`, once
+ * the I/O this turn started is queued (the ACK then covers every read of the turn).
+ */
+export function dueAt(c: Deferred): 'microtask' | 'turn' {
+  return c.kind === 'ack_at_turn_end' ? 'turn' : 'microtask';
+}
+
+/**
  * A decision taken when its turn comes in the queue, since it must see what the commands before it
  * did (a listener told of readable bytes may have read them; an event applied): what it comes to
  * goes out in its place.
@@ -828,6 +845,18 @@ export class ConnectionCore {
   /** The peer's in-band SUSPEND on `slot`, held while a row was carried out (`peer_suspends`), now at `now`. */
   peerSuspends(slot: number, now: number): void {
     this.queueSlots(this.dataIn.peerSuspends(slot, now));
+  }
+
+  /** Deferred command `c` is due at `now` ({@link dueAt}): handed in as the input it stands for. */
+  deferredDue(c: Deferred, now: number): void {
+    switch (c.kind) {
+      case 'fire_later':
+        return this.later(c.event);
+      case 'peer_suspends':
+        return this.peerSuspends(c.slot, now);
+      case 'ack_at_turn_end':
+        return this.turnEnded(c.slot);
+    }
   }
 
   /**

@@ -47,11 +47,15 @@ async function world(): Promise<World> {
   const inputs: string[] = [];
   const set: { carrier: number | undefined; state: State } = { carrier: undefined, state: 'ESTABLISHED' };
   const slots = new SocketSlots(
-    { log: silentLogger, flow: core.flow, carrier: () => set.carrier, state: () => set.state, defer: (fn) => deferred.push(fn) },
+    { log: silentLogger, flow: core.flow, carrier: () => set.carrier, state: () => set.state, defer: (fn) => deferred.push(fn), drive: () => inputs.push('drive') },
     {
       frame: (slot, f) => inputs.push(`frame ${slot} ${f.type}`),
-      keptFrame: (slot, f) => inputs.push(`kept ${slot} ${f.type}`),
-      closed: (slot, err: FerryError | undefined) => inputs.push(`closed ${slot} ${err?.code ?? ''}`),
+      keptFrame: (slot, type) => inputs.push(`kept ${slot} ${type}`),
+      socketClosed: (slot, err: FerryError | undefined) => inputs.push(`closed ${slot} ${err?.code ?? ''}`),
+      dialFrame: (slot, f) => inputs.push(`dial frame ${slot} ${f.type}`),
+      dialFailed: (slot) => inputs.push(`dial failed ${slot}`),
+      openingFrame: (slot) => inputs.push(`opening frame ${slot}`),
+      openingClosed: (slot) => inputs.push(`opening closed ${slot}`),
     },
   );
   const settle = async (): Promise<void> => {
@@ -124,13 +128,13 @@ test('socket slots: a socket closed under us comes back once naming its slot, th
   w.slots.keep(2);
   w.net.links[0]!.reset();
   await w.settle();
-  assert.deepEqual(w.inputs, ['closed 1 '], 'the carrying slot, once');
+  assert.deepEqual(w.inputs, ['closed 1 ', 'drive'], 'the carrying slot, once, then what it came to');
   assert.equal(w.slots.socket(1), undefined, 'forgotten');
   assert.equal(w.slots.send(1, { type: FrameType.ACK, received: 0, limit: 0 }), false);
   assert.equal(w.slots.isOpen(2), true);
   w.slots.destroy(2);
   await w.settle();
-  assert.deepEqual(w.inputs, ['closed 1 '], 'our own close reports nothing');
+  assert.deepEqual(w.inputs, ['closed 1 ', 'drive'], 'our own close reports nothing');
   assert.equal(w.slots.socket(2), undefined);
 });
 
@@ -139,8 +143,23 @@ test('socket slots: a cut of a slot closes the socket as the network would, so i
   await w.dial(5);
   assert.equal(w.slots.cut(5, true), true);
   await w.settle();
-  assert.deepEqual(w.inputs, ['closed 5 ']);
+  assert.deepEqual(w.inputs, ['closed 5 ', 'drive']);
   assert.equal(w.slots.cut(5, true), false, 'nothing left to cut');
+});
+
+test('socket slots: a dialled socket\'s close is its dial\'s failure, an in-band open\'s socket\'s the open\'s loss, each then carried out', async () => {
+  const w = await world();
+  w.slots.dialed(3, w.net.dial('10.0.0.1', '10.0.0.2', 80));
+  w.slots.opening(4, w.net.dial('10.0.0.1', '10.0.0.2', 80), true);
+  await w.settle();
+  w.net.links[0]!.reset();
+  await w.settle();
+  assert.deepEqual(w.inputs, ['dial failed 3', 'drive']);
+  w.net.links[1]!.reset();
+  await w.settle();
+  assert.deepEqual(w.inputs, ['dial failed 3', 'drive', 'opening closed 4', 'drive']);
+  assert.equal(w.slots.socket(3), undefined, 'forgotten');
+  assert.equal(w.slots.socket(4), undefined, 'forgotten');
 });
 
 test('socket slots: an ACK goes only on a slot that still takes frames from us (not after our DRAIN)', async () => {
