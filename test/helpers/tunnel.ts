@@ -14,8 +14,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Host } from '../../src/host/index.js';
-import { Identity } from '../../src/identity/index.js';
+import type { AgentSocket } from '../../src/connection/index.js';
+import { Host, readPreamble } from '../../src/host/index.js';
+import { Identity, type AgentId } from '../../src/identity/index.js';
+import type { FerryError } from '../../src/util/index.js';
+import { encodeTunnelPreamble, TunnelKind } from '../../src/wire/index.js';
 import { RendezvousClient } from '../../src/location/index.js';
 import { Processes, stop, type Proc } from './processes.js';
 
@@ -380,4 +383,17 @@ export async function startPeerHost(rendezvous: string, agents: Identity[], opts
       location.close();
     },
   };
+}
+
+/** Open a Ferry connection from `agent` to the serving agent and ask for a stream; the answer's kind, or the error code. */
+export async function askStream(host: { connect(from: AgentId, to: AgentId): Promise<AgentSocket> }, agent: AgentId, serveAgent: AgentId, held: AgentSocket[]): Promise<string> {
+  try {
+    const fs = await host.connect(agent, serveAgent);
+    held.push(fs);
+    fs.on('error', () => {});
+    fs.write(encodeTunnelPreamble({ kind: TunnelKind.STREAM }));
+    return `kind ${(await readPreamble(fs, 30_000)).preamble.kind}`;
+  } catch (err) {
+    return (err as FerryError).code ?? String(err);
+  }
 }

@@ -11,11 +11,11 @@ import type { AgentSocket } from '../../src/connection/index.js';
 import { readPreamble } from '../../src/host/index.js';
 import type { AgentId } from '../../src/identity/index.js';
 import { Identity } from '../../src/identity/index.js';
-import { limit, type FerryError } from '../../src/util/index.js';
+import { limit } from '../../src/util/index.js';
 import { encodeTunnelPreamble, TunnelKind } from '../../src/wire/index.js';
 import { waitFor } from '../helpers/harness.js';
 import { Processes } from '../helpers/processes.js';
-import { ShaTarget, exchange, startPeerHost, startTunnelPair, taggedClient } from '../helpers/tunnel.js';
+import { ShaTarget, askStream, exchange, startPeerHost, startTunnelPair, taggedClient } from '../helpers/tunnel.js';
 
 const procs = new Processes();
 const cleanups: Array<() => unknown> = [];
@@ -47,16 +47,7 @@ test('tunnel: one allowed peer gets at most TUNNEL_STREAMS_PER_PEER streams, and
   const answers = new Map<string, number>();
   await Promise.all(
     Array.from({ length: GREEDY }, async () => {
-      let answer: string;
-      try {
-        const fs = await peer.host.connect(greedy.id, pair.serveAgent as AgentId);
-        held.push(fs);
-        fs.on('error', () => {});
-        fs.write(encodeTunnelPreamble({ kind: TunnelKind.STREAM }));
-        answer = `kind ${(await readPreamble(fs, 30_000)).preamble.kind}`;
-      } catch (err) {
-        answer = (err as FerryError).code ?? String(err);
-      }
+      const answer = await askStream(peer.host, greedy.id, pair.serveAgent as AgentId, held);
       answers.set(answer, (answers.get(answer) ?? 0) + 1);
     }),
   );

@@ -8,14 +8,13 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AgentSocket } from '../../src/connection/index.js';
-import { readPreamble } from '../../src/host/index.js';
 import type { AgentId } from '../../src/identity/index.js';
 import { Identity } from '../../src/identity/index.js';
-import { limit, type FerryError } from '../../src/util/index.js';
-import { encodeTunnelPreamble, TunnelKind } from '../../src/wire/index.js';
+import { limit } from '../../src/util/index.js';
+import { TunnelKind } from '../../src/wire/index.js';
 import { waitFor } from '../helpers/harness.js';
 import { Processes } from '../helpers/processes.js';
-import { ShaTarget, startPeerHost, startTunnelPair } from '../helpers/tunnel.js';
+import { ShaTarget, askStream, startPeerHost, startTunnelPair } from '../helpers/tunnel.js';
 
 const procs = new Processes();
 const cleanups: Array<() => unknown> = [];
@@ -25,19 +24,6 @@ after(async () => {
 });
 
 const EACH = 700;
-
-/** Open a Ferry connection from `agent` to the serving agent and ask for a stream; the answer's kind, or the error code. */
-async function askStream(host: { connect(from: AgentId, to: AgentId): Promise<AgentSocket> }, agent: AgentId, serveAgent: AgentId, held: AgentSocket[]): Promise<string> {
-  try {
-    const fs = await host.connect(agent, serveAgent);
-    held.push(fs);
-    fs.on('error', () => {});
-    fs.write(encodeTunnelPreamble({ kind: TunnelKind.STREAM }));
-    return `kind ${(await readPreamble(fs, 30_000)).preamble.kind}`;
-  } catch (err) {
-    return (err as FerryError).code ?? String(err);
-  }
-}
 
 test('tunnel: the agents of one source address get at most TUNNEL_STREAMS_PER_SOURCE streams, and another address is served', { timeout: 180_000 }, async () => {
   const target = await ShaTarget.start(() => ({ bytes: 0, endFirst: false }));
