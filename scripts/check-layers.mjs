@@ -11,11 +11,14 @@
 // - Only adapters touch the network: node:dgram and node:net may be imported only under
 //   control/, host/, testing/, cli/, and by connection/ adapter files (a name ending in
 //   `adapter.ts`, or a file under connection/adapters/).
-// - connection/core/ is sans-I/O: its files may not name setTimeout, setInterval, setImmediate,
-//   queueMicrotask, process.nextTick, Date.now, performance.now, Math.random, randomBytes or
-//   systemClock, nor import node:net, node:dgram, node:timers or node:crypto (time comes in as
-//   `now`, randomness through an injected source); inside connection/ they import only core/ and
-//   the pure files listed in CORE_PURE (never the endpoint, the sockets or the index).
+// - connection/core/ is sans-I/O, and so are the pure files of connection/ it imports (CORE_PURE):
+//   they may not name a timer or deferral (setTimeout, setInterval, setImmediate, queueMicrotask and
+//   their clear*), a clock (Date.now, new Date(), performance, process.hrtime), a random source
+//   (Math.random, randomBytes, randomUUID, getRandomValues) or an escape hatch (process, globalThis,
+//   global, require), written as `a.b` or `a['b']`; nor import node:net, node:dgram, node:timers,
+//   node:crypto, node:fs, node:module, node:child_process, node:worker_threads, node:perf_hooks or
+//   node:http(s) (time comes in as `now`, randomness through an injected source); inside connection/
+//   they import only core/ and CORE_PURE (never the endpoint, the sockets or the index).
 // - cli/ alone may reach out of src/, and only to the bench runner (`../../bench/run.js`): the
 //   bench and its dev-only baselines live outside the package and are loaded on demand.
 // - A file directly under src/ is the package entry: it may import any layer but testing/ and cli/,
@@ -46,9 +49,16 @@ const NETWORK_LAYERS = new Set(['control', 'host', TESTING, 'cli']);
 
 /** The sans-I/O core of a connection (issue 11): no clock, timer, deferral, socket or randomness of its own. */
 const CORE_DIR = 'connection/core/';
-const CORE_BANNED_IMPORTS = new Set(['node:net', 'net', 'node:dgram', 'dgram', 'node:timers', 'timers', 'node:timers/promises', 'timers/promises', 'node:crypto', 'crypto']);
-const CORE_BANNED_NAMES = new Set(['setTimeout', 'setInterval', 'setImmediate', 'queueMicrotask', 'clearTimeout', 'clearInterval', 'clearImmediate', 'randomBytes', 'randomUUID', 'systemClock']);
-const CORE_BANNED_MEMBERS = new Set(['Date.now', 'performance.now', 'process.nextTick', 'Math.random', 'globalThis.setTimeout', 'globalThis.setImmediate', 'globalThis.queueMicrotask']);
+const CORE_BANNED_IMPORTS = new Set(
+  ['net', 'dgram', 'timers', 'timers/promises', 'crypto', 'fs', 'fs/promises', 'module', 'child_process', 'worker_threads', 'perf_hooks', 'http', 'https', 'http2', 'tls', 'dns'].flatMap((m) => [m, `node:${m}`]),
+);
+/** Identifiers a sans-I/O file may not name at all (as a value, a call or an object). */
+const CORE_BANNED_NAMES = new Set([
+  'setTimeout', 'setInterval', 'setImmediate', 'queueMicrotask', 'clearTimeout', 'clearInterval', 'clearImmediate',
+  'randomBytes', 'randomUUID', 'randomFillSync', 'getRandomValues', 'systemClock', 'performance', 'process', 'globalThis', 'global', 'require',
+]);
+/** `object.member` pairs it may not name, also written `object['member']`. */
+const CORE_BANNED_MEMBERS = new Set(['Date.now', 'Math.random']);
 /** Files of connection/ outside core/ that the core may import: pure ones (tables, buffers, codecs). */
 const CORE_PURE = new Set(['connection/state-machine.js', 'connection/data-path.js', 'connection/checkpoint.js']);
 
@@ -57,11 +67,20 @@ function bannedNamesOf(file, text) {
   const sf = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
   const out = [];
   const line = (node) => sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1;
+  const literal = (node) => (ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node) ? node.text : undefined);
   const visit = (node) => {
     if (ts.isPropertyAccessExpression(node) && ts.isIdentifier(node.expression)) {
       const name = `${node.expression.text}.${node.name.text}`;
       if (CORE_BANNED_MEMBERS.has(name)) out.push({ name, line: line(node) });
-    } else if (ts.isIdentifier(node) && CORE_BANNED_NAMES.has(node.text)) {
+      if (CORE_BANNED_NAMES.has(node.name.text)) out.push({ name, line: line(node) });
+    } else if (ts.isElementAccessExpression(node) && literal(node.argumentExpression) !== undefined) {
+      // x['setTimeout'], Date['now']: the same names, spelled to slip past a reader.
+      const member = literal(node.argumentExpression);
+      const name = ts.isIdentifier(node.expression) ? `${node.expression.text}.${member}` : `[${member}]`;
+      if (CORE_BANNED_MEMBERS.has(name) || CORE_BANNED_NAMES.has(member)) out.push({ name, line: line(node) });
+    } else if (ts.isNewExpression(node) && ts.isIdentifier(node.expression) && node.expression.text === 'Date') {
+      out.push({ name: 'new Date', line: line(node) });
+    } else if (ts.isIdentifier(node) && CORE_BANNED_NAMES.has(node.text) && !(ts.isPropertyAccessExpression(node.parent) && node.parent.name === node)) {
       out.push({ name: node.text, line: line(node) });
     }
     ts.forEachChild(node, visit);
@@ -145,15 +164,19 @@ for (const rel of files) {
   const text = readFileSync(join(SRC, rel), 'utf8');
   const { found, dynamic } = importsOf(rel, text);
   const inCore = rel.startsWith(CORE_DIR);
-  if (inCore) {
+  const sansIo = inCore || CORE_PURE.has(rel.replace(/\.ts$/, '.js'));
+  if (sansIo) {
     for (const { name, line } of bannedNamesOf(rel, text)) {
-      violations.push(`src/${rel}:${line}: uses '${name}': connection/core/ takes time as \`now\` and randomness from an injected source`);
+      violations.push(`src/${rel}:${line}: uses '${name}': connection/core/ and the pure files it imports take time as \`now\` and randomness from an injected source`);
     }
   }
-  for (const d of dynamic) warnings.push(`src/${rel}:${d.line}: import() with a computed specifier is not checked`);
+  for (const d of dynamic) {
+    if (sansIo) violations.push(`src/${rel}:${d.line}: import() with a computed specifier: connection/core/ imports only what can be checked`);
+    else warnings.push(`src/${rel}:${d.line}: import() with a computed specifier is not checked`);
+  }
   for (const { spec, line } of found) {
     const where = `src/${rel}:${line}: imports '${spec}'`;
-    if (inCore && CORE_BANNED_IMPORTS.has(spec)) {
+    if (sansIo && CORE_BANNED_IMPORTS.has(spec)) {
       violations.push(`${where}: connection/core/ is sans-I/O (no sockets, timers or randomness of its own)`);
       continue;
     }

@@ -666,9 +666,8 @@ class World {
       if (x.ended && !endedAfter(y, x.written)) fail(`conn ${ci}: a->b bytes arrived after the end of stream`);
       if (y.ended && !endedAfter(x, y.written)) fail(`conn ${ci}: b->a bytes arrived after the end of stream`);
     }
-    // Every connection ESTABLISHED, within bounded time. (Not always at once: a crossing RES that
-    // reaches an end after it resumed still tears the new socket down and costs a second resume;
-    // an open finding, see docs/ARCHITECTURE.md.)
+    // Every connection ESTABLISHED, within bounded time (a bound for liveness: a resume still
+    // running after the quiet period, e.g. after a late cut, must end within it).
     const established = (): boolean => this.sides.every(([x, y], ci) => this.closed.has(ci) || this.unopened.has(ci) || this.deadConn(ci) || (x.sock!.state === 'ESTABLISHED' && y.sock!.state === 'ESTABLISHED'));
     if (!(await this.run(established, this.clock.now() + 60_000))) {
       const st = this.sides.map(([x, y], ci) => `conn ${ci}: ${x.sock?.state}/${y.sock?.state}`).join('; ');

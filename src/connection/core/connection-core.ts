@@ -1,10 +1,13 @@
 /**
  * The deciding part of one connection end, sans I/O: its state, the events waiting to be applied,
- * and its deadlines. In the manner of quinn-proto's `Connection`: inputs go in with `now`
- * ({@link ConnectionCore.handle}, {@link ConnectionCore.handleTimeout}), and what to do comes out
- * of {@link ConnectionCore.poll} as commands, in order, for the adapter (`endpoint.ts`) to carry
- * out. It owns no socket, timer or promise; the adapter holds one clock timer set from
- * {@link ConnectionCore.nextDeadline}.
+ * and its deadlines. In the manner of quinn-proto's `Connection`: inputs go in through typed
+ * methods, one per kind of input, each naming the socket slot or request id it answers (`frame`,
+ * `replied`, `socketClosed`, `incoming`, ...), with `now` where the input's effect depends on the
+ * time; a state-machine event is queued by {@link ConnectionCore.handle} and applied at the `now`
+ * of the next {@link ConnectionCore.poll}; expiries come in through
+ * {@link ConnectionCore.handleTimeout}. What to do comes out of `poll(now)` as commands, in order,
+ * for the adapter (`endpoint.ts`) to carry out. It owns no socket, timer or promise; the adapter
+ * holds one clock timer set from {@link ConnectionCore.nextDeadline}.
  *
  * Events are applied to completion, one at a time: the commands of one event (its transition,
  * then its actions, in the table's order) all come out of `poll()` before the next queued event is
