@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Host, type HostOptions } from '../../src/host/index.js';
 import { MemoryLocationTable } from '../../src/location/index.js';
+import { isFerryError, type ErrorCode } from '../../src/util/index.js';
 import type { AgentSocket, DataSocket, DataSocketHandlers, Endpoint } from '../../src/connection/index.js';
 
 /** Start `n` hosts on 127.0.0.1 sharing one location table. */
@@ -86,16 +87,20 @@ export function isPattern(chunks: readonly Buffer[], seed: number, length: numbe
   return at === length;
 }
 
-/** Collects what a side reads, across the socket objects that carry the connection over time. */
+/**
+ * Collects what a side reads, across the socket objects that carry the connection over time, and
+ * the codes of the 'error' events they emit (for the test to judge).
+ */
 export class Reader {
   readonly chunks: Buffer[] = [];
+  readonly errors: string[] = [];
   length = 0;
   attach(sock: AgentSocket): void {
     sock.on('data', (c: Buffer) => {
       this.chunks.push(c);
       this.length += c.length;
     });
-    sock.on('error', () => {});
+    sock.on('error', (e: unknown) => this.errors.push(codeOf(e)));
   }
   bytes(): Buffer {
     return Buffer.concat(this.chunks);
@@ -153,4 +158,35 @@ export async function within<T>(p: Promise<T>, ms: number, what: string): Promis
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The code a rejection carries (its text when it is not a FerryError). */
+export function codeOf(err: unknown): string {
+  return isFerryError(err) ? err.code : String(err);
+}
+
+/**
+ * Await `p`, which may resolve or reject only with a code `allowed` admits: returns 'ok' or that
+ * code. Any other rejection fails, naming `what`, the code and the message. For operations whose
+ * failure a test must judge instead of swallowing it.
+ */
+export async function settledAs(p: Promise<unknown>, what: string, allowed: readonly ErrorCode[] | ((code: string) => boolean) = []): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (err) {
+    const code = codeOf(err);
+    if (typeof allowed === 'function' ? allowed(code) : (allowed as readonly string[]).includes(code)) return code;
+    throw new Error(`${what} rejected with ${code}: ${(err as Error)?.message ?? ''}`, { cause: err });
+  }
+}
+
+/** Watch `p` without awaiting it: the result says 'pending' until it settles, then 'ok' or the rejection's code. */
+export function outcomeOf(p: Promise<unknown>): () => string {
+  let now = 'pending';
+  p.then(
+    () => (now = 'ok'),
+    (err: unknown) => (now = codeOf(err)),
+  );
+  return () => now;
 }

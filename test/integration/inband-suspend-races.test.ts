@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AgentSocket } from '../../src/connection/index.js';
-import { connectedPair, dataSocketsOf, delayDataSocket, pattern, Reader, startHosts, waitFor } from '../helpers/harness.js';
+import { connectedPair, dataSocketsOf, delayDataSocket, outcomeOf, pattern, Reader, startHosts, waitFor } from '../helpers/harness.js';
 
 type TestNet = Awaited<ReturnType<typeof startHosts>>;
 
@@ -60,7 +60,7 @@ for (const how of ['suspend', 'move'] as const) {
       const states: string[] = [];
       eb.on('state', (to: string, from: string) => states.push(`${from}->${to}`));
       const ea = a.endpoint;
-      void ea.resume().catch(() => {}); // in-band RESUME on the kept socket
+      const resume = outcomeOf(ea.resume()); // in-band RESUME on the kept socket
       assert.equal(ea.state, 'RES_SENT');
       // The user changes its mind, or the host starts moving the agent: a SUS datagram.
       if (how === 'move') await ea.prepareMove();
@@ -70,6 +70,9 @@ for (const how of ['suspend', 'move'] as const) {
       assert.deepEqual(states.filter((s) => s.endsWith('->ESTABLISHED')), [], 'b never resumed on the older RESUME');
       assert.equal(eb.state, 'SUSPENDED');
       assert.equal(ea.state, 'SUSPENDED', 'a stays suspended');
+      // The later call wins: a user suspend overtakes the pending resume (SUPERSEDED); a move's
+      // preparation holds it for the destination (it travels in the checkpoint), so it is pending.
+      assert.equal(resume(), how === 'move' ? 'pending' : 'FERRY_ERR_SUPERSEDED', 'the resume\'s outcome');
     } finally {
       await net.close();
     }

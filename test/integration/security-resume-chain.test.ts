@@ -53,7 +53,7 @@ import {
   type ResumeProof,
   type Role,
 } from '../../src/wire/index.js';
-import { startHosts, waitFor } from '../helpers/harness.js';
+import { outcomeOf, startHosts, waitFor } from '../helpers/harness.js';
 import { assertLoggedOnce, assertRefused, Attacker, Link, sleep, splitAddress, tapper, TcpTrap, type Tap, warnings } from '../helpers/attacker.js';
 
 const HOUR = 3600_000;
@@ -382,8 +382,10 @@ test('a resume towards a location that cannot prove it speaks for the peer is re
     });
 
     const resumed = link.a.resumeConnection();
-    resumed.catch(() => {});
+    const resumeOutcome = outcomeOf(resumed);
     await waitFor(() => warnings(log, 'h0', 'FERRY_ERR_RESUME_UNPROVEN') >= 1, 8000, 'the impostor refused');
+    // The refusal is not the resume's answer: it goes on looking for the real host.
+    assert.equal(resumeOutcome(), 'pending', 'the resume still pending after the impostor was refused');
     assert.equal(h0.refusals.get('FERRY_ERR_RESUME_UNPROVEN'), 1);
     await assertLoggedOnce(log, 'h0', 'FERRY_ERR_RESUME_UNPROVEN');
     // The RES asked for a proof and paid for it: the impostor may answer up to 3x as much.
@@ -397,6 +399,7 @@ test('a resume towards a location that cannot prove it speaks for the peer is re
     assert.equal(Buffer.concat(helloReplies).length, 0, 'no HELLO_ACK to the impostor');
     assert.notEqual(link.a.state, 'ESTABLISHED');
     await bystander.exchange(20_000, 'bystander after the refusal');
+    assert.equal(resumeOutcome(), 'pending', 'the resume still pending before the real host is registered');
 
     // The real host is found (a newer registration): its RES_ACK proves it, the stream resumes.
     await net.location.register({ agent: b.id, hostId: h2.id, ip: '127.0.0.1', controlPort: splitAddress(h2.controlAddress).port, redirectorPort: h2.redirectorPort, epoch: epoch + 2 });

@@ -12,7 +12,7 @@ import type { AgentSocket } from '../../src/connection/index.js';
 import type { Host } from '../../src/host/index.js';
 import type { Identity } from '../../src/identity/index.js';
 import { LossyDatagramSocket } from '../../src/testing/index.js';
-import { pattern, Reader, startHosts, waitFor } from '../helpers/harness.js';
+import { pattern, Reader, settledAs, startHosts, waitFor } from '../helpers/harness.js';
 
 const RUNS = Number(process.env.FERRY_PROPERTY_RUNS ?? 200);
 const SEED = process.env.FERRY_SEED ? Number(process.env.FERRY_SEED) : Date.now() % 2 ** 31;
@@ -75,11 +75,19 @@ function write(s: Side, n: number): void {
   s.written += n;
 }
 
+// What a user suspend or resume may answer here: nothing but success. The operations run one at
+// a time and each side holds the socket object of its latest move, so none meets a detached
+// object (SOCKET_MOVED) or a later suspend() of its end (SUPERSEDED); nothing closes a connection
+// before `retire`, so CONNECTION_CLOSED or PEER_UNREACHABLE would mean it died, the failure this
+// property looks for. A rejection fails the run with its code.
+
 async function settle(sides: Side[], pairs: [Side, Side][]): Promise<void> {
   // Bring every connection back (a user suspend stays until someone resumes) and wait for
   // every byte: the verdict is on content, so the time bound is generous.
-  await bounded(Promise.all(sides.map((s) => s.sock.resumeConnection().catch(() => {}))), 30_000, 'resume', sides);
+  await bounded(Promise.all(sides.map((s) => settledAs(s.sock.resumeConnection(), `final resume of ${s.agent.id.slice(0, 6)}`))), 30_000, 'resume', sides);
   await waitFor(() => pairs.every(([w, r]) => r.reader.length >= w.written), 30_000, `all bytes delivered (${describe(sides)})`);
+  // No socket of a live connection fails (see above).
+  for (const s of sides) assert.deepEqual(s.reader.errors, [], `socket errors of ${s.agent.id.slice(0, 6)}`);
   for (const [w, r] of pairs) {
     assert.equal(r.reader.length, w.written, 'no byte duplicated');
     assert.ok(r.reader.bytes().equals(pattern(w.seed, 0, w.written)), 'stream equal byte for byte');
@@ -133,9 +141,16 @@ async function makeLink(h0: number, h1: number): Promise<[Side, Side]> {
   return [mk(a, h0, sa), mk(b, h1, sb)];
 }
 
-async function retire(sides: Side[]): Promise<void> {
+/**
+ * Close both ends and forget the agents. After a passing run a close answers nothing but success
+ * (the connection is live and its socket objects current). After a failed run (`failed`) a move
+ * may still be in flight and detach the object meanwhile (SOCKET_MOVED), or the connection may
+ * have died: the close's outcome is then printed, and the run's own error is what fails.
+ */
+async function retire(sides: Side[], failed: boolean): Promise<void> {
   for (const s of sides) {
-    await s.sock.close(2000).catch(() => {});
+    const how = await settledAs(s.sock.close(2000), `close of ${s.agent.id.slice(0, 6)}`, () => failed);
+    if (how !== 'ok') console.log(`# after the failed run, close of ${s.agent.id.slice(0, 6)}: ${how}`);
   }
   for (const s of sides) {
     const h = hosts[s.host]! as unknown as { agents: Map<string, unknown> };
@@ -147,6 +162,7 @@ test(`exactly once over random schedules of a pair (${Math.round(RUNS * 0.8)} ru
   await check(() => fc.assert(
     fc.asyncProperty(hostIx, hostIx, fc.array(opArb, { minLength: 1, maxLength: 14 }), async (h0, h1, ops) => {
       const sides = await makeLink(h0, h1);
+      let failed = true;
       try {
         for (const o of ops) {
           switch (o.op) {
@@ -154,10 +170,10 @@ test(`exactly once over random schedules of a pair (${Math.round(RUNS * 0.8)} ru
               write(sides[o.side], o.n);
               break;
             case 'suspend':
-              await bounded(sides[o.side].sock.suspend().catch(() => {}), 20_000, 'suspend', sides);
+              await bounded(settledAs(sides[o.side].sock.suspend(), `suspend of side ${o.side}`), 20_000, 'suspend', sides);
               break;
             case 'resume':
-              await bounded(sides[o.side].sock.resumeConnection().catch(() => {}), 20_000, 'resume', sides);
+              await bounded(settledAs(sides[o.side].sock.resumeConnection(), `resume of side ${o.side}`), 20_000, 'resume', sides);
               break;
             case 'move':
               if (sides[o.side].host !== o.to) await bounded(moveSide(sides[o.side], o.to), 20_000, 'move', sides);
@@ -177,8 +193,9 @@ test(`exactly once over random schedules of a pair (${Math.round(RUNS * 0.8)} ru
           [sides[0], sides[1]],
           [sides[1], sides[0]],
         ]);
+        failed = false;
       } finally {
-        await retire(sides);
+        await retire(sides, failed);
       }
     }),
     { numRuns: Math.round(RUNS * 0.8), seed: SEED, endOnFailure: true },
@@ -194,6 +211,7 @@ test(`exactly once when a ring of three moves at once (${Math.round(RUNS * 0.2)}
       async (sizes, dest, kill) => {
         // agents X, Y, Z on hosts 0, 1, 2; X->Y, Y->Z, Z->X; then all three move at once.
         const links = [await makeLink(0, 1), await makeLink(1, 2), await makeLink(2, 0)];
+        let failed = true;
         try {
           links.forEach(([c], i) => write(c, sizes[i]!));
           links.forEach(([, s], i) => write(s, sizes[(i + 1) % 3]!));
@@ -202,8 +220,9 @@ test(`exactly once when a ring of three moves at once (${Math.round(RUNS * 0.2)}
           await bounded(Promise.all(all.map((s, i) => (i % 2 === 0 && s.host !== dest[i / 2]! ? moveSide(s, dest[i / 2]!) : undefined))), 20_000, 'ring move', all);
           links.forEach(([c], i) => write(c, 1000 + i));
           await settle(all, links.flatMap(([c, s]) => [[c, s] as [Side, Side], [s, c] as [Side, Side]]));
+          failed = false;
         } finally {
-          await retire(links.flat());
+          await retire(links.flat(), failed);
         }
       },
     ),
