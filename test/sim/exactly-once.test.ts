@@ -75,6 +75,30 @@ test('simulated schedules: exactly once, quiet, settled, closed', { timeout: Mat
 });
 
 /**
+ * Issue 11's third bug, written by hand: both agents move, then while both ends are still
+ * resuming at their destinations (RES_SENT or RES_ACKED) one end's application suspends (a SUS
+ * datagram) and the other's resumes 2 ms later; the SUS crosses that resume. Before the fix (a
+ * peer's SUS leaves a pending application resume() alive: core/control-incoming.ts `resumeAfter`)
+ * the resuming end went SUSPENDED and its resume() never settled: with that line reverted this
+ * schedule fails "operations still pending 120 s after the last began". The crossing itself is
+ * asserted below, so a change of timing cannot make this pass without crossing.
+ */
+const RESUME_CROSSING_SUSPEND: Schedule = {
+  seed: 11,
+  hosts: 4,
+  agents: 2,
+  security: false,
+  conns: [[0, 1]],
+  loss: 0,
+  ops: [
+    { at: 10, kind: 'move', agents: [0], to: 2, via: 'direct' },
+    { at: 10, kind: 'move', agents: [1], to: 3, via: 'direct' },
+    { at: 28, kind: 'suspend', conn: 0, side: 0 },
+    { at: 30, kind: 'resume', conn: 0, side: 1 },
+  ],
+};
+
+/**
  * Schedules the simulator found failing, shrunk, kept so they never come back. Each failed before
  * its fix: a write blocked by backpressure never released when a resume's HELLO acknowledged the
  * bytes (7087); a resume after a long user suspend gave up at once on a reconnect limit counted
@@ -168,6 +192,7 @@ const REGRESSIONS: Schedule[] = [
   // resume, so neither end resumed (90074548, shrunk). A socket lost that way now resumes (core/slots.ts).
   { seed: 90074548, hosts: 4, agents: 3, security: true, conns: [[0, 1], [1, 2], [2, 0]], loss: 0.3, ops: [{ at: 96.94985912181437, kind: 'move', agents: [1], to: 2, via: 'channel' }, { at: 117.17574858572334, kind: 'suspend', conn: 1, side: 1 }, { at: 172.61021103244275, kind: 'blackhole', link: 85, ms: 2937 }, { at: 460.7109544845298, kind: 'reset', link: 867, ms: 0 }, { at: 483.3408976206556, kind: 'replay', host: 2, pick: 861 }] },
   { seed: 3744, hosts: 3, agents: 2, security: true, conns: [[0, 1], [1, 0]], loss: 0.3, ops: [{ at: 10.22772861784324, kind: 'move', agents: [1], to: 0, via: 'direct' }, { at: 13.372084711678326, kind: 'resume', conn: 0, side: 0 }, { at: 14.69030463276431, kind: 'crash', host: 1, how: 'process', ms: 2807 }, { at: 25.318203364731744, kind: 'close', conn: 0, side: 1 }] },
+  RESUME_CROSSING_SUSPEND,
 ];
 
 test('schedules that once failed pass', async () => {
@@ -175,6 +200,19 @@ test('schedules that once failed pass', async () => {
     const r = await runSchedule(s);
     assert.equal(r.failure, undefined, `regression schedule seed ${s.seed}`);
   }
+});
+
+test('the crossing regression crosses: the suspend goes out while resuming, and the SUS reaches the other end while it resumes, after its resume() was called', async () => {
+  const r = await runSchedule(structuredClone(RESUME_CROSSING_SUSPEND));
+  assert.equal(r.failure, undefined);
+  const line = (mark: string): number => r.trace.findIndex((l) => l.includes(mark));
+  const [suspendOp, resumeOp] = [line('"kind":"suspend"'), line('"kind":"resume"')];
+  assert.ok(suspendOp >= 0 && resumeOp > suspendOp, 'both operations ran, the suspend first');
+  assert.match(r.trace[suspendOp + 1] ?? '', / c00 RES_(SENT|ACKED)->SUS_SENT$/, 'the suspend went out while resuming');
+  assert.match(r.trace[resumeOp + 1] ?? '', / c01 RES_(SENT|ACKED)->SUSPENDED$/, 'the SUS crossed the pending resume');
+  const settled = r.trace.slice(resumeOp).findIndex((l) => l.endsWith('resume c01 ok'));
+  assert.ok(settled > 1, 'the resume settled after the crossing');
+  assert.ok(r.trace.slice(resumeOp).some((l) => l.endsWith('c01 SUSPENDED->RES_SENT')), 'and went on after it');
 });
 
 test('the same seed gives the same trace', async () => {
