@@ -24,18 +24,32 @@ const WORKERS = Number(process.env.FERRY_SIM_WORKERS ?? Math.min(2, availablePar
 const KEEP_GOING = process.env.FERRY_SIM_KEEP_GOING === '1';
 const PROGRESS_EVERY = Number(process.env.FERRY_SIM_PROGRESS ?? 10_000);
 
-/** Smaller schedules that still fail: drop operations one at a time, then halve writes. */
+/**
+ * Smaller schedules that still fail: drop operations one at a time, then halve writes (each
+ * write's size, again while it still fails), until neither changes anything.
+ */
 async function shrink(s: Schedule): Promise<{ schedule: Schedule; failure: string }> {
   let best = s;
   let why = (await runSchedule(s)).failure!;
+  const tryOne = async (t: Schedule): Promise<boolean> => {
+    const r = await runSchedule(t);
+    if (!r.failure) return false;
+    best = t;
+    why = r.failure;
+    return true;
+  };
   for (let progress = true; progress; ) {
     progress = false;
     for (let i = 0; i < best.ops.length; i++) {
-      const t: Schedule = { ...best, ops: best.ops.filter((_, j) => j !== i) };
-      const r = await runSchedule(t);
-      if (r.failure) {
-        best = t;
-        why = r.failure;
+      if (await tryOne({ ...best, ops: best.ops.filter((_, j) => j !== i) })) {
+        progress = true;
+        i--;
+      }
+    }
+    for (let i = 0; i < best.ops.length; i++) {
+      const o = best.ops[i]!;
+      if (o.kind !== 'write' || o.n < 2) continue;
+      if (await tryOne({ ...best, ops: best.ops.map((p, j) => (j === i ? { ...o, n: Math.floor(o.n / 2) } : p)) })) {
         progress = true;
         i--;
       }

@@ -637,8 +637,21 @@ class World {
     const gone = (ci: number, [x, y]: [SideState, SideState]): boolean => (this.endDead(ci, 0) || stateOf(x) === 'CLOSED') && (this.endDead(ci, 1) || stateOf(y) === 'CLOSED');
     const done = (ci: number, [x, y]: [SideState, SideState]): boolean =>
       this.unopened.has(ci) ? true : this.connCut(ci) ? gone(ci, [x, y]) : this.closed.has(ci) ? stateOf(x) === 'CLOSED' && stateOf(y) === 'CLOSED' && exact(x, y) && exact(y, x) : x.pending === 0 && y.pending === 0 && x.readLen === y.written && y.readLen === x.written && ends([x, y]);
-    const delivered = (): boolean => this.pending() === 0 && this.stalled === 0 && this.sides.every((pair, ci) => done(ci, pair));
-    if (!(await this.run(delivered, this.clock.now() + 120_000))) {
+    // More read than written on a direction (a byte delivered twice) ends the wait too, so that the
+    // failure names the duplicate instead of "not delivered" 120 s later. (In a passing schedule a
+    // side never reads more than the other wrote: this changes no passing trace.)
+    const readTwice = (): string | undefined => {
+      for (const [ci, [x, y]] of this.sides.entries()) {
+        if (y.readLen > x.written) return `conn ${ci}: a->b read ${y.readLen} bytes of ${x.written} written (delivered twice)`;
+        if (x.readLen > y.written) return `conn ${ci}: b->a read ${x.readLen} bytes of ${y.written} written (delivered twice)`;
+      }
+      return undefined;
+    };
+    const delivered = (): boolean => readTwice() !== undefined || (this.pending() === 0 && this.stalled === 0 && this.sides.every((pair, ci) => done(ci, pair)));
+    const ended = await this.run(delivered, this.clock.now() + 120_000);
+    const twice = readTwice();
+    if (twice) fail(twice);
+    if (!ended) {
       const detail = this.sides.map(([x, y], ci) => `conn ${ci}: ${x.sock?.state}/${y.sock?.state} a->b ${y.readLen}/${x.written}+${x.pending}${x.ended ? ` fin ${y.endSeen ? 'seen' : 'not seen'}` : ''} b->a ${x.readLen}/${y.written}+${y.pending}${y.ended ? ` fin ${x.endSeen ? 'seen' : 'not seen'}` : ''}`).join('; ');
       if (process.env.FERRY_SIM_DEBUG) {
         for (const [ci, pair] of this.sides.entries()) for (const [si, sd] of pair.entries()) {
@@ -654,7 +667,7 @@ class World {
     const readLens = (): string => this.sides.map(([x, y], ci) => `${this.endDead(ci, 0) ? '-' : x.readLen},${this.endDead(ci, 1) ? '-' : y.readLen}`).join(';');
     const lengths = readLens();
     await this.run(() => false, this.clock.now() + 5000);
-    if (readLens() !== lengths) fail('bytes arrived after the quiet period began');
+    if (readLens() !== lengths) fail(`${readTwice() ?? 'bytes arrived'} after the quiet period began`);
     for (const [ci, [x, y]] of this.sides.entries()) {
       if (this.unopened.has(ci)) continue;
       // Each side read a prefix of what the other wrote (never a byte twice), and all of it but
