@@ -109,6 +109,13 @@ export interface HostOptions {
   network?: HostNetwork;
   /** Uniform [0, 1) source for the control channel's first request id (default `node:crypto`). */
   random?: () => number;
+  /**
+   * `n` random bytes for connection id halves, the connections' nonces and path challenges, and
+   * the migration channel's nonces (default: the CSPRNG, `freshBytes`). The simulator passes a
+   * source seeded from its schedule's seed, so that one seed fixes every byte on the wire but the
+   * X25519 keys (still the CSPRNG); never anything but the CSPRNG outside tests.
+   */
+  randomBytes?: (n: number) => Buffer;
   /** Run `fn` after the current turn (default `setImmediate`); the simulator defers on its virtual clock. */
   defer?: (fn: () => void) => void;
 }
@@ -300,6 +307,8 @@ export class Host {
    */
   private readonly routes: SourceRoutes | undefined;
   private readonly env: EndpointEnv;
+  /** Random bytes for connection id halves and migration nonces ({@link HostOptions.randomBytes}). */
+  private readonly randomBytes: (n: number) => Buffer;
   private closed = false;
   /** The agent runtime of this host, if any (admits and lands agents with code). */
   private runtime: AgentRuntime | undefined;
@@ -344,6 +353,7 @@ export class Host {
     this.routes = ip === '0.0.0.0' || ip === '::' || opts.network ? undefined : new SourceRoutes(ip, clock);
     this.resumeSigner = new ResumeSigner(identity.publicRaw, (m) => identity.sign(m));
     const redirectorPort = opts.advertiseRedirectorPort ?? redirector.port;
+    this.randomBytes = opts.randomBytes ?? freshBytes;
     this.env = {
       clock,
       logger: log,
@@ -353,6 +363,7 @@ export class Host {
       inbandOpen: opts.inbandOpen ?? true,
       sendBudget: opts.sendBudget ?? limit('SEND_BUDGET_BYTES'),
       receiveWindow: opts.receiveWindow ?? limit('RECEIVE_WINDOW_BYTES'),
+      ...(opts.randomBytes ? { randomBytes: opts.randomBytes } : {}),
       receiveBudget: this.receiveBudget,
       reconnectLimitMs: opts.reconnectLimitMs ?? limit('RECONNECT_LIMIT_MS'),
       request: (to, type, body, o) => this.control.request(to, type, body, o),
@@ -760,7 +771,7 @@ export class Host {
     // before the move is waited for by it (`dialing`) and travels with the agent.
     if (a.moving || this.agents.get(from) !== a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${from} is not on this host (it is moving)`);
     const peer: PeerLocator = { ip: loc.ip, controlPort: loc.controlPort, redirectorPort: loc.redirectorPort, epoch: loc.epoch };
-    const ep = Endpoint.client(this.env, a.identity, to, peer, freshBytes(8));
+    const ep = Endpoint.client(this.env, a.identity, to, peer, this.randomBytes(8));
     // Not indexed until the peer answers: an address change must still reach its open.
     this.clientOpens.add(ep);
     let dialed!: () => void;
@@ -1000,7 +1011,7 @@ export class Host {
     let epochs: number[] = [];
     try {
       dialed = this.env.dial(target.ip, target.redirectorPort);
-      ch = await MigrationChannel.open(dialed, this.identity, this.clock, target.hostId);
+      ch = await MigrationChannel.open(dialed, this.identity, this.clock, target.hostId, this.randomBytes);
       epochs = await Promise.all(recs.map(async (a) => (await this.currentEpoch(a)) + 1));
       // 1. the delegations: each agent key signs a fresh one-link chain for the destination; and
       //    what the destination's runtime needs to admit an agent with code before anything moves.
@@ -1158,7 +1169,7 @@ export class Host {
       }
     };
     try {
-      ch = await MigrationChannel.accept(sock, hello, rest, this.identity, this.clock);
+      ch = await MigrationChannel.accept(sock, hello, rest, this.identity, this.clock, this.randomBytes);
       if (this.opts.acceptMigrationFrom && !this.opts.acceptMigrationFrom(ch.peerHostId)) throw new FerryError('FERRY_ERR_REFUSED', `migrations from host ${ch.peerHostId} are not accepted`);
       // 1. the delegations, each verified from the agent id to this host at the epoch it names;
       //    agents with code are admitted now, before the source pauses anything.
@@ -1427,8 +1438,8 @@ export class Host {
   }
 
   private freshServerHalf(clientHalf: Buffer): Buffer {
-    let serverHalf = freshBytes(8);
-    while (this.endpoints.has(key(Buffer.concat([clientHalf, serverHalf]), 'server'))) serverHalf = freshBytes(8);
+    let serverHalf = this.randomBytes(8);
+    while (this.endpoints.has(key(Buffer.concat([clientHalf, serverHalf]), 'server'))) serverHalf = this.randomBytes(8);
     return serverHalf;
   }
 

@@ -191,14 +191,14 @@ export class MigrationChannel {
    * Source side: open the channel on a dialed socket and authenticate both hosts. When
    * `expect` is given, the destination must prove that host id.
    */
-  static async open(socket: StreamSocket, self: Identity, clock: Clock, expect?: HostId): Promise<MigrationChannel> {
+  static async open(socket: StreamSocket, self: Identity, clock: Clock, expect?: HostId, random: (n: number) => Buffer = freshBytes): Promise<MigrationChannel> {
     const ch = new MigrationChannel(socket, clock);
-    return ch.handshake(() => MigrationChannel.sourceHandshake(ch, self, expect));
+    return ch.handshake(() => MigrationChannel.sourceHandshake(ch, self, expect, random));
   }
 
-  private static async sourceHandshake(ch: MigrationChannel, self: Identity, expect: HostId | undefined): Promise<MigrationChannel> {
+  private static async sourceHandshake(ch: MigrationChannel, self: Identity, expect: HostId | undefined, random: (n: number) => Buffer): Promise<MigrationChannel> {
     const eph = generateEphemeral();
-    const nonceS = freshBytes(NONCE_BYTES);
+    const nonceS = random(NONCE_BYTES);
     const hello = encodeMigHello({ sourceHostKey: self.publicRaw, ephemeral: eph.publicRaw, nonce: nonceS });
     ch.writeFrame(hello);
     const ack = decodeMigHelloAck(await ch.next());
@@ -220,10 +220,10 @@ export class MigrationChannel {
    * Destination side: the redirector read a MIG_HELLO first frame (`helloBody`); answer it and
    * authenticate the source. `rest` is what the redirector read past that frame.
    */
-  static async accept(socket: StreamSocket, helloBody: Buffer, rest: Buffer, self: Identity, clock: Clock): Promise<MigrationChannel> {
+  static async accept(socket: StreamSocket, helloBody: Buffer, rest: Buffer, self: Identity, clock: Clock, random: (n: number) => Buffer = freshBytes): Promise<MigrationChannel> {
     const ch = new MigrationChannel(socket, clock);
     if (rest.length > 0) ch.onData(rest);
-    return ch.handshake(() => MigrationChannel.destinationHandshake(ch, helloBody, self));
+    return ch.handshake(() => MigrationChannel.destinationHandshake(ch, helloBody, self, random));
   }
 
   /** Run a handshake; if it fails, the socket goes with it (nothing more is read or buffered). */
@@ -236,10 +236,10 @@ export class MigrationChannel {
     }
   }
 
-  private static async destinationHandshake(ch: MigrationChannel, helloBody: Buffer, self: Identity): Promise<MigrationChannel> {
+  private static async destinationHandshake(ch: MigrationChannel, helloBody: Buffer, self: Identity, random: (n: number) => Buffer): Promise<MigrationChannel> {
     const hello = decodeMigHello(helloBody);
     const eph = generateEphemeral();
-    const nonceD = freshBytes(NONCE_BYTES);
+    const nonceD = random(NONCE_BYTES);
     const head = { destinationHostKey: self.publicRaw, ephemeral: eph.publicRaw, nonce: nonceD };
     const th = createHash('sha256').update(helloBody).update(migHelloAckHead(head)).digest();
     const keys = deriveConnectionKeys(x25519(eph.privateKey, hello.ephemeral), Buffer.concat([hello.nonce, nonceD]), th);

@@ -3,7 +3,9 @@
  * channels, migration path and location table) on in-memory datagram and stream networks under
  * one ManualClock, so a schedule runs in one process with no kernel and no real time. One seed
  * fixes everything: the schedule, the identities (so who dials), every delay, loss, duplication
- * and segment size, and which socket dies when. Callbacks run one clock timer at a time, with the
+ * and segment size, which socket dies when, and the hosts' random bytes (connection id halves,
+ * nonces, path challenges: Host's randomBytes); only the X25519 keys of the handshakes come from
+ * the CSPRNG (they change no decision, and the trace names no key). Callbacks run one clock timer at a time, with the
  * promise callbacks each caused run before the next (see {@link World.run}).
  *
  * A schedule's operations overlap: each starts at its virtual time whether or not the ones before
@@ -264,6 +266,15 @@ export interface RunResult {
 }
 
 const SIM_BASE_WALL = 1_800_000_000_000;
+
+/** `n` bytes at a time from a seeded uniform source. */
+function seededBytes(r: () => number): (n: number) => Buffer {
+  return (n) => {
+    const b = Buffer.allocUnsafe(n);
+    for (let i = 0; i < n; i++) b[i] = Math.floor(r() * 256);
+    return b;
+  };
+}
 
 /** Run `s` to the end and check it. */
 export async function runSchedule(s: Schedule): Promise<RunResult> {
@@ -537,6 +548,9 @@ class World {
           reconnectLimitMs: 30_000,
           wallClock: () => SIM_BASE_WALL + Math.floor(this.clock.now()),
           random: this.rng,
+          // Connection id halves, nonces and path challenges from the seed too (a stream of its
+          // own per host, so the world's draws stay what they were); only X25519 keys are not.
+          randomBytes: seededBytes(seededRandom((s.seed ^ 0x2545f491 ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0)),
           defer: (fn) => void this.clock.setTimer(0, fn),
           network: {
             bindControl: async (a, p) => dgram.bind(a, p),

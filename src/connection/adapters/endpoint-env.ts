@@ -33,6 +33,8 @@ export interface EndpointEnv {
   readonly inbandOpen?: boolean;
   readonly sendBudget: number;
   readonly receiveWindow: number;
+  /** `n` random bytes for the cores (nonces, path challenges); default the CSPRNG (`fresh`). */
+  readonly randomBytes?: (n: number) => Buffer;
   /**
    * The host's receive budget: what every connection here holds and lets its peer send, per host,
    * agent and source address (receive-budget.ts). Absent: each window is simply `receiveWindow`.
@@ -78,7 +80,7 @@ export const OPEN_CRYPTO: OpenCrypto = { buildConnect, buildConnectAck, acceptCo
 export function coreEnv(env: EndpointEnv): Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof' | 'signAck' | 'helloCrypto'> {
   return {
     reconnectLimitMs: env.reconnectLimitMs,
-    random: fresh,
+    random: env.randomBytes ?? fresh,
     redirectorPort: env.redirectorPort,
     // Delegation validity is wall-clock time.
     verifyProof: (m, peerAgent, peerEpoch) => verifyResumeProof(m, peerAgent, peerEpoch, (env.wallClock ?? Date.now)()).epoch,
