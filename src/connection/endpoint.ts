@@ -57,6 +57,8 @@ export class Endpoint extends EventEmitter {
   private clockTimer: TimerHandle | undefined;
   /** When {@link clockTimer} fires (it may fire before the next deadline: it then re-arms). */
   private clockAt: number | undefined;
+  /** The core's {@link ConnectionCore.deadlinesVersion} the clock was last set from (-1: to set again). */
+  private armedVersion = -1;
   /** Carrying out a row's command (an event fired meanwhile waits in the core for its turn; core/connection-core.ts `inRow`). */
   private firing = false;
   private readonly log: Logger;
@@ -204,7 +206,9 @@ export class Endpoint extends EventEmitter {
   private drive(): void {
     if (this.firing) return;
     try {
-      for (let c = this.core.poll(this.env.clock.now()); c; c = this.core.poll(this.env.clock.now())) {
+      // One reading of the clock for the whole run: carrying out a command takes no time that counts.
+      const now = this.env.clock.now();
+      for (let c = this.core.poll(now); c; c = this.core.poll(now)) {
         this.firing = this.core.inRow;
         this.carryOut(c);
       }
@@ -337,6 +341,10 @@ export class Endpoint extends EventEmitter {
    * fires, finds nothing due, and re-arms (fewer timer churns than re-setting on every change).
    */
   private rearm(): void {
+    // Nothing changed in the deadlines since the last re-arm: it would come to the same.
+    const version = this.core.deadlinesVersion;
+    if (version === this.armedVersion) return;
+    this.armedVersion = version;
     const next = this.core.nextDeadline();
     if (next === this.clockAt) return;
     if (next !== undefined && this.clockAt !== undefined && next > this.clockAt) return;
@@ -351,6 +359,7 @@ export class Endpoint extends EventEmitter {
   private onClock(): void {
     this.clockTimer = undefined;
     this.clockAt = undefined;
+    this.armedVersion = -1;
     // The core acts on it itself (nothing, if none is due); the drive re-arms the clock.
     this.input(() => this.core.handleTimeout(this.env.clock.now()));
   }

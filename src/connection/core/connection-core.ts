@@ -549,30 +549,35 @@ export class ConnectionCore {
       }
       if (q.c.kind === 'decide') {
         const steps = q.c.then(now);
-        this.out.unshift(...steps.map((c) => ({ c, row: q.row })));
+        this.ahead(steps, q.row);
         continue;
       }
       if (q.c.kind === 'peer_suspends' && !q.row) {
         // Outside a row the peer's SUSPEND is taken now; inside one it waits for a later
         // microtask (the adapter hands it back as peerSuspends), once the row is over.
-        this.out.unshift(...this.dataIn.peerSuspends(q.c.slot, now).map((c) => ({ c, row: false })));
+        this.ahead(this.dataIn.peerSuspends(q.c.slot, now), false);
         continue;
       }
       if (isInTurn(q.c)) {
         const row = q.row;
-        this.out.unshift(...this.inTurn(q.c, now).map((c) => ({ c, row })));
+        this.ahead(this.inTurn(q.c, now), row);
         continue;
       }
       if (q.c.kind === 'act' && !q.decided) {
         const own = this.decide(q.c.action, now);
         if (own) {
-          this.out.unshift(...own.map((c) => ({ c, row: true, decided: true })));
+          this.ahead(own, true, true);
           continue;
         }
       }
       this.polledRow = q.row;
       return q.c;
     }
+  }
+
+  /** Put `steps` at the front of the queue, in their order (`decided`: actions whose part the core already decided). */
+  private ahead(steps: readonly QueuedStep[], row: boolean, decided = false): void {
+    for (let i = steps.length - 1; i >= 0; i--) this.out.unshift(decided ? { c: steps[i]!, row, decided } : { c: steps[i]!, row });
   }
 
   /**
@@ -699,7 +704,7 @@ export class ConnectionCore {
   suspendFrameSent(slot: number, sent: boolean): void {
     const cs: Queued['c'][] = sent || this.sockets.isOpen(slot) ? this.slots.suspendSent(slot) : [{ kind: 'close', slot }, this.suspendByDatagram()];
     const row = this.polledRow;
-    this.out.unshift(...cs.map((c) => ({ c, row })));
+    this.ahead(cs, row);
   }
 
   /**
@@ -794,7 +799,7 @@ export class ConnectionCore {
    */
   private queueSlots(commands: readonly (SlotCommand | QueuedStep)[]): void {
     const row = !this.idle && this.polledRow;
-    this.out.unshift(...commands.map((c) => ({ c, row })));
+    this.ahead(commands, row);
   }
 
   /**
@@ -918,7 +923,7 @@ export class ConnectionCore {
    */
   dialStarted(slot: number): void {
     const row = this.polledRow;
-    this.out.unshift(...this.slots.dialStarted(slot).map((c) => ({ c, row })));
+    this.ahead(this.slots.dialStarted(slot), row);
   }
 
   /**
@@ -1235,6 +1240,11 @@ export class ConnectionCore {
   /** When the adapter's one clock timer should next fire, if any deadline is set. */
   nextDeadline(): number | undefined {
     return this.timers.nextDeadline();
+  }
+
+  /** Counts the changes of the deadlines: while it stays the same, so does {@link nextDeadline}. */
+  get deadlinesVersion(): number {
+    return this.timers.version;
   }
 
   /** Set (or move) deadline `name` of socket slot `slot` to `at`. */

@@ -38,54 +38,100 @@ export interface Expiry<N extends string = TimerName> {
   readonly at: number;
 }
 
-/** Named deadlines, each optionally per socket slot. Generic over the names for reuse and tests. */
-export class TimerTable<N extends string = TimerName> {
-  private readonly due = new Map<string, { name: N; slot: number; at: number; seq: number }>();
-  private seq = 0;
+/** One deadline in the table. */
+interface Entry<N extends string> {
+  readonly name: N;
+  readonly slot: number;
+  at: number;
+  /** Order of setting: ties between deadlines due at the same time go to the one set first. */
+  seq: number;
+}
 
-  private static key(name: string, slot: number): string {
-    return `${name}/${slot}`;
+/**
+ * Named deadlines, each optionally per socket slot. Generic over the names for reuse and tests.
+ * A connection has a handful at most, so they sit in a short list (no keys to build), and the
+ * earliest is remembered until the table changes: the adapter asks for it after every drive.
+ */
+export class TimerTable<N extends string = TimerName> {
+  private readonly due: Entry<N>[] = [];
+  private seq = 0;
+  /** The earliest deadline, computed when first asked after a change (null: not known). */
+  private earliest: number | undefined | null = undefined;
+  /** Counts every change of the table: an adapter that saw the same count has nothing to re-arm. */
+  private changes = 0;
+
+  private find(name: string, slot: number): number {
+    const due = this.due;
+    for (let i = 0; i < due.length; i++) if (due[i]!.name === name && due[i]!.slot === slot) return i;
+    return -1;
+  }
+
+  private changed(): void {
+    this.earliest = null;
+    this.changes++;
   }
 
   /** Set (or move) deadline `name` of `slot` to `at`. */
   set(name: N, at: number, slot = 0): void {
-    this.due.set(TimerTable.key(name, slot), { name, slot, at, seq: this.seq++ });
+    const i = this.find(name, slot);
+    if (i < 0) this.due.push({ name, slot, at, seq: this.seq++ });
+    else {
+      this.due[i]!.at = at;
+      this.due[i]!.seq = this.seq++;
+    }
+    this.changed();
   }
 
   /** Cancel deadline `name` of `slot`; returns whether it was set. */
   cancel(name: N, slot = 0): boolean {
-    return this.due.delete(TimerTable.key(name, slot));
+    const i = this.find(name, slot);
+    if (i < 0) return false;
+    this.due.splice(i, 1);
+    this.changed();
+    return true;
   }
 
   /** Cancel every deadline of `slot` (the socket is gone). */
   cancelSlot(slot: number): void {
-    for (const [k, t] of this.due) if (t.slot === slot) this.due.delete(k);
+    const before = this.due.length;
+    for (let i = before - 1; i >= 0; i--) if (this.due[i]!.slot === slot) this.due.splice(i, 1);
+    if (this.due.length !== before) this.changed();
   }
 
   /** Cancel everything (the connection closed). */
   clear(): void {
-    this.due.clear();
+    if (this.due.length === 0) return;
+    this.due.length = 0;
+    this.changed();
   }
 
   /** When deadline `name` of `slot` is due, if set. */
   get(name: N, slot = 0): number | undefined {
-    return this.due.get(TimerTable.key(name, slot))?.at;
+    const i = this.find(name, slot);
+    return i < 0 ? undefined : this.due[i]!.at;
   }
 
   /** Whether deadline `name` of `slot` is set. */
   has(name: N, slot = 0): boolean {
-    return this.due.has(TimerTable.key(name, slot));
+    return this.find(name, slot) >= 0;
   }
 
   /** Number of deadlines set. */
   get size(): number {
-    return this.due.size;
+    return this.due.length;
+  }
+
+  /** How many times the table changed so far: the same count means the same {@link nextDeadline}. */
+  get version(): number {
+    return this.changes;
   }
 
   /** The earliest deadline, or undefined when none is set: the adapter's one timer. */
   nextDeadline(): number | undefined {
+    if (this.earliest !== null) return this.earliest;
     let min: number | undefined;
-    for (const t of this.due.values()) if (min === undefined || t.at < min) min = t.at;
+    for (const t of this.due) if (min === undefined || t.at < min) min = t.at;
+    this.earliest = min;
     return min;
   }
 
@@ -94,14 +140,18 @@ export class TimerTable<N extends string = TimerName> {
    * One at a time: handling an expiry may cancel or set others, which the next call then sees.
    */
   nextExpired(now: number): Expiry<N> | undefined {
-    let best: { k: string; name: N; slot: number; at: number; seq: number } | undefined;
-    for (const [k, t] of this.due) {
+    let best = -1;
+    const due = this.due;
+    for (let i = 0; i < due.length; i++) {
+      const t = due[i]!;
       if (t.at > now) continue;
-      if (!best || t.at < best.at || (t.at === best.at && t.seq < best.seq)) best = { k, ...t };
+      if (best < 0 || t.at < due[best]!.at || (t.at === due[best]!.at && t.seq < due[best]!.seq)) best = i;
     }
-    if (!best) return undefined;
-    this.due.delete(best.k);
-    return { name: best.name, slot: best.slot, at: best.at };
+    if (best < 0) return undefined;
+    const t = due[best]!;
+    due.splice(best, 1);
+    this.changed();
+    return { name: t.name, slot: t.slot, at: t.at };
   }
 
   /** Remove and return every deadline due at `now`, earliest first (ties: the one set first). */
