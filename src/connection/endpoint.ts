@@ -132,7 +132,7 @@ export class Endpoint extends EventEmitter {
 
   /** A client endpoint about to open a connection to `peerAgent` at `peer`. */
   static client(env: EndpointEnv, local: Identity, peerAgent: AgentId, peer: PeerLocator, clientHalf: Buffer): Endpoint {
-    const ep = new Endpoint(env, newCore(env, { state: 'CLOSED', role: 'client', localAgent: local.id, peerAgent, connectionId: Buffer.concat([clientHalf, Buffer.alloc(8)]), peer, secure: env.security }));
+    const ep = new Endpoint(env, newCore(env, local.id, { state: 'CLOSED', role: 'client', peerAgent, connectionId: Buffer.concat([clientHalf, Buffer.alloc(8)]), peer, secure: env.security }));
     const window = ep.recv.announce(firstWindow(env));
     ep.core.open.startClient({ inband: env.inbandOpen !== false, client: local, redirectorPort: env.redirectorPort, controlPort: env.controlPort, window, crypto: OPEN_CRYPTO });
     return ep;
@@ -144,7 +144,7 @@ export class Endpoint extends EventEmitter {
    */
   static server(env: EndpointEnv, local: Identity, connect: Connect, connectBody: Buffer, from: string, serverHalf: Buffer): { endpoint: Endpoint; reply: Buffer } {
     const { ip, port } = parseAddress(from);
-    const ep = new Endpoint(env, newCore(env, { ...serverEnd(connect, serverHalf, { ip, controlPort: port }), localAgent: local.id }));
+    const ep = new Endpoint(env, newCore(env, local.id, serverEnd(connect, serverHalf, { ip, controlPort: port })));
     const reply = ep.startServer({ connect, connectBody, server: local });
     return { endpoint: ep, reply };
   }
@@ -159,7 +159,7 @@ export class Endpoint extends EventEmitter {
     // The client's IP is the TCP peer's (the handshake proved it); its control port is in the
     // frame, under the transcript hash (so under both signatures' and MACs' cover).
     const from = { ip: unmappedIp(sock.remoteAddress ?? ''), controlPort: c.controlPort };
-    const ep = new Endpoint(env, newCore(env, { ...serverEnd(c.connect, serverHalf, from), localAgent: local.id }));
+    const ep = new Endpoint(env, newCore(env, local.id, serverEnd(c.connect, serverHalf, from)));
     const slot = ep.core.newSlot();
     const reply = ep.startServer({ connect: c.connect, connectBody: frameBody, server: local, inband: { controlPort: env.controlPort, slot } });
     // Until the CONNECT_CONFIRM verifies, the socket has proved nothing: frames keep the
@@ -170,7 +170,7 @@ export class Endpoint extends EventEmitter {
 
   /** Server: the core's open answers the CONNECT; CONNECT_ACKED, the handshake deadline armed. Returns the CONNECT_ACK. */
   private startServer(o: Pick<ServerOpen, 'connect' | 'connectBody' | 'server' | 'inband'>): Buffer {
-    const reply = this.core.startServer({ ...o, redirectorPort: this.env.redirectorPort, window: firstWindow(this.env), crypto: OPEN_CRYPTO }, this.env.clock.now());
+    const reply = this.core.startServer({ connect: o.connect, connectBody: o.connectBody, server: o.server, inband: o.inband, redirectorPort: this.env.redirectorPort, window: firstWindow(this.env), crypto: OPEN_CRYPTO }, this.env.clock.now());
     this.core.flow.settleBudget();
     this.drive();
     return reply;

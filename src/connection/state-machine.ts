@@ -179,11 +179,13 @@ export const TRANSITIONS: readonly Transition[] = [
   t('CLOSED', 'recv_cls', 'CLOSED', ['ack_cls'], 'late retransmitted CLS after close'),
 ];
 
-const table = new Map<string, Transition>();
+/** The rows by state, then by event (no key to build per lookup: the endpoint looks up every event it applies). */
+const table = new Map<State, Map<Event, Transition>>();
 for (const row of TRANSITIONS) {
-  const key = `${row.from}|${row.event}`;
-  if (table.has(key)) throw new Error(`duplicate transition ${key}`);
-  table.set(key, row);
+  let rows = table.get(row.from);
+  if (!rows) table.set(row.from, (rows = new Map()));
+  if (rows.has(row.event)) throw new Error(`duplicate transition ${row.from}|${row.event}`);
+  rows.set(row.event, row);
 }
 
 /** The error code for a pair that has no row: closed connections say so, others are illegal. */
@@ -193,12 +195,12 @@ export function rejectionFor(state: State, _event: Event): ErrorCode {
 
 /** The row for (state, event), or undefined when the pair is rejected. */
 export function lookup(state: State, event: Event): Transition | undefined {
-  return table.get(`${state}|${event}`);
+  return table.get(state)?.get(event);
 }
 
 /** Apply an event: the row, or a thrown FerryError with the pair's rejection code. */
 export function transition(state: State, event: Event): Transition {
-  const row = table.get(`${state}|${event}`);
+  const row = lookup(state, event);
   if (!row) throw new FerryError(rejectionFor(state, event), `event ${event} not allowed in state ${state}`);
   return row;
 }

@@ -76,8 +76,20 @@ const HELLO_CRYPTO: HelloCrypto = { helloMac, helloAckMac };
 /** The open's cryptography (handshake.ts), injected into the core's open. */
 export const OPEN_CRYPTO: OpenCrypto = { buildConnect, buildConnectAck, acceptConnectAck, clientFinished, verifyClientFinished };
 
+/** What {@link coreEnv} gives every core of a host. */
+type CoreEnv = Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof' | 'signAck' | 'helloCrypto'>;
+
+/** Each host's {@link CoreEnv}, made at its first core: the same for all its cores. */
+const CORE_ENVS = new WeakMap<EndpointEnv, CoreEnv>();
+
 /** What every core of this host is given: limits, randomness, our redirector port, how proofs are checked and signed, the HELLO's MACs. */
-export function coreEnv(env: EndpointEnv): Pick<CoreInit, 'reconnectLimitMs' | 'random' | 'redirectorPort' | 'verifyProof' | 'ownProof' | 'signAck' | 'helloCrypto'> {
+export function coreEnv(env: EndpointEnv): CoreEnv {
+  let e = CORE_ENVS.get(env);
+  if (!e) CORE_ENVS.set(env, (e = makeCoreEnv(env)));
+  return e;
+}
+
+function makeCoreEnv(env: EndpointEnv): CoreEnv {
   return {
     reconnectLimitMs: env.reconnectLimitMs,
     random: env.randomBytes ?? fresh,
@@ -94,10 +106,32 @@ export function coreEnv(env: EndpointEnv): Pick<CoreInit, 'reconnectLimitMs' | '
   };
 }
 
-/** A new connection end's core (no checkpoint: counters at 0). */
-export function newCore(env: EndpointEnv, init: Omit<CoreInit, 'send' | 'recv' | 'reconnectLimitMs' | 'random'>): ConnectionCore {
-  return new ConnectionCore({ ...init, ...coreEnv(env), send: new SendBuffer(env.sendBudget), recv: new ReceiveBuffer(env.receiveWindow) });
+/** A new connection end's core for our agent `localAgent` (no checkpoint: counters at 0). */
+export function newCore(env: EndpointEnv, localAgent: AgentId, init: NewCore): ConnectionCore {
+  const h = coreEnv(env);
+  // Spelled out rather than spread: an open builds one per end, before its code is warm.
+  return new ConnectionCore({
+    state: init.state,
+    role: init.role,
+    localAgent,
+    peerAgent: init.peerAgent,
+    connectionId: init.connectionId,
+    secure: init.secure,
+    peer: init.peer,
+    send: new SendBuffer(env.sendBudget),
+    recv: new ReceiveBuffer(env.receiveWindow),
+    reconnectLimitMs: h.reconnectLimitMs,
+    random: h.random,
+    redirectorPort: h.redirectorPort,
+    verifyProof: h.verifyProof,
+    ownProof: h.ownProof,
+    signAck: h.signAck,
+    helloCrypto: h.helloCrypto,
+  });
 }
+
+/** What a new connection end is, besides what its host gives every core ({@link coreEnv}). */
+export type NewCore = Pick<CoreInit, 'state' | 'role' | 'peerAgent' | 'connectionId' | 'secure' | 'peer'>;
 
 /** The window a new connection announces in its CONNECT or CONNECT_ACK: the floor of the budget. */
 export function firstWindow(env: EndpointEnv): number {

@@ -244,6 +244,14 @@ interface Queued {
   readonly decided?: boolean;
 }
 
+/** The `act` command of each action, made once: commands are read-only, so one serves every row. */
+const ACTS = new Map<Action, CoreCommand>();
+const act = (action: Action): CoreCommand => {
+  let c = ACTS.get(action);
+  if (!c) ACTS.set(action, (c = { kind: 'act', action }));
+  return c;
+};
+
 /** Whether a state is part of a resume (the new data socket is being set up). */
 const resuming = (s: State): boolean => s === 'RES_SENT' || s === 'RES_ACKED';
 
@@ -738,13 +746,20 @@ export class ConnectionCore {
     if (this.over) return [];
     this.over = true;
     this.flow.close();
+    const out: Queued['c'][] = [];
     const cancel = this.stopRequests();
+    if (cancel) out.push(cancel);
     // The control-channel open's CONNECT, if still out, stops too (after the sockets close).
     const connect = this.open.connectRequest;
-    const closes = [...this.slots.ended(), ...this.open.ended().map((slot): SlotCommand => ({ kind: 'close', slot }))];
+    const slots = this.slots.ended();
+    for (let i = 0; i < slots.length; i++) out.push(slots[i]!);
+    const opening = this.open.ended();
+    for (let i = 0; i < opening.length; i++) out.push({ kind: 'close', slot: opening[i]! });
     this.timers.clear();
     this.intent.closedError ??= err;
-    return [...optional(cancel), ...closes, ...(connect !== undefined ? [{ kind: 'cancel', id: connect } as const] : []), { kind: 'ended', err: this.intent.closedError }];
+    if (connect !== undefined) out.push({ kind: 'cancel', id: connect });
+    out.push({ kind: 'ended', err: this.intent.closedError });
+    return out;
   }
 
   /**
@@ -773,19 +788,20 @@ export class ConnectionCore {
   }
 
   /** The open's commands as the core's: its `fire` is queued here (stale if not accepted when applied), its `log` is a log line. */
-  private fromOpen(commands: readonly OpenCommand[]): Queued['c'][] {
-    const out: Queued['c'][] = [];
-    for (const c of commands) {
+  private fromOpen(commands: readonly OpenCommand[], into: Queued['c'][] = []): Queued['c'][] {
+    for (let i = 0; i < commands.length; i++) {
+      const c = commands[i]!;
       if (c.kind === 'fire') this.handle(c.event);
-      else if (c.kind === 'log') out.push({ kind: 'log', level: 'info', event: c.event, fields: c.fields });
-      else out.push(c);
+      else if (c.kind === 'log') into.push({ kind: 'log', level: 'info', event: c.event, fields: c.fields });
+      else into.push(c);
     }
-    return out;
+    return into;
   }
 
   /** Queue what the open decided on an input: its commands behind the queue, its event for the table. */
   private queueOpen(commands: readonly OpenCommand[]): void {
-    for (const c of this.fromOpen(commands)) this.out.push({ c, row: false });
+    const cs = this.fromOpen(commands);
+    for (let i = 0; i < cs.length; i++) this.out.push({ c: cs[i]!, row: false });
   }
 
   // ---------------------------------------------------------------- the data sockets' inputs
@@ -1179,19 +1195,22 @@ export class ConnectionCore {
       return;
     }
     const from = this.current;
-    this.current = row.to;
-    if (from !== row.to) {
+    const to = row.to;
+    this.current = to;
+    if (from !== to) {
       // A resume that is over no longer waits for the proof its parked HELLO needed; a kept
       // socket the new state does not keep is dropped (core/slots.ts), before listeners hear of it.
-      for (const c of this.slots.transition(from, row.to)) this.out.push({ c, row: true });
+      const dropped = this.slots.transition(from, to);
+      for (let i = 0; i < dropped.length; i++) this.out.push({ c: dropped[i]!, row: true });
       // A resume must finish (its data socket proven) within HANDSHAKE_TIMEOUT_MS of leaving
       // SUSPENDED; otherwise the adapter's `timeout` returns to SUSPENDED and the resumer retries.
       // Without this, an end waiting for the peer's dial would wait forever if that dial failed.
-      if (resuming(row.to) && !resuming(from)) this.timers.set('resume_deadline', now + limit('HANDSHAKE_TIMEOUT_MS'));
-      else if (!resuming(row.to)) this.timers.cancel('resume_deadline');
-      this.out.push({ c: { kind: 'transition', event, from, to: row.to }, row: true });
+      if (!resuming(to)) this.timers.cancel('resume_deadline');
+      else if (!resuming(from)) this.timers.set('resume_deadline', now + limit('HANDSHAKE_TIMEOUT_MS'));
+      this.out.push({ c: { kind: 'transition', event, from, to }, row: true });
     }
-    for (const action of row.actions) this.out.push({ c: { kind: 'act', action }, row: true });
+    const actions = row.actions;
+    for (let i = 0; i < actions.length; i++) this.out.push({ c: act(actions[i]!), row: true });
   }
 
   /**

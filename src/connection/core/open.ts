@@ -140,7 +140,7 @@ export function serverEnd(connect: Connect, serverHalf: Buffer, from: { ip: stri
     role: 'server',
     peerAgent: connect.fromAgent.toString('hex') as AgentId,
     connectionId: Buffer.concat([connect.clientHalf, serverHalf]),
-    peer: { ...from, redirectorPort: connect.redirectorPort, epoch: 0 },
+    peer: { ip: from.ip, controlPort: from.controlPort, redirectorPort: connect.redirectorPort, epoch: 0 },
     secure: connect.secure,
   };
 }
