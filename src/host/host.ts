@@ -7,7 +7,7 @@
  */
 import { createServer, connect as netConnect, type Server } from 'node:net';
 import { ControlChannel, parseAddress, type ControlMessage, type DatagramSocketLike } from '../control/index.js';
-import { AgentServerSocket, AgentSocket, Endpoint, ReceiveBudget, decodeEndpointCheckpoint, ResumeSigner, type EndpointCheckpoint, type ReceiveBudgetLimits, type EndpointEnv, type LocationProof, type PeerLocator, type StreamSocket } from '../connection/index.js';
+import { AgentServerSocket, AgentSocket, Endpoint, ReceiveBudget, ResumeSigner, type EndpointCheckpoint, type ReceiveBudgetLimits, type EndpointEnv, type LocationProof, type PeerLocator, type StreamSocket } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
 import type { HeldEntry, LocationEntry, LocationService } from '../location/index.js';
 import { ERRORS, FerryError, KeyedGate, SourceSlots, abortedError, isAbortError, isFerryError, limit, onAbort, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
@@ -36,6 +36,7 @@ import {
   type AbortStep,
 } from '../wire/index.js';
 import { MigrationChannel, isMigrationHello } from './migration.js';
+import { decodeAgentCheckpoint } from './agent-checkpoint.js';
 import { SourceRoutes } from './source-routes.js';
 import type { AgentLanding, AgentRuntime, OutgoingAgent } from './runtime.js';
 
@@ -865,12 +866,21 @@ export class Host {
    * Attach a moved agent: check connection ids for collisions, rebuild its endpoints, register
    * the new location (epoch + 1), then resume every connection that was live.
    */
-  async attachAgent(cp: AgentCheckpoint): Promise<{ agent: Identity; sockets: AgentSocket[]; server: AgentServerSocket | undefined }> {
-    if (cp.v !== 1) throw new FerryError('FERRY_ERR_UNSUPPORTED_VERSION', `agent checkpoint version ${String(cp.v)}`);
-    if (typeof cp.agentSeed !== 'string' || !/^[0-9a-f]{64}$/.test(cp.agentSeed)) throw new FerryError('FERRY_ERR_MALFORMED_CHECKPOINT', 'agent checkpoint agentSeed: not 64 hex digits');
-    if (!Array.isArray(cp.endpoints)) throw new FerryError('FERRY_ERR_MALFORMED_CHECKPOINT', 'agent checkpoint endpoints: not an array');
-    // Every connection checked field by field before anything commits (it came from another host).
-    const checked = cp.endpoints.map((e) => decodeEndpointCheckpoint(e));
+  attachAgent(cp: AgentCheckpoint): Promise<{ agent: Identity; sockets: AgentSocket[]; server: AgentServerSocket | undefined }> {
+    // Every field, each connection's field by field, checked before anything commits (it came
+    // from another host); a refusal rejects, as the checks inside the attach did.
+    let checked: AgentCheckpoint;
+    try {
+      checked = decodeAgentCheckpoint(cp);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.attachChecked(checked);
+  }
+
+  /** {@link attachAgent} of a checkpoint {@link decodeAgentCheckpoint} returned. */
+  private async attachChecked(cp: AgentCheckpoint): Promise<{ agent: Identity; sockets: AgentSocket[]; server: AgentServerSocket | undefined }> {
+    const checked = cp.endpoints;
     const identity = Identity.fromSeed(Buffer.from(cp.agentSeed, 'hex'));
     if (this.agents.has(identity.id)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'agent already on this host');
     for (const e of checked) {
@@ -1219,10 +1229,9 @@ export class Host {
             const g = group[i]!;
             if (Identity.fromSeed(Buffer.from(entry.agentSeed, 'hex')).id !== g.agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'checkpoint is for another agent');
             if ((landing === undefined) !== (g.admission === undefined)) throw new FerryError('FERRY_ERR_MALFORMED_CHECKPOINT', 'a landing without admission, or an admission without landing');
-            // The envelope is checked; attachAgent checks each connection field by field and the
-            // runtime each landing (admit) before either is used.
-            const cp = entry as unknown as AgentCheckpoint;
-            return { g, cp, landing: landing as unknown as AgentLanding | undefined };
+            // Every member's connections checked field by field now, before any member commits;
+            // the runtime checks each landing (admit, below) and returns it typed.
+            return { g, cp: decodeAgentCheckpoint(entry), landing };
           });
           // Agents with code: this host's runtime admits each whole landing (credential, code
           // hash, policy) before anything commits; a refusal code goes back in the ABORT.
@@ -1230,18 +1239,20 @@ export class Host {
           // Room for all of them, checked again now (agents may have arrived since step 1): a
           // landing refused for lack of room after its commit would leave it on no host.
           this.assertRoom(arriving.filter((x) => x.landing !== undefined).length);
+          const landings = new Map<AgentId, AgentLanding>();
           for (const { g, landing } of arriving) {
             if (landing === undefined) continue;
-            if (typeof landing !== 'object' || landing === null || landing.agentId !== g.agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'landing is for another agent');
-            runtime!.admit(landing);
+            if (landing.agentId !== g.agentId) throw new FerryError('FERRY_ERR_IDENTITY_MISMATCH', 'landing is for another agent');
+            landings.set(g.agentId, runtime!.admit(landing));
           }
           // The commit, member by member: registering epoch + 1 (a compare-and-set) is the point
           // of no return for each. A failure stops here; the members not yet registered roll back
           // at the source, which learns of the others from their epochs.
           const epochs = new Map<AgentId, number>();
-          for (const { g, cp, landing } of arriving) {
-            const attached = await this.attachAgent({ ...cp, epoch: g.epoch - 1 });
+          for (const { g, cp } of arriving) {
+            const attached = await this.attachChecked({ ...cp, epoch: g.epoch - 1 });
             epochs.set(g.agentId, g.epoch);
+            const landing = landings.get(g.agentId);
             if (landing !== undefined && runtime) {
               try {
                 await runtime.land(landing, attached);
@@ -1299,7 +1310,7 @@ export class Host {
     }
     // From here the destination's registration is the commit: the abort is ignored.
     // The checkpoint crosses a process boundary in issue 3; prove it is plain data now.
-    const { sockets, server } = await to.attachAgent(JSON.parse(JSON.stringify(cp)) as AgentCheckpoint);
+    const { sockets, server } = await to.attachChecked(decodeAgentCheckpoint(JSON.parse(JSON.stringify(cp))));
     return { sockets, server };
   }
 

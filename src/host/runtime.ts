@@ -28,6 +28,7 @@ import { parseId, type AgentId, type Identity } from '../identity/index.js';
 import { ERRORS, FerryError, isFerryError, limit, setBounded, silentLogger, systemClock, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.js';
 import { parseWorkerMessage, type Consumed, type HostMessage, type SocketInfo, type WorkerInit, type WorkerMessage } from './agent-protocol.js';
 import { groupResult, type GroupMember, type Host, type MemberOutcome, type MigrationReport, type MigrationTarget } from './host.js';
+import { decodeAgentLanding } from './agent-checkpoint.js';
 import {
   checkConnect,
   checkListen,
@@ -771,11 +772,14 @@ export class AgentRuntime extends EventEmitter {
    * Step one of a landing, before the source detaches anything: would this runtime admit the
    * agent? Throws the same typed errors as {@link launch}, with one log line.
    */
-  admit(landing: AgentLanding): void {
+  admit(input: unknown): AgentLanding {
     try {
+      // Every field's type first (decodeAgentLanding), then what the fields mean.
+      const landing = decodeAgentLanding(input);
       this.checkLanding(landing);
+      return landing;
     } catch (err) {
-      throw this.refused('land', toFerry(err), { agent: (landing as { agentId?: unknown })?.agentId });
+      throw this.refused('land', toFerry(err), { agent: (input as { agentId?: unknown })?.agentId });
     }
   }
 
@@ -1498,7 +1502,7 @@ export function inProcessHost(host: Host, directory: InProcessDirectory, ownerOf
       dest.runtime.admit(outgoing.landing);
       const { sockets, server } = await host.moveAgent(agentId, dest.host, opts);
       // The landing crosses a process boundary in the real protocol: prove it is plain data.
-      const landing = JSON.parse(JSON.stringify({ ...outgoing.landing, connections: outgoing.seal() })) as AgentLanding;
+      const landing = decodeAgentLanding(JSON.parse(JSON.stringify({ ...outgoing.landing, connections: outgoing.seal() })));
       await dest.runtime.land(landing, { sockets, server });
     },
   };
