@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connectWhenListening, fixture, linesOf, startAgentNet } from '../helpers/agents.js';
-import { waitFor } from '../helpers/harness.js';
+import { codeOf, waitFor } from '../helpers/harness.js';
 
 test('a connection the agent destroyed unread before a move is not handed back in ctx.connections on the destination', async () => {
   const net = await startAgentNet(2, { runtime: { heartbeatTimeoutMs: 5000 } });
@@ -14,11 +14,13 @@ test('a connection the agent destroyed unread before a move is not handed back i
     const texts = (): string[] => linesOf(net.log, 'agent_log').filter((l) => l.fields['agent'] === agent.id).map((l) => String(l.fields['text']));
     const client = await connectWhenListening(net.hosts[1]!, agent.id);
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
-    client.on('error', () => {});
+    const errors: string[] = [];
+    client.on('error', (e: unknown) => errors.push(codeOf(e)));
     client.write(Buffer.alloc(1000, 7));
     await waitFor(() => texts().includes('bystander holding'), 10_000, 'the agent destroyed the connection and holds');
     assert.ok(texts().includes('bystander destroyed it unread'));
     await closed;
+    assert.deepEqual(errors, ['FERRY_ERR_PEER_ABORTED'], 'the client learns the agent destroyed the connection');
 
     await net.runtimes[0]!.migrate(agent.id, net.hosts[1]!.id);
     await waitFor(() => texts().some((t) => t.startsWith('bystander run=2')), 10_000, 'run() again on the destination');

@@ -12,7 +12,7 @@ import type { AgentSocket } from '../../src/connection/index.js';
 import { Identity } from '../../src/identity/index.js';
 import type { AgentCheckpoint } from '../../src/host/index.js';
 import { FerryError } from '../../src/util/index.js';
-import { pattern, waitFor } from '../helpers/harness.js';
+import { codeOf, pattern, waitFor } from '../helpers/harness.js';
 import { allowAll, connectWhenListening, echoRoundTrip, fixture, linesOf, sleep, startAgentNet } from '../helpers/agents.js';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -156,8 +156,9 @@ test('a connection that closed before the move still delivers its unread bytes a
     const N = 300_000;
     const peer = await h0.addAgent(Identity.generate());
     const server = h0.listen(peer.id);
+    const errors: string[] = [];
     server.on('connection', (s: AgentSocket) => {
-      s.on('error', () => {});
+      s.on('error', (e: unknown) => errors.push(codeOf(e)));
       s.write(pattern(4, 0, N));
       void s.close();
     });
@@ -168,6 +169,7 @@ test('a connection that closed before the move still delivers its unread bytes a
     assert.equal(exit.reason, 'finished', exit.error?.message);
     assert.deepEqual(exit.result, { received: N, digest: sha(pattern(4, 0, N)), connections: 1 });
     await sleep(10);
+    assert.deepEqual(errors, [], 'the peer\'s graceful close met no error');
   } finally {
     await net.close();
   }

@@ -10,7 +10,7 @@ import type { AgentSocket } from '../../src/connection/index.js';
 import { Host, type HostOptions } from '../../src/host/index.js';
 import { MemoryLocationTable } from '../../src/location/index.js';
 import { FLAG_REPLY, MessageType } from '../../src/wire/index.js';
-import { waitFor } from '../helpers/harness.js';
+import { codeOf, waitFor } from '../helpers/harness.js';
 import { Tap } from '../helpers/attacker.js';
 import { echoRoundTrip } from '../helpers/agents.js';
 
@@ -54,7 +54,8 @@ test('a connection whose CONNECT was answered moves with its agent when the move
       moving = h1.moveAgent(bob.id, h2);
     };
     const sock = await h0.connect(alice.id, bob.id);
-    sock.on('error', () => {});
+    const errors: string[] = [];
+    sock.on('error', (e: unknown) => errors.push(`client ${codeOf(e)}`));
     assert.ok(moving, 'the move began while the CONNECT_ACK was on its way');
     const { sockets } = await moving;
     assert.deepEqual(
@@ -63,10 +64,11 @@ test('a connection whose CONNECT was answered moves with its agent when the move
       'the half-open connection came along',
     );
     const moved = sockets[0]!;
-    moved.on('error', () => {});
+    moved.on('error', (e: unknown) => errors.push(`moved ${codeOf(e)}`));
     moved.pipe(moved);
     await echoRoundTrip(sock, 21, 200_000);
     assert.deepEqual(h1.agentIds(), []);
+    assert.deepEqual(errors, [], 'neither end of the connection failed');
   } finally {
     await net.close();
   }
