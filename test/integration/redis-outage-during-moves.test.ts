@@ -17,6 +17,7 @@ import { RendezvousClient, type LocationEntry } from '../../src/location/index.j
 import { startRedisServer, type RedisServerHandle } from '../../src/testing/index.js';
 import { allowAll, fixture, sleep } from '../helpers/agents.js';
 import { Processes, agentLogs, stop, waitLog, type Proc } from '../helpers/processes.js';
+import { codeOf } from '../helpers/harness.js';
 
 const procs = new Processes();
 const cleanups: Array<() => unknown> = [];
@@ -89,15 +90,19 @@ test('Redis stopped and restarted (AOF) during moves: earlier registrations surv
 
   await redis.restart();
   // Both nodes reconnect on their own; the entries written before the stop are all there.
-  let after: (LocationEntry | undefined)[] = [];
-  for (let i = 0; i < 100; i++) {
+  // Until they have, a lookup is refused DIRECTORY_UNAVAILABLE (or goes unanswered); nothing else.
+  let after: (LocationEntry | undefined)[] | undefined;
+  let last = '';
+  for (let i = 0; i < 100 && !after; i++) {
     try {
       after = await lookups();
-      break;
-    } catch {
+    } catch (err) {
+      last = codeOf(err);
+      if (last !== 'FERRY_ERR_DIRECTORY_UNAVAILABLE' && last !== 'FERRY_ERR_CONTROL_TIMEOUT') throw err;
       await sleep(100);
     }
   }
+  assert.ok(after, `lookups still refused 10 s after the restart (${last})`);
   assert.deepEqual(after.map((e) => e && [e.hostId, e.epoch]), before.map((e) => e && [e.hostId, e.epoch]));
   assert.deepEqual(after.map((e) => e?.hostId), [hostIds[2], hostIds[0], hostIds[2], hostIds[0]]);
 
