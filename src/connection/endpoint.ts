@@ -249,7 +249,8 @@ export class Endpoint extends EventEmitter {
         return this.sockets.accept(c.slot, c.frame);
       case 'attach':
         if (c.keys) this.sockets.socket(c.slot)?.setKeys(c.keys.send, c.keys.receive);
-        this.input(() => this.core.attach(c.slot, c.received, c.limit, true));
+        this.core.attach(c.slot, c.received, c.limit, true);
+        this.drive();
         // A socket handed over after its HELLO reads what came after it.
         return this.sockets.feedRest(c.slot);
       case 'open_send_raw':
@@ -265,7 +266,8 @@ export class Endpoint extends EventEmitter {
         ds.endRaw();
         // Both ends start at offset 0 and know each other's window from CONNECT / CONNECT_ACK
         // (the window stands as announced: no ACK restates it).
-        return this.input(() => this.core.attach(c.slot, 0, this.send.peerLimit, false));
+        this.core.attach(c.slot, 0, this.send.peerLimit, false);
+        return this.drive();
       }
       case 'open_indexed':
         this.env.indexed(this);
@@ -329,7 +331,10 @@ export class Endpoint extends EventEmitter {
 
   /** Hand `c` back to the core when it is due (core/connection-core.ts `dueAt`): the adapter's one way of deferring. */
   private later(c: Deferred): void {
-    const back = (): void => this.input(() => this.core.deferredDue(c, this.env.clock.now()));
+    const back = (): void => {
+      this.core.deferredDue(c, this.env.clock.now());
+      this.drive();
+    };
     if (dueAt(c) === 'turn') this.deferred(back);
     else queueMicrotask(back);
   }
@@ -361,7 +366,8 @@ export class Endpoint extends EventEmitter {
     this.clockAt = undefined;
     this.armedVersion = -1;
     // The core acts on it itself (nothing, if none is due); the drive re-arms the clock.
-    this.input(() => this.core.handleTimeout(this.env.clock.now()));
+    this.core.handleTimeout(this.env.clock.now());
+    this.drive();
   }
 
   // ------------------------------------------------------------------ open
@@ -381,7 +387,8 @@ export class Endpoint extends EventEmitter {
       };
       this.once('established', established);
       this.once('closed', closed);
-      this.input(() => this.core.beginOpen());
+      this.core.beginOpen();
+      this.drive();
     });
   }
 
@@ -392,7 +399,8 @@ export class Endpoint extends EventEmitter {
 
   /** Server: the client's CONNECT_CONFIRM datagram arrived. Throws the typed error to answer. */
   handleConfirm(mac: Buffer): void {
-    this.input(() => this.core.confirmDatagram(mac));
+    this.core.confirmDatagram(mac);
+    this.drive();
   }
 
   // ------------------------------------------------------------------ data sockets
@@ -410,19 +418,16 @@ export class Endpoint extends EventEmitter {
     try {
       sock = this.sockets.takePredial(slot) ?? this.env.dial(c.ip, c.port);
     } catch (err) {
-      return queueMicrotask(() => this.input(() => this.core.dialThrew(slot, err)));
+      return queueMicrotask(() => {
+        this.core.dialThrew(slot, err);
+        this.drive();
+      });
     }
     if (c.ahead) return this.sockets.predialed(slot, sock);
     // The in-band open's socket, its first frame the CONNECT; or a data socket, its HELLO to come.
     if (c.first) this.sockets.opening(slot, sock, true).sendRaw(c.first);
     else this.sockets.dialed(slot, sock);
     this.core.dialStarted(slot);
-  }
-
-  /** Hand an input to the core and carry out what it comes to. */
-  private input(give: () => void): void {
-    give();
-    this.drive();
   }
 
   /**

@@ -102,6 +102,9 @@ const NO_VERIFIER = (): number => {
   throw new FerryError('FERRY_ERR_RESUME_UNPROVEN', 'no proof verifier');
 };
 
+/** A core given no proof of its own host has none to offer. */
+const NO_OWN_PROOF = (): OwnProof | undefined => undefined;
+
 /** A core given no HELLO cryptography can neither build nor check a HELLO. */
 const NO_HELLO_CRYPTO: HelloCrypto = {
   helloMac: () => {
@@ -336,10 +339,11 @@ export class ConnectionCore {
     this.open = new OpenHandshake(this);
     this.intent = new ResumeIntent(this);
     const verify = init.verifyProof ?? NO_VERIFIER;
-    this.control = new ControlRequests(this, { redirectorPort: init.redirectorPort ?? 0, reconnectLimitMs: init.reconnectLimitMs, verifyProof: (m, epoch) => verify(m, this.peerAgent, epoch) });
-    this.ownProof = init.ownProof ?? (() => undefined);
+    const verifyPeer = (m: ConnControl, epoch: number): number => verify(m, this.peerAgent, epoch);
+    this.control = new ControlRequests(this, { redirectorPort: init.redirectorPort ?? 0, reconnectLimitMs: init.reconnectLimitMs, verifyProof: verifyPeer });
+    this.ownProof = init.ownProof ?? NO_OWN_PROOF;
     const signAck = init.signAck;
-    this.proofs = { verify: (m, epoch) => verify(m, this.peerAgent, epoch), prover: () => this.ackProver(signAck) };
+    this.proofs = { verify: verifyPeer, prover: () => this.ackProver(signAck) };
     this.redirectorPort = init.redirectorPort ?? 0;
     this.slots = new DataSlots(this, init.helloCrypto ?? NO_HELLO_CRYPTO, init.random);
     this.dataIn = new DataInputs(this);
