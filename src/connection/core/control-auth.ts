@@ -15,7 +15,7 @@
  */
 import { equalBytes, hmac, type ConnectionKeys } from '../../identity/index.js';
 import { FerryError } from '../../util/index.js';
-import { MessageType, connControlMacInput, decodeConnControl, type ConnControl, type ConnControlHead } from '../../wire/index.js';
+import { MessageType, connControlMacInput, decodeConnControl, type ConnControl, type ConnControlHead, type Role } from '../../wire/index.js';
 
 const ZERO_MAC = Buffer.alloc(32);
 
@@ -98,11 +98,16 @@ export class ControlAuth {
 
   /**
    * Verify a reply to our request `counter` of the connection `connectionId`: its type, the echoed
-   * counter and connection id (FERRY_ERR_MALFORMED_DATAGRAM), then its MAC (FERRY_ERR_BAD_MAC).
+   * counter and connection id, and that the peer's role (`senderRole`) sent it
+   * (FERRY_ERR_MALFORMED_DATAGRAM), then its MAC (FERRY_ERR_BAD_MAC). One control key MACs both
+   * directions, so the role byte under the MAC is what tells the peer's reply from one of our own:
+   * without the check, our own reply to the peer's crossing request with the same counter (both
+   * ends count from the same start), reflected back to us by anyone on the path, answered our
+   * request (a SUS_ACK, RES_ACK or CLS_ACK we wrote, naming our own redirector port and challenge).
    */
-  checkReply(keys: ConnectionKeys | undefined, reply: { type: number; body: Buffer }, expect: { type: number; counter: number; connectionId: Buffer }): ConnControl {
+  checkReply(keys: ConnectionKeys | undefined, reply: { type: number; body: Buffer }, expect: { type: number; counter: number; connectionId: Buffer; senderRole: Role }): ConnControl {
     const m = decodeConnControl(reply.body, reply.type);
-    if (m.type !== expect.type || m.counter !== expect.counter || !m.connectionId.equals(expect.connectionId)) {
+    if (m.type !== expect.type || m.counter !== expect.counter || !m.connectionId.equals(expect.connectionId) || m.senderRole !== expect.senderRole) {
       throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', 'reply does not match its request');
     }
     if (!verifyControlMac(keys, m)) throw new FerryError('FERRY_ERR_BAD_MAC', 'reply MAC');

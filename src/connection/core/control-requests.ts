@@ -178,9 +178,9 @@ export class ControlRequests {
     return pad > 0 ? Buffer.concat([body, Buffer.alloc(pad)]) : body;
   }
 
-  /** Verify a reply to our request `counter`: its type, echoed counter and connection id, MAC. */
+  /** Verify a reply to our request `counter`: its type, echoed counter and connection id, the peer's role, MAC. */
   private checkReply(reply: { type: number; body: Buffer }, type: number, counter: number): ConnControl {
-    return this.core.auth.checkReply(this.core.keys, reply, { type, counter, connectionId: this.core.connectionId });
+    return this.core.auth.checkReply(this.core.keys, reply, { type, counter, connectionId: this.core.connectionId, senderRole: this.core.role === 'client' ? 'server' : 'client' });
   }
 
   // ---------------------------------------------------------------- SUS

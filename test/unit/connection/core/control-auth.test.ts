@@ -4,7 +4,7 @@
  * is refused with FERRY_ERR_REPLAYED_CONTROL, a counter is recorded only once accepted (a RES
  * refused for its proof leaves the window as it was), a retransmission from the same address gets
  * the cached reply (or refusal) and nothing else does, and replies must echo type, counter and
- * connection id under the MAC.
+ * connection id and come from the peer's role, under the MAC.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -127,7 +127,7 @@ test('ControlAuth: our requests count up from the checkpoint, and the peer admit
 test('ControlAuth: a reply must echo type, counter and connection id, under the MAC', () => {
   const auth = new ControlAuth();
   const sent = auth.request(KEYS, { type: MessageType.RES, connectionId: CID, senderRole: 'client', reason: 0, redirectorPort: 9000, challenge: Buffer.alloc(16, 3) });
-  const expect = { type: MessageType.RES_ACK, counter: sent.counter, connectionId: CID };
+  const expect = { type: MessageType.RES_ACK, counter: sent.counter, connectionId: CID, senderRole: 'server' as const };
   const ack = { type: MessageType.RES_ACK as ConnControl['type'], connectionId: CID, senderRole: 'server' as const, counter: sent.counter, reason: 0, redirectorPort: 9001, challenge: Buffer.alloc(16, 4) };
   const good = auth.reply(KEYS, ack);
   assert.equal(auth.checkReply(KEYS, { type: MessageType.RES_ACK, body: encodeConnControl(good) }, expect).redirectorPort, 9001);
@@ -137,6 +137,28 @@ test('ControlAuth: a reply must echo type, counter and connection id, under the 
   assert.throws(() => auth.checkReply(KEYS, { type: MessageType.RES_ACK, body: wrong({ connectionId: Buffer.alloc(16, 0xc2) }) }, expect), refused('FERRY_ERR_MALFORMED_DATAGRAM'));
   const forged = encodeConnControl({ ...ack, mac: controlMac(OTHER_KEYS, ack) });
   assert.throws(() => auth.checkReply(KEYS, { type: MessageType.RES_ACK, body: forged }, expect), refused('FERRY_ERR_BAD_MAC'));
+});
+
+test('ControlAuth: a reply must come from the peer\'s role: our own reply to the peer\'s crossing request, reflected back to us, answers nothing', () => {
+  // Both ends count from the same start: our RES and the peer's crossing RES both carry counter 1.
+  const ours = new ControlAuth();
+  const theirs = new ControlAuth();
+  const head = { type: MessageType.RES as ConnControl['type'], connectionId: CID, reason: 0, challenge: Buffer.alloc(16, 3) };
+  const ourRes = ours.request(KEYS, { ...head, senderRole: 'client', redirectorPort: 9000 });
+  const theirRes = theirs.request(KEYS, { ...head, senderRole: 'server', redirectorPort: 9100 });
+  assert.equal(ourRes.counter, theirRes.counter);
+  // We accept the peer's RES and answer it: a RES_ACK under the one control key, from our role.
+  assert.deepEqual(ours.admit(KEYS, theirRes, PEER), { kind: 'fresh' });
+  ours.accept(theirRes);
+  const ourAck = ours.reply(KEYS, { ...head, type: MessageType.RES_ACK, senderRole: 'client', counter: theirRes.counter, redirectorPort: 9000 });
+  const expect = { type: MessageType.RES_ACK, counter: ourRes.counter, connectionId: CID, senderRole: 'server' as const };
+  // Reflected to us as the answer to our own RES: it echoes our counter, type and id, and its MAC
+  // verifies (one control key for both directions); only the role under the MAC tells.
+  assert.ok(verifyControlMac(KEYS, ourAck));
+  assert.throws(() => ours.checkReply(KEYS, { type: MessageType.RES_ACK, body: encodeConnControl(ourAck) }, expect), refused('FERRY_ERR_MALFORMED_DATAGRAM'));
+  // The peer's own answer to our RES is taken.
+  const theirAck = theirs.reply(KEYS, { ...head, type: MessageType.RES_ACK, senderRole: 'server', counter: ourRes.counter, redirectorPort: 9100 });
+  assert.equal(ours.checkReply(KEYS, { type: MessageType.RES_ACK, body: encodeConnControl(theirAck) }, expect).redirectorPort, 9100);
 });
 
 test('ControlAuth: without security the MAC is zeros and always verifies; counters still hold', () => {
