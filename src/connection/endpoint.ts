@@ -80,7 +80,7 @@ export class Endpoint extends EventEmitter {
     this.secure = core.secure;
     this.log = env.logger.child({ conn: this.idText, role: core.role });
     // Every frame and close of a socket comes back as the core's input naming its slot.
-    this.sockets = new SocketSlots({ log: this.log, flow: core.flow, carrier: () => core.slots.data, state: () => core.state, defer: (fn) => this.deferred(fn), drive: () => this.drive() }, core);
+    this.sockets = new SocketSlots({ log: this.log, flow: core.flow, carrier: () => core.slots.data, state: () => core.state, defer: (fn) => this.deferred(fn), drive: () => this.drive(), data: (slot, offset, payload) => this.data(slot, offset, payload) }, core);
     core.bindSockets(this.sockets);
     this.requests = new ControlIO(env, core, () => env.clock.now(), () => this.drive());
     // Connections opened to us count against their source address too (a stranger's fresh keys
@@ -327,6 +327,21 @@ export class Endpoint extends EventEmitter {
       case 'ack_at_turn_end':
         return this.later(c);
     }
+  }
+
+  /**
+   * A DATA piece on the carrying `slot`. With the core quiet (a bulk transfer's every read), its
+   * fast path (core/connection-core.ts `data`): the reader told, then the piece's ACK as the core
+   * decides it once the reader took what it wanted, without a round of the drive loop. Else, or
+   * if something is left queued after it, the drive carries it out.
+   */
+  private data(slot: number, offset: number, payload: Buffer): void {
+    const n = this.core.data(slot, offset, payload);
+    if (n === undefined) return this.drive();
+    if (n > 0) this.emit('readable');
+    const c = this.core.pieceTold();
+    if (c) this.carryOut(c);
+    if (!this.core.quiet) this.drive();
   }
 
   /** Hand `c` back to the core when it is due (core/connection-core.ts `dueAt`): the adapter's one way of deferring. */

@@ -194,7 +194,8 @@ export class AgentSocket extends Duplex {
 
   private flush(): void {
     if (this.moved) return;
-    while (this.wantRead) {
+    // Only while bytes are queued: a read that finds none costs a call through the core for nothing.
+    while (this.wantRead && this.endpoint.recv.queued > 0) {
       const chunk = this.endpoint.read(READ_CHUNK);
       if (!chunk) break;
       if (!this.push(chunk)) this.wantRead = false;

@@ -12,7 +12,7 @@
  */
 import type { Logger } from '../../util/index.js';
 import { limit } from '../../util/index.js';
-import type { Frame } from '../../wire/index.js';
+import { FrameType, type Frame } from '../../wire/index.js';
 import { mayPump, type DataFlow } from '../core/index.js';
 import { DataSocket, type DataSocketHandlers, type StreamSocket } from '../data-socket.js';
 import type { FerryError } from '../../util/index.js';
@@ -54,6 +54,8 @@ export interface SlotsHost {
   defer(fn: () => void): void;
   /** Carry out what an input came to (the endpoint's drive loop). */
   drive(): void;
+  /** A DATA piece on the carrying `slot`: the core's input, and what it comes to carried out (the endpoint's fast path). */
+  data(slot: number, offset: number, payload: Buffer): void;
 }
 
 /** The slot-to-socket map of one connection end, and its write pump. */
@@ -198,7 +200,8 @@ export class SocketSlots {
   }
 
   private carrying(slot: number): DataSocketHandlers {
-    return { frame: (f) => this.input(() => this.inputs.frame(slot, f)), close: (err) => this.gone(slot, () => this.closed(slot, err)), writable: () => this.pump() };
+    const frame = (f: Frame): void => (f.type === FrameType.DATA ? this.host.data(slot, f.offset, f.payload) : this.input(() => this.inputs.frame(slot, f)));
+    return { frame, close: (err) => this.gone(slot, () => this.closed(slot, err)), writable: () => this.pump() };
   }
 
   /** A carrying or kept socket closed: the input, with whether the socket still looks usable (asked before it is forgotten). */

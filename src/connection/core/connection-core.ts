@@ -29,7 +29,7 @@
  */
 import { connectionKeysFromMaster, type AgentId, type ConnectionKeys } from '../../identity/index.js';
 import { FerryError, isFerryError, limit } from '../../util/index.js';
-import type { ConnControl, Frame, Hello, ResumeProof, Role } from '../../wire/index.js';
+import { FrameType, type ConnControl, type Frame, type Hello, type ResumeProof, type Role } from '../../wire/index.js';
 import { decodeEndpointCheckpoint, type EndpointCheckpoint, type PeerLocator, type ProvenLocation } from '../checkpoint.js';
 import { ReceiveBuffer, SendBuffer } from '../data-path.js';
 import { lookup, type Action, type Event, type State } from '../state-machine.js';
@@ -38,7 +38,7 @@ import { ControlRequests, type ControlCommand, type ControlOutcome, type LogLine
 import { OpenHandshake, type OpenCommand, type ServerOpen } from './open.js';
 import { PathValidation } from './path.js';
 import { DataFlow } from './data.js';
-import { DataInputs, type ConnectionStats, type SendAck } from './data-inputs.js';
+import { DataInputs, type ConnectionStats, type DataAckCommand, type SendAck } from './data-inputs.js';
 import { ResumeIntent, type AcceptedIncoming } from './intent.js';
 import { decideIncoming, type IncomingDecision, type IncomingProofs } from './control-incoming.js';
 import { Recovery } from './recovery.js';
@@ -854,6 +854,53 @@ export class ConnectionCore {
   frame(slot: number, f: Frame): void {
     this.queueSlots(this.dataIn.frame(slot, f));
   }
+
+  /**
+   * A DATA piece on `slot`, the carrying socket, at `offset`: the fast path of a bulk transfer's
+   * every read. With nothing queued or being carried out, what {@link frame} would queue (the
+   * reader told, then the piece's ACK decided in its turn) needs no round of the queue: the bytes
+   * are delivered, the ACK's decision alone is queued, and this returns the bytes delivered (0: a
+   * duplicate); the adapter tells the reader if there are any, as a `notify` of an input, then
+   * takes the decision ({@link pieceTold}). Otherwise the piece is queued as any frame, and this
+   * returns undefined: the adapter drives.
+   */
+  data(slot: number, offset: number, payload: Buffer): number | undefined {
+    if (!this.quiet) {
+      this.frame(slot, { type: FrameType.DATA, offset, payload });
+      return undefined;
+    }
+    const n = this.dataIn.piece(slot, offset, payload);
+    this.out.push(this.pieceAck);
+    // As poll() giving out an input's `notify`: something is carried out, in no row.
+    this.idle = false;
+    this.polledRow = false;
+    return n;
+  }
+
+  /**
+   * The reader was told of the piece {@link data} took (or it brought nothing new): the command of
+   * its ACK, if any (the delayed ACK's deadline, or at the end of the turn), to carry out now.
+   * Undefined also when a drive the reader caused took the decision in its turn meanwhile.
+   */
+  pieceTold(): DataAckCommand | undefined {
+    if (this.out[0] !== this.pieceAck) return undefined;
+    this.out.shift();
+    const c = this.dataIn.pieceAck()[0];
+    // As poll() running dry (neither command hands an input in).
+    if (this.out.length === 0 && this.events.length === 0 && this.afterAll.length === 0 && this.setAside.length === 0) this.idle = true;
+    return c;
+  }
+
+  /**
+   * Whether nothing is queued or being carried out: an input now goes out alone (the fast path of
+   * {@link data}); after it, false until the adapter drove what is left.
+   */
+  get quiet(): boolean {
+    return this.idle && this.out.length === 0 && this.events.length === 0 && this.afterAll.length === 0 && this.setAside.length === 0;
+  }
+
+  /** The one step the fast path of {@link data} queues: the piece's ACK, decided in its turn. */
+  private readonly pieceAck: Queued = { c: { kind: 'decide', then: () => this.dataIn.pieceAck() }, row: false };
 
   /**
    * Slot `slot` carries the connection from now on (our dial's HELLO_ACK, the peer's HELLO, or the

@@ -16,6 +16,9 @@ import { FrameType, type Frame } from '../../wire/index.js';
 import type { ConnectionCore, CoreCommand, QueuedStep } from './connection-core.js';
 import type { AckStep } from './data.js';
 
+/** How long the delayed ACK waits (read once: asked for at every one). */
+const ACK_DELAY_MS = limit('ACK_DELAY_MS');
+
 /** What the endpoint counts of one connection end, for metrics (kept by the core, read by the host and tests). */
 export interface ConnectionStats {
   /** Suspends acknowledged, and how long the last one took (ms). */
@@ -34,6 +37,9 @@ export interface ConnectionStats {
 
 /** Our ACK on `slot` (built by {@link DataFlow.ack} when it goes), if that socket still takes frames from us. */
 export type SendAck = Extract<CoreCommand, { readonly kind: 'send_ack' }>;
+
+/** How the ACK of arrived DATA goes: the delayed ACK's deadline, or at the end of the turn. */
+export type DataAckCommand = Extract<CoreCommand, { readonly kind: 'deadline' | 'ack_at_turn_end' }>;
 
 const ROOM: CoreCommand = { kind: 'notify', event: 'room' };
 const READABLE: CoreCommand = { kind: 'notify', event: 'readable' };
@@ -77,15 +83,36 @@ export class DataInputs {
     }
   }
 
+  /** The slot and the bytes delivered of the last {@link piece}, until {@link pieceAck}. */
+  private pieceSlot = 0;
+  private pieceDelivered = 0;
+
+  /**
+   * A DATA piece on `slot`, the carrying socket, on the core's fast path (ConnectionCore `data`):
+   * what {@link frame} does with it, without the steps: delivered now (returns the bytes, 0 for a
+   * duplicate), its ACK decided by {@link pieceAck} once the reader was told.
+   */
+  piece(slot: number, offset: number, payload: Buffer): number {
+    const n = this.core.flow.deliver(offset, payload);
+    this.pieceSlot = slot;
+    this.pieceDelivered = n;
+    return n;
+  }
+
+  /** The ACK of the last {@link piece}, decided now that the reader took what it wanted: at most one command. */
+  pieceAck(): DataAckCommand[] {
+    return this.ackOf(this.pieceSlot, this.core.flow.dataAck(this.pieceDelivered));
+  }
+
   /**
    * How the ACK of what arrived on `slot` goes (core/data.ts `AckStep`): the delayed ACK's deadline
    * (a deadline of the connection; it goes on the carrying socket, else on this one), or at the end
    * of this turn on this socket, or nothing.
    */
-  private ackOf(slot: number, step: AckStep): QueuedStep[] {
+  private ackOf(slot: number, step: AckStep): DataAckCommand[] {
     if (step === 'delay') {
       this.core.slots.ackArranged(slot, step);
-      return [{ kind: 'deadline', name: 'ack', slot: 0, ms: limit('ACK_DELAY_MS') }];
+      return [{ kind: 'deadline', name: 'ack', slot: 0, ms: ACK_DELAY_MS }];
     }
     return step === 'turn' ? [{ kind: 'ack_at_turn_end', slot }] : [];
   }

@@ -17,6 +17,9 @@ import type { ReceiveBuffer, SendBuffer } from '../data-path.js';
 import type { State } from '../state-machine.js';
 import type { TimerTable } from './timers.js';
 
+/** Unacknowledged bytes at which the ACK goes this turn (read once: asked for every DATA piece). */
+const ACK_NOW_BYTES = limit('ACK_NOW_BYTES');
+
 /** This connection's charge in the host's receive budget (receive-budget.ts `ReceiveAccount`). */
 export interface BudgetAccount {
   /** Credit the connection keeps whatever the budget says. */
@@ -152,7 +155,7 @@ export class DataFlow {
   }
 
   private ackStep(now: boolean): AckStep {
-    const due = now || this.recv.received - this.announced >= limit('ACK_NOW_BYTES') || this.recv.edge - this.recv.received < this.credit / 2;
+    const due = now || this.recv.received - this.announced >= ACK_NOW_BYTES || this.recv.edge - this.recv.received < this.credit / 2;
     if (!due) return this.ackTurn || this.timers.has('ack') ? 'none' : 'delay';
     if (this.ackTurn) return 'none';
     this.ackTurn = true;

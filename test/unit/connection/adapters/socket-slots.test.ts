@@ -47,7 +47,7 @@ async function world(): Promise<World> {
   const inputs: string[] = [];
   const set: { carrier: number | undefined; state: State } = { carrier: undefined, state: 'ESTABLISHED' };
   const slots = new SocketSlots(
-    { log: silentLogger, flow: core.flow, carrier: () => set.carrier, state: () => set.state, defer: (fn) => deferred.push(fn), drive: () => inputs.push('drive') },
+    { log: silentLogger, flow: core.flow, carrier: () => set.carrier, state: () => set.state, defer: (fn) => deferred.push(fn), drive: () => inputs.push('drive'), data: (slot) => inputs.push(`data ${slot}`) },
     {
       frame: (slot, f) => inputs.push(`frame ${slot} ${f.type}`),
       keptFrame: (slot, type) => inputs.push(`kept ${slot} ${type}`),
