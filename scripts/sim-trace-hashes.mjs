@@ -2,8 +2,8 @@
 // Prints the simulator's trace hash of each schedule in a range of seeds, for one build, so two
 // builds can be compared: a change meant to move code without changing behaviour must give the
 // same hashes, seed for seed (the trace records every operation, state change, promise outcome,
-// socket error, open, host death, replay and end of stream of a schedule, with its simulated time;
-// not each frame or delivery: the bytes are checked against what was written at the end instead).
+// socket error, open, host death, replay and end of stream of a schedule, with its simulated time,
+// and every segment that reaches a data socket end and every read, with its length).
 //
 //   node scripts/sim-trace-hashes.mjs [seed=1] [count=500] [distDir=dist] > hashes.txt
 //   diff old.txt new.txt      # no output: the same behaviour on every seed of the range

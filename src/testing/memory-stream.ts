@@ -24,6 +24,8 @@ export interface MemoryStreamOptions {
   readonly delayMs?: readonly [number, number];
   /** Largest segment a write is cut into (default 16 KiB). */
   readonly maxSegment?: number;
+  /** Told of each segment as it reaches an end (`bytes` null: the end of stream), e.g. for a trace. */
+  readonly onSegment?: (link: number, to: 0 | 1, bytes: number | null) => void;
 }
 
 /** A listener of a {@link MemoryStreamNetwork}. */
@@ -83,7 +85,10 @@ export class MemoryStreamLink {
   }
 
   private arrive(to: Dir, p: Buffer | null): void {
-    const deliver = (): void => this.ends[to].receive(p);
+    const deliver = (): void => {
+      this.net.onSegment?.(this.id, to, p === null ? null : p.length);
+      this.ends[to].receive(p);
+    };
     if (this.stalled) this.held[to].push(deliver);
     else deliver();
   }
@@ -193,6 +198,7 @@ export class MemoryStreamNetwork {
   readonly clock: Clock;
   readonly random: () => number;
   readonly maxSegment: number;
+  readonly onSegment: MemoryStreamOptions['onSegment'];
   private readonly delayMs: readonly [number, number];
   private readonly listeners = new Map<string, (s: MemoryStreamSocket) => void>();
   /** Addresses that went down, and how a dial to or from one fails. */
@@ -206,6 +212,7 @@ export class MemoryStreamNetwork {
     this.clock = opts.clock;
     this.random = opts.random;
     this.maxSegment = opts.maxSegment ?? 16 * 1024;
+    this.onSegment = opts.onSegment;
     this.delayMs = opts.delayMs ?? [0.1, 2];
   }
 

@@ -523,7 +523,14 @@ class World {
   async play(): Promise<void> {
     const s = this.s;
     const dgram = new MemoryDatagramNetwork();
-    this.streams = new MemoryStreamNetwork({ clock: this.clock, random: this.rng, delayMs: [0.1, 3], maxSegment: 1 + Math.floor(this.rng() * 16_384) });
+    this.streams = new MemoryStreamNetwork({
+      clock: this.clock,
+      random: this.rng,
+      delayMs: [0.1, 3],
+      maxSegment: 1 + Math.floor(this.rng() * 16_384),
+      // Every segment that reaches a socket end goes into the trace (frames travel in them).
+      onSegment: (link, to, n) => this.event(`link ${link} to ${to}: ${n === null ? 'end' : n}`),
+    });
     const location = (this.location = new LaggingLocation(this.clock));
     const seedBytes = (): Buffer => {
       const b = Buffer.alloc(32);
@@ -804,6 +811,8 @@ class World {
     sock.on('data', (c: Buffer) => {
       mine.push(c);
       side.readLen += c.length;
+      // Every delivery goes into the trace: where, how much, and the total read by then.
+      this.event(`c${ci}${si} read ${c.length} (${side.readLen})`);
     });
     sock.on('error', (e: Error) => {
       const code = isFerryError(e) ? e.code : e.message;
