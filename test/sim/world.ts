@@ -30,7 +30,11 @@ import { LaggingLocation } from './lagging-location.js';
 export type Op =
   | { at: number; kind: 'write'; conn: number; side: 0 | 1; n: number }
   | { at: number; kind: 'suspend' | 'resume'; conn: number; side: 0 | 1 }
-  | { at: number; kind: 'move'; agents: number[]; to: number; via: 'direct' | 'channel' }
+  /**
+   * A move of `agents` (with `hostmates`, of every agent that lives with `agents[0]` then, over
+   * the channel: a whole host's agents as one group, connections between them included).
+   */
+  | { at: number; kind: 'move'; agents: number[]; to: number; via: 'direct' | 'channel'; hostmates?: true }
   | { at: number; kind: 'cut' | 'reset' | 'stall'; link: number; ms: number }
   | { at: number; kind: 'blackhole'; link: number; ms: number }
   | { at: number; kind: 'slowReader'; conn: number; side: 0 | 1; ms: number }
@@ -116,7 +120,7 @@ export function makeSchedule(seed: number): Schedule {
     else if (w < 0.6) ops.push({ at, kind: 'resume', conn, side });
     else if (w < 0.78) {
       const group = r() < 0.3 ? [...new Set([int(0, agents - 1), int(0, agents - 1), int(0, agents - 1)])] : [int(0, agents - 1)];
-      ops.push({ at, kind: 'move', agents: group, to: int(0, hosts - 1), via: r() < 0.3 ? 'channel' : 'direct' });
+      ops.push({ at, kind: 'move', agents: group, to: int(0, hosts - 1), via: r() < 0.6 ? 'channel' : 'direct' });
     } else if (w < 0.84) ops.push({ at, kind: 'slowReader', conn, side, ms: int(1, 300) });
     else if (w < 0.88) ops.push({ at, kind: 'cut', link: int(0, 1000), ms: 0 });
     else if (w < 0.91) ops.push({ at, kind: 'reset', link: int(0, 1000), ms: 0 });
@@ -151,7 +155,7 @@ function addExtras(s: Schedule, horizon: number): void {
     s.conns = [...ring, ...s.conns.filter(([a, b]) => !has(a, b))];
     for (let k = int(1, 3); k > 0; k--) {
       const group = [...new Set(Array.from({ length: int(2, 5) }, () => int(0, s.agents - 1)))];
-      s.ops.push({ at: x() * horizon, kind: 'move', agents: group, to: int(0, s.hosts - 1), via: x() < 0.3 ? 'channel' : 'direct' });
+      s.ops.push({ at: x() * horizon, kind: 'move', agents: group, to: int(0, s.hosts - 1), via: x() < 0.6 ? 'channel' : 'direct' });
     }
     for (let k = int(1, 4); k > 0; k--) s.ops.push({ at: x() * horizon, kind: 'write', conn: int(0, s.conns.length - 1), side: x() < 0.5 ? 0 : 1, n: int(1, 30_000) });
   }
@@ -175,7 +179,7 @@ function addExtras(s: Schedule, horizon: number): void {
     const side = x() < 0.5 ? 0 : 1;
     const at = x() * horizon;
     const [a, b] = s.conns[conn]!;
-    s.ops.push({ at, kind: 'move', agents: [x() < 0.5 ? a : b], to: int(0, s.hosts - 1), via: x() < 0.3 ? 'channel' : 'direct' });
+    s.ops.push({ at, kind: 'move', agents: [x() < 0.5 ? a : b], to: int(0, s.hosts - 1), via: x() < 0.6 ? 'channel' : 'direct' });
     s.ops.push({ at: at + x() * 15, kind: 'close', conn, side });
     if (x() < 0.25) s.ops.push({ at: at + x() * 15, kind: 'close', conn, side: side === 0 ? 1 : 0 });
   }
@@ -186,8 +190,16 @@ function addExtras(s: Schedule, horizon: number): void {
     s.conns.push([a, b]);
     const conn = s.conns.length - 1;
     const at = x() * horizon;
-    s.ops.push({ at, kind: 'open', conn }, { at: Math.max(0, at + x() * 20 - 10), kind: 'move', agents: [x() < 0.5 ? a : b], to: int(0, s.hosts - 1), via: x() < 0.3 ? 'channel' : 'direct' });
+    s.ops.push({ at, kind: 'open', conn }, { at: Math.max(0, at + x() * 20 - 10), kind: 'move', agents: [x() < 0.5 ? a : b], to: int(0, s.hosts - 1), via: x() < 0.6 ? 'channel' : 'direct' });
     s.ops.push({ at: at + x() * 100, kind: 'write', conn, side: 0, n: int(1, 30_000) }, { at: at + x() * 100, kind: 'write', conn, side: 1, n: int(1, 30_000) });
+  }
+  if (x() < 0.25) {
+    // A group migration of every agent that lives with one of them (both ends of their
+    // connections to each other inside the group), sometimes while writes are in flight.
+    const a = int(0, s.agents - 1);
+    const at = x() * horizon;
+    s.ops.push({ at, kind: 'move', agents: [a], to: int(0, s.hosts - 1), via: 'channel', hostmates: true });
+    if (x() < 0.5) s.ops.push({ at: Math.max(0, at - x() * 10), kind: 'write', conn: int(0, s.conns.length - 1), side: x() < 0.5 ? 0 : 1, n: int(1, 3 * BUDGET) });
   }
   if (x() < 0.12) {
     // A host dies; its agents' connections must fail at their peers, with a typed code.
@@ -973,8 +985,16 @@ class World {
     }
   }
 
+  /**
+   * A move of the op's agents. Over the migration channel, the members that live on one host
+   * move as one group (Host.migrateGroup: one channel, one checkpoint, all or nothing before the
+   * commit; a connection between two members has both its ends inside the group); a lone member
+   * with migrateAgent. Direct moves are independent in-process moves (moveAgent), one per agent.
+   */
   private move(op: Extract<Op, { kind: 'move' }>): void {
-    for (const a of op.agents) {
+    const bySource = new Map<number, number[]>();
+    const agents = op.hostmates ? this.where.flatMap((h, a) => (h === this.where[op.agents[0]!] ? [a] : [])) : op.agents;
+    for (const a of agents) {
       if (this.moving[a]) continue;
       const from = this.where[a]!;
       const to = op.to === from ? (op.to + 1) % this.s.hosts : op.to;
@@ -982,25 +1002,38 @@ class World {
         this.event(`move a${a} skipped: a host is down or going down`);
         continue;
       }
+      if (op.via === 'channel') bySource.set(from, [...(bySource.get(from) ?? []), a]);
+      else this.moveGroup([a], from, to, 'direct');
+    }
+    for (const [from, group] of bySource) this.moveGroup(group, from, op.to === from ? (op.to + 1) % this.s.hosts : op.to, 'channel');
+  }
+
+  /** Move `group` (agents on host `from`) to host `to`: one direct move, or one migration. */
+  private moveGroup(group: number[], from: number, to: number, via: 'direct' | 'channel'): void {
+    for (const a of group) {
       this.moving[a] = true;
       this.moveCount[a] = (this.moveCount[a] ?? 0) + 1;
-      const flight = { from, to };
-      this.moves.push(flight);
-      const src = this.hosts[from]!;
-      const dst = this.hosts[to]!;
-      const id = this.ids[a]!.id;
-      const p =
-        op.via === 'direct'
-          ? src.moveAgent(id, dst).then(() => undefined)
-          : src.migrateAgent(id, { ip: dst.ip, redirectorPort: dst.redirectorPort, hostId: dst.id }).then(() => undefined);
-      const done = p.finally(() => {
-        this.moving[a] = false;
-        this.moves.splice(this.moves.indexOf(flight), 1);
-        this.adopt(a);
-      });
-      // A migration over the channel rolls back when a fault cuts its socket: the agent runs on.
-      this.track(done, `move a${a} h${from}->h${to} ${op.via}`, op.via === 'channel' ? ['FERRY_ERR_MIGRATION_ROLLED_BACK'] : [], a);
     }
+    const flight = { from, to };
+    this.moves.push(flight);
+    const src = this.hosts[from]!;
+    const dst = this.hosts[to]!;
+    const ids = group.map((a) => this.ids[a]!.id);
+    const target = { ip: dst.ip, redirectorPort: dst.redirectorPort, hostId: dst.id };
+    const p =
+      via === 'direct'
+        ? src.moveAgent(ids[0]!, dst).then(() => undefined)
+        : group.length > 1
+          ? src.migrateGroup(ids, target).then(() => undefined)
+          : src.migrateAgent(ids[0]!, target).then(() => undefined);
+    const done = p.finally(() => {
+      this.moves.splice(this.moves.indexOf(flight), 1);
+      for (const a of group) this.moving[a] = false;
+      for (const a of group) this.adopt(a);
+    });
+    // A migration over the channel rolls back when a fault cuts its socket: the agents run on (a
+    // group rolls back whole before its commit; after it, members not yet registered roll back).
+    this.track(done, `move ${group.map((a) => `a${a}`).join(',')} h${from}->h${to} ${via === 'channel' && group.length > 1 ? 'group' : via}`, via === 'channel' ? ['FERRY_ERR_MIGRATION_ROLLED_BACK'] : [], group[0]);
   }
 
   /**
