@@ -20,7 +20,8 @@ import type { AgentSocket } from '../../src/connection/index.js';
 import { Host } from '../../src/host/index.js';
 import { Identity, type AgentId } from '../../src/identity/index.js';
 import { LossyDatagramSocket, MemoryDatagramNetwork, MemoryStreamNetwork, seededRandom } from '../../src/testing/index.js';
-import { ManualClock, createLogger, isFerryError, limit } from '../../src/util/index.js';
+import { ManualClock, createLogger, isFerryError, limit, type Clock } from '../../src/util/index.js';
+import type { LocationService } from '../../src/location/index.js';
 import type { DatagramSocketLike } from '../../src/control/index.js';
 import { FLAG_REPLY, MessageType } from '../../src/wire/index.js';
 import { isPattern, pattern } from '../helpers/harness.js';
@@ -49,9 +50,12 @@ export type Op =
   | { at: number; kind: 'close'; conn: number; side: 0 | 1 }
   /**
    * The host dies for good: its process (its kernel resets its connections and refuses dials) or
-   * its machine (silence; connections reset after `ms`). Its control datagrams stop both ways.
+   * its machine (silence; connections reset after `ms`). Its control datagrams stop both ways,
+   * and it runs nothing more (its timers, deferred calls and location answers never come). With
+   * `of`: the source or destination host of agent `of.agent`'s migration then in flight (its own
+   * host when it is not moving), so a host dies in the middle of a migration.
    */
-  | { at: number; kind: 'crash'; host: number; how: 'process' | 'machine'; ms: number }
+  | { at: number; kind: 'crash'; host: number; how: 'process' | 'machine'; ms: number; of?: { agent: number; end: 'source' | 'destination' } }
   /** Open connection `conn` now (it is not opened at the start), even while either end moves. */
   | { at: number; kind: 'open'; conn: number };
 
@@ -86,6 +90,32 @@ const DEAD_PEER_CODES = ['FERRY_ERR_PEER_UNREACHABLE', 'FERRY_ERR_CONNECTION_CLO
 const OPEN_FAILURES: string[] = [];
 /** What the client end of an open whose server half-open expired (see pausedPastOpen) may fail with. */
 const RESET_OPEN_CODES = ['FERRY_ERR_PEER_UNREACHABLE', 'FERRY_ERR_UNKNOWN_CONNECTION'];
+
+/**
+ * Whose promise it is: an agent's (it need not settle once the agent's host died), a host's (a
+ * close left behind on the host its agent left), or the world's (undefined).
+ */
+type Owner = number | { host: number } | undefined;
+
+/** A move in flight: one direct move, or one migration of a group over the channel. */
+interface Flight {
+  from: number;
+  to: number;
+  via: 'direct' | 'channel';
+  group: number[];
+  /** Settled (by its promise, or, its source dead, by {@link World.orphaned}). */
+  over: boolean;
+  /** Its source died while it was in flight. */
+  orphan: boolean;
+  promise: Promise<unknown> | undefined;
+}
+
+/**
+ * How long the members of a migration whose source died may take to land at the destination:
+ * its longest wait for a step (CONFIRM's: a step, a handshake and a drain), then the dead
+ * machine's longest silence (5 s), and a margin.
+ */
+const ORPHAN_WAIT_MS = limit('MIGRATION_STEP_TIMEOUT_MS') + limit('HANDSHAKE_TIMEOUT_MS') + limit('DRAIN_TIMEOUT_MS') + 5000 + 2000;
 
 /** How long a close waits for the acknowledgement of its last byte before it sends CLS anyway. */
 const CLOSE_ACK_WAIT_MS = 10_000;
@@ -200,6 +230,15 @@ function addExtras(s: Schedule, horizon: number): void {
     const at = x() * horizon;
     s.ops.push({ at, kind: 'move', agents: [a], to: int(0, s.hosts - 1), via: 'channel', hostmates: true });
     if (x() < 0.5) s.ops.push({ at: Math.max(0, at - x() * 10), kind: 'write', conn: int(0, s.conns.length - 1), side: x() < 0.5 ? 0 : 1, n: int(1, 3 * BUDGET) });
+  }
+  if (x() < 0.15) {
+    // A host dies in the middle of a migration (its source or its destination): each agent ends
+    // on exactly one host (landed, rolled back, or dead with the host that held it), and its
+    // connections continue or fail with a typed code at the peer, never delivering twice.
+    const a = int(0, s.agents - 1);
+    const at = x() * horizon;
+    s.ops.push({ at, kind: 'move', agents: [a], to: int(0, s.hosts - 1), via: 'channel', ...(x() < 0.4 ? { hostmates: true as const } : {}) });
+    s.ops.push({ at: at + x() * 40, kind: 'crash', host: int(0, s.hosts - 1), how: x() < 0.5 ? 'process' : 'machine', ms: int(500, 5000), of: { agent: a, end: x() < 0.5 ? 'source' : 'destination' } });
   }
   if (x() < 0.12) {
     // A host dies; its agents' connections must fail at their peers, with a typed code.
@@ -397,12 +436,12 @@ class World {
   private sides: [SideState, SideState][] = [];
   private connIds: string[] = [];
   /** Promises not settled yet, with the agent whose host must settle them (none: the world's). */
-  private readonly outstanding = new Map<Promise<unknown>, number | undefined>();
-  /** Hosts that died, and a crash waiting for the moves through its host to end. */
+  private readonly outstanding = new Map<Promise<unknown>, Owner>();
+  /** Hosts that died, and a crash waiting for the direct moves through its host to end. */
   private readonly dead = new Set<number>();
   private crashWaiting = false;
-  /** Moves in flight, by host. */
-  private readonly moves: { from: number; to: number }[] = [];
+  /** Moves in flight. */
+  private readonly moves: Flight[] = [];
   private readonly errors: string[] = [];
   private readonly recorders: ControlRecorder[] = [];
   /** State changes per connection (either end). */
@@ -552,15 +591,32 @@ class World {
     for (let i = 0; i < s.hosts; i++) {
       const ip = `10.0.0.${i + 1}`;
       const lossSeed = Math.floor(this.rng() * 2 ** 31);
+      // A dead host runs nothing more: its timers (and deferred calls) never fire, and the
+      // location service's answers never reach it (a call it began before it died included).
+      const hostClock: Clock = { now: () => this.clock.now(), setTimer: (ms, fn) => this.clock.setTimer(ms, () => void (this.dead.has(i) || fn())) };
+      const gate = <T>(f: () => Promise<T>): Promise<T> =>
+        this.dead.has(i)
+          ? new Promise<T>(() => {})
+          : new Promise<T>((resolve, reject) =>
+              f().then(
+                (v) => void (this.dead.has(i) || resolve(v)),
+                (e: unknown) => void (this.dead.has(i) || reject(e)),
+              ),
+            );
+      const hostLocation: LocationService = {
+        register: (entry) => gate(() => location.register(entry)),
+        lookup: (agent) => gate(() => location.lookup(agent)),
+        watch: (agent, newerThan, waitMs) => gate(() => location.watch(agent, newerThan, waitMs)),
+      };
       const h = await this.await(
         Host.start({
-          location,
+          location: hostLocation,
           ip,
           name: `h${i}`,
           // FERRY_SIM_DEBUG: the hosts' own log lines go into the printed trace (not the hash).
           ...(process.env.FERRY_SIM_DEBUG ? { logger: createLogger('debug', {}, (l) => this.event('log', l.replace(/"t":"[^"]*",/, ''))) } : {}),
           identity: Identity.fromSeed(seedBytes()),
-          clock: this.clock,
+          clock: hostClock,
           security: s.security,
           sendBudget: BUDGET,
           receiveWindow: BUDGET,
@@ -570,7 +626,7 @@ class World {
           // Connection id halves, nonces and path challenges from the seed too (a stream of its
           // own per host, so the world's draws stay what they were); only X25519 keys are not.
           randomBytes: seededBytes(seededRandom((s.seed ^ 0x2545f491 ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0)),
-          defer: (fn) => void this.clock.setTimer(0, fn),
+          defer: (fn) => void hostClock.setTimer(0, fn),
           network: {
             bindControl: async (a, p) => dgram.bind(a, p),
             listen: async (a, p, cb) => this.streams.listen(a, p, cb),
@@ -624,6 +680,12 @@ class World {
     const horizon = t0 + (s.ops.at(-1)?.at ?? 0) + 1;
     if (!(await this.run(() => started === s.ops.length && this.pending() === 0 && !this.moving.includes(true) && !this.crashWaiting && this.opening === 0, horizon + 120_000))) {
       fail(`operations still pending 120 s after the last began (${this.pending()} promises, moving ${this.moving.join(',')})`);
+    }
+    // Every agent lives on exactly one living host (where the world believes it is), or on none
+    // when it died with a host (a crash, or the source of its migration dying before it landed).
+    for (let a = 0; a < s.agents; a++) {
+      const living = this.hosts.flatMap((h, i) => (!this.dead.has(i) && h.agentIds().includes(this.ids[a]!.id) ? [i] : []));
+      if (this.isDead(a) ? living.length > 0 : living.length !== 1 || living[0] !== this.where[a]) fail(`agent ${a} lives on living hosts [${living.join(',')}], expected ${this.isDead(a) ? 'none' : `[${this.where[a]}]`}`);
     }
     // Final phase: every connection resumed from one side, every reader reading.
     for (const [ci, pair] of this.sides.entries()) {
@@ -762,8 +824,13 @@ class World {
   /** Promises still to settle; those of agents on a dead host never will, and do not count. */
   private pending(): number {
     let n = 0;
-    for (const a of this.outstanding.values()) if (a === undefined || !this.isDead(a)) n++;
+    for (const o of this.outstanding.values()) if (!this.ownerDead(o)) n++;
     return n;
+  }
+
+  /** Whether the owner of a promise died (an agent on a dead host, or a dead host). */
+  private ownerDead(o: Owner): boolean {
+    return o === undefined ? false : typeof o === 'number' ? this.isDead(o) : this.dead.has(o.host);
   }
 
   /** Whether agent `a` lives on a host that died. */
@@ -796,8 +863,8 @@ class World {
   }
 
   /** Record `p`'s outcome; a rejection whose code is not in `allowed` fails the schedule. */
-  private track(p: Promise<unknown>, what: string, allowed: string[] | ((code: string) => boolean), agent?: number): void {
-    this.outstanding.set(p, agent);
+  private track(p: Promise<unknown>, what: string, allowed: string[] | ((code: string) => boolean), owner?: Owner): void {
+    this.outstanding.set(p, owner);
     p.then(
       () => {
         this.outstanding.delete(p);
@@ -807,7 +874,7 @@ class World {
         this.outstanding.delete(p);
         const code = isFerryError(e) ? e.code : String(e);
         this.event(`${what} rejected ${code}`, (e as Error)?.message);
-        if (agent !== undefined && this.isDead(agent)) return;
+        if (this.ownerDead(owner)) return;
         if (!(typeof allowed === 'function' ? allowed(code) : allowed.includes(code))) this.errors.push(`${what}: ${code} ${(e as Error)?.message ?? ''}`);
       },
     );
@@ -1014,7 +1081,7 @@ class World {
       this.moving[a] = true;
       this.moveCount[a] = (this.moveCount[a] ?? 0) + 1;
     }
-    const flight = { from, to };
+    const flight: Flight = { from, to, via, group, over: false, orphan: false, promise: undefined };
     this.moves.push(flight);
     const src = this.hosts[from]!;
     const dst = this.hosts[to]!;
@@ -1027,13 +1094,18 @@ class World {
           ? src.migrateGroup(ids, target).then(() => undefined)
           : src.migrateAgent(ids[0]!, target).then(() => undefined);
     const done = p.finally(() => {
+      // A move whose source died was settled by orphaned() (what the source says now is a dead
+      // host's, and does not count).
+      if (flight.over) return;
+      flight.over = true;
       this.moves.splice(this.moves.indexOf(flight), 1);
       for (const a of group) this.moving[a] = false;
       for (const a of group) this.adopt(a);
     });
+    flight.promise = done;
     // A migration over the channel rolls back when a fault cuts its socket: the agents run on (a
     // group rolls back whole before its commit; after it, members not yet registered roll back).
-    this.track(done, `move ${group.map((a) => `a${a}`).join(',')} h${from}->h${to} ${via === 'channel' && group.length > 1 ? 'group' : via}`, via === 'channel' ? ['FERRY_ERR_MIGRATION_ROLLED_BACK'] : [], group[0]);
+    this.track(done, `move ${group.map((a) => `a${a}`).join(',')} h${from}->h${to} ${via === 'channel' && group.length > 1 ? 'group' : via}`, (code) => flight.orphan || (via === 'channel' && code === 'FERRY_ERR_MIGRATION_ROLLED_BACK'), group[0]);
   }
 
   /**
@@ -1051,7 +1123,8 @@ class World {
       }),
       `close c${ci}${si}`,
       (code) => code === 'FERRY_ERR_SOCKET_MOVED' && sock.endpoint.detached,
-      this.s.conns[ci]![si],
+      // The closing end stays on this host to finish its close, even if its agent moves on.
+      { host: side.closeHost },
     );
   }
 
@@ -1198,23 +1271,62 @@ class World {
   }
 
   /**
-   * A host dies. It waits for the moves through it to end first (a host dying halfway through a
-   * migration is not modelled here) and no new move starts meanwhile; at most one host dies.
+   * A host dies (at most all but one). It waits for the direct moves through it to end first (an
+   * in-process move has no channel to cut), and no new move starts meanwhile; a migration over
+   * the channel may be cut anywhere: see {@link orphaned} for one whose source died.
    */
   private crash(op: Extract<Op, { kind: 'crash' }>): void {
-    if (this.dead.size > 0) return this.event('crash skipped: a host is down already');
-    const through = this.moves.some((m) => m.from === op.host || m.to === op.host);
+    let host = op.host;
+    if (op.of) {
+      const flight = this.moves.find((m) => !m.over && m.group.includes(op.of!.agent));
+      host = flight ? (op.of.end === 'source' ? flight.from : flight.to) : this.where[op.of.agent]!;
+      this.event(`crash: the ${flight ? op.of.end : 'host'} of a${op.of.agent}${flight ? ` (${flight.via}, h${flight.from}->h${flight.to})` : ' (not moving)'}: h${host}`);
+    }
+    this.crashHost(host, op.how, op.ms);
+  }
+
+  private crashHost(host: number, how: 'process' | 'machine', ms: number): void {
+    if (this.dead.has(host) || this.dead.size >= this.s.hosts - 1) return this.event('crash skipped: that host is down, or all others are');
+    const through = this.moves.some((m) => m.via === 'direct' && (m.from === host || m.to === host));
     if (through) {
       this.crashWaiting = true;
-      this.clock.setTimer(20, () => this.crash(op));
+      this.clock.setTimer(20, () => this.crashHost(host, how, ms));
       return;
     }
     this.crashWaiting = false;
-    this.dead.add(op.host);
-    for (const [ci, pair] of this.sides.entries()) for (const [si, side] of pair.entries()) if (side.closeHost === op.host && side.closeOn && side.closeOn.state !== 'CLOSED') this.closeCut.add(`${ci}/${si}`);
-    this.recorders[op.host]!.dead = true;
-    this.streams.hostDown(this.hosts[op.host]!.ip, op.how, op.ms);
-    this.event(`host ${op.host} died (${op.how})`);
+    this.dead.add(host);
+    for (const [ci, pair] of this.sides.entries()) for (const [si, side] of pair.entries()) if (side.closeHost === host && side.closeOn && side.closeOn.state !== 'CLOSED') this.closeCut.add(`${ci}/${si}`);
+    this.recorders[host]!.dead = true;
+    this.streams.hostDown(this.hosts[host]!.ip, how, ms);
+    this.event(`host ${host} died (${how})`);
+    for (const m of this.moves) if (!m.over && m.from === host) this.orphaned(m);
+  }
+
+  /**
+   * A migration whose source died: its promise is the dead host's and never settles. Each member
+   * lands at the destination (the checkpoint had arrived: it commits) or died with the source;
+   * the destination decides within its step timeouts (the channel resets at once, or after the
+   * dead machine's silence), so the world waits up to ORPHAN_WAIT_MS for them to land.
+   */
+  private orphaned(m: Flight): void {
+    m.orphan = true;
+    const end = this.clock.now() + ORPHAN_WAIT_MS;
+    const check = (): void => {
+      if (m.over) return;
+      const dst = this.hosts[m.to]!;
+      const landed = m.group.filter((a) => dst.agentIds().includes(this.ids[a]!.id));
+      if (landed.length < m.group.length && this.clock.now() < end && !this.dead.has(m.to)) {
+        this.clock.setTimer(10, check);
+        return;
+      }
+      m.over = true;
+      this.moves.splice(this.moves.indexOf(m), 1);
+      if (m.promise) this.outstanding.delete(m.promise);
+      this.event(`move ${m.group.map((a) => `a${a}`).join(',')} h${m.from}->h${m.to}: source died; landed ${landed.map((a) => `a${a}`).join(',') || 'none'}`);
+      for (const a of m.group) this.moving[a] = false;
+      for (const a of landed) this.adopt(a);
+    };
+    check();
   }
 
   /** After a move of agent `a` (done or rolled back): its sockets wherever it lives now. */
@@ -1222,6 +1334,9 @@ class World {
     const id: AgentId = this.ids[a]!.id;
     const holders = this.hosts.map((h, i) => [h, i] as const).filter(([h]) => h.agentIds().includes(id));
     if (holders.length !== 1) {
+      // A member of a migration whose source died before the destination took it is held by no
+      // host: it died with the source (where it stays).
+      if (holders.length === 0 && this.isDead(a)) return this.event(`a${a} died with host ${this.where[a]}`);
       this.errors.push(`agent ${a} lives on ${holders.length} hosts`);
       return;
     }
