@@ -9,6 +9,13 @@
  * link resets, as TCP's user timeout would). A whole address can go down ({@link
  * MemoryStreamNetwork.hostDown}): a host whose process died, or whose machine did.
  *
+ * Backpressure ({@link MemoryStreamOptions.window}): each direction holds at most `window` bytes
+ * written and not yet read by the peer's reader (in flight, held by a stall or a black hole, or
+ * received and unread), as TCP's send buffer and window do: the write that crosses it is sent,
+ * and its callback waits
+ * (so `write()` returns false once the socket's own buffer fills, and 'drain' comes later) until
+ * the peer's reader has read enough and, one path delay later, the window update arrives.
+ *
  * Determinism: every delay and segment size comes from the injected `random`, and delivery is
  * by the injected clock's timers, so a seed fixes what happens.
  */
@@ -24,6 +31,11 @@ export interface MemoryStreamOptions {
   readonly delayMs?: readonly [number, number];
   /** Largest segment a write is cut into (default 16 KiB). */
   readonly maxSegment?: number;
+  /**
+   * Bytes one direction may hold written and not yet read at the other end (default: no limit).
+   * A stalled reader then backs up its peer's writes, as over TCP.
+   */
+  readonly window?: number;
   /** Told of each segment as it reaches an end (`bytes` null: the end of stream), e.g. for a trace. */
   readonly onSegment?: (link: number, to: 0 | 1, bytes: number | null) => void;
 }
@@ -42,8 +54,18 @@ export class MemoryStreamLink {
   readonly ends: [MemoryStreamSocket, MemoryStreamSocket];
   private readonly lastAt: [number, number] = [0, 0];
   private readonly held: [Array<() => void>, Array<() => void>] = [[], []];
+  /** Per direction (by sending end): bytes sent, and bytes that reached the other end. */
+  private readonly sentBytes: [number, number] = [0, 0];
+  private readonly arrivedBytes: [number, number] = [0, 0];
+  /** Per direction: a window update on its way back to the sender. */
+  private readonly updating: [boolean, boolean] = [false, false];
   private stalled = false;
   private holed = false;
+  /** Bytes a direction may hold unread (the network's {@link MemoryStreamOptions.window}). */
+  get window(): number {
+    return this.net.window;
+  }
+
   /** Whether either end still runs. */
   live = true;
   /** Whether the listener has the accepting end (before that, nobody could see its errors). */
@@ -65,10 +87,39 @@ export class MemoryStreamLink {
     this.lastAt[0] = this.lastAt[1] = at;
   }
 
+  /**
+   * @internal Bytes end `from` wrote that the other end's reader has not read yet: in flight,
+   * held, dropped by a black hole (never acknowledged), or received and unread.
+   */
+  unread(from: Dir): number {
+    const to = (1 - from) as Dir;
+    return this.sentBytes[from] - this.arrivedBytes[from] + this.ends[to].readableLength;
+  }
+
+  /**
+   * @internal The reader of end `to` read, or bytes reached it: if its peer waits for room, a
+   * window update goes back to it (after a path delay) and lets it go on if there is room then.
+   */
+  consumed(to: Dir): void {
+    const from = (1 - to) as Dir;
+    if (this.updating[from] || !this.ends[from].waitingForRoom()) return;
+    this.updating[from] = true;
+    this.net.clock.setTimer(this.net.delay(), () => {
+      this.updating[from] = false;
+      if (this.unread(from) <= this.net.window) this.ends[from].release();
+    });
+  }
+
   /** @internal A segment (or the end of stream when `chunk` is null) from end `from`. */
   send(from: Dir, chunk: Buffer | null): void {
-    if (!this.live || this.holed) return;
+    if (!this.live) return;
+    if (this.holed) {
+      // Bytes into a black hole are never acknowledged: they hold the window until the reset.
+      if (chunk !== null) this.sentBytes[from] += chunk.length;
+      return;
+    }
     const to = (1 - from) as Dir;
+    if (chunk !== null) this.sentBytes[from] += chunk.length;
     const pieces: (Buffer | null)[] = [];
     if (chunk === null) pieces.push(null);
     else for (let o = 0; o < chunk.length; ) {
@@ -87,7 +138,9 @@ export class MemoryStreamLink {
   private arrive(to: Dir, p: Buffer | null): void {
     const deliver = (): void => {
       this.net.onSegment?.(this.id, to, p === null ? null : p.length);
+      if (p !== null) this.arrivedBytes[(1 - to) as Dir] += p.length;
       this.ends[to].receive(p);
+      this.consumed(to);
     };
     if (this.stalled) this.held[to].push(deliver);
     else deliver();
@@ -147,6 +200,8 @@ function resetError(): Error {
 /** One end of a {@link MemoryStreamLink}: a Duplex with the parts of `net.Socket` Ferry uses. */
 export class MemoryStreamSocket extends Duplex {
   private ended = false;
+  /** The callback of a write past the window, held until there is room (see {@link release}). */
+  private waiting: ((err?: Error | null) => void) | undefined;
 
   constructor(
     private readonly link: MemoryStreamLink,
@@ -166,9 +221,29 @@ export class MemoryStreamSocket extends Duplex {
 
   override _read(): void {}
 
+  /** Reading takes bytes out of the receive buffer: the peer may learn that there is room. */
+  override read(size?: number): unknown {
+    const r: unknown = super.read(size);
+    if (r !== null) this.link.consumed(this.side);
+    return r;
+  }
+
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.link.send(this.side, chunk);
-    cb();
+    if (this.link.unread(this.side) <= this.link.window) cb();
+    else this.waiting = cb;
+  }
+
+  /** @internal Whether a write waits for room. */
+  waitingForRoom(): boolean {
+    return this.waiting !== undefined;
+  }
+
+  /** @internal There is room again: the held write completes. */
+  release(): void {
+    const cb = this.waiting;
+    this.waiting = undefined;
+    if (cb && !this.destroyed) cb();
   }
 
   override _final(cb: (err?: Error | null) => void): void {
@@ -177,6 +252,8 @@ export class MemoryStreamSocket extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // A write still waiting for room is dropped with the socket (its callback never comes).
+    this.waiting = undefined;
     this.link.closedBy(this.side, err);
     cb(err);
   }
@@ -199,6 +276,8 @@ export class MemoryStreamNetwork {
   readonly random: () => number;
   readonly maxSegment: number;
   readonly onSegment: MemoryStreamOptions['onSegment'];
+  /** Bytes a direction may hold unread (Infinity: no limit). */
+  readonly window: number;
   private readonly delayMs: readonly [number, number];
   private readonly listeners = new Map<string, (s: MemoryStreamSocket) => void>();
   /** Addresses that went down, and how a dial to or from one fails. */
@@ -213,6 +292,7 @@ export class MemoryStreamNetwork {
     this.random = opts.random;
     this.maxSegment = opts.maxSegment ?? 16 * 1024;
     this.onSegment = opts.onSegment;
+    this.window = opts.window ?? Infinity;
     this.delayMs = opts.delayMs ?? [0.1, 2];
   }
 

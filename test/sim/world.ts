@@ -579,6 +579,8 @@ class World {
       random: this.rng,
       delayMs: [0.1, 3],
       maxSegment: 1 + Math.floor(this.rng() * 16_384),
+      // TCP's window: a stalled reader backs up its peer's socket (4 KiB to 512 KiB per direction).
+      window: Math.round(2 ** (12 + this.rng() * 7)),
       // Every segment that reaches a socket end goes into the trace (frames travel in them).
       onSegment: (link, to, n) => this.event(`link ${link} to ${to}: ${n === null ? 'end' : n}`),
     });

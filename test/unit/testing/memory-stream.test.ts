@@ -140,3 +140,33 @@ test('an address that goes down: its process (reset, dials refused) or its machi
     if (how === 'machine') assert.ok(clock.now() - t0 >= 2000, 'the machine is silent first');
   }
 });
+
+test('with a window, a reader that stops backs up its peer: writes wait for room, drain comes once it reads, every byte arrives once', async () => {
+  const clock = new ManualClock();
+  const net = new MemoryStreamNetwork({ clock, random: seededRandom(5), delayMs: [1, 5], maxSegment: 700, window: 4000 });
+  const accepted: MemoryStreamSocket[] = [];
+  net.listen('10.0.0.2', 80, (s) => accepted.push(s));
+  const d = net.dial('10.0.0.1', '10.0.0.2', 80);
+  await runAll(clock);
+  const a = accepted[0]!;
+  const got: Buffer[] = [];
+  a.on('data', (c: Buffer) => got.push(c));
+  a.pause();
+  const data = Buffer.alloc(100_000, 7).map((_, i) => i % 251);
+  let drains = 0;
+  d.on('drain', () => drains++);
+  let ok = true;
+  for (let o = 0; o < data.length; o += 1000) ok = d.write(data.subarray(o, o + 1000)) && ok;
+  assert.equal(ok, false, 'write() pushes back');
+  await runAll(clock);
+  // The reader stopped: at most the window and the write that crossed it left the writer.
+  assert.equal(Buffer.concat(got).length, 0);
+  assert.ok(a.readableLength <= 4000 + 1000, `the reader holds at most the window and one write (${a.readableLength})`);
+  assert.ok(d.writableLength >= 100_000 - 4000 - 2000, `the rest waits at the writer (${d.writableLength})`);
+  assert.equal(drains, 0, 'no drain while the reader does not read');
+  a.resume();
+  await runAll(clock);
+  assert.ok(Buffer.concat(got).equals(data), 'every byte, once, in order');
+  assert.equal(drains, 1);
+  assert.equal(d.writableLength, 0);
+});
