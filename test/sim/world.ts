@@ -439,7 +439,8 @@ class World {
   private readonly outstanding = new Map<Promise<unknown>, Owner>();
   /** Hosts that died, and a crash waiting for the direct moves through its host to end. */
   private readonly dead = new Set<number>();
-  private crashWaiting = false;
+  /** Hosts whose crash waits for the direct moves through them to end. */
+  private readonly crashesWaiting = new Set<number>();
   /** Moves in flight. */
   private readonly moves: Flight[] = [];
   private readonly errors: string[] = [];
@@ -680,7 +681,7 @@ class World {
     // Every operation started and finished, within bounded simulated time. (Counted, not timed:
     // after a clock jump, operations that came due meanwhile still start, late.)
     const horizon = t0 + (s.ops.at(-1)?.at ?? 0) + 1;
-    if (!(await this.run(() => started === s.ops.length && this.pending() === 0 && !this.moving.includes(true) && !this.crashWaiting && this.opening === 0, horizon + 120_000))) {
+    if (!(await this.run(() => started === s.ops.length && this.pending() === 0 && !this.moving.includes(true) && this.crashesWaiting.size === 0 && this.opening === 0, horizon + 120_000))) {
       fail(`operations still pending 120 s after the last began (${this.pending()} promises, moving ${this.moving.join(',')})`);
     }
     // Every agent lives on exactly one living host (where the world believes it is), or on none
@@ -1067,7 +1068,7 @@ class World {
       if (this.moving[a]) continue;
       const from = this.where[a]!;
       const to = op.to === from ? (op.to + 1) % this.s.hosts : op.to;
-      if (this.dead.has(from) || this.dead.has(to) || this.crashWaiting) {
+      if (this.dead.has(from) || this.dead.has(to) || this.crashesWaiting.size > 0) {
         this.event(`move a${a} skipped: a host is down or going down`);
         continue;
       }
@@ -1288,14 +1289,17 @@ class World {
   }
 
   private crashHost(host: number, how: 'process' | 'machine', ms: number): void {
-    if (this.dead.has(host) || this.dead.size >= this.s.hosts - 1) return this.event('crash skipped: that host is down, or all others are');
+    if (this.dead.has(host) || this.dead.size >= this.s.hosts - 1) {
+      this.crashesWaiting.delete(host);
+      return this.event('crash skipped: that host is down, or all others are');
+    }
     const through = this.moves.some((m) => m.via === 'direct' && (m.from === host || m.to === host));
     if (through) {
-      this.crashWaiting = true;
+      this.crashesWaiting.add(host);
       this.clock.setTimer(20, () => this.crashHost(host, how, ms));
       return;
     }
-    this.crashWaiting = false;
+    this.crashesWaiting.delete(host);
     this.dead.add(host);
     for (const [ci, pair] of this.sides.entries()) for (const [si, side] of pair.entries()) if (side.closeHost === host && side.closeOn && side.closeOn.state !== 'CLOSED') this.closeCut.add(`${ci}/${si}`);
     this.recorders[host]!.dead = true;
