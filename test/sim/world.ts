@@ -1305,7 +1305,8 @@ class World {
     this.recorders[host]!.dead = true;
     this.streams.hostDown(this.hosts[host]!.ip, how, ms);
     this.event(`host ${host} died (${how})`);
-    for (const m of this.moves) if (!m.over && m.from === host) this.orphaned(m);
+    // (A copy: orphaned() may settle a flight at once, and take it out of the list.)
+    for (const m of [...this.moves]) if (!m.over && m.from === host) this.orphaned(m);
   }
 
   /**
