@@ -91,7 +91,8 @@ test('simulated schedules: exactly once, quiet, settled, closed', { timeout: Mat
 /**
  * Issue 11's third bug, written by hand: both agents move, then while both ends are still
  * resuming at their destinations (RES_SENT or RES_ACKED) one end's application suspends (a SUS
- * datagram) and the other's resumes 2 ms later; the SUS crosses that resume. Before the fix (a
+ * datagram) and the other's resumes 1 ms later (2 ms on main's simulator, whose draws differ: the
+ * TCP window shifts them); the SUS crosses that resume. Before the fix (a
  * peer's SUS leaves a pending application resume() alive: core/control-incoming.ts `resumeAfter`)
  * the resuming end went SUSPENDED and its resume() never settled: with that line reverted this
  * schedule fails "operations still pending 120 s after the last began". The crossing itself is
@@ -108,7 +109,7 @@ const RESUME_CROSSING_SUSPEND: Schedule = {
     { at: 10, kind: 'move', agents: [0], to: 2, via: 'direct' },
     { at: 10, kind: 'move', agents: [1], to: 3, via: 'direct' },
     { at: 28, kind: 'suspend', conn: 0, side: 0 },
-    { at: 30, kind: 'resume', conn: 0, side: 1 },
+    { at: 29, kind: 'resume', conn: 0, side: 1 },
   ],
 };
 
