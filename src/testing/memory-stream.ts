@@ -12,9 +12,9 @@
  * Backpressure ({@link MemoryStreamOptions.window}): each direction holds at most `window` bytes
  * written and not yet read by the peer's reader (in flight, held by a stall or a black hole, or
  * received and unread), as TCP's send buffer and window do: the write that crosses it is sent,
- * and its callback waits
- * (so `write()` returns false once the socket's own buffer fills, and 'drain' comes later) until
- * the peer's reader has read enough and, one path delay later, the window update arrives.
+ * and its callback waits (so `write()` returns false once the socket's own buffer fills, and
+ * 'drain' comes later) until the peer's reader has read enough and, one path delay later, the
+ * window update arrives.
  *
  * Determinism: every delay and segment size comes from the injected `random`, and delivery is
  * by the injected clock's timers, so a seed fixes what happens.
