@@ -207,6 +207,15 @@ const REGRESSIONS: Schedule[] = [
   // resume, so neither end resumed (90074548, shrunk). A socket lost that way now resumes (core/slots.ts).
   { seed: 90074548, hosts: 4, agents: 3, security: true, conns: [[0, 1], [1, 2], [2, 0]], loss: 0.3, ops: [{ at: 96.94985912181437, kind: 'move', agents: [1], to: 2, via: 'channel' }, { at: 117.17574858572334, kind: 'suspend', conn: 1, side: 1 }, { at: 172.61021103244275, kind: 'blackhole', link: 85, ms: 2937 }, { at: 460.7109544845298, kind: 'reset', link: 867, ms: 0 }, { at: 483.3408976206556, kind: 'replay', host: 2, pick: 861 }] },
   { seed: 3744, hosts: 3, agents: 2, security: true, conns: [[0, 1], [1, 0]], loss: 0.3, ops: [{ at: 10.22772861784324, kind: 'move', agents: [1], to: 0, via: 'direct' }, { at: 13.372084711678326, kind: 'resume', conn: 0, side: 0 }, { at: 14.69030463276431, kind: 'crash', host: 1, how: 'process', ms: 2807 }, { at: 25.318203364731744, kind: 'close', conn: 0, side: 1 }] },
+  // The agents swapped hosts (both ends on h1 for a while). The client's RES to the server there
+  // was answered, but the RES_ACK was lost; the server then moved to h0, and its proven RES from
+  // there crossed the client's RES still retransmitting towards h1. The client's dial to h0 was cut
+  // (RES_ACKED x socket_lost), which left that RES out; h1 answered its retransmission from the
+  // reply cache with the server's RES_ACK of the h1 days, refused RESUME_UNPROVEN against the h0
+  // proof and kept as the give-up code: h0 died, and the connection closed RESUME_UNPROVEN, not
+  // PEER_UNREACHABLE (93253422, shrunk). Every way out of RES_ACKED now cancels our RES
+  // (state-machine.ts), and in RES_ACKED its failure or refused answer ends only that RES.
+  { seed: 93253422, hosts: 2, agents: 2, security: true, conns: [[0, 1]], loss: 0.05, ops: [{ at: 18.330451423767954, kind: 'move', agents: [0], to: 0, via: 'direct' }, { at: 87.64352747844532, kind: 'move', agents: [1], to: 1, via: 'direct' }, { at: 98.45362167526037, kind: 'cut', link: 678, ms: 0 }, { at: 117.56395345553756, kind: 'crash', host: 0, how: 'machine', ms: 1860 }, { at: 175.2708069048822, kind: 'resume', conn: 0, side: 0 }] },
   RESUME_CROSSING_SUSPEND,
   // Two simulator faults of the host deaths during migrations (found by their first runs): two
   // crashes waiting for direct moves shared one flag, so the second host died in the middle of

@@ -423,13 +423,33 @@ export class ControlRequests {
       // The location that answered cannot prove it speaks for the peer: refused here, logged
       // once; this attempt ends as if unanswered and the next one asks the location service.
       const e = asFerry(err);
-      this.core.recovery.proofRefused(e);
       const from = formatAddress(res.target.ip, res.target.controlPort);
-      return { refused: e, log: { level: 'warn', event: 'resume_refused', fields: { code: e.code, detail: e.message, from } }, event: 'timeout' };
+      const log: LogLine = { level: 'warn', event: 'resume_refused', fields: { code: e.code, detail: e.message, from } };
+      // Unless the peer's own RES leads this resume (RES_ACKED): then only our crossing RES is over.
+      if (this.crossingOver(res)) return { refused: e, log };
+      this.core.recovery.proofRefused(e);
+      return { refused: e, log, event: 'timeout' };
     }
     // The peer answered from `target`: that is where it is now.
     this.core.path.resAckReceived(res.target, m.redirectorPort, m.challenge, res.msg!.proof !== undefined);
     return { event: 'recv_res_ack', resAcked: true };
+  }
+
+  /**
+   * Our RES `res` went unanswered or its answer was refused while RES_ACKED: the peer's own RES,
+   * authenticated, fresh and proven where it had to be, leads this resume (crossing resumes), and
+   * ours was only a second way to the same end. It alone is over: the resume goes on within its
+   * deadline, and what the answer said of the location our RES went to is neither this resume's
+   * end nor the code a give-up fails with. (Our RES may have gone where the peer no longer is: its
+   * old host answers a retransmission from its reply cache, naming the redirector port the peer
+   * had there. Judged against the location the peer's RES proved since, that RES_ACK was refused
+   * RESUME_UNPROVEN, ended the resume and, the peer's host then dying, closed the connection with
+   * RESUME_UNPROVEN instead of PEER_UNREACHABLE: found by the simulator.) Returns whether it was so.
+   */
+  private crossingOver(res: Res): boolean {
+    if (this.core.state !== 'RES_ACKED') return false;
+    if (this.res === res) this.res = undefined;
+    return true;
   }
 
   /** Request `id` failed with `err` (no answer, a refusal, aborted) at `now`. */
@@ -447,10 +467,12 @@ export class ControlRequests {
       // proof. Without this a resume of ours alone was refused to the reconnect limit. A forged
       // refusal costs only a proof on our next RES.
       if (e.code === 'FERRY_ERR_RESUME_UNPROVEN') this.core.path.proveOurLocation();
+      const log: LogLine = { level: 'info', event: 'resume_unanswered', fields: { code: e.code } };
+      if (this.crossingOver(this.res)) return { log };
       // A refused proof is kept to fail with at the limit; the peer elsewhere, or silent: the
       // next try asks the location service first (core/recovery.ts).
       this.core.recovery.resumeFailed(e);
-      return { log: { level: 'info', event: 'resume_unanswered', fields: { code: e.code } }, event: 'timeout' };
+      return { log, event: 'timeout' };
     }
     if (this.cls?.id === id) {
       const retry = this.cls.retry;

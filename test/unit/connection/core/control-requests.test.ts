@@ -691,3 +691,68 @@ test('through the core\'s queue: a lookup the location service failed is logged 
   core.lookupFailed(99, new Error('boom'));
   assert.deepEqual(drainCommands(core), [{ kind: 'log', level: 'info', event: 'lookup_failed', fields: { code: 'FERRY_ERR_INTERNAL', detail: 'boom' } }]);
 });
+
+/**
+ * Our RES went to the peer's old host; the peer's crossing RES came, proven, from its new one
+ * (both ends had moved). The old host answers a retransmission of our RES from its reply cache:
+ * a genuine RES_ACK of the peer's, naming the redirector port it had there, with no proof.
+ */
+function crossedFromElsewhere(): { core: ConnectionCore; res: RequestCommand; staleAck: { type: number; body: Buffer } } {
+  const core = coreIn('RES_SENT', { keys: KEYS, secure: true, verifyProof: () => assert.fail('no proof to verify') });
+  core.intent.autoResume = true;
+  const plan = core.control.resume(false);
+  plan.build();
+  const res = plan.request(undefined, 0);
+  assert.equal(sent(res).reason, 0, 'to where the peer proved itself: no proof asked for');
+  // The peer's RES, its proof verified: it speaks from 127.0.0.2 now, at a newer epoch.
+  core.path.proofAccepted(2, { ip: '127.0.0.2', controlPort: 1000, redirectorPort: 2002 });
+  core.handle('recv_res');
+  drainCommands(core);
+  assert.equal(core.state, 'RES_ACKED');
+  return { core, res, staleAck: replyTo(res, MessageType.RES_ACK, KEYS, { redirectorPort: 1001 }) };
+}
+
+test('through the core\'s queue: a resume that ends in RES_ACKED (its dial lost, or no socket in time) stops our crossing RES: its late answer changes nothing', () => {
+  for (const ending of ['socket_lost', 'timeout'] as const) {
+    const { core, res, staleAck } = crossedFromElsewhere();
+    core.handle(ending);
+    const out = drainCommands(core);
+    assert.equal(core.state, 'SUSPENDED');
+    assert.ok(out.some((c) => c.kind === 'cancel' && c.id === res.id), `${ending}: our RES is cancelled with the attempt`);
+    assert.equal(core.control.resCurrent(res.id), false);
+    // Before, the late RES_ACK was judged against where the peer had proved itself since, refused
+    // RESUME_UNPROVEN, and kept as the code the connection gave up with (seed 93253422).
+    core.replied(res.id, staleAck, 50);
+    assert.deepEqual(drainCommands(core), [], `${ending}: nothing acts on it`);
+    assert.equal(core.recovery.proofRefusal, undefined);
+    assert.equal(core.path.wantsProof(true, { ...core.path.proven, epoch: 2 }), false, 'nor does it make our next RES to the proven location ask for a proof');
+  }
+});
+
+test('through the core\'s queue: in RES_ACKED the peer\'s RES leads the resume: our crossing RES unanswered, or its answer refused, ends only that RES', () => {
+  // Its answer refused (the stale RES_ACK from the peer's old host): counted and logged, nothing more.
+  const a = crossedFromElsewhere();
+  a.core.replied(a.res.id, a.staleAck, 50);
+  const out = drainCommands(a.core);
+  assert.deepEqual(out.map((c) => c.kind), ['count_refusal', 'log']);
+  const refusal = out[0];
+  assert.ok(refusal?.kind === 'count_refusal' && refusal.err.code === 'FERRY_ERR_RESUME_UNPROVEN');
+  assert.equal(a.core.state, 'RES_ACKED', 'the resume goes on');
+  assert.equal(a.core.control.resCurrent(a.res.id), false);
+  assert.equal(a.core.recovery.proofRefusal, undefined, 'not the code a give-up fails with');
+  // Unanswered (the peer's old host says it moved away): logged, nothing more.
+  const b = crossedFromElsewhere();
+  b.core.requestFailed(b.res.id, err('FERRY_ERR_PEER_MOVING'), 50);
+  assert.deepEqual(drainCommands(b.core), [{ kind: 'log', level: 'info', event: 'resume_unanswered', fields: { code: 'FERRY_ERR_PEER_MOVING' } }]);
+  assert.equal(b.core.state, 'RES_ACKED');
+  assert.equal(b.core.control.resCurrent(b.res.id), false);
+  // In RES_SENT it is the resume's own RES: its refusal ends the attempt, as before.
+  const c = coreIn('RES_SENT', { keys: KEYS, secure: true, proven: { ip: '127.0.0.2', controlPort: 1000, redirectorPort: 2002 } });
+  const plan = c.control.resume(false);
+  plan.build();
+  const r = plan.request(undefined, 0);
+  assert.equal(sent(r).reason, RESUME_FLAG_PROOF_WANTED);
+  c.replied(r.id, replyTo(r, MessageType.RES_ACK, KEYS, { redirectorPort: 1001 }), 50);
+  assert.ok(drainCommands(c).some((x) => x.kind === 'transition' && x.to === 'SUSPENDED'));
+  assert.equal(c.recovery.proofRefusal?.code, 'FERRY_ERR_RESUME_UNPROVEN');
+});
