@@ -10,26 +10,9 @@ import type { EndpointCheckpoint } from '../../../src/connection/index.js';
 import { decodeAgentCheckpoint, decodeAgentLanding } from '../../../src/host/agent-checkpoint.js';
 import type { AgentCheckpoint } from '../../../src/host/index.js';
 import { isFerryError, type ErrorCode } from '../../../src/util/index.js';
+import { endpointCheckpoint } from '../../helpers/checkpoints.js';
 
-function endpoint(): EndpointCheckpoint {
-  return {
-    v: 1,
-    connectionId: 'ab'.repeat(16),
-    role: 'client',
-    localAgent: '01'.repeat(16),
-    peerAgent: 'fe'.repeat(16),
-    secure: false,
-    master: '',
-    controlCounter: 7,
-    peerCounter: 9,
-    send: { acked: 1000, data: Buffer.from('unacked bytes').toString('base64'), fin: null },
-    receive: { delivered: 500, data: Buffer.from('unread').toString('base64'), fin: null },
-    peer: { ip: '10.0.0.2', controlPort: 40000, redirectorPort: 50000, epoch: 3 },
-    sendBudget: 65536,
-    receiveWindow: 65536,
-    resume: true,
-  };
-}
+const endpoint = endpointCheckpoint;
 
 function agent(): AgentCheckpoint {
   return { v: 1, epoch: 4, agentSeed: '5a'.repeat(32), listening: true, endpoints: [endpoint()] };
