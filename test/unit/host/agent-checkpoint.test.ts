@@ -6,7 +6,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import type { EndpointCheckpoint } from '../../../src/connection/index.js';
 import { decodeAgentCheckpoint, decodeAgentLanding } from '../../../src/host/agent-checkpoint.js';
 import type { AgentCheckpoint } from '../../../src/host/index.js';
 import { isFerryError, type ErrorCode } from '../../../src/util/index.js';
