@@ -887,7 +887,7 @@ export class ConnectionCore {
     this.out.shift();
     const c = this.dataIn.pieceAck()[0];
     // As poll() running dry (neither command hands an input in).
-    if (this.out.length === 0 && this.events.length === 0 && this.afterAll.length === 0 && this.setAside.length === 0) this.idle = true;
+    if (this.drained) this.idle = true;
     return c;
   }
 
@@ -896,7 +896,12 @@ export class ConnectionCore {
    * {@link data}); after it, false until the adapter drove what is left.
    */
   get quiet(): boolean {
-    return this.idle && this.out.length === 0 && this.events.length === 0 && this.afterAll.length === 0 && this.setAside.length === 0;
+    return this.idle && this.drained;
+  }
+
+  /** Nothing queued: no command out, no event, nothing waiting for everything before it. */
+  private get drained(): boolean {
+    return this.out.length === 0 && this.events.length === 0 && this.afterAll.length === 0 && this.setAside.length === 0;
   }
 
   /** The one step the fast path of {@link data} queues: the piece's ACK, decided in its turn. */
