@@ -218,26 +218,62 @@ export class Endpoint extends EventEmitter {
     }
   }
 
-  /** Carry out one command of the core: the one dispatch, for the table's rows and every input alike. */
+  /**
+   * Carry out one command of the core: the one dispatch, for the table's rows and every input alike.
+   * The cases go in the order of how often a suspend, resume or exchange of data gives them out
+   * (a switch on strings tries its cases in turn until the JIT has compiled it).
+   */
   private carryOut(c: CoreCommand): void {
     switch (c.kind) {
-      case 'stale':
-        // Queued events can go stale behind an earlier one in the same batch.
-        this.log.debug('stale_event', { event: c.event, state: c.state });
+      case 'clear':
+        if (this.core.cancelDeadline(c.name, c.slot)) this.rearm();
         return;
       case 'transition':
         // What the new state no longer keeps of the data sockets went first (core/slots.ts).
         this.emit('state', c.to, c.from);
         return;
-      case 'act':
-        // The replies (send_connect_ack, ack_sus, ack_res, ack_cls) are built by the message
-        // handlers; every other action is decided by the core and comes out as its commands.
+      case 'deadline':
+        this.core.setDeadline(c.name, this.env.clock.now() + c.ms, c.slot);
+        return this.rearm();
+      case 'pump':
+        return this.sockets.pump();
+      case 'send':
+        this.sockets.send(c.slot, c.frame);
+        return;
+      case 'notify':
+        this.emit(c.event);
+        return;
+      case 'keep':
+        return this.sockets.keep(c.slot);
+      case 'reuse':
+        return this.sockets.reuse(c.slot);
+      case 'send_ack':
+        if (this.sockets.sendAck(c.slot)) this.rearm();
         return;
       case 'established':
         // The clock follows the deadlines (the handshake's went) before listeners hear.
         this.rearm();
         this.emit('established');
         this.sockets.schedulePump();
+        return;
+      case 'send_suspend':
+        // What came of the send goes back at once: its commands come next.
+        return this.core.suspendFrameSent(c.slot, this.sockets.send(c.slot, c.frame));
+      case 'act':
+        // The replies (send_connect_ack, ack_sus, ack_res, ack_cls) are built by the message
+        // handlers; every other action is decided by the core and comes out as its commands.
+        return;
+      case 'drained':
+        this.emit('drained');
+        return;
+      // Held for a later turn (the peer's SUSPEND inside a row, an event, the turn's ACK): handed back when due.
+      case 'peer_suspends':
+      case 'fire_later':
+      case 'ack_at_turn_end':
+        return this.later(c);
+      case 'stale':
+        // Queued events can go stale behind an earlier one in the same batch.
+        this.log.debug('stale_event', { event: c.event, state: c.state });
         return;
       case 'confirmed':
         // The host hands the connection to its agent (host.ts adoptHalfOpen), resuming.
@@ -286,46 +322,12 @@ export class Endpoint extends EventEmitter {
       case 'count_refusal':
         this.env.refused?.(c.err.code);
         return;
-      case 'send_suspend':
-        // What came of the send goes back at once: its commands come next.
-        return this.core.suspendFrameSent(c.slot, this.sockets.send(c.slot, c.frame));
       case 'ended':
         return this.teardown(c.err);
-      // What the data sockets' rules decided (core/slots.ts).
-      case 'send':
-        this.sockets.send(c.slot, c.frame);
-        return;
       case 'close':
         return this.sockets.destroy(c.slot);
-      case 'keep':
-        return this.sockets.keep(c.slot);
-      case 'deadline':
-        this.core.setDeadline(c.name, this.env.clock.now() + c.ms, c.slot);
-        return this.rearm();
-      case 'clear':
-        if (this.core.cancelDeadline(c.name, c.slot)) this.rearm();
-        return;
-      case 'reuse':
-        return this.sockets.reuse(c.slot);
-      // The data path (core/data-inputs.ts).
-      case 'notify':
-        this.emit(c.event);
-        return;
-      case 'send_ack':
-        if (this.sockets.sendAck(c.slot)) this.rearm();
-        return;
-      case 'pump':
-        return this.sockets.pump();
       case 'carry':
         return this.sockets.carry(c.slot);
-      case 'drained':
-        this.emit('drained');
-        return;
-      // Held for a later turn (the peer's SUSPEND inside a row, an event, the turn's ACK): handed back when due.
-      case 'peer_suspends':
-      case 'fire_later':
-      case 'ack_at_turn_end':
-        return this.later(c);
     }
   }
 

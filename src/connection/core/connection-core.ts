@@ -616,22 +616,19 @@ export class ConnectionCore {
    * What an action of the table the core decides (wholly or its part) comes to, in the action's
    * place: the open's steps; `cancel_res` and `send_cls` (our requests); `established` and
    * `checkpoint`, whose part in our requests, recovery and path comes first, the action itself
-   * (the adapter's part) after. Undefined: the adapter's action.
+   * (the adapter's part) after. Undefined: the adapter's action. The cases most frequent on a
+   * suspend and resume come first (a switch on strings tries its cases in turn).
    */
   private decide(action: Action, now: number): QueuedStep[] | undefined {
     switch (action) {
-      case 'send_connect':
-        return this.fromOpen(this.open.sendConnect(now, () => this.newSlot()));
-      case 'send_confirm':
-        return this.fromOpen(this.open.sendConfirm());
-      case 'dial':
-        return this.fromOpen(this.open.dial());
-      case 'cancel_res':
-        // Our RES, if one is out, is over.
-        return optional(this.control.cancelRes());
-      case 'send_cls':
-        // Whatever else is out is over; the CLS, retried until acknowledged.
-        return this.control.close();
+      case 'drain':
+        // The data sockets' part (core/slots.ts). Without a live socket the drain is over at
+        // once, on a later turn.
+        return this.slots.drain(this.sockets.isOpen(this.slots.data)) ?? [{ kind: 'fire_later', event: 'drained' }];
+      case 'reuse_socket': {
+        const r = this.slots.takeReuse();
+        return r ? [...r.replaced, ...this.dataIn.reuse(r.slot, r.answer)] : [];
+      }
       case 'established': {
         // Resumed (perhaps through the peer's crossing RES): our own RES, if still retransmitting,
         // must stop. Its fresh counter would otherwise reach the peer later and tear the new data
@@ -644,6 +641,22 @@ export class ConnectionCore {
         this.dataIn.established(now);
         return [...optional(cancel), { kind: 'established' }];
       }
+      case 'send_sus':
+        return this.sendSus();
+      case 'send_res':
+        return this.sendRes(now);
+      case 'send_connect':
+        return this.fromOpen(this.open.sendConnect(now, () => this.newSlot()));
+      case 'send_confirm':
+        return this.fromOpen(this.open.sendConfirm());
+      case 'dial':
+        return this.fromOpen(this.open.dial());
+      case 'cancel_res':
+        // Our RES, if one is out, is over.
+        return optional(this.control.cancelRes());
+      case 'send_cls':
+        // Whatever else is out is over; the CLS, retried until acknowledged.
+        return this.control.close();
       case 'checkpoint': {
         // Our requests stop; the kept socket closes (a move carries no socket); this end is dead
         // once checkpointed: none of its deadlines (a delayed ACK, a socket's drain or HELLO) may
@@ -660,25 +673,13 @@ export class ConnectionCore {
         return [{ kind: 'confirmed' }];
       case 'schedule_resume':
         return this.scheduleResume(now);
-      case 'send_sus':
-        return this.sendSus();
-      case 'send_res':
-        return this.sendRes(now);
       case 'fail':
         // An open that fails ends with its typed error, or as aborted.
         return this.end(this.intent.closedError ?? new FerryError('FERRY_ERR_ABORTED', 'open aborted'));
       case 'closed':
         return this.end(this.intent.closedError);
-      // The data sockets' part of the table (core/slots.ts).
       case 'drop_socket':
         return this.slots.dropSocket();
-      case 'drain':
-        // Without a live socket the drain is over at once, on a later turn.
-        return this.slots.drain(this.sockets.isOpen(this.slots.data)) ?? [{ kind: 'fire_later', event: 'drained' }];
-      case 'reuse_socket': {
-        const r = this.slots.takeReuse();
-        return r ? [...r.replaced, ...this.dataIn.reuse(r.slot, r.answer)] : [];
-      }
       case 'dial_if_dialer':
         // Decided in its turn (core/slots.ts `mayDialResume`).
         return this.slots.isDialer ? [{ kind: 'dial_resume' }] : [];

@@ -84,6 +84,7 @@ export class TimerTable<N extends string = TimerName> {
 
   /** Cancel deadline `name` of `slot`; returns whether it was set. */
   cancel(name: N, slot = 0): boolean {
+    if (this.due.length === 0) return false;
     const i = this.find(name, slot);
     if (i < 0) return false;
     this.due.splice(i, 1);
