@@ -263,7 +263,7 @@ export class ConnectionCore {
   private current: State;
   private readonly timers = new TimerTable();
   private readonly events: Event[] = [];
-  private readonly out: Queued[] = [];
+  private out: Queued[] = [];
   /** Commands that wait until everything queued before them, and all it led to, is out. */
   private readonly afterAll: Queued[] = [];
   /**
@@ -589,7 +589,15 @@ export class ConnectionCore {
 
   /** Put `steps` at the front of the queue, in their order (`decided`: actions whose part the core already decided). */
   private ahead(steps: readonly QueuedStep[], row: boolean, decided = false): void {
-    for (let i = steps.length - 1; i >= 0; i--) this.out.unshift(decided ? { c: steps[i]!, row, decided } : { c: steps[i]!, row });
+    const n = steps.length;
+    if (n === 0) return;
+    // A new array, not unshift (a call into the runtime, slow while the code is not yet compiled):
+    // the queue holds a few commands.
+    const front: Queued[] = [];
+    for (let i = 0; i < n; i++) front.push({ c: steps[i]!, row, decided });
+    const out = this.out;
+    for (let i = 0; i < out.length; i++) front.push(out[i]!);
+    this.out = front;
   }
 
   /**
