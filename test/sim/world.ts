@@ -1263,8 +1263,11 @@ class World {
       }
     }
     // The server half-open may have expired in a pause; then the client end must fail (typed) by
-    // its reconnect limit, and guard() sees that.
-    const limitTries = this.pausedPastOpen(ci) ? 2000 + (limit('RECONNECT_LIMIT_MS') + 10_000) / 5 : 2000;
+    // its reconnect limit, and guard() sees that. An end still moving may be waiting for another
+    // open of its agent to end first (a move waits for a half-open, which may get a second
+    // handshake time, core/open.ts `handshakeExpired`: seed 100399314), then moves.
+    const base = this.pausedPastOpen(ci) ? 2000 + (limit('RECONNECT_LIMIT_MS') + 10_000) / 5 : 2000;
+    const limitTries = this.moving[a] || this.moving[b] ? base + (2 * limit('HANDSHAKE_TIMEOUT_MS') + 10_000) / 5 : base;
     if (tries >= limitTries) {
       this.opening--;
       this.errors.push(`conn ${ci}: opened, but its ends were not found within 10 s (${this.moving[a] || this.moving[b] ? 'an end still moving' : 'gone'})`);
