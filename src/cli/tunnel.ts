@@ -8,7 +8,7 @@ import { setFlagsFromString } from 'node:v8';
 import { Host, TunnelEnd, parseTcpAddress, sendBudgetOf, type TcpAddress } from '../host/index.js';
 import { Identity, type AgentId } from '../identity/index.js';
 import { MemoryStore, RendezvousClient, RendezvousServer } from '../location/index.js';
-import { createLogger, limit, type Logger } from '../util/index.js';
+import { createLogger, keepFreedMemory, limit, type Logger } from '../util/index.js';
 import { hostAddress } from './host-address.js';
 import { loadOrCreateKey } from './host.js';
 
@@ -80,6 +80,13 @@ reset, a denied agent) are JSON lines on stderr, each with a stable code. SIGINT
 
 type Fail = (msg: string) => never;
 
+/** "65536", "64KiB", "256MiB", "1GiB" in bytes; undefined if not such a size. */
+export function parseSize(text: string): number | undefined {
+  const m = /^(\d{1,12})(KiB|MiB|GiB)?$/.exec(text);
+  if (!m) return undefined;
+  return Number(m[1]) * (m[2] === 'GiB' ? 1024 ** 3 : m[2] === 'MiB' ? 1024 ** 2 : m[2] === 'KiB' ? 1024 : 1);
+}
+
 /**
  * A tunnel end's heap is small (about 8 MB live) while bytes stream through it: every TCP read and
  * every AEAD call allocates a fresh buffer, so V8 scavenges every 32 MiB of them, and its
@@ -89,40 +96,13 @@ type Fail = (msg: string) => never;
  * collection runs only when the old generation reaches its limit (about once per 500 MiB here),
  * in one pause (31-70 ms at a load average of 18 on two cores; the incremental cycles' own final
  * pauses were 3-80 ms there). Set at start, before any connection (v8.setFlagsFromString; V8
- * reads the flag whenever marking could start).
+ * reads the flag whenever marking could start). It also keeps freed memory for reuse
+ * (util/malloc.ts).
  */
-/** "65536", "64KiB", "256MiB", "1GiB" in bytes; undefined if not such a size. */
-export function parseSize(text: string): number | undefined {
-  const m = /^(\d{1,12})(KiB|MiB|GiB)?$/.exec(text);
-  if (!m) return undefined;
-  return Number(m[1]) * (m[2] === 'GiB' ? 1024 ** 3 : m[2] === 'MiB' ? 1024 ** 2 : m[2] === 'KiB' ? 1024 : 1);
-}
-
 function tuneHeapForRelaying(): void {
   setFlagsFromString('--no-incremental-marking');
   keepFreedMemory();
 }
-
-/**
- * Bytes through a tunnel end live in buffers outside V8's heap (a 64 KiB one per TCP read, one per
- * AEAD call), which glibc's malloc hands out from the top of its heap. Each collection frees tens
- * of MiB of them at once, and glibc gives free memory at the top back to the kernel as soon as
- * more than its trim threshold (128 KiB at start) is free: the next MiBs carried then touch fresh
- * pages, each a page fault and a page zeroed by the kernel. A sealed tunnel end took 20-60 such
- * faults per MiB carried, and its system time per byte was about twice that of `ssh`
- * (docs/BENCHMARKS.md). glibc raises its mmap threshold to the size of a block it had mmapped
- * once that block is freed, and its trim threshold to twice that (mallopt(3), "dynamic mmap
- * threshold"). Node offers no mallopt, so one such block is allocated here and dropped: V8
- * frees it at its first collection (about 0.2 s after start, before the tunnel is ready).
- * Afterwards the heap keeps up to 32 MiB free for reuse (0-3 faults per MiB), and blocks under
- * 16 MiB come from the heap instead of an mmap each. Elsewhere than glibc it changes nothing.
- */
-function keepFreedMemory(): void {
-  void Buffer.allocUnsafeSlow(KEPT_FREE_BLOCK_BYTES);
-}
-
-/** The block {@link keepFreedMemory} frees: under glibc's largest dynamic mmap threshold (32 MiB), well over the 128 KiB start. */
-const KEPT_FREE_BLOCK_BYTES = 16 * 1024 * 1024;
 
 /** Run `ferry tunnel`; resolves with the exit status after a signal. */
 export async function tunnelMain(argv: string[], fail: Fail): Promise<number> {

@@ -10,7 +10,7 @@ import { ControlChannel, parseAddress, type ControlMessage, type DatagramSocketL
 import { AgentServerSocket, AgentSocket, Endpoint, ReceiveBudget, ResumeSigner, type EndpointCheckpoint, type ReceiveBudgetLimits, type EndpointEnv, type LocationProof, type PeerLocator, type StreamSocket } from '../connection/index.js';
 import { Identity, idFromBytes, type AgentId, type HostId } from '../identity/index.js';
 import type { HeldEntry, LocationEntry, LocationService } from '../location/index.js';
-import { ERRORS, FerryError, KeyedGate, SourceSlots, abortedError, isAbortError, isFerryError, limit, onAbort, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
+import { ERRORS, FerryError, KeyedGate, SourceSlots, abortedError, isAbortError, isFerryError, keepFreedMemory, limit, onAbort, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.js';
 import { FrameDecoder, FrameType, MessageType, OpenFrameType, decodeConnControl, decodeConnect, decodeConnectConfirm, decodeConnectFrame, decodeFrameBody, encodeFrame, type Connect, type Hello } from '../wire/index.js';
 import { verifyConnect } from '../connection/index.js';
 import { createHash } from 'node:crypto';
@@ -411,6 +411,8 @@ export class Host {
 
   /** Bind the control (UDP) and redirector (TCP) ports and start serving. */
   static async start(opts: HostOptions): Promise<Host> {
+    // Bulk transfers reuse freed buffers instead of faulting fresh pages in (util/malloc.ts).
+    keepFreedMemory();
     const ip = opts.ip ?? '127.0.0.1';
     const identity = opts.identity ?? Identity.generate();
     const log = (opts.logger ?? silentLogger).child({ host: opts.name ?? identity.id.slice(0, 8) });

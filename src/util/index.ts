@@ -9,3 +9,4 @@ export * from './source-slots.js';
 export * from './log-limit.js';
 export * from './abort.js';
 export * from './keyed-gate.js';
+export * from './malloc.js';
