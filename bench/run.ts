@@ -11,6 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Progress } from '../src/cli/progress.js';
+import { keepFreedMemory } from '../src/util/malloc.js';
 import type { BenchContext } from './lib/context.js';
 import type { OpenResult } from './lib/latency.js';
 import { central, fmt, type Row, type SuiteResult } from './lib/stats.js';
@@ -175,6 +176,12 @@ function goals(r: BenchResult): Goal[] {
 /** Run the suites and assemble the result (and the report files with `out`). */
 export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   const started = Date.now();
+  // Every system in this process, baselines included, measured in one allocator regime: without it
+  // a Node process's heap is trimmed after collections and bulk transfers fault fresh pages in
+  // (raw TCP at 1 MiB: 300-600 MiB/s with 50-160 faults per MiB, 1,500-1,850 without), and a
+  // Host started later (Host.start keeps freed memory too) changed the regime for the systems
+  // measured after it only (docs/BENCHMARKS.md, Method).
+  keepFreedMemory();
   const progress = new Progress(process.stderr, opts.quiet ?? false);
   const names = opts.suites ?? (Object.keys(SUITES) as SuiteName[]);
   const result: BenchResult = {

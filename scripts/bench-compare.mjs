@@ -67,9 +67,17 @@ function run(cmd, args, cwd) {
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed in ${cwd} (${r.status ?? r.signal})`);
 }
 
+/**
+ * Both commits' bench processes start by freeing one 16 MiB block (what src/util/malloc.ts does),
+ * so glibc keeps freed memory in both: a commit from before `ferry bench` did so itself would
+ * otherwise measure its baselines with the heap trimmed after every collection (raw TCP at 1 MiB
+ * 3-5 times slower), and the ratios would compare allocator regimes, not code.
+ */
+const KEEP_FREED_MEMORY = '--import=data:text/javascript,void Buffer.allocUnsafeSlow(16777216)';
+
 /** One `ferry bench --json` of `tree`; returns its ratios and absolute figures. */
 function bench(tree, round) {
-  const args = [join(tree.dir, 'dist/src/cli/main.js'), 'bench', '--json', ...(values.quick ? ['--quick'] : []), ...suites.flatMap((s) => ['--suite', s])];
+  const args = [KEEP_FREED_MEMORY, join(tree.dir, 'dist/src/cli/main.js'), 'bench', '--json', ...(values.quick ? ['--quick'] : []), ...suites.flatMap((s) => ['--suite', s])];
   process.stderr.write(`bench-compare: round ${round + 1}/${rounds}, ${tree.label}…\n`);
   const r = spawnSync(process.execPath, args, { cwd: tree.dir, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   const last = r.stdout.trim().split('\n').pop() ?? '';
