@@ -6,11 +6,13 @@
  * them at once, and glibc gives the free top of its heap back to the kernel as soon as more than
  * its trim threshold (128 KiB at start) is free: the next MiBs then touch fresh pages, each a page
  * fault and a page zeroed by the kernel. A sealed transfer of 1 MiB writes took 30-60 such faults
- * per MiB, and ran at two thirds of its speed without them (docs/BENCHMARKS.md). glibc raises its
- * mmap threshold to the size of an mmapped block once that block is freed, and its trim threshold
- * to twice that (mallopt(3), "dynamic mmap threshold"). Node offers no mallopt, so one such block
- * is allocated here and dropped: V8 frees it at its next collection. Afterwards the heap keeps up
- * to 32 MiB free for reuse. Elsewhere than glibc it changes nothing.
+ * per MiB and ran at two thirds of the speed it has without them (docs/BENCHMARKS.md).
+ *
+ * glibc raises its mmap threshold to the size of an mmapped block once that block is freed, and
+ * its trim threshold to twice that (mallopt(3), "dynamic mmap threshold"). Node offers no
+ * mallopt, so one such block is allocated here and dropped: V8 frees it at its next collection.
+ * Afterwards the heap keeps up to 32 MiB free for reuse: the cost is that much resident memory a
+ * process may hold without using it. Elsewhere than glibc it changes nothing.
  */
 
 /** Under glibc's largest dynamic mmap threshold (32 MiB), well over the 128 KiB start. */
