@@ -409,9 +409,12 @@ export class Host {
     onConnection.handle = (s) => this.onRedirect(s);
   }
 
-  /** Bind the control (UDP) and redirector (TCP) ports and start serving. */
+  /**
+   * Bind the control (UDP) and redirector (TCP) ports and start serving. The first host of a
+   * process also has glibc's malloc keep up to 32 MiB of freed memory for reuse, so bulk
+   * transfers do not fault fresh pages in after every collection (util/malloc.ts).
+   */
   static async start(opts: HostOptions): Promise<Host> {
-    // Bulk transfers reuse freed buffers instead of faulting fresh pages in (util/malloc.ts).
     keepFreedMemory();
     const ip = opts.ip ?? '127.0.0.1';
     const identity = opts.identity ?? Identity.generate();
