@@ -23,7 +23,7 @@ import { Host } from '../host/index.js';
 import { Identity, type AgentId } from '../identity/index.js';
 import { RendezvousClient } from '../location/index.js';
 import { errorFromWire, isFerryError, limit } from '../util/index.js';
-import { FrameDecoder, FrameType, TYPE_ERROR, decodeDatagram, decodeErrorBody, decodeFrameBody, encodeDatagram, lengthPrefix } from '../wire/index.js';
+import { FrameDecoder, FrameType, LocationMessageType, TYPE_ERROR, decodeDatagram, decodeErrorBody, decodeFrameBody, decodeLookup, decodePathChallenge, decodeUnwatch, decodeWatch, encodeDatagram, lengthPrefix } from '../wire/index.js';
 
 /** Where the attacker aims: "ip:port" addresses, and the agents it may reach. */
 export interface AttackTargets {
@@ -74,8 +74,10 @@ export interface AttackReport {
     bytes: number;
     /** Error replies, by code. */
     refused: Record<string, number>;
-    /** Replies that were not errors (none expected). */
+    /** Replies that were not errors to datagrams that were not, by chance, a valid request (none expected). */
     otherReplies: number;
+    /** Random datagrams that happened to be a valid request anyone may make (a LOOKUP of a random id…), answered as such. */
+    validByChance: number;
   };
   redirector: {
     /** Sockets that wrote garbage. */
@@ -131,15 +133,43 @@ class Silenceable implements DatagramSocketLike {
 }
 
 /** The running attack; {@link Attack.stop} ends it and returns the report. */
+/** Well-formed datagrams remembered for {@link validByChance}. */
+const SENT_REQUESTS_KEPT = 4096;
+
+/**
+ * Whether a random datagram is, by chance, a valid request that anyone may make and that is
+ * answered with more than an error: a LOOKUP of a random agent id (16 random bytes), a WATCH whose
+ * padding came out empty, an UNWATCH, a PATH_CHALLENGE. Each needs the right type and length out
+ * of about 254 x 300, so it happens about once in 150,000 well-formed datagrams.
+ */
+function validByChance(sent: { type: number; body: Buffer } | undefined): boolean {
+  if (!sent) return false;
+  const decode = {
+    [LocationMessageType.LOOKUP]: decodeLookup,
+    [LocationMessageType.WATCH]: decodeWatch,
+    [LocationMessageType.UNWATCH]: decodeUnwatch,
+    [LocationMessageType.PATH_CHALLENGE]: decodePathChallenge,
+  }[sent.type];
+  if (!decode) return false;
+  try {
+    decode(sent.body);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class Attack {
   private readonly report: AttackReport = {
     strangers: { connected: 0, closedByAgent: 0, refused: {}, waves: 0 },
-    datagrams: { sent: 0, bytes: 0, refused: {}, otherReplies: 0 },
+    datagrams: { sent: 0, bytes: 0, refused: {}, otherReplies: 0, validByChance: 0 },
     redirector: { sockets: 0, bytes: 0, rejected: {}, closed: 0, waitingAtEnd: 0, neverClosed: 0 },
     slowloris: { opened: 0, closedByHost: 0, heldAtEnd: 0 },
   };
   private running = true;
   private readonly held = new Set<Socket>();
+  /** The well-formed datagrams sent, by request id (the newest SENT_REQUESTS_KEPT). */
+  private readonly sentRequests = new Map<number, { type: number; body: Buffer }>();
   /** Garbage sockets still waiting for the host's answer. */
   private readonly garbage = new Set<Promise<void>>();
   private readonly stopped: Promise<void>;
@@ -204,7 +234,17 @@ export class Attack {
       const to = split(targets[randomInt(targets.length)]!);
       // Half raw noise; half a well-formed header of any request type with a random body, which
       // gets past the header check to each message's own decoder.
-      const msg = i % 2 === 0 ? randomBytes(randomInt(1, 1300)) : encodeDatagram({ type: randomInt(1, 255), flags: 0, requestId: randomInt(2 ** 31) }, randomBytes(randomInt(0, 300)));
+      let msg: Buffer;
+      if (i % 2 === 0) msg = randomBytes(randomInt(1, 1300));
+      else {
+        const type = randomInt(1, 255);
+        const requestId = randomInt(2 ** 31);
+        const body = randomBytes(randomInt(0, 300));
+        msg = encodeDatagram({ type, flags: 0, requestId }, body);
+        // Kept to tell a reply to a request that is valid by chance from one garbage got.
+        if (this.sentRequests.size >= SENT_REQUESTS_KEPT) this.sentRequests.delete(this.sentRequests.keys().next().value!);
+        this.sentRequests.set(requestId, { type, body });
+      }
       this.report.datagrams.sent++;
       this.report.datagrams.bytes += msg.length;
       this.udp.send(msg, to.port, to.ip);
@@ -215,6 +255,7 @@ export class Attack {
     try {
       const { header, body } = decodeDatagram(msg);
       if (header.type === TYPE_ERROR) count(this.report.datagrams.refused, decodeErrorBody(body).code);
+      else if (validByChance(this.sentRequests.get(header.requestId))) this.report.datagrams.validByChance++;
       else this.report.datagrams.otherReplies++;
     } catch {
       this.report.datagrams.otherReplies++;
@@ -332,7 +373,7 @@ export function formatAttack(r: AttackReport & { closedByRingAgents?: number }):
   return [
     `  attack (while the ring streamed and moved):`,
     `    strangers: ${r.strangers.connected} connections from fresh keys in ${r.strangers.waves} waves, 2 bytes each, then vanished; ${r.strangers.closedByAgent} closed by the ring agents within 2 s; opens refused: ${codes(r.strangers.refused)}`,
-    `    datagrams: ${d.sent} of garbage (${d.bytes} B) to the control ports and the rendezvous; ${sum(d.refused)} answered with an error (${codes(d.refused)}), ${d.sent - sum(d.refused) - d.otherReplies} dropped unanswered, ${d.otherReplies} other replies`,
+    `    datagrams: ${d.sent} of garbage (${d.bytes} B) to the control ports and the rendezvous; ${sum(d.refused)} answered with an error (${codes(d.refused)}), ${d.sent - sum(d.refused) - d.otherReplies - d.validByChance} dropped unanswered, ${d.otherReplies} other replies (and ${d.validByChance} valid requests by chance, answered as such)`,
     `    redirectors: ${r.redirector.sockets} sockets of garbage (${r.redirector.bytes} B); ${sum(r.redirector.rejected)} refused with REJECT (${codes(r.redirector.rejected)}), ${r.redirector.closed} closed without one, ${r.redirector.waitingAtEnd} still waiting for the rest of a frame at the end, ${r.redirector.neverClosed} never closed`,
     ...('closedByRingAgents' in r ? [`    the ring agents closed ${String(r.closedByRingAgents)} connections they did not expect (their own count, carried in their state)`] : []),
     `    slowloris: ${r.slowloris.opened} one-byte sockets against the redirectors; ${r.slowloris.closedByHost} closed by the hosts, ${r.slowloris.heldAtEnd} held at the end`,
