@@ -22,7 +22,7 @@ import type { DatagramSocketLike } from '../control/index.js';
 import { Host } from '../host/index.js';
 import { Identity, type AgentId } from '../identity/index.js';
 import { RendezvousClient } from '../location/index.js';
-import { errorFromWire, isFerryError, limit } from '../util/index.js';
+import { errorFromWire, isFerryError, limit, setBounded } from '../util/index.js';
 import { FrameDecoder, FrameType, LocationMessageType, TYPE_ERROR, decodeDatagram, decodeErrorBody, decodeFrameBody, decodeLookup, decodePathChallenge, decodeUnwatch, decodeWatch, encodeDatagram, lengthPrefix } from '../wire/index.js';
 
 /** Where the attacker aims: "ip:port" addresses, and the agents it may reach. */
@@ -132,9 +132,16 @@ class Silenceable implements DatagramSocketLike {
   }
 }
 
-/** The running attack; {@link Attack.stop} ends it and returns the report. */
 /** Well-formed datagrams remembered for {@link validByChance}. */
 const SENT_REQUESTS_KEPT = 4096;
+
+/** The requests anyone may make, with their decoders (see {@link validByChance}). */
+const OPEN_REQUESTS = new Map<number, (body: Buffer) => unknown>([
+  [LocationMessageType.LOOKUP, decodeLookup],
+  [LocationMessageType.WATCH, decodeWatch],
+  [LocationMessageType.UNWATCH, decodeUnwatch],
+  [LocationMessageType.PATH_CHALLENGE, decodePathChallenge],
+]);
 
 /**
  * Whether a random datagram is, by chance, a valid request that anyone may make and that is
@@ -143,14 +150,8 @@ const SENT_REQUESTS_KEPT = 4096;
  * of about 254 x 300: each about once in 76,000 well-formed datagrams.
  */
 function validByChance(sent: { type: number; body: Buffer } | undefined): boolean {
-  if (!sent) return false;
-  const decode = {
-    [LocationMessageType.LOOKUP]: decodeLookup,
-    [LocationMessageType.WATCH]: decodeWatch,
-    [LocationMessageType.UNWATCH]: decodeUnwatch,
-    [LocationMessageType.PATH_CHALLENGE]: decodePathChallenge,
-  }[sent.type];
-  if (!decode) return false;
+  const decode = sent && OPEN_REQUESTS.get(sent.type);
+  if (!sent || !decode) return false;
   try {
     decode(sent.body);
     return true;
@@ -159,6 +160,7 @@ function validByChance(sent: { type: number; body: Buffer } | undefined): boolea
   }
 }
 
+/** The running attack; {@link Attack.stop} ends it and returns the report. */
 export class Attack {
   private readonly report: AttackReport = {
     strangers: { connected: 0, closedByAgent: 0, refused: {}, waves: 0 },
@@ -242,8 +244,7 @@ export class Attack {
         const body = randomBytes(randomInt(0, 300));
         msg = encodeDatagram({ type, flags: 0, requestId }, body);
         // Kept to tell a reply to a request that is valid by chance from one garbage got.
-        if (this.sentRequests.size >= SENT_REQUESTS_KEPT) this.sentRequests.delete(this.sentRequests.keys().next().value!);
-        this.sentRequests.set(requestId, { type, body });
+        setBounded(this.sentRequests, requestId, { type, body }, SENT_REQUESTS_KEPT);
       }
       this.report.datagrams.sent++;
       this.report.datagrams.bytes += msg.length;
