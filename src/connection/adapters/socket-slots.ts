@@ -5,7 +5,7 @@
  * socket objects (the in-band open's, a dialled one, an accepted one), binds their handlers so
  * that every frame and close comes back as an input naming its slot, and runs the write pump:
  * DATA and FIN from the send buffer onto the socket carrying the connection, many small writes
- * coalesced into one frame at the end of the turn.
+ * coalesced into one frame at the end of the turn (and, after TCP drained, the next frame too).
  *
  * A slot that is gone (destroyed here, or closed under us) has no socket: a command or deadline
  * naming it finds nothing to do, so no late callback of an earlier socket can act.
@@ -201,7 +201,15 @@ export class SocketSlots {
 
   private carrying(slot: number): DataSocketHandlers {
     const frame = (f: Frame): void => (f.type === FrameType.DATA ? this.host.data(slot, f.offset, f.payload) : this.input(() => this.inputs.frame(slot, f)));
-    return { frame, close: (err) => this.gone(slot, () => this.closed(slot, err)), writable: () => this.pump() };
+    // After a drain the pump runs at the end of the turn, not at once: the write that TCP just
+    // took went out synchronously, and writing the next frame from the same callback chained
+    // frame after frame until the peer's whole window (1 MiB) sat unread in the kernel. A peer
+    // reading in the same process (two hosts on one loopback) then got behind its own TCP
+    // receive buffer, whose autotuning stalls at about 0.5-0.75 MiB in many fresh connections:
+    // the stream went on window-limited, ACK-clocked in small segments, at two thirds of the
+    // speed (docs/BENCHMARKS.md, "Plain 1 MiB against 6c254fa: the TCP receive window").
+    // Deferred, the peer's reads come between our frames.
+    return { frame, close: (err) => this.gone(slot, () => this.closed(slot, err)), writable: () => this.schedulePump() };
   }
 
   /** A carrying or kept socket closed: the input, with whether the socket still looks usable (asked before it is forgotten). */
@@ -263,7 +271,10 @@ export class SocketSlots {
     return true;
   }
 
-  /** Pump at the end of the turn, so that many small writes coalesce into one frame. */
+  /**
+   * Pump at the end of the turn: many small writes coalesce into one frame, and after a drain the
+   * reads waiting in this turn come before our next frame.
+   */
   schedulePump(): void {
     if (this.pumpScheduled) return;
     this.pumpScheduled = true;
