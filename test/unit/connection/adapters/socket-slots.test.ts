@@ -1,9 +1,10 @@
 /**
  * The slot-to-socket map and the write pump (adapters/socket-slots.ts) over in-memory stream
  * sockets under a ManualClock: writes of one turn coalesce into one DATA frame on the slot carrying
- * the connection; nothing is pumped unless the connection is ESTABLISHED; a socket closed under us
- * comes back once as an input naming its slot and is then forgotten; a slot we close reports
- * nothing; a kept slot's frames are the kept socket's inputs.
+ * the connection; after TCP drained, the next frame waits for the end of the turn; nothing is
+ * pumped unless the connection is ESTABLISHED; a socket closed under us comes back once as an
+ * input naming its slot and is then forgotten; a slot we close reports nothing; a kept slot's
+ * frames are the kept socket's inputs.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -102,6 +103,27 @@ test('socket slots: the writes of one turn go out as one DATA frame on the carry
   const data = w.peerFrames.filter((f) => f.type === FrameType.DATA) as { payload: Buffer }[];
   assert.equal(data.length, 1, 'coalesced into one frame');
   assert.equal(Buffer.concat(data.map((d) => d.payload)).toString(), 'w0;w1;w2;w3;w4;w5;w6;w7;w8;w9;');
+});
+
+test('socket slots: after TCP drained, the next frame waits for the end of the turn (the peer\'s reads come between our frames)', async () => {
+  const w = await world();
+  await w.dial(1);
+  w.set.carrier = 1;
+  const frame = limit('MAX_FRAME_PAYLOAD');
+  w.core.flow.rewind(0, 4 * frame);
+  w.core.send.append(Buffer.alloc(3 * frame, 7));
+  w.slots.pump();
+  const dataBytes = (): number => w.peerFrames.reduce((n, f) => n + (f.type === FrameType.DATA ? f.payload.length : 0), 0);
+  await w.settle();
+  // The first frame went (TCP asked us to wait, then drained); the drain only scheduled the pump.
+  assert.equal(dataBytes(), frame, 'one frame before the turn ends');
+  assert.equal(w.deferred.length, 1, 'the drain deferred the pump to the end of the turn');
+  w.turn();
+  await w.settle();
+  assert.equal(dataBytes(), 2 * frame, 'the next frame at the end of the turn, then a wait for the next drain');
+  w.turn();
+  await w.settle();
+  assert.equal(dataBytes(), 3 * frame);
 });
 
 test('socket slots: nothing is pumped unless ESTABLISHED, nor on a slot that does not carry the connection', async () => {
