@@ -201,14 +201,12 @@ export class SocketSlots {
 
   private carrying(slot: number): DataSocketHandlers {
     const frame = (f: Frame): void => (f.type === FrameType.DATA ? this.host.data(slot, f.offset, f.payload) : this.input(() => this.inputs.frame(slot, f)));
-    // After a drain the pump runs at the end of the turn, not at once: the write that TCP just
-    // took went out synchronously, and writing the next frame from the same callback chained
-    // frame after frame until the peer's whole window (1 MiB) sat unread in the kernel. A peer
-    // reading in the same process (two hosts on one loopback) then got behind its own TCP
-    // receive buffer, whose autotuning stalls at about 0.5-0.75 MiB in many fresh connections:
-    // the stream went on window-limited, ACK-clocked in small segments, at two thirds of the
-    // speed (docs/BENCHMARKS.md, "Plain 1 MiB against 6c254fa: the TCP receive window").
-    // Deferred, the peer's reads come between our frames.
+    // After a drain the pump runs at the end of the turn, not at once: a frame TCP takes whole
+    // drains in the same turn, so pumping from here chained frames until the peer's whole window
+    // sat unread in the kernel, and a peer in the same process fell behind its TCP receive
+    // buffer (whose autotuning often stalls below 1 MiB) and went on window-limited at two
+    // thirds of the speed (docs/BENCHMARKS.md, "Plain 1 MiB against 6c254fa: the TCP receive
+    // window"). Deferred, the peer's reads come between our frames.
     return { frame, close: (err) => this.gone(slot, () => this.closed(slot, err)), writable: () => this.schedulePump() };
   }
 
