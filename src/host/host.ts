@@ -259,6 +259,8 @@ interface AgentRecord {
 
 const key = (cid: Buffer | string, role: 'client' | 'server'): string => `${typeof cid === 'string' ? cid : cid.toString('hex')}/${role}`;
 const other = (r: 'client' | 'server'): 'client' | 'server' => (r === 'client' ? 'server' : 'client');
+/** Resolves once every open of agent `a` ended: its half-opens (see {@link settled}) and its own dials. */
+const opensSettled = (a: AgentRecord): Promise<unknown> => Promise.all([...[...(a.opening ?? [])].map((ep) => settled(ep)), ...(a.dialing ?? [])]);
 /** Resolves once an opening endpoint is established, confirmed (opened, resuming) or closed. */
 const settled = (ep: Endpoint): Promise<void> =>
   new Promise((resolve) => {
@@ -826,7 +828,7 @@ export class Host {
     // completing here after the agent left. New CONNECTs are answered PEER_MOVING from now on.
     // Likewise an open the agent itself began before the move: it lands among the agent's
     // sockets (or fails) before the checkpoint, so it moves too.
-    await Promise.all([...[...(a.opening ?? [])].map((ep) => settled(ep)), ...(a.dialing ?? [])]);
+    await opensSettled(a);
     const epoch = await this.currentEpoch(a);
     const live = [...a.sockets.entries()].filter(([ep]) => ep.state !== 'CLOSED' && ep.state !== 'CLOSE_SENT' && ep.state !== 'CLOSE_ACKED');
     const prepared = await Promise.allSettled(
@@ -1061,6 +1063,11 @@ export class Host {
       if (ids.step === MigrationStep.ABORT) throw abortError(decodeAbortStep(ids.payload));
       const free = decodeConnectionIdsStep(ids.payload);
       if (!free.ok) throw new FerryError('FERRY_ERR_CONNECTION_ID_COLLISION', `destination has ${free.collisions.join(', ')}`);
+      // Every member's opens end before any member is paused: a member's half-open may wait for
+      // the RES of another member's client end, which a paused end never sends, so the open
+      // expired after twice the handshake time and the connection was lost (found by the
+      // simulator: seed 110025151). Nothing is paused while they end.
+      await Promise.all(recs.map(opensSettled));
       // Only now is anything paused: detach every member (suspend, drain, checkpoint).
       const detached = await Promise.allSettled(members.map((m) => this.detachAgent(m.agentId)));
       const failedDetach = detached.find((r) => r.status === 'rejected');
