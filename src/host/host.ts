@@ -824,7 +824,7 @@ export class Host {
     const a = this.agent(agentId);
     a.moving = true;
     // A connection whose CONNECT this host acknowledged is the agent's: let its open finish
-    // (bounded by the handshake timeout) so it is delivered and moves with the agent, instead of
+    // (at most twice the handshake timeout) so it is delivered and moves with the agent, instead of
     // completing here after the agent left. New CONNECTs are answered PEER_MOVING from now on.
     // Likewise an open the agent itself began before the move: it lands among the agent's
     // sockets (or fails) before the checkpoint, so it moves too.
