@@ -822,14 +822,31 @@ export class Host {
    */
   async detachAgent(agentId: AgentId): Promise<AgentCheckpoint> {
     const a = this.agent(agentId);
+    // New CONNECTs are answered PEER_MOVING from now on, and the agent begins no open.
     a.moving = true;
-    // A connection whose CONNECT this host acknowledged is the agent's: let its open finish
-    // (at most twice the handshake timeout) so it is delivered and moves with the agent, instead of
-    // completing here after the agent left. New CONNECTs are answered PEER_MOVING from now on.
-    // Likewise an open the agent itself began before the move: it lands among the agent's
-    // sockets (or fails) before the checkpoint, so it moves too.
-    await opensSettled(a);
-    const epoch = await this.currentEpoch(a);
+    return this.detachMoving(a);
+  }
+
+  /**
+   * {@link detachAgent} of an agent already marked moving (a group move marks every member before
+   * their opens end). Any failure before the checkpoint clears the mark: the agent runs on here.
+   */
+  private async detachMoving(a: AgentRecord): Promise<AgentCheckpoint> {
+    const agentId = a.identity.id;
+    let epoch: number;
+    try {
+      // A connection whose CONNECT this host acknowledged is the agent's: let its open finish
+      // (at most twice the handshake timeout) so it is delivered and moves with the agent, instead
+      // of completing here after the agent left. Likewise an open the agent itself began before
+      // the move: it lands among the agent's sockets (or fails) before the checkpoint, so it
+      // moves too.
+      await opensSettled(a);
+      epoch = await this.currentEpoch(a);
+    } catch (err) {
+      // The location service did not answer: nothing was paused, the agent stays.
+      a.moving = false;
+      throw err;
+    }
     const live = [...a.sockets.entries()].filter(([ep]) => ep.state !== 'CLOSED' && ep.state !== 'CLOSE_SENT' && ep.state !== 'CLOSE_ACKED');
     const prepared = await Promise.allSettled(
       live.map(async ([ep, sock]) => {
@@ -1026,6 +1043,7 @@ export class Host {
     let t1 = t0;
     let cps: AgentCheckpoint[] | undefined;
     let epochs: number[] = [];
+    let marked = false;
     try {
       dialed = this.env.dial(target.ip, target.redirectorPort);
       ch = await MigrationChannel.open(dialed, this.identity, this.clock, target.hostId, this.randomBytes);
@@ -1066,10 +1084,17 @@ export class Host {
       // Every member's opens end before any member is paused: a member's half-open may wait for
       // the RES of another member's client end, which a paused end never sends, so the open
       // expired after twice the handshake time and the connection was lost (found by the
-      // simulator: seed 110025151). Nothing is paused while they end.
+      // simulator: seed 110025151). Nothing is paused while they end, and every member is marked
+      // moving first, so no new open begins meanwhile (one would be that deadlock again). A
+      // member that left or began another move since step 1 fails the move here, unmarked.
+      const present = members.map((m) => this.agent(m.agentId));
+      if (present.some((a, i) => a !== recs[i])) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `an agent of the ${what} left this host meanwhile`);
+      for (const a of recs) a.moving = true;
+      marked = true;
       await Promise.all(recs.map(opensSettled));
+      if (aborted) throw aborted;
       // Only now is anything paused: detach every member (suspend, drain, checkpoint).
-      const detached = await Promise.allSettled(members.map((m) => this.detachAgent(m.agentId)));
+      const detached = await Promise.allSettled(recs.map((a) => this.detachMoving(a)));
       const failedDetach = detached.find((r) => r.status === 'rejected');
       if (failedDetach) {
         // A member that could not detach runs on (detachAgent undid itself); so do the others,
@@ -1119,8 +1144,12 @@ export class Host {
           // An aborted move reports the abort itself (an AbortError), as Node's APIs do.
           return { agentId: m.agentId, committed: false, error: cause === aborted ? cause : new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `migration of ${m.agentId} rolled back: ${cause.code}`, { cause }) };
         };
-        // Nothing detached yet: the agent never stopped.
+        // Nothing detached yet: the agent never stopped. Marked moving for the wait on the opens,
+        // it takes connections again (a member whose detach failed unmarked itself; one that
+        // detached was re-attached above as a new record).
         if (!cps) {
+          const a = recs[i]!;
+          if (marked && this.agents.get(m.agentId) === a) a.moving = false;
           outcomes.push(rolledBack());
           continue;
         }
@@ -1224,7 +1253,7 @@ export class Host {
       if (collisions.length > 0) return;
       // The source detaches between steps 3 and 4: it may wait for half-open connections to
       // finish opening and for each connection's drain, so allow for those on top of a step.
-      decodeConfirmStep((await ch.recv([MigrationStep.CONFIRM], limit('MIGRATION_STEP_TIMEOUT_MS') + limit('HANDSHAKE_TIMEOUT_MS') + limit('DRAIN_TIMEOUT_MS'))).payload);
+      decodeConfirmStep((await ch.recv([MigrationStep.CONFIRM], limit('MIGRATION_STEP_TIMEOUT_MS') + 2 * limit('HANDSHAKE_TIMEOUT_MS') + limit('DRAIN_TIMEOUT_MS'))).payload);
       fault(MigrationStep.CONFIRM);
       const parts: Buffer[] = [];
       let size = 0;
