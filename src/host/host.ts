@@ -842,9 +842,11 @@ export class Host {
       // moves too.
       await opensSettled(a);
       epoch = await this.currentEpoch(a);
+      if (this.agents.get(agentId) !== a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${agentId} was removed from this host during its detach`);
     } catch (err) {
-      // The location service did not answer: nothing was paused, the agent stays.
-      a.moving = false;
+      // The location service did not answer (or the agent was removed): nothing was paused, the
+      // agent stays.
+      this.unmark(a);
       throw err;
     }
     const live = [...a.sockets.entries()].filter(([ep]) => ep.state !== 'CLOSED' && ep.state !== 'CLOSE_SENT' && ep.state !== 'CLOSE_ACKED');
@@ -863,10 +865,15 @@ export class Host {
     // Every live endpoint is SUSPENDED now or closing: one that runs on would be left behind on a
     // host its agent leaves (the endpoint holds resumes during a move, so this is a bug if seen).
     const astray = live.find(([ep]) => ep.state !== 'SUSPENDED' && !closing(ep.state));
-    if ((failed && failed.status === 'rejected') || astray) {
+    // An agent removed meanwhile (it ended, or was fenced) is not checkpointed: it must not live
+    // again at the destination.
+    const gone = this.agents.get(agentId) !== a;
+    if ((failed && failed.status === 'rejected') || astray || gone) {
       for (const [ep] of live) if (!closing(ep.state)) ep.cancelMove();
-      a.moving = false;
-      throw failed && failed.status === 'rejected' ? failed.reason : new FerryError('FERRY_ERR_INTERNAL', `connection ${astray![0].idText} left SUSPENDED during the detach (${astray![0].state})`);
+      this.unmark(a);
+      if (failed && failed.status === 'rejected') throw failed.reason;
+      if (gone) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${agentId} was removed from this host during its detach`);
+      throw new FerryError('FERRY_ERR_INTERNAL', `connection ${astray![0].idText} left SUSPENDED during the detach (${astray![0].state})`);
     }
     const endpoints: EndpointCheckpoint[] = [];
     const now = this.clock.now();
@@ -884,6 +891,19 @@ export class Host {
     this.agents.delete(agentId);
     this.log.info('agent_detached', { agent: agentId, connections: endpoints.length });
     return { v: 1, epoch, agentSeed: a.identity.seed().toString('hex'), listening, endpoints };
+  }
+
+  /**
+   * A move of `a` ended before anything of it was paused for good: it runs on here and takes opens
+   * again. What was skipped while it was marked moving is done now: its registration at the
+   * host's new address (the address changed meanwhile), or its deregistration (the host closed).
+   */
+  private unmark(a: AgentRecord): void {
+    a.moving = false;
+    const id = a.identity.id;
+    if (this.agents.get(id) !== a || a.epoch === undefined) return;
+    if (this.closed) this.deregister(id, a);
+    else if (a.at !== undefined && a.at !== this.advertised) void this.reregister(++this.addressGeneration);
   }
 
   /**
@@ -1044,6 +1064,8 @@ export class Host {
     let cps: AgentCheckpoint[] | undefined;
     let epochs: number[] = [];
     let marked = false;
+    /** Members whose re-attach failed after another member could not detach: on no host. */
+    const unplaced = new Map<number, FerryError>();
     try {
       dialed = this.env.dial(target.ip, target.redirectorPort);
       ch = await MigrationChannel.open(dialed, this.identity, this.clock, target.hostId, this.randomBytes);
@@ -1093,18 +1115,29 @@ export class Host {
       marked = true;
       await Promise.all(recs.map(opensSettled));
       if (aborted) throw aborted;
-      // Only now is anything paused: detach every member (suspend, drain, checkpoint).
+      // A member removed during the wait (it ended, or was fenced) fails the move: it must not
+      // live again at the destination.
+      if (recs.some((a) => this.agents.get(a.identity.id) !== a)) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `an agent of the ${what} was removed from this host meanwhile`);
+      // Only now is anything paused: detach every member (suspend, drain, checkpoint). Each
+      // detach owns its member's mark from here (it clears it should it fail).
+      marked = false;
       const detached = await Promise.allSettled(recs.map((a) => this.detachMoving(a)));
       const failedDetach = detached.find((r) => r.status === 'rejected');
       if (failedDetach) {
-        // A member that could not detach runs on (detachAgent undid itself); so do the others,
-        // each handed back to its runtime (reattach) like any rollback after a detach.
+        // A member that could not detach runs on (detachMoving undid itself); so do the others,
+        // each handed back to its runtime (reattach) like any rollback after a detach, and
+        // retried while the directory is down, as there.
         for (const [i, r] of detached.entries()) {
           if (r.status !== 'fulfilled') continue;
           try {
-            members[i]!.outgoing?.reattach(await this.attachAgent(r.value));
+            // Not inside `outgoing?.reattach(…)`: an agent without code has no `outgoing`, and the
+            // attach must run all the same (it did not: such a member was left on no host).
+            const attached = await this.whileDirectoryDown(members[i]!.agentId, () => this.attachAgent(r.value));
+            members[i]!.outgoing?.reattach(attached);
           } catch (err) {
-            this.log.error('migration_reattach_failed', { agent: members[i]!.agentId, code: isFerryError(err) ? err.code : 'FERRY_ERR_INTERNAL', detail: String((err as Error).message) });
+            const e = isFerryError(err) ? err : new FerryError('FERRY_ERR_INTERNAL', String(err));
+            this.log.error('migration_reattach_failed', { agent: members[i]!.agentId, code: e.code, detail: e.message });
+            unplaced.set(i, e);
           }
         }
         throw (failedDetach as PromiseRejectedResult).reason;
@@ -1145,11 +1178,16 @@ export class Host {
           return { agentId: m.agentId, committed: false, error: cause === aborted ? cause : new FerryError('FERRY_ERR_MIGRATION_ROLLED_BACK', `migration of ${m.agentId} rolled back: ${cause.code}`, { cause }) };
         };
         // Nothing detached yet: the agent never stopped. Marked moving for the wait on the opens,
-        // it takes connections again (a member whose detach failed unmarked itself; one that
-        // detached was re-attached above as a new record).
+        // it takes connections again (once its detach began, the detach owns the mark: it clears
+        // it should it fail, and a member that detached was re-attached above as a new record).
         if (!cps) {
           const a = recs[i]!;
-          if (marked && this.agents.get(m.agentId) === a) a.moving = false;
+          if (marked && this.agents.get(m.agentId) === a) this.unmark(a);
+          const lost = unplaced.get(i);
+          if (lost) {
+            outcomes.push({ agentId: m.agentId, committed: false, error: lost });
+            continue;
+          }
           outcomes.push(rolledBack());
           continue;
         }

@@ -4,6 +4,7 @@
 // carries bytes both ways, it opens and accepts new connections, and once the location service
 // answers again it moves. Before the fix the agent stayed marked as moving for good: every open
 // to it was answered PEER_MOVING, every open from it failed UNKNOWN_AGENT, and it never moved.
+// In a group move, the member whose lookup fails and the member that did detach both run on.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AgentId, HostId } from '../../src/identity/index.js';
@@ -40,9 +41,9 @@ class FailingLookups extends MemoryLocationTable {
 const target = (h: Host): { ip: string; redirectorPort: number; hostId: HostId } => ({ ip: h.ip, redirectorPort: h.redirectorPort, hostId: h.id });
 
 /** The agent `a` on `h0` still runs there: its link streams, it opens and it accepts. */
-async function stillRunsHere(h0: Host, a: AgentId, h2: Host, c: AgentId, cServer: AgentServerSocket, link: Link, what: string): Promise<void> {
+async function stillRunsHere(h0: Host, a: AgentId, h2: Host, c: AgentId, cServer: AgentServerSocket, link: Link | undefined, what: string): Promise<void> {
   assert.ok(h0.agentIds().includes(a), `${what}: the agent is still on its host`);
-  await link.exchange(10_000, `${what}: its connection`);
+  if (link) await link.exchange(10_000, `${what}: its connection`);
   const cAccepted = cServer.accept();
   const out = await h0.connect(a, c);
   (await cAccepted).destroy();
@@ -55,15 +56,18 @@ async function stillRunsHere(h0: Host, a: AgentId, h2: Host, c: AgentId, cServer
   server.close();
 }
 
-for (const how of ['detachAgent', 'migrateAgent'] as const) {
+for (const how of ['detachAgent', 'migrateAgent', 'migrateGroup'] as const) {
   test(`a ${how} whose location lookup fails leaves the agent running, and it moves later`, async () => {
     const location = new FailingLookups();
-    const { hosts, start } = hostStarter(location, new MemoryLogger());
+    const log = new MemoryLogger();
+    const { hosts, start } = hostStarter(location, log);
     try {
-      const h0 = await start('h0');
-      const h1 = await start('h1');
-      const h2 = await start('h2');
+      // No directory check: its lookups would take the failing ones at random moments.
+      const h0 = await start('h0', { fenceCheckMs: 0 });
+      const h1 = await start('h1', { fenceCheckMs: 0 });
+      const h2 = await start('h2', { fenceCheckMs: 0 });
       const a = (await h0.addAgent()).id;
+      const d = (await h0.addAgent()).id;
       const b = (await h2.addAgent()).id;
       const c = (await h2.addAgent()).id;
       const cServer = h2.listen(c);
@@ -74,18 +78,26 @@ for (const how of ['detachAgent', 'migrateAgent'] as const) {
         // The detach's only lookup is the agent's epoch.
         location.failFrom(a, 1);
         await assert.rejects(h0.detachAgent(a), (e: unknown) => isFerryError(e, 'FERRY_ERR_DIRECTORY_UNAVAILABLE'));
-      } else {
+      } else if (how === 'migrateAgent') {
         // The move looks the agent up before step 1 (its next epoch), then again in the detach.
         location.failFrom(a, 2);
         await assert.rejects(h0.migrateAgent(a, target(h1)), (e: unknown) => isFerryError(e, 'FERRY_ERR_MIGRATION_ROLLED_BACK') && isFerryError((e as Error).cause, 'FERRY_ERR_DIRECTORY_UNAVAILABLE'));
         assert.equal(location.seen, 2, 'the failure came at the detach, after the destination admitted the agent');
+      } else {
+        // Members a and d: d's detach is answered, a's is not. d detached and is re-attached here.
+        location.failFrom(a, 2);
+        await assert.rejects(h0.migrateGroup([a, d], target(h1)), (e: unknown) => isFerryError(e, 'FERRY_ERR_MIGRATION_ROLLED_BACK') && isFerryError((e as Error).cause, 'FERRY_ERR_DIRECTORY_UNAVAILABLE'));
+        assert.equal(location.seen, 2, 'the failure came at the detach, after the destination admitted the group');
+        assert.deepEqual(h1.agentIds(), [], 'nothing landed at the destination');
       }
       assert.equal(location.failures, 1);
       location.heal();
       await stillRunsHere(h0, a, h2, c, cServer, link, `after the failed ${how}`);
+      await stillRunsHere(h0, d, h2, c, cServer, undefined, `the other agent, after the failed ${how}`);
 
       // The directory answers again: the agent moves, and its connection comes along.
-      await h0.migrateAgent(a, target(h1));
+      if (how === 'migrateGroup') await h0.migrateGroup([a, d], target(h1));
+      else await h0.migrateAgent(a, target(h1));
       assert.ok(h1.agentIds().includes(a) && !h0.agentIds().includes(a), 'the agent now lives on h1');
       const cAccepted = cServer.accept();
       const moved = await h1.connect(a, c);

@@ -32,12 +32,14 @@ test('a group member that cannot detach: every member runs on at the source, non
     const e2 = await net.launch(0, fixture('echo.mjs'));
     const s1 = await connectWhenListening(h1, e1.id);
     await echoRoundTrip(s1, 1, 5000);
-    // A group move detaches each member through the host's private detachMoving(record).
-    const inner = h0 as unknown as { detachMoving: (a: { identity: { id: AgentId } }) => Promise<unknown> };
+    // A group move detaches each member through the host's private detachMoving(record), which
+    // clears the member's moving mark when it fails (as this stand-in does).
+    const inner = h0 as unknown as { detachMoving: (a: { identity: { id: AgentId }; moving: boolean }) => Promise<unknown> };
     const real = inner.detachMoving.bind(h0);
     inner.detachMoving = async (a) => {
-      if (a.identity.id === e2.id) throw new FerryError('FERRY_ERR_INTERNAL', 'simulated detach failure');
-      return real(a);
+      if (a.identity.id !== e2.id) return real(a);
+      a.moving = false;
+      throw new FerryError('FERRY_ERR_INTERNAL', 'simulated detach failure');
     };
     await assert.rejects(h0.migrateGroup([e1.id, e2.id], target(h1)), (e: unknown) => isFerryError(e, 'FERRY_ERR_MIGRATION_ROLLED_BACK'));
     assert.deepEqual(net.runtimes[0]!.agentIds().sort(), [e1.id, e2.id].sort(), 'both still run at the source');
