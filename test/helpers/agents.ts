@@ -10,7 +10,7 @@ import { AgentRuntime, channelHost, inProcessHost, parsePolicy, type AgentHandle
 import type { MemoryLocationTable } from '../../src/location/index.js';
 import { Identity, type AgentId } from '../../src/identity/index.js';
 import { MemoryLogger } from '../../src/util/index.js';
-import type { AgentSocket } from '../../src/connection/index.js';
+import type { AgentServerSocket, AgentSocket } from '../../src/connection/index.js';
 import { isFerryError } from '../../src/util/index.js';
 import { pattern, startHosts } from './harness.js';
 
@@ -156,4 +156,21 @@ export function agentLogTexts(stderrs: readonly string[]): string[] {
     }
   }
   return texts;
+}
+
+/**
+ * Agent `a` on host `ha` takes opens and begins them: it connects to `b` on `hb` (accepted on
+ * `bServer`, which `b` listens with), then listens and accepts a connection from `b`.
+ */
+export async function opensBothWays(ha: Host, a: AgentId, hb: Host, b: AgentId, bServer: AgentServerSocket): Promise<void> {
+  const bAccepted = bServer.accept();
+  const out = await ha.connect(a, b);
+  (await bAccepted).destroy();
+  out.destroy();
+  const server = ha.listen(a);
+  const accepted = server.accept();
+  const into = await hb.connect(b, a);
+  (await accepted).destroy();
+  into.destroy();
+  server.close();
 }

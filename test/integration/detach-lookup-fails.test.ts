@@ -14,6 +14,7 @@ import { MemoryLocationTable, type LocationEntry } from '../../src/location/inde
 import { FerryError, MemoryLogger, isFerryError } from '../../src/util/index.js';
 import { hostStarter } from '../helpers/harness.js';
 import { Link } from '../helpers/attacker.js';
+import { opensBothWays } from '../helpers/agents.js';
 
 /** A location table whose lookups of one agent fail from the `failAt`-th on (1 = the next one). */
 class FailingLookups extends MemoryLocationTable {
@@ -44,16 +45,7 @@ const target = (h: Host): { ip: string; redirectorPort: number; hostId: HostId }
 async function stillRunsHere(h0: Host, a: AgentId, h2: Host, c: AgentId, cServer: AgentServerSocket, link: Link | undefined, what: string): Promise<void> {
   assert.ok(h0.agentIds().includes(a), `${what}: the agent is still on its host`);
   if (link) await link.exchange(10_000, `${what}: its connection`);
-  const cAccepted = cServer.accept();
-  const out = await h0.connect(a, c);
-  (await cAccepted).destroy();
-  out.destroy();
-  const server = h0.listen(a);
-  const accepted = server.accept();
-  const into = await h2.connect(c, a);
-  (await accepted).destroy();
-  into.destroy();
-  server.close();
+  await opensBothWays(h0, a, h2, c, cServer);
 }
 
 for (const how of ['detachAgent', 'migrateAgent', 'migrateGroup'] as const) {

@@ -15,6 +15,7 @@ import { Identity, type AgentId, type HostId } from '../../src/identity/index.js
 import { LIMITS, isFerryError } from '../../src/util/index.js';
 import { lengthPrefix } from '../../src/wire/index.js';
 import { startHosts, waitFor } from '../helpers/harness.js';
+import { opensBothWays } from '../helpers/agents.js';
 
 const target = (h: Host): { ip: string; redirectorPort: number; hostId: HostId } => ({ ip: h.ip, redirectorPort: h.redirectorPort, hostId: h.id });
 
@@ -76,15 +77,7 @@ test('during a group move\'s wait for opens, members begin none; a member remove
     }
 
     // y takes opens again and begins them.
-    const accepted = zServer.accept();
-    const out = await h0.connect(y, z);
-    (await accepted).destroy();
-    out.destroy();
-    const yServer = h0.listen(y);
-    const inAccepted = yServer.accept();
-    const into = await h1.connect(z, y);
-    (await inAccepted).destroy();
-    into.destroy();
+    await opensBothWays(h0, y, h1, z, zServer);
   } finally {
     spec.value = was;
     raw?.destroy();
