@@ -540,6 +540,7 @@ export class Host {
       if (this.agents.get(identity.id) === rec) this.agents.delete(identity.id);
       throw err;
     }
+    this.followAddress(rec);
     this.scheduleFenceCheck();
     return identity;
   }
@@ -903,7 +904,16 @@ export class Host {
     const id = a.identity.id;
     if (this.agents.get(id) !== a || a.epoch === undefined) return;
     if (this.closed) this.deregister(id, a);
-    else if (a.at !== undefined && a.at !== this.advertised) void this.reregister(++this.addressGeneration);
+    else this.followAddress(a);
+  }
+
+  /**
+   * An agent registered at an address the host has left since (the address changed while its
+   * registration was in flight, or while it was moving, when `reregister` skips it): register it
+   * again at the new one.
+   */
+  private followAddress(a: AgentRecord): void {
+    if (!this.closed && a.epoch !== undefined && a.at !== undefined && a.at !== this.advertised) void this.reregister(++this.addressGeneration);
   }
 
   /**
@@ -926,6 +936,7 @@ export class Host {
   private async attachChecked(cp: AgentCheckpoint): Promise<{ agent: Identity; sockets: AgentSocket[]; server: AgentServerSocket | undefined }> {
     const checked = cp.endpoints;
     const identity = Identity.fromSeed(Buffer.from(cp.agentSeed, 'hex'));
+    if (this.closed) throw new FerryError('FERRY_ERR_ABORTED', 'host closed: it takes no agent');
     if (this.agents.has(identity.id)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'agent already on this host');
     for (const e of checked) {
       if (this.endpoints.has(key(e.connectionId, e.role))) throw new FerryError('FERRY_ERR_CONNECTION_ID_COLLISION', `connection ${e.connectionId} already lives here`);
@@ -939,6 +950,7 @@ export class Host {
     // The endpoints rebuilt below prove with this chain that this host now speaks for the agent.
     const rec: AgentRecord = { identity, server: undefined, sockets: new Map(), moving: false, chain, registered: chain, epoch, at };
     this.agents.set(identity.id, rec);
+    this.followAddress(rec);
     const eps = checked.map((e) => Endpoint.fromCheckpoint(this.env, e));
     const sockets: AgentSocket[] = [];
     for (const ep of eps) {
@@ -1191,6 +1203,16 @@ export class Host {
           outcomes.push(rolledBack());
           continue;
         }
+        if (this.closed) {
+          // The host closed during the move (close() leaves moving agents to their move): it
+          // takes no agent back. The agent ends with it, as the others here did; its entry is
+          // removed (refused as stale, changing nothing, should the destination have committed).
+          this.deregister(m.agentId, recs[i]!);
+          const e = new FerryError('FERRY_ERR_ABORTED', `migration of ${m.agentId} failed (${cause.code}) after this host closed: the agent ended with it`, { cause });
+          this.log.error('migration_reattach_failed', { agent: m.agentId, code: e.code, detail: e.message });
+          outcomes.push({ agentId: m.agentId, committed: false, error: e });
+          continue;
+        }
         try {
           const cp = cps[i]!;
           const attached = await this.whileDirectoryDown(m.agentId, () => this.attachAgent(cp));
@@ -1329,7 +1351,12 @@ export class Host {
           // at the source, which learns of the others from their epochs.
           const epochs = new Map<AgentId, number>();
           for (const { g, cp } of arriving) {
-            const attached = await this.attachChecked({ ...cp, epoch: g.epoch - 1 });
+            // Retried while the directory does not answer, as the source's rollback is: a
+            // registration stored but unanswered would otherwise leave the entry naming this
+            // host, the agent built nowhere, and the source's rollback refused as stale. A
+            // repeated REGISTER is acknowledged; one refused as stale (the rollback won) is not
+            // retried.
+            const attached = await this.whileDirectoryDown(g.agentId, () => this.attachChecked({ ...cp, epoch: g.epoch - 1 }));
             epochs.set(g.agentId, g.epoch);
             const landing = landings.get(g.agentId);
             if (landing !== undefined && runtime) {
@@ -1389,8 +1416,20 @@ export class Host {
     }
     // From here the destination's registration is the commit: the abort is ignored.
     // The checkpoint crosses a process boundary in issue 3; prove it is plain data now.
-    const { sockets, server } = await to.attachChecked(decodeAgentCheckpoint(JSON.parse(JSON.stringify(cp))));
-    return { sockets, server };
+    try {
+      const { sockets, server } = await to.attachChecked(decodeAgentCheckpoint(JSON.parse(JSON.stringify(cp))));
+      return { sockets, server };
+    } catch (err) {
+      // The destination refused it (a collision, the agent already there, a closed host, the
+      // directory): back here, as a migration rolls back, unless the destination did register it.
+      try {
+        await this.whileDirectoryDown(agentId, () => this.attachAgent(cp));
+      } catch (rollbackErr) {
+        // STALE_EPOCH: the destination registered it after all (and failed after its commit).
+        if (!isFerryError(rollbackErr, 'FERRY_ERR_STALE_EPOCH')) this.log.error('migration_reattach_failed', { agent: agentId, code: isFerryError(rollbackErr) ? rollbackErr.code : 'FERRY_ERR_INTERNAL', detail: String((rollbackErr as Error).message) });
+      }
+      throw err;
+    }
   }
 
   // ------------------------------------------------------------------ roaming

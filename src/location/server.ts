@@ -44,7 +44,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { ProvenAddresses, type ProvenAddressLimits } from './paths.js';
 import { checkDeregistration, checkRegistration } from './registration.js';
 import { MemoryStore, type LocationStore } from './store.js';
-import type { LocationEntry } from './table.js';
+import { sameRegistration, type LocationEntry } from './table.js';
 import { UploadTable, type UploadLimits } from './uploads.js';
 import { WatchTable, checkWatchLimits, type WatchLimits } from './watches.js';
 
@@ -95,11 +95,6 @@ export interface RendezvousStats {
   challenges: number;
   /** Challenges answered with the right echo. */
   proven: number;
-}
-
-/** Whether `reg` names exactly what `current` holds (host, locator, epoch). */
-function sameRegistration(reg: Register, current: LocationEntry): boolean {
-  return reg.epoch === current.epoch && reg.hostId === current.hostId && reg.ip === current.ip && reg.controlPort === current.controlPort && reg.redirectorPort === current.redirectorPort;
 }
 
 /** Request types the rendezvous relays (RELAY): only the first message of an open. */

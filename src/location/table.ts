@@ -74,6 +74,16 @@ export interface LocationService {
 }
 
 /** In-memory location table shared by the hosts of one process (the single-machine default). */
+/**
+ * Whether `entry` names exactly what `current` holds (host, locator, epoch): a registration sent
+ * again (its answer was lost, or the node that stored it died before answering). A directory
+ * acknowledges it without a write, so a move commits exactly once instead of being told
+ * STALE_EPOCH for its own commit.
+ */
+export function sameRegistration(entry: Pick<LocationEntry, 'hostId' | 'ip' | 'controlPort' | 'redirectorPort' | 'epoch'>, current: LocationEntry): boolean {
+  return entry.epoch === current.epoch && entry.hostId === current.hostId && entry.ip === current.ip && entry.controlPort === current.controlPort && entry.redirectorPort === current.redirectorPort;
+}
+
 export class MemoryLocationTable implements LocationService {
   private readonly entries = new Map<AgentId, LocationEntry>();
   private readonly watchers = new Map<AgentId, Set<(e: LocationEntry) => void>>();
@@ -82,6 +92,7 @@ export class MemoryLocationTable implements LocationService {
 
   async register(entry: LocationEntry): Promise<void> {
     const cur = this.entries.get(entry.agent);
+    if (cur && sameRegistration(entry, cur)) return; // sent again: acknowledged, as a rendezvous does
     if (cur && entry.epoch <= cur.epoch) {
       throw new FerryError('FERRY_ERR_STALE_EPOCH', `epoch ${entry.epoch} ≤ registered ${cur.epoch} for ${entry.agent}`);
     }
