@@ -12,11 +12,11 @@ import { connect as netConnect, createServer, type Server, type Socket } from 'n
 import { randomInt } from 'node:crypto';
 import type { AgentSocket } from '../../src/connection/index.js';
 import type { DatagramSocketLike } from '../../src/control/index.js';
-import type { Host } from '../../src/host/index.js';
+import type { Host, HostOptions } from '../../src/host/index.js';
 import type { AgentId } from '../../src/identity/index.js';
-import { errorFromWire, type ErrorCode, type FerryError, type MemoryLogger } from '../../src/util/index.js';
+import { MemoryLogger, errorFromWire, type ErrorCode, type FerryError } from '../../src/util/index.js';
 import { FLAG_REPLY, FrameDecoder, FrameType, TYPE_ERROR, decodeDatagram, decodeErrorBody, decodeFrameBody, encodeDatagram } from '../../src/wire/index.js';
-import { pattern, Reader, waitFor } from './harness.js';
+import { hostStarter, pattern, Reader, waitFor } from './harness.js';
 
 /** Split "ip:port". */
 export function splitAddress(a: string): { ip: string; port: number } {
@@ -243,6 +243,32 @@ export class Link {
     await this.settle(what, ms);
     assert.equal(this.a.state, 'ESTABLISHED', `${what}: a state`);
     assert.equal(this.b.state, 'ESTABLISHED', `${what}: b state`);
+  }
+}
+
+/**
+ * Three hosts h0, h1, h2 on `location` (each with `opts`), agent a on h0 linked to agent b on h2
+ * (20,000 bytes exchanged each way): h1 is free to be a move's destination. `close()` closes
+ * every host started, also any started later with `start`.
+ */
+export async function linkedTrio(
+  location: HostOptions['location'],
+  seed: number,
+  opts: Partial<HostOptions> = {},
+  log: MemoryLogger = new MemoryLogger(),
+): Promise<{ h0: Host; h1: Host; h2: Host; a: AgentId; b: AgentId; link: Link; start(name: string, o?: Partial<HostOptions>): Promise<Host>; close(): Promise<void> }> {
+  const { hosts, start } = hostStarter(location, log);
+  const close = async (): Promise<void> => void (await Promise.all(hosts.map((h) => h.close())));
+  try {
+    const [h0, h1, h2] = [await start('h0', opts), await start('h1', opts), await start('h2', opts)];
+    const a = (await h0.addAgent()).id;
+    const b = (await h2.addAgent()).id;
+    const link = await Link.open(h0, a, h2, b, seed);
+    await link.exchange(20_000, 'before');
+    return { h0, h1, h2, a, b, link, start: (name, o = {}) => start(name, { ...opts, ...o }), close };
+  } catch (err) {
+    await close();
+    throw err;
   }
 }
 

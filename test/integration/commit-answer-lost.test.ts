@@ -13,8 +13,8 @@ import type { AgentId, HostId } from '../../src/identity/index.js';
 import type { Host } from '../../src/host/index.js';
 import { MemoryLocationTable, type LocationEntry } from '../../src/location/index.js';
 import { FerryError, MemoryLogger, isFerryError } from '../../src/util/index.js';
-import { hostStarter, waitFor } from '../helpers/harness.js';
-import { Link } from '../helpers/attacker.js';
+import { waitFor } from '../helpers/harness.js';
+import { linkedTrio } from '../helpers/attacker.js';
 
 /** A table that, once armed, stores one registration of `agent` by `host` and then fails as if its answer were lost. */
 class LosesOneAnswer extends MemoryLocationTable {
@@ -36,16 +36,8 @@ const target = (h: Host): { ip: string; redirectorPort: number; hostId: HostId }
 test('a commit whose directory answer is lost is sent again: the agent runs at the destination', async () => {
   const location = new LosesOneAnswer();
   const log = new MemoryLogger();
-  const { hosts, start } = hostStarter(location, log);
+  const { h0, h1, a, link, close } = await linkedTrio(location, 410, { fenceCheckMs: 0 }, log);
   try {
-    const h0 = await start('h0', { fenceCheckMs: 0 });
-    const h1 = await start('h1', { fenceCheckMs: 0 });
-    const h2 = await start('h2', { fenceCheckMs: 0 });
-    const a = (await h0.addAgent()).id;
-    const b = (await h2.addAgent()).id;
-    const link = await Link.open(h0, a, h2, b, 410);
-    await link.exchange(20_000, 'before');
-
     location.agent = a;
     location.host = h1.id;
     await h0.migrateAgent(a, target(h1));
@@ -61,7 +53,7 @@ test('a commit whose directory answer is lost is sent again: the agent runs at t
     link.follow('a', h1.socketsOf(a)[0]!);
     await link.exchange(20_000, 'after the move', 15_000);
   } finally {
-    await Promise.all(hosts.map((h) => h.close()));
+    await close();
   }
 });
 

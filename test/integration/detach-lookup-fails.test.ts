@@ -11,9 +11,8 @@ import type { AgentId, HostId } from '../../src/identity/index.js';
 import type { AgentServerSocket } from '../../src/connection/index.js';
 import type { Host } from '../../src/host/index.js';
 import { MemoryLocationTable, type LocationEntry } from '../../src/location/index.js';
-import { FerryError, MemoryLogger, isFerryError } from '../../src/util/index.js';
-import { hostStarter } from '../helpers/harness.js';
-import { Link } from '../helpers/attacker.js';
+import { FerryError, isFerryError } from '../../src/util/index.js';
+import { linkedTrio, type Link } from '../helpers/attacker.js';
 import { opensBothWays } from '../helpers/agents.js';
 
 /** A location table whose lookups of one agent fail from the `failAt`-th on (1 = the next one). */
@@ -51,20 +50,12 @@ async function stillRunsHere(h0: Host, a: AgentId, h2: Host, c: AgentId, cServer
 for (const how of ['detachAgent', 'migrateAgent', 'migrateGroup'] as const) {
   test(`a ${how} whose location lookup fails leaves the agent running, and it moves later`, async () => {
     const location = new FailingLookups();
-    const log = new MemoryLogger();
-    const { hosts, start } = hostStarter(location, log);
+    // No directory check: its lookups would take the failing ones at random moments.
+    const { h0, h1, h2, a, link, close } = await linkedTrio(location, 310, { fenceCheckMs: 0 });
     try {
-      // No directory check: its lookups would take the failing ones at random moments.
-      const h0 = await start('h0', { fenceCheckMs: 0 });
-      const h1 = await start('h1', { fenceCheckMs: 0 });
-      const h2 = await start('h2', { fenceCheckMs: 0 });
-      const a = (await h0.addAgent()).id;
       const d = (await h0.addAgent()).id;
-      const b = (await h2.addAgent()).id;
       const c = (await h2.addAgent()).id;
       const cServer = h2.listen(c);
-      const link = await Link.open(h0, a, h2, b, 310);
-      await link.exchange(10_000, 'before');
 
       if (how === 'detachAgent') {
         // The detach's only lookup is the agent's epoch.
@@ -96,7 +87,7 @@ for (const how of ['detachAgent', 'migrateAgent', 'migrateGroup'] as const) {
       (await cAccepted).destroy();
       moved.destroy();
     } finally {
-      await Promise.all(hosts.map((h) => h.close()));
+      await close();
     }
   });
 }
