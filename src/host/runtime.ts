@@ -1379,6 +1379,12 @@ export class AgentRuntime extends EventEmitter {
     } catch (err) {
       const e = toFerry(err);
       group?.withdraw(e);
+      if (this.agents.get(a.id) !== a) {
+        // Ended during the move (stopped by the operator, fenced): it ended once, with its own
+        // exit. What the host's rollback re-attached for it goes too.
+        void Promise.resolve().then(() => this.host.removeAgent?.(a.id));
+        throw e;
+      }
       if (e.code === 'FERRY_ERR_AGENT_PROTOCOL') {
         a.phase = 'running';
         this.fail(a, e.code, e.message);
