@@ -5,6 +5,10 @@
 // ended, or it was fenced), the move fails with UNKNOWN_AGENT instead of carrying the removed agent
 // to the destination, where it would have lived again; y runs on at the source and takes opens
 // again. Before the fix y could open during the wait, and the removed x landed at the destination.
+// And a group whose rollback comes after one member's own detach failed leaves alone that
+// member's mark should a new move of it have begun meanwhile (the rollback cleared it, before).
+// On b685943 the first test fails (the removed x landed) and so does the second (y, an agent
+// without code, was never re-attached).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -12,9 +16,10 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { buildConnect } from '../../src/connection/index.js';
 import type { Host } from '../../src/host/index.js';
 import { Identity, type AgentId, type HostId } from '../../src/identity/index.js';
-import { LIMITS, isFerryError } from '../../src/util/index.js';
+import { FerryError, LIMITS, MemoryLogger, isFerryError } from '../../src/util/index.js';
+import { MemoryLocationTable, type LocationEntry } from '../../src/location/index.js';
 import { lengthPrefix } from '../../src/wire/index.js';
-import { startHosts, waitFor } from '../helpers/harness.js';
+import { hostStarter, startHosts, waitFor } from '../helpers/harness.js';
 import { opensBothWays } from '../helpers/agents.js';
 
 const target = (h: Host): { ip: string; redirectorPort: number; hostId: HostId } => ({ ip: h.ip, redirectorPort: h.redirectorPort, hostId: h.id });
@@ -82,5 +87,70 @@ test('during a group move\'s wait for opens, members begin none; a member remove
     spec.value = was;
     raw?.destroy();
     await net.close();
+  }
+});
+
+/** A table whose lookups of `failing` fail from the second on, and whose registrations of `held` wait for `release()`. */
+class Faults extends MemoryLocationTable {
+  failing: AgentId | undefined;
+  lookups = 0;
+  held: AgentId | undefined;
+  waiting: (() => void)[] = [];
+  override async lookup(agent: AgentId): Promise<LocationEntry | undefined> {
+    if (agent === this.failing && ++this.lookups >= 2) throw new FerryError('FERRY_ERR_DIRECTORY_UNAVAILABLE', 'the directory store is down');
+    return super.lookup(agent);
+  }
+  override async register(entry: LocationEntry, ...rest: unknown[]): Promise<void> {
+    if (entry.agent === this.held) await new Promise<void>((r) => this.waiting.push(r));
+    return (super.register as (e: LocationEntry, ...r: unknown[]) => Promise<void>)(entry, ...rest);
+  }
+  release(): void {
+    this.held = undefined;
+    for (const r of this.waiting.splice(0)) r();
+  }
+}
+
+test('a failed group move leaves alone the mark of a move of one member that began meanwhile', async () => {
+  const spec = LIMITS.HANDSHAKE_TIMEOUT_MS as { value: number };
+  const was = spec.value;
+  spec.value = 1500;
+  const location = new Faults();
+  const { hosts, start } = hostStarter(location, new MemoryLogger());
+  let raw: Socket | undefined;
+  try {
+    const h0 = await start('h0', { fenceCheckMs: 0 });
+    const h1 = await start('h1', { fenceCheckMs: 0 });
+    const x = (await h0.addAgent()).id;
+    const y = (await h0.addAgent()).id;
+    // x's detach cannot learn its epoch (its second lookup fails); y detaches, and its re-attach
+    // here waits on the directory.
+    location.failing = x;
+    location.held = y;
+    const group = h0.migrateGroup([x, y], target(h1)).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    await waitFor(() => location.waiting.length === 1, 5000, "y's re-attach waiting on the directory");
+    assert.ok(!moving(h0, x), 'x, whose detach failed, takes opens again');
+    // Meanwhile a move of x alone begins: it marks x and waits on a half-open to x.
+    location.failing = undefined;
+    h0.listen(x);
+    raw = await unconfirmedConnect(h0.redirectorPort, x);
+    const detaching = h0.detachAgent(x);
+    assert.ok(moving(h0, x), 'the new detach marked x');
+    location.release();
+    const err = await group;
+    assert.ok(isFerryError(err, 'FERRY_ERR_MIGRATION_ROLLED_BACK'), `the group rolled back: ${String(err)}`);
+    assert.ok(h0.agentIds().includes(y), 'y runs on here');
+    assert.ok(moving(h0, x), "the group's rollback left the new detach's mark on x");
+    // The detach goes on once the half-open ends, and x comes back.
+    const cp = await detaching;
+    assert.ok(!h0.agentIds().includes(x));
+    await h0.attachAgent(cp);
+    assert.ok(!moving(h0, x) && h0.agentIds().includes(x), 'x back, taking opens');
+  } finally {
+    spec.value = was;
+    raw?.destroy();
+    await Promise.all(hosts.map((h) => h.close()));
   }
 });
