@@ -834,6 +834,7 @@ export class Host {
    */
   private async detachMoving(a: AgentRecord): Promise<AgentCheckpoint> {
     const agentId = a.identity.id;
+    const removed = (): FerryError => new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${agentId} was removed from this host during its detach`);
     let epoch: number;
     try {
       // A connection whose CONNECT this host acknowledged is the agent's: let its open finish
@@ -843,7 +844,7 @@ export class Host {
       // moves too.
       await opensSettled(a);
       epoch = await this.currentEpoch(a);
-      if (this.agents.get(agentId) !== a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${agentId} was removed from this host during its detach`);
+      if (this.agents.get(agentId) !== a) throw removed();
     } catch (err) {
       // The location service did not answer (or the agent was removed): nothing was paused, the
       // agent stays.
@@ -873,7 +874,7 @@ export class Host {
       for (const [ep] of live) if (!closing(ep.state)) ep.cancelMove();
       this.unmark(a);
       if (failed && failed.status === 'rejected') throw failed.reason;
-      if (gone) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${agentId} was removed from this host during its detach`);
+      if (gone) throw removed();
       throw new FerryError('FERRY_ERR_INTERNAL', `connection ${astray![0].idText} left SUSPENDED during the detach (${astray![0].state})`);
     }
     const endpoints: EndpointCheckpoint[] = [];
