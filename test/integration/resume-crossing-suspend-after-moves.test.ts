@@ -9,17 +9,21 @@
 // next RES and skipped dialling for it; that failure ended the new exchange (see `redial`).
 // Whether a try crosses depends on timing, so the test counts the tries that did (both ends
 // resuming when the calls went out, and the peer's SUS reaching the resuming end before its
-// resume settled) and asks for a minimum. The deterministic form of this race is a regression
-// schedule of the simulator (test/sim/exactly-once.test.ts).
+// resume settled). It runs 24 tries, then more until at least 6 crossed (under heavy load fewer
+// cross: one CI run saw 5 in 24), and fails if 200 tries are not enough. The deterministic form
+// of this race is a regression schedule of the simulator (test/sim/exactly-once.test.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AgentSocket } from '../../src/connection/index.js';
 import type { Host } from '../../src/host/index.js';
 import { pattern, Reader, startHosts, waitFor, within } from '../helpers/harness.js';
 
+/** Tries run in any case. */
 const TRIES = 24;
-/** Tries that must really cross: 16-19 of 24 did at load 10 (a quarter leaves room for heavier load). */
+/** Tries that must really cross: 16-19 of 24 did at load 10, 5 of 24 once on a loaded CI machine. */
 const MIN_CROSSED = 6;
+/** More tries are run until MIN_CROSSED crossed, up to this many in all. */
+const MAX_TRIES = 200;
 const RESUMING = ['RES_SENT', 'RES_ACKED'];
 
 function outcome(p: Promise<void>): Promise<'resolved' | unknown> {
@@ -34,7 +38,8 @@ test('a resume crossing the peer suspend right after both ends moved settles, an
   try {
     const [h0, h1, h2, h3] = net.hosts as [Host, Host, Host, Host];
     let crossed = 0;
-    for (let i = 0; i < TRIES; i++) {
+    let i = 0;
+    for (; i < TRIES || (crossed < MIN_CROSSED && i < MAX_TRIES); i++) {
       const a = (await h0.addAgent()).id;
       const b = (await h1.addAgent()).id;
       const server = h1.listen(b);
@@ -86,8 +91,8 @@ test('a resume crossing the peer suspend right after both ends moved settles, an
       assert.ok(ra.bytes().equals(pattern(2, 0, 15_000)), 'B -> A exactly once');
       await Promise.all([sa.close(), sb.close()]);
     }
-    console.log(`# ${crossed} of ${TRIES} tries crossed`);
-    assert.ok(crossed >= MIN_CROSSED, `only ${crossed} of ${TRIES} tries crossed (both ends resuming, the SUS reaching the resuming end before its resume settled); at least ${MIN_CROSSED} must`);
+    console.log(`# ${crossed} of ${i} tries crossed`);
+    assert.ok(crossed >= MIN_CROSSED, `only ${crossed} of ${i} tries crossed (both ends resuming, the SUS reaching the resuming end before its resume settled); at least ${MIN_CROSSED} must`);
   } finally {
     await net.close();
   }
