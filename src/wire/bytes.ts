@@ -69,58 +69,79 @@ export class Reader {
   }
 }
 
-/** Builds a buffer of known fields. */
+/** Room a writer starts with: every control message and frame head fits (the pool serves it). */
+const WRITER_START_BYTES = 128;
+/** A finished buffer that leaves more room than this unused is copied out, so it pins no spare room. */
+const WRITER_SPARE_BYTES = 1024;
+
+/**
+ * Builds a buffer of known fields, written in place into one buffer that grows by doubling: a
+ * field costs no allocation of its own (a Buffer per field and a concat at the end cost about as
+ * much as the rest of encoding a control message).
+ */
 export class Writer {
-  private readonly parts: Buffer[] = [];
+  private buf: Buffer = Buffer.allocUnsafe(WRITER_START_BYTES);
   private len = 0;
 
   u8(v: number): this {
     checkRange(v, 0xff);
-    return this.push(Buffer.of(v));
+    this.room(1);
+    this.buf[this.len++] = v;
+    return this;
   }
 
   u16(v: number): this {
     checkRange(v, 0xffff);
-    const b = Buffer.allocUnsafe(2);
-    b.writeUInt16BE(v);
-    return this.push(b);
+    this.room(2);
+    this.buf.writeUInt16BE(v, this.len);
+    this.len += 2;
+    return this;
   }
 
   u32(v: number): this {
     checkRange(v, 0xffffffff);
-    const b = Buffer.allocUnsafe(4);
-    b.writeUInt32BE(v);
-    return this.push(b);
+    this.room(4);
+    this.buf.writeUInt32BE(v, this.len);
+    this.len += 4;
+    return this;
   }
 
   u64(v: number): this {
-    const b = Buffer.allocUnsafe(8);
-    writeU64(b, 0, v);
-    return this.push(b);
+    this.room(8);
+    writeU64(this.buf, this.len, v);
+    this.len += 8;
+    return this;
   }
 
   /** Append bytes that must be exactly `n` long (fixed-size fields). */
   fixed(v: Uint8Array, n: number, what: string): this {
     if (v.length !== n) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `${what} must be ${n} bytes, got ${v.length}`);
-    return this.push(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+    return this.bytes(v);
   }
 
   bytes(v: Uint8Array): this {
-    return this.push(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+    this.room(v.length);
+    this.buf.set(v, this.len);
+    this.len += v.length;
+    return this;
   }
 
-  private push(b: Buffer): this {
-    this.parts.push(b);
-    this.len += b.length;
-    return this;
+  /** Make room for `n` more bytes. */
+  private room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.len + n));
+    this.buf.copy(grown, 0, 0, this.len);
+    this.buf = grown;
   }
 
   get length(): number {
     return this.len;
   }
 
+  /** The bytes written (the writer is done with). */
   finish(): Buffer {
-    return Buffer.concat(this.parts, this.len);
+    const out = this.buf.subarray(0, this.len);
+    return this.buf.length - this.len > WRITER_SPARE_BYTES ? Buffer.from(out) : out;
   }
 }
 

@@ -322,22 +322,29 @@ function port(p: number): number {
 
 /** The bytes a connection-control MAC covers: a label, the type, and every field before the MAC. */
 export function connControlMacInput(m: ConnControlHead): Buffer {
-  return Buffer.concat([Buffer.from('ferry/1 ctl'), connControlHead(m)]);
+  return connControlHead(m, new Writer().bytes(CONN_CONTROL_MAC_LABEL));
 }
+
+/** The label a connection-control MAC's input starts with. */
+const CONN_CONTROL_MAC_LABEL = Buffer.from('ferry/1 ctl');
 
 /** The fields before the MAC (bytes 0..45). */
 export type ConnControlHead = Pick<ConnControl, 'type' | 'connectionId' | 'senderRole' | 'counter' | 'reason' | 'redirectorPort' | 'challenge'>;
 
-function connControlHead(m: ConnControlHead): Buffer {
-  return new Writer()
+function connControlHead(m: ConnControlHead, w = new Writer()): Buffer {
+  return writeConnControlHead(m, w).finish();
+}
+
+/** Write the fields before the MAC into `w`. */
+function writeConnControlHead(m: ConnControlHead, w: Writer): Writer {
+  return w
     .u8(m.type)
     .fixed(m.connectionId, CONNECTION_ID_BYTES, 'connectionId')
     .u8(roleToByte(m.senderRole))
     .u64(m.counter)
     .u8(m.reason)
     .u16(m.redirectorPort)
-    .fixed(m.challenge.length === 0 ? ZERO_NONCE : m.challenge, NONCE_BYTES, 'challenge')
-    .finish();
+    .fixed(m.challenge.length === 0 ? ZERO_NONCE : m.challenge, NONCE_BYTES, 'challenge');
 }
 
 /** The RES / RES_ACK flags allowed for `type` (0 for SUS and CLS, whose reason is not a flag set). */
@@ -389,22 +396,22 @@ function decodeBatch(r: Reader): Pick<ResumeProof, 'treeSize' | 'leafIndex' | 'p
 /** Encode a SUS/RES/CLS(/_ACK) body. The type byte is repeated inside so the MAC binds it. */
 export function encodeConnControl(m: ConnControl): Buffer {
   const flags = resumeFlags(m.type);
-  const parts = [connControlHead(m), fixed(m.mac, MAC, 'mac')];
+  const w = writeConnControlHead(m, new Writer()).fixed(m.mac, MAC, 'mac');
   if (flags !== 0) {
     if (m.reason & ~flags) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `${m.type === MessageType.RES ? 'RES' : 'RES_ACK'} flags ${m.reason}`);
     if (((m.reason & RESUME_FLAG_PROOF) !== 0) !== (m.proof !== undefined)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'the PROOF flag must match the presence of a proof');
     if (m.proof) {
       if (m.proof.chain.length > limit('RESUME_PROOF_MAX_LINKS')) throw new FerryError('FERRY_ERR_CHAIN_TOO_LONG', `a resume proof carries at most ${limit('RESUME_PROOF_MAX_LINKS')} links, not ${m.proof.chain.length}`);
-      parts.push(fixed(m.proof.hostKey, PUB, 'hostKey'), encodeChain(m.proof.chain), encodeBatch(m.proof), fixed(m.proof.signature, SIG, 'signature'));
+      w.fixed(m.proof.hostKey, PUB, 'hostKey').bytes(encodeChain(m.proof.chain)).bytes(encodeBatch(m.proof)).fixed(m.proof.signature, SIG, 'signature');
     }
   } else if (m.proof) {
     throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'only RES and RES_ACK carry a proof');
   }
   if (m.padding) {
     if (!(m.reason & RESUME_FLAG_PROOF_WANTED) || m.type !== MessageType.RES) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'only a RES that asks for a proof is padded');
-    parts.push(Buffer.alloc(m.padding));
+    w.bytes(Buffer.alloc(m.padding));
   }
-  return Buffer.concat(parts);
+  return w.finish();
 }
 
 const CONN_CONTROL_TYPES = new Set<number>([MessageType.SUS, MessageType.SUS_ACK, MessageType.RES, MessageType.RES_ACK, MessageType.CLS, MessageType.CLS_ACK]);
