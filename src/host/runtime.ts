@@ -552,6 +552,12 @@ class RunningAgent {
   freezeSeq = 0;
   /** Stopped by the operator after a freeze: its connections end gracefully. */
   gracefulStop = false;
+  /**
+   * The move in progress (phase 'moving'): `abort` calls off a move of this agent alone (a stop
+   * during it; a group move is not called off for one member), `settled` resolves once the move
+   * committed or rolled back.
+   */
+  move: { readonly abort: AbortController; readonly settled: Promise<void> } | undefined;
   /** ctx.connect requests in progress, by request id: agent code may call them off ('cancel'). */
   readonly connecting = new Map<number, AbortController>();
   /** The worker died after the snapshot of a move; reported if the move fails. */
@@ -916,6 +922,18 @@ export class AgentRuntime extends EventEmitter {
   async stop(agentId: AgentId, opts: { graceful?: boolean } = {}): Promise<AgentExit> {
     const a = this.agents.get(agentId);
     if (!a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${agentId} does not run here`);
+    if (a.move) {
+      // During a move the stop calls the move off (rolled back until its checkpoint has left) and
+      // waits for its outcome: ending the source copy now would let a move that then commits run
+      // the agent on at the destination, while the stop said it ended.
+      a.move.abort.abort(new FerryError('FERRY_ERR_ABORTED', 'stopped by the operator during the move'));
+      await a.move.settled;
+      if (this.agents.get(agentId) !== a) {
+        const exit = await a.exited;
+        if (exit.reason === 'migrated') throw new FerryError('FERRY_ERR_AGENT_ELSEWHERE', `agent ${agentId} moved to ${exit.target ?? 'another host'} before the stop took effect: stop it there`);
+        return exit;
+      }
+    }
     if (opts.graceful && a.phase === 'running' && a.isStarted) {
       // Freezing hands the host every write agent code made; its connections then end as after
       // a finished run (the peers read them, then the end of stream) instead of aborting.
@@ -1316,6 +1334,19 @@ export class AgentRuntime extends EventEmitter {
   // ---------------------------------------------------------------- moves
 
   private async move(a: RunningAgent, target: string, rawState: unknown, consumed: Consumed, queuedSids: number[], group?: GroupBatch, signal?: AbortSignal): Promise<MigrationReport | undefined> {
+    const abort = new AbortController();
+    let settle!: () => void;
+    a.move = { abort, settled: new Promise<void>((r) => (settle = r)) };
+    try {
+      return await this.moveOnce(a, target, rawState, consumed, queuedSids, group, signal ? AbortSignal.any([signal, abort.signal]) : abort.signal);
+    } finally {
+      a.move = undefined;
+      settle();
+    }
+  }
+
+  /** {@link move}, with the signal that calls it off. */
+  private async moveOnce(a: RunningAgent, target: string, rawState: unknown, consumed: Consumed, queuedSids: number[], group: GroupBatch | undefined, signal: AbortSignal): Promise<MigrationReport | undefined> {
     a.phase = 'moving';
     for (const p of a.pumps.values()) p.freeze();
     const at = new Map(consumed);
@@ -1375,7 +1406,7 @@ export class AgentRuntime extends EventEmitter {
           return carried;
         },
       };
-      report = (await (group ? group.submit(a.id, outgoing) : this.host.migrate(a.id, target, outgoing, signal ? { signal } : {}))) ?? undefined;
+      report = (await (group ? group.submit(a.id, outgoing) : this.host.migrate(a.id, target, outgoing, { signal }))) ?? undefined;
     } catch (err) {
       const e = toFerry(err);
       group?.withdraw(e);
