@@ -854,12 +854,7 @@ export class AgentRuntime extends EventEmitter {
     if (!a) throw new FerryError('FERRY_ERR_UNKNOWN_AGENT', `agent ${agentId} does not run here`);
     if (a.phase !== 'running') throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `agent ${agentId} is ${a.phase}`);
     const reply = await this.freeze(a);
-    try {
-      return await this.move(a, target, reply.state, reply.consumed, reply.queued, undefined, opts.signal);
-    } catch (err) {
-      if (a.phase === 'running') a.post({ t: 'thaw' });
-      throw err;
-    }
+    return await this.move(a, target, reply.state, reply.consumed, reply.queued, { hostFroze: true, ...(opts.signal ? { signal: opts.signal } : {}) });
   }
 
   /** Ask the worker to freeze for a move; resolves with its state and read offsets. */
@@ -899,12 +894,7 @@ export class AgentRuntime extends EventEmitter {
     const settled = await Promise.allSettled(
       agents.map(async (a, i) => {
         const reply = (frozen[i] as PromiseFulfilledResult<Extract<WorkerMessage, { t: 'frozen'; ok: true }>>).value;
-        try {
-          return await this.move(a, target, reply.state, reply.consumed, reply.queued, batch);
-        } catch (err) {
-          if (a.phase === 'running') a.post({ t: 'thaw' });
-          throw err;
-        }
+        return await this.move(a, target, reply.state, reply.consumed, reply.queued, { group: batch, hostFroze: true });
       }),
     );
     return groupResult(
@@ -1333,12 +1323,22 @@ export class AgentRuntime extends EventEmitter {
 
   // ---------------------------------------------------------------- moves
 
-  private async move(a: RunningAgent, target: string, rawState: unknown, consumed: Consumed, queuedSids: number[], group?: GroupBatch, signal?: AbortSignal): Promise<MigrationReport | undefined> {
+  /**
+   * Move `a` (frozen at `rawState`). `hostFroze`: an operator move, whose freeze the host asked
+   * for, so the host thaws the worker if the move rolls back (a move agent code asked for is
+   * answered instead).
+   */
+  private async move(a: RunningAgent, target: string, rawState: unknown, consumed: Consumed, queuedSids: number[], how: { group?: GroupBatch; signal?: AbortSignal; hostFroze?: boolean } = {}): Promise<MigrationReport | undefined> {
+    const { group, signal } = how;
     const abort = new AbortController();
     let settle!: () => void;
     a.move = { abort, settled: new Promise<void>((r) => (settle = r)) };
     try {
       return await this.moveOnce(a, target, rawState, consumed, queuedSids, group, signal ? AbortSignal.any([signal, abort.signal]) : abort.signal);
+    } catch (err) {
+      // Rolled back: the worker runs on (before a stop waiting on the move goes on).
+      if (how.hostFroze && a.phase === 'running') a.post({ t: 'thaw' });
+      throw err;
     } finally {
       a.move = undefined;
       settle();

@@ -51,7 +51,7 @@ test('an agent stopped during its move, which then fails, ends once', async () =
  * once and resolved 'stopped' in both cases, while a move past its commit ran the agent on at
  * the destination.
  */
-async function stopAt(step: number, after: boolean): Promise<{ stop: AgentExit | unknown; moved: unknown; where: string[][]; registered: string | undefined; h1: string }> {
+async function stopAt(step: number, after: boolean, graceful = false): Promise<{ stop: AgentExit | unknown; moved: unknown; where: string[][]; registered: string | undefined; h1: string }> {
   let hook: ((side: 'source' | 'destination', step: number, after?: boolean) => 'cut' | undefined) | undefined;
   const net = await startAgentNet(2, { host: { migrationFault: (side, s, a) => hook?.(side, s, a) }, wrapHost: (_i, _b, host) => channelHost(host) });
   try {
@@ -62,7 +62,7 @@ async function stopAt(step: number, after: boolean): Promise<{ stop: AgentExit |
     hook = (side, s, a) => {
       if (side !== 'source' || s !== step || (a ?? false) !== after) return undefined;
       hook = undefined;
-      stopped = net.runtimes[0]!.stop(e1.id).then(
+      stopped = net.runtimes[0]!.stop(e1.id, { graceful }).then(
         (x) => x,
         (e: unknown) => e,
       );
@@ -85,9 +85,14 @@ async function stopAt(step: number, after: boolean): Promise<{ stop: AgentExit |
 }
 
 test('a stop before the commit of a move calls it off: the agent ends at its host and runs nowhere', async () => {
-  for (const step of [MigrationStep.DELEGATE, MigrationStep.CONFIRM]) {
-    const r = await stopAt(step, false);
-    assert.ok(isFerryError(r.moved) && r.moved.code === 'FERRY_ERR_ABORTED', `step ${step}: the move was called off: ${String(r.moved)}`);
+  for (const [step, graceful] of [
+    [MigrationStep.DELEGATE, false],
+    [MigrationStep.CONFIRM, false],
+    // A graceful stop freezes the agent again once the rolled-back move thawed it.
+    [MigrationStep.CONFIRM, true],
+  ] as const) {
+    const r = await stopAt(step, false, graceful);
+    assert.ok(isFerryError(r.moved) && r.moved.code === 'FERRY_ERR_ABORTED', `step ${step}${graceful ? ', graceful' : ''}: the move was called off: ${String(r.moved)}`);
     assert.ok(!isFerryError(r.stop) && (r.stop as AgentExit).reason === 'stopped', `step ${step}: the stop took effect: ${String(r.stop)}`);
     assert.deepEqual(r.where, [[], [], [], []], `step ${step}: it runs nowhere`);
     assert.equal(r.registered, undefined, `step ${step}: and is registered nowhere`);
