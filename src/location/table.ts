@@ -73,7 +73,6 @@ export interface LocationService {
   watch(agent: AgentId, newerThan: number, waitMs: number): Promise<LocationEntry | undefined>;
 }
 
-/** In-memory location table shared by the hosts of one process (the single-machine default). */
 /**
  * Whether `entry` names exactly what `current` holds (host, locator, epoch): a registration sent
  * again (its answer was lost, or the node that stored it died before answering). A directory
@@ -84,6 +83,7 @@ export function sameRegistration(entry: Pick<LocationEntry, 'hostId' | 'ip' | 'c
   return entry.epoch === current.epoch && entry.hostId === current.hostId && entry.ip === current.ip && entry.controlPort === current.controlPort && entry.redirectorPort === current.redirectorPort;
 }
 
+/** In-memory location table shared by the hosts of one process (the single-machine default). */
 export class MemoryLocationTable implements LocationService {
   private readonly entries = new Map<AgentId, LocationEntry>();
   private readonly watchers = new Map<AgentId, Set<(e: LocationEntry) => void>>();
