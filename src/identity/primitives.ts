@@ -56,8 +56,15 @@ export function x25519(own: KeyObject, peerRaw: Uint8Array): Buffer {
   } catch (cause) {
     throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', 'X25519 agreement failed', { cause });
   }
-  if (shared.every((b) => b === 0)) throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', 'X25519 shared secret is all zero (low-order key)');
+  if (allZero(shared)) throw new FerryError('FERRY_ERR_MALFORMED_DATAGRAM', 'X25519 shared secret is all zero (low-order key)');
   return shared;
+}
+
+/** Whether every byte of `b` is zero: ORs them all, with no early exit. */
+function allZero(b: Uint8Array): boolean {
+  let acc = 0;
+  for (let i = 0; i < b.length; i++) acc |= b[i]!;
+  return acc === 0;
 }
 
 /** HKDF-SHA256 (RFC 5869): extract with `salt`, expand with `info` to `length` bytes. */

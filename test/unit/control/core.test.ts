@@ -52,6 +52,29 @@ describe('addresses', () => {
     }
     throwsCode(() => formatAddress('1.2.3.4', 70000), 'FERRY_ERR_INVALID_ARGUMENT');
   });
+
+  it('parseAddress decides every string as its grammar does (the dotted form has a path without the expression)', () => {
+    // The grammar, as the one regular expression it was: `[ip]:port` or `ip:port`, 1-5 digits, at most 65535.
+    const grammar = (s: string): { ip: string; port: number } | undefined => {
+      const m = /^(?:\[([0-9A-Fa-f:.%\w-]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(s);
+      const ip = m?.[1] ?? m?.[2];
+      const port = Number(m?.[3]);
+      return !m || !ip || port > 0xffff ? undefined : { ip, port };
+    };
+    const random = seededRandom(7);
+    const chars = '0123456789.:[]a%- \t';
+    const cases = ['1.2.3.4:00080', '1.2.3.4:65536', '1.2.3.4:123456', '1.2.3.4:80:90', '...:1', '1.2.3.4: 80', '1.2.3.4:8\n'];
+    for (let i = 0; i < 20_000; i++) {
+      let s = '';
+      for (let n = Math.floor(random() * 14); n > 0; n--) s += chars[Math.floor(random() * chars.length)];
+      cases.push(s);
+    }
+    for (const s of cases) {
+      const want = grammar(s);
+      if (want) assert.deepEqual(parseAddress(s), want, JSON.stringify(s));
+      else throwsCode(() => parseAddress(s), 'FERRY_ERR_INVALID_ARGUMENT');
+    }
+  });
 });
 
 describe('ControlCore: requester', () => {
