@@ -64,10 +64,14 @@ describe('addresses', () => {
     const random = seededRandom(7);
     const chars = '0123456789.:[]a%- \t';
     const cases = ['1.2.3.4:00080', '1.2.3.4:65536', '1.2.3.4:123456', '1.2.3.4:80:90', '...:1', '1.2.3.4: 80', '1.2.3.4:8\n'];
-    for (let i = 0; i < 20_000; i++) {
+    const draw = (from: string, most: number): string => {
       let s = '';
-      for (let n = Math.floor(random() * 14); n > 0; n--) s += chars[Math.floor(random() * chars.length)];
-      cases.push(s);
+      for (let n = Math.floor(random() * (most + 1)); n > 0; n--) s += from[Math.floor(random() * from.length)];
+      return s;
+    };
+    for (let i = 0; i < 20_000; i++) {
+      // Half of them near the dotted form (digits and dots, a colon, up to 7 digits), half anything.
+      cases.push(i % 2 === 0 ? `${draw('0123456789.', 15)}:${draw('0123456789', 7)}` : draw(chars, 14));
     }
     for (const s of cases) {
       const want = grammar(s);
