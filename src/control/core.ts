@@ -68,6 +68,7 @@ export function parseAddress(s: string): { ip: string; port: number } {
  * control datagram's source is parsed); undefined for anything else, which the expression decides.
  */
 function dottedAddress(s: string): { ip: string; port: number } | undefined {
+  if (typeof s !== 'string') return undefined; // what the expression makes of it stays its answer
   const colon = s.indexOf(':');
   const digits = s.length - colon - 1;
   if (colon < 1 || digits < 1 || digits > 5) return undefined;
